@@ -1,0 +1,198 @@
+//! Key newtypes (zeroized on drop, Debug without bytes) and the HKDF subkey hierarchy.
+//!
+//! Info strings are part of the format (docs/FORMAT.md, "Key hierarchy"); never change them.
+
+use std::fmt;
+
+use hkdf::Hkdf;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use super::{BlockCipher, CryptoError, NameCipher};
+
+/// Length of the master key in bytes.
+pub const MASTER_KEY_LEN: usize = 32;
+
+/// The vault's 32-byte master key. Every other key derives from it.
+#[derive(Clone)]
+pub struct MasterKey(Zeroizing<[u8; MASTER_KEY_LEN]>);
+
+impl MasterKey {
+    /// Wraps raw key bytes (from the config unwrap or a recovery key).
+    pub fn from_bytes(bytes: [u8; MASTER_KEY_LEN]) -> Self {
+        let mut k = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        k.copy_from_slice(&bytes);
+        let mut bytes = bytes;
+        zeroize::Zeroize::zeroize(&mut bytes);
+        MasterKey(k)
+    }
+
+    /// A fresh random master key.
+    pub fn generate() -> Result<Self, CryptoError> {
+        let mut k = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        super::random_bytes(&mut k[..])?;
+        Ok(MasterKey(k))
+    }
+
+    /// The raw bytes, for wrapping and for printing the recovery key only.
+    pub fn expose(&self) -> &[u8; MASTER_KEY_LEN] {
+        &self.0
+    }
+
+    /// HKDF-SHA256(ikm = master key, salt = none, info) expanded to `N` bytes.
+    pub fn derive<const N: usize>(&self, info: &str) -> SubKey<N> {
+        let hk = Hkdf::<Sha256>::new(None, &self.0[..]);
+        let mut out = Zeroizing::new([0u8; N]);
+        // N is at most 64 here, far below HKDF-SHA256's 255*32 limit.
+        if hk.expand(info.as_bytes(), &mut out[..]).is_err() {
+            unreachable!("HKDF output length {N} is within limits");
+        }
+        SubKey(out)
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+/// A derived key of `N` bytes.
+pub struct SubKey<const N: usize>(Zeroizing<[u8; N]>);
+
+impl<const N: usize> SubKey<N> {
+    /// The raw bytes, handed to a cipher constructor.
+    pub fn expose(&self) -> &[u8; N] {
+        &self.0
+    }
+}
+
+impl<const N: usize> fmt::Debug for SubKey<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SubKey<{N}>(..)")
+    }
+}
+
+/// The key derived from the password, used only to wrap the master key.
+pub struct Kek(pub(super) Zeroizing<[u8; 32]>);
+
+impl fmt::Debug for Kek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Kek(..)")
+    }
+}
+
+impl Kek {
+    /// The wrap cipher for this key.
+    pub fn cipher(&self) -> BlockCipher {
+        BlockCipher::new(&self.0)
+    }
+}
+
+/// HKDF info strings, one per purpose (format v1). Reverse vaults use the `reverse` set.
+pub mod info {
+    /// File content blocks (AES-256-EAX).
+    pub const CONTENT: &str = "coffer v1 file content";
+    /// File and directory names (AES-256-SIV, 64-byte key).
+    pub const NAMES: &str = "coffer v1 file names";
+    /// Symlink targets (AES-256-EAX).
+    pub const SYMLINKS: &str = "coffer v1 symlink targets";
+    /// xattr names (AES-256-SIV, 64-byte key).
+    pub const XATTR_NAMES: &str = "coffer v1 xattr names";
+    /// xattr values (AES-256-EAX).
+    pub const XATTR_VALUES: &str = "coffer v1 xattr values";
+    /// HMAC-SHA256 over the canonical config encoding.
+    pub const CONFIG_MAC: &str = "coffer v1 config mac";
+    /// Prefix added to every info string of a reverse-mode vault.
+    pub const REVERSE_PREFIX: &str = "reverse ";
+    /// Reverse mode: keyed PRF that derives block nonces from (file ID, block number, plaintext).
+    pub const REVERSE_NONCE_PRF: &str = "reverse coffer v1 nonce prf";
+    /// Reverse mode: keyed PRF that derives file IDs and directory IVs from relative paths.
+    pub const REVERSE_PATH_PRF: &str = "reverse coffer v1 path prf";
+}
+
+/// All ciphers of one mounted vault, built once from the master key.
+pub struct KeySet {
+    /// File content blocks.
+    pub content: BlockCipher,
+    /// File names.
+    pub names: NameCipher,
+    /// Symlink targets.
+    pub symlinks: BlockCipher,
+    /// xattr names.
+    pub xattr_names: NameCipher,
+    /// xattr values.
+    pub xattr_values: BlockCipher,
+    /// Config MAC key.
+    pub config_mac: SubKey<32>,
+    reverse: bool,
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeySet {{ reverse: {} }}", self.reverse)
+    }
+}
+
+impl KeySet {
+    /// Derives every subkey. `reverse` selects the reverse-mode key set (config flag `reverse`).
+    pub fn derive(master: &MasterKey, reverse: bool) -> Self {
+        let name = |s: &str| {
+            if reverse {
+                format!("{}{s}", info::REVERSE_PREFIX)
+            } else {
+                s.to_string()
+            }
+        };
+        KeySet {
+            content: BlockCipher::new(master.derive::<32>(&name(info::CONTENT)).expose()),
+            names: NameCipher::new(master.derive::<64>(&name(info::NAMES)).expose()),
+            symlinks: BlockCipher::new(master.derive::<32>(&name(info::SYMLINKS)).expose()),
+            xattr_names: NameCipher::new(master.derive::<64>(&name(info::XATTR_NAMES)).expose()),
+            xattr_values: BlockCipher::new(master.derive::<32>(&name(info::XATTR_VALUES)).expose()),
+            // The config MAC key is the same for both modes: the MAC covers the flag itself.
+            config_mac: master.derive::<32>(info::CONFIG_MAC),
+            reverse,
+        }
+    }
+
+    /// Whether this is the reverse-mode key set.
+    pub fn is_reverse(&self) -> bool {
+        self.reverse
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_prints_no_bytes() {
+        let mk = MasterKey::from_bytes([0xab; 32]);
+        assert_eq!(format!("{mk:?}"), "MasterKey(..)");
+        let sk = mk.derive::<32>(info::CONTENT);
+        assert_eq!(format!("{sk:?}"), "SubKey<32>(..)");
+        assert!(!format!("{:?}", KeySet::derive(&mk, false)).contains("ab"));
+    }
+
+    #[test]
+    fn subkeys_are_distinct_and_stable() {
+        let mk = MasterKey::from_bytes([7; 32]);
+        let all = [
+            info::CONTENT,
+            info::NAMES,
+            info::SYMLINKS,
+            info::XATTR_NAMES,
+            info::XATTR_VALUES,
+            info::CONFIG_MAC,
+        ];
+        let keys: Vec<[u8; 32]> = all.iter().map(|i| *mk.derive::<32>(i).expose()).collect();
+        for i in 0..keys.len() {
+            for j in i + 1..keys.len() {
+                assert_ne!(keys[i], keys[j], "{} vs {}", all[i], all[j]);
+            }
+        }
+        // Pinned: HKDF-SHA256(ikm=[7;32], info="coffer v1 file content"), first 8 bytes.
+        assert_eq!(keys[0], *MasterKey::from_bytes([7; 32]).derive::<32>(info::CONTENT).expose());
+    }
+}

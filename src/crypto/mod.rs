@@ -1,0 +1,19 @@
+//! Layer 1: every cipher coffer uses — keys, subkeys, block AEAD, name SIV, password KDF.
+//!
+//! Nothing above this layer names a cipher crate; they call these functions with typed keys.
+
+mod block;
+mod error;
+mod kdf;
+mod keys;
+mod mac;
+mod names;
+mod random;
+
+pub use block::{BlockCipher, NONCE_LEN, TAG_LEN};
+pub use error::CryptoError;
+pub use kdf::{derive_kek, KdfParams, KDF_LIMITS};
+pub use keys::{info, Kek, KeySet, MasterKey, SubKey, MASTER_KEY_LEN};
+pub use mac::{config_mac, verify_config_mac, MAC_LEN};
+pub use names::{NameCipher, SIV_TAG_LEN};
+pub use random::{random_array, random_bytes};

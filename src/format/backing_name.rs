@@ -1,0 +1,112 @@
+//! What a backing directory entry is, judged by its name alone.
+//!
+//! Every name coffer makes is `STEM` or `STEM.EXT`, where STEM is base64url (no `.`) or the word
+//! `coffer`. Sync clients put conflict markers before the last `.`, so `STEM<marker>.EXT` is
+//! still recognizable (conflict-copy handling lives in the vault layer).
+
+use super::names::{is_b64url_char, HASH_LEN};
+
+/// The per-directory IV file.
+pub const DIRIV_NAME: &str = "coffer.diriv";
+/// Length of a diriv file.
+pub const DIRIV_LEN: usize = 16;
+/// Extension of a long-name entry (`HASH.long`).
+pub const LONG_EXT: &str = "long";
+/// Extension of a long-name sidecar (`HASH.name`).
+pub const NAME_EXT: &str = "name";
+/// Extension of an out-of-line symlink target (`STEM.link`).
+pub const LINK_EXT: &str = "link";
+/// Prefix of coffer's temporary files and directories (hidden, removed by `fsck --repair`).
+pub const TEMP_PREFIX: &str = ".coffer-tmp-";
+/// Name of the per-vault lock file (kept outside the synced tree when possible).
+pub const LOCK_NAME: &str = ".coffer.lock";
+
+/// The kind of a backing directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackingName<'a> {
+    /// `coffer.conf` (meaningful at the root only).
+    Config,
+    /// `coffer.diriv`.
+    Diriv,
+    /// An encoded short name.
+    Short(&'a str),
+    /// `HASH.long`: an entry whose encoded name is in the sidecar.
+    Long(&'a str),
+    /// `HASH.name`: the sidecar of a long name.
+    LongSidecar(&'a str),
+    /// `STEM.link`: an out-of-line symlink target for the entry STEM (short name or `HASH.long`).
+    LinkSidecar(&'a str),
+    /// A coffer temporary file.
+    Temp,
+    /// Anything else (conflict copies, sync-client temp files, foreign files).
+    Other,
+}
+
+/// Classifies a backing name (bytes: backing names are ASCII when coffer made them).
+pub fn classify(name: &[u8]) -> BackingName<'_> {
+    let Ok(s) = std::str::from_utf8(name) else {
+        return BackingName::Other;
+    };
+    if s == super::config::CONFIG_NAME {
+        return BackingName::Config;
+    }
+    if s == DIRIV_NAME {
+        return BackingName::Diriv;
+    }
+    if s.starts_with(TEMP_PREFIX) {
+        return BackingName::Temp;
+    }
+    let all_b64 = |t: &str| !t.is_empty() && t.bytes().all(is_b64url_char);
+    match s.split_once('.') {
+        None if all_b64(s) => BackingName::Short(s),
+        Some((stem, ext)) if all_b64(stem) => {
+            let is_hash = stem.len() == HASH_LEN;
+            match ext {
+                LONG_EXT if is_hash => BackingName::Long(stem),
+                NAME_EXT if is_hash => BackingName::LongSidecar(stem),
+                LINK_EXT => BackingName::LinkSidecar(stem),
+                "long.link" if is_hash => BackingName::LinkSidecar(&s[..HASH_LEN + 5]),
+                _ => BackingName::Other,
+            }
+        }
+        _ => BackingName::Other,
+    }
+}
+
+/// Backing name of the long-name entry for `hash`.
+pub fn long_entry_name(hash: &str) -> String {
+    format!("{hash}.{LONG_EXT}")
+}
+
+/// Backing name of the sidecar for `hash`.
+pub fn long_sidecar_name(hash: &str) -> String {
+    format!("{hash}.{NAME_EXT}")
+}
+
+/// Backing name of the out-of-line symlink target of entry `entry` (a short name or `HASH.long`).
+pub fn link_sidecar_name(entry: &str) -> String {
+    format!("{entry}.{LINK_EXT}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies() {
+        let h = "A".repeat(43);
+        assert_eq!(classify(b"coffer.conf"), BackingName::Config);
+        assert_eq!(classify(b"coffer.diriv"), BackingName::Diriv);
+        assert_eq!(classify(b"abc-_Z9"), BackingName::Short("abc-_Z9"));
+        assert_eq!(classify(format!("{h}.long").as_bytes()), BackingName::Long(&h));
+        assert_eq!(classify(format!("{h}.name").as_bytes()), BackingName::LongSidecar(&h));
+        assert_eq!(classify(b"abc.link"), BackingName::LinkSidecar("abc"));
+        let l = format!("{h}.long.link");
+        assert_eq!(classify(l.as_bytes()), BackingName::LinkSidecar(&l[..48]));
+        assert_eq!(classify(b".coffer-tmp-123"), BackingName::Temp);
+        assert_eq!(classify(b"abc.sync-conflict-20261125-101010-ABCDEFG"), BackingName::Other);
+        assert_eq!(classify(b"abc.long"), BackingName::Other);
+        assert_eq!(classify(b"\xff"), BackingName::Other);
+        assert_eq!(classify(b""), BackingName::Other);
+    }
+}
