@@ -1,0 +1,415 @@
+//! The one place coffer makes syscalls on CIPHERDIR: `*at` calls relative to directory fds,
+//! always with O_NOFOLLOW / AT_SYMLINK_NOFOLLOW, so a symlink planted in CIPHERDIR can never
+//! make coffer touch a file outside it.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Converts a name to a C string; a NUL inside is EINVAL.
+fn cstr(name: &[u8]) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_size(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Refuses names that would escape the directory (`..`, `/`) before any syscall sees them.
+fn single_component(name: &[u8]) -> io::Result<CString> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    cstr(name)
+}
+
+/// One raw entry of a backing directory.
+#[derive(Debug, Clone)]
+pub struct RawEntry {
+    /// Backing name.
+    pub name: Vec<u8>,
+    /// Backing inode number.
+    pub ino: u64,
+    /// `d_type` (DT_REG, DT_DIR, DT_LNK, ..., DT_UNKNOWN).
+    pub d_type: u8,
+}
+
+/// A time for [`DirFd::utimens`].
+#[derive(Debug, Clone, Copy)]
+pub enum TimeSpec {
+    /// Leave unchanged (UTIME_OMIT).
+    Omit,
+    /// Current time (UTIME_NOW).
+    Now,
+    /// Seconds and nanoseconds since the epoch.
+    At(i64, i64),
+}
+
+impl TimeSpec {
+    fn to_libc(self) -> libc::timespec {
+        match self {
+            TimeSpec::Omit => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+            TimeSpec::Now => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
+            TimeSpec::At(s, ns) => libc::timespec { tv_sec: s as libc::time_t, tv_nsec: ns as _ },
+        }
+    }
+}
+
+/// An open backing directory.
+#[derive(Debug)]
+pub struct DirFd(OwnedFd);
+
+impl AsRawFd for DirFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl DirFd {
+    /// Opens a directory by path (used for CIPHERDIR itself).
+    pub fn open_path(path: &Path) -> io::Result<DirFd> {
+        let c = cstr(path.as_os_str().as_bytes())?;
+        // SAFETY: c is a valid NUL-terminated string; the returned fd is owned below.
+        let fd = check(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
+        // SAFETY: fd was just returned by open and is owned by nobody else.
+        Ok(DirFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Duplicates the descriptor.
+    pub fn try_clone(&self) -> io::Result<DirFd> {
+        Ok(DirFd(self.0.try_clone()?))
+    }
+
+    /// Opens a subdirectory without following symlinks.
+    pub fn open_dir(&self, name: &[u8]) -> io::Result<DirFd> {
+        let c = single_component(name)?;
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: valid dirfd and C string.
+        let fd = check(unsafe { libc::openat(self.as_raw_fd(), c.as_ptr(), flags) })?;
+        // SAFETY: fd is fresh and owned here.
+        Ok(DirFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Opens (or with `create_mode`, creates exclusively) a regular file; never follows symlinks,
+    /// never passes O_APPEND or O_TRUNC.
+    pub fn open_file(&self, name: &[u8], write: bool, create_mode: Option<u32>) -> io::Result<File> {
+        let c = single_component(name)?;
+        let mut flags = libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        flags |= if write { libc::O_RDWR } else { libc::O_RDONLY };
+        let mode = match create_mode {
+            Some(m) => {
+                flags |= libc::O_CREAT | libc::O_EXCL;
+                m
+            }
+            None => 0,
+        };
+        // SAFETY: valid dirfd and C string.
+        let fd = check(unsafe { libc::openat(self.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) })?;
+        // SAFETY: fd is fresh and owned here.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// `fstatat(AT_SYMLINK_NOFOLLOW)`.
+    pub fn stat(&self, name: &[u8]) -> io::Result<libc::stat> {
+        let c = single_component(name)?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+        // SAFETY: st is a valid out pointer.
+        check(unsafe { libc::fstatat(self.as_raw_fd(), c.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) })?;
+        // SAFETY: fstatat succeeded and filled st.
+        Ok(unsafe { st.assume_init() })
+    }
+
+    /// `fstat` of the directory itself.
+    pub fn fstat(&self) -> io::Result<libc::stat> {
+        fstat(self.as_raw_fd())
+    }
+
+    /// `mkdirat`.
+    pub fn mkdir(&self, name: &[u8], mode: u32) -> io::Result<()> {
+        let c = single_component(name)?;
+        // SAFETY: valid dirfd and C string.
+        check(unsafe { libc::mkdirat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) }).map(drop)
+    }
+
+    /// `unlinkat` of a non-directory.
+    pub fn unlink(&self, name: &[u8]) -> io::Result<()> {
+        let c = single_component(name)?;
+        // SAFETY: valid dirfd and C string.
+        check(unsafe { libc::unlinkat(self.as_raw_fd(), c.as_ptr(), 0) }).map(drop)
+    }
+
+    /// `unlinkat(AT_REMOVEDIR)`.
+    pub fn rmdir(&self, name: &[u8]) -> io::Result<()> {
+        let c = single_component(name)?;
+        // SAFETY: valid dirfd and C string.
+        check(unsafe { libc::unlinkat(self.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) }).map(drop)
+    }
+
+    /// `renameat2` with RENAME_NOREPLACE / RENAME_EXCHANGE flags passed through.
+    pub fn rename(&self, old: &[u8], new_dir: &DirFd, new: &[u8], flags: u32) -> io::Result<()> {
+        let o = single_component(old)?;
+        let n = single_component(new)?;
+        // SAFETY: valid dirfds and C strings.
+        check(unsafe {
+            libc::renameat2(self.as_raw_fd(), o.as_ptr(), new_dir.as_raw_fd(), n.as_ptr(), flags as libc::c_uint)
+        })
+        .map(drop)
+    }
+
+    /// `symlinkat`.
+    pub fn symlink(&self, target: &[u8], name: &[u8]) -> io::Result<()> {
+        let t = cstr(target)?;
+        let c = single_component(name)?;
+        // SAFETY: valid dirfd and C strings.
+        check(unsafe { libc::symlinkat(t.as_ptr(), self.as_raw_fd(), c.as_ptr()) }).map(drop)
+    }
+
+    /// `readlinkat`.
+    pub fn readlink(&self, name: &[u8]) -> io::Result<Vec<u8>> {
+        let c = single_component(name)?;
+        let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+        // SAFETY: buf is writable for its length.
+        let n = check_size(unsafe {
+            libc::readlinkat(self.as_raw_fd(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        })?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// `linkat` (no symlink following).
+    pub fn link(&self, old: &[u8], new_dir: &DirFd, new: &[u8]) -> io::Result<()> {
+        let o = single_component(old)?;
+        let n = single_component(new)?;
+        // SAFETY: valid dirfds and C strings.
+        check(unsafe { libc::linkat(self.as_raw_fd(), o.as_ptr(), new_dir.as_raw_fd(), n.as_ptr(), 0) }).map(drop)
+    }
+
+    /// `mknodat`.
+    pub fn mknod(&self, name: &[u8], mode: u32, rdev: u64) -> io::Result<()> {
+        let c = single_component(name)?;
+        // SAFETY: valid dirfd and C string.
+        check(unsafe { libc::mknodat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) })
+            .map(drop)
+    }
+
+    /// `fchmodat` (Linux cannot chmod a symlink; callers skip symlinks).
+    pub fn chmod(&self, name: &[u8], mode: u32) -> io::Result<()> {
+        let c = single_component(name)?;
+        // SAFETY: valid dirfd and C string.
+        check(unsafe { libc::fchmodat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, 0) }).map(drop)
+    }
+
+    /// `fchownat(AT_SYMLINK_NOFOLLOW)`; `u32::MAX` leaves an id unchanged.
+    pub fn chown(&self, name: &[u8], uid: u32, gid: u32) -> io::Result<()> {
+        let c = single_component(name)?;
+        // SAFETY: valid dirfd and C string.
+        check(unsafe { libc::fchownat(self.as_raw_fd(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
+    }
+
+    /// `utimensat(AT_SYMLINK_NOFOLLOW)`.
+    pub fn utimens(&self, name: &[u8], atime: TimeSpec, mtime: TimeSpec) -> io::Result<()> {
+        let c = single_component(name)?;
+        let times = [atime.to_libc(), mtime.to_libc()];
+        // SAFETY: valid dirfd, C string and a 2-element array.
+        check(unsafe { libc::utimensat(self.as_raw_fd(), c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+            .map(drop)
+    }
+
+    /// `fsync` of the directory.
+    pub fn fsync(&self) -> io::Result<()> {
+        // SAFETY: valid fd.
+        check(unsafe { libc::fsync(self.as_raw_fd()) }).map(drop)
+    }
+
+    /// All entries except `.` and `..`.
+    pub fn list(&self) -> io::Result<Vec<RawEntry>> {
+        // fdopendir takes ownership of its fd: give it a duplicate opened fresh at offset 0.
+        let dot = cstr(b".")?;
+        // SAFETY: valid dirfd and C string.
+        let fd = check(unsafe {
+            libc::openat(self.as_raw_fd(), dot.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        })?;
+        // SAFETY: fd is a fresh directory fd; on success the DIR owns it.
+        let dir = unsafe { libc::fdopendir(fd) };
+        if dir.is_null() {
+            let e = io::Error::last_os_error();
+            // SAFETY: fdopendir failed, so fd is still ours to close.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+        let mut out = Vec::new();
+        let result = loop {
+            // readdir returns NULL at the end and on error; errno tells them apart.
+            // SAFETY: errno location is thread-local and valid.
+            unsafe { *libc::__errno_location() = 0 };
+            // SAFETY: dir is a valid DIR*.
+            let ent = unsafe { libc::readdir64(dir) };
+            if ent.is_null() {
+                // SAFETY: as above.
+                let errno = unsafe { *libc::__errno_location() };
+                break if errno == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(errno)) };
+            }
+            // SAFETY: ent points to a valid dirent64 until the next readdir call.
+            let (name, ino, d_type) = unsafe {
+                let e = &*ent;
+                (std::ffi::CStr::from_ptr(e.d_name.as_ptr()).to_bytes().to_vec(), e.d_ino, e.d_type)
+            };
+            if name == b"." || name == b".." {
+                continue;
+            }
+            out.push(RawEntry { name, ino, d_type });
+        };
+        // SAFETY: dir is valid and closed exactly once.
+        unsafe { libc::closedir(dir) };
+        result.map(|()| out)
+    }
+
+    /// Reads a small file fully, refusing more than `max` bytes.
+    pub fn read_small(&self, name: &[u8], max: usize) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let f = self.open_file(name, false, None)?;
+        let mut buf = Vec::new();
+        f.take(max as u64 + 1).read_to_end(&mut buf)?;
+        if buf.len() > max {
+            return Err(io::Error::from_raw_os_error(libc::EFBIG));
+        }
+        Ok(buf)
+    }
+
+    /// Writes `data` to `name` atomically: temp file, fsync, rename over, fsync directory.
+    pub fn write_atomic(&self, name: &[u8], data: &[u8], mode: u32) -> io::Result<()> {
+        use std::io::Write;
+        let tmp = temp_name()?;
+        let result = (|| {
+            let mut f = self.open_file(&tmp, true, Some(mode))?;
+            f.write_all(data)?;
+            // The umask may have narrowed the mode; set it exactly.
+            f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+            f.sync_all()?;
+            self.rename(&tmp, self, name, 0)?;
+            self.fsync()
+        })();
+        if result.is_err() {
+            let _ = self.unlink(&tmp);
+        }
+        result
+    }
+
+    /// Creates `name` with `data` exclusively (fails with EEXIST), fsynced.
+    pub fn write_new(&self, name: &[u8], data: &[u8], mode: u32) -> io::Result<()> {
+        use std::io::Write;
+        let mut f = self.open_file(name, true, Some(mode))?;
+        let r = f.write_all(data).and_then(|()| f.sync_all());
+        if r.is_err() {
+            drop(f);
+            let _ = self.unlink(name);
+        }
+        r
+    }
+}
+
+/// A fresh hidden temporary name (`.coffer-tmp-` + 16 hex digits).
+pub fn temp_name() -> io::Result<Vec<u8>> {
+    let r: [u8; 8] = crate::crypto::random_array().map_err(|e| io::Error::other(e.to_string()))?;
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{}{hex}", crate::format::backing_name::TEMP_PREFIX).into_bytes())
+}
+
+/// `fstat` of any fd.
+pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: st is a valid out pointer.
+    check(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `fgetxattr`; None when the attribute does not exist.
+pub fn fgetxattr(fd: RawFd, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let c = cstr(name)?;
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: buf is writable for its length.
+    let n = unsafe { libc::fgetxattr(fd, c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENODATA) { Ok(None) } else { Err(e) };
+    }
+    buf.truncate(n as usize);
+    Ok(Some(buf))
+}
+
+/// `fsetxattr` with XATTR_CREATE / XATTR_REPLACE flags passed through.
+pub fn fsetxattr(fd: RawFd, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: value is readable for its length.
+    check(unsafe { libc::fsetxattr(fd, c.as_ptr(), value.as_ptr().cast(), value.len(), flags) }).map(drop)
+}
+
+/// `fremovexattr`.
+pub fn fremovexattr(fd: RawFd, name: &[u8]) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid fd and C string.
+    check(unsafe { libc::fremovexattr(fd, c.as_ptr()) }).map(drop)
+}
+
+/// `flistxattr`: every attribute name.
+pub fn flistxattr(fd: RawFd) -> io::Result<Vec<Vec<u8>>> {
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: buf is writable for its length.
+    let n = check_size(unsafe { libc::flistxattr(fd, buf.as_mut_ptr().cast(), buf.len()) })?;
+    buf.truncate(n);
+    Ok(buf.split(|&b| b == 0).filter(|s| !s.is_empty()).map(<[u8]>::to_vec).collect())
+}
+
+/// Whether a path's final component is a plain name (helper for CLI path handling).
+pub fn is_plain_component(name: &OsStr) -> bool {
+    single_component(name.as_bytes()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_escaping_names_and_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = DirFd::open_path(tmp.path()).unwrap();
+        assert!(d.open_dir(b"..").is_err());
+        assert!(d.open_file(b"a/b", false, None).is_err());
+        std::os::unix::fs::symlink("/etc", tmp.path().join("evil")).unwrap();
+        let e = d.open_dir(b"evil").unwrap_err();
+        assert!(matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)), "{e}");
+        assert!(d.open_file(b"evil", false, None).is_err());
+        std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("evilf")).unwrap();
+        assert_eq!(d.open_file(b"evilf", false, None).unwrap_err().raw_os_error(), Some(libc::ELOOP));
+    }
+
+    #[test]
+    fn atomic_write_and_list() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = DirFd::open_path(tmp.path()).unwrap();
+        d.write_atomic(b"conf", b"hello", 0o600).unwrap();
+        d.write_atomic(b"conf", b"world", 0o600).unwrap();
+        assert_eq!(d.read_small(b"conf", 100).unwrap(), b"world");
+        let st = d.stat(b"conf").unwrap();
+        assert_eq!(st.st_mode & 0o777, 0o600);
+        let names: Vec<_> = d.list().unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, vec![b"conf".to_vec()]);
+        assert!(d.read_small(b"conf", 3).is_err());
+    }
+}

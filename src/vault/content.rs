@@ -1,0 +1,437 @@
+//! Encrypted file contents: random-access read, write and truncate over one backing file.
+//!
+//! Callers serialize `write_at` / `set_len` per backing inode (the FUSE layer holds a per-inode
+//! lock); reads may run concurrently with each other.
+//!
+//! Rules (docs/FORMAT.md, "File contents"):
+//! - the last block is sealed with final = 1 and is never a hole, so truncation at a block
+//!   boundary is detected;
+//! - earlier blocks are sealed with final = 0; final = 1 is tolerated there (left by a crash
+//!   between writing new blocks and resealing the old last block);
+//! - an all-zero backing block before the last block is a hole and reads as zeros;
+//! - growing a file seals at most two blocks besides the data written (old last, new last).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::crypto::{self, KeySet, NONCE_LEN, TAG_LEN};
+use crate::format::header::{FileHeader, HEADER_LEN};
+use crate::format::offsets::{
+    self, block_aad, block_count, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, MAX_PLAIN_SIZE, PLAIN_BLOCK,
+};
+
+use super::error::{IoContext, Result, VaultError};
+
+/// Which value of the final flag a block may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FinalRule {
+    /// The last block: final = 1, no hole.
+    Last,
+    /// Any earlier block: final = 0 (or 1 after a crash), hole allowed.
+    Middle,
+    /// The file's tail is torn: accept either flag.
+    Either,
+}
+
+/// The sizes of a backing file, read from fstat.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    plain: u64,
+    /// The backing file ends in a torn partial block (crash mid-append).
+    torn: bool,
+    /// The backing file has no header yet.
+    empty: bool,
+}
+
+/// One open encrypted file.
+#[derive(Debug)]
+pub struct CryptFile {
+    file: File,
+    keys: Arc<KeySet>,
+    rel: PathBuf,
+}
+
+impl CryptFile {
+    /// Wraps an open backing file. `rel` is its backing path, for error messages.
+    pub fn new(file: File, keys: Arc<KeySet>, rel: PathBuf) -> Self {
+        CryptFile { file, keys, rel }
+    }
+
+    /// The backing file.
+    pub fn backing(&self) -> &File {
+        &self.file
+    }
+
+    /// The backing path (relative to CIPHERDIR) used in messages.
+    pub fn rel(&self) -> &std::path::Path {
+        &self.rel
+    }
+
+    /// Replaces the path used in messages (after a rename).
+    pub fn set_rel(&mut self, rel: PathBuf) {
+        self.rel = rel;
+    }
+
+    fn corrupt(&self, block: Option<u64>, what: impl Into<String>) -> VaultError {
+        VaultError::corrupt(self.rel.clone(), block, what)
+    }
+
+    fn sizes(&self) -> Result<Sizes> {
+        let len = self.file.metadata().at(&self.rel)?.len();
+        Ok(sizes_of(len))
+    }
+
+    /// Before a write: drop a torn tail (it cannot be read anyway) so new blocks land on a clean
+    /// block boundary. Returns the sizes after the cut.
+    fn cut_torn_tail(&self) -> Result<Sizes> {
+        let sizes = self.sizes()?;
+        if !sizes.torn {
+            return Ok(sizes);
+        }
+        log::warn!("{}: dropping a torn partial block at the end before writing", self.rel.display());
+        if sizes.plain == 0 {
+            let keep = if self.header().is_ok() { HEADER_LEN as u64 } else { 0 };
+            self.file.set_len(keep).at(&self.rel)?;
+            return self.sizes();
+        }
+        // The block before the torn one becomes the last block: reseal it as final.
+        let id = self.require_header()?.file_id;
+        let last = block_of(sizes.plain - 1);
+        let plain = self.read_blocks(&id, last, last, &sizes)?;
+        let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
+        self.seal_block(&id, last, true, &plain, &mut sealed)?;
+        self.file.set_len(offsets::cipher_size(sizes.plain)).at(&self.rel)?;
+        self.file.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
+        self.sizes()
+    }
+
+    /// Plaintext size, derived from the backing size (a torn tail is left out).
+    pub fn plain_len(&self) -> Result<u64> {
+        Ok(self.sizes()?.plain)
+    }
+
+    /// Reads the header; `None` for a headerless (empty) file.
+    pub fn header(&self) -> Result<Option<FileHeader>> {
+        let mut buf = [0u8; HEADER_LEN];
+        let n = read_full_at(&self.file, &mut buf, 0).at(&self.rel)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        FileHeader::decode(&buf[..n]).map(Some).map_err(|e| self.corrupt(None, e.to_string()))
+    }
+
+    fn require_header(&self) -> Result<FileHeader> {
+        self.header()?.ok_or_else(|| self.corrupt(None, "missing file header"))
+    }
+
+    /// The header, written now with a fresh random file ID if the file has none.
+    pub fn ensure_header(&self) -> Result<FileHeader> {
+        if let Some(h) = self.header()? {
+            return Ok(h);
+        }
+        let h = FileHeader { file_id: crypto::random_array()? };
+        self.file.write_all_at(&h.encode(), 0).at(&self.rel)?;
+        Ok(h)
+    }
+
+    fn rule(b: BlockNo, sizes: &Sizes) -> FinalRule {
+        let last = block_count(sizes.plain).saturating_sub(1);
+        if sizes.torn {
+            FinalRule::Either
+        } else if b.0 == last {
+            FinalRule::Last
+        } else {
+            FinalRule::Middle
+        }
+    }
+
+    /// Opens one sealed block into `out` (whose length is the block's plaintext length).
+    fn open_block(&self, id: &[u8; 16], b: BlockNo, rule: FinalRule, sealed: &[u8], out: &mut [u8]) -> Result<()> {
+        if sealed.len() != out.len() + NONCE_LEN + TAG_LEN {
+            return Err(self.corrupt(Some(b.0), "short block"));
+        }
+        if rule != FinalRule::Last && sealed.len() as u64 == CIPHER_BLOCK && sealed.iter().all(|&x| x == 0) {
+            out.fill(0);
+            return Ok(());
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (ct, tag) = rest.split_at(out.len());
+        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| self.corrupt(Some(b.0), "nonce"))?;
+        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| self.corrupt(Some(b.0), "tag"))?;
+        let cipher = &self.keys.content;
+        let try_flag = |is_final: bool, out: &mut [u8]| {
+            out.copy_from_slice(ct);
+            cipher.open(nonce, &block_aad(id, b, is_final), out, tag).is_ok()
+        };
+        let ok = match rule {
+            FinalRule::Last => try_flag(true, out),
+            FinalRule::Middle | FinalRule::Either => try_flag(false, out) || try_flag(true, out),
+        };
+        if ok {
+            Ok(())
+        } else {
+            out.fill(0);
+            let what = if rule == FinalRule::Last && try_flag(false, out) {
+                out.fill(0);
+                "last block is not sealed as final: file truncated at a block boundary"
+            } else {
+                "block authentication failed"
+            };
+            Err(self.corrupt(Some(b.0), what))
+        }
+    }
+
+    /// Appends `nonce | ciphertext | tag` of block `b` to `out`.
+    fn seal_block(&self, id: &[u8; 16], b: BlockNo, is_final: bool, plain: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
+        let start = out.len();
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let tag = self.keys.content.seal(&nonce, &block_aad(id, b, is_final), &mut out[start + NONCE_LEN..]);
+        out.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Reads and opens blocks `first..=last` of a file with `sizes`, returning their plaintext.
+    fn read_blocks(&self, id: &[u8; 16], first: BlockNo, last: BlockNo, sizes: &Sizes) -> Result<Vec<u8>> {
+        let start = first.cipher_off();
+        let plain_end = (last.0 + 1).saturating_mul(PLAIN_BLOCK).min(sizes.plain);
+        let cipher_end = offsets::cipher_size(plain_end);
+        let mut sealed = vec![0u8; (cipher_end - start) as usize];
+        let n = read_full_at(&self.file, &mut sealed, start).at(&self.rel)?;
+        if n < sealed.len() {
+            return Err(self.corrupt(Some(block_of(first.plain_off() + (n as u64 / CIPHER_BLOCK) * PLAIN_BLOCK).0), "file shrank during read"));
+        }
+        let mut plain = vec![0u8; (plain_end - first.plain_off()) as usize];
+        let mut c_pos = 0usize;
+        let mut p_pos = 0usize;
+        for b in first.0..=last.0 {
+            let b = BlockNo(b);
+            let len = block_plain_len(b, sizes.plain) as usize;
+            let clen = len + NONCE_LEN + TAG_LEN;
+            self.open_block(id, b, Self::rule(b, sizes), &sealed[c_pos..c_pos + clen], &mut plain[p_pos..p_pos + len])?;
+            c_pos += clen;
+            p_pos += len;
+        }
+        Ok(plain)
+    }
+
+    /// Reads up to `buf.len()` plaintext bytes at `off`; returns the count (0 at or past EOF).
+    pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        let sizes = self.sizes()?;
+        if buf.is_empty() || off >= sizes.plain {
+            return Ok(0);
+        }
+        let end = (off + buf.len() as u64).min(sizes.plain);
+        let id = self.require_header()?.file_id;
+        let first = block_of(off);
+        let last = block_of(end - 1);
+        let plain = self.read_blocks(&id, first, last, &sizes)?;
+        let skip = (off - first.plain_off()) as usize;
+        let n = (end - off) as usize;
+        buf[..n].copy_from_slice(&plain[skip..skip + n]);
+        Ok(n)
+    }
+
+    /// The current plaintext of block `b` (zeros past the old end), padded or cut to `len` bytes.
+    fn block_plain(&self, id: &[u8; 16], b: BlockNo, sizes: &Sizes, len: usize) -> Result<Vec<u8>> {
+        let mut p = if b.0 < block_count(sizes.plain) { self.read_blocks(id, b, b, sizes)? } else { Vec::new() };
+        p.resize(len, 0);
+        Ok(p)
+    }
+
+    /// Writes `data` at plaintext offset `off`, growing the file (with holes) as needed.
+    pub fn write_at(&self, data: &[u8], off: u64) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= MAX_PLAIN_SIZE)
+            .ok_or_else(|| VaultError::errno_at(&self.rel, libc::EFBIG))?;
+        let sizes = self.cut_torn_tail()?;
+        let id = self.ensure_header()?.file_id;
+        let new_size = end.max(sizes.plain);
+        let new_last = block_of(new_size - 1);
+        let first = block_of(off);
+        let last = block_of(end - 1);
+
+        let mut sealed = Vec::with_capacity(((last.0 - first.0 + 1) * CIPHER_BLOCK) as usize);
+        let mut scratch = Vec::with_capacity(PLAIN_BLOCK as usize);
+        for b in first.0..=last.0 {
+            let b = BlockNo(b);
+            let len = block_plain_len(b, new_size) as usize;
+            let b_start = b.plain_off();
+            let lo = off.max(b_start);
+            let hi = end.min(b_start + len as u64);
+            let covered = lo == b_start && hi == b_start + len as u64;
+            let src = &data[(lo - off) as usize..(hi - off) as usize];
+            if covered {
+                self.seal_block(&id, b, b == new_last, src, &mut sealed)?;
+            } else {
+                scratch = self.block_plain(&id, b, &sizes, len)?;
+                scratch[(lo - b_start) as usize..(hi - b_start) as usize].copy_from_slice(src);
+                self.seal_block(&id, b, b == new_last, &scratch, &mut sealed)?;
+            }
+        }
+        drop(scratch);
+        // New blocks first, then reseal the old last block: a crash in between leaves an old
+        // block sealed final = 1 in the middle, which reads accept.
+        self.file.write_all_at(&sealed, first.cipher_off()).at(&self.rel)?;
+        self.reseal_old_last(&id, &sizes, new_size, first)?;
+        Ok(())
+    }
+
+    /// When a file grows past its old last block (and that block is not rewritten anyway),
+    /// reseal it padded to a full block with final = 0.
+    fn reseal_old_last(&self, id: &[u8; 16], sizes: &Sizes, new_size: u64, first_written: BlockNo) -> Result<()> {
+        if sizes.plain == 0 || new_size <= sizes.plain {
+            return Ok(());
+        }
+        let old_last = block_of(sizes.plain - 1);
+        if old_last >= first_written {
+            return Ok(());
+        }
+        let plain = self.block_plain(id, old_last, sizes, PLAIN_BLOCK as usize)?;
+        let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
+        self.seal_block(id, old_last, false, &plain, &mut sealed)?;
+        self.file.write_all_at(&sealed, old_last.cipher_off()).at(&self.rel)
+    }
+
+    /// Truncates or extends to `new_size` plaintext bytes. Growth leaves holes and seals at most
+    /// two blocks; truncation to 0 drops the header (a new file ID comes with the next write).
+    pub fn set_len(&self, new_size: u64) -> Result<()> {
+        if new_size > MAX_PLAIN_SIZE {
+            return Err(VaultError::errno_at(&self.rel, libc::EFBIG));
+        }
+        let sizes = self.cut_torn_tail()?;
+        if new_size == sizes.plain {
+            return Ok(());
+        }
+        if new_size == 0 {
+            return self.file.set_len(0).at(&self.rel);
+        }
+        let id = self.ensure_header()?.file_id;
+        let new_last = block_of(new_size - 1);
+        let len = block_plain_len(new_last, new_size) as usize;
+        if new_size < sizes.plain {
+            let plain = self.block_plain(&id, new_last, &sizes, len)?;
+            let mut sealed = Vec::with_capacity(len + 32);
+            self.seal_block(&id, new_last, true, &plain, &mut sealed)?;
+            self.file.set_len(offsets::cipher_size(new_size)).at(&self.rel)?;
+            return self.file.write_all_at(&sealed, new_last.cipher_off()).at(&self.rel);
+        }
+        // Growth: the new last block holds old bytes (if it was the old last block) or zeros.
+        let plain = self.block_plain(&id, new_last, &sizes, len)?;
+        let mut sealed = Vec::with_capacity(len + 32);
+        self.seal_block(&id, new_last, true, &plain, &mut sealed)?;
+        self.file.write_all_at(&sealed, new_last.cipher_off()).at(&self.rel)?;
+        self.reseal_old_last(&id, &sizes, new_size, new_last)
+    }
+
+    /// `SEEK_DATA` (`data = true`) or `SEEK_HOLE` from plaintext offset `off`, at block
+    /// granularity, mapped through the backing file's own answer. None = ENXIO.
+    pub fn seek_data_hole(&self, off: u64, data: bool) -> Result<Option<u64>> {
+        use std::os::fd::AsRawFd;
+        let sizes = self.sizes()?;
+        if off >= sizes.plain {
+            return Ok(None);
+        }
+        let whence = if data { libc::SEEK_DATA } else { libc::SEEK_HOLE };
+        let mut b = block_of(off);
+        let last = block_of(sizes.plain - 1);
+        // Walk block by block using the backing answer to skip ahead.
+        while b <= last {
+            let c_off = b.cipher_off();
+            // SAFETY: valid fd; lseek has no memory effects.
+            let r = unsafe { libc::lseek(self.file.as_raw_fd(), c_off as libc::off_t, whence) };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::ENXIO) {
+                    return Ok(if data { None } else { Some(sizes.plain) });
+                }
+                return Err(VaultError::io(&self.rel, e));
+            }
+            let r = r as u64;
+            if data {
+                // Data begins somewhere in the block containing backing offset r.
+                let hit = offsets::block_at_cipher_off(r);
+                return Ok(Some(hit.plain_off().max(off).min(sizes.plain)));
+            }
+            // A hole must cover a whole backing block to be a plaintext hole.
+            let hb = if r <= c_off { b } else { BlockNo(offsets::block_at_cipher_off(r - 1).0 + 1) };
+            if hb > last {
+                return Ok(Some(sizes.plain));
+            }
+            // Check the hole spans block hb fully (the next data is past its end).
+            // SAFETY: as above.
+            let nd = unsafe { libc::lseek(self.file.as_raw_fd(), hb.cipher_off() as libc::off_t, libc::SEEK_DATA) };
+            let covers = nd < 0 || nd as u64 >= hb.cipher_off() + CIPHER_BLOCK;
+            if covers && hb < last {
+                return Ok(Some(hb.plain_off().max(off)));
+            }
+            b = BlockNo(hb.0 + 1);
+        }
+        Ok(Some(sizes.plain))
+    }
+
+    /// fsync / fdatasync of the backing file.
+    pub fn sync(&self, data_only: bool) -> Result<()> {
+        if data_only { self.file.sync_data() } else { self.file.sync_all() }.at(&self.rel)
+    }
+
+    /// Authenticates every block; returns the numbers of the damaged ones (for fsck).
+    pub fn verify_all(&self) -> Result<Vec<u64>> {
+        let sizes = self.sizes()?;
+        let mut bad = Vec::new();
+        if sizes.plain == 0 {
+            if !sizes.empty {
+                self.require_header()?;
+            }
+            return Ok(bad);
+        }
+        let id = self.require_header()?.file_id;
+        for b in 0..block_count(sizes.plain) {
+            if self.read_blocks(&id, BlockNo(b), BlockNo(b), &sizes).is_err() {
+                bad.push(b);
+            }
+        }
+        if sizes.torn {
+            bad.push(block_count(sizes.plain));
+        }
+        Ok(bad)
+    }
+}
+
+/// Plaintext size for a backing length, leaving out a torn tail.
+fn sizes_of(len: u64) -> Sizes {
+    match offsets::plain_size(len) {
+        Ok(plain) => Sizes { plain, torn: false, empty: len == 0 },
+        Err(_) if len < HEADER_LEN as u64 => Sizes { plain: 0, torn: true, empty: false },
+        Err(_) => {
+            let full = (len - HEADER_LEN as u64) / CIPHER_BLOCK;
+            Sizes { plain: full * PLAIN_BLOCK, torn: true, empty: false }
+        }
+    }
+}
+
+/// Plaintext size for a backing file length (what getattr reports).
+pub fn plain_size_for(backing_len: u64) -> u64 {
+    sizes_of(backing_len).plain
+}
+
+/// pread until `buf` is full or EOF; returns bytes read.
+fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], off + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,165 @@
+//! Backing directories: their IVs and the mapping between plaintext and backing names.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::format::backing_name::{self, classify, BackingName, DIRIV_LEN, DIRIV_NAME};
+use crate::format::names;
+
+use super::backing::DirFd;
+use super::error::{IoContext, Result, VaultError};
+use super::Vault;
+
+/// An open backing directory and its IV.
+#[derive(Debug)]
+pub struct Dir {
+    /// The backing directory.
+    pub fd: DirFd,
+    /// Its `coffer.diriv`, the AD of every name in it.
+    pub iv: [u8; DIRIV_LEN],
+    /// Backing path relative to CIPHERDIR ("" for the root), for messages.
+    pub rel: PathBuf,
+}
+
+/// The backing name(s) of one plaintext name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CipherName {
+    /// The directory entry: the encoded name, or `HASH.long`.
+    pub entry: Vec<u8>,
+    /// For long names: the sidecar's file name and content.
+    pub long: Option<LongName>,
+}
+
+/// The sidecar of a long name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LongName {
+    /// `HASH.name`.
+    pub sidecar: Vec<u8>,
+    /// The full encoded name it holds.
+    pub encoded: String,
+}
+
+/// One decrypted directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Plaintext name.
+    pub plain: Vec<u8>,
+    /// Backing entry name.
+    pub backing: Vec<u8>,
+    /// Backing inode.
+    pub ino: u64,
+    /// Backing d_type.
+    pub d_type: u8,
+}
+
+impl Dir {
+    pub(super) fn open_root(v: &Vault) -> Result<Dir> {
+        let fd = v.root_fd().try_clone().at(v.cipherdir())?;
+        let iv = read_iv(&fd, Path::new(""))?;
+        Ok(Dir { fd, iv, rel: PathBuf::new() })
+    }
+
+    /// Opens a backing subdirectory and reads its IV.
+    pub fn open_child(&self, _v: &Vault, backing_name: &[u8]) -> Result<Dir> {
+        let rel = self.rel_child(backing_name);
+        let fd = self.fd.open_dir(backing_name).at(&rel)?;
+        let iv = read_iv(&fd, &rel)?;
+        Ok(Dir { fd, iv, rel })
+    }
+
+    /// Backing path of a child, for messages.
+    pub fn rel_child(&self, backing_name: &[u8]) -> PathBuf {
+        self.rel.join(std::ffi::OsStr::from_bytes(backing_name))
+    }
+}
+
+/// Reads and checks a directory's `coffer.diriv`.
+pub fn read_iv(fd: &DirFd, rel: &Path) -> Result<[u8; DIRIV_LEN]> {
+    let data = match fd.read_small(DIRIV_NAME.as_bytes(), 64) {
+        Ok(d) => d,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            return Err(VaultError::MissingDiriv { path: rel.to_path_buf() })
+        }
+        Err(e) => return Err(VaultError::io(rel.join(DIRIV_NAME), e)),
+    };
+    data.as_slice()
+        .try_into()
+        .map_err(|_| VaultError::corrupt(rel.join(DIRIV_NAME), None, format!("diriv has {} bytes, need 16", data.len())))
+}
+
+impl Vault {
+    /// The backing name of `plain` in `dir` (validates the plaintext name first).
+    pub fn cipher_name(&self, dir: &Dir, plain: &[u8]) -> Result<CipherName> {
+        names::check_plain_name(plain)?;
+        let encoded = names::encode(&self.keys().names.encrypt(&dir.iv, plain));
+        if names::is_long(&encoded, self.params().long_name_limit) {
+            let hash = names::long_hash(&encoded);
+            Ok(CipherName {
+                entry: backing_name::long_entry_name(&hash).into_bytes(),
+                long: Some(LongName { sidecar: backing_name::long_sidecar_name(&hash).into_bytes(), encoded }),
+            })
+        } else {
+            Ok(CipherName { entry: encoded.into_bytes(), long: None })
+        }
+    }
+
+    /// Decrypts an encoded name (the text of a short entry or a sidecar).
+    fn decrypt_encoded(&self, dir: &Dir, encoded: &[u8], rel: &Path) -> Result<Vec<u8>> {
+        let raw = names::decode(encoded).map_err(|e| VaultError::corrupt(rel, None, e.to_string()))?;
+        let plain = self
+            .keys()
+            .names
+            .decrypt(&dir.iv, &raw)
+            .map_err(|_| VaultError::corrupt(rel, None, "name does not decrypt"))?;
+        names::check_plain_name(&plain).map_err(|_| VaultError::corrupt(rel, None, "decrypted name is invalid"))?;
+        Ok(plain)
+    }
+
+    /// Reads and checks the sidecar of long entry `hash`.
+    pub fn read_sidecar(&self, dir: &Dir, hash: &str) -> Result<String> {
+        let name = backing_name::long_sidecar_name(hash);
+        let rel = dir.rel_child(name.as_bytes());
+        let data = dir.fd.read_small(name.as_bytes(), 4096).at(&rel)?;
+        names::check_sidecar(hash, &data).map_err(|_| VaultError::corrupt(&rel, None, "sidecar does not match its hash"))
+    }
+
+    /// The plaintext name of a backing entry: `Ok(None)` for coffer's own files and sidecars,
+    /// `Err` when the name should be a user entry but does not decrypt.
+    pub fn plain_name(&self, dir: &Dir, backing: &[u8]) -> Result<Option<Vec<u8>>> {
+        let rel = dir.rel_child(backing);
+        match classify(backing) {
+            BackingName::Short(enc) => self.decrypt_encoded(dir, enc.as_bytes(), &rel).map(Some),
+            BackingName::Long(hash) => {
+                let enc = self.read_sidecar(dir, hash)?;
+                self.decrypt_encoded(dir, enc.as_bytes(), &rel).map(Some)
+            }
+            BackingName::Config
+            | BackingName::Diriv
+            | BackingName::LongSidecar(_)
+            | BackingName::LinkSidecar(_)
+            | BackingName::Temp => Ok(None),
+            BackingName::Other => Err(VaultError::corrupt(rel, None, "not a coffer name")),
+        }
+    }
+
+    /// Decrypted listing of `dir`. Entries that do not decrypt are skipped with a warning.
+    pub fn list(&self, dir: &Dir) -> Result<Vec<Entry>> {
+        let raw = dir.fd.list().at(&dir.rel)?;
+        let mut out = Vec::with_capacity(raw.len());
+        for e in raw {
+            match self.plain_name(dir, &e.name) {
+                Ok(Some(plain)) => out.push(Entry { plain, backing: e.name, ino: e.ino, d_type: e.d_type }),
+                Ok(None) => {}
+                Err(err) => log::warn!("skipping entry: {err}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds the backing entry of `plain` in `dir` and stats it (lstat semantics).
+    pub fn lookup(&self, dir: &Dir, plain: &[u8]) -> Result<(CipherName, libc::stat)> {
+        let name = self.cipher_name(dir, plain)?;
+        let st = dir.fd.stat(&name.entry).at(dir.rel_child(&name.entry))?;
+        Ok((name, st))
+    }
+}

@@ -1,0 +1,235 @@
+//! Creating, linking, renaming and removing directory entries, keeping long-name sidecars and
+//! out-of-line symlink targets in step with their entries.
+
+use crate::crypto;
+use crate::format::backing_name::{self, classify, BackingName, DIRIV_LEN, DIRIV_NAME};
+
+use super::backing::temp_name;
+use super::dir::{CipherName, Dir};
+use super::error::{IoContext, Result, VaultError};
+use super::{CryptFile, Vault};
+
+/// renameat2 flag: fail if the target exists.
+pub const RENAME_NOREPLACE: u32 = libc::RENAME_NOREPLACE;
+/// renameat2 flag: swap source and target.
+pub const RENAME_EXCHANGE: u32 = libc::RENAME_EXCHANGE;
+
+fn ignore_enoent(r: std::io::Result<()>) -> std::io::Result<()> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
+impl Vault {
+    /// Writes the sidecar of a long name (atomic; its content is fixed by its name, so an
+    /// existing one is simply replaced by identical bytes).
+    pub(super) fn write_sidecar(&self, dir: &Dir, name: &CipherName) -> Result<()> {
+        if let Some(long) = &name.long {
+            dir.fd
+                .write_atomic(&long.sidecar, long.encoded.as_bytes(), 0o444)
+                .at(dir.rel_child(&long.sidecar))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the sidecars that belong to backing entry `entry` (long name, link target).
+    fn remove_sidecars(&self, dir: &Dir, entry: &[u8]) -> Result<()> {
+        if let BackingName::Long(hash) = classify(entry) {
+            let s = backing_name::long_sidecar_name(hash);
+            ignore_enoent(dir.fd.unlink(s.as_bytes())).at(dir.rel_child(s.as_bytes()))?;
+        }
+        self.remove_link_sidecar(dir, entry)
+    }
+
+    fn remove_link_sidecar(&self, dir: &Dir, entry: &[u8]) -> Result<()> {
+        let Ok(e) = std::str::from_utf8(entry) else { return Ok(()) };
+        let l = backing_name::link_sidecar_name(e);
+        ignore_enoent(dir.fd.unlink(l.as_bytes())).at(dir.rel_child(l.as_bytes()))
+    }
+
+    /// Creates a regular file exclusively (EEXIST if present) and opens it read-write.
+    pub fn create_file(&self, dir: &Dir, plain: &[u8], mode: u32) -> Result<(CryptFile, CipherName)> {
+        self.check_writable()?;
+        let name = self.cipher_name(dir, plain)?;
+        self.write_sidecar(dir, &name)?;
+        let rel = dir.rel_child(&name.entry);
+        let f = dir.fd.open_file(&name.entry, true, Some(mode & 0o7777)).at(&rel)?;
+        Ok((CryptFile::new(f, self.keys().clone(), rel), name))
+    }
+
+    /// Creates a directory: made under a temporary name, its diriv written and fsynced, then
+    /// renamed into place and given `mode` — so no directory is ever visible without its IV.
+    pub fn mkdir(&self, dir: &Dir, plain: &[u8], mode: u32) -> Result<CipherName> {
+        self.check_writable()?;
+        let name = self.cipher_name(dir, plain)?;
+        let tmp = temp_name().at(&dir.rel)?;
+        let tmp_rel = dir.rel_child(&tmp);
+        dir.fd.mkdir(&tmp, 0o700).at(&tmp_rel)?;
+        let made = (|| {
+            let child = dir.fd.open_dir(&tmp).at(&tmp_rel)?;
+            let iv: [u8; DIRIV_LEN] = crypto::random_array()?;
+            child.write_new(DIRIV_NAME.as_bytes(), &iv, 0o444).at(tmp_rel.join(DIRIV_NAME))?;
+            child.fsync().at(&tmp_rel)?;
+            self.write_sidecar(dir, &name)?;
+            dir.fd.rename(&tmp, &dir.fd, &name.entry, RENAME_NOREPLACE).at(dir.rel_child(&name.entry))?;
+            Ok(())
+        })();
+        if let Err(e) = made {
+            if let Ok(child) = dir.fd.open_dir(&tmp) {
+                let _ = child.unlink(DIRIV_NAME.as_bytes());
+            }
+            let _ = dir.fd.rmdir(&tmp);
+            return Err(e);
+        }
+        dir.fd.chmod(&name.entry, mode & 0o7777).at(dir.rel_child(&name.entry))?;
+        dir.fd.fsync().at(&dir.rel)?;
+        Ok(name)
+    }
+
+    /// mknod of a regular file, fifo, socket or device.
+    pub fn mknod(&self, dir: &Dir, plain: &[u8], mode: u32, rdev: u64) -> Result<CipherName> {
+        self.check_writable()?;
+        let name = self.cipher_name(dir, plain)?;
+        self.write_sidecar(dir, &name)?;
+        dir.fd.mknod(&name.entry, mode, rdev).at(dir.rel_child(&name.entry))?;
+        Ok(name)
+    }
+
+    /// Hard link of backing entry `old_entry` in `old_dir` as `new_plain` in `new_dir`.
+    pub fn link(&self, old_dir: &Dir, old_entry: &[u8], new_dir: &Dir, new_plain: &[u8]) -> Result<CipherName> {
+        self.check_writable()?;
+        let name = self.cipher_name(new_dir, new_plain)?;
+        self.write_sidecar(new_dir, &name)?;
+        let r = old_dir.fd.link(old_entry, &new_dir.fd, &name.entry).at(new_dir.rel_child(&name.entry));
+        if let Err(e) = r {
+            if e.errno() != libc::EEXIST {
+                let _ = self.remove_sidecars_if_unused(new_dir, &name);
+            }
+            return Err(e);
+        }
+        Ok(name)
+    }
+
+    fn remove_sidecars_if_unused(&self, dir: &Dir, name: &CipherName) -> Result<()> {
+        if dir.fd.stat(&name.entry).is_err() {
+            if let Some(l) = &name.long {
+                ignore_enoent(dir.fd.unlink(&l.sidecar)).at(dir.rel_child(&l.sidecar))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a non-directory and its sidecars.
+    pub fn unlink(&self, dir: &Dir, plain: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        let name = self.cipher_name(dir, plain)?;
+        dir.fd.unlink(&name.entry).at(dir.rel_child(&name.entry))?;
+        self.remove_sidecars(dir, &name.entry)
+    }
+
+    /// Removes a directory that holds nothing but coffer's own files (diriv, temp files).
+    /// Undecryptable or foreign entries make it fail with ENOTEMPTY and a log line.
+    pub fn rmdir(&self, dir: &Dir, plain: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        let name = self.cipher_name(dir, plain)?;
+        let rel = dir.rel_child(&name.entry);
+        let child = dir.fd.open_dir(&name.entry).at(&rel)?;
+        let entries = child.list().at(&rel)?;
+        let mut leftovers = Vec::new();
+        for e in &entries {
+            match classify(&e.name) {
+                BackingName::Diriv => {}
+                BackingName::Temp => leftovers.push(e.name.clone()),
+                _ => {
+                    if self.is_leftover(&e.name) {
+                        leftovers.push(e.name.clone());
+                    } else {
+                        if !matches!(classify(&e.name), BackingName::Short(_) | BackingName::Long(_)) {
+                            log::warn!(
+                                "rmdir {}: not empty, holds {:?} which coffer cannot show",
+                                rel.display(),
+                                String::from_utf8_lossy(&e.name)
+                            );
+                        }
+                        return Err(VaultError::errno_at(&rel, libc::ENOTEMPTY));
+                    }
+                }
+            }
+        }
+        for l in &leftovers {
+            let _ = child.unlink(l).or_else(|_| child.rmdir(l));
+        }
+        // Park the diriv in the parent while removing, so a failed rmdir can put it back.
+        let parked = temp_name().at(&dir.rel)?;
+        let has_iv = child.rename(DIRIV_NAME.as_bytes(), &dir.fd, &parked, 0).is_ok();
+        if let Err(e) = dir.fd.rmdir(&name.entry) {
+            if has_iv {
+                let _ = dir.fd.rename(&parked, &child, DIRIV_NAME.as_bytes(), 0);
+            }
+            return Err(VaultError::io(rel, e));
+        }
+        if has_iv {
+            let _ = dir.fd.unlink(&parked);
+        }
+        self.remove_sidecars(dir, &name.entry)
+    }
+
+    /// Whether a backing name inside a directory being removed is a leftover coffer may delete
+    /// (coffer temp files; sync-client conflict copies of the diriv are added by the sync layer).
+    fn is_leftover(&self, backing: &[u8]) -> bool {
+        matches!(classify(backing), BackingName::Temp)
+    }
+
+    /// rename / renameat2 with RENAME_NOREPLACE or RENAME_EXCHANGE. The new sidecar is written
+    /// before the rename and the old one removed after; symlink target sidecars move along.
+    pub fn rename(&self, from_dir: &Dir, from: &[u8], to_dir: &Dir, to: &[u8], flags: u32) -> Result<()> {
+        self.check_writable()?;
+        let a = self.cipher_name(from_dir, from)?;
+        let b = self.cipher_name(to_dir, to)?;
+        if flags & RENAME_EXCHANGE != 0 {
+            self.write_sidecar(from_dir, &a)?;
+            self.write_sidecar(to_dir, &b)?;
+        } else {
+            self.write_sidecar(to_dir, &b)?;
+        }
+        let a_link = link_name(&a.entry);
+        let b_link = link_name(&b.entry);
+        let a_has_link = from_dir.fd.stat(&a_link).is_ok();
+        let b_has_link = to_dir.fd.stat(&b_link).is_ok();
+        from_dir
+            .fd
+            .rename(&a.entry, &to_dir.fd, &b.entry, flags)
+            .at(to_dir.rel_child(&b.entry))?;
+        if flags & RENAME_EXCHANGE != 0 {
+            // Both names stay in use; only the link sidecars follow their objects.
+            match (a_has_link, b_has_link) {
+                (true, true) => from_dir.fd.rename(&a_link, &to_dir.fd, &b_link, RENAME_EXCHANGE),
+                (true, false) => from_dir.fd.rename(&a_link, &to_dir.fd, &b_link, 0),
+                (false, true) => to_dir.fd.rename(&b_link, &from_dir.fd, &a_link, 0),
+                (false, false) => Ok(()),
+            }
+            .at(to_dir.rel_child(&b_link))?;
+            return Ok(());
+        }
+        if a.entry == b.entry && from_dir.rel == to_dir.rel {
+            return Ok(());
+        }
+        if a_has_link {
+            from_dir.fd.rename(&a_link, &to_dir.fd, &b_link, 0).at(to_dir.rel_child(&b_link))?;
+        } else if b_has_link {
+            ignore_enoent(to_dir.fd.unlink(&b_link)).at(to_dir.rel_child(&b_link))?;
+        }
+        if let Some(l) = &a.long {
+            ignore_enoent(from_dir.fd.unlink(&l.sidecar)).at(from_dir.rel_child(&l.sidecar))?;
+        }
+        Ok(())
+    }
+}
+
+fn link_name(entry: &[u8]) -> Vec<u8> {
+    let mut v = entry.to_vec();
+    v.extend_from_slice(b".");
+    v.extend_from_slice(backing_name::LINK_EXT.as_bytes());
+    v
+}

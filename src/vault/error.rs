@@ -1,0 +1,137 @@
+//! The vault layer's error type and its single mapping to errno.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::crypto::CryptoError;
+use crate::format::FormatError;
+
+/// Anything that can go wrong reading or writing a vault. Every variant carries its context.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// A backing syscall failed; keeps its own errno.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// Backing path (relative to CIPHERDIR) or config path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A block, header, name or sidecar failed authentication or does not parse.
+    #[error("{}: {what}{}", path.display(), block.map(|b| format!(" (block {b})")).unwrap_or_default())]
+    Corrupt {
+        /// Backing path relative to CIPHERDIR.
+        path: PathBuf,
+        /// Block number, for content blocks.
+        block: Option<u64>,
+        /// What failed.
+        what: String,
+    },
+    /// A directory has no `coffer.diriv`; coffer never writes one into an existing directory.
+    #[error("{}: directory has no coffer.diriv (not made by coffer, or damaged)", path.display())]
+    MissingDiriv {
+        /// Backing directory path.
+        path: PathBuf,
+    },
+    /// The password did not unwrap the master key.
+    #[error("wrong password (or coffer.conf was modified)")]
+    WrongPassword,
+    /// The config failed its MAC or its fields do not match the key.
+    #[error("coffer.conf was modified: {0}; refusing to open")]
+    ConfigTampered(String),
+    /// The config could not be parsed or names something this version does not support.
+    #[error("{}: {source}", path.display())]
+    Config {
+        /// Config path.
+        path: PathBuf,
+        /// Why.
+        source: FormatError,
+    },
+    /// The directory is not a coffer vault.
+    #[error("{}: not a coffer vault (no coffer.conf; use --config or --masterkey if it is elsewhere)", .0.display())]
+    NotAVault(PathBuf),
+    /// A cipher-level failure (KDF bounds, random source).
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// A plaintext name or xattr name that coffer refuses.
+    #[error("invalid name: {0}")]
+    Name(#[from] FormatError),
+    /// The operation is refused by design (e.g. a non-user xattr namespace).
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
+    /// The vault is read-only (reverse mode, `--ro`).
+    #[error("read-only vault")]
+    ReadOnly,
+}
+
+/// Result alias for the vault layer.
+pub type Result<T, E = VaultError> = std::result::Result<T, E>;
+
+impl VaultError {
+    /// The errno a FUSE reply should carry. The only error-to-errno mapping in coffer.
+    pub fn errno(&self) -> i32 {
+        match self {
+            VaultError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            VaultError::Corrupt { .. } | VaultError::MissingDiriv { .. } => libc::EIO,
+            VaultError::Name(FormatError::NameTooLong) => libc::ENAMETOOLONG,
+            VaultError::Name(FormatError::InvalidName) => libc::EINVAL,
+            VaultError::Name(_) => libc::EIO,
+            VaultError::Unsupported(_) => libc::EOPNOTSUPP,
+            VaultError::ReadOnly => libc::EROFS,
+            VaultError::WrongPassword
+            | VaultError::ConfigTampered(_)
+            | VaultError::Config { .. }
+            | VaultError::NotAVault(_) => libc::EIO,
+            VaultError::Crypto(CryptoError::Auth) => libc::EIO,
+            VaultError::Crypto(_) => libc::EIO,
+        }
+    }
+
+    /// Wraps an io::Error with its path.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        VaultError::Io { path: path.into(), source }
+    }
+
+    /// A corruption report.
+    pub fn corrupt(path: impl Into<PathBuf>, block: Option<u64>, what: impl Into<String>) -> Self {
+        VaultError::Corrupt { path: path.into(), block, what: what.into() }
+    }
+
+    /// An error carrying only an errno (for checks the vault makes itself, e.g. ENOTEMPTY).
+    pub fn errno_at(path: impl Into<PathBuf>, errno: i32) -> Self {
+        VaultError::Io { path: path.into(), source: io::Error::from_raw_os_error(errno) }
+    }
+
+    /// Whether this is an authentication/corruption failure (EIO with a log line).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, VaultError::Corrupt { .. } | VaultError::MissingDiriv { .. })
+    }
+}
+
+/// Attaches a path to io errors.
+pub trait IoContext<T> {
+    /// Maps `Err(io)` to `VaultError::Io { path, .. }`.
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::result::Result<T, io::Error> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| VaultError::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_mapping() {
+        assert_eq!(VaultError::io("x", io::Error::from_raw_os_error(libc::ENOSPC)).errno(), libc::ENOSPC);
+        assert_eq!(VaultError::corrupt("x", Some(3), "tag").errno(), libc::EIO);
+        assert_eq!(VaultError::Name(FormatError::NameTooLong).errno(), libc::ENAMETOOLONG);
+        assert_eq!(VaultError::ReadOnly.errno(), libc::EROFS);
+        let msg = VaultError::corrupt("a/b", Some(7), "authentication failed").to_string();
+        assert_eq!(msg, "a/b: authentication failed (block 7)");
+    }
+}

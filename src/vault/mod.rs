@@ -1,0 +1,120 @@
+//! Layer 3: the backing directory. Encrypted files, directories with their IVs, names (short
+//! and long), symlinks and xattrs — everything the mount, the offline tools and fsck need,
+//! without FUSE.
+
+pub mod backing;
+mod content;
+mod dir;
+mod entries;
+mod error;
+mod symlink;
+pub mod unlock;
+mod xattr;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use backing::{DirFd, RawEntry, TimeSpec};
+pub use content::{plain_size_for, CryptFile};
+pub use dir::{CipherName, Dir, Entry};
+pub use error::{IoContext, Result, VaultError};
+pub use unlock::KdfCost;
+
+use crate::crypto::{KeySet, MasterKey};
+use crate::format::config::{VaultParams, FLAG_REVERSE};
+
+/// An unlocked vault.
+#[derive(Debug)]
+pub struct Vault {
+    cipherdir: PathBuf,
+    root: DirFd,
+    keys: Arc<KeySet>,
+    params: VaultParams,
+    read_only: bool,
+}
+
+impl Vault {
+    /// Opens CIPHERDIR with an unlocked master key and the vault's parameters.
+    pub fn open(cipherdir: &Path, master: &MasterKey, params: VaultParams, read_only: bool) -> Result<Vault> {
+        let root = DirFd::open_path(cipherdir).at(cipherdir)?;
+        let keys = Arc::new(KeySet::derive(master, params.has_flag(FLAG_REVERSE)));
+        Ok(Vault { cipherdir: cipherdir.to_path_buf(), root, keys, params, read_only })
+    }
+
+    /// Unlocks with a password from the config at `config` (default `CIPHERDIR/coffer.conf`).
+    pub fn unlock(cipherdir: &Path, config: Option<&Path>, password: &[u8], read_only: bool) -> Result<Vault> {
+        let path = unlock::config_path(cipherdir, config);
+        if config.is_none() && !cipherdir.is_dir() {
+            return Err(VaultError::io(cipherdir, std::io::Error::from_raw_os_error(libc::ENOENT)));
+        }
+        let cfg = unlock::read_config(&path)?;
+        let master = unlock::unlock_with_password(&cfg, password)?;
+        Vault::open(cipherdir, &master, cfg.params(), read_only)
+    }
+
+    /// CIPHERDIR.
+    pub fn cipherdir(&self) -> &Path {
+        &self.cipherdir
+    }
+
+    /// The backing root directory fd.
+    pub fn root_fd(&self) -> &DirFd {
+        &self.root
+    }
+
+    /// The ciphers.
+    pub fn keys(&self) -> &Arc<KeySet> {
+        &self.keys
+    }
+
+    /// Format parameters (flags, long-name limit).
+    pub fn params(&self) -> &VaultParams {
+        &self.params
+    }
+
+    /// Whether writes are refused.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            Err(VaultError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The root directory (opened fresh, its diriv read).
+    pub fn root_dir(&self) -> Result<Dir> {
+        Dir::open_root(self)
+    }
+
+    /// Walks a plaintext path (`a/b/c`, relative to the vault root) to its directory.
+    pub fn open_dir_path(&self, plain_path: &[u8]) -> Result<Dir> {
+        let mut dir = self.root_dir()?;
+        for comp in plain_path.split(|&c| c == b'/').filter(|c| !c.is_empty() && *c != b".") {
+            let name = self.cipher_name(&dir, comp)?;
+            dir = dir.open_child(self, &name.entry)?;
+        }
+        Ok(dir)
+    }
+
+    /// Opens the encrypted file at a plaintext path for reading (offline tools).
+    pub fn open_file_path(&self, plain_path: &[u8]) -> Result<CryptFile> {
+        let (parent, name) = match plain_path.iter().rposition(|&c| c == b'/') {
+            Some(i) => (&plain_path[..i], &plain_path[i + 1..]),
+            None => (&b""[..], plain_path),
+        };
+        let dir = self.open_dir_path(parent)?;
+        let cname = self.cipher_name(&dir, name)?;
+        self.open_file(&dir, &cname.entry, false)
+    }
+
+    /// Opens a backing file of `dir` as an encrypted file (read-write unless `write` is false).
+    pub fn open_file(&self, dir: &Dir, backing_name: &[u8], write: bool) -> Result<CryptFile> {
+        let rel = dir.rel_child(backing_name);
+        let f = dir.fd.open_file(backing_name, write && !self.read_only, None).at(&rel)?;
+        Ok(CryptFile::new(f, self.keys.clone(), rel))
+    }
+}

@@ -1,0 +1,98 @@
+//! Encrypted extended attributes (user.* only), stored as backing xattrs
+//! `user.coffer.<SIV(name)>` whose values are bound to the owner's ID and the name.
+
+use std::os::fd::RawFd;
+
+use crate::format::names;
+use crate::format::sealed::{check_xattr_name, xattr_value_aad, XATTR_BACKING_PREFIX, XATTR_NAME_AD};
+
+use super::backing::{fgetxattr, flistxattr, fremovexattr, fsetxattr};
+use super::error::{Result, VaultError};
+use super::{CryptFile, Vault};
+
+impl Vault {
+    fn xattr_backing_name(&self, name: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+        check_xattr_name(name).map_err(|e| match e {
+            crate::format::FormatError::NameTooLong => VaultError::errno_at("xattr", libc::ERANGE),
+            _ => VaultError::Unsupported("only user.* xattrs are supported"),
+        })?;
+        let cipher = self.keys().xattr_names.encrypt(XATTR_NAME_AD, name);
+        let backing = format!("{XATTR_BACKING_PREFIX}{}", names::encode(&cipher)).into_bytes();
+        Ok((backing, cipher))
+    }
+
+    /// Reads one xattr of the object open at `fd` whose owner ID is `owner`.
+    pub fn xattr_get(&self, fd: RawFd, owner: &[u8; 16], name: &[u8]) -> Result<Option<Vec<u8>>> {
+        let (backing, cipher) = self.xattr_backing_name(name)?;
+        let Some(sealed) = fgetxattr(fd, &backing).map_err(|e| VaultError::io("xattr", e))? else {
+            return Ok(None);
+        };
+        self.keys()
+            .xattr_values
+            .open_from_slice(&xattr_value_aad(owner, &cipher), &sealed)
+            .map(Some)
+            .map_err(|_| VaultError::corrupt(format!("xattr {}", String::from_utf8_lossy(name)), None, "value does not authenticate"))
+    }
+
+    /// Sets one xattr (`flags`: XATTR_CREATE / XATTR_REPLACE).
+    pub fn xattr_set(&self, fd: RawFd, owner: &[u8; 16], name: &[u8], value: &[u8], flags: i32) -> Result<()> {
+        self.check_writable()?;
+        if value.len() > crate::format::sealed::XATTR_PLAIN_VALUE_MAX {
+            return Err(VaultError::errno_at("xattr", libc::E2BIG));
+        }
+        let (backing, cipher) = self.xattr_backing_name(name)?;
+        let sealed = self.keys().xattr_values.seal_to_vec(&xattr_value_aad(owner, &cipher), value)?;
+        fsetxattr(fd, &backing, &sealed, flags).map_err(|e| VaultError::io("xattr", e))
+    }
+
+    /// Removes one xattr.
+    pub fn xattr_remove(&self, fd: RawFd, name: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        let (backing, _) = self.xattr_backing_name(name)?;
+        fremovexattr(fd, &backing).map_err(|e| VaultError::io("xattr", e))
+    }
+
+    /// Decrypted names of every coffer xattr on `fd` (undecryptable ones are skipped).
+    pub fn xattr_list(&self, fd: RawFd) -> Result<Vec<Vec<u8>>> {
+        let all = flistxattr(fd).map_err(|e| VaultError::io("xattr", e))?;
+        let mut out = Vec::new();
+        for n in all {
+            let Some(enc) = n.strip_prefix(XATTR_BACKING_PREFIX.as_bytes()) else { continue };
+            let Ok(raw) = names::decode(enc) else { continue };
+            match self.keys().xattr_names.decrypt(XATTR_NAME_AD, &raw) {
+                Ok(plain) => out.push(plain),
+                Err(_) => log::warn!("skipping an xattr whose name does not decrypt"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Truncates a file; when it drops to 0 bytes (new file ID on the next write), its xattrs
+    /// are resealed under a fresh header so they stay readable.
+    pub fn set_len(&self, f: &CryptFile, len: u64) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        self.check_writable()?;
+        if len != 0 {
+            return f.set_len(len);
+        }
+        let fd = f.backing().as_raw_fd();
+        let names = self.xattr_list(fd)?;
+        let old = f.header()?;
+        let mut kept = Vec::new();
+        if let Some(h) = old {
+            for n in names {
+                if let Some(v) = self.xattr_get(fd, &h.file_id, &n)? {
+                    kept.push((n, v));
+                }
+            }
+        }
+        f.set_len(0)?;
+        if !kept.is_empty() {
+            let h = f.ensure_header()?;
+            for (n, v) in kept {
+                self.xattr_set(fd, &h.file_id, &n, &v, 0)?;
+            }
+        }
+        Ok(())
+    }
+}
