@@ -51,15 +51,28 @@ impl KdfParams {
         let l = &KDF_LIMITS;
         let check = |name, v: u64, (min, max): (u64, u64)| {
             if v < min || v > max {
-                Err(CryptoError::KdfBounds { name, value: v, min, max })
+                Err(CryptoError::KdfBounds {
+                    name,
+                    value: v,
+                    min,
+                    max,
+                })
             } else {
                 Ok(())
             }
         };
-        check("m_kib", self.m_kib.into(), (l.m_kib.0.into(), l.m_kib.1.into()))?;
+        check(
+            "m_kib",
+            self.m_kib.into(),
+            (l.m_kib.0.into(), l.m_kib.1.into()),
+        )?;
         check("t", self.t.into(), (l.t.0.into(), l.t.1.into()))?;
         check("p", self.p.into(), (l.p.0.into(), l.p.1.into()))?;
-        check("salt length", self.salt.len() as u64, (l.salt_len.0 as u64, l.salt_len.1 as u64))?;
+        check(
+            "salt length",
+            self.salt.len() as u64,
+            (l.salt_len.0 as u64, l.salt_len.1 as u64),
+        )?;
         if self.m_kib < 8 * self.p {
             return Err(CryptoError::KdfBounds {
                 name: "m_kib (must be at least 8 * p)",
@@ -75,7 +88,8 @@ impl KdfParams {
 /// Argon2id(password, salt, m, t, p) -> 32-byte key-encryption key.
 pub fn derive_kek(password: &[u8], params: &KdfParams) -> Result<Kek, CryptoError> {
     params.check()?;
-    let p = Params::new(params.m_kib, params.t, params.p, Some(32)).map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    let p = Params::new(params.m_kib, params.t, params.p, Some(32))
+        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, p);
     let mut out = Zeroizing::new([0u8; 32]);
     argon
@@ -90,17 +104,43 @@ mod tests {
 
     #[test]
     fn bounds_refuse_huge_memory_before_allocating() {
-        let p = KdfParams { m_kib: u32::MAX, t: 1, p: 1, salt: vec![0; 32] };
-        assert!(matches!(derive_kek(b"pw", &p), Err(CryptoError::KdfBounds { name: "m_kib", .. })));
-        let p = KdfParams { m_kib: 8, t: 0, p: 1, salt: vec![0; 32] };
-        assert!(matches!(derive_kek(b"pw", &p), Err(CryptoError::KdfBounds { name: "t", .. })));
-        let p = KdfParams { m_kib: 8, t: 1, p: 1, salt: vec![0; 3] };
+        let p = KdfParams {
+            m_kib: u32::MAX,
+            t: 1,
+            p: 1,
+            salt: vec![0; 32],
+        };
+        assert!(matches!(
+            derive_kek(b"pw", &p),
+            Err(CryptoError::KdfBounds { name: "m_kib", .. })
+        ));
+        let p = KdfParams {
+            m_kib: 8,
+            t: 0,
+            p: 1,
+            salt: vec![0; 32],
+        };
+        assert!(matches!(
+            derive_kek(b"pw", &p),
+            Err(CryptoError::KdfBounds { name: "t", .. })
+        ));
+        let p = KdfParams {
+            m_kib: 8,
+            t: 1,
+            p: 1,
+            salt: vec![0; 3],
+        };
         assert!(derive_kek(b"pw", &p).is_err());
     }
 
     #[test]
     fn cheap_params_work_and_differ_by_password() {
-        let p = KdfParams { m_kib: 8, t: 1, p: 1, salt: vec![9; 16] };
+        let p = KdfParams {
+            m_kib: 8,
+            t: 1,
+            p: 1,
+            salt: vec![9; 16],
+        };
         let a = derive_kek(b"pw", &p).unwrap();
         let b = derive_kek(b"pw2", &p).unwrap();
         assert_ne!(a.0[..], b.0[..]);

@@ -24,7 +24,9 @@ impl fmt::Debug for NameCipher {
 impl NameCipher {
     /// A cipher for the given 64-byte key.
     pub fn new(key: &[u8; 64]) -> Self {
-        NameCipher { key: zeroize::Zeroizing::new(*key) }
+        NameCipher {
+            key: zeroize::Zeroizing::new(*key),
+        }
     }
 
     fn siv(&self) -> Aes256Siv {
@@ -45,7 +47,9 @@ impl NameCipher {
         if sealed.len() < SIV_TAG_LEN {
             return Err(CryptoError::Length("SIV message shorter than its tag"));
         }
-        self.siv().decrypt([ad], sealed).map_err(|_| CryptoError::Auth)
+        self.siv()
+            .decrypt([ad], sealed)
+            .map_err(|_| CryptoError::Auth)
     }
 }
 

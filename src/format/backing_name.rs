@@ -4,7 +4,7 @@
 //! `coffer`. Sync clients put conflict markers before the last `.`, so `STEM<marker>.EXT` is
 //! still recognizable (conflict-copy handling lives in the vault layer).
 
-use super::names::{is_b64url_char, HASH_LEN};
+use super::names::NameEncoding;
 
 /// The per-directory IV file.
 pub const DIRIV_NAME: &str = "coffer.diriv";
@@ -42,8 +42,9 @@ pub enum BackingName<'a> {
     Other,
 }
 
-/// Classifies a backing name (bytes: backing names are ASCII when coffer made them).
-pub fn classify(name: &[u8]) -> BackingName<'_> {
+/// Classifies a backing name (bytes: backing names are ASCII when coffer made them) of a vault
+/// whose names use `enc`.
+pub fn classify(name: &[u8], enc: NameEncoding) -> BackingName<'_> {
     let Ok(s) = std::str::from_utf8(name) else {
         return BackingName::Other;
     };
@@ -56,16 +57,17 @@ pub fn classify(name: &[u8]) -> BackingName<'_> {
     if s.starts_with(TEMP_PREFIX) {
         return BackingName::Temp;
     }
-    let all_b64 = |t: &str| !t.is_empty() && t.bytes().all(is_b64url_char);
+    let all_b64 = |t: &str| !t.is_empty() && t.bytes().all(|b| enc.is_char(b));
+    let hash_len = enc.hash_len();
     match s.split_once('.') {
         None if all_b64(s) => BackingName::Short(s),
         Some((stem, ext)) if all_b64(stem) => {
-            let is_hash = stem.len() == HASH_LEN;
+            let is_hash = stem.len() == hash_len;
             match ext {
                 LONG_EXT if is_hash => BackingName::Long(stem),
                 NAME_EXT if is_hash => BackingName::LongSidecar(stem),
                 LINK_EXT => BackingName::LinkSidecar(stem),
-                "long.link" if is_hash => BackingName::LinkSidecar(&s[..HASH_LEN + 5]),
+                "long.link" if is_hash => BackingName::LinkSidecar(&s[..hash_len + 5]),
                 _ => BackingName::Other,
             }
         }
@@ -95,18 +97,46 @@ mod tests {
     #[test]
     fn classifies() {
         let h = "A".repeat(43);
+        fn classify(n: &[u8]) -> BackingName<'_> {
+            super::classify(n, NameEncoding::Base64Url)
+        }
         assert_eq!(classify(b"coffer.conf"), BackingName::Config);
         assert_eq!(classify(b"coffer.diriv"), BackingName::Diriv);
         assert_eq!(classify(b"abc-_Z9"), BackingName::Short("abc-_Z9"));
-        assert_eq!(classify(format!("{h}.long").as_bytes()), BackingName::Long(&h));
-        assert_eq!(classify(format!("{h}.name").as_bytes()), BackingName::LongSidecar(&h));
+        assert_eq!(
+            classify(format!("{h}.long").as_bytes()),
+            BackingName::Long(&h)
+        );
+        assert_eq!(
+            classify(format!("{h}.name").as_bytes()),
+            BackingName::LongSidecar(&h)
+        );
         assert_eq!(classify(b"abc.link"), BackingName::LinkSidecar("abc"));
         let l = format!("{h}.long.link");
         assert_eq!(classify(l.as_bytes()), BackingName::LinkSidecar(&l[..48]));
         assert_eq!(classify(b".coffer-tmp-123"), BackingName::Temp);
-        assert_eq!(classify(b"abc.sync-conflict-20261125-101010-ABCDEFG"), BackingName::Other);
+        assert_eq!(
+            classify(b"abc.sync-conflict-20261125-101010-ABCDEFG"),
+            BackingName::Other
+        );
         assert_eq!(classify(b"abc.long"), BackingName::Other);
         assert_eq!(classify(b"\xff"), BackingName::Other);
         assert_eq!(classify(b""), BackingName::Other);
+    }
+
+    #[test]
+    fn classifies_base32() {
+        let e = NameEncoding::Base32;
+        let h = "A".repeat(52);
+        assert_eq!(classify(b"ABC234", e), BackingName::Short("ABC234"));
+        assert_eq!(classify(b"abc", e), BackingName::Other);
+        assert_eq!(
+            classify(format!("{h}.long").as_bytes(), e),
+            BackingName::Long(&h)
+        );
+        assert_eq!(
+            classify(format!("{}.long", "A".repeat(43)).as_bytes(), e),
+            BackingName::Other
+        );
     }
 }

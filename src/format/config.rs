@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::names::{DEFAULT_LONG_NAME_LIMIT, MAX_LONG_NAME_LIMIT, MIN_LONG_NAME_LIMIT};
+use super::names::{NameEncoding, DEFAULT_LONG_NAME_LIMIT, MAX_LONG_NAME_LIMIT};
 use super::{FormatError, FORMAT_VERSION};
 
 /// File name of the config at the root of CIPHERDIR.
@@ -18,8 +18,6 @@ pub const KNOWN_FLAGS: &[&str] = &[FLAG_REVERSE];
 /// The vault was made by reverse mode: its ciphers use the reverse key set.
 pub const FLAG_REVERSE: &str = "reverse";
 
-/// The only name encoding of format 1.
-pub const NAME_ENCODING_B64URL: &str = "base64url";
 /// The only KDF of format 1.
 pub const KDF_ARGON2ID: &str = "argon2id";
 
@@ -71,11 +69,17 @@ pub struct VaultParams {
     pub feature_flags: Vec<String>,
     /// Long-name limit.
     pub long_name_limit: u16,
+    /// Spelling of encrypted names.
+    pub name_encoding: NameEncoding,
 }
 
 impl Default for VaultParams {
     fn default() -> Self {
-        VaultParams { feature_flags: Vec::new(), long_name_limit: DEFAULT_LONG_NAME_LIMIT }
+        VaultParams {
+            feature_flags: Vec::new(),
+            long_name_limit: DEFAULT_LONG_NAME_LIMIT,
+            name_encoding: NameEncoding::Base64Url,
+        }
     }
 }
 
@@ -93,13 +97,20 @@ impl VaultParams {
                 return Err(FormatError::UnknownFlag(f.clone()));
             }
             if !seen.insert(f) {
-                return Err(FormatError::BadValue { field: "feature_flags", why: format!("`{f}` repeated") });
+                return Err(FormatError::BadValue {
+                    field: "feature_flags",
+                    why: format!("`{f}` repeated"),
+                });
             }
         }
-        if !(MIN_LONG_NAME_LIMIT..=MAX_LONG_NAME_LIMIT).contains(&self.long_name_limit) {
+        let min = self.name_encoding.min_long_name_limit();
+        if !(min..=MAX_LONG_NAME_LIMIT).contains(&self.long_name_limit) {
             return Err(FormatError::BadValue {
                 field: "long_name_limit",
-                why: format!("{} is outside {MIN_LONG_NAME_LIMIT}..={MAX_LONG_NAME_LIMIT}", self.long_name_limit),
+                why: format!(
+                    "{} is outside {min}..={MAX_LONG_NAME_LIMIT}",
+                    self.long_name_limit
+                ),
             });
         }
         Ok(())
@@ -115,22 +126,36 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 impl Config {
     /// The vault parameters this config describes.
     pub fn params(&self) -> VaultParams {
-        VaultParams { feature_flags: self.feature_flags.clone(), long_name_limit: self.long_name_limit }
+        VaultParams {
+            feature_flags: self.feature_flags.clone(),
+            long_name_limit: self.long_name_limit,
+            // validate() has refused unknown encodings; the default is never reached for a parsed config.
+            name_encoding: NameEncoding::from_name(&self.name_encoding).unwrap_or_default(),
+        }
     }
 
     /// The decoded salt.
     pub fn salt(&self) -> Result<Vec<u8>, FormatError> {
         B64.decode(&self.kdf.salt)
-            .map_err(|_| FormatError::BadValue { field: "kdf.salt", why: "not base64".into() })
+            .map_err(|_| FormatError::BadValue {
+                field: "kdf.salt",
+                why: "not base64".into(),
+            })
     }
 
     /// The decoded wrapped master key (`nonce | ciphertext | tag`).
     pub fn wrapped_key(&self) -> Result<Vec<u8>, FormatError> {
         let v = B64
             .decode(&self.wrapped_master_key)
-            .map_err(|_| FormatError::BadValue { field: "wrapped_master_key", why: "not base64".into() })?;
+            .map_err(|_| FormatError::BadValue {
+                field: "wrapped_master_key",
+                why: "not base64".into(),
+            })?;
         if v.len() != 16 + 32 + 16 {
-            return Err(FormatError::BadValue { field: "wrapped_master_key", why: format!("{} bytes, need 64", v.len()) });
+            return Err(FormatError::BadValue {
+                field: "wrapped_master_key",
+                why: format!("{} bytes, need 64", v.len()),
+            });
         }
         Ok(v)
     }
@@ -138,7 +163,10 @@ impl Config {
     /// The decoded config MAC.
     pub fn mac(&self) -> Result<Vec<u8>, FormatError> {
         B64.decode(&self.config_mac)
-            .map_err(|_| FormatError::BadValue { field: "config_mac", why: "not base64".into() })
+            .map_err(|_| FormatError::BadValue {
+                field: "config_mac",
+                why: "not base64".into(),
+            })
     }
 
     /// Sets the wrapped key field from raw bytes.
@@ -160,8 +188,14 @@ impl Config {
             format_version: FORMAT_VERSION,
             feature_flags: flags,
             long_name_limit: params.long_name_limit,
-            name_encoding: NAME_ENCODING_B64URL.into(),
-            kdf: KdfSection { algorithm: KDF_ARGON2ID.into(), m_kib, t, p, salt: B64.encode(salt) },
+            name_encoding: params.name_encoding.as_str().into(),
+            kdf: KdfSection {
+                algorithm: KDF_ARGON2ID.into(),
+                m_kib,
+                t,
+                p,
+                salt: B64.encode(salt),
+            },
             wrapped_master_key: String::new(),
             config_mac: String::new(),
         }
@@ -172,17 +206,29 @@ impl Config {
     pub fn parse(text: &[u8]) -> Result<Self, FormatError> {
         let value: serde_json::Value =
             serde_json::from_slice(text).map_err(|e| FormatError::ConfigSyntax(e.to_string()))?;
-        let obj = value.as_object().ok_or_else(|| FormatError::ConfigSyntax("not a JSON object".into()))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| FormatError::ConfigSyntax("not a JSON object".into()))?;
         // Version first: a newer format may add fields, and its message is the useful one.
         match obj.get("format_version").and_then(|v| v.as_u64()) {
             Some(v) if v > u64::from(FORMAT_VERSION) => {
-                return Err(FormatError::NewerVersion { found: v, supported: FORMAT_VERSION })
+                return Err(FormatError::NewerVersion {
+                    found: v,
+                    supported: FORMAT_VERSION,
+                })
             }
             Some(v) if v < u64::from(FORMAT_VERSION) => {
-                return Err(FormatError::BadValue { field: "format_version", why: format!("{v} is not a coffer format") })
+                return Err(FormatError::BadValue {
+                    field: "format_version",
+                    why: format!("{v} is not a coffer format"),
+                })
             }
             Some(_) => {}
-            None => return Err(FormatError::ConfigSyntax("missing or non-numeric `format_version`".into())),
+            None => {
+                return Err(FormatError::ConfigSyntax(
+                    "missing or non-numeric `format_version`".into(),
+                ))
+            }
         }
         let known = [
             "comment",
@@ -203,34 +249,47 @@ impl Config {
                 return Err(FormatError::UnknownField(format!("kdf.{k}")));
             }
         }
-        let cfg: Config = serde_json::from_value(value).map_err(|e| FormatError::ConfigSyntax(e.to_string()))?;
+        let cfg: Config =
+            serde_json::from_value(value).map_err(|e| FormatError::ConfigSyntax(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Checks every field that can be checked without keys.
     pub fn validate(&self) -> Result<(), FormatError> {
+        if NameEncoding::from_name(&self.name_encoding).is_none() {
+            return Err(FormatError::BadValue {
+                field: "name_encoding",
+                why: format!(
+                    "`{}` is unknown (expected `base64url` or `base32`)",
+                    self.name_encoding
+                ),
+            });
+        }
         self.params().validate()?;
         let mut sorted = self.feature_flags.clone();
         sorted.sort();
         if sorted != self.feature_flags {
-            return Err(FormatError::BadValue { field: "feature_flags", why: "not sorted".into() });
-        }
-        if self.name_encoding != NAME_ENCODING_B64URL {
             return Err(FormatError::BadValue {
-                field: "name_encoding",
-                why: format!("`{}` is unknown (expected `{NAME_ENCODING_B64URL}`)", self.name_encoding),
+                field: "feature_flags",
+                why: "not sorted".into(),
             });
         }
         if self.kdf.algorithm != KDF_ARGON2ID {
             return Err(FormatError::BadValue {
                 field: "kdf.algorithm",
-                why: format!("`{}` is unknown (expected `{KDF_ARGON2ID}`)", self.kdf.algorithm),
+                why: format!(
+                    "`{}` is unknown (expected `{KDF_ARGON2ID}`)",
+                    self.kdf.algorithm
+                ),
             });
         }
         let salt = self.salt()?;
         if salt.len() > 255 {
-            return Err(FormatError::BadValue { field: "kdf.salt", why: "longer than 255 bytes".into() });
+            return Err(FormatError::BadValue {
+                field: "kdf.salt",
+                why: "longer than 255 bytes".into(),
+            });
         }
         self.wrapped_key()?;
         self.mac()?;
@@ -247,7 +306,10 @@ impl Config {
         out.extend_from_slice(CANONICAL_MAGIC);
         out.extend_from_slice(&self.format_version.to_be_bytes());
         if self.feature_flags.len() > 255 || self.feature_flags.iter().any(|f| f.len() > 255) {
-            return Err(FormatError::BadValue { field: "feature_flags", why: "too many or too long".into() });
+            return Err(FormatError::BadValue {
+                field: "feature_flags",
+                why: "too many or too long".into(),
+            });
         }
         out.push(self.feature_flags.len() as u8);
         for f in &self.feature_flags {
@@ -261,7 +323,10 @@ impl Config {
         out.extend_from_slice(&self.kdf.p.to_be_bytes());
         let salt = self.salt()?;
         if salt.len() > 255 {
-            return Err(FormatError::BadValue { field: "kdf.salt", why: "longer than 255 bytes".into() });
+            return Err(FormatError::BadValue {
+                field: "kdf.salt",
+                why: "longer than 255 bytes".into(),
+            });
         }
         out.push(salt.len() as u8);
         out.extend_from_slice(&salt);
@@ -308,7 +373,10 @@ mod tests {
         v["format_version"] = 2.into();
         v["newthing"] = 1.into();
         let e = Config::parse(v.to_string().as_bytes()).unwrap_err();
-        assert!(matches!(e, FormatError::NewerVersion { found: 2, .. }), "{e}");
+        assert!(
+            matches!(e, FormatError::NewerVersion { found: 2, .. }),
+            "{e}"
+        );
 
         let mut v: serde_json::Value = serde_json::from_slice(&c.to_json()).unwrap();
         v["feature_flags"] = serde_json::json!(["time-travel"]);
@@ -321,7 +389,10 @@ mod tests {
 
         let mut v: serde_json::Value = serde_json::from_slice(&c.to_json()).unwrap();
         v["kdf"]["extra"] = 1.into();
-        assert!(Config::parse(v.to_string().as_bytes()).unwrap_err().to_string().contains("kdf.extra"));
+        assert!(Config::parse(v.to_string().as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("kdf.extra"));
     }
 
     #[test]

@@ -24,11 +24,16 @@ impl FileHeader {
     /// Parses a header; refuses short input, unknown versions and an all-zero file ID.
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         if bytes.len() < HEADER_LEN {
-            return Err(FormatError::BadHeader(format!("{} bytes, need {HEADER_LEN}", bytes.len())));
+            return Err(FormatError::BadHeader(format!(
+                "{} bytes, need {HEADER_LEN}",
+                bytes.len()
+            )));
         }
         let version = u16::from_be_bytes([bytes[0], bytes[1]]);
         if version != FORMAT_VERSION {
-            return Err(FormatError::BadHeader(format!("version {version}, expected {FORMAT_VERSION}")));
+            return Err(FormatError::BadHeader(format!(
+                "version {version}, expected {FORMAT_VERSION}"
+            )));
         }
         let mut file_id = [0u8; 16];
         file_id.copy_from_slice(&bytes[2..HEADER_LEN]);
@@ -51,7 +56,9 @@ mod tests {
         let mut bad = h.encode();
         bad[1] = 2;
         assert!(FileHeader::decode(&bad).is_err());
-        assert!(FileHeader::decode(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(
+            FileHeader::decode(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err()
+        );
     }
 
     proptest::proptest! {

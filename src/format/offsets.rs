@@ -111,14 +111,25 @@ mod tests {
             let c = cipher_size(p);
             assert_eq!(plain_size(c).unwrap(), p, "plain {p}");
             assert_eq!(block_count(p), (c - 18).div_ceil(CIPHER_BLOCK), "plain {p}");
-            let last_len: u64 = (0..block_count(p)).map(|b| block_plain_len(BlockNo(b), p)).sum();
+            let last_len: u64 = (0..block_count(p))
+                .map(|b| block_plain_len(BlockNo(b), p))
+                .sum();
             assert_eq!(last_len, p);
         }
     }
 
     #[test]
     fn around_block_edges_and_huge_sizes() {
-        for k in [1u64, 2, 255, 256, 1 << 20, (1 << 20) + 1, 1 << 30, MAX_PLAIN_SIZE / PLAIN_BLOCK - 1] {
+        for k in [
+            1u64,
+            2,
+            255,
+            256,
+            1 << 20,
+            (1 << 20) + 1,
+            1 << 30,
+            MAX_PLAIN_SIZE / PLAIN_BLOCK - 1,
+        ] {
             for d in [-2i64, -1, 0, 1, 2] {
                 let p = (k * PLAIN_BLOCK).wrapping_add_signed(d);
                 assert_eq!(plain_size(cipher_size(p)).unwrap(), p, "{p}");

@@ -1,15 +1,16 @@
 //! The recovery key: the master key plus the format parameters needed without the config.
 //!
 //! Bytes: `format version u16 | long_name_limit u16 | flags u8 (bit 0 = reverse) |
-//! master key [32] | check [4]` (check = first 4 bytes of SHA-256 of the rest), written as
+//! name encoding u8 (0 = base64url, 1 = base32) | master key [32] | check [4]` (check = first 4 bytes of SHA-256 of the rest), written as
 //! lowercase hex in dash-separated groups of 8 characters.
 
 use sha2::{Digest, Sha256};
 
 use super::config::{VaultParams, FLAG_REVERSE};
+use super::names::NameEncoding;
 use super::{FormatError, FORMAT_VERSION};
 
-const BODY_LEN: usize = 2 + 2 + 1 + 32;
+const BODY_LEN: usize = 2 + 2 + 1 + 1 + 32;
 const TOTAL_LEN: usize = BODY_LEN + 4;
 
 /// Writes the recovery key for `master` and `params`.
@@ -18,7 +19,8 @@ pub fn encode(master: &[u8; 32], params: &VaultParams) -> zeroize::Zeroizing<Str
     raw[0..2].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
     raw[2..4].copy_from_slice(&params.long_name_limit.to_be_bytes());
     raw[4] = u8::from(params.has_flag(FLAG_REVERSE));
-    raw[5..BODY_LEN].copy_from_slice(master);
+    raw[5] = params.name_encoding.id();
+    raw[6..BODY_LEN].copy_from_slice(master);
     let check = Sha256::digest(&raw[..BODY_LEN]);
     raw[BODY_LEN..].copy_from_slice(&check[..4]);
     let mut out = zeroize::Zeroizing::new(String::with_capacity(TOTAL_LEN * 2 + TOTAL_LEN / 4));
@@ -34,10 +36,14 @@ pub fn encode(master: &[u8; 32], params: &VaultParams) -> zeroize::Zeroizing<Str
 /// Parses a recovery key (whitespace and dashes ignored, any case).
 pub fn decode(text: &str) -> Result<(zeroize::Zeroizing<[u8; 32]>, VaultParams), FormatError> {
     let hex: zeroize::Zeroizing<Vec<u8>> = zeroize::Zeroizing::new(
-        text.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b'-').collect(),
+        text.bytes()
+            .filter(|b| !b.is_ascii_whitespace() && *b != b'-')
+            .collect(),
     );
     if hex.len() != TOTAL_LEN * 2 {
-        return Err(FormatError::BadRecoveryKey("wrong length (expected 82 hex digits)"));
+        return Err(FormatError::BadRecoveryKey(
+            "wrong length (expected 84 hex digits)",
+        ));
     }
     let mut raw = zeroize::Zeroizing::new([0u8; TOTAL_LEN]);
     for (i, pair) in hex.chunks(2).enumerate() {
@@ -50,18 +56,28 @@ pub fn decode(text: &str) -> Result<(zeroize::Zeroizing<[u8; 32]>, VaultParams),
     }
     let version = u16::from_be_bytes([raw[0], raw[1]]);
     if version != FORMAT_VERSION {
-        return Err(FormatError::NewerVersion { found: version.into(), supported: FORMAT_VERSION });
+        return Err(FormatError::NewerVersion {
+            found: version.into(),
+            supported: FORMAT_VERSION,
+        });
     }
     if raw[4] & !1 != 0 {
         return Err(FormatError::BadRecoveryKey("unknown flag bits"));
     }
+    let name_encoding = NameEncoding::from_id(raw[5])
+        .ok_or(FormatError::BadRecoveryKey("unknown name encoding"))?;
     let params = VaultParams {
-        feature_flags: if raw[4] & 1 == 1 { vec![FLAG_REVERSE.to_string()] } else { vec![] },
+        feature_flags: if raw[4] & 1 == 1 {
+            vec![FLAG_REVERSE.to_string()]
+        } else {
+            vec![]
+        },
         long_name_limit: u16::from_be_bytes([raw[2], raw[3]]),
+        name_encoding,
     };
     params.validate()?;
     let mut key = zeroize::Zeroizing::new([0u8; 32]);
-    key.copy_from_slice(&raw[5..BODY_LEN]);
+    key.copy_from_slice(&raw[6..BODY_LEN]);
     Ok((key, params))
 }
 
@@ -71,14 +87,22 @@ mod tests {
 
     #[test]
     fn round_trip_and_typo() {
-        let p = VaultParams { feature_flags: vec![FLAG_REVERSE.into()], long_name_limit: 150 };
+        let p = VaultParams {
+            feature_flags: vec![FLAG_REVERSE.into()],
+            long_name_limit: 150,
+            name_encoding: NameEncoding::Base32,
+        };
         let s = encode(&[0x5a; 32], &p);
         let (k, q) = decode(&s).unwrap();
         assert_eq!(*k, [0x5a; 32]);
         assert_eq!(q, p);
         assert_eq!(decode(&s.to_uppercase().replace('-', " ")).unwrap().1, p);
         let mut typo = s.to_string();
-        let c = if typo.as_bytes()[10] == b'0' { "1" } else { "0" };
+        let c = if typo.as_bytes()[10] == b'0' {
+            "1"
+        } else {
+            "0"
+        };
         typo.replace_range(10..11, c);
         assert!(decode(&typo).is_err());
         assert!(decode("zz").is_err());

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use crate::crypto::{self, KeySet, NONCE_LEN, TAG_LEN};
 use crate::format::header::{FileHeader, HEADER_LEN};
 use crate::format::offsets::{
-    self, block_aad, block_count, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, MAX_PLAIN_SIZE, PLAIN_BLOCK,
+    self, block_aad, block_count, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, MAX_PLAIN_SIZE,
+    PLAIN_BLOCK,
 };
 
 use super::error::{IoContext, Result, VaultError};
@@ -90,9 +91,16 @@ impl CryptFile {
         if !sizes.torn {
             return Ok(sizes);
         }
-        log::warn!("{}: dropping a torn partial block at the end before writing", self.rel.display());
+        log::warn!(
+            "{}: dropping a torn partial block at the end before writing",
+            self.rel.display()
+        );
         if sizes.plain == 0 {
-            let keep = if self.header().is_ok() { HEADER_LEN as u64 } else { 0 };
+            let keep = if self.header().is_ok() {
+                HEADER_LEN as u64
+            } else {
+                0
+            };
             self.file.set_len(keep).at(&self.rel)?;
             return self.sizes();
         }
@@ -102,8 +110,12 @@ impl CryptFile {
         let plain = self.read_blocks(&id, last, last, &sizes)?;
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
         self.seal_block(&id, last, true, &plain, &mut sealed)?;
-        self.file.set_len(offsets::cipher_size(sizes.plain)).at(&self.rel)?;
-        self.file.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
+        self.file
+            .set_len(offsets::cipher_size(sizes.plain))
+            .at(&self.rel)?;
+        self.file
+            .write_all_at(&sealed, last.cipher_off())
+            .at(&self.rel)?;
         self.sizes()
     }
 
@@ -119,11 +131,14 @@ impl CryptFile {
         if n == 0 {
             return Ok(None);
         }
-        FileHeader::decode(&buf[..n]).map(Some).map_err(|e| self.corrupt(None, e.to_string()))
+        FileHeader::decode(&buf[..n])
+            .map(Some)
+            .map_err(|e| self.corrupt(None, e.to_string()))
     }
 
     fn require_header(&self) -> Result<FileHeader> {
-        self.header()?.ok_or_else(|| self.corrupt(None, "missing file header"))
+        self.header()?
+            .ok_or_else(|| self.corrupt(None, "missing file header"))
     }
 
     /// The header, written now with a fresh random file ID if the file has none.
@@ -131,7 +146,9 @@ impl CryptFile {
         if let Some(h) = self.header()? {
             return Ok(h);
         }
-        let h = FileHeader { file_id: crypto::random_array()? };
+        let h = FileHeader {
+            file_id: crypto::random_array()?,
+        };
         self.file.write_all_at(&h.encode(), 0).at(&self.rel)?;
         Ok(h)
     }
@@ -148,22 +165,36 @@ impl CryptFile {
     }
 
     /// Opens one sealed block into `out` (whose length is the block's plaintext length).
-    fn open_block(&self, id: &[u8; 16], b: BlockNo, rule: FinalRule, sealed: &[u8], out: &mut [u8]) -> Result<()> {
+    fn open_block(
+        &self,
+        id: &[u8; 16],
+        b: BlockNo,
+        rule: FinalRule,
+        sealed: &[u8],
+        out: &mut [u8],
+    ) -> Result<()> {
         if sealed.len() != out.len() + NONCE_LEN + TAG_LEN {
             return Err(self.corrupt(Some(b.0), "short block"));
         }
-        if rule != FinalRule::Last && sealed.len() as u64 == CIPHER_BLOCK && sealed.iter().all(|&x| x == 0) {
+        if rule != FinalRule::Last
+            && sealed.len() as u64 == CIPHER_BLOCK
+            && sealed.iter().all(|&x| x == 0)
+        {
             out.fill(0);
             return Ok(());
         }
         let (nonce, rest) = sealed.split_at(NONCE_LEN);
         let (ct, tag) = rest.split_at(out.len());
-        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| self.corrupt(Some(b.0), "nonce"))?;
+        let nonce: &[u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| self.corrupt(Some(b.0), "nonce"))?;
         let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| self.corrupt(Some(b.0), "tag"))?;
         let cipher = &self.keys.content;
         let try_flag = |is_final: bool, out: &mut [u8]| {
             out.copy_from_slice(ct);
-            cipher.open(nonce, &block_aad(id, b, is_final), out, tag).is_ok()
+            cipher
+                .open(nonce, &block_aad(id, b, is_final), out, tag)
+                .is_ok()
         };
         let ok = match rule {
             FinalRule::Last => try_flag(true, out),
@@ -184,25 +215,45 @@ impl CryptFile {
     }
 
     /// Appends `nonce | ciphertext | tag` of block `b` to `out`.
-    fn seal_block(&self, id: &[u8; 16], b: BlockNo, is_final: bool, plain: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    fn seal_block(
+        &self,
+        id: &[u8; 16],
+        b: BlockNo,
+        is_final: bool,
+        plain: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
         let start = out.len();
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plain);
-        let tag = self.keys.content.seal(&nonce, &block_aad(id, b, is_final), &mut out[start + NONCE_LEN..]);
+        let tag = self.keys.content.seal(
+            &nonce,
+            &block_aad(id, b, is_final),
+            &mut out[start + NONCE_LEN..],
+        );
         out.extend_from_slice(&tag);
         Ok(())
     }
 
     /// Reads and opens blocks `first..=last` of a file with `sizes`, returning their plaintext.
-    fn read_blocks(&self, id: &[u8; 16], first: BlockNo, last: BlockNo, sizes: &Sizes) -> Result<Vec<u8>> {
+    fn read_blocks(
+        &self,
+        id: &[u8; 16],
+        first: BlockNo,
+        last: BlockNo,
+        sizes: &Sizes,
+    ) -> Result<Vec<u8>> {
         let start = first.cipher_off();
         let plain_end = (last.0 + 1).saturating_mul(PLAIN_BLOCK).min(sizes.plain);
         let cipher_end = offsets::cipher_size(plain_end);
         let mut sealed = vec![0u8; (cipher_end - start) as usize];
         let n = read_full_at(&self.file, &mut sealed, start).at(&self.rel)?;
         if n < sealed.len() {
-            return Err(self.corrupt(Some(block_of(first.plain_off() + (n as u64 / CIPHER_BLOCK) * PLAIN_BLOCK).0), "file shrank during read"));
+            return Err(self.corrupt(
+                Some(block_of(first.plain_off() + (n as u64 / CIPHER_BLOCK) * PLAIN_BLOCK).0),
+                "file shrank during read",
+            ));
         }
         let mut plain = vec![0u8; (plain_end - first.plain_off()) as usize];
         let mut c_pos = 0usize;
@@ -211,7 +262,13 @@ impl CryptFile {
             let b = BlockNo(b);
             let len = block_plain_len(b, sizes.plain) as usize;
             let clen = len + NONCE_LEN + TAG_LEN;
-            self.open_block(id, b, Self::rule(b, sizes), &sealed[c_pos..c_pos + clen], &mut plain[p_pos..p_pos + len])?;
+            self.open_block(
+                id,
+                b,
+                Self::rule(b, sizes),
+                &sealed[c_pos..c_pos + clen],
+                &mut plain[p_pos..p_pos + len],
+            )?;
             c_pos += clen;
             p_pos += len;
         }
@@ -237,7 +294,11 @@ impl CryptFile {
 
     /// The current plaintext of block `b` (zeros past the old end), padded or cut to `len` bytes.
     fn block_plain(&self, id: &[u8; 16], b: BlockNo, sizes: &Sizes, len: usize) -> Result<Vec<u8>> {
-        let mut p = if b.0 < block_count(sizes.plain) { self.read_blocks(id, b, b, sizes)? } else { Vec::new() };
+        let mut p = if b.0 < block_count(sizes.plain) {
+            self.read_blocks(id, b, b, sizes)?
+        } else {
+            Vec::new()
+        };
         p.resize(len, 0);
         Ok(p)
     }
@@ -279,14 +340,22 @@ impl CryptFile {
         drop(scratch);
         // New blocks first, then reseal the old last block: a crash in between leaves an old
         // block sealed final = 1 in the middle, which reads accept.
-        self.file.write_all_at(&sealed, first.cipher_off()).at(&self.rel)?;
+        self.file
+            .write_all_at(&sealed, first.cipher_off())
+            .at(&self.rel)?;
         self.reseal_old_last(&id, &sizes, new_size, first)?;
         Ok(())
     }
 
     /// When a file grows past its old last block (and that block is not rewritten anyway),
     /// reseal it padded to a full block with final = 0.
-    fn reseal_old_last(&self, id: &[u8; 16], sizes: &Sizes, new_size: u64, first_written: BlockNo) -> Result<()> {
+    fn reseal_old_last(
+        &self,
+        id: &[u8; 16],
+        sizes: &Sizes,
+        new_size: u64,
+        first_written: BlockNo,
+    ) -> Result<()> {
         if sizes.plain == 0 || new_size <= sizes.plain {
             return Ok(());
         }
@@ -297,7 +366,9 @@ impl CryptFile {
         let plain = self.block_plain(id, old_last, sizes, PLAIN_BLOCK as usize)?;
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
         self.seal_block(id, old_last, false, &plain, &mut sealed)?;
-        self.file.write_all_at(&sealed, old_last.cipher_off()).at(&self.rel)
+        self.file
+            .write_all_at(&sealed, old_last.cipher_off())
+            .at(&self.rel)
     }
 
     /// Truncates or extends to `new_size` plaintext bytes. Growth leaves holes and seals at most
@@ -320,14 +391,21 @@ impl CryptFile {
             let plain = self.block_plain(&id, new_last, &sizes, len)?;
             let mut sealed = Vec::with_capacity(len + 32);
             self.seal_block(&id, new_last, true, &plain, &mut sealed)?;
-            self.file.set_len(offsets::cipher_size(new_size)).at(&self.rel)?;
-            return self.file.write_all_at(&sealed, new_last.cipher_off()).at(&self.rel);
+            self.file
+                .set_len(offsets::cipher_size(new_size))
+                .at(&self.rel)?;
+            return self
+                .file
+                .write_all_at(&sealed, new_last.cipher_off())
+                .at(&self.rel);
         }
         // Growth: the new last block holds old bytes (if it was the old last block) or zeros.
         let plain = self.block_plain(&id, new_last, &sizes, len)?;
         let mut sealed = Vec::with_capacity(len + 32);
         self.seal_block(&id, new_last, true, &plain, &mut sealed)?;
-        self.file.write_all_at(&sealed, new_last.cipher_off()).at(&self.rel)?;
+        self.file
+            .write_all_at(&sealed, new_last.cipher_off())
+            .at(&self.rel)?;
         self.reseal_old_last(&id, &sizes, new_size, new_last)
     }
 
@@ -339,7 +417,11 @@ impl CryptFile {
         if off >= sizes.plain {
             return Ok(None);
         }
-        let whence = if data { libc::SEEK_DATA } else { libc::SEEK_HOLE };
+        let whence = if data {
+            libc::SEEK_DATA
+        } else {
+            libc::SEEK_HOLE
+        };
         let mut b = block_of(off);
         let last = block_of(sizes.plain - 1);
         // Walk block by block using the backing answer to skip ahead.
@@ -361,13 +443,23 @@ impl CryptFile {
                 return Ok(Some(hit.plain_off().max(off).min(sizes.plain)));
             }
             // A hole must cover a whole backing block to be a plaintext hole.
-            let hb = if r <= c_off { b } else { BlockNo(offsets::block_at_cipher_off(r - 1).0 + 1) };
+            let hb = if r <= c_off {
+                b
+            } else {
+                BlockNo(offsets::block_at_cipher_off(r - 1).0 + 1)
+            };
             if hb > last {
                 return Ok(Some(sizes.plain));
             }
             // Check the hole spans block hb fully (the next data is past its end).
             // SAFETY: as above.
-            let nd = unsafe { libc::lseek(self.file.as_raw_fd(), hb.cipher_off() as libc::off_t, libc::SEEK_DATA) };
+            let nd = unsafe {
+                libc::lseek(
+                    self.file.as_raw_fd(),
+                    hb.cipher_off() as libc::off_t,
+                    libc::SEEK_DATA,
+                )
+            };
             let covers = nd < 0 || nd as u64 >= hb.cipher_off() + CIPHER_BLOCK;
             if covers && hb < last {
                 return Ok(Some(hb.plain_off().max(off)));
@@ -379,7 +471,12 @@ impl CryptFile {
 
     /// fsync / fdatasync of the backing file.
     pub fn sync(&self, data_only: bool) -> Result<()> {
-        if data_only { self.file.sync_data() } else { self.file.sync_all() }.at(&self.rel)
+        if data_only {
+            self.file.sync_data()
+        } else {
+            self.file.sync_all()
+        }
+        .at(&self.rel)
     }
 
     /// Authenticates every block; returns the numbers of the damaged ones (for fsck).
@@ -394,7 +491,10 @@ impl CryptFile {
         }
         let id = self.require_header()?.file_id;
         for b in 0..block_count(sizes.plain) {
-            if self.read_blocks(&id, BlockNo(b), BlockNo(b), &sizes).is_err() {
+            if self
+                .read_blocks(&id, BlockNo(b), BlockNo(b), &sizes)
+                .is_err()
+            {
                 bad.push(b);
             }
         }
@@ -408,11 +508,23 @@ impl CryptFile {
 /// Plaintext size for a backing length, leaving out a torn tail.
 fn sizes_of(len: u64) -> Sizes {
     match offsets::plain_size(len) {
-        Ok(plain) => Sizes { plain, torn: false, empty: len == 0 },
-        Err(_) if len < HEADER_LEN as u64 => Sizes { plain: 0, torn: true, empty: false },
+        Ok(plain) => Sizes {
+            plain,
+            torn: false,
+            empty: len == 0,
+        },
+        Err(_) if len < HEADER_LEN as u64 => Sizes {
+            plain: 0,
+            torn: true,
+            empty: false,
+        },
         Err(_) => {
             let full = (len - HEADER_LEN as u64) / CIPHER_BLOCK;
-            Sizes { plain: full * PLAIN_BLOCK, torn: true, empty: false }
+            Sizes {
+                plain: full * PLAIN_BLOCK,
+                torn: true,
+                empty: false,
+            }
         }
     }
 }

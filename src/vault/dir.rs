@@ -56,7 +56,11 @@ impl Dir {
     pub(super) fn open_root(v: &Vault) -> Result<Dir> {
         let fd = v.root_fd().try_clone().at(v.cipherdir())?;
         let iv = read_iv(&fd, Path::new(""))?;
-        Ok(Dir { fd, iv, rel: PathBuf::new() })
+        Ok(Dir {
+            fd,
+            iv,
+            rel: PathBuf::new(),
+        })
     }
 
     /// Opens a backing subdirectory and reads its IV.
@@ -78,40 +82,58 @@ pub fn read_iv(fd: &DirFd, rel: &Path) -> Result<[u8; DIRIV_LEN]> {
     let data = match fd.read_small(DIRIV_NAME.as_bytes(), 64) {
         Ok(d) => d,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-            return Err(VaultError::MissingDiriv { path: rel.to_path_buf() })
+            return Err(VaultError::MissingDiriv {
+                path: rel.to_path_buf(),
+            })
         }
         Err(e) => return Err(VaultError::io(rel.join(DIRIV_NAME), e)),
     };
-    data.as_slice()
-        .try_into()
-        .map_err(|_| VaultError::corrupt(rel.join(DIRIV_NAME), None, format!("diriv has {} bytes, need 16", data.len())))
+    data.as_slice().try_into().map_err(|_| {
+        VaultError::corrupt(
+            rel.join(DIRIV_NAME),
+            None,
+            format!("diriv has {} bytes, need 16", data.len()),
+        )
+    })
 }
 
 impl Vault {
     /// The backing name of `plain` in `dir` (validates the plaintext name first).
     pub fn cipher_name(&self, dir: &Dir, plain: &[u8]) -> Result<CipherName> {
         names::check_plain_name(plain)?;
-        let encoded = names::encode(&self.keys().names.encrypt(&dir.iv, plain));
+        let enc = self.params().name_encoding;
+        let encoded = enc.encode(&self.keys().names.encrypt(&dir.iv, plain));
         if names::is_long(&encoded, self.params().long_name_limit) {
-            let hash = names::long_hash(&encoded);
+            let hash = enc.long_hash(&encoded);
             Ok(CipherName {
                 entry: backing_name::long_entry_name(&hash).into_bytes(),
-                long: Some(LongName { sidecar: backing_name::long_sidecar_name(&hash).into_bytes(), encoded }),
+                long: Some(LongName {
+                    sidecar: backing_name::long_sidecar_name(&hash).into_bytes(),
+                    encoded,
+                }),
             })
         } else {
-            Ok(CipherName { entry: encoded.into_bytes(), long: None })
+            Ok(CipherName {
+                entry: encoded.into_bytes(),
+                long: None,
+            })
         }
     }
 
     /// Decrypts an encoded name (the text of a short entry or a sidecar).
     fn decrypt_encoded(&self, dir: &Dir, encoded: &[u8], rel: &Path) -> Result<Vec<u8>> {
-        let raw = names::decode(encoded).map_err(|e| VaultError::corrupt(rel, None, e.to_string()))?;
+        let raw = self
+            .params()
+            .name_encoding
+            .decode(encoded)
+            .map_err(|e| VaultError::corrupt(rel, None, e.to_string()))?;
         let plain = self
             .keys()
             .names
             .decrypt(&dir.iv, &raw)
             .map_err(|_| VaultError::corrupt(rel, None, "name does not decrypt"))?;
-        names::check_plain_name(&plain).map_err(|_| VaultError::corrupt(rel, None, "decrypted name is invalid"))?;
+        names::check_plain_name(&plain)
+            .map_err(|_| VaultError::corrupt(rel, None, "decrypted name is invalid"))?;
         Ok(plain)
     }
 
@@ -120,14 +142,17 @@ impl Vault {
         let name = backing_name::long_sidecar_name(hash);
         let rel = dir.rel_child(name.as_bytes());
         let data = dir.fd.read_small(name.as_bytes(), 4096).at(&rel)?;
-        names::check_sidecar(hash, &data).map_err(|_| VaultError::corrupt(&rel, None, "sidecar does not match its hash"))
+        self.params()
+            .name_encoding
+            .check_sidecar(hash, &data)
+            .map_err(|_| VaultError::corrupt(&rel, None, "sidecar does not match its hash"))
     }
 
     /// The plaintext name of a backing entry: `Ok(None)` for coffer's own files and sidecars,
     /// `Err` when the name should be a user entry but does not decrypt.
     pub fn plain_name(&self, dir: &Dir, backing: &[u8]) -> Result<Option<Vec<u8>>> {
         let rel = dir.rel_child(backing);
-        match classify(backing) {
+        match classify(backing, self.params().name_encoding) {
             BackingName::Short(enc) => self.decrypt_encoded(dir, enc.as_bytes(), &rel).map(Some),
             BackingName::Long(hash) => {
                 let enc = self.read_sidecar(dir, hash)?;
@@ -148,7 +173,12 @@ impl Vault {
         let mut out = Vec::with_capacity(raw.len());
         for e in raw {
             match self.plain_name(dir, &e.name) {
-                Ok(Some(plain)) => out.push(Entry { plain, backing: e.name, ino: e.ino, d_type: e.d_type }),
+                Ok(Some(plain)) => out.push(Entry {
+                    plain,
+                    backing: e.name,
+                    ino: e.ino,
+                    d_type: e.d_type,
+                }),
                 Ok(None) => {}
                 Err(err) => log::warn!("skipping entry: {err}"),
             }

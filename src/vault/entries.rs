@@ -35,7 +35,7 @@ impl Vault {
 
     /// Removes the sidecars that belong to backing entry `entry` (long name, link target).
     fn remove_sidecars(&self, dir: &Dir, entry: &[u8]) -> Result<()> {
-        if let BackingName::Long(hash) = classify(entry) {
+        if let BackingName::Long(hash) = classify(entry, self.params().name_encoding) {
             let s = backing_name::long_sidecar_name(hash);
             ignore_enoent(dir.fd.unlink(s.as_bytes())).at(dir.rel_child(s.as_bytes()))?;
         }
@@ -43,18 +43,28 @@ impl Vault {
     }
 
     fn remove_link_sidecar(&self, dir: &Dir, entry: &[u8]) -> Result<()> {
-        let Ok(e) = std::str::from_utf8(entry) else { return Ok(()) };
+        let Ok(e) = std::str::from_utf8(entry) else {
+            return Ok(());
+        };
         let l = backing_name::link_sidecar_name(e);
         ignore_enoent(dir.fd.unlink(l.as_bytes())).at(dir.rel_child(l.as_bytes()))
     }
 
     /// Creates a regular file exclusively (EEXIST if present) and opens it read-write.
-    pub fn create_file(&self, dir: &Dir, plain: &[u8], mode: u32) -> Result<(CryptFile, CipherName)> {
+    pub fn create_file(
+        &self,
+        dir: &Dir,
+        plain: &[u8],
+        mode: u32,
+    ) -> Result<(CryptFile, CipherName)> {
         self.check_writable()?;
         let name = self.cipher_name(dir, plain)?;
         self.write_sidecar(dir, &name)?;
         let rel = dir.rel_child(&name.entry);
-        let f = dir.fd.open_file(&name.entry, true, Some(mode & 0o7777)).at(&rel)?;
+        let f = dir
+            .fd
+            .open_file(&name.entry, true, Some(mode & 0o7777))
+            .at(&rel)?;
         Ok((CryptFile::new(f, self.keys().clone(), rel), name))
     }
 
@@ -69,10 +79,14 @@ impl Vault {
         let made = (|| {
             let child = dir.fd.open_dir(&tmp).at(&tmp_rel)?;
             let iv: [u8; DIRIV_LEN] = crypto::random_array()?;
-            child.write_new(DIRIV_NAME.as_bytes(), &iv, 0o444).at(tmp_rel.join(DIRIV_NAME))?;
+            child
+                .write_new(DIRIV_NAME.as_bytes(), &iv, 0o444)
+                .at(tmp_rel.join(DIRIV_NAME))?;
             child.fsync().at(&tmp_rel)?;
             self.write_sidecar(dir, &name)?;
-            dir.fd.rename(&tmp, &dir.fd, &name.entry, RENAME_NOREPLACE).at(dir.rel_child(&name.entry))?;
+            dir.fd
+                .rename(&tmp, &dir.fd, &name.entry, RENAME_NOREPLACE)
+                .at(dir.rel_child(&name.entry))?;
             Ok(())
         })();
         if let Err(e) = made {
@@ -82,7 +96,9 @@ impl Vault {
             let _ = dir.fd.rmdir(&tmp);
             return Err(e);
         }
-        dir.fd.chmod(&name.entry, mode & 0o7777).at(dir.rel_child(&name.entry))?;
+        dir.fd
+            .chmod(&name.entry, mode & 0o7777)
+            .at(dir.rel_child(&name.entry))?;
         dir.fd.fsync().at(&dir.rel)?;
         Ok(name)
     }
@@ -92,16 +108,27 @@ impl Vault {
         self.check_writable()?;
         let name = self.cipher_name(dir, plain)?;
         self.write_sidecar(dir, &name)?;
-        dir.fd.mknod(&name.entry, mode, rdev).at(dir.rel_child(&name.entry))?;
+        dir.fd
+            .mknod(&name.entry, mode, rdev)
+            .at(dir.rel_child(&name.entry))?;
         Ok(name)
     }
 
     /// Hard link of backing entry `old_entry` in `old_dir` as `new_plain` in `new_dir`.
-    pub fn link(&self, old_dir: &Dir, old_entry: &[u8], new_dir: &Dir, new_plain: &[u8]) -> Result<CipherName> {
+    pub fn link(
+        &self,
+        old_dir: &Dir,
+        old_entry: &[u8],
+        new_dir: &Dir,
+        new_plain: &[u8],
+    ) -> Result<CipherName> {
         self.check_writable()?;
         let name = self.cipher_name(new_dir, new_plain)?;
         self.write_sidecar(new_dir, &name)?;
-        let r = old_dir.fd.link(old_entry, &new_dir.fd, &name.entry).at(new_dir.rel_child(&name.entry));
+        let r = old_dir
+            .fd
+            .link(old_entry, &new_dir.fd, &name.entry)
+            .at(new_dir.rel_child(&name.entry));
         if let Err(e) = r {
             if e.errno() != libc::EEXIST {
                 let _ = self.remove_sidecars_if_unused(new_dir, &name);
@@ -138,14 +165,17 @@ impl Vault {
         let entries = child.list().at(&rel)?;
         let mut leftovers = Vec::new();
         for e in &entries {
-            match classify(&e.name) {
+            match classify(&e.name, self.params().name_encoding) {
                 BackingName::Diriv => {}
                 BackingName::Temp => leftovers.push(e.name.clone()),
                 _ => {
                     if self.is_leftover(&e.name) {
                         leftovers.push(e.name.clone());
                     } else {
-                        if !matches!(classify(&e.name), BackingName::Short(_) | BackingName::Long(_)) {
+                        if !matches!(
+                            classify(&e.name, self.params().name_encoding),
+                            BackingName::Short(_) | BackingName::Long(_)
+                        ) {
                             log::warn!(
                                 "rmdir {}: not empty, holds {:?} which coffer cannot show",
                                 rel.display(),
@@ -162,7 +192,9 @@ impl Vault {
         }
         // Park the diriv in the parent while removing, so a failed rmdir can put it back.
         let parked = temp_name().at(&dir.rel)?;
-        let has_iv = child.rename(DIRIV_NAME.as_bytes(), &dir.fd, &parked, 0).is_ok();
+        let has_iv = child
+            .rename(DIRIV_NAME.as_bytes(), &dir.fd, &parked, 0)
+            .is_ok();
         if let Err(e) = dir.fd.rmdir(&name.entry) {
             if has_iv {
                 let _ = dir.fd.rename(&parked, &child, DIRIV_NAME.as_bytes(), 0);
@@ -178,12 +210,22 @@ impl Vault {
     /// Whether a backing name inside a directory being removed is a leftover coffer may delete
     /// (coffer temp files; sync-client conflict copies of the diriv are added by the sync layer).
     fn is_leftover(&self, backing: &[u8]) -> bool {
-        matches!(classify(backing), BackingName::Temp)
+        matches!(
+            classify(backing, self.params().name_encoding),
+            BackingName::Temp
+        )
     }
 
     /// rename / renameat2 with RENAME_NOREPLACE or RENAME_EXCHANGE. The new sidecar is written
     /// before the rename and the old one removed after; symlink target sidecars move along.
-    pub fn rename(&self, from_dir: &Dir, from: &[u8], to_dir: &Dir, to: &[u8], flags: u32) -> Result<()> {
+    pub fn rename(
+        &self,
+        from_dir: &Dir,
+        from: &[u8],
+        to_dir: &Dir,
+        to: &[u8],
+        flags: u32,
+    ) -> Result<()> {
         self.check_writable()?;
         let a = self.cipher_name(from_dir, from)?;
         let b = self.cipher_name(to_dir, to)?;
@@ -204,7 +246,9 @@ impl Vault {
         if flags & RENAME_EXCHANGE != 0 {
             // Both names stay in use; only the link sidecars follow their objects.
             match (a_has_link, b_has_link) {
-                (true, true) => from_dir.fd.rename(&a_link, &to_dir.fd, &b_link, RENAME_EXCHANGE),
+                (true, true) => from_dir
+                    .fd
+                    .rename(&a_link, &to_dir.fd, &b_link, RENAME_EXCHANGE),
                 (true, false) => from_dir.fd.rename(&a_link, &to_dir.fd, &b_link, 0),
                 (false, true) => to_dir.fd.rename(&b_link, &from_dir.fd, &a_link, 0),
                 (false, false) => Ok(()),
@@ -216,7 +260,10 @@ impl Vault {
             return Ok(());
         }
         if a_has_link {
-            from_dir.fd.rename(&a_link, &to_dir.fd, &b_link, 0).at(to_dir.rel_child(&b_link))?;
+            from_dir
+                .fd
+                .rename(&a_link, &to_dir.fd, &b_link, 0)
+                .at(to_dir.rel_child(&b_link))?;
         } else if b_has_link {
             ignore_enoent(to_dir.fd.unlink(&b_link)).at(to_dir.rel_child(&b_link))?;
         }

@@ -90,22 +90,35 @@ impl VaultError {
 
     /// Wraps an io::Error with its path.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        VaultError::Io { path: path.into(), source }
+        VaultError::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// A corruption report.
     pub fn corrupt(path: impl Into<PathBuf>, block: Option<u64>, what: impl Into<String>) -> Self {
-        VaultError::Corrupt { path: path.into(), block, what: what.into() }
+        VaultError::Corrupt {
+            path: path.into(),
+            block,
+            what: what.into(),
+        }
     }
 
     /// An error carrying only an errno (for checks the vault makes itself, e.g. ENOTEMPTY).
     pub fn errno_at(path: impl Into<PathBuf>, errno: i32) -> Self {
-        VaultError::Io { path: path.into(), source: io::Error::from_raw_os_error(errno) }
+        VaultError::Io {
+            path: path.into(),
+            source: io::Error::from_raw_os_error(errno),
+        }
     }
 
     /// Whether this is an authentication/corruption failure (EIO with a log line).
     pub fn is_corrupt(&self) -> bool {
-        matches!(self, VaultError::Corrupt { .. } | VaultError::MissingDiriv { .. })
+        matches!(
+            self,
+            VaultError::Corrupt { .. } | VaultError::MissingDiriv { .. }
+        )
     }
 }
 
@@ -127,9 +140,15 @@ mod tests {
 
     #[test]
     fn errno_mapping() {
-        assert_eq!(VaultError::io("x", io::Error::from_raw_os_error(libc::ENOSPC)).errno(), libc::ENOSPC);
+        assert_eq!(
+            VaultError::io("x", io::Error::from_raw_os_error(libc::ENOSPC)).errno(),
+            libc::ENOSPC
+        );
         assert_eq!(VaultError::corrupt("x", Some(3), "tag").errno(), libc::EIO);
-        assert_eq!(VaultError::Name(FormatError::NameTooLong).errno(), libc::ENAMETOOLONG);
+        assert_eq!(
+            VaultError::Name(FormatError::NameTooLong).errno(),
+            libc::ENAMETOOLONG
+        );
         assert_eq!(VaultError::ReadOnly.errno(), libc::EROFS);
         let msg = VaultError::corrupt("a/b", Some(7), "authentication failed").to_string();
         assert_eq!(msg, "a/b: authentication failed (block 7)");

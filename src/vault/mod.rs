@@ -35,17 +35,36 @@ pub struct Vault {
 
 impl Vault {
     /// Opens CIPHERDIR with an unlocked master key and the vault's parameters.
-    pub fn open(cipherdir: &Path, master: &MasterKey, params: VaultParams, read_only: bool) -> Result<Vault> {
+    pub fn open(
+        cipherdir: &Path,
+        master: &MasterKey,
+        params: VaultParams,
+        read_only: bool,
+    ) -> Result<Vault> {
         let root = DirFd::open_path(cipherdir).at(cipherdir)?;
         let keys = Arc::new(KeySet::derive(master, params.has_flag(FLAG_REVERSE)));
-        Ok(Vault { cipherdir: cipherdir.to_path_buf(), root, keys, params, read_only })
+        Ok(Vault {
+            cipherdir: cipherdir.to_path_buf(),
+            root,
+            keys,
+            params,
+            read_only,
+        })
     }
 
     /// Unlocks with a password from the config at `config` (default `CIPHERDIR/coffer.conf`).
-    pub fn unlock(cipherdir: &Path, config: Option<&Path>, password: &[u8], read_only: bool) -> Result<Vault> {
+    pub fn unlock(
+        cipherdir: &Path,
+        config: Option<&Path>,
+        password: &[u8],
+        read_only: bool,
+    ) -> Result<Vault> {
         let path = unlock::config_path(cipherdir, config);
         if config.is_none() && !cipherdir.is_dir() {
-            return Err(VaultError::io(cipherdir, std::io::Error::from_raw_os_error(libc::ENOENT)));
+            return Err(VaultError::io(
+                cipherdir,
+                std::io::Error::from_raw_os_error(libc::ENOENT),
+            ));
         }
         let cfg = unlock::read_config(&path)?;
         let master = unlock::unlock_with_password(&cfg, password)?;
@@ -93,7 +112,10 @@ impl Vault {
     /// Walks a plaintext path (`a/b/c`, relative to the vault root) to its directory.
     pub fn open_dir_path(&self, plain_path: &[u8]) -> Result<Dir> {
         let mut dir = self.root_dir()?;
-        for comp in plain_path.split(|&c| c == b'/').filter(|c| !c.is_empty() && *c != b".") {
+        for comp in plain_path
+            .split(|&c| c == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+        {
             let name = self.cipher_name(&dir, comp)?;
             dir = dir.open_child(self, &name.entry)?;
         }
@@ -114,7 +136,10 @@ impl Vault {
     /// Opens a backing file of `dir` as an encrypted file (read-write unless `write` is false).
     pub fn open_file(&self, dir: &Dir, backing_name: &[u8], write: bool) -> Result<CryptFile> {
         let rel = dir.rel_child(backing_name);
-        let f = dir.fd.open_file(backing_name, write && !self.read_only, None).at(&rel)?;
+        let f = dir
+            .fd
+            .open_file(backing_name, write && !self.read_only, None)
+            .at(&rel)?;
         Ok(CryptFile::new(f, self.keys.clone(), rel))
     }
 }

@@ -24,18 +24,28 @@ pub struct KdfCost {
 
 impl Default for KdfCost {
     fn default() -> Self {
-        KdfCost { m_kib: KdfParams::DEFAULT_M_KIB, t: KdfParams::DEFAULT_T, p: KdfParams::DEFAULT_P }
+        KdfCost {
+            m_kib: KdfParams::DEFAULT_M_KIB,
+            t: KdfParams::DEFAULT_T,
+            p: KdfParams::DEFAULT_P,
+        }
     }
 }
 
 impl KdfCost {
     /// The cheapest accepted cost (m = 8 KiB, t = 1): for tests only, never a default.
-    pub const INSECURE_TEST: KdfCost = KdfCost { m_kib: 8, t: 1, p: 1 };
+    pub const INSECURE_TEST: KdfCost = KdfCost {
+        m_kib: 8,
+        t: 1,
+        p: 1,
+    };
 }
 
 /// Where the config of a vault lives: `CIPHERDIR/coffer.conf` unless given.
 pub fn config_path(cipherdir: &Path, explicit: Option<&Path>) -> PathBuf {
-    explicit.map(Path::to_path_buf).unwrap_or_else(|| cipherdir.join(CONFIG_NAME))
+    explicit
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| cipherdir.join(CONFIG_NAME))
 }
 
 fn split_parent(path: &Path) -> Result<(DirFd, Vec<u8>)> {
@@ -62,7 +72,10 @@ pub fn read_config(path: &Path) -> Result<Config> {
             VaultError::io(path, e)
         }
     })?;
-    Config::parse(&text).map_err(|source| VaultError::Config { path: path.to_path_buf(), source })
+    Config::parse(&text).map_err(|source| VaultError::Config {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes a config atomically (temp, fsync, rename, fsync dir) with mode 0600.
@@ -72,10 +85,21 @@ pub fn write_config(path: &Path, cfg: &Config) -> Result<()> {
 }
 
 fn seal_config(cfg: &mut Config, master: &MasterKey, password: &[u8]) -> Result<()> {
-    let salt = cfg.salt().map_err(|source| VaultError::Config { path: PathBuf::new(), source })?;
-    let kdf = KdfParams { m_kib: cfg.kdf.m_kib, t: cfg.kdf.t, p: cfg.kdf.p, salt };
+    let salt = cfg.salt().map_err(|source| VaultError::Config {
+        path: PathBuf::new(),
+        source,
+    })?;
+    let kdf = KdfParams {
+        m_kib: cfg.kdf.m_kib,
+        t: cfg.kdf.t,
+        p: cfg.kdf.p,
+        salt,
+    };
     let kek = crypto::derive_kek(password, &kdf)?;
-    let canonical = cfg.canonical().map_err(|source| VaultError::Config { path: PathBuf::new(), source })?;
+    let canonical = cfg.canonical().map_err(|source| VaultError::Config {
+        path: PathBuf::new(),
+        source,
+    })?;
     let wrapped = kek.cipher().seal_to_vec(&canonical, master.expose())?;
     cfg.set_wrapped_key(&wrapped);
     let keys = KeySet::derive(master, false);
@@ -86,15 +110,30 @@ fn seal_config(cfg: &mut Config, master: &MasterKey, password: &[u8]) -> Result<
 fn new_config(params: &VaultParams, cost: KdfCost) -> Result<Config> {
     let salt: [u8; 32] = crypto::random_array()?;
     let cfg = Config::new(params, cost.m_kib, cost.t, cost.p, &salt);
-    KdfParams { m_kib: cost.m_kib, t: cost.t, p: cost.p, salt: salt.to_vec() }.check()?;
+    KdfParams {
+        m_kib: cost.m_kib,
+        t: cost.t,
+        p: cost.p,
+        salt: salt.to_vec(),
+    }
+    .check()?;
     Ok(cfg)
 }
 
 /// Creates a vault in `cipherdir` (must exist and be empty, or hold only a lost+found-free
 /// nothing): writes the root diriv and the config. Returns the master key (for the recovery
 /// key print-out).
-pub fn init(cipherdir: &Path, config: Option<&Path>, password: &[u8], params: &VaultParams, cost: KdfCost) -> Result<MasterKey> {
-    params.validate().map_err(|source| VaultError::Config { path: cipherdir.to_path_buf(), source })?;
+pub fn init(
+    cipherdir: &Path,
+    config: Option<&Path>,
+    password: &[u8],
+    params: &VaultParams,
+    cost: KdfCost,
+) -> Result<MasterKey> {
+    params.validate().map_err(|source| VaultError::Config {
+        path: cipherdir.to_path_buf(),
+        source,
+    })?;
     let dir = DirFd::open_path(cipherdir).at(cipherdir)?;
     let cfg_path = config_path(cipherdir, config);
     if cfg_path.exists() {
@@ -107,15 +146,20 @@ pub fn init(cipherdir: &Path, config: Option<&Path>, password: &[u8], params: &V
     let mut cfg = new_config(params, cost)?;
     seal_config(&mut cfg, &master, password)?;
     let iv: [u8; DIRIV_LEN] = crypto::random_array()?;
-    dir.write_new(DIRIV_NAME.as_bytes(), &iv, 0o444).at(cipherdir.join(DIRIV_NAME))?;
+    dir.write_new(DIRIV_NAME.as_bytes(), &iv, 0o444)
+        .at(cipherdir.join(DIRIV_NAME))?;
     dir.fsync().at(cipherdir)?;
     write_config(&cfg_path, &cfg)?;
     Ok(master)
 }
 
 fn check_mac(cfg: &Config, master: &MasterKey) -> Result<()> {
-    let canonical = cfg.canonical().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
-    let mac = cfg.mac().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let canonical = cfg
+        .canonical()
+        .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let mac = cfg
+        .mac()
+        .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
     let keys = KeySet::derive(master, false);
     crypto::verify_config_mac(&keys.config_mac, &canonical, &mac)
         .map_err(|_| VaultError::ConfigTampered("config MAC does not match the master key".into()))
@@ -123,17 +167,32 @@ fn check_mac(cfg: &Config, master: &MasterKey) -> Result<()> {
 
 /// Unwraps the master key with the password and checks the config MAC.
 pub fn unlock_with_password(cfg: &Config, password: &[u8]) -> Result<MasterKey> {
-    let salt = cfg.salt().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
-    let kdf = KdfParams { m_kib: cfg.kdf.m_kib, t: cfg.kdf.t, p: cfg.kdf.p, salt };
+    let salt = cfg
+        .salt()
+        .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let kdf = KdfParams {
+        m_kib: cfg.kdf.m_kib,
+        t: cfg.kdf.t,
+        p: cfg.kdf.p,
+        salt,
+    };
     let kek = crypto::derive_kek(password, &kdf)?;
-    let canonical = cfg.canonical().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
-    let wrapped = cfg.wrapped_key().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let canonical = cfg
+        .canonical()
+        .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let wrapped = cfg
+        .wrapped_key()
+        .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
     let raw = zeroize::Zeroizing::new(
-        kek.cipher().open_from_slice(&canonical, &wrapped).map_err(|_| VaultError::WrongPassword)?,
+        kek.cipher()
+            .open_from_slice(&canonical, &wrapped)
+            .map_err(|_| VaultError::WrongPassword)?,
     );
     let mut bytes = [0u8; 32];
     if raw.len() != 32 {
-        return Err(VaultError::ConfigTampered("wrapped key has the wrong length".into()));
+        return Err(VaultError::ConfigTampered(
+            "wrapped key has the wrong length".into(),
+        ));
     }
     bytes.copy_from_slice(&raw);
     let master = MasterKey::from_bytes(bytes);
@@ -143,8 +202,14 @@ pub fn unlock_with_password(cfg: &Config, password: &[u8]) -> Result<MasterKey> 
 
 /// Opens with a recovery key. If a config is present its MAC must verify under that key and its
 /// parameters win; otherwise the parameters carried in the recovery key are used.
-pub fn unlock_with_recovery_key(text: &str, cfg: Option<&Config>) -> Result<(MasterKey, VaultParams)> {
-    let (key, params) = recovery::decode(text).map_err(|source| VaultError::Config { path: PathBuf::from("recovery key"), source })?;
+pub fn unlock_with_recovery_key(
+    text: &str,
+    cfg: Option<&Config>,
+) -> Result<(MasterKey, VaultParams)> {
+    let (key, params) = recovery::decode(text).map_err(|source| VaultError::Config {
+        path: PathBuf::from("recovery key"),
+        source,
+    })?;
     let master = MasterKey::from_bytes(*key);
     match cfg {
         Some(cfg) => {
@@ -159,14 +224,24 @@ pub fn unlock_with_recovery_key(text: &str, cfg: Option<&Config>) -> Result<(Mas
 pub fn change_password(path: &Path, old: &[u8], new: &[u8], cost: Option<KdfCost>) -> Result<()> {
     let cfg = read_config(path)?;
     let master = unlock_with_password(&cfg, old)?;
-    let cost = cost.unwrap_or(KdfCost { m_kib: cfg.kdf.m_kib, t: cfg.kdf.t, p: cfg.kdf.p });
+    let cost = cost.unwrap_or(KdfCost {
+        m_kib: cfg.kdf.m_kib,
+        t: cfg.kdf.t,
+        p: cfg.kdf.p,
+    });
     let mut fresh = new_config(&cfg.params(), cost)?;
     seal_config(&mut fresh, &master, new)?;
     write_config(path, &fresh)
 }
 
 /// Writes a new config for a vault opened by recovery key (its config was lost).
-pub fn write_new_config(path: &Path, master: &MasterKey, params: &VaultParams, password: &[u8], cost: KdfCost) -> Result<()> {
+pub fn write_new_config(
+    path: &Path,
+    master: &MasterKey,
+    params: &VaultParams,
+    password: &[u8],
+    cost: KdfCost,
+) -> Result<()> {
     let mut cfg = new_config(params, cost)?;
     seal_config(&mut cfg, master, password)?;
     write_config(path, &cfg)
@@ -179,18 +254,47 @@ mod tests {
     #[test]
     fn init_unlock_passwd() {
         let tmp = tempfile::tempdir().unwrap();
-        let m = init(tmp.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+        let m = init(
+            tmp.path(),
+            None,
+            b"pw",
+            &VaultParams::default(),
+            KdfCost::INSECURE_TEST,
+        )
+        .unwrap();
         let path = config_path(tmp.path(), None);
         let cfg = read_config(&path).unwrap();
-        assert_eq!(unlock_with_password(&cfg, b"pw").unwrap().expose(), m.expose());
-        assert!(matches!(unlock_with_password(&cfg, b"nope"), Err(VaultError::WrongPassword)));
+        assert_eq!(
+            unlock_with_password(&cfg, b"pw").unwrap().expose(),
+            m.expose()
+        );
+        assert!(matches!(
+            unlock_with_password(&cfg, b"nope"),
+            Err(VaultError::WrongPassword)
+        ));
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         change_password(&path, b"pw", b"new", None).unwrap();
         let cfg = read_config(&path).unwrap();
-        assert!(matches!(unlock_with_password(&cfg, b"pw"), Err(VaultError::WrongPassword)));
-        assert_eq!(unlock_with_password(&cfg, b"new").unwrap().expose(), m.expose());
+        assert!(matches!(
+            unlock_with_password(&cfg, b"pw"),
+            Err(VaultError::WrongPassword)
+        ));
+        assert_eq!(
+            unlock_with_password(&cfg, b"new").unwrap().expose(),
+            m.expose()
+        );
         // second init refused
-        assert!(init(tmp.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).is_err());
+        assert!(init(
+            tmp.path(),
+            None,
+            b"pw",
+            &VaultParams::default(),
+            KdfCost::INSECURE_TEST
+        )
+        .is_err());
     }
 }

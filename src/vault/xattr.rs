@@ -4,7 +4,9 @@
 use std::os::fd::RawFd;
 
 use crate::format::names;
-use crate::format::sealed::{check_xattr_name, xattr_value_aad, XATTR_BACKING_PREFIX, XATTR_NAME_AD};
+use crate::format::sealed::{
+    check_xattr_name, xattr_value_aad, XATTR_BACKING_PREFIX, XATTR_NAME_AD,
+};
 
 use super::backing::{fgetxattr, flistxattr, fremovexattr, fsetxattr};
 use super::error::{Result, VaultError};
@@ -31,17 +33,33 @@ impl Vault {
             .xattr_values
             .open_from_slice(&xattr_value_aad(owner, &cipher), &sealed)
             .map(Some)
-            .map_err(|_| VaultError::corrupt(format!("xattr {}", String::from_utf8_lossy(name)), None, "value does not authenticate"))
+            .map_err(|_| {
+                VaultError::corrupt(
+                    format!("xattr {}", String::from_utf8_lossy(name)),
+                    None,
+                    "value does not authenticate",
+                )
+            })
     }
 
     /// Sets one xattr (`flags`: XATTR_CREATE / XATTR_REPLACE).
-    pub fn xattr_set(&self, fd: RawFd, owner: &[u8; 16], name: &[u8], value: &[u8], flags: i32) -> Result<()> {
+    pub fn xattr_set(
+        &self,
+        fd: RawFd,
+        owner: &[u8; 16],
+        name: &[u8],
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
         self.check_writable()?;
         if value.len() > crate::format::sealed::XATTR_PLAIN_VALUE_MAX {
             return Err(VaultError::errno_at("xattr", libc::E2BIG));
         }
         let (backing, cipher) = self.xattr_backing_name(name)?;
-        let sealed = self.keys().xattr_values.seal_to_vec(&xattr_value_aad(owner, &cipher), value)?;
+        let sealed = self
+            .keys()
+            .xattr_values
+            .seal_to_vec(&xattr_value_aad(owner, &cipher), value)?;
         fsetxattr(fd, &backing, &sealed, flags).map_err(|e| VaultError::io("xattr", e))
     }
 
@@ -57,8 +75,12 @@ impl Vault {
         let all = flistxattr(fd).map_err(|e| VaultError::io("xattr", e))?;
         let mut out = Vec::new();
         for n in all {
-            let Some(enc) = n.strip_prefix(XATTR_BACKING_PREFIX.as_bytes()) else { continue };
-            let Ok(raw) = names::decode(enc) else { continue };
+            let Some(enc) = n.strip_prefix(XATTR_BACKING_PREFIX.as_bytes()) else {
+                continue;
+            };
+            let Ok(raw) = names::decode(enc) else {
+                continue;
+            };
             match self.keys().xattr_names.decrypt(XATTR_NAME_AD, &raw) {
                 Ok(plain) => out.push(plain),
                 Err(_) => log::warn!("skipping an xattr whose name does not decrypt"),
