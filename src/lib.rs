@@ -6,5 +6,5 @@
 
 pub mod crypto;
 pub mod format;
-pub mod vault;
 pub mod fs;
+pub mod vault;

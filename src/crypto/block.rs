@@ -44,10 +44,7 @@ impl BlockCipher {
 
     /// Encrypts `buf` in place and returns the tag.
     pub fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
-        match self
-            .eax()
-            .encrypt_inout_detached(nonce.into(), aad, buf.into())
-        {
+        match self.eax().encrypt_inout_detached(nonce.into(), aad, buf.into()) {
             Ok(tag) => tag.into(),
             // eax only refuses inputs longer than 2^36 bytes; coffer never passes those.
             Err(_) => unreachable!("EAX input within limits"),
@@ -74,12 +71,7 @@ impl BlockCipher {
     }
 
     /// Seals `plain` into `nonce | ciphertext | tag` with the given nonce.
-    pub fn seal_with_nonce_to_vec(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        plain: &[u8],
-    ) -> Vec<u8> {
+    pub fn seal_with_nonce_to_vec(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], plain: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + TAG_LEN);
         out.extend_from_slice(nonce);
         out.extend_from_slice(plain);
@@ -91,9 +83,7 @@ impl BlockCipher {
     /// Opens a `nonce | ciphertext | tag` message into a new plaintext vector.
     pub fn open_from_slice(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         if sealed.len() < NONCE_LEN + TAG_LEN {
-            return Err(CryptoError::Length(
-                "sealed message shorter than nonce and tag",
-            ));
+            return Err(CryptoError::Length("sealed message shorter than nonce and tag"));
         }
         let (nonce, rest) = sealed.split_at(NONCE_LEN);
         let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
@@ -127,11 +117,7 @@ mod tests {
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x01;
-            assert_eq!(
-                c.open_from_slice(b"ad", &bad),
-                Err(CryptoError::Auth),
-                "byte {i}"
-            );
+            assert_eq!(c.open_from_slice(b"ad", &bad), Err(CryptoError::Auth), "byte {i}");
         }
         assert!(c.open_from_slice(b"ad", &sealed[..31]).is_err());
     }
@@ -148,14 +134,10 @@ mod tests {
             sealed,
             expect,
             "got {}",
-            sealed
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            sealed.iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
     }
 
     /// Computed independently with pycryptodome's AES.MODE_EAX.
-    const PINNED: &str =
-        "24242424242424242424242424242424ce81785eeb5bfac7e15e903f535e99e7c912e1003f6ea3b836fa4408";
+    const PINNED: &str = "24242424242424242424242424242424ce81785eeb5bfac7e15e903f535e99e7c912e1003f6ea3b836fa4408";
 }

@@ -61,11 +61,7 @@ impl KdfParams {
                 Ok(())
             }
         };
-        check(
-            "m_kib",
-            self.m_kib.into(),
-            (l.m_kib.0.into(), l.m_kib.1.into()),
-        )?;
+        check("m_kib", self.m_kib.into(), (l.m_kib.0.into(), l.m_kib.1.into()))?;
         check("t", self.t.into(), (l.t.0.into(), l.t.1.into()))?;
         check("p", self.p.into(), (l.p.0.into(), l.p.1.into()))?;
         check(
@@ -88,8 +84,7 @@ impl KdfParams {
 /// Argon2id(password, salt, m, t, p) -> 32-byte key-encryption key.
 pub fn derive_kek(password: &[u8], params: &KdfParams) -> Result<Kek, CryptoError> {
     params.check()?;
-    let p = Params::new(params.m_kib, params.t, params.p, Some(32))
-        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    let p = Params::new(params.m_kib, params.t, params.p, Some(32)).map_err(|e| CryptoError::Kdf(e.to_string()))?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, p);
     let mut out = Zeroizing::new([0u8; 32]);
     argon

@@ -195,9 +195,7 @@ mod tests {
         // Pinned: HKDF-SHA256(ikm=[7;32], info="coffer v1 file content"), first 8 bytes.
         assert_eq!(
             keys[0],
-            *MasterKey::from_bytes([7; 32])
-                .derive::<32>(info::CONTENT)
-                .expose()
+            *MasterKey::from_bytes([7; 32]).derive::<32>(info::CONTENT).expose()
         );
     }
 }

@@ -20,11 +20,7 @@ pub fn config_mac(key: &SubKey<32>, canonical: &[u8]) -> [u8; MAC_LEN] {
 }
 
 /// Constant-time check of a stored MAC.
-pub fn verify_config_mac(
-    key: &SubKey<32>,
-    canonical: &[u8],
-    mac: &[u8],
-) -> Result<(), CryptoError> {
+pub fn verify_config_mac(key: &SubKey<32>, canonical: &[u8], mac: &[u8]) -> Result<(), CryptoError> {
     let want = config_mac(key, canonical);
     if mac.len() == MAC_LEN && bool::from(want.ct_eq(mac)) {
         Ok(())

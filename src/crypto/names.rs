@@ -47,9 +47,7 @@ impl NameCipher {
         if sealed.len() < SIV_TAG_LEN {
             return Err(CryptoError::Length("SIV message shorter than its tag"));
         }
-        self.siv()
-            .decrypt([ad], sealed)
-            .map_err(|_| CryptoError::Auth)
+        self.siv().decrypt([ad], sealed).map_err(|_| CryptoError::Auth)
     }
 }
 

@@ -103,14 +103,8 @@ mod tests {
         assert_eq!(classify(b"coffer.conf"), BackingName::Config);
         assert_eq!(classify(b"coffer.diriv"), BackingName::Diriv);
         assert_eq!(classify(b"abc-_Z9"), BackingName::Short("abc-_Z9"));
-        assert_eq!(
-            classify(format!("{h}.long").as_bytes()),
-            BackingName::Long(&h)
-        );
-        assert_eq!(
-            classify(format!("{h}.name").as_bytes()),
-            BackingName::LongSidecar(&h)
-        );
+        assert_eq!(classify(format!("{h}.long").as_bytes()), BackingName::Long(&h));
+        assert_eq!(classify(format!("{h}.name").as_bytes()), BackingName::LongSidecar(&h));
         assert_eq!(classify(b"abc.link"), BackingName::LinkSidecar("abc"));
         let l = format!("{h}.long.link");
         assert_eq!(classify(l.as_bytes()), BackingName::LinkSidecar(&l[..48]));
@@ -130,10 +124,7 @@ mod tests {
         let h = "A".repeat(52);
         assert_eq!(classify(b"ABC234", e), BackingName::Short("ABC234"));
         assert_eq!(classify(b"abc", e), BackingName::Other);
-        assert_eq!(
-            classify(format!("{h}.long").as_bytes(), e),
-            BackingName::Long(&h)
-        );
+        assert_eq!(classify(format!("{h}.long").as_bytes(), e), BackingName::Long(&h));
         assert_eq!(
             classify(format!("{}.long", "A".repeat(43)).as_bytes(), e),
             BackingName::Other

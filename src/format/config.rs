@@ -107,10 +107,7 @@ impl VaultParams {
         if !(min..=MAX_LONG_NAME_LIMIT).contains(&self.long_name_limit) {
             return Err(FormatError::BadValue {
                 field: "long_name_limit",
-                why: format!(
-                    "{} is outside {min}..={MAX_LONG_NAME_LIMIT}",
-                    self.long_name_limit
-                ),
+                why: format!("{} is outside {min}..={MAX_LONG_NAME_LIMIT}", self.long_name_limit),
             });
         }
         Ok(())
@@ -136,11 +133,10 @@ impl Config {
 
     /// The decoded salt.
     pub fn salt(&self) -> Result<Vec<u8>, FormatError> {
-        B64.decode(&self.kdf.salt)
-            .map_err(|_| FormatError::BadValue {
-                field: "kdf.salt",
-                why: "not base64".into(),
-            })
+        B64.decode(&self.kdf.salt).map_err(|_| FormatError::BadValue {
+            field: "kdf.salt",
+            why: "not base64".into(),
+        })
     }
 
     /// The decoded wrapped master key (`nonce | ciphertext | tag`).
@@ -162,11 +158,10 @@ impl Config {
 
     /// The decoded config MAC.
     pub fn mac(&self) -> Result<Vec<u8>, FormatError> {
-        B64.decode(&self.config_mac)
-            .map_err(|_| FormatError::BadValue {
-                field: "config_mac",
-                why: "not base64".into(),
-            })
+        B64.decode(&self.config_mac).map_err(|_| FormatError::BadValue {
+            field: "config_mac",
+            why: "not base64".into(),
+        })
     }
 
     /// Sets the wrapped key field from raw bytes.
@@ -249,8 +244,7 @@ impl Config {
                 return Err(FormatError::UnknownField(format!("kdf.{k}")));
             }
         }
-        let cfg: Config =
-            serde_json::from_value(value).map_err(|e| FormatError::ConfigSyntax(e.to_string()))?;
+        let cfg: Config = serde_json::from_value(value).map_err(|e| FormatError::ConfigSyntax(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -260,10 +254,7 @@ impl Config {
         if NameEncoding::from_name(&self.name_encoding).is_none() {
             return Err(FormatError::BadValue {
                 field: "name_encoding",
-                why: format!(
-                    "`{}` is unknown (expected `base64url` or `base32`)",
-                    self.name_encoding
-                ),
+                why: format!("`{}` is unknown (expected `base64url` or `base32`)", self.name_encoding),
             });
         }
         self.params().validate()?;
@@ -278,10 +269,7 @@ impl Config {
         if self.kdf.algorithm != KDF_ARGON2ID {
             return Err(FormatError::BadValue {
                 field: "kdf.algorithm",
-                why: format!(
-                    "`{}` is unknown (expected `{KDF_ARGON2ID}`)",
-                    self.kdf.algorithm
-                ),
+                why: format!("`{}` is unknown (expected `{KDF_ARGON2ID}`)", self.kdf.algorithm),
             });
         }
         let salt = self.salt()?;
@@ -373,10 +361,7 @@ mod tests {
         v["format_version"] = 2.into();
         v["newthing"] = 1.into();
         let e = Config::parse(v.to_string().as_bytes()).unwrap_err();
-        assert!(
-            matches!(e, FormatError::NewerVersion { found: 2, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, FormatError::NewerVersion { found: 2, .. }), "{e}");
 
         let mut v: serde_json::Value = serde_json::from_slice(&c.to_json()).unwrap();
         v["feature_flags"] = serde_json::json!(["time-travel"]);

@@ -56,9 +56,7 @@ mod tests {
         let mut bad = h.encode();
         bad[1] = 2;
         assert!(FileHeader::decode(&bad).is_err());
-        assert!(
-            FileHeader::decode(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err()
-        );
+        assert!(FileHeader::decode(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
     }
 
     proptest::proptest! {

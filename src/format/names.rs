@@ -142,8 +142,7 @@ impl NameEncoding {
 
 /// Checks a plaintext name: not empty, not `.` or `..`, no `/` or NUL, at most 255 bytes.
 pub fn check_plain_name(name: &[u8]) -> Result<(), FormatError> {
-    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
-    {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
         return Err(FormatError::InvalidName);
     }
     if name.len() > NAME_MAX {
@@ -162,9 +161,7 @@ pub fn decode(encoded: &[u8]) -> Result<Vec<u8>, FormatError> {
     if encoded.is_empty() || !encoded.iter().all(|&b| is_b64url_char(b)) {
         return Err(FormatError::BadEncoding);
     }
-    let raw = B64URL
-        .decode(encoded)
-        .map_err(|_| FormatError::BadEncoding)?;
+    let raw = B64URL.decode(encoded).map_err(|_| FormatError::BadEncoding)?;
     // Refuse non-canonical encodings (trailing bits set) so one name has one spelling.
     if B64URL.encode(&raw).as_bytes() != encoded {
         return Err(FormatError::BadEncoding);
@@ -192,10 +189,7 @@ mod tests {
             assert!(check_plain_name(bad).is_err());
         }
         assert!(check_plain_name(&[b'x'; 255]).is_ok());
-        assert!(matches!(
-            check_plain_name(&[b'x'; 256]),
-            Err(FormatError::NameTooLong)
-        ));
+        assert!(matches!(check_plain_name(&[b'x'; 256]), Err(FormatError::NameTooLong)));
         assert!(check_plain_name(b"\xff\xfe non-utf8").is_ok());
     }
 
@@ -222,10 +216,7 @@ mod tests {
         assert!(max_name <= NAME_MAX);
         assert_eq!(NameEncoding::Base64Url.long_hash("abc").len(), HASH_LEN);
         assert_eq!(NameEncoding::Base32.long_hash("abc").len(), HASH_LEN_BASE32);
-        assert!(
-            usize::from(NameEncoding::Base32.min_long_name_limit())
-                <= usize::from(MAX_LONG_NAME_LIMIT)
-        );
+        assert!(usize::from(NameEncoding::Base32.min_long_name_limit()) <= usize::from(MAX_LONG_NAME_LIMIT));
         const { assert!(DEFAULT_LONG_NAME_LIMIT <= MAX_LONG_NAME_LIMIT) };
         const { assert!(DEFAULT_LONG_NAME_LIMIT >= MIN_LONG_NAME_LIMIT) };
     }

@@ -111,9 +111,7 @@ mod tests {
             let c = cipher_size(p);
             assert_eq!(plain_size(c).unwrap(), p, "plain {p}");
             assert_eq!(block_count(p), (c - 18).div_ceil(CIPHER_BLOCK), "plain {p}");
-            let last_len: u64 = (0..block_count(p))
-                .map(|b| block_plain_len(BlockNo(b), p))
-                .sum();
+            let last_len: u64 = (0..block_count(p)).map(|b| block_plain_len(BlockNo(b), p)).sum();
             assert_eq!(last_len, p);
         }
     }

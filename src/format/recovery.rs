@@ -41,9 +41,7 @@ pub fn decode(text: &str) -> Result<(zeroize::Zeroizing<[u8; 32]>, VaultParams),
             .collect(),
     );
     if hex.len() != TOTAL_LEN * 2 {
-        return Err(FormatError::BadRecoveryKey(
-            "wrong length (expected 84 hex digits)",
-        ));
+        return Err(FormatError::BadRecoveryKey("wrong length (expected 84 hex digits)"));
     }
     let mut raw = zeroize::Zeroizing::new([0u8; TOTAL_LEN]);
     for (i, pair) in hex.chunks(2).enumerate() {
@@ -64,8 +62,7 @@ pub fn decode(text: &str) -> Result<(zeroize::Zeroizing<[u8; 32]>, VaultParams),
     if raw[4] & !1 != 0 {
         return Err(FormatError::BadRecoveryKey("unknown flag bits"));
     }
-    let name_encoding = NameEncoding::from_id(raw[5])
-        .ok_or(FormatError::BadRecoveryKey("unknown name encoding"))?;
+    let name_encoding = NameEncoding::from_id(raw[5]).ok_or(FormatError::BadRecoveryKey("unknown name encoding"))?;
     let params = VaultParams {
         feature_flags: if raw[4] & 1 == 1 {
             vec![FLAG_REVERSE.to_string()]
@@ -98,11 +95,7 @@ mod tests {
         assert_eq!(q, p);
         assert_eq!(decode(&s.to_uppercase().replace('-', " ")).unwrap().1, p);
         let mut typo = s.to_string();
-        let c = if typo.as_bytes()[10] == b'0' {
-            "1"
-        } else {
-            "0"
-        };
+        let c = if typo.as_bytes()[10] == b'0' { "1" } else { "0" };
         typo.replace_range(10..11, c);
         assert!(decode(&typo).is_err());
         assert!(decode("zz").is_err());

@@ -37,10 +37,7 @@ pub fn xattr_value_aad(owner_id: &[u8; 16], cipher_name: &[u8]) -> Vec<u8> {
 
 /// Checks a plaintext xattr name is in `user.` and short enough.
 pub fn check_xattr_name(name: &[u8]) -> Result<(), FormatError> {
-    if !name.starts_with(XATTR_PLAIN_PREFIX)
-        || name.len() == XATTR_PLAIN_PREFIX.len()
-        || name.contains(&0)
-    {
+    if !name.starts_with(XATTR_PLAIN_PREFIX) || name.len() == XATTR_PLAIN_PREFIX.len() || name.contains(&0) {
         return Err(FormatError::InvalidName);
     }
     if name.len() > XATTR_PLAIN_NAME_MAX {

@@ -94,12 +94,7 @@ impl DirFd {
     pub fn open_path(path: &Path) -> io::Result<DirFd> {
         let c = cstr(path.as_os_str().as_bytes())?;
         // SAFETY: c is a valid NUL-terminated string; the returned fd is owned below.
-        let fd = check(unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        })?;
+        let fd = check(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
         // SAFETY: fd was just returned by open and is owned by nobody else.
         Ok(DirFd(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
@@ -121,12 +116,7 @@ impl DirFd {
 
     /// Opens (or with `create_mode`, creates exclusively) a regular file; never follows symlinks,
     /// never passes O_APPEND or O_TRUNC.
-    pub fn open_file(
-        &self,
-        name: &[u8],
-        write: bool,
-        create_mode: Option<u32>,
-    ) -> io::Result<File> {
+    pub fn open_file(&self, name: &[u8], write: bool, create_mode: Option<u32>) -> io::Result<File> {
         let c = single_component(name)?;
         let mut flags = libc::O_NOFOLLOW | libc::O_CLOEXEC;
         flags |= if write { libc::O_RDWR } else { libc::O_RDONLY };
@@ -138,9 +128,7 @@ impl DirFd {
             None => 0,
         };
         // SAFETY: valid dirfd and C string.
-        let fd = check(unsafe {
-            libc::openat(self.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint)
-        })?;
+        let fd = check(unsafe { libc::openat(self.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) })?;
         // SAFETY: fd is fresh and owned here.
         Ok(unsafe { File::from_raw_fd(fd) })
     }
@@ -150,14 +138,7 @@ impl DirFd {
         let c = single_component(name)?;
         let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
         // SAFETY: st is a valid out pointer.
-        check(unsafe {
-            libc::fstatat(
-                self.as_raw_fd(),
-                c.as_ptr(),
-                st.as_mut_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })?;
+        check(unsafe { libc::fstatat(self.as_raw_fd(), c.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) })?;
         // SAFETY: fstatat succeeded and filled st.
         Ok(unsafe { st.assume_init() })
     }
@@ -171,8 +152,7 @@ impl DirFd {
     pub fn mkdir(&self, name: &[u8], mode: u32) -> io::Result<()> {
         let c = single_component(name)?;
         // SAFETY: valid dirfd and C string.
-        check(unsafe { libc::mkdirat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) })
-            .map(drop)
+        check(unsafe { libc::mkdirat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) }).map(drop)
     }
 
     /// `unlinkat` of a non-directory.
@@ -219,14 +199,8 @@ impl DirFd {
         let c = single_component(name)?;
         let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
         // SAFETY: buf is writable for its length.
-        let n = check_size(unsafe {
-            libc::readlinkat(
-                self.as_raw_fd(),
-                c.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        })?;
+        let n =
+            check_size(unsafe { libc::readlinkat(self.as_raw_fd(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })?;
         buf.truncate(n);
         Ok(buf)
     }
@@ -236,55 +210,29 @@ impl DirFd {
         let o = single_component(old)?;
         let n = single_component(new)?;
         // SAFETY: valid dirfds and C strings.
-        check(unsafe {
-            libc::linkat(
-                self.as_raw_fd(),
-                o.as_ptr(),
-                new_dir.as_raw_fd(),
-                n.as_ptr(),
-                0,
-            )
-        })
-        .map(drop)
+        check(unsafe { libc::linkat(self.as_raw_fd(), o.as_ptr(), new_dir.as_raw_fd(), n.as_ptr(), 0) }).map(drop)
     }
 
     /// `mknodat`.
     pub fn mknod(&self, name: &[u8], mode: u32, rdev: u64) -> io::Result<()> {
         let c = single_component(name)?;
         // SAFETY: valid dirfd and C string.
-        check(unsafe {
-            libc::mknodat(
-                self.as_raw_fd(),
-                c.as_ptr(),
-                mode as libc::mode_t,
-                rdev as libc::dev_t,
-            )
-        })
-        .map(drop)
+        check(unsafe { libc::mknodat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) })
+            .map(drop)
     }
 
     /// `fchmodat` (Linux cannot chmod a symlink; callers skip symlinks).
     pub fn chmod(&self, name: &[u8], mode: u32) -> io::Result<()> {
         let c = single_component(name)?;
         // SAFETY: valid dirfd and C string.
-        check(unsafe { libc::fchmodat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, 0) })
-            .map(drop)
+        check(unsafe { libc::fchmodat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, 0) }).map(drop)
     }
 
     /// `fchownat(AT_SYMLINK_NOFOLLOW)`; `u32::MAX` leaves an id unchanged.
     pub fn chown(&self, name: &[u8], uid: u32, gid: u32) -> io::Result<()> {
         let c = single_component(name)?;
         // SAFETY: valid dirfd and C string.
-        check(unsafe {
-            libc::fchownat(
-                self.as_raw_fd(),
-                c.as_ptr(),
-                uid,
-                gid,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })
-        .map(drop)
+        check(unsafe { libc::fchownat(self.as_raw_fd(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
     }
 
     /// `utimensat(AT_SYMLINK_NOFOLLOW)`.
@@ -292,15 +240,8 @@ impl DirFd {
         let c = single_component(name)?;
         let times = [atime.to_libc(), mtime.to_libc()];
         // SAFETY: valid dirfd, C string and a 2-element array.
-        check(unsafe {
-            libc::utimensat(
-                self.as_raw_fd(),
-                c.as_ptr(),
-                times.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })
-        .map(drop)
+        check(unsafe { libc::utimensat(self.as_raw_fd(), c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+            .map(drop)
     }
 
     /// `fsync` of the directory.
@@ -349,9 +290,7 @@ impl DirFd {
             let (name, ino, d_type) = unsafe {
                 let e = &*ent;
                 (
-                    std::ffi::CStr::from_ptr(e.d_name.as_ptr())
-                        .to_bytes()
-                        .to_vec(),
+                    std::ffi::CStr::from_ptr(e.d_name.as_ptr()).to_bytes().to_vec(),
                     e.d_ino,
                     e.d_type,
                 )
@@ -448,8 +387,7 @@ pub fn fgetxattr(fd: RawFd, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
 pub fn fsetxattr(fd: RawFd, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
     let c = cstr(name)?;
     // SAFETY: value is readable for its length.
-    check(unsafe { libc::fsetxattr(fd, c.as_ptr(), value.as_ptr().cast(), value.len(), flags) })
-        .map(drop)
+    check(unsafe { libc::fsetxattr(fd, c.as_ptr(), value.as_ptr().cast(), value.len(), flags) }).map(drop)
 }
 
 /// `fremovexattr`.
@@ -496,9 +434,7 @@ mod tests {
         assert!(d.open_file(b"evil", false, None).is_err());
         std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("evilf")).unwrap();
         assert_eq!(
-            d.open_file(b"evilf", false, None)
-                .unwrap_err()
-                .raw_os_error(),
+            d.open_file(b"evilf", false, None).unwrap_err().raw_os_error(),
             Some(libc::ELOOP)
         );
     }

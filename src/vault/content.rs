@@ -19,8 +19,7 @@ use std::sync::Arc;
 use crate::crypto::{self, KeySet, NONCE_LEN, TAG_LEN};
 use crate::format::header::{FileHeader, HEADER_LEN};
 use crate::format::offsets::{
-    self, block_aad, block_count, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, MAX_PLAIN_SIZE,
-    PLAIN_BLOCK,
+    self, block_aad, block_count, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, MAX_PLAIN_SIZE, PLAIN_BLOCK,
 };
 
 use super::error::{IoContext, Result, VaultError};
@@ -96,11 +95,7 @@ impl CryptFile {
             self.rel.display()
         );
         if sizes.plain == 0 {
-            let keep = if self.header().is_ok() {
-                HEADER_LEN as u64
-            } else {
-                0
-            };
+            let keep = if self.header().is_ok() { HEADER_LEN as u64 } else { 0 };
             self.file.set_len(keep).at(&self.rel)?;
             return self.sizes();
         }
@@ -110,12 +105,8 @@ impl CryptFile {
         let plain = self.read_blocks(&id, last, last, &sizes)?;
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
         self.seal_block(&id, last, true, &plain, &mut sealed)?;
-        self.file
-            .set_len(offsets::cipher_size(sizes.plain))
-            .at(&self.rel)?;
-        self.file
-            .write_all_at(&sealed, last.cipher_off())
-            .at(&self.rel)?;
+        self.file.set_len(offsets::cipher_size(sizes.plain)).at(&self.rel)?;
+        self.file.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
         self.sizes()
     }
 
@@ -137,8 +128,7 @@ impl CryptFile {
     }
 
     fn require_header(&self) -> Result<FileHeader> {
-        self.header()?
-            .ok_or_else(|| self.corrupt(None, "missing file header"))
+        self.header()?.ok_or_else(|| self.corrupt(None, "missing file header"))
     }
 
     /// The header, written now with a fresh random file ID if the file has none.
@@ -165,36 +155,22 @@ impl CryptFile {
     }
 
     /// Opens one sealed block into `out` (whose length is the block's plaintext length).
-    fn open_block(
-        &self,
-        id: &[u8; 16],
-        b: BlockNo,
-        rule: FinalRule,
-        sealed: &[u8],
-        out: &mut [u8],
-    ) -> Result<()> {
+    fn open_block(&self, id: &[u8; 16], b: BlockNo, rule: FinalRule, sealed: &[u8], out: &mut [u8]) -> Result<()> {
         if sealed.len() != out.len() + NONCE_LEN + TAG_LEN {
             return Err(self.corrupt(Some(b.0), "short block"));
         }
-        if rule != FinalRule::Last
-            && sealed.len() as u64 == CIPHER_BLOCK
-            && sealed.iter().all(|&x| x == 0)
-        {
+        if rule != FinalRule::Last && sealed.len() as u64 == CIPHER_BLOCK && sealed.iter().all(|&x| x == 0) {
             out.fill(0);
             return Ok(());
         }
         let (nonce, rest) = sealed.split_at(NONCE_LEN);
         let (ct, tag) = rest.split_at(out.len());
-        let nonce: &[u8; NONCE_LEN] = nonce
-            .try_into()
-            .map_err(|_| self.corrupt(Some(b.0), "nonce"))?;
+        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| self.corrupt(Some(b.0), "nonce"))?;
         let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| self.corrupt(Some(b.0), "tag"))?;
         let cipher = &self.keys.content;
         let try_flag = |is_final: bool, out: &mut [u8]| {
             out.copy_from_slice(ct);
-            cipher
-                .open(nonce, &block_aad(id, b, is_final), out, tag)
-                .is_ok()
+            cipher.open(nonce, &block_aad(id, b, is_final), out, tag).is_ok()
         };
         let ok = match rule {
             FinalRule::Last => try_flag(true, out),
@@ -215,35 +191,21 @@ impl CryptFile {
     }
 
     /// Appends `nonce | ciphertext | tag` of block `b` to `out`.
-    fn seal_block(
-        &self,
-        id: &[u8; 16],
-        b: BlockNo,
-        is_final: bool,
-        plain: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
+    fn seal_block(&self, id: &[u8; 16], b: BlockNo, is_final: bool, plain: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
         let start = out.len();
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plain);
-        let tag = self.keys.content.seal(
-            &nonce,
-            &block_aad(id, b, is_final),
-            &mut out[start + NONCE_LEN..],
-        );
+        let tag = self
+            .keys
+            .content
+            .seal(&nonce, &block_aad(id, b, is_final), &mut out[start + NONCE_LEN..]);
         out.extend_from_slice(&tag);
         Ok(())
     }
 
     /// Reads and opens blocks `first..=last` of a file with `sizes`, returning their plaintext.
-    fn read_blocks(
-        &self,
-        id: &[u8; 16],
-        first: BlockNo,
-        last: BlockNo,
-        sizes: &Sizes,
-    ) -> Result<Vec<u8>> {
+    fn read_blocks(&self, id: &[u8; 16], first: BlockNo, last: BlockNo, sizes: &Sizes) -> Result<Vec<u8>> {
         let start = first.cipher_off();
         let plain_end = (last.0 + 1).saturating_mul(PLAIN_BLOCK).min(sizes.plain);
         let cipher_end = offsets::cipher_size(plain_end);
@@ -340,22 +302,14 @@ impl CryptFile {
         drop(scratch);
         // New blocks first, then reseal the old last block: a crash in between leaves an old
         // block sealed final = 1 in the middle, which reads accept.
-        self.file
-            .write_all_at(&sealed, first.cipher_off())
-            .at(&self.rel)?;
+        self.file.write_all_at(&sealed, first.cipher_off()).at(&self.rel)?;
         self.reseal_old_last(&id, &sizes, new_size, first)?;
         Ok(())
     }
 
     /// When a file grows past its old last block (and that block is not rewritten anyway),
     /// reseal it padded to a full block with final = 0.
-    fn reseal_old_last(
-        &self,
-        id: &[u8; 16],
-        sizes: &Sizes,
-        new_size: u64,
-        first_written: BlockNo,
-    ) -> Result<()> {
+    fn reseal_old_last(&self, id: &[u8; 16], sizes: &Sizes, new_size: u64, first_written: BlockNo) -> Result<()> {
         if sizes.plain == 0 || new_size <= sizes.plain {
             return Ok(());
         }
@@ -366,9 +320,7 @@ impl CryptFile {
         let plain = self.block_plain(id, old_last, sizes, PLAIN_BLOCK as usize)?;
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
         self.seal_block(id, old_last, false, &plain, &mut sealed)?;
-        self.file
-            .write_all_at(&sealed, old_last.cipher_off())
-            .at(&self.rel)
+        self.file.write_all_at(&sealed, old_last.cipher_off()).at(&self.rel)
     }
 
     /// Truncates or extends to `new_size` plaintext bytes. Growth leaves holes and seals at most
@@ -391,21 +343,14 @@ impl CryptFile {
             let plain = self.block_plain(&id, new_last, &sizes, len)?;
             let mut sealed = Vec::with_capacity(len + 32);
             self.seal_block(&id, new_last, true, &plain, &mut sealed)?;
-            self.file
-                .set_len(offsets::cipher_size(new_size))
-                .at(&self.rel)?;
-            return self
-                .file
-                .write_all_at(&sealed, new_last.cipher_off())
-                .at(&self.rel);
+            self.file.set_len(offsets::cipher_size(new_size)).at(&self.rel)?;
+            return self.file.write_all_at(&sealed, new_last.cipher_off()).at(&self.rel);
         }
         // Growth: the new last block holds old bytes (if it was the old last block) or zeros.
         let plain = self.block_plain(&id, new_last, &sizes, len)?;
         let mut sealed = Vec::with_capacity(len + 32);
         self.seal_block(&id, new_last, true, &plain, &mut sealed)?;
-        self.file
-            .write_all_at(&sealed, new_last.cipher_off())
-            .at(&self.rel)?;
+        self.file.write_all_at(&sealed, new_last.cipher_off()).at(&self.rel)?;
         self.reseal_old_last(&id, &sizes, new_size, new_last)
     }
 
@@ -417,11 +362,7 @@ impl CryptFile {
         if off >= sizes.plain {
             return Ok(None);
         }
-        let whence = if data {
-            libc::SEEK_DATA
-        } else {
-            libc::SEEK_HOLE
-        };
+        let whence = if data { libc::SEEK_DATA } else { libc::SEEK_HOLE };
         let mut b = block_of(off);
         let last = block_of(sizes.plain - 1);
         // Walk block by block using the backing answer to skip ahead.
@@ -453,13 +394,7 @@ impl CryptFile {
             }
             // Check the hole spans block hb fully (the next data is past its end).
             // SAFETY: as above.
-            let nd = unsafe {
-                libc::lseek(
-                    self.file.as_raw_fd(),
-                    hb.cipher_off() as libc::off_t,
-                    libc::SEEK_DATA,
-                )
-            };
+            let nd = unsafe { libc::lseek(self.file.as_raw_fd(), hb.cipher_off() as libc::off_t, libc::SEEK_DATA) };
             let covers = nd < 0 || nd as u64 >= hb.cipher_off() + CIPHER_BLOCK;
             if covers && hb < last {
                 return Ok(Some(hb.plain_off().max(off)));
@@ -491,10 +426,7 @@ impl CryptFile {
         }
         let id = self.require_header()?.file_id;
         for b in 0..block_count(sizes.plain) {
-            if self
-                .read_blocks(&id, BlockNo(b), BlockNo(b), &sizes)
-                .is_err()
-            {
+            if self.read_blocks(&id, BlockNo(b), BlockNo(b), &sizes).is_err() {
                 bad.push(b);
             }
         }

@@ -132,8 +132,7 @@ impl Vault {
             .names
             .decrypt(&dir.iv, &raw)
             .map_err(|_| VaultError::corrupt(rel, None, "name does not decrypt"))?;
-        names::check_plain_name(&plain)
-            .map_err(|_| VaultError::corrupt(rel, None, "decrypted name is invalid"))?;
+        names::check_plain_name(&plain).map_err(|_| VaultError::corrupt(rel, None, "decrypted name is invalid"))?;
         Ok(plain)
     }
 

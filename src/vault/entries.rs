@@ -51,20 +51,12 @@ impl Vault {
     }
 
     /// Creates a regular file exclusively (EEXIST if present) and opens it read-write.
-    pub fn create_file(
-        &self,
-        dir: &Dir,
-        plain: &[u8],
-        mode: u32,
-    ) -> Result<(CryptFile, CipherName)> {
+    pub fn create_file(&self, dir: &Dir, plain: &[u8], mode: u32) -> Result<(CryptFile, CipherName)> {
         self.check_writable()?;
         let name = self.cipher_name(dir, plain)?;
         self.write_sidecar(dir, &name)?;
         let rel = dir.rel_child(&name.entry);
-        let f = dir
-            .fd
-            .open_file(&name.entry, true, Some(mode & 0o7777))
-            .at(&rel)?;
+        let f = dir.fd.open_file(&name.entry, true, Some(mode & 0o7777)).at(&rel)?;
         Ok((CryptFile::new(f, self.keys().clone(), rel), name))
     }
 
@@ -108,20 +100,12 @@ impl Vault {
         self.check_writable()?;
         let name = self.cipher_name(dir, plain)?;
         self.write_sidecar(dir, &name)?;
-        dir.fd
-            .mknod(&name.entry, mode, rdev)
-            .at(dir.rel_child(&name.entry))?;
+        dir.fd.mknod(&name.entry, mode, rdev).at(dir.rel_child(&name.entry))?;
         Ok(name)
     }
 
     /// Hard link of backing entry `old_entry` in `old_dir` as `new_plain` in `new_dir`.
-    pub fn link(
-        &self,
-        old_dir: &Dir,
-        old_entry: &[u8],
-        new_dir: &Dir,
-        new_plain: &[u8],
-    ) -> Result<CipherName> {
+    pub fn link(&self, old_dir: &Dir, old_entry: &[u8], new_dir: &Dir, new_plain: &[u8]) -> Result<CipherName> {
         self.check_writable()?;
         let name = self.cipher_name(new_dir, new_plain)?;
         self.write_sidecar(new_dir, &name)?;
@@ -192,9 +176,7 @@ impl Vault {
         }
         // Park the diriv in the parent while removing, so a failed rmdir can put it back.
         let parked = temp_name().at(&dir.rel)?;
-        let has_iv = child
-            .rename(DIRIV_NAME.as_bytes(), &dir.fd, &parked, 0)
-            .is_ok();
+        let has_iv = child.rename(DIRIV_NAME.as_bytes(), &dir.fd, &parked, 0).is_ok();
         if let Err(e) = dir.fd.rmdir(&name.entry) {
             if has_iv {
                 let _ = dir.fd.rename(&parked, &child, DIRIV_NAME.as_bytes(), 0);
@@ -210,22 +192,12 @@ impl Vault {
     /// Whether a backing name inside a directory being removed is a leftover coffer may delete
     /// (coffer temp files; sync-client conflict copies of the diriv are added by the sync layer).
     fn is_leftover(&self, backing: &[u8]) -> bool {
-        matches!(
-            classify(backing, self.params().name_encoding),
-            BackingName::Temp
-        )
+        matches!(classify(backing, self.params().name_encoding), BackingName::Temp)
     }
 
     /// rename / renameat2 with RENAME_NOREPLACE or RENAME_EXCHANGE. The new sidecar is written
     /// before the rename and the old one removed after; symlink target sidecars move along.
-    pub fn rename(
-        &self,
-        from_dir: &Dir,
-        from: &[u8],
-        to_dir: &Dir,
-        to: &[u8],
-        flags: u32,
-    ) -> Result<()> {
+    pub fn rename(&self, from_dir: &Dir, from: &[u8], to_dir: &Dir, to: &[u8], flags: u32) -> Result<()> {
         self.check_writable()?;
         let a = self.cipher_name(from_dir, from)?;
         let b = self.cipher_name(to_dir, to)?;
@@ -246,9 +218,7 @@ impl Vault {
         if flags & RENAME_EXCHANGE != 0 {
             // Both names stay in use; only the link sidecars follow their objects.
             match (a_has_link, b_has_link) {
-                (true, true) => from_dir
-                    .fd
-                    .rename(&a_link, &to_dir.fd, &b_link, RENAME_EXCHANGE),
+                (true, true) => from_dir.fd.rename(&a_link, &to_dir.fd, &b_link, RENAME_EXCHANGE),
                 (true, false) => from_dir.fd.rename(&a_link, &to_dir.fd, &b_link, 0),
                 (false, true) => to_dir.fd.rename(&b_link, &from_dir.fd, &a_link, 0),
                 (false, false) => Ok(()),

@@ -115,10 +115,7 @@ impl VaultError {
 
     /// Whether this is an authentication/corruption failure (EIO with a log line).
     pub fn is_corrupt(&self) -> bool {
-        matches!(
-            self,
-            VaultError::Corrupt { .. } | VaultError::MissingDiriv { .. }
-        )
+        matches!(self, VaultError::Corrupt { .. } | VaultError::MissingDiriv { .. })
     }
 }
 
@@ -145,10 +142,7 @@ mod tests {
             libc::ENOSPC
         );
         assert_eq!(VaultError::corrupt("x", Some(3), "tag").errno(), libc::EIO);
-        assert_eq!(
-            VaultError::Name(FormatError::NameTooLong).errno(),
-            libc::ENAMETOOLONG
-        );
+        assert_eq!(VaultError::Name(FormatError::NameTooLong).errno(), libc::ENAMETOOLONG);
         assert_eq!(VaultError::ReadOnly.errno(), libc::EROFS);
         let msg = VaultError::corrupt("a/b", Some(7), "authentication failed").to_string();
         assert_eq!(msg, "a/b: authentication failed (block 7)");

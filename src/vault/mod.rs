@@ -35,12 +35,7 @@ pub struct Vault {
 
 impl Vault {
     /// Opens CIPHERDIR with an unlocked master key and the vault's parameters.
-    pub fn open(
-        cipherdir: &Path,
-        master: &MasterKey,
-        params: VaultParams,
-        read_only: bool,
-    ) -> Result<Vault> {
+    pub fn open(cipherdir: &Path, master: &MasterKey, params: VaultParams, read_only: bool) -> Result<Vault> {
         let root = DirFd::open_path(cipherdir).at(cipherdir)?;
         let keys = Arc::new(KeySet::derive(master, params.has_flag(FLAG_REVERSE)));
         Ok(Vault {
@@ -53,12 +48,7 @@ impl Vault {
     }
 
     /// Unlocks with a password from the config at `config` (default `CIPHERDIR/coffer.conf`).
-    pub fn unlock(
-        cipherdir: &Path,
-        config: Option<&Path>,
-        password: &[u8],
-        read_only: bool,
-    ) -> Result<Vault> {
+    pub fn unlock(cipherdir: &Path, config: Option<&Path>, password: &[u8], read_only: bool) -> Result<Vault> {
         let path = unlock::config_path(cipherdir, config);
         if config.is_none() && !cipherdir.is_dir() {
             return Err(VaultError::io(
@@ -112,10 +102,7 @@ impl Vault {
     /// Walks a plaintext path (`a/b/c`, relative to the vault root) to its directory.
     pub fn open_dir_path(&self, plain_path: &[u8]) -> Result<Dir> {
         let mut dir = self.root_dir()?;
-        for comp in plain_path
-            .split(|&c| c == b'/')
-            .filter(|c| !c.is_empty() && *c != b".")
-        {
+        for comp in plain_path.split(|&c| c == b'/').filter(|c| !c.is_empty() && *c != b".") {
             let name = self.cipher_name(&dir, comp)?;
             dir = dir.open_child(self, &name.entry)?;
         }

@@ -2,9 +2,7 @@
 //! `ENTRY.link` sidecar with the backing symlink pointing at `coffer:link`.
 
 use crate::format::names;
-use crate::format::sealed::{
-    SYMLINK_AAD, SYMLINK_BACKING_MAX, SYMLINK_OUT_OF_LINE, SYMLINK_PLAIN_MAX,
-};
+use crate::format::sealed::{SYMLINK_AAD, SYMLINK_BACKING_MAX, SYMLINK_OUT_OF_LINE, SYMLINK_PLAIN_MAX};
 
 use super::dir::{CipherName, Dir};
 use super::error::{IoContext, Result, VaultError};
@@ -29,9 +27,7 @@ impl Vault {
             dir.fd.symlink(encoded.as_bytes(), &name.entry).at(&rel)?;
         } else {
             let link = link_sidecar(&name.entry);
-            dir.fd
-                .write_atomic(&link, &sealed, 0o444)
-                .at(dir.rel_child(&link))?;
+            dir.fd.write_atomic(&link, &sealed, 0o444).at(dir.rel_child(&link))?;
             if let Err(e) = dir.fd.symlink(SYMLINK_OUT_OF_LINE.as_bytes(), &name.entry) {
                 if e.raw_os_error() != Some(libc::EEXIST) {
                     let _ = dir.fd.unlink(&link);
@@ -50,8 +46,7 @@ impl Vault {
             let link = link_sidecar(entry);
             dir.fd.read_small(&link, 8192).at(dir.rel_child(&link))?
         } else {
-            names::decode(&backing)
-                .map_err(|_| VaultError::corrupt(&rel, None, "symlink target is not base64url"))?
+            names::decode(&backing).map_err(|_| VaultError::corrupt(&rel, None, "symlink target is not base64url"))?
         };
         self.keys()
             .symlinks

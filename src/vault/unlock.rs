@@ -34,11 +34,7 @@ impl Default for KdfCost {
 
 impl KdfCost {
     /// The cheapest accepted cost (m = 8 KiB, t = 1): for tests only, never a default.
-    pub const INSECURE_TEST: KdfCost = KdfCost {
-        m_kib: 8,
-        t: 1,
-        p: 1,
-    };
+    pub const INSECURE_TEST: KdfCost = KdfCost { m_kib: 8, t: 1, p: 1 };
 }
 
 /// Where the config of a vault lives: `CIPHERDIR/coffer.conf` unless given.
@@ -154,12 +150,8 @@ pub fn init(
 }
 
 fn check_mac(cfg: &Config, master: &MasterKey) -> Result<()> {
-    let canonical = cfg
-        .canonical()
-        .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
-    let mac = cfg
-        .mac()
-        .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let canonical = cfg.canonical().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let mac = cfg.mac().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
     let keys = KeySet::derive(master, false);
     crypto::verify_config_mac(&keys.config_mac, &canonical, &mac)
         .map_err(|_| VaultError::ConfigTampered("config MAC does not match the master key".into()))
@@ -167,9 +159,7 @@ fn check_mac(cfg: &Config, master: &MasterKey) -> Result<()> {
 
 /// Unwraps the master key with the password and checks the config MAC.
 pub fn unlock_with_password(cfg: &Config, password: &[u8]) -> Result<MasterKey> {
-    let salt = cfg
-        .salt()
-        .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let salt = cfg.salt().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
     let kdf = KdfParams {
         m_kib: cfg.kdf.m_kib,
         t: cfg.kdf.t,
@@ -177,9 +167,7 @@ pub fn unlock_with_password(cfg: &Config, password: &[u8]) -> Result<MasterKey> 
         salt,
     };
     let kek = crypto::derive_kek(password, &kdf)?;
-    let canonical = cfg
-        .canonical()
-        .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let canonical = cfg.canonical().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
     let wrapped = cfg
         .wrapped_key()
         .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
@@ -190,9 +178,7 @@ pub fn unlock_with_password(cfg: &Config, password: &[u8]) -> Result<MasterKey> 
     );
     let mut bytes = [0u8; 32];
     if raw.len() != 32 {
-        return Err(VaultError::ConfigTampered(
-            "wrapped key has the wrong length".into(),
-        ));
+        return Err(VaultError::ConfigTampered("wrapped key has the wrong length".into()));
     }
     bytes.copy_from_slice(&raw);
     let master = MasterKey::from_bytes(bytes);
@@ -202,10 +188,7 @@ pub fn unlock_with_password(cfg: &Config, password: &[u8]) -> Result<MasterKey> 
 
 /// Opens with a recovery key. If a config is present its MAC must verify under that key and its
 /// parameters win; otherwise the parameters carried in the recovery key are used.
-pub fn unlock_with_recovery_key(
-    text: &str,
-    cfg: Option<&Config>,
-) -> Result<(MasterKey, VaultParams)> {
+pub fn unlock_with_recovery_key(text: &str, cfg: Option<&Config>) -> Result<(MasterKey, VaultParams)> {
     let (key, params) = recovery::decode(text).map_err(|source| VaultError::Config {
         path: PathBuf::from("recovery key"),
         source,
@@ -254,47 +237,24 @@ mod tests {
     #[test]
     fn init_unlock_passwd() {
         let tmp = tempfile::tempdir().unwrap();
-        let m = init(
-            tmp.path(),
-            None,
-            b"pw",
-            &VaultParams::default(),
-            KdfCost::INSECURE_TEST,
-        )
-        .unwrap();
+        let m = init(tmp.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
         let path = config_path(tmp.path(), None);
         let cfg = read_config(&path).unwrap();
-        assert_eq!(
-            unlock_with_password(&cfg, b"pw").unwrap().expose(),
-            m.expose()
-        );
+        assert_eq!(unlock_with_password(&cfg, b"pw").unwrap().expose(), m.expose());
         assert!(matches!(
             unlock_with_password(&cfg, b"nope"),
             Err(VaultError::WrongPassword)
         ));
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         change_password(&path, b"pw", b"new", None).unwrap();
         let cfg = read_config(&path).unwrap();
         assert!(matches!(
             unlock_with_password(&cfg, b"pw"),
             Err(VaultError::WrongPassword)
         ));
-        assert_eq!(
-            unlock_with_password(&cfg, b"new").unwrap().expose(),
-            m.expose()
-        );
+        assert_eq!(unlock_with_password(&cfg, b"new").unwrap().expose(), m.expose());
         // second init refused
-        assert!(init(
-            tmp.path(),
-            None,
-            b"pw",
-            &VaultParams::default(),
-            KdfCost::INSECURE_TEST
-        )
-        .is_err());
+        assert!(init(tmp.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).is_err());
     }
 }

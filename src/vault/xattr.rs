@@ -4,9 +4,7 @@
 use std::os::fd::RawFd;
 
 use crate::format::names;
-use crate::format::sealed::{
-    check_xattr_name, xattr_value_aad, XATTR_BACKING_PREFIX, XATTR_NAME_AD,
-};
+use crate::format::sealed::{check_xattr_name, xattr_value_aad, XATTR_BACKING_PREFIX, XATTR_NAME_AD};
 
 use super::backing::{fgetxattr, flistxattr, fremovexattr, fsetxattr};
 use super::error::{Result, VaultError};
@@ -43,14 +41,7 @@ impl Vault {
     }
 
     /// Sets one xattr (`flags`: XATTR_CREATE / XATTR_REPLACE).
-    pub fn xattr_set(
-        &self,
-        fd: RawFd,
-        owner: &[u8; 16],
-        name: &[u8],
-        value: &[u8],
-        flags: i32,
-    ) -> Result<()> {
+    pub fn xattr_set(&self, fd: RawFd, owner: &[u8; 16], name: &[u8], value: &[u8], flags: i32) -> Result<()> {
         self.check_writable()?;
         if value.len() > crate::format::sealed::XATTR_PLAIN_VALUE_MAX {
             return Err(VaultError::errno_at("xattr", libc::E2BIG));
