@@ -2,6 +2,7 @@
 
 pub mod backing_name;
 pub mod config;
+pub mod conflict;
 mod error;
 pub mod header;
 pub mod names;

@@ -244,6 +244,34 @@ impl DirFd {
             .map(drop)
     }
 
+    /// `fchmod` of the directory itself.
+    pub fn fchmod(&self, mode: u32) -> io::Result<()> {
+        // SAFETY: valid fd.
+        check(unsafe { libc::fchmod(self.as_raw_fd(), mode as libc::mode_t) }).map(drop)
+    }
+
+    /// `fchown` of the directory itself; `u32::MAX` leaves an id unchanged.
+    pub fn fchown(&self, uid: u32, gid: u32) -> io::Result<()> {
+        // SAFETY: valid fd.
+        check(unsafe { libc::fchown(self.as_raw_fd(), uid, gid) }).map(drop)
+    }
+
+    /// `futimens` of the directory itself.
+    pub fn futimens(&self, atime: TimeSpec, mtime: TimeSpec) -> io::Result<()> {
+        let times = [atime.to_libc(), mtime.to_libc()];
+        // SAFETY: valid fd and a 2-element array.
+        check(unsafe { libc::futimens(self.as_raw_fd(), times.as_ptr()) }).map(drop)
+    }
+
+    /// `fstatvfs` of the file system holding the directory.
+    pub fn statvfs(&self) -> io::Result<libc::statvfs> {
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+        // SAFETY: st is a valid out pointer.
+        check(unsafe { libc::fstatvfs(self.as_raw_fd(), st.as_mut_ptr()) })?;
+        // SAFETY: fstatvfs succeeded.
+        Ok(unsafe { st.assume_init() })
+    }
+
     /// `fsync` of the directory.
     pub fn fsync(&self) -> io::Result<()> {
         // SAFETY: valid fd.

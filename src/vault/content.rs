@@ -414,6 +414,33 @@ impl CryptFile {
         .at(&self.rel)
     }
 
+    /// fsck --repair of the safe cases: a torn partial tail left by a crash is cut off, and a
+    /// last block that authenticates but is not sealed as final (a crash between extending and
+    /// resealing) is resealed as final. Returns what was done, if anything.
+    pub fn repair_tail(&self) -> Result<Option<&'static str>> {
+        let sizes = self.sizes()?;
+        if sizes.torn {
+            self.cut_torn_tail()?;
+            return Ok(Some("cut a torn partial block at the end"));
+        }
+        if sizes.plain == 0 {
+            return Ok(None);
+        }
+        let id = self.require_header()?.file_id;
+        let last = block_of(sizes.plain - 1);
+        if self.read_blocks(&id, last, last, &sizes).is_ok() {
+            return Ok(None);
+        }
+        let either = Sizes { torn: true, ..sizes };
+        let Ok(plain) = self.read_blocks(&id, last, last, &either) else {
+            return Ok(None);
+        };
+        let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
+        self.seal_block(&id, last, true, &plain, &mut sealed)?;
+        self.file.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
+        Ok(Some("resealed the last block as final (interrupted extension)"))
+    }
+
     /// Authenticates every block; returns the numbers of the damaged ones (for fsck).
     pub fn verify_all(&self) -> Result<Vec<u64>> {
         let sizes = self.sizes()?;

@@ -7,6 +7,7 @@ mod content;
 mod dir;
 mod entries;
 mod error;
+pub mod fsck;
 mod symlink;
 pub mod unlock;
 mod xattr;

@@ -1,0 +1,273 @@
+//! Sync-client artefacts in CIPHERDIR: conflict copies of coffer's backing names and the
+//! clients' own temp/metadata files.
+//!
+//! Clients insert a marker before the last `.` of a name (or append it when there is none):
+//! Syncthing `.sync-conflict-YYYYMMDD-HHMMSS-DEVICE`, Dropbox ` (… conflicted copy …)`,
+//! Nextcloud/ownCloud ` (conflicted copy YYYY-MM-DD HHMMSS)`, Google Drive ` (1)`, OneDrive
+//! `-HOSTNAME`. Coffer's backing names are `STEM[.EXT]` with STEM in the name alphabet, so a copy
+//! is `STEM<marker>[.EXT]`, and the marker can be carried over to the plaintext name.
+
+use super::names::NameEncoding;
+
+/// Extensions coffer itself uses (the part after the last `.`).
+const COFFER_EXTS: &[&str] = &["long", "name", "link", "diriv"];
+
+/// One way to read a backing name as a conflict copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictCopy<'a> {
+    /// The original stem (encoded name, long-name hash, or `coffer` for the diriv).
+    pub stem: &'a str,
+    /// The marker exactly as the client wrote it.
+    pub marker: &'a str,
+    /// The original extension, without the dot ("" for a short name).
+    pub ext: &'a str,
+}
+
+impl ConflictCopy<'_> {
+    /// The backing name the copy was made from.
+    pub fn original(&self) -> String {
+        if self.ext.is_empty() {
+            self.stem.to_string()
+        } else {
+            format!("{}.{}", self.stem, self.ext)
+        }
+    }
+}
+
+/// Whether `m` looks like a sync client's conflict marker.
+pub fn is_marker(m: &str) -> bool {
+    if m.is_empty() || m.len() > 120 || m.contains('/') {
+        return false;
+    }
+    if let Some(rest) = m.strip_prefix(".sync-conflict-") {
+        return !rest.is_empty() && !rest.contains('.');
+    }
+    if m.starts_with(" (") && m.ends_with(')') {
+        return !m[2..].contains('(') || m.contains("conflicted copy");
+    }
+    if let Some(host) = m.strip_prefix('-') {
+        return !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    }
+    false
+}
+
+/// Every reading of `name` as `STEM<marker>[.EXT]` (several when a `-` could start a OneDrive
+/// marker inside a base64url stem; the caller tries each, and authentication picks the one).
+pub fn parse_copy(name: &[u8], enc: NameEncoding) -> Vec<ConflictCopy<'_>> {
+    let Ok(s) = std::str::from_utf8(name) else {
+        return Vec::new();
+    };
+    let mut splits: Vec<(&str, &str)> = vec![(s, "")];
+    if let Some(p) = s.rfind('.') {
+        let ext = &s[p + 1..];
+        if COFFER_EXTS.contains(&ext) {
+            splits.push((&s[..p], ext));
+        }
+    }
+    let mut out = Vec::new();
+    for (body, ext) in splits {
+        for (i, _) in body.char_indices().skip(1) {
+            let (stem, marker) = body.split_at(i);
+            let stem_ok = if ext == "diriv" {
+                stem == "coffer"
+            } else {
+                stem.bytes().all(|b| enc.is_char(b))
+            };
+            if stem_ok && is_marker(marker) {
+                out.push(ConflictCopy { stem, marker, ext });
+            }
+        }
+    }
+    // Longest stem first: the most likely reading.
+    out.sort_by_key(|c| std::cmp::Reverse(c.stem.len()));
+    out
+}
+
+/// The plaintext name shown for a conflict copy: the marker goes before the last `.` of the
+/// plaintext name (not a leading dot), as the client would have placed it on a plain file.
+pub fn plain_with_marker(plain: &[u8], marker: &str) -> Vec<u8> {
+    let cut = match plain.iter().rposition(|&b| b == b'.') {
+        Some(p) if p > 0 => p,
+        _ => plain.len(),
+    };
+    let mut out = plain[..cut].to_vec();
+    out.extend_from_slice(marker.as_bytes());
+    out.extend_from_slice(&plain[cut..]);
+    out
+}
+
+/// Every reading of a plaintext name as `plain_with_marker(original, marker)`.
+/// Works on bytes: a non-UTF-8 name can still carry an (ASCII) marker.
+pub fn split_plain(plain: &[u8]) -> Vec<(Vec<u8>, &str)> {
+    let mut out = Vec::new();
+    let cut = match plain.iter().rposition(|&b| b == b'.') {
+        Some(p) if p > 0 => p,
+        _ => plain.len(),
+    };
+    // The marker ends at `cut` (before the extension) or, for a marker holding the last dot
+    // (Syncthing on an extension-less name), at the end of the name.
+    for end in [cut, plain.len()] {
+        for start in 1..end {
+            let Ok(marker) = std::str::from_utf8(&plain[start..end]) else {
+                continue;
+            };
+            if is_marker(marker) {
+                let mut orig = plain[..start].to_vec();
+                orig.extend_from_slice(&plain[end..]);
+                if !orig.is_empty() && plain_with_marker(&orig, marker) == plain {
+                    out.push((orig, marker));
+                }
+            }
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// Sync clients' own files in CIPHERDIR, hidden from the mount and never reported as damage.
+pub fn is_sync_client_file(name: &[u8]) -> bool {
+    let exact: &[&[u8]] = &[
+        b".stfolder",
+        b".stversions",
+        b".stignore",
+        b".dropbox",
+        b".dropbox.cache",
+        b".dropbox.attr",
+        b"desktop.ini",
+        b"Desktop.ini",
+        b"Icon\r",
+        b".DS_Store",
+        b"Thumbs.db",
+        b".sync",
+        b".owncloudsync.log",
+        b".nextcloudsync.log",
+        b".sync_journal.db",
+        b".tmp.drivedownload",
+        b".tmp.driveupload",
+    ];
+    if exact.contains(&name) {
+        return true;
+    }
+    let starts_ends = |p: &[u8], e: &[u8]| name.starts_with(p) && name.ends_with(e);
+    starts_ends(b".syncthing.", b".tmp")
+        || starts_ends(b"~syncthing~", b".tmp")
+        || starts_ends(b"~", b".tmp")
+        || name.starts_with(b".~lock.")
+        || name.starts_with(b"._sync_")
+        || name.starts_with(b".sync_")
+        || name.starts_with(b".owncloudsync")
+        || name.starts_with(b".nextcloudsync")
+        || (name.starts_with(b".") && name.ends_with(b".partial"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const E: NameEncoding = NameEncoding::Base64Url;
+
+    #[test]
+    fn parses_every_client_pattern() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "AbC-d_1.sync-conflict-20261125-101010-ABCDEFG",
+                "AbC-d_1",
+                ".sync-conflict-20261125-101010-ABCDEFG",
+                "",
+            ),
+            (
+                "AbCd (conflicted copy 2026-11-25 101010)",
+                "AbCd",
+                " (conflicted copy 2026-11-25 101010)",
+                "",
+            ),
+            (
+                "AbCd (Jo's conflicted copy 2026-11-25)",
+                "AbCd",
+                " (Jo's conflicted copy 2026-11-25)",
+                "",
+            ),
+            ("AbCd (1)", "AbCd", " (1)", ""),
+            ("AbCd-LAPTOP", "AbCd", "-LAPTOP", ""),
+            (
+                "coffer.sync-conflict-20261125-101010-ABCDEFG.diriv",
+                "coffer",
+                ".sync-conflict-20261125-101010-ABCDEFG",
+                "diriv",
+            ),
+            ("coffer (1).diriv", "coffer", " (1)", "diriv"),
+            ("HASH (1).long", "HASH", " (1)", "long"),
+            (
+                "HASH.sync-conflict-20261125-101010-ABCDEFG.name",
+                "HASH",
+                ".sync-conflict-20261125-101010-ABCDEFG",
+                "name",
+            ),
+        ];
+        for (name, stem, marker, ext) in cases {
+            let got = parse_copy(name.as_bytes(), E);
+            assert!(got.contains(&ConflictCopy { stem, marker, ext }), "{name}: {got:?}");
+        }
+        // OneDrive ambiguity in base64url: every split is offered, longest stem first.
+        let got = parse_copy(b"Ab-Cd-HOST", E);
+        assert_eq!(got[0].stem, "Ab-Cd");
+        assert!(got.iter().any(|c| c.stem == "Ab"));
+        assert!(parse_copy(b"AbCd", E).is_empty());
+        assert!(parse_copy(b"coffer.diriv", E).is_empty());
+        assert!(parse_copy(b"\xff (1)", E).is_empty());
+    }
+
+    #[test]
+    fn plain_marker_round_trip() {
+        let m = ".sync-conflict-20261125-101010-ABCDEFG";
+        assert_eq!(
+            plain_with_marker(b"report.txt", m),
+            format!("report{m}.txt").into_bytes()
+        );
+        assert_eq!(plain_with_marker(b"Makefile", " (1)"), b"Makefile (1)".to_vec());
+        assert_eq!(plain_with_marker(b".bashrc", " (1)"), b".bashrc (1)".to_vec());
+        for (plain, marker) in [
+            (&b"report.txt"[..], m),
+            (b"Makefile", m),
+            (b"a.b.c", " (1)"),
+            (b".x", "-HOST"),
+        ] {
+            let shown = plain_with_marker(plain, marker);
+            let back = split_plain(&shown);
+            assert!(
+                back.iter().any(|(o, mk)| o == plain && *mk == marker),
+                "{:?}",
+                String::from_utf8_lossy(&shown)
+            );
+        }
+    }
+
+    #[test]
+    fn sync_files() {
+        for n in [
+            &b".stfolder"[..],
+            b".syncthing.x.tmp",
+            b"~abc.tmp",
+            b".~lock.x#",
+            b"desktop.ini",
+            b"Icon\r",
+        ] {
+            assert!(is_sync_client_file(n), "{:?}", String::from_utf8_lossy(n));
+        }
+        assert!(!is_sync_client_file(b"AbCd"));
+        assert!(!is_sync_client_file(b"coffer.diriv"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(name in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+            let _ = parse_copy(&name, E);
+            let _ = parse_copy(&name, NameEncoding::Base32);
+            let _ = split_plain(&name);
+            let _ = is_sync_client_file(&name);
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! fsck: walk a vault and authenticate everything — names, diriv files, sidecars, file blocks,
+//! symlink targets, xattrs — reporting each damaged item with its plaintext path where known.
+//! `repair` fixes only the safe cases and never deletes readable data.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+
+use serde::Serialize;
+
+use crate::format::backing_name::{self, classify, BackingName};
+
+use super::dir::{read_iv, Dir};
+use super::error::{Result, VaultError};
+use super::Vault;
+
+/// What is wrong with one item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DamageKind {
+    /// Content blocks fail authentication (see `blocks`).
+    Blocks,
+    /// The file header is missing or invalid.
+    Header,
+    /// A backing name does not decrypt (or its long-name sidecar is missing or wrong).
+    Name,
+    /// A directory has no (or a bad) coffer.diriv.
+    Diriv,
+    /// A long-name or link sidecar whose entry is gone.
+    OrphanSidecar,
+    /// A symlink target does not authenticate.
+    Symlink,
+    /// An xattr value does not authenticate.
+    Xattr,
+    /// A coffer temporary file left by an interrupted operation.
+    StrayTemp,
+    /// A backing entry coffer does not know (not a sync-client file).
+    Unknown,
+    /// The item could not be read at all (I/O error).
+    Unreadable,
+}
+
+/// One finding.
+#[derive(Debug, Clone, Serialize)]
+pub struct Damage {
+    /// Plaintext path, when the names up to it decrypt.
+    pub plain_path: Option<String>,
+    /// Backing path relative to CIPHERDIR.
+    pub cipher_path: String,
+    /// What is wrong.
+    pub kind: DamageKind,
+    /// Damaged block numbers (for `Blocks`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<u64>,
+    /// Human detail.
+    pub detail: String,
+    /// What `--repair` did about it, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<String>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FsckReport {
+    /// Regular files checked.
+    pub files: u64,
+    /// Directories checked.
+    pub dirs: u64,
+    /// Symlinks checked.
+    pub symlinks: u64,
+    /// Findings.
+    pub damage: Vec<Damage>,
+}
+
+impl FsckReport {
+    /// Whether anything unrepaired was found.
+    pub fn is_clean(&self) -> bool {
+        self.damage.iter().all(|d| d.repaired.is_some())
+    }
+}
+
+struct Walker<'a> {
+    vault: &'a Vault,
+    repair: bool,
+    report: FsckReport,
+    progress: &'a mut dyn FnMut(&FsckReport),
+}
+
+fn lossy(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+impl Walker<'_> {
+    fn add(&mut self, plain: Option<&[u8]>, rel: &std::path::Path, kind: DamageKind, detail: impl Into<String>) {
+        self.report.damage.push(Damage {
+            plain_path: plain.map(lossy),
+            cipher_path: rel.display().to_string(),
+            kind,
+            blocks: Vec::new(),
+            detail: detail.into(),
+            repaired: None,
+        });
+    }
+
+    fn walk(&mut self, dir: &Dir, plain_dir: &[u8]) -> Result<()> {
+        self.report.dirs += 1;
+        let raw = dir.fd.list().map_err(|e| VaultError::io(&dir.rel, e))?;
+        let names: std::collections::HashSet<Vec<u8>> = raw.iter().map(|e| e.name.clone()).collect();
+        let enc = self.vault.params().name_encoding;
+        for e in &raw {
+            let rel = dir.rel_child(&e.name);
+            match classify(&e.name, enc) {
+                BackingName::Config | BackingName::Diriv => {}
+                BackingName::Temp => {
+                    let mut repaired = None;
+                    if self.repair && is_old(&dir.fd, &e.name) {
+                        let r = dir.fd.unlink(&e.name).or_else(|_| remove_tree(&dir.fd, &e.name));
+                        if r.is_ok() {
+                            repaired = Some("removed".to_string());
+                        }
+                    }
+                    self.add(
+                        None,
+                        &rel,
+                        DamageKind::StrayTemp,
+                        "temporary file left by an interrupted operation",
+                    );
+                    if let Some(d) = self.report.damage.last_mut() {
+                        d.repaired = repaired;
+                    }
+                }
+                BackingName::LongSidecar(hash) => {
+                    let entry = backing_name::long_entry_name(hash);
+                    if !names.contains(entry.as_bytes()) {
+                        self.orphan(dir, &e.name, &rel, "long-name sidecar without its entry");
+                    } else if let Err(err) = self.vault.read_sidecar(dir, hash) {
+                        self.add(None, &rel, DamageKind::Name, err.to_string());
+                    }
+                }
+                BackingName::LinkSidecar(stem) => {
+                    if !names.contains(stem.as_bytes()) {
+                        self.orphan(dir, &e.name, &rel, "symlink-target sidecar without its symlink");
+                    }
+                }
+                BackingName::Short(_) | BackingName::Long(_) => self.entry(dir, plain_dir, &e.name, &rel)?,
+                BackingName::Other => {
+                    if !crate::format::conflict::is_sync_client_file(&e.name) {
+                        self.add(None, &rel, DamageKind::Unknown, "entry coffer does not recognize");
+                    }
+                }
+            }
+        }
+        (self.progress)(&self.report);
+        Ok(())
+    }
+
+    fn orphan(&mut self, dir: &Dir, name: &[u8], rel: &std::path::Path, what: &str) {
+        let repaired = (self.repair && dir.fd.unlink(name).is_ok()).then(|| "removed".to_string());
+        self.add(None, rel, DamageKind::OrphanSidecar, what);
+        if let Some(d) = self.report.damage.last_mut() {
+            d.repaired = repaired;
+        }
+    }
+
+    fn entry(&mut self, dir: &Dir, plain_dir: &[u8], backing: &[u8], rel: &std::path::Path) -> Result<()> {
+        let plain = match self.vault.plain_name(dir, backing) {
+            Ok(Some(p)) => {
+                let mut full = plain_dir.to_vec();
+                if !full.is_empty() {
+                    full.push(b'/');
+                }
+                full.extend_from_slice(&p);
+                Some(full)
+            }
+            Ok(None) => return Ok(()),
+            Err(err) => {
+                self.add(None, rel, DamageKind::Name, err.to_string());
+                None
+            }
+        };
+        let st = match dir.fd.stat(backing) {
+            Ok(st) => st,
+            Err(err) => {
+                self.add(plain.as_deref(), rel, DamageKind::Unreadable, err.to_string());
+                return Ok(());
+            }
+        };
+        let display = plain.clone().unwrap_or_else(|| rel.as_os_str().as_bytes().to_vec());
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => match dir.fd.open_dir(backing) {
+                Ok(fd) => match read_iv(&fd, rel) {
+                    Ok(iv) => {
+                        let child = Dir {
+                            fd,
+                            iv,
+                            rel: rel.to_path_buf(),
+                        };
+                        self.xattrs(child.fd.as_raw_fd(), &iv, plain.as_deref(), rel);
+                        self.walk(&child, &display)?;
+                    }
+                    Err(err) => self.add(plain.as_deref(), rel, DamageKind::Diriv, err.to_string()),
+                },
+                Err(err) => self.add(plain.as_deref(), rel, DamageKind::Unreadable, err.to_string()),
+            },
+            libc::S_IFREG => {
+                self.report.files += 1;
+                self.file(dir, backing, plain.as_deref(), rel);
+            }
+            libc::S_IFLNK => {
+                self.report.symlinks += 1;
+                if let Err(err) = self.vault.readlink(dir, backing) {
+                    self.add(plain.as_deref(), rel, DamageKind::Symlink, err.to_string());
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, dir: &Dir, backing: &[u8], plain: Option<&[u8]>, rel: &std::path::Path) {
+        let f = match self.vault.open_file(dir, backing, self.repair) {
+            Ok(f) => f,
+            Err(err) => return self.add(plain, rel, DamageKind::Unreadable, err.to_string()),
+        };
+        let mut repaired = None;
+        if self.repair {
+            if let Ok(Some(what)) = f.repair_tail() {
+                repaired = Some(what.to_string());
+            }
+        }
+        match f.verify_all() {
+            Ok(bad) if bad.is_empty() => {
+                if let Some(what) = repaired {
+                    self.add(plain, rel, DamageKind::Blocks, "crash damage at the end of the file");
+                    if let Some(d) = self.report.damage.last_mut() {
+                        d.repaired = Some(what);
+                    }
+                }
+            }
+            Ok(bad) => {
+                let n = bad.len();
+                self.add(plain, rel, DamageKind::Blocks, format!("{n} damaged block(s)"));
+                if let Some(d) = self.report.damage.last_mut() {
+                    d.blocks = bad;
+                }
+            }
+            Err(err) => self.add(plain, rel, DamageKind::Header, err.to_string()),
+        }
+        if let Ok(Some(h)) = f.header() {
+            self.xattrs(f.backing().as_raw_fd(), &h.file_id, plain, rel);
+        }
+    }
+
+    fn xattrs(&mut self, fd: std::os::fd::RawFd, owner: &[u8; 16], plain: Option<&[u8]>, rel: &std::path::Path) {
+        let Ok(names) = self.vault.xattr_list(fd) else { return };
+        for n in names {
+            if let Err(err) = self.vault.xattr_get(fd, owner, &n) {
+                self.add(plain, rel, DamageKind::Xattr, format!("{}: {err}", lossy(&n)));
+            }
+        }
+    }
+}
+
+/// Whether a temp entry is older than a minute (younger ones may belong to a live operation).
+fn is_old(dir: &super::DirFd, name: &[u8]) -> bool {
+    let Ok(st) = dir.stat(name) else { return false };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    now - st.st_mtime > 60
+}
+
+/// Removes a temporary directory tree made by coffer (only diriv and temp files inside).
+fn remove_tree(dir: &super::DirFd, name: &[u8]) -> std::io::Result<()> {
+    let child = dir.open_dir(name)?;
+    for e in child.list()? {
+        child.unlink(&e.name)?;
+    }
+    dir.rmdir(name)
+}
+
+/// Checks the whole vault. `repair` fixes safe cases (orphaned sidecars, stray temp files older
+/// than a minute, torn or unsealed last blocks); it never deletes readable data. `progress` is
+/// called after each directory.
+pub fn fsck(vault: &Vault, repair: bool, progress: &mut dyn FnMut(&FsckReport)) -> Result<FsckReport> {
+    if repair {
+        vault.check_writable()?;
+    }
+    let root = match vault.root_dir() {
+        Ok(r) => r,
+        Err(err) => {
+            let mut report = FsckReport::default();
+            report.damage.push(Damage {
+                plain_path: Some(String::new()),
+                cipher_path: String::new(),
+                kind: DamageKind::Diriv,
+                blocks: Vec::new(),
+                detail: err.to_string(),
+                repaired: None,
+            });
+            return Ok(report);
+        }
+    };
+    let mut w = Walker {
+        vault,
+        repair,
+        report: FsckReport::default(),
+        progress,
+    };
+    w.walk(&root, b"")?;
+    Ok(w.report)
+}
