@@ -4,7 +4,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::format::backing_name::{self, classify, BackingName, DIRIV_LEN, DIRIV_NAME};
-use crate::format::names;
+use crate::format::conflict;
+use crate::format::names::{self, NameEncoding};
+
+/// Marker shown for the second and later entries that decrypt to the same name.
+const DUP_MARK: &[u8] = b"(coffer duplicate";
 
 use super::backing::DirFd;
 use super::error::{IoContext, Result, VaultError};
@@ -19,6 +23,9 @@ pub struct Dir {
     pub iv: [u8; DIRIV_LEN],
     /// Backing path relative to CIPHERDIR ("" for the root), for messages.
     pub rel: PathBuf,
+    /// IVs from sync-client conflict copies of `coffer.diriv` (sorted): names that fail under
+    /// `iv` are tried under these. New names always use `iv`.
+    pub alt_ivs: Vec<[u8; DIRIV_LEN]>,
 }
 
 /// The backing name(s) of one plaintext name.
@@ -55,20 +62,21 @@ pub struct Entry {
 impl Dir {
     pub(super) fn open_root(v: &Vault) -> Result<Dir> {
         let fd = v.root_fd().try_clone().at(v.cipherdir())?;
-        let iv = read_iv(&fd, Path::new(""))?;
-        Ok(Dir {
-            fd,
-            iv,
-            rel: PathBuf::new(),
-        })
+        Dir::from_fd(fd, PathBuf::new())
+    }
+
+    /// Wraps an open backing directory, reading its diriv and any conflict copies of it.
+    pub fn from_fd(fd: DirFd, rel: PathBuf) -> Result<Dir> {
+        let iv = read_iv(&fd, &rel)?;
+        let alt_ivs = read_alt_ivs(&fd, &iv);
+        Ok(Dir { fd, iv, rel, alt_ivs })
     }
 
     /// Opens a backing subdirectory and reads its IV.
     pub fn open_child(&self, _v: &Vault, backing_name: &[u8]) -> Result<Dir> {
         let rel = self.rel_child(backing_name);
         let fd = self.fd.open_dir(backing_name).at(&rel)?;
-        let iv = read_iv(&fd, &rel)?;
-        Ok(Dir { fd, iv, rel })
+        Dir::from_fd(fd, rel)
     }
 
     /// Backing path of a child, for messages.
@@ -97,12 +105,38 @@ pub fn read_iv(fd: &DirFd, rel: &Path) -> Result<[u8; DIRIV_LEN]> {
     })
 }
 
+/// IVs of the sync-client conflict copies of `coffer.diriv` (`coffer<marker>.diriv`), sorted,
+/// without `main`.
+fn read_alt_ivs(fd: &DirFd, main: &[u8; DIRIV_LEN]) -> Vec<[u8; DIRIV_LEN]> {
+    let Ok(entries) = fd.list() else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in entries {
+        let copies = conflict::parse_copy(&e.name, NameEncoding::Base64Url);
+        if !copies.iter().any(|c| c.ext == "diriv") {
+            continue;
+        }
+        if let Ok(data) = fd.read_small(&e.name, 64) {
+            if let Ok(iv) = <[u8; DIRIV_LEN]>::try_from(data.as_slice()) {
+                if &iv != main && !out.contains(&iv) {
+                    out.push(iv);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 impl Vault {
-    /// The backing name of `plain` in `dir` (validates the plaintext name first).
+    /// The backing name of `plain` in `dir` for a new entry (validates the plaintext name).
     pub fn cipher_name(&self, dir: &Dir, plain: &[u8]) -> Result<CipherName> {
+        self.cipher_name_iv(&dir.iv, plain)
+    }
+
+    fn cipher_name_iv(&self, iv: &[u8; DIRIV_LEN], plain: &[u8]) -> Result<CipherName> {
         names::check_plain_name(plain)?;
         let enc = self.params().name_encoding;
-        let encoded = enc.encode(&self.keys().names.encrypt(&dir.iv, plain));
+        let encoded = enc.encode(&self.keys().names.encrypt(iv, plain));
         if names::is_long(&encoded, self.params().long_name_limit) {
             let hash = enc.long_hash(&encoded);
             Ok(CipherName {
@@ -162,8 +196,107 @@ impl Vault {
             | BackingName::LongSidecar(_)
             | BackingName::LinkSidecar(_)
             | BackingName::Temp => Ok(None),
-            BackingName::Other => Err(VaultError::corrupt(rel, None, "not a coffer name")),
+            BackingName::Other => self.conflict_plain_name(dir, backing, &rel),
         }
+    }
+
+    /// The plaintext name of a sync-client conflict copy (`Ok(None)` for copies of coffer's own
+    /// files and for the clients' temp files).
+    fn conflict_plain_name(&self, dir: &Dir, backing: &[u8], rel: &Path) -> Result<Option<Vec<u8>>> {
+        if conflict::is_sync_client_file(backing) {
+            return Ok(None);
+        }
+        for c in conflict::parse_copy(backing, self.params().name_encoding) {
+            let plain = match c.ext {
+                "" => self.decrypt_encoded(dir, c.stem.as_bytes(), rel),
+                "long" => self
+                    .read_copy_sidecar(dir, c.stem, c.marker)
+                    .and_then(|enc| self.decrypt_encoded(dir, enc.as_bytes(), rel)),
+                _ => return Ok(None),
+            };
+            if let Ok(p) = plain {
+                let shown = conflict::plain_with_marker(&p, c.marker);
+                if names::check_plain_name(&shown).is_ok() {
+                    return Ok(Some(shown));
+                }
+            }
+        }
+        Err(VaultError::corrupt(rel, None, "not a coffer name"))
+    }
+
+    /// The sidecar of a conflict copy `HASH<marker>.long`: its own copy if the client made one,
+    /// else the original `HASH.name`.
+    fn read_copy_sidecar(&self, dir: &Dir, hash: &str, marker: &str) -> Result<String> {
+        let copy = format!("{hash}{marker}.{}", backing_name::NAME_EXT);
+        match dir.fd.read_small(copy.as_bytes(), 4096) {
+            Ok(data) => self.params().name_encoding.check_sidecar(hash, &data).map_err(|_| {
+                VaultError::corrupt(dir.rel_child(copy.as_bytes()), None, "sidecar does not match its hash")
+            }),
+            Err(_) => self.read_sidecar(dir, hash),
+        }
+    }
+
+    /// The backing entry that shows as `plain` in `dir`: the entry under the diriv, else under
+    /// a conflict copy's IV, else a sync-client conflict copy or duplicate shown under that
+    /// name. When none exists, the name a new entry would get.
+    pub fn resolve(&self, dir: &Dir, plain: &[u8]) -> Result<CipherName> {
+        let main = self.cipher_name(dir, plain)?;
+        if dir.fd.stat(&main.entry).is_ok() {
+            return Ok(main);
+        }
+        for iv in &dir.alt_ivs {
+            let n = self.cipher_name_iv(iv, plain)?;
+            if dir.fd.stat(&n.entry).is_ok() {
+                return Ok(n);
+            }
+        }
+        for (orig, marker) in conflict::split_plain(plain) {
+            if names::check_plain_name(&orig).is_err() {
+                continue;
+            }
+            for iv in std::iter::once(&dir.iv).chain(dir.alt_ivs.iter()) {
+                let o = self.cipher_name_iv(iv, &orig)?;
+                let candidate = match &o.long {
+                    None => {
+                        let mut e = o.entry.clone();
+                        e.extend_from_slice(marker.as_bytes());
+                        e
+                    }
+                    Some(_) => {
+                        let hash = &o.entry[..o.entry.len() - backing_name::LONG_EXT.len() - 1];
+                        let mut e = hash.to_vec();
+                        e.extend_from_slice(marker.as_bytes());
+                        e.extend_from_slice(b".");
+                        e.extend_from_slice(backing_name::LONG_EXT.as_bytes());
+                        e
+                    }
+                };
+                if dir.fd.stat(&candidate).is_ok() {
+                    return Ok(CipherName {
+                        entry: candidate,
+                        long: None,
+                    });
+                }
+            }
+        }
+        if let Some(dup) = self.resolve_duplicate(dir, plain)? {
+            return Ok(dup);
+        }
+        Ok(main)
+    }
+
+    fn resolve_duplicate(&self, dir: &Dir, plain: &[u8]) -> Result<Option<CipherName>> {
+        if !plain.ends_with(b")") || !plain.windows(DUP_MARK.len()).any(|w| w == DUP_MARK) {
+            return Ok(None);
+        }
+        Ok(self
+            .list(dir)?
+            .into_iter()
+            .find(|e| e.plain == plain)
+            .map(|e| CipherName {
+                entry: e.backing,
+                long: None,
+            }))
     }
 
     /// Decrypted listing of `dir`. Entries that do not decrypt are skipped with a warning.

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::format::backing_name::{self, classify, BackingName};
 
-use super::dir::{read_iv, Dir};
+use super::dir::Dir;
 use super::error::{Result, VaultError};
 use super::Vault;
 
@@ -131,7 +131,10 @@ impl Walker<'_> {
                 }
                 BackingName::LongSidecar(hash) => {
                     let entry = backing_name::long_entry_name(hash);
-                    if !names.contains(entry.as_bytes()) {
+                    let copy_exists = names
+                        .iter()
+                        .any(|n| n.starts_with(hash.as_bytes()) && n.ends_with(b".long") && n.len() > entry.len());
+                    if !names.contains(entry.as_bytes()) && !copy_exists {
                         self.orphan(dir, &e.name, &rel, "long-name sidecar without its entry");
                     } else if let Err(err) = self.vault.read_sidecar(dir, hash) {
                         self.add(None, &rel, DamageKind::Name, err.to_string());
@@ -188,13 +191,9 @@ impl Walker<'_> {
         let display = plain.clone().unwrap_or_else(|| rel.as_os_str().as_bytes().to_vec());
         match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR => match dir.fd.open_dir(backing) {
-                Ok(fd) => match read_iv(&fd, rel) {
-                    Ok(iv) => {
-                        let child = Dir {
-                            fd,
-                            iv,
-                            rel: rel.to_path_buf(),
-                        };
+                Ok(fd) => match Dir::from_fd(fd, rel.to_path_buf()) {
+                    Ok(child) => {
+                        let iv = child.iv;
                         self.xattrs(child.fd.as_raw_fd(), &iv, plain.as_deref(), rel);
                         self.walk(&child, &display)?;
                     }
