@@ -134,7 +134,7 @@ impl Vault {
     /// Removes a non-directory and its sidecars.
     pub fn unlink(&self, dir: &Dir, plain: &[u8]) -> Result<()> {
         self.check_writable()?;
-        let name = self.cipher_name(dir, plain)?;
+        let name = self.resolve(dir, plain)?;
         dir.fd.unlink(&name.entry).at(dir.rel_child(&name.entry))?;
         self.remove_sidecars(dir, &name.entry)
     }
@@ -143,7 +143,7 @@ impl Vault {
     /// Undecryptable or foreign entries make it fail with ENOTEMPTY and a log line.
     pub fn rmdir(&self, dir: &Dir, plain: &[u8]) -> Result<()> {
         self.check_writable()?;
-        let name = self.cipher_name(dir, plain)?;
+        let name = self.resolve(dir, plain)?;
         let rel = dir.rel_child(&name.entry);
         let child = dir.fd.open_dir(&name.entry).at(&rel)?;
         let entries = child.list().at(&rel)?;
@@ -189,18 +189,21 @@ impl Vault {
         self.remove_sidecars(dir, &name.entry)
     }
 
-    /// Whether a backing name inside a directory being removed is a leftover coffer may delete
-    /// (coffer temp files; sync-client conflict copies of the diriv are added by the sync layer).
+    /// Whether a backing name inside a directory being removed is a leftover coffer may delete:
+    /// its temp files, sync-client temp/metadata files, conflict copies of the diriv.
     fn is_leftover(&self, backing: &[u8]) -> bool {
+        use crate::format::conflict;
         matches!(classify(backing, self.params().name_encoding), BackingName::Temp)
+            || conflict::is_sync_client_file(backing)
+            || conflict::parse_copy(backing, self.params().name_encoding).iter().any(|c| c.ext == "diriv")
     }
 
     /// rename / renameat2 with RENAME_NOREPLACE or RENAME_EXCHANGE. The new sidecar is written
     /// before the rename and the old one removed after; symlink target sidecars move along.
     pub fn rename(&self, from_dir: &Dir, from: &[u8], to_dir: &Dir, to: &[u8], flags: u32) -> Result<()> {
         self.check_writable()?;
-        let a = self.cipher_name(from_dir, from)?;
-        let b = self.cipher_name(to_dir, to)?;
+        let a = self.resolve(from_dir, from)?;
+        let b = self.resolve(to_dir, to)?;
         if flags & RENAME_EXCHANGE != 0 {
             self.write_sidecar(from_dir, &a)?;
             self.write_sidecar(to_dir, &b)?;
