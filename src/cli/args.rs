@@ -1,0 +1,312 @@
+//! The clap definition of every command, its options, examples and the exit-code table.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit codes, shown at the end of `--help` (kept in sync with README.md by a test).
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  other error (I/O error, mount failed, ...)
+  2  usage error (unknown option, missing argument)
+  3  wrong password or recovery key
+  4  not a coffer vault, or its config is refused (newer format, unknown feature flag, modified)
+  5  password could not be read (passfile missing, extpass failed, empty, confirmation mismatch)
+  6  damaged data (a block, name or header failed authentication)
+  7  target refused (CIPHERDIR not empty or already a vault, mountpoint missing or not empty,
+     OUTDIR not empty)";
+
+/// coffer: an encrypted filesystem for folders kept in cloud sync.
+#[derive(Debug, Parser)]
+#[command(name = "coffer", version, about, after_help = EXIT_CODES_HELP, max_term_width = 100)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new vault in an empty directory and print its recovery key.
+    #[command(after_help = concat!(
+        "Example:\n  coffer init ~/Dropbox/vault\n  coffer init --passfile ~/.vault-pass --quiet ~/Dropbox/vault\n\n",
+        "The recovery key printed here opens the vault without coffer.conf or the password\n",
+        "(`coffer mount --masterkey`); keep it offline."
+    ))]
+    Init(InitArgs),
+    /// Mount a vault; returns once the mount is ready (or failed).
+    #[command(after_help = concat!(
+        "Example:\n  coffer mount ~/Dropbox/vault ~/Private\n",
+        "  coffer mount --ro --idle 30m --passfile ~/.vault-pass ~/Dropbox/vault ~/Private\n",
+        "  coffer mount --masterkey ~/Dropbox/vault ~/Private    # config or password lost\n\n",
+        "Without --fg the mount runs in the background, logging to syslog (or --log FILE).\n",
+        "Unmount with `coffer unmount ~/Private`."
+    ))]
+    Mount(MountArgs),
+    /// Unmount a coffer mount (fusermount3 -u, or umount2 as root).
+    #[command(after_help = "Example:\n  coffer unmount ~/Private")]
+    Unmount(UnmountArgs),
+    /// Change the password (re-wraps the master key; the data is not re-encrypted).
+    #[command(after_help = concat!(
+        "Example:\n  coffer passwd ~/Dropbox/vault\n",
+        "  coffer passwd --masterkey ~/Dropbox/vault    # forgot the password: set a new one\n\n",
+        "Warning: an old coffer.conf may survive in your sync client's or provider's version\n",
+        "history and still opens the vault with the old password. A leaked password needs a\n",
+        "new vault: `coffer export` the data and copy it into a fresh `coffer init`."
+    ))]
+    Passwd(PasswdArgs),
+    /// Show the vault's format version, flags, KDF parameters and long-name limit (no secrets).
+    #[command(after_help = "Example:\n  coffer info ~/Dropbox/vault")]
+    Info(InfoArgs),
+    /// Decrypt one file of a vault to stdout (no mount needed).
+    #[command(after_help = "Example:\n  coffer cat ~/Dropbox/vault notes/todo.txt > todo.txt")]
+    Cat(CatArgs),
+    /// Decrypt a whole vault into a plain directory tree (no mount needed).
+    #[command(after_help = concat!(
+        "Example:\n  coffer export ~/Dropbox/vault /media/backup/restore\n\n",
+        "Copies files, directories, symlinks and xattrs, keeping modes and times (and owners\n",
+        "when run as root). Damaged files are reported, exported with zeros where blocks fail,\n",
+        "and make the exit code 6; everything else is still exported."
+    ))]
+    Export(ExportArgs),
+    /// Print the backing (encrypted) path of a plaintext path (support tool).
+    #[command(
+        name = "encrypt-name",
+        after_help = "Example:\n  coffer encrypt-name ~/Dropbox/vault 'notes/todo.txt'"
+    )]
+    EncryptName(NameArgs),
+    /// Print the plaintext path of a backing path relative to CIPHERDIR (support tool).
+    #[command(
+        name = "decrypt-name",
+        after_help = "Example:\n  coffer decrypt-name ~/Dropbox/vault 'u0eH7x.../Q2kz...'"
+    )]
+    DecryptName(NameArgs),
+    /// Print a shell completion script to stdout.
+    #[command(after_help = "Example:\n  coffer completions bash > ~/.local/share/bash-completion/completions/coffer")]
+    Completions(CompletionsArgs),
+    /// Write the man pages and completion scripts into a directory (used by scripts/gen-docs).
+    #[command(hide = true, name = "gen-docs")]
+    GenDocs(GenDocsArgs),
+}
+
+/// How a secret is read. Never from a command-line argument.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SecretArgs {
+    /// Read the password (or recovery key) from the first line of FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "extpass")]
+    pub passfile: Option<PathBuf>,
+    /// Run CMD (via sh -c) and use the first line of its stdout as the password.
+    #[arg(long, value_name = "CMD")]
+    pub extpass: Option<String>,
+}
+
+/// `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The directory to hold the encrypted vault (created if missing; must be empty).
+    pub cipherdir: PathBuf,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// Keep the config (the wrapped master key) in FILE instead of CIPHERDIR/coffer.conf.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Encoded names longer than N bytes are stored as hashed long names (48..=205).
+    #[arg(long, value_name = "N", default_value_t = crate::cli::DEFAULT_LONG_NAME_LIMIT)]
+    pub long_name_limit: u16,
+    /// How encrypted names are spelled: base64url (shortest) or base32 (for case-insensitive
+    /// backends such as some Windows/macOS sync targets).
+    #[arg(long, value_enum, value_name = "ENCODING", default_value_t = NameEncodingArg::Base64url)]
+    pub name_encoding: NameEncodingArg,
+    /// Do not print the recovery key and its warning.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// TESTS ONLY: use the cheapest password KDF (Argon2id m=8 KiB, t=1). A vault made this way
+    /// falls to password guessing quickly; never use it for real data.
+    #[arg(long)]
+    pub insecure_fast_kdf: bool,
+}
+
+/// `--name-encoding` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NameEncodingArg {
+    /// Unpadded base64url.
+    Base64url,
+    /// Unpadded upper-case base32.
+    Base32,
+}
+
+impl From<NameEncodingArg> for coffer::format::names::NameEncoding {
+    fn from(a: NameEncodingArg) -> Self {
+        match a {
+            NameEncodingArg::Base64url => coffer::format::names::NameEncoding::Base64Url,
+            NameEncodingArg::Base32 => coffer::format::names::NameEncoding::Base32,
+        }
+    }
+}
+
+/// Options shared by the commands that open a vault.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OpenArgs {
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// Read the config from FILE instead of CIPHERDIR/coffer.conf.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Open with the recovery key (read from the prompt, stdin or --passfile) instead of the
+    /// password; works without coffer.conf.
+    #[arg(long)]
+    pub masterkey: bool,
+}
+
+/// `mount`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// The encrypted vault.
+    pub cipherdir: PathBuf,
+    /// Where the plaintext view appears (an existing, empty directory).
+    pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    /// Stay in the foreground (logs go to stderr).
+    #[arg(short, long)]
+    pub fg: bool,
+    /// Mount read-only.
+    #[arg(long)]
+    pub ro: bool,
+    /// Let other users see the mount (needs root or user_allow_other in /etc/fuse.conf).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Allow mounting over a non-empty directory.
+    #[arg(long)]
+    pub nonempty: bool,
+    /// Honour setuid bits (default: nosuid).
+    #[arg(long)]
+    pub suid: bool,
+    /// Honour device nodes (default: nodev).
+    #[arg(long)]
+    pub dev: bool,
+    /// Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h).
+    #[arg(long, value_name = "DURATION", value_parser = crate::cli::duration::parse)]
+    pub idle: Option<std::time::Duration>,
+    /// Write the log to FILE (default: syslog in the background, stderr with --fg).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Internal: set by `coffer mount` on the background process it starts.
+    #[arg(long, hide = true)]
+    pub daemon_child: bool,
+}
+
+/// `unmount`.
+#[derive(Debug, Args)]
+pub struct UnmountArgs {
+    /// The mountpoint.
+    pub mountpoint: PathBuf,
+}
+
+/// `passwd`.
+#[derive(Debug, Args)]
+pub struct PasswdArgs {
+    /// The vault.
+    pub cipherdir: PathBuf,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    /// Read the new password from the first line of FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "new_extpass")]
+    pub new_passfile: Option<PathBuf>,
+    /// Run CMD and use the first line of its stdout as the new password.
+    #[arg(long, value_name = "CMD")]
+    pub new_extpass: Option<String>,
+    /// TESTS ONLY: re-wrap with the cheapest password KDF (see `init --insecure-fast-kdf`).
+    #[arg(long)]
+    pub insecure_fast_kdf: bool,
+}
+
+/// `info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The vault.
+    pub cipherdir: PathBuf,
+    /// Read the config from FILE instead of CIPHERDIR/coffer.conf.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `cat`.
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// The vault.
+    pub cipherdir: PathBuf,
+    /// Plaintext path of the file inside the vault (e.g. `docs/a.txt`).
+    pub path: OsString,
+    #[command(flatten)]
+    pub open: OpenArgs,
+}
+
+/// `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The vault.
+    pub cipherdir: PathBuf,
+    /// Where the plain tree is written (created if missing; must be empty unless --force).
+    pub outdir: PathBuf,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    /// Export into a non-empty OUTDIR (existing files with the same names make it fail).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `encrypt-name` / `decrypt-name`.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The vault.
+    pub cipherdir: PathBuf,
+    /// The path to translate (plaintext for encrypt-name, backing for decrypt-name), relative to
+    /// the vault root.
+    pub path: OsString,
+    #[command(flatten)]
+    pub open: OpenArgs,
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// `gen-docs`.
+#[derive(Debug, Args)]
+pub struct GenDocsArgs {
+    /// The repository root (man/ and completions/ are written under it).
+    pub root: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_has_an_example() {
+        for sub in Cli::command().get_subcommands().filter(|s| !s.is_hide_set()) {
+            let after = sub.get_after_help().map(|s| s.to_string()).unwrap_or_default();
+            assert!(
+                after.contains("Example:\n  coffer "),
+                "{} has no example",
+                sub.get_name()
+            );
+        }
+    }
+}

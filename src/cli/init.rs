@@ -1,0 +1,88 @@
+//! `coffer init`: create a vault and print its recovery key once.
+
+use std::path::Path;
+
+use coffer::format::config::{VaultParams, CONFIG_NAME};
+use coffer::format::recovery;
+use coffer::vault::{unlock, KdfCost};
+
+use super::args::InitArgs;
+use super::error::{code, CliError, CliResult};
+use super::password::{read_secret, Ask};
+
+/// Runs `init`.
+pub fn run(args: &InitArgs) -> CliResult {
+    let dir = &args.cipherdir;
+    check_target(dir, args.config.as_deref())?;
+    let params = VaultParams {
+        feature_flags: Vec::new(),
+        long_name_limit: args.long_name_limit,
+        name_encoding: args.name_encoding.into(),
+    };
+    params
+        .validate()
+        .map_err(|e| CliError::new(code::USAGE, format!("--long-name-limit: {e}")))?;
+    let password = read_secret(&args.secret, Ask::NewPassword)?;
+    let cost = if args.insecure_fast_kdf {
+        eprintln!(
+            "coffer: warning: --insecure-fast-kdf: this vault's password is cheap to guess; use it for tests only"
+        );
+        KdfCost::INSECURE_TEST
+    } else {
+        KdfCost::default()
+    };
+    if !dir.exists() {
+        std::fs::create_dir(dir).map_err(|e| CliError::io(dir, &e))?;
+    }
+    let master = unlock::init(dir, args.config.as_deref(), &password, &params, cost)?;
+    if !args.quiet {
+        let key = recovery::encode(master.expose(), &params);
+        println!("Created a coffer vault in {}.", dir.display());
+        println!();
+        println!("Recovery key (shown only now):");
+        println!();
+        println!("    {}", key.as_str());
+        println!();
+        println!("Write it down and keep it offline. It opens this vault without the password or");
+        println!("coffer.conf (`coffer mount --masterkey`), even after a password change, so anyone");
+        println!("holding it can read everything.");
+        println!();
+        println!("Mount with: coffer mount {} MOUNTPOINT", dir.display());
+    }
+    Ok(())
+}
+
+/// Refuses an already-initialized or non-empty CIPHERDIR, and an existing --config file.
+fn check_target(dir: &Path, config: Option<&Path>) -> CliResult {
+    if dir.join(CONFIG_NAME).exists() {
+        return Err(CliError::new(
+            code::TARGET,
+            format!("{}: already a coffer vault", dir.display()),
+        ));
+    }
+    if let Some(cfg) = config {
+        if cfg.exists() {
+            return Err(CliError::new(
+                code::TARGET,
+                format!("{}: config file already exists", cfg.display()),
+            ));
+        }
+    }
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(
+                    CliError::new(code::TARGET, format!("{}: directory is not empty", dir.display()))
+                        .hint("a vault must start in an empty directory"),
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Err(CliError::new(
+            code::TARGET,
+            format!("{}: not a directory", dir.display()),
+        )),
+        Err(e) => Err(CliError::io(dir, &e)),
+    }
+}

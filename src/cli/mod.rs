@@ -1,0 +1,80 @@
+//! Layer 5: the `coffer` command line. One file per command or concern; `run` dispatches and
+//! turns every error into one line on stderr plus a documented exit code.
+
+mod args;
+mod cat;
+mod daemon;
+mod docs;
+mod duration;
+mod error;
+mod export;
+mod helper;
+mod info;
+mod init;
+mod logging;
+mod mount;
+mod names;
+mod open;
+mod passwd;
+mod password;
+mod progress;
+mod unmount;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+pub use coffer::format::names::DEFAULT_LONG_NAME_LIMIT;
+
+use args::{Cli, Command};
+use error::{code, CliError, CliResult};
+
+/// Parses the command line, runs the command, and returns the exit code.
+pub fn run() -> i32 {
+    let mut argv: Vec<OsString> = std::env::args_os().collect();
+    if argv.first().is_some_and(|a| helper::is_helper_name(a)) {
+        match helper::translate(&argv) {
+            Ok(a) => argv = a,
+            Err(e) => return report(&e),
+        }
+    }
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { code::USAGE } else { 0 };
+        }
+    };
+    match dispatch(&cli) {
+        Ok(()) => 0,
+        Err(e) => report(&e),
+    }
+}
+
+fn dispatch(cli: &Cli) -> CliResult {
+    if !matches!(cli.command, Command::Mount(_)) {
+        logging::init(cli.verbose, logging::Target::Stderr)?;
+    }
+    match &cli.command {
+        Command::Init(a) => init::run(a),
+        Command::Mount(a) => mount::run(a, cli.verbose),
+        Command::Unmount(a) => unmount::run(a),
+        Command::Passwd(a) => passwd::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Cat(a) => cat::run(a),
+        Command::Export(a) => export::run(a),
+        Command::EncryptName(a) => names::encrypt(a),
+        Command::DecryptName(a) => names::decrypt(a),
+        Command::Completions(a) => docs::completions(a),
+        Command::GenDocs(a) => docs::gen_docs(a),
+    }
+}
+
+/// Prints `coffer: error: MESSAGE` (and `coffer: hint: ...`) and returns the exit code.
+fn report(e: &CliError) -> i32 {
+    eprintln!("coffer: error: {}", e.message);
+    if let Some(h) = &e.hint {
+        eprintln!("coffer: hint: {h}");
+    }
+    e.code
+}

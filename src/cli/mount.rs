@@ -1,0 +1,109 @@
+//! `coffer mount`: checks, then either serves in the foreground (`--fg`) or starts the
+//! background process (see `daemon`) and returns once the mount is ready.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use coffer::fs::{self, MountError, MountOptions};
+
+use super::args::MountArgs;
+use super::daemon;
+use super::error::{code, CliError, CliResult};
+use super::logging::{self, Target};
+use super::open::open_vault;
+
+/// Runs `mount`.
+pub fn run(args: &MountArgs, verbose: u8) -> CliResult {
+    if args.daemon_child {
+        return run_child(args, verbose);
+    }
+    let mountpoint = check_mountpoint(&args.mountpoint, args.nonempty)?;
+    let cipherdir = absolute(&args.cipherdir)?;
+    if args.fg {
+        let target = args.log.as_deref().map_or(Target::Stderr, Target::File);
+        logging::init(verbose, target)?;
+        return serve(args, &cipherdir, &mountpoint, Box::new(|| log::info!("mount ready")));
+    }
+    daemon::start(args, &cipherdir, &mountpoint, verbose)
+}
+
+/// The background process: reports "ready" or the failure on stdout (the readiness pipe).
+fn run_child(args: &MountArgs, verbose: u8) -> CliResult {
+    // SAFETY: setsid has no preconditions; it detaches us from the terminal's session so a
+    // closed terminal does not hang up the mount. Failure (already a leader) is harmless.
+    unsafe { libc::setsid() };
+    let _ = std::env::set_current_dir("/");
+    let target = args.log.as_deref().map_or(Target::Syslog, Target::File);
+    let result = logging::init(verbose, target).and_then(|()| {
+        serve(
+            args,
+            &args.cipherdir,
+            &args.mountpoint,
+            Box::new(|| {
+                log::info!("mount ready");
+                daemon::report_ready();
+            }),
+        )
+    });
+    if let Err(e) = &result {
+        log::error!("{}", e.message);
+        daemon::report_failure(e);
+    }
+    result
+}
+
+/// Unlocks and serves until unmounted.
+fn serve(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, on_ready: Box<dyn FnOnce() + Send>) -> CliResult {
+    let vault = open_vault(cipherdir, &args.open, args.ro)?;
+    let opts = MountOptions {
+        read_only: args.ro,
+        allow_other: args.allow_other,
+        suid: args.suid,
+        dev: args.dev,
+        nonempty: args.nonempty,
+        fsname: cipherdir.display().to_string(),
+        threads: 0,
+        idle: args.idle,
+    };
+    log::info!("mounting {} at {}", cipherdir.display(), mountpoint.display());
+    fs::mount(vault, mountpoint, &opts, on_ready).map_err(|e| match e {
+        MountError::Mountpoint { path, why } => CliError::new(code::TARGET, format!("{path}: {why}")),
+        other => CliError::new(code::OTHER, other.to_string()),
+    })?;
+    log::info!("unmounted {}", mountpoint.display());
+    let _ = std::io::stderr().flush();
+    Ok(())
+}
+
+/// An absolute form of a path (the daemon runs in `/`).
+pub fn absolute(p: &Path) -> CliResult<PathBuf> {
+    std::path::absolute(p).map_err(|e| CliError::io(p, &e))
+}
+
+/// The mountpoint must be an existing directory, empty unless `--nonempty`.
+pub fn check_mountpoint(mp: &Path, nonempty: bool) -> CliResult<PathBuf> {
+    let meta = match std::fs::metadata(mp) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(
+                CliError::new(code::TARGET, format!("{}: mountpoint does not exist", mp.display()))
+                    .hint(format!("create it first: mkdir -p {}", mp.display())),
+            );
+        }
+        Err(e) => return Err(CliError::io(mp, &e)),
+    };
+    if !meta.is_dir() {
+        return Err(CliError::new(
+            code::TARGET,
+            format!("{}: mountpoint is not a directory", mp.display()),
+        ));
+    }
+    let mut entries = std::fs::read_dir(mp).map_err(|e| CliError::io(mp, &e))?;
+    if !nonempty && entries.next().is_some() {
+        return Err(
+            CliError::new(code::TARGET, format!("{}: mountpoint is not empty", mp.display()))
+                .hint("use an empty directory, or --nonempty to mount over it"),
+        );
+    }
+    absolute(mp)
+}
