@@ -1,11 +1,34 @@
 //! Layer 4: the FUSE filesystem over a [`Vault`](crate::vault::Vault). It never touches a cipher.
 //!
-//! (In progress: the mount is being built; see issue 3.)
+//! Cache policy (chosen so that changes a sync client makes in CIPHERDIR show up): no writeback
+//! cache (with it the kernel ignores size and mtime from getattr), no `keep_cache` (pages are
+//! dropped at open), `auto_inval_data` (pages are dropped when size or mtime change), entry and
+//! attribute timeouts of 1 s. Never `direct_io` (it breaks mmap). Writes reach the backing file
+//! before the write call returns.
+//!
+//! Files: [`inodes`] (inode numbers, lookup counts), [`handles`], [`attr`] (stat conversion),
+//! `core` (shared state, finding inodes in CIPHERDIR), `dirops`, `fileops`, `attrops`,
+//! `xattrops`, `filesystem` (the fuser trait), [`session`] (mount, unmount, signals), `lock`.
 
-use std::path::Path;
+pub mod attr;
+mod attrops;
+mod core;
+mod dirops;
+mod fileops;
+mod filesystem;
+pub mod handles;
+pub mod inodes;
+mod lock;
+pub mod session;
+mod xattrops;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::vault::Vault;
+use crate::vault::{Vault, VaultError};
+
+pub use self::core::CofferFs;
+pub use session::{abort_connection, connection_of, unmount, MountHandle};
 
 /// How to mount.
 #[derive(Debug, Clone, Default)]
@@ -20,11 +43,11 @@ pub struct MountOptions {
     pub dev: bool,
     /// Allow mounting over a non-empty directory.
     pub nonempty: bool,
-    /// fsname shown in /proc/mounts (CIPHERDIR).
+    /// fsname shown in /proc/mounts (empty: CIPHERDIR).
     pub fsname: String,
     /// FUSE worker threads (0 = default).
     pub threads: usize,
-    /// Unmount after this long without any filesystem request.
+    /// Unmount after this long without any filesystem request and with no open files.
     pub idle: Option<Duration>,
 }
 
@@ -40,18 +63,40 @@ pub enum MountError {
         /// Why it is refused.
         why: String,
     },
+    /// This CIPHERDIR is already mounted on this machine.
+    #[error("{cipherdir} is already mounted on this machine (lock {} is held by another coffer process); unmount it first", lock.display())]
+    AlreadyMounted {
+        /// The canonical CIPHERDIR.
+        cipherdir: String,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// /dev/fuse does not exist.
+    #[error("/dev/fuse is missing: FUSE is not available here (load the fuse module, or in a container pass --device /dev/fuse)")]
+    NoFuse,
+    /// The vault could not be opened for serving.
+    #[error("{0}")]
+    Vault(#[from] VaultError),
     /// The kernel refused the mount, or the session failed.
     #[error("mount failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Mounts `vault` at `mountpoint` and serves it until unmounted (or SIGINT/SIGTERM).
-/// `on_ready` runs once the kernel has the mount.
+/// Mounts `vault` at `mountpoint` and serves it until unmounted (`coffer unmount`, `fusermount3
+/// -u`, SIGINT/SIGTERM/SIGHUP, or `opts.idle`). `on_ready` runs once the kernel has the mount.
+/// A non-empty mountpoint is refused unless `opts.nonempty`; a second mount of the same
+/// CIPHERDIR on this machine is refused.
 pub fn mount(
-    _vault: Vault,
+    vault: Vault,
     mountpoint: &Path,
-    _opts: &MountOptions,
-    _on_ready: Box<dyn FnOnce() + Send>,
+    opts: &MountOptions,
+    on_ready: Box<dyn FnOnce() + Send>,
 ) -> Result<(), MountError> {
-    Err(MountError::Mountpoint { path: mountpoint.display().to_string(), why: "mount not built yet".into() })
+    session::mount(vault, mountpoint, opts, on_ready)
+}
+
+/// Mounts `vault` at `mountpoint` and serves it from background threads (for tests and
+/// embedding). Dropping the handle unmounts.
+pub fn spawn(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<MountHandle, MountError> {
+    session::spawn(vault, mountpoint, opts)
 }

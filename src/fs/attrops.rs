@@ -1,0 +1,171 @@
+//! Attribute operations: getattr, setattr (truncate, chmod, chown, utimens), statfs, access.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::SystemTime;
+
+use fuser::{FileAttr, TimeOrNow};
+
+use super::attr::epoch_parts;
+use super::core::CofferFs;
+use super::inodes::ROOT;
+use crate::format::offsets::{CIPHER_BLOCK, PLAIN_BLOCK};
+use crate::vault::{IoContext, Result, TimeSpec, VaultError};
+
+/// What a setattr asks for.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SetAttr {
+    /// New permission bits.
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New plaintext size.
+    pub size: Option<u64>,
+    /// New access time.
+    pub atime: Option<TimeOrNow>,
+    /// New modification time.
+    pub mtime: Option<TimeOrNow>,
+}
+
+fn spec(t: Option<TimeOrNow>) -> TimeSpec {
+    match t {
+        None => TimeSpec::Omit,
+        Some(TimeOrNow::Now) => TimeSpec::Now,
+        Some(TimeOrNow::SpecificTime(t)) => {
+            let (s, ns) = epoch_parts(t);
+            TimeSpec::At(s, ns)
+        }
+    }
+}
+
+fn system_time(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::Now => SystemTime::now(),
+        TimeOrNow::SpecificTime(t) => t,
+    }
+}
+
+/// Statfs values (plaintext view of the backing file system).
+#[derive(Debug, Clone, Copy)]
+pub struct StatFs {
+    /// Total blocks.
+    pub blocks: u64,
+    /// Free blocks.
+    pub bfree: u64,
+    /// Blocks free for unprivileged users.
+    pub bavail: u64,
+    /// Total inodes.
+    pub files: u64,
+    /// Free inodes.
+    pub ffree: u64,
+    /// Block size.
+    pub bsize: u32,
+    /// Longest plaintext name.
+    pub namelen: u32,
+    /// Fragment size.
+    pub frsize: u32,
+}
+
+impl CofferFs {
+    pub(super) fn do_getattr(&self, ino: u64, fh: Option<u64>) -> Result<FileAttr> {
+        self.attr_of(ino, fh)
+    }
+
+    pub(super) fn do_setattr(&self, ino: u64, fh: Option<u64>, s: SetAttr) -> Result<FileAttr> {
+        let info = self.node(ino)?;
+        if self.vault.read_only() {
+            return Err(VaultError::ReadOnly);
+        }
+        if let Some(size) = s.size {
+            self.truncate(ino, fh, size)?;
+        }
+        let owner = s.uid.is_some() || s.gid.is_some();
+        let times = s.atime.is_some() || s.mtime.is_some();
+        if s.mode.is_none() && !owner && !times {
+            return self.attr_of(ino, fh);
+        }
+        if s.mode.is_some() && info.fmt == libc::S_IFLNK {
+            return Err(VaultError::Unsupported("chmod of a symlink"));
+        }
+        let (uid, gid) = (s.uid.unwrap_or(u32::MAX), s.gid.unwrap_or(u32::MAX));
+        if ino == ROOT {
+            let d = self.root();
+            if owner {
+                d.fd.fchown(uid, gid).at(&d.rel)?;
+            }
+            if let Some(m) = s.mode {
+                d.fd.fchmod(m & 0o7777).at(&d.rel)?;
+            }
+            if times {
+                d.fd.futimens(spec(s.atime), spec(s.mtime)).at(&d.rel)?;
+            }
+            return self.attr_of(ino, fh);
+        }
+        match self.locate_with(ino, &info) {
+            Ok(l) => {
+                let rel = l.dir.rel_child(&l.entry);
+                if owner {
+                    l.dir.fd.chown(&l.entry, uid, gid).at(&rel)?;
+                }
+                if let Some(m) = s.mode {
+                    l.dir.fd.chmod(&l.entry, m & 0o7777).at(&rel)?;
+                }
+                if times {
+                    l.dir.fd.utimens(&l.entry, spec(s.atime), spec(s.mtime)).at(&rel)?;
+                }
+            }
+            Err(e) => {
+                // No name left (unlinked while open): change it through an open descriptor.
+                let h = self.files.find(|h| h.ino == ino).ok_or(e)?;
+                let f = h.file.backing();
+                let rel = h.file.rel();
+                if owner {
+                    std::os::unix::fs::fchown(f, s.uid, s.gid).at(rel)?;
+                }
+                if let Some(m) = s.mode {
+                    f.set_permissions(std::fs::Permissions::from_mode(m & 0o7777)).at(rel)?;
+                }
+                if times {
+                    let mut t = std::fs::FileTimes::new();
+                    if let Some(a) = s.atime {
+                        t = t.set_accessed(system_time(a));
+                    }
+                    if let Some(m) = s.mtime {
+                        t = t.set_modified(system_time(m));
+                    }
+                    f.set_times(t).at(rel)?;
+                }
+            }
+        }
+        self.attr_of(ino, fh)
+    }
+
+    pub(super) fn do_statfs(&self) -> Result<StatFs> {
+        self.activity.touch();
+        let d = self.root();
+        let v = d.fd.statvfs().at(self.vault.cipherdir())?;
+        // Each 4096-byte plaintext block takes 4128 bytes of backing space.
+        let scale = |n: u64| (u128::from(n) * u128::from(PLAIN_BLOCK) / u128::from(CIPHER_BLOCK)) as u64;
+        Ok(StatFs {
+            blocks: scale(v.f_blocks),
+            bfree: scale(v.f_bfree),
+            bavail: scale(v.f_bavail),
+            files: v.f_files,
+            ffree: v.f_ffree,
+            bsize: v.f_bsize as u32,
+            namelen: crate::format::names::NAME_MAX as u32,
+            frsize: v.f_frsize as u32,
+        })
+    }
+
+    /// access(): with default_permissions the kernel checks modes itself; this only checks
+    /// that the object still exists (and refuses W_OK on a read-only vault).
+    pub(super) fn do_access(&self, ino: u64, mask: i32) -> Result<()> {
+        self.node(ino)?;
+        if mask & libc::W_OK != 0 && self.vault.read_only() {
+            return Err(VaultError::ReadOnly);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,268 @@
+//! The state every operation shares, and how an inode is found again in CIPHERDIR: through a
+//! name the kernel knows it by, checked against its backing identity.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use fuser::{FileAttr, Generation};
+
+use super::attr::{backing_id, to_attr};
+use super::handles::{DirHandle, FileHandle, Handles};
+use super::inodes::{Inodes, NodeInfo, ROOT};
+use crate::vault::{Dir, IoContext, Result, Vault, VaultError};
+
+/// How many backing directory descriptors the daemon keeps open for reuse.
+const DIR_CACHE_MAX: usize = 1024;
+
+/// Entry and attribute timeout: short, so changes a sync client makes show up quickly.
+pub const TTL: Duration = Duration::from_secs(1);
+
+/// When the mount last served a request (for `--idle`).
+#[derive(Debug)]
+pub struct Activity {
+    base: Instant,
+    last_ms: AtomicU64,
+    open: AtomicUsize,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity { base: Instant::now(), last_ms: AtomicU64::new(0), open: AtomicUsize::new(0) }
+    }
+}
+
+impl Activity {
+    /// Marks a request.
+    pub fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// A file was opened.
+    pub fn opened(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A file was released.
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Open file handles.
+    pub fn open_files(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Time since the last request.
+    pub fn idle_for(&self) -> Duration {
+        let now = self.base.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// An object found through one of its names.
+#[derive(Debug)]
+pub struct Located {
+    /// Its parent directory.
+    pub dir: Arc<Dir>,
+    /// Backing entry name in `dir`.
+    pub entry: Vec<u8>,
+    /// Its backing stat.
+    pub st: libc::stat,
+}
+
+/// The coffer filesystem served over FUSE.
+#[derive(Debug)]
+pub struct CofferFs {
+    pub(super) vault: Vault,
+    inodes: Mutex<Inodes>,
+    root: Arc<Dir>,
+    dir_cache: Mutex<HashMap<u64, Arc<Dir>>>,
+    pub(super) files: Handles<FileHandle>,
+    pub(super) dirs: Handles<DirHandle>,
+    /// Root with allow_other: new objects belong to the caller.
+    pub(super) chown_to_caller: bool,
+    pub(super) activity: Arc<Activity>,
+}
+
+/// ESTALE for an inode that no longer resolves.
+pub fn stale(ino: u64) -> VaultError {
+    VaultError::errno_at(format!("inode {ino}"), libc::ESTALE)
+}
+
+impl CofferFs {
+    /// Serves `vault`; `chown_to_caller` makes new objects belong to the calling user.
+    pub fn new(vault: Vault, chown_to_caller: bool) -> Result<Self> {
+        let root = Arc::new(vault.root_dir()?);
+        let st = root.fd.fstat().at(vault.cipherdir())?;
+        Ok(CofferFs {
+            vault,
+            inodes: Mutex::new(Inodes::new(backing_id(&st))),
+            root,
+            dir_cache: Mutex::new(HashMap::new()),
+            files: Handles::default(),
+            dirs: Handles::default(),
+            chown_to_caller,
+            activity: Arc::default(),
+        })
+    }
+
+    /// The inode table, locked (never held across a syscall).
+    pub(super) fn table(&self) -> MutexGuard<'_, Inodes> {
+        self.inodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cache(&self) -> MutexGuard<'_, HashMap<u64, Arc<Dir>>> {
+        self.dir_cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node `ino`, or ESTALE if the kernel asks about one it forgot.
+    pub(super) fn node(&self, ino: u64) -> Result<NodeInfo> {
+        self.activity.touch();
+        self.table().info(ino).ok_or_else(|| stale(ino))
+    }
+
+    /// The root directory.
+    pub(super) fn root(&self) -> &Arc<Dir> {
+        &self.root
+    }
+
+    /// The open backing directory of directory inode `ino`.
+    pub(super) fn dir(&self, ino: u64) -> Result<Arc<Dir>> {
+        if ino == ROOT {
+            return Ok(self.root.clone());
+        }
+        if let Some(d) = self.cache().get(&ino) {
+            return Ok(d.clone());
+        }
+        let info = self.node(ino)?;
+        if info.fmt != libc::S_IFDIR {
+            return Err(VaultError::errno_at(format!("inode {ino}"), libc::ENOTDIR));
+        }
+        let loc = self.locate_with(ino, &info)?;
+        let dir = Arc::new(loc.dir.open_child(&self.vault, &loc.entry)?);
+        let st = dir.fd.fstat().at(&dir.rel)?;
+        if backing_id(&st) != info.backing {
+            return Err(stale(ino));
+        }
+        let mut cache = self.cache();
+        if cache.len() >= DIR_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(ino, dir.clone());
+        Ok(dir)
+    }
+
+    /// Drops a cached directory descriptor (rmdir, replaced, forgotten).
+    pub(super) fn uncache_dir(&self, ino: u64) {
+        self.cache().remove(&ino);
+    }
+
+    /// Finds inode `ino` (not the root) through one of its names.
+    pub(super) fn locate(&self, ino: u64) -> Result<Located> {
+        let info = self.node(ino)?;
+        self.locate_with(ino, &info)
+    }
+
+    /// Like [`locate`](Self::locate) with the node already fetched.
+    pub(super) fn locate_with(&self, ino: u64, info: &NodeInfo) -> Result<Located> {
+        let mut err = None;
+        for (parent, name) in &info.locs {
+            let dir = match self.dir(*parent) {
+                Ok(d) => d,
+                Err(e) => {
+                    err = Some(e);
+                    continue;
+                }
+            };
+            let cname = self.vault.cipher_name(&dir, name)?;
+            match dir.fd.stat(&cname.entry) {
+                Ok(st) if backing_id(&st) == info.backing => {
+                    return Ok(Located { dir, entry: cname.entry, st });
+                }
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => err = Some(VaultError::io(dir.rel_child(&cname.entry), e)),
+            }
+        }
+        Err(err.unwrap_or_else(|| stale(ino)))
+    }
+
+    /// Decrypted target length of a symlink (for st_size); None if it does not decrypt.
+    pub(super) fn link_len(&self, dir: &Dir, entry: &[u8], st: &libc::stat) -> Option<usize> {
+        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+            return None;
+        }
+        match self.vault.readlink(dir, entry) {
+            Ok(t) => Some(t.len()),
+            Err(e) => {
+                log::warn!("{e}");
+                None
+            }
+        }
+    }
+
+    /// Records an entry reply for `name` in `parent` (one more kernel lookup) and builds it.
+    pub(super) fn entry(
+        &self,
+        parent: u64,
+        name: &[u8],
+        dir: &Dir,
+        entry: &[u8],
+        st: &libc::stat,
+    ) -> (FileAttr, Generation) {
+        let link_len = self.link_len(dir, entry, st);
+        let (ino, generation) = self.table().remember(backing_id(st), st.st_mode & libc::S_IFMT, (parent, name.to_vec()));
+        (to_attr(ino, st, link_len), Generation(generation))
+    }
+
+    /// The attributes of `ino` (with `fh`, from the descriptor opened at open()).
+    pub(super) fn attr_of(&self, ino: u64, fh: Option<u64>) -> Result<FileAttr> {
+        if let Some(h) = fh.and_then(|fh| self.files.get(fh)) {
+            let st = crate::vault::backing::fstat(std::os::fd::AsRawFd::as_raw_fd(h.file.backing()))
+                .at(h.file.rel())?;
+            return Ok(to_attr(ino, &st, None));
+        }
+        if ino == ROOT {
+            self.node(ino)?;
+            let st = self.root.fd.fstat().at(&self.root.rel)?;
+            return Ok(to_attr(ROOT, &st, None));
+        }
+        match self.locate(ino) {
+            Ok(l) => {
+                let link_len = self.link_len(&l.dir, &l.entry, &l.st);
+                Ok(to_attr(ino, &l.st, link_len))
+            }
+            Err(e) => {
+                // Unlinked or renamed over but still open: answer from an open descriptor.
+                if let Some(h) = self.files.find(|h| h.ino == ino) {
+                    let fd = std::os::fd::AsRawFd::as_raw_fd(h.file.backing());
+                    let st = crate::vault::backing::fstat(fd).at(h.file.rel())?;
+                    return Ok(to_attr(ino, &st, None));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// After creating `entry` in `dir`: give it to the caller when serving other users as
+    /// root, honouring a setgid parent.
+    pub(super) fn set_owner(&self, dir: &Dir, entry: &[u8], uid: u32, gid: u32) -> Result<()> {
+        if !self.chown_to_caller {
+            return Ok(());
+        }
+        let pst = dir.fd.fstat().at(&dir.rel)?;
+        let gid = if pst.st_mode & libc::S_ISGID != 0 { pst.st_gid } else { gid };
+        let st = dir.fd.stat(entry).at(dir.rel_child(entry))?;
+        dir.fd.chown(entry, uid, gid).at(dir.rel_child(entry))?;
+        // chown clears set-id bits on non-directories; put back what the caller asked for.
+        let setid = st.st_mode & (libc::S_ISUID | libc::S_ISGID);
+        let fmt = st.st_mode & libc::S_IFMT;
+        if setid != 0 && fmt != libc::S_IFLNK && fmt != libc::S_IFDIR {
+            dir.fd.chmod(entry, st.st_mode & 0o7777).at(dir.rel_child(entry))?;
+        }
+        Ok(())
+    }
+}

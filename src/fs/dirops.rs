@@ -1,0 +1,187 @@
+//! Directory operations: lookup, creating and removing names, rename, links, listings.
+
+use std::sync::{Arc, Mutex};
+
+use fuser::{FileAttr, FileType, Generation};
+
+use super::attr::{backing_id, kind_of, kind_of_dtype};
+use super::core::{stale, CofferFs};
+use super::handles::{DirEntry, DirHandle, DirState};
+use super::inodes::ROOT;
+use crate::vault::{IoContext, Result, VaultError};
+
+/// An entry reply: attributes and generation.
+pub type EntryOut = (FileAttr, Generation);
+
+/// Who is asking (for ownership of new objects).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// Calling uid.
+    pub uid: u32,
+    /// Calling gid.
+    pub gid: u32,
+}
+
+impl CofferFs {
+    pub(super) fn do_lookup(&self, parent: u64, name: &[u8]) -> Result<EntryOut> {
+        let dir = self.dir(parent)?;
+        let (cname, st) = self.vault.lookup(&dir, name)?;
+        Ok(self.entry(parent, name, &dir, &cname.entry, &st))
+    }
+
+    pub(super) fn do_forget(&self, ino: u64, n: u64) {
+        if self.table().forget(ino, n) {
+            self.uncache_dir(ino);
+        }
+    }
+
+    /// Stats a freshly made `entry` and records it.
+    fn made(&self, parent: u64, name: &[u8], dir: &crate::vault::Dir, entry: &[u8], who: Caller) -> Result<EntryOut> {
+        self.set_owner(dir, entry, who.uid, who.gid)?;
+        let st = dir.fd.stat(entry).at(dir.rel_child(entry))?;
+        Ok(self.entry(parent, name, dir, entry, &st))
+    }
+
+    pub(super) fn do_mkdir(&self, parent: u64, name: &[u8], mode: u32, who: Caller) -> Result<EntryOut> {
+        let dir = self.dir(parent)?;
+        let pst = dir.fd.fstat().at(&dir.rel)?;
+        let mut mode = mode & 0o7777;
+        if pst.st_mode & libc::S_ISGID != 0 {
+            mode |= libc::S_ISGID;
+        }
+        let cname = self.vault.mkdir(&dir, name, mode)?;
+        if self.chown_to_caller {
+            self.set_owner(&dir, &cname.entry, who.uid, who.gid)?;
+            // chown may drop the setgid bit; the requested mode stands.
+            dir.fd.chmod(&cname.entry, mode).at(dir.rel_child(&cname.entry))?;
+        }
+        let st = dir.fd.stat(&cname.entry).at(dir.rel_child(&cname.entry))?;
+        Ok(self.entry(parent, name, &dir, &cname.entry, &st))
+    }
+
+    pub(super) fn do_mknod(&self, parent: u64, name: &[u8], mode: u32, rdev: u32, who: Caller) -> Result<EntryOut> {
+        let dir = self.dir(parent)?;
+        let cname = self.vault.mknod(&dir, name, mode, u64::from(rdev))?;
+        self.made(parent, name, &dir, &cname.entry, who)
+    }
+
+    pub(super) fn do_symlink(&self, parent: u64, name: &[u8], target: &[u8], who: Caller) -> Result<EntryOut> {
+        let dir = self.dir(parent)?;
+        let cname = self.vault.symlink(&dir, name, target)?;
+        self.made(parent, name, &dir, &cname.entry, who)
+    }
+
+    pub(super) fn do_link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> Result<EntryOut> {
+        let from = self.locate(ino)?;
+        let to = self.dir(new_parent)?;
+        let cname = self.vault.link(&from.dir, &from.entry, &to, new_name)?;
+        let st = to.fd.stat(&cname.entry).at(to.rel_child(&cname.entry))?;
+        Ok(self.entry(new_parent, new_name, &to, &cname.entry, &st))
+    }
+
+    pub(super) fn do_readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let l = self.locate(ino)?;
+        self.vault.readlink(&l.dir, &l.entry)
+    }
+
+    pub(super) fn do_unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let dir = self.dir(parent)?;
+        self.vault.unlink(&dir, name)?;
+        self.table().remove_loc(&(parent, name.to_vec()));
+        Ok(())
+    }
+
+    pub(super) fn do_rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let dir = self.dir(parent)?;
+        self.vault.rmdir(&dir, name)?;
+        if let Some(ino) = self.table().remove_loc(&(parent, name.to_vec())) {
+            self.uncache_dir(ino);
+        }
+        Ok(())
+    }
+
+    pub(super) fn do_rename(&self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], flags: u32) -> Result<()> {
+        let from = self.dir(parent)?;
+        let to = self.dir(new_parent)?;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        if flags == 0 {
+            // A directory over an empty directory: the backing target still holds its diriv,
+            // so remove it first (after checking it is empty in plaintext).
+            let (_, src) = self.vault.lookup(&from, name)?;
+            if let Ok((_, dst)) = self.vault.lookup(&to, new_name) {
+                let is_dir = |st: &libc::stat| st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                if is_dir(&src) && is_dir(&dst) && backing_id(&src) != backing_id(&dst) {
+                    self.vault.rmdir(&to, new_name)?;
+                    if let Some(ino) = self.table().remove_loc(&(new_parent, new_name.to_vec())) {
+                        self.uncache_dir(ino);
+                    }
+                }
+            }
+        }
+        self.vault.rename(&from, name, &to, new_name, flags)?;
+        let old = (parent, name.to_vec());
+        let new = (new_parent, new_name.to_vec());
+        let mut table = self.table();
+        let replaced = if exchange { None } else { table.at(&new) };
+        table.rename(&old, &new, exchange);
+        drop(table);
+        if let Some(ino) = replaced {
+            self.uncache_dir(ino);
+        }
+        Ok(())
+    }
+
+    /// The listing of directory `ino`: `.`, `..`, then every name that decrypts.
+    fn snapshot(&self, ino: u64) -> Result<Vec<DirEntry>> {
+        let dir = self.dir(ino)?;
+        let dev = dir.fd.fstat().at(&dir.rel)?.st_dev;
+        let listing = self.vault.list(&dir)?;
+        let info = self.node(ino)?;
+        let parent = info.locs.first().map_or(ROOT, |l| l.0);
+        let mut out = Vec::with_capacity(listing.len() + 2);
+        out.push(DirEntry { ino, kind: FileType::Directory, name: b".".to_vec() });
+        out.push(DirEntry { ino: parent, kind: FileType::Directory, name: b"..".to_vec() });
+        let mut table = self.table();
+        for e in listing {
+            let kind = match kind_of_dtype(e.d_type) {
+                Some(k) => k,
+                None => match dir.fd.stat(&e.backing) {
+                    Ok(st) => kind_of(st.st_mode),
+                    Err(_) => continue,
+                },
+            };
+            out.push(DirEntry { ino: table.number_for((dev, e.ino)), kind, name: e.plain });
+        }
+        Ok(out)
+    }
+
+    pub(super) fn do_opendir(&self, ino: u64) -> Result<u64> {
+        let info = self.node(ino)?;
+        if info.fmt != libc::S_IFDIR {
+            return Err(VaultError::errno_at(format!("inode {ino}"), libc::ENOTDIR));
+        }
+        let entries = self.snapshot(ino)?;
+        let state = DirState { entries: Arc::new(entries), served: false };
+        Ok(self.dirs.insert(DirHandle { ino, state: Mutex::new(state) }))
+    }
+
+    /// The snapshot of handle `fh` for a read at `offset` (a read at 0 after others rewinds).
+    pub(super) fn do_readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
+        let h = self.dirs.get(fh).ok_or_else(|| stale(ino))?;
+        let mut state = h.state.lock().unwrap_or_else(|p| p.into_inner());
+        if offset == 0 && state.served {
+            state.entries = Arc::new(self.snapshot(h.ino)?);
+        }
+        state.served = true;
+        Ok(state.entries.clone())
+    }
+
+    pub(super) fn do_releasedir(&self, fh: u64) {
+        self.dirs.remove(fh);
+    }
+
+    pub(super) fn do_fsyncdir(&self, ino: u64) -> Result<()> {
+        let dir = self.dir(ino)?;
+        dir.fd.fsync().at(&dir.rel)
+    }
+}

@@ -1,0 +1,198 @@
+//! File operations: open/create, read/write under the inode lock, truncate, fallocate, lseek,
+//! fsync, release.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
+
+use super::attr::backing_id;
+use super::core::{stale, CofferFs};
+use super::dirops::{Caller, EntryOut};
+use super::handles::FileHandle;
+use super::inodes::NodeInfo;
+use crate::vault::{backing, CryptFile, IoContext, Result, VaultError};
+
+/// Shared hold of an inode lock (poisoning is ignored: the data lives in the backing file).
+pub fn read_lock(l: &std::sync::RwLock<()>) -> RwLockReadGuard<'_, ()> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Exclusive hold of an inode lock.
+pub fn write_lock(l: &std::sync::RwLock<()>) -> RwLockWriteGuard<'_, ()> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn is_write(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_RDONLY
+}
+
+impl CofferFs {
+    /// The open handle `fh` on `ino`.
+    pub(super) fn handle(&self, ino: u64, fh: u64) -> Result<Arc<FileHandle>> {
+        self.activity.touch();
+        self.files
+            .get(fh)
+            .filter(|h| h.ino == ino)
+            .ok_or_else(|| VaultError::errno_at(format!("inode {ino} handle {fh}"), libc::EBADF))
+    }
+
+    /// Opens the backing file of `ino` (read-write when `write`), checked to be the same object.
+    pub(super) fn open_backing(&self, ino: u64, info: &NodeInfo, write: bool) -> Result<CryptFile> {
+        match info.fmt {
+            libc::S_IFREG => {}
+            libc::S_IFDIR => return Err(VaultError::errno_at(format!("inode {ino}"), libc::EISDIR)),
+            _ => return Err(VaultError::errno_at(format!("inode {ino}"), libc::EINVAL)),
+        }
+        if write && self.vault.read_only() {
+            return Err(VaultError::ReadOnly);
+        }
+        let l = self.locate_with(ino, info)?;
+        let file = self.vault.open_file(&l.dir, &l.entry, write)?;
+        let st = backing::fstat(file.backing().as_raw_fd()).at(file.rel())?;
+        if backing_id(&st) != info.backing {
+            return Err(stale(ino));
+        }
+        Ok(file)
+    }
+
+    pub(super) fn do_open(&self, ino: u64, flags: i32) -> Result<u64> {
+        let info = self.node(ino)?;
+        // Read-write even for O_WRONLY: partial-block rewrites and the header need reads.
+        let write = is_write(flags);
+        let file = self.open_backing(ino, &info, write)?;
+        self.activity.opened();
+        Ok(self.files.insert(FileHandle { ino, file, lock: info.lock, writable: write }))
+    }
+
+    pub(super) fn do_create(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        flags: i32,
+        who: Caller,
+    ) -> Result<(EntryOut, u64)> {
+        let dir = self.dir(parent)?;
+        let (file, cname) = match self.vault.create_file(&dir, name, mode) {
+            Ok(made) => made,
+            Err(e) if e.errno() == libc::EEXIST && flags & libc::O_EXCL == 0 => {
+                // Lost a race with another creator: open what is there.
+                let out = self.do_lookup(parent, name)?;
+                let ino = out.0.ino.0;
+                let fh = self.do_open(ino, flags)?;
+                if flags & libc::O_TRUNC != 0 {
+                    self.truncate(ino, Some(fh), 0)?;
+                }
+                return Ok((out, fh));
+            }
+            Err(e) => return Err(e),
+        };
+        let rel = file.rel().to_path_buf();
+        // The daemon's umask must not narrow the mode the kernel already masked.
+        let st = backing::fstat(file.backing().as_raw_fd()).at(&rel)?;
+        if st.st_mode & 0o7777 != mode & 0o7777 {
+            file.backing().set_permissions(std::fs::Permissions::from_mode(mode & 0o7777)).at(&rel)?;
+        }
+        self.set_owner(&dir, &cname.entry, who.uid, who.gid)?;
+        let st = backing::fstat(file.backing().as_raw_fd()).at(&rel)?;
+        let out = self.entry(parent, name, &dir, &cname.entry, &st);
+        let info = self.node(out.0.ino.0)?;
+        self.activity.opened();
+        let fh = self.files.insert(FileHandle { ino: out.0.ino.0, file, lock: info.lock, writable: true });
+        Ok((out, fh))
+    }
+
+    pub(super) fn do_read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let h = self.handle(ino, fh)?;
+        let _g = read_lock(&h.lock);
+        let mut buf = vec![0u8; size as usize];
+        let n = h.file.read_at(&mut buf, offset)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Writes at `offset`, or with `append` at the vault's end of file under the inode lock.
+    pub(super) fn do_write(&self, ino: u64, fh: u64, offset: u64, data: &[u8], append: bool) -> Result<u32> {
+        let h = self.handle(ino, fh)?;
+        if !h.writable {
+            return Err(VaultError::errno_at(h.file.rel(), libc::EBADF));
+        }
+        let _g = write_lock(&h.lock);
+        let off = if append { h.file.plain_len()? } else { offset };
+        h.file.write_at(data, off)?;
+        Ok(data.len() as u32)
+    }
+
+    /// Truncates `ino` to `size` plaintext bytes, through `fh` when it is writable.
+    pub(super) fn truncate(&self, ino: u64, fh: Option<u64>, size: u64) -> Result<()> {
+        if let Some(h) = fh.and_then(|fh| self.files.get(fh)).filter(|h| h.writable && h.ino == ino) {
+            let _g = write_lock(&h.lock);
+            return self.vault.set_len(&h.file, size);
+        }
+        let info = self.node(ino)?;
+        let file = match self.open_backing(ino, &info, true) {
+            Ok(f) => f,
+            Err(e) => {
+                // Unlinked but open: truncate through an open writable descriptor.
+                let h = self.files.find(|h| h.ino == ino && h.writable).ok_or(e)?;
+                let _g = write_lock(&h.lock);
+                return self.vault.set_len(&h.file, size);
+            }
+        };
+        let _g = write_lock(&info.lock);
+        self.vault.set_len(&file, size)
+    }
+
+    pub(super) fn do_release(&self, fh: u64) {
+        if self.files.remove(fh).is_some() {
+            self.activity.closed();
+        }
+    }
+
+    pub(super) fn do_fsync(&self, ino: u64, fh: u64, datasync: bool) -> Result<()> {
+        let h = self.handle(ino, fh)?;
+        h.file.sync(datasync)
+    }
+
+    /// fallocate: mode 0 grows the file through the vault (holes, never raw zeros in the backing
+    /// file); KEEP_SIZE has nothing to reserve; punching and zeroing ranges are refused.
+    pub(super) fn do_fallocate(&self, ino: u64, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+        let h = self.handle(ino, fh)?;
+        match mode {
+            0 => {
+                let end = offset
+                    .checked_add(length)
+                    .ok_or_else(|| VaultError::errno_at(h.file.rel(), libc::EFBIG))?;
+                let _g = write_lock(&h.lock);
+                if end > h.file.plain_len()? {
+                    self.vault.set_len(&h.file, end)?;
+                }
+                Ok(())
+            }
+            libc::FALLOC_FL_KEEP_SIZE => Ok(()),
+            _ => Err(VaultError::Unsupported("fallocate modes other than 0 and KEEP_SIZE")),
+        }
+    }
+
+    /// SEEK_DATA / SEEK_HOLE in plaintext offsets (the kernel answers the other whences).
+    pub(super) fn do_lseek(&self, ino: u64, fh: u64, offset: i64, whence: i32) -> Result<i64> {
+        let h = self.handle(ino, fh)?;
+        let nxio = || VaultError::errno_at(h.file.rel(), libc::ENXIO);
+        match whence {
+            libc::SEEK_DATA | libc::SEEK_HOLE => {
+                let off = u64::try_from(offset).map_err(|_| nxio())?;
+                let _g = read_lock(&h.lock);
+                match h.file.seek_data_hole(off, whence == libc::SEEK_DATA)? {
+                    Some(o) => Ok(o as i64),
+                    None => Err(nxio()),
+                }
+            }
+            libc::SEEK_SET => Ok(offset),
+            libc::SEEK_END => {
+                let _g = read_lock(&h.lock);
+                Ok(h.file.plain_len()? as i64 + offset)
+            }
+            _ => Err(VaultError::errno_at(h.file.rel(), libc::EINVAL)),
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The daemon's inode table: FUSE inode numbers mapped from backing (st_dev, st_ino), their
+//! generations, lookup counts and the plaintext names the kernel knows them by.
+//!
+//! Numbering: an object on the CIPHERDIR's own device keeps its backing inode number (so
+//! `readdir`'s d_ino always equals `stat`'s st_ino without allocating anything); objects on
+//! other devices, and backing numbers that would collide with the root or the spill range, get
+//! numbers from a spill counter, remembered for the life of the mount. The root is always 1.
+//! A node is dropped when its lookup count reaches zero (forget / batch_forget); a number that
+//! comes back later gets a new generation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// FUSE's root inode number.
+pub const ROOT: u64 = 1;
+/// First spilled inode number; backing numbers at or above it are spilled too.
+const SPILL_BASE: u64 = 1 << 48;
+
+/// A backing object's identity: (st_dev, st_ino).
+pub type BackingId = (u64, u64);
+
+/// Where the kernel has seen a node: (parent inode, plaintext name).
+pub type Loc = (u64, Vec<u8>);
+
+/// One inode the kernel holds.
+#[derive(Debug)]
+pub struct Node {
+    /// Backing identity.
+    pub backing: BackingId,
+    /// Generation of this number.
+    pub generation: u64,
+    /// File type bits (`st_mode & S_IFMT`).
+    pub fmt: u32,
+    /// Outstanding kernel lookups.
+    pub lookups: u64,
+    /// Names the kernel knows it by (several for hard links).
+    pub locs: Vec<Loc>,
+    /// Per-inode lock: reads shared, writes and truncates exclusive.
+    pub lock: Arc<RwLock<()>>,
+}
+
+/// A copy of what an operation needs from a node, taken under the table lock.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Backing identity.
+    pub backing: BackingId,
+    /// File type bits.
+    pub fmt: u32,
+    /// Known names.
+    pub locs: Vec<Loc>,
+    /// The inode lock.
+    pub lock: Arc<RwLock<()>>,
+}
+
+/// The inode table.
+#[derive(Debug)]
+pub struct Inodes {
+    root_dev: u64,
+    root_backing: BackingId,
+    nodes: HashMap<u64, Node>,
+    by_loc: HashMap<Loc, u64>,
+    spill: HashMap<BackingId, u64>,
+    next_spill: u64,
+    next_generation: u64,
+}
+
+impl Inodes {
+    /// A table holding only the root, whose backing directory is `root`.
+    pub fn new(root: BackingId) -> Self {
+        let mut nodes = HashMap::new();
+        let root_node = Node {
+            backing: root,
+            generation: 0,
+            fmt: libc::S_IFDIR,
+            lookups: 1,
+            locs: Vec::new(),
+            lock: Arc::default(),
+        };
+        nodes.insert(ROOT, root_node);
+        Inodes {
+            root_dev: root.0,
+            root_backing: root,
+            nodes,
+            by_loc: HashMap::new(),
+            spill: HashMap::new(),
+            next_spill: SPILL_BASE,
+            next_generation: 1,
+        }
+    }
+
+    /// The inode number of a backing object (stable for the life of the mount).
+    pub fn number_for(&mut self, backing: BackingId) -> u64 {
+        if backing == self.root_backing {
+            return ROOT;
+        }
+        let (dev, ino) = backing;
+        if dev == self.root_dev && ino > ROOT && ino < SPILL_BASE {
+            return ino;
+        }
+        if let Some(&n) = self.spill.get(&backing) {
+            return n;
+        }
+        let n = self.next_spill;
+        self.next_spill += 1;
+        self.spill.insert(backing, n);
+        n
+    }
+
+    /// Records one more kernel lookup of `backing` under `loc`; returns (inode, generation).
+    pub fn remember(&mut self, backing: BackingId, fmt: u32, loc: Loc) -> (u64, u64) {
+        let ino = self.number_for(backing);
+        if let Some(&old) = self.by_loc.get(&loc) {
+            if old != ino {
+                self.drop_loc_of(old, &loc);
+            }
+        }
+        let next_gen = &mut self.next_generation;
+        let node = self.nodes.entry(ino).or_insert_with(|| {
+            *next_gen += 1;
+            Node { backing, generation: *next_gen, fmt, lookups: 0, locs: Vec::new(), lock: Arc::default() }
+        });
+        if node.backing != backing || node.fmt != fmt {
+            // The number now names another object (a backing inode number reused).
+            *next_gen += 1;
+            node.generation = *next_gen;
+            node.backing = backing;
+            node.fmt = fmt;
+            node.locs.clear();
+        }
+        if ino != ROOT {
+            node.lookups += 1;
+            if !node.locs.contains(&loc) {
+                node.locs.push(loc.clone());
+            }
+            self.by_loc.insert(loc, ino);
+        }
+        (ino, node.generation)
+    }
+
+    /// What an operation needs from node `ino`, if the kernel still holds it.
+    pub fn info(&self, ino: u64) -> Option<NodeInfo> {
+        self.nodes.get(&ino).map(|n| NodeInfo {
+            backing: n.backing,
+            fmt: n.fmt,
+            locs: n.locs.clone(),
+            lock: n.lock.clone(),
+        })
+    }
+
+    /// The generation of `ino` (0 when unknown).
+    pub fn generation(&self, ino: u64) -> u64 {
+        self.nodes.get(&ino).map_or(0, |n| n.generation)
+    }
+
+    /// The node currently known under `loc`.
+    pub fn at(&self, loc: &Loc) -> Option<u64> {
+        self.by_loc.get(loc).copied()
+    }
+
+    /// Drops `n` lookups; forgets the node at zero. Returns whether it was forgotten.
+    pub fn forget(&mut self, ino: u64, n: u64) -> bool {
+        if ino == ROOT {
+            return false;
+        }
+        let Some(node) = self.nodes.get_mut(&ino) else { return false };
+        node.lookups = node.lookups.saturating_sub(n);
+        if node.lookups > 0 {
+            return false;
+        }
+        if let Some(node) = self.nodes.remove(&ino) {
+            for loc in node.locs {
+                if self.by_loc.get(&loc) == Some(&ino) {
+                    self.by_loc.remove(&loc);
+                }
+            }
+        }
+        true
+    }
+
+    fn drop_loc_of(&mut self, ino: u64, loc: &Loc) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.locs.retain(|l| l != loc);
+        }
+        if self.by_loc.get(loc) == Some(&ino) {
+            self.by_loc.remove(loc);
+        }
+    }
+
+    /// The name `loc` is gone (unlink, rmdir, replaced by a rename). Returns the node it named.
+    pub fn remove_loc(&mut self, loc: &Loc) -> Option<u64> {
+        let ino = self.by_loc.get(loc).copied()?;
+        self.drop_loc_of(ino, loc);
+        Some(ino)
+    }
+
+    /// A rename from `from` to `to` happened (`exchange`: the two swapped).
+    pub fn rename(&mut self, from: &Loc, to: &Loc, exchange: bool) {
+        let a = self.by_loc.get(from).copied();
+        let b = self.by_loc.get(to).copied();
+        if let Some(b) = b {
+            self.drop_loc_of(b, to);
+        }
+        if let Some(a) = a {
+            self.drop_loc_of(a, from);
+            self.add_loc(a, to.clone());
+        }
+        if exchange {
+            if let Some(b) = b {
+                self.add_loc(b, from.clone());
+            }
+        }
+    }
+
+    fn add_loc(&mut self, ino: u64, loc: Loc) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            if !node.locs.contains(&loc) {
+                node.locs.push(loc.clone());
+            }
+            self.by_loc.insert(loc, ino);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(p: u64, n: &str) -> Loc {
+        (p, n.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn numbers_are_stable_and_spill() {
+        let mut t = Inodes::new((7, 100));
+        assert_eq!(t.number_for((7, 100)), ROOT);
+        assert_eq!(t.number_for((7, 5)), 5);
+        assert_eq!(t.number_for((7, 1)), SPILL_BASE);
+        assert_eq!(t.number_for((8, 5)), SPILL_BASE + 1);
+        assert_eq!(t.number_for((7, 1)), SPILL_BASE);
+        assert_eq!(t.number_for((7, SPILL_BASE)), SPILL_BASE + 2);
+    }
+
+    #[test]
+    fn lookups_forget_and_generations() {
+        let mut t = Inodes::new((7, 100));
+        let (ino, g1) = t.remember((7, 5), libc::S_IFREG, loc(ROOT, "a"));
+        assert_eq!(ino, 5);
+        t.remember((7, 5), libc::S_IFREG, loc(ROOT, "a"));
+        assert!(!t.forget(5, 1));
+        assert!(t.info(5).is_some());
+        assert!(t.forget(5, 1));
+        assert!(t.info(5).is_none());
+        assert_eq!(t.at(&loc(ROOT, "a")), None);
+        let (_, g2) = t.remember((7, 5), libc::S_IFREG, loc(ROOT, "b"));
+        assert_ne!(g1, g2, "a reused number gets a new generation");
+        let (_, g3) = t.remember((7, 5), libc::S_IFDIR, loc(ROOT, "b"));
+        assert_ne!(g2, g3, "a number naming another object gets a new generation");
+        assert!(!t.forget(ROOT, 10));
+    }
+
+    #[test]
+    fn hard_links_and_renames() {
+        let mut t = Inodes::new((7, 100));
+        t.remember((7, 5), libc::S_IFREG, loc(ROOT, "a"));
+        t.remember((7, 5), libc::S_IFREG, loc(ROOT, "b"));
+        assert_eq!(t.info(5).unwrap().locs.len(), 2);
+        assert_eq!(t.remove_loc(&loc(ROOT, "a")), Some(5));
+        assert_eq!(t.info(5).unwrap().locs, vec![loc(ROOT, "b")]);
+        t.remember((7, 6), libc::S_IFREG, loc(ROOT, "c"));
+        t.rename(&loc(ROOT, "b"), &loc(ROOT, "c"), false);
+        assert_eq!(t.at(&loc(ROOT, "c")), Some(5));
+        assert!(t.info(6).unwrap().locs.is_empty());
+        t.remember((7, 6), libc::S_IFREG, loc(ROOT, "d"));
+        t.rename(&loc(ROOT, "c"), &loc(ROOT, "d"), true);
+        assert_eq!(t.at(&loc(ROOT, "c")), Some(6));
+        assert_eq!(t.at(&loc(ROOT, "d")), Some(5));
+        // A name that now names another object moves to it.
+        t.remember((7, 9), libc::S_IFREG, loc(ROOT, "d"));
+        assert!(t.info(5).unwrap().locs.is_empty());
+    }
+}

@@ -1,0 +1,252 @@
+//! Mount setup and teardown: checks, the per-CIPHERDIR lock, fuser configuration, serving in
+//! the foreground (with SIGINT/SIGTERM and idle unmount) or in background threads.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
+
+use super::core::CofferFs;
+use super::lock::{self, MountLock};
+use super::{MountError, MountOptions};
+use crate::vault::Vault;
+
+/// Event-loop threads when the options leave it open.
+const DEFAULT_THREADS: usize = 4;
+/// Where fusectl lists live connections.
+const CONNECTIONS: &str = "/sys/fs/fuse/connections";
+
+/// Set by SIGINT / SIGTERM.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the
+        // sigaction struct is fully initialised.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Everything a mount needs, checked before the kernel is asked.
+struct Prepared {
+    fs: CofferFs,
+    mountpoint: PathBuf,
+    config: Config,
+    lock: MountLock,
+}
+
+fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, MountError> {
+    let refuse = |why: String| MountError::Mountpoint { path: mountpoint.display().to_string(), why };
+    let canonical = mountpoint.canonicalize().map_err(|e| refuse(e.to_string()))?;
+    let mut entries = std::fs::read_dir(&canonical).map_err(|e| refuse(e.to_string()))?;
+    if !nonempty && entries.next().is_some() {
+        return Err(refuse("mountpoint is not empty (use --nonempty to mount over it anyway)".into()));
+    }
+    Ok(canonical)
+}
+
+fn prepare(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepared, MountError> {
+    if !Path::new("/dev/fuse").exists() {
+        return Err(MountError::NoFuse);
+    }
+    let mountpoint = check_mountpoint(mountpoint, opts.nonempty)?;
+    let lock = lock::acquire(vault.cipherdir())?;
+    let fsname = if opts.fsname.is_empty() { vault.cipherdir().display().to_string() } else { opts.fsname.clone() };
+    let read_only = opts.read_only || vault.read_only();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let fs = CofferFs::new(vault, root && opts.allow_other).map_err(MountError::Vault)?;
+
+    let mut mount_options = vec![
+        MountOption::FSName(fsname),
+        MountOption::Subtype("coffer".into()),
+        MountOption::DefaultPermissions,
+        if opts.suid { MountOption::Suid } else { MountOption::NoSuid },
+        if opts.dev { MountOption::Dev } else { MountOption::NoDev },
+    ];
+    if read_only {
+        mount_options.push(MountOption::RO);
+    }
+    let mut config = Config::default();
+    config.mount_options = mount_options;
+    config.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
+    config.n_threads = Some(if opts.threads == 0 { DEFAULT_THREADS } else { opts.threads });
+    config.clone_fd = true;
+    Ok(Prepared { fs, mountpoint, config, lock })
+}
+
+/// Unmounts `mountpoint`; when busy and `lazy_if_busy`, detaches it instead.
+pub fn unmount(mountpoint: &Path, lazy_if_busy: bool) -> io::Result<()> {
+    let c = CString::new(mountpoint.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EBUSY) if lazy_if_busy => {
+            log::warn!("{}: busy; detaching it (lazy unmount)", mountpoint.display());
+            // SAFETY: valid C string.
+            if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        }
+        Some(libc::EPERM) => {
+            // Not root: the setuid helper unmounts for us.
+            let mut last = e;
+            for bin in ["fusermount3", "fusermount"] {
+                let mut cmd = std::process::Command::new(bin);
+                cmd.arg("-u");
+                if lazy_if_busy {
+                    cmd.arg("-z");
+                }
+                match cmd.arg(mountpoint).status() {
+                    Ok(s) if s.success() => return Ok(()),
+                    Ok(s) => last = io::Error::other(format!("{bin} -u failed: {s}")),
+                    Err(err) => last = err,
+                }
+            }
+            Err(last)
+        }
+        _ => Err(e),
+    }
+}
+
+/// The fusectl connection number of the FUSE mount at `mountpoint`.
+pub fn connection_of(mountpoint: &Path) -> io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(mountpoint)?.dev();
+    Ok(libc::minor(dev))
+}
+
+/// Aborts FUSE connection `conn` (every pending and future request fails with ENOTCONN),
+/// mounting fusectl first when needed. This frees a hung mount.
+pub fn abort_connection(conn: u32) -> io::Result<()> {
+    let dir = Path::new(CONNECTIONS);
+    if std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(true) {
+        let none = c"fusectl";
+        let target = c"/sys/fs/fuse/connections";
+        // SAFETY: valid C strings; a failure (already mounted, no permission) is harmless here.
+        unsafe { libc::mount(none.as_ptr(), target.as_ptr(), none.as_ptr(), 0, std::ptr::null()) };
+    }
+    std::fs::write(dir.join(conn.to_string()).join("abort"), b"1")
+}
+
+/// Serves in the foreground until unmounted, SIGINT/SIGTERM/SIGHUP, or `opts.idle` without
+/// requests and open files. See [`super::mount`].
+pub fn mount(
+    vault: Vault,
+    mountpoint: &Path,
+    opts: &MountOptions,
+    on_ready: Box<dyn FnOnce() + Send>,
+) -> Result<(), MountError> {
+    let p = prepare(vault, mountpoint, opts)?;
+    let activity = p.fs.activity.clone();
+    install_signal_handlers();
+    let session = Session::new(p.fs, &p.mountpoint, &p.config)?;
+    log::info!("mounted {} (lock {})", p.mountpoint.display(), p.lock.path().display());
+    // From another thread: on_ready may touch the mount, which needs the loop below serving.
+    std::thread::Builder::new().name("coffer-ready".into()).spawn(on_ready)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        let mp = p.mountpoint.clone();
+        let idle = opts.idle;
+        std::thread::Builder::new().name("coffer-watch".into()).spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+                let signalled = SIGNALLED.swap(false, Ordering::SeqCst);
+                let idle_now = idle.is_some_and(|d| activity.idle_for() >= d && activity.open_files() == 0);
+                if signalled || idle_now {
+                    let why = if signalled { "signal" } else { "idle timeout" };
+                    log::info!("unmounting {} ({why})", mp.display());
+                    match unmount(&mp, signalled) {
+                        Ok(()) => break,
+                        Err(e) => log::warn!("unmount {}: {e}", mp.display()),
+                    }
+                }
+            }
+        })?
+    };
+    let served = session.run();
+    stop.store(true, Ordering::SeqCst);
+    let _ = watcher.join();
+    drop(p.lock);
+    served.map_err(MountError::Io)
+}
+
+/// A mount served by background threads; dropping it unmounts.
+#[derive(Debug)]
+pub struct MountHandle {
+    session: Option<BackgroundSession>,
+    mountpoint: PathBuf,
+    conn: Option<u32>,
+    _lock: MountLock,
+}
+
+impl MountHandle {
+    /// The (canonical) mountpoint.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// The fusectl connection number (for aborting a hung mount).
+    pub fn connection(&self) -> Option<u32> {
+        self.conn
+    }
+
+    /// Unmounts now, reporting failure.
+    pub fn unmount(mut self) -> Result<(), MountError> {
+        self.shutdown().map_err(MountError::Io)
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        let Some(bg) = self.session.take() else { return Ok(()) };
+        let r = unmount(&self.mountpoint, false);
+        if let Err(e) = &r {
+            // Busy or broken: abort the connection so the serving threads end, then detach.
+            log::warn!("unmount {}: {e}; aborting the connection", self.mountpoint.display());
+            if let Some(c) = self.conn {
+                let _ = abort_connection(c);
+            }
+            let _ = unmount(&self.mountpoint, true);
+        }
+        bg.join()?;
+        r
+    }
+}
+
+impl Drop for MountHandle {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            log::warn!("unmount {}: {e}", self.mountpoint.display());
+        }
+    }
+}
+
+/// Mounts and serves in background threads. See [`super::spawn`].
+pub fn spawn(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<MountHandle, MountError> {
+    let p = prepare(vault, mountpoint, opts)?;
+    let session = Session::new(p.fs, &p.mountpoint, &p.config)?;
+    let bg = session.spawn()?;
+    // Only now: a stat of the mountpoint needs the session serving.
+    let conn = connection_of(&p.mountpoint).ok();
+    Ok(MountHandle { session: Some(bg), mountpoint: p.mountpoint, conn, _lock: p.lock })
+}
