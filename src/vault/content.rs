@@ -238,9 +238,22 @@ impl CryptFile {
     }
 
     /// Reads up to `buf.len()` plaintext bytes at `off`; returns the count (0 at or past EOF).
+    ///
+    /// A backing file ending in a torn partial block (a truncation mid-block, or a write cut
+    /// short by a crash) is an error for every read that reaches its end: it must never read
+    /// as a silently shorter file. Reads that stop before the end still work.
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
         let sizes = self.sizes()?;
-        if buf.is_empty() || off >= sizes.plain {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if sizes.torn && off.saturating_add(buf.len() as u64) >= sizes.plain {
+            return Err(self.corrupt(
+                Some(block_count(sizes.plain)),
+                "file ends in a torn partial block (truncated, or an interrupted write)",
+            ));
+        }
+        if off >= sizes.plain {
             return Ok(0);
         }
         let end = (off + buf.len() as u64).min(sizes.plain);

@@ -161,11 +161,11 @@ impl Vault {
             .name_encoding
             .decode(encoded)
             .map_err(|e| VaultError::corrupt(rel, None, e.to_string()))?;
-        let plain = self
-            .keys()
-            .names
-            .decrypt(&dir.iv, &raw)
-            .map_err(|_| VaultError::corrupt(rel, None, "name does not decrypt"))?;
+        let names = &self.keys().names;
+        let plain = std::iter::once(&dir.iv)
+            .chain(dir.alt_ivs.iter())
+            .find_map(|iv| names.decrypt(iv, &raw).ok())
+            .ok_or_else(|| VaultError::corrupt(rel, None, "name does not decrypt"))?;
         names::check_plain_name(&plain).map_err(|_| VaultError::corrupt(rel, None, "decrypted name is invalid"))?;
         Ok(plain)
     }
@@ -186,7 +186,11 @@ impl Vault {
     pub fn plain_name(&self, dir: &Dir, backing: &[u8]) -> Result<Option<Vec<u8>>> {
         let rel = dir.rel_child(backing);
         match classify(backing, self.params().name_encoding) {
-            BackingName::Short(enc) => self.decrypt_encoded(dir, enc.as_bytes(), &rel).map(Some),
+            // A OneDrive marker (`-HOST`) keeps a short name in the base64url alphabet.
+            BackingName::Short(enc) => match self.decrypt_encoded(dir, enc.as_bytes(), &rel) {
+                Ok(p) => Ok(Some(p)),
+                Err(e) => self.conflict_plain_name(dir, backing, &rel).map_err(|_| e),
+            },
             BackingName::Long(hash) => {
                 let enc = self.read_sidecar(dir, hash)?;
                 self.decrypt_encoded(dir, enc.as_bytes(), &rel).map(Some)
@@ -286,7 +290,7 @@ impl Vault {
     }
 
     fn resolve_duplicate(&self, dir: &Dir, plain: &[u8]) -> Result<Option<CipherName>> {
-        if !plain.ends_with(b")") || !plain.windows(DUP_MARK.len()).any(|w| w == DUP_MARK) {
+        if !plain.windows(DUP_MARK.len()).any(|w| w == DUP_MARK) {
             return Ok(None);
         }
         Ok(self
@@ -299,18 +303,31 @@ impl Vault {
             }))
     }
 
-    /// Decrypted listing of `dir`. Entries that do not decrypt are skipped with a warning.
+    /// Decrypted listing of `dir`. Entries that do not decrypt are skipped with a warning;
+    /// conflict copies show with their marker; two entries with the same plaintext name (names
+    /// made under two diriv copies) are both shown, the later ones (in backing-name order) as
+    /// `name (coffer duplicate N)`.
     pub fn list(&self, dir: &Dir) -> Result<Vec<Entry>> {
-        let raw = dir.fd.list().at(&dir.rel)?;
-        let mut out = Vec::with_capacity(raw.len());
+        let mut raw = dir.fd.list().at(&dir.rel)?;
+        raw.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut out: Vec<Entry> = Vec::with_capacity(raw.len());
+        let mut seen = std::collections::HashMap::<Vec<u8>, usize>::new();
         for e in raw {
             match self.plain_name(dir, &e.name) {
-                Ok(Some(plain)) => out.push(Entry {
-                    plain,
-                    backing: e.name,
-                    ino: e.ino,
-                    d_type: e.d_type,
-                }),
+                Ok(Some(mut plain)) => {
+                    let n = seen.entry(plain.clone()).or_insert(0);
+                    *n += 1;
+                    if *n > 1 {
+                        let mark = format!(" {} {})", String::from_utf8_lossy(DUP_MARK), *n - 1);
+                        plain = conflict::plain_with_marker(&plain, &mark);
+                    }
+                    out.push(Entry {
+                        plain,
+                        backing: e.name,
+                        ino: e.ino,
+                        d_type: e.d_type,
+                    })
+                }
                 Ok(None) => {}
                 Err(err) => log::warn!("skipping entry: {err}"),
             }
@@ -318,9 +335,9 @@ impl Vault {
         Ok(out)
     }
 
-    /// Finds the backing entry of `plain` in `dir` and stats it (lstat semantics).
+    /// Finds the backing entry shown as `plain` in `dir` and stats it (lstat semantics).
     pub fn lookup(&self, dir: &Dir, plain: &[u8]) -> Result<(CipherName, libc::stat)> {
-        let name = self.cipher_name(dir, plain)?;
+        let name = self.resolve(dir, plain)?;
         let st = dir.fd.stat(&name.entry).at(dir.rel_child(&name.entry))?;
         Ok((name, st))
     }

@@ -195,7 +195,9 @@ impl Vault {
         use crate::format::conflict;
         matches!(classify(backing, self.params().name_encoding), BackingName::Temp)
             || conflict::is_sync_client_file(backing)
-            || conflict::parse_copy(backing, self.params().name_encoding).iter().any(|c| c.ext == "diriv")
+            || conflict::parse_copy(backing, self.params().name_encoding)
+                .iter()
+                .any(|c| c.ext == "diriv")
     }
 
     /// rename / renameat2 with RENAME_NOREPLACE or RENAME_EXCHANGE. The new sidecar is written

@@ -104,7 +104,7 @@ impl Vault {
     pub fn open_dir_path(&self, plain_path: &[u8]) -> Result<Dir> {
         let mut dir = self.root_dir()?;
         for comp in plain_path.split(|&c| c == b'/').filter(|c| !c.is_empty() && *c != b".") {
-            let name = self.cipher_name(&dir, comp)?;
+            let name = self.resolve(&dir, comp)?;
             dir = dir.open_child(self, &name.entry)?;
         }
         Ok(dir)
@@ -117,7 +117,7 @@ impl Vault {
             None => (&b""[..], plain_path),
         };
         let dir = self.open_dir_path(parent)?;
-        let cname = self.cipher_name(&dir, name)?;
+        let cname = self.resolve(&dir, name)?;
         self.open_file(&dir, &cname.entry, false)
     }
 
