@@ -29,7 +29,11 @@ pub struct Activity {
 
 impl Default for Activity {
     fn default() -> Self {
-        Activity { base: Instant::now(), last_ms: AtomicU64::new(0), open: AtomicUsize::new(0) }
+        Activity {
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -180,7 +184,11 @@ impl CofferFs {
             let cname = self.vault.cipher_name(&dir, name)?;
             match dir.fd.stat(&cname.entry) {
                 Ok(st) if backing_id(&st) == info.backing => {
-                    return Ok(Located { dir, entry: cname.entry, st });
+                    return Ok(Located {
+                        dir,
+                        entry: cname.entry,
+                        st,
+                    });
                 }
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -214,15 +222,17 @@ impl CofferFs {
         st: &libc::stat,
     ) -> (FileAttr, Generation) {
         let link_len = self.link_len(dir, entry, st);
-        let (ino, generation) = self.table().remember(backing_id(st), st.st_mode & libc::S_IFMT, (parent, name.to_vec()));
+        let (ino, generation) =
+            self.table()
+                .remember(backing_id(st), st.st_mode & libc::S_IFMT, (parent, name.to_vec()));
         (to_attr(ino, st, link_len), Generation(generation))
     }
 
     /// The attributes of `ino` (with `fh`, from the descriptor opened at open()).
     pub(super) fn attr_of(&self, ino: u64, fh: Option<u64>) -> Result<FileAttr> {
         if let Some(h) = fh.and_then(|fh| self.files.get(fh)) {
-            let st = crate::vault::backing::fstat(std::os::fd::AsRawFd::as_raw_fd(h.file.backing()))
-                .at(h.file.rel())?;
+            let st =
+                crate::vault::backing::fstat(std::os::fd::AsRawFd::as_raw_fd(h.file.backing())).at(h.file.rel())?;
             return Ok(to_attr(ino, &st, None));
         }
         if ino == ROOT {
@@ -254,7 +264,11 @@ impl CofferFs {
             return Ok(());
         }
         let pst = dir.fd.fstat().at(&dir.rel)?;
-        let gid = if pst.st_mode & libc::S_ISGID != 0 { pst.st_gid } else { gid };
+        let gid = if pst.st_mode & libc::S_ISGID != 0 {
+            pst.st_gid
+        } else {
+            gid
+        };
         let st = dir.fd.stat(entry).at(dir.rel_child(entry))?;
         dir.fd.chown(entry, uid, gid).at(dir.rel_child(entry))?;
         // chown clears set-id bits on non-directories; put back what the caller asked for.

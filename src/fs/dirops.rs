@@ -100,7 +100,14 @@ impl CofferFs {
         Ok(())
     }
 
-    pub(super) fn do_rename(&self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], flags: u32) -> Result<()> {
+    pub(super) fn do_rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        flags: u32,
+    ) -> Result<()> {
         let from = self.dir(parent)?;
         let to = self.dir(new_parent)?;
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
@@ -139,8 +146,16 @@ impl CofferFs {
         let info = self.node(ino)?;
         let parent = info.locs.first().map_or(ROOT, |l| l.0);
         let mut out = Vec::with_capacity(listing.len() + 2);
-        out.push(DirEntry { ino, kind: FileType::Directory, name: b".".to_vec() });
-        out.push(DirEntry { ino: parent, kind: FileType::Directory, name: b"..".to_vec() });
+        out.push(DirEntry {
+            ino,
+            kind: FileType::Directory,
+            name: b".".to_vec(),
+        });
+        out.push(DirEntry {
+            ino: parent,
+            kind: FileType::Directory,
+            name: b"..".to_vec(),
+        });
         let mut table = self.table();
         for e in listing {
             let kind = match kind_of_dtype(e.d_type) {
@@ -150,7 +165,11 @@ impl CofferFs {
                     Err(_) => continue,
                 },
             };
-            out.push(DirEntry { ino: table.number_for((dev, e.ino)), kind, name: e.plain });
+            out.push(DirEntry {
+                ino: table.number_for((dev, e.ino)),
+                kind,
+                name: e.plain,
+            });
         }
         Ok(out)
     }
@@ -161,8 +180,14 @@ impl CofferFs {
             return Err(VaultError::errno_at(format!("inode {ino}"), libc::ENOTDIR));
         }
         let entries = self.snapshot(ino)?;
-        let state = DirState { entries: Arc::new(entries), served: false };
-        Ok(self.dirs.insert(DirHandle { ino, state: Mutex::new(state) }))
+        let state = DirState {
+            entries: Arc::new(entries),
+            served: false,
+        };
+        Ok(self.dirs.insert(DirHandle {
+            ino,
+            state: Mutex::new(state),
+        }))
     }
 
     /// The snapshot of handle `fh` for a read at `offset` (a read at 0 after others rewinds).

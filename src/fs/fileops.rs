@@ -61,7 +61,12 @@ impl CofferFs {
         let write = is_write(flags);
         let file = self.open_backing(ino, &info, write)?;
         self.activity.opened();
-        Ok(self.files.insert(FileHandle { ino, file, lock: info.lock, writable: write }))
+        Ok(self.files.insert(FileHandle {
+            ino,
+            file,
+            lock: info.lock,
+            writable: write,
+        }))
     }
 
     pub(super) fn do_create(
@@ -91,14 +96,21 @@ impl CofferFs {
         // The daemon's umask must not narrow the mode the kernel already masked.
         let st = backing::fstat(file.backing().as_raw_fd()).at(&rel)?;
         if st.st_mode & 0o7777 != mode & 0o7777 {
-            file.backing().set_permissions(std::fs::Permissions::from_mode(mode & 0o7777)).at(&rel)?;
+            file.backing()
+                .set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
+                .at(&rel)?;
         }
         self.set_owner(&dir, &cname.entry, who.uid, who.gid)?;
         let st = backing::fstat(file.backing().as_raw_fd()).at(&rel)?;
         let out = self.entry(parent, name, &dir, &cname.entry, &st);
         let info = self.node(out.0.ino.0)?;
         self.activity.opened();
-        let fh = self.files.insert(FileHandle { ino: out.0.ino.0, file, lock: info.lock, writable: true });
+        let fh = self.files.insert(FileHandle {
+            ino: out.0.ino.0,
+            file,
+            lock: info.lock,
+            writable: true,
+        });
         Ok((out, fh))
     }
 
@@ -125,7 +137,10 @@ impl CofferFs {
 
     /// Truncates `ino` to `size` plaintext bytes, through `fh` when it is writable.
     pub(super) fn truncate(&self, ino: u64, fh: Option<u64>, size: u64) -> Result<()> {
-        if let Some(h) = fh.and_then(|fh| self.files.get(fh)).filter(|h| h.writable && h.ino == ino) {
+        if let Some(h) = fh
+            .and_then(|fh| self.files.get(fh))
+            .filter(|h| h.writable && h.ino == ino)
+        {
             let _g = write_lock(&h.lock);
             return self.vault.set_len(&h.file, size);
         }

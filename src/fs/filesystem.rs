@@ -32,7 +32,10 @@ fn errno(op: &str, e: VaultError) -> Errno {
 }
 
 fn caller(req: &Request) -> Caller {
-    Caller { uid: req.uid(), gid: req.gid() }
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
 }
 
 fn ok_or_reply(r: Result<(), VaultError>, op: &str, reply: ReplyEmpty) {
@@ -105,7 +108,14 @@ impl Filesystem for CofferFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let s = SetAttr { mode, uid, gid, size, atime, mtime };
+        let s = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+        };
         match self.do_setattr(ino.0, fh.map(|f| f.0), s) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(errno("setattr", e)),
@@ -280,7 +290,9 @@ impl Filesystem for CofferFs {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         match self.do_statfs() {
-            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+            ),
             Err(e) => reply.error(errno("statfs", e)),
         }
     }
@@ -295,7 +307,11 @@ impl Filesystem for CofferFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        ok_or_reply(self.do_setxattr(ino.0, name.as_bytes(), value, flags), "setxattr", reply);
+        ok_or_reply(
+            self.do_setxattr(ino.0, name.as_bytes(), value, flags),
+            "setxattr",
+            reply,
+        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -325,9 +341,7 @@ impl Filesystem for CofferFs {
         reply: ReplyCreate,
     ) {
         match self.do_create(parent.0, name.as_bytes(), mode, flags, caller(req)) {
-            Ok(((attr, generation), fh)) => {
-                reply.created(&TTL, &attr, generation, FileHandle(fh), FopenFlags::empty())
-            }
+            Ok(((attr, generation), fh)) => reply.created(&TTL, &attr, generation, FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno("create", e)),
         }
     }

@@ -60,7 +60,10 @@ pub struct Handles<T> {
 
 impl<T> Default for Handles<T> {
     fn default() -> Self {
-        Handles { map: Mutex::new(HashMap::new()), next: AtomicU64::new(1) }
+        Handles {
+            map: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+        }
     }
 }
 

@@ -117,7 +117,14 @@ impl Inodes {
         let next_gen = &mut self.next_generation;
         let node = self.nodes.entry(ino).or_insert_with(|| {
             *next_gen += 1;
-            Node { backing, generation: *next_gen, fmt, lookups: 0, locs: Vec::new(), lock: Arc::default() }
+            Node {
+                backing,
+                generation: *next_gen,
+                fmt,
+                lookups: 0,
+                locs: Vec::new(),
+                lock: Arc::default(),
+            }
         });
         if node.backing != backing || node.fmt != fmt {
             // The number now names another object (a backing inode number reused).
@@ -162,7 +169,9 @@ impl Inodes {
         if ino == ROOT {
             return false;
         }
-        let Some(node) = self.nodes.get_mut(&ino) else { return false };
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return false;
+        };
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups > 0 {
             return false;

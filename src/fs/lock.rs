@@ -76,7 +76,10 @@ pub fn acquire(cipherdir: &Path) -> Result<MountLock, MountError> {
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Err(MountError::AlreadyMounted { cipherdir: canonical.display().to_string(), lock: path });
+                return Err(MountError::AlreadyMounted {
+                    cipherdir: canonical.display().to_string(),
+                    lock: path,
+                });
             }
             return Err(MountError::Io(e));
         }
@@ -85,7 +88,9 @@ pub fn acquire(cipherdir: &Path) -> Result<MountLock, MountError> {
         let _ = writeln!(file, "{}\npid {}", canonical.display(), std::process::id());
         return Ok(MountLock { _file: file, path });
     }
-    Err(MountError::Io(last_err.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::ENOENT))))
+    Err(MountError::Io(
+        last_err.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::ENOENT)),
+    ))
 }
 
 #[cfg(test)]

@@ -50,11 +50,16 @@ struct Prepared {
 }
 
 fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, MountError> {
-    let refuse = |why: String| MountError::Mountpoint { path: mountpoint.display().to_string(), why };
+    let refuse = |why: String| MountError::Mountpoint {
+        path: mountpoint.display().to_string(),
+        why,
+    };
     let canonical = mountpoint.canonicalize().map_err(|e| refuse(e.to_string()))?;
     let mut entries = std::fs::read_dir(&canonical).map_err(|e| refuse(e.to_string()))?;
     if !nonempty && entries.next().is_some() {
-        return Err(refuse("mountpoint is not empty (use --nonempty to mount over it anyway)".into()));
+        return Err(refuse(
+            "mountpoint is not empty (use --nonempty to mount over it anyway)".into(),
+        ));
     }
     Ok(canonical)
 }
@@ -65,7 +70,11 @@ fn prepare(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepa
     }
     let mountpoint = check_mountpoint(mountpoint, opts.nonempty)?;
     let lock = lock::acquire(vault.cipherdir())?;
-    let fsname = if opts.fsname.is_empty() { vault.cipherdir().display().to_string() } else { opts.fsname.clone() };
+    let fsname = if opts.fsname.is_empty() {
+        vault.cipherdir().display().to_string()
+    } else {
+        opts.fsname.clone()
+    };
     let read_only = opts.read_only || vault.read_only();
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
@@ -75,7 +84,11 @@ fn prepare(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepa
         MountOption::FSName(fsname),
         MountOption::Subtype("coffer".into()),
         MountOption::DefaultPermissions,
-        if opts.suid { MountOption::Suid } else { MountOption::NoSuid },
+        if opts.suid {
+            MountOption::Suid
+        } else {
+            MountOption::NoSuid
+        },
         if opts.dev { MountOption::Dev } else { MountOption::NoDev },
     ];
     if read_only {
@@ -83,10 +96,23 @@ fn prepare(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepa
     }
     let mut config = Config::default();
     config.mount_options = mount_options;
-    config.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
-    config.n_threads = Some(if opts.threads == 0 { DEFAULT_THREADS } else { opts.threads });
+    config.acl = if opts.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(if opts.threads == 0 {
+        DEFAULT_THREADS
+    } else {
+        opts.threads
+    });
     config.clone_fd = true;
-    Ok(Prepared { fs, mountpoint, config, lock })
+    Ok(Prepared {
+        fs,
+        mountpoint,
+        config,
+        lock,
+    })
 }
 
 /// Unmounts `mountpoint`; when busy and `lazy_if_busy`, detaches it instead.
@@ -162,7 +188,9 @@ pub fn mount(
     let session = Session::new(p.fs, &p.mountpoint, &p.config)?;
     log::info!("mounted {} (lock {})", p.mountpoint.display(), p.lock.path().display());
     // From another thread: on_ready may touch the mount, which needs the loop below serving.
-    std::thread::Builder::new().name("coffer-ready".into()).spawn(on_ready)?;
+    std::thread::Builder::new()
+        .name("coffer-ready".into())
+        .spawn(on_ready)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -248,5 +276,10 @@ pub fn spawn(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Mou
     let bg = session.spawn()?;
     // Only now: a stat of the mountpoint needs the session serving.
     let conn = connection_of(&p.mountpoint).ok();
-    Ok(MountHandle { session: Some(bg), mountpoint: p.mountpoint, conn, _lock: p.lock })
+    Ok(MountHandle {
+        session: Some(bg),
+        mountpoint: p.mountpoint,
+        conn,
+        _lock: p.lock,
+    })
 }
