@@ -166,7 +166,7 @@ fn run(ops: &[Op]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6000, max_shrink_iters: 4000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 4000, max_shrink_iters: 4000, ..ProptestConfig::default() })]
 
     #[test]
     fn contents_follow_the_model(ops in prop::collection::vec(op(), 1..24)) {
