@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 
-use coffer::vault::Vault;
+use coffer::vault::{CryptFile, Vault, VaultError};
 
 use super::args::CatArgs;
 use super::error::{code, CliError, CliResult};
@@ -15,11 +15,8 @@ const CHUNK: usize = 1 << 20;
 /// Runs `cat`.
 pub fn run(args: &CatArgs) -> CliResult {
     let vault = open_vault(&args.cipherdir, &args.open, true)?;
-    let path = args.path.as_bytes();
-    check_regular(&vault, path, &args.path.to_string_lossy())?;
-    let file = vault
-        .open_file_path(path)
-        .map_err(|e| not_found_in_vault(e, &args.path.to_string_lossy()))?;
+    let shown = args.path.to_string_lossy();
+    let file = open_plain_file(&vault, args.path.as_bytes(), &shown)?;
     let mut out = std::io::stdout().lock();
     let mut buf = vec![0u8; CHUNK];
     let mut off = 0u64;
@@ -50,16 +47,21 @@ pub fn run(args: &CatArgs) -> CliResult {
     }
 }
 
-/// Looks the path up first, so a directory or symlink gets a clear message.
-fn check_regular(vault: &Vault, path: &[u8], shown: &str) -> CliResult {
+/// Opens the file at a plaintext path (conflict copies included), with a clear message for a
+/// directory, a symlink or a missing path.
+fn open_plain_file(vault: &Vault, path: &[u8], shown: &str) -> CliResult<CryptFile> {
     let (parent, name) = match path.iter().rposition(|&c| c == b'/') {
         Some(i) => (&path[..i], &path[i + 1..]),
         None => (&b""[..], path),
     };
     let dir = vault.open_dir_path(parent).map_err(|e| not_found_in_vault(e, shown))?;
-    let (_, st) = vault.lookup(&dir, name).map_err(|e| not_found_in_vault(e, shown))?;
+    let cname = vault.resolve(&dir, name).map_err(|e| not_found_in_vault(e, shown))?;
+    let st = dir
+        .fd
+        .stat(&cname.entry)
+        .map_err(|e| not_found_in_vault(VaultError::io(dir.rel_child(&cname.entry), e), shown))?;
     match st.st_mode & libc::S_IFMT {
-        libc::S_IFREG => Ok(()),
+        libc::S_IFREG => Ok(vault.open_file(&dir, &cname.entry, false)?),
         libc::S_IFDIR => Err(CliError::new(code::OTHER, format!("{shown}: is a directory"))),
         libc::S_IFLNK => Err(CliError::new(code::OTHER, format!("{shown}: is a symlink"))),
         _ => Err(CliError::new(code::OTHER, format!("{shown}: not a regular file"))),
@@ -67,9 +69,8 @@ fn check_regular(vault: &Vault, path: &[u8], shown: &str) -> CliResult {
 }
 
 /// A missing plaintext path is reported by its plaintext name, not its backing name.
-pub fn not_found_in_vault(e: coffer::vault::VaultError, shown: &str) -> CliError {
+pub fn not_found_in_vault(e: VaultError, shown: &str) -> CliError {
     use coffer::format::FormatError;
-    use coffer::vault::VaultError;
     match &e {
         VaultError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => {
             CliError::new(code::OTHER, format!("{shown}: no such file or directory in the vault"))

@@ -115,7 +115,7 @@ fn config_error(path: &Path, source: &FormatError) -> CliError {
     let e = CliError::new(code, format!("{}: {source}", path.display()));
     match source {
         FormatError::BadRecoveryKey(_) => {
-            e.hint("the recovery key is 82 hex digits in groups, as printed by `coffer init`")
+            e.hint("give the recovery key exactly as `coffer init` printed it (hex groups; dashes and spaces are ignored)")
         }
         _ => e,
     }

@@ -113,7 +113,10 @@ fn backing_bytes(dir: &DirFd, enc: NameEncoding) -> u64 {
     let Ok(entries) = dir.list() else { return 0 };
     let mut sum = 0;
     for e in entries {
-        if !matches!(classify(&e.name, enc), BackingName::Short(_) | BackingName::Long(_)) {
+        if !matches!(
+            classify(&e.name, enc),
+            BackingName::Short(_) | BackingName::Long(_) | BackingName::Other
+        ) {
             continue;
         }
         let Ok(st) = dir.stat(&e.name) else { continue };
@@ -176,17 +179,17 @@ impl Export<'_> {
                 )
             }
         };
+        let enc = self.vault.params().name_encoding;
         for e in entries {
-            if classify(&e.name, self.vault.params().name_encoding) == BackingName::Other {
-                self.warn(
-                    &src.rel_child(&e.name).into_os_string().into_encoded_bytes(),
-                    "not a coffer name (sync-client or foreign file); not exported",
-                );
-                continue;
-            }
             let name = match self.vault.plain_name(src, &e.name) {
                 Ok(Some(n)) => n,
                 Ok(None) => continue,
+                // Not made by coffer and not a sync-client conflict copy: a foreign file.
+                Err(_) if classify(&e.name, enc) == BackingName::Other => {
+                    let shown = src.rel_child(&e.name).into_os_string().into_encoded_bytes();
+                    self.warn(&shown, "not a coffer name (foreign file in CIPHERDIR); not exported");
+                    continue;
+                }
                 Err(err) => {
                     self.damaged(&src.rel_child(&e.name).into_os_string().into_encoded_bytes(), err);
                     continue;
