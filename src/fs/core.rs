@@ -181,7 +181,7 @@ impl CofferFs {
                     continue;
                 }
             };
-            let cname = self.vault.cipher_name(&dir, name)?;
+            let cname = self.vault.resolve(&dir, name)?;
             match dir.fd.stat(&cname.entry) {
                 Ok(st) if backing_id(&st) == info.backing => {
                     return Ok(Located {
