@@ -108,16 +108,11 @@ impl From<VaultError> for CliError {
 }
 
 fn config_error(path: &Path, source: &FormatError) -> CliError {
-    let code = match source {
-        FormatError::BadRecoveryKey(_) => code::WRONG_PASSWORD,
-        _ => code::NOT_A_VAULT,
-    };
-    let e = CliError::new(code, format!("{}: {source}", path.display()));
     match source {
-        FormatError::BadRecoveryKey(_) => {
-            e.hint("give the recovery key exactly as `coffer init` printed it (hex groups; dashes and spaces are ignored)")
-        }
-        _ => e,
+        FormatError::BadRecoveryKey(_) => CliError::new(code::WRONG_PASSWORD, source.to_string()).hint(
+            "give the recovery key exactly as `coffer init` printed it (hex groups; dashes and spaces are ignored)",
+        ),
+        _ => CliError::new(code::NOT_A_VAULT, format!("{}: {source}", path.display())),
     }
 }
 
