@@ -1,0 +1,249 @@
+//! The one mount helper for FUSE integration tests: a fresh vault mounted in a temp dir, a
+//! watchdog that frees a hung mount (aborts the FUSE connection, detaches the mountpoint) so a
+//! deadlock fails one test instead of stalling the suite, and a `Drop` that unmounts.
+//!
+//! Without /dev/fuse every test FAILS with a clear message, unless COFFER_SKIP_FUSE=1.
+
+#![allow(dead_code)]
+
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use coffer::format::config::VaultParams;
+use coffer::fs::{MountHandle, MountOptions};
+use coffer::vault::{unlock, KdfCost, Vault};
+
+/// Password of every test vault.
+pub const PASSWORD: &[u8] = b"test password";
+/// Default watchdog: a test still running after this is treated as hung.
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Whether FUSE tests can run here; panics with the reason when they cannot and skipping was
+/// not asked for.
+pub fn fuse_available() -> bool {
+    if Path::new("/dev/fuse").exists() {
+        return true;
+    }
+    if std::env::var_os("COFFER_SKIP_FUSE").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED: /dev/fuse is missing and COFFER_SKIP_FUSE=1");
+        return false;
+    }
+    panic!("FUSE is unavailable (/dev/fuse is missing): these tests need it; set COFFER_SKIP_FUSE=1 to skip them");
+}
+
+/// Fails with a clear message when a program a test needs is missing.
+pub fn require_tool(name: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(found, "this test needs `{name}` on PATH (Debian: apt-get install -y {name})");
+}
+
+struct Watchdog {
+    cancel: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Watchdog {
+    fn start(mountpoint: PathBuf, conn: Option<u32>, limit: Duration) -> Watchdog {
+        let (cancel, rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                eprintln!(
+                    "WATCHDOG: test still running after {limit:?}; aborting FUSE connection {conn:?} at {}",
+                    mountpoint.display()
+                );
+                if let Some(c) = conn {
+                    if let Err(e) = coffer::fs::abort_connection(c) {
+                        eprintln!("WATCHDOG: abort failed: {e}");
+                    }
+                }
+                let _ = coffer::fs::unmount(&mountpoint, true);
+            }
+        });
+        Watchdog { cancel, thread }
+    }
+
+    fn stop(self) {
+        let _ = self.cancel.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// A mounted test vault.
+pub struct TestMount {
+    handle: Option<MountHandle>,
+    watchdog: Option<Watchdog>,
+    /// The mountpoint.
+    pub mnt: PathBuf,
+    /// CIPHERDIR.
+    pub cipher: PathBuf,
+    opts: MountOptions,
+    limit: Duration,
+    _tmp: tempfile::TempDir,
+}
+
+/// Makes a vault in `cipher` (an empty directory).
+pub fn init_vault(cipher: &Path) {
+    unlock::init(cipher, None, PASSWORD, &VaultParams::default(), KdfCost::INSECURE_TEST).expect("init vault");
+}
+
+/// Mounts `cipher` at `mnt` in background threads.
+pub fn spawn_mount(cipher: &Path, mnt: &Path, opts: &MountOptions) -> Result<MountHandle, coffer::fs::MountError> {
+    let vault = Vault::unlock(cipher, None, PASSWORD, opts.read_only).expect("unlock vault");
+    coffer::fs::spawn(vault, mnt, opts)
+}
+
+impl TestMount {
+    /// A fresh vault, mounted with default options; None when FUSE tests are skipped.
+    pub fn new() -> Option<TestMount> {
+        Self::with(MountOptions::default(), WATCHDOG)
+    }
+
+    /// A fresh vault mounted with `opts`, with a watchdog of `limit`.
+    pub fn with(opts: MountOptions, limit: Duration) -> Option<TestMount> {
+        if !fuse_available() {
+            return None;
+        }
+        let tmp = tempfile::Builder::new().prefix("coffer-mount-").tempdir().expect("tempdir");
+        let cipher = tmp.path().join("cipher");
+        let mnt = tmp.path().join("mnt");
+        std::fs::create_dir(&cipher).expect("mkdir cipher");
+        std::fs::create_dir(&mnt).expect("mkdir mnt");
+        init_vault(&cipher);
+        let mut m = TestMount { handle: None, watchdog: None, mnt, cipher, opts, limit, _tmp: tmp };
+        m.mount();
+        Some(m)
+    }
+
+    fn mount(&mut self) {
+        let h = spawn_mount(&self.cipher, &self.mnt, &self.opts).expect("mount");
+        self.watchdog = Some(Watchdog::start(h.mountpoint().to_path_buf(), h.connection(), self.limit));
+        self.mnt = h.mountpoint().to_path_buf();
+        self.handle = Some(h);
+    }
+
+    /// `rel` inside the mount.
+    pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// Unmounts and mounts again (checks that data survived in CIPHERDIR).
+    pub fn remount(&mut self) {
+        self.unmount();
+        self.mount();
+    }
+
+    /// Unmounts now (panics if it fails).
+    pub fn unmount(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.unmount().expect("unmount");
+        }
+        if let Some(w) = self.watchdog.take() {
+            w.stop();
+        }
+    }
+
+    /// The mount handle.
+    pub fn handle(&self) -> &MountHandle {
+        self.handle.as_ref().expect("mounted")
+    }
+}
+
+impl Drop for TestMount {
+    fn drop(&mut self) {
+        drop(self.handle.take());
+        if let Some(w) = self.watchdog.take() {
+            w.stop();
+        }
+    }
+}
+
+/// The errno of a failed call (None for success).
+pub fn errno<T>(r: &io::Result<T>) -> Option<i32> {
+    r.as_ref().err().map(|e| e.raw_os_error().unwrap_or(-1))
+}
+
+/// A path as a C string.
+pub fn cpath(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_bytes()).expect("no NUL in path")
+}
+
+/// Result of a libc call returning -1 on error.
+pub fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// lsetxattr.
+pub fn set_xattr(p: &Path, name: &str, value: &[u8], flags: i32) -> io::Result<()> {
+    let c = cpath(p);
+    let n = std::ffi::CString::new(name).expect("name");
+    // SAFETY: valid C strings and buffer.
+    cvt(unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags) }).map(drop)
+}
+
+/// lgetxattr.
+pub fn get_xattr(p: &Path, name: &str) -> io::Result<Vec<u8>> {
+    let c = cpath(p);
+    let n = std::ffi::CString::new(name).expect("name");
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: valid C strings; buf writable for its length.
+    let r = unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(r as usize);
+    Ok(buf)
+}
+
+/// llistxattr, user.* names only, sorted.
+pub fn list_xattr(p: &Path) -> io::Result<Vec<String>> {
+    let c = cpath(p);
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: valid C string; buf writable for its length.
+    let r = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(r as usize);
+    let mut v: Vec<String> = buf
+        .split(|&b| b == 0)
+        .filter(|s| s.starts_with(b"user."))
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// lremovexattr.
+pub fn remove_xattr(p: &Path, name: &str) -> io::Result<()> {
+    let c = cpath(p);
+    let n = std::ffi::CString::new(name).expect("name");
+    // SAFETY: valid C strings.
+    cvt(unsafe { libc::lremovexattr(c.as_ptr(), n.as_ptr()) }).map(drop)
+}
+
+/// Runs a program in `dir`, failing the test with its output if it fails.
+pub fn run(dir: &Path, prog: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(prog)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{prog}: {e}"));
+    assert!(
+        out.status.success(),
+        "{prog} {args:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
