@@ -1,0 +1,222 @@
+//! Opens the frozen format-1 vault in tests/fixtures/vault-v1 and checks every name, byte,
+//! symlink target and xattr against its manifest, so a change that breaks the format fails CI.
+//!
+//! The fixture was made once by scripts/make-fixture (password below, KDF cost INSECURE_TEST).
+//! Git does not store xattrs: tests/fixtures/vault-v1.xattrs holds the backing xattrs, which
+//! this test puts back on a copy of the fixture before opening it.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use coffer::format::backing_name::{classify, BackingName};
+use coffer::vault::{backing, unlock, Dir, Vault};
+use sha2::{Digest, Sha256};
+
+const PASSWORD: &[u8] = b"coffer fixture v1";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Copies a tree, keeping symlinks as symlinks.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ft = e.file_type().unwrap();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else if ft.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// A writable copy of the fixture with its backing xattrs restored.
+fn fixture_copy() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vault");
+    copy_tree(&fixtures().join("vault-v1"), &dir);
+    let xattrs = std::fs::read_to_string(fixtures().join("vault-v1.xattrs")).unwrap();
+    for line in xattrs.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let path = dir.join(std::ffi::OsStr::from_bytes(&unhex(f[0])));
+        let file = std::fs::File::open(&path).unwrap();
+        backing::fsetxattr(file.as_raw_fd(), &unhex(f[1]), &unhex(f[2]), 0).unwrap();
+    }
+    (tmp, dir)
+}
+
+fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    if parent.is_empty() {
+        name.to_vec()
+    } else {
+        [parent, b"/", name].concat()
+    }
+}
+
+/// Walks the vault and writes manifest lines in the format scripts/make-fixture uses.
+fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>) {
+    for raw in dir.fd.list().unwrap() {
+        let kind = classify(&raw.name, v.params().name_encoding);
+        assert!(
+            !matches!(kind, BackingName::Other | BackingName::Temp),
+            "unexpected backing entry {raw:?}"
+        );
+    }
+    let entries = v.list(dir).unwrap();
+    for e in entries {
+        let path = join(parent, &e.plain);
+        let st = dir.fd.stat(&e.backing).unwrap();
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                out.push(format!("d\t{}", hex(&path)));
+                let child = dir.open_child(v, &e.backing).unwrap();
+                walk(v, &child, &path, out);
+            }
+            libc::S_IFLNK => {
+                let t = v.readlink(dir, &e.backing).unwrap();
+                out.push(format!("l\t{}\t{}\t{}", hex(&path), t.len(), hex(&Sha256::digest(&t))));
+            }
+            libc::S_IFREG => {
+                let f = v.open_file(dir, &e.backing, false).unwrap();
+                let size = f.plain_len().unwrap();
+                let mut buf = vec![0u8; size as usize];
+                assert_eq!(f.read_at(&mut buf, 0).unwrap() as u64, size);
+                assert_eq!(
+                    f.verify_all().unwrap(),
+                    Vec::<u64>::new(),
+                    "{}",
+                    String::from_utf8_lossy(&path)
+                );
+                out.push(format!("f\t{}\t{}\t{}", hex(&path), size, hex(&Sha256::digest(&buf))));
+                let fd = f.backing().as_raw_fd();
+                for name in v.xattr_list(fd).unwrap() {
+                    let id = f.header().unwrap().expect("a file with xattrs has a header").file_id;
+                    let val = v.xattr_get(fd, &id, &name).unwrap().unwrap();
+                    out.push(format!("x\t{}\t{}\t{}", hex(&path), hex(&name), hex(&val)));
+                }
+            }
+            m => panic!("unexpected file type {m:o}"),
+        }
+    }
+}
+
+fn manifest() -> Vec<String> {
+    let text = std::fs::read_to_string(fixtures().join("vault-v1.manifest")).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn fixture_vault_v1_opens_and_every_byte_matches() {
+    let (_tmp, dir) = fixture_copy();
+    let v = Vault::unlock(&dir, None, PASSWORD, true).unwrap();
+    let mut got = Vec::new();
+    walk(&v, &v.root_dir().unwrap(), b"", &mut got);
+    got.sort();
+    let want = manifest();
+    assert!(want.len() >= 20, "manifest too small");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w);
+    }
+    assert_eq!(got, want);
+}
+
+#[test]
+fn fixture_covers_what_issue_2_asks_for() {
+    let want = manifest();
+    let has = |prefix: &str, pred: &dyn Fn(&[&str]) -> bool| {
+        want.iter().any(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            f[0] == prefix && pred(&f)
+        })
+    };
+    for size in ["0", "1", "4095", "4096", "4097", "1048576"] {
+        assert!(has("f", &|f| f[2] == size), "a {size}-byte file");
+    }
+    assert!(has("f", &|f| unhex(f[1]).len() >= 200), "a long name");
+    assert!(
+        has("f", &|f| std::str::from_utf8(&unhex(f[1])).is_err()),
+        "a non-UTF-8 name"
+    );
+    assert!(has("l", &|f| f[2] == "4095"), "a 4095-byte symlink target");
+    assert!(has("l", &|f| f[2] != "4095"), "a short symlink");
+    assert!(has("x", &|_| true), "an xattr");
+    assert!(
+        has("d", &|f| unhex(f[1]).iter().filter(|&&c| c == b'/').count() >= 2),
+        "nested dirs"
+    );
+    assert!(has("f", &|f| unhex(f[1]) == b"sparse"), "a sparse file");
+    let total: u64 = walk_size(&fixtures());
+    assert!(total < 3 << 20, "fixture is {total} bytes");
+}
+
+fn walk_size(p: &Path) -> u64 {
+    let md = std::fs::symlink_metadata(p).unwrap();
+    if md.is_dir() {
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| walk_size(&e.unwrap().path()))
+            .sum()
+    } else {
+        md.len()
+    }
+}
+
+#[test]
+fn fixture_config_and_recovery_key() {
+    let (_tmp, dir) = fixture_copy();
+    let cfg = unlock::read_config(&dir.join("coffer.conf")).unwrap();
+    assert_eq!(cfg.format_version, 1);
+    assert_eq!((cfg.kdf.m_kib, cfg.kdf.t, cfg.kdf.p), (8, 1, 1));
+    assert_eq!(cfg.long_name_limit, 200);
+    assert_eq!(cfg.name_encoding, "base64url");
+    assert!(cfg.feature_flags.is_empty());
+    let by_pw = unlock::unlock_with_password(&cfg, PASSWORD).unwrap();
+    let text = std::fs::read_to_string(fixtures().join("vault-v1.recovery")).unwrap();
+    let (by_key, params) = unlock::unlock_with_recovery_key(text.trim(), Some(&cfg)).unwrap();
+    assert_eq!(by_pw.expose(), by_key.expose());
+    assert_eq!(params, cfg.params());
+    // Without the config, the recovery key alone carries the parameters.
+    let (_, alone) = unlock::unlock_with_recovery_key(text.trim(), None).unwrap();
+    assert_eq!(alone, cfg.params());
+    assert!(matches!(
+        Vault::unlock(&dir, None, b"coffer fixture v2", true),
+        Err(coffer::vault::VaultError::WrongPassword)
+    ));
+}
+
+/// The frozen fixture is still writable by this version: append to a file, read back.
+#[test]
+fn fixture_accepts_writes() {
+    let (_tmp, dir) = fixture_copy();
+    let v = Vault::unlock(&dir, None, PASSWORD, false).unwrap();
+    let root = v.root_dir().unwrap();
+    let cn = v.cipher_name(&root, b"size-4095").unwrap();
+    let f = v.open_file(&root, &cn.entry, true).unwrap();
+    let mut before = vec![0u8; 4095];
+    f.read_at(&mut before, 0).unwrap();
+    f.write_at(b"more", 4095).unwrap();
+    let mut after = vec![0u8; 4099];
+    assert_eq!(f.read_at(&mut after, 0).unwrap(), 4099);
+    assert_eq!(&after[..4095], &before[..]);
+    assert_eq!(&after[4095..], b"more");
+}
