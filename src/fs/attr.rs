@@ -94,6 +94,21 @@ pub fn epoch_parts(t: SystemTime) -> (i64, i64) {
     }
 }
 
+/// Seconds and nanoseconds of a time fuser 0.18 decoded from the kernel. Its decoder maps
+/// `(-s, ns)` to `EPOCH - (s + ns)` instead of `EPOCH - s + ns`; this undoes exactly that, so
+/// pre-epoch times set with utimensat come out as the caller gave them.
+pub fn from_fuser_time(t: SystemTime) -> (i64, i64) {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, i64::from(d.subsec_nanos())),
+        Err(e) => (-(e.duration().as_secs() as i64), i64::from(e.duration().subsec_nanos())),
+    }
+}
+
+/// A [`SystemTime`] from seconds and nanoseconds since the epoch.
+pub fn system_time(sec: i64, nsec: i64) -> SystemTime {
+    time(sec, nsec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use fuser::{FileAttr, TimeOrNow};
 
-use super::attr::epoch_parts;
+use super::attr::{self, from_fuser_time};
 use super::core::CofferFs;
 use super::inodes::ROOT;
 use crate::format::offsets::{CIPHER_BLOCK, PLAIN_BLOCK};
@@ -33,7 +33,7 @@ fn spec(t: Option<TimeOrNow>) -> TimeSpec {
         None => TimeSpec::Omit,
         Some(TimeOrNow::Now) => TimeSpec::Now,
         Some(TimeOrNow::SpecificTime(t)) => {
-            let (s, ns) = epoch_parts(t);
+            let (s, ns) = from_fuser_time(t);
             TimeSpec::At(s, ns)
         }
     }
@@ -42,7 +42,10 @@ fn spec(t: Option<TimeOrNow>) -> TimeSpec {
 fn system_time(t: TimeOrNow) -> SystemTime {
     match t {
         TimeOrNow::Now => SystemTime::now(),
-        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::SpecificTime(t) => {
+            let (s, ns) = from_fuser_time(t);
+            attr::system_time(s, ns)
+        }
     }
 }
 
