@@ -15,8 +15,7 @@ Exit codes:
   4  not a coffer vault, or its config is refused (newer format, unknown feature flag, modified)
   5  password could not be read (passfile missing, extpass failed, empty, confirmation mismatch)
   6  damaged data (a block, name or header failed authentication)
-  7  target refused (CIPHERDIR not empty or already a vault, mountpoint missing or not empty,
-     OUTDIR not empty)";
+  7  target refused (CIPHERDIR not empty or already a vault, bad mountpoint, OUTDIR not empty)";
 
 /// coffer: an encrypted filesystem for folders kept in cloud sync.
 #[derive(Debug, Parser)]

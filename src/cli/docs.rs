@@ -29,7 +29,10 @@ pub fn gen_docs(args: &GenDocsArgs) -> CliResult {
     write(&man.join("coffer.1"), &render_man(&cmd)?)?;
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("coffer-{}", sub.get_name());
-        let page = sub.clone().name(name.clone()).display_name(name.clone());
+        let mut page = sub.clone().name(name.clone()).display_name(name.clone());
+        if let Some(v) = cmd.get_version() {
+            page = page.version(v.to_string());
+        }
         write(&man.join(format!("{name}.1")), &render_man(&page)?)?;
     }
     use clap_complete::Shell;

@@ -1,0 +1,121 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_coffer_global_optspecs
+    string join \n v/verbose h/help V/version
+end
+
+function __fish_coffer_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_coffer_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_coffer_using_subcommand
+    set -l cmd (__fish_coffer_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c coffer -n "__fish_coffer_needs_command" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_needs_command" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_needs_command" -s V -l version -d 'Print version'
+complete -c coffer -n "__fish_coffer_needs_command" -f -a "init" -d 'Create a new vault in an empty directory and print its recovery key'
+complete -c coffer -n "__fish_coffer_needs_command" -f -a "mount" -d 'Mount a vault; returns once the mount is ready (or failed)'
+complete -c coffer -n "__fish_coffer_needs_command" -f -a "unmount" -d 'Unmount a coffer mount (fusermount3 -u, or umount2 as root)'
+complete -c coffer -n "__fish_coffer_needs_command" -f -a "passwd" -d 'Change the password (re-wraps the master key; the data is not re-encrypted)'
+complete -c coffer -n "__fish_coffer_needs_command" -f -a "info" -d 'Show the vault\'s format version, flags, KDF parameters and long-name limit (no secrets)'
+complete -c coffer -n "__fish_coffer_needs_command" -f -a "cat" -d 'Decrypt one file of a vault to stdout (no mount needed)'
+complete -c coffer -n "__fish_coffer_needs_command" -f -a "export" -d 'Decrypt a whole vault into a plain directory tree (no mount needed)'
+complete -c coffer -n "__fish_coffer_needs_command" -f -a "encrypt-name" -d 'Print the backing (encrypted) path of a plaintext path (support tool)'
+complete -c coffer -n "__fish_coffer_needs_command" -f -a "decrypt-name" -d 'Print the plaintext path of a backing path relative to CIPHERDIR (support tool)'
+complete -c coffer -n "__fish_coffer_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c coffer -n "__fish_coffer_needs_command" -f -a "gen-docs" -d 'Write the man pages and completion scripts into a directory (used by scripts/gen-docs)'
+complete -c coffer -n "__fish_coffer_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coffer -n "__fish_coffer_using_subcommand init" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand init" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
+complete -c coffer -n "__fish_coffer_using_subcommand init" -l config -d 'Keep the config (the wrapped master key) in FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand init" -l long-name-limit -d 'Encoded names longer than N bytes are stored as hashed long names (48..=205)' -r
+complete -c coffer -n "__fish_coffer_using_subcommand init" -l name-encoding -d 'How encrypted names are spelled: base64url (shortest) or base32 (for case-insensitive backends such as some Windows/macOS sync targets)' -r -f -a "base64url\t'Unpadded base64url'
+base32\t'Unpadded upper-case base32'"
+complete -c coffer -n "__fish_coffer_using_subcommand init" -s q -l quiet -d 'Do not print the recovery key and its warning'
+complete -c coffer -n "__fish_coffer_using_subcommand init" -l insecure-fast-kdf -d 'TESTS ONLY: use the cheapest password KDF (Argon2id m=8 KiB, t=1). A vault made this way falls to password guessing quickly; never use it for real data'
+complete -c coffer -n "__fish_coffer_using_subcommand init" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l idle -d 'Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h)' -r
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l log -d 'Write the log to FILE (default: syslog in the background, stderr with --fg)' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -s f -l fg -d 'Stay in the foreground (logs go to stderr)'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l ro -d 'Mount read-only'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l allow-other -d 'Let other users see the mount (needs root or user_allow_other in /etc/fuse.conf)'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l nonempty -d 'Allow mounting over a non-empty directory'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l suid -d 'Honour setuid bits (default: nosuid)'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l dev -d 'Honour device nodes (default: nodev)'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l daemon-child -d 'Internal: set by `coffer mount` on the background process it starts'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand unmount" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand unmount" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
+complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l new-passfile -d 'Read the new password from the first line of FILE' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l new-extpass -d 'Run CMD and use the first line of its stdout as the new password' -r
+complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l insecure-fast-kdf -d 'TESTS ONLY: re-wrap with the cheapest password KDF (see `init --insecure-fast-kdf`)'
+complete -c coffer -n "__fish_coffer_using_subcommand passwd" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand passwd" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand info" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand info" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand info" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand cat" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand cat" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
+complete -c coffer -n "__fish_coffer_using_subcommand cat" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand cat" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand cat" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand cat" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand export" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand export" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
+complete -c coffer -n "__fish_coffer_using_subcommand export" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand export" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand export" -l force -d 'Export into a non-empty OUTDIR (existing files with the same names make it fail)'
+complete -c coffer -n "__fish_coffer_using_subcommand export" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand export" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
+complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
+complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand completions" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand gen-docs" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand gen-docs" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help" -f -a "init" -d 'Create a new vault in an empty directory and print its recovery key'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help" -f -a "mount" -d 'Mount a vault; returns once the mount is ready (or failed)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help" -f -a "unmount" -d 'Unmount a coffer mount (fusermount3 -u, or umount2 as root)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help" -f -a "passwd" -d 'Change the password (re-wraps the master key; the data is not re-encrypted)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help" -f -a "info" -d 'Show the vault\'s format version, flags, KDF parameters and long-name limit (no secrets)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help" -f -a "cat" -d 'Decrypt one file of a vault to stdout (no mount needed)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help" -f -a "export" -d 'Decrypt a whole vault into a plain directory tree (no mount needed)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help" -f -a "encrypt-name" -d 'Print the backing (encrypted) path of a plaintext path (support tool)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help" -f -a "decrypt-name" -d 'Print the plaintext path of a backing path relative to CIPHERDIR (support tool)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help" -f -a "gen-docs" -d 'Write the man pages and completion scripts into a directory (used by scripts/gen-docs)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
