@@ -3,7 +3,9 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::crypto::KeySet;
 use crate::format::backing_name::{self, classify, BackingName, DIRIV_LEN, DIRIV_NAME};
+use crate::format::config::VaultParams;
 use crate::format::conflict;
 use crate::format::names::{self, NameEncoding};
 
@@ -127,6 +129,29 @@ fn read_alt_ivs(fd: &DirFd, main: &[u8; DIRIV_LEN]) -> Vec<[u8; DIRIV_LEN]> {
     out
 }
 
+/// The backing name of `plain` in a directory whose IV is `iv` (validates the plaintext name).
+/// Shared by the vault and reverse mode.
+pub fn cipher_name_for(keys: &KeySet, params: &VaultParams, iv: &[u8; DIRIV_LEN], plain: &[u8]) -> Result<CipherName> {
+    names::check_plain_name(plain)?;
+    let enc = params.name_encoding;
+    let encoded = enc.encode(&keys.names.encrypt(iv, plain));
+    if names::is_long(&encoded, params.long_name_limit) {
+        let hash = enc.long_hash(&encoded);
+        Ok(CipherName {
+            entry: backing_name::long_entry_name(&hash).into_bytes(),
+            long: Some(LongName {
+                sidecar: backing_name::long_sidecar_name(&hash).into_bytes(),
+                encoded,
+            }),
+        })
+    } else {
+        Ok(CipherName {
+            entry: encoded.into_bytes(),
+            long: None,
+        })
+    }
+}
+
 impl Vault {
     /// The backing name of `plain` in `dir` for a new entry (validates the plaintext name).
     pub fn cipher_name(&self, dir: &Dir, plain: &[u8]) -> Result<CipherName> {
@@ -134,24 +159,7 @@ impl Vault {
     }
 
     fn cipher_name_iv(&self, iv: &[u8; DIRIV_LEN], plain: &[u8]) -> Result<CipherName> {
-        names::check_plain_name(plain)?;
-        let enc = self.params().name_encoding;
-        let encoded = enc.encode(&self.keys().names.encrypt(iv, plain));
-        if names::is_long(&encoded, self.params().long_name_limit) {
-            let hash = enc.long_hash(&encoded);
-            Ok(CipherName {
-                entry: backing_name::long_entry_name(&hash).into_bytes(),
-                long: Some(LongName {
-                    sidecar: backing_name::long_sidecar_name(&hash).into_bytes(),
-                    encoded,
-                }),
-            })
-        } else {
-            Ok(CipherName {
-                entry: encoded.into_bytes(),
-                long: None,
-            })
-        }
+        cipher_name_for(self.keys(), self.params(), iv, plain)
     }
 
     /// Decrypts an encoded name (the text of a short entry or a sidecar).

@@ -8,6 +8,7 @@ mod dir;
 mod entries;
 mod error;
 pub mod fsck;
+pub mod reverse;
 mod symlink;
 pub mod unlock;
 mod xattr;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 pub use backing::{DirFd, RawEntry, TimeSpec};
 pub use content::{plain_size_for, CryptFile};
-pub use dir::{CipherName, Dir, Entry};
+pub use dir::{cipher_name_for, CipherName, Dir, Entry};
 pub use error::{IoContext, Result, VaultError};
 pub use unlock::KdfCost;
 

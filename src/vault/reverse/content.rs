@@ -1,0 +1,377 @@
+//! File contents in reverse mode: the cipher bytes of a plain file, sealed on demand.
+//!
+//! Layout exactly as forward mode (`header | block 0 | block 1 | ...`, AAD = `block_aad`, final
+//! flag on the last block, an empty file is the header alone). No holes: zero blocks are sealed
+//! like any other. The header's file ID is the path PRF; each block's nonce is the nonce PRF over
+//! (file ID, block number, final flag, the whole plaintext block).
+//!
+//! A read maps its cipher range to the plaintext blocks it needs, reads only those, then checks
+//! that the plain file still has the size, mtime and ctime it had at open: if not, the read
+//! fails (EIO) so a copy never mixes two versions of a file.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::crypto::KeySet;
+use crate::format::header::{FileHeader, HEADER_LEN};
+use crate::format::offsets::{self, block_aad, block_count, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
+
+use super::super::backing;
+use super::super::error::{IoContext, Result, VaultError};
+use super::listing::RDir;
+use super::prf::Prf;
+use super::{join_rel, rel_path, ReverseVault};
+
+/// Sealed blocks kept per open file (a read that ends mid-block is usually followed by one
+/// that starts in the same block).
+const CACHE_BLOCKS: usize = 4;
+/// Reads of at least this many blocks are sealed on two threads.
+const PARALLEL_MIN_BLOCKS: u64 = 16;
+
+/// What must not change while a file is read: identity, size, mtime and ctime. `size` is
+/// the cipher size (a bijection of the plain size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// st_dev of the plain file.
+    pub dev: u64,
+    /// st_ino of the plain file.
+    pub ino: u64,
+    /// Cipher size.
+    pub size: u64,
+    /// mtime (s, ns).
+    pub mtime: (i64, i64),
+    /// ctime (s, ns).
+    pub ctime: (i64, i64),
+}
+
+impl Snapshot {
+    /// From a cipher-side stat (as [`ReverseVault::stat`] returns it).
+    pub fn of_cipher(st: &libc::stat) -> Self {
+        Snapshot {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        }
+    }
+
+    /// From the plain file's own stat.
+    pub fn of_plain(st: &libc::stat) -> Self {
+        Snapshot {
+            size: offsets::cipher_size(st.st_size as u64),
+            ..Snapshot::of_cipher(st)
+        }
+    }
+}
+
+/// One plain file opened for reading its cipher bytes.
+#[derive(Debug)]
+pub struct ReverseFile {
+    file: File,
+    snap: Snapshot,
+    plain_size: u64,
+    header: [u8; HEADER_LEN],
+    id: [u8; 16],
+    keys: Arc<KeySet>,
+    prf: Arc<Prf>,
+    rel: PathBuf,
+    cache: Mutex<Vec<(u64, Arc<Vec<u8>>)>>,
+}
+
+impl ReverseVault {
+    /// Opens plain file `plain` of `dir`. With `expect`, the file must still match what was
+    /// last reported for it (else EIO: it changed since).
+    pub fn open_file(&self, dir: &RDir, plain: &[u8], expect: Option<&Snapshot>) -> Result<ReverseFile> {
+        let rel = join_rel(&dir.rel, plain);
+        let path = rel_path(&rel);
+        let file = dir.fd.open_file(plain, false, None).at(&path)?;
+        let st = backing::fstat(file.as_raw_fd()).at(&path)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(VaultError::errno_at(path, libc::EINVAL));
+        }
+        let snap = Snapshot::of_plain(&st);
+        if expect.is_some_and(|e| *e != snap) {
+            return Err(changed(path));
+        }
+        let id = self.prf().file_id(&rel);
+        Ok(ReverseFile {
+            file,
+            snap,
+            plain_size: st.st_size as u64,
+            header: FileHeader { file_id: id }.encode(),
+            id,
+            keys: self.keys().clone(),
+            prf: self.prf().clone(),
+            rel: path,
+            cache: Mutex::new(Vec::with_capacity(CACHE_BLOCKS)),
+        })
+    }
+}
+
+fn changed(path: PathBuf) -> VaultError {
+    VaultError::corrupt(
+        path,
+        None,
+        "plain file changed while being read (size, mtime or ctime moved); read it again",
+    )
+}
+
+/// Seals block `b` (`plain` is its whole plaintext) and appends `nonce | ct | tag` to `out`.
+pub fn seal_block(
+    keys: &KeySet,
+    prf: &Prf,
+    id: &[u8; 16],
+    b: BlockNo,
+    is_final: bool,
+    plain: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let nonce = prf.block_nonce(id, b, is_final, plain);
+    out.extend_from_slice(&nonce);
+    let start = out.len();
+    out.extend_from_slice(plain);
+    let tag = keys
+        .content
+        .seal(&nonce, &block_aad(id, b, is_final), &mut out[start..]);
+    out.extend_from_slice(&tag);
+}
+
+impl ReverseFile {
+    /// The snapshot taken at open.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snap
+    }
+
+    /// The cipher size.
+    pub fn cipher_len(&self) -> u64 {
+        self.snap.size
+    }
+
+    /// The file ID (from the path).
+    pub fn file_id(&self) -> [u8; 16] {
+        self.id
+    }
+
+    fn check_unchanged(&self) -> Result<()> {
+        let st = backing::fstat(self.file.as_raw_fd()).at(&self.rel)?;
+        if Snapshot::of_plain(&st) != self.snap {
+            return Err(changed(self.rel.clone()));
+        }
+        Ok(())
+    }
+
+    fn cached(&self, b: u64) -> Option<Arc<Vec<u8>>> {
+        let c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.iter().find(|(n, _)| *n == b).map(|(_, v)| v.clone())
+    }
+
+    fn remember(&self, b: u64, sealed: Arc<Vec<u8>>) {
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if c.iter().any(|(n, _)| *n == b) {
+            return;
+        }
+        if c.len() >= CACHE_BLOCKS {
+            c.remove(0);
+        }
+        c.push((b, sealed));
+    }
+
+    fn seal(&self, b: u64, plain: &[u8], out: &mut Vec<u8>) {
+        let is_final = b + 1 == block_count(self.plain_size);
+        seal_block(&self.keys, &self.prf, &self.id, BlockNo(b), is_final, plain, out);
+    }
+
+    /// Reads plaintext blocks `lo..=hi` (the last one may be short).
+    fn read_plain(&self, lo: u64, hi: u64) -> Result<Vec<u8>> {
+        let start = lo * PLAIN_BLOCK;
+        let end = ((hi + 1) * PLAIN_BLOCK).min(self.plain_size);
+        let mut buf = vec![0u8; (end - start) as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], start + done as u64) {
+                Ok(0) => return Err(changed(self.rel.clone())),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(VaultError::io(self.rel.clone(), e)),
+            }
+        }
+        Ok(buf)
+    }
+
+    /// Seals blocks `lo..=hi` whose plaintext is `plain`, appending them to `out`.
+    fn seal_range(&self, lo: u64, plain: &[u8], out: &mut Vec<u8>) {
+        let n = plain.len().div_ceil(PLAIN_BLOCK as usize) as u64;
+        if n >= PARALLEL_MIN_BLOCKS {
+            let half = (n / 2) as usize * PLAIN_BLOCK as usize;
+            let (a, b) = plain.split_at(half);
+            let mut second = Vec::with_capacity(b.len() + (n as usize) * 32);
+            std::thread::scope(|s| {
+                s.spawn(|| self.seal_serial(lo + n / 2, b, &mut second));
+                self.seal_serial(lo, a, out);
+            });
+            out.extend_from_slice(&second);
+        } else {
+            self.seal_serial(lo, plain, out);
+        }
+    }
+
+    fn seal_serial(&self, lo: u64, plain: &[u8], out: &mut Vec<u8>) {
+        for (i, chunk) in plain.chunks(PLAIN_BLOCK as usize).enumerate() {
+            self.seal(lo + i as u64, chunk, out);
+        }
+    }
+
+    /// Cipher bytes `[cipher_off, cipher_off + len)` (shorter at the end of the file).
+    pub fn read_at(&self, cipher_off: u64, len: usize) -> Result<Vec<u8>> {
+        let total = self.snap.size;
+        if cipher_off >= total || len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = cipher_off.saturating_add(len as u64).min(total);
+        let mut out = Vec::with_capacity((end - cipher_off) as usize);
+        let h = HEADER_LEN as u64;
+        if cipher_off < h {
+            out.extend_from_slice(&self.header[cipher_off as usize..end.min(h) as usize]);
+        }
+        if end <= h {
+            return Ok(out);
+        }
+        let body_off = cipher_off.max(h) - h;
+        let body_end = end - h;
+        let first = body_off / CIPHER_BLOCK;
+        let last = (body_end - 1) / CIPHER_BLOCK;
+        let head = self.cached(first);
+        let tail = if last > first { self.cached(last) } else { None };
+        let lo = first + u64::from(head.is_some());
+        let hi = if tail.is_some() { last - 1 } else { last };
+        // Blocks first..=last sealed, starting at body offset first * CIPHER_BLOCK.
+        let mut sealed = Vec::with_capacity(((last - first + 1) * CIPHER_BLOCK) as usize);
+        if let Some(hb) = &head {
+            sealed.extend_from_slice(hb);
+        }
+        if lo <= hi {
+            let plain = self.read_plain(lo, hi)?;
+            self.check_unchanged()?;
+            self.seal_range(lo, &plain, &mut sealed);
+        } else {
+            self.check_unchanged()?;
+        }
+        if let Some(tb) = &tail {
+            sealed.extend_from_slice(tb);
+        }
+        let base = first * CIPHER_BLOCK;
+        let from = (body_off - base) as usize;
+        let to = ((body_end - base) as usize).min(sealed.len());
+        out.extend_from_slice(&sealed[from..to]);
+        // Keep the boundary blocks: the next sequential read starts in the last one.
+        let block_at = |b: u64| {
+            let s = ((b - first) * CIPHER_BLOCK) as usize;
+            let e = (s + CIPHER_BLOCK as usize).min(sealed.len());
+            Arc::new(sealed[s..e].to_vec())
+        };
+        if tail.is_none() && body_end < ((last + 1) * CIPHER_BLOCK).min(total - h) {
+            self.remember(last, block_at(last));
+        }
+        if head.is_none() && body_off > first * CIPHER_BLOCK {
+            self.remember(first, block_at(first));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::reverse::listing::tests::setup;
+    use crate::vault::CryptFile;
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    /// Reads the whole cipher file in `chunk`-byte reads.
+    fn cipher_of(f: &ReverseFile, chunk: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let part = f.read_at(out.len() as u64, chunk).unwrap();
+            if part.is_empty() {
+                return out;
+            }
+            out.extend_from_slice(&part);
+        }
+    }
+
+    #[test]
+    fn forward_reads_what_reverse_seals() {
+        let sizes = [0usize, 1, 4095, 4096, 4097, 8192, 70_000, 200_000];
+        let files: Vec<(Vec<u8>, Vec<u8>)> = sizes
+            .iter()
+            .map(|&n| (format!("f{n}").into_bytes(), pattern(n)))
+            .collect();
+        let refs: Vec<(&[u8], &[u8])> = files.iter().map(|(a, b)| (a.as_slice(), b.as_slice())).collect();
+        let (_tmp, v) = setup(&refs, &[]);
+        let root = v.root_dir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        for (name, data) in &files {
+            let f = v.open_file(&root, name, None).unwrap();
+            let whole = cipher_of(&f, 1 << 20);
+            assert_eq!(whole.len() as u64, offsets::cipher_size(data.len() as u64));
+            // Odd read sizes give the same bytes (cache and block boundaries).
+            for chunk in [1usize, 17, 4128, 4129, 131072] {
+                if data.len() < 100_000 || chunk > 4000 {
+                    assert_eq!(
+                        cipher_of(&f, chunk),
+                        whole,
+                        "{} chunk {chunk}",
+                        String::from_utf8_lossy(name)
+                    );
+                }
+            }
+            // A second open gives identical bytes.
+            assert_eq!(cipher_of(&v.open_file(&root, name, None).unwrap(), 65536), whole);
+            // The forward reader opens it with the same (reverse) key set.
+            let p = out
+                .path()
+                .join(std::ffi::OsStr::new(std::str::from_utf8(name).unwrap()));
+            std::fs::write(&p, &whole).unwrap();
+            let cf = CryptFile::new(std::fs::File::open(&p).unwrap(), v.keys().clone(), p.clone());
+            let mut back = vec![0u8; data.len() + 10];
+            let mut got = 0;
+            while got < data.len() {
+                let n = cf.read_at(&mut back[got..], got as u64).unwrap();
+                assert!(n > 0);
+                got += n;
+            }
+            assert_eq!(&back[..got], &data[..]);
+        }
+    }
+
+    #[test]
+    fn only_the_edited_block_changes_and_changes_give_eio() {
+        let data = pattern(5 * 4096 + 100);
+        let (tmp, v) = setup(&[(b"f", &data)], &[]);
+        let root = v.root_dir().unwrap();
+        let before = cipher_of(&v.open_file(&root, b"f", None).unwrap(), 1 << 20);
+        let mut edited = data.clone();
+        edited[2 * 4096 + 5] ^= 1;
+        let f = v.open_file(&root, b"f", None).unwrap();
+        let first = f.read_at(0, 100).unwrap();
+        std::fs::write(tmp.path().join("f"), &edited).unwrap();
+        let err = f.read_at(100, 100).unwrap_err();
+        assert_eq!(err.errno(), libc::EIO, "{err}");
+        assert_eq!(first, before[..100]);
+        let after = cipher_of(&v.open_file(&root, b"f", None).unwrap(), 1 << 20);
+        let blk = |c: &[u8], b: usize| c[18 + b * 4128..(18 + (b + 1) * 4128).min(c.len())].to_vec();
+        for b in 0..6 {
+            assert_eq!(blk(&before, b) == blk(&after, b), b != 2, "block {b}");
+        }
+        // An open with a stale expectation fails.
+        let mut snap = f.snapshot();
+        snap.size += 1;
+        assert_eq!(v.open_file(&root, b"f", Some(&snap)).unwrap_err().errno(), libc::EIO);
+    }
+}

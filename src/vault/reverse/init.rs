@@ -1,0 +1,72 @@
+//! `coffer init --reverse`: a new config with the `reverse` flag, kept as a hidden file in
+//! PLAINDIR (or wherever `--config` says). PLAINDIR itself is not touched otherwise.
+
+use std::path::{Path, PathBuf};
+
+use crate::crypto::MasterKey;
+use crate::format::config::{VaultParams, FLAG_REVERSE};
+
+use super::super::error::{Result, VaultError};
+use super::super::unlock::{self, KdfCost};
+
+/// File name of the reverse config inside PLAINDIR (hidden from the view; the view shows it
+/// as `coffer.conf`).
+pub const REVERSE_CONFIG_NAME: &str = ".coffer.reverse.conf";
+
+/// `PLAINDIR/.coffer.reverse.conf`.
+pub fn default_config_path(plaindir: &Path) -> PathBuf {
+    plaindir.join(REVERSE_CONFIG_NAME)
+}
+
+/// Writes a new reverse config for `plaindir` (at `config` or the default path) and returns
+/// the master key (for the recovery key). `params` gets the `reverse` flag added.
+pub fn init(
+    plaindir: &Path,
+    config: Option<&Path>,
+    password: &[u8],
+    params: &VaultParams,
+    cost: KdfCost,
+) -> Result<MasterKey> {
+    if !std::fs::metadata(plaindir)
+        .map_err(|e| VaultError::io(plaindir, e))?
+        .is_dir()
+    {
+        return Err(VaultError::errno_at(plaindir, libc::ENOTDIR));
+    }
+    let path = config.map_or_else(|| default_config_path(plaindir), Path::to_path_buf);
+    if path.symlink_metadata().is_ok() {
+        return Err(VaultError::errno_at(&path, libc::EEXIST));
+    }
+    let mut params = params.clone();
+    if !params.has_flag(FLAG_REVERSE) {
+        params.feature_flags.push(FLAG_REVERSE.into());
+        params.feature_flags.sort();
+    }
+    params.validate().map_err(|source| VaultError::Config {
+        path: path.clone(),
+        source,
+    })?;
+    let master = MasterKey::generate()?;
+    unlock::write_new_config(&path, &master, &params, password, cost)?;
+    Ok(master)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::reverse::read_reverse_config;
+
+    #[test]
+    fn writes_flagged_config_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = init(tmp.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+        let (cfg, _) = read_reverse_config(&default_config_path(tmp.path())).unwrap();
+        assert!(cfg.params().has_flag(FLAG_REVERSE));
+        assert_eq!(unlock::unlock_with_password(&cfg, b"pw").unwrap().expose(), m.expose());
+        assert!(init(tmp.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).is_err());
+        // A forward config is refused by reverse mode.
+        let fwd = tempfile::tempdir().unwrap();
+        unlock::init(fwd.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+        assert!(read_reverse_config(&fwd.path().join("coffer.conf")).is_err());
+    }
+}
