@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
+use fuser::{BackgroundSession, Config, Filesystem, MountOption, Session, SessionACL};
 
-use super::core::CofferFs;
+use super::core::{Activity, CofferFs};
 use super::lock::{self, MountLock};
 use super::{MountError, MountOptions};
 use crate::vault::Vault;
@@ -49,7 +49,7 @@ struct Prepared {
     lock: MountLock,
 }
 
-fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, MountError> {
+pub(crate) fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, MountError> {
     let refuse = |why: String| MountError::Mountpoint {
         path: mountpoint.display().to_string(),
         why,
@@ -79,7 +79,17 @@ fn prepare(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepa
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let fs = CofferFs::new(vault, root && opts.allow_other).map_err(MountError::Vault)?;
+    let config = fuse_config(fsname, read_only, opts);
+    Ok(Prepared {
+        fs,
+        mountpoint,
+        config,
+        lock,
+    })
+}
 
+/// The fuser configuration of a mount (shared with reverse mode).
+pub(crate) fn fuse_config(fsname: String, read_only: bool, opts: &MountOptions) -> Config {
     let mut mount_options = vec![
         MountOption::FSName(fsname),
         MountOption::Subtype("coffer".into()),
@@ -107,12 +117,7 @@ fn prepare(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepa
         opts.threads
     });
     config.clone_fd = true;
-    Ok(Prepared {
-        fs,
-        mountpoint,
-        config,
-        lock,
-    })
+    config
 }
 
 /// Unmounts `mountpoint`; when busy and `lazy_if_busy`, detaches it instead.
@@ -184,9 +189,34 @@ pub fn mount(
 ) -> Result<(), MountError> {
     let p = prepare(vault, mountpoint, opts)?;
     let activity = p.fs.activity.clone();
+    serve(
+        p.fs,
+        activity,
+        &p.mountpoint,
+        &p.config,
+        opts.idle,
+        Some(p.lock),
+        on_ready,
+    )
+}
+
+/// Serves any filesystem in the foreground until unmounted, a signal, or `idle` without
+/// requests and open files (shared with reverse mode). `lock` is held until the end.
+pub(crate) fn serve<FS: Filesystem>(
+    fs: FS,
+    activity: Arc<Activity>,
+    mountpoint: &Path,
+    config: &Config,
+    idle: Option<Duration>,
+    lock: Option<MountLock>,
+    on_ready: Box<dyn FnOnce() + Send>,
+) -> Result<(), MountError> {
     install_signal_handlers();
-    let session = Session::new(p.fs, &p.mountpoint, &p.config)?;
-    log::info!("mounted {} (lock {})", p.mountpoint.display(), p.lock.path().display());
+    let session = Session::new(fs, mountpoint, config)?;
+    match &lock {
+        Some(l) => log::info!("mounted {} (lock {})", mountpoint.display(), l.path().display()),
+        None => log::info!("mounted {}", mountpoint.display()),
+    }
     // From another thread: on_ready may touch the mount, which needs the loop below serving.
     std::thread::Builder::new()
         .name("coffer-ready".into())
@@ -195,8 +225,7 @@ pub fn mount(
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {
         let stop = stop.clone();
-        let mp = p.mountpoint.clone();
-        let idle = opts.idle;
+        let mp = mountpoint.to_path_buf();
         std::thread::Builder::new().name("coffer-watch".into()).spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100));
@@ -216,7 +245,7 @@ pub fn mount(
     let served = session.run();
     stop.store(true, Ordering::SeqCst);
     let _ = watcher.join();
-    drop(p.lock);
+    drop(lock);
     served.map_err(MountError::Io)
 }
 
@@ -226,7 +255,7 @@ pub struct MountHandle {
     session: Option<BackgroundSession>,
     mountpoint: PathBuf,
     conn: Option<u32>,
-    _lock: MountLock,
+    _lock: Option<MountLock>,
 }
 
 impl MountHandle {
@@ -272,14 +301,25 @@ impl Drop for MountHandle {
 /// Mounts and serves in background threads. See [`super::spawn`].
 pub fn spawn(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<MountHandle, MountError> {
     let p = prepare(vault, mountpoint, opts)?;
-    let session = Session::new(p.fs, &p.mountpoint, &p.config)?;
+    spawn_fs(p.fs, &p.mountpoint, &p.config, Some(p.lock))
+}
+
+/// Serves any filesystem from background threads (shared with reverse mode); dropping the
+/// handle unmounts. `mountpoint` must be canonical (see [`check_mountpoint`]).
+pub(crate) fn spawn_fs<FS: Filesystem>(
+    fs: FS,
+    mountpoint: &Path,
+    config: &Config,
+    lock: Option<MountLock>,
+) -> Result<MountHandle, MountError> {
+    let session = Session::new(fs, mountpoint, config)?;
     let bg = session.spawn()?;
     // Only now: a stat of the mountpoint needs the session serving.
-    let conn = connection_of(&p.mountpoint).ok();
+    let conn = connection_of(mountpoint).ok();
     Ok(MountHandle {
         session: Some(bg),
-        mountpoint: p.mountpoint,
+        mountpoint: mountpoint.to_path_buf(),
         conn,
-        _lock: p.lock,
+        _lock: lock,
     })
 }
