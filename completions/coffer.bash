@@ -31,6 +31,9 @@ _coffer() {
             coffer,export)
                 cmd="coffer__subcmd__export"
                 ;;
+            coffer,fsck)
+                cmd="coffer__subcmd__fsck"
+                ;;
             coffer,gen-docs)
                 cmd="coffer__subcmd__gen__subcmd__docs"
                 ;;
@@ -67,6 +70,9 @@ _coffer() {
             coffer__subcmd__help,export)
                 cmd="coffer__subcmd__help__subcmd__export"
                 ;;
+            coffer__subcmd__help,fsck)
+                cmd="coffer__subcmd__help__subcmd__fsck"
+                ;;
             coffer__subcmd__help,gen-docs)
                 cmd="coffer__subcmd__help__subcmd__gen__subcmd__docs"
                 ;;
@@ -95,7 +101,7 @@ _coffer() {
 
     case "${cmd}" in
         coffer)
-            opts="-v -h -V --verbose --help --version init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help"
+            opts="-v -h -V --verbose --help --version init mount unmount passwd info cat export fsck encrypt-name decrypt-name completions gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -226,6 +232,32 @@ _coffer() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coffer__subcmd__fsck)
+            opts="-v -h --passfile --extpass --config --masterkey --repair --json --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --passfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extpass)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coffer__subcmd__gen__subcmd__docs)
             opts="-v -h --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -241,7 +273,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__help)
-            opts="init mount unmount passwd info cat export encrypt-name decrypt-name completions gen-docs help"
+            opts="init mount unmount passwd info cat export fsck encrypt-name decrypt-name completions gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -311,6 +343,20 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__help__subcmd__fsck)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

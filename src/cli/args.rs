@@ -15,7 +15,8 @@ Exit codes:
   4  not a coffer vault, or its config is refused (newer format, unknown feature flag, modified)
   5  password could not be read (passfile missing, extpass failed, empty, confirmation mismatch)
   6  damaged data (a block, name or header failed authentication)
-  7  target refused (CIPHERDIR not empty or already a vault, bad mountpoint, OUTDIR not empty)";
+  7  target refused (CIPHERDIR not empty or already a vault, bad mountpoint, OUTDIR not empty)
+fsck has its own: 0 clean, 1 damage found, 2 could not run.";
 
 /// coffer: an encrypted filesystem for folders kept in cloud sync.
 #[derive(Debug, Parser)]
@@ -74,6 +75,16 @@ pub enum Command {
         "and make the exit code 6; everything else is still exported."
     ))]
     Export(ExportArgs),
+    /// Check every name, block, symlink, xattr and sidecar of a vault (no mount needed).
+    #[command(after_help = concat!(
+        "Example:\n  coffer fsck ~/Dropbox/vault\n  coffer fsck --json ~/Dropbox/vault > report.json\n",
+        "  coffer fsck --repair ~/Dropbox/vault\n\n",
+        "fsck's own exit codes: 0 clean, 1 damage found (or left after --repair), 2 could not run.\n",
+        "--repair fixes only safe cases (orphaned sidecars, stray temporary files, a torn last block)\n",
+        "and never deletes readable data. Without --repair the check is read-only and may run while\n",
+        "the vault is mounted."
+    ))]
+    Fsck(FsckArgs),
     /// Print the backing (encrypted) path of a plaintext path (support tool).
     #[command(
         name = "encrypt-name",
@@ -259,6 +270,21 @@ pub struct ExportArgs {
     /// Export into a non-empty OUTDIR (existing files with the same names make it fail).
     #[arg(long)]
     pub force: bool,
+}
+
+/// `fsck`.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// The vault.
+    pub cipherdir: PathBuf,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    /// Fix the safe cases (never deletes readable data).
+    #[arg(long)]
+    pub repair: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `encrypt-name` / `decrypt-name`.

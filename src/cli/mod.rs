@@ -8,6 +8,7 @@ mod docs;
 mod duration;
 mod error;
 mod export;
+mod fsck;
 mod helper;
 mod info;
 mod init;
@@ -63,6 +64,7 @@ fn dispatch(cli: &Cli) -> CliResult {
         Command::Info(a) => info::run(a),
         Command::Cat(a) => cat::run(a),
         Command::Export(a) => export::run(a),
+        Command::Fsck(a) => fsck::run(a),
         Command::EncryptName(a) => names::encrypt(a),
         Command::DecryptName(a) => names::decrypt(a),
         Command::Completions(a) => docs::completions(a),

@@ -23,6 +23,23 @@ impl Progress {
         Progress(Some(bar))
     }
 
+    /// A spinner with a message (or a silent one).
+    pub fn spinner() -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Progress(Some(bar))
+    }
+
+    /// Sets the message shown beside the bar.
+    pub fn message(&self, msg: String) {
+        if let Some(b) = &self.0 {
+            b.set_message(msg);
+        }
+    }
+
     /// Advances by `n` bytes.
     pub fn inc(&self, n: u64) {
         if let Some(b) = &self.0 {
