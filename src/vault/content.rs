@@ -6,8 +6,8 @@
 //! Rules (docs/FORMAT.md, "File contents"):
 //! - the last block is sealed with final = 1 and is never a hole, so truncation at a block
 //!   boundary is detected;
-//! - earlier blocks are sealed with final = 0; final = 1 is tolerated there (left by a crash
-//!   between writing new blocks and resealing the old last block);
+//! - earlier blocks are sealed with final = 0; final = 1 is tolerated there (a block once
+//!   last, left so when writes reach the disk out of order);
 //! - an all-zero backing block before the last block is a hole and reads as zeros;
 //! - growing a file seals at most two blocks besides the data written (old last, new last).
 
@@ -31,7 +31,7 @@ enum FinalRule {
     Last,
     /// Any earlier block: final = 0 (or 1 after a crash), hole allowed.
     Middle,
-    /// The file's tail is torn: accept either flag.
+    /// fsck --repair of a last block left non-final: accept either flag, no hole.
     Either,
 }
 
@@ -99,14 +99,13 @@ impl CryptFile {
             self.file.set_len(keep).at(&self.rel)?;
             return self.sizes();
         }
-        // The block before the torn one becomes the last block: reseal it as final.
+        // Cut only when the block before the torn one is sealed as final (a crash while
+        // appending after it). Otherwise the file may have been truncated at a block boundary
+        // by someone else: refuse, and leave the decision to fsck.
         let id = self.require_header()?.file_id;
         let last = block_of(sizes.plain - 1);
-        let plain = self.read_blocks(&id, last, last, &sizes)?;
-        let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
-        self.seal_block(&id, last, true, &plain, &mut sealed)?;
+        self.read_blocks(&id, last, last, &sizes)?;
         self.file.set_len(offsets::cipher_size(sizes.plain)).at(&self.rel)?;
-        self.file.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
         self.sizes()
     }
 
@@ -145,9 +144,7 @@ impl CryptFile {
 
     fn rule(b: BlockNo, sizes: &Sizes) -> FinalRule {
         let last = block_count(sizes.plain).saturating_sub(1);
-        if sizes.torn {
-            FinalRule::Either
-        } else if b.0 == last {
+        if b.0 == last {
             FinalRule::Last
         } else {
             FinalRule::Middle
@@ -159,7 +156,7 @@ impl CryptFile {
         if sealed.len() != out.len() + NONCE_LEN + TAG_LEN {
             return Err(self.corrupt(Some(b.0), "short block"));
         }
-        if rule != FinalRule::Last && sealed.len() as u64 == CIPHER_BLOCK && sealed.iter().all(|&x| x == 0) {
+        if rule == FinalRule::Middle && sealed.len() as u64 == CIPHER_BLOCK && sealed.iter().all(|&x| x == 0) {
             out.fill(0);
             return Ok(());
         }
@@ -234,6 +231,19 @@ impl CryptFile {
             c_pos += clen;
             p_pos += len;
         }
+        Ok(plain)
+    }
+
+    /// Opens the last block accepting final = 0 (for fsck --repair only).
+    fn read_last_block_as_middle(&self, id: &[u8; 16], last: BlockNo, sizes: &Sizes) -> Result<Vec<u8>> {
+        let len = block_plain_len(last, sizes.plain) as usize;
+        let mut sealed = vec![0u8; len + NONCE_LEN + TAG_LEN];
+        let n = read_full_at(&self.file, &mut sealed, last.cipher_off()).at(&self.rel)?;
+        if n < sealed.len() {
+            return Err(self.corrupt(Some(last.0), "short block"));
+        }
+        let mut plain = vec![0u8; len];
+        self.open_block(id, last, FinalRule::Either, &sealed, &mut plain)?;
         Ok(plain)
     }
 
@@ -315,8 +325,12 @@ impl CryptFile {
         drop(scratch);
         // New blocks first, then reseal the old last block: a crash in between leaves an old
         // block sealed final = 1 in the middle, which reads accept.
-        self.file.write_all_at(&sealed, first.cipher_off()).at(&self.rel)?;
+        // Reseal the old last block (padded, final = 0) before the new blocks go past it: a crash
+        // in between leaves a file whose last block opens only as non-final — reported by reads
+        // and fsck, and recovered by `fsck --repair` — rather than a short old block in the
+        // middle that nothing can read.
         self.reseal_old_last(&id, &sizes, new_size, first)?;
+        self.file.write_all_at(&sealed, first.cipher_off()).at(&self.rel)?;
         Ok(())
     }
 
@@ -363,8 +377,8 @@ impl CryptFile {
         let plain = self.block_plain(&id, new_last, &sizes, len)?;
         let mut sealed = Vec::with_capacity(len + 32);
         self.seal_block(&id, new_last, true, &plain, &mut sealed)?;
-        self.file.write_all_at(&sealed, new_last.cipher_off()).at(&self.rel)?;
-        self.reseal_old_last(&id, &sizes, new_size, new_last)
+        self.reseal_old_last(&id, &sizes, new_size, new_last)?;
+        self.file.write_all_at(&sealed, new_last.cipher_off()).at(&self.rel)
     }
 
     /// `SEEK_DATA` (`data = true`) or `SEEK_HOLE` from plaintext offset `off`, at block
@@ -433,8 +447,19 @@ impl CryptFile {
     pub fn repair_tail(&self) -> Result<Option<&'static str>> {
         let sizes = self.sizes()?;
         if sizes.torn {
-            self.cut_torn_tail()?;
-            return Ok(Some("cut a torn partial block at the end"));
+            if self.cut_torn_tail().is_ok() {
+                return Ok(Some(
+                    "cut a torn partial block at the end (left by a crash while appending)",
+                ));
+            }
+            // The block before the torn tail is not final: cut, then reseal below.
+            let keep = if sizes.plain == 0 {
+                0
+            } else {
+                offsets::cipher_size(sizes.plain)
+            };
+            self.file.set_len(keep).at(&self.rel)?;
+            return Ok(self.repair_tail()?.or(Some("cut a torn partial block at the end")));
         }
         if sizes.plain == 0 {
             return Ok(None);
@@ -444,14 +469,16 @@ impl CryptFile {
         if self.read_blocks(&id, last, last, &sizes).is_ok() {
             return Ok(None);
         }
-        let either = Sizes { torn: true, ..sizes };
-        let Ok(plain) = self.read_blocks(&id, last, last, &either) else {
+        let Ok(plain) = self.read_last_block_as_middle(&id, last, &sizes) else {
             return Ok(None);
         };
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
         self.seal_block(&id, last, true, &plain, &mut sealed)?;
         self.file.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
-        Ok(Some("resealed the last block as final (interrupted extension)"))
+        Ok(Some(
+            "resealed the last block as final: it was sealed as a middle block, left by a crash while \
+             the file grew — or by someone truncating the file at a block boundary; check its end",
+        ))
     }
 
     /// Authenticates every block; returns the numbers of the damaged ones (for fsck).

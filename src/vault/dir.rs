@@ -319,16 +319,11 @@ impl Vault {
         let mut raw = dir.fd.list().at(&dir.rel)?;
         raw.sort_by(|a, b| a.name.cmp(&b.name));
         let mut out: Vec<Entry> = Vec::with_capacity(raw.len());
-        let mut seen = std::collections::HashMap::<Vec<u8>, usize>::new();
+        let mut count = std::collections::HashMap::<Vec<u8>, usize>::new();
         for e in raw {
             match self.plain_name(dir, &e.name) {
-                Ok(Some(mut plain)) => {
-                    let n = seen.entry(plain.clone()).or_insert(0);
-                    *n += 1;
-                    if *n > 1 {
-                        let mark = format!(" {} {})", String::from_utf8_lossy(DUP_MARK), *n - 1);
-                        plain = conflict::plain_with_marker(&plain, &mark);
-                    }
+                Ok(Some(plain)) => {
+                    *count.entry(plain.clone()).or_insert(0) += 1;
                     out.push(Entry {
                         plain,
                         backing: e.name,
@@ -340,7 +335,31 @@ impl Vault {
                 Err(err) => log::warn!("skipping entry: {err}"),
             }
         }
+        // The entry `resolve` finds keeps the name; the others are numbered in backing order.
+        for (plain, n) in count {
+            if n < 2 {
+                continue;
+            }
+            let primary = self.resolve_direct(dir, &plain);
+            let mut k = 0;
+            for e in out.iter_mut().filter(|e| e.plain == plain) {
+                if Some(&e.backing) == primary.as_ref() {
+                    continue;
+                }
+                k += 1;
+                let mark = format!(" {} {k})", String::from_utf8_lossy(DUP_MARK));
+                e.plain = conflict::plain_with_marker(&plain, &mark);
+            }
+        }
         Ok(out)
+    }
+
+    /// The existing entry for `plain` under the diriv or a conflict copy's IV (no markers).
+    fn resolve_direct(&self, dir: &Dir, plain: &[u8]) -> Option<Vec<u8>> {
+        std::iter::once(&dir.iv).chain(dir.alt_ivs.iter()).find_map(|iv| {
+            let n = self.cipher_name_iv(iv, plain).ok()?;
+            dir.fd.stat(&n.entry).ok().map(|_| n.entry)
+        })
     }
 
     /// Finds the backing entry shown as `plain` in `dir` and stats it (lstat semantics).
