@@ -108,6 +108,25 @@ impl Vault {
     pub fn link(&self, old_dir: &Dir, old_entry: &[u8], new_dir: &Dir, new_plain: &[u8]) -> Result<CipherName> {
         self.check_writable()?;
         let name = self.cipher_name(new_dir, new_plain)?;
+        // An out-of-line symlink target is named after its entry: the new name needs its own
+        // copy, or the hard link would read as a symlink without a target.
+        let old_link = link_name(old_entry);
+        let new_link = link_name(&name.entry);
+        let sealed_target = match old_dir.fd.read_small(&old_link, 8192) {
+            Ok(sealed) => Some(sealed),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(e) => return Err(VaultError::io(old_dir.rel_child(&old_link), e)),
+        };
+        if let Some(sealed) = &sealed_target {
+            // Never overwrite the target sidecar of an existing entry.
+            if new_dir.fd.stat(&name.entry).is_ok() {
+                return Err(VaultError::errno_at(new_dir.rel_child(&name.entry), libc::EEXIST));
+            }
+            new_dir
+                .fd
+                .write_atomic(&new_link, sealed, 0o444)
+                .at(new_dir.rel_child(&new_link))?;
+        }
         self.write_sidecar(new_dir, &name)?;
         let r = old_dir
             .fd
@@ -116,6 +135,9 @@ impl Vault {
         if let Err(e) = r {
             if e.errno() != libc::EEXIST {
                 let _ = self.remove_sidecars_if_unused(new_dir, &name);
+                if sealed_target.is_some() {
+                    let _ = new_dir.fd.unlink(&new_link);
+                }
             }
             return Err(e);
         }
