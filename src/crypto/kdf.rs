@@ -30,11 +30,12 @@ pub struct KdfLimits {
     pub salt_len: (usize, usize),
 }
 
-/// m from 8 KiB (cheap test vaults) to 4 GiB; t 1..=64; p 1..=64; salt 16..=64 bytes.
+/// m from 8 KiB (cheap test vaults) to 1 GiB; t 1..=16; p 1..=16; salt 16..=64 bytes.
+/// The upper bounds cap what a tampered config can make an unlock cost (about 30 s here).
 pub const KDF_LIMITS: KdfLimits = KdfLimits {
-    m_kib: (8, 4 * 1024 * 1024),
-    t: (1, 64),
-    p: (1, 64),
+    m_kib: (8, 1024 * 1024),
+    t: (1, 16),
+    p: (1, 16),
     salt_len: (16, 64),
 };
 

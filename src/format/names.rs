@@ -131,7 +131,6 @@ impl NameEncoding {
     /// Checks that a sidecar's content (the full encoded name) matches the hash in its name.
     pub fn check_sidecar(self, hash: &str, content: &[u8]) -> Result<String, FormatError> {
         let text = std::str::from_utf8(content).map_err(|_| FormatError::BadEncoding)?;
-        let text = text.trim_end_matches('\n');
         self.decode(text.as_bytes())?;
         if self.long_hash(text) != hash {
             return Err(FormatError::BadEncoding);

@@ -53,11 +53,14 @@ pub fn decode(text: &str) -> Result<(zeroize::Zeroizing<[u8; 32]>, VaultParams),
         return Err(FormatError::BadRecoveryKey("checksum mismatch (typo?)"));
     }
     let version = u16::from_be_bytes([raw[0], raw[1]]);
-    if version != FORMAT_VERSION {
+    if version > FORMAT_VERSION {
         return Err(FormatError::NewerVersion {
             found: version.into(),
             supported: FORMAT_VERSION,
         });
+    }
+    if version != FORMAT_VERSION {
+        return Err(FormatError::BadRecoveryKey("unknown format version"));
     }
     if raw[4] & !1 != 0 {
         return Err(FormatError::BadRecoveryKey("unknown flag bits"));

@@ -19,6 +19,10 @@ impl Vault {
             return Err(VaultError::errno_at(&dir.rel, libc::ENAMETOOLONG));
         }
         let name = self.cipher_name(dir, plain)?;
+        // Never touch the target sidecar of an existing entry (EEXIST comes before any write).
+        if dir.fd.stat(&name.entry).is_ok() {
+            return Err(VaultError::errno_at(dir.rel_child(&name.entry), libc::EEXIST));
+        }
         let sealed = self.keys().symlinks.seal_to_vec(SYMLINK_AAD, target)?;
         let encoded = names::encode(&sealed);
         self.write_sidecar(dir, &name)?;
