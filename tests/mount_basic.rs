@@ -22,7 +22,11 @@ fn write_read_list_remount() {
     m.remount();
     assert_eq!(fs::read(m.path("hello.txt")).unwrap(), b"hello world");
     assert_eq!(fs::read(m.path("dir/inner")).unwrap(), vec![7u8; 100_000]);
-    let mut f = fs::OpenOptions::new().read(true).write(true).open(m.path("dir/inner")).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.path("dir/inner"))
+        .unwrap();
     f.seek(SeekFrom::Start(5000)).unwrap();
     f.write_all(b"XYZ").unwrap();
     f.seek(SeekFrom::Start(4999)).unwrap();

@@ -6,8 +6,8 @@ mod common;
 use std::fmt::Debug;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{symlink, DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{symlink, DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use common::{cpath, cvt, errno, get_xattr, list_xattr, remove_xattr, set_xattr, TestMount};
@@ -42,7 +42,10 @@ fn utimens(p: &Path, times: [libc::timespec; 2], flags: i32) -> io::Result<()> {
 }
 
 fn ts(sec: i64, nsec: i64) -> libc::timespec {
-    libc::timespec { tv_sec: sec, tv_nsec: nsec }
+    libc::timespec {
+        tv_sec: sec,
+        tv_nsec: nsec,
+    }
 }
 
 /// The metadata a local file system and the mount must agree on.
@@ -58,10 +61,16 @@ fn files_create_open_truncate_append() {
     let (mr, pr) = (m.mnt.as_path(), plain.path());
     same(mr, pr, "create", |r| fs::write(r.join("f"), b"0123456789"));
     same(mr, pr, "O_EXCL on existing", |r| {
-        OpenOptions::new().write(true).create_new(true).open(r.join("f")).map(drop)
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(r.join("f"))
+            .map(drop)
     });
     same(mr, pr, "open missing", |r| fs::read(r.join("nope")));
-    same(mr, pr, "open dir for write", |r| OpenOptions::new().write(true).open(r.join(".")).map(drop));
+    same(mr, pr, "open dir for write", |r| {
+        OpenOptions::new().write(true).open(r.join(".")).map(drop)
+    });
     same(mr, pr, "read", |r| fs::read(r.join("f")));
     same(mr, pr, "O_APPEND", |r| {
         let mut f = OpenOptions::new().append(true).open(r.join("f"))?;
@@ -70,7 +79,11 @@ fn files_create_open_truncate_append() {
         fs::read(r.join("f"))
     });
     same(mr, pr, "O_TRUNC", |r| {
-        OpenOptions::new().write(true).truncate(true).open(r.join("f"))?.write_all(b"xy")?;
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(r.join("f"))?
+            .write_all(b"xy")?;
         fs::read(r.join("f"))
     });
     same(mr, pr, "truncate grow", |r| {
@@ -105,11 +118,19 @@ fn files_create_open_truncate_append() {
         fs::read(r.join("f"))
     });
     same(mr, pr, "create with mode 0640", |r| {
-        OpenOptions::new().write(true).create_new(true).mode(0o640).open(r.join("g"))?;
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .open(r.join("g"))?;
         meta(&r.join("g"))
     });
-    same(mr, pr, "fsync", |r| OpenOptions::new().write(true).open(r.join("g"))?.sync_all());
-    same(mr, pr, "fdatasync", |r| OpenOptions::new().write(true).open(r.join("g"))?.sync_data());
+    same(mr, pr, "fsync", |r| {
+        OpenOptions::new().write(true).open(r.join("g"))?.sync_all()
+    });
+    same(mr, pr, "fdatasync", |r| {
+        OpenOptions::new().write(true).open(r.join("g"))?.sync_data()
+    });
     same(mr, pr, "seek end", |r| File2::open(r.join("f"))?.seek(SeekFrom::End(0)));
     // Big write crossing many blocks and the 1 MiB request size.
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -154,7 +175,9 @@ fn directories_and_names() {
     let raw = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"bad\xff\xfeutf8");
     same(mr, pr, "non-UTF-8 name", |r| fs::write(r.join(raw), b"raw"));
     same(mr, pr, "listing", |r| {
-        let mut v: Vec<_> = fs::read_dir(r)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
+        let mut v: Vec<_> = fs::read_dir(r)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()?;
         v.sort();
         Ok(v)
     });
@@ -164,7 +187,9 @@ fn directories_and_names() {
         for i in 0..1500 {
             fs::write(r.join(format!("many/entry-with-a-longish-name-{i:05}")), b"")?;
         }
-        let mut v: Vec<_> = fs::read_dir(r.join("many"))?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
+        let mut v: Vec<_> = fs::read_dir(r.join("many"))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()?;
         let n = v.len();
         v.sort();
         v.dedup();
@@ -199,9 +224,13 @@ fn renames() {
     same(mr, pr, "old name gone", |r| fs::read(r.join("f1")));
     same(mr, pr, "file over dir", |r| fs::rename(r.join("f2"), r.join("d1")));
     same(mr, pr, "dir over file", |r| fs::rename(r.join("d1"), r.join("f2")));
-    same(mr, pr, "dir over non-empty dir", |r| fs::rename(r.join("d1"), r.join("full")));
+    same(mr, pr, "dir over non-empty dir", |r| {
+        fs::rename(r.join("d1"), r.join("full"))
+    });
     same(mr, pr, "dir over empty dir", |r| fs::rename(r.join("d1"), r.join("d2")));
-    same(mr, pr, "dir into itself", |r| fs::rename(r.join("d2"), r.join("d2/sub")));
+    same(mr, pr, "dir into itself", |r| {
+        fs::rename(r.join("d2"), r.join("d2/sub"))
+    });
     same(mr, pr, "missing source", |r| fs::rename(r.join("nope"), r.join("x")));
     same(mr, pr, "long to long", |r| {
         fs::rename(r.join(&long_a), r.join(&long_b))?;
@@ -211,7 +240,9 @@ fn renames() {
         fs::rename(r.join(&long_b), r.join("short"))?;
         fs::read(r.join("short"))
     });
-    same(mr, pr, "NOREPLACE onto existing", |r| rename2(&r.join("short"), &r.join("f2"), libc::RENAME_NOREPLACE));
+    same(mr, pr, "NOREPLACE onto existing", |r| {
+        rename2(&r.join("short"), &r.join("f2"), libc::RENAME_NOREPLACE)
+    });
     same(mr, pr, "NOREPLACE onto free", |r| {
         rename2(&r.join("short"), &r.join(&long_a), libc::RENAME_NOREPLACE)?;
         fs::read(r.join(&long_a))
@@ -224,14 +255,18 @@ fn renames() {
         rename2(&r.join("f2"), &r.join("full"), libc::RENAME_EXCHANGE)?;
         Ok((fs::read(r.join("full"))?, fs::read(r.join("f2/x"))?))
     });
-    same(mr, pr, "EXCHANGE with missing", |r| rename2(&r.join("f2"), &r.join("nothing"), libc::RENAME_EXCHANGE));
+    same(mr, pr, "EXCHANGE with missing", |r| {
+        rename2(&r.join("f2"), &r.join("nothing"), libc::RENAME_EXCHANGE)
+    });
     same(mr, pr, "rename across dirs", |r| {
         fs::create_dir(r.join("t"))?;
         fs::rename(r.join("full"), r.join("t/moved"))?;
         fs::read(r.join("t/moved"))
     });
     same(mr, pr, "listing after renames", |r| {
-        let mut v: Vec<_> = fs::read_dir(r)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
+        let mut v: Vec<_> = fs::read_dir(r)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()?;
         v.sort();
         Ok(v)
     });
@@ -262,7 +297,9 @@ fn links_symlinks_nodes() {
         OpenOptions::new().append(true).open(r.join("lnk"))?.write_all(b"!")?;
         fs::read(r.join("orig"))
     });
-    same(mr, pr, "link onto existing", |r| fs::hard_link(r.join("orig"), r.join("lnk")));
+    same(mr, pr, "link onto existing", |r| {
+        fs::hard_link(r.join("orig"), r.join("lnk"))
+    });
     same(mr, pr, "link a dir", |r| {
         fs::create_dir(r.join("dd"))?;
         fs::hard_link(r.join("dd"), r.join("dd2"))
@@ -282,7 +319,10 @@ fn links_symlinks_nodes() {
     let long_target = "t/".repeat(1500);
     same(mr, pr, "long symlink target", |r| {
         symlink(&long_target, r.join("sl-long"))?;
-        Ok((fs::read_link(r.join("sl-long"))?, fs::symlink_metadata(r.join("sl-long"))?.len()))
+        Ok((
+            fs::read_link(r.join("sl-long"))?,
+            fs::symlink_metadata(r.join("sl-long"))?.len(),
+        ))
     });
     same(mr, pr, "symlink followed", |r| {
         symlink("lnk", r.join("to-lnk"))?;
@@ -351,7 +391,11 @@ fn attributes() {
         Ok((m.uid(), m.gid(), fs::metadata(r.join("f"))?.uid()))
     });
     same(mr, pr, "utimens exact", |r| {
-        utimens(&r.join("f"), [ts(1_000_000_000, 123_456_789), ts(1_500_000_000, 987_654_321)], 0)?;
+        utimens(
+            &r.join("f"),
+            [ts(1_000_000_000, 123_456_789), ts(1_500_000_000, 987_654_321)],
+            0,
+        )?;
         let m = fs::metadata(r.join("f"))?;
         Ok((m.atime(), m.atime_nsec(), m.mtime(), m.mtime_nsec()))
     });
@@ -365,7 +409,10 @@ fn attributes() {
         let m = fs::metadata(r.join("f"))?;
         Ok((m.atime(), m.mtime(), m.mtime_nsec()))
     });
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let mt = |r: &Path| -> io::Result<bool> {
         utimens(&r.join("f"), [ts(0, libc::UTIME_OMIT), ts(0, libc::UTIME_NOW)], 0)?;
         Ok((fs::metadata(r.join("f"))?.mtime() - now).abs() < 5)
@@ -396,9 +443,17 @@ fn attributes() {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid C string and out pointer.
     cvt(unsafe { libc::statvfs(cpath(mr).as_ptr(), &mut st) }).unwrap();
-    assert!(st.f_blocks > 0 && st.f_bavail <= st.f_blocks, "{}/{}", st.f_bavail, st.f_blocks);
+    assert!(
+        st.f_blocks > 0 && st.f_bavail <= st.f_blocks,
+        "{}/{}",
+        st.f_bavail,
+        st.f_blocks
+    );
     assert_eq!(st.f_namemax, 255);
-    assert!(st.f_flag & libc::ST_NOSUID != 0 && st.f_flag & libc::ST_NODEV != 0, "nosuid,nodev by default");
+    assert!(
+        st.f_flag & libc::ST_NOSUID != 0 && st.f_flag & libc::ST_NODEV != 0,
+        "nosuid,nodev by default"
+    );
     // Sizes are plaintext sizes.
     fs::write(mr.join("sized"), vec![1u8; 10_000]).unwrap();
     assert_eq!(fs::metadata(mr.join("sized")).unwrap().len(), 10_000);
@@ -431,24 +486,34 @@ fn xattrs() {
             set_xattr(&r.join(obj), "user.one", b"replaced", libc::XATTR_REPLACE)?;
             get_xattr(&r.join(obj), "user.one")
         });
-        same(mr, pr, &format!("{obj}: get missing"), |r| get_xattr(&r.join(obj), "user.missing"));
+        same(mr, pr, &format!("{obj}: get missing"), |r| {
+            get_xattr(&r.join(obj), "user.missing")
+        });
         same(mr, pr, &format!("{obj}: remove"), |r| {
             remove_xattr(&r.join(obj), "user.two")?;
             list_xattr(&r.join(obj))
         });
-        same(mr, pr, &format!("{obj}: remove missing"), |r| remove_xattr(&r.join(obj), "user.two"));
+        same(mr, pr, &format!("{obj}: remove missing"), |r| {
+            remove_xattr(&r.join(obj), "user.two")
+        });
         same(mr, pr, &format!("{obj}: empty value"), |r| {
             set_xattr(&r.join(obj), "user.empty", b"", 0)?;
             get_xattr(&r.join(obj), "user.empty")
         });
     }
-    same(mr, pr, "user xattr on symlink", |r| set_xattr(&r.join("s"), "user.x", b"1", 0));
+    same(mr, pr, "user xattr on symlink", |r| {
+        set_xattr(&r.join("s"), "user.x", b"1", 0)
+    });
     same(mr, pr, "xattrs survive writes", |r| {
         fs::write(r.join("f"), b"new content that is longer")?;
         get_xattr(&r.join("f"), "user.one")
     });
     same(mr, pr, "xattrs survive truncate to 0 and rewrite", |r| {
-        OpenOptions::new().write(true).truncate(true).open(r.join("f"))?.write_all(b"again")?;
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(r.join("f"))?
+            .write_all(b"again")?;
         get_xattr(&r.join("f"), "user.one")
     });
     same(mr, pr, "xattrs follow renames", |r| {
@@ -481,7 +546,12 @@ fn open_files_survive_unlink_and_rename() {
     let Some((m, plain)) = setup() else { return };
     let (mr, pr) = (m.mnt.as_path(), plain.path());
     same(mr, pr, "unlinked file stays usable", |r| {
-        let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(r.join("u"))?;
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(r.join("u"))?;
         f.write_all(b"before")?;
         fs::remove_file(r.join("u"))?;
         f.write_all(b" after")?;
@@ -494,7 +564,12 @@ fn open_files_survive_unlink_and_rename() {
         Ok((s, md.len(), md.nlink(), f.metadata()?.len(), f.metadata()?.mode()))
     });
     same(mr, pr, "renamed file stays usable", |r| {
-        let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(r.join("a"))?;
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(r.join("a"))?;
         f.write_all(b"one")?;
         fs::create_dir(r.join("sub"))?;
         fs::rename(r.join("a"), r.join("sub/b"))?;
@@ -514,7 +589,13 @@ fn open_files_survive_unlink_and_rename() {
 fn holes_fallocate_lseek() {
     let Some(m) = TestMount::new() else { return };
     let p = m.path("sparse");
-    let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&p).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
     f.write_all_at(b"head", 0).unwrap();
     f.write_all_at(b"tail", 10 * 4096 + 100).unwrap();
     let fd = f.as_raw_fd();
@@ -544,7 +625,10 @@ fn holes_fallocate_lseek() {
     assert_eq!(f.metadata().unwrap().len(), 100_000);
     falloc(0, 0, 50).unwrap();
     assert_eq!(f.metadata().unwrap().len(), 100_000, "fallocate never shrinks");
-    for mode in [libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, libc::FALLOC_FL_ZERO_RANGE] {
+    for mode in [
+        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+        libc::FALLOC_FL_ZERO_RANGE,
+    ] {
         let e = falloc(mode, 0, 4096).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "mode {mode:#x}: {e}");
     }
@@ -563,12 +647,24 @@ fn mmap_write_and_read() {
     let (mr, pr) = (m.mnt.as_path(), plain.path());
     same(mr, pr, "mmap", |r| {
         let p = r.join("mapped");
-        let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&p)?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)?;
         let len = 3 * 4096 + 123;
         f.set_len(len as u64)?;
         // SAFETY: mapping a file we own with its length; unmapped below.
         let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, f.as_raw_fd(), 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
         };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
@@ -593,7 +689,16 @@ fn mmap_write_and_read() {
     mm.remount();
     let f = fs::File::open(mm.path("w")).unwrap();
     // SAFETY: read-only private mapping of 15 bytes.
-    let ptr = unsafe { libc::mmap(std::ptr::null_mut(), 15, libc::PROT_READ, libc::MAP_PRIVATE, f.as_raw_fd(), 0) };
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            15,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            f.as_raw_fd(),
+            0,
+        )
+    };
     assert_ne!(ptr, libc::MAP_FAILED);
     // SAFETY: valid for 15 bytes.
     let s = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), 15) }.to_vec();

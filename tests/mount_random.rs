@@ -36,16 +36,46 @@ impl Rng {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Write { path: PathBuf, off: u64, len: usize, byte: u8 },
-    Truncate { path: PathBuf, len: u64 },
-    Rename { from: PathBuf, to: PathBuf },
-    Link { from: PathBuf, to: PathBuf },
-    Unlink { path: PathBuf },
-    Mkdir { path: PathBuf },
-    Rmdir { path: PathBuf },
-    Chmod { path: PathBuf, mode: u32 },
-    Symlink { target: String, path: PathBuf },
-    SetXattr { path: PathBuf, name: String, value: Vec<u8> },
+    Write {
+        path: PathBuf,
+        off: u64,
+        len: usize,
+        byte: u8,
+    },
+    Truncate {
+        path: PathBuf,
+        len: u64,
+    },
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    Link {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    Unlink {
+        path: PathBuf,
+    },
+    Mkdir {
+        path: PathBuf,
+    },
+    Rmdir {
+        path: PathBuf,
+    },
+    Chmod {
+        path: PathBuf,
+        mode: u32,
+    },
+    Symlink {
+        target: String,
+        path: PathBuf,
+    },
+    SetXattr {
+        path: PathBuf,
+        name: String,
+        value: Vec<u8>,
+    },
 }
 
 fn random_path(rng: &mut Rng) -> PathBuf {
@@ -64,18 +94,37 @@ fn random_op(rng: &mut Rng) -> Op {
     match rng.below(20) {
         0..=5 => Op::Write {
             path,
-            off: if rng.below(3) == 0 { rng.below(200_000) } else { rng.below(9000) },
+            off: if rng.below(3) == 0 {
+                rng.below(200_000)
+            } else {
+                rng.below(9000)
+            },
             len: rng.below(10_000) as usize,
             byte: rng.below(256) as u8,
         },
-        6 | 7 => Op::Truncate { path, len: rng.below(30_000) },
-        8 | 9 => Op::Rename { from: path, to: random_path(rng) },
-        10 => Op::Link { from: path, to: random_path(rng) },
+        6 | 7 => Op::Truncate {
+            path,
+            len: rng.below(30_000),
+        },
+        8 | 9 => Op::Rename {
+            from: path,
+            to: random_path(rng),
+        },
+        10 => Op::Link {
+            from: path,
+            to: random_path(rng),
+        },
         11 => Op::Unlink { path },
         12 | 13 => Op::Mkdir { path },
         14 => Op::Rmdir { path },
-        15 => Op::Chmod { path, mode: *rng.pick(&[0o600, 0o644, 0o755, 0o700, 0o640, 0o4755]) },
-        16 => Op::Symlink { target: format!("t{}", rng.below(1000)).repeat(1 + rng.below(3) as usize), path },
+        15 => Op::Chmod {
+            path,
+            mode: *rng.pick(&[0o600, 0o644, 0o755, 0o700, 0o640, 0o4755]),
+        },
+        16 => Op::Symlink {
+            target: format!("t{}", rng.below(1000)).repeat(1 + rng.below(3) as usize),
+            path,
+        },
         _ => Op::SetXattr {
             path,
             name: format!("user.k{}", rng.below(3)),
@@ -87,7 +136,11 @@ fn random_op(rng: &mut Rng) -> Op {
 fn apply(root: &Path, op: &Op) -> io::Result<()> {
     match op {
         Op::Write { path, off, len, byte } => {
-            let f = OpenOptions::new().write(true).create(true).truncate(false).open(root.join(path))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(root.join(path))?;
             f.write_all_at(&vec![*byte; *len], *off)
         }
         Op::Truncate { path, len } => OpenOptions::new().write(true).open(root.join(path))?.set_len(*len),
@@ -134,7 +187,11 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Snap> {
             let xattrs = if ft.is_symlink() {
                 Vec::new()
             } else {
-                list_xattr(&p).unwrap().into_iter().map(|n| (n.clone(), get_xattr(&p, &n).unwrap())).collect()
+                list_xattr(&p)
+                    .unwrap()
+                    .into_iter()
+                    .map(|n| (n.clone(), get_xattr(&p, &n).unwrap()))
+                    .collect()
             };
             if ft.is_dir() {
                 stack.push(rel.clone());
@@ -164,7 +221,12 @@ fn compare(mount: &Path, plain: &Path, seed: u64, after: usize) {
     let kb: Vec<_> = b.keys().collect();
     assert_eq!(ka, kb, "seed {seed}: trees differ in names after {after} ops");
     for (k, va) in &a {
-        assert_eq!(Some(va), b.get(k), "seed {seed}: {} differs after {after} ops", k.display());
+        assert_eq!(
+            Some(va),
+            b.get(k),
+            "seed {seed}: {} differs after {after} ops",
+            k.display()
+        );
     }
 }
 
@@ -175,8 +237,16 @@ fn random_ops_match_a_plain_directory() {
     let seed = std::env::var("COFFER_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
-    let ops: usize = std::env::var("COFFER_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(4000);
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let ops: usize = std::env::var("COFFER_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4000);
     eprintln!("mount_random: seed {seed} ({ops} ops); replay with COFFER_SEED={seed}");
     let mut rng = Rng(seed);
     let mut ok = 0;
@@ -184,14 +254,21 @@ fn random_ops_match_a_plain_directory() {
         let op = random_op(&mut rng);
         let a = apply(&m.mnt, &op);
         let b = apply(plain.path(), &op);
-        assert_eq!(errno(&a), errno(&b), "seed {seed}: op {i} {op:?}: mount {a:?}, plain {b:?}");
+        assert_eq!(
+            errno(&a),
+            errno(&b),
+            "seed {seed}: op {i} {op:?}: mount {a:?}, plain {b:?}"
+        );
         ok += usize::from(a.is_ok());
         if (i + 1) % 1000 == 0 {
             compare(&m.mnt, plain.path(), seed, i + 1);
         }
     }
     compare(&m.mnt, plain.path(), seed, ops);
-    assert!(ok > ops / 5, "seed {seed}: only {ok} of {ops} ops succeeded; the test is not exercising much");
+    assert!(
+        ok > ops / 5,
+        "seed {seed}: only {ok} of {ops} ops succeeded; the test is not exercising much"
+    );
     // And the same tree after a remount (nothing lived only in the daemon).
     let mut m = m;
     m.remount();

@@ -19,6 +19,7 @@ mod filesystem;
 pub mod handles;
 pub mod inodes;
 mod lock;
+pub mod reverse;
 pub mod session;
 mod xattrops;
 

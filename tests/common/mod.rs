@@ -40,16 +40,22 @@ pub fn require_tool(name: &str) {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
         .unwrap_or(false);
-    assert!(found, "this test needs `{name}` on PATH (Debian: apt-get install -y {name})");
+    assert!(
+        found,
+        "this test needs `{name}` on PATH (Debian: apt-get install -y {name})"
+    );
 }
 
-struct Watchdog {
+/// Frees a mount that is still in use after a time limit: aborts its FUSE connection (every
+/// blocked call fails with ENOTCONN) and detaches the mountpoint.
+pub struct Watchdog {
     cancel: mpsc::Sender<()>,
     thread: JoinHandle<()>,
 }
 
 impl Watchdog {
-    fn start(mountpoint: PathBuf, conn: Option<u32>, limit: Duration) -> Watchdog {
+    /// Arms the watchdog for the mount at `mountpoint` (fusectl connection `conn`).
+    pub fn start(mountpoint: PathBuf, conn: Option<u32>, limit: Duration) -> Watchdog {
         let (cancel, rx) = mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
@@ -68,7 +74,8 @@ impl Watchdog {
         Watchdog { cancel, thread }
     }
 
-    fn stop(self) {
+    /// Disarms it.
+    pub fn stop(self) {
         let _ = self.cancel.send(());
         let _ = self.thread.join();
     }
@@ -109,20 +116,35 @@ impl TestMount {
         if !fuse_available() {
             return None;
         }
-        let tmp = tempfile::Builder::new().prefix("coffer-mount-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("coffer-mount-")
+            .tempdir()
+            .expect("tempdir");
         let cipher = tmp.path().join("cipher");
         let mnt = tmp.path().join("mnt");
         std::fs::create_dir(&cipher).expect("mkdir cipher");
         std::fs::create_dir(&mnt).expect("mkdir mnt");
         init_vault(&cipher);
-        let mut m = TestMount { handle: None, watchdog: None, mnt, cipher, opts, limit, _tmp: tmp };
+        let mut m = TestMount {
+            handle: None,
+            watchdog: None,
+            mnt,
+            cipher,
+            opts,
+            limit,
+            _tmp: tmp,
+        };
         m.mount();
         Some(m)
     }
 
     fn mount(&mut self) {
         let h = spawn_mount(&self.cipher, &self.mnt, &self.opts).expect("mount");
-        self.watchdog = Some(Watchdog::start(h.mountpoint().to_path_buf(), h.connection(), self.limit));
+        self.watchdog = Some(Watchdog::start(
+            h.mountpoint().to_path_buf(),
+            h.connection(),
+            self.limit,
+        ));
         self.mnt = h.mountpoint().to_path_buf();
         self.handle = Some(h);
     }

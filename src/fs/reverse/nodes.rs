@@ -1,0 +1,222 @@
+//! What each inode of the reverse mount stands for (a plain object or a virtual file, found
+//! by the plain path of its directory), the inode identities handed to the shared inode table,
+//! and a short-lived cache of open plain directories.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use super::super::attr::backing_id;
+use super::super::core::{Activity, TTL};
+use super::super::handles::{DirHandle, Handles};
+use super::super::inodes::{BackingId, Inodes, ROOT};
+use crate::vault::reverse::{join_rel, RDir, ReverseFile, ReverseVault, Snapshot, Target};
+use crate::vault::{IoContext, Result, VaultError};
+
+/// Directory descriptors kept for reuse (each for at most the attribute timeout).
+const DIR_CACHE_MAX: usize = 1024;
+/// Tag in the st_dev half of identities that do not come from a plain (dev, ino).
+const TAG_DEV: u64 = 0xC0FF_EE00_0000_0000;
+/// Identity kind: a virtual file.
+const KIND_VIRTUAL: u64 = 1;
+/// Identity kind: a hard-linked regular file (one identity per path).
+const KIND_LINKED: u64 = 2;
+
+/// One inode the kernel holds.
+#[derive(Debug)]
+pub struct Node {
+    /// Plain path of the directory holding it ("" for the root and entries of the root).
+    pub dir_rel: Vec<u8>,
+    /// What it is; the root is `Plain("")`.
+    pub target: Target,
+    /// The cipher-side stat last reported to the kernel (regular files).
+    pub snap: Mutex<Option<Snapshot>>,
+}
+
+impl Node {
+    /// Plain path of the object itself (for directories: the directory to open).
+    pub fn rel(&self) -> Vec<u8> {
+        match &self.target {
+            Target::Plain(p) if !p.is_empty() => join_rel(&self.dir_rel, p),
+            _ => self.dir_rel.clone(),
+        }
+    }
+}
+
+/// An open file of the reverse mount.
+#[derive(Debug)]
+pub enum OpenFile {
+    /// A plain file, sealed on demand.
+    Plain(ReverseFile),
+    /// A virtual file's content.
+    Virtual(Arc<Vec<u8>>),
+}
+
+/// The reverse-mode filesystem.
+#[derive(Debug)]
+pub struct ReverseFs {
+    pub(super) vault: ReverseVault,
+    inodes: Mutex<Inodes>,
+    nodes: Mutex<HashMap<u64, Arc<Node>>>,
+    dirs_open: Mutex<HashMap<Vec<u8>, (Instant, Arc<RDir>)>>,
+    pub(super) files: Handles<OpenFile>,
+    pub(super) dirs: Handles<DirHandle>,
+    pub(super) activity: Arc<Activity>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn hash64(parts: &[&[u8]]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for p in parts {
+        p.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The identity of an object for the inode table: plain (dev, ino) where that is unique to
+/// one path, else a tagged hash of the path.
+pub fn identity(dir_rel: &[u8], target: &Target, st: &libc::stat) -> BackingId {
+    match target {
+        Target::Plain(p) => {
+            let is_reg = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+            if is_reg && st.st_nlink > 1 {
+                (TAG_DEV | KIND_LINKED, hash64(&[dir_rel, p]))
+            } else {
+                backing_id(st)
+            }
+        }
+        other => {
+            let (kind, name): (&[u8], &[u8]) = match other {
+                Target::Config => (b"c", b""),
+                Target::Diriv => (b"d", b""),
+                Target::NameSidecar(p) => (b"n", p),
+                Target::LinkSidecar(p) => (b"l", p),
+                Target::Plain(p) => (b"p", p),
+            };
+            (TAG_DEV | KIND_VIRTUAL, hash64(&[dir_rel, kind, name]))
+        }
+    }
+}
+
+impl ReverseFs {
+    /// Serves `vault`.
+    pub fn new(vault: ReverseVault) -> Result<Self> {
+        let st = vault.root_fd().fstat().at(vault.plaindir())?;
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            ROOT,
+            Arc::new(Node {
+                dir_rel: Vec::new(),
+                target: Target::Plain(Vec::new()),
+                snap: Mutex::new(None),
+            }),
+        );
+        Ok(ReverseFs {
+            vault,
+            inodes: Mutex::new(Inodes::new(backing_id(&st))),
+            nodes: Mutex::new(nodes),
+            dirs_open: Mutex::new(HashMap::new()),
+            files: Handles::default(),
+            dirs: Handles::default(),
+            activity: Arc::default(),
+        })
+    }
+
+    /// The activity tracker (for `--idle`).
+    pub fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
+    }
+
+    pub(super) fn table(&self) -> MutexGuard<'_, Inodes> {
+        lock(&self.inodes)
+    }
+
+    /// The node `ino`, or ESTALE.
+    pub(super) fn node(&self, ino: u64) -> Result<Arc<Node>> {
+        self.activity.touch();
+        lock(&self.nodes)
+            .get(&ino)
+            .cloned()
+            .ok_or_else(|| VaultError::errno_at(format!("inode {ino}"), libc::ESTALE))
+    }
+
+    /// Records a lookup of `name` in `parent`; returns (inode, generation).
+    pub(super) fn remember(
+        &self,
+        parent: u64,
+        name: &[u8],
+        dir_rel: &[u8],
+        target: Target,
+        st: &libc::stat,
+    ) -> (u64, u64) {
+        let id = identity(dir_rel, &target, st);
+        let (ino, generation) = self
+            .table()
+            .remember(id, st.st_mode & libc::S_IFMT, (parent, name.to_vec()));
+        let node = Arc::new(Node {
+            dir_rel: dir_rel.to_vec(),
+            target,
+            snap: Mutex::new(Some(Snapshot::of_cipher(st))),
+        });
+        lock(&self.nodes).insert(ino, node);
+        (ino, generation)
+    }
+
+    /// Drops `n` lookups of `ino`.
+    pub(super) fn forget(&self, ino: u64, n: u64) {
+        if self.table().forget(ino, n) {
+            lock(&self.nodes).remove(&ino);
+        }
+    }
+
+    /// The open plain directory at `rel` (cached for at most the attribute timeout, so a
+    /// renamed or replaced directory is seen again soon).
+    pub(super) fn dir(&self, rel: &[u8]) -> Result<Arc<RDir>> {
+        if let Some((at, d)) = lock(&self.dirs_open).get(rel) {
+            if at.elapsed() < TTL {
+                return Ok(d.clone());
+            }
+        }
+        let d = Arc::new(self.vault.open_dir_path(rel)?);
+        let mut cache = lock(&self.dirs_open);
+        if cache.len() >= DIR_CACHE_MAX {
+            cache.retain(|_, (at, _)| at.elapsed() < TTL);
+            if cache.len() >= DIR_CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(rel.to_vec(), (Instant::now(), d.clone()));
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities() {
+        // SAFETY: an all-zero stat is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        st.st_dev = 5;
+        st.st_ino = 9;
+        st.st_nlink = 1;
+        st.st_mode = libc::S_IFREG;
+        let a = Target::Plain(b"a".to_vec());
+        assert_eq!(identity(b"", &a, &st), (5, 9));
+        st.st_nlink = 2;
+        let linked = identity(b"", &a, &st);
+        assert_ne!(linked, identity(b"", &Target::Plain(b"b".to_vec()), &st));
+        assert_eq!(linked.0 & TAG_DEV, TAG_DEV);
+        assert_ne!(identity(b"", &Target::Diriv, &st), identity(b"x", &Target::Diriv, &st));
+        assert_ne!(
+            identity(b"", &Target::NameSidecar(b"a".to_vec()), &st),
+            identity(b"", &Target::LinkSidecar(b"a".to_vec()), &st)
+        );
+    }
+}

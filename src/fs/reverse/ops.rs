@@ -1,0 +1,231 @@
+//! The reverse mount's operations as `do_*` helpers returning `Result`: lookup, attributes,
+//! readlink, open/read/release, directory listings, statfs, access.
+
+use std::sync::{Arc, Mutex};
+
+use fuser::{FileAttr, FileType, Generation};
+
+use super::super::attr::{kind_of_dtype, to_attr};
+use super::super::handles::{DirEntry, DirHandle, DirState};
+use super::super::inodes::ROOT;
+use super::nodes::{identity, Node, OpenFile, ReverseFs};
+use crate::vault::reverse::{Snapshot, Target};
+use crate::vault::{IoContext, Result, VaultError};
+
+/// Filesystem statistics for statfs.
+#[derive(Debug, Clone, Copy)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+fn einval(what: &str) -> VaultError {
+    VaultError::errno_at(what, libc::EINVAL)
+}
+
+/// FUSE attributes from a cipher-side stat: the size is already the vault's; regular files
+/// show one link (each hard link is its own file in the vault).
+fn attr(ino: u64, st: &libc::stat) -> FileAttr {
+    let mut a = to_attr(ino, st, None);
+    a.size = st.st_size as u64;
+    a.blocks = st.st_blocks as u64;
+    if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+        a.nlink = 1;
+    }
+    a
+}
+
+impl ReverseFs {
+    /// Whether `ino` is a directory (by the file type the inode table recorded).
+    fn is_dir(&self, ino: u64) -> bool {
+        ino == ROOT || self.table().info(ino).is_some_and(|i| i.fmt == libc::S_IFDIR)
+    }
+
+    /// The cipher-side stat of `node` now (and remembers it).
+    fn stat_node(&self, ino: u64, node: &Node) -> Result<libc::stat> {
+        if ino == ROOT {
+            return self.vault.root_fd().fstat().at(self.vault.plaindir());
+        }
+        let dir = self.dir(&node.dir_rel)?;
+        let st = self.vault.stat(&dir, &node.target)?;
+        *node.snap.lock().unwrap_or_else(|p| p.into_inner()) = Some(Snapshot::of_cipher(&st));
+        Ok(st)
+    }
+
+    pub(super) fn do_lookup(&self, parent: u64, name: &[u8]) -> Result<(FileAttr, Generation)> {
+        let pnode = self.node(parent)?;
+        if !self.is_dir(parent) {
+            return Err(VaultError::errno_at(format!("inode {parent}"), libc::ENOTDIR));
+        }
+        let dir_rel = pnode.rel();
+        let dir = self.dir(&dir_rel)?;
+        let entry = self.vault.lookup(&dir, name)?;
+        let st = self.vault.stat(&dir, &entry.target)?;
+        let (ino, generation) = self.remember(parent, name, &dir_rel, entry.target, &st);
+        Ok((attr(ino, &st), Generation(generation)))
+    }
+
+    pub(super) fn do_getattr(&self, ino: u64) -> Result<FileAttr> {
+        let node = self.node(ino)?;
+        let st = self.stat_node(ino, &node)?;
+        Ok(attr(ino, &st))
+    }
+
+    pub(super) fn do_readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let node = self.node(ino)?;
+        match &node.target {
+            Target::Plain(p) if ino != ROOT => {
+                let dir = self.dir(&node.dir_rel)?;
+                Ok(self.vault.cipher_link(&dir, p)?.backing)
+            }
+            _ => Err(einval("readlink of a non-symlink")),
+        }
+    }
+
+    pub(super) fn do_open(&self, ino: u64, flags: i32) -> Result<u64> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            return Err(VaultError::ReadOnly);
+        }
+        let node = self.node(ino)?;
+        if ino == ROOT {
+            return Err(VaultError::errno_at("/", libc::EISDIR));
+        }
+        let dir = self.dir(&node.dir_rel)?;
+        let file = match &node.target {
+            Target::Plain(p) => {
+                let expect = *node.snap.lock().unwrap_or_else(|pe| pe.into_inner());
+                OpenFile::Plain(self.vault.open_file(&dir, p, expect.as_ref())?)
+            }
+            other => OpenFile::Virtual(Arc::new(self.vault.virtual_content(&dir, other)?)),
+        };
+        self.activity.opened();
+        Ok(self.files.insert(file))
+    }
+
+    pub(super) fn do_read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        self.activity.touch();
+        let f = self
+            .files
+            .get(fh)
+            .ok_or_else(|| VaultError::errno_at(format!("inode {ino} handle {fh}"), libc::EBADF))?;
+        match &*f {
+            OpenFile::Plain(rf) => rf.read_at(offset, size as usize),
+            OpenFile::Virtual(bytes) => {
+                let start = (offset.min(bytes.len() as u64)) as usize;
+                let end = start.saturating_add(size as usize).min(bytes.len());
+                Ok(bytes[start..end].to_vec())
+            }
+        }
+    }
+
+    pub(super) fn do_release(&self, fh: u64) {
+        if self.files.remove(fh).is_some() {
+            self.activity.closed();
+        }
+    }
+
+    /// The listing of directory `ino`: `.`, `..`, then the cipher entries.
+    fn snapshot(&self, ino: u64) -> Result<Vec<DirEntry>> {
+        let node = self.node(ino)?;
+        let rel = node.rel();
+        let dir = self.dir(&rel)?;
+        let dev = dir.fd.fstat().at(crate::vault::reverse::rel_path(&rel))?.st_dev;
+        let listing = self.vault.list(&dir)?;
+        let parent = self
+            .table()
+            .info(ino)
+            .and_then(|i| i.locs.first().map(|l| l.0))
+            .unwrap_or(ROOT);
+        let mut out = Vec::with_capacity(listing.len() + 2);
+        out.push(DirEntry {
+            ino,
+            kind: FileType::Directory,
+            name: b".".to_vec(),
+        });
+        out.push(DirEntry {
+            ino: parent,
+            kind: FileType::Directory,
+            name: b"..".to_vec(),
+        });
+        let mut table = self.table();
+        for e in listing {
+            let kind = kind_of_dtype(e.d_type).unwrap_or(FileType::RegularFile);
+            let id = match &e.target {
+                Target::Plain(_) => (dev, e.ino),
+                other => {
+                    // SAFETY: an all-zero stat is a valid value; only the target matters here.
+                    let st: libc::stat = unsafe { std::mem::zeroed() };
+                    identity(&rel, other, &st)
+                }
+            };
+            out.push(DirEntry {
+                ino: table.number_for(id),
+                kind,
+                name: e.name,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) fn do_opendir(&self, ino: u64) -> Result<u64> {
+        self.node(ino)?;
+        if !self.is_dir(ino) {
+            return Err(VaultError::errno_at(format!("inode {ino}"), libc::ENOTDIR));
+        }
+        let entries = self.snapshot(ino)?;
+        Ok(self.dirs.insert(DirHandle {
+            ino,
+            state: Mutex::new(DirState {
+                entries: Arc::new(entries),
+                served: false,
+            }),
+        }))
+    }
+
+    /// The snapshot of handle `fh` for a read at `offset` (a read at 0 after others rewinds).
+    pub(super) fn do_readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
+        let h = self
+            .dirs
+            .get(fh)
+            .ok_or_else(|| VaultError::errno_at(format!("inode {ino} handle {fh}"), libc::EBADF))?;
+        let mut state = h.state.lock().unwrap_or_else(|p| p.into_inner());
+        if offset == 0 && state.served {
+            state.entries = Arc::new(self.snapshot(h.ino)?);
+        }
+        state.served = true;
+        Ok(state.entries.clone())
+    }
+
+    pub(super) fn do_releasedir(&self, fh: u64) {
+        self.dirs.remove(fh);
+    }
+
+    pub(super) fn do_statfs(&self) -> Result<StatFs> {
+        self.activity.touch();
+        let v = self.vault.root_fd().statvfs().at(self.vault.plaindir())?;
+        Ok(StatFs {
+            blocks: v.f_blocks,
+            bfree: v.f_bfree,
+            bavail: v.f_bavail,
+            files: v.f_files,
+            ffree: v.f_ffree,
+            bsize: v.f_bsize as u32,
+            namelen: crate::format::names::NAME_MAX as u32,
+            frsize: v.f_frsize as u32,
+        })
+    }
+
+    pub(super) fn do_access(&self, ino: u64, mask: i32) -> Result<()> {
+        self.node(ino)?;
+        if mask & libc::W_OK != 0 {
+            return Err(VaultError::ReadOnly);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,292 @@
+//! Mount behaviour: one mount per CIPHERDIR, mountpoint checks, mount flags and fsname,
+//! read-only mounts, idle unmount through `mount()`, ownership with allow_other, and the
+//! watchdog that frees a hung daemon.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use coffer::fs::{MountError, MountOptions};
+use common::{fuse_available, init_vault, spawn_mount, TestMount};
+
+/// The /proc/mounts line of `mnt`, if mounted.
+fn mount_line(mnt: &Path) -> Option<String> {
+    let mounts = fs::read_to_string("/proc/mounts").unwrap();
+    let want = mnt.to_str().unwrap();
+    mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(want))
+        .map(str::to_string)
+}
+
+#[test]
+fn second_mount_and_nonempty_mountpoint_are_refused() {
+    let Some(m) = TestMount::new() else { return };
+    let other = tempfile::tempdir().unwrap();
+    let e = spawn_mount(&m.cipher, other.path(), &MountOptions::default()).unwrap_err();
+    assert!(matches!(e, MountError::AlreadyMounted { .. }), "{e}");
+    assert!(e.to_string().contains("already mounted"), "{e}");
+    assert!(mount_line(&other.path().canonicalize().unwrap()).is_none());
+
+    let cipher2 = tempfile::tempdir().unwrap();
+    init_vault(cipher2.path());
+    fs::write(other.path().join("occupied"), b"x").unwrap();
+    let e = spawn_mount(cipher2.path(), other.path(), &MountOptions::default()).unwrap_err();
+    assert!(
+        matches!(e, MountError::Mountpoint { .. }) && e.to_string().contains("not empty"),
+        "{e}"
+    );
+    let opts = MountOptions {
+        nonempty: true,
+        ..Default::default()
+    };
+    let h = spawn_mount(cipher2.path(), other.path(), &opts).unwrap();
+    assert!(
+        !h.mountpoint().join("occupied").exists(),
+        "the mount covers the old contents"
+    );
+    drop(h);
+    assert!(other.path().join("occupied").exists(), "unmounted on drop");
+    let e = spawn_mount(cipher2.path(), &other.path().join("missing"), &MountOptions::default()).unwrap_err();
+    assert!(matches!(e, MountError::Mountpoint { .. }), "{e}");
+}
+
+#[test]
+fn flags_fsname_and_unmount_on_drop() {
+    let Some(mut m) = TestMount::new() else { return };
+    let line = mount_line(&m.mnt).expect("mounted");
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields[0], m.cipher.to_str().unwrap(), "fsname is CIPHERDIR: {line}");
+    let opts: Vec<&str> = fields[3].split(',').collect();
+    for want in ["nosuid", "nodev", "default_permissions"] {
+        assert!(opts.contains(&want), "{want} missing: {line}");
+    }
+    assert!(!opts.contains(&"allow_other"), "owner-only by default: {line}");
+    let mnt = m.mnt.clone();
+    m.unmount();
+    assert!(mount_line(&mnt).is_none(), "unmounted");
+}
+
+#[test]
+fn read_only_mount() {
+    let Some(mut m) = TestMount::new() else { return };
+    fs::write(m.path("f"), b"kept").unwrap();
+    m.unmount();
+    let opts = MountOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let h = spawn_mount(&m.cipher, &m.mnt, &opts).unwrap();
+    let p = h.mountpoint().to_path_buf();
+    assert_eq!(fs::read(p.join("f")).unwrap(), b"kept");
+    for r in [
+        fs::write(p.join("f"), b"x").map(drop),
+        fs::write(p.join("new"), b"x").map(drop),
+        fs::create_dir(p.join("d")),
+        fs::remove_file(p.join("f")),
+        fs::set_permissions(p.join("f"), fs::Permissions::from_mode(0o600)),
+    ] {
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EROFS));
+    }
+    assert!(mount_line(&p)
+        .unwrap()
+        .split(' ')
+        .nth(3)
+        .unwrap()
+        .split(',')
+        .any(|o| o == "ro"));
+}
+
+#[test]
+fn mount_serves_until_idle() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (cipher, mnt) = (tmp.path().join("c"), tmp.path().join("m"));
+    fs::create_dir(&cipher).unwrap();
+    fs::create_dir(&mnt).unwrap();
+    init_vault(&cipher);
+    let vault = coffer::vault::Vault::unlock(&cipher, None, common::PASSWORD, false).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opts = MountOptions {
+        idle: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    let mnt2 = mnt.clone();
+    let server =
+        std::thread::spawn(move || coffer::fs::mount(vault, &mnt2, &opts, Box::new(move || tx.send(()).unwrap())));
+    rx.recv_timeout(Duration::from_secs(20)).expect("on_ready ran");
+    let canon = mnt.canonicalize().unwrap();
+    assert!(mount_line(&canon).is_some(), "mounted once on_ready runs");
+    {
+        // An open file keeps an idle mount alive.
+        let mut f = fs::File::create(mnt.join("f")).unwrap();
+        std::thread::sleep(Duration::from_millis(2500));
+        std::io::Write::write_all(&mut f, b"still here").unwrap();
+    }
+    let start = Instant::now();
+    while !server.is_finished() {
+        assert!(start.elapsed() < Duration::from_secs(20), "idle mount did not unmount");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.join().unwrap().unwrap();
+    assert!(mount_line(&canon).is_none());
+    let h = spawn_mount(&cipher, &mnt, &MountOptions::default()).unwrap();
+    assert_eq!(fs::read(h.mountpoint().join("f")).unwrap(), b"still here");
+}
+
+/// Runs `sh -c script` in `dir` as uid/gid 65534 (nobody).
+fn as_nobody(dir: &Path, script: &str) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir("/")
+        .env("D", dir)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn allow_other_and_ownership() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("allow_other_and_ownership needs root (it serves another uid); not run");
+        return;
+    }
+    let opts = MountOptions {
+        allow_other: true,
+        ..Default::default()
+    };
+    let Some(m) = TestMount::with(opts, common::WATCHDOG) else {
+        return;
+    };
+    // Other users need to reach the mountpoint through the temp dir.
+    for p in [m.mnt.parent().unwrap()] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::set_permissions(&m.mnt, fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::create_dir(m.path("private")).unwrap();
+    fs::set_permissions(m.path("private"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::create_dir(m.path("sgid")).unwrap();
+    std::os::unix::fs::chown(m.path("sgid"), Some(0), Some(4242)).unwrap();
+    fs::set_permissions(m.path("sgid"), fs::Permissions::from_mode(0o2777)).unwrap();
+    let out = as_nobody(
+        &m.mnt,
+        "umask 022; cd \"$D\" && echo hi > file && mkdir dir && ln -s file sl && mkfifo fifo && echo x > sgid/f && mkdir sgid/d",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in ["file", "dir", "sl", "fifo"] {
+        let md = fs::symlink_metadata(m.path(name)).unwrap();
+        assert_eq!((md.uid(), md.gid()), (65534, 65534), "{name} belongs to its creator");
+    }
+    assert_eq!(
+        fs::metadata(m.path("file")).unwrap().mode() & 0o777,
+        0o644,
+        "umask honoured"
+    );
+    let f = fs::metadata(m.path("sgid/f")).unwrap();
+    assert_eq!((f.uid(), f.gid()), (65534, 4242), "setgid directory gives its group");
+    let d = fs::metadata(m.path("sgid/d")).unwrap();
+    assert_eq!(d.gid(), 4242);
+    assert!(d.mode() & libc::S_ISGID != 0, "subdirectory of a setgid dir is setgid");
+    // EACCES where due.
+    let out = as_nobody(&m.mnt, "ls \"$D/private\"");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    let out = as_nobody(&m.mnt, "echo no > \"$D/private/x\"");
+    assert!(!out.status.success());
+    // The backing objects carry the same owners (what a remount shows).
+    let st = fs::metadata(m.path("file")).unwrap();
+    assert_eq!(st.uid(), 65534);
+}
+
+#[test]
+fn without_allow_other_other_users_are_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("needs root to run a command as another uid; not run");
+        return;
+    }
+    let Some(m) = TestMount::new() else { return };
+    fs::set_permissions(m.mnt.parent().unwrap(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(m.path("f"), b"x").unwrap();
+    fs::set_permissions(m.path("f"), fs::Permissions::from_mode(0o644)).unwrap();
+    let out = as_nobody(&m.mnt, "cat \"$D/f\"");
+    assert!(!out.status.success(), "another user read an owner-only mount");
+}
+
+/// A file system whose lookups hang until released: a stand-in for a deadlocked daemon.
+struct Hung;
+
+static RELEASE: AtomicBool = AtomicBool::new(false);
+
+impl fuser::Filesystem for Hung {
+    fn getattr(
+        &self,
+        _r: &fuser::Request,
+        ino: fuser::INodeNo,
+        _fh: Option<fuser::FileHandle>,
+        reply: fuser::ReplyAttr,
+    ) {
+        let attr = fuser::FileAttr {
+            ino,
+            size: 0,
+            blocks: 0,
+            atime: UNIX_EPOCH,
+            mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            crtime: UNIX_EPOCH,
+            kind: fuser::FileType::Directory,
+            perm: 0o755,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        };
+        reply.attr(&Duration::from_secs(1), &attr);
+    }
+
+    fn lookup(&self, _r: &fuser::Request, _p: fuser::INodeNo, _n: &OsStr, reply: fuser::ReplyEntry) {
+        while !RELEASE.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reply.error(fuser::Errno::ENOENT);
+    }
+}
+
+#[test]
+fn watchdog_frees_a_hung_daemon() {
+    if !fuse_available() {
+        return;
+    }
+    let mnt = tempfile::tempdir().unwrap();
+    let mp = mnt.path().canonicalize().unwrap();
+    let session = fuser::spawn_mount(Hung, &mp, &fuser::Config::default()).unwrap();
+    let conn = coffer::fs::connection_of(&mp).unwrap();
+    let dog = common::Watchdog::start(mp.clone(), Some(conn), Duration::from_secs(2));
+    let start = Instant::now();
+    let r = fs::metadata(mp.join("anything"));
+    let took = start.elapsed();
+    let e = r.unwrap_err();
+    // An aborted request fails with ECONNABORTED, later ones with ENOTCONN.
+    assert!(
+        matches!(e.raw_os_error(), Some(libc::ECONNABORTED) | Some(libc::ENOTCONN)),
+        "{e}"
+    );
+    assert!(took < Duration::from_secs(20), "the watchdog took {took:?}");
+    RELEASE.store(true, Ordering::SeqCst);
+    dog.stop();
+    let _ = session.join();
+    assert!(mount_line(&mp).is_none(), "detached");
+}
