@@ -116,3 +116,48 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// FUSE tests fail loudly without /dev/fuse, unless COFFER_SKIP_FUSE=1 (then they return false).
+pub fn fuse_available() -> bool {
+    if Path::new("/dev/fuse").exists() {
+        return true;
+    }
+    if std::env::var_os("COFFER_SKIP_FUSE").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED: /dev/fuse is missing and COFFER_SKIP_FUSE=1");
+        return false;
+    }
+    panic!("FUSE is unavailable (/dev/fuse is missing): these tests need it; set COFFER_SKIP_FUSE=1 to skip them");
+}
+
+/// Whether `mp` is a mountpoint right now.
+pub fn is_mounted(mp: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let want = mp.to_str().unwrap();
+    mounts.lines().any(|l| l.split(' ').nth(1) == Some(want))
+}
+
+/// Unmounts on drop (so a failing test never leaves a mount behind).
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = coffer(&["unmount".as_ref(), self.0.as_os_str()], None);
+        }
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// Waits up to `secs` for `cond`.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cond()
+}
