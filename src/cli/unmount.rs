@@ -60,9 +60,7 @@ fn mount_source(mp: &Path) -> Option<String> {
 fn wait_for_daemon_exit(cipherdir: &[u8], mp: &Path) {
     let is_ours = |cmdline: &[u8]| {
         let args: Vec<&[u8]> = cmdline.split(|&c| c == 0).collect();
-        args.contains(&&b"--daemon-child"[..])
-            && args.contains(&cipherdir)
-            && args.contains(&mp.as_os_str().as_bytes())
+        args.contains(&&b"--daemon-child"[..]) && args.contains(&cipherdir) && args.contains(&mp.as_os_str().as_bytes())
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
