@@ -36,6 +36,17 @@ fn background_mount_is_ready_on_return_and_unmounts() {
     std::fs::write(mp.join("hello.txt"), b"through the mount\n").unwrap();
     std::fs::create_dir(mp.join("sub")).unwrap();
     assert_eq!(std::fs::read(mp.join("hello.txt")).unwrap(), b"through the mount\n");
+    // The same vault twice on one machine is refused.
+    let mp2 = mp.with_file_name("mp2");
+    std::fs::create_dir(&mp2).unwrap();
+    let _guard2 = Unmount(mp2.clone());
+    let out = coffer(&["mount", "--passfile", s(&pf), s(&v), s(&mp2)], None);
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is already mounted on this machine"),
+        "{}",
+        out.stderr
+    );
     let out = coffer(&["unmount", s(&mp)], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!is_mounted(&mp));
