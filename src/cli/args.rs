@@ -85,6 +85,17 @@ pub enum Command {
         "the vault is mounted."
     ))]
     Fsck(FsckArgs),
+    /// Mount a read-only encrypted view of a plain directory (reverse mode, for backups).
+    #[command(after_help = concat!(
+        "Example:\n  coffer init --reverse ~/Documents\n",
+        "  coffer reverse ~/Documents /mnt/docs-encrypted\n",
+        "  rsync -a /mnt/docs-encrypted/ backup:docs-vault/\n",
+        "  coffer mount backup-copy ~/restore     # the copy is an ordinary vault\n\n",
+        "The view is deterministic: unchanged files give the same ciphertext on every mount, so\n",
+        "incremental backups only upload what changed. A file that changes while it is read gives\n",
+        "EIO for that read. xattrs are not shown."
+    ))]
+    Reverse(ReverseArgs),
     /// Print the backing (encrypted) path of a plaintext path (support tool).
     #[command(
         name = "encrypt-name",
@@ -140,6 +151,40 @@ pub struct InitArgs {
     /// falls to password guessing quickly; never use it for real data.
     #[arg(long)]
     pub insecure_fast_kdf: bool,
+    /// Reverse mode: CIPHERDIR is the plain directory to show encrypted (`coffer reverse`); the
+    /// config goes to CIPHERDIR/.coffer.reverse.conf (or --config) and nothing else is written.
+    #[arg(long)]
+    pub reverse: bool,
+}
+
+/// `reverse`.
+#[derive(Debug, Args)]
+pub struct ReverseArgs {
+    /// The plain directory to show encrypted.
+    pub plaindir: PathBuf,
+    /// Where the encrypted view appears (an existing, empty directory).
+    pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    /// Hide paths matching PATTERN (repeatable): `*`, `?`, `**`; without `/` it matches a name
+    /// at any depth, with `/` the path from PLAINDIR.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<OsString>,
+    /// Stay in the foreground (logs go to stderr).
+    #[arg(short, long)]
+    pub fg: bool,
+    /// Let other users see the mount (needs root or user_allow_other in /etc/fuse.conf).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h).
+    #[arg(long, value_name = "DURATION", value_parser = crate::cli::duration::parse)]
+    pub idle: Option<std::time::Duration>,
+    /// Write the log to FILE (default: syslog in the background, stderr with --fg).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Internal: set by `coffer reverse` on the background process it starts.
+    #[arg(long, hide = true)]
+    pub daemon_child: bool,
 }
 
 /// `--name-encoding` values.

@@ -51,15 +51,20 @@ pub fn start(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, verbose: u8)
         cmd.arg("--log").arg(super::mount::absolute(log)?);
     }
     cmd.arg("--").arg(cipherdir).arg(mountpoint);
+    launch(cmd, &secret)
+}
+
+/// Starts `cmd` (a `--fg --daemon-child` re-execution of coffer), hands it `secret` on stdin
+/// and waits for its readiness line (shared by `mount` and `reverse`).
+pub fn launch(mut cmd: Command, secret: &[u8]) -> CliResult {
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = cmd
         .spawn()
         .map_err(|e| CliError::new(code::OTHER, format!("cannot start the mount process: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A failed write shows up as the child's own error on the readiness pipe.
-        let _ = stdin.write_all(&secret).and_then(|()| stdin.write_all(b"\n"));
+        let _ = stdin.write_all(secret).and_then(|()| stdin.write_all(b"\n"));
     }
-    drop(secret);
     let Some(stdout) = child.stdout.take() else {
         return Err(CliError::new(code::OTHER, "no readiness pipe to the mount process"));
     };

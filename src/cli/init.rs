@@ -12,6 +12,9 @@ use super::password::{read_secret, Ask};
 
 /// Runs `init`.
 pub fn run(args: &InitArgs) -> CliResult {
+    if args.reverse {
+        return super::reverse::init(args);
+    }
     let dir = &args.cipherdir;
     check_target(dir, args.config.as_deref())?;
     let params = VaultParams {

@@ -19,6 +19,7 @@ mod open;
 mod passwd;
 mod password;
 mod progress;
+mod reverse;
 mod unmount;
 
 use std::ffi::OsString;
@@ -53,7 +54,7 @@ pub fn run() -> i32 {
 }
 
 fn dispatch(cli: &Cli) -> CliResult {
-    if !matches!(cli.command, Command::Mount(_)) {
+    if !matches!(cli.command, Command::Mount(_) | Command::Reverse(_)) {
         logging::init(cli.verbose, logging::Target::Stderr)?;
     }
     match &cli.command {
@@ -64,6 +65,7 @@ fn dispatch(cli: &Cli) -> CliResult {
         Command::Info(a) => info::run(a),
         Command::Cat(a) => cat::run(a),
         Command::Export(a) => export::run(a),
+        Command::Reverse(a) => reverse::run(a, cli.verbose),
         Command::Fsck(a) => fsck::run(a),
         Command::EncryptName(a) => names::encrypt(a),
         Command::DecryptName(a) => names::decrypt(a),

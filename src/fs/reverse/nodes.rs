@@ -24,6 +24,9 @@ const KIND_VIRTUAL: u64 = 1;
 /// Identity kind: a hard-linked regular file (one identity per path).
 const KIND_LINKED: u64 = 2;
 
+/// Open plain directories by relative path, with when they were opened.
+type DirCache = HashMap<Vec<u8>, (Instant, Arc<RDir>)>;
+
 /// One inode the kernel holds.
 #[derive(Debug)]
 pub struct Node {
@@ -60,7 +63,7 @@ pub struct ReverseFs {
     pub(super) vault: ReverseVault,
     inodes: Mutex<Inodes>,
     nodes: Mutex<HashMap<u64, Arc<Node>>>,
-    dirs_open: Mutex<HashMap<Vec<u8>, (Instant, Arc<RDir>)>>,
+    dirs_open: Mutex<DirCache>,
     pub(super) files: Handles<OpenFile>,
     pub(super) dirs: Handles<DirHandle>,
     pub(super) activity: Arc<Activity>,

@@ -57,6 +57,8 @@ pub struct CipherEntry {
     pub target: Target,
     /// `d_type` (DT_REG for virtual files).
     pub d_type: u8,
+    /// The plain inode number (0 for virtual files).
+    pub ino: u64,
 }
 
 fn enoent(rel: &[u8]) -> VaultError {
@@ -147,6 +149,7 @@ impl ReverseVault {
                             name: backing_name::link_sidecar_name(&String::from_utf8_lossy(&cname.entry)).into_bytes(),
                             target: Target::LinkSidecar(e.name.clone()),
                             d_type: libc::DT_REG,
+                            ino: 0,
                         });
                     }
                 }
@@ -156,6 +159,7 @@ impl ReverseVault {
                     name: long.sidecar.clone(),
                     target: Target::NameSidecar(e.name.clone()),
                     d_type: libc::DT_REG,
+                    ino: 0,
                 });
                 longs.insert(stem_of(&long.sidecar), e.name.clone());
             }
@@ -163,18 +167,21 @@ impl ReverseVault {
                 name: cname.entry,
                 target: Target::Plain(e.name),
                 d_type,
+                ino: e.ino,
             });
         }
         out.push(CipherEntry {
             name: DIRIV_NAME.as_bytes().to_vec(),
             target: Target::Diriv,
             d_type: libc::DT_REG,
+            ino: 0,
         });
         if dir.rel.is_empty() {
             out.push(CipherEntry {
                 name: CONFIG_NAME.as_bytes().to_vec(),
                 target: Target::Config,
                 d_type: libc::DT_REG,
+                ino: 0,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -245,17 +252,18 @@ impl ReverseVault {
             }
             _ => return Err(enoent(&dir.rel)),
         };
-        let d_type = match &target {
+        let (d_type, ino) = match &target {
             Target::Plain(p) => {
                 let st = dir.fd.stat(p).at(rel_path(&join_rel(&dir.rel, p)))?;
-                fmt_to_dtype(st.st_mode)
+                (fmt_to_dtype(st.st_mode), st.st_ino)
             }
-            _ => libc::DT_REG,
+            _ => (libc::DT_REG, 0),
         };
         Ok(CipherEntry {
             name: cipher.to_vec(),
             target,
             d_type,
+            ino,
         })
     }
 
@@ -274,8 +282,10 @@ impl ReverseVault {
     }
 
     /// The cipher-side `stat` of `target` in `dir`: a plain object's lstat with the size it has
-    /// in the vault (regular files: their cipher size, nlink 1; symlinks: the length of the
-    /// backing target); virtual files are read-only regular files owned like `dir`.
+    /// in the vault (regular files: their cipher size; symlinks: the length of the backing
+    /// target); virtual files are read-only regular files owned like `dir`. st_nlink is the
+    /// plain one: hard links have different ciphertexts (the file ID comes from the path), so a
+    /// view should show each as its own file with one link.
     pub fn stat(&self, dir: &RDir, target: &Target) -> Result<libc::stat> {
         match target {
             Target::Plain(p) => {
@@ -285,7 +295,6 @@ impl ReverseVault {
                     libc::S_IFREG => {
                         let size = offsets::cipher_size(st.st_size as u64);
                         set_size(&mut st, size);
-                        st.st_nlink = 1;
                     }
                     libc::S_IFLNK => {
                         let link = self.cipher_link(dir, p)?;

@@ -1,0 +1,218 @@
+//! `coffer init --reverse` and `coffer reverse`: a read-only encrypted view of a plain
+//! directory, served in the foreground (`--fg`) or by a background process (see `daemon`).
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use coffer::format::config::{VaultParams, FLAG_REVERSE};
+use coffer::format::recovery;
+use coffer::fs::{self, MountError, MountOptions};
+use coffer::vault::reverse::{self, default_config_path, read_reverse_config, Excludes, ReverseVault};
+use coffer::vault::{unlock, KdfCost};
+
+use super::args::{InitArgs, ReverseArgs};
+use super::daemon;
+use super::error::{code, CliError, CliResult};
+use super::logging::{self, Target};
+use super::mount::{absolute, check_mountpoint};
+use super::password::{read_secret, Ask};
+
+/// `coffer init --reverse PLAINDIR`: writes the reverse config (PLAINDIR is left as it is).
+pub fn init(args: &InitArgs) -> CliResult {
+    let dir = &args.cipherdir;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(CliError::new(
+                code::TARGET,
+                format!("{}: not a directory", dir.display()),
+            ))
+        }
+        Err(e) => return Err(CliError::io(dir, &e)),
+    }
+    let cfg_path = args.config.clone().unwrap_or_else(|| default_config_path(dir));
+    if cfg_path.symlink_metadata().is_ok() {
+        return Err(CliError::new(
+            code::TARGET,
+            format!("{}: config file already exists", cfg_path.display()),
+        )
+        .hint("this directory already has a reverse config; mount it with `coffer reverse`"));
+    }
+    let params = VaultParams {
+        feature_flags: vec![FLAG_REVERSE.into()],
+        long_name_limit: args.long_name_limit,
+        name_encoding: args.name_encoding.into(),
+    };
+    params
+        .validate()
+        .map_err(|e| CliError::new(code::USAGE, format!("--long-name-limit: {e}")))?;
+    let password = read_secret(&args.secret, Ask::NewPassword)?;
+    let cost = if args.insecure_fast_kdf {
+        eprintln!(
+            "coffer: warning: --insecure-fast-kdf: this config's password is cheap to guess; use it for tests only"
+        );
+        KdfCost::INSECURE_TEST
+    } else {
+        KdfCost::default()
+    };
+    let master = reverse::init(dir, args.config.as_deref(), &password, &params, cost)?;
+    if !args.quiet {
+        let key = recovery::encode(master.expose(), &params);
+        println!(
+            "Created a reverse-mode config for {} in {}.",
+            dir.display(),
+            cfg_path.display()
+        );
+        println!();
+        println!("Recovery key (shown only now):");
+        println!();
+        println!("    {}", key.as_str());
+        println!();
+        println!("Write it down and keep it offline: it opens every encrypted copy of this folder.");
+        println!();
+        println!(
+            "Show the encrypted view with: coffer reverse {} MOUNTPOINT",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `reverse`.
+pub fn run(args: &ReverseArgs, verbose: u8) -> CliResult {
+    if args.daemon_child {
+        return run_child(args, verbose);
+    }
+    let mountpoint = check_mountpoint(&args.mountpoint, false)?;
+    let plaindir = absolute(&args.plaindir)?;
+    excludes(args)?;
+    if args.fg {
+        let target = args.log.as_deref().map_or(Target::Stderr, Target::File);
+        logging::init(verbose, target)?;
+        return serve(
+            args,
+            &plaindir,
+            &mountpoint,
+            Box::new(|| log::info!("reverse mount ready")),
+        );
+    }
+    start(args, &plaindir, &mountpoint, verbose)
+}
+
+fn excludes(args: &ReverseArgs) -> CliResult<Excludes> {
+    let pats: Vec<&[u8]> = args.exclude.iter().map(|p| p.as_bytes()).collect();
+    Excludes::new(&pats).map_err(|e| CliError::new(code::USAGE, format!("--exclude: {e}")))
+}
+
+fn config_path(args: &ReverseArgs, plaindir: &Path) -> PathBuf {
+    args.open
+        .config
+        .clone()
+        .unwrap_or_else(|| default_config_path(plaindir))
+}
+
+/// Starts the background process (`reverse --fg --daemon-child ...`) and waits until ready.
+fn start(args: &ReverseArgs, plaindir: &Path, mountpoint: &Path, verbose: u8) -> CliResult {
+    // "Not a reverse config" comes before any prompt.
+    read_reverse_config(&config_path(args, plaindir))?;
+    let ask = if args.open.masterkey {
+        Ask::RecoveryKey
+    } else {
+        Ask::Password
+    };
+    let secret = read_secret(&args.open.secret, ask)?;
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::new(code::OTHER, format!("cannot find the coffer executable: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("reverse").arg("--fg").arg("--daemon-child");
+    for _ in 0..verbose {
+        cmd.arg("-v");
+    }
+    if args.allow_other {
+        cmd.arg("--allow-other");
+    }
+    if args.open.masterkey {
+        cmd.arg("--masterkey");
+    }
+    if let Some(idle) = args.idle {
+        cmd.arg("--idle").arg(idle.as_secs().to_string());
+    }
+    cmd.arg("--config").arg(absolute(&config_path(args, plaindir))?);
+    if let Some(log) = &args.log {
+        cmd.arg("--log").arg(absolute(log)?);
+    }
+    for p in &args.exclude {
+        cmd.arg("--exclude").arg(p);
+    }
+    cmd.arg("--").arg(plaindir).arg(mountpoint);
+    daemon::launch(cmd, &secret)
+}
+
+/// The background process: reports "ready" or the failure on the readiness pipe.
+fn run_child(args: &ReverseArgs, verbose: u8) -> CliResult {
+    // SAFETY: setsid has no preconditions; failure (already a leader) is harmless.
+    unsafe { libc::setsid() };
+    let _ = std::env::set_current_dir("/");
+    let target = args.log.as_deref().map_or(Target::Syslog, Target::File);
+    let result = logging::init(verbose, target).and_then(|()| {
+        serve(
+            args,
+            &args.plaindir,
+            &args.mountpoint,
+            Box::new(|| {
+                log::info!("reverse mount ready");
+                daemon::report_ready();
+            }),
+        )
+    });
+    if let Err(e) = &result {
+        log::error!("{}", e.message);
+        daemon::report_failure(e);
+    }
+    result
+}
+
+/// Unlocks the reverse config (password or recovery key) and opens the view.
+fn open(args: &ReverseArgs, plaindir: &Path) -> CliResult<ReverseVault> {
+    let path = config_path(args, plaindir);
+    let (cfg, bytes) = read_reverse_config(&path)?;
+    let master = if args.open.masterkey {
+        let text = read_secret(&args.open.secret, Ask::RecoveryKey)?;
+        let text = std::str::from_utf8(&text)
+            .map_err(|_| CliError::new(code::WRONG_PASSWORD, "wrong recovery key: it is not text"))?;
+        unlock::unlock_with_recovery_key(text, Some(&cfg))?.0
+    } else {
+        let password = read_secret(&args.open.secret, Ask::Password)?;
+        unlock::unlock_with_password(&cfg, &password)?
+    };
+    Ok(ReverseVault::open(
+        plaindir,
+        &master,
+        &cfg,
+        bytes,
+        &path,
+        excludes(args)?,
+    )?)
+}
+
+/// Unlocks and serves until unmounted.
+fn serve(args: &ReverseArgs, plaindir: &Path, mountpoint: &Path, on_ready: Box<dyn FnOnce() + Send>) -> CliResult {
+    let vault = open(args, plaindir)?;
+    let opts = MountOptions {
+        read_only: true,
+        allow_other: args.allow_other,
+        fsname: plaindir.display().to_string(),
+        idle: args.idle,
+        ..MountOptions::default()
+    };
+    log::info!("reverse-mounting {} at {}", plaindir.display(), mountpoint.display());
+    fs::reverse::mount(vault, mountpoint, &opts, on_ready).map_err(|e| match e {
+        MountError::Mountpoint { path, why } => CliError::new(code::TARGET, format!("{path}: {why}")),
+        other => CliError::new(code::OTHER, other.to_string()),
+    })?;
+    log::info!("unmounted {}", mountpoint.display());
+    let _ = std::io::stderr().flush();
+    Ok(())
+}
