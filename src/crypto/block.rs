@@ -1,14 +1,16 @@
-//! AES-256-EAX seal/open with a detached 16-byte nonce and tag (crate `eax`).
+//! AES-256-EAX seal/open with a detached 16-byte nonce and tag, one message or a batch.
 //!
-//! Used for content blocks, symlink targets, xattr values and the master-key wrap.
+//! Used for content blocks, symlink targets, xattr values and the master-key wrap. The EAX
+//! composition is `eax_fast` (bit-identical to the `eax` crate, see tests/eax_diff.rs); large
+//! batches are split over two threads.
 
 use std::fmt;
+use std::sync::Mutex;
 
+use aes::cipher::KeyInit;
 use aes::Aes256;
-use eax::aead::{AeadInOut, KeyInit};
-use eax::Eax;
-use zeroize::Zeroizing;
 
+use super::eax_fast::{EaxFast, OpenJob, SealJob};
 use super::CryptoError;
 
 /// EAX nonce length (bytes).
@@ -16,12 +18,14 @@ pub const NONCE_LEN: usize = 16;
 /// EAX tag length (bytes).
 pub const TAG_LEN: usize = 16;
 
-type Aes256Eax = Eax<Aes256>;
+/// Batches of at least this many messages are split over two threads (measured in
+/// benches/eax_fast.rs: below this, spawning costs more than it saves).
+const PARALLEL_MIN: usize = 32;
 
-/// An AES-256-EAX key ready to seal and open.
+/// An AES-256-EAX key ready to seal and open (expanded once; wiped on drop).
 #[derive(Clone)]
 pub struct BlockCipher {
-    key: Zeroizing<[u8; 32]>,
+    eax: EaxFast<Aes256>,
 }
 
 impl fmt::Debug for BlockCipher {
@@ -34,24 +38,16 @@ impl BlockCipher {
     /// A cipher for the given 32-byte key.
     pub fn new(key: &[u8; 32]) -> Self {
         BlockCipher {
-            key: Zeroizing::new(*key),
+            eax: EaxFast::new(Aes256::new(key.into())),
         }
-    }
-
-    fn eax(&self) -> Aes256Eax {
-        Aes256Eax::new((&*self.key).into())
     }
 
     /// Encrypts `buf` in place and returns the tag.
     pub fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
-        match self.eax().encrypt_inout_detached(nonce.into(), aad, buf.into()) {
-            Ok(tag) => tag.into(),
-            // eax only refuses inputs longer than 2^36 bytes; coffer never passes those.
-            Err(_) => unreachable!("EAX input within limits"),
-        }
+        self.eax.seal(nonce, aad, buf)
     }
 
-    /// Verifies `tag` and decrypts `buf` in place. On failure `buf` is left scrambled.
+    /// Verifies `tag` and decrypts `buf` in place. On failure `buf` keeps the ciphertext.
     pub fn open(
         &self,
         nonce: &[u8; NONCE_LEN],
@@ -59,9 +55,26 @@ impl BlockCipher {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), CryptoError> {
-        self.eax()
-            .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
-            .map_err(|_| CryptoError::Auth)
+        self.eax.open(nonce, aad, buf, tag)
+    }
+
+    /// Seals every job in place (each exactly as `seal` would), on two threads for large batches.
+    pub fn seal_many(&self, jobs: &mut [SealJob<'_>]) {
+        if jobs.len() < PARALLEL_MIN {
+            return self.eax.seal_many(jobs);
+        }
+        on_two_threads(jobs, |half| self.eax.seal_many(half));
+    }
+
+    /// Opens every job in place (each exactly as `open` would), on two threads for large
+    /// batches. One result per job, in order; a failed job keeps its ciphertext.
+    pub fn open_many(&self, jobs: &mut [OpenJob<'_>]) -> Vec<Result<(), CryptoError>> {
+        if jobs.len() < PARALLEL_MIN {
+            return self.eax.open_many(jobs);
+        }
+        let (mut first, second) = on_two_threads(jobs, |half| self.eax.open_many(half));
+        first.extend(second);
+        first
     }
 
     /// Seals `plain` into a new `nonce | ciphertext | tag` vector with a random nonce.
@@ -95,6 +108,28 @@ impl BlockCipher {
         self.open(&nonce_arr, aad, &mut buf, &tag_arr)?;
         Ok(buf)
     }
+}
+
+/// Runs `f` on both halves of `jobs`, the second half on a scoped thread when one can be spawned
+/// (else, or if the thread has not started by then, on this one). Results in order.
+fn on_two_threads<T: Send, R: Send>(jobs: &mut [T], f: impl Fn(&mut [T]) -> R + Sync) -> (R, R) {
+    let (first, second) = jobs.split_at_mut(jobs.len() / 2);
+    let second = Mutex::new(Some(second));
+    let take = || second.lock().ok().and_then(|mut s| s.take());
+    std::thread::scope(|s| {
+        let worker = std::thread::Builder::new().spawn_scoped(s, || take().map(&f));
+        let r1 = f(first);
+        let here = take().map(&f);
+        let there = match worker {
+            Ok(h) => h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => None,
+        };
+        match here.or(there) {
+            Some(r2) => (r1, r2),
+            // Exactly one of the two threads took the second half.
+            None => unreachable!("second half processed"),
+        }
+    })
 }
 
 #[cfg(test)]

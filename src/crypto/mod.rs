@@ -3,6 +3,7 @@
 //! Nothing above this layer names a cipher crate; they call these functions with typed keys.
 
 mod block;
+mod eax_fast;
 mod error;
 mod kdf;
 mod keys;
@@ -11,6 +12,7 @@ mod names;
 mod random;
 
 pub use block::{BlockCipher, NONCE_LEN, TAG_LEN};
+pub use eax_fast::{EaxFast, OpenJob, SealJob};
 pub use error::CryptoError;
 pub use kdf::{derive_kek, KdfParams, KDF_LIMITS};
 pub use keys::{info, Kek, KeySet, MasterKey, SubKey, MASTER_KEY_LEN};
