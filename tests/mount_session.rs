@@ -170,9 +170,7 @@ fn allow_other_and_ownership() {
         return;
     };
     // Other users need to reach the mountpoint through the temp dir.
-    for p in [m.mnt.parent().unwrap()] {
-        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    fs::set_permissions(m.mnt.parent().unwrap(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&m.mnt, fs::Permissions::from_mode(0o1777)).unwrap();
     fs::create_dir(m.path("private")).unwrap();
     fs::set_permissions(m.path("private"), fs::Permissions::from_mode(0o700)).unwrap();
