@@ -98,3 +98,24 @@ fn file_replaced_by_a_sync_client_gets_a_new_inode() {
     open_a.read_to_end(&mut s).unwrap();
     assert_eq!(s, b"version A", "the open handle keeps the file it opened");
 }
+
+#[test]
+fn directory_without_diriv_is_listed_but_not_written() {
+    let Some(m) = TestMount::new() else { return };
+    let vault = coffer::vault::Vault::unlock(&m.cipher, None, common::PASSWORD, false).unwrap();
+    let root = vault.root_dir().unwrap();
+    let entry = vault.cipher_name(&root, b"no-iv").unwrap().entry;
+    // A directory that appeared in CIPHERDIR without its coffer.diriv (e.g. half-synced).
+    fs::create_dir(m.cipher.join(std::ffi::OsStr::from_bytes(&entry))).unwrap();
+    let names: Vec<_> = fs::read_dir(&m.mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec!["no-iv"]);
+    let e = fs::write(m.path("no-iv/f"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert!(
+        !m.cipher
+            .join(std::ffi::OsStr::from_bytes(&entry))
+            .join("coffer.diriv")
+            .exists(),
+        "no diriv manufactured"
+    );
+}

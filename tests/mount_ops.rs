@@ -353,6 +353,18 @@ fn links_symlinks_nodes() {
         cvt(unsafe { libc::mknod(c.as_ptr(), libc::S_IFSOCK | 0o600, 0) })?;
         Ok(fs::symlink_metadata(r.join("sock"))?.mode())
     });
+    same(mr, pr, "char device (nodev: cannot be opened)", |r| {
+        let c = cpath(&r.join("null"));
+        // SAFETY: valid C string.
+        cvt(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) })?;
+        let md = fs::symlink_metadata(r.join("null"))?;
+        Ok((md.mode(), md.rdev()))
+    });
+    assert_eq!(
+        fs::File::open(mr.join("null")).unwrap_err().raw_os_error(),
+        Some(libc::EACCES),
+        "devices are not honoured on a nodev mount"
+    );
     same(mr, pr, "fifo round trip", |r| {
         let p = r.join("fifo");
         let w = std::thread::spawn(move || fs::write(p, b"through a pipe"));
