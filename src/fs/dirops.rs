@@ -8,7 +8,7 @@ use super::attr::{backing_id, kind_of, kind_of_dtype};
 use super::core::{stale, CofferFs};
 use super::handles::{DirEntry, DirHandle, DirState};
 use super::inodes::ROOT;
-use crate::vault::{IoContext, Result, VaultError};
+use crate::vault::{Dir, IoContext, Result, VaultError};
 
 /// An entry reply: attributes and generation.
 pub type EntryOut = (FileAttr, Generation);
@@ -199,6 +199,14 @@ impl CofferFs {
         }
         state.served = true;
         Ok(state.entries.clone())
+    }
+
+    /// One readdirplus entry: its attributes, counted as a lookup (None if it vanished since
+    /// the snapshot). The caller undoes the lookup with `do_forget` if the reply is full.
+    pub(super) fn plus_entry(&self, parent: u64, dir: &Dir, e: &DirEntry) -> Option<EntryOut> {
+        let entry = self.vault.resolve(dir, &e.name).ok()?.entry;
+        let st = dir.fd.stat(&entry).ok()?;
+        Some(self.entry(parent, &e.name, dir, &entry, &st))
     }
 
     pub(super) fn do_releasedir(&self, fh: u64) {

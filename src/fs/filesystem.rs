@@ -8,9 +8,9 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, INodeNo, InitFlags, KernelConfig, LockOwner,
-    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::attrops::SetAttr;
@@ -67,7 +67,10 @@ impl Filesystem for CofferFs {
         let _ = config.set_max_background(64);
         // No writeback cache (the kernel would ignore size and mtime from getattr, hiding a
         // sync client's changes); auto_inval_data drops cached pages when size or mtime change.
-        let wanted = InitFlags::FUSE_AUTO_INVAL_DATA | InitFlags::FUSE_PARALLEL_DIROPS;
+        let wanted = InitFlags::FUSE_AUTO_INVAL_DATA
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO;
         let _ = config.add_capabilities(wanted & config.capabilities());
         Ok(())
     }
@@ -273,6 +276,43 @@ impl Filesystem for CofferFs {
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         for (i, e) in entries.iter().enumerate().skip(start) {
             if reply.add(INodeNo(e.ino), i as u64 + 1, e.kind, OsStr::from_bytes(&e.name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let entries = match self.do_readdir(ino.0, fh.0, offset) {
+            Ok(e) => e,
+            Err(e) => return reply.error(errno("readdirplus", e)),
+        };
+        let (dir, self_attr) = match self
+            .dir(ino.0)
+            .and_then(|d| self.do_getattr(ino.0, None).map(|a| (d, a)))
+        {
+            Ok(x) => x,
+            Err(e) => return reply.error(errno("readdirplus", e)),
+        };
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (i, e) in entries.iter().enumerate().skip(start) {
+            let off = i as u64 + 1;
+            let name = OsStr::from_bytes(&e.name);
+            if e.name == b"." || e.name == b".." {
+                // `.` and `..`: the kernel takes no lookup and ignores the attributes.
+                let mut attr = self_attr;
+                attr.ino = INodeNo(e.ino);
+                if reply.add(INodeNo(e.ino), off, name, &TTL, &attr, Generation(0)) {
+                    break;
+                }
+                continue;
+            }
+            let Some((attr, generation)) = self.plus_entry(ino.0, &dir, e) else {
+                continue;
+            };
+            if reply.add(attr.ino, off, name, &TTL, &attr, generation) {
+                // Not sent: take back the lookup it counted.
+                self.do_forget(attr.ino.0, 1);
                 break;
             }
         }
