@@ -177,3 +177,16 @@ fn sync_client_files_are_hidden_and_not_damage() {
     let report = coffer::vault::fsck::fsck(&v, false, &mut |_| {}).unwrap();
     assert_eq!(report.damage.len(), 1, "{:?}", report.damage);
 }
+
+#[test]
+fn rename_onto_another_hard_link_of_the_same_file_is_a_no_op() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = new_vault(tmp.path(), 60);
+    let long = "a-long-name-so-that-the-sidecar-scheme-is-used-for-this-entry.txt";
+    let entry = write(&v, long.as_bytes(), b"data");
+    let root = v.root_dir().unwrap();
+    v.link(&root, &entry, &root, b"short").unwrap();
+    v.rename(&root, long.as_bytes(), &root, b"short", 0).unwrap();
+    assert_eq!(names(&v, b""), vec![long.to_string(), "short".to_string()]);
+    assert_eq!(read(&v, long.as_bytes()), b"data");
+}

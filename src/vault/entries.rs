@@ -234,6 +234,15 @@ impl Vault {
         } else {
             self.write_sidecar(to_dir, &b)?;
         }
+        if flags & RENAME_EXCHANGE == 0 {
+            // POSIX: renaming one hard link onto another of the same file does nothing (and
+            // must not remove the source's sidecars).
+            if let (Ok(sa), Ok(sb)) = (from_dir.fd.stat(&a.entry), to_dir.fd.stat(&b.entry)) {
+                if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino) {
+                    return Ok(());
+                }
+            }
+        }
         let a_link = link_name(&a.entry);
         let b_link = link_name(&b.entry);
         let a_has_link = from_dir.fd.stat(&a_link).is_ok();
