@@ -73,7 +73,7 @@ fn rsync_copy_opens_forward_and_incremental_rsync_moves_only_changes() {
         if let Some(rest) = line.strip_prefix("*deleting   ") {
             gone.insert(rest.as_bytes().to_vec());
         } else if line.starts_with(">f") {
-            sent.insert(line[12..].as_bytes().to_vec());
+            sent.insert(line.as_bytes()[12..].to_vec());
         }
     }
     assert_eq!(
