@@ -2,7 +2,7 @@
 //! and report each damaged item. Its exit codes follow fsck tradition (issue 5): 0 clean,
 //! 1 damage found, 2 could not run.
 
-use coffer::vault::fsck::{fsck, Damage, FsckReport};
+use coffer::vault::fsck::{fsck_with, Damage, FsckOptions, FsckReport};
 
 use super::args::FsckArgs;
 use super::error::{CliError, CliResult};
@@ -65,8 +65,19 @@ pub fn run(args: &FsckArgs) -> CliResult {
 
 fn check(args: &FsckArgs) -> CliResult<FsckReport> {
     let vault = open_vault(&args.cipherdir, &args.open, !args.repair)?;
+    // --repair holds the mount lock: it refuses a mounted vault, and since no coffer operation
+    // can be running, it removes stray temporaries of any age.
+    let _lock = if args.repair {
+        Some(coffer::fs::lock_vault(vault.cipherdir()).map_err(|e| CliError::new(EXIT_CANNOT_RUN, e.to_string()))?)
+    } else {
+        None
+    };
+    let mut opts = FsckOptions::new(args.repair);
+    if args.repair {
+        opts.min_temp_age = std::time::Duration::ZERO;
+    }
     let progress = Progress::spinner();
-    let report = fsck(&vault, args.repair, &mut |r: &FsckReport| {
+    let report = fsck_with(&vault, opts, &mut |r: &FsckReport| {
         progress.message(format!("{} files, {} directories checked", r.files, r.dirs));
     })?;
     progress.finish();

@@ -30,6 +30,7 @@ use crate::vault::{Vault, VaultError};
 
 pub use self::core::CofferFs;
 pub use session::{abort_connection, connection_of, unmount, MountHandle};
+pub use lock::{acquire as lock_vault, MountLock};
 
 /// How to mount.
 #[derive(Debug, Clone, Default)]

@@ -323,15 +323,58 @@ impl CryptFile {
             }
         }
         drop(scratch);
-        // New blocks first, then reseal the old last block: a crash in between leaves an old
-        // block sealed final = 1 in the middle, which reads accept.
         // Reseal the old last block (padded, final = 0) before the new blocks go past it: a crash
         // in between leaves a file whose last block opens only as non-final — reported by reads
         // and fsck, and recovered by `fsck --repair` — rather than a short old block in the
         // middle that nothing can read.
-        self.reseal_old_last(&id, &sizes, new_size, first)?;
-        self.file.write_all_at(&sealed, first.cipher_off()).at(&self.rel)?;
-        Ok(())
+        let undo = self.begin_growth(&sizes, new_size, first, (first.cipher_off(), sealed.len() as u64))?;
+        let r = self
+            .reseal_old_last(&id, &sizes, new_size, first)
+            .and_then(|()| self.file.write_all_at(&sealed, first.cipher_off()).at(&self.rel));
+        self.finish_growth(r, undo)
+    }
+
+    /// Before a write or truncate that grows the file: reserves the backing ranges it will write
+    /// (`fallocate` with `KEEP_SIZE`, so a full disk fails here, before any byte changes) and
+    /// keeps the old backing length and raw last block so that a write failing part way (ENOSPC
+    /// on a file system without `fallocate`, EIO) can be rolled back. `None` when not growing.
+    fn begin_growth(&self, sizes: &Sizes, new_size: u64, first: BlockNo, range: (u64, u64)) -> Result<Option<Undo>> {
+        if new_size <= sizes.plain {
+            return Ok(None);
+        }
+        let len = self.file.metadata().at(&self.rel)?.len();
+        let old_last = (sizes.plain > 0).then(|| block_of(sizes.plain - 1));
+        let mut ranges = vec![range];
+        if let Some(b) = old_last.filter(|&b| b < first) {
+            ranges.push((b.cipher_off(), CIPHER_BLOCK));
+        }
+        for (off, n) in ranges {
+            if let Err(e) = reserve(&self.file, off, n) {
+                // Give back whatever part of the reservation was made past the end.
+                let _ = self.file.set_len(len);
+                return Err(VaultError::io(&self.rel, e));
+            }
+        }
+        let tail_off = old_last.map_or(len, |b| b.cipher_off()).min(len);
+        let mut tail = vec![0u8; (len - tail_off) as usize];
+        let n = read_full_at(&self.file, &mut tail, tail_off).at(&self.rel)?;
+        tail.truncate(n);
+        Ok(Some(Undo { len, tail_off, tail }))
+    }
+
+    /// After a growing write: on failure, puts back the old length and last block (logging if
+    /// even that fails) and returns the original error.
+    fn finish_growth(&self, r: Result<()>, undo: Option<Undo>) -> Result<()> {
+        let (Err(err), Some(u)) = (&r, undo) else { return r };
+        let back = self
+            .file
+            .set_len(u.len)
+            .and_then(|()| self.file.write_all_at(&u.tail, u.tail_off));
+        match back {
+            Ok(()) => log::warn!("{}: write failed ({err}); file left as it was", self.rel.display()),
+            Err(e) => log::error!("{}: write failed ({err}) and could not be undone: {e}", self.rel.display()),
+        }
+        r
     }
 
     /// When a file grows past its old last block (and that block is not rewritten anyway),
@@ -377,8 +420,11 @@ impl CryptFile {
         let plain = self.block_plain(&id, new_last, &sizes, len)?;
         let mut sealed = Vec::with_capacity(len + 32);
         self.seal_block(&id, new_last, true, &plain, &mut sealed)?;
-        self.reseal_old_last(&id, &sizes, new_size, new_last)?;
-        self.file.write_all_at(&sealed, new_last.cipher_off()).at(&self.rel)
+        let undo = self.begin_growth(&sizes, new_size, new_last, (new_last.cipher_off(), sealed.len() as u64))?;
+        let r = self
+            .reseal_old_last(&id, &sizes, new_size, new_last)
+            .and_then(|()| self.file.write_all_at(&sealed, new_last.cipher_off()).at(&self.rel));
+        self.finish_growth(r, undo)
     }
 
     /// `SEEK_DATA` (`data = true`) or `SEEK_HOLE` from plaintext offset `off`, at block
@@ -501,6 +547,35 @@ impl CryptFile {
             bad.push(block_count(sizes.plain));
         }
         Ok(bad)
+    }
+}
+
+/// What a growing write needs to put a file back as it was.
+struct Undo {
+    /// Backing length before the write.
+    len: u64,
+    /// Backing offset of the old last block (or of the end, for a file without blocks).
+    tail_off: u64,
+    /// The old last block's backing bytes.
+    tail: Vec<u8>,
+}
+
+/// Reserves `len` backing bytes at `off` without changing the file size. File systems without
+/// `fallocate` are fine (the rollback covers them); only a full disk or quota is an error.
+fn reserve(f: &File, off: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(off), libc::off_t::try_from(len)) else {
+        return Ok(());
+    };
+    // SAFETY: valid fd; fallocate has no memory effects.
+    let r = unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, off, len) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Err(e),
+        _ => Ok(()),
     }
 }
 

@@ -79,9 +79,30 @@ impl FsckReport {
     }
 }
 
+/// How fsck runs.
+#[derive(Debug, Clone, Copy)]
+pub struct FsckOptions {
+    /// Fix the safe cases.
+    pub repair: bool,
+    /// `--repair` removes coffer temporaries only when they are at least this old: younger ones
+    /// may belong to an operation still running. Zero when the caller holds the mount lock.
+    pub min_temp_age: std::time::Duration,
+}
+
+impl FsckOptions {
+    /// Check only, or repair leaving temporaries younger than a minute alone.
+    pub fn new(repair: bool) -> Self {
+        FsckOptions {
+            repair,
+            min_temp_age: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
 struct Walker<'a> {
     vault: &'a Vault,
     repair: bool,
+    min_temp_age: std::time::Duration,
     report: FsckReport,
     progress: &'a mut dyn FnMut(&FsckReport),
 }
@@ -104,7 +125,9 @@ impl Walker<'_> {
 
     fn walk(&mut self, dir: &Dir, plain_dir: &[u8]) -> Result<()> {
         self.report.dirs += 1;
-        let raw = dir.fd.list().map_err(|e| VaultError::io(&dir.rel, e))?;
+        let mut raw = dir.fd.list().map_err(|e| VaultError::io(&dir.rel, e))?;
+        // Backing-name order, so that a report does not depend on the file system's order.
+        raw.sort_by(|a, b| a.name.cmp(&b.name));
         let names: std::collections::HashSet<Vec<u8>> = raw.iter().map(|e| e.name.clone()).collect();
         let enc = self.vault.params().name_encoding;
         for e in &raw {
@@ -113,7 +136,7 @@ impl Walker<'_> {
                 BackingName::Config | BackingName::Diriv => {}
                 BackingName::Temp => {
                     let mut repaired = None;
-                    if self.repair && is_old(&dir.fd, &e.name) {
+                    if self.repair && is_old(&dir.fd, &e.name, self.min_temp_age) {
                         let r = dir.fd.unlink(&e.name).or_else(|_| remove_tree(&dir.fd, &e.name));
                         if r.is_ok() {
                             repaired = Some("removed".to_string());
@@ -260,14 +283,17 @@ impl Walker<'_> {
     }
 }
 
-/// Whether a temp entry is older than a minute (younger ones may belong to a live operation).
-fn is_old(dir: &super::DirFd, name: &[u8]) -> bool {
+/// Whether a temp entry is at least `min` old (younger ones may belong to a live operation).
+fn is_old(dir: &super::DirFd, name: &[u8], min: std::time::Duration) -> bool {
+    if min.is_zero() {
+        return true;
+    }
     let Ok(st) = dir.stat(name) else { return false };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    now - st.st_mtime > 60
+    now - st.st_mtime >= min.as_secs() as i64
 }
 
 /// Removes a temporary directory tree made by coffer (only diriv and temp files inside).
@@ -283,6 +309,12 @@ fn remove_tree(dir: &super::DirFd, name: &[u8]) -> std::io::Result<()> {
 /// than a minute, torn or unsealed last blocks); it never deletes readable data. `progress` is
 /// called after each directory.
 pub fn fsck(vault: &Vault, repair: bool, progress: &mut dyn FnMut(&FsckReport)) -> Result<FsckReport> {
+    fsck_with(vault, FsckOptions::new(repair), progress)
+}
+
+/// [`fsck`] with explicit options.
+pub fn fsck_with(vault: &Vault, opts: FsckOptions, progress: &mut dyn FnMut(&FsckReport)) -> Result<FsckReport> {
+    let repair = opts.repair;
     if repair {
         vault.check_writable()?;
     }
@@ -304,6 +336,7 @@ pub fn fsck(vault: &Vault, repair: bool, progress: &mut dyn FnMut(&FsckReport)) 
     let mut w = Walker {
         vault,
         repair,
+        min_temp_age: opts.min_temp_age,
         report: FsckReport::default(),
         progress,
     };
