@@ -33,13 +33,58 @@ impl Vault {
         Ok(())
     }
 
-    /// Removes the sidecars that belong to backing entry `entry` (long name, link target).
+    /// Removes the sidecars that belong to backing entry `entry` (long name, link target), once
+    /// it is gone.
     fn remove_sidecars(&self, dir: &Dir, entry: &[u8]) -> Result<()> {
-        if let BackingName::Long(hash) = classify(entry, self.params().name_encoding) {
-            let s = backing_name::long_sidecar_name(hash);
-            ignore_enoent(dir.fd.unlink(s.as_bytes())).at(dir.rel_child(s.as_bytes()))?;
+        if let Some(hash) = self.long_hash_of(entry) {
+            self.prune_long_sidecars(dir, &hash)?;
         }
         self.remove_link_sidecar(dir, entry)
+    }
+
+    /// The long-name hash of `HASH.long` or of a sync client's copy of it, `HASH<marker>.long`.
+    fn long_hash_of(&self, entry: &[u8]) -> Option<String> {
+        let enc = self.params().name_encoding;
+        if let BackingName::Long(hash) = classify(entry, enc) {
+            return Some(hash.to_string());
+        }
+        crate::format::conflict::parse_copy(entry, enc)
+            .into_iter()
+            .find(|c| c.ext == backing_name::LONG_EXT && c.stem.len() == enc.hash_len())
+            .map(|c| c.stem.to_string())
+    }
+
+    /// After an entry with long-name hash `hash` went away: removes the sidecars that no
+    /// remaining entry reads. `HASH.name` serves `HASH.long` and every conflict copy
+    /// `HASH<marker>.long` that has no sidecar copy `HASH<marker>.name` of its own.
+    fn prune_long_sidecars(&self, dir: &Dir, hash: &str) -> Result<()> {
+        let split = |name: &[u8], ext: &str| -> Option<String> {
+            let s = std::str::from_utf8(name).ok()?;
+            let marker = s.strip_prefix(hash)?.strip_suffix(ext)?.strip_suffix('.')?;
+            (marker.is_empty() || crate::format::conflict::is_marker(marker)).then(|| marker.to_string())
+        };
+        let listing = dir.fd.list().at(&dir.rel)?;
+        let names: std::collections::HashSet<&[u8]> = listing.iter().map(|e| e.name.as_slice()).collect();
+        let sidecar = |marker: &str| format!("{hash}{marker}.{}", backing_name::NAME_EXT);
+        let entry = |marker: &str| format!("{hash}{marker}.{}", backing_name::LONG_EXT);
+        let main_needed = names
+            .iter()
+            .filter_map(|n| split(n, backing_name::LONG_EXT))
+            .any(|marker| marker.is_empty() || !names.contains(sidecar(&marker).as_bytes()));
+        for n in &names {
+            let Some(marker) = split(n, backing_name::NAME_EXT) else {
+                continue;
+            };
+            let needed = if marker.is_empty() {
+                main_needed
+            } else {
+                names.contains(entry(&marker).as_bytes())
+            };
+            if !needed {
+                ignore_enoent(dir.fd.unlink(n)).at(dir.rel_child(n))?;
+            }
+        }
+        Ok(())
     }
 
     fn remove_link_sidecar(&self, dir: &Dir, entry: &[u8]) -> Result<()> {
@@ -273,8 +318,8 @@ impl Vault {
         } else if b_has_link {
             ignore_enoent(to_dir.fd.unlink(&b_link)).at(to_dir.rel_child(&b_link))?;
         }
-        if let Some(l) = &a.long {
-            ignore_enoent(from_dir.fd.unlink(&l.sidecar)).at(from_dir.rel_child(&l.sidecar))?;
+        if let Some(hash) = self.long_hash_of(&a.entry) {
+            self.prune_long_sidecars(from_dir, &hash)?;
         }
         Ok(())
     }
