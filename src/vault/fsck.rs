@@ -171,12 +171,45 @@ impl Walker<'_> {
                 BackingName::Short(_) | BackingName::Long(_) => self.entry(dir, plain_dir, &e.name, &rel)?,
                 BackingName::Other => {
                     if !crate::format::conflict::is_sync_client_file(&e.name) {
-                        self.add(None, &rel, DamageKind::Unknown, "entry coffer does not recognize");
+                        self.other(dir, plain_dir, &e.name, &rel, &names)?;
                     }
                 }
             }
         }
         (self.progress)(&self.report);
+        Ok(())
+    }
+
+    /// A name that is not coffer's own spelling: a sync client's conflict copy of an entry
+    /// (checked like the entry), of a sidecar or of a diriv (fine while what reads it exists),
+    /// or something unknown.
+    fn other(
+        &mut self,
+        dir: &Dir,
+        plain_dir: &[u8],
+        name: &[u8],
+        rel: &std::path::Path,
+        names: &std::collections::HashSet<Vec<u8>>,
+    ) -> Result<()> {
+        use crate::format::conflict::parse_copy;
+        match self.vault.plain_name(dir, name) {
+            Ok(Some(_)) => return self.entry(dir, plain_dir, name, rel),
+            Ok(None) => {}
+            Err(_) => {
+                self.add(None, rel, DamageKind::Unknown, "entry coffer does not recognize");
+                return Ok(());
+            }
+        }
+        let enc = self.vault.params().name_encoding;
+        let sidecar_of = parse_copy(name, enc)
+            .into_iter()
+            .find(|c| c.ext == backing_name::NAME_EXT && c.stem.len() == enc.hash_len());
+        if let Some(c) = sidecar_of {
+            let entry = format!("{}{}.{}", c.stem, c.marker, backing_name::LONG_EXT);
+            if !names.contains(entry.as_bytes()) {
+                self.orphan(dir, name, rel, "sidecar copy without its entry copy");
+            }
+        }
         Ok(())
     }
 
