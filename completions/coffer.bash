@@ -52,6 +52,9 @@ _coffer() {
             coffer,passwd)
                 cmd="coffer__subcmd__passwd"
                 ;;
+            coffer,reverse)
+                cmd="coffer__subcmd__reverse"
+                ;;
             coffer,unmount)
                 cmd="coffer__subcmd__unmount"
                 ;;
@@ -91,6 +94,9 @@ _coffer() {
             coffer__subcmd__help,passwd)
                 cmd="coffer__subcmd__help__subcmd__passwd"
                 ;;
+            coffer__subcmd__help,reverse)
+                cmd="coffer__subcmd__help__subcmd__reverse"
+                ;;
             coffer__subcmd__help,unmount)
                 cmd="coffer__subcmd__help__subcmd__unmount"
                 ;;
@@ -101,7 +107,7 @@ _coffer() {
 
     case "${cmd}" in
         coffer)
-            opts="-v -h -V --verbose --help --version init mount unmount passwd info cat export fsck encrypt-name decrypt-name completions gen-docs help"
+            opts="-v -h -V --verbose --help --version init mount unmount passwd info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -273,7 +279,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__help)
-            opts="init mount unmount passwd info cat export fsck encrypt-name decrypt-name completions gen-docs help"
+            opts="init mount unmount passwd info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -454,6 +460,20 @@ _coffer() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coffer__subcmd__help__subcmd__reverse)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coffer__subcmd__help__subcmd__unmount)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -487,7 +507,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__init)
-            opts="-q -v -h --passfile --extpass --config --long-name-limit --name-encoding --quiet --insecure-fast-kdf --verbose --help"
+            opts="-q -v -h --passfile --extpass --config --long-name-limit --name-encoding --quiet --insecure-fast-kdf --reverse --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -578,6 +598,44 @@ _coffer() {
                     return 0
                     ;;
                 --new-extpass)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__reverse)
+            opts="-f -v -h --passfile --extpass --config --masterkey --exclude --fg --allow-other --idle --log --daemon-child --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --passfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extpass)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
