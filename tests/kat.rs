@@ -293,18 +293,18 @@ fn coffer_block_is_pinned() {
     assert_eq!(&buf[100..], PINNED_PLAIN);
 }
 
-/// Name "hello, coffer.txt" in a directory whose IV is 10 11 .. 1f, pycryptodome AES-SIV with
-/// the 64-byte HKDF names subkey, base64url without padding.
-const PINNED_NAME: &str = "X2wR6Ss7of7T5nRABxSb2cjLjYDXFs5WehRz5HvJg8yK";
+/// Name "hello, coffer.txt" (17 bytes, PKCS#7-padded to 32) in a directory whose IV is
+/// 10 11 .. 1f, pycryptodome AES-SIV with the 64-byte HKDF names subkey, base64url without padding.
+const PINNED_NAME: &str = "ISDwfZZFmyxonoaapJ__wA5l3R-ZxpoYizvtMye26sV0zDbRhK9FjzJVKsJkqn0J";
 
 #[test]
 fn coffer_name_is_pinned() {
     let keys = KeySet::derive(&pinned_master(), false);
     let iv: [u8; 16] = arr(&(0x10u8..0x20).collect::<Vec<_>>());
-    let enc = names::encode(&keys.names.encrypt(&iv, b"hello, coffer.txt"));
+    let enc = names::encode(&keys.names.encrypt_name(&iv, b"hello, coffer.txt"));
     assert_eq!(enc, PINNED_NAME);
     let raw = names::decode(PINNED_NAME.as_bytes()).unwrap();
-    assert_eq!(keys.names.decrypt(&iv, &raw).unwrap(), b"hello, coffer.txt");
+    assert_eq!(keys.names.decrypt_name(&iv, &raw).unwrap(), b"hello, coffer.txt");
 
     // Through the vault: a CIPHERDIR whose root diriv is that IV maps the name the same way.
     let tmp = tempfile::tempdir().unwrap();

@@ -43,9 +43,8 @@ use super::CryptoError;
 
 type B16 = [u8; 16];
 
-/// Messages per batch group: their chains advance together. At least the widest backend (64).
-const GROUP: usize = 64;
-/// Scalar lanes when fewer messages than the backend's parallel width are left.
+/// Messages whose chains advance together in a batch. The AES units take 2 blocks per cycle
+/// with a 4-cycle latency on current x86 cores, so 8 independent chains keep them busy.
 const LANES: usize = 8;
 
 /// One message of a sealing batch: `buf` is encrypted in place and its tag written to `tag`.
@@ -246,29 +245,9 @@ fn omac<B: BlockCipherEncBackend<BlockSize = U16>>(b: &B, c: &Consts, t: usize, 
     x
 }
 
-/// OMAC^t of every message in `msgs` (at most `GROUP`) into `out`, chains interleaved: groups of
-/// the backend's parallel width through `encrypt_par_blocks`, the rest in up to 8 scalar lanes.
-#[inline(always)]
-fn omac_many<B: BlockCipherEncBackend<BlockSize = U16>>(b: &B, c: &Consts, t: usize, msgs: &[&[u8]], out: &mut [B16]) {
-    let par = B::ParBlocksSize::USIZE;
-    let mut i = 0;
-    while i < msgs.len() {
-        let rest = msgs.len() - i;
-        if rest >= par && par > 1 {
-            omac_par(b, c, t, &msgs[i..i + par], &mut out[i..i + par]);
-            i += par;
-        } else if rest == 1 {
-            out[i] = omac(b, c, t, msgs[i]);
-            i += 1;
-        } else {
-            let w = rest.min(LANES);
-            omac_lanes(b, c, t, &msgs[i..i + w], &mut out[i..i + w]);
-            i += w;
-        }
-    }
-}
-
 /// Up to `LANES` chains, one scalar AES call per lane per step (independent, so they overlap).
+/// With all 8 lanes busy, the steps where every lane reads a full, non-final block run with
+/// the lane count fixed, so the states stay in registers; the rest goes lane by lane.
 #[inline(always)]
 fn omac_lanes<B: BlockCipherEncBackend<BlockSize = U16>>(b: &B, c: &Consts, t: usize, msgs: &[&[u8]], out: &mut [B16]) {
     let w = msgs.len();
@@ -278,8 +257,20 @@ fn omac_lanes<B: BlockCipherEncBackend<BlockSize = U16>>(b: &B, c: &Consts, t: u
         n[k] = cmac_blocks(msgs[k].len());
         st[k] = if n[k] == 0 { c.empty[t] } else { c.first[t] };
     }
+    let mut done = 0;
+    if let Ok(m8) = <&[&[u8]; LANES]>::try_from(msgs) {
+        // Steps 0..body: every lane has a full block j and it is not its last.
+        let body = n.iter().map(|&n| n.saturating_sub(1)).min().unwrap_or(0);
+        for j in 0..body {
+            let o = 16 * j;
+            for k in 0..LANES {
+                st[k] = enc(b, xor(st[k], load(m8[k], o)));
+            }
+        }
+        done = body;
+    }
     let steps = n[..w].iter().copied().max().unwrap_or(0);
-    for j in 0..steps {
+    for j in done..steps {
         for k in 0..w {
             if j < n[k] {
                 let m = msgs[k];
@@ -291,32 +282,12 @@ fn omac_lanes<B: BlockCipherEncBackend<BlockSize = U16>>(b: &B, c: &Consts, t: u
     out.copy_from_slice(&st[..w]);
 }
 
-/// Exactly `ParBlocksSize` chains, one `encrypt_par_blocks` call per step. A chain that ends
-/// early keeps being encrypted (wasted work, not wrong: its result was taken when it ended).
+/// The 16 bytes of `m` at `o`.
 #[inline(always)]
-fn omac_par<B: BlockCipherEncBackend<BlockSize = U16>>(b: &B, c: &Consts, t: usize, msgs: &[&[u8]], out: &mut [B16]) {
-    let mut n = [0usize; GROUP];
-    let mut st: ParBlocks<B> = Default::default();
-    for (k, m) in msgs.iter().enumerate() {
-        n[k] = cmac_blocks(m.len());
-        st[k] = Array(c.first[t]);
-        out[k] = c.empty[t];
-    }
-    let steps = n[..msgs.len()].iter().copied().max().unwrap_or(0);
-    for j in 0..steps {
-        for (k, m) in msgs.iter().enumerate() {
-            if j < n[k] {
-                let blk = &m[16 * j..m.len().min(16 * j + 16)];
-                st[k] = Array(xor(st[k].0, cmac_input(blk, j + 1 == n[k], c)));
-            }
-        }
-        b.encrypt_par_blocks_inplace(&mut st);
-        for k in 0..msgs.len() {
-            if j + 1 == n[k] {
-                out[k] = st[k].0;
-            }
-        }
-    }
+fn load(m: &[u8], o: usize) -> B16 {
+    let mut x = [0u8; 16];
+    x.copy_from_slice(&m[o..o + 16]);
+    x
 }
 
 /// Applies the CTR keystream from `ctr0` to `buf`, the backend's full parallel width at a time.
@@ -439,7 +410,7 @@ fn open_one<B: BlockCipherEncBackend<BlockSize = U16>>(
     ok
 }
 
-// ---- many messages: chains interleaved -----------------------------------------------------
+// ---- many messages: chains interleaved, CTR fused ------------------------------------------
 
 struct SealMany<'a, 'j> {
     c: &'a Consts,
@@ -453,34 +424,92 @@ impl BlockSizeUser for SealMany<'_, '_> {
 impl BlockCipherEncClosure for SealMany<'_, '_> {
     #[inline(always)]
     fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, b: &B) {
-        let c = self.c;
         if let [one] = self.jobs {
-            *one.tag = seal_one(b, c, one.nonce, one.aad, one.buf);
+            *one.tag = seal_one(b, self.c, one.nonce, one.aad, one.buf);
             return;
         }
-        for group in self.jobs.chunks_mut(GROUP) {
-            let g = group.len();
-            let (mut n, mut h, mut x) = ([[0u8; 16]; GROUP], [[0u8; 16]; GROUP], [[0u8; 16]; GROUP]);
-            let mut msgs: [&[u8]; GROUP] = [&[]; GROUP];
-            for (m, job) in msgs.iter_mut().zip(group.iter()) {
-                *m = job.nonce;
-            }
-            omac_many(b, c, 0, &msgs[..g], &mut n[..g]);
-            for (m, job) in msgs.iter_mut().zip(group.iter()) {
-                *m = job.aad;
-            }
-            omac_many(b, c, 1, &msgs[..g], &mut h[..g]);
-            for (job, n) in group.iter_mut().zip(&n) {
-                ctr_apply(b, *n, job.buf);
-            }
-            for (m, job) in msgs.iter_mut().zip(group.iter()) {
-                *m = job.buf;
-            }
-            omac_many(b, c, 2, &msgs[..g], &mut x[..g]);
-            for (k, job) in group.iter_mut().enumerate() {
-                *job.tag = xor(xor(n[k], h[k]), x[k]);
+        for group in self.jobs.chunks_mut(LANES) {
+            seal_lanes(b, self.c, group);
+        }
+    }
+}
+
+/// N' and H of up to `LANES` messages, chains interleaved; also the CMAC starting state and
+/// block count of each message.
+struct LaneStart {
+    n: [B16; LANES],
+    h: [B16; LANES],
+    st: [B16; LANES],
+    nb: [usize; LANES],
+}
+
+#[inline(always)]
+fn lane_start<'m, B: BlockCipherEncBackend<BlockSize = U16>>(
+    b: &B,
+    c: &Consts,
+    msgs: impl Iterator<Item = (&'m [u8], &'m [u8], usize)>,
+) -> (usize, LaneStart) {
+    let mut nonces: [&[u8]; LANES] = [&[]; LANES];
+    let mut aads: [&[u8]; LANES] = [&[]; LANES];
+    let mut s = LaneStart {
+        n: [[0; 16]; LANES],
+        h: [[0; 16]; LANES],
+        st: [[0; 16]; LANES],
+        nb: [0; LANES],
+    };
+    let mut w = 0;
+    for (k, (nonce, aad, len)) in msgs.take(LANES).enumerate() {
+        nonces[k] = nonce;
+        aads[k] = aad;
+        s.nb[k] = cmac_blocks(len);
+        s.st[k] = if len == 0 { c.empty[2] } else { c.first[2] };
+        w = k + 1;
+    }
+    omac_lanes(b, c, 0, &nonces[..w], &mut s.n[..w]);
+    omac_lanes(b, c, 1, &aads[..w], &mut s.h[..w]);
+    (w, s)
+}
+
+/// Steps where every one of `LANES` messages has a full block that is not its last.
+#[inline(always)]
+fn common_body(nb: &[usize; LANES]) -> usize {
+    nb.iter().map(|&n| n.saturating_sub(1)).min().unwrap_or(0)
+}
+
+/// Seals up to `LANES` jobs: per 16-byte step, every lane's keystream block and CMAC step.
+#[inline(always)]
+fn seal_lanes<B: BlockCipherEncBackend<BlockSize = U16>>(b: &B, c: &Consts, jobs: &mut [SealJob<'_>]) {
+    let (w, mut s) = lane_start(b, c, jobs.iter().map(|j| (&j.nonce[..], j.aad, j.buf.len())));
+    let ctr = s.n.map(u128::from_be_bytes);
+    let mut done = 0;
+    if let Ok(j8) = <&mut [SealJob<'_>; LANES]>::try_from(&mut *jobs) {
+        let body = common_body(&s.nb);
+        // The keystream runs one step ahead so the CMAC chains never wait for it.
+        let mut ks = ctr.map(|ctr| enc(b, counter(ctr, 0)));
+        for j in 0..body {
+            let o = 16 * j;
+            for k in 0..LANES {
+                let x = xor(load(j8[k].buf, o), ks[k]);
+                j8[k].buf[o..o + 16].copy_from_slice(&x);
+                ks[k] = enc(b, counter(ctr[k], j + 1));
+                s.st[k] = enc(b, xor(s.st[k], x));
             }
         }
+        done = body;
+    }
+    let steps = s.nb[..w].iter().copied().max().unwrap_or(0);
+    for j in done..steps {
+        for (k, job) in jobs[..w].iter_mut().enumerate() {
+            if j < s.nb[k] {
+                let len = job.buf.len();
+                let blk = &mut job.buf[16 * j..len.min(16 * j + 16)];
+                xor_into(blk, &enc(b, counter(ctr[k], j)));
+                s.st[k] = enc(b, xor(s.st[k], cmac_input(blk, j + 1 == s.nb[k], c)));
+            }
+        }
+    }
+    for (k, job) in jobs[..w].iter_mut().enumerate() {
+        *job.tag = xor(xor(s.n[k], s.h[k]), s.st[k]);
     }
 }
 
@@ -497,34 +526,53 @@ impl BlockSizeUser for OpenMany<'_, '_> {
 impl BlockCipherEncClosure for OpenMany<'_, '_> {
     #[inline(always)]
     fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, b: &B) {
-        let c = self.c;
         if let ([one], [ok]) = (&mut *self.jobs, &mut *self.ok) {
-            *ok = open_one(b, c, one.nonce, one.aad, one.buf, one.tag);
+            *ok = open_one(b, self.c, one.nonce, one.aad, one.buf, one.tag);
             return;
         }
-        for (group, oks) in self.jobs.chunks_mut(GROUP).zip(self.ok.chunks_mut(GROUP)) {
-            let g = group.len();
-            let (mut n, mut h, mut x) = ([[0u8; 16]; GROUP], [[0u8; 16]; GROUP], [[0u8; 16]; GROUP]);
-            let mut msgs: [&[u8]; GROUP] = [&[]; GROUP];
-            for (m, job) in msgs.iter_mut().zip(group.iter()) {
-                *m = job.nonce;
+        for (group, ok) in self.jobs.chunks_mut(LANES).zip(self.ok.chunks_mut(LANES)) {
+            open_lanes(b, self.c, group, ok);
+        }
+    }
+}
+
+/// Opens up to `LANES` jobs, decrypting while the CMAC over the ciphertext runs; a job whose tag
+/// fails gets the keystream applied again, which restores its ciphertext.
+#[inline(always)]
+fn open_lanes<B: BlockCipherEncBackend<BlockSize = U16>>(b: &B, c: &Consts, jobs: &mut [OpenJob<'_>], ok: &mut [bool]) {
+    let (w, mut s) = lane_start(b, c, jobs.iter().map(|j| (&j.nonce[..], j.aad, j.buf.len())));
+    let ctr = s.n.map(u128::from_be_bytes);
+    let mut done = 0;
+    if let Ok(j8) = <&mut [OpenJob<'_>; LANES]>::try_from(&mut *jobs) {
+        let body = common_body(&s.nb);
+        let mut ks = ctr.map(|ctr| enc(b, counter(ctr, 0)));
+        for j in 0..body {
+            let o = 16 * j;
+            for k in 0..LANES {
+                let x = load(j8[k].buf, o);
+                j8[k].buf[o..o + 16].copy_from_slice(&xor(x, ks[k]));
+                ks[k] = enc(b, counter(ctr[k], j + 1));
+                s.st[k] = enc(b, xor(s.st[k], x));
             }
-            omac_many(b, c, 0, &msgs[..g], &mut n[..g]);
-            for (m, job) in msgs.iter_mut().zip(group.iter()) {
-                *m = job.aad;
+        }
+        done = body;
+    }
+    let steps = s.nb[..w].iter().copied().max().unwrap_or(0);
+    for j in done..steps {
+        for (k, job) in jobs[..w].iter_mut().enumerate() {
+            if j < s.nb[k] {
+                let len = job.buf.len();
+                let blk = &mut job.buf[16 * j..len.min(16 * j + 16)];
+                s.st[k] = enc(b, xor(s.st[k], cmac_input(blk, j + 1 == s.nb[k], c)));
+                xor_into(blk, &enc(b, counter(ctr[k], j)));
             }
-            omac_many(b, c, 1, &msgs[..g], &mut h[..g]);
-            for (m, job) in msgs.iter_mut().zip(group.iter()) {
-                *m = job.buf;
-            }
-            omac_many(b, c, 2, &msgs[..g], &mut x[..g]);
-            for (k, (job, ok)) in group.iter_mut().zip(oks.iter_mut()).enumerate() {
-                let expect = xor(xor(n[k], h[k]), x[k]);
-                *ok = expect.ct_eq(job.tag).into();
-                if *ok {
-                    ctr_apply(b, n[k], job.buf);
-                }
-            }
+        }
+    }
+    for (k, (job, ok)) in jobs[..w].iter_mut().zip(ok.iter_mut()).enumerate() {
+        let expect = xor(xor(s.n[k], s.h[k]), s.st[k]);
+        *ok = expect.ct_eq(job.tag).into();
+        if !*ok {
+            ctr_apply(b, s.n[k], job.buf);
         }
     }
 }

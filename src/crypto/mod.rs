@@ -17,5 +17,5 @@ pub use error::CryptoError;
 pub use kdf::{derive_kek, KdfParams, KDF_LIMITS};
 pub use keys::{info, Kek, KeySet, MasterKey, SubKey, MASTER_KEY_LEN};
 pub use mac::{config_mac, verify_config_mac, MAC_LEN};
-pub use names::{NameCipher, SIV_TAG_LEN};
+pub use names::{NameCipher, NAME_PAD, SIV_TAG_LEN};
 pub use random::{random_array, random_bytes};

@@ -383,7 +383,8 @@ mod tests {
     #[test]
     fn canonical_changes_with_every_field() {
         let base = sample().canonical().unwrap();
-        let edits: Vec<Box<dyn Fn(&mut Config)>> = vec![
+        type Edit = Box<dyn Fn(&mut Config)>;
+        let edits: Vec<Edit> = vec![
             Box::new(|c| c.format_version = 7),
             Box::new(|c| c.feature_flags = vec![FLAG_REVERSE.into()]),
             Box::new(|c| c.long_name_limit = 100),

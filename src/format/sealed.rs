@@ -18,8 +18,8 @@ pub const SYMLINK_OUT_OF_LINE: &str = "coffer:link";
 pub const XATTR_BACKING_PREFIX: &str = "user.coffer.";
 /// The only plaintext xattr namespace coffer stores.
 pub const XATTR_PLAIN_PREFIX: &[u8] = b"user.";
-/// Longest plaintext xattr name (full, with `user.`) whose encoding fits XATTR_NAME_MAX (255).
-pub const XATTR_PLAIN_NAME_MAX: usize = 166;
+/// Longest plaintext xattr name (full, with `user.`) whose padded encoding fits XATTR_NAME_MAX (255).
+pub const XATTR_PLAIN_NAME_MAX: usize = 159;
 /// Longest plaintext xattr value (backing limit 65536 minus nonce and tag).
 pub const XATTR_PLAIN_VALUE_MAX: usize = 65536 - 32;
 /// SIV associated data for xattr names.
@@ -52,9 +52,11 @@ mod tests {
 
     #[test]
     fn longest_xattr_name_fits_backing_limit() {
-        let enc = super::super::names::encode(&vec![0u8; 16 + XATTR_PLAIN_NAME_MAX]);
+        // Padded to the next multiple of 16 (at least one byte of padding), plus the SIV tag.
+        let padded = |n: usize| (n / 16 + 1) * 16;
+        let enc = super::super::names::encode(&[0u8; 16 + 160][..16 + padded(XATTR_PLAIN_NAME_MAX)]);
         assert!(XATTR_BACKING_PREFIX.len() + enc.len() <= 255);
-        let enc = super::super::names::encode(&vec![0u8; 16 + XATTR_PLAIN_NAME_MAX + 1]);
+        let enc = super::super::names::encode(&[0u8; 16 + 176][..16 + padded(XATTR_PLAIN_NAME_MAX + 1)]);
         assert!(XATTR_BACKING_PREFIX.len() + enc.len() > 255);
     }
 

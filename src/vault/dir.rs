@@ -134,7 +134,7 @@ fn read_alt_ivs(fd: &DirFd, main: &[u8; DIRIV_LEN]) -> Vec<[u8; DIRIV_LEN]> {
 pub fn cipher_name_for(keys: &KeySet, params: &VaultParams, iv: &[u8; DIRIV_LEN], plain: &[u8]) -> Result<CipherName> {
     names::check_plain_name(plain)?;
     let enc = params.name_encoding;
-    let encoded = enc.encode(&keys.names.encrypt(iv, plain));
+    let encoded = enc.encode(&keys.names.encrypt_name(iv, plain));
     if names::is_long(&encoded, params.long_name_limit) {
         let hash = enc.long_hash(&encoded);
         Ok(CipherName {
@@ -172,7 +172,7 @@ impl Vault {
         let names = &self.keys().names;
         let plain = std::iter::once(&dir.iv)
             .chain(dir.alt_ivs.iter())
-            .find_map(|iv| names.decrypt(iv, &raw).ok())
+            .find_map(|iv| names.decrypt_name(iv, &raw).ok())
             .ok_or_else(|| VaultError::corrupt(rel, None, "name does not decrypt"))?;
         names::check_plain_name(&plain).map_err(|_| VaultError::corrupt(rel, None, "decrypted name is invalid"))?;
         Ok(plain)

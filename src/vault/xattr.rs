@@ -16,7 +16,7 @@ impl Vault {
             crate::format::FormatError::NameTooLong => VaultError::errno_at("xattr", libc::ERANGE),
             _ => VaultError::Unsupported("only user.* xattrs are supported"),
         })?;
-        let cipher = self.keys().xattr_names.encrypt(XATTR_NAME_AD, name);
+        let cipher = self.keys().xattr_names.encrypt_name(XATTR_NAME_AD, name);
         let backing = format!("{XATTR_BACKING_PREFIX}{}", names::encode(&cipher)).into_bytes();
         Ok((backing, cipher))
     }
@@ -72,7 +72,7 @@ impl Vault {
             let Ok(raw) = names::decode(enc) else {
                 continue;
             };
-            match self.keys().xattr_names.decrypt(XATTR_NAME_AD, &raw) {
+            match self.keys().xattr_names.decrypt_name(XATTR_NAME_AD, &raw) {
                 Ok(plain) => out.push(plain),
                 Err(_) => log::warn!("skipping an xattr whose name does not decrypt"),
             }
