@@ -19,6 +19,31 @@ const DIR_CACHE_MAX: usize = 1024;
 /// Entry and attribute timeout: short, so changes a sync client makes show up quickly.
 pub const TTL: Duration = Duration::from_secs(1);
 
+/// A cached directory whose backing directory changed (a sync client may have replaced its
+/// `coffer.diriv` or delivered a conflict copy of it) re-reads its IVs, at most this often.
+const DIR_REREAD: Duration = Duration::from_millis(250);
+
+/// What tells that a backing directory's entries changed: mtime, ctime and link count.
+type DirStamp = (i64, i64, i64, i64, u64);
+
+fn dir_stamp(st: &libc::stat) -> DirStamp {
+    (
+        st.st_mtime,
+        st.st_mtime_nsec,
+        st.st_ctime,
+        st.st_ctime_nsec,
+        st.st_nlink as u64,
+    )
+}
+
+/// A backing directory kept open, with the stamp it had when its IVs were read.
+#[derive(Debug)]
+struct CachedDir {
+    dir: Arc<Dir>,
+    stamp: DirStamp,
+    read_at: Instant,
+}
+
 /// When the mount last served a request (for `--idle`).
 #[derive(Debug)]
 pub struct Activity {
@@ -83,7 +108,7 @@ pub struct CofferFs {
     pub(super) vault: Vault,
     inodes: Mutex<Inodes>,
     root: Arc<Dir>,
-    dir_cache: Mutex<HashMap<u64, Arc<Dir>>>,
+    dir_cache: Mutex<HashMap<u64, CachedDir>>,
     pub(super) files: Handles<FileHandle>,
     pub(super) dirs: Handles<DirHandle>,
     /// Root with allow_other: new objects belong to the caller.
@@ -118,7 +143,7 @@ impl CofferFs {
         self.inodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn cache(&self) -> MutexGuard<'_, HashMap<u64, Arc<Dir>>> {
+    fn cache(&self) -> MutexGuard<'_, HashMap<u64, CachedDir>> {
         self.dir_cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -133,13 +158,45 @@ impl CofferFs {
         &self.root
     }
 
-    /// The open backing directory of directory inode `ino`.
+    /// The open backing directory of directory inode `ino`, its IVs re-read when the backing
+    /// directory changed since (at most every [`DIR_REREAD`]).
     pub(super) fn dir(&self, ino: u64) -> Result<Arc<Dir>> {
-        if ino == ROOT {
-            return Ok(self.root.clone());
+        let hit = self.cache().get(&ino).map(|c| (c.dir.clone(), c.stamp, c.read_at));
+        let Some((dir, stamp, read_at)) = hit else {
+            return self.open_dir_ino(ino);
+        };
+        let st = dir.fd.fstat().at(&dir.rel)?;
+        if dir_stamp(&st) == stamp || read_at.elapsed() < DIR_REREAD {
+            return Ok(dir);
         }
-        if let Some(d) = self.cache().get(&ino) {
-            return Ok(d.clone());
+        let fresh = Arc::new(Dir::from_fd(dir.fd.try_clone().at(&dir.rel)?, dir.rel.clone())?);
+        self.store_dir(ino, fresh.clone(), &st);
+        Ok(fresh)
+    }
+
+    fn store_dir(&self, ino: u64, dir: Arc<Dir>, st: &libc::stat) {
+        let mut cache = self.cache();
+        if cache.len() >= DIR_CACHE_MAX {
+            cache.clear();
+        }
+        let c = CachedDir {
+            dir,
+            stamp: dir_stamp(st),
+            read_at: Instant::now(),
+        };
+        cache.insert(ino, c);
+    }
+
+    /// Opens the backing directory of `ino` through one of its names and caches it.
+    fn open_dir_ino(&self, ino: u64) -> Result<Arc<Dir>> {
+        if ino == ROOT {
+            let st = self.root.fd.fstat().at(&self.root.rel)?;
+            let dir = Arc::new(Dir::from_fd(
+                self.root.fd.try_clone().at(&self.root.rel)?,
+                self.root.rel.clone(),
+            )?);
+            self.store_dir(ino, dir.clone(), &st);
+            return Ok(dir);
         }
         let info = self.node(ino)?;
         if info.fmt != libc::S_IFDIR {
@@ -151,11 +208,7 @@ impl CofferFs {
         if backing_id(&st) != info.backing {
             return Err(stale(ino));
         }
-        let mut cache = self.cache();
-        if cache.len() >= DIR_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(ino, dir.clone());
+        self.store_dir(ino, dir.clone(), &st);
         Ok(dir)
     }
 
