@@ -159,8 +159,8 @@ fn items(rng: &mut Rng, n: usize, len: impl Fn(&mut Rng, usize) -> usize) -> Vec
         .collect()
 }
 
-/// seal_many / open_many (EaxFast and BlockCipher's two-thread path) equal the eax crate per
-/// item; tampered items fail alone and keep their ciphertext.
+/// seal_many / open_many (EaxFast, BlockCipher, BlockCipher's two-thread variants) equal the
+/// eax crate per item; tampered items fail alone and keep their ciphertext.
 fn check_batch(rng: &mut Rng, items: &[Item]) {
     let key: [u8; 32] = rng.arr();
     let fast = EaxFast::new(Aes256::new(&key.into()));
@@ -171,7 +171,7 @@ fn check_batch(rng: &mut Rng, items: &[Item]) {
         .collect();
     let ctx = format!("batch of {}", items.len());
 
-    for by_cipher in [false, true] {
+    for way in 0..3 {
         let mut bufs: Vec<Vec<u8>> = items.iter().map(|it| it.msg.clone()).collect();
         let mut tags = vec![[0u8; 16]; items.len()];
         let mut jobs: Vec<SealJob> = items
@@ -184,15 +184,15 @@ fn check_batch(rng: &mut Rng, items: &[Item]) {
                 tag,
             })
             .collect();
-        if by_cipher {
-            cipher.seal_many(&mut jobs);
-        } else {
-            fast.seal_many(&mut jobs);
+        match way {
+            0 => fast.seal_many(&mut jobs),
+            1 => cipher.seal_many(&mut jobs),
+            _ => cipher.seal_many_on_two_threads(&mut jobs),
         }
         drop(jobs);
         for (i, (w, (b, t))) in want.iter().zip(bufs.iter().zip(&tags)).enumerate() {
-            assert_eq!(&w.0, b, "{ctx} item {i} ciphertext (by_cipher {by_cipher})");
-            assert_eq!(&w.1, t, "{ctx} item {i} tag (by_cipher {by_cipher})");
+            assert_eq!(&w.0, b, "{ctx} item {i} ciphertext (way {way})");
+            assert_eq!(&w.1, t, "{ctx} item {i} tag (way {way})");
         }
 
         // Open, with every third item's tag broken.
@@ -218,10 +218,10 @@ fn check_batch(rng: &mut Rng, items: &[Item]) {
                 tag,
             })
             .collect();
-        let results = if by_cipher {
-            cipher.open_many(&mut jobs)
-        } else {
-            fast.open_many(&mut jobs)
+        let results = match way {
+            0 => fast.open_many(&mut jobs),
+            1 => cipher.open_many(&mut jobs),
+            _ => cipher.open_many_on_two_threads(&mut jobs),
         };
         drop(jobs);
         assert_eq!(results.len(), items.len());
@@ -277,6 +277,8 @@ fn empty_batch_is_a_no_op() {
     let c = BlockCipher::new(&[1; 32]);
     c.seal_many(&mut []);
     assert!(c.open_many(&mut []).is_empty());
+    c.seal_many_on_two_threads(&mut []);
+    assert!(c.open_many_on_two_threads(&mut []).is_empty());
 }
 
 fn hex(s: &str) -> Vec<u8> {
