@@ -35,7 +35,11 @@ fn fsck(dir: &Path, extra: &[&str]) -> (i32, String) {
         .output()
         .unwrap();
     let code = out.status.code().unwrap_or(-1);
-    assert!(code == 0 || code == 1, "fsck could not run: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        code == 0 || code == 1,
+        "fsck could not run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (code, String::from_utf8(out.stdout).unwrap())
 }
 
@@ -141,21 +145,9 @@ fn expected_unsorted(case: &str) -> [Vec<&'static str>; 3] {
             ],
         ],
         "dirs" => [
-            vec![
-                "no-diriv diriv",
-                "sub/lost-link symlink",
-                "sub/tampered-link symlink",
-            ],
-            vec![
-                "no-diriv diriv",
-                "sub/lost-link symlink",
-                "sub/tampered-link symlink",
-            ],
-            vec![
-                "no-diriv diriv",
-                "sub/lost-link symlink",
-                "sub/tampered-link symlink",
-            ],
+            vec!["no-diriv diriv", "sub/lost-link symlink", "sub/tampered-link symlink"],
+            vec!["no-diriv diriv", "sub/lost-link symlink", "sub/tampered-link symlink"],
+            vec!["no-diriv diriv", "sub/lost-link symlink", "sub/tampered-link symlink"],
         ],
         _ => unreachable!(),
     }
@@ -165,7 +157,9 @@ fn expected_unsorted(case: &str) -> [Vec<&'static str>; 3] {
 /// names are replaced by these labels before comparing.
 fn labels(dir: &Path) -> Vec<(String, String)> {
     let p = dir.join("labels.txt");
-    let Ok(text) = std::fs::read_to_string(p) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(p) else {
+        return Vec::new();
+    };
     text.lines()
         .filter_map(|l| l.split_once(' '))
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -204,13 +198,22 @@ const FILES: [&str; 3] = ["report.json", "repair.json", "after.json"];
 fn fixtures_give_the_exact_reports() {
     for case in CASES {
         let dir = fixtures().join(format!("fsck-{case}"));
-        assert!(dir.join("vault").is_dir(), "missing fixture {} (scripts/make-fsck-fixtures)", dir.display());
+        assert!(
+            dir.join("vault").is_dir(),
+            "missing fixture {} (scripts/make-fsck-fixtures)",
+            dir.display()
+        );
         let got = run_case(&dir.join("vault"));
         let want = expected(case);
         for (i, (code, json)) in got.iter().enumerate() {
             let committed = std::fs::read_to_string(dir.join(FILES[i])).unwrap();
             assert_eq!(json, &committed, "fsck-{case}: {} differs", FILES[i]);
-            assert_eq!(labelled(summary(json), &labels(&dir)), want[i], "fsck-{case}: {}", FILES[i]);
+            assert_eq!(
+                labelled(summary(json), &labels(&dir)),
+                want[i],
+                "fsck-{case}: {}",
+                FILES[i]
+            );
             let open = i == 1 && want[1].iter().any(|s| !s.ends_with("repaired"));
             let expect_code = i32::from(if i == 1 { open } else { !want[i].is_empty() });
             assert_eq!(*code, expect_code, "fsck-{case}: exit code of {}", FILES[i]);
@@ -260,7 +263,9 @@ fn put(v: &Vault, d: &Dir, name: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 fn data(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 /// Builds case `case` in `c` (an initialized vault); returns labels for random names.
@@ -313,7 +318,9 @@ fn build(case: &str, c: &Path) -> Vec<(String, String)> {
         }
         "names" => {
             // Orphan long-name sidecar: the entry is gone.
-            let cn = v.cipher_name(&root, "orphaned long name ".repeat(10).as_bytes()).unwrap();
+            let cn = v
+                .cipher_name(&root, "orphaned long name ".repeat(10).as_bytes())
+                .unwrap();
             let side = cn.long.unwrap();
             std::fs::write(backing(c, &side.sidecar), side.encoded.as_bytes()).unwrap();
             label(&side.sidecar, "orphan");

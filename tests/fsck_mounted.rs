@@ -149,9 +149,17 @@ fn modified_block_fails_exactly_the_reads_that_touch_it() {
 
     let a = fs::File::open(m.path("hdr-a")).unwrap();
     for (off, len) in [(0, 1), (5000, 10), (9999, 1), (0, 10_000)] {
-        assert_eq!(pread(&a, off, len), Err(libc::EIO), "swapped header: read {len} at {off}");
+        assert_eq!(
+            pread(&a, off, len),
+            Err(libc::EIO),
+            "swapped header: read {len} at {off}"
+        );
     }
-    assert_eq!(fs::read(m.path("hdr-b")).unwrap(), content(3, 10_000), "the donor is intact");
+    assert_eq!(
+        fs::read(m.path("hdr-b")).unwrap(),
+        content(3, 10_000),
+        "the donor is intact"
+    );
 
     let (code, report) = fsck(&m, &[]);
     assert_eq!(code, 1, "fsck while mounted: damage found");
@@ -162,7 +170,11 @@ fn modified_block_fails_exactly_the_reads_that_touch_it() {
             ("victim".into(), "blocks".into(), vec![2]),
         ]
     );
-    assert_eq!(fs::read(m.path("hdr-b")).unwrap().len(), 10_000, "the mount is still fine");
+    assert_eq!(
+        fs::read(m.path("hdr-b")).unwrap().len(),
+        10_000,
+        "the mount is still fine"
+    );
 }
 
 #[test]
@@ -190,7 +202,10 @@ fn deleted_diriv_and_sidecar_are_reported_and_the_mount_survives() {
         }
     }
     let names: Vec<_> = fs::read_dir(&m.mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(!names.iter().any(|n| n.as_bytes() == long.as_bytes()), "the long name cannot be shown");
+    assert!(
+        !names.iter().any(|n| n.as_bytes() == long.as_bytes()),
+        "the long name cannot be shown"
+    );
     // A lookup by name does not need the sidecar (the entry name is the hash of the name).
     assert_eq!(fs::read(m.path(&long)).unwrap(), b"long named");
     assert_eq!(fs::read(m.path("plain")).unwrap(), b"untouched");

@@ -29,8 +29,8 @@ use std::time::Duration;
 use crate::vault::{Vault, VaultError};
 
 pub use self::core::CofferFs;
-pub use session::{abort_connection, connection_of, unmount, MountHandle};
 pub use lock::{acquire as lock_vault, MountLock};
+pub use session::{abort_connection, connection_of, unmount, MountHandle};
 
 /// How to mount.
 #[derive(Debug, Clone, Default)]

@@ -372,7 +372,10 @@ impl CryptFile {
             .and_then(|()| self.file.write_all_at(&u.tail, u.tail_off));
         match back {
             Ok(()) => log::warn!("{}: write failed ({err}); file left as it was", self.rel.display()),
-            Err(e) => log::error!("{}: write failed ({err}) and could not be undone: {e}", self.rel.display()),
+            Err(e) => log::error!(
+                "{}: write failed ({err}) and could not be undone: {e}",
+                self.rel.display()
+            ),
         }
         r
     }

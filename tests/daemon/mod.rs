@@ -1,0 +1,282 @@
+//! A `coffer mount --fg` daemon as a separate process, for tests that kill it or fill its
+//! disk: waits for the mount, arms the shared watchdog, and on kill or drop cleans the dead
+//! mount up (abort the FUSE connection, lazy unmount). Also a small seeded RNG and a hash.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::Watchdog;
+
+/// The test password, in a passfile next to CIPHERDIR.
+pub const PASSWORD: &str = "kill nine password";
+
+/// Writes the passfile for `PASSWORD` (or `pw`) and returns its path.
+pub fn passfile(dir: &Path, name: &str, pw: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("{pw}\n")).unwrap();
+    p
+}
+
+/// Runs `coffer ARGS`; returns (exit code, stdout, stderr).
+pub fn coffer(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `coffer init --insecure-fast-kdf` of `cipher` with the passfile `pf`.
+pub fn init(cipher: &Path, pf: &Path) {
+    let (code, _, err) = coffer(&[
+        "init".as_ref(),
+        "--insecure-fast-kdf".as_ref(),
+        "--quiet".as_ref(),
+        "--passfile".as_ref(),
+        pf.as_os_str(),
+        cipher.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "init: {err}");
+}
+
+/// `coffer fsck --json [extra]`: (exit code, report).
+pub fn fsck(cipher: &Path, pf: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["fsck", "--json"])
+        .args(extra)
+        .arg("--passfile")
+        .arg(pf)
+        .arg(cipher)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || code == 1,
+        "fsck could not run ({code}): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// Plain (or else cipher) paths of the findings of a report.
+pub fn damaged(report: &serde_json::Value) -> Vec<String> {
+    report["damage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            d["plain_path"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("backing:{}", d["cipher_path"].as_str().unwrap_or("")))
+        })
+        .collect()
+}
+
+/// Whether `mp` is a mountpoint now.
+pub fn is_mounted(mp: &Path) -> bool {
+    let want = mp.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(&*want))
+}
+
+/// A running `coffer mount --fg`.
+pub struct Daemon {
+    child: Option<Child>,
+    /// The (canonical) mountpoint.
+    pub mnt: PathBuf,
+    conn: Option<u32>,
+    watchdog: Option<Watchdog>,
+    /// The daemon's stderr (its log).
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Mounts `cipher` at `mnt` (an existing directory) and waits for the mount.
+    pub fn start(cipher: &Path, mnt: &Path, pf: &Path, watchdog: Duration) -> Daemon {
+        let mnt = mnt.canonicalize().unwrap();
+        let log = mnt.with_extension("log");
+        let err = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(["mount", "--fg", "--passfile"])
+            .arg(pf)
+            .arg(cipher)
+            .arg(&mnt)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let mut d = Daemon {
+            child: Some(child),
+            mnt,
+            conn: None,
+            watchdog: None,
+            log,
+        };
+        let start = Instant::now();
+        while !is_mounted(&d.mnt) {
+            if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("coffer mount exited with {st}: {}", d.log_text());
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "mount not ready after 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d.conn = coffer::fs::connection_of(&d.mnt).ok();
+        d.watchdog = Some(Watchdog::start(d.mnt.clone(), d.conn, watchdog));
+        d
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Resident set size of the daemon in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILLs the daemon and cleans up the dead mount.
+    pub fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.clean_up();
+    }
+
+    /// Unmounts cleanly (SIGTERM, as on shutdown) and waits for the daemon to exit.
+    pub fn stop(mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let start = Instant::now();
+            while c.try_wait().unwrap().is_none() {
+                if start.elapsed() > Duration::from_secs(20) {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    self.clean_up();
+                    panic!("daemon did not exit on SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let st = c.wait().unwrap();
+            assert!(st.success(), "daemon exited with {st}: {}", self.log_text());
+        }
+        self.clean_up();
+    }
+
+    /// Aborts the connection and detaches the mountpoint if it is still mounted.
+    fn clean_up(&mut self) {
+        if is_mounted(&self.mnt) {
+            if let Some(c) = self.conn {
+                let _ = coffer::fs::abort_connection(c);
+            }
+            let c = std::ffi::CString::new(self.mnt.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        let start = Instant::now();
+        while is_mounted(&self.mnt) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!is_mounted(&self.mnt), "{} still mounted", self.mnt.display());
+        if let Some(w) = self.watchdog.take() {
+            w.stop();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if is_mounted(&self.mnt) || self.watchdog.is_some() {
+            if let Some(c) = self.conn {
+                let _ = coffer::fs::abort_connection(c);
+            }
+            let _ = coffer::fs::unmount(&self.mnt, true);
+            if let Some(w) = self.watchdog.take() {
+                w.stop();
+            }
+        }
+    }
+}
+
+/// xorshift64*: a small seeded RNG (tests print their seed).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// From a seed (0 is replaced).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + 8);
+        while v.len() < len {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(len);
+        v
+    }
+}
+
+/// A seed from the environment variable `var`, else from the clock; printed.
+pub fn seed(var: &str) -> u64 {
+    let s = std::env::var(var).ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    eprintln!("seed: {var}={s}");
+    s
+}
+
+/// FNV-1a 64 of `data` (to log file contents compactly).
+pub fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
