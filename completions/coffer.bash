@@ -507,7 +507,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__init)
-            opts="-q -v -h --passfile --extpass --config --long-name-limit --name-encoding --quiet --insecure-fast-kdf --reverse --verbose --help"
+            opts="-q -v -h --passfile --extpass --config --longname-max --long-name-limit --name-encoding --case-insensitive --quiet --insecure-fast-kdf --reverse --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -526,6 +526,10 @@ _coffer() {
                     return 0
                     ;;
                 --long-name-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --longname-max)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

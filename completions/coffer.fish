@@ -44,9 +44,10 @@ complete -c coffer -n "__fish_coffer_needs_command" -f -a "help" -d 'Print this 
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l config -d 'Keep the config (the wrapped master key) in FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand init" -l long-name-limit -d 'Encoded names longer than N bytes are stored as hashed long names (48..=205)' -r
+complete -c coffer -n "__fish_coffer_using_subcommand init" -l long-name-limit -l longname-max -d 'Encoded names longer than N bytes are stored as hashed long names (48..=205; e.g. 143 for eCryptfs homes and some sync clients)' -r
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l name-encoding -d 'How encrypted names are spelled: base64url (shortest) or base32 (for case-insensitive backends such as some Windows/macOS sync targets)' -r -f -a "base64url\t'Unpadded base64url'
 base32\t'Unpadded upper-case base32'"
+complete -c coffer -n "__fish_coffer_using_subcommand init" -l case-insensitive -d 'Same as --name-encoding base32: encrypted names that survive a case-insensitive backend'
 complete -c coffer -n "__fish_coffer_using_subcommand init" -s q -l quiet -d 'Do not print the recovery key and its warning'
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l insecure-fast-kdf -d 'TESTS ONLY: use the cheapest password KDF (Argon2id m=8 KiB, t=1). A vault made this way falls to password guessing quickly; never use it for real data'
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l reverse -d 'Reverse mode: CIPHERDIR is the plain directory to show encrypted (`coffer reverse`); the config goes to CIPHERDIR/.coffer.reverse.conf (or --config) and nothing else is written'

@@ -137,13 +137,17 @@ pub struct InitArgs {
     /// Keep the config (the wrapped master key) in FILE instead of CIPHERDIR/coffer.conf.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Encoded names longer than N bytes are stored as hashed long names (48..=205).
-    #[arg(long, value_name = "N", default_value_t = crate::cli::DEFAULT_LONG_NAME_LIMIT)]
+    /// Encoded names longer than N bytes are stored as hashed long names (48..=205; e.g. 143
+    /// for eCryptfs homes and some sync clients).
+    #[arg(long, visible_alias = "longname-max", value_name = "N", default_value_t = crate::cli::DEFAULT_LONG_NAME_LIMIT)]
     pub long_name_limit: u16,
     /// How encrypted names are spelled: base64url (shortest) or base32 (for case-insensitive
     /// backends such as some Windows/macOS sync targets).
     #[arg(long, value_enum, value_name = "ENCODING", default_value_t = NameEncodingArg::Base64url)]
     pub name_encoding: NameEncodingArg,
+    /// Same as --name-encoding base32: encrypted names that survive a case-insensitive backend.
+    #[arg(long, conflicts_with = "name_encoding")]
+    pub case_insensitive: bool,
     /// Do not print the recovery key and its warning.
     #[arg(short, long)]
     pub quiet: bool,
@@ -155,6 +159,17 @@ pub struct InitArgs {
     /// config goes to CIPHERDIR/.coffer.reverse.conf (or --config) and nothing else is written.
     #[arg(long)]
     pub reverse: bool,
+}
+
+impl InitArgs {
+    /// The name encoding asked for (`--case-insensitive` is base32).
+    pub fn encoding(&self) -> coffer::format::names::NameEncoding {
+        if self.case_insensitive {
+            coffer::format::names::NameEncoding::Base32
+        } else {
+            self.name_encoding.into()
+        }
+    }
 }
 
 /// `reverse`.

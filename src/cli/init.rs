@@ -20,7 +20,7 @@ pub fn run(args: &InitArgs) -> CliResult {
     let params = VaultParams {
         feature_flags: Vec::new(),
         long_name_limit: args.long_name_limit,
-        name_encoding: args.name_encoding.into(),
+        name_encoding: args.encoding(),
     };
     params
         .validate()

@@ -43,7 +43,7 @@ pub fn init(args: &InitArgs) -> CliResult {
     let params = VaultParams {
         feature_flags: vec![FLAG_REVERSE.into()],
         long_name_limit: args.long_name_limit,
-        name_encoding: args.name_encoding.into(),
+        name_encoding: args.encoding(),
     };
     params
         .validate()
