@@ -1,0 +1,234 @@
+//! A full backing disk: CIPHERDIR on an 8 MiB tmpfs, filled through the mount. The writer gets
+//! ENOSPC, the mount stays up, earlier files are intact, a file whose extension failed keeps
+//! its old bytes (including its partial last block), and after deleting the filler fsck is
+//! clean. A second test makes the backing write itself fail part way (RLIMIT_FSIZE, no
+//! fallocate to catch it first) and checks the rollback.
+
+mod common;
+mod daemon;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use coffer::format::config::VaultParams;
+use coffer::vault::{unlock, KdfCost, Vault};
+use daemon::{damaged, fsck, passfile, Daemon, Rng, PASSWORD};
+
+/// A tmpfs mounted for the test, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount -t tmpfs failed (this test needs root)");
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn errno(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(-1)
+}
+
+/// Appends `data` and fsyncs; the error, if any, is returned.
+fn append(p: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().append(true).open(p)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+#[test]
+fn full_backing_disk_gives_enospc_and_damages_nothing() {
+    if !common::fuse_available() {
+        return;
+    }
+    let seed = daemon::seed("COFFER_ENOSPC_SEED");
+    let mut rng = Rng::new(seed);
+    let t = tempfile::tempdir().unwrap();
+    let fs_dir = t.path().join("small");
+    let _tmpfs = Tmpfs::mount(&fs_dir, "8m");
+    let cipher = fs_dir.join("cipher");
+    let mnt = t.path().join("mnt");
+    std::fs::create_dir(&cipher).unwrap();
+    std::fs::create_dir(&mnt).unwrap();
+    let pf = passfile(t.path(), "pass", PASSWORD);
+    daemon::init(&cipher, &pf);
+    let d = Daemon::start(&cipher, &mnt, &pf, Duration::from_secs(90));
+    let m = |p: &str| d.mnt.join(p);
+
+    // Files written before the disk fills up; "grow*" end in partial blocks.
+    let mut kept = Vec::new();
+    for (i, len) in [100_000usize, 4096, 1, 300_001].into_iter().enumerate() {
+        let data = rng.bytes(len);
+        std::fs::write(m(&format!("keep{i}")), &data).unwrap();
+        kept.push((format!("keep{i}"), data));
+    }
+    let mut grow: Vec<(String, Vec<u8>)> = [5000usize, 4096 * 3 + 17, 4095]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let data = rng.bytes(len);
+            std::fs::write(m(&format!("grow{i}")), &data).unwrap();
+            (format!("grow{i}"), data)
+        })
+        .collect();
+
+    // Fill the disk through the mount.
+    let mut filler = std::fs::File::create(m("filler")).unwrap();
+    let chunk = rng.bytes(64 * 1024);
+    let mut written = 0u64;
+    let err = loop {
+        match filler.write_all(&chunk).and_then(|()| filler.sync_data()) {
+            Ok(()) => written += chunk.len() as u64,
+            Err(e) => break e,
+        }
+        assert!(written < 64 << 20, "8 MiB tmpfs never filled up");
+    };
+    assert_eq!(errno(&err), libc::ENOSPC, "the writer gets ENOSPC: {err}");
+    // Use up the last scraps with small writes too.
+    let mut small_errors = 0;
+    for _ in 0..200 {
+        match filler.write_all(&chunk[..1000]).and_then(|()| filler.sync_data()) {
+            Ok(()) => written += 1000,
+            Err(e) => {
+                assert_eq!(errno(&e), libc::ENOSPC, "{e}");
+                small_errors += 1;
+            }
+        }
+    }
+    assert!(small_errors > 0);
+    eprintln!("filled after {written} bytes");
+
+    // Growing files on a full disk: each attempt fails with ENOSPC or succeeds; the file
+    // always holds exactly its old bytes plus the successful appends.
+    for round in 0..30 {
+        let i = rng.below(grow.len() as u64) as usize;
+        let (name, want) = &mut grow[i];
+        let len = [1usize, 50, 4000, 4096, 9000, 70_000][rng.below(6) as usize];
+        let mut more = rng.bytes(len);
+        let r = if round % 5 == 4 {
+            // Growth by truncate (a sparse extension seals the new last block).
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(m(name))
+                .and_then(|f| f.set_len((want.len() + len) as u64))
+                .map(|()| more.iter_mut().for_each(|b| *b = 0))
+        } else {
+            append(&m(name), &more)
+        };
+        match r {
+            Ok(()) => want.extend_from_slice(&more),
+            Err(e) => assert_eq!(errno(&e), libc::ENOSPC, "{name}: {e}"),
+        }
+        let got = std::fs::read(m(name)).unwrap_or_else(|e| panic!("{name} after a failed write: {e}"));
+        assert!(
+            got == *want,
+            "{name}: content changed by a failed write (round {round})"
+        );
+    }
+    // A new file cannot be written either, and does not break anything.
+    let e = std::fs::write(m("new-on-full-disk"), rng.bytes(200_000)).unwrap_err();
+    assert_eq!(errno(&e), libc::ENOSPC, "{e}");
+
+    // The mount is alive and the earlier files are intact.
+    for (name, data) in kept.iter().chain(grow.iter()) {
+        assert!(std::fs::read(m(name)).unwrap() == *data, "{name} intact");
+    }
+    let (_, report) = fsck(&cipher, &pf, &[]);
+    let bad = damaged(&report);
+    assert!(
+        bad.iter().all(|p| p == "filler" || p == "new-on-full-disk"),
+        "only the files being written when the disk filled may be damaged: {report}"
+    );
+
+    drop(filler);
+    std::fs::remove_file(m("filler")).unwrap();
+    std::fs::remove_file(m("new-on-full-disk")).unwrap();
+    let (code, report) = fsck(&cipher, &pf, &[]);
+    assert_eq!(code, 0, "fsck clean after deleting: {report}");
+    std::fs::write(m("after"), b"space again").unwrap();
+    assert_eq!(std::fs::read(m("after")).unwrap(), b"space again");
+    d.stop();
+    let (code, report) = fsck(&cipher, &pf, &[]);
+    assert_eq!(code, 0, "{report}");
+}
+
+/// Child of `failed_backing_write_is_rolled_back`: extends files under a file-size limit.
+#[test]
+fn rollback_child() {
+    let Some(dir) = std::env::var_os("COFFER_ROLLBACK_DIR") else {
+        return;
+    };
+    let dir = Path::new(&dir);
+    unlock::init(dir, None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+    let v = Vault::unlock(dir, None, b"pw", false).unwrap();
+    let root = v.root_dir().unwrap();
+    // SAFETY: the child runs only this test; ignoring SIGXFSZ makes writes past the limit EFBIG.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let limit = 64 * 1024u64;
+    let lim = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: valid pointer to an initialized rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) }, 0);
+    let mut failures = 0;
+    // Old sizes with partial and full last blocks; extensions that cross the limit part way
+    // through the resealed old block or the new blocks.
+    for (n, old_len) in [5000usize, 4096, 60_000, 61_000, 63_000, 12_289]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("f{n}");
+        let (f, _) = v.create_file(&root, name.as_bytes(), 0o600).unwrap();
+        let mut old: Vec<u8> = (0..old_len).map(|i| (i * 7 + n) as u8).collect();
+        f.write_at(&old, 0).unwrap();
+        let check = |old: &[u8], what: &str| {
+            let mut back = vec![0u8; old.len() + 10];
+            let got = f.read_at(&mut back, 0).unwrap();
+            assert!(back[..got] == *old, "{name}: {what} changed the file");
+            assert_eq!(f.verify_all().unwrap(), Vec::<u64>::new(), "{name}: {what}");
+        };
+        for (off, len) in [(old_len, 70_000), (old_len + 100, 10), (70_000, 1), (old_len - 1, 9000)] {
+            let data = vec![0xEE; len];
+            if f.write_at(&data, off as u64).is_ok() {
+                if old.len() < off + len {
+                    old.resize(off + len, 0);
+                }
+                old[off..off + len].copy_from_slice(&data);
+                continue;
+            }
+            failures += 1;
+            check(&old, &format!("failed write of {len} at {off}"));
+        }
+        assert!(f.set_len(200_000).is_err(), "{name}: growth past the limit");
+        check(&old, "failed set_len");
+    }
+    assert!(failures >= 10, "the limit made writes fail ({failures})");
+}
+
+#[test]
+fn failed_backing_write_is_rolled_back() {
+    let t = tempfile::tempdir().unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "rollback_child", "--nocapture", "--test-threads=1"])
+        .env("COFFER_ROLLBACK_DIR", t.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("test rollback_child ... ok"), "{text}");
+}
