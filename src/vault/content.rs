@@ -16,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::crypto::{self, KeySet, NONCE_LEN, TAG_LEN};
+use crate::crypto::{self, KeySet, OpenJob, SealJob, NONCE_LEN, TAG_LEN};
 use crate::format::header::{FileHeader, HEADER_LEN};
 use crate::format::offsets::{
     self, block_aad, block_count, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, MAX_PLAIN_SIZE, PLAIN_BLOCK,
@@ -201,6 +201,30 @@ impl CryptFile {
         Ok(())
     }
 
+    /// Seals in place consecutive `nonce | plain | tag space` blocks, one per `(aad, plain len)`
+    /// in `pending`, in one batch (the nonces are already in place; the tags fill the space).
+    fn seal_in_place(&self, sealed: &mut [u8], pending: &[([u8; 27], usize)]) -> Result<()> {
+        let layout = || VaultError::errno_at(&self.rel, libc::EIO);
+        let mut jobs = Vec::with_capacity(pending.len());
+        let mut rest = sealed;
+        for (aad, len) in pending {
+            let (nonce, after) = std::mem::take(&mut rest)
+                .split_first_chunk_mut::<NONCE_LEN>()
+                .ok_or_else(layout)?;
+            let (buf, after) = after.split_at_mut_checked(*len).ok_or_else(layout)?;
+            let (tag, after) = after.split_first_chunk_mut::<TAG_LEN>().ok_or_else(layout)?;
+            jobs.push(SealJob {
+                nonce: &*nonce,
+                aad,
+                buf,
+                tag,
+            });
+            rest = after;
+        }
+        self.keys.content.seal_many(&mut jobs);
+        Ok(())
+    }
+
     /// Reads and opens blocks `first..=last` of a file with `sizes`, returning their plaintext.
     fn read_blocks(&self, id: &[u8; 16], first: BlockNo, last: BlockNo, sizes: &Sizes) -> Result<Vec<u8>> {
         let start = first.cipher_off();
@@ -215,23 +239,67 @@ impl CryptFile {
             ));
         }
         let mut plain = vec![0u8; (plain_end - first.plain_off()) as usize];
+        let opened = self.open_batch(id, first, sizes, &sealed, &mut plain);
         let mut c_pos = 0usize;
         let mut p_pos = 0usize;
         for b in first.0..=last.0 {
             let b = BlockNo(b);
             let len = block_plain_len(b, sizes.plain) as usize;
             let clen = len + NONCE_LEN + TAG_LEN;
-            self.open_block(
-                id,
-                b,
-                Self::rule(b, sizes),
-                &sealed[c_pos..c_pos + clen],
-                &mut plain[p_pos..p_pos + len],
-            )?;
+            if !opened.get((b.0 - first.0) as usize).copied().unwrap_or(false) {
+                self.open_block(
+                    id,
+                    b,
+                    Self::rule(b, sizes),
+                    &sealed[c_pos..c_pos + clen],
+                    &mut plain[p_pos..p_pos + len],
+                )?;
+            }
             c_pos += clen;
             p_pos += len;
         }
         Ok(plain)
+    }
+
+    /// Fast path of `read_blocks`: opens every block of `sealed` (blocks from `first`) that is
+    /// not a hole in one batch, with the final flag its position implies. Returns which blocks
+    /// opened; the others (holes, a crash-left flag, damage) go through `open_block`, which
+    /// applies the rules and names the error.
+    fn open_batch(&self, id: &[u8; 16], first: BlockNo, sizes: &Sizes, sealed: &[u8], plain: &mut [u8]) -> Vec<bool> {
+        let count = plain.len().div_ceil(PLAIN_BLOCK as usize);
+        let aads: Vec<_> = (first.0..first.0 + count as u64)
+            .map(|b| block_aad(id, BlockNo(b), Self::rule(BlockNo(b), sizes) == FinalRule::Last))
+            .collect();
+        let mut index = Vec::with_capacity(count);
+        let mut jobs = Vec::with_capacity(count);
+        let blocks = sealed
+            .chunks(CIPHER_BLOCK as usize)
+            .zip(plain.chunks_mut(PLAIN_BLOCK as usize));
+        for (i, ((blk, out), aad)) in blocks.zip(&aads).enumerate() {
+            let may_be_hole = Self::rule(BlockNo(first.0 + i as u64), sizes) != FinalRule::Last;
+            let Some((nonce, rest)) = blk.split_first_chunk::<NONCE_LEN>() else {
+                continue;
+            };
+            let Some((ct, tag)) = rest.split_last_chunk::<TAG_LEN>() else {
+                continue;
+            };
+            if ct.len() != out.len() || (may_be_hole && blk.iter().all(|&x| x == 0)) {
+                continue;
+            }
+            out.copy_from_slice(ct);
+            index.push(i);
+            jobs.push(OpenJob {
+                nonce,
+                aad,
+                buf: out,
+                tag,
+            });
+        }
+        let mut opened = vec![false; count];
+        for (i, r) in index.into_iter().zip(self.keys.content.open_many(&mut jobs)) {
+            opened[i] = r.is_ok();
+        }
+        opened
     }
 
     /// Opens the last block accepting final = 0 (for fsck --repair only).
@@ -306,7 +374,10 @@ impl CryptFile {
 
         let mut sealed = Vec::with_capacity(((last.0 - first.0 + 1) * CIPHER_BLOCK) as usize);
         let mut scratch = Vec::with_capacity(PLAIN_BLOCK as usize);
-        for b in first.0..=last.0 {
+        let mut nonces = vec![0u8; (last.0 - first.0 + 1) as usize * NONCE_LEN];
+        crypto::random_bytes(&mut nonces)?;
+        let mut pending = Vec::with_capacity((last.0 - first.0 + 1) as usize);
+        for (b, nonce) in (first.0..=last.0).zip(nonces.chunks_exact(NONCE_LEN)) {
             let b = BlockNo(b);
             let len = block_plain_len(b, new_size) as usize;
             let b_start = b.plain_off();
@@ -314,15 +385,21 @@ impl CryptFile {
             let hi = end.min(b_start + len as u64);
             let covered = lo == b_start && hi == b_start + len as u64;
             let src = &data[(lo - off) as usize..(hi - off) as usize];
-            if covered {
-                self.seal_block(&id, b, b == new_last, src, &mut sealed)?;
+            let plain = if covered {
+                src
             } else {
                 scratch = self.block_plain(&id, b, &sizes, len)?;
                 scratch[(lo - b_start) as usize..(hi - b_start) as usize].copy_from_slice(src);
-                self.seal_block(&id, b, b == new_last, &scratch, &mut sealed)?;
-            }
+                &scratch
+            };
+            // nonce | plain | tag space, sealed below in one batch.
+            sealed.extend_from_slice(nonce);
+            sealed.extend_from_slice(plain);
+            sealed.extend_from_slice(&[0; TAG_LEN]);
+            pending.push((block_aad(&id, b, b == new_last), len));
         }
         drop(scratch);
+        self.seal_in_place(&mut sealed, &pending)?;
         // Reseal the old last block (padded, final = 0) before the new blocks go past it: a crash
         // in between leaves a file whose last block opens only as non-final — reported by reads
         // and fsck, and recovered by `fsck --repair` — rather than a short old block in the
