@@ -32,7 +32,7 @@ fn dir_stamp(st: &libc::stat) -> DirStamp {
         st.st_mtime_nsec,
         st.st_ctime,
         st.st_ctime_nsec,
-        st.st_nlink as u64,
+        st.st_nlink,
     )
 }
 
