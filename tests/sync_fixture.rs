@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use coffer::format::config::VaultParams;
 use coffer::fs::{MountHandle, MountOptions};
+use coffer::vault::fsck::DamageKind;
 use coffer::vault::{unlock, KdfCost, Vault};
 use common::{spawn_mount, Watchdog, PASSWORD, WATCHDOG};
 use sync_util::names;
@@ -130,10 +131,64 @@ fn fixture_shows_every_entry_of_both_replicas() {
         fs::read(shared.join("sub-a/inner.txt")).unwrap(),
         b"inside A's subdirectory"
     );
+    // fsck checks every entry and reports only the diriv copy (gap G4), which --repair merges.
     let v = Vault::unlock(&m.cipher, None, PASSWORD, true).unwrap();
     let report = coffer::vault::fsck::fsck(&v, false, &mut |_| {}).unwrap();
-    assert!(report.damage.is_empty(), "{:#?}", report.damage);
     assert_eq!(report.files, 6);
+    assert_eq!(report.damage.len(), 1, "{:#?}", report.damage);
+    assert_eq!(report.damage[0].kind, DamageKind::Diriv);
+    assert_eq!(report.damage[0].plain_path.as_deref(), Some("shared"));
+}
+
+/// Plaintext tree of a vault read through the library: path -> content (None for directories).
+fn tree(v: &Vault, dir: &[u8], out: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>) {
+    let d = v.open_dir_path(dir).unwrap();
+    for e in v.list(&d).unwrap() {
+        let mut p = dir.to_vec();
+        if !p.is_empty() {
+            p.push(b'/');
+        }
+        p.extend_from_slice(&e.plain);
+        if e.d_type == libc::DT_DIR {
+            out.push((p.clone(), None));
+            tree(v, &p, out);
+        } else {
+            let f = v.open_file_path(&p).unwrap();
+            let mut buf = vec![0u8; f.plain_len().unwrap() as usize];
+            f.read_at(&mut buf, 0).unwrap();
+            out.push((p, Some(buf)));
+        }
+    }
+    out.sort();
+}
+
+#[test]
+fn fsck_repair_merges_the_diriv_copy_without_changing_what_shows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cipher = tmp.path().join("cipher");
+    sync_util::copy_tree(Path::new(FIXTURE), &cipher);
+    let v = Vault::unlock(&cipher, None, PASSWORD, false).unwrap();
+    let mut before = Vec::new();
+    tree(&v, b"", &mut before);
+    let report = coffer::vault::fsck::fsck(&v, true, &mut |_| {}).unwrap();
+    assert_eq!(report.damage.len(), 1, "{:#?}", report.damage);
+    let fixed = report.damage[0].repaired.as_deref().unwrap_or_default();
+    assert!(
+        fixed.contains("4 entries renamed") && fixed.contains("1 copies removed"),
+        "{fixed}"
+    );
+    let mut after = Vec::new();
+    tree(&v, b"", &mut after);
+    assert_eq!(before, after, "the same names with the same contents");
+    let d = v.open_dir_path(b"shared").unwrap();
+    assert!(d.alt_ivs.is_empty());
+    assert!(!cipher.join(&d.rel).join(COPY).exists());
+    let report = coffer::vault::fsck::fsck(&v, false, &mut |_| {}).unwrap();
+    assert!(report.damage.is_empty(), "{:#?}", report.damage);
+    // Every name now decrypts under coffer.diriv alone.
+    for e in v.list(&d).unwrap() {
+        assert_eq!(v.cipher_name(&d, &e.plain).unwrap().entry, e.backing);
+    }
 }
 
 #[test]

@@ -43,7 +43,7 @@ impl Vault {
     }
 
     /// The long-name hash of `HASH.long` or of a sync client's copy of it, `HASH<marker>.long`.
-    fn long_hash_of(&self, entry: &[u8]) -> Option<String> {
+    pub(super) fn long_hash_of(&self, entry: &[u8]) -> Option<String> {
         let enc = self.params().name_encoding;
         if let BackingName::Long(hash) = classify(entry, enc) {
             return Some(hash.to_string());
@@ -57,7 +57,7 @@ impl Vault {
     /// After an entry with long-name hash `hash` went away: removes the sidecars that no
     /// remaining entry reads. `HASH.name` serves `HASH.long` and every conflict copy
     /// `HASH<marker>.long` that has no sidecar copy `HASH<marker>.name` of its own.
-    fn prune_long_sidecars(&self, dir: &Dir, hash: &str) -> Result<()> {
+    pub(super) fn prune_long_sidecars(&self, dir: &Dir, hash: &str) -> Result<()> {
         let split = |name: &[u8], ext: &str| -> Option<String> {
             let s = std::str::from_utf8(name).ok()?;
             let marker = s.strip_prefix(hash)?.strip_suffix(ext)?.strip_suffix('.')?;

@@ -126,6 +126,9 @@ impl Walker<'_> {
     fn walk(&mut self, dir: &Dir, plain_dir: &[u8]) -> Result<()> {
         self.report.dirs += 1;
         let mut raw = dir.fd.list().map_err(|e| VaultError::io(&dir.rel, e))?;
+        if self.diriv_copies(dir, plain_dir, &raw) {
+            raw = dir.fd.list().map_err(|e| VaultError::io(&dir.rel, e))?;
+        }
         // Backing-name order, so that a report does not depend on the file system's order.
         raw.sort_by(|a, b| a.name.cmp(&b.name));
         let names: std::collections::HashSet<Vec<u8>> = raw.iter().map(|e| e.name.clone()).collect();
@@ -178,6 +181,42 @@ impl Walker<'_> {
         }
         (self.progress)(&self.report);
         Ok(())
+    }
+
+    /// Reports a directory's diriv conflict copies (their IVs widen what decrypts there, gap
+    /// G4) and with `repair` merges them. Returns whether the directory changed.
+    fn diriv_copies(&mut self, dir: &Dir, plain_dir: &[u8], raw: &[super::RawEntry]) -> bool {
+        let names: Vec<Vec<u8>> = raw.iter().map(|e| e.name.clone()).collect();
+        let copies = super::merge::diriv_copies(&names);
+        if copies.is_empty() {
+            return false;
+        }
+        let what = format!(
+            "{} diriv conflict copies (this directory was made on two replicas); --repair renames its entries under coffer.diriv",
+            copies.len()
+        );
+        self.add(Some(plain_dir), &dir.rel, DamageKind::Diriv, what);
+        if !self.repair {
+            return false;
+        }
+        let repaired = match self.vault.merge_diriv_copies(dir) {
+            Ok(m) if m.left == 0 => Some(format!(
+                "merged: {} entries renamed under coffer.diriv, {} copies removed",
+                m.renamed, m.removed
+            )),
+            Ok(m) => {
+                log::warn!("{}: {} entries could not be merged", dir.rel.display(), m.left);
+                None
+            }
+            Err(e) => {
+                log::warn!("{}: merging diriv copies failed: {e}", dir.rel.display());
+                None
+            }
+        };
+        if let Some(d) = self.report.damage.last_mut() {
+            d.repaired = repaired;
+        }
+        true
     }
 
     /// A name that is not coffer's own spelling: a sync client's conflict copy of an entry

@@ -8,6 +8,7 @@ mod dir;
 mod entries;
 mod error;
 pub mod fsck;
+mod merge;
 pub mod reverse;
 mod symlink;
 pub mod unlock;
@@ -20,6 +21,7 @@ pub use backing::{DirFd, RawEntry, TimeSpec};
 pub use content::{plain_size_for, CryptFile};
 pub use dir::{cipher_name_for, CipherName, Dir, Entry};
 pub use error::{IoContext, Result, VaultError};
+pub use merge::DirivMerge;
 pub use unlock::KdfCost;
 
 use crate::crypto::{KeySet, MasterKey};

@@ -1,0 +1,102 @@
+//! Merging a directory's diriv conflict copies (`fsck --repair`): every entry named under a
+//! copy's IV is renamed to its shown plaintext name under `coffer.diriv`'s IV, then the copies
+//! are removed, so that no other IV is tried for names in that directory any more.
+
+use crate::format::backing_name::{self, DIRIV_NAME};
+use crate::format::conflict;
+
+use super::dir::Dir;
+use super::entries::RENAME_NOREPLACE;
+use super::error::{IoContext, Result};
+use super::Vault;
+
+/// What a merge did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DirivMerge {
+    /// Entries renamed under `coffer.diriv`'s IV.
+    pub renamed: usize,
+    /// Diriv conflict copies removed.
+    pub removed: usize,
+    /// Entries that could not be renamed (their target name exists); the copies are then kept.
+    pub left: usize,
+}
+
+/// The diriv conflict copies (`coffer<marker>.diriv`) among `names`.
+pub fn diriv_copies(names: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    names
+        .iter()
+        .filter(|n| n.as_slice() != DIRIV_NAME.as_bytes())
+        .filter(|n| {
+            conflict::parse_copy(n, crate::format::names::NameEncoding::Base64Url)
+                .iter()
+                .any(|c| c.ext == "diriv")
+        })
+        .cloned()
+        .collect()
+}
+
+fn with_ext(entry: &[u8], ext: &str) -> Vec<u8> {
+    let mut v = entry.to_vec();
+    v.push(b'.');
+    v.extend_from_slice(ext.as_bytes());
+    v
+}
+
+impl Vault {
+    /// Renames every entry of `dir` that only decrypts under a diriv conflict copy's IV to its
+    /// shown name under `coffer.diriv`'s IV (long-name and symlink sidecars follow), then
+    /// removes the copies. Shown names do not change. Copies stay if any entry could not move.
+    pub fn merge_diriv_copies(&self, dir: &Dir) -> Result<DirivMerge> {
+        self.check_writable()?;
+        let mut out = DirivMerge::default();
+        let raw: Vec<Vec<u8>> = dir.fd.list().at(&dir.rel)?.into_iter().map(|e| e.name).collect();
+        let copies = diriv_copies(&raw);
+        if copies.is_empty() {
+            return Ok(out);
+        }
+        let main_only = Dir {
+            fd: dir.fd.try_clone().at(&dir.rel)?,
+            iv: dir.iv,
+            rel: dir.rel.clone(),
+            alt_ivs: Vec::new(),
+        };
+        for e in self.list(dir)? {
+            if matches!(self.plain_name(&main_only, &e.backing), Ok(Some(_))) {
+                continue;
+            }
+            let target = self.cipher_name(dir, &e.plain)?;
+            if dir.fd.stat(&target.entry).is_ok() {
+                log::warn!(
+                    "{}: cannot merge {:?}: its name under coffer.diriv is taken",
+                    dir.rel.display(),
+                    String::from_utf8_lossy(&e.plain)
+                );
+                out.left += 1;
+                continue;
+            }
+            self.write_sidecar(dir, &target)?;
+            dir.fd
+                .rename(&e.backing, &dir.fd, &target.entry, RENAME_NOREPLACE)
+                .at(dir.rel_child(&target.entry))?;
+            let old_link = with_ext(&e.backing, backing_name::LINK_EXT);
+            if dir.fd.stat(&old_link).is_ok() {
+                let new_link = with_ext(&target.entry, backing_name::LINK_EXT);
+                dir.fd
+                    .rename(&old_link, &dir.fd, &new_link, RENAME_NOREPLACE)
+                    .at(dir.rel_child(&new_link))?;
+            }
+            if let Some(hash) = self.long_hash_of(&e.backing) {
+                self.prune_long_sidecars(dir, &hash)?;
+            }
+            out.renamed += 1;
+        }
+        if out.left == 0 {
+            for c in copies {
+                dir.fd.unlink(&c).at(dir.rel_child(&c))?;
+                out.removed += 1;
+            }
+            dir.fd.fsync().at(&dir.rel)?;
+        }
+        Ok(out)
+    }
+}
