@@ -27,8 +27,14 @@
 //!   instructions the aes crate detected at run time and the per-block calls inline.
 //! - One message: the CMAC chain is serial (latency-bound), so the CTR keystream for the same
 //!   blocks is computed in the same loop and fills the AES unit's idle slots (fused).
-//! - Many messages: the CMAC chains of independent messages advance in lock step, several
-//!   blocks per AES call (the backend's parallel width, or 8 scalar lanes).
+//! - Many messages: the CMAC chains of 8 independent messages advance in lock step (8 chains
+//!   cover the AES unit's latency), each lane's CTR keystream one step ahead of its chain, all
+//!   in one pass over the data. (Interleaving 64 chains through the backend's wide VAES call
+//!   measured slower: the crate's load/store of its 64-block array does not inline.)
+//!
+//! Measured in benches/eax_fast.rs (4 KiB blocks, one core, AMD EPYC with VAES): eax crate
+//! 0.43 GB/s; one block 0.85 GB/s (the serial CMAC chain's latency bound); batches of 8+ blocks
+//! 2.9 GB/s seal, 2.6-2.7 GB/s open.
 //!
 //! The tag compare is constant time; a failed open leaves the ciphertext in the buffer, as the
 //! `eax` crate does. tests/eax_diff.rs checks every path against `eax::Eax`.
