@@ -55,7 +55,7 @@ fsync,fdatasync,sync,syncfs,rename,renameat,renameat2,unlink,unlinkat,mkdir,mkdi
 link,linkat,statx,newfstatat,stat,lstat";
 
 /// Runs `cmd` under strace and returns the operations it made under `root`.
-pub fn record(root: &Path, mut cmd: Command, scratch: &Path) -> Vec<Op> {
+pub fn record(root: &Path, cmd: Command, scratch: &Path) -> Vec<Op> {
     let trace = scratch.join("trace.txt");
     let prog = cmd.get_program().to_os_string();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_os_string()).collect();
