@@ -226,3 +226,46 @@ fn sync_client_files_are_hidden_and_not_errors() {
     fs::remove_dir(m.path("d")).unwrap();
     assert_eq!(names(&m.mnt), vec!["a"]);
 }
+
+#[test]
+fn conflict_copies_of_symlinks_with_out_of_line_targets() {
+    let Some(m) = TestMount::new() else { return };
+    let target = "t".repeat(3500); // stored out of line, in ENTRY.link
+    let long = long_name();
+    std::os::unix::fs::symlink(&target, m.path("link")).unwrap();
+    std::os::unix::fs::symlink(&target, m.path(&long)).unwrap();
+    let b = Backing::open(&m.cipher);
+    let c = &m.cipher;
+    let short_e = b.entry("", "link");
+    let long_e = b.entry("", &long);
+    let cp = |from: &str, to: String| {
+        let t = fs::read_link(c.join(from)).unwrap();
+        std::os::unix::fs::symlink(t, c.join(to)).unwrap();
+    };
+    // Syncthing copied the symlink and its target sidecar; Google Drive only the symlink.
+    let (st, gd) = (MARKERS[0].1, MARKERS[3].1);
+    for (e, ext_link) in [
+        (&short_e, format!("{short_e}.link")),
+        (&long_e, format!("{long_e}.link")),
+    ] {
+        cp(e, copy_name(e, st));
+        cp(e, copy_name(e, gd));
+        fs::copy(c.join(&ext_link), c.join(copy_name(&ext_link, st))).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let listed = names(&m.mnt);
+    assert_eq!(listed.len(), 6, "{listed:?}");
+    for plain in ["link", long.as_str()] {
+        for marker in [st, gd] {
+            let shown = shown(plain, marker);
+            assert!(listed.contains(&shown), "{shown} not in {listed:?}");
+            assert_eq!(
+                fs::read_link(m.path(&shown)).unwrap().as_os_str().len(),
+                3500,
+                "{shown}"
+            );
+        }
+    }
+    let report = coffer::vault::fsck::fsck(&b.vault, false, &mut |_| {}).unwrap();
+    assert!(report.damage.is_empty(), "{:#?}", report.damage);
+}

@@ -215,7 +215,7 @@ impl Vault {
     /// The plaintext name of a sync-client conflict copy (`Ok(None)` for copies of coffer's own
     /// files and for the clients' temp files).
     fn conflict_plain_name(&self, dir: &Dir, backing: &[u8], rel: &Path) -> Result<Option<Vec<u8>>> {
-        if conflict::is_sync_client_file(backing) {
+        if conflict::is_sync_client_file(backing) || self.is_long_link_copy(backing) {
             return Ok(None);
         }
         for c in conflict::parse_copy(backing, self.params().name_encoding) {
@@ -234,6 +234,21 @@ impl Vault {
             }
         }
         Err(VaultError::corrupt(rel, None, "not a coffer name"))
+    }
+
+    /// Whether `backing` is a client's copy `HASH.long<marker>.link` of a long-name symlink's
+    /// out-of-line target (hidden like the sidecar it copies).
+    fn is_long_link_copy(&self, backing: &[u8]) -> bool {
+        let Some(rest) = backing.strip_suffix(b".link") else {
+            return false;
+        };
+        let enc = self.params().name_encoding;
+        let hash_len = enc.hash_len();
+        let long_ext = b".long";
+        rest.len() > hash_len + long_ext.len()
+            && rest[..hash_len].iter().all(|&b| enc.is_char(b))
+            && &rest[hash_len..hash_len + long_ext.len()] == long_ext
+            && std::str::from_utf8(&rest[hash_len + long_ext.len()..]).is_ok_and(conflict::is_marker)
     }
 
     /// The sidecar of a conflict copy `HASH<marker>.long`: its own copy if the client made one,

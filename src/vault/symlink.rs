@@ -47,8 +47,7 @@ impl Vault {
         let rel = dir.rel_child(entry);
         let backing = dir.fd.readlink(entry).at(&rel)?;
         let sealed = if backing == SYMLINK_OUT_OF_LINE.as_bytes() {
-            let link = link_sidecar(entry);
-            dir.fd.read_small(&link, 8192).at(dir.rel_child(&link))?
+            self.read_link_sidecar(dir, entry)?
         } else {
             names::decode(&backing).map_err(|_| VaultError::corrupt(&rel, None, "symlink target is not base64url"))?
         };
@@ -56,6 +55,33 @@ impl Vault {
             .symlinks
             .open_from_slice(SYMLINK_AAD, &sealed)
             .map_err(|_| VaultError::corrupt(rel, None, "symlink target does not authenticate"))
+    }
+}
+
+impl Vault {
+    /// The sealed out-of-line target of `entry`: `ENTRY.link`; for a sync client's conflict
+    /// copy of a symlink (`ORIG<marker>`) whose own sidecar is missing, the client's copy of the
+    /// original's sidecar (`ORIG<marker>.link`, for long names `HASH.long<marker>.link`), else the
+    /// original's `ORIG.link`.
+    fn read_link_sidecar(&self, dir: &Dir, entry: &[u8]) -> Result<Vec<u8>> {
+        let link = link_sidecar(entry);
+        let err = match dir.fd.read_small(&link, 8192) {
+            Ok(sealed) => return Ok(sealed),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => e,
+            Err(e) => return Err(VaultError::io(dir.rel_child(&link), e)),
+        };
+        for c in crate::format::conflict::parse_copy(entry, self.params().name_encoding) {
+            if !c.ext.is_empty() && c.ext != crate::format::backing_name::LONG_EXT {
+                continue;
+            }
+            let orig = c.original();
+            for cand in [format!("{orig}{}.link", c.marker), format!("{orig}.link")] {
+                if let Ok(sealed) = dir.fd.read_small(cand.as_bytes(), 8192) {
+                    return Ok(sealed);
+                }
+            }
+        }
+        Err(VaultError::io(dir.rel_child(&link), err))
     }
 }
 
