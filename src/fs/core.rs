@@ -116,6 +116,9 @@ pub struct CofferFs {
     pub(super) activity: Arc<Activity>,
 }
 
+/// How often [`CofferFs::locate_with`] looks again after a miss (waits 0.1, 0.2, 0.4, 0.8 ms).
+const LOCATE_RETRIES: u32 = 4;
+
 /// ESTALE for an inode that no longer resolves.
 pub fn stale(ino: u64) -> VaultError {
     VaultError::errno_at(format!("inode {ino}"), libc::ESTALE)
@@ -223,8 +226,25 @@ impl CofferFs {
         self.locate_with(ino, &info)
     }
 
-    /// Like [`locate`](Self::locate) with the node already fetched.
+    /// Like [`locate`](Self::locate) with the node already fetched. A rename or unlink on
+    /// another FUSE thread changes the backing tree a moment before the inode table; when no
+    /// known name matches, the node is fetched again and the search retried a few times, so a
+    /// concurrent rename never shows as ESTALE.
     pub(super) fn locate_with(&self, ino: u64, info: &NodeInfo) -> Result<Located> {
+        let mut r = self.locate_once(ino, info);
+        for attempt in 0..LOCATE_RETRIES {
+            match &r {
+                Err(e) if matches!(e.errno(), libc::ESTALE | libc::ENOENT) => {}
+                _ => return r,
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100 << attempt));
+            let fresh = self.node(ino)?;
+            r = self.locate_once(ino, &fresh);
+        }
+        r
+    }
+
+    fn locate_once(&self, ino: u64, info: &NodeInfo) -> Result<Located> {
         let mut err = None;
         for (parent, name) in &info.locs {
             let dir = match self.dir(*parent) {

@@ -126,7 +126,12 @@ impl Inodes {
                 lock: Arc::default(),
             }
         });
-        if node.backing != backing || node.fmt != fmt {
+        // A node whose every name was removed (unlink, rmdir, replaced by a rename) but that
+        // the kernel has not forgotten yet, seen again under a name: the backing inode number
+        // was reused by a new object. A new generation makes the kernel retire its old inode
+        // instead of attaching the new object to it (which fails with ESTALE for directories).
+        let reused = ino != ROOT && node.locs.is_empty() && node.lookups > 0;
+        if node.backing != backing || node.fmt != fmt || reused {
             // The number now names another object (a backing inode number reused).
             *next_gen += 1;
             node.generation = *next_gen;
@@ -265,6 +270,25 @@ mod tests {
         let (_, g3) = t.remember((7, 5), libc::S_IFDIR, loc(ROOT, "b"));
         assert_ne!(g2, g3, "a number naming another object gets a new generation");
         assert!(!t.forget(ROOT, 10));
+    }
+
+    #[test]
+    fn a_removed_object_whose_number_returns_gets_a_new_generation() {
+        let mut t = Inodes::new((7, 100));
+        let (ino, g1) = t.remember((7, 9), libc::S_IFDIR, loc(ROOT, "d"));
+        // rmdir: the name is gone, the kernel has not forgotten the inode yet.
+        assert_eq!(t.remove_loc(&loc(ROOT, "d")), Some(ino));
+        // mkdir elsewhere reuses backing inode 9.
+        let (ino2, g2) = t.remember((7, 9), libc::S_IFDIR, loc(ROOT, "e"));
+        assert_eq!(ino2, ino);
+        assert_ne!(g1, g2);
+        // Counts stay the sum of both, as the kernel's forgets will be.
+        assert!(!t.forget(ino, 1));
+        assert!(t.forget(ino, 1));
+        // A second name of a live object does not change its generation.
+        let (_, g3) = t.remember((7, 11), libc::S_IFREG, loc(ROOT, "f"));
+        let (_, g4) = t.remember((7, 11), libc::S_IFREG, loc(ROOT, "hardlink"));
+        assert_eq!(g3, g4);
     }
 
     #[test]
