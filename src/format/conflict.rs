@@ -42,8 +42,12 @@ pub fn is_marker(m: &str) -> bool {
     if let Some(rest) = m.strip_prefix(".sync-conflict-") {
         return !rest.is_empty() && !rest.contains('.');
     }
-    if m.starts_with(" (") && m.ends_with(')') {
-        return !m[2..].contains('(') || m.contains("conflicted copy");
+    if let Some(inner) = m.strip_prefix(" (").and_then(|r| r.strip_suffix(')')) {
+        // Google Drive ` (N)`; Dropbox/Nextcloud/ownCloud `… conflicted copy …`. Nothing else:
+        // the marker is shown unauthenticated in the plaintext name, so free text is refused.
+        let numbered = !inner.is_empty() && inner.len() <= 4 && inner.bytes().all(|b| b.is_ascii_digit());
+        let conflicted = inner.contains("conflicted copy") && !inner.contains(['(', ')']);
+        return numbered || conflicted;
     }
     if let Some(host) = m.strip_prefix('-') {
         return !host.is_empty()
@@ -216,6 +220,10 @@ mod tests {
         assert_eq!(got[0].stem, "Ab-Cd");
         assert!(got.iter().any(|c| c.stem == "Ab"));
         assert!(parse_copy(b"AbCd", E).is_empty());
+        // Free text in parentheses is not a marker (it would show as part of a plaintext name).
+        assert!(parse_copy(b"AbCd (approved by admin)", E).is_empty());
+        assert!(!is_marker(" (12345)"));
+        assert!(is_marker(" (12)"));
         assert!(parse_copy(b"coffer.diriv", E).is_empty());
         assert!(parse_copy(b"\xff (1)", E).is_empty());
     }
