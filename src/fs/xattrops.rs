@@ -60,6 +60,12 @@ impl CofferFs {
     }
 
     pub(super) fn do_getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
+        // The kernel asks for security.capability before every write: a name the vault never
+        // stores is refused here, before the backing file is found and opened.
+        let info = self.node(ino)?;
+        if ino == ROOT || matches!(info.fmt, libc::S_IFDIR | libc::S_IFREG) {
+            self.vault.xattr_check_name(name)?;
+        }
         let t = self.xattr_target(ino, false)?;
         let Some(fd) = t.fd() else { return Err(no_data(name)) };
         let value = match (&t, t.file()) {

@@ -11,11 +11,17 @@ use super::error::{Result, VaultError};
 use super::{CryptFile, Vault};
 
 impl Vault {
-    fn xattr_backing_name(&self, name: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    /// Whether `name` is an xattr name the vault stores (user.*, not too long): the error every
+    /// xattr call on a file or directory gives for it otherwise.
+    pub fn xattr_check_name(&self, name: &[u8]) -> Result<()> {
         check_xattr_name(name).map_err(|e| match e {
             crate::format::FormatError::NameTooLong => VaultError::errno_at("xattr", libc::ERANGE),
             _ => VaultError::Unsupported("only user.* xattrs are supported"),
-        })?;
+        })
+    }
+
+    fn xattr_backing_name(&self, name: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+        self.xattr_check_name(name)?;
         let cipher = self.keys().xattr_names.encrypt_name(XATTR_NAME_AD, name);
         let backing = format!("{XATTR_BACKING_PREFIX}{}", names::encode(&cipher)).into_bytes();
         Ok((backing, cipher))

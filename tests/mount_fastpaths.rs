@@ -1,0 +1,67 @@
+//! The mount's fast paths (issue 7) answer exactly as the slow paths they skip: xattr names the
+//! vault never stores, cached file headers after the file changes underneath.
+
+mod common;
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use common::{cpath, TestMount};
+
+fn get_xattr(p: &Path, name: &str) -> io::Result<Vec<u8>> {
+    let c = cpath(p);
+    let n = CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid C strings; the buffer is writable for its length.
+    let r = unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(r as usize);
+    Ok(buf)
+}
+
+fn errno_of(r: io::Result<Vec<u8>>) -> Option<i32> {
+    r.err().and_then(|e| e.raw_os_error())
+}
+
+#[test]
+fn xattr_names_outside_user_are_refused_without_the_file() {
+    let Some(m) = TestMount::new() else { return };
+    fs::write(m.path("f"), b"data").unwrap();
+    fs::write(m.path("empty"), b"").unwrap();
+    fs::create_dir(m.path("d")).unwrap();
+    symlink("f", m.path("l")).unwrap();
+    for obj in ["f", "empty", "d", ""] {
+        let p = m.path(obj);
+        // What the kernel asks before every write.
+        assert_eq!(
+            errno_of(get_xattr(&p, "security.capability")),
+            Some(libc::EOPNOTSUPP),
+            "{obj}"
+        );
+        assert_eq!(errno_of(get_xattr(&p, "trusted.x")), Some(libc::EOPNOTSUPP), "{obj}");
+        assert_eq!(errno_of(get_xattr(&p, "user.missing")), Some(libc::ENODATA), "{obj}");
+        let long = format!("user.{}", "x".repeat(250));
+        assert_eq!(errno_of(get_xattr(&p, &long)), Some(libc::ERANGE), "{obj}");
+    }
+    // Symlinks have no xattrs at all: every name is ENODATA, as before.
+    assert_eq!(
+        errno_of(get_xattr(&m.path("l"), "security.capability")),
+        Some(libc::ENODATA)
+    );
+    // A file still being written keeps working (one capability probe per write).
+    let mut data = Vec::new();
+    for i in 0..64u32 {
+        let chunk = vec![i as u8; 3000];
+        data.extend_from_slice(&chunk);
+        let mut f = fs::OpenOptions::new().append(true).open(m.path("f")).unwrap();
+        io::Write::write_all(&mut f, &chunk).unwrap();
+    }
+    let got = fs::read(m.path("f")).unwrap();
+    assert_eq!(&got[..4], b"data");
+    assert_eq!(&got[4..], &data[..]);
+}
