@@ -101,11 +101,15 @@ fn a_user_mounts_through_fusermount3() {
             cat "$M/f"; cat "$M/d/g"; readlink "$M/l"; stat -c '%u %g %a' "$M/f"
             chmod 000 "$M/f"
             if cat "$M/f" 2>/dev/null; then echo READ-DESPITE-000; fi
-            chmod 600 "$M/f"; cat "$M/f""#,
+            chmod 600 "$M/f"; cat "$M/f"
+            echo 12345 > "$M/wo"; chmod 200 "$M/wo"
+            echo more >> "$M/wo"; printf XY | dd of="$M/wo" bs=1 seek=1 conv=notrunc status=none
+            stat -c '%a' "$M/wo"; chmod 600 "$M/wo"; cat "$M/wo""#,
         ),
         "user operations",
     );
-    assert_eq!(out, "hello\ninner\nf\n65534 65534 644\nhello\n");
+    // A write-only (0200) file stays writable by its owner, partial rewrites included.
+    assert_eq!(out, "hello\ninner\nf\n65534 65534 644\nhello\n200\n1XY45\nmore\n");
 
     // Nobody else gets in, not even root: the mount is owner-only without --allow-other.
     let e = std::fs::read_dir(b.join("m")).unwrap_err();

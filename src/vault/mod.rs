@@ -127,10 +127,34 @@ impl Vault {
     /// Opens a backing file of `dir` as an encrypted file (read-write unless `write` is false).
     pub fn open_file(&self, dir: &Dir, backing_name: &[u8], write: bool) -> Result<CryptFile> {
         let rel = dir.rel_child(backing_name);
-        let f = dir
-            .fd
-            .open_file(backing_name, write && !self.read_only, None)
-            .at(&rel)?;
+        let write = write && !self.read_only;
+        let f = match dir.fd.open_file(backing_name, write, None) {
+            Err(e) if write && e.raw_os_error() == Some(libc::EACCES) => {
+                open_write_only_file(dir, backing_name).unwrap_or(Err(e)).at(&rel)?
+            }
+            r => r.at(&rel)?,
+        };
         Ok(CryptFile::new(f, self.keys.clone(), rel))
     }
+}
+
+/// A write-only file (e.g. mode 0200) that the daemon owns: coffer needs read access too
+/// (partial blocks are read-modify-written, the header is read), so it adds u+r for the
+/// moment of the open and puts the mode back. None when this does not apply.
+fn open_write_only_file(dir: &Dir, name: &[u8]) -> Option<std::io::Result<std::fs::File>> {
+    let st = dir.fd.stat(name).ok()?;
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if st.st_uid != euid || st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_mode & 0o400 != 0 {
+        return None;
+    }
+    let mode = st.st_mode & 0o7777;
+    Some((|| {
+        dir.fd.chmod(name, mode | 0o400)?;
+        let opened = dir.fd.open_file(name, true, None);
+        let restored = dir.fd.chmod(name, mode);
+        let f = opened?;
+        restored?;
+        Ok(f)
+    })())
 }
