@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 
 use super::args::MountArgs;
 use super::error::{code, CliError, CliResult};
+use super::logging::{self, Target};
 use super::open::read_config;
 use super::password::{read_secret, Ask};
 
@@ -85,6 +86,33 @@ pub fn launch(mut cmd: Command, secret: &[u8]) -> CliResult {
             .hint("run with --fg -v to see why"))
         }
     }
+}
+
+/// The background process (shared by `mount` and `reverse`): leaves the terminal's session,
+/// logs to `log` (syslog when none), then runs `serve`, handing it a callback that logs
+/// `ready_msg` and reports "ready"; a failure is logged and reported on the readiness pipe.
+pub fn run_child(
+    log: Option<&Path>,
+    verbose: u8,
+    ready_msg: &'static str,
+    serve: impl FnOnce(Box<dyn FnOnce() + Send>) -> CliResult,
+) -> CliResult {
+    // SAFETY: setsid has no preconditions; it detaches us from the terminal's session so a
+    // closed terminal does not hang up the mount. Failure (already a leader) is harmless.
+    unsafe { libc::setsid() };
+    let _ = std::env::set_current_dir("/");
+    let target = log.map_or(Target::Syslog, Target::File);
+    let result = logging::init(verbose, target).and_then(|()| {
+        serve(Box::new(move || {
+            log::info!("{ready_msg}");
+            report_ready();
+        }))
+    });
+    if let Err(e) = &result {
+        log::error!("{}", e.message);
+        report_failure(e);
+    }
+    result
 }
 
 /// Parses a readiness line: `Some(Ok)` for ready, `Some(Err)` for a reported failure.

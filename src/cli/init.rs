@@ -2,13 +2,14 @@
 
 use std::path::Path;
 
+use coffer::crypto::MasterKey;
 use coffer::format::config::{VaultParams, CONFIG_NAME};
 use coffer::format::recovery;
 use coffer::vault::{unlock, KdfCost};
 
 use super::args::InitArgs;
 use super::error::{code, CliError, CliResult};
-use super::password::{read_secret, Ask};
+use super::password::{read_secret, Ask, Secret};
 
 /// Runs `init`.
 pub fn run(args: &InitArgs) -> CliResult {
@@ -17,8 +18,33 @@ pub fn run(args: &InitArgs) -> CliResult {
     }
     let dir = &args.cipherdir;
     check_target(dir, args.config.as_deref())?;
+    let (params, password, cost) = params_and_password(args, Vec::new(), "vault")?;
+    if !dir.exists() {
+        std::fs::create_dir(dir).map_err(|e| CliError::io(dir, &e))?;
+    }
+    let master = unlock::init(dir, args.config.as_deref(), &password, &params, cost)?;
+    if !args.quiet {
+        println!("Created a coffer vault in {}.", dir.display());
+        print_recovery_key(&master, &params);
+        println!("Write it down and keep it offline. It opens this vault without the password or");
+        println!("coffer.conf (`coffer mount --masterkey`), even after a password change, so anyone");
+        println!("holding it can read everything.");
+        println!();
+        println!("Mount with: coffer mount {} MOUNTPOINT", dir.display());
+    }
+    Ok(())
+}
+
+/// What `init` and `init --reverse` share, in this order: the parameters from the flags
+/// (checked before any prompt), the new password, and the KDF cost (`noun`, "vault" or
+/// "config", names what `--insecure-fast-kdf` weakens in its warning).
+pub fn params_and_password(
+    args: &InitArgs,
+    feature_flags: Vec<String>,
+    noun: &str,
+) -> CliResult<(VaultParams, Secret, KdfCost)> {
     let params = VaultParams {
-        feature_flags: Vec::new(),
+        feature_flags,
         long_name_limit: args.long_name_limit,
         name_encoding: args.encoding(),
     };
@@ -28,31 +54,23 @@ pub fn run(args: &InitArgs) -> CliResult {
     let password = read_secret(&args.secret, Ask::NewPassword)?;
     let cost = if args.insecure_fast_kdf {
         eprintln!(
-            "coffer: warning: --insecure-fast-kdf: this vault's password is cheap to guess; use it for tests only"
+            "coffer: warning: --insecure-fast-kdf: this {noun}'s password is cheap to guess; use it for tests only"
         );
         KdfCost::INSECURE_TEST
     } else {
         KdfCost::default()
     };
-    if !dir.exists() {
-        std::fs::create_dir(dir).map_err(|e| CliError::io(dir, &e))?;
-    }
-    let master = unlock::init(dir, args.config.as_deref(), &password, &params, cost)?;
-    if !args.quiet {
-        let key = recovery::encode(master.expose(), &params);
-        println!("Created a coffer vault in {}.", dir.display());
-        println!();
-        println!("Recovery key (shown only now):");
-        println!();
-        println!("    {}", key.as_str());
-        println!();
-        println!("Write it down and keep it offline. It opens this vault without the password or");
-        println!("coffer.conf (`coffer mount --masterkey`), even after a password change, so anyone");
-        println!("holding it can read everything.");
-        println!();
-        println!("Mount with: coffer mount {} MOUNTPOINT", dir.display());
-    }
-    Ok(())
+    Ok((params, password, cost))
+}
+
+/// Prints the recovery key block (blank line, title, blank line, the key, blank line).
+pub fn print_recovery_key(master: &MasterKey, params: &VaultParams) {
+    let key = recovery::encode(master.expose(), params);
+    println!();
+    println!("Recovery key (shown only now):");
+    println!();
+    println!("    {}", key.as_str());
+    println!();
 }
 
 /// Refuses an already-initialized or non-empty CIPHERDIR, and an existing --config file.

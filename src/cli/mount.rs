@@ -15,7 +15,9 @@ use super::open::open_vault;
 /// Runs `mount`.
 pub fn run(args: &MountArgs, verbose: u8) -> CliResult {
     if args.daemon_child {
-        return run_child(args, verbose);
+        return daemon::run_child(args.log.as_deref(), verbose, "mount ready", |on_ready| {
+            serve(args, &args.cipherdir, &args.mountpoint, on_ready)
+        });
     }
     let mountpoint = check_mountpoint(&args.mountpoint, args.nonempty)?;
     let cipherdir = absolute(&args.cipherdir)?;
@@ -25,31 +27,6 @@ pub fn run(args: &MountArgs, verbose: u8) -> CliResult {
         return serve(args, &cipherdir, &mountpoint, Box::new(|| log::info!("mount ready")));
     }
     daemon::start(args, &cipherdir, &mountpoint, verbose)
-}
-
-/// The background process: reports "ready" or the failure on stdout (the readiness pipe).
-fn run_child(args: &MountArgs, verbose: u8) -> CliResult {
-    // SAFETY: setsid has no preconditions; it detaches us from the terminal's session so a
-    // closed terminal does not hang up the mount. Failure (already a leader) is harmless.
-    unsafe { libc::setsid() };
-    let _ = std::env::set_current_dir("/");
-    let target = args.log.as_deref().map_or(Target::Syslog, Target::File);
-    let result = logging::init(verbose, target).and_then(|()| {
-        serve(
-            args,
-            &args.cipherdir,
-            &args.mountpoint,
-            Box::new(|| {
-                log::info!("mount ready");
-                daemon::report_ready();
-            }),
-        )
-    });
-    if let Err(e) = &result {
-        log::error!("{}", e.message);
-        daemon::report_failure(e);
-    }
-    result
 }
 
 /// Unlocks and serves until unmounted.

@@ -6,15 +6,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use coffer::format::config::{VaultParams, FLAG_REVERSE};
-use coffer::format::recovery;
+use coffer::format::config::FLAG_REVERSE;
 use coffer::fs::{self, MountError, MountOptions};
 use coffer::vault::reverse::{self, default_config_path, read_reverse_config, Excludes, ReverseVault};
-use coffer::vault::{unlock, KdfCost};
+use coffer::vault::unlock;
 
 use super::args::{InitArgs, ReverseArgs};
 use super::daemon;
 use super::error::{code, CliError, CliResult};
+use super::init::{params_and_password, print_recovery_key};
 use super::logging::{self, Target};
 use super::mount::{absolute, check_mountpoint};
 use super::password::{read_secret, Ask};
@@ -40,36 +40,15 @@ pub fn init(args: &InitArgs) -> CliResult {
         )
         .hint("this directory already has a reverse config; mount it with `coffer reverse`"));
     }
-    let params = VaultParams {
-        feature_flags: vec![FLAG_REVERSE.into()],
-        long_name_limit: args.long_name_limit,
-        name_encoding: args.encoding(),
-    };
-    params
-        .validate()
-        .map_err(|e| CliError::new(code::USAGE, format!("--long-name-limit: {e}")))?;
-    let password = read_secret(&args.secret, Ask::NewPassword)?;
-    let cost = if args.insecure_fast_kdf {
-        eprintln!(
-            "coffer: warning: --insecure-fast-kdf: this config's password is cheap to guess; use it for tests only"
-        );
-        KdfCost::INSECURE_TEST
-    } else {
-        KdfCost::default()
-    };
+    let (params, password, cost) = params_and_password(args, vec![FLAG_REVERSE.into()], "config")?;
     let master = reverse::init(dir, args.config.as_deref(), &password, &params, cost)?;
     if !args.quiet {
-        let key = recovery::encode(master.expose(), &params);
         println!(
             "Created a reverse-mode config for {} in {}.",
             dir.display(),
             cfg_path.display()
         );
-        println!();
-        println!("Recovery key (shown only now):");
-        println!();
-        println!("    {}", key.as_str());
-        println!();
+        print_recovery_key(&master, &params);
         println!("Write it down and keep it offline: it opens every encrypted copy of this folder.");
         println!();
         println!(
@@ -83,7 +62,9 @@ pub fn init(args: &InitArgs) -> CliResult {
 /// Runs `reverse`.
 pub fn run(args: &ReverseArgs, verbose: u8) -> CliResult {
     if args.daemon_child {
-        return run_child(args, verbose);
+        return daemon::run_child(args.log.as_deref(), verbose, "reverse mount ready", |on_ready| {
+            serve(args, &args.plaindir, &args.mountpoint, on_ready)
+        });
     }
     let mountpoint = check_mountpoint(&args.mountpoint, false)?;
     let plaindir = absolute(&args.plaindir)?;
@@ -148,30 +129,6 @@ fn start(args: &ReverseArgs, plaindir: &Path, mountpoint: &Path, verbose: u8) ->
     }
     cmd.arg("--").arg(plaindir).arg(mountpoint);
     daemon::launch(cmd, &secret)
-}
-
-/// The background process: reports "ready" or the failure on the readiness pipe.
-fn run_child(args: &ReverseArgs, verbose: u8) -> CliResult {
-    // SAFETY: setsid has no preconditions; failure (already a leader) is harmless.
-    unsafe { libc::setsid() };
-    let _ = std::env::set_current_dir("/");
-    let target = args.log.as_deref().map_or(Target::Syslog, Target::File);
-    let result = logging::init(verbose, target).and_then(|()| {
-        serve(
-            args,
-            &args.plaindir,
-            &args.mountpoint,
-            Box::new(|| {
-                log::info!("reverse mount ready");
-                daemon::report_ready();
-            }),
-        )
-    });
-    if let Err(e) = &result {
-        log::error!("{}", e.message);
-        daemon::report_failure(e);
-    }
-    result
 }
 
 /// Unlocks the reverse config (password or recovery key) and opens the view.
