@@ -2,10 +2,12 @@
 //! ready, read-only and recovery-key mounts, --idle, and the mount.fuse.coffer helper form.
 
 mod cli_common;
+mod common;
 
 use std::path::{Path, PathBuf};
 
-use cli_common::{coffer, fuse_available, init_cli, is_mounted, passfile, wait_for, Unmount};
+use cli_common::{coffer, init_cli, is_mounted, passfile, wait_for, Unmount};
+use common::fuse_available;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -5,12 +5,15 @@
 //! Git does not store xattrs: tests/fixtures/vault-v1.xattrs holds the backing xattrs, which
 //! this test puts back on a copy of the fixture before opening it.
 
+mod common;
+
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use coffer::format::backing_name::{classify, BackingName};
 use coffer::vault::{backing, unlock, Dir, Vault};
+use common::copy_tree;
 use sha2::{Digest, Sha256};
 
 const PASSWORD: &[u8] = b"coffer fixture v1";
@@ -28,23 +31,6 @@ fn unhex(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
-}
-
-/// Copies a tree, keeping symlinks as symlinks.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        let ft = e.file_type().unwrap();
-        if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
-        } else if ft.is_dir() {
-            copy_tree(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
 }
 
 /// A writable copy of the fixture with its backing xattrs restored.

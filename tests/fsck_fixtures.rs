@@ -4,6 +4,8 @@
 //! damage. `scripts/make-fsck-fixtures` rebuilds the fixtures (the `make_fixtures` test below,
 //! which also checks that each report names exactly the planted damage).
 
+mod common;
+
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +14,7 @@ use coffer::format::config::VaultParams;
 use coffer::format::header::HEADER_LEN;
 use coffer::format::offsets::CIPHER_BLOCK;
 use coffer::vault::{unlock, Dir, KdfCost, Vault};
+use common::copy_tree;
 
 const PASSWORD: &str = "fixture password";
 const CASES: &[&str] = &["clean", "content", "names", "dirs"];
@@ -41,23 +44,6 @@ fn fsck(dir: &Path, extra: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (code, String::from_utf8(out.stdout).unwrap())
-}
-
-/// Copies a tree (files, directories, symlinks) from `from` to `to`.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        let ft = e.file_type().unwrap();
-        if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
-        } else if ft.is_dir() {
-            copy_tree(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
 }
 
 /// The (plain path or cipher path, kind, blocks, repaired?) of each finding, for the checks

@@ -5,18 +5,9 @@ mod cli_common;
 mod common;
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use cli_common::{coffer, passfile, recovery_key_from};
-
-/// Unmounts on drop (the mount is served by a background coffer process).
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = coffer(&[OsStr::new("unmount"), self.0.as_os_str()], None);
-    }
-}
+use cli_common::{coffer, passfile, recovery_key_from, Unmount};
 
 fn os(s: &str) -> &OsStr {
     OsStr::new(s)
@@ -42,31 +33,19 @@ fn init_reverse_mount_copy_and_read_back() {
     std::fs::create_dir(&mnt).unwrap();
     std::fs::write(plain.join("docs/a.txt"), b"hello reverse").unwrap();
     let pf = passfile(tmp.path(), "pw", "secret words");
-    let init = coffer(
-        &[
-            os("init"),
-            os("--reverse"),
-            os("--insecure-fast-kdf"),
-            os("--passfile"),
-            pf.as_os_str(),
-            plain.as_os_str(),
-        ],
-        None,
-    );
+    let init_args = [
+        os("init"),
+        os("--reverse"),
+        os("--insecure-fast-kdf"),
+        os("--passfile"),
+        pf.as_os_str(),
+        plain.as_os_str(),
+    ];
+    let init = coffer(&init_args, None);
     assert_eq!(init.code, 0, "{}", init.stderr);
     let key = recovery_key_from(&init.stdout_str());
     assert!(plain.join(".coffer.reverse.conf").is_file());
-    let again = coffer(
-        &[
-            os("init"),
-            os("--reverse"),
-            os("--insecure-fast-kdf"),
-            os("--passfile"),
-            pf.as_os_str(),
-            plain.as_os_str(),
-        ],
-        None,
-    );
+    let again = coffer(&init_args, None);
     assert_eq!(again.code, 7, "{}", again.stderr);
 
     // Wrong password: reported by the background process, exit code 3, nothing mounted.

@@ -12,14 +12,13 @@ mod sync_util;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use coffer::format::config::VaultParams;
-use coffer::fs::{MountHandle, MountOptions};
 use coffer::vault::fsck::DamageKind;
 use coffer::vault::{unlock, KdfCost, Vault};
-use common::{spawn_mount, Watchdog, PASSWORD, WATCHDOG};
-use sync_util::names;
+use common::PASSWORD;
+use sync_util::{names, Mounted};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sync-diriv-conflict");
 const COPY: &str = "coffer.sync-conflict-20261125-101010-AAAAAAA.diriv";
@@ -77,23 +76,6 @@ fn regenerate_fixture() {
     put(b"shared", b"same.txt", b"same name, B's file");
 }
 
-struct Mounted {
-    handle: Option<MountHandle>,
-    watchdog: Option<Watchdog>,
-    cipher: PathBuf,
-    mnt: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        drop(self.handle.take());
-        if let Some(w) = self.watchdog.take() {
-            w.stop();
-        }
-    }
-}
-
 /// A copy of the fixture, mounted.
 fn mounted() -> Option<Mounted> {
     if !common::fuse_available() {
@@ -102,17 +84,7 @@ fn mounted() -> Option<Mounted> {
     let tmp = tempfile::tempdir().unwrap();
     let cipher = tmp.path().join("cipher");
     sync_util::copy_tree(Path::new(FIXTURE), &cipher);
-    let mnt = tmp.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    let h = spawn_mount(&cipher, &mnt, &MountOptions::default()).expect("mount");
-    let w = Watchdog::start(h.mountpoint().to_path_buf(), h.connection(), WATCHDOG);
-    Some(Mounted {
-        handle: Some(h),
-        watchdog: Some(w),
-        cipher,
-        mnt,
-        _tmp: tmp,
-    })
+    Some(Mounted::start(tmp, cipher))
 }
 
 #[test]

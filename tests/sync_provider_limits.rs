@@ -2,32 +2,16 @@
 //! checked by mounting the vault and looking at the names on both sides.
 
 mod common;
+mod sync_util;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use coffer::format::config::Config;
-use coffer::fs::{MountHandle, MountOptions};
-use common::{fuse_available, spawn_mount, Watchdog, PASSWORD, WATCHDOG};
-
-struct Mounted {
-    handle: Option<MountHandle>,
-    watchdog: Option<Watchdog>,
-    cipher: PathBuf,
-    mnt: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        drop(self.handle.take());
-        if let Some(w) = self.watchdog.take() {
-            w.stop();
-        }
-    }
-}
+use common::{fuse_available, PASSWORD};
+use sync_util::Mounted;
 
 /// Runs `coffer init ARGS CIPHERDIR`; returns (exit code, stderr).
 fn init(cipher: &Path, args: &[&str]) -> (i32, String) {
@@ -55,19 +39,9 @@ fn mounted(args: &[&str]) -> Option<Mounted> {
     }
     let tmp = tempfile::tempdir().unwrap();
     let cipher = tmp.path().join("cipher");
-    let mnt = tmp.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
     let (code, err) = init(&cipher, args);
     assert_eq!(code, 0, "init {args:?}: {err}");
-    let h = spawn_mount(&cipher, &mnt, &MountOptions::default()).expect("mount");
-    let w = Watchdog::start(h.mountpoint().to_path_buf(), h.connection(), WATCHDOG);
-    Some(Mounted {
-        handle: Some(h),
-        watchdog: Some(w),
-        cipher,
-        mnt,
-        _tmp: tmp,
-    })
+    Some(Mounted::start(tmp, cipher))
 }
 
 fn config(cipher: &Path) -> Config {

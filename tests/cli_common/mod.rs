@@ -117,18 +117,6 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// FUSE tests fail loudly without /dev/fuse, unless COFFER_SKIP_FUSE=1 (then they return false).
-pub fn fuse_available() -> bool {
-    if Path::new("/dev/fuse").exists() {
-        return true;
-    }
-    if std::env::var_os("COFFER_SKIP_FUSE").is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED: /dev/fuse is missing and COFFER_SKIP_FUSE=1");
-        return false;
-    }
-    panic!("FUSE is unavailable (/dev/fuse is missing): these tests need it; set COFFER_SKIP_FUSE=1 to skip them");
-}
-
 /// Whether `mp` is a mountpoint right now.
 pub fn is_mounted(mp: &Path) -> bool {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();

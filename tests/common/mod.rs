@@ -253,8 +253,25 @@ pub fn remove_xattr(p: &Path, name: &str) -> io::Result<()> {
     cvt(unsafe { libc::lremovexattr(c.as_ptr(), n.as_ptr()) }).map(drop)
 }
 
-/// Runs a program in `dir`, failing the test with its output if it fails.
-pub fn run(dir: &Path, prog: &str, args: &[&str]) -> String {
+/// Copies a tree (files, directories, symlinks kept as symlinks) from `from` to `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ft = e.file_type().unwrap();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else if ft.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// Runs a program in `dir`, failing the test with its output if it fails; returns stdout.
+pub fn run<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(dir: &Path, prog: &str, args: &[A]) -> String {
     let out = std::process::Command::new(prog)
         .args(args)
         .current_dir(dir)

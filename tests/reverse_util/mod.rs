@@ -157,20 +157,9 @@ pub fn mount_forward(copy: &Path, mnt: &Path) -> Mounted {
     Mounted::new(coffer::fs::spawn(v, mnt, &opts).expect("forward mount"))
 }
 
-/// Runs a program, failing the test with its output if it fails; returns stdout.
+/// Runs a program in the current directory (see `common::run`); returns stdout.
 pub fn run(prog: &str, args: &[&OsStr]) -> String {
-    let out = std::process::Command::new(prog)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{prog}: {e}"));
-    assert!(
-        out.status.success(),
-        "{prog} {args:?} failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    crate::common::run(Path::new("."), prog, args)
 }
 
 /// `rsync -a --delete [extra] SRC/ DST/`; returns stdout.

@@ -1,5 +1,5 @@
-//! Helpers shared by the sync tests (tests/sync_*.rs): backing names of plaintext paths, polling
-//! a mount until a change shows, listing names.
+//! Helpers shared by the sync tests (tests/sync_*.rs): a mounted test vault, backing names of
+//! plaintext paths, polling a mount until a change shows, listing names.
 
 #![allow(dead_code)]
 
@@ -7,11 +7,51 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use coffer::fs::{MountHandle, MountOptions};
 use coffer::vault::Vault;
+
+use crate::common::{spawn_mount, Watchdog, WATCHDOG};
 
 /// How long a change made in CIPHERDIR may take to show in the mount: the 1 s entry/attribute
 /// TTL plus slack for a loaded machine.
 pub const SHOW_WITHIN: Duration = Duration::from_millis(2500);
+
+/// The vault in `TMP/cipher`, mounted at `TMP/mnt` under a watchdog; unmounted on drop.
+pub struct Mounted {
+    handle: Option<MountHandle>,
+    watchdog: Option<Watchdog>,
+    /// CIPHERDIR.
+    pub cipher: PathBuf,
+    /// The mountpoint.
+    pub mnt: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Mounted {
+    /// Mounts the vault in `cipher` (inside `tmp`) with default options at a new `TMP/mnt`.
+    pub fn start(tmp: tempfile::TempDir, cipher: PathBuf) -> Mounted {
+        let mnt = tmp.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mkdir mnt");
+        let h = spawn_mount(&cipher, &mnt, &MountOptions::default()).expect("mount");
+        let w = Watchdog::start(h.mountpoint().to_path_buf(), h.connection(), WATCHDOG);
+        Mounted {
+            handle: Some(h),
+            watchdog: Some(w),
+            cipher,
+            mnt,
+            _tmp: tmp,
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        drop(self.handle.take());
+        if let Some(w) = self.watchdog.take() {
+            w.stop();
+        }
+    }
+}
 
 /// The vault behind a mount, opened a second time (library only) to compute backing names.
 pub struct Backing {
