@@ -215,7 +215,10 @@ impl ReverseVault {
         let plain = match classify(cipher, enc) {
             BackingName::Short(s) => {
                 let raw = enc.decode(s.as_bytes()).map_err(|_| enoent(&dir.rel))?;
-                self.keys().names.decrypt_name(&dir.iv, &raw).map_err(|_| enoent(&dir.rel))?
+                self.keys()
+                    .names
+                    .decrypt_name(&dir.iv, &raw)
+                    .map_err(|_| enoent(&dir.rel))?
             }
             BackingName::Long(hash) => self.long_plain(dir, hash)?,
             _ => return Err(enoent(&dir.rel)),
