@@ -65,3 +65,47 @@ fn xattr_names_outside_user_are_refused_without_the_file() {
     assert_eq!(&got[..4], b"data");
     assert_eq!(&got[4..], &data[..]);
 }
+
+#[test]
+fn setattr_replies_with_the_new_attributes() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(m) = TestMount::new() else { return };
+    let f = m.path("f");
+    fs::write(&f, b"hello world").unwrap();
+    fs::create_dir(m.path("d")).unwrap();
+    for (p, mode) in [(&f, 0o640), (&m.path("d"), 0o705)] {
+        fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+        // The kernel keeps the attributes of the setattr reply for the TTL: they must be new.
+        assert_eq!(fs::metadata(p).unwrap().mode() & 0o7777, mode);
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_007);
+        fs::File::options().read(true).open(p).unwrap().set_modified(t).unwrap();
+        assert_eq!(fs::metadata(p).unwrap().mtime(), 1_000_000_007);
+        let c = cpath(p);
+        let ts = [
+            libc::timespec { tv_sec: 5, tv_nsec: 0 },
+            libc::timespec {
+                tv_sec: 1_000_000_009,
+                tv_nsec: 0,
+            },
+        ];
+        // SAFETY: valid C string and two timespecs.
+        assert_eq!(
+            unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), 0) },
+            0
+        );
+        let md = fs::metadata(p).unwrap();
+        assert_eq!((md.atime(), md.mtime()), (5, 1_000_000_009));
+    }
+    // Truncate by path: size and content agree at once.
+    let c = cpath(&f);
+    // SAFETY: valid C string.
+    assert_eq!(unsafe { libc::truncate(c.as_ptr(), 5) }, 0);
+    assert_eq!(fs::metadata(&f).unwrap().len(), 5);
+    assert_eq!(fs::read(&f).unwrap(), b"hello");
+    // A name replaced underneath (as a sync client does) answers for the new object.
+    fs::write(m.path("g"), b"other").unwrap();
+    fs::rename(m.path("g"), &f).unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(fs::metadata(&f).unwrap().mode() & 0o7777, 0o600);
+    assert_eq!(fs::read(&f).unwrap(), b"other");
+}

@@ -117,6 +117,15 @@ impl CofferFs {
                 if times {
                     l.dir.fd.utimens(&l.entry, spec(s.atime), spec(s.mtime)).at(&rel)?;
                 }
+                // The new attributes through the name just used, when it is still this object.
+                if fh.is_none() {
+                    if let Ok(st) = l.dir.fd.stat(&l.entry) {
+                        if attr::backing_id(&st) == info.backing {
+                            let link_len = self.link_len(&l.dir, &l.entry, &st);
+                            return Ok(attr::to_attr(ino, &st, link_len));
+                        }
+                    }
+                }
             }
             Err(e) => {
                 // No name left (unlinked while open): change it through an open descriptor.

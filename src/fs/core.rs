@@ -41,7 +41,9 @@ fn dir_stamp(st: &libc::stat) -> DirStamp {
 struct CachedDir {
     dir: Arc<Dir>,
     stamp: DirStamp,
-    read_at: Instant,
+    /// When the stamp was last found current (or the IVs read): within [`DIR_REREAD`] of it
+    /// the directory is used without an fstat.
+    checked_at: Instant,
 }
 
 /// When the mount last served a request (for `--idle`).
@@ -164,12 +166,18 @@ impl CofferFs {
     /// The open backing directory of directory inode `ino`, its IVs re-read when the backing
     /// directory changed since (at most every [`DIR_REREAD`]).
     pub(super) fn dir(&self, ino: u64) -> Result<Arc<Dir>> {
-        let hit = self.cache().get(&ino).map(|c| (c.dir.clone(), c.stamp, c.read_at));
-        let Some((dir, stamp, read_at)) = hit else {
+        let hit = self.cache().get(&ino).map(|c| (c.dir.clone(), c.stamp, c.checked_at));
+        let Some((dir, stamp, checked_at)) = hit else {
             return self.open_dir_ino(ino);
         };
+        if checked_at.elapsed() < DIR_REREAD {
+            return Ok(dir);
+        }
         let st = dir.fd.fstat().at(&dir.rel)?;
-        if dir_stamp(&st) == stamp || read_at.elapsed() < DIR_REREAD {
+        if dir_stamp(&st) == stamp {
+            if let Some(c) = self.cache().get_mut(&ino).filter(|c| Arc::ptr_eq(&c.dir, &dir)) {
+                c.checked_at = Instant::now();
+            }
             return Ok(dir);
         }
         let fresh = Arc::new(Dir::from_fd(dir.fd.try_clone().at(&dir.rel)?, dir.rel.clone())?);
@@ -185,7 +193,7 @@ impl CofferFs {
         let c = CachedDir {
             dir,
             stamp: dir_stamp(st),
-            read_at: Instant::now(),
+            checked_at: Instant::now(),
         };
         cache.insert(ino, c);
     }
@@ -254,6 +262,19 @@ impl CofferFs {
                     continue;
                 }
             };
+            // The usual case first: the entry under the directory's own IV is this object
+            // (one stat; `resolve` would stat it too before the check below).
+            if let Ok(main) = self.vault.cipher_name(&dir, name) {
+                if let Ok(st) = dir.fd.stat(&main.entry) {
+                    if backing_id(&st) == info.backing {
+                        return Ok(Located {
+                            dir,
+                            entry: main.entry,
+                            st,
+                        });
+                    }
+                }
+            }
             let cname = self.vault.resolve(&dir, name)?;
             match dir.fd.stat(&cname.entry) {
                 Ok(st) if backing_id(&st) == info.backing => {

@@ -227,19 +227,59 @@ impl CryptFile {
 
     /// Reads and opens blocks `first..=last` of a file with `sizes`, returning their plaintext.
     fn read_blocks(&self, id: &[u8; 16], first: BlockNo, last: BlockNo, sizes: &Sizes) -> Result<Vec<u8>> {
+        let mut plain = vec![0u8; (span_end(last, sizes) - first.plain_off()) as usize];
+        self.read_blocks_into(id, first, last, sizes, &mut plain)?;
+        Ok(plain)
+    }
+
+    /// Like [`read_blocks`](Self::read_blocks), into `plain`, which is exactly as long as the
+    /// plaintext of those blocks. The sealed bytes go through a per-thread buffer.
+    fn read_blocks_into(
+        &self,
+        id: &[u8; 16],
+        first: BlockNo,
+        last: BlockNo,
+        sizes: &Sizes,
+        plain: &mut [u8],
+    ) -> Result<()> {
+        SEALED.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                let r = self.read_blocks_with(id, first, last, sizes, plain, &mut buf);
+                if buf.capacity() > SEALED_KEEP {
+                    *buf = Vec::new();
+                }
+                r
+            }
+            Err(_) => self.read_blocks_with(id, first, last, sizes, plain, &mut Vec::new()),
+        })
+    }
+
+    fn read_blocks_with(
+        &self,
+        id: &[u8; 16],
+        first: BlockNo,
+        last: BlockNo,
+        sizes: &Sizes,
+        plain: &mut [u8],
+        sealed: &mut Vec<u8>,
+    ) -> Result<()> {
         let start = first.cipher_off();
-        let plain_end = (last.0 + 1).saturating_mul(PLAIN_BLOCK).min(sizes.plain);
+        let plain_end = span_end(last, sizes);
+        debug_assert_eq!(plain.len() as u64, plain_end - first.plain_off());
         let cipher_end = offsets::cipher_size(plain_end);
-        let mut sealed = vec![0u8; (cipher_end - start) as usize];
-        let n = read_full_at(&self.file, &mut sealed, start).at(&self.rel)?;
+        let want = (cipher_end - start) as usize;
+        // Stale bytes from an earlier read are overwritten below or make the read fail.
+        sealed.resize(want, 0);
+        let sealed = &mut sealed[..want];
+        let n = read_full_at(&self.file, sealed, start).at(&self.rel)?;
         if n < sealed.len() {
             return Err(self.corrupt(
                 Some(block_of(first.plain_off() + (n as u64 / CIPHER_BLOCK) * PLAIN_BLOCK).0),
                 "file shrank during read",
             ));
         }
-        let mut plain = vec![0u8; (plain_end - first.plain_off()) as usize];
-        let opened = self.open_batch(id, first, sizes, &sealed, &mut plain);
+        let sealed = &*sealed;
+        let opened = self.open_batch(id, first, sizes, sealed, plain);
         let mut c_pos = 0usize;
         let mut p_pos = 0usize;
         for b in first.0..=last.0 {
@@ -258,7 +298,7 @@ impl CryptFile {
             c_pos += clen;
             p_pos += len;
         }
-        Ok(plain)
+        Ok(())
     }
 
     /// Fast path of `read_blocks`: opens every block of `sealed` (blocks from `first`) that is
@@ -338,9 +378,14 @@ impl CryptFile {
         let id = self.require_header()?.file_id;
         let first = block_of(off);
         let last = block_of(end - 1);
-        let plain = self.read_blocks(&id, first, last, &sizes)?;
         let skip = (off - first.plain_off()) as usize;
         let n = (end - off) as usize;
+        if skip == 0 && span_end(last, &sizes) == end {
+            // Whole blocks (the kernel's page-aligned reads): open them straight into `buf`.
+            self.read_blocks_into(&id, first, last, &sizes, &mut buf[..n])?;
+            return Ok(n);
+        }
+        let plain = self.read_blocks(&id, first, last, &sizes)?;
         buf[..n].copy_from_slice(&plain[skip..skip + n]);
         Ok(n)
     }
@@ -628,6 +673,19 @@ impl CryptFile {
         }
         Ok(bad)
     }
+}
+
+/// Sealed-block buffers kept per thread up to this capacity (a FUSE read is at most 1 MiB).
+const SEALED_KEEP: usize = 2 << 20;
+
+thread_local! {
+    /// Each thread's buffer for the sealed bytes of a read (no allocation and zeroing per read).
+    static SEALED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Plaintext end of blocks up to `last` in a file with `sizes`.
+fn span_end(last: BlockNo, sizes: &Sizes) -> u64 {
+    (last.0 + 1).saturating_mul(PLAIN_BLOCK).min(sizes.plain)
 }
 
 /// What a growing write needs to put a file back as it was.
