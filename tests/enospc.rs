@@ -43,11 +43,23 @@ fn errno(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(-1)
 }
 
-/// Appends `data` and fsyncs; the error, if any, is returned.
-fn append(p: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().append(true).open(p)?;
-    f.write_all(data)?;
-    f.sync_all()
+/// Appends `data` and fsyncs. Returns how many bytes the writes took, and the error, if any:
+/// on a full disk a write may take part of its bytes and fail on the rest (a short write, as
+/// POSIX allows and local file systems do), so the model must add exactly what was taken.
+fn append(p: &Path, data: &[u8]) -> (usize, std::io::Result<()>) {
+    let mut f = match std::fs::OpenOptions::new().append(true).open(p) {
+        Ok(f) => f,
+        Err(e) => return (0, Err(e)),
+    };
+    let mut done = 0;
+    while done < data.len() {
+        match f.write(&data[done..]) {
+            Ok(0) => return (done, Err(std::io::Error::from_raw_os_error(libc::ENOSPC))),
+            Ok(n) => done += n,
+            Err(e) => return (done, Err(e)),
+        }
+    }
+    (done, f.sync_all())
 }
 
 #[test]
@@ -119,19 +131,20 @@ fn full_backing_disk_gives_enospc_and_damages_nothing() {
         let (name, want) = &mut grow[i];
         let len = [1usize, 50, 4000, 4096, 9000, 70_000][rng.below(6) as usize];
         let mut more = rng.bytes(len);
-        let r = if round % 5 == 4 {
-            // Growth by truncate (a sparse extension seals the new last block).
-            std::fs::OpenOptions::new()
+        let (taken, r) = if round % 5 == 4 {
+            // Growth by truncate (a sparse extension seals the new last block): all or nothing.
+            let r = std::fs::OpenOptions::new()
                 .write(true)
                 .open(m(name))
                 .and_then(|f| f.set_len((want.len() + len) as u64))
-                .map(|()| more.iter_mut().for_each(|b| *b = 0))
+                .map(|()| more.iter_mut().for_each(|b| *b = 0));
+            (if r.is_ok() { len } else { 0 }, r)
         } else {
             append(&m(name), &more)
         };
-        match r {
-            Ok(()) => want.extend_from_slice(&more),
-            Err(e) => assert_eq!(errno(&e), libc::ENOSPC, "{name}: {e}"),
+        want.extend_from_slice(&more[..taken]);
+        if let Err(e) = r {
+            assert_eq!(errno(&e), libc::ENOSPC, "{name}: {e}");
         }
         let got = std::fs::read(m(name)).unwrap_or_else(|e| panic!("{name} after a failed write: {e}"));
         assert!(
