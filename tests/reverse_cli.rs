@@ -79,6 +79,27 @@ fn init_reverse_mount_copy_and_read_back() {
     assert_eq!(cat.code, 0, "{}", cat.stderr);
     assert_eq!(cat.stdout, b"hello reverse");
 
+    // `coffer export` of the copy restores the plain tree (the hidden config is not part of it).
+    let out_dir = tmp.path().join("restored");
+    let export = coffer(
+        &[
+            os("export"),
+            os("--passfile"),
+            pf.as_os_str(),
+            copy.as_os_str(),
+            out_dir.as_os_str(),
+        ],
+        None,
+    );
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    assert_eq!(std::fs::read(out_dir.join("docs/a.txt")).unwrap(), b"hello reverse");
+    let mut names: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![std::ffi::OsString::from("docs")]);
+
     // The recovery key opens the reverse config too.
     let kf = passfile(tmp.path(), "key", &key);
     let out = reverse(&plain, &mnt, &[os("--masterkey"), os("--passfile"), kf.as_os_str()]);
