@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use fuser::{FileAttr, FileType, Generation};
+use fuser::{FileAttr, Generation};
 
 use super::attr::{backing_id, kind_of, kind_of_dtype};
 use super::core::{stale, CofferFs};
@@ -145,17 +145,7 @@ impl CofferFs {
         let listing = self.vault.list(&dir)?;
         let info = self.node(ino)?;
         let parent = info.locs.first().map_or(ROOT, |l| l.0);
-        let mut out = Vec::with_capacity(listing.len() + 2);
-        out.push(DirEntry {
-            ino,
-            kind: FileType::Directory,
-            name: b".".to_vec(),
-        });
-        out.push(DirEntry {
-            ino: parent,
-            kind: FileType::Directory,
-            name: b"..".to_vec(),
-        });
+        let mut out = DirEntry::dots(ino, parent, listing.len());
         let mut table = self.table();
         for e in listing {
             let kind = match kind_of_dtype(e.d_type) {

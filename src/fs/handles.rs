@@ -33,6 +33,21 @@ pub struct DirEntry {
     pub name: Vec<u8>,
 }
 
+impl DirEntry {
+    /// A listing's first two entries, `.` (`ino`) and `..` (`parent`), with room for `more`.
+    pub fn dots(ino: u64, parent: u64, more: usize) -> Vec<DirEntry> {
+        let mut out = Vec::with_capacity(more + 2);
+        for (ino, name) in [(ino, &b"."[..]), (parent, &b".."[..])] {
+            out.push(DirEntry {
+                ino,
+                kind: FileType::Directory,
+                name: name.to_vec(),
+            });
+        }
+        out
+    }
+}
+
 /// An open directory: the listing taken at opendir (or at a rewind), indexed by offset.
 #[derive(Debug)]
 pub struct DirHandle {

@@ -6,24 +6,12 @@ use std::sync::{Arc, Mutex};
 use fuser::{FileAttr, FileType, Generation};
 
 use super::super::attr::{kind_of_dtype, to_attr};
+use super::super::attrops::StatFs;
 use super::super::handles::{DirEntry, DirHandle, DirState};
 use super::super::inodes::ROOT;
 use super::nodes::{identity, Node, OpenFile, ReverseFs};
 use crate::vault::reverse::{Snapshot, Target};
 use crate::vault::{IoContext, Result, VaultError};
-
-/// Filesystem statistics for statfs.
-#[derive(Debug, Clone, Copy)]
-pub struct StatFs {
-    pub blocks: u64,
-    pub bfree: u64,
-    pub bavail: u64,
-    pub files: u64,
-    pub ffree: u64,
-    pub bsize: u32,
-    pub namelen: u32,
-    pub frsize: u32,
-}
 
 fn einval(what: &str) -> VaultError {
     VaultError::errno_at(what, libc::EINVAL)
@@ -142,17 +130,7 @@ impl ReverseFs {
             .info(ino)
             .and_then(|i| i.locs.first().map(|l| l.0))
             .unwrap_or(ROOT);
-        let mut out = Vec::with_capacity(listing.len() + 2);
-        out.push(DirEntry {
-            ino,
-            kind: FileType::Directory,
-            name: b".".to_vec(),
-        });
-        out.push(DirEntry {
-            ino: parent,
-            kind: FileType::Directory,
-            name: b"..".to_vec(),
-        });
+        let mut out = DirEntry::dots(ino, parent, listing.len());
         let mut table = self.table();
         for e in listing {
             let kind = kind_of_dtype(e.d_type).unwrap_or(FileType::RegularFile);
