@@ -92,7 +92,8 @@ fn a_user_mounts_through_fusermount3() {
     assert!(line.contains("user_id=65534"), "{line}");
     assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
 
-    // The user works normally, and the kernel enforces modes on them (default_permissions).
+    // The user works normally, and modes are enforced on them: an owner-only mount has no
+    // default_permissions, so the daemon (running as the user) and its backing syscalls do it.
     let out = ok(
         &as_nobody(
             b,
@@ -104,12 +105,31 @@ fn a_user_mounts_through_fusermount3() {
             chmod 600 "$M/f"; cat "$M/f"
             echo 12345 > "$M/wo"; chmod 200 "$M/wo"
             echo more >> "$M/wo"; printf XY | dd of="$M/wo" bs=1 seek=1 conv=notrunc status=none
-            stat -c '%a' "$M/wo"; chmod 600 "$M/wo"; cat "$M/wo""#,
+            stat -c '%a' "$M/wo"; chmod 600 "$M/wo"; cat "$M/wo"
+            chmod 444 "$M/f"
+            if echo x >> "$M/f" 2>/dev/null; then echo WROTE-444; fi
+            if [ -w "$M/f" ]; then echo ACCESS-W-444; fi
+            if [ -r "$M/f" ]; then echo ACCESS-R; fi
+            if [ -x "$M/f" ]; then echo ACCESS-X-444; fi
+            chmod 555 "$M/d"
+            if mkdir "$M/d/x" 2>/dev/null; then echo MKDIR-IN-555; fi
+            if rm "$M/d/g" 2>/dev/null; then echo RM-IN-555; fi
+            if echo n > "$M/d/new" 2>/dev/null; then echo CREATE-IN-555; fi
+            chmod 000 "$M/d"
+            if ls "$M/d" >/dev/null 2>&1; then echo LIST-000; fi
+            if [ -x "$M/d" ]; then echo ACCESS-X-000; fi
+            chmod 755 "$M/d"; [ -x "$M/d" ] && echo ACCESS-X-DIR
+            echo s > "$M/s"; chmod 4755 "$M/s"; echo t >> "$M/s"; stat -c "%a" "$M/s"
+            chmod 6755 "$M/s"; truncate -s 1 "$M/s"; stat -c '%a' "$M/s""#,
         ),
         "user operations",
     );
-    // A write-only (0200) file stays writable by its owner, partial rewrites included.
-    assert_eq!(out, "hello\ninner\nf\n65534 65534 644\nhello\n200\n1XY45\nmore\n");
+    // A write-only (0200) file stays writable by its owner, partial rewrites included; modes
+    // refuse what they should; a write or truncate by the user clears set-ID bits.
+    assert_eq!(
+        out,
+        "hello\ninner\nf\n65534 65534 644\nhello\n200\n1XY45\nmore\nACCESS-R\nACCESS-X-DIR\n755\n755\n"
+    );
 
     // Nobody else gets in, not even root: the mount is owner-only without --allow-other.
     let e = std::fs::read_dir(b.join("m")).unwrap_err();

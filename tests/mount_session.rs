@@ -6,6 +6,7 @@ mod common;
 
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -64,9 +65,11 @@ fn flags_fsname_and_unmount_on_drop() {
     let fields: Vec<&str> = line.split(' ').collect();
     assert_eq!(fields[0], m.cipher.to_str().unwrap(), "fsname is CIPHERDIR: {line}");
     let opts: Vec<&str> = fields[3].split(',').collect();
-    for want in ["nosuid", "nodev", "default_permissions"] {
+    for want in ["nosuid", "nodev"] {
         assert!(opts.contains(&want), "{want} missing: {line}");
     }
+    // Owner-only: the daemon checks modes (see mount_nonroot), the kernel does not.
+    assert!(!opts.contains(&"default_permissions"), "{line}");
     assert!(!opts.contains(&"allow_other"), "owner-only by default: {line}");
     let mnt = m.mnt.clone();
     m.unmount();
@@ -169,6 +172,11 @@ fn allow_other_and_ownership() {
     let Some(m) = TestMount::with(opts, common::WATCHDOG) else {
         return;
     };
+    let line = mount_line(&m.mnt).expect("mounted");
+    assert!(
+        line.contains("default_permissions"),
+        "several users: the kernel checks modes: {line}"
+    );
     // Other users need to reach the mountpoint through the temp dir.
     fs::set_permissions(m.mnt.parent().unwrap(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&m.mnt, fs::Permissions::from_mode(0o1777)).unwrap();
@@ -205,6 +213,37 @@ fn allow_other_and_ownership() {
     // The backing objects carry the same owners (what a remount shows).
     let st = fs::metadata(m.path("file")).unwrap();
     assert_eq!(st.uid(), 65534);
+    // A write or truncate by another user clears set-ID bits (the daemon does it, told by the
+    // kernel's kill-suid flag); root's own writes keep them.
+    fs::write(m.path("setid"), b"x").unwrap();
+    fs::set_permissions(m.path("setid"), fs::Permissions::from_mode(0o6777)).unwrap();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(m.path("setid"))
+        .unwrap()
+        .write_all(b"root")
+        .unwrap();
+    assert_eq!(
+        fs::metadata(m.path("setid")).unwrap().mode() & 0o7777,
+        0o6777,
+        "root keeps them"
+    );
+    let out = as_nobody(&m.mnt, "echo more >> \"$D/setid\"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        fs::metadata(m.path("setid")).unwrap().mode() & 0o7777,
+        0o777,
+        "write by a user"
+    );
+    fs::set_permissions(m.path("setid"), fs::Permissions::from_mode(0o4777)).unwrap();
+    let out = as_nobody(&m.mnt, "truncate -s 1 \"$D/setid\"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        fs::metadata(m.path("setid")).unwrap().mode() & 0o7777,
+        0o777,
+        "truncate by a user"
+    );
+    assert_eq!(fs::read(m.path("setid")).unwrap(), b"x");
 }
 
 #[test]

@@ -3,10 +3,12 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::SystemTime;
 
-use fuser::{FileAttr, TimeOrNow};
+use fuser::{FileAttr, FileType, TimeOrNow};
 
 use super::attr::{self, from_fuser_time};
 use super::core::CofferFs;
+use super::dirops::Caller;
+use super::fileops::without_set_id;
 use super::inodes::ROOT;
 use crate::format::offsets::{CIPHER_BLOCK, PLAIN_BLOCK};
 use crate::vault::{IoContext, Result, TimeSpec, VaultError};
@@ -26,6 +28,9 @@ pub struct SetAttr {
     pub atime: Option<TimeOrNow>,
     /// New modification time.
     pub mtime: Option<TimeOrNow>,
+    /// The caller lacks CAP_FSETID: a truncate clears set-ID bits (with HANDLE_KILLPRIV_V2
+    /// that is the daemon's job).
+    pub kill_privs: bool,
 }
 
 fn spec(t: Option<TimeOrNow>) -> TimeSpec {
@@ -75,13 +80,17 @@ impl CofferFs {
         self.attr_of(ino, fh)
     }
 
-    pub(super) fn do_setattr(&self, ino: u64, fh: Option<u64>, s: SetAttr) -> Result<FileAttr> {
+    pub(super) fn do_setattr(&self, ino: u64, fh: Option<u64>, mut s: SetAttr) -> Result<FileAttr> {
         let info = self.node(ino)?;
         if self.vault.read_only() {
             return Err(VaultError::ReadOnly);
         }
         if let Some(size) = s.size {
             self.truncate(ino, fh, size)?;
+            if s.kill_privs && s.mode.is_none() && info.fmt == libc::S_IFREG {
+                let perm = u32::from(self.attr_of(ino, fh)?.perm);
+                s.mode = without_set_id(perm);
+            }
         }
         let owner = s.uid.is_some() || s.gid.is_some();
         let times = s.atime.is_some() || s.mtime.is_some();
@@ -171,13 +180,82 @@ impl CofferFs {
         })
     }
 
-    /// access(): with default_permissions the kernel checks modes itself; this only checks
-    /// that the object still exists (and refuses W_OK on a read-only vault).
-    pub(super) fn do_access(&self, ino: u64, mask: i32) -> Result<()> {
-        self.node(ino)?;
+    /// access(): asked only without default_permissions (owner-only read-write mounts);
+    /// answered from the object's mode and owner as the kernel would (EROFS for W_OK on a
+    /// read-only vault).
+    pub(super) fn do_access(&self, ino: u64, mask: i32, who: Caller) -> Result<()> {
+        let attr = self.attr_of(ino, None)?;
         if mask & libc::W_OK != 0 && self.vault.read_only() {
             return Err(VaultError::ReadOnly);
         }
-        Ok(())
+        let in_group = attr.gid == who.gid || (who.uid == geteuid() && supplementary_groups().contains(&attr.gid));
+        let dir = attr.kind == FileType::Directory;
+        if may_access(u32::from(attr.perm), dir, attr.uid, in_group, who.uid, mask) {
+            Ok(())
+        } else {
+            Err(VaultError::errno_at(format!("inode {ino}"), libc::EACCES))
+        }
+    }
+}
+
+fn geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// The daemon's supplementary groups (it runs as the mount's owner).
+fn supplementary_groups() -> Vec<u32> {
+    let mut groups = vec![0 as libc::gid_t; 256];
+    // SAFETY: the buffer holds `groups.len()` entries.
+    let n = unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
+    groups.truncate(usize::try_from(n).unwrap_or(0));
+    groups
+}
+
+/// Whether `uid` (in the object's group when `in_group`) may access an object with permission
+/// bits `perm` owned by `owner` for `mask` (R_OK|W_OK|X_OK, or F_OK): owner, group or other
+/// bits; root may read and write anything and execute what has an x bit (or is a directory).
+fn may_access(perm: u32, dir: bool, owner: u32, in_group: bool, uid: u32, mask: i32) -> bool {
+    let want = (mask & (libc::R_OK | libc::W_OK | libc::X_OK)) as u32;
+    if uid == 0 {
+        return want & libc::X_OK as u32 == 0 || dir || perm & 0o111 != 0;
+    }
+    let bits = if uid == owner {
+        perm >> 6
+    } else if in_group {
+        perm >> 3
+    } else {
+        perm
+    } & 7;
+    bits & want == want
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_access;
+
+    const R: i32 = libc::R_OK;
+    const W: i32 = libc::W_OK;
+    const X: i32 = libc::X_OK;
+
+    #[test]
+    fn access_follows_owner_group_other_bits() {
+        assert!(may_access(0o640, false, 1000, false, 1000, R | W));
+        assert!(!may_access(0o440, false, 1000, false, 1000, W));
+        assert!(!may_access(0o640, false, 1000, false, 1000, X));
+        assert!(may_access(0o640, false, 1, true, 1000, R));
+        assert!(!may_access(0o640, false, 1, true, 1000, W));
+        assert!(!may_access(0o640, false, 1, false, 1000, R));
+        assert!(may_access(0o000, false, 1, false, 1000, libc::F_OK));
+        // The owner's bits decide even when "other" would allow more.
+        assert!(!may_access(0o077, false, 1000, true, 1000, R));
+    }
+
+    #[test]
+    fn root_reads_and_writes_anything_but_executes_only_x_files() {
+        assert!(may_access(0o000, false, 1000, false, 0, R | W));
+        assert!(!may_access(0o644, false, 1000, false, 0, X));
+        assert!(may_access(0o744, false, 1000, false, 0, X));
+        assert!(may_access(0o000, true, 1000, false, 0, X));
     }
 }

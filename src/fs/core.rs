@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use fuser::{FileAttr, Generation};
+use fuser::{FileAttr, Generation, INodeNo, Notifier};
 
 use super::attr::{backing_id, to_attr};
 use super::handles::{DirHandle, FileHandle, Handles};
@@ -116,6 +116,8 @@ pub struct CofferFs {
     /// Root with allow_other: new objects belong to the caller.
     pub(super) chown_to_caller: bool,
     pub(super) activity: Arc<Activity>,
+    /// Tells the kernel to drop cached attributes; set once the session exists.
+    pub(super) notifier: Arc<OnceLock<Notifier>>,
 }
 
 /// How often [`CofferFs::locate_with`] looks again after a miss (waits 0.1, 0.2, 0.4, 0.8 ms).
@@ -140,7 +142,22 @@ impl CofferFs {
             dirs: Handles::default(),
             chown_to_caller,
             activity: Arc::default(),
+            notifier: Arc::default(),
         })
+    }
+
+    /// Where the session's notifier goes once the session exists.
+    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// Makes the kernel fetch `ino`'s attributes again (cached pages are kept).
+    pub(super) fn invalidate_attr(&self, ino: u64) {
+        if let Some(n) = self.notifier.get() {
+            if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
+                log::debug!("invalidating attributes of inode {ino}: {e}");
+            }
+        }
     }
 
     /// The inode table, locked (never held across a syscall).

@@ -22,6 +22,16 @@ pub fn write_lock(l: &std::sync::RwLock<()>) -> RwLockWriteGuard<'_, ()> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The permission bits of `mode` with set-user-ID cleared, and set-group-ID when the group
+/// may execute (what a write or truncate by an unprivileged caller does); None when unchanged.
+pub fn without_set_id(mode: u32) -> Option<u32> {
+    let mut kill = libc::S_ISUID;
+    if mode & libc::S_IXGRP != 0 {
+        kill |= libc::S_ISGID;
+    }
+    (mode & kill != 0).then_some(mode & 0o7777 & !kill)
+}
+
 fn is_write(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY
 }
@@ -124,14 +134,40 @@ impl CofferFs {
     }
 
     /// Writes at `offset`, or with `append` at the vault's end of file under the inode lock.
-    pub(super) fn do_write(&self, ino: u64, fh: u64, offset: u64, data: &[u8], append: bool) -> Result<u32> {
+    /// Writes `data` at `offset` (at EOF when `append`); `kill_privs` (a caller without
+    /// CAP_FSETID) clears the set-user-ID bit, and set-group-ID when group-executable.
+    pub(super) fn do_write(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        append: bool,
+        kill_privs: bool,
+    ) -> Result<u32> {
         let h = self.handle(ino, fh)?;
         if !h.writable {
             return Err(VaultError::errno_at(h.file.rel(), libc::EBADF));
         }
         let _g = write_lock(&h.lock);
         let off = if append { h.file.plain_len()? } else { offset };
+        let had_set_id = kill_privs && {
+            let st = backing::fstat(h.file.backing().as_raw_fd()).at(h.file.rel())?;
+            without_set_id(st.st_mode).is_some()
+        };
         h.file.write_at(data, off)?;
+        if had_set_id {
+            // The backing write itself clears them when the daemon is not root.
+            let st = backing::fstat(h.file.backing().as_raw_fd()).at(h.file.rel())?;
+            if let Some(mode) = without_set_id(st.st_mode) {
+                h.file
+                    .backing()
+                    .set_permissions(std::fs::Permissions::from_mode(mode))
+                    .at(h.file.rel())?;
+            }
+            // The kernel keeps the old mode cached otherwise (a write only refreshes size/times).
+            self.invalidate_attr(ino);
+        }
         Ok(data.len() as u32)
     }
 
@@ -209,5 +245,20 @@ impl CofferFs {
             }
             _ => Err(VaultError::errno_at(h.file.rel(), libc::EINVAL)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_set_id;
+
+    #[test]
+    fn set_id_bits_cleared_as_the_kernel_does() {
+        assert_eq!(without_set_id(libc::S_IFREG | 0o4755), Some(0o755));
+        assert_eq!(without_set_id(libc::S_IFREG | 0o6755), Some(0o755));
+        // Set-group-ID without group execute marks mandatory locking: kept.
+        assert_eq!(without_set_id(libc::S_IFREG | 0o2745), None);
+        assert_eq!(without_set_id(libc::S_IFREG | 0o6745), Some(0o2745));
+        assert_eq!(without_set_id(libc::S_IFREG | 0o755), None);
     }
 }

@@ -6,10 +6,10 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use fuser::{BackgroundSession, Config, Filesystem, MountOption, Session, SessionACL};
+use fuser::{BackgroundSession, Config, Filesystem, MountOption, Notifier, Session, SessionACL};
 
 use super::core::{Activity, CofferFs};
 use super::lock::{self, MountLock};
@@ -94,7 +94,6 @@ pub(crate) fn fuse_config(fsname: String, read_only: bool, opts: &MountOptions) 
     let mut mount_options = vec![
         MountOption::FSName(fsname),
         MountOption::Subtype("coffer".into()),
-        MountOption::DefaultPermissions,
         if opts.suid {
             MountOption::Suid
         } else {
@@ -104,6 +103,13 @@ pub(crate) fn fuse_config(fsname: String, read_only: bool, opts: &MountOptions) 
     ];
     if read_only {
         mount_options.push(MountOption::RO);
+    }
+    // Several users: the kernel checks modes. Owner-only read-write mounts leave it to the
+    // daemon, which runs as that owner and whose backing syscalls check the same modes (and
+    // access() is answered from them): the kernel then skips a GETATTR of the parent before
+    // every create and remove (the parent's attributes change with each).
+    if opts.allow_other || read_only {
+        mount_options.push(MountOption::DefaultPermissions);
     }
     let mut config = Config::default();
     config.mount_options = mount_options;
@@ -190,6 +196,7 @@ pub fn mount(
 ) -> Result<(), MountError> {
     let p = prepare(vault, mountpoint, opts)?;
     let activity = p.fs.activity.clone();
+    let slot = p.fs.notifier_slot();
     serve(
         p.fs,
         activity,
@@ -197,12 +204,15 @@ pub fn mount(
         &p.config,
         opts.idle,
         Some(p.lock),
+        Some(slot),
         on_ready,
     )
 }
 
 /// Serves any filesystem in the foreground until unmounted, a signal, or `idle` without
-/// requests and open files (shared with reverse mode). `lock` is held until the end.
+/// requests and open files (shared with reverse mode). `lock` is held until the end; `slot`
+/// receives the session's notifier.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn serve<FS: Filesystem>(
     fs: FS,
     activity: Arc<Activity>,
@@ -210,10 +220,14 @@ pub(crate) fn serve<FS: Filesystem>(
     config: &Config,
     idle: Option<Duration>,
     lock: Option<MountLock>,
+    slot: Option<Arc<OnceLock<Notifier>>>,
     on_ready: Box<dyn FnOnce() + Send>,
 ) -> Result<(), MountError> {
     install_signal_handlers();
     let session = Session::new(fs, mountpoint, config)?;
+    if let Some(slot) = slot {
+        let _ = slot.set(session.notifier());
+    }
     match &lock {
         Some(l) => log::info!("mounted {} (lock {})", mountpoint.display(), l.path().display()),
         None => log::info!("mounted {}", mountpoint.display()),
@@ -302,7 +316,8 @@ impl Drop for MountHandle {
 /// Mounts and serves in background threads. See [`super::spawn`].
 pub fn spawn(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<MountHandle, MountError> {
     let p = prepare(vault, mountpoint, opts)?;
-    spawn_fs(p.fs, &p.mountpoint, &p.config, Some(p.lock))
+    let slot = p.fs.notifier_slot();
+    spawn_fs(p.fs, &p.mountpoint, &p.config, Some(p.lock), Some(slot))
 }
 
 /// Serves any filesystem from background threads (shared with reverse mode); dropping the
@@ -312,8 +327,12 @@ pub(crate) fn spawn_fs<FS: Filesystem>(
     mountpoint: &Path,
     config: &Config,
     lock: Option<MountLock>,
+    slot: Option<Arc<OnceLock<Notifier>>>,
 ) -> Result<MountHandle, MountError> {
     let session = Session::new(fs, mountpoint, config)?;
+    if let Some(slot) = slot {
+        let _ = slot.set(session.notifier());
+    }
     let bg = session.spawn()?;
     // Only now: a stat of the mountpoint needs the session serving.
     let conn = connection_of(mountpoint).ok();

@@ -47,11 +47,11 @@ pub fn mount(
 ) -> Result<(), MountError> {
     let (fs, mountpoint, config) = prepare(vault, mountpoint, opts)?;
     let activity = fs.activity();
-    serve(fs, activity, &mountpoint, &config, opts.idle, None, on_ready)
+    serve(fs, activity, &mountpoint, &config, opts.idle, None, None, on_ready)
 }
 
 /// Mounts the reverse view and serves it from background threads; dropping the handle unmounts.
 pub fn spawn(vault: ReverseVault, mountpoint: &Path, opts: &MountOptions) -> Result<MountHandle, MountError> {
     let (fs, mountpoint, config) = prepare(vault, mountpoint, opts)?;
-    spawn_fs(fs, &mountpoint, &config, None)
+    spawn_fs(fs, &mountpoint, &config, None, None)
 }
