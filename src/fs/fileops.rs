@@ -76,6 +76,7 @@ impl CofferFs {
             file,
             lock: info.lock,
             writable: write,
+            stream: Default::default(),
         }))
     }
 
@@ -120,6 +121,7 @@ impl CofferFs {
             file,
             lock: info.lock,
             writable: true,
+            stream: Default::default(),
         });
         Ok((out, fh))
     }
@@ -156,6 +158,14 @@ impl CofferFs {
             without_set_id(st.st_mode).is_some()
         };
         h.file.write_at(data, off)?;
+        let kick = h
+            .stream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wrote(off, data.len() as u64);
+        if let Some((from, len)) = kick {
+            h.file.start_writeback(from, len);
+        }
         if had_set_id {
             // The backing write itself clears them when the daemon is not root.
             let st = backing::fstat(h.file.backing().as_raw_fd()).at(h.file.rel())?;

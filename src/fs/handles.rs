@@ -20,6 +20,40 @@ pub struct FileHandle {
     pub lock: Arc<RwLock<()>>,
     /// Whether the backing descriptor is writable.
     pub writable: bool,
+    /// The sequential run the handle is writing (for early writeback).
+    pub stream: Mutex<WriteStream>,
+}
+
+/// A run of back-to-back writes through one handle: `[start, end)` written, `[start, kicked)`
+/// already handed to writeback.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStream {
+    /// Where the run's unkicked part starts.
+    pub kicked: u64,
+    /// Where the run ends (the next sequential write starts here).
+    pub end: u64,
+}
+
+/// How much a sequential writer writes before its data is handed to writeback.
+pub const WRITEBACK_CHUNK: u64 = 8 << 20;
+
+impl WriteStream {
+    /// Records a write of `len` bytes at `off`; returns the range to start writing back, if a
+    /// sequential run has gathered [`WRITEBACK_CHUNK`] bytes since the last one.
+    pub fn wrote(&mut self, off: u64, len: u64) -> Option<(u64, u64)> {
+        let end = off.saturating_add(len);
+        if off != self.end {
+            *self = WriteStream { kicked: off, end };
+            return None;
+        }
+        self.end = end;
+        if end - self.kicked < WRITEBACK_CHUNK {
+            return None;
+        }
+        let range = (self.kicked, end - self.kicked);
+        self.kicked = end;
+        Some(range)
+    }
 }
 
 /// One entry of a directory snapshot.
@@ -131,5 +165,32 @@ mod tests {
         assert!(h.remove(a).is_some());
         assert!(h.get(a).is_none());
         assert_eq!(h.count(), 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{WriteStream, WRITEBACK_CHUNK};
+
+    #[test]
+    fn only_sequential_runs_are_handed_to_writeback_in_chunks() {
+        let mut s = WriteStream::default();
+        let mb = 1 << 20;
+        let mut kicked = Vec::new();
+        for i in 0..20 {
+            kicked.extend(s.wrote(i * mb, mb));
+        }
+        assert_eq!(kicked, vec![(0, WRITEBACK_CHUNK), (WRITEBACK_CHUNK, WRITEBACK_CHUNK)]);
+        // A jump starts a new run: nothing is kicked until it has gathered a chunk again.
+        assert_eq!(s.wrote(100 * mb, mb), None);
+        for i in 101..107 {
+            assert_eq!(s.wrote(i * mb, mb), None);
+        }
+        assert_eq!(s.wrote(107 * mb, mb), Some((100 * mb, WRITEBACK_CHUNK)));
+        // Random 4 KiB writes never trigger it.
+        let mut r = WriteStream::default();
+        for i in 0..10_000u64 {
+            assert_eq!(r.wrote((i * 7919 % 5000) * 8192, 4096), None);
+        }
     }
 }

@@ -393,6 +393,17 @@ pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     Ok(unsafe { st.assume_init() })
 }
 
+/// Starts writeback of the dirty pages of `[off, off + len)` of `fd` without waiting for it
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): no durability promise, only an earlier start.
+pub fn start_writeback(fd: RawFd, off: u64, len: u64) -> io::Result<()> {
+    let (off, len) = (
+        libc::off64_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+        libc::off64_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+    );
+    // SAFETY: plain syscall on a caller-owned fd.
+    check(unsafe { libc::sync_file_range(fd, off, len, libc::SYNC_FILE_RANGE_WRITE) }).map(drop)
+}
+
 /// `fgetxattr`; None when the attribute does not exist.
 pub fn fgetxattr(fd: RawFd, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
     let c = cstr(name)?;

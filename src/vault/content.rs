@@ -22,6 +22,7 @@ use crate::format::offsets::{
     self, block_aad, block_count, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, MAX_PLAIN_SIZE, PLAIN_BLOCK,
 };
 
+use super::backing;
 use super::error::{IoContext, Result, VaultError};
 
 /// Which value of the final flag a block may carry.
@@ -38,6 +39,10 @@ enum FinalRule {
 /// The sizes of a backing file, read from fstat.
 #[derive(Debug, Clone, Copy)]
 struct Sizes {
+    /// Backing device (0 when unknown).
+    dev: u64,
+    /// Backing length.
+    len: u64,
     plain: u64,
     /// The backing file ends in a torn partial block (crash mid-append).
     torn: bool,
@@ -79,8 +84,11 @@ impl CryptFile {
     }
 
     fn sizes(&self) -> Result<Sizes> {
-        let len = self.file.metadata().at(&self.rel)?.len();
-        Ok(sizes_of(len))
+        let md = self.file.metadata().at(&self.rel)?;
+        Ok(Sizes {
+            dev: std::os::unix::fs::MetadataExt::dev(&md),
+            ..sizes_of(md.len())
+        })
     }
 
     /// Before a write: drop a torn tail (it cannot be read anyway) so new blocks land on a clean
@@ -465,14 +473,15 @@ impl CryptFile {
         if new_size <= sizes.plain {
             return Ok(None);
         }
-        let len = self.file.metadata().at(&self.rel)?.len();
+        // The length before this write (a header written for it goes too on a rollback).
+        let len = sizes.len;
         let old_last = (sizes.plain > 0).then(|| block_of(sizes.plain - 1));
         let mut ranges = vec![range];
         if let Some(b) = old_last.filter(|&b| b < first) {
             ranges.push((b.cipher_off(), CIPHER_BLOCK));
         }
         let need: u64 = ranges.iter().map(|r| r.1).sum();
-        if plenty_of_room(&self.file, need) {
+        if plenty_of_room(&self.file, sizes.dev, need) {
             ranges.clear();
         }
         for (off, n) in ranges {
@@ -607,6 +616,20 @@ impl CryptFile {
         Ok(Some(sizes.plain))
     }
 
+    /// Starts writing back the backing bytes of plaintext `[off, off + len)` without waiting:
+    /// a streaming writer's data then reaches the disk while it writes instead of all at its
+    /// fsync. Failures are ignored (only timing depends on it).
+    pub fn start_writeback(&self, off: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let first = block_of(off).cipher_off();
+        let end = block_of(off.saturating_add(len - 1))
+            .cipher_off()
+            .saturating_add(CIPHER_BLOCK);
+        let _ = backing::start_writeback(std::os::fd::AsRawFd::as_raw_fd(&self.file), first, end - first);
+    }
+
     /// fsync / fdatasync of the backing file.
     pub fn sync(&self, data_only: bool) -> Result<()> {
         if data_only {
@@ -712,17 +735,55 @@ const RESERVE_BELOW_FREE: u64 = 256 << 20;
 /// write is not worth its cost: on ext4 a reserved range becomes unwritten extents that the
 /// write must then convert (streaming writes about 20% slower). Quotas are not seen here; a
 /// write that hits one is rolled back like any failed write.
-fn plenty_of_room(f: &File, need: u64) -> bool {
+fn plenty_of_room(f: &File, dev: u64, need: u64) -> bool {
+    ROOM.plenty(dev, need, || free_bytes(f))
+}
+
+/// Free bytes on the file system of `f` (0 when unknown).
+fn free_bytes(f: &File) -> u64 {
     use std::os::fd::AsRawFd;
     let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: valid fd; fstatvfs fills the struct when it returns 0.
     if unsafe { libc::fstatvfs(f.as_raw_fd(), s.as_mut_ptr()) } != 0 {
-        return false;
+        return 0;
     }
     // SAFETY: fstatvfs returned 0, so `s` is initialised.
     let s = unsafe { s.assume_init() };
-    let free = u128::from(s.f_bavail) * u128::from(s.f_frsize);
-    free > u128::from(need) * 2 + u128::from(RESERVE_BELOW_FREE)
+    u64::try_from(u128::from(s.f_bavail) * u128::from(s.f_frsize)).unwrap_or(u64::MAX)
+}
+
+/// The last free-space figure, reused for [`ROOM_RECHECK`] while the writes since take less
+/// than a quarter of the spare room it showed (a stale "plenty" only skips a reservation; the
+/// rollback still covers a write that fails).
+static ROOM: RoomCache = RoomCache {
+    state: std::sync::Mutex::new(None),
+};
+
+/// How long a free-space figure is reused.
+const ROOM_RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+struct RoomCache {
+    /// Which file system, when checked, the free bytes then, and the bytes asked for since.
+    state: std::sync::Mutex<Option<(u64, std::time::Instant, u64, u64)>>,
+}
+
+impl RoomCache {
+    fn plenty(&self, dev: u64, need: u64, measure: impl FnOnce() -> u64) -> bool {
+        let enough = |free: u64, used: u64| {
+            u128::from(free) > u128::from(used) * 4 + u128::from(need) * 2 + u128::from(RESERVE_BELOW_FREE)
+        };
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((on, at, free, used)) = st.as_mut() {
+            let used_now = used.saturating_add(need);
+            if *on == dev && dev != 0 && at.elapsed() < ROOM_RECHECK && enough(*free, used_now) {
+                *used = used_now;
+                return true;
+            }
+        }
+        let free = measure();
+        *st = Some((dev, std::time::Instant::now(), free, need));
+        enough(free, 0)
+    }
 }
 
 /// Reserves `len` backing bytes at `off` without changing the file size. File systems without
@@ -748,11 +809,15 @@ fn reserve(f: &File, off: u64, len: u64) -> std::io::Result<()> {
 fn sizes_of(len: u64) -> Sizes {
     match offsets::plain_size(len) {
         Ok(plain) => Sizes {
+            dev: 0,
+            len,
             plain,
             torn: false,
             empty: len == 0,
         },
         Err(_) if len < HEADER_LEN as u64 => Sizes {
+            dev: 0,
+            len,
             plain: 0,
             torn: true,
             empty: false,
@@ -760,6 +825,8 @@ fn sizes_of(len: u64) -> Sizes {
         Err(_) => {
             let full = (len - HEADER_LEN as u64) / CIPHER_BLOCK;
             Sizes {
+                dev: 0,
+                len,
                 plain: full * PLAIN_BLOCK,
                 torn: true,
                 empty: false,
@@ -785,4 +852,44 @@ fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
         }
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RoomCache, RESERVE_BELOW_FREE};
+    use std::cell::Cell;
+
+    #[test]
+    fn free_space_figure_is_reused_only_while_plenty_on_the_same_device() {
+        let cache = RoomCache {
+            state: std::sync::Mutex::new(None),
+        };
+        let measured = Cell::new(0);
+        let big = || {
+            measured.set(measured.get() + 1);
+            RESERVE_BELOW_FREE + (1 << 30)
+        };
+        assert!(cache.plenty(7, 1 << 20, big));
+        assert!(cache.plenty(7, 1 << 20, big));
+        assert_eq!(measured.get(), 1, "second check reuses the figure");
+        // Another file system is measured afresh.
+        assert!(cache.plenty(8, 1 << 20, big));
+        assert_eq!(measured.get(), 2);
+        // Writes eating into the spare room force a new measurement, which says "not plenty".
+        let small = || {
+            measured.set(measured.get() + 1);
+            RESERVE_BELOW_FREE
+        };
+        assert!(
+            !cache.plenty(8, 200 << 20, small),
+            "1 GiB spare, 4 x 200 MiB asked: measure"
+        );
+        assert_eq!(measured.get(), 3);
+        assert!(!cache.plenty(8, 1, small), "a low figure is never reused");
+        assert_eq!(measured.get(), 4);
+        // Unknown device (0): always measured.
+        assert!(cache.plenty(0, 1, big));
+        assert!(cache.plenty(0, 1, big));
+        assert_eq!(measured.get(), 6);
+    }
 }
