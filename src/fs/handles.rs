@@ -166,11 +166,6 @@ mod tests {
         assert!(h.get(a).is_none());
         assert_eq!(h.count(), 1);
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{WriteStream, WRITEBACK_CHUNK};
 
     #[test]
     fn only_sequential_runs_are_handed_to_writeback_in_chunks() {
