@@ -463,3 +463,43 @@ fn the_replay_catches_a_missing_fsync() {
     assert_eq!(std::fs::read(lost.join("coffer.conf")).unwrap(), b"", "{ops:?}");
     assert!(Vault::unlock(&lost, None, PW, false).is_err());
 }
+
+/// FORMAT.md G30: a crash that tears the first block of a write starting two blocks past the
+/// old end leaves a never-written hole as the last complete block. `fsck --repair` cuts the
+/// torn tail, seals that hole as a final zero block and says what it did; the file then reads
+/// as its old bytes followed by zeros, and fsck is clean.
+#[test]
+fn repair_seals_a_hole_left_as_the_last_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    unlock::init(tmp.path(), None, PW, &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+    let v = Vault::unlock(tmp.path(), None, PW, false).unwrap();
+    let root = v.root_dir().unwrap();
+    let (f, cn) = v.create_file(&root, b"gap", 0o600).unwrap();
+    let old = data(5, 100);
+    f.write_at(&old, 0).unwrap();
+    f.write_at(&data(6, 200), 12288).unwrap();
+    drop(f);
+    let backing = tmp
+        .path()
+        .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&cn.entry));
+    let file = std::fs::OpenOptions::new().write(true).open(&backing).unwrap();
+    file.set_len(18 + 3 * 4128 + 5).unwrap();
+    drop(file);
+
+    let before = fsck_with(&v, FsckOptions::new(false), &mut |_| {}).unwrap();
+    assert!(!before.is_clean(), "{before:?}");
+    let repaired = fsck_with(&v, FsckOptions::new(true), &mut |_| {}).unwrap();
+    let what: Vec<_> = repaired.damage.iter().filter_map(|d| d.repaired.clone()).collect();
+    assert!(what.iter().any(|w| w.contains("torn")), "{repaired:?}");
+    assert!(what.iter().any(|w| w.contains("never-written gap")), "{repaired:?}");
+    assert!(repaired.is_clean(), "{repaired:?}");
+    let after = fsck_with(&v, FsckOptions::new(false), &mut |_| {}).unwrap();
+    assert!(after.is_clean() && after.damage.is_empty(), "{after:?}");
+
+    let f = v.open_file(&root, &cn.entry, false).unwrap();
+    assert_eq!(f.plain_len().unwrap(), 12288);
+    let mut all = vec![0xFFu8; 12288];
+    assert_eq!(f.read_at(&mut all, 0).unwrap(), 12288);
+    assert_eq!(all[..100], old[..]);
+    assert!(all[100..].iter().all(|&b| b == 0));
+}

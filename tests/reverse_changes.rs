@@ -136,3 +136,35 @@ fn a_file_changing_during_a_read_gives_eio() {
         std::fs::read(plain.join("big")).unwrap()
     );
 }
+
+/// FORMAT.md G31: opening a FIFO through the library fails at once with EINVAL instead of
+/// blocking until a writer appears.
+#[test]
+fn library_open_of_a_fifo_fails_without_blocking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    init_plain(&plain);
+    let fifo = plain.join("pipe");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let v = coffer::vault::reverse::ReverseVault::unlock(
+        &plain,
+        None,
+        PASSWORD,
+        coffer::vault::reverse::Excludes::default(),
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let root = v.root_dir().unwrap();
+        let _ = tx.send(v.open_file(&root, b"pipe", None).map(drop).map_err(|e| e.errno()));
+    });
+    let r = rx.recv_timeout(Duration::from_secs(3));
+    if r.is_err() {
+        // Unblock the stuck open so the test process can end.
+        let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+    }
+    assert_eq!(r.expect("open of a FIFO blocked"), Err(libc::EINVAL));
+}

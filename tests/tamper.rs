@@ -287,6 +287,54 @@ fn truncation_mid_block_and_at_block_boundary() {
     check_blocks(&env.open(&entry), &want, &[], "restored");
 }
 
+/// FORMAT.md G26: after a cut at a block boundary, neither a write that replaces the whole
+/// (non-final) last block nor a truncate below it may make the shorter file valid.
+#[test]
+fn boundary_cut_is_not_hidden_by_a_later_write_or_truncate() {
+    let env = Env::new();
+    let want = content(9);
+    let entry = env.file(b"g26", &want);
+    let path = env.path(&entry);
+    let orig = std::fs::read(&path).unwrap();
+    let cut = BlockNo(3).cipher_off();
+    std::fs::write(&path, &orig[..cut as usize]).unwrap();
+    let f = env.vault.open_file(&env.root, &entry, true).unwrap();
+    let tampered = std::fs::read(&path).unwrap();
+
+    let whole_last = vec![0xAB; B];
+    assert_corrupt(
+        f.write_at(&whole_last, 2 * PLAIN_BLOCK),
+        "write over the whole last block",
+    );
+    assert_corrupt(
+        f.write_at(&vec![0xCD; 3 * B], 2 * PLAIN_BLOCK),
+        "write over the last block and past it",
+    );
+    assert_corrupt(f.set_len(PLAIN_BLOCK + 10), "truncate below the cut-off last block");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        tampered,
+        "refused operations changed nothing"
+    );
+    assert_eq!(f.verify_all().unwrap(), vec![2], "the cut is still reported");
+
+    // Writes that do not replace the last block, and untampered files, work as before.
+    f.write_at(b"fine", 10).unwrap();
+    assert_eq!(read_block(&f, 0).unwrap()[10..14], *b"fine");
+    std::fs::write(&path, &orig).unwrap();
+    let f = env.vault.open_file(&env.root, &entry, true).unwrap();
+    f.write_at(&[0xEE; 100], 5 * PLAIN_BLOCK).unwrap();
+    f.write_at(&whole_last, 4 * PLAIN_BLOCK).unwrap();
+    f.set_len(PLAIN_BLOCK + 10).unwrap();
+    assert_eq!(f.verify_all().unwrap(), Vec::<u64>::new());
+    assert_eq!(f.plain_len().unwrap(), PLAIN_BLOCK + 10);
+    // Truncating a damaged file to zero stays possible (a fresh start).
+    std::fs::write(&path, &tampered).unwrap();
+    let f = env.vault.open_file(&env.root, &entry, true).unwrap();
+    f.set_len(0).unwrap();
+    assert_eq!(f.plain_len().unwrap(), 0);
+}
+
 fn long_name(c: u8) -> Vec<u8> {
     vec![c; 200]
 }

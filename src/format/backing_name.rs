@@ -18,8 +18,6 @@ pub const NAME_EXT: &str = "name";
 pub const LINK_EXT: &str = "link";
 /// Prefix of coffer's temporary files and directories (hidden, removed by `fsck --repair`).
 pub const TEMP_PREFIX: &str = ".coffer-tmp-";
-/// Name of the per-vault lock file (kept outside the synced tree when possible).
-pub const LOCK_NAME: &str = ".coffer.lock";
 
 /// The kind of a backing directory entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -424,6 +424,7 @@ impl CryptFile {
         let new_last = block_of(new_size - 1);
         let first = block_of(off);
         let last = block_of(end - 1);
+        self.check_replaced_last(&id, &sizes, off, end, new_size)?;
 
         let mut sealed = Vec::with_capacity(((last.0 - first.0 + 1) * CIPHER_BLOCK) as usize);
         let mut scratch = Vec::with_capacity(PLAIN_BLOCK as usize);
@@ -462,6 +463,21 @@ impl CryptFile {
             .reseal_old_last(&id, &sizes, new_size, first)
             .and_then(|()| self.file.write_all_at(&sealed, first.cipher_off()).at(&self.rel));
         self.finish_growth(r, undo)
+    }
+
+    /// A write that replaces the whole old last block would seal over it without reading it:
+    /// authenticate it first (as the last block: final flag set), so that a file cut at a block
+    /// boundary is reported rather than silently made valid (FORMAT.md G26).
+    fn check_replaced_last(&self, id: &[u8; 16], sizes: &Sizes, off: u64, end: u64, new_size: u64) -> Result<()> {
+        if sizes.plain == 0 {
+            return Ok(());
+        }
+        let old_last = block_of(sizes.plain - 1);
+        let start = old_last.plain_off();
+        if off <= start && end >= start + block_plain_len(old_last, new_size) {
+            self.read_blocks(id, old_last, old_last, sizes)?;
+        }
+        Ok(())
     }
 
     /// Before a write or truncate that grows the file: reserves the backing ranges it will write
@@ -549,6 +565,12 @@ impl CryptFile {
         let new_last = block_of(new_size - 1);
         let len = block_plain_len(new_last, new_size) as usize;
         if new_size < sizes.plain {
+            let old_last = block_of(sizes.plain - 1);
+            if new_last < old_last {
+                // The old last block is dropped unread otherwise: a cut at a block boundary
+                // (its final flag unset) would go unreported (FORMAT.md G26).
+                self.read_blocks(&id, old_last, old_last, &sizes)?;
+            }
             let plain = self.block_plain(&id, new_last, &sizes, len)?;
             let mut sealed = Vec::with_capacity(len + 32);
             self.seal_block(&id, new_last, true, &plain, &mut sealed)?;
@@ -643,12 +665,12 @@ impl CryptFile {
     /// fsck --repair of the safe cases: a torn partial tail left by a crash is cut off, and a
     /// last block that authenticates but is not sealed as final (a crash between extending and
     /// resealing) is resealed as final. Returns what was done, if anything.
-    pub fn repair_tail(&self) -> Result<Option<&'static str>> {
+    pub fn repair_tail(&self) -> Result<Option<String>> {
         let sizes = self.sizes()?;
         if sizes.torn {
             if self.cut_torn_tail().is_ok() {
                 return Ok(Some(
-                    "cut a torn partial block at the end (left by a crash while appending)",
+                    "cut a torn partial block at the end (left by a crash while appending)".into(),
                 ));
             }
             // The block before the torn tail is not final: cut, then reseal below.
@@ -658,7 +680,11 @@ impl CryptFile {
                 offsets::cipher_size(sizes.plain)
             };
             self.file.set_len(keep).at(&self.rel)?;
-            return Ok(self.repair_tail()?.or(Some("cut a torn partial block at the end")));
+            let cut = "cut a torn partial block at the end";
+            return Ok(Some(match self.repair_tail()? {
+                Some(then) => format!("{cut}; {then}"),
+                None => cut.into(),
+            }));
         }
         if sizes.plain == 0 {
             return Ok(None);
@@ -669,14 +695,34 @@ impl CryptFile {
             return Ok(None);
         }
         let Ok(plain) = self.read_last_block_as_middle(&id, last, &sizes) else {
-            return Ok(None);
+            return Ok(self.seal_hole_as_last(&id, last, &sizes)?.map(String::from));
         };
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
         self.seal_block(&id, last, true, &plain, &mut sealed)?;
         self.file.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
         Ok(Some(
             "resealed the last block as final: it was sealed as a middle block, left by a crash while \
-             the file grew — or by someone truncating the file at a block boundary; check its end",
+             the file grew — or by someone truncating the file at a block boundary; check its end"
+                .into(),
+        ))
+    }
+
+    /// fsck --repair: a last block that is a hole (all-zero backing bytes) is left when a crash
+    /// tore the first block of a write that began past the old end, with blocks skipped in
+    /// between (FORMAT.md G30). The skipped range reads as zeros, so the hole becomes a zero
+    /// block sealed as final; anything else at the end is left to the report.
+    fn seal_hole_as_last(&self, id: &[u8; 16], last: BlockNo, sizes: &Sizes) -> Result<Option<&'static str>> {
+        let len = block_plain_len(last, sizes.plain) as usize;
+        let mut raw = vec![0u8; len + NONCE_LEN + TAG_LEN];
+        let n = read_full_at(&self.file, &mut raw, last.cipher_off()).at(&self.rel)?;
+        if n < raw.len() || raw.iter().any(|&b| b != 0) {
+            return Ok(None);
+        }
+        let mut sealed = Vec::with_capacity(raw.len());
+        self.seal_block(id, last, true, &vec![0u8; len], &mut sealed)?;
+        self.file.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
+        Ok(Some(
+            "sealed the last block, a never-written gap left by a crash while the file grew, as zeros",
         ))
     }
 

@@ -319,7 +319,7 @@ impl Walker<'_> {
         let mut repaired = None;
         if self.repair {
             if let Ok(Some(what)) = f.repair_tail() {
-                repaired = Some(what.to_string());
+                repaired = Some(what);
             }
         }
         match f.verify_all() {
@@ -332,6 +332,14 @@ impl Walker<'_> {
                 }
             }
             Ok(bad) => {
+                // What was repaired is reported even when damage remains (its own entry, so
+                // that the remaining damage still counts as unrepaired).
+                if let Some(what) = repaired {
+                    self.add(plain, rel, DamageKind::Blocks, "crash damage at the end of the file");
+                    if let Some(d) = self.report.damage.last_mut() {
+                        d.repaired = Some(what);
+                    }
+                }
                 let n = bad.len();
                 self.add(plain, rel, DamageKind::Blocks, format!("{n} damaged block(s)"));
                 if let Some(d) = self.report.damage.last_mut() {

@@ -88,6 +88,11 @@ impl ReverseVault {
     pub fn open_file(&self, dir: &RDir, plain: &[u8], expect: Option<&Snapshot>) -> Result<ReverseFile> {
         let rel = join_rel(&dir.rel, plain);
         let path = rel_path(&rel);
+        // Checked before opening: an open of a FIFO without a writer would block (G31).
+        let pre = dir.fd.stat(plain).at(&path)?;
+        if pre.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(VaultError::errno_at(path, libc::EINVAL));
+        }
         let file = dir.fd.open_file(plain, false, None).at(&path)?;
         let st = backing::fstat(file.as_raw_fd()).at(&path)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
