@@ -4,11 +4,13 @@
 //! cache (with it the kernel ignores size and mtime from getattr), no `keep_cache` (pages are
 //! dropped at open), `auto_inval_data` (pages are dropped when size or mtime change), entry and
 //! attribute timeouts of 1 s. Never `direct_io` (it breaks mmap). Writes reach the backing file
-//! before the write call returns.
+//! before the write call returns. Readahead is raised to a few MiB when running as root
+//! (`readahead`).
 //!
 //! Files: [`inodes`] (inode numbers, lookup counts), [`handles`], [`attr`] (stat conversion),
 //! `core` (shared state, finding inodes in CIPHERDIR), `dirops`, `fileops`, `attrops`,
-//! `xattrops`, `filesystem` (the fuser trait), [`session`] (mount, unmount, signals), `lock`.
+//! `xattrops`, `filesystem` (the fuser trait), [`session`] (mount, unmount, signals), `lock`,
+//! `readahead`.
 
 pub mod attr;
 mod attrops;
@@ -19,6 +21,7 @@ mod filesystem;
 pub mod handles;
 pub mod inodes;
 mod lock;
+mod readahead;
 pub mod reverse;
 pub mod session;
 mod xattrops;

@@ -228,6 +228,7 @@ pub(crate) fn serve<FS: Filesystem>(
     if let Some(slot) = slot {
         let _ = slot.set(session.notifier());
     }
+    super::readahead::raise(mountpoint);
     match &lock {
         Some(l) => log::info!("mounted {} (lock {})", mountpoint.display(), l.path().display()),
         None => log::info!("mounted {}", mountpoint.display()),
@@ -333,6 +334,7 @@ pub(crate) fn spawn_fs<FS: Filesystem>(
     if let Some(slot) = slot {
         let _ = slot.set(session.notifier());
     }
+    super::readahead::raise(mountpoint);
     let bg = session.spawn()?;
     // Only now: a stat of the mountpoint needs the session serving.
     let conn = connection_of(mountpoint).ok();
