@@ -6,6 +6,10 @@
 //! Nextcloud/ownCloud ` (conflicted copy YYYY-MM-DD HHMMSS)`, Google Drive ` (1)`, OneDrive
 //! `-HOSTNAME`. Coffer's backing names are `STEM[.EXT]` with STEM in the name alphabet, so a copy
 //! is `STEM<marker>[.EXT]`, and the marker can be carried over to the plaintext name.
+//! rclone bisync instead appends its marker after the whole name, extension included (an
+//! "end marker"): `NAME..path1` / `NAME..path2` (rclone up to 1.65, which renames *both* sides
+//! of a conflict, so no copy keeps the original name) and `NAME.conflictN` (1.66 and later);
+//! a copy is then `STEM[.EXT]<marker>`, and the plaintext name gets the marker at its end.
 
 use super::names::NameEncoding;
 
@@ -34,10 +38,20 @@ impl ConflictCopy<'_> {
     }
 }
 
+/// Whether `m` is a marker that clients append after the whole name (rclone bisync).
+pub fn is_end_marker(m: &str) -> bool {
+    matches!(m, "..path1" | "..path2")
+        || m.strip_prefix(".conflict")
+            .is_some_and(|n| !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Whether `m` looks like a sync client's conflict marker.
 pub fn is_marker(m: &str) -> bool {
     if m.is_empty() || m.len() > 120 || m.contains('/') {
         return false;
+    }
+    if is_end_marker(m) {
+        return true;
     }
     if let Some(rest) = m.strip_prefix(".sync-conflict-") {
         return !rest.is_empty() && !rest.contains('.');
@@ -85,15 +99,41 @@ pub fn parse_copy(name: &[u8], enc: NameEncoding) -> Vec<ConflictCopy<'_>> {
             }
         }
     }
+    // rclone: `STEM.EXT<end marker>` with one of coffer's extensions.
+    for ext in COFFER_EXTS {
+        let dot_ext = format!(".{ext}");
+        let Some(p) = s.find(&dot_ext) else { continue };
+        let (stem, marker) = (&s[..p], &s[p + dot_ext.len()..]);
+        let stem_ok = if *ext == "diriv" {
+            stem == "coffer"
+        } else {
+            !stem.is_empty() && stem.bytes().all(|b| enc.is_char(b))
+        };
+        if stem_ok && is_end_marker(marker) {
+            out.push(ConflictCopy { stem, marker, ext });
+        }
+    }
     // Longest stem first: the most likely reading.
     out.sort_by_key(|c| std::cmp::Reverse(c.stem.len()));
     out
 }
 
+/// The backing name a client gives its copy of `STEM.EXT` (or of `STEM` when `ext` is empty):
+/// `STEM<marker>.EXT`, or `STEM.EXT<marker>` for an end marker (rclone).
+pub fn copy_name(stem: &str, marker: &str, ext: &str) -> String {
+    match (ext.is_empty(), is_end_marker(marker)) {
+        (true, _) => format!("{stem}{marker}"),
+        (false, true) => format!("{stem}.{ext}{marker}"),
+        (false, false) => format!("{stem}{marker}.{ext}"),
+    }
+}
+
 /// The plaintext name shown for a conflict copy: the marker goes before the last `.` of the
-/// plaintext name (not a leading dot), as the client would have placed it on a plain file.
+/// plaintext name (not a leading dot), as the client would have placed it on a plain file; an
+/// end marker (rclone) goes at the end.
 pub fn plain_with_marker(plain: &[u8], marker: &str) -> Vec<u8> {
     let cut = match plain.iter().rposition(|&b| b == b'.') {
+        _ if is_end_marker(marker) => plain.len(),
         Some(p) if p > 0 => p,
         _ => plain.len(),
     };
@@ -151,6 +191,7 @@ pub fn is_sync_client_file(name: &[u8]) -> bool {
         b".sync_journal.db",
         b".tmp.drivedownload",
         b".tmp.driveupload",
+        b"RCLONE_TEST",
     ];
     if exact.contains(&name) {
         return true;
@@ -164,7 +205,7 @@ pub fn is_sync_client_file(name: &[u8]) -> bool {
         || name.starts_with(b".sync_")
         || name.starts_with(b".owncloudsync")
         || name.starts_with(b".nextcloudsync")
-        || (name.starts_with(b".") && name.ends_with(b".partial"))
+        || name.ends_with(b".partial")
 }
 
 #[cfg(test)]
@@ -203,6 +244,14 @@ mod tests {
                 "diriv",
             ),
             ("coffer (1).diriv", "coffer", " (1)", "diriv"),
+            // rclone bisync: after the whole name, extension included.
+            ("AbCd..path1", "AbCd", "..path1", ""),
+            ("AbCd..path2", "AbCd", "..path2", ""),
+            ("AbCd.conflict1", "AbCd", ".conflict1", ""),
+            ("HASH.long..path2", "HASH", "..path2", "long"),
+            ("HASH.name..path1", "HASH", "..path1", "name"),
+            ("AbCd.link.conflict2", "AbCd", ".conflict2", "link"),
+            ("coffer.diriv..path1", "coffer", "..path1", "diriv"),
             ("HASH (1).long", "HASH", " (1)", "long"),
             (
                 "HASH.sync-conflict-20261125-101010-ABCDEFG.name",
@@ -225,7 +274,24 @@ mod tests {
         assert!(!is_marker(" (12345)"));
         assert!(is_marker(" (12)"));
         assert!(parse_copy(b"coffer.diriv", E).is_empty());
+        assert!(parse_copy(b"AbCd..path3", E).is_empty());
+        assert!(parse_copy(b"AbCd.conflict", E).is_empty());
+        assert!(parse_copy(b"HASH.long.conflictX", E).is_empty());
         assert!(parse_copy(b"\xff (1)", E).is_empty());
+    }
+
+    #[test]
+    fn copy_names_follow_each_clients_placement() {
+        assert_eq!(copy_name("HASH", " (1)", "name"), "HASH (1).name");
+        assert_eq!(copy_name("HASH", "..path1", "name"), "HASH.name..path1");
+        assert_eq!(copy_name("AbCd", ".conflict2", ""), "AbCd.conflict2");
+        for name in ["HASH (1).long", "HASH.long..path2", "coffer.diriv.conflict1"] {
+            let c = parse_copy(name.as_bytes(), E)
+                .into_iter()
+                .find(|c| !c.ext.is_empty())
+                .expect(name);
+            assert_eq!(copy_name(c.stem, c.marker, c.ext), name);
+        }
     }
 
     #[test]
@@ -237,11 +303,19 @@ mod tests {
         );
         assert_eq!(plain_with_marker(b"Makefile", " (1)"), b"Makefile (1)".to_vec());
         assert_eq!(plain_with_marker(b".bashrc", " (1)"), b".bashrc (1)".to_vec());
+        assert_eq!(
+            plain_with_marker(b"report.txt", "..path1"),
+            b"report.txt..path1".to_vec()
+        );
+        assert_eq!(plain_with_marker(b"a.b", ".conflict2"), b"a.b.conflict2".to_vec());
         for (plain, marker) in [
             (&b"report.txt"[..], m),
             (b"Makefile", m),
             (b"a.b.c", " (1)"),
             (b".x", "-HOST"),
+            (b"report.txt", "..path2"),
+            (b"Makefile", "..path1"),
+            (b"a.b.c", ".conflict3"),
         ] {
             let shown = plain_with_marker(plain, marker);
             let back = split_plain(&shown);
@@ -262,6 +336,8 @@ mod tests {
             b".~lock.x#",
             b"desktop.ini",
             b"Icon\r",
+            b"RCLONE_TEST",
+            b"AbCd.1a2b3c4d.partial",
         ] {
             assert!(is_sync_client_file(n), "{:?}", String::from_utf8_lossy(n));
         }

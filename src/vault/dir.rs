@@ -239,6 +239,16 @@ impl Vault {
     /// Whether `backing` is a client's copy `HASH.long<marker>.link` of a long-name symlink's
     /// out-of-line target (hidden like the sidecar it copies).
     fn is_long_link_copy(&self, backing: &[u8]) -> bool {
+        // rclone's end markers follow the whole name: `HASH.long.link<marker>`.
+        let unmarked = conflict::parse_copy(backing, self.params().name_encoding)
+            .into_iter()
+            .find(|c| c.ext.is_empty() && conflict::is_end_marker(c.marker))
+            .map_or(backing, |c| &backing[..backing.len() - c.marker.len()]);
+        if unmarked.len() < backing.len() {
+            return unmarked
+                .strip_suffix(b".link")
+                .is_some_and(|rest| self.is_long_entry_name(rest));
+        }
         let Some(rest) = backing.strip_suffix(b".link") else {
             return false;
         };
@@ -251,10 +261,17 @@ impl Vault {
             && std::str::from_utf8(&rest[hash_len + long_ext.len()..]).is_ok_and(conflict::is_marker)
     }
 
+    /// Whether `name` is `HASH.long` (a long name's entry).
+    fn is_long_entry_name(&self, name: &[u8]) -> bool {
+        let enc = self.params().name_encoding;
+        name.strip_suffix(b".long")
+            .is_some_and(|h| h.len() == enc.hash_len() && h.iter().all(|&b| enc.is_char(b)))
+    }
+
     /// The sidecar of a conflict copy `HASH<marker>.long`: its own copy if the client made one,
     /// else the original `HASH.name`.
     fn read_copy_sidecar(&self, dir: &Dir, hash: &str, marker: &str) -> Result<String> {
-        let copy = format!("{hash}{marker}.{}", backing_name::NAME_EXT);
+        let copy = conflict::copy_name(hash, marker, backing_name::NAME_EXT);
         match dir.fd.read_small(copy.as_bytes(), 4096) {
             Ok(data) => self.params().name_encoding.check_sidecar(hash, &data).map_err(|_| {
                 VaultError::corrupt(dir.rel_child(copy.as_bytes()), None, "sidecar does not match its hash")
@@ -291,11 +308,8 @@ impl Vault {
                     }
                     Some(_) => {
                         let hash = &o.entry[..o.entry.len() - backing_name::LONG_EXT.len() - 1];
-                        let mut e = hash.to_vec();
-                        e.extend_from_slice(marker.as_bytes());
-                        e.extend_from_slice(b".");
-                        e.extend_from_slice(backing_name::LONG_EXT.as_bytes());
-                        e
+                        let hash = String::from_utf8_lossy(hash);
+                        conflict::copy_name(&hash, marker, backing_name::LONG_EXT).into_bytes()
                     }
                 };
                 if dir.fd.stat(&candidate).is_ok() {

@@ -58,15 +58,22 @@ impl Vault {
     /// remaining entry reads. `HASH.name` serves `HASH.long` and every conflict copy
     /// `HASH<marker>.long` that has no sidecar copy `HASH<marker>.name` of its own.
     pub(super) fn prune_long_sidecars(&self, dir: &Dir, hash: &str) -> Result<()> {
+        use crate::format::conflict::{copy_name, is_end_marker, is_marker};
         let split = |name: &[u8], ext: &str| -> Option<String> {
-            let s = std::str::from_utf8(name).ok()?;
-            let marker = s.strip_prefix(hash)?.strip_suffix(ext)?.strip_suffix('.')?;
-            (marker.is_empty() || crate::format::conflict::is_marker(marker)).then(|| marker.to_string())
+            let s = std::str::from_utf8(name).ok()?.strip_prefix(hash)?;
+            // `HASH<marker>.EXT`, or rclone's `HASH.EXT<marker>`.
+            let before = s.strip_suffix(ext).and_then(|m| m.strip_suffix('.'));
+            let after = s
+                .strip_prefix('.')
+                .and_then(|m| m.strip_prefix(ext))
+                .filter(|m| is_end_marker(m));
+            let marker = before.or(after)?;
+            (marker.is_empty() || is_marker(marker)).then(|| marker.to_string())
         };
         let listing = dir.fd.list().at(&dir.rel)?;
         let names: std::collections::HashSet<&[u8]> = listing.iter().map(|e| e.name.as_slice()).collect();
-        let sidecar = |marker: &str| format!("{hash}{marker}.{}", backing_name::NAME_EXT);
-        let entry = |marker: &str| format!("{hash}{marker}.{}", backing_name::LONG_EXT);
+        let sidecar = |marker: &str| copy_name(hash, marker, backing_name::NAME_EXT);
+        let entry = |marker: &str| copy_name(hash, marker, backing_name::LONG_EXT);
         let main_needed = names
             .iter()
             .filter_map(|n| split(n, backing_name::LONG_EXT))

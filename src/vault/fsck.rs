@@ -244,7 +244,7 @@ impl Walker<'_> {
             .into_iter()
             .find(|c| c.ext == backing_name::NAME_EXT && c.stem.len() == enc.hash_len());
         if let Some(c) = sidecar_of {
-            let entry = format!("{}{}.{}", c.stem, c.marker, backing_name::LONG_EXT);
+            let entry = crate::format::conflict::copy_name(c.stem, c.marker, backing_name::LONG_EXT);
             if !names.contains(entry.as_bytes()) {
                 self.orphan(dir, name, rel, "sidecar copy without its entry copy");
             }

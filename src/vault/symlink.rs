@@ -75,7 +75,8 @@ impl Vault {
                 continue;
             }
             let orig = c.original();
-            for cand in [format!("{orig}{}.link", c.marker), format!("{orig}.link")] {
+            let copy = crate::format::conflict::copy_name(&orig, c.marker, "link");
+            for cand in [copy, format!("{orig}.link")] {
                 if let Ok(sealed) = dir.fd.read_small(cand.as_bytes(), 8192) {
                     return Ok(sealed);
                 }
