@@ -78,8 +78,9 @@ fn rclone_bisync_between_two_mounted_replicas_loses_nothing() {
     }
     bisync(&ca, &cb, work.path(), true);
 
-    let a = Mounted::start(ta, ca.clone());
-    let b = Mounted::start(tb, cb.clone());
+    // Mountpoints in their own temp dirs: ta and tb (the CIPHERDIRs) outlive the mounts.
+    let a = Mounted::start(tempfile::tempdir().unwrap(), ca.clone());
+    let b = Mounted::start(tempfile::tempdir().unwrap(), cb.clone());
     assert_eq!(fs::read(b.mnt.join("docs/inner.txt")).unwrap(), b"inner");
     assert_eq!(fs::read(b.mnt.join(&long)).unwrap(), b"long original");
 
@@ -95,6 +96,11 @@ fn rclone_bisync_between_two_mounted_replicas_loses_nothing() {
     std::thread::sleep(Duration::from_millis(1100));
     fs::write(b.mnt.join("report.txt"), b"B's edit, longer").unwrap();
     fs::write(b.mnt.join(&long), b"long: B's edit, longer").unwrap();
+    // The same directory made on both sides: two different dirivs for one backing directory.
+    fs::create_dir(a.mnt.join("both")).unwrap();
+    fs::write(a.mnt.join("both/from-a"), b"a").unwrap();
+    fs::create_dir(b.mnt.join("both")).unwrap();
+    fs::write(b.mnt.join("both/from-b"), b"b").unwrap();
     bisync(&ca, &cb, work.path(), false);
 
     for (side, m) in [("A", &a), ("B", &b)] {
@@ -108,6 +114,8 @@ fn rclone_bisync_between_two_mounted_replicas_loses_nothing() {
         want("docs/added.txt", b"added on a");
         want("made-on-b/x", b"x from b");
         want("keep.txt", b"unchanged");
+        want("both/from-a", b"a");
+        want("both/from-b", b"b");
         want("report.txt..path1", b"edited on A");
         want("report.txt..path2", b"B's edit, longer");
         want(&format!("{long}..path1"), b"long edited on A");
@@ -118,7 +126,7 @@ fn rclone_bisync_between_two_mounted_replicas_loses_nothing() {
         assert!(!listed.contains(&"report.txt".to_string()), "{side}: {listed:?}");
         assert_eq!(
             listed.len(),
-            8,
+            9,
             "{side}: exactly the expected entries, nothing hidden or doubled: {listed:?}"
         );
     }
@@ -129,7 +137,23 @@ fn rclone_bisync_between_two_mounted_replicas_loses_nothing() {
     fs::remove_file(a.mnt.join(format!("{long}..path1"))).unwrap();
     assert_eq!(fs::read(a.mnt.join("report.txt")).unwrap(), b"edited on A");
     assert_eq!(fs::read(a.mnt.join(&long)).unwrap(), b"long: B's edit, longer");
+    // New names in the directory with two dirivs work on both sides and reach the other side.
+    fs::write(a.mnt.join("both/later-a"), b"la").unwrap();
+    fs::write(b.mnt.join("both/later-b"), b"lb").unwrap();
     bisync(&ca, &cb, work.path(), false);
+    for (side, m) in [("A", &a), ("B", &b)] {
+        for (n, d) in [
+            ("from-a", &b"a"[..]),
+            ("from-b", b"b"),
+            ("later-a", b"la"),
+            ("later-b", b"lb"),
+        ] {
+            let p = m.mnt.join("both").join(n);
+            wait_for(SHOW_WITHIN, &format!("{side}: both/{n}"), || {
+                fs::read(&p).ok().as_deref() == Some(d)
+            });
+        }
+    }
     let p = b.mnt.join("report.txt");
     wait_for(SHOW_WITHIN, "B: resolved report.txt", || {
         fs::read(&p).ok().as_deref() == Some(&b"edited on A"[..])
@@ -139,14 +163,49 @@ fn rclone_bisync_between_two_mounted_replicas_loses_nothing() {
         !listed.iter().any(|n| n.contains("..path")),
         "B after resolving: {listed:?}"
     );
-    // No sidecar or other backing file is left over on either side.
-    for c in [&ca, &cb] {
-        let report = coffer::vault::fsck::fsck_with(
-            &coffer::vault::Vault::unlock(c, None, common::PASSWORD, true).unwrap(),
-            coffer::vault::fsck::FsckOptions::new(false),
+    // fsck finds only the directory made on both sides (no sidecar or other file left over).
+    let fsck = |c: &Path, repair: bool| {
+        coffer::vault::fsck::fsck_with(
+            &coffer::vault::Vault::unlock(c, None, common::PASSWORD, !repair).unwrap(),
+            coffer::vault::fsck::FsckOptions::new(repair),
             &mut |_| {},
         )
-        .unwrap();
+        .unwrap()
+    };
+    for c in [&ca, &cb] {
+        let report = fsck(c, false);
+        let kinds: Vec<_> = report
+            .damage
+            .iter()
+            .map(|d| (d.plain_path.clone(), d.kind.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![(Some("both".to_string()), coffer::vault::fsck::DamageKind::Diriv)],
+            "{}: {report:?}",
+            c.display()
+        );
+    }
+    // Repairing one replica merges the directory under one IV; the next sync carries it over.
+    drop((a, b));
+    let repaired = fsck(&ca, true);
+    assert!(repaired.is_clean(), "{repaired:?}");
+    bisync(&ca, &cb, work.path(), false);
+    for c in [&ca, &cb] {
+        let report = fsck(c, false);
         assert!(report.damage.is_empty(), "{}: {report:?}", c.display());
+    }
+    let b = Mounted::start(tempfile::tempdir().unwrap(), cb.clone());
+    for (n, d) in [
+        ("from-a", &b"a"[..]),
+        ("from-b", b"b"),
+        ("later-a", b"la"),
+        ("later-b", b"lb"),
+    ] {
+        assert_eq!(
+            fs::read(b.mnt.join("both").join(n)).unwrap(),
+            d,
+            "B after the merge: both/{n}"
+        );
     }
 }

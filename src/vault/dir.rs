@@ -68,9 +68,24 @@ impl Dir {
     }
 
     /// Wraps an open backing directory, reading its diriv and any conflict copies of it.
+    ///
+    /// A client that renamed *every* version of `coffer.diriv` (rclone bisync does, on a
+    /// directory made on two replicas) leaves only copies: then the smallest of their IVs
+    /// encrypts new names (the same choice on every replica that has the same copies) and the
+    /// others are tried too. With neither the diriv nor a copy: [`VaultError::MissingDiriv`].
     pub fn from_fd(fd: DirFd, rel: PathBuf) -> Result<Dir> {
-        let iv = read_iv(&fd, &rel)?;
-        let alt_ivs = read_alt_ivs(&fd, &iv);
+        let (iv, alt_ivs) = match read_iv(&fd, &rel) {
+            Ok(iv) => {
+                let alt = read_copy_ivs(&fd).into_iter().filter(|c| *c != iv).collect();
+                (iv, alt)
+            }
+            Err(e @ VaultError::MissingDiriv { .. }) => {
+                let mut copies = read_copy_ivs(&fd).into_iter();
+                let Some(first) = copies.next() else { return Err(e) };
+                (first, copies.collect())
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Dir { fd, iv, rel, alt_ivs })
     }
 
@@ -108,8 +123,8 @@ pub fn read_iv(fd: &DirFd, rel: &Path) -> Result<[u8; DIRIV_LEN]> {
 }
 
 /// IVs of the sync-client conflict copies of `coffer.diriv` (`coffer<marker>.diriv`), sorted,
-/// without `main`.
-fn read_alt_ivs(fd: &DirFd, main: &[u8; DIRIV_LEN]) -> Vec<[u8; DIRIV_LEN]> {
+/// each once.
+fn read_copy_ivs(fd: &DirFd) -> Vec<[u8; DIRIV_LEN]> {
     let Ok(entries) = fd.list() else { return Vec::new() };
     let mut out = Vec::new();
     for e in entries {
@@ -119,7 +134,7 @@ fn read_alt_ivs(fd: &DirFd, main: &[u8; DIRIV_LEN]) -> Vec<[u8; DIRIV_LEN]> {
         }
         if let Ok(data) = fd.read_small(&e.name, 64) {
             if let Ok(iv) = <[u8; DIRIV_LEN]>::try_from(data.as_slice()) {
-                if &iv != main && !out.contains(&iv) {
+                if !out.contains(&iv) {
                     out.push(iv);
                 }
             }

@@ -54,6 +54,14 @@ impl Vault {
         if copies.is_empty() {
             return Ok(out);
         }
+        if !raw.iter().any(|n| n.as_slice() == DIRIV_NAME.as_bytes()) {
+            // Only copies (every version renamed by the client): the IV the directory uses for
+            // new names becomes coffer.diriv again, before anything moves under it.
+            dir.fd
+                .write_new(DIRIV_NAME.as_bytes(), &dir.iv, 0o444)
+                .at(dir.rel.join(DIRIV_NAME))?;
+            dir.fd.fsync().at(&dir.rel)?;
+        }
         let main_only = Dir {
             fd: dir.fd.try_clone().at(&dir.rel)?,
             iv: dir.iv,
