@@ -45,6 +45,22 @@ pub fn is_end_marker(m: &str) -> bool {
             .is_some_and(|n| !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Syncthing's `YYYYMMDD-HHMMSS-DEVICE`: 8 digits, 6 digits and the 7-character short device
+/// ID (RFC 4648 base32: `A`–`Z`, `2`–`7`). Nothing else: the marker is shown unauthenticated in
+/// the plaintext name, so free text is refused (FORMAT.md G32).
+fn is_syncthing_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    b.len() == 8 + 1 + 6 + 1 + 7
+        && digits(0..8)
+        && b[8] == b'-'
+        && digits(9..15)
+        && b[15] == b'-'
+        && b[16..]
+            .iter()
+            .all(|&c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c))
+}
+
 /// Whether `m` looks like a sync client's conflict marker.
 pub fn is_marker(m: &str) -> bool {
     if m.is_empty() || m.len() > 120 || m.contains('/') {
@@ -54,7 +70,7 @@ pub fn is_marker(m: &str) -> bool {
         return true;
     }
     if let Some(rest) = m.strip_prefix(".sync-conflict-") {
-        return !rest.is_empty() && !rest.contains('.');
+        return is_syncthing_stamp(rest);
     }
     if let Some(inner) = m.strip_prefix(" (").and_then(|r| r.strip_suffix(')')) {
         // Google Drive ` (N)`; Dropbox/Nextcloud/ownCloud `… conflicted copy …`. Nothing else:
@@ -275,6 +291,10 @@ mod tests {
         assert!(is_marker(" (12)"));
         assert!(parse_copy(b"coffer.diriv", E).is_empty());
         assert!(parse_copy(b"AbCd..path3", E).is_empty());
+        // Syncthing's marker is its exact stamp, not free text.
+        assert!(parse_copy(b"AbCd.sync-conflict-approved-by-admin", E).is_empty());
+        assert!(parse_copy(b"AbCd.sync-conflict-20261125-101010-ABCDEF1", E).is_empty());
+        assert!(!parse_copy(b"AbCd.sync-conflict-20261125-101010-ABCDEF7", E).is_empty());
         assert!(parse_copy(b"AbCd.conflict", E).is_empty());
         assert!(parse_copy(b"HASH.long.conflictX", E).is_empty());
         assert!(parse_copy(b"\xff (1)", E).is_empty());
