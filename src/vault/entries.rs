@@ -143,7 +143,9 @@ impl Vault {
         dir.fd
             .chmod(&name.entry, mode & 0o7777)
             .at(dir.rel_child(&name.entry))?;
-        dir.fd.fsync().at(&dir.rel)?;
+        // No fsync of the parent: like create, rename and unlink, the new entry is durable once
+        // the caller fsyncs the parent (fsyncdir). The two fsyncs above are what keep a crash
+        // from ever showing the directory without its diriv.
         Ok(name)
     }
 
