@@ -545,14 +545,22 @@ fn wrong_password_and_huge_kdf_memory() {
     let e = Vault::unlock(&env.dir, None, b"", true).unwrap_err();
     assert!(matches!(e, VaultError::WrongPassword), "{e}");
 
-    for m in [u32::MAX, 4 * 1024 * 1024 + 1, 0, 7] {
+    // Above 256 MiB (4x the default, which is all init writes) is refused before any work.
+    for m in [u32::MAX, 4 * 1024 * 1024 + 1, 1024 * 1024, 256 * 1024 + 1, 0, 7] {
         edit_config(&env.dir, |v| v["kdf"]["m_kib"] = m.into());
         let t0 = Instant::now();
         let e = Vault::unlock(&env.dir, None, PW, true).unwrap_err();
         assert!(t0.elapsed() < Duration::from_secs(2), "m = {m} took {:?}", t0.elapsed());
         assert!(e.to_string().contains("m_kib"), "m = {m}: {e}");
     }
-    for (field, val) in [("t", u32::MAX), ("t", 0), ("p", u32::MAX), ("p", 0)] {
+    for (field, val) in [
+        ("t", u32::MAX),
+        ("t", 17),
+        ("t", 0),
+        ("p", u32::MAX),
+        ("p", 5),
+        ("p", 0),
+    ] {
         edit_config(&env.dir, |v| {
             v["kdf"]["m_kib"] = 8.into();
             v["kdf"][field] = val.into();
@@ -562,6 +570,17 @@ fn wrong_password_and_huge_kdf_memory() {
     }
     edit_config(&env.dir, |v| v["kdf"]["m_kib"] = (1u64 << 32).into());
     assert!(Vault::unlock(&env.dir, None, PW, true).is_err());
+    // The most expensive accepted cost is still a wrong-password error (the config MAC is only
+    // checked once the key opens), after a bounded wait.
+    edit_config(&env.dir, |v| {
+        v["kdf"]["m_kib"] = (256 * 1024).into();
+        v["kdf"]["t"] = 16.into();
+        v["kdf"]["p"] = 4.into();
+    });
+    let t0 = Instant::now();
+    let e = Vault::unlock(&env.dir, None, PW, true).unwrap_err();
+    eprintln!("worst accepted KDF cost: {:?}", t0.elapsed());
+    assert!(matches!(e, VaultError::WrongPassword), "{e}");
 }
 
 fn replace_symlink(path: &Path, target: &[u8]) {

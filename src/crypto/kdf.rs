@@ -30,12 +30,14 @@ pub struct KdfLimits {
     pub salt_len: (usize, usize),
 }
 
-/// m from 8 KiB (cheap test vaults) to 1 GiB; t 1..=16; p 1..=16; salt 16..=64 bytes.
-/// The upper bounds cap what a tampered config can make an unlock cost (about 30 s here).
+/// m from 8 KiB (cheap test vaults) to 256 MiB; t 1..=16; p 1..=4; salt 16..=64 bytes.
+/// `init` only ever writes the default or the test cost, so anything above is either a newer
+/// coffer's default or a tampered config; the upper bounds (4x the default memory) cap what a
+/// tampered config can make an unlock cost before it fails: 256 MiB and a few seconds.
 pub const KDF_LIMITS: KdfLimits = KdfLimits {
-    m_kib: (8, 1024 * 1024),
+    m_kib: (8, 256 * 1024),
     t: (1, 16),
-    p: (1, 16),
+    p: (1, 4),
     salt_len: (16, 64),
 };
 
