@@ -70,6 +70,13 @@ fn flags_fsname_and_unmount_on_drop() {
     }
     // Owner-only: the daemon checks modes (see mount_nonroot), the kernel does not.
     assert!(!opts.contains(&"default_permissions"), "{line}");
+    // As root, the mount's readahead window is raised from the kernel's 128 KiB to 4 MiB.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let dev = fs::metadata(&m.mnt).unwrap().dev();
+        let bdi = format!("/sys/class/bdi/{}:{}/read_ahead_kb", libc::major(dev), libc::minor(dev));
+        assert_eq!(fs::read_to_string(&bdi).unwrap().trim(), "4096", "{bdi}");
+    }
     assert!(!opts.contains(&"allow_other"), "owner-only by default: {line}");
     let mnt = m.mnt.clone();
     m.unmount();
