@@ -252,10 +252,26 @@ fn conflict_copies_of_symlinks_with_out_of_line_targets() {
         cp(e, copy_name(e, gd));
         fs::copy(c.join(&ext_link), c.join(copy_name(&ext_link, st))).unwrap();
     }
+    // rclone bisync puts its marker after the whole name, extension included.
+    let rc = "..path1";
+    for (e, ext_link) in [
+        (&short_e, format!("{short_e}.link")),
+        (&long_e, format!("{long_e}.link")),
+    ] {
+        cp(e, format!("{e}{rc}"));
+        fs::copy(c.join(&ext_link), c.join(format!("{ext_link}{rc}"))).unwrap();
+    }
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let listed = names(&m.mnt);
-    assert_eq!(listed.len(), 6, "{listed:?}");
+    assert_eq!(listed.len(), 8, "{listed:?}");
     for plain in ["link", long.as_str()] {
+        let at_end = format!("{plain}{rc}");
+        assert!(listed.contains(&at_end), "{at_end} not in {listed:?}");
+        assert_eq!(
+            fs::read_link(m.path(&at_end)).unwrap().as_os_str().len(),
+            3500,
+            "{at_end}"
+        );
         for marker in [st, gd] {
             let shown = shown(plain, marker);
             assert!(listed.contains(&shown), "{shown} not in {listed:?}");

@@ -254,26 +254,19 @@ impl Vault {
     /// Whether `backing` is a client's copy `HASH.long<marker>.link` of a long-name symlink's
     /// out-of-line target (hidden like the sidecar it copies).
     fn is_long_link_copy(&self, backing: &[u8]) -> bool {
-        // rclone's end markers follow the whole name: `HASH.long.link<marker>`.
-        let unmarked = conflict::parse_copy(backing, self.params().name_encoding)
-            .into_iter()
-            .find(|c| c.ext.is_empty() && conflict::is_end_marker(c.marker))
-            .map_or(backing, |c| &backing[..backing.len() - c.marker.len()]);
-        if unmarked.len() < backing.len() {
-            return unmarked
-                .strip_suffix(b".link")
-                .is_some_and(|rest| self.is_long_entry_name(rest));
-        }
-        let Some(rest) = backing.strip_suffix(b".link") else {
+        let entry_len = self.params().name_encoding.hash_len() + ".long".len();
+        let Some(entry) = backing.get(..entry_len).filter(|e| self.is_long_entry_name(e)) else {
             return false;
         };
-        let enc = self.params().name_encoding;
-        let hash_len = enc.hash_len();
-        let long_ext = b".long";
-        rest.len() > hash_len + long_ext.len()
-            && rest[..hash_len].iter().all(|&b| enc.is_char(b))
-            && &rest[hash_len..hash_len + long_ext.len()] == long_ext
-            && std::str::from_utf8(&rest[hash_len + long_ext.len()..]).is_ok_and(conflict::is_marker)
+        let Ok(rest) = std::str::from_utf8(&backing[entry.len()..]) else {
+            return false;
+        };
+        match rest.strip_suffix(".link") {
+            // `HASH.long<marker>.link` (the marker before the extension).
+            Some(marker) => !marker.is_empty() && conflict::is_marker(marker),
+            // rclone: `HASH.long.link<marker>`, after the whole name.
+            None => rest.strip_prefix(".link").is_some_and(conflict::is_end_marker),
+        }
     }
 
     /// Whether `name` is `HASH.long` (a long name's entry).
