@@ -18,6 +18,7 @@ const MARKERS: &[(&str, &str)] = &[
     ("nextcloud", " (conflicted copy 2026-11-25 101010)"),
     ("gdrive", " (1)"),
     ("onedrive", "-LAPTOP"),
+    ("seafile", " (SFConflict jo@example.com 2026-11-25-10-10-10)"),
 ];
 
 /// A plaintext name long enough for the long-name form (over 134 bytes at the default limit).

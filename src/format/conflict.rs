@@ -4,8 +4,9 @@
 //! Clients insert a marker before the last `.` of a name (or append it when there is none):
 //! Syncthing `.sync-conflict-YYYYMMDD-HHMMSS-DEVICE`, Dropbox ` (… conflicted copy …)`,
 //! Nextcloud/ownCloud ` (conflicted copy YYYY-MM-DD HHMMSS)`, Google Drive ` (1)`, OneDrive
-//! `-HOSTNAME`. Coffer's backing names are `STEM[.EXT]` with STEM in the name alphabet, so a copy
-//! is `STEM<marker>[.EXT]`, and the marker can be carried over to the plaintext name.
+//! `-HOSTNAME`, Seafile ` (SFConflict EMAIL DATE)`. Coffer's backing names are `STEM[.EXT]`
+//! with STEM in the name alphabet, so a copy is `STEM<marker>[.EXT]`, and the marker can be
+//! carried over to the plaintext name.
 //! rclone bisync instead appends its marker after the whole name, extension included (an
 //! "end marker"): `NAME..path1` / `NAME..path2` (rclone up to 1.65, which renames *both* sides
 //! of a conflict, so no copy keeps the original name) and `NAME.conflictN` (1.66 and later);
@@ -75,8 +76,10 @@ pub fn is_marker(m: &str) -> bool {
     if let Some(inner) = m.strip_prefix(" (").and_then(|r| r.strip_suffix(')')) {
         // Google Drive ` (N)`; Dropbox/Nextcloud/ownCloud `… conflicted copy …`. Nothing else:
         // the marker is shown unauthenticated in the plaintext name, so free text is refused.
+        // Seafile ` (SFConflict EMAIL YYYY-MM-DD-HH-MM-SS)`.
         let numbered = !inner.is_empty() && inner.len() <= 4 && inner.bytes().all(|b| b.is_ascii_digit());
-        let conflicted = inner.contains("conflicted copy") && !inner.contains(['(', ')']);
+        let conflicted =
+            (inner.contains("conflicted copy") || inner.starts_with("SFConflict ")) && !inner.contains(['(', ')']);
         return numbered || conflicted;
     }
     if let Some(host) = m.strip_prefix('-') {
@@ -252,6 +255,12 @@ mod tests {
                 "",
             ),
             ("AbCd (1)", "AbCd", " (1)", ""),
+            (
+                "AbCd (SFConflict jo@example.com 2026-11-25-10-10-10)",
+                "AbCd",
+                " (SFConflict jo@example.com 2026-11-25-10-10-10)",
+                "",
+            ),
             ("AbCd-LAPTOP", "AbCd", "-LAPTOP", ""),
             (
                 "coffer.sync-conflict-20261125-101010-ABCDEFG.diriv",
