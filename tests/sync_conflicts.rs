@@ -19,6 +19,7 @@ const MARKERS: &[(&str, &str)] = &[
     ("gdrive", " (1)"),
     ("onedrive", "-LAPTOP"),
     ("seafile", " (SFConflict jo@example.com 2026-11-25-10-10-10)"),
+    ("owncloud", "_conflict-20261125-101010"),
 ];
 
 /// A plaintext name long enough for the long-name form (over 134 bytes at the default limit).

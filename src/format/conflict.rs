@@ -3,8 +3,8 @@
 //!
 //! Clients insert a marker before the last `.` of a name (or append it when there is none):
 //! Syncthing `.sync-conflict-YYYYMMDD-HHMMSS-DEVICE`, Dropbox ` (… conflicted copy …)`,
-//! Nextcloud/ownCloud ` (conflicted copy YYYY-MM-DD HHMMSS)`, Google Drive ` (1)`, OneDrive
-//! `-HOSTNAME`, Seafile ` (SFConflict EMAIL DATE)`. Coffer's backing names are `STEM[.EXT]`
+//! Nextcloud ` (conflicted copy YYYY-MM-DD HHMMSS)`, ownCloud `_conflict-YYYYMMDD-HHMMSS`,
+//! Google Drive ` (1)`, OneDrive `-HOSTNAME`, Seafile ` (SFConflict EMAIL DATE)`. Coffer's backing names are `STEM[.EXT]`
 //! with STEM in the name alphabet, so a copy is `STEM<marker>[.EXT]`, and the marker can be
 //! carried over to the plaintext name.
 //! rclone bisync instead appends its marker after the whole name, extension included (an
@@ -51,15 +51,18 @@ pub fn is_end_marker(m: &str) -> bool {
 /// the plaintext name, so free text is refused (FORMAT.md G32).
 fn is_syncthing_stamp(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
     b.len() == 8 + 1 + 6 + 1 + 7
-        && digits(0..8)
-        && b[8] == b'-'
-        && digits(9..15)
+        && s.get(..15).is_some_and(is_date_time)
         && b[15] == b'-'
         && b[16..]
             .iter()
             .all(|&c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c))
+}
+
+/// `YYYYMMDD-HHMMSS` (digits only; the date itself is not checked).
+fn is_date_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 15 && b[8] == b'-' && b.iter().enumerate().all(|(i, c)| i == 8 || c.is_ascii_digit())
 }
 
 /// Whether `m` looks like a sync client's conflict marker.
@@ -72,6 +75,10 @@ pub fn is_marker(m: &str) -> bool {
     }
     if let Some(rest) = m.strip_prefix(".sync-conflict-") {
         return is_syncthing_stamp(rest);
+    }
+    // ownCloud desktop `_conflict-YYYYMMDD-HHMMSS`.
+    if let Some(rest) = m.strip_prefix("_conflict-") {
+        return is_date_time(rest);
     }
     if let Some(inner) = m.strip_prefix(" (").and_then(|r| r.strip_suffix(')')) {
         // Google Drive ` (N)`; Dropbox/Nextcloud/ownCloud `… conflicted copy …`. Nothing else:
@@ -255,6 +262,13 @@ mod tests {
                 "",
             ),
             ("AbCd (1)", "AbCd", " (1)", ""),
+            ("AbCd_conflict-20261125-101010", "AbCd", "_conflict-20261125-101010", ""),
+            (
+                "HASH_conflict-20261125-101010.long",
+                "HASH",
+                "_conflict-20261125-101010",
+                "long",
+            ),
             (
                 "AbCd (SFConflict jo@example.com 2026-11-25-10-10-10)",
                 "AbCd",
@@ -304,6 +318,8 @@ mod tests {
         assert!(parse_copy(b"AbCd.sync-conflict-approved-by-admin", E).is_empty());
         assert!(parse_copy(b"AbCd.sync-conflict-20261125-101010-ABCDEF1", E).is_empty());
         assert!(!parse_copy(b"AbCd.sync-conflict-20261125-101010-ABCDEF7", E).is_empty());
+        assert!(!is_marker("_conflict-2026112-101010"));
+        assert!(!is_marker("_conflict-approved-by-admin"));
         assert!(parse_copy(b"AbCd.conflict", E).is_empty());
         assert!(parse_copy(b"HASH.long.conflictX", E).is_empty());
         assert!(parse_copy(b"\xff (1)", E).is_empty());
