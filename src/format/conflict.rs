@@ -115,12 +115,7 @@ pub fn parse_copy(name: &[u8], enc: NameEncoding) -> Vec<ConflictCopy<'_>> {
     for (body, ext) in splits {
         for (i, _) in body.char_indices().skip(1) {
             let (stem, marker) = body.split_at(i);
-            let stem_ok = if ext == "diriv" {
-                stem == "coffer"
-            } else {
-                stem.bytes().all(|b| enc.is_char(b))
-            };
-            if stem_ok && is_marker(marker) {
+            if stem_ok(stem, ext, enc) && is_marker(marker) {
                 out.push(ConflictCopy { stem, marker, ext });
             }
         }
@@ -130,18 +125,23 @@ pub fn parse_copy(name: &[u8], enc: NameEncoding) -> Vec<ConflictCopy<'_>> {
         let dot_ext = format!(".{ext}");
         let Some(p) = s.find(&dot_ext) else { continue };
         let (stem, marker) = (&s[..p], &s[p + dot_ext.len()..]);
-        let stem_ok = if *ext == "diriv" {
-            stem == "coffer"
-        } else {
-            !stem.is_empty() && stem.bytes().all(|b| enc.is_char(b))
-        };
-        if stem_ok && is_end_marker(marker) {
+        if stem_ok(stem, ext, enc) && is_end_marker(marker) {
             out.push(ConflictCopy { stem, marker, ext });
         }
     }
     // Longest stem first: the most likely reading.
     out.sort_by_key(|c| std::cmp::Reverse(c.stem.len()));
     out
+}
+
+/// Whether `stem` can start a copy of a coffer name with extension `ext`: `coffer` for the
+/// diriv, else a non-empty run of the name alphabet.
+fn stem_ok(stem: &str, ext: &str, enc: NameEncoding) -> bool {
+    if ext == "diriv" {
+        stem == "coffer"
+    } else {
+        !stem.is_empty() && stem.bytes().all(|b| enc.is_char(b))
+    }
 }
 
 /// The backing name a client gives its copy of `STEM.EXT` (or of `STEM` when `ext` is empty):

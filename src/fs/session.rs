@@ -89,6 +89,21 @@ fn prepare(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepa
     })
 }
 
+/// Mounts `fs`: hands the session's notifier to `slot` and raises the mount's readahead.
+fn new_session<FS: Filesystem>(
+    fs: FS,
+    mountpoint: &Path,
+    config: &Config,
+    slot: Option<Arc<OnceLock<Notifier>>>,
+) -> io::Result<Session<FS>> {
+    let session = Session::new(fs, mountpoint, config)?;
+    if let Some(slot) = slot {
+        let _ = slot.set(session.notifier());
+    }
+    super::readahead::raise(mountpoint);
+    Ok(session)
+}
+
 /// The fuser configuration of a mount (shared with reverse mode).
 pub(crate) fn fuse_config(fsname: String, read_only: bool, opts: &MountOptions) -> Config {
     let mut mount_options = vec![
@@ -224,11 +239,7 @@ pub(crate) fn serve<FS: Filesystem>(
     on_ready: Box<dyn FnOnce() + Send>,
 ) -> Result<(), MountError> {
     install_signal_handlers();
-    let session = Session::new(fs, mountpoint, config)?;
-    if let Some(slot) = slot {
-        let _ = slot.set(session.notifier());
-    }
-    super::readahead::raise(mountpoint);
+    let session = new_session(fs, mountpoint, config, slot)?;
     match &lock {
         Some(l) => log::info!("mounted {} (lock {})", mountpoint.display(), l.path().display()),
         None => log::info!("mounted {}", mountpoint.display()),
@@ -330,11 +341,7 @@ pub(crate) fn spawn_fs<FS: Filesystem>(
     lock: Option<MountLock>,
     slot: Option<Arc<OnceLock<Notifier>>>,
 ) -> Result<MountHandle, MountError> {
-    let session = Session::new(fs, mountpoint, config)?;
-    if let Some(slot) = slot {
-        let _ = slot.set(session.notifier());
-    }
-    super::readahead::raise(mountpoint);
+    let session = new_session(fs, mountpoint, config, slot)?;
     let bg = session.spawn()?;
     // Only now: a stat of the mountpoint needs the session serving.
     let conn = connection_of(mountpoint).ok();

@@ -254,8 +254,12 @@ impl Vault {
     /// Whether `backing` is a client's copy `HASH.long<marker>.link` of a long-name symlink's
     /// out-of-line target (hidden like the sidecar it copies).
     fn is_long_link_copy(&self, backing: &[u8]) -> bool {
-        let entry_len = self.params().name_encoding.hash_len() + ".long".len();
-        let Some(entry) = backing.get(..entry_len).filter(|e| self.is_long_entry_name(e)) else {
+        let enc = self.params().name_encoding;
+        let entry_len = enc.hash_len() + ".long".len();
+        let Some(entry) = backing
+            .get(..entry_len)
+            .filter(|e| matches!(classify(e, enc), BackingName::Long(_)))
+        else {
             return false;
         };
         let Ok(rest) = std::str::from_utf8(&backing[entry.len()..]) else {
@@ -267,13 +271,6 @@ impl Vault {
             // rclone: `HASH.long.link<marker>`, after the whole name.
             None => rest.strip_prefix(".link").is_some_and(conflict::is_end_marker),
         }
-    }
-
-    /// Whether `name` is `HASH.long` (a long name's entry).
-    fn is_long_entry_name(&self, name: &[u8]) -> bool {
-        let enc = self.params().name_encoding;
-        name.strip_suffix(b".long")
-            .is_some_and(|h| h.len() == enc.hash_len() && h.iter().all(|&b| enc.is_char(b)))
     }
 
     /// The sidecar of a conflict copy `HASH<marker>.long`: its own copy if the client made one,
