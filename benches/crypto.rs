@@ -31,7 +31,7 @@ fn measure(mut f: impl FnMut()) -> f64 {
 fn main() {
     let key = [0x42u8; 32];
     let nonce = [0x24u8; 16];
-    let aad = block_aad(&[0x11; 16], BlockNo(7), false);
+    let aad = block_aad(2, &[0x11; 16], BlockNo(7), false);
     let plain: Vec<u8> = (0..BLOCK).map(|i| i as u8).collect();
     let cipher = BlockCipher::new(&key);
     let mut buf = plain.clone();

@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use coffer::crypto::{KeySet, MasterKey};
-use coffer::format::header::{FileHeader, HEADER_LEN};
+use coffer::format::header::{FileHeader, FILE_V2, HEADER_LEN};
 use coffer::format::offsets::{block_aad, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 use coffer::vault::{CryptFile, VaultError};
 
@@ -34,6 +34,13 @@ fn pattern(n: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// A version-2 nonce: `fill` in the 12 random bytes, then write session `s`.
+fn session_nonce(fill: u8, s: u32) -> [u8; 16] {
+    let mut n = [fill; 16];
+    n[12..].copy_from_slice(&s.to_be_bytes());
+    n
+}
+
 fn read_all(cf: &CryptFile) -> Vec<u8> {
     let mut buf = vec![0u8; cf.plain_len().unwrap() as usize];
     assert_eq!(cf.read_at(&mut buf, 0).unwrap(), buf.len());
@@ -44,7 +51,8 @@ fn read_all(cf: &CryptFile) -> Vec<u8> {
 fn check_blocks_independently(file: &File, keys: &KeySet, plain: &[u8]) {
     let mut header = [0u8; HEADER_LEN];
     file.read_exact_at(&mut header, 0).unwrap();
-    let id = FileHeader::decode(&header).unwrap().file_id;
+    let h = FileHeader::decode(&header).unwrap();
+    assert_eq!(h.version, FILE_V2);
     let count = plain.len().div_ceil(BLOCK);
     for b in 0..count {
         let len = BLOCK.min(plain.len() - b * BLOCK);
@@ -53,7 +61,7 @@ fn check_blocks_independently(file: &File, keys: &KeySet, plain: &[u8]) {
         let nonce: [u8; 16] = sealed[..16].try_into().unwrap();
         let tag: [u8; 16] = sealed[16 + len..].try_into().unwrap();
         let mut buf = sealed[16..16 + len].to_vec();
-        let aad = block_aad(&id, BlockNo(b as u64), b + 1 == count);
+        let aad = block_aad(h.version, &h.file_id, BlockNo(b as u64), b + 1 == count);
         keys.content.open(&nonce, &aad, &mut buf, &tag).unwrap();
         assert_eq!(buf, &plain[b * BLOCK..b * BLOCK + len], "block {b}");
     }
@@ -63,7 +71,7 @@ fn check_blocks_independently(file: &File, keys: &KeySet, plain: &[u8]) {
 fn large_write_and_read_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys();
-    let cf = CryptFile::new(open_file(&dir), keys.clone(), "f".into());
+    let cf = CryptFile::new(open_file(&dir), keys.clone(), "f".into(), FILE_V2);
     // 1 MiB + 100 bytes in one write: 257 blocks, the last one short.
     let data = pattern(256 * BLOCK + 100, 1);
     cf.write_at(&data, 0).unwrap();
@@ -102,7 +110,7 @@ fn large_write_and_read_round_trip() {
 #[test]
 fn batch_read_over_holes() {
     let dir = tempfile::tempdir().unwrap();
-    let cf = CryptFile::new(open_file(&dir), keys(), "f".into());
+    let cf = CryptFile::new(open_file(&dir), keys(), "f".into(), FILE_V2);
     let a = pattern(BLOCK, 2);
     let b = pattern(BLOCK + 10, 3);
     cf.write_at(&a, 0).unwrap();
@@ -119,19 +127,20 @@ fn batch_read_over_holes() {
 fn batch_read_fallbacks_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys();
-    let cf = CryptFile::new(open_file(&dir), keys.clone(), "f".into());
+    let cf = CryptFile::new(open_file(&dir), keys.clone(), "f".into(), FILE_V2);
     let data = pattern(10 * BLOCK, 5);
     cf.write_at(&data, 0).unwrap();
     let file = cf.backing();
     let mut header = [0u8; HEADER_LEN];
     file.read_exact_at(&mut header, 0).unwrap();
-    let id = FileHeader::decode(&header).unwrap().file_id;
+    let h = FileHeader::decode(&header).unwrap();
+    assert_eq!(h.version, FILE_V2);
 
     // Reseal block 4 as final = 1.
-    let aad = block_aad(&id, BlockNo(4), true);
+    let aad = block_aad(h.version, &h.file_id, BlockNo(4), true);
     let sealed = keys
         .content
-        .seal_with_nonce_to_vec(&[7; 16], &aad, &data[4 * BLOCK..5 * BLOCK]);
+        .seal_with_nonce_to_vec(&session_nonce(7, 1), &aad, &data[4 * BLOCK..5 * BLOCK]);
     file.write_all_at(&sealed, BlockNo(4).cipher_off()).unwrap();
     assert_eq!(read_all(&cf), data);
 
@@ -154,8 +163,10 @@ fn batch_read_fallbacks_and_errors() {
     assert_eq!(tail, &data[7 * BLOCK..]);
 
     // The last block sealed as non-final (truncation at a block boundary) is refused.
-    let aad = block_aad(&id, BlockNo(9), false);
-    let sealed = keys.content.seal_with_nonce_to_vec(&[8; 16], &aad, &data[9 * BLOCK..]);
+    let aad = block_aad(h.version, &h.file_id, BlockNo(9), false);
+    let sealed = keys
+        .content
+        .seal_with_nonce_to_vec(&session_nonce(8, 1), &aad, &data[9 * BLOCK..]);
     file.write_all_at(&sealed, BlockNo(9).cipher_off()).unwrap();
     let mut tail = vec![0u8; 2 * BLOCK];
     match cf.read_at(&mut tail, 8 * BLOCK as u64) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use aes::Aes128;
 use aes_siv::siv::Aes128Siv;
 use coffer::crypto::{BlockCipher, CryptoError, KeySet, MasterKey, NameCipher};
-use coffer::format::header::FileHeader;
+use coffer::format::header::{FileHeader, FILE_V1};
 use coffer::format::names;
 use coffer::format::offsets::{block_aad, BlockNo};
 use coffer::vault::CryptFile;
@@ -179,7 +179,7 @@ fn coffer_content_subkey_is_pinned() {
 #[test]
 fn coffer_block_is_pinned() {
     let keys = KeySet::derive(&pinned_master(), false);
-    let aad = block_aad(&PINNED_FILE_ID, BlockNo(2), true);
+    let aad = block_aad(FILE_V1, &PINNED_FILE_ID, BlockNo(2), true);
     let mut expect_aad = vec![0x00, 0x01];
     expect_aad.extend_from_slice(&PINNED_FILE_ID);
     expect_aad.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 2, 1]);
@@ -199,6 +199,7 @@ fn coffer_block_is_pinned() {
         .unwrap();
     f.write_all_at(
         &FileHeader {
+            version: FILE_V1,
             file_id: PINNED_FILE_ID,
         }
         .encode(),
@@ -206,7 +207,7 @@ fn coffer_block_is_pinned() {
     )
     .unwrap();
     f.write_all_at(&hex(PINNED_BLOCK), BlockNo(2).cipher_off()).unwrap();
-    let cf = CryptFile::new(f, Arc::new(keys), "f".into());
+    let cf = CryptFile::new(f, Arc::new(keys), "f".into(), FILE_V1);
     assert_eq!(cf.plain_len().unwrap(), 2 * 4096 + PINNED_PLAIN.len() as u64);
     let mut buf = vec![0xffu8; PINNED_PLAIN.len() + 100];
     assert_eq!(cf.read_at(&mut buf, 2 * 4096 - 100).unwrap(), PINNED_PLAIN.len() + 100);

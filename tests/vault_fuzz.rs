@@ -12,6 +12,7 @@ use coffer::crypto::{KeySet, MasterKey};
 use coffer::format::backing_name::classify;
 use coffer::format::config::{Config, VaultParams};
 use coffer::format::header::FileHeader;
+use coffer::format::header::FILE_V2;
 use coffer::format::names::{self, NameEncoding};
 use coffer::format::offsets::CIPHER_BLOCK;
 use coffer::format::recovery;
@@ -179,7 +180,7 @@ fn backing_bytes() -> impl Strategy<Value = Vec<u8>> {
     )
         .prop_map(|(len, flips, cut, tail)| {
             let tmp = tempfile::tempfile().unwrap();
-            let f = CryptFile::new(tmp.try_clone().unwrap(), keys(), "gen".into());
+            let f = CryptFile::new(tmp.try_clone().unwrap(), keys(), "gen".into(), FILE_V2);
             f.write_at(&vec![0xabu8; len], 0).unwrap();
             let mut b = vec![0u8; tmp.metadata().unwrap().len() as usize];
             tmp.read_exact_at(&mut b, 0).unwrap();
@@ -212,7 +213,7 @@ proptest! {
     ) {
         let tmp = tempfile::tempfile().unwrap();
         tmp.write_all_at(&b, 0).unwrap();
-        let f = CryptFile::new(tmp, keys(), "fuzz".into());
+        let f = CryptFile::new(tmp, keys(), "fuzz".into(), FILE_V2);
         let _ = f.plain_len();
         let _ = f.header();
         let _ = f.verify_all();

@@ -14,9 +14,13 @@ use super::{FormatError, FORMAT_VERSION};
 pub const CONFIG_NAME: &str = "coffer.conf";
 
 /// Feature flags this build understands. A config naming any other flag is refused.
-pub const KNOWN_FLAGS: &[&str] = &[FLAG_REVERSE];
+pub const KNOWN_FLAGS: &[&str] = &[FLAG_BLOCK_SESSIONS, FLAG_REVERSE];
 /// The vault was made by reverse mode: its ciphers use the reverse key set.
 pub const FLAG_REVERSE: &str = "reverse";
+/// New files are written as header version 2: every block's nonce carries the number of the
+/// write session that sealed it, and no block may be newer than the last block
+/// (docs/FORMAT.md §5.8). Set by `init` since session 3; older vaults keep writing version 1.
+pub const FLAG_BLOCK_SESSIONS: &str = "block_sessions";
 
 /// The only KDF of format 1.
 pub const KDF_ARGON2ID: &str = "argon2id";
@@ -76,7 +80,7 @@ pub struct VaultParams {
 impl Default for VaultParams {
     fn default() -> Self {
         VaultParams {
-            feature_flags: Vec::new(),
+            feature_flags: vec![FLAG_BLOCK_SESSIONS.into()],
             long_name_limit: DEFAULT_LONG_NAME_LIMIT,
             name_encoding: NameEncoding::Base64Url,
         }

@@ -1,22 +1,35 @@
 //! The file header: `version u16 BE | file id [16]`, at offset 0 of every non-empty backing file.
 
-use super::{FormatError, FORMAT_VERSION};
+use super::FormatError;
 
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 2 + 16; // version u16 BE | file id [16]
 
+/// Header version 1: block nonces are 16 random bytes.
+pub const FILE_V1: u16 = 1;
+/// Header version 2: block nonces carry their write session (`format::session`); written in
+/// vaults with the `block_sessions` flag.
+pub const FILE_V2: u16 = 2;
+
 /// A parsed file header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileHeader {
+    /// [`FILE_V1`] or [`FILE_V2`]; bound into every block's associated data.
+    pub version: u16,
     /// Random per-file ID, bound into every block's associated data.
     pub file_id: [u8; 16],
 }
 
 impl FileHeader {
+    /// Whether block nonces carry write sessions (version 2).
+    pub fn has_sessions(&self) -> bool {
+        self.version == FILE_V2
+    }
+
     /// Serializes the header.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
-        out[0..2].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
+        out[0..2].copy_from_slice(&self.version.to_be_bytes());
         out[2..].copy_from_slice(&self.file_id);
         out
     }
@@ -30,9 +43,9 @@ impl FileHeader {
             )));
         }
         let version = u16::from_be_bytes([bytes[0], bytes[1]]);
-        if version != FORMAT_VERSION {
+        if version != FILE_V1 && version != FILE_V2 {
             return Err(FormatError::BadHeader(format!(
-                "version {version}, expected {FORMAT_VERSION}"
+                "version {version}, expected {FILE_V1} or {FILE_V2}"
             )));
         }
         let mut file_id = [0u8; 16];
@@ -40,7 +53,7 @@ impl FileHeader {
         if file_id == [0u8; 16] {
             return Err(FormatError::BadHeader("all-zero file id".into()));
         }
-        Ok(FileHeader { file_id })
+        Ok(FileHeader { version, file_id })
     }
 }
 
@@ -50,11 +63,23 @@ mod tests {
 
     #[test]
     fn round_trip_and_rejects() {
-        let h = FileHeader { file_id: [5; 16] };
-        assert_eq!(FileHeader::decode(&h.encode()).unwrap(), h);
-        assert!(FileHeader::decode(&h.encode()[..17]).is_err());
-        let mut bad = h.encode();
-        bad[1] = 2;
+        for version in [FILE_V1, FILE_V2] {
+            let h = FileHeader {
+                version,
+                file_id: [5; 16],
+            };
+            assert_eq!(FileHeader::decode(&h.encode()).unwrap(), h);
+            assert_eq!(h.encode()[0..2], [0, version as u8]);
+            assert!(FileHeader::decode(&h.encode()[..17]).is_err());
+        }
+        let mut bad = FileHeader {
+            version: FILE_V1,
+            file_id: [5; 16],
+        }
+        .encode();
+        bad[1] = 3;
+        assert!(FileHeader::decode(&bad).is_err());
+        bad[1] = 0;
         assert!(FileHeader::decode(&bad).is_err());
         assert!(FileHeader::decode(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
     }

@@ -9,6 +9,7 @@ pub mod names;
 pub mod offsets;
 pub mod recovery;
 pub mod sealed;
+pub mod session;
 
 pub use error::FormatError;
 

@@ -81,10 +81,10 @@ pub fn block_at_cipher_off(cipher_off: u64) -> BlockNo {
     BlockNo(cipher_off.saturating_sub(header) / CIPHER_BLOCK)
 }
 
-/// Associated data of block `b`: `version u16 BE | file id [16] | block no u64 BE | final u8`.
-pub fn block_aad(file_id: &[u8; 16], b: BlockNo, is_final: bool) -> [u8; 27] {
+/// Associated data of block `b`: `header version u16 BE | file id [16] | block no u64 BE | final u8`.
+pub fn block_aad(version: u16, file_id: &[u8; 16], b: BlockNo, is_final: bool) -> [u8; 27] {
     let mut aad = [0u8; 27];
-    aad[0..2].copy_from_slice(&super::FORMAT_VERSION.to_be_bytes());
+    aad[0..2].copy_from_slice(&version.to_be_bytes());
     aad[2..18].copy_from_slice(file_id);
     aad[18..26].copy_from_slice(&b.0.to_be_bytes());
     aad[26] = u8::from(is_final);
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn aad_layout() {
-        let aad = block_aad(&[0xaa; 16], BlockNo(0x0102030405060708), true);
+        let aad = block_aad(1, &[0xaa; 16], BlockNo(0x0102030405060708), true);
         assert_eq!(&aad[0..2], &[0, 1]);
         assert_eq!(&aad[2..18], &[0xaa; 16]);
         assert_eq!(&aad[18..26], &[1, 2, 3, 4, 5, 6, 7, 8]);

@@ -1,12 +1,12 @@
 //! The recovery key: the master key plus the format parameters needed without the config.
 //!
-//! Bytes: `format version u16 | long_name_limit u16 | flags u8 (bit 0 = reverse) |
+//! Bytes: `format version u16 | long_name_limit u16 | flags u8 (bit 0 = reverse, bit 1 = block_sessions) |
 //! name encoding u8 (0 = base64url, 1 = base32) | master key [32] | check [4]` (check = first 4 bytes of SHA-256 of the rest), written as
 //! lowercase hex in dash-separated groups of 8 characters.
 
 use sha2::{Digest, Sha256};
 
-use super::config::{VaultParams, FLAG_REVERSE};
+use super::config::{VaultParams, FLAG_BLOCK_SESSIONS, FLAG_REVERSE};
 use super::names::NameEncoding;
 use super::{FormatError, FORMAT_VERSION};
 
@@ -18,7 +18,7 @@ pub fn encode(master: &[u8; 32], params: &VaultParams) -> zeroize::Zeroizing<Str
     let mut raw = zeroize::Zeroizing::new([0u8; TOTAL_LEN]);
     raw[0..2].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
     raw[2..4].copy_from_slice(&params.long_name_limit.to_be_bytes());
-    raw[4] = u8::from(params.has_flag(FLAG_REVERSE));
+    raw[4] = u8::from(params.has_flag(FLAG_REVERSE)) | u8::from(params.has_flag(FLAG_BLOCK_SESSIONS)) << 1;
     raw[5] = params.name_encoding.id();
     raw[6..BODY_LEN].copy_from_slice(master);
     let check = Sha256::digest(&raw[..BODY_LEN]);
@@ -62,16 +62,20 @@ pub fn decode(text: &str) -> Result<(zeroize::Zeroizing<[u8; 32]>, VaultParams),
     if version != FORMAT_VERSION {
         return Err(FormatError::BadRecoveryKey("unknown format version"));
     }
-    if raw[4] & !1 != 0 {
+    if raw[4] & !3 != 0 {
         return Err(FormatError::BadRecoveryKey("unknown flag bits"));
+    }
+    // Sorted, as in the config.
+    let mut feature_flags = Vec::new();
+    if raw[4] & 2 != 0 {
+        feature_flags.push(FLAG_BLOCK_SESSIONS.to_string());
+    }
+    if raw[4] & 1 != 0 {
+        feature_flags.push(FLAG_REVERSE.to_string());
     }
     let name_encoding = NameEncoding::from_id(raw[5]).ok_or(FormatError::BadRecoveryKey("unknown name encoding"))?;
     let params = VaultParams {
-        feature_flags: if raw[4] & 1 == 1 {
-            vec![FLAG_REVERSE.to_string()]
-        } else {
-            vec![]
-        },
+        feature_flags,
         long_name_limit: u16::from_be_bytes([raw[2], raw[3]]),
         name_encoding,
     };
@@ -96,6 +100,17 @@ mod tests {
         let (k, q) = decode(&s).unwrap();
         assert_eq!(*k, [0x5a; 32]);
         assert_eq!(q, p);
+        for flags in [
+            vec![],
+            vec![FLAG_BLOCK_SESSIONS.into()],
+            vec![FLAG_BLOCK_SESSIONS.into(), FLAG_REVERSE.into()],
+        ] {
+            let p = VaultParams {
+                feature_flags: flags,
+                ..VaultParams::default()
+            };
+            assert_eq!(decode(&encode(&[1; 32], &p)).unwrap().1, p);
+        }
         assert_eq!(decode(&s.to_uppercase().replace('-', " ")).unwrap().1, p);
         let mut typo = s.to_string();
         let c = if typo.as_bytes()[10] == b'0' { "1" } else { "0" };

@@ -14,13 +14,18 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::sessions::WriterSession;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::crypto::{self, KeySet, OpenJob, SealJob, NONCE_LEN, TAG_LEN};
 use crate::format::header::{FileHeader, HEADER_LEN};
 use crate::format::offsets::{
     self, block_aad, block_count, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, MAX_PLAIN_SIZE, PLAIN_BLOCK,
 };
+use crate::format::session;
 
 use super::backing;
 use super::error::{IoContext, Result, VaultError};
@@ -38,30 +43,66 @@ enum FinalRule {
 
 /// The sizes of a backing file, read from fstat.
 #[derive(Debug, Clone, Copy)]
-struct Sizes {
+pub(super) struct Sizes {
     /// Backing device (0 when unknown).
-    dev: u64,
+    pub(super) dev: u64,
     /// Backing length.
-    len: u64,
-    plain: u64,
+    pub(super) len: u64,
+    pub(super) plain: u64,
     /// The backing file ends in a torn partial block (crash mid-append).
-    torn: bool,
+    pub(super) torn: bool,
     /// The backing file has no header yet.
-    empty: bool,
+    pub(super) empty: bool,
 }
 
 /// One open encrypted file.
 #[derive(Debug)]
 pub struct CryptFile {
-    file: File,
-    keys: Arc<KeySet>,
-    rel: PathBuf,
+    pub(super) file: File,
+    pub(super) keys: Arc<KeySet>,
+    pub(super) rel: PathBuf,
+    /// Header version given to a file that gets its header through this handle.
+    new_version: u16,
+    /// Version-2 files: the write session this handle may continue (see `begin_write`).
+    pub(super) writer: Mutex<Option<WriterSession>>,
+    /// Version-2 files: a session the last block carried while this handle was open (0 = none
+    /// known yet). Reads check blocks against it; it may lag behind, never run ahead, of a
+    /// file rewritten forward (FORMAT.md §5.8).
+    pub(super) known_last: AtomicU32,
+}
+
+/// How long a read of a version-2 file waits for a file being rewritten in place to reach its
+/// last block before it fails with EIO.
+const READ_WAIT_MAX: Duration = Duration::from_secs(1);
+
+/// The newest write session among the blocks of one read, and where it was.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Newest {
+    pub(super) session: u32,
+    pub(super) block: u64,
+}
+
+/// What one attempt of a version-2 read found.
+enum Attempt {
+    /// Read `n` bytes, all from one version.
+    Done(usize),
+    /// A block is newer than the last block known before the read: the file is being rewritten
+    /// (or was left so). With the last block's session read again afterwards.
+    Ahead(Newest, u32),
 }
 
 impl CryptFile {
-    /// Wraps an open backing file. `rel` is its backing path, for error messages.
-    pub fn new(file: File, keys: Arc<KeySet>, rel: PathBuf) -> Self {
-        CryptFile { file, keys, rel }
+    /// Wraps an open backing file. `rel` is its backing path, for error messages; a header this
+    /// handle writes gets `new_version` (`FILE_V1` or `FILE_V2`).
+    pub fn new(file: File, keys: Arc<KeySet>, rel: PathBuf, new_version: u16) -> Self {
+        CryptFile {
+            file,
+            keys,
+            rel,
+            new_version,
+            writer: Mutex::new(None),
+            known_last: AtomicU32::new(0),
+        }
     }
 
     /// The backing file.
@@ -79,7 +120,7 @@ impl CryptFile {
         self.rel = rel;
     }
 
-    fn corrupt(&self, block: Option<u64>, what: impl Into<String>) -> VaultError {
+    pub(super) fn corrupt(&self, block: Option<u64>, what: impl Into<String>) -> VaultError {
         VaultError::corrupt(self.rel.clone(), block, what)
     }
 
@@ -110,9 +151,9 @@ impl CryptFile {
         // Cut only when the block before the torn one is sealed as final (a crash while
         // appending after it). Otherwise the file may have been truncated at a block boundary
         // by someone else: refuse, and leave the decision to fsck.
-        let id = self.require_header()?.file_id;
+        let h = self.require_header()?;
         let last = block_of(sizes.plain - 1);
-        self.read_blocks(&id, last, last, &sizes)?;
+        self.read_blocks(&h, last, last, &sizes)?;
         self.file.set_len(offsets::cipher_size(sizes.plain)).at(&self.rel)?;
         self.sizes()
     }
@@ -144,6 +185,7 @@ impl CryptFile {
             return Ok(h);
         }
         let h = FileHeader {
+            version: self.new_version,
             file_id: crypto::random_array()?,
         };
         self.file.write_all_at(&h.encode(), 0).at(&self.rel)?;
@@ -160,7 +202,7 @@ impl CryptFile {
     }
 
     /// Opens one sealed block into `out` (whose length is the block's plaintext length).
-    fn open_block(&self, id: &[u8; 16], b: BlockNo, rule: FinalRule, sealed: &[u8], out: &mut [u8]) -> Result<()> {
+    fn open_block(&self, h: &FileHeader, b: BlockNo, rule: FinalRule, sealed: &[u8], out: &mut [u8]) -> Result<()> {
         if sealed.len() != out.len() + NONCE_LEN + TAG_LEN {
             return Err(self.corrupt(Some(b.0), "short block"));
         }
@@ -175,7 +217,9 @@ impl CryptFile {
         let cipher = &self.keys.content;
         let try_flag = |is_final: bool, out: &mut [u8]| {
             out.copy_from_slice(ct);
-            cipher.open(nonce, &block_aad(id, b, is_final), out, tag).is_ok()
+            cipher
+                .open(nonce, &block_aad(h.version, &h.file_id, b, is_final), out, tag)
+                .is_ok()
         };
         let ok = match rule {
             FinalRule::Last => try_flag(true, out),
@@ -195,16 +239,29 @@ impl CryptFile {
         }
     }
 
-    /// Appends `nonce | ciphertext | tag` of block `b` to `out`.
-    fn seal_block(&self, id: &[u8; 16], b: BlockNo, is_final: bool, plain: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
+    /// Appends `nonce | ciphertext | tag` of block `b` to `out`; a version-2 nonce carries
+    /// `session`.
+    pub(super) fn seal_block(
+        &self,
+        h: &FileHeader,
+        b: BlockNo,
+        is_final: bool,
+        session: u32,
+        plain: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let mut nonce: [u8; NONCE_LEN] = crypto::random_array()?;
+        if h.has_sessions() {
+            session::stamp(&mut nonce, session);
+        }
         let start = out.len();
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plain);
-        let tag = self
-            .keys
-            .content
-            .seal(&nonce, &block_aad(id, b, is_final), &mut out[start + NONCE_LEN..]);
+        let tag = self.keys.content.seal(
+            &nonce,
+            &block_aad(h.version, &h.file_id, b, is_final),
+            &mut out[start + NONCE_LEN..],
+        );
         out.extend_from_slice(&tag);
         Ok(())
     }
@@ -234,43 +291,44 @@ impl CryptFile {
     }
 
     /// Reads and opens blocks `first..=last` of a file with `sizes`, returning their plaintext.
-    fn read_blocks(&self, id: &[u8; 16], first: BlockNo, last: BlockNo, sizes: &Sizes) -> Result<Vec<u8>> {
+    fn read_blocks(&self, h: &FileHeader, first: BlockNo, last: BlockNo, sizes: &Sizes) -> Result<Vec<u8>> {
         let mut plain = vec![0u8; (span_end(last, sizes) - first.plain_off()) as usize];
-        self.read_blocks_into(id, first, last, sizes, &mut plain)?;
+        self.read_blocks_into(h, first, last, sizes, &mut plain)?;
         Ok(plain)
     }
 
     /// Like [`read_blocks`](Self::read_blocks), into `plain`, which is exactly as long as the
-    /// plaintext of those blocks. The sealed bytes go through a per-thread buffer.
-    fn read_blocks_into(
+    /// plaintext of those blocks; returns the newest write session among them (version 2). The
+    /// sealed bytes go through a per-thread buffer.
+    pub(super) fn read_blocks_into(
         &self,
-        id: &[u8; 16],
+        h: &FileHeader,
         first: BlockNo,
         last: BlockNo,
         sizes: &Sizes,
         plain: &mut [u8],
-    ) -> Result<()> {
+    ) -> Result<Newest> {
         SEALED.with(|cell| match cell.try_borrow_mut() {
             Ok(mut buf) => {
-                let r = self.read_blocks_with(id, first, last, sizes, plain, &mut buf);
+                let r = self.read_blocks_with(h, first, last, sizes, plain, &mut buf);
                 if buf.capacity() > SEALED_KEEP {
                     *buf = Vec::new();
                 }
                 r
             }
-            Err(_) => self.read_blocks_with(id, first, last, sizes, plain, &mut Vec::new()),
+            Err(_) => self.read_blocks_with(h, first, last, sizes, plain, &mut Vec::new()),
         })
     }
 
     fn read_blocks_with(
         &self,
-        id: &[u8; 16],
+        h: &FileHeader,
         first: BlockNo,
         last: BlockNo,
         sizes: &Sizes,
         plain: &mut [u8],
         sealed: &mut Vec<u8>,
-    ) -> Result<()> {
+    ) -> Result<Newest> {
         let start = first.cipher_off();
         let plain_end = span_end(last, sizes);
         debug_assert_eq!(plain.len() as u64, plain_end - first.plain_off());
@@ -287,16 +345,26 @@ impl CryptFile {
             ));
         }
         let sealed = &*sealed;
-        let opened = self.open_batch(id, first, sizes, sealed, plain);
+        let opened = self.open_batch(h, first, sizes, sealed, plain);
         let mut c_pos = 0usize;
         let mut p_pos = 0usize;
+        let mut newest = Newest::default();
         for b in first.0..=last.0 {
             let b = BlockNo(b);
             let len = block_plain_len(b, sizes.plain) as usize;
             let clen = len + NONCE_LEN + TAG_LEN;
+            if h.has_sessions() {
+                // A hole's nonce is all zeros: session 0.
+                if let Some(nonce) = sealed.get(c_pos..).and_then(|r| r.first_chunk::<NONCE_LEN>()) {
+                    let s = session::session_of(nonce);
+                    if s > newest.session {
+                        newest = Newest { session: s, block: b.0 };
+                    }
+                }
+            }
             if !opened.get((b.0 - first.0) as usize).copied().unwrap_or(false) {
                 self.open_block(
-                    id,
+                    h,
                     b,
                     Self::rule(b, sizes),
                     &sealed[c_pos..c_pos + clen],
@@ -306,17 +374,24 @@ impl CryptFile {
             c_pos += clen;
             p_pos += len;
         }
-        Ok(())
+        Ok(newest)
     }
 
     /// Fast path of `read_blocks`: opens every block of `sealed` (blocks from `first`) that is
     /// not a hole in one batch, with the final flag its position implies. Returns which blocks
     /// opened; the others (holes, a crash-left flag, damage) go through `open_block`, which
     /// applies the rules and names the error.
-    fn open_batch(&self, id: &[u8; 16], first: BlockNo, sizes: &Sizes, sealed: &[u8], plain: &mut [u8]) -> Vec<bool> {
+    fn open_batch(&self, h: &FileHeader, first: BlockNo, sizes: &Sizes, sealed: &[u8], plain: &mut [u8]) -> Vec<bool> {
         let count = plain.len().div_ceil(PLAIN_BLOCK as usize);
         let aads: Vec<_> = (first.0..first.0 + count as u64)
-            .map(|b| block_aad(id, BlockNo(b), Self::rule(BlockNo(b), sizes) == FinalRule::Last))
+            .map(|b| {
+                block_aad(
+                    h.version,
+                    &h.file_id,
+                    BlockNo(b),
+                    Self::rule(BlockNo(b), sizes) == FinalRule::Last,
+                )
+            })
             .collect();
         let mut index = Vec::with_capacity(count);
         let mut jobs = Vec::with_capacity(count);
@@ -351,7 +426,7 @@ impl CryptFile {
     }
 
     /// Opens the last block accepting final = 0 (for fsck --repair only).
-    fn read_last_block_as_middle(&self, id: &[u8; 16], last: BlockNo, sizes: &Sizes) -> Result<Vec<u8>> {
+    fn read_last_block_as_middle(&self, h: &FileHeader, last: BlockNo, sizes: &Sizes) -> Result<Vec<u8>> {
         let len = block_plain_len(last, sizes.plain) as usize;
         let mut sealed = vec![0u8; len + NONCE_LEN + TAG_LEN];
         let n = read_full_at(&self.file, &mut sealed, last.cipher_off()).at(&self.rel)?;
@@ -359,7 +434,7 @@ impl CryptFile {
             return Err(self.corrupt(Some(last.0), "short block"));
         }
         let mut plain = vec![0u8; len];
-        self.open_block(id, last, FinalRule::Either, &sealed, &mut plain)?;
+        self.open_block(h, last, FinalRule::Either, &sealed, &mut plain)?;
         Ok(plain)
     }
 
@@ -368,10 +443,53 @@ impl CryptFile {
     /// A backing file ending in a torn partial block (a truncation mid-block, or a write cut
     /// short by a crash) is an error for every read that reaches its end: it must never read
     /// as a silently shorter file. Reads that stop before the end still work.
+    ///
+    /// Version 2: the blocks of one read are blocks of one version of the file. A block newer
+    /// than the last block means the file is being rewritten in place (or a rewrite stopped
+    /// half way): while the backing file keeps changing the read waits up to [`READ_WAIT_MAX`]
+    /// for the last block to catch up, then fails with EIO (FORMAT.md §5.8).
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let (newest, last) = match self.read_attempt(buf, off)? {
+                Attempt::Done(n) => return Ok(n),
+                Attempt::Ahead(newest, last) => (newest, last),
+            };
+            if last >= newest.session {
+                // The last block moved on while this read ran: read again with it.
+                continue;
+            }
+            if started.elapsed() >= READ_WAIT_MAX || !self.changed_within(READ_WAIT_MAX) {
+                return Err(self.corrupt(
+                    Some(newest.block),
+                    format!(
+                        "block sealed in write session {}, after the last block's {last}: the file is being \
+                         rewritten in place, or such a rewrite stopped half way (two versions mixed)",
+                        newest.session
+                    ),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the backing file was modified within `window` (a writer may still be at work).
+    fn changed_within(&self, window: Duration) -> bool {
+        self.file
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < window)
+    }
+
+    /// One try of [`read_at`](Self::read_at).
+    fn read_attempt(&self, buf: &mut [u8], off: u64) -> Result<Attempt> {
         let sizes = self.sizes()?;
         if buf.is_empty() {
-            return Ok(0);
+            return Ok(Attempt::Done(0));
         }
         if sizes.torn && off.saturating_add(buf.len() as u64) >= sizes.plain {
             return Err(self.corrupt(
@@ -380,28 +498,43 @@ impl CryptFile {
             ));
         }
         if off >= sizes.plain {
-            return Ok(0);
+            return Ok(Attempt::Done(0));
         }
         let end = (off + buf.len() as u64).min(sizes.plain);
-        let id = self.require_header()?.file_id;
+        let h = self.require_header()?;
         let first = block_of(off);
         let last = block_of(end - 1);
+        // Version 2: the last block's session is learnt *before* the blocks are read (a read of
+        // the last block alone needs none).
+        let bound = if h.has_sessions() && first != block_of(sizes.plain - 1) {
+            match self.known_last.load(Ordering::Relaxed) {
+                0 => self.learn_last_session(&h, &sizes)?,
+                known => known,
+            }
+        } else {
+            u32::MAX
+        };
         let skip = (off - first.plain_off()) as usize;
         let n = (end - off) as usize;
-        if skip == 0 && span_end(last, &sizes) == end {
+        let newest = if skip == 0 && span_end(last, &sizes) == end {
             // Whole blocks (the kernel's page-aligned reads): open them straight into `buf`.
-            self.read_blocks_into(&id, first, last, &sizes, &mut buf[..n])?;
-            return Ok(n);
+            self.read_blocks_into(&h, first, last, &sizes, &mut buf[..n])?
+        } else {
+            let mut plain = vec![0u8; (span_end(last, &sizes) - first.plain_off()) as usize];
+            let newest = self.read_blocks_into(&h, first, last, &sizes, &mut plain)?;
+            buf[..n].copy_from_slice(&plain[skip..skip + n]);
+            newest
+        };
+        if newest.session <= bound {
+            return Ok(Attempt::Done(n));
         }
-        let plain = self.read_blocks(&id, first, last, &sizes)?;
-        buf[..n].copy_from_slice(&plain[skip..skip + n]);
-        Ok(n)
+        Ok(Attempt::Ahead(newest, self.learn_last_session(&h, &self.sizes()?)?))
     }
 
     /// The current plaintext of block `b` (zeros past the old end), padded or cut to `len` bytes.
-    fn block_plain(&self, id: &[u8; 16], b: BlockNo, sizes: &Sizes, len: usize) -> Result<Vec<u8>> {
+    fn block_plain(&self, h: &FileHeader, b: BlockNo, sizes: &Sizes, len: usize) -> Result<Vec<u8>> {
         let mut p = if b.0 < block_count(sizes.plain) {
-            self.read_blocks(id, b, b, sizes)?
+            self.read_blocks(h, b, b, sizes)?
         } else {
             Vec::new()
         };
@@ -419,17 +552,26 @@ impl CryptFile {
             .filter(|&e| e <= MAX_PLAIN_SIZE)
             .ok_or_else(|| VaultError::errno_at(&self.rel, libc::EFBIG))?;
         let sizes = self.cut_torn_tail()?;
-        let id = self.ensure_header()?.file_id;
+        let h = self.ensure_header()?;
         let new_size = end.max(sizes.plain);
         let new_last = block_of(new_size - 1);
         let first = block_of(off);
         let last = block_of(end - 1);
-        self.check_replaced_last(&id, &sizes, off, end, new_size)?;
+        self.check_replaced_last(&h, &sizes, off, end, new_size)?;
+        let reseals_last = sizes.plain == 0 || last >= block_of(sizes.plain - 1);
+        let s = self.begin_write(&h, &sizes, reseals_last)?;
 
         let mut sealed = Vec::with_capacity(((last.0 - first.0 + 1) * CIPHER_BLOCK) as usize);
         let mut scratch = Vec::with_capacity(PLAIN_BLOCK as usize);
         let mut nonces = vec![0u8; (last.0 - first.0 + 1) as usize * NONCE_LEN];
         crypto::random_bytes(&mut nonces)?;
+        if h.has_sessions() {
+            for nonce in nonces.chunks_exact_mut(NONCE_LEN) {
+                if let Some(nonce) = nonce.first_chunk_mut::<NONCE_LEN>() {
+                    session::stamp(nonce, s);
+                }
+            }
+        }
         let mut pending = Vec::with_capacity((last.0 - first.0 + 1) as usize);
         for (b, nonce) in (first.0..=last.0).zip(nonces.chunks_exact(NONCE_LEN)) {
             let b = BlockNo(b);
@@ -442,7 +584,7 @@ impl CryptFile {
             let plain = if covered {
                 src
             } else {
-                scratch = self.block_plain(&id, b, &sizes, len)?;
+                scratch = self.block_plain(&h, b, &sizes, len)?;
                 scratch[(lo - b_start) as usize..(hi - b_start) as usize].copy_from_slice(src);
                 &scratch
             };
@@ -450,7 +592,7 @@ impl CryptFile {
             sealed.extend_from_slice(nonce);
             sealed.extend_from_slice(plain);
             sealed.extend_from_slice(&[0; TAG_LEN]);
-            pending.push((block_aad(&id, b, b == new_last), len));
+            pending.push((block_aad(h.version, &h.file_id, b, b == new_last), len));
         }
         drop(scratch);
         self.seal_in_place(&mut sealed, &pending)?;
@@ -460,22 +602,24 @@ impl CryptFile {
         // middle that nothing can read.
         let undo = self.begin_growth(&sizes, new_size, first, (first.cipher_off(), sealed.len() as u64))?;
         let r = self
-            .reseal_old_last(&id, &sizes, new_size, first)
+            .reseal_old_last(&h, &sizes, new_size, first, s)
             .and_then(|()| self.file.write_all_at(&sealed, first.cipher_off()).at(&self.rel));
-        self.finish_growth(r, undo)
+        let r = self.finish_growth(r, undo);
+        self.end_write(&h, s, new_size, r.is_ok())?;
+        r
     }
 
     /// A write that replaces the whole old last block would seal over it without reading it:
     /// authenticate it first (as the last block: final flag set), so that a file cut at a block
     /// boundary is reported rather than silently made valid (FORMAT.md G26).
-    fn check_replaced_last(&self, id: &[u8; 16], sizes: &Sizes, off: u64, end: u64, new_size: u64) -> Result<()> {
+    fn check_replaced_last(&self, h: &FileHeader, sizes: &Sizes, off: u64, end: u64, new_size: u64) -> Result<()> {
         if sizes.plain == 0 {
             return Ok(());
         }
         let old_last = block_of(sizes.plain - 1);
         let start = old_last.plain_off();
         if off <= start && end >= start + block_plain_len(old_last, new_size) {
-            self.read_blocks(id, old_last, old_last, sizes)?;
+            self.read_blocks(h, old_last, old_last, sizes)?;
         }
         Ok(())
     }
@@ -534,7 +678,14 @@ impl CryptFile {
 
     /// When a file grows past its old last block (and that block is not rewritten anyway),
     /// reseal it padded to a full block with final = 0.
-    fn reseal_old_last(&self, id: &[u8; 16], sizes: &Sizes, new_size: u64, first_written: BlockNo) -> Result<()> {
+    fn reseal_old_last(
+        &self,
+        h: &FileHeader,
+        sizes: &Sizes,
+        new_size: u64,
+        first_written: BlockNo,
+        session: u32,
+    ) -> Result<()> {
         if sizes.plain == 0 || new_size <= sizes.plain {
             return Ok(());
         }
@@ -542,9 +693,9 @@ impl CryptFile {
         if old_last >= first_written {
             return Ok(());
         }
-        let plain = self.block_plain(id, old_last, sizes, PLAIN_BLOCK as usize)?;
+        let plain = self.block_plain(h, old_last, sizes, PLAIN_BLOCK as usize)?;
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
-        self.seal_block(id, old_last, false, &plain, &mut sealed)?;
+        self.seal_block(h, old_last, false, session, &plain, &mut sealed)?;
         self.file.write_all_at(&sealed, old_last.cipher_off()).at(&self.rel)
     }
 
@@ -561,31 +712,40 @@ impl CryptFile {
         if new_size == 0 {
             return self.file.set_len(0).at(&self.rel);
         }
-        let id = self.ensure_header()?.file_id;
+        let h = self.ensure_header()?;
         let new_last = block_of(new_size - 1);
         let len = block_plain_len(new_last, new_size) as usize;
+        // Either way the new last block is sealed by this call.
+        let s = self.begin_write(&h, &sizes, true)?;
         if new_size < sizes.plain {
             let old_last = block_of(sizes.plain - 1);
             if new_last < old_last {
                 // The old last block is dropped unread otherwise: a cut at a block boundary
                 // (its final flag unset) would go unreported (FORMAT.md G26).
-                self.read_blocks(&id, old_last, old_last, &sizes)?;
+                self.read_blocks(&h, old_last, old_last, &sizes)?;
             }
-            let plain = self.block_plain(&id, new_last, &sizes, len)?;
+            let plain = self.block_plain(&h, new_last, &sizes, len)?;
             let mut sealed = Vec::with_capacity(len + 32);
-            self.seal_block(&id, new_last, true, &plain, &mut sealed)?;
-            self.file.set_len(offsets::cipher_size(new_size)).at(&self.rel)?;
-            return self.file.write_all_at(&sealed, new_last.cipher_off()).at(&self.rel);
+            self.seal_block(&h, new_last, true, s, &plain, &mut sealed)?;
+            let r = self
+                .file
+                .set_len(offsets::cipher_size(new_size))
+                .and_then(|()| self.file.write_all_at(&sealed, new_last.cipher_off()))
+                .at(&self.rel);
+            self.end_write(&h, s, new_size, r.is_ok())?;
+            return r;
         }
         // Growth: the new last block holds old bytes (if it was the old last block) or zeros.
-        let plain = self.block_plain(&id, new_last, &sizes, len)?;
+        let plain = self.block_plain(&h, new_last, &sizes, len)?;
         let mut sealed = Vec::with_capacity(len + 32);
-        self.seal_block(&id, new_last, true, &plain, &mut sealed)?;
+        self.seal_block(&h, new_last, true, s, &plain, &mut sealed)?;
         let undo = self.begin_growth(&sizes, new_size, new_last, (new_last.cipher_off(), sealed.len() as u64))?;
         let r = self
-            .reseal_old_last(&id, &sizes, new_size, new_last)
+            .reseal_old_last(&h, &sizes, new_size, new_last, s)
             .and_then(|()| self.file.write_all_at(&sealed, new_last.cipher_off()).at(&self.rel));
-        self.finish_growth(r, undo)
+        let r = self.finish_growth(r, undo);
+        self.end_write(&h, s, new_size, r.is_ok())?;
+        r
     }
 
     /// `SEEK_DATA` (`data = true`) or `SEEK_HOLE` from plaintext offset `off`, at block
@@ -652,8 +812,9 @@ impl CryptFile {
         let _ = backing::start_writeback(std::os::fd::AsRawFd::as_raw_fd(&self.file), first, end - first);
     }
 
-    /// fsync / fdatasync of the backing file.
+    /// fsync / fdatasync of the backing file. The next write starts a new write session.
     pub fn sync(&self, data_only: bool) -> Result<()> {
+        *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if data_only {
             self.file.sync_data()
         } else {
@@ -689,16 +850,17 @@ impl CryptFile {
         if sizes.plain == 0 {
             return Ok(None);
         }
-        let id = self.require_header()?.file_id;
+        let h = self.require_header()?;
         let last = block_of(sizes.plain - 1);
-        if self.read_blocks(&id, last, last, &sizes).is_ok() {
-            return Ok(None);
+        if self.read_blocks(&h, last, last, &sizes).is_ok() {
+            return self.repair_ahead(&h, &sizes);
         }
-        let Ok(plain) = self.read_last_block_as_middle(&id, last, &sizes) else {
-            return Ok(self.seal_hole_as_last(&id, last, &sizes)?.map(String::from));
+        let Ok(plain) = self.read_last_block_as_middle(&h, last, &sizes) else {
+            return Ok(self.seal_hole_as_last(&h, last, &sizes)?.map(String::from));
         };
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
-        self.seal_block(&id, last, true, &plain, &mut sealed)?;
+        let s = self.newest_session(&h, &sizes)?;
+        self.seal_block(&h, last, true, s, &plain, &mut sealed)?;
         self.file.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
         Ok(Some(
             "resealed the last block as final: it was sealed as a middle block, left by a crash while \
@@ -711,7 +873,7 @@ impl CryptFile {
     /// tore the first block of a write that began past the old end, with blocks skipped in
     /// between (FORMAT.md G30). The skipped range reads as zeros, so the hole becomes a zero
     /// block sealed as final; anything else at the end is left to the report.
-    fn seal_hole_as_last(&self, id: &[u8; 16], last: BlockNo, sizes: &Sizes) -> Result<Option<&'static str>> {
+    fn seal_hole_as_last(&self, h: &FileHeader, last: BlockNo, sizes: &Sizes) -> Result<Option<&'static str>> {
         let len = block_plain_len(last, sizes.plain) as usize;
         let mut raw = vec![0u8; len + NONCE_LEN + TAG_LEN];
         let n = read_full_at(&self.file, &mut raw, last.cipher_off()).at(&self.rel)?;
@@ -719,34 +881,97 @@ impl CryptFile {
             return Ok(None);
         }
         let mut sealed = Vec::with_capacity(raw.len());
-        self.seal_block(id, last, true, &vec![0u8; len], &mut sealed)?;
+        let s = self.newest_session(h, sizes)?;
+        self.seal_block(h, last, true, s, &vec![0u8; len], &mut sealed)?;
         self.file.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
         Ok(Some(
             "sealed the last block, a never-written gap left by a crash while the file grew, as zeros",
         ))
     }
 
-    /// Authenticates every block; returns the numbers of the damaged ones (for fsck).
+    /// Authenticates every block; returns the numbers of the damaged ones and of those newer
+    /// than the last block, together and sorted (see [`verify_blocks`](Self::verify_blocks)).
     pub fn verify_all(&self) -> Result<Vec<u64>> {
+        let check = self.verify_blocks()?;
+        let mut all = check.bad;
+        all.extend(check.ahead);
+        all.sort_unstable();
+        Ok(all)
+    }
+
+    /// Authenticates every block (for fsck). Version 2 also checks every block against the
+    /// last block's write session.
+    pub fn verify_blocks(&self) -> Result<BlockCheck> {
         let sizes = self.sizes()?;
-        let mut bad = Vec::new();
+        let mut check = BlockCheck::default();
         if sizes.plain == 0 {
             if !sizes.empty {
                 self.require_header()?;
             }
-            return Ok(bad);
+            return Ok(check);
         }
-        let id = self.require_header()?.file_id;
+        let h = self.require_header()?;
+        let mut sessions = Vec::new();
+        let mut plain = vec![0u8; PLAIN_BLOCK as usize];
         for b in 0..block_count(sizes.plain) {
-            if self.read_blocks(&id, BlockNo(b), BlockNo(b), &sizes).is_err() {
-                bad.push(b);
+            let len = block_plain_len(BlockNo(b), sizes.plain) as usize;
+            match self.read_blocks_into(&h, BlockNo(b), BlockNo(b), &sizes, &mut plain[..len]) {
+                Ok(newest) => sessions.push((b, newest.session)),
+                Err(_) => check.bad.push(b),
             }
         }
         if sizes.torn {
-            bad.push(block_count(sizes.plain));
+            check.bad.push(block_count(sizes.plain));
         }
-        Ok(bad)
+        if let Some(last) = self.last_block(&h, &sizes)?.filter(|_| h.has_sessions()) {
+            check.ahead = sessions
+                .into_iter()
+                .filter(|&(_, s)| s > last.session)
+                .map(|(b, _)| b)
+                .collect();
+        }
+        Ok(check)
     }
+
+    /// fsck --repair, version 2: when blocks are newer than the last block, reseals the last
+    /// block with the newest session among them, so the file reads again. They are left by a
+    /// power loss that kept a write but not its session's resealed last block, or by an
+    /// in-place rewrite that stopped half way (then the file mixes two versions; nothing can
+    /// tell the two apart, as with G2).
+    fn repair_ahead(&self, h: &FileHeader, sizes: &Sizes) -> Result<Option<String>> {
+        if !h.has_sessions() {
+            return Ok(None);
+        }
+        let Some(last) = self.last_block(h, sizes)? else {
+            return Ok(None);
+        };
+        let newest = self.newest_session(h, sizes)?;
+        if newest <= last.session {
+            return Ok(None);
+        }
+        let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
+        self.seal_block(h, last.block, last.is_final, newest, &last.plain, &mut sealed)?;
+        self.file.write_all_at(&sealed, last.block.cipher_off()).at(&self.rel)?;
+        Ok(Some(format!(
+            "{REPAIRED_AHEAD} {newest} (it had {}): blocks were newer than it, \
+             left by a power loss during a write, or by an in-place rewrite that stopped half way — then \
+             the file mixes two versions; check its content",
+            last.session
+        )))
+    }
+}
+
+/// How `repair_tail` starts its report of resealing a last block that blocks ran ahead of.
+pub(super) const REPAIRED_AHEAD: &str = "resealed the last block with write session";
+
+/// What fsck found in the blocks of one file.
+#[derive(Debug, Default)]
+pub struct BlockCheck {
+    /// Blocks that do not authenticate (a torn tail counts as the block after the last).
+    pub bad: Vec<u64>,
+    /// Version 2: blocks that authenticate but carry a write session above the last block's:
+    /// two versions mixed.
+    pub ahead: Vec<u64>,
 }
 
 /// Sealed-block buffers kept per thread up to this capacity (a FUSE read is at most 1 MiB).
@@ -852,7 +1077,7 @@ fn reserve(f: &File, off: u64, len: u64) -> std::io::Result<()> {
 }
 
 /// Plaintext size for a backing length, leaving out a torn tail.
-fn sizes_of(len: u64) -> Sizes {
+pub(super) fn sizes_of(len: u64) -> Sizes {
     match offsets::plain_size(len) {
         Ok(plain) => Sizes {
             dev: 0,
@@ -887,7 +1112,7 @@ pub fn plain_size_for(backing_len: u64) -> u64 {
 }
 
 /// pread until `buf` is full or EOF; returns bytes read.
-fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+pub(super) fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match f.read_at(&mut buf[done..], off + done as u64) {

@@ -109,7 +109,7 @@ impl Vault {
         self.write_sidecar(dir, &name)?;
         let rel = dir.rel_child(&name.entry);
         let f = dir.fd.open_file(&name.entry, true, Some(mode & 0o7777)).at(&rel)?;
-        Ok((CryptFile::new(f, self.keys().clone(), rel), name))
+        Ok((self.crypt_file(f, rel), name))
     }
 
     /// Creates a directory: made under a temporary name, its diriv written and fsynced, then

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::format::backing_name::{self, classify, BackingName};
 
+use super::content::REPAIRED_AHEAD;
 use super::dir::Dir;
 use super::error::{Result, VaultError};
 use super::Vault;
@@ -38,6 +39,9 @@ pub enum DamageKind {
     Unknown,
     /// The item could not be read at all (I/O error).
     Unreadable,
+    /// Blocks authenticate but are newer than the file's last block (version-2 files): two
+    /// versions mixed (see `blocks`).
+    MixedVersions,
 }
 
 /// One finding.
@@ -322,28 +326,38 @@ impl Walker<'_> {
                 repaired = Some(what);
             }
         }
-        match f.verify_all() {
-            Ok(bad) if bad.is_empty() => {
-                if let Some(what) = repaired {
-                    self.add(plain, rel, DamageKind::Blocks, "crash damage at the end of the file");
-                    if let Some(d) = self.report.damage.last_mut() {
-                        d.repaired = Some(what);
-                    }
-                }
-            }
-            Ok(bad) => {
+        match f.verify_blocks() {
+            Ok(check) => {
                 // What was repaired is reported even when damage remains (its own entry, so
                 // that the remaining damage still counts as unrepaired).
                 if let Some(what) = repaired {
-                    self.add(plain, rel, DamageKind::Blocks, "crash damage at the end of the file");
+                    let (kind, detail) = if what.starts_with(REPAIRED_AHEAD) {
+                        (DamageKind::MixedVersions, "blocks newer than the last block")
+                    } else {
+                        (DamageKind::Blocks, "crash damage at the end of the file")
+                    };
+                    self.add(plain, rel, kind, detail);
                     if let Some(d) = self.report.damage.last_mut() {
                         d.repaired = Some(what);
                     }
                 }
-                let n = bad.len();
-                self.add(plain, rel, DamageKind::Blocks, format!("{n} damaged block(s)"));
-                if let Some(d) = self.report.damage.last_mut() {
-                    d.blocks = bad;
+                if !check.bad.is_empty() {
+                    let n = check.bad.len();
+                    self.add(plain, rel, DamageKind::Blocks, format!("{n} damaged block(s)"));
+                    if let Some(d) = self.report.damage.last_mut() {
+                        d.blocks = check.bad;
+                    }
+                }
+                if !check.ahead.is_empty() {
+                    let n = check.ahead.len();
+                    let detail = format!(
+                        "{n} block(s) newer than the last block: an in-place rewrite (sync client) stopped half \
+                         way and the file mixes two versions, or a power loss kept a write without its session"
+                    );
+                    self.add(plain, rel, DamageKind::MixedVersions, detail);
+                    if let Some(d) = self.report.damage.last_mut() {
+                        d.blocks = check.ahead;
+                    }
                 }
             }
             Err(err) => self.add(plain, rel, DamageKind::Header, err.to_string()),

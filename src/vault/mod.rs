@@ -10,6 +10,7 @@ mod error;
 pub mod fsck;
 mod merge;
 pub mod reverse;
+mod sessions;
 mod symlink;
 pub mod unlock;
 mod xattr;
@@ -18,14 +19,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use backing::{DirFd, RawEntry, TimeSpec};
-pub use content::{plain_size_for, CryptFile};
+pub use content::{plain_size_for, BlockCheck, CryptFile};
 pub use dir::{cipher_name_for, CipherName, Dir, Entry};
 pub use error::{IoContext, Result, VaultError};
 pub use merge::DirivMerge;
+pub use sessions::SESSION_MAX_AGE;
 pub use unlock::KdfCost;
 
 use crate::crypto::{KeySet, MasterKey};
-use crate::format::config::{VaultParams, FLAG_REVERSE};
+use crate::format::config::{VaultParams, FLAG_BLOCK_SESSIONS, FLAG_REVERSE};
+use crate::format::header::{FILE_V1, FILE_V2};
 
 /// An unlocked vault.
 #[derive(Debug)]
@@ -134,7 +137,18 @@ impl Vault {
             }
             r => r.at(&rel)?,
         };
-        Ok(CryptFile::new(f, self.keys.clone(), rel))
+        Ok(self.crypt_file(f, rel))
+    }
+
+    /// Wraps an open backing file; files that get their header through it are version 2 in
+    /// vaults with the `block_sessions` flag, else version 1.
+    pub(crate) fn crypt_file(&self, f: std::fs::File, rel: PathBuf) -> CryptFile {
+        let version = if self.params.has_flag(FLAG_BLOCK_SESSIONS) {
+            FILE_V2
+        } else {
+            FILE_V1
+        };
+        CryptFile::new(f, self.keys.clone(), rel, version)
     }
 }
 

@@ -50,7 +50,8 @@ pub enum Op {
     Marker(String),
 }
 
-const TRACED: &str = "openat,open,creat,close,write,pwrite64,writev,pwritev,pwritev2,lseek,ftruncate,truncate,\
+const TRACED: &str =
+    "openat,open,creat,close,write,pwrite64,writev,pwritev,pwritev2,lseek,dup2,dup3,ftruncate,truncate,\
 fsync,fdatasync,sync,syncfs,rename,renameat,renameat2,unlink,unlinkat,mkdir,mkdirat,rmdir,symlink,symlinkat,\
 link,linkat,statx,newfstatat,stat,lstat";
 
@@ -173,6 +174,7 @@ impl Parser<'_> {
 
     fn write(&mut self, fd: &str, off: Option<u64>, data: Vec<u8>, ret: u64) {
         let num = fd_path(fd).0.unwrap_or(-1);
+        let explicit = off.is_some();
         let off = off.unwrap_or_else(|| self.pos.get(&num).copied().unwrap_or(0));
         if off.checked_add(ret).is_some() && fd_path(fd).1.is_some() {
             if let Some(path) = self.fd_rel(fd) {
@@ -181,8 +183,10 @@ impl Parser<'_> {
                 self.ops.push(Op::Write { path, off, data });
             }
         }
-        if let Some(p) = self.pos.get_mut(&num) {
-            *p = off + ret;
+        // pwrite leaves the file position alone; write moves it (also on an fd whose open was
+        // not seen, e.g. one dup2'ed from another).
+        if !explicit {
+            self.pos.insert(num, off + ret);
         }
     }
 
@@ -241,6 +245,13 @@ impl Parser<'_> {
             "close" => {
                 if let Some(fd) = fd_path(arg(0)).0 {
                     self.pos.remove(&fd);
+                }
+            }
+            "dup2" | "dup3" => {
+                // The new fd shares the old one's file position.
+                if let (Some(old), Some(new)) = (fd_path(arg(0)).0, fd_path(ret).0) {
+                    let p = self.pos.get(&old).copied().unwrap_or(0);
+                    self.pos.insert(new, p);
                 }
             }
             "lseek" => {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::crypto::KeySet;
-use crate::format::header::{FileHeader, HEADER_LEN};
+use crate::format::header::{FileHeader, FILE_V1, HEADER_LEN};
 use crate::format::offsets::{self, block_aad, block_count, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 
 use super::super::backing;
@@ -107,7 +107,12 @@ impl ReverseVault {
             file,
             snap,
             plain_size: st.st_size as u64,
-            header: FileHeader { file_id: id }.encode(),
+            // Version 1: nonces are derived, and a read-only view has no write sessions.
+            header: FileHeader {
+                version: FILE_V1,
+                file_id: id,
+            }
+            .encode(),
             id,
             keys: self.keys().clone(),
             prf: self.prf().clone(),
@@ -141,7 +146,7 @@ pub fn seal_block(
     out.extend_from_slice(plain);
     let tag = keys
         .content
-        .seal(&nonce, &block_aad(id, b, is_final), &mut out[start..]);
+        .seal(&nonce, &block_aad(FILE_V1, id, b, is_final), &mut out[start..]);
     out.extend_from_slice(&tag);
 }
 
@@ -343,7 +348,7 @@ mod tests {
                 .path()
                 .join(std::ffi::OsStr::new(std::str::from_utf8(name).unwrap()));
             std::fs::write(&p, &whole).unwrap();
-            let cf = CryptFile::new(std::fs::File::open(&p).unwrap(), v.keys().clone(), p.clone());
+            let cf = CryptFile::new(std::fs::File::open(&p).unwrap(), v.keys().clone(), p.clone(), FILE_V1);
             let mut back = vec![0u8; data.len() + 10];
             let mut got = 0;
             while got < data.len() {

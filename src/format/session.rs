@@ -1,0 +1,52 @@
+//! Write sessions of header-version-2 files: the nonce layout that carries them and the rule
+//! that ties blocks to one version of a file (docs/FORMAT.md §5.8). Pure.
+//!
+//! A v2 block nonce is `random [12] | session u32 BE`. EAX authenticates the nonce, so the
+//! session cannot be changed without failing the block. Rule: no block of a file may carry a
+//! session above its last block's. Every write session first gives the last block a session
+//! above all others, so a copy of the file that is rewritten in place block by block in
+//! ascending order (rsync --inplace) holds, until its last block arrives, new blocks above the
+//! old last block: a reader that learns the last block's session *before* reading other blocks
+//! sees either blocks of one version or a violation, never an authenticated mix.
+
+use crate::crypto::NONCE_LEN;
+
+/// Random bytes at the start of a v2 nonce (96 bits: nonce collisions are negligible up to
+/// 2^40 blocks sealed with one session number under one key).
+pub const NONCE_RANDOM_LEN: usize = 12;
+
+/// The first session of a file (0 is never sealed: holes read as session 0).
+pub const FIRST_SESSION: u32 = 1;
+
+/// The write session carried by a v2 block nonce.
+pub fn session_of(nonce: &[u8; NONCE_LEN]) -> u32 {
+    u32::from_be_bytes([nonce[12], nonce[13], nonce[14], nonce[15]])
+}
+
+/// Writes `session` into the last 4 bytes of `nonce` (the first 12 stay random).
+pub fn stamp(nonce: &mut [u8; NONCE_LEN], session: u32) {
+    nonce[NONCE_RANDOM_LEN..].copy_from_slice(&session.to_be_bytes());
+}
+
+/// The session after `s` (saturates: a file that used up 2^32 sessions keeps the last, losing
+/// only the distinction between its later versions).
+pub fn next(s: u32) -> u32 {
+    s.saturating_add(1).max(FIRST_SESSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let mut n = [0xaa; NONCE_LEN];
+        stamp(&mut n, 0x0102_0304);
+        assert_eq!(n[..12], [0xaa; 12]);
+        assert_eq!(n[12..], [1, 2, 3, 4]);
+        assert_eq!(session_of(&n), 0x0102_0304);
+        assert_eq!(next(0), 1);
+        assert_eq!(next(7), 8);
+        assert_eq!(next(u32::MAX), u32::MAX);
+    }
+}
