@@ -75,6 +75,13 @@ pub struct CryptFile {
 /// last block before it fails with EIO.
 const READ_WAIT_MAX: Duration = Duration::from_secs(1);
 
+/// How long a read that met a block which does not authenticate watches the backing file for
+/// a writer at work before it reports the damage.
+const CHANGE_WATCH: Duration = Duration::from_millis(5);
+
+/// The pause between reads of a version-2 file whose blocks run ahead of its last block.
+const AHEAD_PAUSE: Duration = Duration::from_millis(5);
+
 /// The newest write session among the blocks of one read, and where it was.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Newest {
@@ -446,37 +453,82 @@ impl CryptFile {
     ///
     /// Version 2: the blocks of one read are blocks of one version of the file. A block newer
     /// than the last block means the file is being rewritten in place (or a rewrite stopped
-    /// half way): while the backing file keeps changing the read waits up to [`READ_WAIT_MAX`]
-    /// for the last block to catch up, then fails with EIO (FORMAT.md §5.8).
+    /// half way): while the backing file was modified within [`READ_WAIT_MAX`] the read waits
+    /// up to that long for the last block to catch up, then fails with EIO (FORMAT.md §5.8).
+    ///
+    /// Any version: a block that does not authenticate fails the read at once, unless the
+    /// backing file was modified within [`READ_WAIT_MAX`] and changes again within
+    /// [`CHANGE_WATCH`] (another program writing it right now): then it is read again, for up
+    /// to [`READ_WAIT_MAX`].
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
         let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
         loop {
-            let (newest, last) = match self.read_attempt(buf, off)? {
-                Attempt::Done(n) => return Ok(n),
-                Attempt::Ahead(newest, last) => (newest, last),
-            };
-            if last >= newest.session {
+            let before = self.stamp();
+            let err = match self.read_attempt(buf, off) {
+                Ok(Attempt::Done(n)) => return Ok(n),
                 // The last block moved on while this read ran: read again with it.
-                continue;
+                Ok(Attempt::Ahead(newest, last)) if last >= newest.session && started.elapsed() < READ_WAIT_MAX => {
+                    continue
+                }
+                Ok(Attempt::Ahead(newest, last)) => {
+                    let err = self.corrupt(
+                        Some(newest.block),
+                        format!(
+                            "block sealed in write session {}, after the last block's {last}: the file is being \
+                             rewritten in place, or such a rewrite stopped half way (two versions mixed)",
+                            newest.session
+                        ),
+                    );
+                    // Only an in-place rewrite (or a power loss) leaves this: wait for a writer
+                    // that was at work within the wait.
+                    if started.elapsed() >= READ_WAIT_MAX || !self.modified_within(READ_WAIT_MAX) {
+                        return Err(err);
+                    }
+                    std::thread::sleep(AHEAD_PAUSE);
+                    continue;
+                }
+                Err(e @ VaultError::Corrupt { .. }) => e,
+                Err(e) => return Err(e),
+            };
+            // A block that does not authenticate while another program writes the backing file
+            // (a sync client rewriting it in place, a block half written): read again once it
+            // has moved on. A file at rest fails at once.
+            if started.elapsed() >= READ_WAIT_MAX
+                || !self.modified_within(READ_WAIT_MAX)
+                || !self.changes_within(before, CHANGE_WATCH)
+            {
+                return Err(err);
             }
-            if started.elapsed() >= READ_WAIT_MAX || !self.changed_within(READ_WAIT_MAX) {
-                return Err(self.corrupt(
-                    Some(newest.block),
-                    format!(
-                        "block sealed in write session {}, after the last block's {last}: the file is being \
-                         rewritten in place, or such a rewrite stopped half way (two versions mixed)",
-                        newest.session
-                    ),
-                ));
+        }
+    }
+
+    /// The backing file's length, modification and change times (`None` if fstat fails).
+    fn stamp(&self) -> Option<(u64, i64, i64, i64, i64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.file.metadata().ok()?;
+        Some((m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
+    }
+
+    /// Whether the backing file changes from `before` within `watch` (polled with growing
+    /// pauses).
+    fn changes_within(&self, before: Option<(u64, i64, i64, i64, i64)>, watch: Duration) -> bool {
+        let Some(before) = before else { return false };
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(500);
+        loop {
+            if self.stamp().is_some_and(|now| now != before) {
+                return true;
+            }
+            if start.elapsed() >= watch {
+                return false;
             }
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
+            pause = (pause * 2).min(Duration::from_millis(8));
         }
     }
 
     /// Whether the backing file was modified within `window` (a writer may still be at work).
-    fn changed_within(&self, window: Duration) -> bool {
+    fn modified_within(&self, window: Duration) -> bool {
         self.file
             .metadata()
             .and_then(|m| m.modified())
