@@ -657,7 +657,9 @@ impl CryptFile {
             .reseal_old_last(&h, &sizes, new_size, first, s)
             .and_then(|()| self.file.write_all_at(&sealed, first.cipher_off()).at(&self.rel));
         let r = self.finish_growth(r, undo);
-        self.end_write(&h, s, new_size, r.is_ok())?;
+        // The last block's tag, when this write sealed it (it ends the buffer).
+        let last_tag = (last == new_last).then(|| tail_tag(&sealed)).flatten();
+        self.end_write(&h, s, new_size, r.is_ok().then_some(last_tag))?;
         r
     }
 
@@ -784,7 +786,7 @@ impl CryptFile {
                 .set_len(offsets::cipher_size(new_size))
                 .and_then(|()| self.file.write_all_at(&sealed, new_last.cipher_off()))
                 .at(&self.rel);
-            self.end_write(&h, s, new_size, r.is_ok())?;
+            self.end_write(&h, s, new_size, r.is_ok().then(|| tail_tag(&sealed)))?;
             return r;
         }
         // Growth: the new last block holds old bytes (if it was the old last block) or zeros.
@@ -796,7 +798,7 @@ impl CryptFile {
             .reseal_old_last(&h, &sizes, new_size, new_last, s)
             .and_then(|()| self.file.write_all_at(&sealed, new_last.cipher_off()).at(&self.rel));
         let r = self.finish_growth(r, undo);
-        self.end_write(&h, s, new_size, r.is_ok())?;
+        self.end_write(&h, s, new_size, r.is_ok().then(|| tail_tag(&sealed)))?;
         r
     }
 
@@ -1032,6 +1034,11 @@ const SEALED_KEEP: usize = 2 << 20;
 thread_local! {
     /// Each thread's buffer for the sealed bytes of a read (no allocation and zeroing per read).
     static SEALED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The tag that ends a sealed buffer.
+fn tail_tag(sealed: &[u8]) -> Option<[u8; TAG_LEN]> {
+    sealed.last_chunk::<TAG_LEN>().copied()
 }
 
 /// Plaintext end of blocks up to `last` in a file with `sizes`.

@@ -31,6 +31,9 @@ pub(super) struct WriterSession {
     len: u64,
     /// The last block's tag after the handle's last write: the backing file's last 16 bytes.
     last_tag: [u8; TAG_LEN],
+    /// The tag `begin_write` gave the last block when it started this session by resealing it
+    /// (until the first write of the session ends).
+    resealed: Option<[u8; TAG_LEN]>,
 }
 
 /// The last block of a file, opened.
@@ -70,36 +73,64 @@ impl CryptFile {
             )
         })?;
         let s = session::next(last.session);
+        let mut resealed = None;
         if !reseals_last {
             let mut sealed = Vec::with_capacity(last.plain.len() + NONCE_LEN + TAG_LEN);
             self.seal_block(h, last.block, last.is_final, s, &last.plain, &mut sealed)?;
             self.file.write_all_at(&sealed, last.block.cipher_off()).at(&self.rel)?;
+            resealed = sealed.last_chunk::<TAG_LEN>().copied();
         }
         *w = Some(WriterSession {
             session: s,
             started: Instant::now(),
             len: 0,
             last_tag: [0; TAG_LEN],
+            resealed,
         });
         Ok(s)
     }
 
     /// After a write or truncate under session `s` that left `new_size` plaintext bytes:
-    /// remembers what it left so the next write can continue the session (`ok` false: it
-    /// cannot, the next write starts a new one).
-    pub(super) fn end_write(&self, h: &FileHeader, s: u32, new_size: u64, ok: bool) -> Result<()> {
+    /// remembers what it left so the next write can continue the session. `done` is `None`
+    /// when it failed (the next write starts a new session), else the last block's tag if the
+    /// operation sealed the last block (else it is the one `begin_write` left, or unchanged).
+    pub(super) fn end_write(
+        &self,
+        h: &FileHeader,
+        s: u32,
+        new_size: u64,
+        done: Option<Option<[u8; TAG_LEN]>>,
+    ) -> Result<()> {
         if !h.has_sessions() {
             return Ok(());
         }
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let len = offsets::cipher_size(new_size);
-        let tag = match ok && new_size > 0 {
-            true => self.last_tag(&sizes_of(len))?,
-            false => None,
-        };
-        let Some(last_tag) = tag else {
+        let (Some(sealed_tag), true) = (done, new_size > 0) else {
             *w = None;
             return Ok(());
+        };
+        let len = offsets::cipher_size(new_size);
+        let last_tag = match (sealed_tag, *w) {
+            (Some(t), _) => t,
+            // This session's first write: the tag begin_write resealed the last block with.
+            (
+                None,
+                Some(WriterSession {
+                    session,
+                    resealed: Some(t),
+                    ..
+                }),
+            ) if session == s => t,
+            // A later write that left the last block alone.
+            (None, Some(ws)) if ws.session == s && ws.len != 0 => ws.last_tag,
+            // Not known without reading it.
+            _ => match self.last_tag(&sizes_of(len))? {
+                Some(t) => t,
+                None => {
+                    *w = None;
+                    return Ok(());
+                }
+            },
         };
         let started = match *w {
             Some(ws) if ws.session == s => ws.started,
@@ -110,6 +141,7 @@ impl CryptFile {
             started,
             len,
             last_tag,
+            resealed: None,
         });
         self.known_last.store(s, Ordering::Relaxed);
         Ok(())
