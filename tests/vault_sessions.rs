@@ -202,3 +202,39 @@ fn an_in_place_rewrite_part_way_is_refused_until_the_last_block_arrives() {
     f.write_all_at(&v2[cut..], cut as u64).unwrap();
     assert_eq!(read_all(&r).unwrap(), vec![2u8; 6 * BLOCK]);
 }
+
+/// A rewrite that has reached the last block and is writing it (the last block torn): a read
+/// of the blocks before it, by a handle that knew the old last block, returns the new blocks at
+/// once (every block before a last block being written is new), not after a wait and not EIO.
+#[test]
+fn a_rewrite_writing_the_last_block_reads_the_new_blocks_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys();
+    let w = handle(&dir, &keys, FILE_V2);
+    w.write_at(&vec![1u8; 6 * BLOCK], 0).unwrap();
+    let v1 = std::fs::read(dir.path().join("f")).unwrap();
+    w.sync(true).unwrap();
+    w.write_at(&vec![2u8; 6 * BLOCK], 0).unwrap();
+    let v2 = std::fs::read(dir.path().join("f")).unwrap();
+    let f = backing(&dir);
+    f.write_all_at(&v1, 0).unwrap();
+    let r = handle(&dir, &keys, FILE_V2);
+    assert_eq!(read_all(&r).unwrap(), vec![1u8; 6 * BLOCK], "r learns session 1");
+    // Everything up to the middle of the last block is new.
+    let cut = 18 + 5 * CIPHER_BLOCK as usize + 2000;
+    f.write_all_at(&v2[..cut], 0).unwrap();
+    let t0 = std::time::Instant::now();
+    let mut head = vec![0u8; 5 * BLOCK];
+    assert_eq!(r.read_at(&mut head, 0).unwrap(), head.len());
+    assert_eq!(head, vec![2u8; 5 * BLOCK]);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_millis(200),
+        "{:?}",
+        t0.elapsed()
+    );
+    let mut last = vec![0u8; BLOCK];
+    assert!(
+        r.read_at(&mut last, 5 * BLOCK as u64).is_err(),
+        "the torn last block itself fails"
+    );
+}

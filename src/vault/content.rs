@@ -462,13 +462,18 @@ impl CryptFile {
     /// to [`READ_WAIT_MAX`].
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
         let started = Instant::now();
+        // The last block's session learnt after the previous attempt, to check the next one.
+        let mut learnt = None;
         loop {
             let before = self.stamp();
-            let err = match self.read_attempt(buf, off) {
+            let err = match self.read_attempt(buf, off, learnt.take()) {
                 Ok(Attempt::Done(n)) => return Ok(n),
-                // The last block moved on while this read ran: read again with it.
+                // The last block moved on while this read ran: read again, checked against it
+                // (`u32::MAX`, a last block being written right now, checks nothing: every block
+                // before it is already new).
                 Ok(Attempt::Ahead(newest, last)) if last >= newest.session && started.elapsed() < READ_WAIT_MAX => {
-                    continue
+                    learnt = Some(last);
+                    continue;
                 }
                 Ok(Attempt::Ahead(newest, last)) => {
                     let err = self.corrupt(
@@ -538,7 +543,8 @@ impl CryptFile {
     }
 
     /// One try of [`read_at`](Self::read_at).
-    fn read_attempt(&self, buf: &mut [u8], off: u64) -> Result<Attempt> {
+    /// `learnt`: the last block's session, read just before this attempt.
+    fn read_attempt(&self, buf: &mut [u8], off: u64, learnt: Option<u32>) -> Result<Attempt> {
         let sizes = self.sizes()?;
         if buf.is_empty() {
             return Ok(Attempt::Done(0));
@@ -559,9 +565,10 @@ impl CryptFile {
         // Version 2: the last block's session is learnt *before* the blocks are read (a read of
         // the last block alone needs none).
         let bound = if h.has_sessions() && first != block_of(sizes.plain - 1) {
-            match self.known_last.load(Ordering::Relaxed) {
-                0 => self.learn_last_session(&h, &sizes)?,
-                known => known,
+            match (learnt, self.known_last.load(Ordering::Relaxed)) {
+                (Some(s), _) => s,
+                (None, 0) => self.learn_last_session(&h, &sizes)?,
+                (None, known) => known,
             }
         } else {
             u32::MAX
