@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{self, KdfParams, KeySet, MasterKey};
-use crate::format::backing_name::{DIRIV_LEN, DIRIV_NAME};
+use crate::format::backing_name::{DIRIV_LEN, DIRIV_NAME, TEMP_PREFIX};
 use crate::format::config::{Config, VaultParams, CONFIG_NAME};
 use crate::format::recovery;
 
@@ -135,9 +135,7 @@ pub fn init(
     if cfg_path.exists() {
         return Err(VaultError::errno_at(&cfg_path, libc::EEXIST));
     }
-    if !dir.list().at(cipherdir)?.is_empty() {
-        return Err(VaultError::errno_at(cipherdir, libc::ENOTEMPTY));
-    }
+    clear_interrupted_init(&dir, cipherdir)?;
     let master = MasterKey::generate()?;
     let mut cfg = new_config(params, cost)?;
     seal_config(&mut cfg, &master, password)?;
@@ -147,6 +145,30 @@ pub fn init(
     dir.fsync().at(cipherdir)?;
     write_config(&cfg_path, &cfg)?;
     Ok(master)
+}
+
+/// Refuses a non-empty CIPHERDIR, except for what an `init` interrupted before its config
+/// leaves (the root `coffer.diriv`, a config temp file): no entry is encrypted under that diriv
+/// yet, so both are removed and `init` starts again (FORMAT.md G10).
+fn clear_interrupted_init(dir: &DirFd, cipherdir: &Path) -> Result<()> {
+    let entries = dir.list().at(cipherdir)?;
+    let leftover = |name: &[u8]| name == DIRIV_NAME.as_bytes() || name.starts_with(TEMP_PREFIX.as_bytes());
+    if !entries.iter().all(|e| leftover(&e.name)) {
+        return Err(VaultError::errno_at(cipherdir, libc::ENOTEMPTY));
+    }
+    for e in &entries {
+        // A directory (or anything unlink refuses) was not left by init: not empty after all.
+        dir.unlink(&e.name)
+            .map_err(|_| VaultError::errno_at(cipherdir, libc::ENOTEMPTY))?;
+    }
+    if !entries.is_empty() {
+        log::warn!(
+            "{}: removed what an interrupted init left ({} entries)",
+            cipherdir.display(),
+            entries.len()
+        );
+    }
+    Ok(())
 }
 
 fn check_mac(cfg: &Config, master: &MasterKey) -> Result<()> {
@@ -256,5 +278,40 @@ mod tests {
         assert_eq!(unlock_with_password(&cfg, b"new").unwrap().expose(), m.expose());
         // second init refused
         assert!(init(tmp.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).is_err());
+    }
+
+    /// FORMAT.md G10: an init interrupted after the root diriv (and maybe a config temp file)
+    /// can be run again; anything else in CIPHERDIR still makes it refuse.
+    #[test]
+    fn init_again_after_an_interrupted_init() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(DIRIV_NAME), [7u8; DIRIV_LEN]).unwrap();
+        std::fs::write(tmp.path().join(".coffer-tmp-0123456789abcdef"), b"{").unwrap();
+        let m = init(tmp.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+        let cfg = read_config(&config_path(tmp.path(), None)).unwrap();
+        assert_eq!(unlock_with_password(&cfg, b"pw").unwrap().expose(), m.expose());
+        assert_ne!(std::fs::read(tmp.path().join(DIRIV_NAME)).unwrap(), [7u8; DIRIV_LEN]);
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join(DIRIV_NAME), [7u8; DIRIV_LEN]).unwrap();
+        std::fs::write(other.path().join("notes.txt"), b"mine").unwrap();
+        let err = init(
+            other.path(),
+            None,
+            b"pw",
+            &VaultParams::default(),
+            KdfCost::INSECURE_TEST,
+        )
+        .unwrap_err();
+        assert_eq!(err.errno(), libc::ENOTEMPTY);
+        assert!(other.path().join(DIRIV_NAME).exists(), "nothing removed when refusing");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".coffer-tmp-0123456789abcdef")).unwrap();
+        assert!(init(dir.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).is_err());
     }
 }
