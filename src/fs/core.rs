@@ -264,6 +264,12 @@ impl CofferFs {
             }
             std::thread::sleep(std::time::Duration::from_micros(100 << attempt));
             let fresh = self.node(ino)?;
+            if fresh.generation != info.generation {
+                // The number now names another object (its backing inode number was reused,
+                // e.g. by a symlink): the caller's object is gone. Locating the new one would
+                // open a symlink for an open of a file (ELOOP, seen in scripts/stress).
+                return Err(stale(ino));
+            }
             r = self.locate_once(ino, &fresh);
         }
         r

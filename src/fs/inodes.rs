@@ -44,6 +44,8 @@ pub struct Node {
 pub struct NodeInfo {
     /// Backing identity.
     pub backing: BackingId,
+    /// Changes when the inode number is given to another object (a reused backing inode).
+    pub generation: u64,
     /// File type bits.
     pub fmt: u32,
     /// Known names.
@@ -153,6 +155,7 @@ impl Inodes {
     pub fn info(&self, ino: u64) -> Option<NodeInfo> {
         self.nodes.get(&ino).map(|n| NodeInfo {
             backing: n.backing,
+            generation: n.generation,
             fmt: n.fmt,
             locs: n.locs.clone(),
             lock: n.lock.clone(),
