@@ -1,8 +1,9 @@
 //! Writes the frozen fixture vault (run by scripts/make-fixture; never by tests).
 //!
-//! `cargo run --example make_fixture -- VAULT_DIR MANIFEST XATTRS RECOVERY`
+//! `cargo run --example make_fixture -- v1|v2 VAULT_DIR MANIFEST XATTRS RECOVERY`
 //!
-//! VAULT_DIR must not exist. MANIFEST lists every plaintext entry (path in hex, type, size,
+//! `v1`: a vault without feature flags (header-version-1 files); `v2`: `init`'s defaults
+//! (`block_sessions`: header-version-2 files). VAULT_DIR must not exist. MANIFEST lists every plaintext entry (path in hex, type, size,
 //! SHA-256 of contents or target, xattrs); XATTRS holds the backing xattrs, which git does not
 //! store, for tests/fixture.rs to put back; RECOVERY holds the recovery key.
 
@@ -10,13 +11,13 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use coffer::format::config::VaultParams;
+use coffer::format::config::{VaultParams, FLAG_BLOCK_SESSIONS};
 use coffer::format::recovery;
 use coffer::vault::{backing, unlock, Dir, KdfCost, Vault};
 use sha2::{Digest, Sha256};
 
-/// The fixture's password (tests/fixture.rs uses the same).
-const PASSWORD: &[u8] = b"coffer fixture v1";
+/// The fixtures' passwords (tests/fixture.rs uses the same): "coffer fixture " + the name.
+const PASSWORD_PREFIX: &str = "coffer fixture ";
 
 /// Deterministic contents: byte i of a stream seeded by `seed`.
 fn pattern(len: usize, seed: u32) -> Vec<u8> {
@@ -58,6 +59,8 @@ impl Maker {
         for (off, data) in parts {
             f.write_at(data, *off)?;
             plain[*off as usize..*off as usize + data.len()].copy_from_slice(data);
+            // One write session per part (version 2 files then carry several sessions).
+            f.sync(true)?;
         }
         if f.plain_len()? != size {
             self.vault.set_len(&f, size)?;
@@ -171,14 +174,22 @@ fn build(m: &mut Maker) -> Res<()> {
 
 fn main() -> Res<()> {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let [vault_dir, manifest, xattrs, recovery_out] = args.as_slice() else {
-        return Err("usage: make_fixture VAULT_DIR MANIFEST XATTRS RECOVERY".into());
+    let [name, vault_dir, manifest, xattrs, recovery_out] = args.as_slice() else {
+        return Err("usage: make_fixture v1|v2 VAULT_DIR MANIFEST XATTRS RECOVERY".into());
     };
+    let name = name.to_str().ok_or("fixture name")?;
+    let mut params = VaultParams::default();
+    match name {
+        "v1" => params.feature_flags.retain(|f| f != FLAG_BLOCK_SESSIONS),
+        "v2" => {}
+        _ => return Err(format!("unknown fixture {name}").into()),
+    }
+    let password = format!("{PASSWORD_PREFIX}{name}");
+    let password = password.as_bytes();
     let vault_dir = Path::new(vault_dir);
     std::fs::create_dir(vault_dir)?;
-    let params = VaultParams::default();
-    let master = unlock::init(vault_dir, None, PASSWORD, &params, KdfCost::INSECURE_TEST)?;
-    let vault = Vault::unlock(vault_dir, None, PASSWORD, false)?;
+    let master = unlock::init(vault_dir, None, password, &params, KdfCost::INSECURE_TEST)?;
+    let vault = Vault::unlock(vault_dir, None, password, false)?;
     let mut m = Maker {
         vault,
         manifest: Vec::new(),
@@ -186,8 +197,10 @@ fn main() -> Res<()> {
     };
     build(&mut m)?;
     m.manifest.sort();
-    let header = "# coffer fixture vault-v1: TYPE\\tHEX(PATH)\\t...; f: size sha256; l: len sha256(target); \
-                  d; x: hex(name) hex(value)\n";
+    let header = format!(
+        "# coffer fixture vault-{name}: TYPE\\tHEX(PATH)\\t...; f: size sha256; l: len sha256(target); \
+         d; x: hex(name) hex(value)\n"
+    );
     let mut out = std::fs::File::create(manifest)?;
     out.write_all(header.as_bytes())?;
     for l in &m.manifest {

@@ -1,9 +1,11 @@
-//! Opens the frozen format-1 vault in tests/fixtures/vault-v1 and checks every name, byte,
-//! symlink target and xattr against its manifest, so a change that breaks the format fails CI.
+//! Opens the frozen vaults in tests/fixtures — vault-v1 (no feature flags, header-version-1
+//! files) and vault-v2 (`block_sessions`, header-version-2 files, several write sessions) —
+//! and checks every name, byte, symlink target and xattr against their manifest, so a change
+//! that breaks either format fails CI.
 //!
-//! The fixture was made once by scripts/make-fixture (password below, KDF cost INSECURE_TEST).
-//! Git does not store xattrs: tests/fixtures/vault-v1.xattrs holds the backing xattrs, which
-//! this test puts back on a copy of the fixture before opening it.
+//! Each fixture was made once by `scripts/make-fixture NAME` (password "coffer fixture NAME",
+//! KDF cost INSECURE_TEST). Git does not store xattrs: vault-NAME.xattrs holds the backing
+//! xattrs, which this test puts back on a copy of the fixture before opening it.
 
 mod common;
 
@@ -12,11 +14,19 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use coffer::format::backing_name::{classify, BackingName};
+use coffer::format::config::FLAG_BLOCK_SESSIONS;
+use coffer::format::offsets::{block_count, BlockNo};
+use coffer::format::session::session_of;
 use coffer::vault::{backing, unlock, Dir, Vault};
 use common::copy_tree;
 use sha2::{Digest, Sha256};
 
-const PASSWORD: &[u8] = b"coffer fixture v1";
+/// The frozen fixtures: name, header version of their files.
+const FIXTURES: [(&str, u16); 2] = [("v1", 1), ("v2", 2)];
+
+fn password(name: &str) -> Vec<u8> {
+    format!("coffer fixture {name}").into_bytes()
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -33,12 +43,12 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// A writable copy of the fixture with its backing xattrs restored.
-fn fixture_copy() -> (tempfile::TempDir, PathBuf) {
+/// A writable copy of fixture `name` with its backing xattrs restored.
+fn fixture_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("vault");
-    copy_tree(&fixtures().join("vault-v1"), &dir);
-    let xattrs = std::fs::read_to_string(fixtures().join("vault-v1.xattrs")).unwrap();
+    copy_tree(&fixtures().join(format!("vault-{name}")), &dir);
+    let xattrs = std::fs::read_to_string(fixtures().join(format!("vault-{name}.xattrs"))).unwrap();
     for line in xattrs.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
         let path = dir.join(std::ffi::OsStr::from_bytes(&unhex(f[0])));
@@ -56,8 +66,15 @@ fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     }
 }
 
+/// What the walk saw of the files' format: header versions, and the newest write session.
+#[derive(Default)]
+struct Seen {
+    versions: std::collections::BTreeSet<u16>,
+    newest_session: u32,
+}
+
 /// Walks the vault and writes manifest lines in the format scripts/make-fixture uses.
-fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>) {
+fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>, seen: &mut Seen) {
     for raw in dir.fd.list().unwrap() {
         let kind = classify(&raw.name, v.params().name_encoding);
         assert!(
@@ -73,7 +90,7 @@ fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>) {
             libc::S_IFDIR => {
                 out.push(format!("d\t{}", hex(&path)));
                 let child = dir.open_child(v, &e.backing).unwrap();
-                walk(v, &child, &path, out);
+                walk(v, &child, &path, out, seen);
             }
             libc::S_IFLNK => {
                 let t = v.readlink(dir, &e.backing).unwrap();
@@ -91,6 +108,18 @@ fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>) {
                     String::from_utf8_lossy(&path)
                 );
                 out.push(format!("f\t{}\t{}\t{}", hex(&path), size, hex(&Sha256::digest(&buf))));
+                if let Some(h) = f.header().unwrap() {
+                    seen.versions.insert(h.version);
+                    if h.has_sessions() {
+                        for b in 0..block_count(size) {
+                            let mut nonce = [0u8; 16];
+                            let n =
+                                std::os::unix::fs::FileExt::read_at(f.backing(), &mut nonce, BlockNo(b).cipher_off());
+                            assert_eq!(n.unwrap(), 16);
+                            seen.newest_session = seen.newest_session.max(session_of(&nonce));
+                        }
+                    }
+                }
                 let fd = f.backing().as_raw_fd();
                 for name in v.xattr_list(fd).unwrap() {
                     let id = f.header().unwrap().expect("a file with xattrs has a header").file_id;
@@ -103,8 +132,8 @@ fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>) {
     }
 }
 
-fn manifest() -> Vec<String> {
-    let text = std::fs::read_to_string(fixtures().join("vault-v1.manifest")).unwrap();
+fn manifest(name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(fixtures().join(format!("vault-{name}.manifest"))).unwrap();
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(String::from)
@@ -112,23 +141,39 @@ fn manifest() -> Vec<String> {
 }
 
 #[test]
-fn fixture_vault_v1_opens_and_every_byte_matches() {
-    let (_tmp, dir) = fixture_copy();
-    let v = Vault::unlock(&dir, None, PASSWORD, true).unwrap();
-    let mut got = Vec::new();
-    walk(&v, &v.root_dir().unwrap(), b"", &mut got);
-    got.sort();
-    let want = manifest();
-    assert!(want.len() >= 20, "manifest too small");
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!(g, w);
+fn fixture_vaults_open_and_every_byte_matches() {
+    for (name, version) in FIXTURES {
+        let (_tmp, dir) = fixture_copy(name);
+        let v = Vault::unlock(&dir, None, &password(name), true).unwrap();
+        let mut got = Vec::new();
+        let mut seen = Seen::default();
+        walk(&v, &v.root_dir().unwrap(), b"", &mut got, &mut seen);
+        got.sort();
+        let want = manifest(name);
+        assert!(want.len() >= 20, "manifest too small");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g, w, "vault-{name}");
+        }
+        assert_eq!(got, want, "vault-{name}");
+        assert_eq!(
+            seen.versions.into_iter().collect::<Vec<_>>(),
+            vec![version],
+            "vault-{name}"
+        );
+        if version == 2 {
+            assert!(
+                seen.newest_session > 1,
+                "vault-v2 holds files written in several sessions"
+            );
+        }
     }
-    assert_eq!(got, want);
+    // Both fixtures hold the same plaintext.
+    assert_eq!(manifest("v1"), manifest("v2"));
 }
 
 #[test]
 fn fixture_covers_what_issue_2_asks_for() {
-    let want = manifest();
+    let want = manifest("v2");
     let has = |prefix: &str, pred: &dyn Fn(&[&str]) -> bool| {
         want.iter().any(|l| {
             let f: Vec<&str> = l.split('\t').collect();
@@ -152,7 +197,7 @@ fn fixture_covers_what_issue_2_asks_for() {
     );
     assert!(has("f", &|f| unhex(f[1]) == b"sparse"), "a sparse file");
     let total: u64 = walk_size(&fixtures());
-    assert!(total < 3 << 20, "fixture is {total} bytes");
+    assert!(total < 4 << 20, "fixtures are {total} bytes");
 }
 
 fn walk_size(p: &Path) -> u64 {
@@ -169,40 +214,53 @@ fn walk_size(p: &Path) -> u64 {
 
 #[test]
 fn fixture_config_and_recovery_key() {
-    let (_tmp, dir) = fixture_copy();
-    let cfg = unlock::read_config(&dir.join("coffer.conf")).unwrap();
-    assert_eq!(cfg.format_version, 1);
-    assert_eq!((cfg.kdf.m_kib, cfg.kdf.t, cfg.kdf.p), (8, 1, 1));
-    assert_eq!(cfg.long_name_limit, 200);
-    assert_eq!(cfg.name_encoding, "base64url");
-    assert!(cfg.feature_flags.is_empty());
-    let by_pw = unlock::unlock_with_password(&cfg, PASSWORD).unwrap();
-    let text = std::fs::read_to_string(fixtures().join("vault-v1.recovery")).unwrap();
-    let (by_key, params) = unlock::unlock_with_recovery_key(text.trim(), Some(&cfg)).unwrap();
-    assert_eq!(by_pw.expose(), by_key.expose());
-    assert_eq!(params, cfg.params());
-    // Without the config, the recovery key alone carries the parameters.
-    let (_, alone) = unlock::unlock_with_recovery_key(text.trim(), None).unwrap();
-    assert_eq!(alone, cfg.params());
-    assert!(matches!(
-        Vault::unlock(&dir, None, b"coffer fixture v2", true),
-        Err(coffer::vault::VaultError::WrongPassword)
-    ));
+    for (name, version) in FIXTURES {
+        let (_tmp, dir) = fixture_copy(name);
+        let cfg = unlock::read_config(&dir.join("coffer.conf")).unwrap();
+        assert_eq!(cfg.format_version, 1);
+        assert_eq!((cfg.kdf.m_kib, cfg.kdf.t, cfg.kdf.p), (8, 1, 1));
+        assert_eq!(cfg.long_name_limit, 200);
+        assert_eq!(cfg.name_encoding, "base64url");
+        let flags: &[&str] = if version == 2 { &[FLAG_BLOCK_SESSIONS] } else { &[] };
+        assert_eq!(cfg.feature_flags, flags, "vault-{name}");
+        let by_pw = unlock::unlock_with_password(&cfg, &password(name)).unwrap();
+        let text = std::fs::read_to_string(fixtures().join(format!("vault-{name}.recovery"))).unwrap();
+        let (by_key, params) = unlock::unlock_with_recovery_key(text.trim(), Some(&cfg)).unwrap();
+        assert_eq!(by_pw.expose(), by_key.expose());
+        assert_eq!(params, cfg.params());
+        // Without the config, the recovery key alone carries the parameters (flags included).
+        let (_, alone) = unlock::unlock_with_recovery_key(text.trim(), None).unwrap();
+        assert_eq!(alone, cfg.params());
+        let other = if name == "v1" { "v2" } else { "v1" };
+        assert!(matches!(
+            Vault::unlock(&dir, None, &password(other), true),
+            Err(coffer::vault::VaultError::WrongPassword)
+        ));
+    }
 }
 
-/// The frozen fixture is still writable by this version: append to a file, read back.
+/// The frozen fixtures are still writable by this version: append to a file (which keeps its
+/// header version), read back; in vault-v2 the write starts a new session.
 #[test]
 fn fixture_accepts_writes() {
-    let (_tmp, dir) = fixture_copy();
-    let v = Vault::unlock(&dir, None, PASSWORD, false).unwrap();
-    let root = v.root_dir().unwrap();
-    let cn = v.cipher_name(&root, b"size-4095").unwrap();
-    let f = v.open_file(&root, &cn.entry, true).unwrap();
-    let mut before = vec![0u8; 4095];
-    f.read_at(&mut before, 0).unwrap();
-    f.write_at(b"more", 4095).unwrap();
-    let mut after = vec![0u8; 4099];
-    assert_eq!(f.read_at(&mut after, 0).unwrap(), 4099);
-    assert_eq!(&after[..4095], &before[..]);
-    assert_eq!(&after[4095..], b"more");
+    for (name, version) in FIXTURES {
+        let (_tmp, dir) = fixture_copy(name);
+        let v = Vault::unlock(&dir, None, &password(name), false).unwrap();
+        let root = v.root_dir().unwrap();
+        let cn = v.cipher_name(&root, b"size-4095").unwrap();
+        let f = v.open_file(&root, &cn.entry, true).unwrap();
+        let mut before = vec![0u8; 4095];
+        f.read_at(&mut before, 0).unwrap();
+        f.write_at(b"more", 4095).unwrap();
+        let mut after = vec![0u8; 4099];
+        assert_eq!(f.read_at(&mut after, 0).unwrap(), 4099);
+        assert_eq!(&after[..4095], &before[..]);
+        assert_eq!(&after[4095..], b"more");
+        assert_eq!(f.header().unwrap().unwrap().version, version);
+        assert!(f.verify_all().unwrap().is_empty());
+        // A new file in either vault gets the vault's header version.
+        let (g, _) = v.create_file(&root, b"new", 0o644).unwrap();
+        g.write_at(b"x", 0).unwrap();
+        assert_eq!(g.header().unwrap().unwrap().version, version, "vault-{name}");
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use aes::Aes128;
 use aes_siv::siv::Aes128Siv;
 use coffer::crypto::{BlockCipher, CryptoError, KeySet, MasterKey, NameCipher};
-use coffer::format::header::{FileHeader, FILE_V1};
+use coffer::format::header::{FileHeader, FILE_V1, FILE_V2};
 use coffer::format::names;
 use coffer::format::offsets::{block_aad, BlockNo};
 use coffer::vault::CryptFile;
@@ -213,6 +213,60 @@ fn coffer_block_is_pinned() {
     assert_eq!(cf.read_at(&mut buf, 2 * 4096 - 100).unwrap(), PINNED_PLAIN.len() + 100);
     assert_eq!(&buf[..100], &[0u8; 100][..]);
     assert_eq!(&buf[100..], PINNED_PLAIN);
+}
+
+const PINNED_V2_PLAIN: &[u8] = b"coffer block known answer, v2 ok!";
+/// Header version 2, block 2, final = 1, of file PINNED_FILE_ID, write session 7: nonce
+/// a0..ab | 00 00 00 07 | ciphertext | tag. pycryptodome with AAD = 00 02 | file id | 00..00 02 | 01.
+const PINNED_V2_BLOCK: &str = "a0a1a2a3a4a5a6a7a8a9aaab0000000718cf8fba09cead88b840e1ea53d504f1860acfc2662c4ee81ea7\
+                               162be2056c6e4c50d33cfeb857f9fb57ef1cf66473ad17";
+
+/// The version-2 layout (FORMAT.md §5.8): the session in the nonce's last 4 bytes, the header
+/// version in the AAD; a file of header | 2 holes | this block reads back, and a session
+/// newer than the last block's in block 0 is refused.
+#[test]
+fn coffer_v2_block_is_pinned() {
+    let keys = KeySet::derive(&pinned_master(), false);
+    let aad = block_aad(FILE_V2, &PINNED_FILE_ID, BlockNo(2), true);
+    assert_eq!(aad[..2], [0, 2]);
+    let mut nonce = [0u8; 16];
+    nonce[..12].copy_from_slice(&PINNED_NONCE[..12]);
+    coffer::format::session::stamp(&mut nonce, 7);
+    let sealed = keys.content.seal_with_nonce_to_vec(&nonce, &aad, PINNED_V2_PLAIN);
+    assert_eq!(to_hex(&sealed), PINNED_V2_BLOCK);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp.path().join("f"))
+        .unwrap();
+    let header = FileHeader {
+        version: FILE_V2,
+        file_id: PINNED_FILE_ID,
+    };
+    f.write_all_at(&header.encode(), 0).unwrap();
+    f.write_all_at(&hex(PINNED_V2_BLOCK), BlockNo(2).cipher_off()).unwrap();
+    let cf = CryptFile::new(f.try_clone().unwrap(), Arc::new(keys), "f".into(), FILE_V2);
+    let mut buf = vec![0xffu8; 2 * 4096 + PINNED_V2_PLAIN.len()];
+    assert_eq!(cf.read_at(&mut buf, 0).unwrap(), buf.len());
+    assert_eq!(&buf[2 * 4096..], PINNED_V2_PLAIN);
+    // Block 0 sealed in session 8, after the last block's 7: refused (the file is old).
+    let keys = KeySet::derive(&pinned_master(), false);
+    coffer::format::session::stamp(&mut nonce, 8);
+    let ahead = keys.content.seal_with_nonce_to_vec(
+        &nonce,
+        &block_aad(FILE_V2, &PINNED_FILE_ID, BlockNo(0), false),
+        &[5u8; 4096],
+    );
+    f.write_all_at(&ahead, BlockNo(0).cipher_off()).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    f.set_times(std::fs::FileTimes::new().set_modified(old)).unwrap();
+    let cf = CryptFile::new(f, Arc::new(keys), "f".into(), FILE_V2);
+    assert!(cf.read_at(&mut buf, 0).is_err());
+    assert_eq!(cf.verify_blocks().unwrap().ahead, vec![0]);
 }
 
 /// Name "hello, coffer.txt" (17 bytes, PKCS#7-padded to 32) in a directory whose IV is
