@@ -17,7 +17,7 @@ use coffer::vault::{unlock, Dir, KdfCost, Vault};
 use common::copy_tree;
 
 const PASSWORD: &str = "fixture password";
-const CASES: &[&str] = &["clean", "content", "names", "dirs"];
+const CASES: &[&str] = &["clean", "content", "names", "dirs", "sessions"];
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -129,6 +129,17 @@ fn expected_unsorted(case: &str) -> [Vec<&'static str>; 3] {
                 "[edited-sidecar] name",
                 "[bad-short] name",
             ],
+        ],
+        "sessions" => [
+            vec![
+                "mixed.bin mixed_versions [Number(0), Number(1), Number(2)]",
+                "rolled-back-last.bin mixed_versions [Number(0)]",
+            ],
+            vec![
+                "mixed.bin mixed_versions repaired",
+                "rolled-back-last.bin mixed_versions repaired",
+            ],
+            vec![],
         ],
         "dirs" => [
             vec!["no-diriv diriv", "sub/lost-link symlink", "sub/tampered-link symlink"],
@@ -340,6 +351,35 @@ fn build(case: &str, c: &Path) -> Vec<(String, String)> {
             label(&link, "orphan-link");
             put(&v, &root, b"fine", b"fine");
         }
+        "sessions" => {
+            // Version-2 files (the vault has block_sessions). An in-place rewrite that stopped
+            // after 3 of 6 blocks: the new blocks are newer than the old last block.
+            let (f, e) = v.create_file(&root, b"mixed.bin", 0o644).unwrap();
+            f.write_at(&data(7, 6 * 4096), 0).unwrap();
+            let old = std::fs::read(backing(c, &e.entry)).unwrap();
+            f.sync(true).unwrap();
+            f.write_at(&data(8, 6 * 4096), 0).unwrap();
+            let mut raw = std::fs::read(backing(c, &e.entry)).unwrap();
+            let cut = HEADER_LEN + 3 * CIPHER_BLOCK as usize;
+            raw[cut..].copy_from_slice(&old[cut..]);
+            std::fs::write(backing(c, &e.entry), raw).unwrap();
+            // The last block put back to its older version after a later write to block 0.
+            let (f, e) = v.create_file(&root, b"rolled-back-last.bin", 0o644).unwrap();
+            f.write_at(&data(9, 2 * 4096 + 100), 0).unwrap();
+            let old = std::fs::read(backing(c, &e.entry)).unwrap();
+            f.sync(true).unwrap();
+            f.write_at(b"newer", 0).unwrap();
+            let mut raw = std::fs::read(backing(c, &e.entry)).unwrap();
+            let last = HEADER_LEN + 2 * CIPHER_BLOCK as usize;
+            raw[last..].copy_from_slice(&old[last..]);
+            std::fs::write(backing(c, &e.entry), raw).unwrap();
+            // A file written in three sessions, as it should be.
+            let (f, _) = v.create_file(&root, b"fine.bin", 0o644).unwrap();
+            for (i, seed) in [10u8, 11, 12].into_iter().enumerate() {
+                f.write_at(&data(seed, 4096), i as u64 * 4096).unwrap();
+                f.sync(true).unwrap();
+            }
+        }
         "dirs" => {
             let cn = v.mkdir(&root, b"no-diriv", 0o755).unwrap();
             let d = v.open_dir_path(b"no-diriv").unwrap();
@@ -375,7 +415,10 @@ fn make_fixtures() {
         std::env::var_os("COFFER_MAKE_FSCK_FIXTURES").is_some(),
         "run scripts/make-fsck-fixtures"
     );
-    for case in CASES {
+    // COFFER_FSCK_CASES=a,b rebuilds only those cases.
+    let only = std::env::var("COFFER_FSCK_CASES").ok();
+    let wanted = |case: &str| only.as_deref().is_none_or(|o| o.split(',').any(|c| c == case));
+    for case in CASES.iter().filter(|c| wanted(c)) {
         let dir = fixtures().join(format!("fsck-{case}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
