@@ -168,11 +168,10 @@ fn blocks_ahead_of_the_last_block_are_reported_and_repaired() {
     assert_eq!(r.repair_tail().unwrap(), None, "nothing left to repair");
 }
 
-/// A mix of two versions of one file (the first blocks of the newer, the rest and the last
-/// block of the older, as an ascending in-place rewrite leaves it part way) never reads as
-/// bytes; once the last block arrives the file reads as the newer version.
-#[test]
-fn an_in_place_rewrite_part_way_is_refused_until_the_last_block_arrives() {
+/// Two versions of a 6-block file (one file ID; bytes 1 in session 1, bytes 2 in session 2);
+/// the backing file holds the older one and a reading handle has learnt its last block.
+/// Returns the directory, the newer version's backing bytes, the backing file and the reader.
+fn two_versions_on_the_older() -> (tempfile::TempDir, Vec<u8>, File, CryptFile) {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys();
     let w = handle(&dir, &keys, FILE_V2);
@@ -185,7 +184,16 @@ fn an_in_place_rewrite_part_way_is_refused_until_the_last_block_arrives() {
     let f = backing(&dir);
     f.write_all_at(&v1, 0).unwrap();
     let r = handle(&dir, &keys, FILE_V2);
-    assert_eq!(read_all(&r).unwrap(), vec![1u8; 6 * BLOCK]);
+    assert_eq!(read_all(&r).unwrap(), vec![1u8; 6 * BLOCK], "r learns session 1");
+    (dir, v2, f, r)
+}
+
+/// A mix of two versions of one file (the first blocks of the newer, the rest and the last
+/// block of the older, as an ascending in-place rewrite leaves it part way) never reads as
+/// bytes; once the last block arrives the file reads as the newer version.
+#[test]
+fn an_in_place_rewrite_part_way_is_refused_until_the_last_block_arrives() {
+    let (_dir, v2, f, r) = two_versions_on_the_older();
     // Ascending rewrite, stopped after 3 blocks and a bit.
     let cut = 18 + 3 * CIPHER_BLOCK as usize + 1000;
     f.write_all_at(&v2[..cut], 0).unwrap();
@@ -208,18 +216,7 @@ fn an_in_place_rewrite_part_way_is_refused_until_the_last_block_arrives() {
 /// once (every block before a last block being written is new), not after a wait and not EIO.
 #[test]
 fn a_rewrite_writing_the_last_block_reads_the_new_blocks_before_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = keys();
-    let w = handle(&dir, &keys, FILE_V2);
-    w.write_at(&vec![1u8; 6 * BLOCK], 0).unwrap();
-    let v1 = std::fs::read(dir.path().join("f")).unwrap();
-    w.sync(true).unwrap();
-    w.write_at(&vec![2u8; 6 * BLOCK], 0).unwrap();
-    let v2 = std::fs::read(dir.path().join("f")).unwrap();
-    let f = backing(&dir);
-    f.write_all_at(&v1, 0).unwrap();
-    let r = handle(&dir, &keys, FILE_V2);
-    assert_eq!(read_all(&r).unwrap(), vec![1u8; 6 * BLOCK], "r learns session 1");
+    let (_dir, v2, f, r) = two_versions_on_the_older();
     // Everything up to the middle of the last block is new.
     let cut = 18 + 5 * CIPHER_BLOCK as usize + 2000;
     f.write_all_at(&v2[..cut], 0).unwrap();
