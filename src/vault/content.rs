@@ -75,6 +75,9 @@ pub struct CryptFile {
 /// last block before it fails with EIO.
 const READ_WAIT_MAX: Duration = Duration::from_secs(1);
 
+/// A backing file's length, mtime (s, ns) and ctime (s, ns): any write changes it.
+type Stamp = (u64, i64, i64, i64, i64);
+
 /// How long a read that met a block which does not authenticate watches the backing file for
 /// a writer at work before it reports the damage.
 const CHANGE_WATCH: Duration = Duration::from_millis(5);
@@ -508,7 +511,7 @@ impl CryptFile {
     }
 
     /// The backing file's length, modification and change times (`None` if fstat fails).
-    fn stamp(&self) -> Option<(u64, i64, i64, i64, i64)> {
+    fn stamp(&self) -> Option<Stamp> {
         use std::os::unix::fs::MetadataExt;
         let m = self.file.metadata().ok()?;
         Some((m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
@@ -516,7 +519,7 @@ impl CryptFile {
 
     /// Whether the backing file changes from `before` within `watch` (polled with growing
     /// pauses).
-    fn changes_within(&self, before: Option<(u64, i64, i64, i64, i64)>, watch: Duration) -> bool {
+    fn changes_within(&self, before: Option<Stamp>, watch: Duration) -> bool {
         let Some(before) = before else { return false };
         let start = Instant::now();
         let mut pause = Duration::from_micros(500);
