@@ -15,8 +15,6 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-
-use super::sessions::WriterSession;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +27,7 @@ use crate::format::session;
 
 use super::backing;
 use super::error::{IoContext, Result, VaultError};
+use super::sessions::WriterSession;
 
 /// Which value of the final flag a block may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +36,6 @@ enum FinalRule {
     Last,
     /// Any earlier block: final = 0 (or 1 after a crash), hole allowed.
     Middle,
-    /// fsck --repair of a last block left non-final: accept either flag, no hole.
-    Either,
 }
 
 /// The sizes of a backing file, read from fstat.
@@ -71,8 +68,8 @@ pub struct CryptFile {
     pub(super) known_last: AtomicU32,
 }
 
-/// How long a read of a version-2 file waits for a file being rewritten in place to reach its
-/// last block before it fails with EIO.
+/// How long a read waits for a backing file being rewritten in place before it fails with EIO:
+/// for the last block to catch up (version 2), or for a half-written block (any version).
 const READ_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// A backing file's length, mtime (s, ns) and ctime (s, ns): any write changes it.
@@ -227,13 +224,11 @@ impl CryptFile {
         let cipher = &self.keys.content;
         let try_flag = |is_final: bool, out: &mut [u8]| {
             out.copy_from_slice(ct);
-            cipher
-                .open(nonce, &block_aad(h.version, &h.file_id, b, is_final), out, tag)
-                .is_ok()
+            cipher.open(nonce, &h.block_aad(b, is_final), out, tag).is_ok()
         };
         let ok = match rule {
             FinalRule::Last => try_flag(true, out),
-            FinalRule::Middle | FinalRule::Either => try_flag(false, out) || try_flag(true, out),
+            FinalRule::Middle => try_flag(false, out) || try_flag(true, out),
         };
         if ok {
             Ok(())
@@ -267,11 +262,10 @@ impl CryptFile {
         let start = out.len();
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plain);
-        let tag = self.keys.content.seal(
-            &nonce,
-            &block_aad(h.version, &h.file_id, b, is_final),
-            &mut out[start + NONCE_LEN..],
-        );
+        let tag = self
+            .keys
+            .content
+            .seal(&nonce, &h.block_aad(b, is_final), &mut out[start + NONCE_LEN..]);
         out.extend_from_slice(&tag);
         Ok(())
     }
@@ -433,19 +427,6 @@ impl CryptFile {
             opened[i] = r.is_ok();
         }
         opened
-    }
-
-    /// Opens the last block accepting final = 0 (for fsck --repair only).
-    fn read_last_block_as_middle(&self, h: &FileHeader, last: BlockNo, sizes: &Sizes) -> Result<Vec<u8>> {
-        let len = block_plain_len(last, sizes.plain) as usize;
-        let mut sealed = vec![0u8; len + NONCE_LEN + TAG_LEN];
-        let n = read_full_at(&self.file, &mut sealed, last.cipher_off()).at(&self.rel)?;
-        if n < sealed.len() {
-            return Err(self.corrupt(Some(last.0), "short block"));
-        }
-        let mut plain = vec![0u8; len];
-        self.open_block(h, last, FinalRule::Either, &sealed, &mut plain)?;
-        Ok(plain)
     }
 
     /// Reads up to `buf.len()` plaintext bytes at `off`; returns the count (0 at or past EOF).
@@ -654,7 +635,7 @@ impl CryptFile {
             sealed.extend_from_slice(nonce);
             sealed.extend_from_slice(plain);
             sealed.extend_from_slice(&[0; TAG_LEN]);
-            pending.push((block_aad(h.version, &h.file_id, b, b == new_last), len));
+            pending.push((h.block_aad(b, b == new_last), len));
         }
         drop(scratch);
         self.seal_in_place(&mut sealed, &pending)?;
@@ -919,12 +900,13 @@ impl CryptFile {
         if self.read_blocks(&h, last, last, &sizes).is_ok() {
             return self.repair_ahead(&h, &sizes);
         }
-        let Ok(plain) = self.read_last_block_as_middle(&h, last, &sizes) else {
+        // It does not open as final: as a middle block (any flag), or not at all.
+        let Some(opened) = self.last_block(&h, &sizes)? else {
             return Ok(self.seal_hole_as_last(&h, last, &sizes)?.map(String::from));
         };
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
         let s = self.newest_session(&h, &sizes)?;
-        self.seal_block(&h, last, true, s, &plain, &mut sealed)?;
+        self.seal_block(&h, last, true, s, &opened.plain, &mut sealed)?;
         self.file.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
         Ok(Some(
             "resealed the last block as final: it was sealed as a middle block, left by a crash while \

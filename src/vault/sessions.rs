@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::crypto::{NONCE_LEN, TAG_LEN};
 use crate::format::header::FileHeader;
-use crate::format::offsets::{self, block_aad, block_count, block_of, block_plain_len, BlockNo};
+use crate::format::offsets::{self, block_count, block_of, block_plain_len, BlockNo};
 use crate::format::session;
 
 use super::content::{read_full_at, sizes_of, CryptFile, Sizes};
@@ -210,7 +210,7 @@ impl CryptFile {
         let mut plain = ct.to_vec();
         for is_final in [true, false] {
             plain.copy_from_slice(ct);
-            let aad = block_aad(h.version, &h.file_id, b, is_final);
+            let aad = h.block_aad(b, is_final);
             if self.keys.content.open(nonce, &aad, &mut plain, tag).is_ok() {
                 return Ok(Some(LastBlock {
                     block: b,
