@@ -235,6 +235,7 @@ proptest! {
         }
         let _ = f.set_len(new_len);
         let _ = f.repair_tail();
+        let _ = f.repair_ahead();
         let _ = f.verify_all();
     }
 }

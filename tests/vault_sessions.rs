@@ -159,13 +159,13 @@ fn blocks_ahead_of_the_last_block_are_reported_and_repaired() {
     // A new write session cannot start from a last block that blocks ran ahead of? It can: the
     // next session is above the last block's, and may equal the block's; the file then reads
     // again only after --repair, which is what fsck is for.
-    let what = r.repair_tail().unwrap().expect("repaired");
+    let what = r.repair_ahead().unwrap().expect("repaired");
     assert!(what.contains("write session 2"), "{what}");
     assert!(r.verify_blocks().unwrap().ahead.is_empty());
     let mut want = vec![1u8; 4 * BLOCK + 100];
     want[BLOCK..BLOCK + 10].fill(2);
     assert_eq!(read_all(&r).unwrap(), want);
-    assert_eq!(r.repair_tail().unwrap(), None, "nothing left to repair");
+    assert_eq!(r.repair_ahead().unwrap(), None, "nothing left to repair");
 }
 
 /// Two versions of a 6-block file (one file ID; bytes 1 in session 1, bytes 2 in session 2);

@@ -898,7 +898,7 @@ impl CryptFile {
         let h = self.require_header()?;
         let last = block_of(sizes.plain - 1);
         if self.read_blocks(&h, last, last, &sizes).is_ok() {
-            return self.repair_ahead(&h, &sizes);
+            return Ok(None);
         }
         // It does not open as final: as a middle block (any flag), or not at all.
         let Some(opened) = self.last_block(&h, &sizes)? else {
@@ -984,31 +984,31 @@ impl CryptFile {
     /// power loss that kept a write but not its session's resealed last block, or by an
     /// in-place rewrite that stopped half way (then the file mixes two versions; nothing can
     /// tell the two apart, as with G2).
-    fn repair_ahead(&self, h: &FileHeader, sizes: &Sizes) -> Result<Option<String>> {
-        if !h.has_sessions() {
-            return Ok(None);
-        }
-        let Some(last) = self.last_block(h, sizes)? else {
+    /// Call it only when [`verify_blocks`](Self::verify_blocks) found such blocks: it reads
+    /// the whole file.
+    pub fn repair_ahead(&self) -> Result<Option<String>> {
+        let sizes = self.sizes()?;
+        let Some(h) = self.header()?.filter(FileHeader::has_sessions) else {
             return Ok(None);
         };
-        let newest = self.newest_session(h, sizes)?;
+        let Some(last) = self.last_block(&h, &sizes)? else {
+            return Ok(None);
+        };
+        let newest = self.newest_session(&h, &sizes)?;
         if newest <= last.session {
             return Ok(None);
         }
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
-        self.seal_block(h, last.block, last.is_final, newest, &last.plain, &mut sealed)?;
+        self.seal_block(&h, last.block, last.is_final, newest, &last.plain, &mut sealed)?;
         self.file.write_all_at(&sealed, last.block.cipher_off()).at(&self.rel)?;
         Ok(Some(format!(
-            "{REPAIRED_AHEAD} {newest} (it had {}): blocks were newer than it, \
+            "resealed the last block with write session {newest} (it had {}): blocks were newer than it, \
              left by a power loss during a write, or by an in-place rewrite that stopped half way — then \
              the file mixes two versions; check its content",
             last.session
         )))
     }
 }
-
-/// How `repair_tail` starts its report of resealing a last block that blocks ran ahead of.
-pub(super) const REPAIRED_AHEAD: &str = "resealed the last block with write session";
 
 /// What fsck found in the blocks of one file.
 #[derive(Debug, Default)]

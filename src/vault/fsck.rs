@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use crate::format::backing_name::{self, classify, BackingName};
 
-use super::content::REPAIRED_AHEAD;
 use super::dir::Dir;
 use super::error::{Result, VaultError};
 use super::Vault;
@@ -323,19 +322,23 @@ impl Walker<'_> {
         let mut repaired = None;
         if self.repair {
             if let Ok(Some(what)) = f.repair_tail() {
-                repaired = Some(what);
+                repaired = Some((DamageKind::Blocks, "crash damage at the end of the file", what));
             }
         }
-        match f.verify_blocks() {
+        let mut verified = f.verify_blocks();
+        // Blocks newer than the last block: repaired only when the check found some (the
+        // repair reads the whole file).
+        if self.repair && repaired.is_none() && matches!(&verified, Ok(c) if !c.ahead.is_empty()) {
+            if let Ok(Some(what)) = f.repair_ahead() {
+                repaired = Some((DamageKind::MixedVersions, "blocks newer than the last block", what));
+                verified = f.verify_blocks();
+            }
+        }
+        match verified {
             Ok(check) => {
                 // What was repaired is reported even when damage remains (its own entry, so
                 // that the remaining damage still counts as unrepaired).
-                if let Some(what) = repaired {
-                    let (kind, detail) = if what.starts_with(REPAIRED_AHEAD) {
-                        (DamageKind::MixedVersions, "blocks newer than the last block")
-                    } else {
-                        (DamageKind::Blocks, "crash damage at the end of the file")
-                    };
+                if let Some((kind, detail, what)) = repaired {
                     self.add(plain, rel, kind, detail);
                     if let Some(d) = self.report.damage.last_mut() {
                         d.repaired = Some(what);
