@@ -38,6 +38,29 @@ fn single_component(name: &[u8]) -> io::Result<CString> {
     cstr(name)
 }
 
+/// A backing entry coffer expected to be a regular file is something else (a FIFO, socket or
+/// device node): a damaged entry, never something to block on. Carried inside an `io::Error`
+/// so every caller attaches its path the usual way; the vault layer reports it as damage.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("not a regular file (a {}): damaged entry", fmt_name(*fmt))]
+pub struct NotRegular {
+    /// `st_mode & S_IFMT` of what was found.
+    pub fmt: u32,
+}
+
+/// A file type's name for messages.
+pub fn fmt_name(fmt: u32) -> &'static str {
+    match fmt {
+        libc::S_IFIFO => "FIFO",
+        libc::S_IFSOCK => "socket",
+        libc::S_IFCHR => "character device",
+        libc::S_IFBLK => "block device",
+        libc::S_IFDIR => "directory",
+        libc::S_IFLNK => "symlink",
+        _ => "special file",
+    }
+}
+
 /// One raw entry of a backing directory.
 #[derive(Debug, Clone)]
 pub struct RawEntry {
@@ -115,10 +138,12 @@ impl DirFd {
     }
 
     /// Opens (or with `create_mode`, creates exclusively) a regular file; never follows symlinks,
-    /// never passes O_APPEND or O_TRUNC.
+    /// never passes O_APPEND or O_TRUNC. Anything but a regular file (a FIFO, socket or device
+    /// planted in CIPHERDIR) is refused with [`NotRegular`] instead of blocking the caller: the
+    /// open itself is non-blocking, the type is checked with fstat, then O_NONBLOCK is cleared.
     pub fn open_file(&self, name: &[u8], write: bool, create_mode: Option<u32>) -> io::Result<File> {
         let c = single_component(name)?;
-        let mut flags = libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let mut flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
         flags |= if write { libc::O_RDWR } else { libc::O_RDONLY };
         let mode = match create_mode {
             Some(m) => {
@@ -130,7 +155,16 @@ impl DirFd {
         // SAFETY: valid dirfd and C string.
         let fd = check(unsafe { libc::openat(self.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) })?;
         // SAFETY: fd is fresh and owned here.
-        Ok(unsafe { File::from_raw_fd(fd) })
+        let file = unsafe { File::from_raw_fd(fd) };
+        let fmt = fstat(file.as_raw_fd())?.st_mode & libc::S_IFMT;
+        if fmt != libc::S_IFREG {
+            return Err(io::Error::other(NotRegular { fmt }));
+        }
+        // SAFETY: valid fd; F_SETFL with the access flags kept and O_NONBLOCK dropped.
+        let fl = check(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) })?;
+        // SAFETY: as above.
+        check(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK) })?;
+        Ok(file)
     }
 
     /// `fstatat(AT_SYMLINK_NOFOLLOW)`.

@@ -88,8 +88,15 @@ impl VaultError {
         }
     }
 
-    /// Wraps an io::Error with its path.
+    /// Wraps an io::Error with its path; a backing entry of the wrong type
+    /// ([`NotRegular`](super::backing::NotRegular)) becomes a corruption report.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        if let Some(nr) = source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<super::backing::NotRegular>())
+        {
+            return VaultError::corrupt(path, None, nr.to_string());
+        }
         VaultError::Io {
             path: path.into(),
             source,
