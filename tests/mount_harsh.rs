@@ -2,6 +2,7 @@
 //! CIPHERDIR (FIFOs where coffer expects files), low descriptor limits, deep trees, names that
 //! go while a file is open, and memory after the kernel forgets inodes.
 
+mod cli_common;
 mod common;
 
 use std::ffi::CString;
@@ -11,6 +12,83 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::TestMount;
+
+/// A vault mounted by the `coffer` binary in the background, its daemon started with
+/// RLIMIT_NOFILE soft = hard = `nofile` (a desktop whose hard limit is low too).
+struct LimitedMount {
+    _t: tempfile::TempDir,
+    cipher: PathBuf,
+    mnt: PathBuf,
+    _guard: cli_common::Unmount,
+}
+
+impl LimitedMount {
+    fn new(nofile: u64) -> Option<LimitedMount> {
+        if !common::fuse_available() {
+            return None;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let cipher = t.path().join("v");
+        cli_common::init_cli(&cipher, "pw");
+        let mnt = t.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let pf = cli_common::passfile(t.path(), "pw", "pw");
+        let guard = cli_common::Unmount(mnt.clone());
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"));
+        cmd.arg("mount").arg("--passfile").arg(&pf).arg(&cipher).arg(&mnt);
+        cmd.env_remove("RUST_LOG").stdin(std::process::Stdio::null());
+        // SAFETY: only async-signal-safe setrlimit between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: nofile,
+                    rlim_max: nofile,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "mount: {}", String::from_utf8_lossy(&out.stderr));
+        Some(LimitedMount {
+            _t: t,
+            cipher,
+            mnt,
+            _guard: guard,
+        })
+    }
+
+    fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// The daemon serving this mount (its command line names the mountpoint).
+    fn daemon_pid(&self) -> u32 {
+        let want = self.mnt.as_os_str().as_bytes();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            if cmd.split(|&b| b == 0).any(|a| a == want) && cmd.windows(5).any(|w| w == b"mount") {
+                return pid;
+            }
+        }
+        panic!("no daemon for {}", self.mnt.display());
+    }
+
+    /// Descriptors the daemon holds now.
+    fn daemon_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.daemon_pid()))
+            .unwrap()
+            .count()
+    }
+}
 
 /// Runs `f` on its own thread; fails the test if it has not returned within `limit` (a
 /// blocked daemon thread would otherwise hang the test until the watchdog).
@@ -105,4 +183,86 @@ fn a_fifo_where_coffer_expects_a_file_is_damage_not_a_hang() {
     assert!(!report.is_clean());
     let text = format!("{report:?}");
     assert!(text.contains("FIFO"), "{text}");
+}
+
+/// `mkdir` 1100 directories, then list each, with a daemon whose soft and hard descriptor
+/// limits are both 1024 (before: 96 of 1100 listings failed with EMFILE, the daemon held 1023
+/// descriptors).
+#[test]
+fn a_daemon_at_1024_descriptors_lists_1100_directories() {
+    let Some(m) = LimitedMount::new(1024) else { return };
+    for i in 0..1100 {
+        std::fs::create_dir(m.path(format!("d{i}"))).unwrap();
+    }
+    let mut failed = Vec::new();
+    for i in 0..1100 {
+        if let Err(e) = std::fs::read_dir(m.path(format!("d{i}"))).and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
+            failed.push(format!("d{i}: {e}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} listings failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let fds = m.daemon_fds();
+    assert!(fds < 1024 / 2 + 64, "daemon holds {fds} descriptors");
+    eprintln!("daemon descriptors after 1100 listings: {fds}");
+}
+
+/// Under a limit of 256: 100 files held open while 5000 directories are walked; then more
+/// files opened than the limit allows: those opens fail alone with EMFILE, and once they are
+/// closed the mount serves everything again.
+#[test]
+fn a_walk_of_5000_directories_under_256_descriptors() {
+    let Some(m) = LimitedMount::new(256) else { return };
+    for i in 0..100 {
+        std::fs::write(m.path(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    let held: Vec<std::fs::File> = (0..100)
+        .map(|i| std::fs::File::open(m.path(format!("f{i}"))).unwrap())
+        .collect();
+    for i in 0..50 {
+        std::fs::create_dir(m.path(format!("top{i}"))).unwrap();
+        for j in 0..100 {
+            std::fs::create_dir(m.path(format!("top{i}/d{j}"))).unwrap();
+        }
+    }
+    let mut seen = 0;
+    for i in 0..50 {
+        for e in std::fs::read_dir(m.path(format!("top{i}"))).unwrap() {
+            let e = e.unwrap();
+            assert_eq!(std::fs::read_dir(e.path()).unwrap().count(), 0);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 5000);
+    let fds = m.daemon_fds();
+    assert!(fds < 256, "daemon holds {fds} descriptors");
+    for (i, mut f) in held.into_iter().enumerate() {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut f, &mut s).unwrap();
+        assert_eq!(s, format!("file {i}"));
+    }
+
+    // Past the limit: keep opening until the daemon runs out.
+    let mut open = Vec::new();
+    let mut emfile = 0;
+    for i in 0..300 {
+        match std::fs::File::open(m.path(format!("f{}", i % 100))) {
+            Ok(f) => open.push(f),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
+                emfile += 1;
+            }
+        }
+    }
+    assert!(emfile > 0, "300 opens under a limit of 256 never failed");
+    drop(open);
+    // The mount still works, for listings and opens alike.
+    assert_eq!(std::fs::read(m.path("f7")).unwrap(), b"file 7");
+    assert_eq!(std::fs::read_dir(m.path("top3")).unwrap().count(), 100);
+    std::fs::create_dir(m.path("after")).unwrap();
+    let _ = &m.cipher;
 }

@@ -13,8 +13,34 @@ use super::handles::{DirHandle, FileHandle, Handles};
 use super::inodes::{Inodes, NodeInfo, ROOT};
 use crate::vault::{Dir, IoContext, Result, Vault, VaultError};
 
-/// How many backing directory descriptors the daemon keeps open for reuse.
+/// How many backing directory descriptors the daemon keeps open for reuse, at most; fewer
+/// when the descriptor limit is low (see [`dir_cache_budget`]).
 const DIR_CACHE_MAX: usize = 1024;
+
+/// The directory-descriptor cache's share of the soft descriptor limit: below half of it, so
+/// open files, listings and the FUSE device keep the other half.
+pub fn dir_cache_budget(nofile_soft: u64) -> usize {
+    let half = usize::try_from(nofile_soft / 2).unwrap_or(usize::MAX);
+    half.saturating_sub(16).clamp(8, DIR_CACHE_MAX)
+}
+
+/// The soft RLIMIT_NOFILE of this process.
+fn nofile_soft_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid out pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return u64::MAX;
+    }
+    lim.rlim_cur
+}
+
+/// Whether an error is the process or system running out of descriptors.
+fn out_of_fds(e: &VaultError) -> bool {
+    matches!(e.errno(), libc::EMFILE | libc::ENFILE)
+}
 
 /// Entry and attribute timeout: short, so changes a sync client makes show up quickly.
 pub const TTL: Duration = Duration::from_secs(1);
@@ -44,6 +70,65 @@ struct CachedDir {
     /// When the stamp was last found current (or the IVs read): within [`DIR_REREAD`] of it
     /// the directory is used without an fstat.
     checked_at: Instant,
+    /// The cache's use counter at this directory's last use (least recently used go first).
+    used: u64,
+}
+
+/// Open backing directories by inode, least recently used evicted beyond `max`.
+#[derive(Debug)]
+struct DirCache {
+    map: HashMap<u64, CachedDir>,
+    max: usize,
+    tick: u64,
+}
+
+impl DirCache {
+    fn new(max: usize) -> Self {
+        DirCache {
+            map: HashMap::new(),
+            max,
+            tick: 0,
+        }
+    }
+
+    /// The entry of `ino`, marked as used.
+    fn get(&mut self, ino: u64) -> Option<&mut CachedDir> {
+        self.tick += 1;
+        let tick = self.tick;
+        let c = self.map.get_mut(&ino)?;
+        c.used = tick;
+        Some(c)
+    }
+
+    fn insert(&mut self, ino: u64, mut c: CachedDir) {
+        if self.map.len() >= self.max && !self.map.contains_key(&ino) {
+            // An eighth at a time, so a walk past the budget pays one scan per max/8 opens.
+            self.shed((self.max / 8).max(1));
+        }
+        self.tick += 1;
+        c.used = self.tick;
+        self.map.insert(ino, c);
+    }
+
+    /// Closes the `n` least recently used directories (those still in use elsewhere stay open
+    /// through their other references until those go).
+    fn shed(&mut self, n: usize) {
+        if n >= self.map.len() {
+            self.map.clear();
+            return;
+        }
+        let mut ticks: Vec<u64> = self.map.values().map(|c| c.used).collect();
+        let (_, &mut cut, _) = ticks.select_nth_unstable(n - 1);
+        let mut left = n;
+        self.map.retain(|_, c| {
+            if left > 0 && c.used <= cut {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
 }
 
 /// When the mount last served a request (for `--idle`).
@@ -110,7 +195,7 @@ pub struct CofferFs {
     pub(super) vault: Vault,
     inodes: Mutex<Inodes>,
     root: Arc<Dir>,
-    dir_cache: Mutex<HashMap<u64, CachedDir>>,
+    dir_cache: Mutex<DirCache>,
     pub(super) files: Handles<FileHandle>,
     pub(super) dirs: Handles<DirHandle>,
     /// Root with allow_other: new objects belong to the caller.
@@ -137,7 +222,7 @@ impl CofferFs {
             vault,
             inodes: Mutex::new(Inodes::new(backing_id(&st))),
             root,
-            dir_cache: Mutex::new(HashMap::new()),
+            dir_cache: Mutex::new(DirCache::new(dir_cache_budget(nofile_soft_limit()))),
             files: Handles::default(),
             dirs: Handles::default(),
             chown_to_caller,
@@ -165,8 +250,36 @@ impl CofferFs {
         self.inodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn cache(&self) -> MutexGuard<'_, HashMap<u64, CachedDir>> {
+    fn cache(&self) -> MutexGuard<'_, DirCache> {
         self.dir_cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f`, which opens descriptors; when the process is out of them, closes cached
+    /// directories (half, then all) and tries again. What still fails, fails alone with
+    /// EMFILE / ENFILE: the mount keeps serving.
+    pub(super) fn with_fds<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+        for attempt in 0..3 {
+            match f() {
+                Err(e) if out_of_fds(&e) && attempt < 2 => {
+                    let mut cache = self.cache();
+                    let n = if attempt == 0 {
+                        cache.map.len().div_ceil(2)
+                    } else {
+                        cache.map.len()
+                    };
+                    log::debug!("out of descriptors ({e}); closing {n} cached directories");
+                    cache.shed(n);
+                }
+                r => return r,
+            }
+        }
+        f()
+    }
+
+    /// How many backing directories are cached, and the cache's budget (for tests and logs).
+    pub fn dir_cache_len(&self) -> (usize, usize) {
+        let c = self.cache();
+        (c.map.len(), c.max)
     }
 
     /// The node `ino`, or ESTALE if the kernel asks about one it forgot.
@@ -183,7 +296,7 @@ impl CofferFs {
     /// The open backing directory of directory inode `ino`, its IVs re-read when the backing
     /// directory changed since (at most every [`DIR_REREAD`]).
     pub(super) fn dir(&self, ino: u64) -> Result<Arc<Dir>> {
-        let hit = self.cache().get(&ino).map(|c| (c.dir.clone(), c.stamp, c.checked_at));
+        let hit = self.cache().get(ino).map(|c| (c.dir.clone(), c.stamp, c.checked_at));
         let Some((dir, stamp, checked_at)) = hit else {
             return self.open_dir_ino(ino);
         };
@@ -192,37 +305,34 @@ impl CofferFs {
         }
         let st = dir.fd.fstat().at(&dir.rel)?;
         if dir_stamp(&st) == stamp {
-            if let Some(c) = self.cache().get_mut(&ino).filter(|c| Arc::ptr_eq(&c.dir, &dir)) {
+            if let Some(c) = self.cache().get(ino).filter(|c| Arc::ptr_eq(&c.dir, &dir)) {
                 c.checked_at = Instant::now();
             }
             return Ok(dir);
         }
-        let fresh = Arc::new(Dir::from_fd(dir.fd.try_clone().at(&dir.rel)?, dir.rel.clone())?);
+        let fresh = self.with_fds(|| Dir::from_fd(dir.fd.try_clone().at(&dir.rel)?, dir.rel.clone()))?;
+        let fresh = Arc::new(fresh);
         self.store_dir(ino, fresh.clone(), &st);
         Ok(fresh)
     }
 
     fn store_dir(&self, ino: u64, dir: Arc<Dir>, st: &libc::stat) {
-        let mut cache = self.cache();
-        if cache.len() >= DIR_CACHE_MAX {
-            cache.clear();
-        }
         let c = CachedDir {
             dir,
             stamp: dir_stamp(st),
             checked_at: Instant::now(),
+            used: 0,
         };
-        cache.insert(ino, c);
+        self.cache().insert(ino, c);
     }
 
     /// Opens the backing directory of `ino` through one of its names and caches it.
     fn open_dir_ino(&self, ino: u64) -> Result<Arc<Dir>> {
         if ino == ROOT {
             let st = self.root.fd.fstat().at(&self.root.rel)?;
-            let dir = Arc::new(Dir::from_fd(
-                self.root.fd.try_clone().at(&self.root.rel)?,
-                self.root.rel.clone(),
-            )?);
+            let dir = Arc::new(
+                self.with_fds(|| Dir::from_fd(self.root.fd.try_clone().at(&self.root.rel)?, self.root.rel.clone()))?,
+            );
             self.store_dir(ino, dir.clone(), &st);
             return Ok(dir);
         }
@@ -231,7 +341,7 @@ impl CofferFs {
             return Err(VaultError::errno_at(format!("inode {ino}"), libc::ENOTDIR));
         }
         let loc = self.locate_with(ino, &info)?;
-        let dir = Arc::new(loc.dir.open_child(&self.vault, &loc.entry)?);
+        let dir = Arc::new(self.with_fds(|| loc.dir.open_child(&self.vault, &loc.entry))?);
         let st = dir.fd.fstat().at(&dir.rel)?;
         if backing_id(&st) != info.backing {
             return Err(stale(ino));
@@ -242,7 +352,7 @@ impl CofferFs {
 
     /// Drops a cached directory descriptor (rmdir, replaced, forgotten).
     pub(super) fn uncache_dir(&self, ino: u64) {
-        self.cache().remove(&ino);
+        self.cache().map.remove(&ino);
     }
 
     /// Finds inode `ino` (not the root) through one of its names.

@@ -49,7 +49,7 @@ impl CofferFs {
         if pst.st_mode & libc::S_ISGID != 0 {
             mode |= libc::S_ISGID;
         }
-        let cname = self.vault.mkdir(&dir, name, mode)?;
+        let cname = self.with_fds(|| self.vault.mkdir(&dir, name, mode))?;
         if self.chown_to_caller {
             self.set_owner(&dir, &cname.entry, who.uid, who.gid)?;
             // chown may drop the setgid bit; the requested mode stands.
@@ -142,7 +142,7 @@ impl CofferFs {
     fn snapshot(&self, ino: u64) -> Result<Vec<DirEntry>> {
         let dir = self.dir(ino)?;
         let dev = dir.fd.fstat().at(&dir.rel)?.st_dev;
-        let listing = self.vault.list(&dir)?;
+        let listing = self.with_fds(|| self.vault.list(&dir))?;
         let info = self.node(ino)?;
         let parent = info.locs.first().map_or(ROOT, |l| l.0);
         let mut out = DirEntry::dots(ino, parent, listing.len());

@@ -57,7 +57,7 @@ impl CofferFs {
             return Err(VaultError::ReadOnly);
         }
         let l = self.locate_with(ino, info)?;
-        let file = self.vault.open_file(&l.dir, &l.entry, write)?;
+        let file = self.with_fds(|| self.vault.open_file(&l.dir, &l.entry, write))?;
         let st = backing::fstat(file.backing().as_raw_fd()).at(file.rel())?;
         if backing_id(&st) != info.backing {
             return Err(stale(ino));
@@ -89,7 +89,7 @@ impl CofferFs {
         who: Caller,
     ) -> Result<(EntryOut, u64)> {
         let dir = self.dir(parent)?;
-        let (file, cname) = match self.vault.create_file(&dir, name, mode) {
+        let (file, cname) = match self.with_fds(|| self.vault.create_file(&dir, name, mode)) {
             Ok(made) => made,
             Err(e) if e.errno() == libc::EEXIST && flags & libc::O_EXCL == 0 => {
                 // Lost a race with another creator: open what is there.
