@@ -326,8 +326,41 @@ impl CofferFs {
         self.cache().insert(ino, c);
     }
 
-    /// Opens the backing directory of `ino` through one of its names and caches it.
+    /// Opens the backing directory of `ino` and caches it. Ancestors that are not cached are
+    /// opened first, from the one nearest the root down, so each is found through a cached
+    /// parent: the walk is a loop, never a recursion as deep as the tree (a 20000-level tree
+    /// would overflow a FUSE thread's stack).
     fn open_dir_ino(&self, ino: u64) -> Result<Arc<Dir>> {
+        for ancestor in self.uncached_ancestors(ino).into_iter().rev() {
+            self.open_one_dir(ancestor)?;
+        }
+        self.open_one_dir(ino)
+    }
+
+    /// The ancestors of `ino` up to (not including) the nearest cached one or the root,
+    /// nearest first, following each directory's first known name.
+    fn uncached_ancestors(&self, ino: u64) -> Vec<u64> {
+        let mut chain = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut cur = ino;
+        loop {
+            let Some(parent) = self.table().parent_of(cur) else {
+                break;
+            };
+            if parent == ROOT || self.cache().map.contains_key(&parent) {
+                break;
+            }
+            if !seen.insert(parent) {
+                break; // a loop in stale names: locating will fail cleanly
+            }
+            chain.push(parent);
+            cur = parent;
+        }
+        chain
+    }
+
+    /// Opens the backing directory of `ino` through one of its names and caches it.
+    fn open_one_dir(&self, ino: u64) -> Result<Arc<Dir>> {
         if ino == ROOT {
             let st = self.root.fd.fstat().at(&self.root.rel)?;
             let dir = Arc::new(

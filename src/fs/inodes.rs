@@ -162,6 +162,11 @@ impl Inodes {
         })
     }
 
+    /// The parent of `ino` through its first known name.
+    pub fn parent_of(&self, ino: u64) -> Option<u64> {
+        self.nodes.get(&ino)?.locs.first().map(|l| l.0)
+    }
+
     /// The generation of `ino` (0 when unknown).
     pub fn generation(&self, ino: u64) -> u64 {
         self.nodes.get(&ino).map_or(0, |n| n.generation)

@@ -91,7 +91,7 @@ impl Dir {
 
     /// Opens a backing subdirectory and reads its IV.
     pub fn open_child(&self, _v: &Vault, backing_name: &[u8]) -> Result<Dir> {
-        let rel = self.rel_child(backing_name);
+        let rel = shorten_rel(self.rel_child(backing_name));
         let fd = self.fd.open_dir(backing_name).at(&rel)?;
         Dir::from_fd(fd, rel)
     }
@@ -100,6 +100,30 @@ impl Dir {
     pub fn rel_child(&self, backing_name: &[u8]) -> PathBuf {
         self.rel.join(std::ffi::OsStr::from_bytes(backing_name))
     }
+}
+
+/// Longest backing path a [`Dir`] keeps for messages; deeper ones keep their last components
+/// behind `…` (a 20000-level tree would otherwise keep a path of half a megabyte per level).
+const REL_MAX: usize = 1024;
+
+/// `rel`, or its tail behind `…` when longer than [`REL_MAX`].
+fn shorten_rel(rel: PathBuf) -> PathBuf {
+    if rel.as_os_str().len() <= REL_MAX {
+        return rel;
+    }
+    let mut tail: Vec<&std::ffi::OsStr> = Vec::new();
+    let mut len = 0;
+    for c in rel.components().rev() {
+        let c = c.as_os_str();
+        if len + c.len() + 1 > REL_MAX / 2 && !tail.is_empty() {
+            break;
+        }
+        len += c.len() + 1;
+        tail.push(c);
+    }
+    let mut out = PathBuf::from("…");
+    out.extend(tail.into_iter().rev());
+    out
 }
 
 /// Reads and checks a directory's `coffer.diriv`.
@@ -401,5 +425,29 @@ impl Vault {
         let name = self.resolve(dir, plain)?;
         let st = dir.fd.stat(&name.entry).at(dir.rel_child(&name.entry))?;
         Ok((name, st))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_paths_keep_their_tail_for_messages() {
+        let short = PathBuf::from("a/b/c");
+        assert_eq!(shorten_rel(short.clone()), short);
+        let mut deep = PathBuf::new();
+        for i in 0..2000 {
+            deep.push(format!("component{i:05}"));
+        }
+        let s = shorten_rel(deep);
+        let text = s.to_string_lossy().into_owned();
+        assert!(text.len() <= REL_MAX, "{}", text.len());
+        assert!(text.starts_with("…/"), "{text}");
+        assert!(text.ends_with("component01999"), "{text}");
+        // Shortening a shortened path's child stays bounded.
+        let again = shorten_rel(s.join("next"));
+        assert!(again.as_os_str().len() <= REL_MAX);
+        assert!(again.ends_with("next"));
     }
 }
