@@ -130,3 +130,40 @@ fn mount_helper_form_for_fstab() {
         "coffer: error: unknown mount option `bogus`\n"
     );
 }
+
+/// `umount MNT` returns before the background process has exited and released the vault's
+/// lock; an immediate `coffer mount` (a script, `mount -a`) must wait for it, not fail.
+#[test]
+fn mount_right_after_umount_succeeds() {
+    let Some((_t, v, mp, pf, _)) = setup() else { return };
+    let _g = Unmount(mp.clone());
+    let mount = || coffer(&["mount", "--passfile", s(&pf), s(&v), s(&mp)], None);
+    let out = mount();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for round in 0..10 {
+        std::fs::write(mp.join("round"), format!("{round}")).unwrap();
+        let st = std::process::Command::new("umount").arg(&mp).status().unwrap();
+        assert!(st.success(), "round {round}: umount failed");
+        let out = mount();
+        assert_eq!(out.code, 0, "round {round}: {}", out.stderr);
+        assert_eq!(std::fs::read_to_string(mp.join("round")).unwrap(), format!("{round}"));
+    }
+    // A live mount is still refused, at once and with the clear message.
+    let mp2 = mp.with_file_name("mp2");
+    std::fs::create_dir(&mp2).unwrap();
+    let _g2 = Unmount(mp2.clone());
+    let started = std::time::Instant::now();
+    let out = coffer(&["mount", "--passfile", s(&pf), s(&v), s(&mp2)], None);
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is already mounted on this machine"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        started.elapsed() < coffer::fs::LOCK_EXIT_WAIT / 2,
+        "a live mount was waited for ({:?})",
+        started.elapsed()
+    );
+    assert!(!is_mounted(&mp2));
+}

@@ -45,7 +45,9 @@ fn serve(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, on_ready: Box<dy
     log::info!("mounting {} at {}", cipherdir.display(), mountpoint.display());
     fs::mount(vault, mountpoint, &opts, on_ready).map_err(|e| match e {
         MountError::Mountpoint { path, why } => CliError::new(code::TARGET, format!("{path}: {why}")),
-        e @ MountError::AlreadyMounted { .. } => CliError::new(code::TARGET, e.to_string()),
+        e @ (MountError::AlreadyMounted { .. } | MountError::HolderNotExiting { .. }) => {
+            CliError::new(code::TARGET, e.to_string())
+        }
         other => CliError::new(code::OTHER, other.to_string()),
     })?;
     log::info!("unmounted {}", mountpoint.display());

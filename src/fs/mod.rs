@@ -21,6 +21,7 @@ mod filesystem;
 pub mod handles;
 pub mod inodes;
 mod lock;
+mod mounts;
 mod readahead;
 pub mod reverse;
 pub mod session;
@@ -32,7 +33,7 @@ use std::time::Duration;
 use crate::vault::{Vault, VaultError};
 
 pub use self::core::CofferFs;
-pub use lock::{acquire as lock_vault, MountLock};
+pub use lock::{acquire as lock_vault, MountLock, EXIT_WAIT as LOCK_EXIT_WAIT};
 pub use session::{abort_connection, connection_of, unmount, MountHandle};
 
 /// How to mount.
@@ -75,6 +76,18 @@ pub enum MountError {
         cipherdir: String,
         /// The lock file.
         lock: PathBuf,
+    },
+    /// The process that served an unmounted mount of this CIPHERDIR still holds its lock.
+    #[error("{cipherdir} was unmounted, but its coffer process (pid {pid}) still holds lock {} after {}s; wait for it to exit (a lazily unmounted mount ends when its last file is closed)", lock.display(), waited.as_secs())]
+    HolderNotExiting {
+        /// The canonical CIPHERDIR.
+        cipherdir: String,
+        /// The lock file.
+        lock: PathBuf,
+        /// The holder's pid (0 when unknown).
+        pid: u32,
+        /// How long the mount waited.
+        waited: Duration,
     },
     /// /dev/fuse does not exist.
     #[error("/dev/fuse is missing: FUSE is not available here (load the fuse module, or in a container pass --device /dev/fuse)")]

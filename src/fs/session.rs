@@ -70,7 +70,7 @@ fn prepare(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepa
         return Err(MountError::NoFuse);
     }
     let mountpoint = check_mountpoint(mountpoint, opts.nonempty)?;
-    let lock = lock::acquire(vault.cipherdir())?;
+    let lock = lock::acquire_for_mount(vault.cipherdir(), &mountpoint)?;
     let fsname = if opts.fsname.is_empty() {
         vault.cipherdir().display().to_string()
     } else {
