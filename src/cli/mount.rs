@@ -37,6 +37,8 @@ fn serve(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, on_ready: Box<dy
         allow_other: args.allow_other,
         suid: args.suid,
         dev: args.dev,
+        atime: args.atime.into(),
+        nodiratime: args.nodiratime,
         nonempty: args.nonempty,
         fsname: cipherdir.display().to_string(),
         threads: 0,

@@ -12,6 +12,7 @@
 //! `xattrops`, `filesystem` (the fuser trait), [`session`] (mount, unmount, signals), `lock`,
 //! `readahead`.
 
+mod atime;
 pub mod attr;
 mod attrops;
 mod core;
@@ -47,6 +48,10 @@ pub struct MountOptions {
     pub suid: bool,
     /// Honour device nodes (default: nodev).
     pub dev: bool,
+    /// When reads update access times.
+    pub atime: Atime,
+    /// Never update directory access times.
+    pub nodiratime: bool,
     /// Allow mounting over a non-empty directory.
     pub nonempty: bool,
     /// fsname shown in /proc/mounts (empty: CIPHERDIR).
@@ -55,6 +60,19 @@ pub struct MountOptions {
     pub threads: usize,
     /// Unmount after this long without any filesystem request and with no open files.
     pub idle: Option<Duration>,
+}
+
+/// When reads update access times (the mount(8) options of the same names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Atime {
+    /// `noatime`: never.
+    NoAtime,
+    /// `relatime`: when the access time is not newer than the modification or change time,
+    /// or is a day old.
+    #[default]
+    RelAtime,
+    /// `strictatime`: on every read.
+    StrictAtime,
 }
 
 /// Mount errors.
