@@ -148,6 +148,13 @@ fn mount_right_after_umount_succeeds() {
         assert_eq!(out.code, 0, "round {round}: {}", out.stderr);
         assert_eq!(std::fs::read_to_string(mp.join("round")).unwrap(), format!("{round}"));
     }
+    // `fsck --repair` takes the same lock: right after umount it waits too.
+    let st = std::process::Command::new("umount").arg(&mp).status().unwrap();
+    assert!(st.success());
+    let out = coffer(&["fsck", "--repair", "--passfile", s(&pf), s(&v)], None);
+    assert_eq!(out.code, 0, "fsck --repair right after umount: {}", out.stderr);
+    let out = mount();
+    assert_eq!(out.code, 0, "{}", out.stderr);
     // A live mount is still refused, at once and with the clear message.
     let mp2 = mp.with_file_name("mp2");
     std::fs::create_dir(&mp2).unwrap();

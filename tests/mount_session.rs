@@ -1,6 +1,6 @@
 //! Mount behaviour: one mount per CIPHERDIR, mountpoint checks, mount flags and fsname,
-//! read-only mounts, idle unmount through `mount()`, ownership with allow_other, and the
-//! watchdog that frees a hung daemon.
+//! read-only mounts, idle unmount through `mount()`, ownership with allow_other, access-time
+//! options against ext4, and the watchdog that frees a hung daemon.
 
 mod common;
 

@@ -3,8 +3,9 @@
 //!
 //! The lock file says who holds it (`pid N`) and, for a mount, where (`mountpoint M`, escaped
 //! as in /proc/self/mountinfo). `umount` returns before the serving process has exited and
-//! let go of the lock, so a mount that finds the lock held by a process whose mount is gone
-//! waits for it (up to [`EXIT_WAIT`]) instead of failing; a live mount is refused at once.
+//! let go of the lock, so a mount (or `fsck --repair`) that finds the lock held by a process
+//! whose mount is gone waits for it (up to [`EXIT_WAIT`]) instead of failing; a live mount,
+//! or a holder that is not a mount, is refused at once.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -101,7 +102,9 @@ impl Holder {
 
     /// A mount whose mountpoint no longer has a FUSE mount: its process is on its way out.
     fn is_exiting_mount(&self) -> bool {
-        self.mountpoint.as_deref().is_some_and(|m| !mounts::is_fuse_mounted(m))
+        self.mountpoint
+            .as_deref()
+            .is_some_and(|m| !mounts::is_fuse_mounted(m, self.pid))
     }
 }
 
@@ -119,7 +122,7 @@ fn try_flock(file: &File) -> std::io::Result<bool> {
 }
 
 /// Takes the lock for `cipherdir` without mounting (`fsck --repair`), or explains that it is
-/// already mounted.
+/// already mounted. A holder whose mount is gone is waited for.
 pub fn acquire(cipherdir: &Path) -> Result<MountLock, MountError> {
     acquire_inner(cipherdir, None)
 }
@@ -142,7 +145,7 @@ fn acquire_inner(cipherdir: &Path, mountpoint: Option<&Path>) -> Result<MountLoc
                 continue;
             }
         };
-        wait_for(&mut file, mountpoint.is_some(), &canonical, &path)?;
+        wait_for(&mut file, &canonical, &path)?;
         // For a human looking at the lock, and for the next mount: what it guards, who
         // holds it, and where it is mounted.
         let _ = file.set_len(0);
@@ -160,16 +163,15 @@ fn acquire_inner(cipherdir: &Path, mountpoint: Option<&Path>) -> Result<MountLoc
     ))
 }
 
-/// Locks `file`, waiting while (and only while) a mount is taking it and the holder is a
-/// mount whose mountpoint is gone.
-fn wait_for(file: &mut File, mounting: bool, canonical: &Path, path: &Path) -> Result<(), MountError> {
+/// Locks `file`, waiting while (and only while) the holder is a mount whose mountpoint is gone.
+fn wait_for(file: &mut File, canonical: &Path, path: &Path) -> Result<(), MountError> {
     let deadline = Instant::now() + EXIT_WAIT;
     loop {
         if try_flock(file)? {
             return Ok(());
         }
         let holder = Holder::read(file);
-        if !mounting || !holder.is_exiting_mount() {
+        if !holder.is_exiting_mount() {
             return Err(MountError::AlreadyMounted {
                 cipherdir: canonical.display().to_string(),
                 lock: path.to_path_buf(),

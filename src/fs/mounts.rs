@@ -25,10 +25,12 @@ fn has_fuse_mount(mountinfo: &[u8], escaped: &[u8]) -> bool {
     })
 }
 
-/// Whether the mountpoint `escaped` (see [`escape`]) has a FUSE mount now. An unreadable
-/// mountinfo counts as mounted (the caller then refuses rather than waits).
-pub fn is_fuse_mounted(escaped: &[u8]) -> bool {
-    match std::fs::read("/proc/self/mountinfo") {
+/// Whether the mountpoint `escaped` (see [`escape`]) has a FUSE mount now, as process `pid`
+/// sees it (its mount namespace may not be ours), else as we do. An unreadable mountinfo
+/// counts as mounted (the caller then refuses rather than waits).
+pub fn is_fuse_mounted(escaped: &[u8], pid: Option<u32>) -> bool {
+    let theirs = pid.and_then(|p| std::fs::read(format!("/proc/{p}/mountinfo")).ok());
+    match theirs.map_or_else(|| std::fs::read("/proc/self/mountinfo"), Ok) {
         Ok(info) => has_fuse_mount(&info, escaped),
         Err(_) => true,
     }
