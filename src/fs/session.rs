@@ -74,12 +74,11 @@ pub(crate) fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<Path
     Ok(canonical)
 }
 
-fn prepare(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepared, MountError> {
+fn prepare(mut vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepared, MountError> {
     if !Path::new("/dev/fuse").exists() {
         return Err(MountError::NoFuse);
     }
     let mountpoint = check_mountpoint(mountpoint, opts.nonempty)?;
-    let mut vault = vault;
     let lock = lock::acquire_for_mount(vault.cipherdir(), &mountpoint)?;
     let fsname = if opts.fsname.is_empty() {
         vault.cipherdir().display().to_string()
