@@ -545,7 +545,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__mount)
-            opts="-f -v -h --passfile --extpass --config --masterkey --fg --ro --allow-other --nonempty --suid --dev --idle --log --daemon-child --verbose --help"
+            opts="-f -v -h --passfile --extpass --config --masterkey --fg --ro --allow-other --nonempty --suid --dev --atime --nodiratime --idle --log --daemon-child --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -561,6 +561,10 @@ _coffer() {
                     ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --atime)
+                    COMPREPLY=($(compgen -W "noatime relatime strictatime" -- "${cur}"))
                     return 0
                     ;;
                 --idle)

@@ -56,6 +56,9 @@ complete -c coffer -n "__fish_coffer_using_subcommand init" -s h -l help -d 'Pri
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l atime -d 'When reads update access times, as the mount(8) options of the same names' -r -f -a "noatime\t'Never update access times'
+relatime\t'Update the access time when it is older than the modification or change time, or a day old (the kernel\'s default)'
+strictatime\t'Update the access time on every read'"
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l idle -d 'Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h)' -r
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l log -d 'Write the log to FILE (default: syslog in the background, stderr with --fg)' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
@@ -65,9 +68,10 @@ complete -c coffer -n "__fish_coffer_using_subcommand mount" -l allow-other -d '
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l nonempty -d 'Allow mounting over a non-empty directory'
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l suid -d 'Honour setuid bits (default: nosuid)'
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l dev -d 'Honour device nodes (default: nodev)'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l nodiratime -d 'Never update the access times of directories'
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l daemon-child -d 'Internal: set by `coffer mount` on the background process it starts'
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-complete -c coffer -n "__fish_coffer_using_subcommand mount" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c coffer -n "__fish_coffer_using_subcommand unmount" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c coffer -n "__fish_coffer_using_subcommand unmount" -s h -l help -d 'Print help'
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F

@@ -130,3 +130,161 @@ fn mount_helper_form_for_fstab() {
         "coffer: error: unknown mount option `bogus`\n"
     );
 }
+
+/// `umount MNT` returns before the background process has exited and released the vault's
+/// lock; an immediate `coffer mount` (a script, `mount -a`) must wait for it, not fail.
+#[test]
+fn mount_right_after_umount_succeeds() {
+    let Some((_t, v, mp, pf, _)) = setup() else { return };
+    let _g = Unmount(mp.clone());
+    let mount = || coffer(&["mount", "--passfile", s(&pf), s(&v), s(&mp)], None);
+    let out = mount();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for round in 0..10 {
+        std::fs::write(mp.join("round"), format!("{round}")).unwrap();
+        let st = std::process::Command::new("umount").arg(&mp).status().unwrap();
+        assert!(st.success(), "round {round}: umount failed");
+        let out = mount();
+        assert_eq!(out.code, 0, "round {round}: {}", out.stderr);
+        assert_eq!(std::fs::read_to_string(mp.join("round")).unwrap(), format!("{round}"));
+    }
+    // `fsck --repair` takes the same lock: right after umount it waits too.
+    let st = std::process::Command::new("umount").arg(&mp).status().unwrap();
+    assert!(st.success());
+    let out = coffer(&["fsck", "--repair", "--passfile", s(&pf), s(&v)], None);
+    assert_eq!(out.code, 0, "fsck --repair right after umount: {}", out.stderr);
+    let out = mount();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // A live mount is still refused, at once and with the clear message.
+    let mp2 = mp.with_file_name("mp2");
+    std::fs::create_dir(&mp2).unwrap();
+    let _g2 = Unmount(mp2.clone());
+    let started = std::time::Instant::now();
+    let out = coffer(&["mount", "--passfile", s(&pf), s(&v), s(&mp2)], None);
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is already mounted on this machine"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        started.elapsed() < coffer::fs::LOCK_EXIT_WAIT / 2,
+        "a live mount was waited for ({:?})",
+        started.elapsed()
+    );
+    assert!(!is_mounted(&mp2));
+}
+
+/// Runs `script` with sh in a private mount namespace in which /usr/sbin (/sbin) also holds
+/// `mount.fuse.coffer` and `mount.coffer` (links to the binary under test), so that mount(8)
+/// finds the helper as it does once installed; nothing outside the namespace changes.
+/// Returns stdout; panics with stderr when the script fails.
+fn with_installed_helper(base: &Path, script: &str) -> String {
+    let helpers = base.join("sbin");
+    std::fs::create_dir_all(&helpers).unwrap();
+    for name in ["mount.fuse.coffer", "mount.coffer"] {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_coffer"), helpers.join(name)).unwrap();
+    }
+    let full = format!(
+        "set -e\nmount -t overlay overlay -o lowerdir={}:/usr/sbin /usr/sbin\n{script}",
+        s(&helpers)
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &full])
+        .env("LIBMOUNT_FSTAB", base.join("fstab"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "script failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// What mount(8) makes of fstab lines: `dev`/`suid` (which mount(8) consumes) reach the
+/// mount, and so do `nodev`/`nosuid` and the atime options; a line without them stays
+/// nosuid,nodev; `mount -o remount,ro` is refused with a line that says what to do.
+#[test]
+fn fstab_options_through_mount8() {
+    let Some((t, v, mp, pf, _)) = setup() else { return };
+    let (mp2, mp3) = (t.path().join("mp2"), t.path().join("mp3"));
+    std::fs::create_dir(&mp2).unwrap();
+    std::fs::create_dir(&mp3).unwrap();
+    let fstab = format!(
+        "{v} {mp} fuse.coffer dev,suid,noatime,passfile={pf},nofail 0 0\n\
+         {v} {mp2} coffer nodev,nosuid,strictatime,nodiratime,passfile={pf} 0 0\n\
+         {v} {mp3} fuse.coffer passfile={pf} 0 0\n",
+        v = s(&v),
+        mp = s(&mp),
+        mp2 = s(&mp2),
+        mp3 = s(&mp3),
+        pf = s(&pf)
+    );
+    std::fs::write(t.path().join("fstab"), fstab).unwrap();
+    let script = format!(
+        "trap 'for m in {mp} {mp2} {mp3}; do umount -l $m 2>/dev/null || :; done' EXIT\n\
+         flags() {{ awk -v m=\"$1\" '$5 == m {{ print $6 }}' /proc/self/mountinfo; }}\n\
+         mount {mp}\n\
+         echo \"flags1 $(flags {mp})\"\n\
+         mknod {mp}/null c 1 3\n\
+         if echo x > {mp}/null; then echo dev1 honoured; else echo dev1 refused; fi\n\
+         if mount -o remount,ro {mp} 2> {t}/remount.err; then echo remount ok; else echo \"remount failed $?\"; fi\n\
+         echo \"remount-err $(cat {t}/remount.err)\"\n\
+         echo \"flags1-after $(flags {mp})\"\n\
+         umount {mp}\n\
+         mount {mp2}\n\
+         echo \"flags2 $(flags {mp2})\"\n\
+         mknod {mp2}/null2 c 1 3\n\
+         if echo x > {mp2}/null2 2>/dev/null; then echo dev2 honoured; else echo dev2 refused; fi\n\
+         umount {mp2}\n\
+         mount {mp3}\n\
+         echo \"flags3 $(flags {mp3})\"\n\
+         umount {mp3}\n\
+         exit 0\n",
+        mp = s(&mp),
+        mp2 = s(&mp2),
+        mp3 = s(&mp3),
+        t = s(t.path())
+    );
+    let out = with_installed_helper(t.path(), &script);
+    let line = |key: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key).map(|r| r.trim().to_string()))
+            .unwrap_or_else(|| panic!("no `{key}` in:\n{out}"))
+    };
+    let flags = |key: &str| -> Vec<String> { line(key).split(',').map(str::to_string).collect() };
+    let has = |f: &[String], name: &str| f.iter().any(|x| x == name);
+
+    let f1 = flags("flags1 ");
+    assert!(
+        !has(&f1, "nodev") && !has(&f1, "nosuid"),
+        "dev,suid not applied: {f1:?}"
+    );
+    assert!(has(&f1, "noatime"), "noatime not applied: {f1:?}");
+    assert_eq!(line("dev1"), "honoured");
+    assert_eq!(line("remount"), "failed 2", "{out}");
+    assert_eq!(
+        line("remount-err "),
+        "coffer: error: remount is not supported; unmount and mount again with -o ro"
+    );
+    assert_eq!(flags("flags1-after "), f1, "the refused remount changed the mount");
+
+    let f2 = flags("flags2 ");
+    assert!(has(&f2, "nodev") && has(&f2, "nosuid"), "{f2:?}");
+    assert!(
+        has(&f2, "nodiratime") && !has(&f2, "relatime") && !has(&f2, "noatime"),
+        "{f2:?}"
+    );
+    assert_eq!(line("dev2"), "refused");
+
+    // A line that asks for neither keeps coffer's nosuid,nodev and the kernel's relatime.
+    let f3 = flags("flags3 ");
+    assert!(
+        has(&f3, "nodev") && has(&f3, "nosuid") && has(&f3, "relatime"),
+        "{f3:?}"
+    );
+}

@@ -1,6 +1,6 @@
 //! Mount behaviour: one mount per CIPHERDIR, mountpoint checks, mount flags and fsname,
-//! read-only mounts, idle unmount through `mount()`, ownership with allow_other, and the
-//! watchdog that frees a hung daemon.
+//! read-only mounts, idle unmount through `mount()`, ownership with allow_other, access-time
+//! options against ext4, and the watchdog that frees a hung daemon.
 
 mod common;
 
@@ -333,4 +333,151 @@ fn watchdog_frees_a_hung_daemon() {
     dog.stop();
     let _ = session.join();
     assert!(mount_line(&mp).is_none(), "detached");
+}
+
+/// A bind mount of a plain ext4 directory with the atime flags of the mount under test, as
+/// the reference; unmounted on drop.
+struct BindRef(std::path::PathBuf);
+
+impl BindRef {
+    fn new(src: &Path, dst: &Path, flags: libc::c_ulong) -> BindRef {
+        fs::create_dir_all(src).unwrap();
+        fs::create_dir_all(dst).unwrap();
+        let (s, d) = (common::cpath(src), common::cpath(dst));
+        // SAFETY: valid C strings; null type and data are allowed for bind mounts.
+        common::cvt(unsafe {
+            libc::mount(
+                s.as_ptr(),
+                d.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        })
+        .expect("bind mount");
+        let r = BindRef(dst.to_path_buf());
+        let remount = libc::MS_REMOUNT | libc::MS_BIND | flags;
+        // SAFETY: as above.
+        common::cvt(unsafe {
+            libc::mount(
+                std::ptr::null(),
+                d.as_ptr(),
+                std::ptr::null(),
+                remount,
+                std::ptr::null(),
+            )
+        })
+        .expect("remount the bind mount with atime flags");
+        r
+    }
+}
+
+impl Drop for BindRef {
+    fn drop(&mut self) {
+        let c = common::cpath(&self.0);
+        // SAFETY: valid C string.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+fn atime_of(p: &Path) -> (i64, i64) {
+    let m = fs::metadata(p).unwrap();
+    (m.atime(), m.atime_nsec())
+}
+
+/// Which of these reads changed the access time: a read of a new file, a second read, running
+/// a new script, a listing of a new directory, a second listing.
+fn atime_changes(root: &Path) -> Vec<bool> {
+    fs::write(root.join("f"), b"data").unwrap();
+    fs::write(root.join("s"), b"#!/bin/sh\nexit 0\n").unwrap();
+    fs::set_permissions(root.join("s"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir(root.join("d")).unwrap();
+    fs::write(root.join("d/x"), b"x").unwrap();
+    let pause = || std::thread::sleep(Duration::from_millis(30));
+    let changed = |p: &Path, op: &dyn Fn()| {
+        pause();
+        let before = atime_of(p);
+        op();
+        atime_of(p) != before
+    };
+    let f = root.join("f");
+    let read = || drop(fs::read(&f).unwrap());
+    let run = || assert!(std::process::Command::new(root.join("s")).status().unwrap().success());
+    let list = || assert_eq!(fs::read_dir(root.join("d")).unwrap().count(), 1);
+    vec![
+        changed(&f, &read),
+        changed(&f, &read),
+        changed(&root.join("s"), &run),
+        changed(&root.join("d"), &list),
+        changed(&root.join("d"), &list),
+    ]
+}
+
+/// `noatime`, `relatime` (the default), `strictatime` and `nodiratime` as on ext4: the same
+/// reads change the access time through the mount as on an ext4 bind mount with those flags.
+#[test]
+fn atime_options_behave_as_on_ext4() {
+    use coffer::fs::Atime;
+    let cases = [
+        (
+            Atime::NoAtime,
+            false,
+            libc::MS_NOATIME,
+            [false, false, false, false, false],
+        ),
+        (
+            Atime::RelAtime,
+            false,
+            libc::MS_RELATIME,
+            [true, false, true, true, false],
+        ),
+        (
+            Atime::StrictAtime,
+            false,
+            libc::MS_STRICTATIME,
+            [true, true, true, true, true],
+        ),
+        (
+            Atime::RelAtime,
+            true,
+            libc::MS_RELATIME | libc::MS_NODIRATIME,
+            [true, false, true, false, false],
+        ),
+    ];
+    for (atime, nodiratime, flags, want) in cases {
+        let opts = MountOptions {
+            atime,
+            nodiratime,
+            ..Default::default()
+        };
+        let Some(m) = TestMount::with(opts, common::WATCHDOG) else {
+            return;
+        };
+        let line = mount_line(&m.mnt).unwrap();
+        let flags_of = |l: &str| {
+            l.split(' ')
+                .nth(3)
+                .unwrap_or("")
+                .split(',')
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let mount_flags = flags_of(&line);
+        let kernel_mode = ["noatime", "relatime"]
+            .into_iter()
+            .find(|f| mount_flags.iter().any(|m| m == f));
+        let want_mode = match atime {
+            Atime::NoAtime => Some("noatime"),
+            Atime::RelAtime => Some("relatime"),
+            Atime::StrictAtime => None,
+        };
+        assert_eq!(kernel_mode, want_mode, "{line}");
+        assert_eq!(mount_flags.iter().any(|m| m == "nodiratime"), nodiratime, "{line}");
+        let base = m.cipher.parent().unwrap().to_path_buf();
+        let reference = BindRef::new(&base.join("plain"), &base.join("ref"), flags);
+        let on_ext4 = atime_changes(&reference.0);
+        assert_eq!(on_ext4, want, "ext4 with {atime:?} nodiratime={nodiratime}");
+        let through_mount = atime_changes(&m.mnt);
+        assert_eq!(through_mount, want, "coffer with {atime:?} nodiratime={nodiratime}");
+    }
 }

@@ -202,6 +202,28 @@ pub struct ReverseArgs {
     pub daemon_child: bool,
 }
 
+/// `mount --atime` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AtimeArg {
+    /// Never update access times.
+    Noatime,
+    /// Update the access time when it is older than the modification or change time, or a
+    /// day old (the kernel's default).
+    Relatime,
+    /// Update the access time on every read.
+    Strictatime,
+}
+
+impl From<AtimeArg> for coffer::fs::Atime {
+    fn from(a: AtimeArg) -> Self {
+        match a {
+            AtimeArg::Noatime => coffer::fs::Atime::NoAtime,
+            AtimeArg::Relatime => coffer::fs::Atime::RelAtime,
+            AtimeArg::Strictatime => coffer::fs::Atime::StrictAtime,
+        }
+    }
+}
+
 /// `--name-encoding` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NameEncodingArg {
@@ -261,6 +283,12 @@ pub struct MountArgs {
     /// Honour device nodes (default: nodev).
     #[arg(long)]
     pub dev: bool,
+    /// When reads update access times, as the mount(8) options of the same names.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "relatime")]
+    pub atime: AtimeArg,
+    /// Never update the access times of directories.
+    #[arg(long)]
+    pub nodiratime: bool,
     /// Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h).
     #[arg(long, value_name = "DURATION", value_parser = crate::cli::duration::parse)]
     pub idle: Option<std::time::Duration>,

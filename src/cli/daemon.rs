@@ -39,9 +39,13 @@ pub fn start(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, verbose: u8)
         (args.nonempty, "--nonempty"),
         (args.suid, "--suid"),
         (args.dev, "--dev"),
+        (args.nodiratime, "--nodiratime"),
         (args.open.masterkey, "--masterkey"),
     ];
     cmd.args(flags.iter().filter(|(on, _)| *on).map(|(_, f)| f));
+    if let Some(mode) = clap::ValueEnum::to_possible_value(&args.atime) {
+        cmd.arg("--atime").arg(mode.get_name());
+    }
     if let Some(idle) = args.idle {
         cmd.arg("--idle").arg(idle.as_secs().to_string());
     }

@@ -9,6 +9,7 @@ mod duration;
 mod error;
 mod export;
 mod fsck;
+mod fstab;
 mod helper;
 mod info;
 mod init;

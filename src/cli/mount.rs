@@ -37,6 +37,8 @@ fn serve(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, on_ready: Box<dy
         allow_other: args.allow_other,
         suid: args.suid,
         dev: args.dev,
+        atime: args.atime.into(),
+        nodiratime: args.nodiratime,
         nonempty: args.nonempty,
         fsname: cipherdir.display().to_string(),
         threads: 0,
@@ -45,7 +47,9 @@ fn serve(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, on_ready: Box<dy
     log::info!("mounting {} at {}", cipherdir.display(), mountpoint.display());
     fs::mount(vault, mountpoint, &opts, on_ready).map_err(|e| match e {
         MountError::Mountpoint { path, why } => CliError::new(code::TARGET, format!("{path}: {why}")),
-        e @ MountError::AlreadyMounted { .. } => CliError::new(code::TARGET, e.to_string()),
+        e @ (MountError::AlreadyMounted { .. } | MountError::HolderNotExiting { .. }) => {
+            CliError::new(code::TARGET, e.to_string())
+        }
         other => CliError::new(code::OTHER, other.to_string()),
     })?;
     log::info!("unmounted {}", mountpoint.display());

@@ -1,5 +1,6 @@
 //! Directory operations: lookup, creating and removing names, rename, links, listings.
 
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use fuser::{FileAttr, Generation};
@@ -8,7 +9,7 @@ use super::attr::{backing_id, kind_of, kind_of_dtype};
 use super::core::{stale, CofferFs};
 use super::handles::{DirEntry, DirHandle, DirState};
 use super::inodes::ROOT;
-use crate::vault::{Dir, IoContext, Result, VaultError};
+use crate::vault::{backing, Dir, IoContext, Result, VaultError};
 
 /// An entry reply: attributes and generation.
 pub type EntryOut = (FileAttr, Generation);
@@ -143,6 +144,12 @@ impl CofferFs {
         let dir = self.dir(ino)?;
         let dev = dir.fd.fstat().at(&dir.rel)?.st_dev;
         let listing = self.with_fds(|| self.vault.list(&dir))?;
+        if self.vault.touch_atime().dirs {
+            // strictatime: a listing is a read of the directory; a failed touch is only logged.
+            if let Err(e) = backing::touch_atime(dir.fd.as_raw_fd()) {
+                log::debug!("{}: setting the access time: {e}", dir.rel.display());
+            }
+        }
         let info = self.node(ino)?;
         let parent = info.locs.first().map_or(ROOT, |l| l.0);
         let mut out = DirEntry::dots(ino, parent, listing.len());

@@ -132,6 +132,12 @@ impl CofferFs {
         let mut buf = vec![0u8; size as usize];
         let n = h.file.read_at(&mut buf, offset)?;
         buf.truncate(n);
+        if self.vault.touch_atime().files {
+            // strictatime: the read has been served; a failed touch is only logged.
+            if let Err(e) = backing::touch_atime(h.file.backing().as_raw_fd()) {
+                log::debug!("{}: setting the access time: {e}", h.file.rel().display());
+            }
+        }
         Ok(buf)
     }
 

@@ -12,6 +12,7 @@
 //! `xattrops`, `filesystem` (the fuser trait), [`session`] (mount, unmount, signals), `lock`,
 //! `readahead`.
 
+mod atime;
 pub mod attr;
 mod attrops;
 mod core;
@@ -21,6 +22,7 @@ mod filesystem;
 pub mod handles;
 pub mod inodes;
 mod lock;
+mod mounts;
 mod readahead;
 pub mod reverse;
 pub mod session;
@@ -32,7 +34,7 @@ use std::time::Duration;
 use crate::vault::{Vault, VaultError};
 
 pub use self::core::CofferFs;
-pub use lock::{acquire as lock_vault, MountLock};
+pub use lock::{acquire as lock_vault, MountLock, EXIT_WAIT as LOCK_EXIT_WAIT};
 pub use session::{abort_connection, connection_of, unmount, MountHandle};
 
 /// How to mount.
@@ -46,6 +48,10 @@ pub struct MountOptions {
     pub suid: bool,
     /// Honour device nodes (default: nodev).
     pub dev: bool,
+    /// When reads update access times.
+    pub atime: Atime,
+    /// Never update directory access times.
+    pub nodiratime: bool,
     /// Allow mounting over a non-empty directory.
     pub nonempty: bool,
     /// fsname shown in /proc/mounts (empty: CIPHERDIR).
@@ -54,6 +60,19 @@ pub struct MountOptions {
     pub threads: usize,
     /// Unmount after this long without any filesystem request and with no open files.
     pub idle: Option<Duration>,
+}
+
+/// When reads update access times (the mount(8) options of the same names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Atime {
+    /// `noatime`: never.
+    NoAtime,
+    /// `relatime`: when the access time is not newer than the modification or change time,
+    /// or is a day old.
+    #[default]
+    RelAtime,
+    /// `strictatime`: on every read.
+    StrictAtime,
 }
 
 /// Mount errors.
@@ -75,6 +94,18 @@ pub enum MountError {
         cipherdir: String,
         /// The lock file.
         lock: PathBuf,
+    },
+    /// The process that served an unmounted mount of this CIPHERDIR still holds its lock.
+    #[error("{cipherdir} was unmounted, but its coffer process (pid {pid}) still holds lock {} after {}s; wait for it to exit (a lazily unmounted mount ends when its last file is closed)", lock.display(), waited.as_secs())]
+    HolderNotExiting {
+        /// The canonical CIPHERDIR.
+        cipherdir: String,
+        /// The lock file.
+        lock: PathBuf,
+        /// The holder's pid (0 when unknown).
+        pid: u32,
+        /// How long the mount waited.
+        waited: Duration,
     },
     /// /dev/fuse does not exist.
     #[error("/dev/fuse is missing: FUSE is not available here (load the fuse module, or in a container pass --device /dev/fuse)")]

@@ -13,7 +13,7 @@ use fuser::{BackgroundSession, Config, Filesystem, MountOption, Notifier, Sessio
 
 use super::core::{Activity, CofferFs};
 use super::lock::{self, MountLock};
-use super::{MountError, MountOptions};
+use super::{atime, Atime, MountError, MountOptions};
 use crate::vault::Vault;
 
 /// Event-loop threads when the options leave it open. 8 rather than 4: untar of /usr/include
@@ -46,8 +46,17 @@ fn install_signal_handlers() {
 struct Prepared {
     fs: CofferFs,
     mountpoint: PathBuf,
-    config: Config,
+    config: FuseSetup,
     lock: MountLock,
+}
+
+/// How to ask the kernel for a mount: fuser's configuration, and what is set on the mount
+/// after it is made (see `atime`).
+#[derive(Debug, Clone)]
+pub(crate) struct FuseSetup {
+    config: Config,
+    atime: Atime,
+    nodiratime: bool,
 }
 
 pub(crate) fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, MountError> {
@@ -65,18 +74,20 @@ pub(crate) fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<Path
     Ok(canonical)
 }
 
-fn prepare(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepared, MountError> {
+fn prepare(mut vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepared, MountError> {
     if !Path::new("/dev/fuse").exists() {
         return Err(MountError::NoFuse);
     }
     let mountpoint = check_mountpoint(mountpoint, opts.nonempty)?;
-    let lock = lock::acquire(vault.cipherdir())?;
+    let lock = lock::acquire_for_mount(vault.cipherdir(), &mountpoint)?;
     let fsname = if opts.fsname.is_empty() {
         vault.cipherdir().display().to_string()
     } else {
         opts.fsname.clone()
     };
     let read_only = opts.read_only || vault.read_only();
+    let (noatime, touch) = atime::backing_policy(opts.atime, opts.nodiratime, read_only);
+    vault.set_atime(noatime, touch);
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let fs = CofferFs::new(vault, root && opts.allow_other).map_err(MountError::Vault)?;
@@ -93,10 +104,17 @@ fn prepare(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepa
 fn new_session<FS: Filesystem>(
     fs: FS,
     mountpoint: &Path,
-    config: &Config,
+    setup: &FuseSetup,
     slot: Option<Arc<OnceLock<Notifier>>>,
 ) -> io::Result<Session<FS>> {
-    let session = Session::new(fs, mountpoint, config)?;
+    let session = Session::new(fs, mountpoint, &setup.config)?;
+    // On failure the session is dropped, which unmounts.
+    atime::apply(mountpoint, setup.atime, setup.nodiratime).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot set the access-time options on the mount: {e}"),
+        )
+    })?;
     if let Some(slot) = slot {
         let _ = slot.set(session.notifier());
     }
@@ -105,7 +123,7 @@ fn new_session<FS: Filesystem>(
 }
 
 /// The fuser configuration of a mount (shared with reverse mode).
-pub(crate) fn fuse_config(fsname: String, read_only: bool, opts: &MountOptions) -> Config {
+pub(crate) fn fuse_config(fsname: String, read_only: bool, opts: &MountOptions) -> FuseSetup {
     let mut mount_options = vec![
         MountOption::FSName(fsname),
         MountOption::Subtype("coffer".into()),
@@ -119,6 +137,7 @@ pub(crate) fn fuse_config(fsname: String, read_only: bool, opts: &MountOptions) 
     if read_only {
         mount_options.push(MountOption::RO);
     }
+    mount_options.extend(atime::mount_options(opts.atime));
     // Several users: the kernel checks modes. Owner-only read-write mounts leave it to the
     // daemon, which runs as that owner and whose backing syscalls check the same modes (and
     // access() is answered from them): the kernel then skips a GETATTR of the parent before
@@ -139,7 +158,11 @@ pub(crate) fn fuse_config(fsname: String, read_only: bool, opts: &MountOptions) 
         opts.threads
     });
     config.clone_fd = true;
-    config
+    FuseSetup {
+        config,
+        atime: opts.atime,
+        nodiratime: opts.nodiratime,
+    }
 }
 
 /// Unmounts `mountpoint`; when busy and `lazy_if_busy`, detaches it instead.
@@ -232,7 +255,7 @@ pub(crate) fn serve<FS: Filesystem>(
     fs: FS,
     activity: Arc<Activity>,
     mountpoint: &Path,
-    config: &Config,
+    config: &FuseSetup,
     idle: Option<Duration>,
     lock: Option<MountLock>,
     slot: Option<Arc<OnceLock<Notifier>>>,
@@ -337,7 +360,7 @@ pub fn spawn(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Mou
 pub(crate) fn spawn_fs<FS: Filesystem>(
     fs: FS,
     mountpoint: &Path,
-    config: &Config,
+    config: &FuseSetup,
     lock: Option<MountLock>,
     slot: Option<Arc<OnceLock<Notifier>>>,
 ) -> Result<MountHandle, MountError> {

@@ -102,13 +102,40 @@ impl TimeSpec {
     }
 }
 
+/// Which opens through a [`DirFd`] (and through the directories opened from it) pass
+/// O_NOATIME, so that the mount's `noatime` / `nodiratime` hold for the backing files too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoAtime {
+    /// Regular files.
+    pub files: bool,
+    /// Directory listings.
+    pub dirs: bool,
+}
+
 /// An open backing directory.
 #[derive(Debug)]
-pub struct DirFd(OwnedFd);
+pub struct DirFd {
+    fd: OwnedFd,
+    noatime: NoAtime,
+}
+
+/// `openat` with O_NOATIME added when `noatime`; O_NOATIME is refused (EPERM) on a file the
+/// caller neither owns nor has CAP_FOWNER for, which is then opened without it.
+fn openat_atime(dirfd: RawFd, name: &CString, flags: libc::c_int, mode: u32, noatime: bool) -> io::Result<RawFd> {
+    if noatime {
+        // SAFETY: valid dirfd and C string.
+        match check(unsafe { libc::openat(dirfd, name.as_ptr(), flags | libc::O_NOATIME, mode as libc::c_uint) }) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            r => return r,
+        }
+    }
+    // SAFETY: valid dirfd and C string.
+    check(unsafe { libc::openat(dirfd, name.as_ptr(), flags, mode as libc::c_uint) })
+}
 
 impl AsRawFd for DirFd {
     fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
+        self.fd.as_raw_fd()
     }
 }
 
@@ -119,12 +146,25 @@ impl DirFd {
         // SAFETY: c is a valid NUL-terminated string; the returned fd is owned below.
         let fd = check(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
         // SAFETY: fd was just returned by open and is owned by nobody else.
-        Ok(DirFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(DirFd {
+            fd,
+            noatime: NoAtime::default(),
+        })
     }
 
     /// Duplicates the descriptor.
     pub fn try_clone(&self) -> io::Result<DirFd> {
-        Ok(DirFd(self.0.try_clone()?))
+        Ok(DirFd {
+            fd: self.fd.try_clone()?,
+            noatime: self.noatime,
+        })
+    }
+
+    /// Sets which opens through this directory, and the directories opened from it, pass
+    /// O_NOATIME.
+    pub fn set_noatime(&mut self, noatime: NoAtime) {
+        self.noatime = noatime;
     }
 
     /// Opens a subdirectory without following symlinks.
@@ -134,7 +174,11 @@ impl DirFd {
         // SAFETY: valid dirfd and C string.
         let fd = check(unsafe { libc::openat(self.as_raw_fd(), c.as_ptr(), flags) })?;
         // SAFETY: fd is fresh and owned here.
-        Ok(DirFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(DirFd {
+            fd,
+            noatime: self.noatime,
+        })
     }
 
     /// Opens (or with `create_mode`, creates exclusively) a regular file; never follows symlinks,
@@ -152,8 +196,7 @@ impl DirFd {
             }
             None => 0,
         };
-        // SAFETY: valid dirfd and C string.
-        let fd = check(unsafe { libc::openat(self.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) })?;
+        let fd = openat_atime(self.as_raw_fd(), &c, flags, mode, self.noatime.files)?;
         // SAFETY: fd is fresh and owned here.
         let file = unsafe { File::from_raw_fd(fd) };
         let fmt = fstat(file.as_raw_fd())?.st_mode & libc::S_IFMT;
@@ -316,14 +359,8 @@ impl DirFd {
     pub fn list(&self) -> io::Result<Vec<RawEntry>> {
         // fdopendir takes ownership of its fd: give it a duplicate opened fresh at offset 0.
         let dot = cstr(b".")?;
-        // SAFETY: valid dirfd and C string.
-        let fd = check(unsafe {
-            libc::openat(
-                self.as_raw_fd(),
-                dot.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        })?;
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        let fd = openat_atime(self.as_raw_fd(), &dot, flags, 0, self.noatime.dirs)?;
         // SAFETY: fd is a fresh directory fd; on success the DIR owns it.
         let dir = unsafe { libc::fdopendir(fd) };
         if dir.is_null() {
@@ -416,6 +453,14 @@ pub fn temp_name() -> io::Result<Vec<u8>> {
     let r: [u8; 8] = crate::crypto::random_array().map_err(|e| io::Error::other(e.to_string()))?;
     let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
     Ok(format!("{}{hex}", crate::format::backing_name::TEMP_PREFIX).into_bytes())
+}
+
+/// Sets the access time of the open file `fd` to now (and, as any utimensat, its change
+/// time): what a read does on a `strictatime` mount.
+pub fn touch_atime(fd: RawFd) -> io::Result<()> {
+    let times = [TimeSpec::Now.to_libc(), TimeSpec::Omit.to_libc()];
+    // SAFETY: valid fd and a two-element timespec array.
+    check(unsafe { libc::futimens(fd, times.as_ptr()) }).map(drop)
 }
 
 /// `fstat` of any fd.

@@ -18,7 +18,7 @@ mod xattr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use backing::{DirFd, RawEntry, TimeSpec};
+pub use backing::{DirFd, NoAtime, RawEntry, TimeSpec};
 pub use content::{plain_size_for, BlockCheck, CryptFile};
 pub use dir::{cipher_name_for, CipherName, Dir, Entry};
 pub use error::{IoContext, Result, VaultError};
@@ -38,6 +38,16 @@ pub struct Vault {
     keys: Arc<KeySet>,
     params: VaultParams,
     read_only: bool,
+    touch_atime: Touch,
+}
+
+/// Which reads through a mount set the backing access time themselves (`strictatime`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Touch {
+    /// Reads of regular files.
+    pub files: bool,
+    /// Directory listings.
+    pub dirs: bool,
 }
 
 impl Vault {
@@ -51,6 +61,7 @@ impl Vault {
             keys,
             params,
             read_only,
+            touch_atime: Touch::default(),
         })
     }
 
@@ -91,6 +102,18 @@ impl Vault {
     /// Whether writes are refused.
     pub fn read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// How reads treat the backing access times: which opens pass O_NOATIME, and which reads
+    /// set the access time themselves (see [`Vault::touch_atime`]; never when read-only).
+    pub fn set_atime(&mut self, noatime: NoAtime, touch: Touch) {
+        self.root.set_noatime(noatime);
+        self.touch_atime = if self.read_only { Touch::default() } else { touch };
+    }
+
+    /// Which reads through a mount set the backing access time (`strictatime`).
+    pub fn touch_atime(&self) -> Touch {
+        self.touch_atime
     }
 
     fn check_writable(&self) -> Result<()> {

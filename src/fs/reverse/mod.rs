@@ -12,7 +12,7 @@ mod ops;
 
 use std::path::Path;
 
-use super::session::{check_mountpoint, fuse_config, serve, spawn_fs};
+use super::session::{check_mountpoint, fuse_config, serve, spawn_fs, FuseSetup};
 use super::{MountError, MountHandle, MountOptions};
 use crate::vault::reverse::ReverseVault;
 
@@ -22,7 +22,7 @@ fn prepare(
     vault: ReverseVault,
     mountpoint: &Path,
     opts: &MountOptions,
-) -> Result<(ReverseFs, std::path::PathBuf, fuser::Config), MountError> {
+) -> Result<(ReverseFs, std::path::PathBuf, FuseSetup), MountError> {
     if !Path::new("/dev/fuse").exists() {
         return Err(MountError::NoFuse);
     }
