@@ -89,23 +89,21 @@ impl Vault {
     /// Truncates a file; when it drops to 0 bytes (new file ID on the next write), its xattrs
     /// are resealed under a fresh header so they stay readable.
     pub fn set_len(&self, f: &CryptFile, len: u64) -> Result<()> {
-        use std::os::fd::AsRawFd;
         self.check_writable()?;
         if len != 0 {
             return f.set_len(len);
         }
+        use std::os::fd::AsRawFd;
         let fd = f.backing().as_raw_fd();
-        let names = self.xattr_list(fd)?;
-        let old = f.header()?;
-        let mut kept = Vec::new();
-        if let Some(h) = old {
-            for n in names {
-                if let Some(v) = self.xattr_get(fd, &h.file_id, &n)? {
-                    kept.push((n, v));
-                }
+        let (kept, dropped) = self.xattrs_to_keep(f)?;
+        f.set_len(0)?;
+        // Dropped values would never authenticate again (EIO on every read): remove them.
+        for n in dropped {
+            match self.xattr_remove(fd, &n) {
+                Err(e) if e.errno() != libc::ENODATA => return Err(e),
+                _ => {}
             }
         }
-        f.set_len(0)?;
         if !kept.is_empty() {
             let h = f.ensure_header()?;
             for (n, v) in kept {
@@ -114,4 +112,50 @@ impl Vault {
         }
         Ok(())
     }
+
+    /// The xattrs of `f` that a truncation to 0 carries over: none when the backing file system
+    /// has no xattrs (listing them is EOPNOTSUPP or ENOSYS), none when the header is damaged,
+    /// and none of those whose values do not authenticate (the truncation is the user's way
+    /// out of a damaged file, so damage never blocks it). I/O errors still stop it.
+    /// Returns the kept names and values, and the names of the dropped ones.
+    #[allow(clippy::type_complexity)]
+    fn xattrs_to_keep(&self, f: &CryptFile) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>)> {
+        use std::os::fd::AsRawFd;
+        let fd = f.backing().as_raw_fd();
+        let names = match self.xattr_list(fd) {
+            Ok(n) => n,
+            Err(e) if no_xattr_support(e.errno()) => return Ok((Vec::new(), Vec::new())),
+            Err(e) => return Err(e),
+        };
+        if names.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let header = match f.header() {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok((Vec::new(), Vec::new())),
+            Err(e) if e.is_corrupt() => {
+                log::warn!("{e}: truncated to 0, its xattrs are dropped");
+                return Ok((Vec::new(), names));
+            }
+            Err(e) => return Err(e),
+        };
+        let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+        for n in names {
+            match self.xattr_get(fd, &header.file_id, &n) {
+                Ok(Some(v)) => kept.push((n, v)),
+                Ok(None) => {}
+                Err(e) if e.is_corrupt() => {
+                    log::warn!("{}: {e}: dropped by a truncation to 0", f.rel().display());
+                    dropped.push(n);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((kept, dropped))
+    }
+}
+
+/// Whether a backing xattr call's errno means the file system stores no xattrs at all.
+fn no_xattr_support(errno: i32) -> bool {
+    errno == libc::EOPNOTSUPP || errno == libc::ENOSYS
 }

@@ -113,12 +113,18 @@ impl TestMount {
 
     /// A fresh vault mounted with `opts`, with a watchdog of `limit`.
     pub fn with(opts: MountOptions, limit: Duration) -> Option<TestMount> {
+        Self::with_in(&std::env::temp_dir(), opts, limit)
+    }
+
+    /// Like [`TestMount::with`], with CIPHERDIR and the mountpoint in a temp dir under `base`
+    /// (a test-made file system, e.g. ramfs).
+    pub fn with_in(base: &Path, opts: MountOptions, limit: Duration) -> Option<TestMount> {
         if !fuse_available() {
             return None;
         }
         let tmp = tempfile::Builder::new()
             .prefix("coffer-mount-")
-            .tempdir()
+            .tempdir_in(base)
             .expect("tempdir");
         let cipher = tmp.path().join("cipher");
         let mnt = tmp.path().join("mnt");

@@ -1,0 +1,205 @@
+//! POSIX semantics the mount must share with a local file system, each compared with the same
+//! steps on a plain directory: truncation on backings without xattrs and of damaged files,
+//! permission checks that no open handle bypasses, modes, renames, directory streams, holes,
+//! fallocate.
+
+mod common;
+
+use std::fmt::Debug;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use coffer::fs::MountOptions;
+use common::{errno, get_xattr, set_xattr, TestMount, WATCHDOG};
+
+/// Runs `f` on the mount and on a plain directory; results (or errnos) must match.
+fn same<T: PartialEq + Debug>(m: &Path, p: &Path, what: &str, f: impl Fn(&Path) -> io::Result<T>) -> Option<T> {
+    let a = f(m);
+    let b = f(p);
+    match (&a, &b) {
+        (Ok(x), Ok(y)) => assert_eq!(x, y, "{what}: results differ (mount vs plain)"),
+        _ => assert_eq!(errno(&a), errno(&b), "{what}: mount gave {a:?}, plain gave {b:?}"),
+    }
+    a.ok()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A file system mounted for one test (`mount -t <kind>`), lazily unmounted on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn mount(at: &Path, kind: &str, opts: &str) -> Scratch {
+        fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", kind, "-o", opts, kind])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount -t {kind} failed (this test needs root)");
+        Scratch(at.to_path_buf())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The backing files of a vault's root directory (everything but coffer's own files).
+fn backing_files(cipher: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(cipher)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            !n.starts_with("coffer.") && fs::symlink_metadata(p).unwrap().is_file()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Writes `f`, truncates it to 0 by O_TRUNC and by truncate(2), and reports what it read back.
+fn truncate_steps(dir: &Path) -> io::Result<(u64, u64, Vec<u8>)> {
+    let p = dir.join("t");
+    fs::write(&p, b"hello world")?;
+    // `: > t`
+    drop(OpenOptions::new().write(true).truncate(true).open(&p)?);
+    let after_otrunc = fs::metadata(&p)?.len();
+    fs::write(&p, b"again")?;
+    // truncate -s0 t (setattr size 0 without a handle)
+    OpenOptions::new().write(true).open(&p)?;
+    let c = common::cpath(&p);
+    // SAFETY: valid C string.
+    common::cvt(unsafe { libc::truncate(c.as_ptr(), 0) })?;
+    let after_truncate = fs::metadata(&p)?.len();
+    fs::write(&p, b"third")?;
+    Ok((after_otrunc, after_truncate, fs::read(&p)?))
+}
+
+#[test]
+fn truncate_to_zero_on_a_backing_without_xattrs() {
+    if !is_root() {
+        eprintln!("needs root to mount ramfs; not run");
+        return;
+    }
+    if !common::fuse_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let _ram = Scratch::mount(&t.path().join("ram"), "ramfs", "mode=0700");
+    let plain = t.path().join("ram/plain");
+    fs::create_dir(&plain).unwrap();
+    let m = TestMount::with_in(&t.path().join("ram"), MountOptions::default(), WATCHDOG).unwrap();
+    // ramfs stores no user xattrs: listing works there but setting fails; the mount must not
+    // need them to truncate.
+    same(&m.mnt, &plain, "truncate to 0", truncate_steps);
+    same(&m.mnt, &plain, "setxattr", |d| set_xattr(&d.join("t"), "user.a", b"1", 0));
+}
+
+/// Makes `flistxattr` fail with `errno` in this thread and the threads it starts from now on
+/// (the mount's daemon threads): a backing that cannot list xattrs, as sshfs, rclone and other
+/// FUSE file systems answer (EOPNOTSUPP; ENOSYS from some).
+#[cfg(target_arch = "x86_64")]
+fn backing_cannot_list_xattrs(errno: i32) {
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    let ret = (libc::BPF_RET | libc::BPF_K) as u16;
+    let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    // seccomp_data: nr u32 at 0, arch u32 at 4.
+    let mut prog = [
+        ins(ld, 0, 0, 4),
+        ins(jeq, 0, 3, AUDIT_ARCH_X86_64),
+        ins(ld, 0, 0, 0),
+        ins(jeq, 0, 1, libc::SYS_flistxattr as u32),
+        ins(ret, 0, 0, libc::SECCOMP_RET_ERRNO | errno as u32),
+        ins(ret, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl calls; fprog points to a live filter for the duration of the call.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let r = libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog as *const _);
+        assert_eq!(r, 0, "seccomp: {}", io::Error::last_os_error());
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn truncate_to_zero_when_the_backing_cannot_list_xattrs() {
+    if !common::fuse_available() {
+        return;
+    }
+    let plain = tempfile::tempdir().unwrap();
+    // On the plain side the same filter stands for a FUSE backing without xattr support.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for e in [libc::EOPNOTSUPP, libc::ENOSYS] {
+            backing_cannot_list_xattrs(e);
+            let Some(m) = TestMount::new() else { return };
+            tx.send((e, truncate_steps(&m.mnt).map_err(|x| x.raw_os_error()))).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    let want = truncate_steps(plain.path()).unwrap();
+    for (e, got) in rx.try_iter() {
+        assert_eq!(got, Ok(want.clone()), "flistxattr failing with errno {e}");
+    }
+}
+
+/// Corrupts byte `at` of the only backing file of `m`'s root.
+fn damage(m: &TestMount, at: u64) {
+    let files = backing_files(&m.cipher);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let f = OpenOptions::new().read(true).write(true).open(&files[0]).unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x5a], at).unwrap();
+}
+
+#[test]
+fn truncate_to_zero_of_a_damaged_file() {
+    // Byte 0: the header version (the header does not parse). Byte 5: the file ID (the
+    // header parses, the xattr no longer authenticates).
+    for at in [0u64, 5] {
+        let Some(m) = TestMount::new() else { return };
+        let p = m.path("f");
+        fs::write(&p, vec![7u8; 10_000]).unwrap();
+        set_xattr(&p, "user.k", b"v", 0).unwrap();
+        damage(&m, at);
+        let mut buf = Vec::new();
+        let r = fs::File::open(&p).and_then(|mut f| f.read_to_end(&mut buf));
+        assert_eq!(errno(&r), Some(libc::EIO), "byte {at}: the damage is seen");
+        // `: > f` leaves nothing damaged to keep: it succeeds as on any file system.
+        let f = OpenOptions::new().write(true).truncate(true).open(&p);
+        assert!(f.is_ok(), "byte {at}: O_TRUNC of a damaged file: {f:?}");
+        drop(f);
+        assert_eq!(fs::metadata(&p).unwrap().len(), 0);
+        fs::write(&p, b"fresh").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"fresh");
+        assert_eq!(errno(&get_xattr(&p, "user.k")), Some(libc::ENODATA), "byte {at}");
+        // And through truncate(2) after damaging the new header.
+        damage(&m, at);
+        let c = common::cpath(&p);
+        // SAFETY: valid C string.
+        let r = common::cvt(unsafe { libc::truncate(c.as_ptr(), 0) });
+        assert!(r.is_ok(), "byte {at}: truncate(2) of a damaged file: {r:?}");
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"ok").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"ok");
+    }
+}
