@@ -203,3 +203,81 @@ fn truncate_to_zero_of_a_damaged_file() {
         assert_eq!(fs::read(&p).unwrap(), b"ok");
     }
 }
+
+/// Clears CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH and CAP_FOWNER from this thread's effective
+/// set (capabilities are per thread; threads it starts from now on inherit that): a root
+/// thread then meets file modes as an ordinary owner does, and a mount it starts is served
+/// by daemon threads that do too, like a user's own mount (owner-only: the kernel leaves the
+/// permission checks to the daemon's backing syscalls).
+fn drop_file_capabilities() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const V3: u32 = 0x2008_0522;
+    let mut h = Header { version: V3, pid: 0 };
+    let mut d = [Data::default(); 2];
+    // SAFETY: header and a 2-element data array as capget(2) expects for version 3.
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()) };
+    assert_eq!(r, 0, "capget: {}", io::Error::last_os_error());
+    let (dac_override, dac_read_search, fowner) = (1u32, 2u32, 3u32);
+    d[0].effective &= !((1 << dac_override) | (1 << dac_read_search) | (1 << fowner));
+    // SAFETY: as above, for capset(2) on the calling thread (pid 0).
+    let r = unsafe { libc::syscall(libc::SYS_capset, &h as *const Header, d.as_ptr()) };
+    assert_eq!(r, 0, "capset: {}", io::Error::last_os_error());
+}
+
+/// Creates `f`, keeps it open for appending, makes it read-only, then truncates it and sets
+/// an xattr by name: both need write permission, which the open descriptor does not lend.
+fn read_only_with_open_writer(dir: &Path) -> Vec<(String, Option<i32>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("ro");
+    fs::write(&p, b"data").unwrap();
+    let keep = OpenOptions::new().append(true).open(&p).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o444)).unwrap();
+    let c = common::cpath(&p);
+    // SAFETY: valid C string.
+    let trunc = common::cvt(unsafe { libc::truncate(c.as_ptr(), 0) });
+    let xattr = set_xattr(&p, "user.x", b"1", 0);
+    let size = fs::metadata(&p).unwrap().len();
+    // Through the descriptor both are allowed.
+    let ftrunc = keep.set_len(1).map(drop);
+    drop(keep);
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+    vec![
+        ("truncate(2)".into(), errno(&trunc)),
+        ("setxattr".into(), errno(&xattr)),
+        (format!("size {size}"), None),
+        ("ftruncate".into(), errno(&ftrunc)),
+    ]
+}
+
+#[test]
+fn an_open_handle_lends_no_write_permission() {
+    if !is_root() {
+        eprintln!("needs root to drop capabilities per thread; not run");
+        return;
+    }
+    if !common::fuse_available() {
+        return;
+    }
+    let plain = tempfile::tempdir().unwrap();
+    let plain_path = plain.path().to_path_buf();
+    let (on_mount, on_plain) = std::thread::spawn(move || {
+        drop_file_capabilities();
+        let m = TestMount::new().unwrap();
+        (read_only_with_open_writer(&m.mnt), read_only_with_open_writer(&plain_path))
+    })
+    .join()
+    .unwrap();
+    assert_eq!(on_plain[0].1, Some(libc::EACCES), "the plain side checks: {on_plain:?}");
+    assert_eq!(on_mount, on_plain);
+}

@@ -32,6 +32,13 @@ pub fn without_set_id(mode: u32) -> Option<u32> {
     (mode & kill != 0).then_some(mode & 0o7777 & !kill)
 }
 
+/// Whether `e` says the object has no name left (unlinked, or renamed away while open): only
+/// then may a call by name fall back to an open handle. Any other failure (EACCES above all)
+/// stands, as an open descriptor lends no permission to calls made by name.
+pub fn has_no_name(e: &VaultError) -> bool {
+    matches!(e.errno(), libc::ENOENT | libc::ESTALE)
+}
+
 fn is_write(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY
 }
@@ -193,12 +200,13 @@ impl CofferFs {
         let info = self.node(ino)?;
         let file = match self.open_backing(ino, &info, true) {
             Ok(f) => f,
-            Err(e) => {
+            Err(e) if has_no_name(&e) => {
                 // Unlinked but open: truncate through an open writable descriptor.
                 let h = self.files.find(|h| h.ino == ino && h.writable).ok_or(e)?;
                 let _g = write_lock(&h.lock);
                 return self.vault.set_len(&h.file, size);
             }
+            Err(e) => return Err(e),
         };
         let _g = write_lock(&info.lock);
         self.vault.set_len(&file, size)

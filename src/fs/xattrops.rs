@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use super::core::CofferFs;
-use super::fileops::{read_lock, write_lock};
+use super::fileops::{has_no_name, read_lock, write_lock};
 use super::handles::FileHandle;
 use super::inodes::ROOT;
 use crate::vault::{CryptFile, Dir, Result, VaultError};
@@ -49,6 +49,7 @@ impl CofferFs {
             libc::S_IFDIR => Ok(Target::Dir(self.dir(ino)?)),
             libc::S_IFREG => match self.open_backing(ino, &info, write) {
                 Ok(f) => Ok(Target::File(f, info.lock)),
+                Err(e) if !has_no_name(&e) => Err(e),
                 Err(e) => {
                     let h = self.files.find(|h| h.ino == ino && (h.writable || !write)).ok_or(e)?;
                     Ok(Target::Handle(h))
