@@ -281,3 +281,34 @@ fn an_open_handle_lends_no_write_permission() {
     assert_eq!(on_plain[0].1, Some(libc::EACCES), "the plain side checks: {on_plain:?}");
     assert_eq!(on_mount, on_plain);
 }
+
+/// Modes of objects made by a child process whose umask is 0 (mkfifo and mknod without -m
+/// pass the umask-masked mode and never chmod afterwards).
+fn made_with_umask_0(dir: &Path) -> Vec<(String, u32)> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 0; mkfifo p && mknod c c 1 3 && mkdir d && : > f")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ["p", "c", "d", "f"]
+        .iter()
+        .map(|n| {
+            use std::os::unix::fs::MetadataExt;
+            (n.to_string(), fs::symlink_metadata(dir.join(n)).unwrap().mode())
+        })
+        .collect()
+}
+
+#[test]
+fn the_daemons_umask_never_narrows_new_modes() {
+    let Some(m) = TestMount::new() else { return };
+    let plain = tempfile::tempdir().unwrap();
+    // The daemon shares this process's umask: make it one that would narrow 0666.
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(0o022) };
+    let on_plain = made_with_umask_0(plain.path());
+    assert_eq!(on_plain[0].1 & 0o777, 0o666, "{on_plain:?}");
+    assert_eq!(made_with_umask_0(&m.mnt), on_plain);
+}

@@ -154,7 +154,14 @@ impl Vault {
         self.check_writable()?;
         let name = self.cipher_name(dir, plain)?;
         self.write_sidecar(dir, &name)?;
-        dir.fd.mknod(&name.entry, mode, rdev).at(dir.rel_child(&name.entry))?;
+        let rel = dir.rel_child(&name.entry);
+        dir.fd.mknod(&name.entry, mode, rdev).at(&rel)?;
+        // The kernel applied the caller's umask already; the daemon's own must not narrow
+        // the mode further.
+        let st = dir.fd.stat(&name.entry).at(&rel)?;
+        if st.st_mode & 0o7777 != mode & 0o7777 {
+            dir.fd.chmod(&name.entry, mode & 0o7777).at(&rel)?;
+        }
         Ok(name)
     }
 
