@@ -312,3 +312,47 @@ fn the_daemons_umask_never_narrows_new_modes() {
     assert_eq!(on_plain[0].1 & 0o777, 0o666, "{on_plain:?}");
     assert_eq!(made_with_umask_0(&m.mnt), on_plain);
 }
+
+#[test]
+fn removexattr_on_a_symlink_is_eperm() {
+    let Some(m) = TestMount::new() else { return };
+    let plain = tempfile::tempdir().unwrap();
+    same(&m.mnt, plain.path(), "user xattrs on a symlink", |d| {
+        let l = d.join("l");
+        std::os::unix::fs::symlink("target", &l)?;
+        Ok((
+            errno(&set_xattr(&l, "user.a", b"1", 0)),
+            errno(&get_xattr(&l, "user.a")),
+            errno(&common::remove_xattr(&l, "user.a")),
+        ))
+    });
+}
+
+/// The backing directory of the only directory in `m`'s root.
+fn backing_dir(m: &TestMount) -> PathBuf {
+    let dirs: Vec<PathBuf> = fs::read_dir(&m.cipher)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| fs::symlink_metadata(p).unwrap().is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+#[test]
+fn rmdir_of_an_empty_directory_with_crash_leftovers() {
+    let Some(m) = TestMount::new() else { return };
+    let plain = tempfile::tempdir().unwrap();
+    fs::create_dir(m.path("d")).unwrap();
+    // What a crash in mkdir, or in an atomic write, leaves behind in the backing directory.
+    let b = backing_dir(&m);
+    fs::create_dir(b.join(".coffer-tmp-0123456789abcdef")).unwrap();
+    fs::write(b.join(".coffer-tmp-0123456789abcdef/coffer.diriv"), [1u8; 16]).unwrap();
+    fs::write(b.join(".coffer-tmp-fedcba9876543210"), b"half").unwrap();
+    fs::create_dir(plain.path().join("d")).unwrap();
+    same(&m.mnt, plain.path(), "listing", |d| {
+        Ok(fs::read_dir(d.join("d"))?.count())
+    });
+    same(&m.mnt, plain.path(), "rmdir", |d| fs::remove_dir(d.join("d")));
+    assert!(!b.exists(), "the backing directory is gone");
+}
