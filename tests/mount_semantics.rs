@@ -356,3 +356,56 @@ fn rmdir_of_an_empty_directory_with_crash_leftovers() {
     same(&m.mnt, plain.path(), "rmdir", |d| fs::remove_dir(d.join("d")));
     assert!(!b.exists(), "the backing directory is gone");
 }
+
+fn rename2(from: &Path, to: &Path, flags: u32) -> io::Result<()> {
+    let (a, b) = (common::cpath(from), common::cpath(to));
+    // SAFETY: valid C strings.
+    common::cvt(unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) }).map(drop)
+}
+
+/// Sorted names and kinds in `dir` ('d', 'f', 'c' for a whiteout, ...).
+fn listing(dir: &Path) -> io::Result<Vec<(String, char)>> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut v = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let t = e.file_type()?;
+        let k = if t.is_dir() {
+            'd'
+        } else if t.is_char_device() {
+            'c'
+        } else if t.is_file() {
+            'f'
+        } else {
+            '?'
+        };
+        v.push((e.file_name().to_string_lossy().into_owned(), k));
+    }
+    v.sort();
+    Ok(v)
+}
+
+#[test]
+fn a_directory_renamed_over_an_empty_directory() {
+    let Some(m) = TestMount::new() else { return };
+    let plain = tempfile::tempdir().unwrap();
+    for (i, flags) in [0, libc::RENAME_WHITEOUT].into_iter().enumerate() {
+        for across in [false, true] {
+            let what = format!("flags {flags:#x}, across directories: {across}");
+            same(&m.mnt, plain.path(), &what, |root| {
+                let top = root.join(format!("r{i}{across}"));
+                let (a, b) = (top.join("a"), top.join(if across { "b" } else { "a" }));
+                fs::create_dir_all(a.join("src"))?;
+                fs::create_dir_all(b.join("dst"))?;
+                fs::write(a.join("src/file"), b"inside")?;
+                let r = errno(&rename2(&a.join("src"), &b.join("dst"), flags));
+                Ok((
+                    r,
+                    listing(&a)?,
+                    listing(&b)?,
+                    fs::read(b.join("dst/file")).ok(),
+                ))
+            });
+        }
+    }
+}

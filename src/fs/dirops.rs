@@ -111,9 +111,10 @@ impl CofferFs {
         let from = self.dir(parent)?;
         let to = self.dir(new_parent)?;
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
-        if flags == 0 {
-            // A directory over an empty directory: the backing target still holds its diriv,
-            // so remove it first (after checking it is empty in plaintext).
+        if !exchange && flags & libc::RENAME_NOREPLACE == 0 {
+            // A directory over an empty directory (plain or RENAME_WHITEOUT): the backing
+            // target still holds its diriv, so remove it first (after checking it is empty in
+            // plaintext).
             let (_, src) = self.vault.lookup(&from, name)?;
             if let Ok((_, dst)) = self.vault.lookup(&to, new_name) {
                 let is_dir = |st: &libc::stat| st.st_mode & libc::S_IFMT == libc::S_IFDIR;
