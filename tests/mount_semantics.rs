@@ -409,3 +409,56 @@ fn a_directory_renamed_over_an_empty_directory() {
         }
     }
 }
+
+/// Every name a libc directory stream yields until its end, `.` and `..` left out, sorted.
+fn read_stream(d: *mut libc::DIR) -> Vec<String> {
+    let mut v = Vec::new();
+    loop {
+        // SAFETY: d is a valid DIR*; the entry is read before the next readdir call.
+        let e = unsafe { libc::readdir64(d) };
+        if e.is_null() {
+            break;
+        }
+        // SAFETY: e points to a valid dirent64.
+        let n = unsafe { std::ffi::CStr::from_ptr((*e).d_name.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        if n != "." && n != ".." {
+            v.push(n);
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn rewinddir_shows_names_made_after_opendir() {
+    let Some(m) = TestMount::new() else { return };
+    let plain = tempfile::tempdir().unwrap();
+    same(&m.mnt, plain.path(), "rewinddir", |root| {
+        let dir = root.join("d");
+        fs::create_dir(&dir)?;
+        fs::write(dir.join("before"), b"")?;
+        let c = common::cpath(&dir);
+        // SAFETY: valid C string.
+        let d = unsafe { libc::opendir(c.as_ptr()) };
+        if d.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        // Made after opendir, before the first read.
+        fs::write(dir.join("after0"), b"")?;
+        let first = read_stream(d);
+        fs::write(dir.join("after1"), b"")?;
+        // SAFETY: d is a valid DIR*.
+        unsafe { libc::rewinddir(d) };
+        let second = read_stream(d);
+        // Rewinding before reading to the end, too.
+        fs::write(dir.join("after2"), b"")?;
+        // SAFETY: as above.
+        unsafe { libc::rewinddir(d) };
+        let third = read_stream(d);
+        // SAFETY: d is valid and closed once.
+        unsafe { libc::closedir(d) };
+        Ok((first, second, third))
+    });
+}

@@ -170,9 +170,11 @@ impl CofferFs {
         if info.fmt != libc::S_IFDIR {
             return Err(VaultError::errno_at(format!("inode {ino}"), libc::ENOTDIR));
         }
-        let entries = self.snapshot(ino)?;
+        // The listing waits for the first read: names made between opendir and readdir show,
+        // as on a local file system. Opening the directory now reports what would fail.
+        self.dir(ino)?;
         let state = DirState {
-            entries: Arc::new(entries),
+            entries: Arc::new(Vec::new()),
             served: false,
         };
         Ok(self.dirs.insert(DirHandle {
@@ -181,11 +183,12 @@ impl CofferFs {
         }))
     }
 
-    /// The snapshot of handle `fh` for a read at `offset` (a read at 0 after others rewinds).
+    /// The snapshot of handle `fh` for a read at `offset`: a read at 0 (the first, or a
+    /// rewind) lists the directory afresh.
     pub(super) fn do_readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
         let h = self.dirs.get(fh).ok_or_else(|| stale(ino))?;
         let mut state = h.state.lock().unwrap_or_else(|p| p.into_inner());
-        if offset == 0 && state.served {
+        if offset == 0 || !state.served {
             state.entries = Arc::new(self.snapshot(h.ino)?);
         }
         state.served = true;
