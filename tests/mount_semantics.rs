@@ -103,7 +103,9 @@ fn truncate_to_zero_on_a_backing_without_xattrs() {
     // ramfs stores no user xattrs: listing works there but setting fails; the mount must not
     // need them to truncate.
     same(&m.mnt, &plain, "truncate to 0", truncate_steps);
-    same(&m.mnt, &plain, "setxattr", |d| set_xattr(&d.join("t"), "user.a", b"1", 0));
+    same(&m.mnt, &plain, "setxattr", |d| {
+        set_xattr(&d.join("t"), "user.a", b"1", 0)
+    });
 }
 
 /// Makes `flistxattr` fail with `errno` in this thread and the threads it starts from now on
@@ -150,7 +152,8 @@ fn truncate_to_zero_when_the_backing_cannot_list_xattrs() {
         for e in [libc::EOPNOTSUPP, libc::ENOSYS] {
             backing_cannot_list_xattrs(e);
             let Some(m) = TestMount::new() else { return };
-            tx.send((e, truncate_steps(&m.mnt).map_err(|x| x.raw_os_error()))).unwrap();
+            tx.send((e, truncate_steps(&m.mnt).map_err(|x| x.raw_os_error())))
+                .unwrap();
         }
     })
     .join()
@@ -274,7 +277,10 @@ fn an_open_handle_lends_no_write_permission() {
     let (on_mount, on_plain) = std::thread::spawn(move || {
         drop_file_capabilities();
         let m = TestMount::new().unwrap();
-        (read_only_with_open_writer(&m.mnt), read_only_with_open_writer(&plain_path))
+        (
+            read_only_with_open_writer(&m.mnt),
+            read_only_with_open_writer(&plain_path),
+        )
     })
     .join()
     .unwrap();
@@ -399,12 +405,7 @@ fn a_directory_renamed_over_an_empty_directory() {
                 fs::create_dir_all(b.join("dst"))?;
                 fs::write(a.join("src/file"), b"inside")?;
                 let r = errno(&rename2(&a.join("src"), &b.join("dst"), flags));
-                Ok((
-                    r,
-                    listing(&a)?,
-                    listing(&b)?,
-                    fs::read(b.join("dst/file")).ok(),
-                ))
+                Ok((r, listing(&a)?, listing(&b)?, fs::read(b.join("dst/file")).ok()))
             });
         }
     }
@@ -461,4 +462,105 @@ fn rewinddir_shows_names_made_after_opendir() {
         unsafe { libc::closedir(d) };
         Ok((first, second, third))
     });
+}
+
+/// Builds a sparse file of `size` bytes with data in `extents` and answers SEEK_DATA and
+/// SEEK_HOLE from every offset at and around each extent's edges (offset or errno).
+fn seek_answers(path: &Path, size: u64, extents: &[(u64, u64)]) -> io::Result<Vec<(u64, i32, Result<i64, i32>)>> {
+    use std::os::fd::AsRawFd;
+    let f = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+    for &(s, e) in extents {
+        f.write_all_at(&vec![0xa5; (e - s) as usize], s)?;
+    }
+    f.set_len(size)?;
+    f.sync_all()?;
+    let mut offs = vec![0u64, size - 1];
+    for &(s, e) in extents {
+        for o in [
+            s.saturating_sub(4097),
+            s.saturating_sub(1),
+            s,
+            s + 1,
+            e - 1,
+            e,
+            e + 1,
+            e + 4097,
+        ] {
+            if o < size {
+                offs.push(o);
+            }
+        }
+    }
+    offs.sort();
+    offs.dedup();
+    let mut out = Vec::new();
+    for o in offs {
+        for whence in [libc::SEEK_DATA, libc::SEEK_HOLE] {
+            // SAFETY: valid fd.
+            let r = unsafe { libc::lseek(f.as_raw_fd(), o as i64, whence) };
+            let r = if r < 0 {
+                Err(io::Error::last_os_error().raw_os_error().unwrap_or(-1))
+            } else {
+                Ok(r)
+            };
+            out.push((o, whence, r));
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn seek_data_and_hole_answer_plaintext_offsets_exactly() {
+    let Some(m) = TestMount::new() else { return };
+    let plain = tempfile::tempdir().unwrap();
+    const KI: u64 = 1024;
+    const MI: u64 = 1024 * KI;
+    const GI: u64 = 1024 * MI;
+    // Data then a hole; whole 4 KiB blocks, so ext4 answers exactly too. Each file ends in
+    // data (coffer always stores a file's last block).
+    let layouts: [(&str, u64, Vec<(u64, u64)>); 4] = [
+        ("64k", MI, vec![(0, 64 * KI), (MI - 4 * KI, MI)]),
+        (
+            "4m",
+            8 * MI,
+            vec![
+                (4 * KI, 8 * KI),
+                (4 * MI - 8 * KI, 4 * MI + 4 * KI),
+                (8 * MI - 4 * KI, 8 * MI),
+            ],
+        ),
+        (
+            "8g",
+            8 * GI + 64 * KI,
+            vec![(8 * GI - 4 * KI, 8 * GI + 8 * KI), (8 * GI + 60 * KI, 8 * GI + 64 * KI)],
+        ),
+        (
+            "holes",
+            8 * MI,
+            vec![(4 * KI, 8 * KI), (16 * KI, 4 * MI - 12 * KI), (8 * MI - 4 * KI, 8 * MI)],
+        ),
+    ];
+    for (name, size, extents) in layouts {
+        let answers = same(&m.mnt, plain.path(), name, |d| {
+            seek_answers(&d.join(name), size, &extents)
+        })
+        .unwrap();
+        if name == "64k" {
+            assert!(answers.contains(&(0, libc::SEEK_HOLE, Ok(65536))), "{answers:?}");
+        }
+    }
+    // A one-block hole between written blocks: its backing bytes sit in file-system blocks
+    // its neighbours fill, so only a read tells. SEEK_DATA reads its candidate and is exact;
+    // SEEK_HOLE reads only the block it starts in and may answer later (data where there are
+    // zeros, which POSIX allows), never earlier.
+    let extents = [(0, 4 * KI), (8 * KI, 12 * KI), (20 * KI, 64 * KI)];
+    let on_mount = seek_answers(&m.path("small-holes"), 64 * KI, &extents).unwrap();
+    let on_plain = seek_answers(&plain.path().join("small-holes"), 64 * KI, &extents).unwrap();
+    for (a, b) in on_mount.iter().zip(&on_plain) {
+        match a.1 {
+            libc::SEEK_DATA => assert_eq!(a, b),
+            _ => assert!(a.0 == b.0 && a.2 >= b.2, "mount {a:?}, plain {b:?}"),
+        }
+    }
+    assert!(on_mount.contains(&(4096, libc::SEEK_HOLE, Ok(4096))), "{on_mount:?}");
 }

@@ -440,6 +440,23 @@ pub fn start_writeback(fd: RawFd, off: u64, len: u64) -> io::Result<()> {
     check(unsafe { libc::sync_file_range(fd, off, len, libc::SYNC_FILE_RANGE_WRITE) }).map(drop)
 }
 
+/// `lseek(SEEK_DATA / SEEK_HOLE)` of a backing file from `off`; None for ENXIO (no data at or
+/// after `off`, or `off` at or past the end).
+pub fn seek(fd: RawFd, off: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    let off = libc::off_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: plain syscall on a caller-owned fd; no memory is passed.
+    let r = unsafe { libc::lseek(fd, off, whence) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENXIO) {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(Some(r as u64))
+}
+
 /// `fgetxattr`; None when the attribute does not exist.
 pub fn fgetxattr(fd: RawFd, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
     let c = cstr(name)?;
