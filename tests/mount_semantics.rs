@@ -564,3 +564,121 @@ fn seek_data_and_hole_answer_plaintext_offsets_exactly() {
     }
     assert!(on_mount.contains(&(4096, libc::SEEK_HOLE, Ok(4096))), "{on_mount:?}");
 }
+
+/// fallocate(mode 0) of `[off, off + len)` on `p` (created if missing): the errno, the size
+/// after, and the bytes st_blocks counts.
+fn fallocate_steps(p: &Path, off: i64, len: i64) -> io::Result<(Option<i32>, u64, u64)> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)?;
+    // SAFETY: valid fd.
+    let r = common::cvt(unsafe { libc::fallocate(f.as_raw_fd(), 0, off, len) });
+    let md = f.metadata()?;
+    Ok((errno(&r), md.len(), md.blocks() * 512))
+}
+
+#[test]
+fn fallocate_reserves_the_space_or_fails_with_enospc() {
+    if !is_root() {
+        eprintln!("needs root to mount tmpfs; not run");
+        return;
+    }
+    if !common::fuse_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let _small = Scratch::mount(&t.path().join("small"), "tmpfs", "size=8m,mode=0700");
+    let _plain_fs = Scratch::mount(&t.path().join("plain"), "tmpfs", "size=8m,mode=0700");
+    let m = TestMount::with_in(&t.path().join("small"), MountOptions::default(), WATCHDOG).unwrap();
+    let (mf, pf) = (m.path("f"), t.path().join("plain/f"));
+    fs::write(&mf, b"keep").unwrap();
+    fs::write(&pf, b"keep").unwrap();
+    // More than the disk holds: ENOSPC, and the file is as it was.
+    let (a, b) = (
+        fallocate_steps(&mf, 0, 64 << 20).unwrap(),
+        fallocate_steps(&pf, 0, 64 << 20).unwrap(),
+    );
+    assert_eq!(b.0, Some(libc::ENOSPC), "plain: {b:?}");
+    assert_eq!((a.0, a.1), (b.0, b.1), "mount {a:?}, plain {b:?}");
+    assert_eq!(fs::read(&mf).unwrap(), b"keep");
+    // What fits is reserved: st_blocks counts it, and the space is gone from the disk.
+    let (a, b) = (
+        fallocate_steps(&mf, 0, 4 << 20).unwrap(),
+        fallocate_steps(&pf, 0, 4 << 20).unwrap(),
+    );
+    assert_eq!((a.0, a.1), (None, 4 << 20));
+    assert_eq!((a.0, a.1), (b.0, b.1));
+    assert!(a.2 >= 4 << 20, "mount st_blocks {} bytes for 4 MiB reserved", a.2);
+    assert_eq!(&fs::read(&mf).unwrap()[..4], b"keep");
+    // The reserved space is not free any more: another 6 MiB does not fit on either.
+    let (a, b) = (
+        fallocate_steps(&m.path("g"), 0, 6 << 20).unwrap(),
+        fallocate_steps(&t.path().join("plain/g"), 0, 6 << 20).unwrap(),
+    );
+    assert_eq!((a.0, a.1), (b.0, b.1), "second file: mount {a:?}, plain {b:?}");
+}
+
+#[test]
+fn fallocate_of_a_large_file_counts_its_blocks() {
+    let Some(m) = TestMount::new() else { return };
+    let plain = tempfile::tempdir().unwrap();
+    let len = (4 << 30) + 4096;
+    let a = fallocate_steps(&m.path("big"), 0, len).unwrap();
+    let b = fallocate_steps(&plain.path().join("big"), 0, len).unwrap();
+    fs::remove_file(m.path("big")).unwrap();
+    fs::remove_file(plain.path().join("big")).unwrap();
+    assert_eq!((a.0, a.1), (b.0, b.1));
+    assert!(b.2 >= len as u64, "plain {b:?}");
+    assert!(a.2 >= len as u64, "mount: {} bytes of blocks for {len} reserved", a.2);
+}
+
+#[test]
+fn fallocate_by_another_user_clears_set_id_bits() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!("needs root to act as another user; not run");
+        return;
+    }
+    common::require_tool("setpriv");
+    common::require_tool("fallocate");
+    let opts = MountOptions {
+        allow_other: true,
+        ..MountOptions::default()
+    };
+    let Some(m) = TestMount::with(opts, WATCHDOG) else {
+        return;
+    };
+    let plain = tempfile::tempdir().unwrap();
+    for d in [m.mnt.parent().unwrap(), plain.path()] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    same(&m.mnt, plain.path(), "modes after fallocate by nobody", |d| {
+        let mut modes = Vec::new();
+        for (i, mode) in [0o6666, 0o6676, 0o4777].into_iter().enumerate() {
+            let p = d.join(format!("s{i}"));
+            fs::write(&p, b"x")?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode))?;
+            let ok = Command::new("setpriv")
+                .args([
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    "fallocate",
+                    "-l",
+                    "8192",
+                ])
+                .arg(&p)
+                .status()?
+                .success();
+            use std::os::unix::fs::MetadataExt;
+            let md = fs::metadata(&p)?;
+            modes.push((ok, md.mode() & 0o7777, md.len()));
+        }
+        Ok(modes)
+    });
+}

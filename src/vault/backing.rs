@@ -440,6 +440,15 @@ pub fn start_writeback(fd: RawFd, off: u64, len: u64) -> io::Result<()> {
     check(unsafe { libc::sync_file_range(fd, off, len, libc::SYNC_FILE_RANGE_WRITE) }).map(drop)
 }
 
+/// `fallocate(FALLOC_FL_KEEP_SIZE)`: reserves `[off, off + len)` of a backing file without
+/// changing its size (ENOSPC when the disk cannot hold it).
+pub fn reserve(fd: RawFd, off: u64, len: u64) -> io::Result<()> {
+    let conv = |v: u64| libc::off_t::try_from(v).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG));
+    let (off, len) = (conv(off)?, conv(len)?);
+    // SAFETY: plain syscall on a caller-owned fd; no memory is passed.
+    check(unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, off, len) }).map(drop)
+}
+
 /// `lseek(SEEK_DATA / SEEK_HOLE)` of a backing file from `off`; None for ENXIO (no data at or
 /// after `off`, or `off` at or past the end).
 pub fn seek(fd: RawFd, off: u64, whence: libc::c_int) -> io::Result<Option<u64>> {

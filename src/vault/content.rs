@@ -810,6 +810,26 @@ impl CryptFile {
         Ok(Some(found.map_or(sizes.plain, |b| b.plain_off().max(off))))
     }
 
+    /// Reserves the backing space of plaintext `[off, off + len)` (whole blocks; up to the
+    /// backing end a file of `off + len` bytes would have when that is past the current end),
+    /// without changing the backing size: ENOSPC here leaves the file as it was.
+    pub fn reserve(&self, off: u64, len: u64) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        if len == 0 {
+            return Ok(());
+        }
+        let end = off.saturating_add(len);
+        let plain = self.plain_len()?;
+        let first = block_of(off);
+        let cipher_start = if first.0 == 0 { 0 } else { first.cipher_off() };
+        let cipher_end = if end >= plain {
+            offsets::cipher_size(end)
+        } else {
+            block_of(end - 1).cipher_off() + CIPHER_BLOCK
+        };
+        backing::reserve(self.file.as_raw_fd(), cipher_start, cipher_end - cipher_start).at(&self.rel)
+    }
+
     /// Backing `lseek(whence)` from `cipher_off` (None: nothing found before the end).
     fn backing_seek(&self, cipher_off: u64, whence: libc::c_int) -> Result<Option<u64>> {
         use std::os::fd::AsRawFd;
