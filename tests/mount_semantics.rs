@@ -466,7 +466,13 @@ fn rewinddir_shows_names_made_after_opendir() {
 
 /// Builds a sparse file of `size` bytes with data in `extents` and answers SEEK_DATA and
 /// SEEK_HOLE from every offset at and around each extent's edges (offset or errno).
-fn seek_answers(path: &Path, size: u64, extents: &[(u64, u64)]) -> io::Result<Vec<(u64, i32, Result<i64, i32>)>> {
+/// One lseek question and answer: offset, whence, resulting offset or errno.
+type SeekAnswer = (u64, i32, Result<i64, i32>);
+
+/// A sparse file: name, size, data extents.
+type Layout = (&'static str, u64, Vec<(u64, u64)>);
+
+fn seek_answers(path: &Path, size: u64, extents: &[(u64, u64)]) -> io::Result<Vec<SeekAnswer>> {
     use std::os::fd::AsRawFd;
     let f = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
     for &(s, e) in extents {
@@ -518,7 +524,7 @@ fn seek_data_and_hole_answer_plaintext_offsets_exactly() {
     const GI: u64 = 1024 * MI;
     // Data then a hole; whole 4 KiB blocks, so ext4 answers exactly too. Each file ends in
     // data (coffer always stores a file's last block).
-    let layouts: [(&str, u64, Vec<(u64, u64)>); 4] = [
+    let layouts: [Layout; 4] = [
         ("64k", MI, vec![(0, 64 * KI), (MI - 4 * KI, MI)]),
         (
             "4m",

@@ -118,8 +118,7 @@ impl Vault {
     /// and none of those whose values do not authenticate (the truncation is the user's way
     /// out of a damaged file, so damage never blocks it). I/O errors still stop it.
     /// Returns the kept names and values, and the names of the dropped ones.
-    #[allow(clippy::type_complexity)]
-    fn xattrs_to_keep(&self, f: &CryptFile) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>)> {
+    fn xattrs_to_keep(&self, f: &CryptFile) -> Result<(Vec<NameValue>, Vec<Vec<u8>>)> {
         use std::os::fd::AsRawFd;
         let fd = f.backing().as_raw_fd();
         let names = match self.xattr_list(fd) {
@@ -154,6 +153,9 @@ impl Vault {
         Ok((kept, dropped))
     }
 }
+
+/// A plaintext xattr name and value.
+type NameValue = (Vec<u8>, Vec<u8>);
 
 /// Whether a backing xattr call's errno means the file system stores no xattrs at all.
 fn no_xattr_support(errno: i32) -> bool {
