@@ -688,3 +688,68 @@ fn fallocate_by_another_user_clears_set_id_bits() {
         Ok(modes)
     });
 }
+
+/// Sets `user.attribute_NN = "value_NN"` for NN in 0..n on a new file; returns how many took
+/// (and the first errno), the sorted listing and every value read back.
+fn many_small_xattrs(dir: &Path, n: usize) -> io::Result<(usize, Option<i32>, Vec<String>, Vec<Vec<u8>>)> {
+    let p = dir.join("many");
+    fs::write(&p, b"x")?;
+    let mut took = 0;
+    let mut err = None;
+    for i in 0..n {
+        match set_xattr(
+            &p,
+            &format!("user.attribute_{i:02}"),
+            format!("value_{i:02}").as_bytes(),
+            0,
+        ) {
+            Ok(()) => took += 1,
+            Err(e) => {
+                err = e.raw_os_error();
+                break;
+            }
+        }
+    }
+    let names = common::list_xattr(&p)?;
+    let values = names.iter().map(|n| get_xattr(&p, n)).collect::<io::Result<Vec<_>>>()?;
+    Ok((took, err, names, values))
+}
+
+#[test]
+fn a_hundred_small_xattrs_fit_on_an_ext4_backing() {
+    let Some(mut m) = TestMount::new() else { return };
+    let plain = tempfile::tempdir().unwrap();
+    let on_plain = many_small_xattrs(plain.path(), 100).unwrap();
+    assert_eq!((on_plain.0, on_plain.1), (100, None), "ext4 holds 100");
+    assert_eq!(many_small_xattrs(&m.mnt, 100).unwrap(), on_plain);
+    // They survive a remount, a truncation to 0, replacing and removing one.
+    m.remount();
+    let p = m.path("many");
+    assert_eq!(common::list_xattr(&p).unwrap(), on_plain.2);
+    fs::write(&p, b"").unwrap();
+    assert_eq!(get_xattr(&p, "user.attribute_99").unwrap(), b"value_99");
+    set_xattr(&p, "user.attribute_50", b"changed", libc::XATTR_REPLACE).unwrap();
+    assert_eq!(get_xattr(&p, "user.attribute_50").unwrap(), b"changed");
+    assert_eq!(
+        errno(&set_xattr(&p, "user.attribute_50", b"x", libc::XATTR_CREATE)),
+        Some(libc::EEXIST)
+    );
+    common::remove_xattr(&p, "user.attribute_07").unwrap();
+    assert_eq!(errno(&get_xattr(&p, "user.attribute_07")), Some(libc::ENODATA));
+    assert_eq!(
+        errno(&common::remove_xattr(&p, "user.attribute_07")),
+        Some(libc::ENODATA)
+    );
+    assert_eq!(common::list_xattr(&p).unwrap().len(), 99);
+    // Nothing of the names or values is in the backing file's xattrs in clear.
+    let backing = &backing_files(&m.cipher)[0];
+    let names = common::list_xattr(backing).unwrap();
+    assert!(names.len() < 10, "packed: {names:?}");
+    for n in names {
+        let v = get_xattr(backing, &n).unwrap();
+        for clear in [&b"attribute"[..], b"value_", b"changed"] {
+            assert!(!n.as_bytes().windows(clear.len()).any(|w| w == clear), "{n}");
+            assert!(!v.windows(clear.len()).any(|w| w == clear), "{n}");
+        }
+    }
+}
