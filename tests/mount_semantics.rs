@@ -689,6 +689,81 @@ fn fallocate_by_another_user_clears_set_id_bits() {
     });
 }
 
+/// name_to_handle_at then open_by_handle_at (through a descriptor of `mount_root`): what the
+/// opened descriptor reads, or the errno of the step that failed.
+fn by_handle(mount_root: &Path, p: &Path, evict: bool) -> Result<Vec<u8>, (&'static str, i32)> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    const MAX_HANDLE_SZ: usize = 128;
+    #[repr(C)]
+    struct Handle {
+        bytes: u32,
+        kind: i32,
+        f_handle: [u8; MAX_HANDLE_SZ],
+    }
+    let last = || io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+    let mut h = Handle {
+        bytes: MAX_HANDLE_SZ as u32,
+        kind: 0,
+        f_handle: [0; MAX_HANDLE_SZ],
+    };
+    let mut mount_id = 0i32;
+    let c = common::cpath(p);
+    // SAFETY: valid C string; h is a file_handle with room for MAX_HANDLE_SZ bytes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &mut h as *mut Handle,
+            &mut mount_id as *mut i32,
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(("name_to_handle_at", last()));
+    }
+    let root = fs::File::open(mount_root).map_err(|e| ("open root", e.raw_os_error().unwrap_or(-1)))?;
+    if evict {
+        // The kernel forgets the file's inode and dentry (as under memory pressure): the
+        // handle must then be resolved by the file system.
+        fs::write("/proc/sys/vm/drop_caches", "2").map_err(|e| ("drop_caches", e.raw_os_error().unwrap_or(-1)))?;
+    }
+    // SAFETY: h was filled by name_to_handle_at.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            root.as_raw_fd(),
+            &mut h as *mut Handle,
+            libc::O_RDONLY,
+        )
+    };
+    if fd < 0 {
+        return Err(("open_by_handle_at", last()));
+    }
+    // SAFETY: fd is fresh and owned here.
+    let mut f = unsafe { fs::File::from_raw_fd(fd as i32) };
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)
+        .map_err(|e| ("read", e.raw_os_error().unwrap_or(-1)))?;
+    Ok(buf)
+}
+
+#[test]
+#[ignore = "handles of inodes the kernel evicted are ESTALE: the inode table forgets a number's generation with its last lookup"]
+fn open_by_handle_returns_the_file() {
+    let Some(m) = TestMount::new() else { return };
+    let plain = tempfile::tempdir().unwrap();
+    fs::create_dir(m.path("d")).unwrap();
+    fs::write(m.path("d/f"), b"by handle").unwrap();
+    fs::create_dir(plain.path().join("d")).unwrap();
+    fs::write(plain.path().join("d/f"), b"by handle").unwrap();
+    for evict in [false, is_root()] {
+        let on_plain = by_handle(plain.path(), &plain.path().join("d/f"), evict);
+        assert_eq!(on_plain, Ok(b"by handle".to_vec()));
+        assert_eq!(by_handle(&m.mnt, &m.path("d/f"), evict), on_plain, "evicted: {evict}");
+    }
+}
+
 /// Sets `user.attribute_NN = "value_NN"` for NN in 0..n on a new file; returns how many took
 /// (and the first errno), the sorted listing and every value read back.
 fn many_small_xattrs(dir: &Path, n: usize) -> io::Result<(usize, Option<i32>, Vec<String>, Vec<Vec<u8>>)> {
