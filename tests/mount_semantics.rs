@@ -766,7 +766,10 @@ fn open_by_handle_returns_the_file() {
 
 /// Sets `user.attribute_NN = "value_NN"` for NN in 0..n on a new file; returns how many took
 /// (and the first errno), the sorted listing and every value read back.
-fn many_small_xattrs(dir: &Path, n: usize) -> io::Result<(usize, Option<i32>, Vec<String>, Vec<Vec<u8>>)> {
+/// How many xattrs were set, the first errno, the listing, the values.
+type XattrOutcome = (usize, Option<i32>, Vec<String>, Vec<Vec<u8>>);
+
+fn many_small_xattrs(dir: &Path, n: usize) -> io::Result<XattrOutcome> {
     let p = dir.join("many");
     fs::write(&p, b"x")?;
     let mut took = 0;

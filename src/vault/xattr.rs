@@ -218,7 +218,7 @@ impl Vault {
         }
         use std::os::fd::AsRawFd;
         let fd = f.backing().as_raw_fd();
-        let Some((kept, dropped)) = self.xattrs_to_keep(f)? else {
+        let Some(Carried { kept, dropped }) = self.xattrs_to_keep(f)? else {
             return f.set_len(0);
         };
         f.set_len(0)?;
@@ -246,7 +246,7 @@ impl Vault {
     /// A damaged header, a pack or value that does not authenticate drop what they hold (the
     /// truncation is the user's way out of a damaged file, so damage never blocks it). I/O
     /// errors still stop it.
-    fn xattrs_to_keep(&self, f: &CryptFile) -> Result<Option<(Vec<NameValue>, Vec<Vec<u8>>)>> {
+    fn xattrs_to_keep(&self, f: &CryptFile) -> Result<Option<Carried>> {
         use std::os::fd::AsRawFd;
         let fd = f.backing().as_raw_fd();
         let singles = match self.single_names(fd) {
@@ -256,10 +256,10 @@ impl Vault {
         };
         let header = match f.header() {
             Ok(Some(h)) => h,
-            Ok(None) => return Ok(Some((Vec::new(), singles))),
+            Ok(None) => return Ok(Some(Carried::dropping(singles))),
             Err(e) if e.is_corrupt() => {
                 log::warn!("{e}: truncated to 0, its xattrs are dropped");
-                return Ok(Some((Vec::new(), singles)));
+                return Ok(Some(Carried::dropping(singles)));
             }
             Err(e) => return Err(e),
         };
@@ -286,12 +286,27 @@ impl Vault {
                 Err(e) => return Err(e),
             }
         }
-        Ok(Some((kept, dropped)))
+        Ok(Some(Carried { kept, dropped }))
     }
 }
 
-/// A plaintext xattr name and value.
-type NameValue = (Vec<u8>, Vec<u8>);
+/// What a truncation to 0 does with a file's xattrs.
+struct Carried {
+    /// Names and values to reseal under the new file ID.
+    kept: Vec<xattr_pack::Entry>,
+    /// Names of separately sealed xattrs to remove (they no longer authenticate).
+    dropped: Vec<Vec<u8>>,
+}
+
+impl Carried {
+    /// Nothing kept, `dropped` removed.
+    fn dropping(dropped: Vec<Vec<u8>>) -> Carried {
+        Carried {
+            kept: Vec::new(),
+            dropped,
+        }
+    }
+}
 
 /// Whether a backing xattr call's errno means the file system stores no xattrs at all.
 fn no_xattr_support(errno: i32) -> bool {
