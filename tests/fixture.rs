@@ -121,7 +121,8 @@ fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>, seen: &mut S
                     }
                 }
                 let fd = f.backing().as_raw_fd();
-                for name in v.xattr_list(fd).unwrap() {
+                let owner = f.header().unwrap().map_or([0u8; 16], |h| h.file_id);
+                for name in v.xattr_list(fd, &owner).unwrap() {
                     let id = f.header().unwrap().expect("a file with xattrs has a header").file_id;
                     let val = v.xattr_get(fd, &id, &name).unwrap().unwrap();
                     out.push(format!("x\t{}\t{}\t{}", hex(&path), hex(&name), hex(&val)));

@@ -698,6 +698,54 @@ fn xattr_value_tamper_and_moves() {
     let _ = two;
 }
 
+/// Packed xattrs (an object with many): a flipped byte, a pack moved to another file and a
+/// pack read under another owner ID all fail authentication; so does a listing.
+#[test]
+fn packed_xattr_tamper_and_moves() {
+    use coffer::format::xattr_pack::{PACK_AFTER, PACK_BACKING_NAME};
+    let env = Env::new();
+    let (fa, _) = env.vault.create_file(&env.root, b"a", 0o600).unwrap();
+    let (fb, _) = env.vault.create_file(&env.root, b"b", 0o600).unwrap();
+    let ida = fa.ensure_header().unwrap().file_id;
+    let idb = fb.ensure_header().unwrap().file_id;
+    let (fda, fdb) = (fa.backing().as_raw_fd(), fb.backing().as_raw_fd());
+    for i in 0..PACK_AFTER + 3 {
+        let n = format!("user.n{i}");
+        env.vault
+            .xattr_set(fda, &ida, n.as_bytes(), b"packed value", 0)
+            .unwrap();
+        env.vault.xattr_set(fdb, &idb, n.as_bytes(), b"other value", 0).unwrap();
+    }
+    let pack = PACK_BACKING_NAME.as_bytes();
+    let get = |fd, name: &[u8]| coffer::vault::backing::fgetxattr(fd, name).unwrap().unwrap();
+    let set = |fd, name: &[u8], v: &[u8]| coffer::vault::backing::fsetxattr(fd, name, v, 0).unwrap();
+    let sealed = get(fda, pack);
+    assert_eq!(coffer::vault::backing::flistxattr(fda).unwrap().len(), PACK_AFTER + 1);
+    let last = format!("user.n{}", PACK_AFTER + 2);
+    assert_eq!(
+        env.vault.xattr_get(fda, &ida, last.as_bytes()).unwrap().unwrap(),
+        b"packed value"
+    );
+    for pos in [0, 16, sealed.len() - 1] {
+        let mut t = sealed.clone();
+        t[pos] ^= 0x40;
+        set(fda, pack, &t);
+        assert_corrupt(
+            env.vault.xattr_get(fda, &ida, last.as_bytes()),
+            &format!("pack byte {pos}"),
+        );
+        assert_corrupt(env.vault.xattr_list(fda, &ida), &format!("listing, pack byte {pos}"));
+    }
+    set(fda, pack, &sealed);
+    set(fdb, pack, &sealed);
+    assert_corrupt(
+        env.vault.xattr_get(fdb, &idb, last.as_bytes()),
+        "pack moved from file a to b",
+    );
+    assert_corrupt(env.vault.xattr_get(fda, &idb, last.as_bytes()), "wrong owner");
+    assert_eq!(env.vault.xattr_list(fda, &ida).unwrap().len(), PACK_AFTER + 3);
+}
+
 // ---- What the format cannot detect (documented in docs/FORMAT.md, pinned here) ----
 
 /// Rolling a whole file back to an older version (header and all blocks) is not detected:

@@ -229,8 +229,8 @@ fn xattrs_follow_truncation_and_directories() {
     f.write_at(b"new", 0).unwrap();
     assert_eq!(f.header().unwrap().unwrap().file_id, id2);
     assert_eq!(v.xattr_get(fd, &id2, b"user.k").unwrap().unwrap(), b"v");
-    assert_eq!(v.xattr_list(fd).unwrap(), vec![b"user.k".to_vec()]);
-    v.xattr_remove(fd, b"user.k").unwrap();
+    assert_eq!(v.xattr_list(fd, &id2).unwrap(), vec![b"user.k".to_vec()]);
+    v.xattr_remove(fd, &id2, b"user.k").unwrap();
     assert_eq!(v.xattr_get(fd, &id2, b"user.k").unwrap(), None);
     assert!(matches!(
         v.xattr_set(fd, &id2, b"trusted.x", b"v", 0),

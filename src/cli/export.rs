@@ -365,8 +365,9 @@ impl Export<'_> {
 
     /// Decrypts the xattrs of the object at `src_fd` (owner id `owner`) onto `dst_fd`.
     fn copy_xattrs(&mut self, src_fd: i32, owner: &[u8; 16], dst_fd: i32, path: &[u8]) {
-        let names = match self.vault.xattr_list(src_fd) {
+        let names = match self.vault.xattr_list(src_fd, owner) {
             Ok(n) => n,
+            Err(err @ VaultError::Corrupt { .. }) => return self.damaged(path, err),
             Err(err) => return self.warn(path, format!("cannot list xattrs: {err}")),
         };
         for n in names {

@@ -44,6 +44,9 @@ pub enum FormatError {
     /// A backing name that is not valid base64url or has the wrong shape.
     #[error("backing name is not a coffer name")]
     BadEncoding,
+    /// A packed xattr plaintext that does not parse.
+    #[error("packed xattrs are malformed: {0}")]
+    BadXattrPack(String),
     /// A recovery key that does not parse or fails its checksum.
     #[error("recovery key is malformed: {0}")]
     BadRecoveryKey(&'static str),

@@ -10,6 +10,7 @@ pub mod offsets;
 pub mod recovery;
 pub mod sealed;
 pub mod session;
+pub mod xattr_pack;
 
 pub use error::FormatError;
 

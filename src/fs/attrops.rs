@@ -8,7 +8,7 @@ use fuser::{FileAttr, FileType, TimeOrNow};
 use super::attr::{self, from_fuser_time};
 use super::core::CofferFs;
 use super::dirops::Caller;
-use super::fileops::without_set_id;
+use super::fileops::{has_no_name, without_set_id};
 use super::inodes::ROOT;
 use crate::format::offsets::{CIPHER_BLOCK, PLAIN_BLOCK};
 use crate::vault::{IoContext, Result, TimeSpec, VaultError};
@@ -136,6 +136,7 @@ impl CofferFs {
                     }
                 }
             }
+            Err(e) if !has_no_name(&e) => return Err(e),
             Err(e) => {
                 // No name left (unlinked while open): change it through an open descriptor.
                 let h = self.files.find(|h| h.ino == ino).ok_or(e)?;

@@ -112,9 +112,10 @@ impl CofferFs {
         let from = self.dir(parent)?;
         let to = self.dir(new_parent)?;
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
-        if flags == 0 {
-            // A directory over an empty directory: the backing target still holds its diriv,
-            // so remove it first (after checking it is empty in plaintext).
+        if !exchange && flags & libc::RENAME_NOREPLACE == 0 {
+            // A directory over an empty directory (plain or RENAME_WHITEOUT): the backing
+            // target still holds its diriv, so remove it first (after checking it is empty in
+            // plaintext).
             let (_, src) = self.vault.lookup(&from, name)?;
             if let Ok((_, dst)) = self.vault.lookup(&to, new_name) {
                 let is_dir = |st: &libc::stat| st.st_mode & libc::S_IFMT == libc::S_IFDIR;
@@ -176,9 +177,11 @@ impl CofferFs {
         if info.fmt != libc::S_IFDIR {
             return Err(VaultError::errno_at(format!("inode {ino}"), libc::ENOTDIR));
         }
-        let entries = self.snapshot(ino)?;
+        // The listing waits for the first read: names made between opendir and readdir show,
+        // as on a local file system. Opening the directory now reports what would fail.
+        self.dir(ino)?;
         let state = DirState {
-            entries: Arc::new(entries),
+            entries: Arc::new(Vec::new()),
             served: false,
         };
         Ok(self.dirs.insert(DirHandle {
@@ -187,11 +190,12 @@ impl CofferFs {
         }))
     }
 
-    /// The snapshot of handle `fh` for a read at `offset` (a read at 0 after others rewinds).
+    /// The snapshot of handle `fh` for a read at `offset`: a read at 0 (the first, or a
+    /// rewind) lists the directory afresh.
     pub(super) fn do_readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
         let h = self.dirs.get(fh).ok_or_else(|| stale(ino))?;
         let mut state = h.state.lock().unwrap_or_else(|p| p.into_inner());
-        if offset == 0 && state.served {
+        if offset == 0 || !state.served {
             state.entries = Arc::new(self.snapshot(h.ino)?);
         }
         state.served = true;

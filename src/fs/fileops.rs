@@ -32,6 +32,22 @@ pub fn without_set_id(mode: u32) -> Option<u32> {
     (mode & kill != 0).then_some(mode & 0o7777 & !kill)
 }
 
+/// Whether `e` says the object has no name left (unlinked, or renamed away while open): only
+/// then may a call by name fall back to an open handle. Any other failure (EACCES above all)
+/// stands, as an open descriptor lends no permission to calls made by name.
+pub fn has_no_name(e: &VaultError) -> bool {
+    matches!(e.errno(), libc::ENOENT | libc::ESTALE)
+}
+
+/// Like [`without_set_id`] for a caller who may not be in the file's group (`in_group`
+/// false): then set-group-ID goes even without group execute, as the kernel does.
+pub fn without_set_id_by(mode: u32, in_group: bool) -> Option<u32> {
+    if in_group || mode & libc::S_ISGID == 0 {
+        return without_set_id(mode);
+    }
+    Some(mode & 0o7777 & !(libc::S_ISUID | libc::S_ISGID))
+}
+
 fn is_write(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY
 }
@@ -199,12 +215,13 @@ impl CofferFs {
         let info = self.node(ino)?;
         let file = match self.open_backing(ino, &info, true) {
             Ok(f) => f,
-            Err(e) => {
+            Err(e) if has_no_name(&e) => {
                 // Unlinked but open: truncate through an open writable descriptor.
                 let h = self.files.find(|h| h.ino == ino && h.writable).ok_or(e)?;
                 let _g = write_lock(&h.lock);
                 return self.vault.set_len(&h.file, size);
             }
+            Err(e) => return Err(e),
         };
         let _g = write_lock(&info.lock);
         self.vault.set_len(&file, size)
@@ -221,9 +238,19 @@ impl CofferFs {
         h.file.sync(datasync)
     }
 
-    /// fallocate: mode 0 grows the file through the vault (holes, never raw zeros in the backing
-    /// file); KEEP_SIZE has nothing to reserve; punching and zeroing ranges are refused.
-    pub(super) fn do_fallocate(&self, ino: u64, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+    /// fallocate: mode 0 reserves the backing space of the range (ENOSPC before anything
+    /// changes), then grows the file through the vault (the reserved blocks read as holes);
+    /// by a caller other than root it clears set-ID bits as a write does. KEEP_SIZE has
+    /// nothing to reserve; punching and zeroing ranges are refused.
+    pub(super) fn do_fallocate(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        who: Caller,
+    ) -> Result<()> {
         let h = self.handle(ino, fh)?;
         match mode {
             0 => {
@@ -231,14 +258,32 @@ impl CofferFs {
                     .checked_add(length)
                     .ok_or_else(|| VaultError::errno_at(h.file.rel(), libc::EFBIG))?;
                 let _g = write_lock(&h.lock);
+                h.file.reserve(offset, length)?;
                 if end > h.file.plain_len()? {
                     self.vault.set_len(&h.file, end)?;
+                }
+                if who.uid != 0 {
+                    self.kill_set_id_for(ino, &h, who)?;
                 }
                 Ok(())
             }
             libc::FALLOC_FL_KEEP_SIZE => Ok(()),
             _ => Err(VaultError::Unsupported("fallocate modes other than 0 and KEEP_SIZE")),
         }
+    }
+
+    /// Clears set-user-ID, and set-group-ID when group-executable or when `who` is not in the
+    /// file's group (the kernel's rule for a change by a caller without CAP_FSETID).
+    fn kill_set_id_for(&self, ino: u64, h: &FileHandle, who: Caller) -> Result<()> {
+        let st = backing::fstat(h.file.backing().as_raw_fd()).at(h.file.rel())?;
+        if let Some(mode) = without_set_id_by(st.st_mode, st.st_gid == who.gid) {
+            h.file
+                .backing()
+                .set_permissions(std::fs::Permissions::from_mode(mode))
+                .at(h.file.rel())?;
+            self.invalidate_attr(ino);
+        }
+        Ok(())
     }
 
     /// SEEK_DATA / SEEK_HOLE in plaintext offsets (the kernel answers the other whences).
@@ -276,5 +321,15 @@ mod tests {
         assert_eq!(without_set_id(libc::S_IFREG | 0o2745), None);
         assert_eq!(without_set_id(libc::S_IFREG | 0o6745), Some(0o2745));
         assert_eq!(without_set_id(libc::S_IFREG | 0o755), None);
+    }
+
+    #[test]
+    fn set_group_id_goes_for_a_caller_outside_the_group() {
+        use super::without_set_id_by;
+        assert_eq!(without_set_id_by(libc::S_IFREG | 0o6666, true), Some(0o2666));
+        assert_eq!(without_set_id_by(libc::S_IFREG | 0o6666, false), Some(0o666));
+        assert_eq!(without_set_id_by(libc::S_IFREG | 0o2644, false), Some(0o644));
+        assert_eq!(without_set_id_by(libc::S_IFREG | 0o2644, true), None);
+        assert_eq!(without_set_id_by(libc::S_IFREG | 0o644, false), None);
     }
 }

@@ -395,7 +395,7 @@ impl Filesystem for CofferFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -403,7 +403,11 @@ impl Filesystem for CofferFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        ok_or_reply(self.do_fallocate(ino.0, fh.0, offset, length, mode), "fallocate", reply);
+        ok_or_reply(
+            self.do_fallocate(ino.0, fh.0, offset, length, mode, caller(req)),
+            "fallocate",
+            reply,
+        );
     }
 
     fn lseek(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {

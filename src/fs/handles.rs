@@ -82,7 +82,7 @@ impl DirEntry {
     }
 }
 
-/// An open directory: the listing taken at opendir (or at a rewind), indexed by offset.
+/// An open directory: the listing taken at its first read (or at a rewind), indexed by offset.
 #[derive(Debug)]
 pub struct DirHandle {
     /// The directory's inode.
@@ -96,7 +96,8 @@ pub struct DirHandle {
 pub struct DirState {
     /// The snapshot (`.` and `..` first), indexed by offset - 1.
     pub entries: Arc<Vec<DirEntry>>,
-    /// Whether a read has happened (a later read at offset 0 is a rewind: list afresh).
+    /// Whether `entries` holds a listing yet (taken by the first read; every read at offset 0,
+    /// the start or a rewind, lists afresh).
     pub served: bool,
 }
 

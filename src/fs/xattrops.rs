@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use super::core::CofferFs;
-use super::fileops::{read_lock, write_lock};
+use super::fileops::{has_no_name, read_lock, write_lock};
 use super::handles::FileHandle;
 use super::inodes::ROOT;
 use crate::vault::{CryptFile, Dir, Result, VaultError};
@@ -49,6 +49,7 @@ impl CofferFs {
             libc::S_IFDIR => Ok(Target::Dir(self.dir(ino)?)),
             libc::S_IFREG => match self.open_backing(ino, &info, write) {
                 Ok(f) => Ok(Target::File(f, info.lock)),
+                Err(e) if !has_no_name(&e) => Err(e),
                 Err(e) => {
                     let h = self.files.find(|h| h.ino == ino && (h.writable || !write)).ok_or(e)?;
                     Ok(Target::Handle(h))
@@ -87,7 +88,12 @@ impl CofferFs {
             return Err(VaultError::errno_at(format!("inode {ino}"), libc::EPERM));
         };
         match (&t, t.file()) {
-            (Target::Dir(d), _) => self.vault.xattr_set(fd, &d.iv, name, value, flags),
+            (Target::Dir(d), _) => {
+                // Packed xattrs are read, changed and written back: one writer at a time.
+                let lock = self.node(ino)?.lock;
+                let _g = write_lock(&lock);
+                self.vault.xattr_set(fd, &d.iv, name, value, flags)
+            }
             (_, Some((f, lock))) => {
                 let _g = write_lock(lock);
                 let owner = f.ensure_header()?.file_id;
@@ -100,8 +106,17 @@ impl CofferFs {
     pub(super) fn do_listxattr(&self, ino: u64) -> Result<Vec<u8>> {
         let t = self.xattr_target(ino, false)?;
         let Some(fd) = t.fd() else { return Ok(Vec::new()) };
+        let names = match (&t, t.file()) {
+            (Target::Dir(d), _) => self.vault.xattr_list(fd, &d.iv)?,
+            (_, Some((f, lock))) => {
+                let _g = read_lock(lock);
+                let owner = f.header()?.map_or([0u8; 16], |h| h.file_id);
+                self.vault.xattr_list(fd, &owner)?
+            }
+            _ => Vec::new(),
+        };
         let mut out = Vec::new();
-        for n in self.vault.xattr_list(fd)? {
+        for n in names {
             out.extend_from_slice(&n);
             out.push(0);
         }
@@ -111,7 +126,18 @@ impl CofferFs {
     pub(super) fn do_removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
         let t = self.xattr_target(ino, true)?;
         let Some(fd) = t.fd() else { return Err(no_data(name)) };
-        let _g = t.file().map(|(_, l)| write_lock(l));
-        self.vault.xattr_remove(fd, name)
+        match (&t, t.file()) {
+            (Target::Dir(d), _) => {
+                let lock = self.node(ino)?.lock;
+                let _g = write_lock(&lock);
+                self.vault.xattr_remove(fd, &d.iv, name)
+            }
+            (_, Some((f, lock))) => {
+                let _g = write_lock(lock);
+                let owner = f.header()?.map_or([0u8; 16], |h| h.file_id);
+                self.vault.xattr_remove(fd, &owner, name)
+            }
+            _ => Err(no_data(name)),
+        }
     }
 }

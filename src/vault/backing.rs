@@ -298,11 +298,47 @@ impl DirFd {
             .map(drop)
     }
 
-    /// `fchmodat` (Linux cannot chmod a symlink; callers skip symlinks).
+    /// `fchmodat2(AT_SYMLINK_NOFOLLOW)`: never follows a symlink, even one swapped in after the
+    /// caller's stat (a symlink itself gives EOPNOTSUPP, as Linux cannot chmod one). Kernels
+    /// before 6.6 lack the call: then [`chmod_nofollow_fallback`](Self::chmod_nofollow_fallback).
     pub fn chmod(&self, name: &[u8], mode: u32) -> io::Result<()> {
         let c = single_component(name)?;
+        // SAFETY: valid dirfd and C string; fchmodat2 takes (dirfd, path, mode, flags).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_fchmodat2,
+                self.as_raw_fd(),
+                c.as_ptr(),
+                mode as libc::c_uint,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOSYS) => self.chmod_nofollow_fallback(name, mode),
+            _ => Err(e),
+        }
+    }
+
+    /// chmod without following symlinks on kernels without fchmodat2: the entry is pinned
+    /// with an `O_PATH | O_NOFOLLOW` descriptor, a symlink is refused (EOPNOTSUPP), and
+    /// anything else is changed through `/proc/self/fd` (which names the pinned object itself).
+    pub fn chmod_nofollow_fallback(&self, name: &[u8], mode: u32) -> io::Result<()> {
+        let c = single_component(name)?;
+        let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         // SAFETY: valid dirfd and C string.
-        check(unsafe { libc::fchmodat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, 0) }).map(drop)
+        let fd = check(unsafe { libc::openat(self.as_raw_fd(), c.as_ptr(), flags) })?;
+        // SAFETY: fd is fresh and owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        if fstat(fd.as_raw_fd())?.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+        }
+        let proc = cstr(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes())?;
+        // SAFETY: valid C string.
+        check(unsafe { libc::chmod(proc.as_ptr(), mode as libc::mode_t) }).map(drop)
     }
 
     /// `fchownat(AT_SYMLINK_NOFOLLOW)`; `u32::MAX` leaves an id unchanged.
@@ -483,6 +519,32 @@ pub fn start_writeback(fd: RawFd, off: u64, len: u64) -> io::Result<()> {
     check(unsafe { libc::sync_file_range(fd, off, len, libc::SYNC_FILE_RANGE_WRITE) }).map(drop)
 }
 
+/// `fallocate(FALLOC_FL_KEEP_SIZE)`: reserves `[off, off + len)` of a backing file without
+/// changing its size (ENOSPC when the disk cannot hold it).
+pub fn reserve(fd: RawFd, off: u64, len: u64) -> io::Result<()> {
+    let conv = |v: u64| libc::off_t::try_from(v).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG));
+    let (off, len) = (conv(off)?, conv(len)?);
+    // SAFETY: plain syscall on a caller-owned fd; no memory is passed.
+    check(unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, off, len) }).map(drop)
+}
+
+/// `lseek(SEEK_DATA / SEEK_HOLE)` of a backing file from `off`; None for ENXIO (no data at or
+/// after `off`, or `off` at or past the end).
+pub fn seek(fd: RawFd, off: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    let off = libc::off_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: plain syscall on a caller-owned fd; no memory is passed.
+    let r = unsafe { libc::lseek(fd, off, whence) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENXIO) {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(Some(r as u64))
+}
+
 /// `fgetxattr`; None when the attribute does not exist.
 pub fn fgetxattr(fd: RawFd, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
     let c = cstr(name)?;
@@ -555,6 +617,34 @@ mod tests {
             d.open_file(b"evilf", false, None).unwrap_err().raw_os_error(),
             Some(libc::ELOOP)
         );
+    }
+
+    #[test]
+    fn chmod_never_follows_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let d = DirFd::open_path(tmp.path()).unwrap();
+        let target = tmp.path().join("target");
+        std::fs::write(&target, b"x").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&target, tmp.path().join("link")).unwrap();
+        let mode = || std::fs::metadata(&target).unwrap().permissions().mode() & 0o7777;
+        for (what, r) in [
+            ("chmod", d.chmod(b"link", 0o6777)),
+            ("fallback", d.chmod_nofollow_fallback(b"link", 0o6777)),
+        ] {
+            assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EOPNOTSUPP), "{what}");
+            assert_eq!(mode(), 0o644, "{what} changed the symlink's target");
+        }
+        d.chmod(b"target", 0o600).unwrap();
+        assert_eq!(mode(), 0o600);
+        d.chmod_nofollow_fallback(b"target", 0o640).unwrap();
+        assert_eq!(mode(), 0o640);
+        let fifo = cstr(tmp.path().join("fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        d.chmod_nofollow_fallback(b"fifo", 0o666).unwrap();
+        assert_eq!(d.stat(b"fifo").unwrap().st_mode & 0o7777, 0o666);
     }
 
     #[test]

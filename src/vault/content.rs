@@ -796,51 +796,90 @@ impl CryptFile {
     /// `SEEK_DATA` (`data = true`) or `SEEK_HOLE` from plaintext offset `off`, at block
     /// granularity, mapped through the backing file's own answer. None = ENXIO.
     pub fn seek_data_hole(&self, off: u64, data: bool) -> Result<Option<u64>> {
-        use std::os::fd::AsRawFd;
         let sizes = self.sizes()?;
         if off >= sizes.plain {
             return Ok(None);
         }
-        let whence = if data { libc::SEEK_DATA } else { libc::SEEK_HOLE };
-        let mut b = block_of(off);
         let last = block_of(sizes.plain - 1);
-        // Walk block by block using the backing answer to skip ahead.
-        while b <= last {
-            let c_off = b.cipher_off();
-            // SAFETY: valid fd; lseek has no memory effects.
-            let r = unsafe { libc::lseek(self.file.as_raw_fd(), c_off as libc::off_t, whence) };
-            if r < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::ENXIO) {
-                    return Ok(if data { None } else { Some(sizes.plain) });
-                }
-                return Err(VaultError::io(&self.rel, e));
-            }
-            let r = r as u64;
-            if data {
-                // Data begins somewhere in the block containing backing offset r.
-                let hit = offsets::block_at_cipher_off(r);
-                return Ok(Some(hit.plain_off().max(off).min(sizes.plain)));
-            }
-            // A hole must cover a whole backing block to be a plaintext hole.
-            let hb = if r <= c_off {
-                b
-            } else {
-                BlockNo(offsets::block_at_cipher_off(r - 1).0 + 1)
-            };
-            if hb > last {
-                return Ok(Some(sizes.plain));
-            }
-            // Check the hole spans block hb fully (the next data is past its end).
-            // SAFETY: as above.
-            let nd = unsafe { libc::lseek(self.file.as_raw_fd(), hb.cipher_off() as libc::off_t, libc::SEEK_DATA) };
-            let covers = nd < 0 || nd as u64 >= hb.cipher_off() + CIPHER_BLOCK;
-            if covers && hb < last {
-                return Ok(Some(hb.plain_off().max(off)));
-            }
-            b = BlockNo(hb.0 + 1);
+        let first = block_of(off);
+        let found = if data {
+            Some(self.next_data_block(first, last)?)
+        } else {
+            self.next_hole_block(first, last)?
+        };
+        Ok(Some(found.map_or(sizes.plain, |b| b.plain_off().max(off))))
+    }
+
+    /// Reserves the backing space of plaintext `[off, off + len)` (whole blocks; up to the
+    /// backing end a file of `off + len` bytes would have when that is past the current end),
+    /// without changing the backing size: ENOSPC here leaves the file as it was.
+    pub fn reserve(&self, off: u64, len: u64) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        if len == 0 {
+            return Ok(());
         }
-        Ok(Some(sizes.plain))
+        let end = off.saturating_add(len);
+        let plain = self.plain_len()?;
+        let first = block_of(off);
+        let cipher_start = if first.0 == 0 { 0 } else { first.cipher_off() };
+        let cipher_end = if end >= plain {
+            offsets::cipher_size(end)
+        } else {
+            block_of(end - 1).cipher_off() + CIPHER_BLOCK
+        };
+        backing::reserve(self.file.as_raw_fd(), cipher_start, cipher_end - cipher_start).at(&self.rel)
+    }
+
+    /// Backing `lseek(whence)` from `cipher_off` (None: nothing found before the end).
+    fn backing_seek(&self, cipher_off: u64, whence: libc::c_int) -> Result<Option<u64>> {
+        use std::os::fd::AsRawFd;
+        backing::seek(self.file.as_raw_fd(), cipher_off, whence).at(&self.rel)
+    }
+
+    /// Whether block `b` (not the last) is a hole: its backing bytes are all zero.
+    fn is_hole_block(&self, b: BlockNo) -> Result<bool> {
+        let mut buf = vec![0u8; CIPHER_BLOCK as usize];
+        let n = read_full_at(&self.file, &mut buf, b.cipher_off()).at(&self.rel)?;
+        Ok(buf[..n].iter().all(|&x| x == 0))
+    }
+
+    /// The first block at or after `b` holding data; the last block always does. A written
+    /// block fills its whole backing range, so a block whose range starts in a backing hole
+    /// is a hole; one whose start is allocated (a file-system block it shares with a written
+    /// neighbour, or a non-sparse copy) is read to tell.
+    fn next_data_block(&self, mut b: BlockNo, last: BlockNo) -> Result<BlockNo> {
+        while b < last {
+            let Some(r) = self.backing_seek(b.cipher_off(), libc::SEEK_DATA)? else {
+                return Ok(last);
+            };
+            let cand = offsets::block_at_cipher_off(r).max(b);
+            if cand >= last {
+                return Ok(last);
+            }
+            if r <= cand.cipher_off() && !self.is_hole_block(cand)? {
+                return Ok(cand);
+            }
+            b = BlockNo(cand.0 + 1);
+        }
+        Ok(last)
+    }
+
+    /// The first hole block at or after `b` (None: data up to the end). A block whose backing
+    /// range reaches into a backing hole is a hole. Of the fully allocated blocks before it,
+    /// only `b` itself is read (a hole whose bytes all sit in file-system blocks shared with
+    /// written neighbours is seen only there: reading every block would cost a full read).
+    fn next_hole_block(&self, b: BlockNo, last: BlockNo) -> Result<Option<BlockNo>> {
+        if b >= last {
+            return Ok(None);
+        }
+        let Some(r) = self.backing_seek(b.cipher_off(), libc::SEEK_HOLE)? else {
+            return Ok(None);
+        };
+        let cand = offsets::block_at_cipher_off(r).max(b);
+        if cand > b && self.is_hole_block(b)? {
+            return Ok(Some(b));
+        }
+        Ok((cand < last).then_some(cand))
     }
 
     /// Starts writing back the backing bytes of plaintext `[off, off + len)` without waiting:

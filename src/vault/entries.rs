@@ -154,7 +154,14 @@ impl Vault {
         self.check_writable()?;
         let name = self.cipher_name(dir, plain)?;
         self.write_sidecar(dir, &name)?;
-        dir.fd.mknod(&name.entry, mode, rdev).at(dir.rel_child(&name.entry))?;
+        let rel = dir.rel_child(&name.entry);
+        dir.fd.mknod(&name.entry, mode, rdev).at(&rel)?;
+        // The kernel applied the caller's umask already; the daemon's own must not narrow
+        // the mode further.
+        let st = dir.fd.stat(&name.entry).at(&rel)?;
+        if st.st_mode & 0o7777 != mode & 0o7777 {
+            dir.fd.chmod(&name.entry, mode & 0o7777).at(&rel)?;
+        }
         Ok(name)
     }
 
@@ -248,7 +255,7 @@ impl Vault {
             }
         }
         for l in &leftovers {
-            let _ = child.unlink(l).or_else(|_| child.rmdir(l));
+            remove_leftover(&child, l);
         }
         // Park the diriv in the parent while removing, so a failed rmdir can put it back.
         let parked = temp_name().at(&dir.rel)?;
@@ -339,4 +346,25 @@ fn link_name(entry: &[u8]) -> Vec<u8> {
     v.extend_from_slice(b".");
     v.extend_from_slice(backing_name::LINK_EXT.as_bytes());
     v
+}
+
+/// Removes a crash leftover `name` of `dir` (best effort): a file, or a temporary directory
+/// holding nothing but its diriv and temporary files (what a crash inside mkdir leaves). A
+/// temporary directory holding anything else is kept, and the rmdir then reports ENOTEMPTY.
+fn remove_leftover(dir: &super::backing::DirFd, name: &[u8]) {
+    if dir.unlink(name).is_ok() {
+        return;
+    }
+    let Ok(sub) = dir.open_dir(name) else { return };
+    let Ok(inner) = sub.list() else { return };
+    let temp = backing_name::TEMP_PREFIX.as_bytes();
+    let removable = |e: &super::backing::RawEntry| {
+        (e.name == DIRIV_NAME.as_bytes() || e.name.starts_with(temp)) && e.d_type != libc::DT_DIR
+    };
+    if inner.iter().all(removable) {
+        for e in &inner {
+            let _ = sub.unlink(&e.name);
+        }
+    }
+    let _ = dir.rmdir(name);
 }

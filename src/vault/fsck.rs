@@ -371,7 +371,11 @@ impl Walker<'_> {
     }
 
     fn xattrs(&mut self, fd: std::os::fd::RawFd, owner: &[u8; 16], plain: Option<&[u8]>, rel: &std::path::Path) {
-        let Ok(names) = self.vault.xattr_list(fd) else { return };
+        let names = match self.vault.xattr_list(fd, owner) {
+            Ok(n) => n,
+            Err(err) if err.is_corrupt() => return self.add(plain, rel, DamageKind::Xattr, err.to_string()),
+            Err(_) => return,
+        };
         for n in names {
             if let Err(err) = self.vault.xattr_get(fd, owner, &n) {
                 self.add(plain, rel, DamageKind::Xattr, format!("{}: {err}", lossy(&n)));
