@@ -5,9 +5,12 @@
 //! like any other. The header's file ID is the path PRF; each block's nonce is the nonce PRF over
 //! (file ID, block number, final flag, the whole plaintext block).
 //!
-//! A read maps its cipher range to the plaintext blocks it needs, reads only those, then checks
-//! that the plain file still has the size, mtime and ctime it had at open: if not, the read
-//! fails (EIO) so a copy never mixes two versions of a file.
+//! A file is served as it is at open, whatever the kernel was told at lookup. Where the plain
+//! filesystem makes reflink copies (btrfs, xfs) it is frozen at open ([`super::frozen`]) and
+//! read from the copy. Elsewhere it is read live: a read maps its cipher range to the plaintext
+//! blocks it needs, reads only those, then checks that the plain file still has the size,
+//! mtime and ctime it had at open; if not, the read fails with [`VaultError::Changed`] (EIO)
+//! so a copy never mixes two versions of a file.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -21,7 +24,7 @@ use crate::format::offsets::{self, block_aad, block_count, BlockNo, CIPHER_BLOCK
 
 use super::super::backing;
 use super::super::error::{IoContext, Result, VaultError};
-use super::listing::RDir;
+use super::listing::{set_size, RDir};
 use super::prf::Prf;
 use super::{join_rel, rel_path, ReverseVault};
 
@@ -71,8 +74,15 @@ impl Snapshot {
 /// One plain file opened for reading its cipher bytes.
 #[derive(Debug)]
 pub struct ReverseFile {
+    /// What reads come from: the plain file itself, or its frozen copy.
     file: File,
+    /// Whether `file` is a frozen copy.
+    frozen: bool,
+    /// The cipher-side stat of the version served (times of the plain file, cipher size).
+    stat: libc::stat,
     snap: Snapshot,
+    /// What `file` itself must still look like at each read.
+    check: Snapshot,
     plain_size: u64,
     header: [u8; HEADER_LEN],
     id: [u8; 16],
@@ -83,9 +93,8 @@ pub struct ReverseFile {
 }
 
 impl ReverseVault {
-    /// Opens plain file `plain` of `dir`. With `expect`, the file must still match what was
-    /// last reported for it (else EIO: it changed since).
-    pub fn open_file(&self, dir: &RDir, plain: &[u8], expect: Option<&Snapshot>) -> Result<ReverseFile> {
+    /// Opens plain file `plain` of `dir` as it is now (frozen where the filesystem allows).
+    pub fn open_file(&self, dir: &RDir, plain: &[u8]) -> Result<ReverseFile> {
         let rel = join_rel(&dir.rel, plain);
         let path = rel_path(&rel);
         // Checked before opening: an open of a FIFO without a writer would block (G31).
@@ -93,20 +102,36 @@ impl ReverseVault {
         if pre.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(VaultError::errno_at(path, libc::EINVAL));
         }
-        let file = dir.fd.open_file(plain, false, None).at(&path)?;
-        let st = backing::fstat(file.as_raw_fd()).at(&path)?;
+        let live = dir.fd.open_file(plain, false, None).at(&path)?;
+        let st = backing::fstat(live.as_raw_fd()).at(&path)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(VaultError::errno_at(path, libc::EINVAL));
         }
-        let snap = Snapshot::of_plain(&st);
-        if expect.is_some_and(|e| *e != snap) {
-            return Err(changed(path));
-        }
+        // An empty file is the header alone: nothing to freeze.
+        let frozen = if st.st_size > 0 {
+            self.reflinks.freeze(&dir.fd, &live, &path)?
+        } else {
+            None
+        };
+        let (file, mut stat, check, is_frozen) = match frozen {
+            Some(f) => {
+                let own = backing::fstat(f.file.as_raw_fd()).at(&path)?;
+                let mut stat = f.before;
+                stat.st_size = own.st_size;
+                (f.file, stat, Snapshot::of_plain(&own), true)
+            }
+            None => (live, st, Snapshot::of_plain(&st), false),
+        };
+        let plain_size = stat.st_size as u64;
+        set_size(&mut stat, offsets::cipher_size(plain_size));
         let id = self.prf().file_id(&rel);
         Ok(ReverseFile {
             file,
-            snap,
-            plain_size: st.st_size as u64,
+            frozen: is_frozen,
+            stat,
+            snap: Snapshot::of_cipher(&stat),
+            check,
+            plain_size,
             // Version 1: nonces are derived, and a read-only view has no write sessions.
             header: FileHeader {
                 version: FILE_V1,
@@ -123,11 +148,7 @@ impl ReverseVault {
 }
 
 fn changed(path: PathBuf) -> VaultError {
-    VaultError::corrupt(
-        path,
-        None,
-        "plain file changed while being read (size, mtime or ctime moved); read it again",
-    )
+    VaultError::Changed { path }
 }
 
 /// Seals block `b` (`plain` is its whole plaintext) and appends `nonce | ct | tag` to `out`.
@@ -151,9 +172,20 @@ pub fn seal_block(
 }
 
 impl ReverseFile {
-    /// The snapshot taken at open.
+    /// The snapshot taken at open (of the version served).
     pub fn snapshot(&self) -> Snapshot {
         self.snap
+    }
+
+    /// The cipher-side stat of the version served: the plain file's stat at open, with the
+    /// cipher size.
+    pub fn stat(&self) -> libc::stat {
+        self.stat
+    }
+
+    /// Whether reads come from a frozen (reflink) copy rather than the live plain file.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
     }
 
     /// The cipher size.
@@ -168,7 +200,7 @@ impl ReverseFile {
 
     fn check_unchanged(&self) -> Result<()> {
         let st = backing::fstat(self.file.as_raw_fd()).at(&self.rel)?;
-        if Snapshot::of_plain(&st) != self.snap {
+        if Snapshot::of_plain(&st) != self.check {
             return Err(changed(self.rel.clone()));
         }
         Ok(())
@@ -327,7 +359,7 @@ mod tests {
         let root = v.root_dir().unwrap();
         let out = tempfile::tempdir().unwrap();
         for (name, data) in &files {
-            let f = v.open_file(&root, name, None).unwrap();
+            let f = v.open_file(&root, name).unwrap();
             let whole = cipher_of(&f, 1 << 20);
             assert_eq!(whole.len() as u64, offsets::cipher_size(data.len() as u64));
             // Odd read sizes give the same bytes (cache and block boundaries).
@@ -342,7 +374,7 @@ mod tests {
                 }
             }
             // A second open gives identical bytes.
-            assert_eq!(cipher_of(&v.open_file(&root, name, None).unwrap(), 65536), whole);
+            assert_eq!(cipher_of(&v.open_file(&root, name).unwrap(), 65536), whole);
             // The forward reader opens it with the same (reverse) key set.
             let p = out
                 .path()
@@ -361,27 +393,29 @@ mod tests {
     }
 
     #[test]
-    fn only_the_edited_block_changes_and_changes_give_eio() {
+    fn only_the_edited_block_changes_and_a_change_mid_read_is_reported() {
         let data = pattern(5 * 4096 + 100);
         let (tmp, v) = setup(&[(b"f", &data)], &[]);
         let root = v.root_dir().unwrap();
-        let before = cipher_of(&v.open_file(&root, b"f", None).unwrap(), 1 << 20);
+        let before = cipher_of(&v.open_file(&root, b"f").unwrap(), 1 << 20);
         let mut edited = data.clone();
         edited[2 * 4096 + 5] ^= 1;
-        let f = v.open_file(&root, b"f", None).unwrap();
+        let f = v.open_file(&root, b"f").unwrap();
         let first = f.read_at(0, 100).unwrap();
         std::fs::write(tmp.path().join("f"), &edited).unwrap();
-        let err = f.read_at(100, 100).unwrap_err();
-        assert_eq!(err.errno(), libc::EIO, "{err}");
+        if f.is_frozen() {
+            // A temp dir on btrfs or xfs: the version at open, from its copy.
+            assert_eq!(f.read_at(100, 100).unwrap(), before[100..200]);
+        } else {
+            let err = f.read_at(100, 100).unwrap_err();
+            assert!(err.is_changed(), "{err:?}");
+            assert_eq!(err.errno(), libc::EIO, "{err}");
+        }
         assert_eq!(first, before[..100]);
-        let after = cipher_of(&v.open_file(&root, b"f", None).unwrap(), 1 << 20);
+        let after = cipher_of(&v.open_file(&root, b"f").unwrap(), 1 << 20);
         let blk = |c: &[u8], b: usize| c[18 + b * 4128..(18 + (b + 1) * 4128).min(c.len())].to_vec();
         for b in 0..6 {
             assert_eq!(blk(&before, b) == blk(&after, b), b != 2, "block {b}");
         }
-        // An open with a stale expectation fails.
-        let mut snap = f.snapshot();
-        snap.size += 1;
-        assert_eq!(v.open_file(&root, b"f", Some(&snap)).unwrap_err().errno(), libc::EIO);
     }
 }
