@@ -61,7 +61,7 @@ pub enum OpenFile {
         /// The inode it was opened through.
         ino: u64,
         /// The version served.
-        file: ReverseFile,
+        file: Box<ReverseFile>,
     },
     /// A virtual file's content.
     Virtual(Arc<Vec<u8>>),

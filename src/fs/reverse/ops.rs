@@ -110,7 +110,13 @@ impl ReverseFs {
                 let file = self.vault.open_file(&dir, p)?;
                 let now = file.snapshot();
                 let seen = node.snap.lock().unwrap_or_else(|pe| pe.into_inner()).replace(now);
-                (OpenFile::Plain { ino, file }, seen.map(|s| (s, now)))
+                (
+                    OpenFile::Plain {
+                        ino,
+                        file: Box::new(file),
+                    },
+                    seen.map(|s| (s, now)),
+                )
             }
             other => (
                 OpenFile::Virtual(Arc::new(self.vault.virtual_content(&dir, other)?)),

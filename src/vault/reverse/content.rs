@@ -81,8 +81,8 @@ pub struct ReverseFile {
     /// The cipher-side stat of the version served (times of the plain file, cipher size).
     stat: libc::stat,
     snap: Snapshot,
-    /// What `file` itself must still look like at each read.
-    check: Snapshot,
+    /// `file`'s own stat at open, compared at each read (see [`same_content`]).
+    check: libc::stat,
     plain_size: u64,
     header: [u8; HEADER_LEN],
     id: [u8; 16],
@@ -118,9 +118,9 @@ impl ReverseVault {
                 let own = backing::fstat(f.file.as_raw_fd()).at(&path)?;
                 let mut stat = f.before;
                 stat.st_size = own.st_size;
-                (f.file, stat, Snapshot::of_plain(&own), true)
+                (f.file, stat, own, true)
             }
-            None => (live, st, Snapshot::of_plain(&st), false),
+            None => (live, st, st, false),
         };
         let plain_size = stat.st_size as u64;
         set_size(&mut stat, offsets::cipher_size(plain_size));
@@ -145,6 +145,17 @@ impl ReverseVault {
             cache: Mutex::new(Vec::with_capacity(CACHE_BLOCKS)),
         })
     }
+}
+
+/// Whether a plain file (stat `now` of the descriptor opened when it was `at_open`) still
+/// holds the content it had then: same size and mtime, and the same ctime unless the link
+/// count moved with it. ctime catches an in-place edit whose mtime was put back (`touch -r`,
+/// `cp -p`); a rename over the file or its unlink (an editor saving a new version) sets ctime
+/// and changes the link count, without touching the content being read.
+pub fn same_content(at_open: &libc::stat, now: &libc::stat) -> bool {
+    let times = |st: &libc::stat| (st.st_size, st.st_mtime, st.st_mtime_nsec);
+    let ctime = |st: &libc::stat| (st.st_ctime, st.st_ctime_nsec);
+    times(at_open) == times(now) && (ctime(at_open) == ctime(now) || at_open.st_nlink != now.st_nlink)
 }
 
 fn changed(path: PathBuf) -> VaultError {
@@ -200,7 +211,7 @@ impl ReverseFile {
 
     fn check_unchanged(&self) -> Result<()> {
         let st = backing::fstat(self.file.as_raw_fd()).at(&self.rel)?;
-        if Snapshot::of_plain(&st) != self.check {
+        if !same_content(&self.check, &st) {
             return Err(changed(self.rel.clone()));
         }
         Ok(())
@@ -345,6 +356,30 @@ mod tests {
             }
             out.extend_from_slice(&part);
         }
+    }
+
+    #[test]
+    fn content_changes_are_told_from_renames_and_unlinks() {
+        // SAFETY: an all-zero stat is a valid value.
+        let mut open: libc::stat = unsafe { std::mem::zeroed() };
+        (open.st_size, open.st_mtime, open.st_ctime, open.st_nlink) = (100, 5, 5, 1);
+        let with = |f: &dyn Fn(&mut libc::stat)| {
+            let mut st = open;
+            f(&mut st);
+            same_content(&open, &st)
+        };
+        assert!(with(&|_| {}));
+        assert!(!with(&|st| st.st_size = 101), "size");
+        assert!(!with(&|st| st.st_mtime_nsec = 1), "mtime");
+        assert!(!with(&|st| st.st_ctime = 6), "ctime alone: edit with mtime put back");
+        assert!(
+            with(&|st| (st.st_ctime, st.st_nlink) = (6, 0)),
+            "unlinked or renamed over"
+        );
+        assert!(
+            !with(&|st| (st.st_ctime, st.st_nlink, st.st_mtime) = (6, 0, 6)),
+            "written after unlink"
+        );
     }
 
     #[test]

@@ -111,8 +111,8 @@ mod tests {
     #[test]
     fn a_filesystem_without_reflinks_is_remembered_and_read_live() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut f = File::create(tmp.path().join("f")).unwrap();
-        f.write_all(b"data").unwrap();
+        File::create(tmp.path().join("f")).unwrap().write_all(b"data").unwrap();
+        let f = File::open(tmp.path().join("f")).unwrap();
         let dir = DirFd::open_path(tmp.path()).unwrap();
         let r = Reflinks::default();
         let dev = backing::fstat(f.as_raw_fd()).unwrap().st_dev;
