@@ -5,9 +5,9 @@
 //! like any other. The header's file ID is the path PRF; each block's nonce is the nonce PRF over
 //! (file ID, block number, final flag, the whole plaintext block).
 //!
-//! A file is served as it is at open, whatever the kernel was told at lookup. Where the plain
-//! filesystem makes reflink copies (btrfs, xfs) it is frozen at open ([`super::frozen`]) and
-//! read from the copy. Elsewhere it is read live: a read maps its cipher range to the plaintext
+//! A file is served as it is at open, whatever the kernel was told at lookup. It is frozen at
+//! open where that is cheap ([`super::frozen`]): a small file is read whole, a larger one gets
+//! a reflink copy where the plain filesystem makes them (btrfs, xfs). Elsewhere it is read live: a read maps its cipher range to the plaintext
 //! blocks it needs, reads only those, then checks that the plain file still has the size,
 //! mtime and ctime it had at open; if not, the read fails with [`VaultError::Changed`] (EIO)
 //! so a copy never mixes two versions of a file.
@@ -15,15 +15,16 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::crypto::KeySet;
 use crate::format::header::{FileHeader, FILE_V1, HEADER_LEN};
 use crate::format::offsets::{self, block_aad, block_count, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 
-use super::super::backing;
+use super::super::backing::{self, DirFd};
 use super::super::error::{IoContext, Result, VaultError};
+use super::frozen;
 use super::listing::{set_size, RDir};
 use super::prf::Prf;
 use super::{join_rel, rel_path, ReverseVault};
@@ -71,13 +72,21 @@ impl Snapshot {
     }
 }
 
+/// Where the plaintext of an open file is read from.
+#[derive(Debug)]
+enum Source {
+    /// The plain file itself (checked after each read).
+    Live(File),
+    /// Its reflink copy taken at open.
+    Copy(File),
+    /// Its whole content, read at open (small files).
+    Memory(Vec<u8>),
+}
+
 /// One plain file opened for reading its cipher bytes.
 #[derive(Debug)]
 pub struct ReverseFile {
-    /// What reads come from: the plain file itself, or its frozen copy.
-    file: File,
-    /// Whether `file` is a frozen copy.
-    frozen: bool,
+    source: Source,
     /// The cipher-side stat of the version served (times of the plain file, cipher size).
     stat: libc::stat,
     snap: Snapshot,
@@ -107,27 +116,12 @@ impl ReverseVault {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(VaultError::errno_at(path, libc::EINVAL));
         }
-        // An empty file is the header alone: nothing to freeze.
-        let frozen = if st.st_size > 0 {
-            self.reflinks.freeze(&dir.fd, &live, &path)?
-        } else {
-            None
-        };
-        let (file, mut stat, check, is_frozen) = match frozen {
-            Some(f) => {
-                let own = backing::fstat(f.file.as_raw_fd()).at(&path)?;
-                let mut stat = f.before;
-                stat.st_size = own.st_size;
-                (f.file, stat, own, true)
-            }
-            None => (live, st, st, false),
-        };
+        let (source, mut stat, check) = self.freeze(&dir.fd, live, st, &path)?;
         let plain_size = stat.st_size as u64;
         set_size(&mut stat, offsets::cipher_size(plain_size));
         let id = self.prf().file_id(&rel);
         Ok(ReverseFile {
-            file,
-            frozen: is_frozen,
+            source,
             stat,
             snap: Snapshot::of_cipher(&stat),
             check,
@@ -156,6 +150,32 @@ pub fn same_content(at_open: &libc::stat, now: &libc::stat) -> bool {
     let times = |st: &libc::stat| (st.st_size, st.st_mtime, st.st_mtime_nsec);
     let ctime = |st: &libc::stat| (st.st_ctime, st.st_ctime_nsec);
     times(at_open) == times(now) && (ctime(at_open) == ctime(now) || at_open.st_nlink != now.st_nlink)
+}
+
+impl ReverseVault {
+    /// Freezes `live` (stat `st`) where possible: read whole when small, else a reflink copy.
+    /// Returns the source, the plain-side stat of the version served, and the stat its reads
+    /// are checked against.
+    fn freeze(&self, dir: &DirFd, live: File, st: libc::stat, path: &Path) -> Result<(Source, libc::stat, libc::stat)> {
+        // An empty file is the header alone: nothing to freeze.
+        if st.st_size == 0 {
+            return Ok((Source::Live(live), st, st));
+        }
+        if st.st_size as u64 <= frozen::MEMORY_MAX {
+            if let Some((data, at)) = frozen::read_whole(&live, &st, path)? {
+                return Ok((Source::Memory(data), at, at));
+            }
+        }
+        match self.reflinks.freeze(dir, &live, &st, path)? {
+            Some(f) => {
+                let own = backing::fstat(f.file.as_raw_fd()).at(path)?;
+                let mut stat = f.before;
+                stat.st_size = own.st_size;
+                Ok((Source::Copy(f.file), stat, own))
+            }
+            None => Ok((Source::Live(live), st, st)),
+        }
+    }
 }
 
 fn changed(path: PathBuf) -> VaultError {
@@ -194,9 +214,10 @@ impl ReverseFile {
         self.stat
     }
 
-    /// Whether reads come from a frozen (reflink) copy rather than the live plain file.
+    /// Whether reads come from a version frozen at open (a reflink copy, or the content read
+    /// whole) rather than from the live plain file.
     pub fn is_frozen(&self) -> bool {
-        self.frozen
+        !matches!(self.source, Source::Live(_))
     }
 
     /// The cipher size.
@@ -210,7 +231,11 @@ impl ReverseFile {
     }
 
     fn check_unchanged(&self) -> Result<()> {
-        let st = backing::fstat(self.file.as_raw_fd()).at(&self.rel)?;
+        let file = match &self.source {
+            Source::Live(f) | Source::Copy(f) => f,
+            Source::Memory(_) => return Ok(()),
+        };
+        let st = backing::fstat(file.as_raw_fd()).at(&self.rel)?;
         if !same_content(&self.check, &st) {
             return Err(changed(self.rel.clone()));
         }
@@ -242,10 +267,17 @@ impl ReverseFile {
     fn read_plain(&self, lo: u64, hi: u64) -> Result<Vec<u8>> {
         let start = lo * PLAIN_BLOCK;
         let end = ((hi + 1) * PLAIN_BLOCK).min(self.plain_size);
+        let file = match &self.source {
+            Source::Live(f) | Source::Copy(f) => f,
+            Source::Memory(m) => {
+                let part = m.get(start as usize..end as usize);
+                return part.map(<[u8]>::to_vec).ok_or_else(|| changed(self.rel.clone()));
+            }
+        };
         let mut buf = vec![0u8; (end - start) as usize];
         let mut done = 0;
         while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], start + done as u64) {
+            match file.read_at(&mut buf[done..], start + done as u64) {
                 Ok(0) => return Err(changed(self.rel.clone())),
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -429,7 +461,8 @@ mod tests {
 
     #[test]
     fn only_the_edited_block_changes_and_a_change_mid_read_is_reported() {
-        let data = pattern(5 * 4096 + 100);
+        // Past frozen::MEMORY_MAX, so that on ext4 it is read live.
+        let data = pattern(20 * 4096 + 100);
         let (tmp, v) = setup(&[(b"f", &data)], &[]);
         let root = v.root_dir().unwrap();
         let before = cipher_of(&v.open_file(&root, b"f").unwrap(), 1 << 20);
@@ -449,7 +482,7 @@ mod tests {
         assert_eq!(first, before[..100]);
         let after = cipher_of(&v.open_file(&root, b"f").unwrap(), 1 << 20);
         let blk = |c: &[u8], b: usize| c[18 + b * 4128..(18 + (b + 1) * 4128).min(c.len())].to_vec();
-        for b in 0..6 {
+        for b in 0..21 {
             assert_eq!(blk(&before, b) == blk(&after, b), b != 2, "block {b}");
         }
     }
