@@ -210,6 +210,16 @@ impl DirFd {
         Ok(file)
     }
 
+    /// An unnamed file in this directory's filesystem (`O_TMPFILE`, mode 0600): it never has a
+    /// name, so no listing shows it, and it is freed when the last descriptor closes.
+    pub fn open_tmpfile(&self) -> io::Result<File> {
+        let flags = libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC;
+        // SAFETY: valid dirfd and C string.
+        let fd = check(unsafe { libc::openat(self.as_raw_fd(), c".".as_ptr(), flags, 0o600 as libc::c_uint) })?;
+        // SAFETY: fd is fresh and owned here.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
     /// `fstatat(AT_SYMLINK_NOFOLLOW)`.
     pub fn stat(&self, name: &[u8]) -> io::Result<libc::stat> {
         let c = single_component(name)?;
@@ -506,6 +516,14 @@ pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     check(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
     // SAFETY: fstat succeeded.
     Ok(unsafe { st.assume_init() })
+}
+
+/// Makes `dst` share all of `src`'s extents (`ioctl(FICLONE)`): an instant copy of `src` as it
+/// is now, which later writes to `src` do not change. EOPNOTSUPP, EXDEV or EINVAL where the
+/// filesystem has no reflinks.
+pub fn reflink(dst: RawFd, src: RawFd) -> io::Result<()> {
+    // SAFETY: plain ioctl on caller-owned fds; FICLONE takes the source fd as its argument.
+    check(unsafe { libc::ioctl(dst, libc::FICLONE, src) }).map(drop)
 }
 
 /// Starts writeback of the dirty pages of `[off, off + len)` of `fd` without waiting for it

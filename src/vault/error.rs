@@ -28,6 +28,13 @@ pub enum VaultError {
         /// What failed.
         what: String,
     },
+    /// A plain file changed while it was read in reverse mode (its size, mtime or ctime moved
+    /// between open and a read): not damage; reading it again gives the new version.
+    #[error("{}: plain file changed while read (size, mtime or ctime moved); retry", path.display())]
+    Changed {
+        /// Plain path relative to PLAINDIR.
+        path: PathBuf,
+    },
     /// A directory has no `coffer.diriv`; coffer never writes one into an existing directory.
     #[error("{}: directory has no coffer.diriv (not made by coffer, or damaged)", path.display())]
     MissingDiriv {
@@ -74,6 +81,7 @@ impl VaultError {
         match self {
             VaultError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             VaultError::Corrupt { .. } | VaultError::MissingDiriv { .. } => libc::EIO,
+            VaultError::Changed { .. } => libc::EIO,
             VaultError::Name(FormatError::NameTooLong) => libc::ENAMETOOLONG,
             VaultError::Name(FormatError::InvalidName) => libc::EINVAL,
             VaultError::Name(_) => libc::EIO,
@@ -124,6 +132,11 @@ impl VaultError {
     pub fn is_corrupt(&self) -> bool {
         matches!(self, VaultError::Corrupt { .. } | VaultError::MissingDiriv { .. })
     }
+
+    /// Whether this is a plain file that changed while read (EIO, logged as a change).
+    pub fn is_changed(&self) -> bool {
+        matches!(self, VaultError::Changed { .. })
+    }
 }
 
 /// Attaches a path to io errors.
@@ -151,6 +164,9 @@ mod tests {
         assert_eq!(VaultError::corrupt("x", Some(3), "tag").errno(), libc::EIO);
         assert_eq!(VaultError::Name(FormatError::NameTooLong).errno(), libc::ENAMETOOLONG);
         assert_eq!(VaultError::ReadOnly.errno(), libc::EROFS);
+        let changed = VaultError::Changed { path: "a/f".into() };
+        assert_eq!(changed.errno(), libc::EIO);
+        assert!(changed.is_changed() && !changed.is_corrupt());
         let msg = VaultError::corrupt("a/b", Some(7), "authentication failed").to_string();
         assert_eq!(msg, "a/b: authentication failed (block 7)");
     }

@@ -241,3 +241,75 @@ pub fn cipher_path(plain: &Path, rel: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// `rsync -a --delete SRC/ DST/` that may fail: (exit code, stderr).
+pub fn rsync_status(src: &Path, dst: &Path) -> (i32, String) {
+    let out = std::process::Command::new("rsync")
+        .arg("-a")
+        .arg("--delete")
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", dst.display()))
+        .output()
+        .expect("run rsync");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A filesystem image mounted on a loop device (for reflink tests); unmounted on drop.
+pub struct LoopFs {
+    /// Where it is mounted.
+    pub mnt: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopFs {
+    /// A fresh 300 MB filesystem made by `mkfs` (e.g. `mkfs.xfs`), or None (with a message
+    /// saying why) where the tool or loop mounts are unavailable.
+    pub fn new(mkfs: &str) -> Option<LoopFs> {
+        let dir = tempfile::Builder::new().prefix("coffer-loop-").tempdir().unwrap();
+        let img = dir.path().join("img");
+        std::fs::File::create(&img).unwrap().set_len(300 << 20).unwrap();
+        match std::process::Command::new(mkfs).arg("-q").arg(&img).output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                eprintln!("SKIPPED: {mkfs} failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+                return None;
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: {mkfs} is not available ({e}); scripts/test installs it");
+                return None;
+            }
+        }
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let o = std::process::Command::new("mount")
+            .arg("-o")
+            .arg("loop")
+            .arg(&img)
+            .arg(&mnt)
+            .output()
+            .expect("run mount");
+        if !o.status.success() {
+            eprintln!(
+                "SKIPPED: cannot loop-mount a {mkfs} image: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return None;
+        }
+        Some(LoopFs { mnt, _dir: dir })
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("umount")
+            .arg(&self.mnt)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}

@@ -17,9 +17,12 @@ use super::super::core::TTL;
 use super::nodes::ReverseFs;
 use crate::vault::VaultError;
 
-/// Logs an error (changed files and corruption loudly) and maps it to its errno.
+/// Logs an error (corruption loudly, a plain file changed mid-read as a warning: it is not
+/// damage, a retry reads the new version) and maps it to its errno.
 fn errno(op: &str, e: VaultError) -> Errno {
-    if e.is_corrupt() {
+    if e.is_changed() {
+        log::warn!("{op}: {e}");
+    } else if e.is_corrupt() {
         log::error!("{op}: {e}");
     } else {
         log::debug!("{op}: {e}");
@@ -56,8 +59,8 @@ impl Filesystem for ReverseFs {
         ReverseFs::forget(self, ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.do_getattr(ino.0) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.do_getattr(ino.0, fh.map(|f| f.0)) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(errno("getattr", e)),
         }

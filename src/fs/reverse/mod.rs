@@ -47,11 +47,22 @@ pub fn mount(
 ) -> Result<(), MountError> {
     let (fs, mountpoint, config) = prepare(vault, mountpoint, opts)?;
     let activity = fs.activity();
-    serve(fs, activity, &mountpoint, &config, opts.idle, None, None, on_ready)
+    let slot = fs.notifier_slot();
+    serve(
+        fs,
+        activity,
+        &mountpoint,
+        &config,
+        opts.idle,
+        None,
+        Some(slot),
+        on_ready,
+    )
 }
 
 /// Mounts the reverse view and serves it from background threads; dropping the handle unmounts.
 pub fn spawn(vault: ReverseVault, mountpoint: &Path, opts: &MountOptions) -> Result<MountHandle, MountError> {
     let (fs, mountpoint, config) = prepare(vault, mountpoint, opts)?;
-    spawn_fs(fs, &mountpoint, &config, None, None)
+    let slot = fs.notifier_slot();
+    spawn_fs(fs, &mountpoint, &config, None, Some(slot))
 }

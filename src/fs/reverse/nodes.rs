@@ -1,12 +1,17 @@
 //! What each inode of the reverse mount stands for (a plain object or a virtual file, found
 //! by the plain path of its directory), the inode identities handed to the shared inode table,
-//! and a short-lived cache of open plain directories.
+//! a short-lived cache of open plain directories, and telling the kernel that what it cached
+//! about an inode is out of date.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
+
+use fuser::{INodeNo, Notifier};
 
 use super::super::attr::backing_id;
 use super::super::core::{Activity, TTL};
@@ -51,8 +56,13 @@ impl Node {
 /// An open file of the reverse mount.
 #[derive(Debug)]
 pub enum OpenFile {
-    /// A plain file, sealed on demand.
-    Plain(ReverseFile),
+    /// A plain file of inode `ino`, sealed on demand.
+    Plain {
+        /// The inode it was opened through.
+        ino: u64,
+        /// The version served.
+        file: Box<ReverseFile>,
+    },
     /// A virtual file's content.
     Virtual(Arc<Vec<u8>>),
 }
@@ -67,6 +77,8 @@ pub struct ReverseFs {
     pub(super) files: Handles<OpenFile>,
     pub(super) dirs: Handles<DirHandle>,
     pub(super) activity: Arc<Activity>,
+    /// Tells the kernel to drop cached attributes and entries; set once the session exists.
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -127,7 +139,43 @@ impl ReverseFs {
             files: Handles::default(),
             dirs: Handles::default(),
             activity: Arc::default(),
+            notifier: Arc::default(),
         })
+    }
+
+    /// Where the session's notifier goes once the session exists.
+    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// Makes the kernel fetch `ino`'s attributes again (before its next use of the size).
+    pub(super) fn invalidate_attr(&self, ino: u64) {
+        if let Some(n) = self.notifier.get() {
+            if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
+                log::debug!("invalidating attributes of inode {ino}: {e}");
+            }
+        }
+    }
+
+    /// Makes the kernel look up every name of `ino` again (its path now holds another plain
+    /// file). Sent from its own thread: the kernel takes the parent directory's lock for it,
+    /// which a request this thread is part of might hold.
+    pub(super) fn invalidate_entries(&self, ino: u64) {
+        let Some(n) = self.notifier.get().cloned() else { return };
+        let locs = self.table().info(ino).map(|i| i.locs).unwrap_or_default();
+        if locs.is_empty() {
+            return;
+        }
+        let spawned = std::thread::Builder::new().name("coffer-inval".into()).spawn(move || {
+            for (parent, name) in locs {
+                if let Err(e) = n.inval_entry(INodeNo(parent), OsStr::from_bytes(&name)) {
+                    log::debug!("invalidating entry of inode {ino}: {e}");
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            log::debug!("invalidating entries of inode {ino}: {e}");
+        }
     }
 
     /// The activity tracker (for `--idle`).

@@ -59,10 +59,30 @@ impl ReverseFs {
         Ok((attr(ino, &st), Generation(generation)))
     }
 
-    pub(super) fn do_getattr(&self, ino: u64) -> Result<FileAttr> {
+    /// The attributes of `ino`: while a plain file of it is open, those of the version the
+    /// handle serves (handle `fh` when given, else any), so the size a reader sees (fstat, or
+    /// the kernel's own check before a read) is the size it will read.
+    pub(super) fn do_getattr(&self, ino: u64, fh: Option<u64>) -> Result<FileAttr> {
         let node = self.node(ino)?;
+        if let Some(st) = self.open_version(ino, fh) {
+            return Ok(attr(ino, &st));
+        }
         let st = self.stat_node(ino, &node)?;
         Ok(attr(ino, &st))
+    }
+
+    /// The cipher-side stat of the version an open handle of `ino` serves.
+    fn open_version(&self, ino: u64, fh: Option<u64>) -> Option<libc::stat> {
+        let own = fh.and_then(|fh| self.files.get(fh));
+        let own = own.filter(|f| matches!(&**f, OpenFile::Plain { ino: i, .. } if *i == ino));
+        let h = own.or_else(|| {
+            self.files
+                .find(|f| matches!(f, OpenFile::Plain { ino: i, .. } if *i == ino))
+        })?;
+        match &*h {
+            OpenFile::Plain { file, .. } => Some(file.stat()),
+            OpenFile::Virtual(_) => None,
+        }
     }
 
     pub(super) fn do_readlink(&self, ino: u64) -> Result<Vec<u8>> {
@@ -85,15 +105,36 @@ impl ReverseFs {
             return Err(VaultError::errno_at("/", libc::EISDIR));
         }
         let dir = self.dir(&node.dir_rel)?;
-        let file = match &node.target {
+        let (file, seen) = match &node.target {
             Target::Plain(p) => {
-                let expect = *node.snap.lock().unwrap_or_else(|pe| pe.into_inner());
-                OpenFile::Plain(self.vault.open_file(&dir, p, expect.as_ref())?)
+                let file = self.vault.open_file(&dir, p)?;
+                let now = file.snapshot();
+                let seen = node.snap.lock().unwrap_or_else(|pe| pe.into_inner()).replace(now);
+                (
+                    OpenFile::Plain {
+                        ino,
+                        file: Box::new(file),
+                    },
+                    seen.map(|s| (s, now)),
+                )
             }
-            other => OpenFile::Virtual(Arc::new(self.vault.virtual_content(&dir, other)?)),
+            other => (
+                OpenFile::Virtual(Arc::new(self.vault.virtual_content(&dir, other)?)),
+                None,
+            ),
         };
         self.activity.opened();
-        Ok(self.files.insert(file))
+        let fh = self.files.insert(file);
+        // Changed since the kernel last heard of it: served as it is now, and the kernel is told
+        // before this open returns, so its next size check asks again (and gets this version).
+        if let Some((seen, now)) = seen.filter(|(seen, now)| seen != now) {
+            log::debug!("inode {ino}: plain file changed since its lookup; serving it as it is at open");
+            self.invalidate_attr(ino);
+            if (seen.dev, seen.ino) != (now.dev, now.ino) {
+                self.invalidate_entries(ino);
+            }
+        }
+        Ok(fh)
     }
 
     pub(super) fn do_read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
@@ -103,7 +144,7 @@ impl ReverseFs {
             .get(fh)
             .ok_or_else(|| VaultError::errno_at(format!("inode {ino} handle {fh}"), libc::EBADF))?;
         match &*f {
-            OpenFile::Plain(rf) => rf.read_at(offset, size as usize),
+            OpenFile::Plain { file, .. } => file.read_at(offset, size as usize),
             OpenFile::Virtual(bytes) => {
                 let start = (offset.min(bytes.len() as u64)) as usize;
                 let end = start.saturating_add(size as usize).min(bytes.len());

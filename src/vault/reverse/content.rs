@@ -5,23 +5,27 @@
 //! like any other. The header's file ID is the path PRF; each block's nonce is the nonce PRF over
 //! (file ID, block number, final flag, the whole plaintext block).
 //!
-//! A read maps its cipher range to the plaintext blocks it needs, reads only those, then checks
-//! that the plain file still has the size, mtime and ctime it had at open: if not, the read
-//! fails (EIO) so a copy never mixes two versions of a file.
+//! A file is served as it is at open, whatever the kernel was told at lookup. It is frozen at
+//! open where that is cheap ([`super::frozen`]): a small file is read whole, a larger one gets
+//! a reflink copy where the plain filesystem makes them (btrfs, xfs). Elsewhere it is read live: a read maps its cipher range to the plaintext
+//! blocks it needs, reads only those, then checks that the plain file still has the size,
+//! mtime and ctime it had at open; if not, the read fails with [`VaultError::Changed`] (EIO)
+//! so a copy never mixes two versions of a file.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::crypto::KeySet;
 use crate::format::header::{FileHeader, FILE_V1, HEADER_LEN};
 use crate::format::offsets::{self, block_aad, block_count, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 
-use super::super::backing;
+use super::super::backing::{self, DirFd};
 use super::super::error::{IoContext, Result, VaultError};
-use super::listing::RDir;
+use super::frozen;
+use super::listing::{set_size, RDir};
 use super::prf::Prf;
 use super::{join_rel, rel_path, ReverseVault};
 
@@ -68,11 +72,26 @@ impl Snapshot {
     }
 }
 
+/// Where the plaintext of an open file is read from.
+#[derive(Debug)]
+enum Source {
+    /// The plain file itself (checked after each read).
+    Live(File),
+    /// Its reflink copy taken at open.
+    Copy(File),
+    /// Its whole content, read at open (small files).
+    Memory(Vec<u8>),
+}
+
 /// One plain file opened for reading its cipher bytes.
 #[derive(Debug)]
 pub struct ReverseFile {
-    file: File,
+    source: Source,
+    /// The cipher-side stat of the version served (times of the plain file, cipher size).
+    stat: libc::stat,
     snap: Snapshot,
+    /// `file`'s own stat at open, compared at each read (see [`same_content`]).
+    check: libc::stat,
     plain_size: u64,
     header: [u8; HEADER_LEN],
     id: [u8; 16],
@@ -83,9 +102,8 @@ pub struct ReverseFile {
 }
 
 impl ReverseVault {
-    /// Opens plain file `plain` of `dir`. With `expect`, the file must still match what was
-    /// last reported for it (else EIO: it changed since).
-    pub fn open_file(&self, dir: &RDir, plain: &[u8], expect: Option<&Snapshot>) -> Result<ReverseFile> {
+    /// Opens plain file `plain` of `dir` as it is now (frozen where the filesystem allows).
+    pub fn open_file(&self, dir: &RDir, plain: &[u8]) -> Result<ReverseFile> {
         let rel = join_rel(&dir.rel, plain);
         let path = rel_path(&rel);
         // Checked before opening: an open of a FIFO without a writer would block (G31).
@@ -93,20 +111,21 @@ impl ReverseVault {
         if pre.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(VaultError::errno_at(path, libc::EINVAL));
         }
-        let file = dir.fd.open_file(plain, false, None).at(&path)?;
-        let st = backing::fstat(file.as_raw_fd()).at(&path)?;
+        let live = dir.fd.open_file(plain, false, None).at(&path)?;
+        let st = backing::fstat(live.as_raw_fd()).at(&path)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(VaultError::errno_at(path, libc::EINVAL));
         }
-        let snap = Snapshot::of_plain(&st);
-        if expect.is_some_and(|e| *e != snap) {
-            return Err(changed(path));
-        }
+        let (source, mut stat, check) = self.freeze(&dir.fd, live, st, &path)?;
+        let plain_size = stat.st_size as u64;
+        set_size(&mut stat, offsets::cipher_size(plain_size));
         let id = self.prf().file_id(&rel);
         Ok(ReverseFile {
-            file,
-            snap,
-            plain_size: st.st_size as u64,
+            source,
+            stat,
+            snap: Snapshot::of_cipher(&stat),
+            check,
+            plain_size,
             // Version 1: nonces are derived, and a read-only view has no write sessions.
             header: FileHeader {
                 version: FILE_V1,
@@ -122,12 +141,45 @@ impl ReverseVault {
     }
 }
 
+/// Whether a plain file (stat `now` of the descriptor opened when it was `at_open`) still
+/// holds the content it had then: same size and mtime, and the same ctime unless the link
+/// count moved with it. ctime catches an in-place edit whose mtime was put back (`touch -r`,
+/// `cp -p`); a rename over the file or its unlink (an editor saving a new version) sets ctime
+/// and changes the link count, without touching the content being read.
+pub fn same_content(at_open: &libc::stat, now: &libc::stat) -> bool {
+    let times = |st: &libc::stat| (st.st_size, st.st_mtime, st.st_mtime_nsec);
+    let ctime = |st: &libc::stat| (st.st_ctime, st.st_ctime_nsec);
+    times(at_open) == times(now) && (ctime(at_open) == ctime(now) || at_open.st_nlink != now.st_nlink)
+}
+
+impl ReverseVault {
+    /// Freezes `live` (stat `st`) where possible: read whole when small, else a reflink copy.
+    /// Returns the source, the plain-side stat of the version served, and the stat its reads
+    /// are checked against.
+    fn freeze(&self, dir: &DirFd, live: File, st: libc::stat, path: &Path) -> Result<(Source, libc::stat, libc::stat)> {
+        // An empty file is the header alone: nothing to freeze.
+        if st.st_size == 0 {
+            return Ok((Source::Live(live), st, st));
+        }
+        if st.st_size as u64 <= frozen::MEMORY_MAX {
+            if let Some((data, at)) = frozen::read_whole(&live, &st, path)? {
+                return Ok((Source::Memory(data), at, at));
+            }
+        }
+        match self.reflinks.freeze(dir, &live, &st, path)? {
+            Some(f) => {
+                let own = backing::fstat(f.file.as_raw_fd()).at(path)?;
+                let mut stat = f.before;
+                stat.st_size = own.st_size;
+                Ok((Source::Copy(f.file), stat, own))
+            }
+            None => Ok((Source::Live(live), st, st)),
+        }
+    }
+}
+
 fn changed(path: PathBuf) -> VaultError {
-    VaultError::corrupt(
-        path,
-        None,
-        "plain file changed while being read (size, mtime or ctime moved); read it again",
-    )
+    VaultError::Changed { path }
 }
 
 /// Seals block `b` (`plain` is its whole plaintext) and appends `nonce | ct | tag` to `out`.
@@ -151,9 +203,21 @@ pub fn seal_block(
 }
 
 impl ReverseFile {
-    /// The snapshot taken at open.
+    /// The snapshot taken at open (of the version served).
     pub fn snapshot(&self) -> Snapshot {
         self.snap
+    }
+
+    /// The cipher-side stat of the version served: the plain file's stat at open, with the
+    /// cipher size.
+    pub fn stat(&self) -> libc::stat {
+        self.stat
+    }
+
+    /// Whether reads come from a version frozen at open (a reflink copy, or the content read
+    /// whole) rather than from the live plain file.
+    pub fn is_frozen(&self) -> bool {
+        !matches!(self.source, Source::Live(_))
     }
 
     /// The cipher size.
@@ -167,8 +231,12 @@ impl ReverseFile {
     }
 
     fn check_unchanged(&self) -> Result<()> {
-        let st = backing::fstat(self.file.as_raw_fd()).at(&self.rel)?;
-        if Snapshot::of_plain(&st) != self.snap {
+        let file = match &self.source {
+            Source::Live(f) | Source::Copy(f) => f,
+            Source::Memory(_) => return Ok(()),
+        };
+        let st = backing::fstat(file.as_raw_fd()).at(&self.rel)?;
+        if !same_content(&self.check, &st) {
             return Err(changed(self.rel.clone()));
         }
         Ok(())
@@ -199,10 +267,17 @@ impl ReverseFile {
     fn read_plain(&self, lo: u64, hi: u64) -> Result<Vec<u8>> {
         let start = lo * PLAIN_BLOCK;
         let end = ((hi + 1) * PLAIN_BLOCK).min(self.plain_size);
+        let file = match &self.source {
+            Source::Live(f) | Source::Copy(f) => f,
+            Source::Memory(m) => {
+                let part = m.get(start as usize..end as usize);
+                return part.map(<[u8]>::to_vec).ok_or_else(|| changed(self.rel.clone()));
+            }
+        };
         let mut buf = vec![0u8; (end - start) as usize];
         let mut done = 0;
         while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], start + done as u64) {
+            match file.read_at(&mut buf[done..], start + done as u64) {
                 Ok(0) => return Err(changed(self.rel.clone())),
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -316,6 +391,30 @@ mod tests {
     }
 
     #[test]
+    fn content_changes_are_told_from_renames_and_unlinks() {
+        // SAFETY: an all-zero stat is a valid value.
+        let mut open: libc::stat = unsafe { std::mem::zeroed() };
+        (open.st_size, open.st_mtime, open.st_ctime, open.st_nlink) = (100, 5, 5, 1);
+        let with = |f: &dyn Fn(&mut libc::stat)| {
+            let mut st = open;
+            f(&mut st);
+            same_content(&open, &st)
+        };
+        assert!(with(&|_| {}));
+        assert!(!with(&|st| st.st_size = 101), "size");
+        assert!(!with(&|st| st.st_mtime_nsec = 1), "mtime");
+        assert!(!with(&|st| st.st_ctime = 6), "ctime alone: edit with mtime put back");
+        assert!(
+            with(&|st| (st.st_ctime, st.st_nlink) = (6, 0)),
+            "unlinked or renamed over"
+        );
+        assert!(
+            !with(&|st| (st.st_ctime, st.st_nlink, st.st_mtime) = (6, 0, 6)),
+            "written after unlink"
+        );
+    }
+
+    #[test]
     fn forward_reads_what_reverse_seals() {
         let sizes = [0usize, 1, 4095, 4096, 4097, 8192, 70_000, 200_000];
         let files: Vec<(Vec<u8>, Vec<u8>)> = sizes
@@ -327,7 +426,7 @@ mod tests {
         let root = v.root_dir().unwrap();
         let out = tempfile::tempdir().unwrap();
         for (name, data) in &files {
-            let f = v.open_file(&root, name, None).unwrap();
+            let f = v.open_file(&root, name).unwrap();
             let whole = cipher_of(&f, 1 << 20);
             assert_eq!(whole.len() as u64, offsets::cipher_size(data.len() as u64));
             // Odd read sizes give the same bytes (cache and block boundaries).
@@ -342,7 +441,7 @@ mod tests {
                 }
             }
             // A second open gives identical bytes.
-            assert_eq!(cipher_of(&v.open_file(&root, name, None).unwrap(), 65536), whole);
+            assert_eq!(cipher_of(&v.open_file(&root, name).unwrap(), 65536), whole);
             // The forward reader opens it with the same (reverse) key set.
             let p = out
                 .path()
@@ -361,27 +460,30 @@ mod tests {
     }
 
     #[test]
-    fn only_the_edited_block_changes_and_changes_give_eio() {
-        let data = pattern(5 * 4096 + 100);
+    fn only_the_edited_block_changes_and_a_change_mid_read_is_reported() {
+        // Past frozen::MEMORY_MAX, so that on ext4 it is read live.
+        let data = pattern(20 * 4096 + 100);
         let (tmp, v) = setup(&[(b"f", &data)], &[]);
         let root = v.root_dir().unwrap();
-        let before = cipher_of(&v.open_file(&root, b"f", None).unwrap(), 1 << 20);
+        let before = cipher_of(&v.open_file(&root, b"f").unwrap(), 1 << 20);
         let mut edited = data.clone();
         edited[2 * 4096 + 5] ^= 1;
-        let f = v.open_file(&root, b"f", None).unwrap();
+        let f = v.open_file(&root, b"f").unwrap();
         let first = f.read_at(0, 100).unwrap();
         std::fs::write(tmp.path().join("f"), &edited).unwrap();
-        let err = f.read_at(100, 100).unwrap_err();
-        assert_eq!(err.errno(), libc::EIO, "{err}");
+        if f.is_frozen() {
+            // A temp dir on btrfs or xfs: the version at open, from its copy.
+            assert_eq!(f.read_at(100, 100).unwrap(), before[100..200]);
+        } else {
+            let err = f.read_at(100, 100).unwrap_err();
+            assert!(err.is_changed(), "{err:?}");
+            assert_eq!(err.errno(), libc::EIO, "{err}");
+        }
         assert_eq!(first, before[..100]);
-        let after = cipher_of(&v.open_file(&root, b"f", None).unwrap(), 1 << 20);
+        let after = cipher_of(&v.open_file(&root, b"f").unwrap(), 1 << 20);
         let blk = |c: &[u8], b: usize| c[18 + b * 4128..(18 + (b + 1) * 4128).min(c.len())].to_vec();
-        for b in 0..6 {
+        for b in 0..21 {
             assert_eq!(blk(&before, b) == blk(&after, b), b != 2, "block {b}");
         }
-        // An open with a stale expectation fails.
-        let mut snap = f.snapshot();
-        snap.size += 1;
-        assert_eq!(v.open_file(&root, b"f", Some(&snap)).unwrap_err().errno(), libc::EIO);
     }
 }

@@ -333,7 +333,8 @@ impl ReverseVault {
     }
 }
 
-fn set_size(st: &mut libc::stat, size: u64) {
+/// Sets a stat's size and block count to `size` (a cipher size).
+pub(super) fn set_size(st: &mut libc::stat, size: u64) {
     st.st_size = size as libc::off_t;
     st.st_blocks = size.div_ceil(512) as libc::blkcnt_t;
 }

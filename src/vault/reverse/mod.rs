@@ -10,10 +10,11 @@
 //!
 //! Files: [`prf`] (the PRFs), [`exclude`] (`--exclude`), `init` (new reverse config),
 //! `listing` (cipher names, directory listings, lookups), `content` (sealing file contents on
-//! demand), `symlink` (sealed targets).
+//! demand), `frozen` (reflink copies taken at open), `symlink` (sealed targets).
 
 mod content;
 pub mod exclude;
+mod frozen;
 mod init;
 mod listing;
 pub mod prf;
@@ -52,6 +53,8 @@ pub struct ReverseVault {
     /// Relative path of the config file when it lies inside PLAINDIR (never shown).
     hidden: Option<Vec<u8>>,
     excludes: Excludes,
+    /// Which filesystems make reflink copies (files are frozen at open there).
+    reflinks: frozen::Reflinks,
 }
 
 /// Reads the raw bytes of a reverse config and parses them; refuses a config without `reverse`.
@@ -122,6 +125,7 @@ impl ReverseVault {
             config_time,
             hidden: hidden_rel(plaindir, config_path),
             excludes,
+            reflinks: frozen::Reflinks::default(),
         })
     }
 
