@@ -27,7 +27,8 @@ impl LimitedMount {
         if !common::fuse_available() {
             return None;
         }
-        let t = tempfile::tempdir().unwrap();
+        // On tmpfs where there is one: thousands of mkdirs, each fsyncing a new IV.
+        let t = tempfile::tempdir_in(fast_base()).unwrap();
         let cipher = t.path().join("v");
         cli_common::init_cli(&cipher, "pw");
         let mnt = t.path().join("mnt");
@@ -99,6 +100,17 @@ fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T 
     });
     rx.recv_timeout(limit)
         .unwrap_or_else(|_| panic!("{what}: still blocked after {limit:?}"))
+}
+
+/// Where tests that make thousands of directories put their vault: /dev/shm (tmpfs, where
+/// fsync is free) unless TMPDIR names a file system under test.
+fn fast_base() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if std::env::var_os("TMPDIR").is_none() && shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
 }
 
 fn mkfifo(p: &Path) {
@@ -278,6 +290,18 @@ fn c(s: &str) -> CString {
 /// Before, that walk recursed once per level and overflowed a FUSE thread's stack.
 #[test]
 fn a_20000_level_tree_resolves_after_the_caches_were_emptied() {
+    // A big stack for this thread: if an assertion fails, dropping the mount's temp dir runs
+    // std's remove_dir_all, which recurses once per level.
+    let t = std::thread::Builder::new()
+        .stack_size(512 << 20)
+        .spawn(deep_tree_body)
+        .unwrap();
+    if let Err(p) = t.join() {
+        std::panic::resume_unwind(p);
+    }
+}
+
+fn deep_tree_body() {
     // On tmpfs: each mkdir fsyncs the new directory's IV, 6 ms a level on ext4 here.
     let shm = Path::new("/dev/shm");
     let base = if shm.is_dir() {
@@ -290,12 +314,15 @@ fn a_20000_level_tree_resolves_after_the_caches_were_emptied() {
     };
     let root = common::cpath(&m.mnt);
     // SAFETY: plain syscalls on owned descriptors and valid C strings throughout.
-    let mut fd = common::cvt(unsafe { libc::open(root.as_ptr(), libc::O_PATH | libc::O_DIRECTORY) }).unwrap();
+    let mut fd =
+        common::cvt(unsafe { libc::open(root.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) }).unwrap();
     let name = c("d");
     let t0 = std::time::Instant::now();
     for _ in 0..DEPTH {
         common::cvt(unsafe { libc::mkdirat(fd, name.as_ptr(), 0o755) }).unwrap();
-        let next = common::cvt(unsafe { libc::openat(fd, name.as_ptr(), libc::O_PATH | libc::O_DIRECTORY) }).unwrap();
+        let next =
+            common::cvt(unsafe { libc::openat(fd, name.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) })
+                .unwrap();
         unsafe { libc::close(fd) };
         fd = next;
     }
@@ -310,7 +337,9 @@ fn a_20000_level_tree_resolves_after_the_caches_were_emptied() {
     let leaf = c("leaf");
     common::cvt(unsafe { libc::mkdirat(fd, leaf.as_ptr(), 0o755) }).unwrap();
     let f = c("leaf/file");
-    let wfd = common::cvt(unsafe { libc::openat(fd, f.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644) }).unwrap();
+    let wfd =
+        common::cvt(unsafe { libc::openat(fd, f.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) })
+            .unwrap();
     assert_eq!(unsafe { libc::write(wfd, b"deep".as_ptr().cast(), 4) }, 4);
     unsafe { libc::close(wfd) };
     unsafe { libc::close(fd) };
@@ -342,5 +371,58 @@ fn remove_tree_flat(top: &Path) {
             }
         }
         std::fs::remove_dir(&dir).unwrap();
+    }
+}
+
+/// `echo hi >a; ln a b`; remount; `exec 3<a; rm a; cat <&3`: the open descriptor keeps
+/// reading its file (before: EIO, the node taken for a reused inode number once its last
+/// known name went, while the kernel and the other link still held it).
+#[test]
+fn an_open_file_survives_the_unlink_of_one_of_its_hard_links() {
+    let Some(mut m) = TestMount::new() else { return };
+    std::fs::write(m.path("a"), b"hi\n").unwrap();
+    std::fs::hard_link(m.path("a"), m.path("b")).unwrap();
+    m.remount();
+    let mut f = std::fs::File::open(m.path("a")).unwrap();
+    std::fs::remove_file(m.path("a")).unwrap();
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut f, &mut s).unwrap();
+    assert_eq!(s, "hi\n");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(f.metadata().unwrap().nlink(), 1);
+    // The other name is the same file, and lookups of it keep working.
+    assert_eq!(std::fs::read(m.path("b")).unwrap(), b"hi\n");
+    assert_eq!(
+        std::fs::metadata(m.path("b")).unwrap().ino(),
+        f.metadata().unwrap().ino()
+    );
+    std::fs::write(m.path("b"), b"changed\n").unwrap();
+    let mut s = String::new();
+    std::io::Seek::rewind(&mut f).unwrap();
+    std::io::Read::read_to_string(&mut f, &mut s).unwrap();
+    assert_eq!(s, "changed\n");
+}
+
+/// Renaming a file over another that a process holds open: that process's fstat gives the
+/// old file with nlink 0 and it still reads it, as on ext4 (before: ESTALE).
+#[test]
+fn a_file_renamed_over_keeps_serving_its_open_descriptor() {
+    let Some(m) = TestMount::new() else { return };
+    use std::os::unix::fs::MetadataExt;
+    let plain = tempfile::tempdir().unwrap();
+    for base in [plain.path().to_path_buf(), m.path("")] {
+        std::fs::write(base.join("old"), b"old contents").unwrap();
+        std::fs::write(base.join("new"), b"new").unwrap();
+        let mut f = std::fs::File::open(base.join("old")).unwrap();
+        std::fs::rename(base.join("new"), base.join("old")).unwrap();
+        let md = f
+            .metadata()
+            .unwrap_or_else(|e| panic!("{}: fstat: {e}", base.display()));
+        assert_eq!(md.nlink(), 0, "{}", base.display());
+        assert_eq!(md.len(), 12, "{}", base.display());
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut f, &mut s).unwrap();
+        assert_eq!(s, "old contents");
+        assert_eq!(std::fs::read(base.join("old")).unwrap(), b"new");
     }
 }

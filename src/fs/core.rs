@@ -10,7 +10,7 @@ use fuser::{FileAttr, Generation, INodeNo, Notifier};
 
 use super::attr::{backing_id, to_attr};
 use super::handles::{DirHandle, FileHandle, Handles};
-use super::inodes::{Inodes, NodeInfo, ROOT};
+use super::inodes::{Identity, Inodes, NodeInfo, ROOT};
 use crate::vault::{Dir, IoContext, Result, Vault, VaultError};
 
 /// How many backing directory descriptors the daemon keeps open for reuse, at most; fewer
@@ -482,9 +482,15 @@ impl CofferFs {
         st: &libc::stat,
     ) -> (FileAttr, Generation) {
         let link_len = self.link_len(dir, entry, st);
+        let backing = backing_id(st);
+        let (number, wants) = self.table().wants_identity(backing);
+        let id = wants.then(|| Identity {
+            birth: dir.fd.birth(entry).ok().flatten(),
+            pinned: self.files.find(|h| h.ino == number).is_some(),
+        });
         let (ino, generation) =
             self.table()
-                .remember(backing_id(st), st.st_mode & libc::S_IFMT, (parent, name.to_vec()));
+                .remember_as(backing, st.st_mode & libc::S_IFMT, (parent, name.to_vec()), id);
         (to_attr(ino, st, link_len), Generation(generation))
     }
 

@@ -22,6 +22,20 @@ pub type BackingId = (u64, u64);
 /// Where the kernel has seen a node: (parent inode, plaintext name).
 pub type Loc = (u64, Vec<u8>);
 
+/// What tells a backing object from a later one that reuses its inode number, beyond the
+/// names the daemon knows: its birth time where the backing fs records one (ext4, xfs, btrfs,
+/// tmpfs), and whether an open handle pins it (an open file is never reused: its inode lives
+/// as long as the descriptor). Backings without birth times (ramfs, NFS, FUSE) fall back to
+/// names: a node whose every known name went and that no handle holds, seen again, is taken
+/// for a reused number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// Birth time (seconds, nanoseconds), if the backing fs has one.
+    pub birth: Option<(i64, u32)>,
+    /// An open file handle holds the node.
+    pub pinned: bool,
+}
+
 /// One inode the kernel holds.
 #[derive(Debug)]
 pub struct Node {
@@ -37,6 +51,8 @@ pub struct Node {
     pub locs: Vec<Loc>,
     /// Per-inode lock: reads shared, writes and truncates exclusive.
     pub lock: Arc<RwLock<()>>,
+    /// Birth time of the backing object, when known.
+    pub birth: Option<(i64, u32)>,
 }
 
 /// A copy of what an operation needs from a node, taken under the table lock.
@@ -77,6 +93,7 @@ impl Inodes {
             lookups: 1,
             locs: Vec::new(),
             lock: Arc::default(),
+            birth: None,
         };
         nodes.insert(ROOT, root_node);
         Inodes {
@@ -108,8 +125,26 @@ impl Inodes {
         n
     }
 
+    /// Whether a lookup of `backing` should bring its [`Identity`]: the node is new (its birth
+    /// is recorded) or has no known name left (it may be a reused number). Also its number.
+    pub fn wants_identity(&mut self, backing: BackingId) -> (u64, bool) {
+        let ino = self.number_for(backing);
+        let wants = ino != ROOT
+            && self
+                .nodes
+                .get(&ino)
+                .is_none_or(|n| n.locs.is_empty() || n.birth.is_none());
+        (ino, wants)
+    }
+
     /// Records one more kernel lookup of `backing` under `loc`; returns (inode, generation).
     pub fn remember(&mut self, backing: BackingId, fmt: u32, loc: Loc) -> (u64, u64) {
+        self.remember_as(backing, fmt, loc, None)
+    }
+
+    /// [`remember`](Self::remember) with what tells this object from one that reused its
+    /// number (see [`wants_identity`](Self::wants_identity)).
+    pub fn remember_as(&mut self, backing: BackingId, fmt: u32, loc: Loc, id: Option<Identity>) -> (u64, u64) {
         let ino = self.number_for(backing);
         if let Some(&old) = self.by_loc.get(&loc) {
             if old != ino {
@@ -126,13 +161,25 @@ impl Inodes {
                 lookups: 0,
                 locs: Vec::new(),
                 lock: Arc::default(),
+                birth: id.and_then(|i| i.birth),
             }
         });
-        // A node whose every name was removed (unlink, rmdir, replaced by a rename) but that
-        // the kernel has not forgotten yet, seen again under a name: the backing inode number
-        // was reused by a new object. A new generation makes the kernel retire its old inode
-        // instead of attaching the new object to it (which fails with ESTALE for directories).
-        let reused = ino != ROOT && node.locs.is_empty() && node.lookups > 0;
+        // A node whose every known name was removed (unlink, rmdir, replaced by a rename) but
+        // that the kernel has not forgotten yet, seen again under a name: either the backing
+        // inode number was reused by a new object, or it is the same object through another
+        // hard link (or a name a sync client gave it). Birth times tell them apart where the
+        // backing has them; an open handle means the same object (its inode cannot be reused
+        // while open); otherwise the name rule decides. A new generation makes the kernel
+        // retire its old inode (every descriptor on it then fails), so it is given only to a
+        // reused number.
+        let candidate = ino != ROOT && node.lookups > 0;
+        let reused = match (node.birth, id.and_then(|i| i.birth)) {
+            (Some(old), Some(new)) => candidate && old != new,
+            _ => candidate && node.locs.is_empty() && !id.is_some_and(|i| i.pinned),
+        };
+        if node.birth.is_none() {
+            node.birth = id.and_then(|i| i.birth);
+        }
         if node.backing != backing || node.fmt != fmt || reused {
             // The number now names another object (a backing inode number reused).
             *next_gen += 1;
@@ -140,6 +187,7 @@ impl Inodes {
             node.backing = backing;
             node.fmt = fmt;
             node.locs.clear();
+            node.birth = id.and_then(|i| i.birth);
         }
         if ino != ROOT {
             node.lookups += 1;
@@ -297,6 +345,39 @@ mod tests {
         let (_, g3) = t.remember((7, 11), libc::S_IFREG, loc(ROOT, "f"));
         let (_, g4) = t.remember((7, 11), libc::S_IFREG, loc(ROOT, "hardlink"));
         assert_eq!(g3, g4);
+    }
+
+    fn born(s: i64) -> Option<Identity> {
+        Some(Identity {
+            birth: Some((s, 0)),
+            pinned: false,
+        })
+    }
+
+    #[test]
+    fn a_hard_link_seen_after_the_last_known_name_went_is_the_same_object() {
+        let mut t = Inodes::new((7, 100));
+        let (ino, g1) = t.remember_as((7, 5), libc::S_IFREG, loc(ROOT, "a"), born(10));
+        assert_eq!(t.remove_loc(&loc(ROOT, "a")), Some(ino));
+        // Same birth: the other link of the same file, same generation.
+        let (_, g2) = t.remember_as((7, 5), libc::S_IFREG, loc(ROOT, "b"), born(10));
+        assert_eq!(g1, g2);
+        // Another birth under the same number: reused, even with names still known.
+        let (_, g3) = t.remember_as((7, 5), libc::S_IFREG, loc(ROOT, "c"), born(11));
+        assert_ne!(g2, g3);
+        // Without birth times: pinned by an open handle, the same object; unpinned, reused.
+        let (n, g4) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "p"), None);
+        t.remove_loc(&loc(ROOT, "p"));
+        let pinned = Some(Identity {
+            birth: None,
+            pinned: true,
+        });
+        let (_, g5) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "q"), pinned);
+        assert_eq!(g4, g5);
+        t.remove_loc(&loc(ROOT, "q"));
+        let (_, g6) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "r"), None);
+        assert_ne!(g5, g6);
+        assert_eq!(t.generation(n), g6);
     }
 
     #[test]

@@ -230,6 +230,26 @@ impl DirFd {
         Ok(unsafe { st.assume_init() })
     }
 
+    /// The birth time of `name` (statx STX_BTIME, not following symlinks); None where the
+    /// backing fs does not record one.
+    pub fn birth(&self, name: &[u8]) -> io::Result<Option<(i64, u32)>> {
+        let c = single_component(name)?;
+        let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+        // SAFETY: valid dirfd, C string and out pointer.
+        check(unsafe {
+            libc::statx(
+                self.as_raw_fd(),
+                c.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC,
+                libc::STATX_BTIME,
+                stx.as_mut_ptr(),
+            )
+        })?;
+        // SAFETY: statx succeeded and filled stx.
+        let stx = unsafe { stx.assume_init() };
+        Ok((stx.stx_mask & libc::STATX_BTIME != 0).then_some((stx.stx_btime.tv_sec, stx.stx_btime.tv_nsec)))
+    }
+
     /// `fstat` of the directory itself.
     pub fn fstat(&self) -> io::Result<libc::stat> {
         fstat(self.as_raw_fd())
