@@ -26,6 +26,21 @@ pub fn raise_nofile() -> u64 {
     lim.rlim_cur
 }
 
+/// At most two malloc arenas (unless MALLOC_ARENA_MAX says otherwise): glibc gives each
+/// FUSE thread its own, and memory freed when the kernel forgets inodes stays spread over
+/// eight arenas' partly used pages (measured: 50k files touched and forgotten, daemon RSS
+/// 6.8 -> 30 -> 18.6 MiB with one arena per thread, 13.5 MiB with two, 10.6 MiB with one).
+pub fn tune_malloc() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

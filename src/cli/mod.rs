@@ -36,6 +36,7 @@ use error::{code, CliError, CliResult};
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn run() -> i32 {
     limits::raise_nofile();
+    limits::tune_malloc();
     let mut argv: Vec<OsString> = std::env::args_os().collect();
     if argv.first().is_some_and(|a| helper::is_helper_name(a)) {
         match helper::translate(&argv) {

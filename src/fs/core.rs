@@ -203,6 +203,8 @@ pub struct CofferFs {
     pub(super) activity: Arc<Activity>,
     /// Tells the kernel to drop cached attributes; set once the session exists.
     pub(super) notifier: Arc<OnceLock<Notifier>>,
+    /// Hands freed memory back to the system after the kernel forgets many inodes.
+    pub(super) memory: super::memory::Trimmer,
 }
 
 /// How often [`CofferFs::locate_with`] looks again after a miss (waits 0.1, 0.2, 0.4, 0.8 ms).
@@ -228,6 +230,7 @@ impl CofferFs {
             chown_to_caller,
             activity: Arc::default(),
             notifier: Arc::default(),
+            memory: Default::default(),
         })
     }
 

@@ -33,6 +33,7 @@ impl CofferFs {
     pub(super) fn do_forget(&self, ino: u64, n: u64) {
         if self.table().forget(ino, n) {
             self.uncache_dir(ino);
+            self.memory.freed();
         }
     }
 

@@ -244,7 +244,30 @@ impl Inodes {
                 }
             }
         }
+        self.shrink();
         true
+    }
+
+    /// Gives back table space once the kernel forgot most of what it held (a hash map keeps
+    /// its peak capacity otherwise): at a quarter full, shrink to twice the entries.
+    fn shrink(&mut self) {
+        const MIN: usize = 1024;
+        if self.nodes.capacity() > MIN && self.nodes.len() * 4 < self.nodes.capacity() {
+            self.nodes.shrink_to((self.nodes.len() * 2).max(MIN));
+        }
+        if self.by_loc.capacity() > MIN && self.by_loc.len() * 4 < self.by_loc.capacity() {
+            self.by_loc.shrink_to((self.by_loc.len() * 2).max(MIN));
+        }
+    }
+
+    /// Nodes held (for tests and logs).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether only the root is held.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() <= 1
     }
 
     fn drop_loc_of(&mut self, ino: u64, loc: &Loc) {
@@ -378,6 +401,21 @@ mod tests {
         let (_, g6) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "r"), None);
         assert_ne!(g5, g6);
         assert_eq!(t.generation(n), g6);
+    }
+
+    #[test]
+    fn the_table_shrinks_when_the_kernel_forgets() {
+        let mut t = Inodes::new((7, 1 << 40));
+        for i in 2..100_002u64 {
+            t.remember((7, i), libc::S_IFREG, loc(ROOT, &format!("f{i}")));
+        }
+        let peak = t.nodes.capacity();
+        for i in 2..100_002u64 {
+            assert!(t.forget(i, 1));
+        }
+        assert!(t.is_empty());
+        assert!(t.nodes.capacity() < peak / 16, "{} of {peak}", t.nodes.capacity());
+        assert!(t.by_loc.capacity() <= 2048, "{}", t.by_loc.capacity());
     }
 
     #[test]

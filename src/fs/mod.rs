@@ -22,6 +22,7 @@ mod filesystem;
 pub mod handles;
 pub mod inodes;
 mod lock;
+mod memory;
 mod mounts;
 mod readahead;
 pub mod reverse;
