@@ -259,7 +259,9 @@ fn export_of_a_20000_level_tree_under_256_descriptors() {
     drop(v);
     let pf = passfile(t.path(), "pw", "pw");
     let out_dir = t.path().join("out");
+    let t0 = std::time::Instant::now();
     let out = coffer_limited(&["export", "--passfile", s(&pf), s(&cdir), s(&out_dir)], 256);
+    eprintln!("export of {DEPTH} levels: {:?}", t0.elapsed());
     remove_tree_flat(&cdir);
     assert_eq!(out.code, 0, "{}", head(&out.stderr));
     assert!(
@@ -300,7 +302,9 @@ fn a_3000_directory_tree_is_checked_and_exported_under_64_descriptors() {
     drop(root);
     drop(v);
     let pf = passfile(t.path(), "pw", "pw");
+    let t0 = std::time::Instant::now();
     let out = coffer_limited(&["fsck", "--passfile", s(&pf), s(&cdir)], 64);
+    eprintln!("fsck of {BRANCHES}x{LEVELS} levels: {:?}", t0.elapsed());
     assert_eq!(out.code, 0, "{}", head(&out.stderr));
     let n = BRANCHES * LEVELS;
     assert_eq!(
@@ -308,7 +312,9 @@ fn a_3000_directory_tree_is_checked_and_exported_under_64_descriptors() {
         format!("coffer: checked {n} files, {} directories, 0 symlinks: clean\n", n + 1)
     );
     let out_dir = t.path().join("out");
+    let t0 = std::time::Instant::now();
     let out = coffer_limited(&["export", "--passfile", s(&pf), s(&cdir), s(&out_dir)], 64);
+    eprintln!("export of {BRANCHES}x{LEVELS} levels: {:?}", t0.elapsed());
     assert_eq!(out.code, 0, "{}", head(&out.stderr));
     assert!(
         out.stderr

@@ -80,7 +80,9 @@ fn fsck_checks_a_20000_level_tree_under_256_descriptors() {
     deep_vault_tree(&v, DEPTH, b"deep");
     drop(v);
     let pf = passfile(t.path(), "pw", "pw");
+    let t0 = std::time::Instant::now();
     let out = coffer_limited(&["fsck", "--passfile", s(&pf), s(&cdir)], 256);
+    eprintln!("fsck of {DEPTH} levels: {:?}", t0.elapsed());
     remove_tree_flat(&cdir);
     assert_eq!(out.code, 0, "{}", head(&out.stderr));
     assert_eq!(

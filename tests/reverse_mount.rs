@@ -249,6 +249,7 @@ fn a_5000_level_plain_tree_lists_at_the_bottom_under_256_descriptors() {
     let out = cli_common::coffer_limited(&args, 256);
     assert_eq!(out.code, 0, "{}", out.stderr);
 
+    let t0 = std::time::Instant::now();
     let mut fd = cli_common::open_deep(&mnt, "d", 0);
     for level in 0..DEPTH {
         let names = list_fd(&fd);
@@ -261,6 +262,7 @@ fn a_5000_level_plain_tree_lists_at_the_bottom_under_256_descriptors() {
     assert_eq!(bottom.len(), 2, "{bottom:?}");
     assert!(bottom.contains(&(b"coffer.diriv".to_vec(), false)), "{bottom:?}");
     assert!(bottom.iter().all(|(_, d)| !d), "{bottom:?}");
+    eprintln!("{DEPTH} levels listed through the reverse mount: {:?}", t0.elapsed());
     drop(fd);
     drop(guard);
     cli_common::remove_tree_flat(&plain);
