@@ -178,9 +178,10 @@ impl<T: Reopen> DirChain<T> {
 
     fn close(&mut self, level: usize) {
         let l = &mut self.levels[level];
-        if let Slot::Open(d) = std::mem::replace(&mut l.slot, Slot::Moving) {
-            l.slot = Slot::Closed(d.close());
-        }
+        l.slot = match std::mem::replace(&mut l.slot, Slot::Moving) {
+            Slot::Open(d) => Slot::Closed(d.close()),
+            other => other,
+        };
         self.open.remove(&level);
     }
 
