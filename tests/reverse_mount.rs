@@ -1,7 +1,9 @@
 //! Reverse mode over real FUSE mounts: rsync the view, open the copy forward and compare with
 //! the plain tree; incremental rsync touches only changed files; two mounts give identical
-//! ciphertext; writes fail with EROFS; excludes and the hidden config are not shown.
+//! ciphertext; writes fail with EROFS; excludes and the hidden config are not shown; a
+//! 5000-level plain tree under a low descriptor limit.
 
+mod cli_common;
 mod common;
 mod reverse_util;
 
@@ -163,4 +165,105 @@ fn excludes_and_hidden_config_are_not_shown() {
     assert!(seen.contains_key(b"a/b".as_slice()));
     assert!(!seen.keys().any(|k| k.starts_with(b".coffer")));
     assert_eq!(seen.get(OsStr::new("one").as_bytes()), Some(&Obj::File(b"x".to_vec())));
+}
+
+/// Makes `depth` nested directories `d` in `top` (mkdirat on descriptors: the path is too
+/// long for one call) and a file `leaf` in the deepest.
+fn deep_plain_tree(top: &std::path::Path, depth: usize) {
+    let mut fd = cli_common::open_deep(top, "d", 0);
+    let d = std::ffi::CString::new("d").unwrap();
+    for _ in 0..depth {
+        // SAFETY: valid descriptor and C string.
+        assert_eq!(
+            unsafe { libc::mkdirat(std::os::fd::AsRawFd::as_raw_fd(&fd), d.as_ptr(), 0o755) },
+            0
+        );
+        fd = open_below(&fd, b"d");
+    }
+    let leaf = std::ffi::CString::new("leaf").unwrap();
+    let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC;
+    // SAFETY: as above.
+    let f = unsafe { libc::openat(std::os::fd::AsRawFd::as_raw_fd(&fd), leaf.as_ptr(), flags, 0o644) };
+    assert!(f >= 0, "{}", std::io::Error::last_os_error());
+    // SAFETY: f is ours.
+    unsafe { libc::close(f) };
+}
+
+/// Opens directory `name` below `dir`.
+fn open_below(dir: &std::os::fd::OwnedFd, name: &[u8]) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let c = std::ffi::CString::new(name).unwrap();
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: valid descriptor and C string.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags) };
+    assert!(
+        fd >= 0,
+        "{}: {}",
+        String::from_utf8_lossy(name),
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: fd is fresh.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+/// The names in the directory open at `dir`, each with whether it is a directory.
+fn list_fd(dir: &std::os::fd::OwnedFd) -> Vec<(Vec<u8>, bool)> {
+    let p = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(dir));
+    std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().as_bytes().to_vec(), e.file_type().unwrap().is_dir())
+        })
+        .collect()
+}
+
+/// A plain folder 5000 levels deep, shown by `coffer reverse` running under RLIMIT_NOFILE 256
+/// (soft and hard): every level is listed on the way down and the deepest directory lists
+/// its file. Before, each directory the daemon opened was reopened from the root (all the
+/// levels above it again) and up to 1024 of them were kept open: the walk ran out of
+/// descriptors.
+#[test]
+fn a_5000_level_plain_tree_lists_at_the_bottom_under_256_descriptors() {
+    const DEPTH: usize = 5000;
+    if !common::fuse_available() {
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("coffer-rev-").tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    deep_plain_tree(&plain, DEPTH);
+    init_plain(&plain);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let pf = tmp.path().join("pw");
+    std::fs::write(&pf, [PASSWORD, b"\n"].concat()).unwrap();
+    let guard = cli_common::Unmount(mnt.clone());
+    let args = [
+        OsStr::new("reverse"),
+        OsStr::new("--passfile"),
+        pf.as_os_str(),
+        plain.as_os_str(),
+        mnt.as_os_str(),
+    ];
+    let out = cli_common::coffer_limited(&args, 256);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let t0 = std::time::Instant::now();
+    let mut fd = cli_common::open_deep(&mnt, "d", 0);
+    for level in 0..DEPTH {
+        let names = list_fd(&fd);
+        let dirs: Vec<&Vec<u8>> = names.iter().filter(|(_, d)| *d).map(|(n, _)| n).collect();
+        assert_eq!(dirs.len(), 1, "level {level}: {names:?}");
+        fd = open_below(&fd, dirs[0]);
+    }
+    let mut bottom: Vec<(Vec<u8>, bool)> = list_fd(&fd);
+    bottom.sort();
+    assert_eq!(bottom.len(), 2, "{bottom:?}");
+    assert!(bottom.contains(&(b"coffer.diriv".to_vec(), false)), "{bottom:?}");
+    assert!(bottom.iter().all(|(_, d)| !d), "{bottom:?}");
+    eprintln!("{DEPTH} levels listed through the reverse mount: {:?}", t0.elapsed());
+    drop(fd);
+    drop(guard);
+    cli_common::remove_tree_flat(&plain);
 }

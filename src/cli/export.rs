@@ -5,13 +5,14 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use coffer::format::backing_name::{classify, BackingName};
 use coffer::format::names::NameEncoding;
 use coffer::format::offsets::PLAIN_BLOCK;
 use coffer::vault::backing::fsetxattr;
-use coffer::vault::{plain_size_for, CryptFile, Dir, DirFd, TimeSpec, Vault, VaultError};
+use coffer::vault::walk::{walk_fd_budget, DirChain};
+use coffer::vault::{plain_size_for, CryptFile, Dir, DirFd, RawEntry, TimeSpec, Vault, VaultError};
 
 use super::args::ExportArgs;
 use super::error::{code, strip_os_error, CliError, CliResult};
@@ -38,6 +39,27 @@ struct Export<'a> {
     progress: Progress,
     tally: Tally,
     as_root: bool,
+    /// The directories being exported, the root first: the walk is a loop over this stack,
+    /// not a recursion, so that a tree of any depth fits in the stack; their descriptors (in
+    /// the vault and in OUTDIR) are in two [`DirChain`]s.
+    frames: Vec<Frame>,
+    /// Plaintext path of the top directory.
+    plain: Vec<u8>,
+}
+
+/// A directory whose entries are being exported.
+struct Frame {
+    /// Its backing entries, in listing order.
+    entries: Vec<RawEntry>,
+    /// The next entry to export.
+    next: usize,
+    /// Backing path, for messages.
+    rel: PathBuf,
+    /// Length of the parent's plaintext path.
+    parent_len: usize,
+    /// A subdirectory's backing stat (its output's owner, mode and times are set once its
+    /// children are done); `None` for the root.
+    meta: Option<libc::stat>,
 }
 
 /// Runs `export`.
@@ -46,8 +68,9 @@ pub fn run(args: &ExportArgs) -> CliResult {
     let vault = open_vault(&args.cipherdir, &args.open, true)?;
     let out = DirFd::open_path(&args.outdir).map_err(|e| CliError::io(&args.outdir, &e))?;
     let root = vault.root_dir()?;
+    let budget = walk_fd_budget() / 2;
     let total = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        backing_bytes(&root.fd, vault.params().name_encoding)
+        backing_bytes(&root.fd, vault.params().name_encoding, budget)
     } else {
         0
     };
@@ -58,9 +81,12 @@ pub fn run(args: &ExportArgs) -> CliResult {
         progress: Progress::bytes(total),
         tally: Tally::default(),
         as_root,
+        frames: Vec::new(),
+        plain: Vec::new(),
     };
-    ex.dir(&root, &out, b"");
-    ex.copy_xattrs(root.fd.as_raw_fd(), &root.iv, out.as_raw_fd(), b".");
+    let mut src = DirChain::new(root, budget).map_err(|e| CliError::io(&args.cipherdir, &e))?;
+    let mut dst = DirChain::new(out, budget).map_err(|e| CliError::io(&args.outdir, &e))?;
+    ex.walk(&mut src, &mut dst);
     ex.progress.finish();
     let t = &ex.tally;
     eprintln!(
@@ -108,23 +134,41 @@ fn prepare_outdir(outdir: &Path, force: bool) -> CliResult {
     }
 }
 
-/// Sum of plaintext file sizes, from backing sizes alone (for the progress bar).
-fn backing_bytes(dir: &DirFd, enc: NameEncoding) -> u64 {
-    let Ok(entries) = dir.list() else { return 0 };
+/// Sum of plaintext file sizes, from backing sizes alone (for the progress bar). Directories
+/// that cannot be opened count nothing.
+fn backing_bytes(root: &DirFd, enc: NameEncoding, max_fds: usize) -> u64 {
+    let Ok(mut chain) = root.try_clone().and_then(|r| DirChain::new(r, max_fds)) else {
+        return 0;
+    };
+    // The entries of each directory on the path, each with the next one to look at.
+    let mut stack = vec![(chain.top().and_then(|d| d.list()).unwrap_or_default(), 0usize)];
     let mut sum = 0;
-    for e in entries {
+    while let Some((entries, next)) = stack.last_mut() {
+        let Some(e) = entries.get(*next) else {
+            stack.pop();
+            chain.pop();
+            continue;
+        };
+        *next += 1;
         if !matches!(
             classify(&e.name, enc),
             BackingName::Short(_) | BackingName::Long(_) | BackingName::Other
         ) {
             continue;
         }
-        let Ok(st) = dir.stat(&e.name) else { continue };
+        let name = e.name.clone();
+        let Ok(dir) = chain.top() else {
+            *next = entries.len();
+            continue;
+        };
+        let Ok(st) = dir.stat(&name) else { continue };
         match st.st_mode & libc::S_IFMT {
             libc::S_IFREG => sum += plain_size_for(st.st_size as u64),
             libc::S_IFDIR => {
-                if let Ok(child) = dir.open_dir(&e.name) {
-                    sum += backing_bytes(&child, enc);
+                let Ok(child) = dir.open_dir(&name) else { continue };
+                let entries = child.list().unwrap_or_default();
+                if chain.push(&name, child).is_ok() {
+                    stack.push((entries, 0));
                 }
             }
             _ => {}
@@ -168,35 +212,57 @@ impl Export<'_> {
             .println(&format!("coffer: warning: {}: {why}", String::from_utf8_lossy(what)));
     }
 
-    /// Exports every entry of `src` into `dst`; `plain` is the plaintext path of `src`.
-    fn dir(&mut self, src: &Dir, dst: &DirFd, plain: &[u8]) {
-        let entries = match src.fd.list() {
-            Ok(e) => e,
-            Err(e) => {
-                return self.failed(
-                    plain,
-                    format!("cannot list {}: {}", src.rel.display(), strip_os_error(&e)),
-                )
-            }
-        };
+    /// Exports the tree at the top of `src` into the top of `dst`: every entry in listing
+    /// order, each subdirectory when it comes.
+    fn walk(&mut self, src: &mut DirChain<Dir>, dst: &mut DirChain<DirFd>) {
+        self.enter(src, 0, None);
         let enc = self.vault.params().name_encoding;
-        for e in entries {
-            let name = match self.vault.plain_name(src, &e.name) {
+        while let Some(frame) = self.frames.last_mut() {
+            let Some(e) = frame.entries.get(frame.next) else {
+                self.leave(src, dst);
+                continue;
+            };
+            frame.next += 1;
+            let entry = e.name.clone();
+            // Coffer's own files show as nothing (no descriptor needed to skip them).
+            if matches!(
+                classify(&entry, enc),
+                BackingName::Config
+                    | BackingName::Diriv
+                    | BackingName::LongSidecar(_)
+                    | BackingName::LinkSidecar(_)
+                    | BackingName::Temp
+            ) {
+                continue;
+            }
+            let (sdir, ddir) = match (src.top(), dst.top()) {
+                (Ok(s), Ok(d)) => (s, d),
+                (Err(err), _) | (_, Err(err)) => {
+                    // Its descriptor was dropped and it is gone or replaced: the rest of it
+                    // cannot be exported.
+                    frame.next = frame.entries.len();
+                    let why = format!("cannot open {} again: {}", frame.rel.display(), strip_os_error(&err));
+                    let plain = self.plain.clone();
+                    self.failed(&plain, why);
+                    continue;
+                }
+            };
+            let name = match self.vault.plain_name(sdir, &entry) {
                 Ok(Some(n)) => n,
                 Ok(None) => continue,
                 // Not made by coffer and not a sync-client conflict copy: a foreign file.
-                Err(_) if classify(&e.name, enc) == BackingName::Other => {
-                    let shown = src.rel_child(&e.name).into_os_string().into_encoded_bytes();
+                Err(_) if classify(&entry, enc) == BackingName::Other => {
+                    let shown = sdir.rel_child(&entry).into_os_string().into_encoded_bytes();
                     self.warn(&shown, "not a coffer name (foreign file in CIPHERDIR); not exported");
                     continue;
                 }
                 Err(err) => {
-                    self.damaged(&src.rel_child(&e.name).into_os_string().into_encoded_bytes(), err);
+                    self.damaged(&sdir.rel_child(&entry).into_os_string().into_encoded_bytes(), err);
                     continue;
                 }
             };
-            let path = join(plain, &name);
-            let st = match src.fd.stat(&e.name) {
+            let path = join(&self.plain, &name);
+            let st = match sdir.fd.stat(&entry) {
                 Ok(st) => st,
                 Err(err) => {
                     self.failed(&path, strip_os_error(&err));
@@ -204,31 +270,117 @@ impl Export<'_> {
                 }
             };
             match st.st_mode & libc::S_IFMT {
-                libc::S_IFDIR => self.subdir(src, &e.name, dst, &name, &path, &st),
-                libc::S_IFREG => self.file(src, &e.name, dst, &name, &path, &st),
-                libc::S_IFLNK => self.symlink(src, &e.name, dst, &name, &path, &st),
-                _ => self.special(dst, &name, &path, &st),
+                libc::S_IFDIR => {
+                    if let Some((child, out)) = self.subdir(sdir, &entry, ddir, &name, &path) {
+                        self.descend(src, dst, (&entry, child), (&name, out), path, st);
+                    }
+                }
+                libc::S_IFREG => self.file(sdir, &entry, ddir, &name, &path, &st),
+                libc::S_IFLNK => self.symlink(sdir, &entry, ddir, &name, &path, &st),
+                _ => self.special(ddir, &name, &path, &st),
             }
         }
     }
 
-    fn subdir(&mut self, src: &Dir, entry: &[u8], dst: &DirFd, name: &[u8], path: &[u8], st: &libc::stat) {
+    /// Lists the directory at the top of `src` (a directory that cannot be listed is still
+    /// left with its xattrs and metadata).
+    fn enter(&mut self, src: &mut DirChain<Dir>, parent_len: usize, meta: Option<libc::stat>) {
+        let (entries, rel) = match src.top() {
+            Ok(d) => match d.fd.list() {
+                Ok(e) => (e, d.rel.clone()),
+                Err(e) => {
+                    let why = format!("cannot list {}: {}", d.rel.display(), strip_os_error(&e));
+                    let plain = self.plain.clone();
+                    self.failed(&plain, why);
+                    (Vec::new(), d.rel.clone())
+                }
+            },
+            Err(e) => {
+                let plain = self.plain.clone();
+                self.failed(&plain, strip_os_error(&e));
+                (Vec::new(), PathBuf::new())
+            }
+        };
+        self.frames.push(Frame {
+            entries,
+            next: 0,
+            rel,
+            parent_len,
+            meta,
+        });
+    }
+
+    /// Steps into a subdirectory opened by [`subdir`](Self::subdir).
+    fn descend(
+        &mut self,
+        src: &mut DirChain<Dir>,
+        dst: &mut DirChain<DirFd>,
+        (entry, child): (&[u8], Dir),
+        (name, out): (&[u8], DirFd),
+        path: Vec<u8>,
+        st: libc::stat,
+    ) {
+        if let Err(e) = src.push(entry, child) {
+            return self.failed(&path, strip_os_error(&e));
+        }
+        if let Err(e) = dst.push(name, out) {
+            src.pop();
+            return self.failed(&path, strip_os_error(&e));
+        }
+        let parent_len = std::mem::replace(&mut self.plain, path).len();
+        self.enter(src, parent_len, Some(st));
+    }
+
+    /// Done with the top directory: its xattrs onto its output, then back to its parent and
+    /// the directory's owner, mode and times.
+    fn leave(&mut self, src: &mut DirChain<Dir>, dst: &mut DirChain<DirFd>) {
+        let Some(frame) = self.frames.pop() else { return };
+        let path = if frame.meta.is_some() {
+            self.plain.clone()
+        } else {
+            b".".to_vec()
+        };
+        match (src.top(), dst.top()) {
+            (Ok(s), Ok(d)) => {
+                let iv = s.iv;
+                self.copy_xattrs(s.fd.as_raw_fd(), &iv, d.as_raw_fd(), &path);
+                if let Some(st) = &frame.meta {
+                    self.finish_dir_meta(d, &path, st);
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => self.failed(&path, strip_os_error(&e)),
+        }
+        src.pop();
+        dst.pop();
+        self.plain.truncate(frame.parent_len);
+    }
+
+    /// Opens subdirectory `entry` of `src` and makes its output in `dst`.
+    fn subdir(&mut self, src: &Dir, entry: &[u8], dst: &DirFd, name: &[u8], path: &[u8]) -> Option<(Dir, DirFd)> {
         let child = match src.open_child(self.vault, entry) {
             Ok(c) => c,
-            Err(err) if err.is_corrupt() => return self.damaged(path, err),
-            Err(err) => return self.failed(path, err),
+            Err(err) if err.is_corrupt() => {
+                self.damaged(path, err);
+                return None;
+            }
+            Err(err) => {
+                self.failed(path, err);
+                return None;
+            }
         };
         if let Err(e) = dst.mkdir(name, 0o700) {
-            return self.failed(path, strip_os_error(&e));
+            self.failed(path, strip_os_error(&e));
+            return None;
         }
         let out = match dst.open_dir(name) {
             Ok(d) => d,
-            Err(e) => return self.failed(path, strip_os_error(&e)),
+            Err(e) => {
+                self.failed(path, strip_os_error(&e));
+                return None;
+            }
         };
         self.tally.dirs += 1;
-        self.dir(&child, &out, path);
-        self.copy_xattrs(child.fd.as_raw_fd(), &child.iv, out.as_raw_fd(), path);
-        self.finish_meta(dst, name, path, st, true);
+        Some((child, out))
     }
 
     fn file(&mut self, src: &Dir, entry: &[u8], dst: &DirFd, name: &[u8], path: &[u8], st: &libc::stat) {
@@ -359,6 +511,23 @@ impl Export<'_> {
         }
         let (atime, mtime) = times(st);
         if let Err(e) = dst.utimens(name, atime, mtime) {
+            self.warn(path, format!("cannot keep the times: {}", strip_os_error(&e)));
+        }
+    }
+
+    /// [`finish_meta`](Self::finish_meta) of an exported directory, through its own
+    /// descriptor (its parent's may be closed in a deep tree).
+    fn finish_dir_meta(&mut self, out: &DirFd, path: &[u8], st: &libc::stat) {
+        if self.as_root {
+            if let Err(e) = out.fchown(st.st_uid, st.st_gid) {
+                self.warn(path, format!("cannot keep the owner: {}", strip_os_error(&e)));
+            }
+        }
+        if let Err(e) = out.fchmod(st.st_mode & 0o7777) {
+            self.warn(path, format!("cannot keep the mode: {}", strip_os_error(&e)));
+        }
+        let (atime, mtime) = times(st);
+        if let Err(e) = out.futimens(atime, mtime) {
             self.warn(path, format!("cannot keep the times: {}", strip_os_error(&e)));
         }
     }

@@ -107,7 +107,7 @@ impl Dir {
 const REL_MAX: usize = 1024;
 
 /// `rel`, or its tail behind `…` when longer than [`REL_MAX`].
-fn shorten_rel(rel: PathBuf) -> PathBuf {
+pub(crate) fn shorten_rel(rel: PathBuf) -> PathBuf {
     if rel.as_os_str().len() <= REL_MAX {
         return rel;
     }

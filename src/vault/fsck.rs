@@ -2,15 +2,18 @@
 //! symlink targets, xattrs — reporting each damaged item with its plaintext path where known.
 //! `repair` fixes only the safe cases and never deletes readable data.
 
+use std::collections::HashSet;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::format::backing_name::{self, classify, BackingName};
 
-use super::dir::Dir;
+use super::dir::{shorten_rel, Dir};
 use super::error::{Result, VaultError};
+use super::walk::{walk_fd_budget, DirChain};
 use super::Vault;
 
 /// What is wrong with one item.
@@ -108,6 +111,32 @@ struct Walker<'a> {
     min_temp_age: std::time::Duration,
     report: FsckReport,
     progress: &'a mut dyn FnMut(&FsckReport),
+    /// The directories being checked, the root first (the top is the one whose entries are
+    /// checked now): the walk is a loop over this stack, not a recursion, so that a tree of
+    /// any depth fits in a thread's stack; their descriptors are in a [`DirChain`].
+    frames: Vec<Frame>,
+    /// Plain path of the top directory (its backing path where a name does not decrypt).
+    plain: Vec<u8>,
+}
+
+/// A directory whose entries are being checked.
+struct Frame {
+    /// Its backing entries, in backing-name order.
+    raw: Vec<super::RawEntry>,
+    names: HashSet<Vec<u8>>,
+    /// The next entry to check.
+    next: usize,
+    /// Backing path, for messages.
+    rel: PathBuf,
+    /// How the parent's plain path comes back when this directory is done.
+    parent_plain: ParentPlain,
+}
+
+enum ParentPlain {
+    /// Its length (this directory's path extends it).
+    Len(usize),
+    /// The whole of it (this directory's path replaced it).
+    Saved(Vec<u8>),
 }
 
 fn lossy(p: &[u8]) -> String {
@@ -115,7 +144,7 @@ fn lossy(p: &[u8]) -> String {
 }
 
 impl Walker<'_> {
-    fn add(&mut self, plain: Option<&[u8]>, rel: &std::path::Path, kind: DamageKind, detail: impl Into<String>) {
+    fn add(&mut self, plain: Option<&[u8]>, rel: &Path, kind: DamageKind, detail: impl Into<String>) {
         self.report.damage.push(Damage {
             plain_path: plain.map(lossy),
             cipher_path: rel.display().to_string(),
@@ -126,69 +155,148 @@ impl Walker<'_> {
         });
     }
 
-    fn walk(&mut self, dir: &Dir, plain_dir: &[u8]) -> Result<()> {
+    /// Checks every directory from the top of `chain` down, in backing-name order, each
+    /// subdirectory when its name comes (the order of the report).
+    fn walk(&mut self, chain: &mut DirChain<Dir>) -> Result<()> {
+        self.enter(chain, ParentPlain::Len(0))?;
+        while let Some(frame) = self.frames.last_mut() {
+            let Some(e) = frame.raw.get(frame.next) else {
+                (self.progress)(&self.report);
+                self.leave(chain);
+                continue;
+            };
+            frame.next += 1;
+            let name = e.name.clone();
+            let enc = self.vault.params().name_encoding;
+            if matches!(classify(&name, enc), BackingName::Config | BackingName::Diriv) {
+                continue;
+            }
+            let dir = match chain.top() {
+                Ok(d) => d,
+                Err(err) => {
+                    // Its descriptor was dropped and it is gone or replaced: the rest of it
+                    // cannot be checked.
+                    frame.next = frame.raw.len();
+                    let rel = frame.rel.clone();
+                    let plain = self.plain.clone();
+                    self.add(Some(&plain), &rel, DamageKind::Unreadable, err.to_string());
+                    continue;
+                }
+            };
+            let names = std::mem::take(&mut frame.names);
+            let child = self.item(dir, &name, &names);
+            if let Some(f) = self.frames.last_mut() {
+                f.names = names;
+            }
+            if let Some((child, plain)) = child? {
+                // Shown by its backing path where its name does not decrypt.
+                let shown = plain.unwrap_or_else(|| child.rel.as_os_str().as_bytes().to_vec());
+                let parent_plain = if shown.starts_with(&self.plain) {
+                    ParentPlain::Len(self.plain.len())
+                } else {
+                    ParentPlain::Saved(std::mem::take(&mut self.plain))
+                };
+                self.plain = shown;
+                chain
+                    .push(&name, child)
+                    .map_err(|e| VaultError::io(self.plain_rel(), e))?;
+                self.enter(chain, parent_plain)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Backing path of the top frame.
+    fn plain_rel(&self) -> PathBuf {
+        self.frames.last().map(|f| f.rel.clone()).unwrap_or_default()
+    }
+
+    /// Starts on the directory at the top of `chain`: counts it, reports and merges its diriv
+    /// copies, lists it.
+    fn enter(&mut self, chain: &mut DirChain<Dir>, parent_plain: ParentPlain) -> Result<()> {
         self.report.dirs += 1;
+        let dir = chain.top().map_err(|e| VaultError::io(self.plain_rel(), e))?;
         let mut raw = dir.fd.list().map_err(|e| VaultError::io(&dir.rel, e))?;
-        if self.diriv_copies(dir, plain_dir, &raw) {
+        if self.diriv_copies(dir, &raw) {
             raw = dir.fd.list().map_err(|e| VaultError::io(&dir.rel, e))?;
         }
         // Backing-name order, so that a report does not depend on the file system's order.
         raw.sort_by(|a, b| a.name.cmp(&b.name));
-        let names: std::collections::HashSet<Vec<u8>> = raw.iter().map(|e| e.name.clone()).collect();
-        let enc = self.vault.params().name_encoding;
-        for e in &raw {
-            let rel = dir.rel_child(&e.name);
-            match classify(&e.name, enc) {
-                BackingName::Config | BackingName::Diriv => {}
-                BackingName::Temp => {
-                    let mut repaired = None;
-                    if self.repair && is_old(&dir.fd, &e.name, self.min_temp_age) {
-                        let r = dir.fd.unlink(&e.name).or_else(|_| remove_tree(&dir.fd, &e.name));
-                        if r.is_ok() {
-                            repaired = Some("removed".to_string());
-                        }
-                    }
-                    self.add(
-                        None,
-                        &rel,
-                        DamageKind::StrayTemp,
-                        "temporary file left by an interrupted operation",
-                    );
-                    if let Some(d) = self.report.damage.last_mut() {
-                        d.repaired = repaired;
-                    }
-                }
-                BackingName::LongSidecar(hash) => {
-                    let entry = backing_name::long_entry_name(hash);
-                    let copy_exists = names
-                        .iter()
-                        .any(|n| n.starts_with(hash.as_bytes()) && n.ends_with(b".long") && n.len() > entry.len());
-                    if !names.contains(entry.as_bytes()) && !copy_exists {
-                        self.orphan(dir, &e.name, &rel, "long-name sidecar without its entry");
-                    } else if let Err(err) = self.vault.read_sidecar(dir, hash) {
-                        self.add(None, &rel, DamageKind::Name, err.to_string());
-                    }
-                }
-                BackingName::LinkSidecar(stem) => {
-                    if !names.contains(stem.as_bytes()) {
-                        self.orphan(dir, &e.name, &rel, "symlink-target sidecar without its symlink");
+        let names = raw.iter().map(|e| e.name.clone()).collect();
+        self.frames.push(Frame {
+            raw,
+            names,
+            next: 0,
+            rel: dir.rel.clone(),
+            parent_plain,
+        });
+        Ok(())
+    }
+
+    /// Done with the top directory: back to its parent.
+    fn leave(&mut self, chain: &mut DirChain<Dir>) {
+        if let Some(f) = self.frames.pop() {
+            match f.parent_plain {
+                ParentPlain::Len(n) => self.plain.truncate(n),
+                ParentPlain::Saved(p) => self.plain = p,
+            }
+        }
+        chain.pop();
+    }
+
+    /// Checks one backing entry of `dir`; returns a subdirectory to check next, with its
+    /// plain path when its name decrypts.
+    fn item(&mut self, dir: &Dir, name: &[u8], names: &HashSet<Vec<u8>>) -> Result<Option<(Dir, Option<Vec<u8>>)>> {
+        let rel = dir.rel_child(name);
+        match classify(name, self.vault.params().name_encoding) {
+            BackingName::Config | BackingName::Diriv => {}
+            BackingName::Temp => {
+                let mut repaired = None;
+                if self.repair && is_old(&dir.fd, name, self.min_temp_age) {
+                    let r = dir.fd.unlink(name).or_else(|_| remove_tree(&dir.fd, name));
+                    if r.is_ok() {
+                        repaired = Some("removed".to_string());
                     }
                 }
-                BackingName::Short(_) | BackingName::Long(_) => self.entry(dir, plain_dir, &e.name, &rel)?,
-                BackingName::Other => {
-                    if !crate::format::conflict::is_sync_client_file(&e.name) {
-                        self.other(dir, plain_dir, &e.name, &rel, &names)?;
-                    }
+                self.add(
+                    None,
+                    &rel,
+                    DamageKind::StrayTemp,
+                    "temporary file left by an interrupted operation",
+                );
+                if let Some(d) = self.report.damage.last_mut() {
+                    d.repaired = repaired;
+                }
+            }
+            BackingName::LongSidecar(hash) => {
+                let entry = backing_name::long_entry_name(hash);
+                let copy_exists = names
+                    .iter()
+                    .any(|n| n.starts_with(hash.as_bytes()) && n.ends_with(b".long") && n.len() > entry.len());
+                if !names.contains(entry.as_bytes()) && !copy_exists {
+                    self.orphan(dir, name, &rel, "long-name sidecar without its entry");
+                } else if let Err(err) = self.vault.read_sidecar(dir, hash) {
+                    self.add(None, &rel, DamageKind::Name, err.to_string());
+                }
+            }
+            BackingName::LinkSidecar(stem) => {
+                if !names.contains(stem.as_bytes()) {
+                    self.orphan(dir, name, &rel, "symlink-target sidecar without its symlink");
+                }
+            }
+            BackingName::Short(_) | BackingName::Long(_) => return self.entry(dir, name, &rel),
+            BackingName::Other => {
+                if !crate::format::conflict::is_sync_client_file(name) {
+                    return self.other(dir, name, &rel, names);
                 }
             }
         }
-        (self.progress)(&self.report);
-        Ok(())
+        Ok(None)
     }
 
     /// Reports a directory's diriv conflict copies (their IVs widen what decrypts there, gap
     /// G4) and with `repair` merges them. Returns whether the directory changed.
-    fn diriv_copies(&mut self, dir: &Dir, plain_dir: &[u8], raw: &[super::RawEntry]) -> bool {
+    fn diriv_copies(&mut self, dir: &Dir, raw: &[super::RawEntry]) -> bool {
         let names: Vec<Vec<u8>> = raw.iter().map(|e| e.name.clone()).collect();
         let copies = super::merge::diriv_copies(&names);
         if copies.is_empty() {
@@ -198,7 +306,8 @@ impl Walker<'_> {
             "{} diriv conflict copies (this directory was made on two replicas); --repair renames its entries under coffer.diriv",
             copies.len()
         );
-        self.add(Some(plain_dir), &dir.rel, DamageKind::Diriv, what);
+        let plain_dir = self.plain.clone();
+        self.add(Some(&plain_dir), &dir.rel, DamageKind::Diriv, what);
         if !self.repair {
             return false;
         }
@@ -228,18 +337,17 @@ impl Walker<'_> {
     fn other(
         &mut self,
         dir: &Dir,
-        plain_dir: &[u8],
         name: &[u8],
-        rel: &std::path::Path,
-        names: &std::collections::HashSet<Vec<u8>>,
-    ) -> Result<()> {
+        rel: &Path,
+        names: &HashSet<Vec<u8>>,
+    ) -> Result<Option<(Dir, Option<Vec<u8>>)>> {
         use crate::format::conflict::parse_copy;
         match self.vault.plain_name(dir, name) {
-            Ok(Some(_)) => return self.entry(dir, plain_dir, name, rel),
+            Ok(Some(_)) => return self.entry(dir, name, rel),
             Ok(None) => {}
             Err(_) => {
                 self.add(None, rel, DamageKind::Unknown, "entry coffer does not recognize");
-                return Ok(());
+                return Ok(None);
             }
         }
         let enc = self.vault.params().name_encoding;
@@ -252,10 +360,10 @@ impl Walker<'_> {
                 self.orphan(dir, name, rel, "sidecar copy without its entry copy");
             }
         }
-        Ok(())
+        Ok(None)
     }
 
-    fn orphan(&mut self, dir: &Dir, name: &[u8], rel: &std::path::Path, what: &str) {
+    fn orphan(&mut self, dir: &Dir, name: &[u8], rel: &Path, what: &str) {
         let repaired = (self.repair && dir.fd.unlink(name).is_ok()).then(|| "removed".to_string());
         self.add(None, rel, DamageKind::OrphanSidecar, what);
         if let Some(d) = self.report.damage.last_mut() {
@@ -263,17 +371,19 @@ impl Walker<'_> {
         }
     }
 
-    fn entry(&mut self, dir: &Dir, plain_dir: &[u8], backing: &[u8], rel: &std::path::Path) -> Result<()> {
+    /// Checks a user entry; returns it when it is a directory to check next (with its plain
+    /// path when its name decrypts).
+    fn entry(&mut self, dir: &Dir, backing: &[u8], rel: &Path) -> Result<Option<(Dir, Option<Vec<u8>>)>> {
         let plain = match self.vault.plain_name(dir, backing) {
             Ok(Some(p)) => {
-                let mut full = plain_dir.to_vec();
+                let mut full = self.plain.clone();
                 if !full.is_empty() {
                     full.push(b'/');
                 }
                 full.extend_from_slice(&p);
                 Some(full)
             }
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(None),
             Err(err) => {
                 self.add(None, rel, DamageKind::Name, err.to_string());
                 None
@@ -283,17 +393,16 @@ impl Walker<'_> {
             Ok(st) => st,
             Err(err) => {
                 self.add(plain.as_deref(), rel, DamageKind::Unreadable, err.to_string());
-                return Ok(());
+                return Ok(None);
             }
         };
-        let display = plain.clone().unwrap_or_else(|| rel.as_os_str().as_bytes().to_vec());
         match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR => match dir.fd.open_dir(backing) {
-                Ok(fd) => match Dir::from_fd(fd, rel.to_path_buf()) {
+                Ok(fd) => match Dir::from_fd(fd, shorten_rel(rel.to_path_buf())) {
                     Ok(child) => {
                         let iv = child.iv;
                         self.xattrs(child.fd.as_raw_fd(), &iv, plain.as_deref(), rel);
-                        self.walk(&child, &display)?;
+                        return Ok(Some((child, plain)));
                     }
                     Err(err) => self.add(plain.as_deref(), rel, DamageKind::Diriv, err.to_string()),
                 },
@@ -311,10 +420,10 @@ impl Walker<'_> {
             }
             _ => {}
         }
-        Ok(())
+        Ok(None)
     }
 
-    fn file(&mut self, dir: &Dir, backing: &[u8], plain: Option<&[u8]>, rel: &std::path::Path) {
+    fn file(&mut self, dir: &Dir, backing: &[u8], plain: Option<&[u8]>, rel: &Path) {
         let f = match self.vault.open_file(dir, backing, self.repair) {
             Ok(f) => f,
             Err(err) => return self.add(plain, rel, DamageKind::Unreadable, err.to_string()),
@@ -370,7 +479,7 @@ impl Walker<'_> {
         }
     }
 
-    fn xattrs(&mut self, fd: std::os::fd::RawFd, owner: &[u8; 16], plain: Option<&[u8]>, rel: &std::path::Path) {
+    fn xattrs(&mut self, fd: std::os::fd::RawFd, owner: &[u8; 16], plain: Option<&[u8]>, rel: &Path) {
         let names = match self.vault.xattr_list(fd, owner) {
             Ok(n) => n,
             Err(err) if err.is_corrupt() => return self.add(plain, rel, DamageKind::Xattr, err.to_string()),
@@ -434,13 +543,16 @@ pub fn fsck_with(vault: &Vault, opts: FsckOptions, progress: &mut dyn FnMut(&Fsc
             return Ok(report);
         }
     };
+    let mut chain = DirChain::new(root, walk_fd_budget()).map_err(|e| VaultError::io(PathBuf::new(), e))?;
     let mut w = Walker {
         vault,
         repair,
         min_temp_age: opts.min_temp_age,
         report: FsckReport::default(),
         progress,
+        frames: Vec::new(),
+        plain: Vec::new(),
     };
-    w.walk(&root, b"")?;
+    w.walk(&mut chain)?;
     Ok(w.report)
 }

@@ -13,6 +13,7 @@ pub mod reverse;
 mod sessions;
 mod symlink;
 pub mod unlock;
+pub mod walk;
 mod xattr;
 
 use std::path::{Path, PathBuf};

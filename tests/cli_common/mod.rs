@@ -149,3 +149,96 @@ pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// Runs `coffer ARGS` (empty stdin, no RUST_LOG) with RLIMIT_NOFILE soft = hard = `nofile`
+/// (a machine whose hard limit is low too).
+pub fn coffer_limited<S: AsRef<std::ffi::OsStr>>(args: &[S], nofile: u64) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    cmd.args(args).env_remove("RUST_LOG").stdin(Stdio::null());
+    // SAFETY: only async-signal-safe setrlimit between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A base for trees where every mkdir fsyncs: tmpfs when there is one.
+pub fn fast_base() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Makes `depth` nested directories `d` below the vault root (each through `Vault::mkdir`
+/// on the one above) with `file` holding `content` in the deepest.
+pub fn deep_vault_tree(v: &Vault, depth: usize, content: &[u8]) {
+    let mut dir = v.root_dir().unwrap();
+    for _ in 0..depth {
+        let name = v.mkdir(&dir, b"d", 0o755).unwrap();
+        dir = dir.open_child(v, &name.entry).unwrap();
+    }
+    let (f, _) = v.create_file(&dir, b"file", 0o644).unwrap();
+    f.write_at(content, 0).unwrap();
+}
+
+/// Follows `depth` components `name` down from `top` one `openat` at a time (the path is
+/// too long for one call); returns a descriptor of the deepest directory.
+pub fn open_deep(top: &Path, name: &str, depth: usize) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(top.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: valid C strings; each descriptor is owned once returned.
+    let mut fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(libc::open(c.as_ptr(), flags)) };
+    for level in 0..depth {
+        // SAFETY: as above.
+        let next = unsafe { libc::openat(std::os::fd::AsRawFd::as_raw_fd(&fd), n.as_ptr(), flags) };
+        assert!(next >= 0, "level {level}: {}", std::io::Error::last_os_error());
+        // SAFETY: next is a fresh descriptor.
+        fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(next) };
+    }
+    fd
+}
+
+/// Removes a tree of any depth without recursion (std's remove_dir_all recurses once per
+/// level): every subdirectory is moved up next to `top` before its own parent is removed.
+pub fn remove_tree_flat(top: &Path) {
+    let base = top.with_extension("flat");
+    std::fs::create_dir_all(&base).unwrap();
+    let mut queue = vec![top.to_path_buf()];
+    let mut n = 0u64;
+    while let Some(dir) = queue.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                n += 1;
+                let moved = base.join(n.to_string());
+                std::fs::rename(e.path(), &moved).unwrap();
+                queue.push(moved);
+            } else {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+        std::fs::remove_dir(&dir).unwrap();
+    }
+    std::fs::remove_dir(&base).unwrap();
+}

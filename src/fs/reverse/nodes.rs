@@ -18,10 +18,14 @@ use super::super::core::{Activity, TTL};
 use super::super::handles::{DirHandle, Handles};
 use super::super::inodes::{BackingId, Inodes, ROOT};
 use crate::vault::reverse::{join_rel, RDir, ReverseFile, ReverseVault, Snapshot, Target};
+use crate::vault::walk::nofile_soft;
 use crate::vault::{IoContext, Result, VaultError};
 
-/// Directory descriptors kept for reuse (each for at most the attribute timeout).
+/// Most directory descriptors kept for reuse (each for at most the attribute timeout); fewer
+/// under a low descriptor limit (see [`dir_cache_max`]).
 const DIR_CACHE_MAX: usize = 1024;
+/// How many of a directory's closest ancestors [`ReverseFs::dir`] looks for in the cache.
+const ANCESTORS_TRIED: usize = 8;
 /// Tag in the st_dev half of identities that do not come from a plain (dev, ino).
 const TAG_DEV: u64 = 0xC0FF_EE00_0000_0000;
 /// Identity kind: a virtual file.
@@ -74,11 +78,22 @@ pub struct ReverseFs {
     inodes: Mutex<Inodes>,
     nodes: Mutex<HashMap<u64, Arc<Node>>>,
     dirs_open: Mutex<DirCache>,
+    /// Most entries of `dirs_open`.
+    dir_cache_max: usize,
     pub(super) files: Handles<OpenFile>,
     pub(super) dirs: Handles<DirHandle>,
     pub(super) activity: Arc<Activity>,
     /// Tells the kernel to drop cached attributes and entries; set once the session exists.
     notifier: Arc<OnceLock<Notifier>>,
+}
+
+/// The directory cache's share of a soft descriptor limit `nofile_soft`: a quarter, so that
+/// open files and the kernel's requests have the rest.
+fn dir_cache_max(nofile_soft: Option<u64>) -> usize {
+    match nofile_soft {
+        Some(n) => usize::try_from(n / 4).unwrap_or(DIR_CACHE_MAX).clamp(8, DIR_CACHE_MAX),
+        None => DIR_CACHE_MAX,
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,6 +151,7 @@ impl ReverseFs {
             inodes: Mutex::new(Inodes::new(backing_id(&st))),
             nodes: Mutex::new(nodes),
             dirs_open: Mutex::new(HashMap::new()),
+            dir_cache_max: dir_cache_max(nofile_soft()),
             files: Handles::default(),
             dirs: Handles::default(),
             activity: Arc::default(),
@@ -226,23 +242,50 @@ impl ReverseFs {
     }
 
     /// The open plain directory at `rel` (cached for at most the attribute timeout, so a
-    /// renamed or replaced directory is seen again soon).
+    /// renamed or replaced directory is seen again soon). A directory not cached is opened
+    /// from its nearest cached ancestor among the closest few (a lookup's parent usually is),
+    /// else from the root: a walk down a deep tree opens one directory per level, not all the
+    /// levels above it again.
     pub(super) fn dir(&self, rel: &[u8]) -> Result<Arc<RDir>> {
-        if let Some((at, d)) = lock(&self.dirs_open).get(rel) {
-            if at.elapsed() < TTL {
-                return Ok(d.clone());
-            }
+        if let Some(d) = self.cached_dir(rel) {
+            return Ok(d);
         }
-        let d = Arc::new(self.vault.open_dir_path(rel)?);
+        let d = match self.cached_ancestor(rel) {
+            Some((base, tail)) => self.vault.open_dir_below(&base, tail)?,
+            None => self.vault.open_dir_path(rel)?,
+        };
+        let d = Arc::new(d);
         let mut cache = lock(&self.dirs_open);
-        if cache.len() >= DIR_CACHE_MAX {
+        if cache.len() >= self.dir_cache_max {
             cache.retain(|_, (at, _)| at.elapsed() < TTL);
-            if cache.len() >= DIR_CACHE_MAX {
-                cache.clear();
+            while cache.len() >= self.dir_cache_max {
+                let Some(oldest) = cache.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone()) else {
+                    break;
+                };
+                cache.remove(&oldest);
             }
         }
         cache.insert(rel.to_vec(), (Instant::now(), d.clone()));
         Ok(d)
+    }
+
+    fn cached_dir(&self, rel: &[u8]) -> Option<Arc<RDir>> {
+        let cache = lock(&self.dirs_open);
+        let (at, d) = cache.get(rel)?;
+        (at.elapsed() < TTL).then(|| d.clone())
+    }
+
+    /// The nearest of `rel`'s closest [`ANCESTORS_TRIED`] ancestors that is cached, with the
+    /// rest of `rel` below it.
+    fn cached_ancestor<'r>(&self, rel: &'r [u8]) -> Option<(Arc<RDir>, &'r [u8])> {
+        let mut end = rel.len();
+        for _ in 0..ANCESTORS_TRIED {
+            end = rel[..end].iter().rposition(|&c| c == b'/')?;
+            if let Some(d) = self.cached_dir(&rel[..end]) {
+                return Some((d, &rel[end + 1..]));
+            }
+        }
+        None
     }
 }
 

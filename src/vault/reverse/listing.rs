@@ -105,11 +105,28 @@ impl ReverseVault {
 
     /// Opens the plain directory at relative path `rel` (`a/b`).
     pub fn open_dir_path(&self, rel: &[u8]) -> Result<RDir> {
-        let mut dir = self.root_dir()?;
-        for comp in rel.split(|&c| c == b'/').filter(|c| !c.is_empty() && *c != b".") {
-            dir = self.open_child(&dir, comp)?;
+        self.open_dir_below(&self.root_dir()?, rel)
+    }
+
+    /// Opens the plain directory at `tail` below `base` (`tail` relative to it), one
+    /// component at a time without following symlinks (ENOENT at an excluded one). The IV is
+    /// derived once, for the directory opened.
+    pub fn open_dir_below(&self, base: &RDir, tail: &[u8]) -> Result<RDir> {
+        let mut rel = base.rel.clone();
+        let mut fd: Option<DirFd> = None;
+        for comp in tail.split(|&c| c == b'/').filter(|c| !c.is_empty() && *c != b".") {
+            rel = join_rel(&rel, comp);
+            if self.is_hidden(&rel) {
+                return Err(enoent(&rel));
+            }
+            let from = fd.as_ref().unwrap_or(&base.fd);
+            fd = Some(from.open_dir(comp).at(rel_path(&rel))?);
         }
-        Ok(dir)
+        let fd = match fd {
+            Some(fd) => fd,
+            None => base.fd.try_clone().at(rel_path(&rel))?,
+        };
+        Ok(self.rdir(fd, rel))
     }
 
     /// The cipher name of plain entry `plain` in `dir`.
