@@ -35,7 +35,7 @@ impl LimitedMount {
             return None;
         }
         // On tmpfs where there is one: thousands of mkdirs, each fsyncing a new IV.
-        let t = tempfile::tempdir_in(fast_base()).unwrap();
+        let t = tempfile::tempdir_in(cli_common::fast_base()).unwrap();
         let cipher = t.path().join("v");
         cli_common::init_cli(&cipher, "pw");
         let mnt = t.path().join("mnt");
@@ -107,17 +107,6 @@ fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T 
     });
     rx.recv_timeout(limit)
         .unwrap_or_else(|_| panic!("{what}: still blocked after {limit:?}"))
-}
-
-/// Where tests that make thousands of directories put their vault: /dev/shm (tmpfs, where
-/// fsync is free) unless TMPDIR names a file system under test.
-fn fast_base() -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    if std::env::var_os("TMPDIR").is_none() && shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
 }
 
 fn mkfifo(p: &Path) {
@@ -358,30 +347,7 @@ fn deep_tree_body() {
     assert_eq!(std::fs::read(m.path("after")).unwrap(), b"ok");
     m.unmount();
     // std's remove_dir_all recurses once per level: take the tree apart level by level.
-    remove_tree_flat(&m.cipher);
-}
-
-/// Removes a tree of any depth without recursion: every subdirectory is moved up to `top`'s
-/// parent before its own parent is removed.
-fn remove_tree_flat(top: &Path) {
-    let base = top.parent().unwrap().join("flat");
-    std::fs::create_dir_all(&base).unwrap();
-    let mut queue = vec![top.to_path_buf()];
-    let mut n = 0u64;
-    while let Some(dir) = queue.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                n += 1;
-                let moved = base.join(n.to_string());
-                std::fs::rename(e.path(), &moved).unwrap();
-                queue.push(moved);
-            } else {
-                std::fs::remove_file(e.path()).unwrap();
-            }
-        }
-        std::fs::remove_dir(&dir).unwrap();
-    }
+    cli_common::remove_tree_flat(&m.cipher);
 }
 
 /// `echo hi >a; ln a b`; remount; `exec 3<a; rm a; cat <&3`: the open descriptor keeps
