@@ -35,6 +35,12 @@ pub fn fuse_available() -> bool {
     panic!("FUSE is unavailable (/dev/fuse is missing): these tests need it; set COFFER_SKIP_FUSE=1 to skip them");
 }
 
+/// Whether the tests run as root (some checks need privileges an ordinary user lacks).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Fails with a clear message when a program a test needs is missing.
 pub fn require_tool(name: &str) {
     let found = std::env::var_os("PATH")
