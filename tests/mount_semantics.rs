@@ -417,6 +417,36 @@ fn a_directory_renamed_over_an_empty_directory() {
     }
 }
 
+/// A backing that refuses the rename (ramfs has no RENAME_WHITEOUT: EINVAL) leaves the target
+/// directory in place, as the same rename on ramfs itself does.
+#[test]
+fn a_refused_rename_over_an_empty_directory_keeps_it() {
+    if !is_root() {
+        eprintln!("needs root to mount ramfs; not run");
+        return;
+    }
+    if !common::fuse_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let _ram = Scratch::mount(&t.path().join("ram"), "ramfs", "mode=0700");
+    let plain = t.path().join("ram/plain");
+    fs::create_dir(&plain).unwrap();
+    let m = TestMount::in_dir(&t.path().join("ram"), MountOptions::default(), WATCHDOG).unwrap();
+    let got = same(&m.mnt, &plain, "whiteout rename over an empty directory", |root| {
+        fs::create_dir_all(root.join("src"))?;
+        fs::create_dir_all(root.join("dst"))?;
+        fs::write(root.join("src/file"), b"inside")?;
+        let r = errno(&rename2(&root.join("src"), &root.join("dst"), libc::RENAME_WHITEOUT));
+        Ok((r, listing(root)?, fs::read(root.join("src/file"))?))
+    });
+    assert_eq!(
+        got.map(|g| g.0),
+        Some(Some(libc::EINVAL)),
+        "ramfs refuses RENAME_WHITEOUT"
+    );
+}
+
 /// Every name a libc directory stream yields until its end, `.` and `..` left out, sorted.
 fn read_stream(d: *mut libc::DIR) -> Vec<String> {
     let mut v = Vec::new();
