@@ -182,7 +182,11 @@ fn truncate_to_zero_of_a_damaged_file() {
         let Some(m) = TestMount::new() else { return };
         let p = m.path("f");
         fs::write(&p, vec![7u8; 10_000]).unwrap();
-        set_xattr(&p, "user.k", b"v", 0).unwrap();
+        // Without backing xattrs (ramfs) the file has none to lose.
+        let xattrs = common::user_xattrs_supported(&m.cipher);
+        if xattrs {
+            set_xattr(&p, "user.k", b"v", 0).unwrap();
+        }
         damage(&m, at);
         let mut buf = Vec::new();
         let r = fs::File::open(&p).and_then(|mut f| f.read_to_end(&mut buf));
@@ -194,7 +198,9 @@ fn truncate_to_zero_of_a_damaged_file() {
         assert_eq!(fs::metadata(&p).unwrap().len(), 0);
         fs::write(&p, b"fresh").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"fresh");
-        assert_eq!(errno(&get_xattr(&p, "user.k")), Some(libc::ENODATA), "byte {at}");
+        if xattrs {
+            assert_eq!(errno(&get_xattr(&p, "user.k")), Some(libc::ENODATA), "byte {at}");
+        }
         // And through truncate(2) after damaging the new header.
         damage(&m, at);
         let c = common::cpath(&p);
@@ -554,6 +560,11 @@ fn seek_answers(path: &Path, size: u64, extents: &[(u64, u64)]) -> io::Result<Ve
 #[test]
 fn seek_data_and_hole_answer_plaintext_offsets_exactly() {
     let Some(m) = TestMount::new() else { return };
+    if !common::holes_reported(&m.cipher) {
+        // Nothing to compare with: the plain side would call every file data.
+        eprintln!("CIPHERDIR's file system reports no holes; not run");
+        return;
+    }
     let plain = tempfile::tempdir().unwrap();
     const KI: u64 = 1024;
     const MI: u64 = 1024 * KI;
@@ -675,6 +686,11 @@ fn fallocate_of_a_large_file_counts_its_blocks() {
     fs::remove_file(m.path("big")).unwrap();
     fs::remove_file(plain.path().join("big")).unwrap();
     assert_eq!((a.0, a.1), (b.0, b.1));
+    if let Some(e) = b.0 {
+        // ramfs has no fallocate; a small backing has no room: the mount answered the same.
+        eprintln!("the backing refuses a {len}-byte fallocate (errno {e}); blocks not compared");
+        return;
+    }
     assert!(b.2 >= len as u64, "plain {b:?}");
     assert!(a.2 >= len as u64, "mount: {} bytes of blocks for {len} reserved", a.2);
 }
@@ -832,6 +848,10 @@ fn many_small_xattrs(dir: &Path, n: usize) -> io::Result<XattrOutcome> {
 #[test]
 fn a_hundred_small_xattrs_fit_on_an_ext4_backing() {
     let Some(mut m) = TestMount::new() else { return };
+    if !common::user_xattrs_supported(&m.cipher) {
+        eprintln!("CIPHERDIR's file system stores no user xattrs; not run");
+        return;
+    }
     let plain = tempfile::tempdir().unwrap();
     let on_plain = many_small_xattrs(plain.path(), 100).unwrap();
     assert_eq!((on_plain.0, on_plain.1), (100, None), "ext4 holds 100");
