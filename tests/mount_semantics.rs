@@ -423,6 +423,58 @@ fn a_directory_renamed_over_an_empty_directory() {
     }
 }
 
+/// On xfs, which stores symlink targets of at most 1023 bytes, targets whose sealed form is
+/// longer go out of line as the longest do: they work as on ext4.
+#[test]
+fn symlink_targets_past_xfs_inline_limit() {
+    if !is_root() {
+        eprintln!("needs root to mount an xfs image; not run");
+        return;
+    }
+    if !common::fuse_available() {
+        return;
+    }
+    common::require_tool("mkfs.xfs");
+    let t = tempfile::tempdir().unwrap();
+    let img = t.path().join("img");
+    fs::File::create(&img).unwrap().set_len(300 << 20).unwrap();
+    let at = t.path().join("xfs");
+    fs::create_dir(&at).unwrap();
+    common::run(t.path(), "mkfs.xfs", &[std::ffi::OsStr::new("-q"), img.as_os_str()]);
+    common::run(
+        t.path(),
+        "mount",
+        &[
+            std::ffi::OsStr::new("-o"),
+            "loop".as_ref(),
+            img.as_os_str(),
+            at.as_os_str(),
+        ],
+    );
+    let _xfs = Scratch(at.clone());
+    let mut m = TestMount::in_dir(&at, MountOptions::default(), WATCHDOG).unwrap();
+    let targets: Vec<String> = [735, 736, 1024, 3000].iter().map(|&n| "t".repeat(n)).collect();
+    for (i, target) in targets.iter().enumerate() {
+        std::os::unix::fs::symlink(target, m.path(format!("l{i}")))
+            .unwrap_or_else(|e| panic!("{} bytes: {e}", target.len()));
+    }
+    // All but the 735-byte target (1023 base64url characters) are out of line.
+    let sidecars = fs::read_dir(&m.cipher)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".link"))
+        .count();
+    assert_eq!(sidecars, 3);
+    m.remount();
+    for (i, target) in targets.iter().enumerate() {
+        let got = fs::read_link(m.path(format!("l{i}"))).unwrap();
+        assert_eq!(got.as_os_str().len(), target.len());
+        assert_eq!(
+            fs::symlink_metadata(m.path(format!("l{i}"))).unwrap().len(),
+            target.len() as u64
+        );
+    }
+}
+
 /// A backing that refuses the rename (ramfs has no RENAME_WHITEOUT: EINVAL) leaves the target
 /// directory in place, as the same rename on ramfs itself does.
 #[test]
