@@ -423,6 +423,44 @@ fn a_directory_renamed_over_an_empty_directory() {
     }
 }
 
+/// A 300 MiB xfs image mounted (loop) at `xfs` in the returned directory.
+fn xfs_image() -> (tempfile::TempDir, Scratch) {
+    common::require_tool("mkfs.xfs");
+    let t = tempfile::tempdir().unwrap();
+    let img = t.path().join("img");
+    fs::File::create(&img).unwrap().set_len(300 << 20).unwrap();
+    let at = t.path().join("xfs");
+    fs::create_dir(&at).unwrap();
+    common::run(t.path(), "mkfs.xfs", &["-q".as_ref(), img.as_os_str()]);
+    let args: [&std::ffi::OsStr; 4] = ["-o".as_ref(), "loop".as_ref(), img.as_os_str(), at.as_os_str()];
+    common::run(t.path(), "mount", &args);
+    (t, Scratch(at))
+}
+
+/// A directory renamed over a non-empty one fails as on the backing: EEXIST on xfs (POSIX
+/// allows it or ENOTEMPTY).
+#[test]
+fn a_rename_over_a_non_empty_directory_fails_as_on_xfs() {
+    if !is_root() {
+        eprintln!("needs root to mount an xfs image; not run");
+        return;
+    }
+    if !common::fuse_available() {
+        return;
+    }
+    let (t, _xfs) = xfs_image();
+    let plain = t.path().join("xfs/plain");
+    fs::create_dir(&plain).unwrap();
+    let m = TestMount::in_dir(&t.path().join("xfs"), MountOptions::default(), WATCHDOG).unwrap();
+    let got = same(&m.mnt, &plain, "directory over a non-empty directory", |root| {
+        fs::create_dir_all(root.join("src"))?;
+        fs::create_dir_all(root.join("dst/inner"))?;
+        let r = errno(&rename2(&root.join("src"), &root.join("dst"), 0));
+        Ok((r, listing(root)?, listing(&root.join("dst"))?))
+    });
+    assert_eq!(got.map(|g| g.0), Some(Some(libc::EEXIST)), "xfs answers EEXIST");
+}
+
 /// On xfs, which stores symlink targets of at most 1023 bytes, targets whose sealed form is
 /// longer go out of line as the longest do: they work as on ext4.
 #[test]
@@ -434,25 +472,8 @@ fn symlink_targets_past_xfs_inline_limit() {
     if !common::fuse_available() {
         return;
     }
-    common::require_tool("mkfs.xfs");
-    let t = tempfile::tempdir().unwrap();
-    let img = t.path().join("img");
-    fs::File::create(&img).unwrap().set_len(300 << 20).unwrap();
-    let at = t.path().join("xfs");
-    fs::create_dir(&at).unwrap();
-    common::run(t.path(), "mkfs.xfs", &[std::ffi::OsStr::new("-q"), img.as_os_str()]);
-    common::run(
-        t.path(),
-        "mount",
-        &[
-            std::ffi::OsStr::new("-o"),
-            "loop".as_ref(),
-            img.as_os_str(),
-            at.as_os_str(),
-        ],
-    );
-    let _xfs = Scratch(at.clone());
-    let mut m = TestMount::in_dir(&at, MountOptions::default(), WATCHDOG).unwrap();
+    let (t, _xfs) = xfs_image();
+    let mut m = TestMount::in_dir(&t.path().join("xfs"), MountOptions::default(), WATCHDOG).unwrap();
     let targets: Vec<String> = [735, 736, 1024, 3000].iter().map(|&n| "t".repeat(n)).collect();
     for (i, target) in targets.iter().enumerate() {
         std::os::unix::fs::symlink(target, m.path(format!("l{i}")))

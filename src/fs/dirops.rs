@@ -123,11 +123,16 @@ impl CofferFs {
         match self.vault.rename(&from, name, &to, new_name, flags) {
             // A directory over an empty directory (plain or RENAME_WHITEOUT): the backing
             // target still holds its diriv (ENOTEMPTY; EEXIST on xfs), so remove it (rmdir
-            // checks it is empty in plaintext) and rename again. Only after the backing took
+            // checks it is empty in plaintext; if not, the backing's errno is the answer, as
+            // the plain file system gives it) and rename again. Only after the backing took
             // the rename up to that check: a rename it refuses (ramfs has no RENAME_WHITEOUT)
             // leaves the target in place.
             Err(e) if dir_over_dir && matches!(e.errno(), libc::ENOTEMPTY | libc::EEXIST) => {
-                self.vault.rmdir(&to, new_name)?;
+                match self.vault.rmdir(&to, new_name) {
+                    // Not empty in plaintext either: the backing's own answer stands.
+                    Err(r) if r.errno() == libc::ENOTEMPTY => return Err(e),
+                    r => r?,
+                }
                 if let Some(ino) = self.table().remove_loc(&(new_parent, new_name.to_vec())) {
                     self.uncache_dir(ino);
                 }
