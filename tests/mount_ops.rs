@@ -322,7 +322,17 @@ fn links_symlinks_nodes() {
         symlink("target/path", r.join("sl"))?;
         Ok((fs::read_link(r.join("sl"))?, fs::symlink_metadata(r.join("sl"))?.len()))
     });
-    let long_target = "t/".repeat(1500);
+    // xfs holds targets of at most 1023 bytes (the mount up to 4095 on any backing, see
+    // mount_semantics::symlink_targets_past_xfs_inline_limit): there the long target is one
+    // the plain side holds too.
+    let long_target = ["t/".repeat(1500), "t/".repeat(500)]
+        .into_iter()
+        .find(|t| {
+            symlink(t, pr.join("probe"))
+                .and_then(|()| fs::remove_file(pr.join("probe")))
+                .is_ok()
+        })
+        .unwrap();
     same(mr, pr, "long symlink target", |r| {
         symlink(&long_target, r.join("sl-long"))?;
         Ok((
