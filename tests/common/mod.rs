@@ -61,7 +61,7 @@ pub fn holes_reported(dir: &Path) -> bool {
     probe.write_all_at(b"end", 1 << 20).expect("write probe");
     // SAFETY: a valid descriptor.
     let hole = unsafe { libc::lseek(probe.as_raw_fd(), 0, libc::SEEK_HOLE) };
-    hole >= 0 && hole < 1 << 20
+    (0..1 << 20).contains(&hole)
 }
 
 /// Fails with a clear message when a program a test needs is missing.
