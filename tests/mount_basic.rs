@@ -119,3 +119,34 @@ fn directory_without_diriv_is_listed_but_not_written() {
         "no diriv manufactured"
     );
 }
+
+/// CIPHERDIR and the mountpoint live in TMPDIR, on its file system (so `TMPDIR=/on/xfs`
+/// runs a suite on xfs), and the test mount removes them when dropped.
+#[test]
+fn the_test_mount_lives_in_tmpdir_and_cleans_up() {
+    let Some(m) = TestMount::new() else { return };
+    let tmp = std::env::temp_dir();
+    assert!(
+        m.cipher.starts_with(&tmp),
+        "{} not in {}",
+        m.cipher.display(),
+        tmp.display()
+    );
+    assert!(m.mnt.starts_with(&tmp), "{} not in {}", m.mnt.display(), tmp.display());
+    let fs_type = |p: &std::path::Path| {
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: valid C string and out pointer.
+        common::cvt(unsafe { libc::statfs(common::cpath(p).as_ptr(), &mut st) }).unwrap();
+        st.f_type
+    };
+    assert_eq!(
+        fs_type(&m.cipher),
+        fs_type(&tmp),
+        "CIPHERDIR is on TMPDIR's file system"
+    );
+    fs::write(m.path("f"), b"data").unwrap();
+    fs::create_dir(m.path("d")).unwrap();
+    let base = m.cipher.parent().unwrap().to_path_buf();
+    drop(m);
+    assert!(!base.exists(), "{} left behind", base.display());
+}

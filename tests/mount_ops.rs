@@ -165,6 +165,12 @@ fn directories_and_names() {
             Ok(fs::metadata(&d)?.mode() & 0o7777)
         });
     }
+    // Open the closed ones again, or an ordinary user's temp-dir cleanup cannot remove them.
+    for r in [mr, pr] {
+        for closed in ["m0", "m555"] {
+            fs::set_permissions(r.join(closed), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
     // Names: long (past the long-name limit), 255 bytes, too long, odd bytes.
     let long = "L".repeat(255);
     same(mr, pr, "255-byte name", |r| fs::write(r.join(&long), b"long"));
@@ -316,7 +322,17 @@ fn links_symlinks_nodes() {
         symlink("target/path", r.join("sl"))?;
         Ok((fs::read_link(r.join("sl"))?, fs::symlink_metadata(r.join("sl"))?.len()))
     });
-    let long_target = "t/".repeat(1500);
+    // xfs holds targets of at most 1023 bytes (the mount up to 4095 on any backing, see
+    // mount_semantics::symlink_targets_past_xfs_inline_limit): there the long target is one
+    // the plain side holds too.
+    let long_target = ["t/".repeat(1500), "t/".repeat(500)]
+        .into_iter()
+        .find(|t| {
+            symlink(t, pr.join("probe"))
+                .and_then(|()| fs::remove_file(pr.join("probe")))
+                .is_ok()
+        })
+        .unwrap();
     same(mr, pr, "long symlink target", |r| {
         symlink(&long_target, r.join("sl-long"))?;
         Ok((
@@ -360,11 +376,14 @@ fn links_symlinks_nodes() {
         let md = fs::symlink_metadata(r.join("null"))?;
         Ok((md.mode(), md.rdev()))
     });
-    assert_eq!(
-        fs::File::open(mr.join("null")).unwrap_err().raw_os_error(),
-        Some(libc::EACCES),
-        "devices are not honoured on a nodev mount"
-    );
+    // Without CAP_MKNOD neither side made the device (`same` saw EPERM on both).
+    if common::is_root() {
+        assert_eq!(
+            fs::File::open(mr.join("null")).unwrap_err().raw_os_error(),
+            Some(libc::EACCES),
+            "devices are not honoured on a nodev mount"
+        );
+    }
     same(mr, pr, "fifo round trip", |r| {
         let p = r.join("fifo");
         let w = std::thread::spawn(move || fs::write(p, b"through a pipe"));
@@ -451,12 +470,14 @@ fn attributes() {
         // SAFETY: valid C string.
         cvt(unsafe { libc::access(c.as_ptr(), libc::F_OK) }).map(drop)
     });
-    // statfs: sensible values from the backing file system.
+    // statfs: sensible values from the backing file system (ramfs reports no blocks at all).
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid C string and out pointer.
+    let mut backing: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C strings and out pointers.
     cvt(unsafe { libc::statvfs(cpath(mr).as_ptr(), &mut st) }).unwrap();
+    cvt(unsafe { libc::statvfs(cpath(&m.cipher).as_ptr(), &mut backing) }).unwrap();
     assert!(
-        st.f_blocks > 0 && st.f_bavail <= st.f_blocks,
+        (st.f_blocks > 0 || backing.f_blocks == 0) && st.f_bavail <= st.f_blocks,
         "{}/{}",
         st.f_bavail,
         st.f_blocks
@@ -475,6 +496,15 @@ fn attributes() {
 fn xattrs() {
     let Some((m, plain)) = setup() else { return };
     let (mr, pr) = (m.mnt.as_path(), plain.path());
+    if !common::user_xattrs_supported(&m.cipher) {
+        // The mount stores xattrs in its backing's: it refuses them as its backing does.
+        same(mr, pr, "setxattr without backing xattrs", |r| {
+            fs::write(r.join("f"), b"data")?;
+            set_xattr(&r.join("f"), "user.one", b"1", 0)
+        });
+        eprintln!("CIPHERDIR's file system stores no user xattrs; the rest not run");
+        return;
+    }
     for r in [mr, pr] {
         fs::write(r.join("f"), b"data").unwrap();
         fs::create_dir(r.join("d")).unwrap();
@@ -542,9 +572,15 @@ fn xattrs() {
     // SAFETY: buffer writable for its length.
     let r = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), small.as_mut_ptr().cast(), small.len()) };
     assert_eq!((r, io::Error::last_os_error().raw_os_error()), (-1, Some(libc::ERANGE)));
-    // Namespaces other than user.* are refused, not stored.
+    // Namespaces other than user.* are refused, not stored. Without CAP_SYS_ADMIN the kernel
+    // refuses trusted.* itself (EPERM, as on ext4) before asking the mount.
     let e = set_xattr(&mr.join("d"), "trusted.x", b"1", 0).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}");
+    let refused = if common::is_root() {
+        libc::EOPNOTSUPP
+    } else {
+        libc::EPERM
+    };
+    assert_eq!(e.raw_os_error(), Some(refused), "{e}");
     // Values survive a remount.
     drop(plain);
     let mut m = m;
@@ -600,6 +636,10 @@ fn open_files_survive_unlink_and_rename() {
 #[test]
 fn holes_fallocate_lseek() {
     let Some(m) = TestMount::new() else { return };
+    if !common::holes_reported(&m.cipher) {
+        eprintln!("CIPHERDIR's file system reports no holes; not run");
+        return;
+    }
     let p = m.path("sparse");
     let f = OpenOptions::new()
         .read(true)

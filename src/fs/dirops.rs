@@ -113,22 +113,34 @@ impl CofferFs {
         let from = self.dir(parent)?;
         let to = self.dir(new_parent)?;
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let mut dir_over_dir = false;
         if !exchange && flags & libc::RENAME_NOREPLACE == 0 {
-            // A directory over an empty directory (plain or RENAME_WHITEOUT): the backing
-            // target still holds its diriv, so remove it first (after checking it is empty in
-            // plaintext).
             let (_, src) = self.vault.lookup(&from, name)?;
             if let Ok((_, dst)) = self.vault.lookup(&to, new_name) {
                 let is_dir = |st: &libc::stat| st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-                if is_dir(&src) && is_dir(&dst) && backing_id(&src) != backing_id(&dst) {
-                    self.vault.rmdir(&to, new_name)?;
-                    if let Some(ino) = self.table().remove_loc(&(new_parent, new_name.to_vec())) {
-                        self.uncache_dir(ino);
-                    }
-                }
+                dir_over_dir = is_dir(&src) && is_dir(&dst) && backing_id(&src) != backing_id(&dst);
             }
         }
-        self.vault.rename(&from, name, &to, new_name, flags)?;
+        match self.vault.rename(&from, name, &to, new_name, flags) {
+            // A directory over an empty directory (plain or RENAME_WHITEOUT): the backing
+            // target still holds its diriv (ENOTEMPTY; EEXIST on xfs), so remove it (rmdir
+            // checks it is empty in plaintext; if not, the backing's errno is the answer, as
+            // the plain file system gives it) and rename again. Only after the backing took
+            // the rename up to that check: a rename it refuses (ramfs has no RENAME_WHITEOUT)
+            // leaves the target in place.
+            Err(e) if dir_over_dir && matches!(e.errno(), libc::ENOTEMPTY | libc::EEXIST) => {
+                match self.vault.rmdir(&to, new_name) {
+                    // Not empty in plaintext either: the backing's own answer stands.
+                    Err(r) if r.errno() == libc::ENOTEMPTY => return Err(e),
+                    r => r?,
+                }
+                if let Some(ino) = self.table().remove_loc(&(new_parent, new_name.to_vec())) {
+                    self.uncache_dir(ino);
+                }
+                self.vault.rename(&from, name, &to, new_name, flags)?;
+            }
+            r => r?,
+        }
         let old = (parent, name.to_vec());
         let new = (new_parent, new_name.to_vec());
         let mut table = self.table();

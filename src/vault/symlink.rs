@@ -27,9 +27,17 @@ impl Vault {
         let encoded = names::encode(&sealed);
         self.write_sidecar(dir, &name)?;
         let rel = dir.rel_child(&name.entry);
-        if encoded.len() <= SYMLINK_BACKING_MAX {
-            dir.fd.symlink(encoded.as_bytes(), &name.entry).at(&rel)?;
+        let inline = if encoded.len() <= SYMLINK_BACKING_MAX {
+            match dir.fd.symlink(encoded.as_bytes(), &name.entry) {
+                Ok(()) => true,
+                // xfs stores targets of at most 1023 bytes: a longer one goes out of line.
+                Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => false,
+                Err(e) => return Err(VaultError::io(rel, e)),
+            }
         } else {
+            false
+        };
+        if !inline {
             let link = link_sidecar(&name.entry);
             dir.fd.write_atomic(&link, &sealed, 0o444).at(dir.rel_child(&link))?;
             if let Err(e) = dir.fd.symlink(SYMLINK_OUT_OF_LINE.as_bytes(), &name.entry) {

@@ -35,6 +35,35 @@ pub fn fuse_available() -> bool {
     panic!("FUSE is unavailable (/dev/fuse is missing): these tests need it; set COFFER_SKIP_FUSE=1 to skip them");
 }
 
+/// Whether the tests run as root (some checks need privileges an ordinary user lacks).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether the file system holding `dir` stores user.* xattrs (ramfs does not). Probed on a
+/// scratch file made and removed in `dir`.
+pub fn user_xattrs_supported(dir: &Path) -> bool {
+    let probe = tempfile::NamedTempFile::new_in(dir).expect("probe file");
+    match set_xattr(probe.path(), "user.coffer-probe", b"1", 0) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => false,
+        Err(e) => panic!("probing user xattrs in {}: {e}", dir.display()),
+    }
+}
+
+/// Whether the file system holding `dir` reports holes through SEEK_HOLE (ramfs reports
+/// every file as one extent of data). Probed on a sparse scratch file made in `dir`.
+pub fn holes_reported(dir: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    let probe = tempfile::tempfile_in(dir).expect("probe file");
+    probe.write_all_at(b"end", 1 << 20).expect("write probe");
+    // SAFETY: a valid descriptor.
+    let hole = unsafe { libc::lseek(probe.as_raw_fd(), 0, libc::SEEK_HOLE) };
+    (0..1 << 20).contains(&hole)
+}
+
 /// Fails with a clear message when a program a test needs is missing.
 pub fn require_tool(name: &str) {
     let found = std::env::var_os("PATH")
