@@ -23,10 +23,11 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
 /// A vault mounted by the `coffer` binary in the background, its daemon started with
 /// RLIMIT_NOFILE soft = hard = `nofile` (a desktop whose hard limit is low too).
 struct LimitedMount {
+    // Fields drop in this order: unmount first, then remove the temp dir.
+    _guard: cli_common::Unmount,
     _t: tempfile::TempDir,
     cipher: PathBuf,
     mnt: PathBuf,
-    _guard: cli_common::Unmount,
 }
 
 impl LimitedMount {
@@ -62,10 +63,10 @@ impl LimitedMount {
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "mount: {}", String::from_utf8_lossy(&out.stderr));
         Some(LimitedMount {
+            _guard: guard,
             _t: t,
             cipher,
             mnt,
-            _guard: guard,
         })
     }
 
