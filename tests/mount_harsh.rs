@@ -5,7 +5,7 @@
 mod cli_common;
 mod common;
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -43,25 +43,15 @@ impl LimitedMount {
         std::fs::create_dir(&mnt).unwrap();
         let pf = cli_common::passfile(t.path(), "pw", "pw");
         let guard = cli_common::Unmount(mnt.clone());
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"));
-        cmd.arg("mount").arg("--passfile").arg(&pf).arg(&cipher).arg(&mnt);
-        cmd.env_remove("RUST_LOG").stdin(std::process::Stdio::null());
-        // SAFETY: only async-signal-safe setrlimit between fork and exec.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(move || {
-                let lim = libc::rlimit {
-                    rlim_cur: nofile,
-                    rlim_max: nofile,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "mount: {}", String::from_utf8_lossy(&out.stderr));
+        let args = [
+            OsStr::new("mount"),
+            OsStr::new("--passfile"),
+            pf.as_os_str(),
+            cipher.as_os_str(),
+            mnt.as_os_str(),
+        ];
+        let out = cli_common::coffer_limited(&args, nofile);
+        assert_eq!(out.code, 0, "mount: {}", out.stderr);
         Some(LimitedMount {
             _guard: guard,
             _t: t,

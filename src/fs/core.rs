@@ -11,6 +11,7 @@ use fuser::{FileAttr, Generation, INodeNo, Notifier};
 use super::attr::{backing_id, to_attr};
 use super::handles::{DirHandle, FileHandle, Handles};
 use super::inodes::{Identity, Inodes, NodeInfo, ROOT};
+use crate::vault::walk::nofile_soft;
 use crate::vault::{Dir, IoContext, Result, Vault, VaultError};
 
 /// How many backing directory descriptors the daemon keeps open for reuse, at most; fewer
@@ -19,22 +20,11 @@ const DIR_CACHE_MAX: usize = 1024;
 
 /// The directory-descriptor cache's share of the soft descriptor limit: below half of it, so
 /// open files, listings and the FUSE device keep the other half.
-pub fn dir_cache_budget(nofile_soft: u64) -> usize {
-    let half = usize::try_from(nofile_soft / 2).unwrap_or(usize::MAX);
+/// `None` (unlimited or unknown) gives the most.
+pub fn dir_cache_budget(nofile_soft: Option<u64>) -> usize {
+    let Some(n) = nofile_soft else { return DIR_CACHE_MAX };
+    let half = usize::try_from(n / 2).unwrap_or(usize::MAX);
     half.saturating_sub(16).clamp(8, DIR_CACHE_MAX)
-}
-
-/// The soft RLIMIT_NOFILE of this process.
-fn nofile_soft_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: lim is a valid out pointer.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
-        return u64::MAX;
-    }
-    lim.rlim_cur
 }
 
 /// Whether an error is the process or system running out of descriptors.
@@ -210,6 +200,16 @@ pub struct CofferFs {
 /// How often [`CofferFs::locate_with`] looks again after a miss (waits 0.1, 0.2, 0.4, 0.8 ms).
 const LOCATE_RETRIES: u32 = 4;
 
+/// Tells the kernel through `notifier` (once the session set it) to fetch `ino`'s attributes
+/// again; cached pages are kept. Shared by the forward and reverse file systems.
+pub(super) fn inval_attr(notifier: &OnceLock<Notifier>, ino: u64) {
+    if let Some(n) = notifier.get() {
+        if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
+            log::debug!("invalidating attributes of inode {ino}: {e}");
+        }
+    }
+}
+
 /// ESTALE for an inode that no longer resolves.
 pub fn stale(ino: u64) -> VaultError {
     VaultError::errno_at(format!("inode {ino}"), libc::ESTALE)
@@ -224,7 +224,7 @@ impl CofferFs {
             vault,
             inodes: Mutex::new(Inodes::new(backing_id(&st))),
             root,
-            dir_cache: Mutex::new(DirCache::new(dir_cache_budget(nofile_soft_limit()))),
+            dir_cache: Mutex::new(DirCache::new(dir_cache_budget(nofile_soft()))),
             files: Handles::default(),
             dirs: Handles::default(),
             chown_to_caller,
@@ -241,11 +241,7 @@ impl CofferFs {
 
     /// Makes the kernel fetch `ino`'s attributes again (cached pages are kept).
     pub(super) fn invalidate_attr(&self, ino: u64) {
-        if let Some(n) = self.notifier.get() {
-            if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
-                log::debug!("invalidating attributes of inode {ino}: {e}");
-            }
-        }
+        inval_attr(&self.notifier, ino);
     }
 
     /// The inode table, locked (never held across a syscall).

@@ -166,11 +166,7 @@ impl ReverseFs {
 
     /// Makes the kernel fetch `ino`'s attributes again (before its next use of the size).
     pub(super) fn invalidate_attr(&self, ino: u64) {
-        if let Some(n) = self.notifier.get() {
-            if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
-                log::debug!("invalidating attributes of inode {ino}: {e}");
-            }
-        }
+        super::super::core::inval_attr(&self.notifier, ino);
     }
 
     /// Makes the kernel look up every name of `ino` again (its path now holds another plain
