@@ -483,9 +483,11 @@ impl CofferFs {
         let link_len = self.link_len(dir, entry, st);
         let backing = backing_id(st);
         let (number, wants) = self.table().wants_identity(backing);
-        let id = wants.then(|| Identity {
-            birth: dir.fd.birth(entry).ok().flatten(),
-            pinned: self.files.find(|h| h.ino == number).is_some(),
+        let id = wants.then(|| {
+            let birth = dir.fd.birth(entry).ok().flatten();
+            // Only where birth times are missing: a scan of the open handles.
+            let pinned = birth.is_none() && self.files.find(|h| h.ino == number).is_some();
+            Identity { birth, pinned }
         });
         let (ino, generation) =
             self.table()

@@ -126,14 +126,12 @@ impl Inodes {
     }
 
     /// Whether a lookup of `backing` should bring its [`Identity`]: the node is new (its birth
-    /// is recorded) or has no known name left (it may be a reused number). Also its number.
+    /// is recorded) or has no known name left (it may be a reused number). A lookup of a node
+    /// with known names needs none, so a backing without birth times pays nothing for it.
+    /// Also its number.
     pub fn wants_identity(&mut self, backing: BackingId) -> (u64, bool) {
         let ino = self.number_for(backing);
-        let wants = ino != ROOT
-            && self
-                .nodes
-                .get(&ino)
-                .is_none_or(|n| n.locs.is_empty() || n.birth.is_none());
+        let wants = ino != ROOT && self.nodes.get(&ino).is_none_or(|n| n.locs.is_empty());
         (ino, wants)
     }
 
