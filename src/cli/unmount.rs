@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use coffer::fs::mounts::unescape;
+
 use super::args::UnmountArgs;
 use super::error::{code, strip_os_error, CliError, CliResult};
 
@@ -25,23 +27,6 @@ pub fn run(args: &UnmountArgs) -> CliResult {
         wait_for_daemon_exit(cipherdir.as_bytes(), &mp);
     }
     Ok(())
-}
-
-/// Undoes the octal escapes of /proc/self/mounts (`\040` for a space, ...).
-fn unescape(field: &str) -> Vec<u8> {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// The source (CIPHERDIR) of a coffer mount at `mp`, from /proc/self/mounts.

@@ -23,7 +23,7 @@ pub mod handles;
 pub mod inodes;
 mod lock;
 mod memory;
-mod mounts;
+pub mod mounts;
 mod readahead;
 pub mod reverse;
 pub mod session;

@@ -1,4 +1,5 @@
-//! Reading /proc/self/mountinfo: whether a path has a FUSE mount on it now.
+//! Reading the mount table (/proc/self/mountinfo, /proc/self/mounts): its octal escapes, and
+//! whether a path has a FUSE mount on it now.
 
 /// `bytes` escaped as the kernel escapes mountinfo fields (space, tab, newline and backslash
 /// as three-digit octal), so that it compares equal to the field.
@@ -9,6 +10,29 @@ pub fn escape(bytes: &[u8]) -> Vec<u8> {
             out.extend_from_slice(format!("\\{b:03o}").as_bytes());
         } else {
             out.push(b);
+        }
+    }
+    out
+}
+
+/// Undoes the mount table's octal escapes (`\040` for a space, also `\011`, `\012`, `\134`).
+pub fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match oct {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |acc, c| acc.wrapping_mul(8).wrapping_add(c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
         }
     }
     out
@@ -44,6 +68,8 @@ mod tests {
     fn escapes_like_the_kernel() {
         assert_eq!(escape(b"/a b\\c\td\ne"), b"/a\\040b\\134c\\011d\\012e");
         assert_eq!(escape(b"/plain\xff"), b"/plain\xff");
+        assert_eq!(unescape("/a\\040b\\134c\\011"), b"/a b\\c\t");
+        assert_eq!(unescape("/end\\04"), b"/end\\04");
     }
 
     #[test]

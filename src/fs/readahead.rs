@@ -28,31 +28,8 @@ fn device_of(mountinfo: &str, mountpoint: &Path) -> Option<String> {
     mountinfo.lines().rev().find_map(|line| {
         let f: Vec<&str> = line.split(' ').collect();
         let (dev, at) = (f.get(2)?, f.get(4)?);
-        (unescape(at) == want && dev.split(':').count() == 2).then(|| dev.to_string())
+        (super::mounts::unescape(at) == want && dev.split(':').count() == 2).then(|| dev.to_string())
     })
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space, also `\011`, `\012`, `\134`).
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b
-            .get(i + 1..i + 4)
-            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match oct {
-            Some(d) => {
-                out.push(d.iter().fold(0u8, |acc, c| acc.wrapping_mul(8).wrapping_add(c - b'0')));
-                i += 4;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
