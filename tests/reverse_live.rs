@@ -1,6 +1,7 @@
 //! Reverse mode over a folder that is being worked in: a file changed between its lookup and
 //! its open is served as it is at open (and the kernel is told its new size); a file changed
-//! during a read is served from its reflink copy where the plain filesystem has them (xfs);
+//! during a read is served from its reflink copy where the plain filesystem has them (xfs,
+//! btrfs);
 //! rsync of the view while files are saved editor-style ends with 0 or 24, and with an
 //! appending writer on ext4 reports only the appended files; the copies pass fsck and, once
 //! the writer stops, a second rsync makes a copy whose forward mount equals the plain folder.
@@ -95,12 +96,23 @@ fn appended_after_lookup(len: usize, more: usize) {
 }
 
 #[test]
-fn a_file_changed_during_a_read_is_served_from_its_reflink_copy() {
+fn a_file_changed_during_a_read_is_served_from_its_reflink_copy_on_xfs() {
+    changed_during_a_read_on("mkfs.xfs");
+}
+
+#[test]
+fn a_file_changed_during_a_read_is_served_from_its_reflink_copy_on_btrfs() {
+    changed_during_a_read_on("mkfs.btrfs");
+}
+
+/// A plain folder on a fresh loop filesystem made by `mkfs`: an 8 MiB file rewritten in place
+/// and appended to while a reader of its encrypted view has it open.
+fn changed_during_a_read_on(mkfs: &str) {
     if !common::fuse_available() {
         return;
     }
-    let Some(xfs) = LoopFs::new("mkfs.xfs") else { return };
-    let plain = xfs.mnt.join("plain");
+    let Some(loopfs) = LoopFs::new(mkfs) else { return };
+    let plain = loopfs.mnt.join("plain");
     std::fs::create_dir(&plain).unwrap();
     let big = bytes(8 << 20, 11);
     std::fs::write(plain.join("big"), &big).unwrap();
