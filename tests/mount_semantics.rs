@@ -1,7 +1,7 @@
 //! POSIX semantics the mount must share with a local file system, each compared with the same
 //! steps on a plain directory: truncation on backings without xattrs and of damaged files,
 //! permission checks that no open handle bypasses, modes, renames, directory streams, holes,
-//! fallocate.
+//! fallocate; and the one documented difference, file handles.
 
 mod common;
 
@@ -968,4 +968,16 @@ fn a_hundred_small_xattrs_fit_on_an_ext4_backing() {
             assert!(!v.windows(clear.len()).any(|w| w == clear), "{n}");
         }
     }
+}
+
+/// Unlike a local file system, the mount hands out no file handles: coffer's inode numbers do
+/// not survive a daemon restart, so a handle could not be opened again later (NFS export).
+#[test]
+fn the_mount_exports_no_file_handles() {
+    let Some(m) = TestMount::new() else { return };
+    fs::write(m.path("f"), b"linked and alive").unwrap();
+    common::assert_exports_no_file_handles(&m.mnt, &m.path("f"));
+    fs::create_dir(m.path("d")).unwrap();
+    common::assert_exports_no_file_handles(&m.mnt, &m.path("d"));
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"linked and alive");
 }
