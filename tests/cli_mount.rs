@@ -355,3 +355,48 @@ fn a_cli_mount_adds_xattr_packs_only_when_it_can_rewrite_the_config() {
         }
     }
 }
+
+/// A flipped byte in a file's xattr pack: the mount answers EIO and the daemon's log line
+/// names the file's backing path and the pack.
+#[test]
+fn a_damaged_xattr_pack_is_logged_with_its_backing_path() {
+    use coffer::format::xattr_pack::PACK_BACKING_NAME;
+    let Some((t, v, mp, pf, _)) = setup() else { return };
+    if !common::user_xattrs_supported(t.path()) {
+        eprintln!("the temp dir's file system stores no user xattrs; not run");
+        return;
+    }
+    let log = t.path().join("daemon.log");
+    let _g = Unmount(mp.clone());
+    let out = coffer(&["mount", "--log", s(&log), "--passfile", s(&pf), s(&v), s(&mp)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let f = mp.join("tagged");
+    std::fs::write(&f, b"x").unwrap();
+    for i in 0..8 {
+        common::set_xattr(&f, &format!("user.n{i}"), b"small", 0).unwrap();
+    }
+    let backing: Vec<_> = std::fs::read_dir(&v)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("coffer."))
+        .collect();
+    assert_eq!(backing.len(), 1, "{backing:?}");
+    let b = v.join(&backing[0]);
+    let mut sealed = common::get_xattr(&b, PACK_BACKING_NAME).unwrap();
+    sealed[20] ^= 0x40;
+    common::set_xattr(&b, PACK_BACKING_NAME, &sealed, 0).unwrap();
+
+    assert_eq!(common::errno(&common::get_xattr(&f, "user.n7")), Some(libc::EIO));
+    let logged = wait_for(5, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(&backing[0]) && l.contains("xattr pack"))
+    });
+    assert!(
+        logged,
+        "no log line names {} and the pack:\n{}",
+        backing[0],
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
