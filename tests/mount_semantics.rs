@@ -852,6 +852,57 @@ fn many_small_xattrs(dir: &Path, n: usize) -> io::Result<XattrOutcome> {
     Ok((took, err, names, values))
 }
 
+/// Where the config cannot gain `xattr_packs` (a vault made before it, opened by its recovery
+/// key), no pack is written: every xattr is sealed on its own, as before packs, and the
+/// backing runs out of xattr space (ENOSPC) long before ext4 itself would.
+#[test]
+fn without_the_pack_flag_xattrs_stay_single_and_fill_an_ext4_backing() {
+    use coffer::format::config::{VaultParams, FLAG_BLOCK_SESSIONS};
+    use coffer::vault::{unlock, KdfCost, Vault};
+    if !common::fuse_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    if !common::user_xattrs_supported(t.path()) {
+        eprintln!("the temp dir's file system stores no user xattrs; not run");
+        return;
+    }
+    let plain = tempfile::tempdir().unwrap();
+    let on_plain = many_small_xattrs(plain.path(), 100).unwrap();
+    assert_eq!((on_plain.0, on_plain.1), (100, None), "ext4 holds 100");
+
+    let (cipher, mnt) = (t.path().join("cipher"), t.path().join("mnt"));
+    fs::create_dir(&cipher).unwrap();
+    fs::create_dir(&mnt).unwrap();
+    let old = VaultParams {
+        feature_flags: vec![FLAG_BLOCK_SESSIONS.into()],
+        ..VaultParams::default()
+    };
+    let master = unlock::init(&cipher, None, b"pw", &old, KdfCost::INSECURE_TEST).unwrap();
+    let key = coffer::format::recovery::encode(master.expose(), &old);
+    let cfg = unlock::read_config(&cipher.join("coffer.conf")).unwrap();
+    let (master, params) = unlock::unlock_with_recovery_key(&key, Some(&cfg)).unwrap();
+    let v = Vault::open(&cipher, &master, params, false).unwrap();
+    let h = coffer::fs::spawn(v, &mnt, &MountOptions::default()).unwrap();
+    let (took, err, names, values) = many_small_xattrs(&mnt, 100).unwrap();
+    eprintln!("without packs: {took} small xattrs fit, then {err:?}");
+    assert_eq!(err, Some(libc::ENOSPC), "{took} took");
+    assert!((10..100).contains(&took), "{took} took");
+    assert_eq!(names.len(), took);
+    assert_eq!(values.len(), took);
+    let backing = &backing_files(&cipher)[0];
+    let backing_names = common::list_xattr(backing).unwrap();
+    assert_eq!(backing_names.len(), took, "one backing xattr per name, no pack");
+    assert!(!backing_names
+        .iter()
+        .any(|n| n == coffer::format::xattr_pack::PACK_BACKING_NAME));
+    h.unmount().unwrap();
+    assert!(!unlock::read_config(&cipher.join("coffer.conf"))
+        .unwrap()
+        .params()
+        .has_flag(coffer::format::config::FLAG_XATTR_PACKS));
+}
+
 #[test]
 fn a_hundred_small_xattrs_fit_on_an_ext4_backing() {
     let Some(mut m) = TestMount::new() else { return };
