@@ -2,8 +2,8 @@
 //!
 //! `cargo run --example make_fixture -- v1|v2 VAULT_DIR MANIFEST XATTRS RECOVERY`
 //!
-//! `v1`: a vault without feature flags (header-version-1 files); `v2`: `init`'s defaults
-//! (`block_sessions`: header-version-2 files). VAULT_DIR must not exist. MANIFEST lists every plaintext entry (path in hex, type, size,
+//! `v1`: a vault without feature flags (header-version-1 files); `v2`: `block_sessions` only
+//! (header-version-2 files; made before `xattr_packs`, so one backing xattr per name). VAULT_DIR must not exist. MANIFEST lists every plaintext entry (path in hex, type, size,
 //! SHA-256 of contents or target, xattrs); XATTRS holds the backing xattrs, which git does not
 //! store, for tests/fixture.rs to put back; RECOVERY holds the recovery key.
 
@@ -180,8 +180,8 @@ fn main() -> Res<()> {
     let name = name.to_str().ok_or("fixture name")?;
     let mut params = VaultParams::default();
     match name {
-        "v1" => params.feature_flags.retain(|f| f != FLAG_BLOCK_SESSIONS),
-        "v2" => {}
+        "v1" => params.feature_flags.clear(),
+        "v2" => params.feature_flags = vec![FLAG_BLOCK_SESSIONS.into()],
         _ => return Err(format!("unknown fixture {name}").into()),
     }
     let password = format!("{PASSWORD_PREFIX}{name}");

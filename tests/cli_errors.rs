@@ -236,7 +236,7 @@ fn info_shows_parameters_without_secrets() {
     let text = out.stdout_str();
     for want in [
         "format version:  1",
-        "feature flags:   block_sessions",
+        "feature flags:   block_sessions, xattr_packs\n",
         "name encoding:   base64url",
         "long-name limit: 200 bytes",
         "password KDF:    argon2id (memory 8 KiB, 1 passes, 1 lanes)",

@@ -288,3 +288,115 @@ fn fstab_options_through_mount8() {
         "{f3:?}"
     );
 }
+
+/// A vault made before packed xattrs (`block_sessions` only), mounted by `coffer mount`: with
+/// the password the daemon adds `xattr_packs` to the config with the first pack; with the
+/// recovery key it cannot, and seals every xattr on its own with the config untouched.
+#[test]
+fn a_cli_mount_adds_xattr_packs_only_when_it_can_rewrite_the_config() {
+    use coffer::format::config::{VaultParams, FLAG_BLOCK_SESSIONS, FLAG_XATTR_PACKS};
+    use coffer::format::xattr_pack::PACK_BACKING_NAME;
+    if !fuse_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    if !common::user_xattrs_supported(t.path()) {
+        eprintln!("the temp dir's file system stores no user xattrs; not run");
+        return;
+    }
+    let old = VaultParams {
+        feature_flags: vec![FLAG_BLOCK_SESSIONS.into()],
+        ..VaultParams::default()
+    };
+    let mp = t.path().join("mp");
+    std::fs::create_dir(&mp).unwrap();
+    let pf = passfile(t.path(), "pw", "pw");
+    for by_key in [false, true] {
+        let v = t.path().join(format!("v-{by_key}"));
+        std::fs::create_dir(&v).unwrap();
+        let master = coffer::vault::unlock::init(&v, None, b"pw", &old, coffer::vault::KdfCost::INSECURE_TEST).unwrap();
+        let key = coffer::format::recovery::encode(master.expose(), &old);
+        let conf = std::fs::read(v.join("coffer.conf")).unwrap();
+        {
+            let _g = Unmount(mp.clone());
+            let out = if by_key {
+                coffer(
+                    &["mount", "--masterkey", s(&v), s(&mp)],
+                    Some(format!("{}\n", *key).as_bytes()),
+                )
+            } else {
+                coffer(&["mount", "--passfile", s(&pf), s(&v), s(&mp)], None)
+            };
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            let f = mp.join("tagged");
+            std::fs::write(&f, b"x").unwrap();
+            for i in 0..8 {
+                common::set_xattr(&f, &format!("user.n{i}"), b"small", 0).unwrap();
+            }
+            assert_eq!(common::list_xattr(&f).unwrap().len(), 8);
+        }
+        assert!(wait_for(5, || !is_mounted(&mp)));
+        let backing: Vec<_> = std::fs::read_dir(&v)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("coffer."))
+            .collect();
+        assert_eq!(backing.len(), 1, "{backing:?}");
+        let packed = common::get_xattr(&backing[0], PACK_BACKING_NAME).is_ok();
+        let cfg = coffer::vault::unlock::read_config(&v.join("coffer.conf")).unwrap();
+        if by_key {
+            assert!(!packed, "a recovery-key mount wrote a pack");
+            assert_eq!(std::fs::read(v.join("coffer.conf")).unwrap(), conf);
+            assert_eq!(common::list_xattr(&backing[0]).unwrap().len(), 8);
+        } else {
+            assert!(packed, "no pack written");
+            assert_eq!(cfg.feature_flags, [FLAG_BLOCK_SESSIONS, FLAG_XATTR_PACKS]);
+            coffer::vault::unlock::unlock_with_password(&cfg, b"pw").unwrap();
+        }
+    }
+}
+
+/// A flipped byte in a file's xattr pack: the mount answers EIO and the daemon's log line
+/// names the file's backing path and the pack.
+#[test]
+fn a_damaged_xattr_pack_is_logged_with_its_backing_path() {
+    use coffer::format::xattr_pack::PACK_BACKING_NAME;
+    let Some((t, v, mp, pf, _)) = setup() else { return };
+    if !common::user_xattrs_supported(t.path()) {
+        eprintln!("the temp dir's file system stores no user xattrs; not run");
+        return;
+    }
+    let log = t.path().join("daemon.log");
+    let _g = Unmount(mp.clone());
+    let out = coffer(&["mount", "--log", s(&log), "--passfile", s(&pf), s(&v), s(&mp)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let f = mp.join("tagged");
+    std::fs::write(&f, b"x").unwrap();
+    for i in 0..8 {
+        common::set_xattr(&f, &format!("user.n{i}"), b"small", 0).unwrap();
+    }
+    let backing: Vec<_> = std::fs::read_dir(&v)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("coffer."))
+        .collect();
+    assert_eq!(backing.len(), 1, "{backing:?}");
+    let b = v.join(&backing[0]);
+    let mut sealed = common::get_xattr(&b, PACK_BACKING_NAME).unwrap();
+    sealed[20] ^= 0x40;
+    common::set_xattr(&b, PACK_BACKING_NAME, &sealed, 0).unwrap();
+
+    assert_eq!(common::errno(&common::get_xattr(&f, "user.n7")), Some(libc::EIO));
+    let logged = wait_for(5, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(&backing[0]) && l.contains("xattr pack"))
+    });
+    assert!(
+        logged,
+        "no log line names {} and the pack:\n{}",
+        backing[0],
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}

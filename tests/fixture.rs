@@ -265,3 +265,123 @@ fn fixture_accepts_writes() {
         assert_eq!(g.header().unwrap().unwrap().version, version, "vault-{name}");
     }
 }
+
+/// Mounts `v` at `mnt`, sets xattrs `user.n0..` (`count`) on `rel` and reads them back, then
+/// unmounts; returns the config's bytes after the first `PACK_AFTER` (all sealed on their own).
+fn set_xattrs_through_a_mount(v: Vault, mnt: &Path, rel: &str, count: usize, conf: &Path) -> Vec<u8> {
+    use coffer::format::xattr_pack::PACK_AFTER;
+    std::fs::create_dir_all(mnt).unwrap();
+    let h = coffer::fs::spawn(v, mnt, &coffer::fs::MountOptions::default()).unwrap();
+    let f = mnt.join(rel);
+    let mut conf_after_singles = Vec::new();
+    for i in 0..count {
+        common::set_xattr(&f, &format!("user.n{i}"), format!("value {i}").as_bytes(), 0).unwrap();
+        if i + 1 == PACK_AFTER {
+            conf_after_singles = std::fs::read(conf).unwrap();
+        }
+    }
+    for i in 0..count {
+        let want = format!("value {i}").into_bytes();
+        assert_eq!(common::get_xattr(&f, &format!("user.n{i}")).unwrap(), want);
+    }
+    h.unmount().unwrap();
+    conf_after_singles
+}
+
+/// Whether the backing file of `rel` (in the vault's root) holds a pack.
+fn has_pack(dir: &Path, password: &[u8], rel: &[u8]) -> bool {
+    use coffer::format::xattr_pack::PACK_BACKING_NAME;
+    let v = Vault::unlock(dir, None, password, true).unwrap();
+    let cn = v.cipher_name(&v.root_dir().unwrap(), rel).unwrap();
+    let f = std::fs::File::open(dir.join(std::ffi::OsStr::from_bytes(&cn.entry))).unwrap();
+    backing::fgetxattr(f.as_raw_fd(), PACK_BACKING_NAME.as_bytes())
+        .unwrap()
+        .is_some()
+}
+
+/// vault-v2 was made before packed xattrs (`block_sessions` only). Mounted with the password,
+/// it gains `xattr_packs` with its first pack, not before; every other config field stays;
+/// the password and the old recovery key still open it, and every xattr reads back after a
+/// remount.
+#[test]
+fn an_old_fixture_gains_xattr_packs_with_its_first_pack() {
+    use coffer::format::config::FLAG_XATTR_PACKS;
+    if !common::fuse_available() {
+        return;
+    }
+    let (tmp, dir) = fixture_copy("v2");
+    if !common::user_xattrs_supported(&dir) {
+        eprintln!("the temp dir's file system stores no user xattrs; not run");
+        return;
+    }
+    let conf = dir.join("coffer.conf");
+    let frozen = std::fs::read(fixtures().join("vault-v2/coffer.conf")).unwrap();
+    assert_eq!(std::fs::read(&conf).unwrap(), frozen);
+    let before = unlock::read_config(&conf).unwrap();
+    assert!(!before.params().has_flag(FLAG_XATTR_PACKS));
+
+    let v = Vault::unlock(&dir, None, &password("v2"), false).unwrap();
+    let after_singles = set_xattrs_through_a_mount(v, &tmp.path().join("mnt"), "size-4095", 8, &conf);
+    assert_eq!(after_singles, frozen, "the config changed before a pack was needed");
+    assert!(has_pack(&dir, &password("v2"), b"size-4095"));
+
+    let after = unlock::read_config(&conf).unwrap();
+    assert_eq!(after.feature_flags, [FLAG_BLOCK_SESSIONS, FLAG_XATTR_PACKS]);
+    let unchanged = coffer::format::config::Config {
+        feature_flags: before.feature_flags.clone(),
+        wrapped_master_key: before.wrapped_master_key.clone(),
+        config_mac: before.config_mac.clone(),
+        ..after.clone()
+    };
+    assert_eq!(unchanged, before, "only the flags, the wrap and the MAC may change");
+    let by_pw = unlock::unlock_with_password(&after, &password("v2")).unwrap();
+    let text = std::fs::read_to_string(fixtures().join("vault-v2.recovery")).unwrap();
+    let (by_key, params) = unlock::unlock_with_recovery_key(text.trim(), Some(&after)).unwrap();
+    assert_eq!(by_pw.expose(), by_key.expose());
+    assert!(params.has_flag(FLAG_XATTR_PACKS));
+
+    // Reopened read-only, every xattr is there (eight names on top of the file's own).
+    let v = Vault::unlock(&dir, None, &password("v2"), true).unwrap();
+    assert!(v.has_xattr_packs());
+    let mnt = tmp.path().join("mnt");
+    let h = coffer::fs::spawn(v, &mnt, &coffer::fs::MountOptions::default()).unwrap();
+    let names = common::list_xattr(&mnt.join("size-4095")).unwrap();
+    for i in 0..8 {
+        assert!(names.contains(&format!("user.n{i}")), "{names:?}");
+        let want = format!("value {i}").into_bytes();
+        assert_eq!(
+            common::get_xattr(&mnt.join("size-4095"), &format!("user.n{i}")).unwrap(),
+            want
+        );
+    }
+    h.unmount().unwrap();
+    assert_eq!(
+        std::fs::read(fixtures().join("vault-v2/coffer.conf")).unwrap(),
+        frozen,
+        "the frozen fixture itself is never written"
+    );
+}
+
+/// Opened by the recovery key, the config cannot be rewritten (nothing derives its key-wrap
+/// key): vault-v2 writes no pack, every xattr is sealed on its own as before, and the config
+/// stays byte-identical.
+#[test]
+fn an_old_fixture_opened_by_recovery_key_writes_no_pack() {
+    if !common::fuse_available() {
+        return;
+    }
+    let (tmp, dir) = fixture_copy("v2");
+    if !common::user_xattrs_supported(&dir) {
+        eprintln!("the temp dir's file system stores no user xattrs; not run");
+        return;
+    }
+    let conf = dir.join("coffer.conf");
+    let frozen = std::fs::read(&conf).unwrap();
+    let cfg = unlock::read_config(&conf).unwrap();
+    let text = std::fs::read_to_string(fixtures().join("vault-v2.recovery")).unwrap();
+    let (master, params) = unlock::unlock_with_recovery_key(text.trim(), Some(&cfg)).unwrap();
+    let v = Vault::open(&dir, &master, params, false).unwrap();
+    set_xattrs_through_a_mount(v, &tmp.path().join("mnt"), "size-4095", 8, &conf);
+    assert_eq!(std::fs::read(&conf).unwrap(), frozen);
+    assert!(!has_pack(&dir, &password("v2"), b"size-4095"));
+}

@@ -225,3 +225,61 @@ fn deleted_diriv_and_sidecar_are_reported_and_the_mount_survives() {
     assert_eq!(code, 2, "--repair refuses a mounted vault");
     assert_eq!(fs::read(m.path("after")).unwrap(), b"the mount still writes");
 }
+
+/// `tagged` with `PACK_AFTER` xattrs sealed on their own (user.s*) and four more in its pack
+/// (user.p*), then one byte of the sealed pack flipped in the backing xattr, under the mount.
+fn file_with_a_damaged_pack(m: &TestMount) {
+    use coffer::format::xattr_pack::{PACK_AFTER, PACK_BACKING_NAME};
+    fs::write(m.path("tagged"), b"tagged file").unwrap();
+    for i in 0..PACK_AFTER {
+        common::set_xattr(&m.path("tagged"), &format!("user.s{i}"), b"on its own", 0).unwrap();
+    }
+    for i in 0..4 {
+        common::set_xattr(&m.path("tagged"), &format!("user.p{i}"), b"packed", 0).unwrap();
+    }
+    let b = backing(m, b"tagged");
+    let mut sealed = common::get_xattr(&b, PACK_BACKING_NAME).expect("the file has a pack");
+    assert_eq!(
+        common::list_xattr(&b).unwrap().len(),
+        PACK_AFTER + 1,
+        "singles and one pack"
+    );
+    sealed[20] ^= 0x40;
+    common::set_xattr(&b, PACK_BACKING_NAME, &sealed, 0).unwrap();
+}
+
+#[test]
+fn a_damaged_xattr_pack_reads_as_eio() {
+    let Some(m) = TestMount::new() else { return };
+    if !common::user_xattrs_supported(&m.cipher) {
+        eprintln!("CIPHERDIR's file system stores no user xattrs; not run");
+        return;
+    }
+    file_with_a_damaged_pack(&m);
+    let f = m.path("tagged");
+    assert_eq!(common::errno(&common::get_xattr(&f, "user.p3")), Some(libc::EIO));
+    assert_eq!(common::errno(&common::list_xattr(&f)), Some(libc::EIO));
+    // What is sealed on its own still reads; so does the content.
+    assert_eq!(common::get_xattr(&f, "user.s0").unwrap(), b"on its own");
+    assert_eq!(fs::read(&f).unwrap(), b"tagged file");
+}
+
+#[test]
+fn fsck_reports_a_damaged_xattr_pack() {
+    let Some(m) = TestMount::new() else { return };
+    if !common::user_xattrs_supported(&m.cipher) {
+        eprintln!("CIPHERDIR's file system stores no user xattrs; not run");
+        return;
+    }
+    fs::write(m.path("clean"), b"no xattrs").unwrap();
+    file_with_a_damaged_pack(&m);
+    let (code, report) = fsck(&m, &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        findings(&report),
+        vec![("tagged".into(), "xattr".into(), vec![])],
+        "{report:#}"
+    );
+    let detail = report["damage"][0].to_string();
+    assert!(detail.contains("pack"), "{detail}");
+}

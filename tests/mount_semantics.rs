@@ -1,7 +1,7 @@
 //! POSIX semantics the mount must share with a local file system, each compared with the same
 //! steps on a plain directory: truncation on backings without xattrs and of damaged files,
 //! permission checks that no open handle bypasses, modes, renames, directory streams, holes,
-//! fallocate.
+//! fallocate; and the one documented difference, file handles.
 
 mod common;
 
@@ -823,81 +823,6 @@ fn fallocate_by_another_user_clears_set_id_bits() {
     });
 }
 
-/// name_to_handle_at then open_by_handle_at (through a descriptor of `mount_root`): what the
-/// opened descriptor reads, or the errno of the step that failed.
-fn by_handle(mount_root: &Path, p: &Path, evict: bool) -> Result<Vec<u8>, (&'static str, i32)> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    const MAX_HANDLE_SZ: usize = 128;
-    #[repr(C)]
-    struct Handle {
-        bytes: u32,
-        kind: i32,
-        f_handle: [u8; MAX_HANDLE_SZ],
-    }
-    let last = || io::Error::last_os_error().raw_os_error().unwrap_or(-1);
-    let mut h = Handle {
-        bytes: MAX_HANDLE_SZ as u32,
-        kind: 0,
-        f_handle: [0; MAX_HANDLE_SZ],
-    };
-    let mut mount_id = 0i32;
-    let c = common::cpath(p);
-    // SAFETY: valid C string; h is a file_handle with room for MAX_HANDLE_SZ bytes.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_name_to_handle_at,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            &mut h as *mut Handle,
-            &mut mount_id as *mut i32,
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(("name_to_handle_at", last()));
-    }
-    let root = fs::File::open(mount_root).map_err(|e| ("open root", e.raw_os_error().unwrap_or(-1)))?;
-    if evict {
-        // The kernel forgets the file's inode and dentry (as under memory pressure): the
-        // handle must then be resolved by the file system.
-        fs::write("/proc/sys/vm/drop_caches", "2").map_err(|e| ("drop_caches", e.raw_os_error().unwrap_or(-1)))?;
-    }
-    // SAFETY: h was filled by name_to_handle_at.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_by_handle_at,
-            root.as_raw_fd(),
-            &mut h as *mut Handle,
-            libc::O_RDONLY,
-        )
-    };
-    if fd < 0 {
-        return Err(("open_by_handle_at", last()));
-    }
-    // SAFETY: fd is fresh and owned here.
-    let mut f = unsafe { fs::File::from_raw_fd(fd as i32) };
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf)
-        .map_err(|e| ("read", e.raw_os_error().unwrap_or(-1)))?;
-    Ok(buf)
-}
-
-#[test]
-#[ignore = "handles of inodes the kernel evicted are ESTALE: the inode table forgets a number's generation with its last lookup"]
-fn open_by_handle_returns_the_file() {
-    let Some(m) = TestMount::new() else { return };
-    let plain = tempfile::tempdir().unwrap();
-    fs::create_dir(m.path("d")).unwrap();
-    fs::write(m.path("d/f"), b"by handle").unwrap();
-    fs::create_dir(plain.path().join("d")).unwrap();
-    fs::write(plain.path().join("d/f"), b"by handle").unwrap();
-    for evict in [false, is_root()] {
-        let on_plain = by_handle(plain.path(), &plain.path().join("d/f"), evict);
-        assert_eq!(on_plain, Ok(b"by handle".to_vec()));
-        assert_eq!(by_handle(&m.mnt, &m.path("d/f"), evict), on_plain, "evicted: {evict}");
-    }
-}
-
 /// Sets `user.attribute_NN = "value_NN"` for NN in 0..n on a new file; returns how many took
 /// (and the first errno), the sorted listing and every value read back.
 /// How many xattrs were set, the first errno, the listing, the values.
@@ -925,6 +850,57 @@ fn many_small_xattrs(dir: &Path, n: usize) -> io::Result<XattrOutcome> {
     let names = common::list_xattr(&p)?;
     let values = names.iter().map(|n| get_xattr(&p, n)).collect::<io::Result<Vec<_>>>()?;
     Ok((took, err, names, values))
+}
+
+/// Where the config cannot gain `xattr_packs` (a vault made before it, opened by its recovery
+/// key), no pack is written: every xattr is sealed on its own, as before packs, and the
+/// backing runs out of xattr space (ENOSPC) long before ext4 itself would.
+#[test]
+fn without_the_pack_flag_xattrs_stay_single_and_fill_an_ext4_backing() {
+    use coffer::format::config::{VaultParams, FLAG_BLOCK_SESSIONS};
+    use coffer::vault::{unlock, KdfCost, Vault};
+    if !common::fuse_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    if !common::user_xattrs_supported(t.path()) {
+        eprintln!("the temp dir's file system stores no user xattrs; not run");
+        return;
+    }
+    let plain = tempfile::tempdir().unwrap();
+    let on_plain = many_small_xattrs(plain.path(), 100).unwrap();
+    assert_eq!((on_plain.0, on_plain.1), (100, None), "ext4 holds 100");
+
+    let (cipher, mnt) = (t.path().join("cipher"), t.path().join("mnt"));
+    fs::create_dir(&cipher).unwrap();
+    fs::create_dir(&mnt).unwrap();
+    let old = VaultParams {
+        feature_flags: vec![FLAG_BLOCK_SESSIONS.into()],
+        ..VaultParams::default()
+    };
+    let master = unlock::init(&cipher, None, b"pw", &old, KdfCost::INSECURE_TEST).unwrap();
+    let key = coffer::format::recovery::encode(master.expose(), &old);
+    let cfg = unlock::read_config(&cipher.join("coffer.conf")).unwrap();
+    let (master, params) = unlock::unlock_with_recovery_key(&key, Some(&cfg)).unwrap();
+    let v = Vault::open(&cipher, &master, params, false).unwrap();
+    let h = coffer::fs::spawn(v, &mnt, &MountOptions::default()).unwrap();
+    let (took, err, names, values) = many_small_xattrs(&mnt, 100).unwrap();
+    eprintln!("without packs: {took} small xattrs fit, then {err:?}");
+    assert_eq!(err, Some(libc::ENOSPC), "{took} took");
+    assert!((10..100).contains(&took), "{took} took");
+    assert_eq!(names.len(), took);
+    assert_eq!(values.len(), took);
+    let backing = &backing_files(&cipher)[0];
+    let backing_names = common::list_xattr(backing).unwrap();
+    assert_eq!(backing_names.len(), took, "one backing xattr per name, no pack");
+    assert!(!backing_names
+        .iter()
+        .any(|n| n == coffer::format::xattr_pack::PACK_BACKING_NAME));
+    h.unmount().unwrap();
+    assert!(!unlock::read_config(&cipher.join("coffer.conf"))
+        .unwrap()
+        .params()
+        .has_flag(coffer::format::config::FLAG_XATTR_PACKS));
 }
 
 #[test]
@@ -968,4 +944,16 @@ fn a_hundred_small_xattrs_fit_on_an_ext4_backing() {
             assert!(!v.windows(clear.len()).any(|w| w == clear), "{n}");
         }
     }
+}
+
+/// Unlike a local file system, the mount hands out no file handles: coffer's inode numbers do
+/// not survive a daemon restart, so a handle could not be opened again later (NFS export).
+#[test]
+fn the_mount_exports_no_file_handles() {
+    let Some(m) = TestMount::new() else { return };
+    fs::write(m.path("f"), b"linked and alive").unwrap();
+    common::assert_exports_no_file_handles(&m.mnt, &m.path("f"));
+    fs::create_dir(m.path("d")).unwrap();
+    common::assert_exports_no_file_handles(&m.mnt, &m.path("d"));
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"linked and alive");
 }

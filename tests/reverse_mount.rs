@@ -267,3 +267,16 @@ fn a_5000_level_plain_tree_lists_at_the_bottom_under_256_descriptors() {
     drop(guard);
     cli_common::remove_tree_flat(&plain);
 }
+
+#[test]
+fn the_view_exports_no_file_handles() {
+    let Some((tmp, plain)) = setup() else { return };
+    let m = mount_reverse(&plain, &tmp.path().join("rev"), &[]);
+    let any_file = std::fs::read_dir(&m.mnt)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.file_type().unwrap().is_file() && e.file_name() != "coffer.conf")
+        .unwrap()
+        .path();
+    common::assert_exports_no_file_handles(&m.mnt, &any_file);
+}

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use coffer::crypto::MasterKey;
-use coffer::format::config::{VaultParams, CONFIG_NAME, FLAG_BLOCK_SESSIONS};
+use coffer::format::config::{VaultParams, CONFIG_NAME, FLAG_BLOCK_SESSIONS, FLAG_XATTR_PACKS};
 use coffer::format::recovery;
 use coffer::vault::{unlock, KdfCost};
 
@@ -18,7 +18,8 @@ pub fn run(args: &InitArgs) -> CliResult {
     }
     let dir = &args.cipherdir;
     check_target(dir, args.config.as_deref())?;
-    let (params, password, cost) = params_and_password(args, vec![FLAG_BLOCK_SESSIONS.into()], "vault")?;
+    let (params, password, cost) =
+        params_and_password(args, vec![FLAG_BLOCK_SESSIONS.into(), FLAG_XATTR_PACKS.into()], "vault")?;
     if !dir.exists() {
         std::fs::create_dir(dir).map_err(|e| CliError::io(dir, &e))?;
     }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use coffer::format::backing_name::{classify, BackingName};
 use coffer::format::config::Config;
+use coffer::vault::flags::ConfigWriter;
 use coffer::vault::{unlock, Vault, VaultError};
 
 use super::args::OpenArgs;
@@ -36,8 +37,11 @@ pub fn open_vault(cipherdir: &Path, args: &OpenArgs, read_only: bool) -> CliResu
     }
     let cfg = read_config(cipherdir, args.config.as_deref())?;
     let password = read_secret(&args.secret, Ask::Password)?;
-    let master = unlock::unlock_with_password(&cfg, &password)?;
-    Ok(Vault::open(cipherdir, &master, cfg.params(), read_only)?)
+    let (master, kek) = unlock::unlock_with_password_kek(&cfg, &password)?;
+    let mut vault = Vault::open(cipherdir, &master, cfg.params(), read_only)?;
+    let path = unlock::config_path(cipherdir, args.config.as_deref());
+    vault.allow_config_updates(ConfigWriter::new(path, master, kek));
+    Ok(vault)
 }
 
 /// The recovery-key path: the config is optional (it may be lost); if present its MAC must

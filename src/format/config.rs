@@ -14,13 +14,17 @@ use super::{FormatError, FORMAT_VERSION};
 pub const CONFIG_NAME: &str = "coffer.conf";
 
 /// Feature flags this build understands. A config naming any other flag is refused.
-pub const KNOWN_FLAGS: &[&str] = &[FLAG_BLOCK_SESSIONS, FLAG_REVERSE];
+pub const KNOWN_FLAGS: &[&str] = &[FLAG_BLOCK_SESSIONS, FLAG_REVERSE, FLAG_XATTR_PACKS];
 /// The vault was made by reverse mode: its ciphers use the reverse key set.
 pub const FLAG_REVERSE: &str = "reverse";
 /// New files are written as header version 2: every block's nonce carries the number of the
 /// write session that sealed it, and no block may be newer than the last block
 /// (docs/FORMAT.md §5.8). Set by `init` since session 3; older vaults keep writing version 1.
 pub const FLAG_BLOCK_SESSIONS: &str = "block_sessions";
+/// Objects may hold packed user xattrs (`user.coffer.pack`, docs/FORMAT.md §8.1), which a build
+/// without this flag would not read. Set by `init`; a vault made before it gains the flag the
+/// first time a mount that can rewrite the config writes a pack (`vault::flags`).
+pub const FLAG_XATTR_PACKS: &str = "xattr_packs";
 
 /// The only KDF of format 1.
 pub const KDF_ARGON2ID: &str = "argon2id";
@@ -80,7 +84,7 @@ pub struct VaultParams {
 impl Default for VaultParams {
     fn default() -> Self {
         VaultParams {
-            feature_flags: vec![FLAG_BLOCK_SESSIONS.into()],
+            feature_flags: vec![FLAG_BLOCK_SESSIONS.into(), FLAG_XATTR_PACKS.into()],
             long_name_limit: DEFAULT_LONG_NAME_LIMIT,
             name_encoding: NameEncoding::Base64Url,
         }

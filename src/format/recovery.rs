@@ -1,12 +1,13 @@
 //! The recovery key: the master key plus the format parameters needed without the config.
 //!
-//! Bytes: `format version u16 | long_name_limit u16 | flags u8 (bit 0 = reverse, bit 1 = block_sessions) |
+//! Bytes: `format version u16 | long_name_limit u16 | flags u8 (bit 0 = reverse, bit 1 = block_sessions,
+//! bit 2 = xattr_packs) |
 //! name encoding u8 (0 = base64url, 1 = base32) | master key [32] | check [4]` (check = first 4 bytes of SHA-256 of the rest), written as
 //! lowercase hex in dash-separated groups of 8 characters.
 
 use sha2::{Digest, Sha256};
 
-use super::config::{VaultParams, FLAG_BLOCK_SESSIONS, FLAG_REVERSE};
+use super::config::{VaultParams, FLAG_BLOCK_SESSIONS, FLAG_REVERSE, FLAG_XATTR_PACKS};
 use super::names::NameEncoding;
 use super::{FormatError, FORMAT_VERSION};
 
@@ -18,7 +19,9 @@ pub fn encode(master: &[u8; 32], params: &VaultParams) -> zeroize::Zeroizing<Str
     let mut raw = zeroize::Zeroizing::new([0u8; TOTAL_LEN]);
     raw[0..2].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
     raw[2..4].copy_from_slice(&params.long_name_limit.to_be_bytes());
-    raw[4] = u8::from(params.has_flag(FLAG_REVERSE)) | u8::from(params.has_flag(FLAG_BLOCK_SESSIONS)) << 1;
+    raw[4] = u8::from(params.has_flag(FLAG_REVERSE))
+        | u8::from(params.has_flag(FLAG_BLOCK_SESSIONS)) << 1
+        | u8::from(params.has_flag(FLAG_XATTR_PACKS)) << 2;
     raw[5] = params.name_encoding.id();
     raw[6..BODY_LEN].copy_from_slice(master);
     let check = Sha256::digest(&raw[..BODY_LEN]);
@@ -62,7 +65,7 @@ pub fn decode(text: &str) -> Result<(zeroize::Zeroizing<[u8; 32]>, VaultParams),
     if version != FORMAT_VERSION {
         return Err(FormatError::BadRecoveryKey("unknown format version"));
     }
-    if raw[4] & !3 != 0 {
+    if raw[4] & !7 != 0 {
         return Err(FormatError::BadRecoveryKey("unknown flag bits"));
     }
     // Sorted, as in the config.
@@ -72,6 +75,9 @@ pub fn decode(text: &str) -> Result<(zeroize::Zeroizing<[u8; 32]>, VaultParams),
     }
     if raw[4] & 1 != 0 {
         feature_flags.push(FLAG_REVERSE.to_string());
+    }
+    if raw[4] & 4 != 0 {
+        feature_flags.push(FLAG_XATTR_PACKS.to_string());
     }
     let name_encoding = NameEncoding::from_id(raw[5]).ok_or(FormatError::BadRecoveryKey("unknown name encoding"))?;
     let params = VaultParams {
@@ -104,6 +110,8 @@ mod tests {
             vec![],
             vec![FLAG_BLOCK_SESSIONS.into()],
             vec![FLAG_BLOCK_SESSIONS.into(), FLAG_REVERSE.into()],
+            vec![FLAG_BLOCK_SESSIONS.into(), FLAG_XATTR_PACKS.into()],
+            vec![FLAG_XATTR_PACKS.into()],
         ] {
             let p = VaultParams {
                 feature_flags: flags,

@@ -74,7 +74,8 @@ impl Filesystem for CofferFs {
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO;
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | super::NO_FILE_HANDLES;
         let _ = config.add_capabilities(wanted & config.capabilities());
         Ok(())
     }

@@ -35,6 +35,13 @@ use std::time::Duration;
 use crate::vault::{Vault, VaultError};
 
 pub use self::core::CofferFs;
+
+/// Init flag both modes request: the mount exports no file handles. Inode numbers are handed
+/// out per daemon run, so a handle taken today could not be opened after a remount; with this
+/// flag (FUSE protocol 7.40, `flags2` bit 6, i.e. bit 38 of the 64-bit init flags; kernel 6.9+)
+/// `name_to_handle_at` fails with EOPNOTSUPP up front instead of handing out handles that
+/// later give ESTALE. NFS export of a mount is not supported: export the backing directory.
+pub(crate) const NO_FILE_HANDLES: fuser::InitFlags = fuser::InitFlags::FUSE_NO_EXPORT_SUPPORT;
 pub use lock::{acquire as lock_vault, MountLock, EXIT_WAIT as LOCK_EXIT_WAIT};
 pub use session::{abort_connection, connection_of, unmount, MountHandle};
 

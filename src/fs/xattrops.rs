@@ -33,6 +33,21 @@ impl Target {
         }
     }
 
+    /// Backing path of the object, relative to CIPHERDIR (for corruption reports).
+    fn rel(&self) -> &std::path::Path {
+        match self {
+            Target::Dir(d) => &d.rel,
+            Target::File(f, _) => f.rel(),
+            Target::Handle(h) => h.file.rel(),
+            Target::None => std::path::Path::new(""),
+        }
+    }
+
+    /// An xattr call's corruption report, put at the object (see [`VaultError::at_object`]).
+    fn locate<T>(&self, r: Result<T>) -> Result<T> {
+        r.map_err(|e| e.at_object(self.rel()))
+    }
+
     fn file(&self) -> Option<(&CryptFile, &std::sync::RwLock<()>)> {
         match self {
             Target::File(f, l) => Some((f, l)),
@@ -70,12 +85,12 @@ impl CofferFs {
         let t = self.xattr_target(ino, false)?;
         let Some(fd) = t.fd() else { return Err(no_data(name)) };
         let value = match (&t, t.file()) {
-            (Target::Dir(d), _) => self.vault.xattr_get(fd, &d.iv, name)?,
+            (Target::Dir(d), _) => t.locate(self.vault.xattr_get(fd, &d.iv, name))?,
             (_, Some((f, lock))) => {
                 let _g = read_lock(lock);
                 // A file without a header has no xattrs; check the name all the same.
                 let owner = f.header()?.map_or([0u8; 16], |h| h.file_id);
-                self.vault.xattr_get(fd, &owner, name)?
+                t.locate(self.vault.xattr_get(fd, &owner, name))?
             }
             _ => None,
         };
@@ -92,12 +107,12 @@ impl CofferFs {
                 // Packed xattrs are read, changed and written back: one writer at a time.
                 let lock = self.node(ino)?.lock;
                 let _g = write_lock(&lock);
-                self.vault.xattr_set(fd, &d.iv, name, value, flags)
+                t.locate(self.vault.xattr_set(fd, &d.iv, name, value, flags))
             }
             (_, Some((f, lock))) => {
                 let _g = write_lock(lock);
                 let owner = f.ensure_header()?.file_id;
-                self.vault.xattr_set(fd, &owner, name, value, flags)
+                t.locate(self.vault.xattr_set(fd, &owner, name, value, flags))
             }
             _ => Err(VaultError::errno_at(format!("inode {ino}"), libc::EPERM)),
         }
@@ -107,11 +122,11 @@ impl CofferFs {
         let t = self.xattr_target(ino, false)?;
         let Some(fd) = t.fd() else { return Ok(Vec::new()) };
         let names = match (&t, t.file()) {
-            (Target::Dir(d), _) => self.vault.xattr_list(fd, &d.iv)?,
+            (Target::Dir(d), _) => t.locate(self.vault.xattr_list(fd, &d.iv))?,
             (_, Some((f, lock))) => {
                 let _g = read_lock(lock);
                 let owner = f.header()?.map_or([0u8; 16], |h| h.file_id);
-                self.vault.xattr_list(fd, &owner)?
+                t.locate(self.vault.xattr_list(fd, &owner))?
             }
             _ => Vec::new(),
         };
@@ -130,12 +145,12 @@ impl CofferFs {
             (Target::Dir(d), _) => {
                 let lock = self.node(ino)?.lock;
                 let _g = write_lock(&lock);
-                self.vault.xattr_remove(fd, &d.iv, name)
+                t.locate(self.vault.xattr_remove(fd, &d.iv, name))
             }
             (_, Some((f, lock))) => {
                 let _g = write_lock(lock);
                 let owner = f.header()?.map_or([0u8; 16], |h| h.file_id);
-                self.vault.xattr_remove(fd, &owner, name)
+                t.locate(self.vault.xattr_remove(fd, &owner, name))
             }
             _ => Err(no_data(name)),
         }

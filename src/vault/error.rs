@@ -120,6 +120,24 @@ impl VaultError {
         }
     }
 
+    /// A corruption found in the xattrs of the object at `rel` (xattr calls work on a
+    /// descriptor and know no path) put at that object, `REL: xattr …: what`, so its log line
+    /// names the backing path. Any other error is returned as it is.
+    pub fn at_object(self, rel: &std::path::Path) -> Self {
+        match self {
+            VaultError::Corrupt { path, block, what } => VaultError::Corrupt {
+                path: if rel.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    rel.to_path_buf()
+                },
+                block,
+                what: format!("{}: {what}", path.display()),
+            },
+            e => e,
+        }
+    }
+
     /// An error carrying only an errno (for checks the vault makes itself, e.g. ENOTEMPTY).
     pub fn errno_at(path: impl Into<PathBuf>, errno: i32) -> Self {
         VaultError::Io {

@@ -7,6 +7,7 @@ mod content;
 mod dir;
 mod entries;
 mod error;
+pub mod flags;
 pub mod fsck;
 mod merge;
 pub mod reverse;
@@ -38,6 +39,7 @@ pub struct Vault {
     root: DirFd,
     keys: Arc<KeySet>,
     params: VaultParams,
+    flags: flags::LiveFlags,
     read_only: bool,
     touch_atime: Touch,
 }
@@ -60,6 +62,7 @@ impl Vault {
             cipherdir: cipherdir.to_path_buf(),
             root,
             keys,
+            flags: flags::LiveFlags::new(&params),
             params,
             read_only,
             touch_atime: Touch::default(),
@@ -76,8 +79,24 @@ impl Vault {
             ));
         }
         let cfg = unlock::read_config(&path)?;
-        let master = unlock::unlock_with_password(&cfg, password)?;
-        Vault::open(cipherdir, &master, cfg.params(), read_only)
+        let (master, kek) = unlock::unlock_with_password_kek(&cfg, password)?;
+        let mut v = Vault::open(cipherdir, &master, cfg.params(), read_only)?;
+        v.allow_config_updates(flags::ConfigWriter::new(path, master, kek));
+        Ok(v)
+    }
+
+    /// Lets the vault add feature flags to its config when a write needs one (a vault unlocked
+    /// with the password; ignored when read-only). Without it, writes that would need a new
+    /// flag take the older layout.
+    pub fn allow_config_updates(&mut self, writer: flags::ConfigWriter) {
+        if !self.read_only {
+            self.flags.set_writer(writer);
+        }
+    }
+
+    /// Whether the config has `xattr_packs` now (set at unlock, or added by a write since).
+    pub fn has_xattr_packs(&self) -> bool {
+        self.flags.has_xattr_packs()
     }
 
     /// CIPHERDIR.
@@ -95,7 +114,8 @@ impl Vault {
         &self.keys
     }
 
-    /// Format parameters (flags, long-name limit).
+    /// Format parameters (flags, long-name limit) as unlocked; a flag added since shows in
+    /// [`has_xattr_packs`](Self::has_xattr_packs).
     pub fn params(&self) -> &VaultParams {
         &self.params
     }

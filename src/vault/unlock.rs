@@ -1,11 +1,11 @@
-//! Creating a vault, unlocking its master key (password or recovery key) and changing the
-//! password. The config is written atomically with mode 0600.
+//! Creating a vault, unlocking its master key (password or recovery key), changing the
+//! password and adding a feature flag. The config is written atomically with mode 0600.
 
 use std::path::{Path, PathBuf};
 
-use crate::crypto::{self, KdfParams, KeySet, MasterKey};
+use crate::crypto::{self, KdfParams, Kek, KeySet, MasterKey};
 use crate::format::backing_name::{DIRIV_LEN, DIRIV_NAME, TEMP_PREFIX};
-use crate::format::config::{Config, VaultParams, CONFIG_NAME};
+use crate::format::config::{Config, VaultParams, CONFIG_NAME, KNOWN_FLAGS};
 use crate::format::recovery;
 
 use super::backing::DirFd;
@@ -92,6 +92,11 @@ fn seal_config(cfg: &mut Config, master: &MasterKey, password: &[u8]) -> Result<
         salt,
     };
     let kek = crypto::derive_kek(password, &kdf)?;
+    seal_with_kek(cfg, master, &kek)
+}
+
+/// Wraps `master` under `kek` with `cfg`'s canonical encoding as AAD and sets the config MAC.
+fn seal_with_kek(cfg: &mut Config, master: &MasterKey, kek: &Kek) -> Result<()> {
     let canonical = cfg.canonical().map_err(|source| VaultError::Config {
         path: PathBuf::new(),
         source,
@@ -181,6 +186,13 @@ fn check_mac(cfg: &Config, master: &MasterKey) -> Result<()> {
 
 /// Unwraps the master key with the password and checks the config MAC.
 pub fn unlock_with_password(cfg: &Config, password: &[u8]) -> Result<MasterKey> {
+    unlock_with_password_kek(cfg, password).map(|(master, _)| master)
+}
+
+/// [`unlock_with_password`], also returning the key-encryption key the password derives for
+/// this config: with it a mount re-wraps the master key when it adds a feature flag
+/// ([`add_flag`]) without keeping the password.
+pub fn unlock_with_password_kek(cfg: &Config, password: &[u8]) -> Result<(MasterKey, Kek)> {
     let salt = cfg.salt().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
     let kdf = KdfParams {
         m_kib: cfg.kdf.m_kib,
@@ -205,7 +217,44 @@ pub fn unlock_with_password(cfg: &Config, password: &[u8]) -> Result<MasterKey> 
     bytes.copy_from_slice(&raw);
     let master = MasterKey::from_bytes(bytes);
     check_mac(cfg, &master)?;
-    Ok(master)
+    Ok((master, kek))
+}
+
+/// Adds feature flag `flag` to the config at `path`; Ok(false) when it is there already.
+/// Every other field stays as it was (comment, version, other flags, limits, KDF and salt);
+/// the master key is wrapped again under `kek` (the canonical encoding, its AAD, changed) and
+/// the MAC is new. The config on disk must still be the one `kek` was derived for: one that
+/// does not verify under `master`, or whose wrap `kek` does not open (the password was changed
+/// since), is left alone and refused. Written atomically, mode 0600 (FORMAT.md §3.5).
+pub fn add_flag(path: &Path, master: &MasterKey, kek: &Kek, flag: &str) -> Result<bool> {
+    let mut cfg = read_config(path)?;
+    check_mac(&cfg, master)?;
+    if cfg.params().has_flag(flag) {
+        return Ok(false);
+    }
+    if !KNOWN_FLAGS.contains(&flag) {
+        return Err(VaultError::Config {
+            path: path.to_path_buf(),
+            source: crate::format::FormatError::UnknownFlag(flag.to_string()),
+        });
+    }
+    let canonical = cfg.canonical().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let wrapped = cfg
+        .wrapped_key()
+        .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let opened = zeroize::Zeroizing::new(
+        kek.cipher()
+            .open_from_slice(&canonical, &wrapped)
+            .map_err(|_| VaultError::ConfigTampered("the config was rewrapped since it was unlocked".into()))?,
+    );
+    if opened.as_slice() != master.expose() {
+        return Err(VaultError::ConfigTampered("the config wraps another master key".into()));
+    }
+    cfg.feature_flags.push(flag.to_string());
+    cfg.feature_flags.sort();
+    seal_with_kek(&mut cfg, master, kek)?;
+    write_config(path, &cfg)?;
+    Ok(true)
 }
 
 /// Opens with a recovery key. If a config is present its MAC must verify under that key and its
@@ -278,6 +327,62 @@ mod tests {
         assert_eq!(unlock_with_password(&cfg, b"new").unwrap().expose(), m.expose());
         // second init refused
         assert!(init(tmp.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).is_err());
+    }
+
+    /// A vault made before `xattr_packs` gains the flag: only the flag list, the wrap and the
+    /// MAC change; the password and the master key still open it; a second add writes nothing.
+    #[test]
+    fn add_flag_keeps_every_other_field() {
+        use crate::format::config::{FLAG_BLOCK_SESSIONS, FLAG_XATTR_PACKS};
+        let tmp = tempfile::tempdir().unwrap();
+        let old = VaultParams {
+            feature_flags: vec![FLAG_BLOCK_SESSIONS.into()],
+            ..VaultParams::default()
+        };
+        let m = init(tmp.path(), None, b"pw", &old, KdfCost::INSECURE_TEST).unwrap();
+        let path = config_path(tmp.path(), None);
+        let before = read_config(&path).unwrap();
+        let (master, kek) = unlock_with_password_kek(&before, b"pw").unwrap();
+        assert!(add_flag(&path, &master, &kek, FLAG_XATTR_PACKS).unwrap());
+        let after = read_config(&path).unwrap();
+        assert_eq!(after.feature_flags, [FLAG_BLOCK_SESSIONS, FLAG_XATTR_PACKS]);
+        assert_ne!(after.wrapped_master_key, before.wrapped_master_key);
+        assert_ne!(after.config_mac, before.config_mac);
+        let same = Config {
+            feature_flags: before.feature_flags.clone(),
+            wrapped_master_key: before.wrapped_master_key.clone(),
+            config_mac: before.config_mac.clone(),
+            ..after.clone()
+        };
+        assert_eq!(
+            same, before,
+            "a field other than the flags, the wrap and the MAC changed"
+        );
+        assert_eq!(unlock_with_password(&after, b"pw").unwrap().expose(), m.expose());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!add_flag(&path, &master, &kek, FLAG_XATTR_PACKS).unwrap());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "nothing written for a flag already set"
+        );
+        assert!(add_flag(&path, &master, &kek, "time-travel").is_err());
+
+        // The password changed since the mount unlocked: its KEK no longer opens the wrap, and
+        // the config is left alone.
+        let tmp2 = tempfile::tempdir().unwrap();
+        init(tmp2.path(), None, b"pw", &old, KdfCost::INSECURE_TEST).unwrap();
+        let path2 = config_path(tmp2.path(), None);
+        let (master2, kek2) = unlock_with_password_kek(&read_config(&path2).unwrap(), b"pw").unwrap();
+        change_password(&path2, b"pw", b"new", None).unwrap();
+        let bytes2 = std::fs::read(&path2).unwrap();
+        assert!(add_flag(&path2, &master2, &kek2, FLAG_XATTR_PACKS).is_err());
+        assert_eq!(std::fs::read(&path2).unwrap(), bytes2);
+        // Another vault's master key: refused too.
+        assert!(add_flag(&path2, &master, &kek, FLAG_XATTR_PACKS).is_err());
     }
 
     /// FORMAT.md G10: an init interrupted after the root diriv (and maybe a config temp file)

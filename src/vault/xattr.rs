@@ -63,7 +63,8 @@ impl Vault {
 
     /// Sets one xattr (`flags`: XATTR_CREATE / XATTR_REPLACE). A small value goes to the pack
     /// once the object holds [`PACK_AFTER`] separately sealed xattrs (or when the name is
-    /// packed already) and the pack has room; anything else is sealed on its own. A name
+    /// packed already) and the pack has room, if the config has `xattr_packs` or can be given
+    /// it now (`flags`); anything else is sealed on its own. A name
     /// moving out of the pack is written on its own first, so a crash between the two writes
     /// leaves the new value visible.
     pub fn xattr_set(&self, fd: RawFd, owner: &[u8; 16], name: &[u8], value: &[u8], flags: i32) -> Result<()> {
@@ -84,9 +85,11 @@ impl Vault {
         if flags & libc::XATTR_REPLACE != 0 && !exists {
             return Err(VaultError::errno_at("xattr", libc::ENODATA));
         }
+        // The flag is checked last: a vault without it gains it only when a pack is written.
         let to_pack = !single
             && xattr_pack::packable(name, value)
-            && (packed.is_some() || self.single_names(fd)?.len() >= PACK_AFTER);
+            && (packed.is_some() || self.single_names(fd)?.len() >= PACK_AFTER)
+            && self.flags.ensure_xattr_packs();
         if to_pack {
             let entry = (name.to_vec(), value.to_vec());
             match packed {

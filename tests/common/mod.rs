@@ -288,6 +288,61 @@ pub fn remove_xattr(p: &Path, name: &str) -> io::Result<()> {
     cvt(unsafe { libc::lremovexattr(c.as_ptr(), n.as_ptr()) }).map(drop)
 }
 
+/// A file handle as name_to_handle_at(2) fills it: `struct file_handle` with room for
+/// MAX_HANDLE_SZ (128) bytes of payload.
+#[repr(C)]
+pub struct FileHandle {
+    bytes: u32,
+    kind: i32,
+    payload: [u8; 128],
+}
+
+/// name_to_handle_at(AT_FDCWD, p, .., flags): the handle the kernel encodes for `p`.
+pub fn name_to_handle(p: &Path, flags: i32) -> io::Result<FileHandle> {
+    let c = cpath(p);
+    let mut h = FileHandle {
+        bytes: 128,
+        kind: 0,
+        payload: [0; 128],
+    };
+    let mut mount_id: libc::c_int = 0;
+    let handle: *mut libc::file_handle = std::ptr::from_mut(&mut h).cast();
+    // SAFETY: valid C string; `h` is a file_handle header followed by `bytes` bytes of room.
+    cvt(unsafe { libc::name_to_handle_at(libc::AT_FDCWD, c.as_ptr(), handle, &mut mount_id, flags) })?;
+    Ok(h)
+}
+
+/// open_by_handle_at(fd of `mount`, h, O_RDONLY): the file `h` names.
+pub fn open_by_handle(mount: &Path, h: &mut FileHandle) -> io::Result<std::fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let dir = std::fs::File::open(mount)?;
+    let handle: *mut libc::file_handle = std::ptr::from_mut(h).cast();
+    // SAFETY: `h` was filled by name_to_handle_at; the returned fd is owned by the File.
+    let fd = cvt(unsafe { libc::open_by_handle_at(dir.as_raw_fd(), handle, libc::O_RDONLY) })?;
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// A coffer mount exports no file handles (its inode numbers do not survive a daemon
+/// restart): name_to_handle_at on `file` fails with EOPNOTSUPP. Asked for an identifier only
+/// (AT_HANDLE_FID, as fanotify does) the kernel still encodes one, and opening by it is ESTALE.
+pub fn assert_exports_no_file_handles(mnt: &Path, file: &Path) {
+    let r = name_to_handle(file, 0);
+    assert_eq!(
+        errno(&r),
+        Some(libc::EOPNOTSUPP),
+        "name_to_handle_at {}",
+        file.display()
+    );
+    let mut fid = name_to_handle(file, libc::AT_HANDLE_FID).expect("AT_HANDLE_FID still encodes an identifier");
+    let r = open_by_handle(mnt, &mut fid);
+    assert_eq!(
+        errno(&r),
+        Some(libc::ESTALE),
+        "open_by_handle_at of an AT_HANDLE_FID handle"
+    );
+}
+
 /// Copies a tree (files, directories, symlinks kept as symlinks) from `from` to `to`.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

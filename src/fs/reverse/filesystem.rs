@@ -43,7 +43,7 @@ impl Filesystem for ReverseFs {
             let _ = config.set_max_readahead(max);
         }
         let _ = config.set_max_background(64);
-        let wanted = InitFlags::FUSE_AUTO_INVAL_DATA | InitFlags::FUSE_PARALLEL_DIROPS;
+        let wanted = InitFlags::FUSE_AUTO_INVAL_DATA | InitFlags::FUSE_PARALLEL_DIROPS | crate::fs::NO_FILE_HANDLES;
         let _ = config.add_capabilities(wanted & config.capabilities());
         Ok(())
     }
