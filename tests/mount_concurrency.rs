@@ -59,7 +59,7 @@ fn overlapping_writes_leave_one_writer_per_range() {
             std::thread::spawn(move || {
                 let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
                 // Read back through O_DIRECT: one READ answered by the daemon. Through the page
-                // cache this read once (in a CI run, session 3; not reproduced in 36 runs here,
+                // cache this read once (in one CI run; not reproduced in 36 runs here,
                 // also under CPU load) saw zeros: most likely the kernel's write-through path,
                 // which copies the data into an uptodate cached page and unlocks it before the
                 // WRITE reaches the daemon, while auto_inval_data (another writer changed mtime)

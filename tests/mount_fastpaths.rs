@@ -1,4 +1,4 @@
-//! The mount's fast paths (issue 7) answer exactly as the slow paths they skip: xattr names the
+//! The mount's fast paths answer exactly as the slow paths they skip: xattr names the
 //! vault never stores, cached file headers after the file changes underneath.
 
 mod common;

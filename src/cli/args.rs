@@ -61,7 +61,7 @@ pub enum Command {
         "new vault: `coffer export` the data and copy it into a fresh `coffer init`."
     ))]
     Passwd(PasswdArgs),
-    /// Show the vault's format version, flags, KDF parameters and long-name limit (no secrets).
+    /// Show the vault's config version, flags, KDF parameters and long-name limit (no secrets).
     #[command(after_help = "Example:\n  coffer info ~/Dropbox/vault")]
     Info(InfoArgs),
     /// Decrypt one file of a vault to stdout (no mount needed).

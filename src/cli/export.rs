@@ -7,12 +7,13 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use coffer::format::backing_name::{classify, BackingName};
 use coffer::format::names::NameEncoding;
 use coffer::format::offsets::PLAIN_BLOCK;
 use coffer::vault::backing::fsetxattr;
 use coffer::vault::walk::{walk_fd_budget, DirChain};
-use coffer::vault::{plain_size_for, CryptFile, Dir, DirFd, RawEntry, TimeSpec, Vault, VaultError};
+use coffer::vault::{
+    classify_backing, plain_size_for, BackingName, CryptFile, Dir, DirFd, RawEntry, TimeSpec, Vault, VaultError,
+};
 
 use super::args::ExportArgs;
 use super::error::{code, strip_os_error, CliError, CliResult};
@@ -151,7 +152,7 @@ fn backing_bytes(root: &DirFd, enc: NameEncoding, max_fds: usize) -> u64 {
         };
         *next += 1;
         if !matches!(
-            classify(&e.name, enc),
+            classify_backing(&e.name, enc),
             BackingName::Short(_) | BackingName::Long(_) | BackingName::Other
         ) {
             continue;
@@ -226,7 +227,7 @@ impl Export<'_> {
             let entry = e.name.clone();
             // Coffer's own files show as nothing (no descriptor needed to skip them).
             if matches!(
-                classify(&entry, enc),
+                classify_backing(&entry, enc),
                 BackingName::Config
                     | BackingName::Diriv
                     | BackingName::LongSidecar(_)
@@ -251,7 +252,7 @@ impl Export<'_> {
                 Ok(Some(n)) => n,
                 Ok(None) => continue,
                 // Not made by coffer and not a sync-client conflict copy: a foreign file.
-                Err(_) if classify(&entry, enc) == BackingName::Other => {
+                Err(_) if classify_backing(&entry, enc) == BackingName::Other => {
                     let shown = sdir.rel_child(&entry).into_os_string().into_encoded_bytes();
                     self.warn(&shown, "not a coffer name (foreign file in CIPHERDIR); not exported");
                     continue;

@@ -1,5 +1,5 @@
 //! `coffer fsck`: authenticate every name, block, symlink, xattr, diriv and sidecar of a vault
-//! and report each damaged item. Its exit codes follow fsck tradition (issue 5): 0 clean,
+//! and report each damaged item. Its exit codes follow fsck tradition: 0 clean,
 //! 1 damage found, 2 could not run.
 
 use coffer::vault::fsck::{fsck_with, Damage, FsckOptions, FsckReport};

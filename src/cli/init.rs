@@ -1,10 +1,12 @@
-//! `coffer init`: create a vault and print its recovery key once.
+//! `coffer init`: create a vault (or, with `--reverse`, the config of a reverse-mode view)
+//! and print its recovery key once.
 
 use std::path::Path;
 
 use coffer::crypto::MasterKey;
-use coffer::format::config::{VaultParams, CONFIG_NAME, FLAG_BLOCK_SESSIONS, FLAG_XATTR_PACKS};
+use coffer::format::config::{VaultParams, CONFIG_NAME, FLAG_BLOCK_SESSIONS, FLAG_REVERSE, FLAG_XATTR_PACKS};
 use coffer::format::recovery;
+use coffer::vault::reverse::{self, default_config_path};
 use coffer::vault::{unlock, KdfCost};
 
 use super::args::InitArgs;
@@ -14,7 +16,7 @@ use super::password::{read_secret, Ask, Secret};
 /// Runs `init`.
 pub fn run(args: &InitArgs) -> CliResult {
     if args.reverse {
-        return super::reverse::init(args);
+        return init_reverse(args);
     }
     let dir = &args.cipherdir;
     check_target(dir, args.config.as_deref())?;
@@ -36,10 +38,50 @@ pub fn run(args: &InitArgs) -> CliResult {
     Ok(())
 }
 
+/// `coffer init --reverse PLAINDIR`: writes the reverse config (PLAINDIR is left as it is).
+fn init_reverse(args: &InitArgs) -> CliResult {
+    let dir = &args.cipherdir;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(CliError::new(
+                code::TARGET,
+                format!("{}: not a directory", dir.display()),
+            ))
+        }
+        Err(e) => return Err(CliError::io(dir, &e)),
+    }
+    let cfg_path = args.config.clone().unwrap_or_else(|| default_config_path(dir));
+    if cfg_path.symlink_metadata().is_ok() {
+        return Err(CliError::new(
+            code::TARGET,
+            format!("{}: config file already exists", cfg_path.display()),
+        )
+        .hint("this directory already has a reverse config; mount it with `coffer reverse`"));
+    }
+    let (params, password, cost) = params_and_password(args, vec![FLAG_REVERSE.into()], "config")?;
+    let master = reverse::init(dir, args.config.as_deref(), &password, &params, cost)?;
+    if !args.quiet {
+        println!(
+            "Created a reverse-mode config for {} in {}.",
+            dir.display(),
+            cfg_path.display()
+        );
+        print_recovery_key(&master, &params);
+        println!("Write it down and keep it offline: it opens every encrypted copy of this folder.");
+        println!();
+        println!(
+            "Show the encrypted view with: coffer reverse {} MOUNTPOINT",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// What `init` and `init --reverse` share, in this order: the parameters from the flags
 /// (checked before any prompt), the new password, and the KDF cost (`noun`, "vault" or
 /// "config", names what `--insecure-fast-kdf` weakens in its warning).
-pub fn params_and_password(
+fn params_and_password(
     args: &InitArgs,
     feature_flags: Vec<String>,
     noun: &str,
@@ -65,7 +107,7 @@ pub fn params_and_password(
 }
 
 /// Prints the recovery key block (blank line, title, blank line, the key, blank line).
-pub fn print_recovery_key(master: &MasterKey, params: &VaultParams) {
+fn print_recovery_key(master: &MasterKey, params: &VaultParams) {
     let key = recovery::encode(master.expose(), params);
     println!();
     println!("Recovery key (shown only now):");

@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use coffer::format::backing_name::{classify, BackingName};
 use coffer::format::config::Config;
 use coffer::vault::flags::ConfigWriter;
-use coffer::vault::{unlock, Vault, VaultError};
+use coffer::vault::{classify_backing, unlock, BackingName, Vault, VaultError};
 
 use super::args::OpenArgs;
 use super::error::{code, CliError, CliResult};
@@ -85,7 +84,7 @@ fn check_key_decrypts_root(vault: &Vault) -> CliResult {
     let mut named = 0;
     for e in raw {
         if matches!(
-            classify(&e.name, vault.params().name_encoding),
+            classify_backing(&e.name, vault.params().name_encoding),
             BackingName::Short(_) | BackingName::Long(_)
         ) {
             named += 1;

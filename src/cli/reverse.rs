@@ -1,63 +1,22 @@
-//! `coffer init --reverse` and `coffer reverse`: a read-only encrypted view of a plain
-//! directory, served in the foreground (`--fg`) or by a background process (see `daemon`).
+//! `coffer reverse`: a read-only encrypted view of a plain directory (set up by
+//! `coffer init --reverse`), served in the foreground (`--fg`) or by a background process
+//! (see `daemon`).
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use coffer::format::config::FLAG_REVERSE;
 use coffer::fs::{self, MountError, MountOptions};
-use coffer::vault::reverse::{self, default_config_path, read_reverse_config, Excludes, ReverseVault};
+use coffer::vault::reverse::{default_config_path, read_reverse_config, Excludes, ReverseVault};
 use coffer::vault::unlock;
 
-use super::args::{InitArgs, ReverseArgs};
+use super::args::ReverseArgs;
 use super::daemon;
 use super::error::{code, CliError, CliResult};
-use super::init::{params_and_password, print_recovery_key};
 use super::logging::{self, Target};
 use super::mount::{absolute, check_mountpoint};
 use super::password::{read_secret, Ask};
-
-/// `coffer init --reverse PLAINDIR`: writes the reverse config (PLAINDIR is left as it is).
-pub fn init(args: &InitArgs) -> CliResult {
-    let dir = &args.cipherdir;
-    match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(CliError::new(
-                code::TARGET,
-                format!("{}: not a directory", dir.display()),
-            ))
-        }
-        Err(e) => return Err(CliError::io(dir, &e)),
-    }
-    let cfg_path = args.config.clone().unwrap_or_else(|| default_config_path(dir));
-    if cfg_path.symlink_metadata().is_ok() {
-        return Err(CliError::new(
-            code::TARGET,
-            format!("{}: config file already exists", cfg_path.display()),
-        )
-        .hint("this directory already has a reverse config; mount it with `coffer reverse`"));
-    }
-    let (params, password, cost) = params_and_password(args, vec![FLAG_REVERSE.into()], "config")?;
-    let master = reverse::init(dir, args.config.as_deref(), &password, &params, cost)?;
-    if !args.quiet {
-        println!(
-            "Created a reverse-mode config for {} in {}.",
-            dir.display(),
-            cfg_path.display()
-        );
-        print_recovery_key(&master, &params);
-        println!("Write it down and keep it offline: it opens every encrypted copy of this folder.");
-        println!();
-        println!(
-            "Show the encrypted view with: coffer reverse {} MOUNTPOINT",
-            dir.display()
-        );
-    }
-    Ok(())
-}
 
 /// Runs `reverse`.
 pub fn run(args: &ReverseArgs, verbose: u8) -> CliResult {

@@ -89,7 +89,8 @@ impl Kek {
     }
 }
 
-/// HKDF info strings, one per purpose (format v1). Reverse vaults use the `reverse` set.
+/// HKDF info strings, one per purpose (their `v1` is part of the string, not a version field).
+/// Reverse vaults use the `reverse` set.
 pub mod info {
     /// File content blocks (AES-256-EAX).
     pub const CONTENT: &str = "coffer v1 file content";

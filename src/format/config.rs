@@ -17,16 +17,16 @@ pub const CONFIG_NAME: &str = "coffer.conf";
 pub const KNOWN_FLAGS: &[&str] = &[FLAG_BLOCK_SESSIONS, FLAG_REVERSE, FLAG_XATTR_PACKS];
 /// The vault was made by reverse mode: its ciphers use the reverse key set.
 pub const FLAG_REVERSE: &str = "reverse";
-/// New files are written as header version 2: every block's nonce carries the number of the
+/// New files are written with file header version 2: every block's nonce carries the number of the
 /// write session that sealed it, and no block may be newer than the last block
-/// (docs/FORMAT.md §5.8). Set by `init` since session 3; older vaults keep writing version 1.
+/// (docs/FORMAT.md §5.8). Set by `init`; vaults made without it keep writing file header version 1.
 pub const FLAG_BLOCK_SESSIONS: &str = "block_sessions";
 /// Objects may hold packed user xattrs (`user.coffer.pack`, docs/FORMAT.md §8.1), which a build
 /// without this flag would not read. Set by `init`; a vault made before it gains the flag the
 /// first time a mount that can rewrite the config writes a pack (`vault::flags`).
 pub const FLAG_XATTR_PACKS: &str = "xattr_packs";
 
-/// The only KDF of format 1.
+/// The only KDF of config version 1.
 pub const KDF_ARGON2ID: &str = "argon2id";
 
 /// Domain separator that starts the canonical encoding.
@@ -36,7 +36,7 @@ const CANONICAL_MAGIC: &[u8] = b"coffer config\0";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KdfSection {
-    /// Always `argon2id` in format 1.
+    /// Always `argon2id` in config version 1.
     pub algorithm: String,
     /// Memory cost in KiB.
     pub m_kib: u32,
@@ -54,13 +54,13 @@ pub struct KdfSection {
 pub struct Config {
     /// Human hint; not parsed.
     pub comment: String,
-    /// On-disk format version.
+    /// Config version (`FORMAT_VERSION`); not the file header version.
     pub format_version: u16,
     /// Sorted, unique feature flags.
     pub feature_flags: Vec<String>,
     /// Encoded names longer than this many bytes use the long-name scheme.
     pub long_name_limit: u16,
-    /// Name encoding; `base64url` in format 1.
+    /// Name encoding; `base64url` by default.
     pub name_encoding: String,
     /// Password KDF.
     pub kdf: KdfSection,

@@ -13,7 +13,7 @@ pub enum FormatError {
     /// The config asks for a feature this version does not know.
     #[error("config needs unknown feature flag `{0}`; upgrade coffer")]
     UnknownFlag(String),
-    /// The vault was made by a newer format version.
+    /// The vault's config version is newer than this build's.
     #[error("vault format version {found} is newer than this coffer supports ({supported}); upgrade coffer")]
     NewerVersion {
         /// Version in the file.

@@ -14,5 +14,6 @@ pub mod xattr_pack;
 
 pub use error::FormatError;
 
-/// The on-disk format version this build reads and writes.
+/// The config version (`format_version` in `coffer.conf`, first field of the recovery key) this
+/// build reads and writes. Independent of the file header version (`header::FILE_V1`, `FILE_V2`).
 pub const FORMAT_VERSION: u16 = 1;

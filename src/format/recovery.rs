@@ -1,6 +1,6 @@
-//! The recovery key: the master key plus the format parameters needed without the config.
+//! The recovery key: the master key plus the vault parameters needed without the config.
 //!
-//! Bytes: `format version u16 | long_name_limit u16 | flags u8 (bit 0 = reverse, bit 1 = block_sessions,
+//! Bytes: `config version u16 | long_name_limit u16 | flags u8 (bit 0 = reverse, bit 1 = block_sessions,
 //! bit 2 = xattr_packs) |
 //! name encoding u8 (0 = base64url, 1 = base32) | master key [32] | check [4]` (check = first 4 bytes of SHA-256 of the rest), written as
 //! lowercase hex in dash-separated groups of 8 characters.

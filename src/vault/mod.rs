@@ -20,6 +20,7 @@ mod xattr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crate::format::backing_name::BackingName;
 pub use backing::{DirFd, NoAtime, RawEntry, TimeSpec};
 pub use content::{plain_size_for, BlockCheck, CryptFile};
 pub use dir::{cipher_name_for, CipherName, Dir, Entry};
@@ -28,9 +29,17 @@ pub use merge::DirivMerge;
 pub use sessions::SESSION_MAX_AGE;
 pub use unlock::KdfCost;
 
+/// Classifies a backing name (bytes) of a vault whose names use `enc`: coffer's own files,
+/// short and long names, sidecars, temporaries, or anything else. Tools outside this layer
+/// ask here rather than parse backing names themselves.
+pub fn classify_backing(name: &[u8], enc: NameEncoding) -> BackingName<'_> {
+    crate::format::backing_name::classify(name, enc)
+}
+
 use crate::crypto::{KeySet, MasterKey};
 use crate::format::config::{VaultParams, FLAG_BLOCK_SESSIONS, FLAG_REVERSE};
 use crate::format::header::{FILE_V1, FILE_V2};
+use crate::format::names::NameEncoding;
 
 /// An unlocked vault.
 #[derive(Debug)]
