@@ -165,7 +165,7 @@ fn serve(args: &ReverseArgs, plaindir: &Path, mountpoint: &Path, on_ready: Box<d
         ..MountOptions::default()
     };
     log::info!("reverse-mounting {} at {}", plaindir.display(), mountpoint.display());
-    fs::reverse::mount(vault, mountpoint, &opts, on_ready).map_err(|e| match e {
+    fs::mount(vault, mountpoint, &opts, on_ready).map_err(|e| match e {
         MountError::Mountpoint { path, why } => CliError::new(code::TARGET, format!("{path}: {why}")),
         other => CliError::new(code::OTHER, other.to_string()),
     })?;

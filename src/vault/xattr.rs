@@ -17,7 +17,7 @@ impl Vault {
     /// xattr call on a file or directory gives for it otherwise.
     pub fn xattr_check_name(&self, name: &[u8]) -> Result<()> {
         check_xattr_name(name).map_err(|e| match e {
-            crate::format::FormatError::NameTooLong => VaultError::errno_at("xattr", libc::ERANGE),
+            crate::format::FormatError::NameTooLong => VaultError::xattr(None, libc::ERANGE),
             _ => VaultError::Unsupported("only user.* xattrs are supported"),
         })
     }
@@ -69,7 +69,7 @@ impl Vault {
     pub fn xattr_set(&self, fd: RawFd, owner: &[u8; 16], name: &[u8], value: &[u8], flags: i32) -> Result<()> {
         self.check_writable()?;
         if value.len() > crate::format::sealed::XATTR_PLAIN_VALUE_MAX {
-            return Err(VaultError::errno_at("xattr", libc::E2BIG));
+            return Err(VaultError::xattr(None, libc::E2BIG));
         }
         let (backing, cipher) = self.xattr_backing_name(name)?;
         let mut pack = self.read_pack(fd, owner)?;
@@ -79,10 +79,10 @@ impl Vault {
             .is_some();
         let exists = packed.is_some() || single;
         if flags & libc::XATTR_CREATE != 0 && exists {
-            return Err(VaultError::errno_at("xattr", libc::EEXIST));
+            return Err(VaultError::xattr(None, libc::EEXIST));
         }
         if flags & libc::XATTR_REPLACE != 0 && !exists {
-            return Err(VaultError::errno_at("xattr", libc::ENODATA));
+            return Err(VaultError::xattr(None, libc::ENODATA));
         }
         let to_pack = !single
             && xattr_pack::packable(name, value)
@@ -129,7 +129,7 @@ impl Vault {
         if single {
             Ok(())
         } else {
-            Err(VaultError::errno_at("xattr", libc::ENODATA))
+            Err(VaultError::xattr(None, libc::ENODATA))
         }
     }
 
