@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use coffer::format::config::FLAG_REVERSE;
-use coffer::fs::{self, MountError, MountOptions};
+use coffer::fs::{self, MountOptions};
 use coffer::vault::reverse::{self, default_config_path, read_reverse_config, Excludes, ReverseVault};
 use coffer::vault::unlock;
 
@@ -16,7 +16,7 @@ use super::daemon;
 use super::error::{code, CliError, CliResult};
 use super::init::{params_and_password, print_recovery_key};
 use super::logging::{self, Target};
-use super::mount::{absolute, check_mountpoint};
+use super::mount::{absolute, check_mountpoint, mount_error};
 use super::password::{read_secret, Ask};
 
 /// `coffer init --reverse PLAINDIR`: writes the reverse config (PLAINDIR is left as it is).
@@ -165,10 +165,7 @@ fn serve(args: &ReverseArgs, plaindir: &Path, mountpoint: &Path, on_ready: Box<d
         ..MountOptions::default()
     };
     log::info!("reverse-mounting {} at {}", plaindir.display(), mountpoint.display());
-    fs::mount(vault, mountpoint, &opts, on_ready).map_err(|e| match e {
-        MountError::Mountpoint { path, why } => CliError::new(code::TARGET, format!("{path}: {why}")),
-        other => CliError::new(code::OTHER, other.to_string()),
-    })?;
+    fs::mount(vault, mountpoint, &opts, on_ready).map_err(mount_error)?;
     log::info!("unmounted {}", mountpoint.display());
     let _ = std::io::stderr().flush();
     Ok(())
