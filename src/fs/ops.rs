@@ -203,3 +203,109 @@ pub trait Ops: Send + Sync + 'static {
         Err(VaultError::ReadOnly)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file system that serves only what `Ops` requires (every inode stale).
+    struct Bare;
+
+    fn stale() -> VaultError {
+        VaultError::inode(2, libc::ESTALE)
+    }
+
+    impl Ops for Bare {
+        const FEATURES: Features = Features {
+            writes: false,
+            readdirplus: false,
+        };
+        fn activity(&self) -> Arc<Activity> {
+            Arc::default()
+        }
+        fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+            Arc::default()
+        }
+        fn lookup(&self, _: u64, _: &[u8]) -> Result<EntryOut> {
+            Err(stale())
+        }
+        fn forget(&self, _: u64, _: u64) {}
+        fn getattr(&self, _: u64, _: Option<u64>) -> Result<FileAttr> {
+            Err(stale())
+        }
+        fn readlink(&self, _: u64) -> Result<Vec<u8>> {
+            Err(stale())
+        }
+        fn open(&self, _: u64, _: i32) -> Result<u64> {
+            Err(stale())
+        }
+        fn read(&self, _: u64, _: u64, _: u64, _: u32) -> Result<Vec<u8>> {
+            Err(stale())
+        }
+        fn release(&self, _: u64) {}
+        fn opendir(&self, _: u64) -> Result<u64> {
+            Err(stale())
+        }
+        fn readdir(&self, _: u64, _: u64, _: u64) -> Result<Arc<Vec<DirEntry>>> {
+            Err(stale())
+        }
+        fn releasedir(&self, _: u64) {}
+        fn statfs(&self) -> Result<StatFs> {
+            Err(stale())
+        }
+        fn access(&self, _: u64, _: i32, _: Caller) -> Result<()> {
+            Err(stale())
+        }
+    }
+
+    fn errno<T>(r: Result<T>) -> i32 {
+        r.err().map_or(0, |e| e.errno())
+    }
+
+    #[test]
+    fn write_operations_default_to_erofs() {
+        let (fs, who) = (Bare, Caller { uid: 0, gid: 0 });
+        let write = WriteMode {
+            append: false,
+            kill_privs: false,
+        };
+        let set = SetAttr {
+            mode: Some(0o600),
+            uid: None,
+            gid: None,
+            size: None,
+            atime: None,
+            mtime: None,
+            kill_privs: false,
+        };
+        let refused = [
+            errno(fs.setattr(2, None, set)),
+            errno(fs.mknod(1, b"n", libc::S_IFREG | 0o600, 0, who)),
+            errno(fs.mkdir(1, b"d", 0o700, who)),
+            errno(fs.unlink(1, b"f")),
+            errno(fs.rmdir(1, b"d")),
+            errno(fs.symlink(1, b"l", b"t", who)),
+            errno(fs.rename(1, b"a", 1, b"b", 0)),
+            errno(fs.link(2, 1, b"b")),
+            errno(fs.create(1, b"f", 0o600, libc::O_WRONLY, who)),
+            errno(fs.write(2, 3, 0, b"x", write)),
+            errno(fs.fallocate(2, 3, 0, 1, 0, who)),
+            errno(fs.setxattr(2, b"user.a", b"v", 0)),
+            errno(fs.removexattr(2, b"user.a")),
+        ];
+        assert_eq!(refused, [libc::EROFS; 13]);
+    }
+
+    #[test]
+    fn other_defaults() {
+        let fs = Bare;
+        // Not served: the kernel stops asking.
+        assert_eq!(errno(fs.fsyncdir(1)), libc::ENOSYS);
+        assert_eq!(errno(fs.lseek(2, 3, 0, libc::SEEK_DATA)), libc::ENOSYS);
+        assert_eq!(errno(fs.readdirplus(1, 3, 0, &mut |_, _, _, _| false)), libc::ENOSYS);
+        // Nothing buffered, nothing to sync; no xattrs.
+        assert!(fs.flush(2, 3).is_ok() && fs.fsync(2, 3, false).is_ok());
+        assert_eq!(errno(fs.getxattr(2, b"user.a")), libc::ENODATA);
+        assert_eq!(fs.listxattr(2).ok(), Some(Vec::new()));
+    }
+}

@@ -46,8 +46,8 @@ pub enum VaultError {
         /// The errno the request fails with.
         errno: i32,
     },
-    /// An xattr request refused with an errno (no such attribute, exists, too big), with the
-    /// attribute's name when the refusal is about it.
+    /// An xattr request that failed with an errno: refused (no such attribute, exists, too
+    /// big) or failed on the backing object; with the attribute's name when it is about it.
     #[error("xattr{}: {}", name.as_ref().map(|n| format!(" {}", String::from_utf8_lossy(n))).unwrap_or_default(), io::Error::from_raw_os_error(*errno))]
     Xattr {
         /// The attribute's name.
