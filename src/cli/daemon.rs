@@ -1,4 +1,4 @@
-//! Backgrounding without fork(): `coffer mount` re-executes itself as
+//! Backgrounding without fork(): `coffer mount` (and `coffer reverse`) re-executes itself as
 //! `coffer mount --fg --daemon-child ...`, hands over the secret on the child's stdin and reads
 //! one readiness line from the child's stdout:
 //!
@@ -10,54 +10,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::args::MountArgs;
 use super::error::{code, CliError, CliResult};
 use super::logging::{self, Target};
-use super::open::read_config;
-use super::password::{read_secret, Ask};
-
-/// Starts the background mount and waits for its readiness line.
-pub fn start(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, verbose: u8) -> CliResult {
-    // Same order as a foreground open: "not a vault" comes before any prompt.
-    let ask = if args.open.masterkey {
-        Ask::RecoveryKey
-    } else {
-        read_config(cipherdir, args.open.config.as_deref())?;
-        Ask::Password
-    };
-    let secret = read_secret(&args.open.secret, ask)?;
-    let exe = std::env::current_exe()
-        .map_err(|e| CliError::new(code::OTHER, format!("cannot find the coffer executable: {e}")))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("mount").arg("--fg").arg("--daemon-child");
-    for _ in 0..verbose {
-        cmd.arg("-v");
-    }
-    let flags = [
-        (args.ro, "--ro"),
-        (args.allow_other, "--allow-other"),
-        (args.nonempty, "--nonempty"),
-        (args.suid, "--suid"),
-        (args.dev, "--dev"),
-        (args.nodiratime, "--nodiratime"),
-        (args.open.masterkey, "--masterkey"),
-    ];
-    cmd.args(flags.iter().filter(|(on, _)| *on).map(|(_, f)| f));
-    if let Some(mode) = clap::ValueEnum::to_possible_value(&args.atime) {
-        cmd.arg("--atime").arg(mode.get_name());
-    }
-    if let Some(idle) = args.idle {
-        cmd.arg("--idle").arg(idle.as_secs().to_string());
-    }
-    if let Some(cfg) = &args.open.config {
-        cmd.arg("--config").arg(super::mount::absolute(cfg)?);
-    }
-    if let Some(log) = &args.log {
-        cmd.arg("--log").arg(super::mount::absolute(log)?);
-    }
-    cmd.arg("--").arg(cipherdir).arg(mountpoint);
-    launch(cmd, &secret)
-}
 
 /// Starts `cmd` (a `--fg --daemon-child` re-execution of coffer), hands it `secret` on stdin
 /// and waits for its readiness line (shared by `mount` and `reverse`).

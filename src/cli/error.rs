@@ -69,7 +69,10 @@ impl fmt::Display for CliError {
 
 /// `No such file or directory (os error 2)` → `No such file or directory`.
 pub fn strip_os_error(e: &std::io::Error) -> String {
-    let s = e.to_string();
+    strip_os_error_text(e.to_string())
+}
+
+fn strip_os_error_text(s: String) -> String {
     match s.find(" (os error ") {
         Some(i) => s[..i].to_string(),
         None => s,
@@ -100,6 +103,10 @@ impl From<VaultError> for CliError {
                 CliError::new(code::NOT_A_VAULT, format!("config refused: {e}"))
             }
             VaultError::Io { path, source } => CliError::io(&path, &source),
+            // Context and errno, read as an I/O error on a path is.
+            e @ (VaultError::Inode { .. } | VaultError::Xattr { .. }) => {
+                CliError::new(code::OTHER, strip_os_error_text(e.to_string()))
+            }
             e if e.is_corrupt() => CliError::new(code::DAMAGED, format!("damaged: {e}"))
                 .hint("run `coffer export` to rescue everything else"),
             e => CliError::new(code::OTHER, e.to_string()),
@@ -133,5 +140,10 @@ mod tests {
         );
         let io = VaultError::errno_at("p", libc::ENOENT);
         assert_eq!(CliError::from(io).message, "p: No such file or directory");
+        let stale = CliError::from(VaultError::inode(7, libc::ESTALE));
+        assert_eq!(
+            (stale.code, stale.message.as_str()),
+            (code::OTHER, "inode 7: Stale file handle")
+        );
     }
 }

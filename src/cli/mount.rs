@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use coffer::fs::{self, MountError, MountOptions};
 
@@ -10,7 +11,8 @@ use super::args::MountArgs;
 use super::daemon;
 use super::error::{code, CliError, CliResult};
 use super::logging::{self, Target};
-use super::open::open_vault;
+use super::open::{open_vault, read_config};
+use super::password::{read_secret, Ask};
 
 /// Runs `mount`.
 pub fn run(args: &MountArgs, verbose: u8) -> CliResult {
@@ -26,7 +28,50 @@ pub fn run(args: &MountArgs, verbose: u8) -> CliResult {
         logging::init(verbose, target)?;
         return serve(args, &cipherdir, &mountpoint, Box::new(|| log::info!("mount ready")));
     }
-    daemon::start(args, &cipherdir, &mountpoint, verbose)
+    start(args, &cipherdir, &mountpoint, verbose)
+}
+
+/// Starts the background process (`mount --fg --daemon-child ...`) and waits until ready.
+fn start(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, verbose: u8) -> CliResult {
+    // Same order as a foreground open: "not a vault" comes before any prompt.
+    let ask = if args.open.masterkey {
+        Ask::RecoveryKey
+    } else {
+        read_config(cipherdir, args.open.config.as_deref())?;
+        Ask::Password
+    };
+    let secret = read_secret(&args.open.secret, ask)?;
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::new(code::OTHER, format!("cannot find the coffer executable: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("mount").arg("--fg").arg("--daemon-child");
+    for _ in 0..verbose {
+        cmd.arg("-v");
+    }
+    let flags = [
+        (args.ro, "--ro"),
+        (args.allow_other, "--allow-other"),
+        (args.nonempty, "--nonempty"),
+        (args.suid, "--suid"),
+        (args.dev, "--dev"),
+        (args.nodiratime, "--nodiratime"),
+        (args.open.masterkey, "--masterkey"),
+    ];
+    cmd.args(flags.iter().filter(|(on, _)| *on).map(|(_, f)| f));
+    if let Some(mode) = clap::ValueEnum::to_possible_value(&args.atime) {
+        cmd.arg("--atime").arg(mode.get_name());
+    }
+    if let Some(idle) = args.idle {
+        cmd.arg("--idle").arg(idle.as_secs().to_string());
+    }
+    if let Some(cfg) = &args.open.config {
+        cmd.arg("--config").arg(absolute(cfg)?);
+    }
+    if let Some(log) = &args.log {
+        cmd.arg("--log").arg(absolute(log)?);
+    }
+    cmd.arg("--").arg(cipherdir).arg(mountpoint);
+    daemon::launch(cmd, &secret)
 }
 
 /// Unlocks and serves until unmounted.
@@ -45,16 +90,22 @@ fn serve(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, on_ready: Box<dy
         idle: args.idle,
     };
     log::info!("mounting {} at {}", cipherdir.display(), mountpoint.display());
-    fs::mount(vault, mountpoint, &opts, on_ready).map_err(|e| match e {
+    fs::mount(vault, mountpoint, &opts, on_ready).map_err(mount_error)?;
+    log::info!("unmounted {}", mountpoint.display());
+    let _ = std::io::stderr().flush();
+    Ok(())
+}
+
+/// The CLI error for a failed mount (forward or reverse): a refused mountpoint or a CIPHERDIR
+/// mounted already is the target's fault.
+pub fn mount_error(e: MountError) -> CliError {
+    match e {
         MountError::Mountpoint { path, why } => CliError::new(code::TARGET, format!("{path}: {why}")),
         e @ (MountError::AlreadyMounted { .. } | MountError::HolderNotExiting { .. }) => {
             CliError::new(code::TARGET, e.to_string())
         }
         other => CliError::new(code::OTHER, other.to_string()),
-    })?;
-    log::info!("unmounted {}", mountpoint.display());
-    let _ = std::io::stderr().flush();
-    Ok(())
+    }
 }
 
 /// An absolute form of a path (the daemon runs in `/`).

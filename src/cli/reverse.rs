@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use coffer::fs::{self, MountError, MountOptions};
+use coffer::fs::{self, MountOptions};
 use coffer::vault::reverse::{default_config_path, read_reverse_config, Excludes, ReverseVault};
 use coffer::vault::unlock;
 
@@ -15,7 +15,7 @@ use super::args::ReverseArgs;
 use super::daemon;
 use super::error::{code, CliError, CliResult};
 use super::logging::{self, Target};
-use super::mount::{absolute, check_mountpoint};
+use super::mount::{absolute, check_mountpoint, mount_error};
 use super::password::{read_secret, Ask};
 
 /// Runs `reverse`.
@@ -124,10 +124,7 @@ fn serve(args: &ReverseArgs, plaindir: &Path, mountpoint: &Path, on_ready: Box<d
         ..MountOptions::default()
     };
     log::info!("reverse-mounting {} at {}", plaindir.display(), mountpoint.display());
-    fs::reverse::mount(vault, mountpoint, &opts, on_ready).map_err(|e| match e {
-        MountError::Mountpoint { path, why } => CliError::new(code::TARGET, format!("{path}: {why}")),
-        other => CliError::new(code::OTHER, other.to_string()),
-    })?;
+    fs::mount(vault, mountpoint, &opts, on_ready).map_err(mount_error)?;
     log::info!("unmounted {}", mountpoint.display());
     let _ = std::io::stderr().flush();
     Ok(())

@@ -7,9 +7,9 @@ use fuser::{FileAttr, FileType, TimeOrNow};
 
 use super::attr::{self, from_fuser_time};
 use super::core::CofferFs;
-use super::dirops::Caller;
 use super::fileops::{has_no_name, without_set_id};
 use super::inodes::ROOT;
+use super::ops::Caller;
 use crate::format::offsets::{CIPHER_BLOCK, PLAIN_BLOCK};
 use crate::vault::{IoContext, Result, TimeSpec, VaultError};
 
@@ -194,7 +194,7 @@ impl CofferFs {
         if may_access(u32::from(attr.perm), dir, attr.uid, in_group, who.uid, mask) {
             Ok(())
         } else {
-            Err(VaultError::errno_at(format!("inode {ino}"), libc::EACCES))
+            Err(VaultError::inode(ino, libc::EACCES))
         }
     }
 }

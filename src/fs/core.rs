@@ -212,7 +212,7 @@ pub(super) fn inval_attr(notifier: &OnceLock<Notifier>, ino: u64) {
 
 /// ESTALE for an inode that no longer resolves.
 pub fn stale(ino: u64) -> VaultError {
-    VaultError::errno_at(format!("inode {ino}"), libc::ESTALE)
+    VaultError::inode(ino, libc::ESTALE)
 }
 
 impl CofferFs {
@@ -370,7 +370,7 @@ impl CofferFs {
         }
         let info = self.node(ino)?;
         if info.fmt != libc::S_IFDIR {
-            return Err(VaultError::errno_at(format!("inode {ino}"), libc::ENOTDIR));
+            return Err(VaultError::inode(ino, libc::ENOTDIR));
         }
         let loc = self.locate_with(ino, &info)?;
         let dir = Arc::new(self.with_fds(|| loc.dir.open_child(&self.vault, &loc.entry))?);

@@ -3,25 +3,12 @@
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
-use fuser::{FileAttr, Generation};
-
 use super::attr::{backing_id, kind_of, kind_of_dtype};
 use super::core::{stale, CofferFs};
 use super::handles::{DirEntry, DirHandle, DirState};
 use super::inodes::ROOT;
+use super::ops::{Caller, EntryOut};
 use crate::vault::{backing, Dir, IoContext, Result, VaultError};
-
-/// An entry reply: attributes and generation.
-pub type EntryOut = (FileAttr, Generation);
-
-/// Who is asking (for ownership of new objects).
-#[derive(Debug, Clone, Copy)]
-pub struct Caller {
-    /// Calling uid.
-    pub uid: u32,
-    /// Calling gid.
-    pub gid: u32,
-}
 
 impl CofferFs {
     pub(super) fn do_lookup(&self, parent: u64, name: &[u8]) -> Result<EntryOut> {
@@ -188,7 +175,7 @@ impl CofferFs {
     pub(super) fn do_opendir(&self, ino: u64) -> Result<u64> {
         let info = self.node(ino)?;
         if info.fmt != libc::S_IFDIR {
-            return Err(VaultError::errno_at(format!("inode {ino}"), libc::ENOTDIR));
+            return Err(VaultError::inode(ino, libc::ENOTDIR));
         }
         // The listing waits for the first read: names made between opendir and readdir show,
         // as on a local file system. Opening the directory now reports what would fail.

@@ -7,9 +7,9 @@ use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
 
 use super::attr::backing_id;
 use super::core::{stale, CofferFs};
-use super::dirops::{Caller, EntryOut};
 use super::handles::FileHandle;
 use super::inodes::NodeInfo;
+use super::ops::{Caller, EntryOut};
 use crate::vault::{backing, CryptFile, IoContext, Result, VaultError};
 
 /// Shared hold of an inode lock (poisoning is ignored: the data lives in the backing file).
@@ -59,15 +59,15 @@ impl CofferFs {
         self.files
             .get(fh)
             .filter(|h| h.ino == ino)
-            .ok_or_else(|| VaultError::errno_at(format!("inode {ino} handle {fh}"), libc::EBADF))
+            .ok_or_else(|| VaultError::handle(ino, fh, libc::EBADF))
     }
 
     /// Opens the backing file of `ino` (read-write when `write`), checked to be the same object.
     pub(super) fn open_backing(&self, ino: u64, info: &NodeInfo, write: bool) -> Result<CryptFile> {
         match info.fmt {
             libc::S_IFREG => {}
-            libc::S_IFDIR => return Err(VaultError::errno_at(format!("inode {ino}"), libc::EISDIR)),
-            _ => return Err(VaultError::errno_at(format!("inode {ino}"), libc::EINVAL)),
+            libc::S_IFDIR => return Err(VaultError::inode(ino, libc::EISDIR)),
+            _ => return Err(VaultError::inode(ino, libc::EINVAL)),
         }
         if write && self.vault.read_only() {
             return Err(VaultError::ReadOnly);

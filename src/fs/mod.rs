@@ -7,32 +7,36 @@
 //! before the write call returns. Readahead is raised to a few MiB when running as root
 //! (`readahead`).
 //!
-//! Files: [`inodes`] (inode numbers, lookup counts), [`handles`], [`attr`] (stat conversion),
-//! `core` (shared state, finding inodes in CIPHERDIR), `dirops`, `fileops`, `attrops`,
-//! `xattrops`, `filesystem` (the fuser trait), [`session`] (mount, unmount, signals), `lock`,
-//! `readahead`.
+//! Files: `ops` (the `Result`-returning operations a file system serves, write operations
+//! EROFS by default), `adapter` (the one fuser `Filesystem`, over any `Ops`; capability
+//! requests), `forward` (the forward file system's `Ops`), [`reverse`] (reverse mode's),
+//! [`inodes`] (inode numbers, lookup counts), [`handles`], [`attr`] (stat conversion), `core`
+//! (shared state, finding inodes in CIPHERDIR), `dirops`, `fileops`, `attrops`, `xattrops`,
+//! [`session`] (mount, unmount, signals), `lock`, `readahead`.
 
+mod adapter;
 mod atime;
 pub mod attr;
 mod attrops;
 mod core;
 mod dirops;
 mod fileops;
-mod filesystem;
+mod forward;
 pub mod handles;
 pub mod inodes;
 mod lock;
 mod memory;
 pub mod mounts;
+mod ops;
 mod readahead;
 pub mod reverse;
 pub mod session;
 mod xattrops;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::vault::{Vault, VaultError};
+use crate::vault::VaultError;
 
 pub use self::core::CofferFs;
 
@@ -43,7 +47,7 @@ pub use self::core::CofferFs;
 /// later give ESTALE. NFS export of a mount is not supported: export the backing directory.
 pub(crate) const NO_FILE_HANDLES: fuser::InitFlags = fuser::InitFlags::FUSE_NO_EXPORT_SUPPORT;
 pub use lock::{acquire as lock_vault, MountLock, EXIT_WAIT as LOCK_EXIT_WAIT};
-pub use session::{abort_connection, connection_of, unmount, MountHandle};
+pub use session::{abort_connection, connection_of, mount, spawn, unmount, MountHandle, Served};
 
 /// How to mount.
 #[derive(Debug, Clone, Default)]
@@ -124,23 +128,4 @@ pub enum MountError {
     /// The kernel refused the mount, or the session failed.
     #[error("mount failed: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Mounts `vault` at `mountpoint` and serves it until unmounted (`coffer unmount`, `fusermount3
-/// -u`, SIGINT/SIGTERM/SIGHUP, or `opts.idle`). `on_ready` runs once the kernel has the mount.
-/// A non-empty mountpoint is refused unless `opts.nonempty`; a second mount of the same
-/// CIPHERDIR on this machine is refused.
-pub fn mount(
-    vault: Vault,
-    mountpoint: &Path,
-    opts: &MountOptions,
-    on_ready: Box<dyn FnOnce() + Send>,
-) -> Result<(), MountError> {
-    session::mount(vault, mountpoint, opts, on_ready)
-}
-
-/// Mounts `vault` at `mountpoint` and serves it from background threads (for tests and
-/// embedding). Dropping the handle unmounts.
-pub fn spawn(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<MountHandle, MountError> {
-    session::spawn(vault, mountpoint, opts)
 }

@@ -1,19 +1,24 @@
-//! Mount setup and teardown: checks, the per-CIPHERDIR lock, fuser configuration, serving in
-//! the foreground (with SIGINT/SIGTERM and idle unmount) or in background threads.
+//! Mount setup and teardown, for forward and reverse mode alike: checks, the per-CIPHERDIR
+//! lock, fuser configuration, serving in the foreground (with SIGINT/SIGTERM and idle unmount)
+//! or in background threads.
 
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use fuser::{BackgroundSession, Config, Filesystem, MountOption, Notifier, Session, SessionACL};
+use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
 
-use super::core::{Activity, CofferFs};
+use super::adapter::Adapter;
+use super::core::CofferFs;
 use super::lock::{self, MountLock};
+use super::ops::Ops;
+use super::reverse::ReverseFs;
 use super::{atime, Atime, MountError, MountOptions};
+use crate::vault::reverse::ReverseVault;
 use crate::vault::Vault;
 
 /// Event-loop threads when the options leave it open. 8 rather than 4: untar of /usr/include
@@ -42,24 +47,47 @@ fn install_signal_handlers() {
     }
 }
 
+/// What a mount serves: a vault (forward mode) or the encrypted view of a plain directory
+/// (reverse mode).
+#[derive(Debug)]
+pub enum Served {
+    /// A vault, served decrypted.
+    Vault(Vault),
+    /// A plain directory, served encrypted and read-only.
+    Reverse(ReverseVault),
+}
+
+impl From<Vault> for Served {
+    fn from(v: Vault) -> Self {
+        Served::Vault(v)
+    }
+}
+
+impl From<ReverseVault> for Served {
+    fn from(v: ReverseVault) -> Self {
+        Served::Reverse(v)
+    }
+}
+
 /// Everything a mount needs, checked before the kernel is asked.
-struct Prepared {
-    fs: CofferFs,
+struct Prepared<T> {
+    fs: T,
     mountpoint: PathBuf,
-    config: FuseSetup,
-    lock: MountLock,
+    setup: FuseSetup,
+    /// The per-CIPHERDIR lock (forward mode), held until the mount ends.
+    lock: Option<MountLock>,
 }
 
 /// How to ask the kernel for a mount: fuser's configuration, and what is set on the mount
 /// after it is made (see `atime`).
 #[derive(Debug, Clone)]
-pub(crate) struct FuseSetup {
+struct FuseSetup {
     config: Config,
     atime: Atime,
     nodiratime: bool,
 }
 
-pub(crate) fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, MountError> {
+fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, MountError> {
     let refuse = |why: String| MountError::Mountpoint {
         path: mountpoint.display().to_string(),
         why,
@@ -74,10 +102,16 @@ pub(crate) fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<Path
     Ok(canonical)
 }
 
-fn prepare(mut vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepared, MountError> {
-    if !Path::new("/dev/fuse").exists() {
-        return Err(MountError::NoFuse);
+fn no_fuse() -> Result<(), MountError> {
+    if Path::new("/dev/fuse").exists() {
+        Ok(())
+    } else {
+        Err(MountError::NoFuse)
     }
+}
+
+fn prepare_vault(mut vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<Prepared<CofferFs>, MountError> {
+    no_fuse()?;
     let mountpoint = check_mountpoint(mountpoint, opts.nonempty)?;
     let lock = lock::acquire_for_mount(vault.cipherdir(), &mountpoint)?;
     let fsname = if opts.fsname.is_empty() {
@@ -91,23 +125,42 @@ fn prepare(mut vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<P
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let fs = CofferFs::new(vault, root && opts.allow_other).map_err(MountError::Vault)?;
-    let config = fuse_config(fsname, read_only, opts);
+    let setup = fuse_config(fsname, read_only, opts);
     Ok(Prepared {
         fs,
         mountpoint,
-        config,
-        lock,
+        setup,
+        lock: Some(lock),
+    })
+}
+
+/// Reverse mode: always read-only, no lock (the plain directory stays usable as it is).
+fn prepare_reverse(
+    vault: ReverseVault,
+    mountpoint: &Path,
+    opts: &MountOptions,
+) -> Result<Prepared<ReverseFs>, MountError> {
+    no_fuse()?;
+    let mountpoint = check_mountpoint(mountpoint, opts.nonempty)?;
+    let fsname = if opts.fsname.is_empty() {
+        vault.plaindir().display().to_string()
+    } else {
+        opts.fsname.clone()
+    };
+    let setup = fuse_config(fsname, true, opts);
+    let fs = ReverseFs::new(vault)?;
+    Ok(Prepared {
+        fs,
+        mountpoint,
+        setup,
+        lock: None,
     })
 }
 
 /// Mounts `fs`: hands the session's notifier to `slot` and raises the mount's readahead.
-fn new_session<FS: Filesystem>(
-    fs: FS,
-    mountpoint: &Path,
-    setup: &FuseSetup,
-    slot: Option<Arc<OnceLock<Notifier>>>,
-) -> io::Result<Session<FS>> {
-    let session = Session::new(fs, mountpoint, &setup.config)?;
+fn new_session<T: Ops>(fs: T, mountpoint: &Path, setup: &FuseSetup) -> io::Result<Session<Adapter<T>>> {
+    let slot = fs.notifier_slot();
+    let session = Session::new(Adapter::new(fs), mountpoint, &setup.config)?;
     // On failure the session is dropped, which unmounts.
     atime::apply(mountpoint, setup.atime, setup.nodiratime).map_err(|e| {
         io::Error::new(
@@ -115,15 +168,13 @@ fn new_session<FS: Filesystem>(
             format!("cannot set the access-time options on the mount: {e}"),
         )
     })?;
-    if let Some(slot) = slot {
-        let _ = slot.set(session.notifier());
-    }
+    let _ = slot.set(session.notifier());
     super::readahead::raise(mountpoint);
     Ok(session)
 }
 
-/// The fuser configuration of a mount (shared with reverse mode).
-pub(crate) fn fuse_config(fsname: String, read_only: bool, opts: &MountOptions) -> FuseSetup {
+/// The fuser configuration of a mount.
+fn fuse_config(fsname: String, read_only: bool, opts: &MountOptions) -> FuseSetup {
     let mut mount_options = vec![
         MountOption::FSName(fsname),
         MountOption::Subtype("coffer".into()),
@@ -224,45 +275,31 @@ pub fn abort_connection(conn: u32) -> io::Result<()> {
     std::fs::write(dir.join(conn.to_string()).join("abort"), b"1")
 }
 
-/// Serves in the foreground until unmounted, SIGINT/SIGTERM/SIGHUP, or `opts.idle` without
-/// requests and open files. See [`super::mount`].
+/// Mounts `served` at `mountpoint` and serves it in the foreground until unmounted (`coffer
+/// unmount`, `fusermount3 -u`, SIGINT/SIGTERM/SIGHUP, or `opts.idle` without requests and
+/// open files). `on_ready` runs once the kernel has the mount. A non-empty mountpoint is
+/// refused unless `opts.nonempty`; a second mount of the same CIPHERDIR on this machine is
+/// refused. A reverse view is always read-only.
 pub fn mount(
-    vault: Vault,
+    served: impl Into<Served>,
     mountpoint: &Path,
     opts: &MountOptions,
     on_ready: Box<dyn FnOnce() + Send>,
 ) -> Result<(), MountError> {
-    let p = prepare(vault, mountpoint, opts)?;
-    let activity = p.fs.activity.clone();
-    let slot = p.fs.notifier_slot();
-    serve(
-        p.fs,
-        activity,
-        &p.mountpoint,
-        &p.config,
-        opts.idle,
-        Some(p.lock),
-        Some(slot),
-        on_ready,
-    )
+    match served.into() {
+        Served::Vault(v) => serve(prepare_vault(v, mountpoint, opts)?, opts.idle, on_ready),
+        Served::Reverse(v) => serve(prepare_reverse(v, mountpoint, opts)?, opts.idle, on_ready),
+    }
 }
 
-/// Serves any filesystem in the foreground until unmounted, a signal, or `idle` without
-/// requests and open files (shared with reverse mode). `lock` is held until the end; `slot`
-/// receives the session's notifier.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn serve<FS: Filesystem>(
-    fs: FS,
-    activity: Arc<Activity>,
-    mountpoint: &Path,
-    config: &FuseSetup,
-    idle: Option<Duration>,
-    lock: Option<MountLock>,
-    slot: Option<Arc<OnceLock<Notifier>>>,
-    on_ready: Box<dyn FnOnce() + Send>,
-) -> Result<(), MountError> {
+/// Serves a prepared mount in the foreground until unmounted, a signal, or `idle` without
+/// requests and open files. Its lock is held until the end.
+fn serve<T: Ops>(p: Prepared<T>, idle: Option<Duration>, on_ready: Box<dyn FnOnce() + Send>) -> Result<(), MountError> {
     install_signal_handlers();
-    let session = new_session(fs, mountpoint, config, slot)?;
+    let activity = p.fs.activity();
+    let mountpoint = p.mountpoint.as_path();
+    let session = new_session(p.fs, mountpoint, &p.setup)?;
+    let lock = p.lock;
     match &lock {
         Some(l) => log::info!("mounted {} (lock {})", mountpoint.display(), l.path().display()),
         None => log::info!("mounted {}", mountpoint.display()),
@@ -348,30 +385,24 @@ impl Drop for MountHandle {
     }
 }
 
-/// Mounts and serves in background threads. See [`super::spawn`].
-pub fn spawn(vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Result<MountHandle, MountError> {
-    let p = prepare(vault, mountpoint, opts)?;
-    let slot = p.fs.notifier_slot();
-    spawn_fs(p.fs, &p.mountpoint, &p.config, Some(p.lock), Some(slot))
+/// Mounts `served` at `mountpoint` (as [`mount`] does) and serves it from background threads
+/// (for tests and embedding). Dropping the handle unmounts.
+pub fn spawn(served: impl Into<Served>, mountpoint: &Path, opts: &MountOptions) -> Result<MountHandle, MountError> {
+    match served.into() {
+        Served::Vault(v) => spawn_prepared(prepare_vault(v, mountpoint, opts)?),
+        Served::Reverse(v) => spawn_prepared(prepare_reverse(v, mountpoint, opts)?),
+    }
 }
 
-/// Serves any filesystem from background threads (shared with reverse mode); dropping the
-/// handle unmounts. `mountpoint` must be canonical (see [`check_mountpoint`]).
-pub(crate) fn spawn_fs<FS: Filesystem>(
-    fs: FS,
-    mountpoint: &Path,
-    config: &FuseSetup,
-    lock: Option<MountLock>,
-    slot: Option<Arc<OnceLock<Notifier>>>,
-) -> Result<MountHandle, MountError> {
-    let session = new_session(fs, mountpoint, config, slot)?;
+fn spawn_prepared<T: Ops>(p: Prepared<T>) -> Result<MountHandle, MountError> {
+    let session = new_session(p.fs, &p.mountpoint, &p.setup)?;
     let bg = session.spawn()?;
     // Only now: a stat of the mountpoint needs the session serving.
-    let conn = connection_of(mountpoint).ok();
+    let conn = connection_of(&p.mountpoint).ok();
     Ok(MountHandle {
         session: Some(bg),
-        mountpoint: mountpoint.to_path_buf(),
+        mountpoint: p.mountpoint,
         conn,
-        _lock: lock,
+        _lock: p.lock,
     })
 }

@@ -20,7 +20,7 @@ enum Target {
 }
 
 fn no_data(what: &[u8]) -> VaultError {
-    VaultError::errno_at(format!("xattr {}", String::from_utf8_lossy(what)), libc::ENODATA)
+    VaultError::xattr(Some(what), libc::ENODATA)
 }
 
 impl Target {
@@ -100,7 +100,7 @@ impl CofferFs {
     pub(super) fn do_setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
         let t = self.xattr_target(ino, true)?;
         let Some(fd) = t.fd() else {
-            return Err(VaultError::errno_at(format!("inode {ino}"), libc::EPERM));
+            return Err(VaultError::inode(ino, libc::EPERM));
         };
         match (&t, t.file()) {
             (Target::Dir(d), _) => {
@@ -114,7 +114,7 @@ impl CofferFs {
                 let owner = f.ensure_header()?.file_id;
                 t.locate(self.vault.xattr_set(fd, &owner, name, value, flags))
             }
-            _ => Err(VaultError::errno_at(format!("inode {ino}"), libc::EPERM)),
+            _ => Err(VaultError::inode(ino, libc::EPERM)),
         }
     }
 

@@ -35,6 +35,32 @@ pub enum VaultError {
         /// Plain path relative to PLAINDIR.
         path: PathBuf,
     },
+    /// A request on an inode the kernel named (and the open handle it named, if any) refused
+    /// with an errno: stale, not open, not a directory, not permitted.
+    #[error("inode {ino}{}: {}", handle.map(|h| format!(" handle {h}")).unwrap_or_default(), io::Error::from_raw_os_error(*errno))]
+    Inode {
+        /// The inode number.
+        ino: u64,
+        /// The file or directory handle.
+        handle: Option<u64>,
+        /// The errno the request fails with.
+        errno: i32,
+    },
+    /// An xattr request that failed with an errno: refused (no such attribute, exists, too
+    /// big) or failed on the backing object; with the attribute's name when it is about it.
+    #[error("xattr{}: {}", name.as_ref().map(|n| format!(" {}", String::from_utf8_lossy(n))).unwrap_or_default(), io::Error::from_raw_os_error(*errno))]
+    Xattr {
+        /// The attribute's name.
+        name: Option<Vec<u8>>,
+        /// The errno the request fails with.
+        errno: i32,
+    },
+    /// A request the file system does not serve (the kernel then stops sending it).
+    #[error("{op}: not served by this file system")]
+    NotServed {
+        /// The request.
+        op: &'static str,
+    },
     /// A directory has no `coffer.diriv`; coffer never writes one into an existing directory.
     #[error("{}: directory has no coffer.diriv (not made by coffer, or damaged)", path.display())]
     MissingDiriv {
@@ -82,6 +108,8 @@ impl VaultError {
             VaultError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             VaultError::Corrupt { .. } | VaultError::MissingDiriv { .. } => libc::EIO,
             VaultError::Changed { .. } => libc::EIO,
+            VaultError::Inode { errno, .. } | VaultError::Xattr { errno, .. } => *errno,
+            VaultError::NotServed { .. } => libc::ENOSYS,
             VaultError::Name(FormatError::NameTooLong) => libc::ENAMETOOLONG,
             VaultError::Name(FormatError::InvalidName) => libc::EINVAL,
             VaultError::Name(_) => libc::EIO,
@@ -146,6 +174,32 @@ impl VaultError {
         }
     }
 
+    /// A request on inode `ino` refused with `errno`.
+    pub fn inode(ino: u64, errno: i32) -> Self {
+        VaultError::Inode {
+            ino,
+            handle: None,
+            errno,
+        }
+    }
+
+    /// A request on handle `fh` of inode `ino` refused with `errno`.
+    pub fn handle(ino: u64, fh: u64, errno: i32) -> Self {
+        VaultError::Inode {
+            ino,
+            handle: Some(fh),
+            errno,
+        }
+    }
+
+    /// An xattr request refused with `errno` (about attribute `name`, when given).
+    pub fn xattr(name: Option<&[u8]>, errno: i32) -> Self {
+        VaultError::Xattr {
+            name: name.map(<[u8]>::to_vec),
+            errno,
+        }
+    }
+
     /// Whether this is an authentication/corruption failure (EIO with a log line).
     pub fn is_corrupt(&self) -> bool {
         matches!(self, VaultError::Corrupt { .. } | VaultError::MissingDiriv { .. })
@@ -185,6 +239,25 @@ mod tests {
         let changed = VaultError::Changed { path: "a/f".into() };
         assert_eq!(changed.errno(), libc::EIO);
         assert!(changed.is_changed() && !changed.is_corrupt());
+        // Typed context reads as the paths it replaced did.
+        let errno_at = |path: &str, errno| VaultError::errno_at(path, errno).to_string();
+        assert_eq!(
+            VaultError::inode(5, libc::ESTALE).to_string(),
+            errno_at("inode 5", libc::ESTALE)
+        );
+        assert_eq!(
+            VaultError::handle(5, 9, libc::EBADF).to_string(),
+            errno_at("inode 5 handle 9", libc::EBADF)
+        );
+        assert_eq!(VaultError::handle(5, 9, libc::EBADF).errno(), libc::EBADF);
+        assert_eq!(
+            VaultError::xattr(Some(b"user.x"), libc::ENODATA).to_string(),
+            errno_at("xattr user.x", libc::ENODATA)
+        );
+        assert_eq!(
+            VaultError::xattr(None, libc::E2BIG).to_string(),
+            errno_at("xattr", libc::E2BIG)
+        );
         let msg = VaultError::corrupt("a/b", Some(7), "authentication failed").to_string();
         assert_eq!(msg, "a/b: authentication failed (block 7)");
     }

@@ -12,12 +12,21 @@ use super::backing::{fgetxattr, flistxattr, fremovexattr, fsetxattr};
 use super::error::{Result, VaultError};
 use super::{CryptFile, Vault};
 
+/// A backing xattr call that failed: its errno, in the context of xattrs (an error without an
+/// errno keeps its own text).
+fn backing_err(e: std::io::Error) -> VaultError {
+    match e.raw_os_error() {
+        Some(errno) => VaultError::xattr(None, errno),
+        None => VaultError::io("xattr", e),
+    }
+}
+
 impl Vault {
     /// Whether `name` is an xattr name the vault stores (user.*, not too long): the error every
     /// xattr call on a file or directory gives for it otherwise.
     pub fn xattr_check_name(&self, name: &[u8]) -> Result<()> {
         check_xattr_name(name).map_err(|e| match e {
-            crate::format::FormatError::NameTooLong => VaultError::errno_at("xattr", libc::ERANGE),
+            crate::format::FormatError::NameTooLong => VaultError::xattr(None, libc::ERANGE),
             _ => VaultError::Unsupported("only user.* xattrs are supported"),
         })
     }
@@ -32,7 +41,7 @@ impl Vault {
     /// The value sealed on its own under `name`'s backing name (None: there is none).
     fn single_get(&self, fd: RawFd, owner: &[u8; 16], name: &[u8]) -> Result<Option<Vec<u8>>> {
         let (backing, cipher) = self.xattr_backing_name(name)?;
-        let Some(sealed) = fgetxattr(fd, &backing).map_err(|e| VaultError::io("xattr", e))? else {
+        let Some(sealed) = fgetxattr(fd, &backing).map_err(backing_err)? else {
             return Ok(None);
         };
         self.keys()
@@ -70,20 +79,18 @@ impl Vault {
     pub fn xattr_set(&self, fd: RawFd, owner: &[u8; 16], name: &[u8], value: &[u8], flags: i32) -> Result<()> {
         self.check_writable()?;
         if value.len() > crate::format::sealed::XATTR_PLAIN_VALUE_MAX {
-            return Err(VaultError::errno_at("xattr", libc::E2BIG));
+            return Err(VaultError::xattr(None, libc::E2BIG));
         }
         let (backing, cipher) = self.xattr_backing_name(name)?;
         let mut pack = self.read_pack(fd, owner)?;
         let packed = pack.iter().position(|(n, _)| n == name);
-        let single = fgetxattr(fd, &backing)
-            .map_err(|e| VaultError::io("xattr", e))?
-            .is_some();
+        let single = fgetxattr(fd, &backing).map_err(backing_err)?.is_some();
         let exists = packed.is_some() || single;
         if flags & libc::XATTR_CREATE != 0 && exists {
-            return Err(VaultError::errno_at("xattr", libc::EEXIST));
+            return Err(VaultError::xattr(None, libc::EEXIST));
         }
         if flags & libc::XATTR_REPLACE != 0 && !exists {
-            return Err(VaultError::errno_at("xattr", libc::ENODATA));
+            return Err(VaultError::xattr(None, libc::ENODATA));
         }
         // The flag is checked last: a vault without it gains it only when a pack is written.
         let to_pack = !single
@@ -106,7 +113,7 @@ impl Vault {
             .keys()
             .xattr_values
             .seal_to_vec(&xattr_value_aad(owner, &cipher), value)?;
-        fsetxattr(fd, &backing, &sealed, 0).map_err(|e| VaultError::io("xattr", e))?;
+        fsetxattr(fd, &backing, &sealed, 0).map_err(backing_err)?;
         if packed.is_some() {
             pack.retain(|(n, _)| n != name);
             self.write_pack(fd, owner, &pack)?;
@@ -121,7 +128,7 @@ impl Vault {
         let single = match fremovexattr(fd, &backing) {
             Ok(()) => true,
             Err(e) if e.raw_os_error() == Some(libc::ENODATA) => false,
-            Err(e) => return Err(VaultError::io("xattr", e)),
+            Err(e) => return Err(backing_err(e)),
         };
         let mut pack = self.read_pack(fd, owner)?;
         let before = pack.len();
@@ -132,7 +139,7 @@ impl Vault {
         if single {
             Ok(())
         } else {
-            Err(VaultError::errno_at("xattr", libc::ENODATA))
+            Err(VaultError::xattr(None, libc::ENODATA))
         }
     }
 
@@ -150,7 +157,7 @@ impl Vault {
 
     /// Decrypted names of the xattrs sealed on their own.
     fn single_names(&self, fd: RawFd) -> Result<Vec<Vec<u8>>> {
-        let all = flistxattr(fd).map_err(|e| VaultError::io("xattr", e))?;
+        let all = flistxattr(fd).map_err(backing_err)?;
         let mut out = Vec::new();
         for n in all {
             let Some(enc) = n.strip_prefix(XATTR_BACKING_PREFIX.as_bytes()) else {
@@ -176,7 +183,7 @@ impl Vault {
             Ok(Some(s)) => s,
             Ok(None) => return Ok(Vec::new()),
             Err(e) if no_xattr_support(e.raw_os_error().unwrap_or(0)) => return Ok(Vec::new()),
-            Err(e) => return Err(VaultError::io("xattr", e)),
+            Err(e) => return Err(backing_err(e)),
         };
         let corrupt = |what: &str| VaultError::corrupt("xattr pack", None, what);
         let plain = self
@@ -196,7 +203,7 @@ impl Vault {
             .keys()
             .xattr_values
             .seal_to_vec(&xattr_pack::pack_aad(owner), &xattr_pack::encode(entries))?;
-        fsetxattr(fd, PACK_BACKING_NAME.as_bytes(), &sealed, 0).map_err(|e| VaultError::io("xattr", e))
+        fsetxattr(fd, PACK_BACKING_NAME.as_bytes(), &sealed, 0).map_err(backing_err)
     }
 
     /// Removes the object's pack, if any.
@@ -206,7 +213,7 @@ impl Vault {
                 if !matches!(e.raw_os_error(), Some(libc::ENODATA))
                     && !no_xattr_support(e.raw_os_error().unwrap_or(0)) =>
             {
-                Err(VaultError::io("xattr", e))
+                Err(backing_err(e))
             }
             _ => Ok(()),
         }
@@ -230,7 +237,7 @@ impl Vault {
         for n in dropped {
             let (backing, _) = self.xattr_backing_name(&n)?;
             match fremovexattr(fd, &backing) {
-                Err(e) if e.raw_os_error() != Some(libc::ENODATA) => return Err(VaultError::io("xattr", e)),
+                Err(e) if e.raw_os_error() != Some(libc::ENODATA) => return Err(backing_err(e)),
                 _ => {}
             }
         }

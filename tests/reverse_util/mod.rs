@@ -143,7 +143,7 @@ impl Drop for Mounted {
 pub fn mount_reverse(plain: &Path, mnt: &Path, excludes: &[&str]) -> Mounted {
     std::fs::create_dir_all(mnt).unwrap();
     let v = ReverseVault::unlock(plain, None, PASSWORD, Excludes::new(excludes).unwrap()).expect("unlock reverse");
-    Mounted::new(coffer::fs::reverse::spawn(v, mnt, &MountOptions::default()).expect("reverse mount"))
+    Mounted::new(coffer::fs::spawn(v, mnt, &MountOptions::default()).expect("reverse mount"))
 }
 
 /// Mounts a copy of the view forward, read-only.

@@ -190,11 +190,6 @@ impl ReverseFs {
         }
     }
 
-    /// The activity tracker (for `--idle`).
-    pub fn activity(&self) -> Arc<Activity> {
-        self.activity.clone()
-    }
-
     pub(super) fn table(&self) -> MutexGuard<'_, Inodes> {
         lock(&self.inodes)
     }
@@ -205,7 +200,7 @@ impl ReverseFs {
         lock(&self.nodes)
             .get(&ino)
             .cloned()
-            .ok_or_else(|| VaultError::errno_at(format!("inode {ino}"), libc::ESTALE))
+            .ok_or_else(|| VaultError::inode(ino, libc::ESTALE))
     }
 
     /// Records a lookup of `name` in `parent`; returns (inode, generation).
@@ -231,7 +226,7 @@ impl ReverseFs {
     }
 
     /// Drops `n` lookups of `ino`.
-    pub(super) fn forget(&self, ino: u64, n: u64) {
+    pub(super) fn drop_lookups(&self, ino: u64, n: u64) {
         if self.table().forget(ino, n) {
             lock(&self.nodes).remove(&ino);
         }

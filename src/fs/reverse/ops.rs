@@ -1,14 +1,17 @@
-//! The reverse mount's operations as `do_*` helpers returning `Result`: lookup, attributes,
-//! readlink, open/read/release, directory listings, statfs, access.
+//! The reverse mount's operations ([`Ops`]): lookup, attributes, readlink, open/read/release,
+//! directory listings, statfs, access. Every write operation keeps the trait's EROFS; xattrs
+//! keep its "none" (ENODATA, an empty list).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use fuser::{FileAttr, FileType, Generation};
+use fuser::{FileAttr, FileType, Generation, Notifier};
 
 use super::super::attr::{kind_of_dtype, to_attr};
 use super::super::attrops::StatFs;
+use super::super::core::Activity;
 use super::super::handles::{DirEntry, DirHandle, DirState};
 use super::super::inodes::ROOT;
+use super::super::ops::{Caller, EntryOut, Features, Ops};
 use super::nodes::{identity, Node, OpenFile, ReverseFs};
 use crate::vault::reverse::{Snapshot, Target};
 use crate::vault::{IoContext, Result, VaultError};
@@ -46,31 +49,6 @@ impl ReverseFs {
         Ok(st)
     }
 
-    pub(super) fn do_lookup(&self, parent: u64, name: &[u8]) -> Result<(FileAttr, Generation)> {
-        let pnode = self.node(parent)?;
-        if !self.is_dir(parent) {
-            return Err(VaultError::errno_at(format!("inode {parent}"), libc::ENOTDIR));
-        }
-        let dir_rel = pnode.rel();
-        let dir = self.dir(&dir_rel)?;
-        let entry = self.vault.lookup(&dir, name)?;
-        let st = self.vault.stat(&dir, &entry.target)?;
-        let (ino, generation) = self.remember(parent, name, &dir_rel, entry.target, &st);
-        Ok((attr(ino, &st), Generation(generation)))
-    }
-
-    /// The attributes of `ino`: while a plain file of it is open, those of the version the
-    /// handle serves (handle `fh` when given, else any), so the size a reader sees (fstat, or
-    /// the kernel's own check before a read) is the size it will read.
-    pub(super) fn do_getattr(&self, ino: u64, fh: Option<u64>) -> Result<FileAttr> {
-        let node = self.node(ino)?;
-        if let Some(st) = self.open_version(ino, fh) {
-            return Ok(attr(ino, &st));
-        }
-        let st = self.stat_node(ino, &node)?;
-        Ok(attr(ino, &st))
-    }
-
     /// The cipher-side stat of the version an open handle of `ino` serves.
     fn open_version(&self, ino: u64, fh: Option<u64>) -> Option<libc::stat> {
         let own = fh.and_then(|fh| self.files.get(fh));
@@ -85,7 +63,84 @@ impl ReverseFs {
         }
     }
 
-    pub(super) fn do_readlink(&self, ino: u64) -> Result<Vec<u8>> {
+    /// The listing of directory `ino`: `.`, `..`, then the cipher entries.
+    fn snapshot(&self, ino: u64) -> Result<Vec<DirEntry>> {
+        let node = self.node(ino)?;
+        let rel = node.rel();
+        let dir = self.dir(&rel)?;
+        let dev = dir.fd.fstat().at(crate::vault::reverse::rel_path(&rel))?.st_dev;
+        let listing = self.vault.list(&dir)?;
+        let parent = self
+            .table()
+            .info(ino)
+            .and_then(|i| i.locs.first().map(|l| l.0))
+            .unwrap_or(ROOT);
+        let mut out = DirEntry::dots(ino, parent, listing.len());
+        let mut table = self.table();
+        for e in listing {
+            let kind = kind_of_dtype(e.d_type).unwrap_or(FileType::RegularFile);
+            let id = match &e.target {
+                Target::Plain(_) => (dev, e.ino),
+                other => {
+                    // SAFETY: an all-zero stat is a valid value; only the target matters here.
+                    let st: libc::stat = unsafe { std::mem::zeroed() };
+                    identity(&rel, other, &st)
+                }
+            };
+            out.push(DirEntry {
+                ino: table.number_for(id),
+                kind,
+                name: e.name,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Ops for ReverseFs {
+    const FEATURES: Features = Features {
+        writes: false,
+        readdirplus: false,
+    };
+
+    fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
+    }
+
+    fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        ReverseFs::notifier_slot(self)
+    }
+
+    fn forget(&self, ino: u64, n: u64) {
+        self.drop_lookups(ino, n);
+    }
+
+    fn lookup(&self, parent: u64, name: &[u8]) -> Result<EntryOut> {
+        let pnode = self.node(parent)?;
+        if !self.is_dir(parent) {
+            return Err(VaultError::inode(parent, libc::ENOTDIR));
+        }
+        let dir_rel = pnode.rel();
+        let dir = self.dir(&dir_rel)?;
+        let entry = self.vault.lookup(&dir, name)?;
+        let st = self.vault.stat(&dir, &entry.target)?;
+        let (ino, generation) = self.remember(parent, name, &dir_rel, entry.target, &st);
+        Ok((attr(ino, &st), Generation(generation)))
+    }
+
+    /// The attributes of `ino`: while a plain file of it is open, those of the version the
+    /// handle serves (handle `fh` when given, else any), so the size a reader sees (fstat, or
+    /// the kernel's own check before a read) is the size it will read.
+    fn getattr(&self, ino: u64, fh: Option<u64>) -> Result<FileAttr> {
+        let node = self.node(ino)?;
+        if let Some(st) = self.open_version(ino, fh) {
+            return Ok(attr(ino, &st));
+        }
+        let st = self.stat_node(ino, &node)?;
+        Ok(attr(ino, &st))
+    }
+
+    fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
         let node = self.node(ino)?;
         match &node.target {
             Target::Plain(p) if ino != ROOT => {
@@ -96,7 +151,7 @@ impl ReverseFs {
         }
     }
 
-    pub(super) fn do_open(&self, ino: u64, flags: i32) -> Result<u64> {
+    fn open(&self, ino: u64, flags: i32) -> Result<u64> {
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
             return Err(VaultError::ReadOnly);
         }
@@ -137,12 +192,12 @@ impl ReverseFs {
         Ok(fh)
     }
 
-    pub(super) fn do_read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+    fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         self.activity.touch();
         let f = self
             .files
             .get(fh)
-            .ok_or_else(|| VaultError::errno_at(format!("inode {ino} handle {fh}"), libc::EBADF))?;
+            .ok_or_else(|| VaultError::handle(ino, fh, libc::EBADF))?;
         match &*f {
             OpenFile::Plain { file, .. } => file.read_at(offset, size as usize),
             OpenFile::Virtual(bytes) => {
@@ -153,49 +208,16 @@ impl ReverseFs {
         }
     }
 
-    pub(super) fn do_release(&self, fh: u64) {
+    fn release(&self, fh: u64) {
         if self.files.remove(fh).is_some() {
             self.activity.closed();
         }
     }
 
-    /// The listing of directory `ino`: `.`, `..`, then the cipher entries.
-    fn snapshot(&self, ino: u64) -> Result<Vec<DirEntry>> {
-        let node = self.node(ino)?;
-        let rel = node.rel();
-        let dir = self.dir(&rel)?;
-        let dev = dir.fd.fstat().at(crate::vault::reverse::rel_path(&rel))?.st_dev;
-        let listing = self.vault.list(&dir)?;
-        let parent = self
-            .table()
-            .info(ino)
-            .and_then(|i| i.locs.first().map(|l| l.0))
-            .unwrap_or(ROOT);
-        let mut out = DirEntry::dots(ino, parent, listing.len());
-        let mut table = self.table();
-        for e in listing {
-            let kind = kind_of_dtype(e.d_type).unwrap_or(FileType::RegularFile);
-            let id = match &e.target {
-                Target::Plain(_) => (dev, e.ino),
-                other => {
-                    // SAFETY: an all-zero stat is a valid value; only the target matters here.
-                    let st: libc::stat = unsafe { std::mem::zeroed() };
-                    identity(&rel, other, &st)
-                }
-            };
-            out.push(DirEntry {
-                ino: table.number_for(id),
-                kind,
-                name: e.name,
-            });
-        }
-        Ok(out)
-    }
-
-    pub(super) fn do_opendir(&self, ino: u64) -> Result<u64> {
+    fn opendir(&self, ino: u64) -> Result<u64> {
         self.node(ino)?;
         if !self.is_dir(ino) {
-            return Err(VaultError::errno_at(format!("inode {ino}"), libc::ENOTDIR));
+            return Err(VaultError::inode(ino, libc::ENOTDIR));
         }
         let entries = self.snapshot(ino)?;
         Ok(self.dirs.insert(DirHandle {
@@ -208,11 +230,11 @@ impl ReverseFs {
     }
 
     /// The snapshot of handle `fh` for a read at `offset` (a read at 0 after others rewinds).
-    pub(super) fn do_readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
+    fn readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
         let h = self
             .dirs
             .get(fh)
-            .ok_or_else(|| VaultError::errno_at(format!("inode {ino} handle {fh}"), libc::EBADF))?;
+            .ok_or_else(|| VaultError::handle(ino, fh, libc::EBADF))?;
         let mut state = h.state.lock().unwrap_or_else(|p| p.into_inner());
         if offset == 0 && state.served {
             state.entries = Arc::new(self.snapshot(h.ino)?);
@@ -221,11 +243,11 @@ impl ReverseFs {
         Ok(state.entries.clone())
     }
 
-    pub(super) fn do_releasedir(&self, fh: u64) {
+    fn releasedir(&self, fh: u64) {
         self.dirs.remove(fh);
     }
 
-    pub(super) fn do_statfs(&self) -> Result<StatFs> {
+    fn statfs(&self) -> Result<StatFs> {
         self.activity.touch();
         let v = self.vault.root_fd().statvfs().at(self.vault.plaindir())?;
         Ok(StatFs {
@@ -240,7 +262,7 @@ impl ReverseFs {
         })
     }
 
-    pub(super) fn do_access(&self, ino: u64, mask: i32) -> Result<()> {
+    fn access(&self, ino: u64, mask: i32, _who: Caller) -> Result<()> {
         self.node(ino)?;
         if mask & libc::W_OK != 0 {
             return Err(VaultError::ReadOnly);

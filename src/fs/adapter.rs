@@ -1,5 +1,7 @@
-//! The fuser `Filesystem` trait: each method calls its `do_*` helper and replies. Errors become
-//! errnos only through `VaultError::errno()`; corruption is logged once here with its path.
+//! The one fuser `Filesystem`, over any [`Ops`]: each method converts the request's arguments,
+//! calls its operation and replies. Errors become errnos only through `VaultError::errno()`;
+//! corruption is logged once here with its path. The kernel features every mount asks for are
+//! requested in one place, `init`.
 
 use std::ffi::OsStr;
 use std::io;
@@ -8,22 +10,36 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, INodeNo, InitFlags, KernelConfig, LockOwner,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::attrops::SetAttr;
-use super::core::{CofferFs, TTL};
-use super::dirops::Caller;
+use super::core::TTL;
+use super::ops::{Caller, Ops, WriteMode};
 use crate::vault::VaultError;
 
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
 
-/// Logs an error (corruption loudly, with path and block) and maps it to its errno.
+/// Serves `T` to the kernel.
+#[derive(Debug)]
+pub struct Adapter<T: Ops>(T);
+
+impl<T: Ops> Adapter<T> {
+    /// Serves `ops`.
+    pub fn new(ops: T) -> Self {
+        Adapter(ops)
+    }
+}
+
+/// Logs an error (corruption loudly, a plain file changed mid-read as a warning: it is not
+/// damage, a retry reads the new version) and maps it to its errno.
 fn errno(op: &str, e: VaultError) -> Errno {
-    if e.is_corrupt() {
+    if e.is_changed() {
+        log::warn!("{op}: {e}");
+    } else if e.is_corrupt() {
         log::error!("{op}: {e}");
     } else {
         log::debug!("{op}: {e}");
@@ -45,6 +61,13 @@ fn ok_or_reply(r: Result<(), VaultError>, op: &str, reply: ReplyEmpty) {
     }
 }
 
+fn entry_or_reply(r: Result<super::ops::EntryOut, VaultError>, op: &str, reply: ReplyEntry) {
+    match r {
+        Ok((attr, generation)) => reply.entry(&TTL, &attr, generation),
+        Err(e) => reply.error(errno(op, e)),
+    }
+}
+
 /// Sends a size probe, the data, or ERANGE when it does not fit `size`.
 fn xattr_reply(r: Result<Vec<u8>, VaultError>, op: &str, size: u32, reply: ReplyXattr) {
     match r {
@@ -55,44 +78,46 @@ fn xattr_reply(r: Result<Vec<u8>, VaultError>, op: &str, size: u32, reply: Reply
     }
 }
 
-impl Filesystem for CofferFs {
+impl<T: Ops> Filesystem for Adapter<T> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        if let Err(nearest) = config.set_max_write(MAX_WRITE) {
-            let _ = config.set_max_write(nearest);
+        let features = T::FEATURES;
+        if features.writes {
+            if let Err(nearest) = config.set_max_write(MAX_WRITE) {
+                let _ = config.set_max_write(nearest);
+            }
         }
         // The kernel offers its maximum readahead; keep it (setting u32::MAX yields that value).
         if let Err(max) = config.set_max_readahead(u32::MAX) {
             let _ = config.set_max_readahead(max);
         }
         let _ = config.set_max_background(64);
-        // No writeback cache (the kernel would ignore size and mtime from getattr, hiding a
-        // sync client's changes); auto_inval_data drops cached pages when size or mtime change.
-        // HANDLE_KILLPRIV_V2: the daemon clears set-id bits itself (writes carry a flag), so
-        // the kernel stops asking getxattr("security.capability") and getattr before every
-        // write and chown.
-        let wanted = InitFlags::FUSE_AUTO_INVAL_DATA
-            | InitFlags::FUSE_HANDLE_KILLPRIV_V2
-            | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO
-            | super::NO_FILE_HANDLES;
+        // Every mount: no writeback cache (the kernel would ignore size and mtime from getattr,
+        // hiding a sync client's changes); auto_inval_data drops cached pages when size or
+        // mtime change.
+        // Neither mode exports file handles (see NO_FILE_HANDLES).
+        let mut wanted = InitFlags::FUSE_AUTO_INVAL_DATA | InitFlags::FUSE_PARALLEL_DIROPS | super::NO_FILE_HANDLES;
+        if features.writes {
+            // The daemon clears set-id bits itself (writes carry a flag), so the kernel stops
+            // asking getxattr("security.capability") and getattr before every write and chown.
+            wanted |= InitFlags::FUSE_HANDLE_KILLPRIV_V2;
+        }
+        if features.readdirplus {
+            wanted |= InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;
+        }
         let _ = config.add_capabilities(wanted & config.capabilities());
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.do_lookup(parent.0, name.as_bytes()) {
-            Ok((attr, generation)) => reply.entry(&TTL, &attr, generation),
-            Err(e) => reply.error(errno("lookup", e)),
-        }
+        entry_or_reply(self.0.lookup(parent.0, name.as_bytes()), "lookup", reply);
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.do_forget(ino.0, nlookup);
+        self.0.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.do_getattr(ino.0, fh.map(|f| f.0)) {
+        match self.0.getattr(ino.0, fh.map(|f| f.0)) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(errno("getattr", e)),
         }
@@ -125,14 +150,14 @@ impl Filesystem for CofferFs {
             mtime,
             kill_privs: size.is_some() && req.uid() != 0,
         };
-        match self.do_setattr(ino.0, fh.map(|f| f.0), s) {
+        match self.0.setattr(ino.0, fh.map(|f| f.0), s) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(errno("setattr", e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.do_readlink(ino.0) {
+        match self.0.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno("readlink", e)),
         }
@@ -148,33 +173,30 @@ impl Filesystem for CofferFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        match self.do_mknod(parent.0, name.as_bytes(), mode, rdev, caller(req)) {
-            Ok((attr, generation)) => reply.entry(&TTL, &attr, generation),
-            Err(e) => reply.error(errno("mknod", e)),
-        }
+        let r = self.0.mknod(parent.0, name.as_bytes(), mode, rdev, caller(req));
+        entry_or_reply(r, "mknod", reply);
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
-        match self.do_mkdir(parent.0, name.as_bytes(), mode, caller(req)) {
-            Ok((attr, generation)) => reply.entry(&TTL, &attr, generation),
-            Err(e) => reply.error(errno("mkdir", e)),
-        }
+        entry_or_reply(
+            self.0.mkdir(parent.0, name.as_bytes(), mode, caller(req)),
+            "mkdir",
+            reply,
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        ok_or_reply(self.do_unlink(parent.0, name.as_bytes()), "unlink", reply);
+        ok_or_reply(self.0.unlink(parent.0, name.as_bytes()), "unlink", reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        ok_or_reply(self.do_rmdir(parent.0, name.as_bytes()), "rmdir", reply);
+        ok_or_reply(self.0.rmdir(parent.0, name.as_bytes()), "rmdir", reply);
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         let target = target.as_os_str().as_bytes();
-        match self.do_symlink(parent.0, link_name.as_bytes(), target, caller(req)) {
-            Ok((attr, generation)) => reply.entry(&TTL, &attr, generation),
-            Err(e) => reply.error(errno("symlink", e)),
-        }
+        let r = self.0.symlink(parent.0, link_name.as_bytes(), target, caller(req));
+        entry_or_reply(r, "symlink", reply);
     }
 
     fn rename(
@@ -187,20 +209,19 @@ impl Filesystem for CofferFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let r = self.do_rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), flags.bits());
+        let r = self
+            .0
+            .rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), flags.bits());
         ok_or_reply(r, "rename", reply);
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        match self.do_link(ino.0, newparent.0, newname.as_bytes()) {
-            Ok((attr, generation)) => reply.entry(&TTL, &attr, generation),
-            Err(e) => reply.error(errno("link", e)),
-        }
+        entry_or_reply(self.0.link(ino.0, newparent.0, newname.as_bytes()), "link", reply);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         // Never direct_io (it breaks mmap); no keep_cache (the page cache is dropped at open).
-        match self.do_open(ino.0, flags.0) {
+        match self.0.open(ino.0, flags.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno("open", e)),
         }
@@ -217,7 +238,7 @@ impl Filesystem for CofferFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.do_read(ino.0, fh.0, offset, size) {
+        match self.0.read(ino.0, fh.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno("read", e)),
         }
@@ -237,18 +258,18 @@ impl Filesystem for CofferFs {
     ) {
         // O_APPEND (as set now, fcntl may change it) lands at the vault's EOF; page-cache
         // writeback (mmap) always carries its own offset.
-        let append = flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
-        let kill_privs = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        match self.do_write(ino.0, fh.0, offset, data, append, kill_privs) {
+        let mode = WriteMode {
+            append: flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE),
+            kill_privs: write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID),
+        };
+        match self.0.write(ino.0, fh.0, offset, data, mode) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno("write", e)),
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        // Writes reach the backing file synchronously and nothing is buffered here: ENOSYS
-        // tells the kernel to stop sending FLUSH, saving a round trip on every close().
-        reply.error(Errno::ENOSYS);
+    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        ok_or_reply(self.0.flush(ino.0, fh.0), "flush", reply);
     }
 
     fn release(
@@ -261,23 +282,23 @@ impl Filesystem for CofferFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.do_release(fh.0);
+        self.0.release(fh.0);
         reply.ok();
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        ok_or_reply(self.do_fsync(ino.0, fh.0, datasync), "fsync", reply);
+        ok_or_reply(self.0.fsync(ino.0, fh.0, datasync), "fsync", reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.do_opendir(ino.0) {
+        match self.0.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno("opendir", e)),
         }
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let entries = match self.do_readdir(ino.0, fh.0, offset) {
+        let entries = match self.0.readdir(ino.0, fh.0, offset) {
             Ok(e) => e,
             Err(e) => return reply.error(errno("readdir", e)),
         };
@@ -291,53 +312,28 @@ impl Filesystem for CofferFs {
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let entries = match self.do_readdir(ino.0, fh.0, offset) {
-            Ok(e) => e,
-            Err(e) => return reply.error(errno("readdirplus", e)),
-        };
-        let (dir, self_attr) = match self
-            .dir(ino.0)
-            .and_then(|d| self.do_getattr(ino.0, None).map(|a| (d, a)))
-        {
-            Ok(x) => x,
-            Err(e) => return reply.error(errno("readdirplus", e)),
-        };
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        for (i, e) in entries.iter().enumerate().skip(start) {
-            let off = i as u64 + 1;
-            let name = OsStr::from_bytes(&e.name);
-            if e.name == b"." || e.name == b".." {
-                // `.` and `..`: the kernel takes no lookup and ignores the attributes.
-                let mut attr = self_attr;
-                attr.ino = INodeNo(e.ino);
-                if reply.add(INodeNo(e.ino), off, name, &TTL, &attr, Generation(0)) {
-                    break;
-                }
-                continue;
-            }
-            let Some((attr, generation)) = self.plus_entry(ino.0, &dir, e) else {
-                continue;
-            };
-            if reply.add(attr.ino, off, name, &TTL, &attr, generation) {
-                // Not sent: take back the lookup it counted.
-                self.do_forget(attr.ino.0, 1);
-                break;
-            }
+        let r = self
+            .0
+            .readdirplus(ino.0, fh.0, offset, &mut |off, name, attr, generation| {
+                reply.add(attr.ino, off, OsStr::from_bytes(name), &TTL, attr, generation)
+            });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("readdirplus", e)),
         }
-        reply.ok();
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.do_releasedir(fh.0);
+        self.0.releasedir(fh.0);
         reply.ok();
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        ok_or_reply(self.do_fsyncdir(ino.0), "fsyncdir", reply);
+        ok_or_reply(self.0.fsyncdir(ino.0), "fsyncdir", reply);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.do_statfs() {
+        match self.0.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
             ),
@@ -355,27 +351,23 @@ impl Filesystem for CofferFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        ok_or_reply(
-            self.do_setxattr(ino.0, name.as_bytes(), value, flags),
-            "setxattr",
-            reply,
-        );
+        ok_or_reply(self.0.setxattr(ino.0, name.as_bytes(), value, flags), "setxattr", reply);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        xattr_reply(self.do_getxattr(ino.0, name.as_bytes()), "getxattr", size, reply);
+        xattr_reply(self.0.getxattr(ino.0, name.as_bytes()), "getxattr", size, reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        xattr_reply(self.do_listxattr(ino.0), "listxattr", size, reply);
+        xattr_reply(self.0.listxattr(ino.0), "listxattr", size, reply);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        ok_or_reply(self.do_removexattr(ino.0, name.as_bytes()), "removexattr", reply);
+        ok_or_reply(self.0.removexattr(ino.0, name.as_bytes()), "removexattr", reply);
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        ok_or_reply(self.do_access(ino.0, mask.bits(), caller(req)), "access", reply);
+        ok_or_reply(self.0.access(ino.0, mask.bits(), caller(req)), "access", reply);
     }
 
     fn create(
@@ -388,7 +380,7 @@ impl Filesystem for CofferFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.do_create(parent.0, name.as_bytes(), mode, flags, caller(req)) {
+        match self.0.create(parent.0, name.as_bytes(), mode, flags, caller(req)) {
             Ok(((attr, generation), fh)) => reply.created(&TTL, &attr, generation, FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno("create", e)),
         }
@@ -405,14 +397,14 @@ impl Filesystem for CofferFs {
         reply: ReplyEmpty,
     ) {
         ok_or_reply(
-            self.do_fallocate(ino.0, fh.0, offset, length, mode, caller(req)),
+            self.0.fallocate(ino.0, fh.0, offset, length, mode, caller(req)),
             "fallocate",
             reply,
         );
     }
 
     fn lseek(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
-        match self.do_lseek(ino.0, fh.0, offset, whence) {
+        match self.0.lseek(ino.0, fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(errno("lseek", e)),
         }

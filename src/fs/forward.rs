@@ -1,0 +1,181 @@
+//! The forward file system ([`CofferFs`]) as [`Ops`]: each operation calls its `do_*` helper
+//! (in `dirops`, `fileops`, `attrops`, `xattrops`).
+
+use std::sync::{Arc, OnceLock};
+
+use fuser::{FileAttr, Generation, INodeNo, Notifier};
+
+use super::attrops::{SetAttr, StatFs};
+use super::core::{Activity, CofferFs};
+use super::handles::DirEntry;
+use super::ops::{not_served, Caller, EntryOut, Features, Ops, PlusSink, WriteMode};
+use crate::vault::Result;
+
+impl Ops for CofferFs {
+    const FEATURES: Features = Features {
+        writes: true,
+        readdirplus: true,
+    };
+
+    fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
+    }
+
+    fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        CofferFs::notifier_slot(self)
+    }
+
+    fn lookup(&self, parent: u64, name: &[u8]) -> Result<EntryOut> {
+        self.do_lookup(parent, name)
+    }
+
+    fn forget(&self, ino: u64, n: u64) {
+        self.do_forget(ino, n);
+    }
+
+    fn getattr(&self, ino: u64, fh: Option<u64>) -> Result<FileAttr> {
+        self.do_getattr(ino, fh)
+    }
+
+    fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        self.do_readlink(ino)
+    }
+
+    fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+        self.do_open(ino, flags)
+    }
+
+    fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        self.do_read(ino, fh, offset, size)
+    }
+
+    fn release(&self, fh: u64) {
+        self.do_release(fh);
+    }
+
+    fn opendir(&self, ino: u64) -> Result<u64> {
+        self.do_opendir(ino)
+    }
+
+    fn readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
+        self.do_readdir(ino, fh, offset)
+    }
+
+    fn releasedir(&self, fh: u64) {
+        self.do_releasedir(fh);
+    }
+
+    fn statfs(&self) -> Result<StatFs> {
+        self.do_statfs()
+    }
+
+    fn access(&self, ino: u64, mask: i32, who: Caller) -> Result<()> {
+        self.do_access(ino, mask, who)
+    }
+
+    fn readdirplus(&self, ino: u64, fh: u64, offset: u64, sink: &mut PlusSink<'_>) -> Result<()> {
+        let entries = self.do_readdir(ino, fh, offset)?;
+        let dir = self.dir(ino)?;
+        let self_attr = self.do_getattr(ino, None)?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (i, e) in entries.iter().enumerate().skip(start) {
+            let off = i as u64 + 1;
+            if e.name == b"." || e.name == b".." {
+                // `.` and `..`: the kernel takes no lookup and ignores the attributes.
+                let mut attr = self_attr;
+                attr.ino = INodeNo(e.ino);
+                if sink(off, &e.name, &attr, Generation(0)) {
+                    break;
+                }
+                continue;
+            }
+            let Some((attr, generation)) = self.plus_entry(ino, &dir, e) else {
+                continue;
+            };
+            if sink(off, &e.name, &attr, generation) {
+                // Not sent: take back the lookup it counted.
+                self.do_forget(attr.ino.0, 1);
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self, _ino: u64, _fh: u64) -> Result<()> {
+        // Writes reach the backing file synchronously and nothing is buffered here: ENOSYS
+        // tells the kernel to stop sending FLUSH, saving a round trip on every close().
+        Err(not_served("flush"))
+    }
+
+    fn fsync(&self, ino: u64, fh: u64, datasync: bool) -> Result<()> {
+        self.do_fsync(ino, fh, datasync)
+    }
+
+    fn fsyncdir(&self, ino: u64) -> Result<()> {
+        self.do_fsyncdir(ino)
+    }
+
+    fn lseek(&self, ino: u64, fh: u64, offset: i64, whence: i32) -> Result<i64> {
+        self.do_lseek(ino, fh, offset, whence)
+    }
+
+    fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
+        self.do_getxattr(ino, name)
+    }
+
+    fn listxattr(&self, ino: u64) -> Result<Vec<u8>> {
+        self.do_listxattr(ino)
+    }
+
+    fn setattr(&self, ino: u64, fh: Option<u64>, s: SetAttr) -> Result<FileAttr> {
+        self.do_setattr(ino, fh, s)
+    }
+
+    fn mknod(&self, parent: u64, name: &[u8], mode: u32, rdev: u32, who: Caller) -> Result<EntryOut> {
+        self.do_mknod(parent, name, mode, rdev, who)
+    }
+
+    fn mkdir(&self, parent: u64, name: &[u8], mode: u32, who: Caller) -> Result<EntryOut> {
+        self.do_mkdir(parent, name, mode, who)
+    }
+
+    fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
+        self.do_unlink(parent, name)
+    }
+
+    fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
+        self.do_rmdir(parent, name)
+    }
+
+    fn symlink(&self, parent: u64, name: &[u8], target: &[u8], who: Caller) -> Result<EntryOut> {
+        self.do_symlink(parent, name, target, who)
+    }
+
+    fn rename(&self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], flags: u32) -> Result<()> {
+        self.do_rename(parent, name, new_parent, new_name, flags)
+    }
+
+    fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> Result<EntryOut> {
+        self.do_link(ino, new_parent, new_name)
+    }
+
+    fn create(&self, parent: u64, name: &[u8], mode: u32, flags: i32, who: Caller) -> Result<(EntryOut, u64)> {
+        self.do_create(parent, name, mode, flags, who)
+    }
+
+    fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8], mode: WriteMode) -> Result<u32> {
+        self.do_write(ino, fh, offset, data, mode.append, mode.kill_privs)
+    }
+
+    fn fallocate(&self, ino: u64, fh: u64, offset: u64, length: u64, mode: i32, who: Caller) -> Result<()> {
+        self.do_fallocate(ino, fh, offset, length, mode, who)
+    }
+
+    fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
+        self.do_setxattr(ino, name, value, flags)
+    }
+
+    fn removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
+        self.do_removexattr(ino, name)
+    }
+}
