@@ -3,6 +3,7 @@
 //! without FUSE.
 
 pub mod backing;
+mod codec;
 mod content;
 mod dir;
 mod entries;
@@ -10,7 +11,6 @@ mod error;
 pub mod fsck;
 mod merge;
 pub mod reverse;
-mod sessions;
 mod symlink;
 pub mod unlock;
 pub mod walk;
@@ -20,11 +20,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use backing::{DirFd, NoAtime, RawEntry, TimeSpec};
-pub use content::{plain_size_for, BlockCheck, CryptFile};
+pub use content::{
+    plain_size_for, BlockCheck, ChangeStamp, CryptFile, FileStorage, Storage, StorageStat, SESSION_MAX_AGE,
+};
 pub use dir::{cipher_name_for, CipherName, Dir, Entry};
 pub use error::{IoContext, Result, VaultError};
 pub use merge::DirivMerge;
-pub use sessions::SESSION_MAX_AGE;
 pub use unlock::KdfCost;
 
 use crate::crypto::{KeySet, MasterKey};
