@@ -85,10 +85,10 @@ impl<S: Storage> CryptFile<S> {
             ranges.clear();
         }
         for r in ranges {
-            if let Err(e) =
-                self.storage
-                    .reserve(r.off, r.len)
-                    .or_else(|e| if is_out_of_room(&e) { Err(e) } else { Ok(()) })
+            if let Err(e) = self
+                .storage
+                .reserve(r.off, r.len)
+                .or_else(|e| if is_out_of_room(&e) { Err(e) } else { Ok(()) })
             {
                 // Give back whatever part of the reservation was made past the end.
                 let _ = self.storage.set_len(len);
@@ -131,7 +131,7 @@ impl<S: Storage> CryptFile<S> {
         };
         let plain = self.block_plain(h, old_last, g.sizes, PLAIN_BLOCK as usize)?;
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
-        self.seal_block(h, old_last, false, session, &plain, &mut sealed)?;
+        self.seal_fresh(h, old_last, false, session, &plain, &mut sealed)?;
         self.storage.write_all_at(&sealed, old_last.cipher_off()).at(&self.rel)
     }
 }

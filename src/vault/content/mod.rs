@@ -213,7 +213,7 @@ impl<S: Storage> CryptFile<S> {
 
     /// Appends `nonce | ciphertext | tag` of block `b` to `out`, with a fresh nonce carrying
     /// `session` in version 2.
-    fn seal_block(
+    fn seal_fresh(
         &self,
         h: &FileHeader,
         b: BlockNo,

@@ -58,7 +58,7 @@ impl<S: Storage> CryptFile<S> {
         };
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
         let s = self.newest_session(&h, &sizes)?;
-        self.seal_block(&h, last, true, s, &opened.plain, &mut sealed)?;
+        self.seal_fresh(&h, last, true, s, &opened.plain, &mut sealed)?;
         self.storage.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
         Ok(Some(
             "resealed the last block as final: it was sealed as a middle block, left by a crash while \
@@ -80,7 +80,7 @@ impl<S: Storage> CryptFile<S> {
         }
         let mut sealed = Vec::with_capacity(raw.len());
         let s = self.newest_session(h, sizes)?;
-        self.seal_block(h, last, true, s, &vec![0u8; len], &mut sealed)?;
+        self.seal_fresh(h, last, true, s, &vec![0u8; len], &mut sealed)?;
         self.storage.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
         Ok(Some(
             "sealed the last block, a never-written gap left by a crash while the file grew, as zeros",
@@ -151,7 +151,7 @@ impl<S: Storage> CryptFile<S> {
             return Ok(None);
         }
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
-        self.seal_block(&h, last.block, last.is_final, newest, &last.plain, &mut sealed)?;
+        self.seal_fresh(&h, last.block, last.is_final, newest, &last.plain, &mut sealed)?;
         self.storage
             .write_all_at(&sealed, last.block.cipher_off())
             .at(&self.rel)?;

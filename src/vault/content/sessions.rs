@@ -58,7 +58,7 @@ impl<S: Storage> CryptFile<S> {
             Start::Session(_) => None,
             Start::ResealLastWith(s) => {
                 let mut sealed = Vec::with_capacity(sealed_len(last.plain.len()));
-                self.seal_block(h, last.block, last.is_final, s, &last.plain, &mut sealed)?;
+                self.seal_fresh(h, last.block, last.is_final, s, &last.plain, &mut sealed)?;
                 self.storage
                     .write_all_at(&sealed, last.block.cipher_off())
                     .at(&self.rel)?;

@@ -152,7 +152,7 @@ impl<S: Storage> CryptFile<S> {
             }
             let plain = self.block_plain(&h, new_last, &sizes, len)?;
             let mut sealed = Vec::with_capacity(sealed_len(len));
-            self.seal_block(&h, new_last, true, s, &plain, &mut sealed)?;
+            self.seal_fresh(&h, new_last, true, s, &plain, &mut sealed)?;
             let r = self
                 .storage
                 .set_len(offsets::cipher_size(new_size))
@@ -164,7 +164,7 @@ impl<S: Storage> CryptFile<S> {
         // Growth: the new last block holds old bytes (if it was the old last block) or zeros.
         let plain = self.block_plain(&h, new_last, &sizes, len)?;
         let mut sealed = Vec::with_capacity(sealed_len(len));
-        self.seal_block(&h, new_last, true, s, &plain, &mut sealed)?;
+        self.seal_fresh(&h, new_last, true, s, &plain, &mut sealed)?;
         let growth = Growth {
             sizes: &sizes,
             new_size,

@@ -183,21 +183,6 @@ fn changed(path: PathBuf) -> VaultError {
     VaultError::Changed { path }
 }
 
-/// Seals block `b` (`plain` is its whole plaintext) with the nonce PRF's nonce and appends
-/// `nonce | ct | tag` to `out`.
-pub fn seal_block(
-    keys: &KeySet,
-    prf: &Prf,
-    id: &[u8; 16],
-    b: BlockNo,
-    is_final: bool,
-    plain: &[u8],
-    out: &mut Vec<u8>,
-) {
-    let nonce = prf.block_nonce(id, b, is_final, plain);
-    BlockCodec::new(&keys.content, FILE_V1, *id).seal_block(&nonce, b, is_final, plain, out);
-}
-
 impl ReverseFile {
     /// The snapshot taken at open (of the version served).
     pub fn snapshot(&self) -> Snapshot {
@@ -254,9 +239,13 @@ impl ReverseFile {
         c.push((b, sealed));
     }
 
+    /// Seals block `b` (`plain` is its whole plaintext) with the nonce PRF's nonce over it and
+    /// appends `nonce | ct | tag` to `out`.
     fn seal(&self, b: u64, plain: &[u8], out: &mut Vec<u8>) {
-        let is_final = b + 1 == block_count(self.plain_size);
-        seal_block(&self.keys, &self.prf, &self.id, BlockNo(b), is_final, plain, out);
+        let b = BlockNo(b);
+        let is_final = b.0 + 1 == block_count(self.plain_size);
+        let nonce = self.prf.block_nonce(&self.id, b, is_final, plain);
+        BlockCodec::new(&self.keys.content, FILE_V1, self.id).seal_block(&nonce, b, is_final, plain, out);
     }
 
     /// Reads plaintext blocks `lo..=hi` (the last one may be short).
