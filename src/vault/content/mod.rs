@@ -12,10 +12,10 @@
 //! - growing a file seals at most two blocks besides the data written (old last, new last).
 //!
 //! One file per job: [`read`] (blocks to plaintext), [`retry`] (the timed wait for a file
-//! being rewritten), [`write`], [`growth`] (reservation and rollback), [`room`] (the free-space
-//! figure), [`holes`] (SEEK_DATA / SEEK_HOLE, reservations), [`repair`] (fsck), the session
-//! rules ([`session_rules`]) and what acts on them ([`sessions`]), and the [`storage`] behind it
-//! all.
+//! being rewritten), [`write`](mod@write), [`growth`] (reservation and rollback), [`room`] (the
+//! free-space figure), [`holes`] (SEEK_DATA / SEEK_HOLE, reservations), [`repair`] (fsck), the
+//! session rules ([`session_rules`]) and what acts on them ([`sessions`]), and the [`storage`]
+//! behind it all.
 
 mod growth;
 mod holes;

@@ -347,3 +347,43 @@ fn a_kill9_between_writes_leaves_each_block_old_or_new() {
         check_every_stop(version, &old, |f| f.set_len(7 * B as u64 + 1).unwrap(), &new);
     }
 }
+
+#[test]
+fn the_backing_file_and_memory_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let backing = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    let disk = CryptFile::new(backing, keys(), "f".into(), FILE_V2);
+    let mem = on(Vec::new(), FILE_V2);
+    let steps: [(u64, usize); 5] = [
+        (0, 5000),
+        (3 * B as u64 + 1, 200),
+        (9 * B as u64, 10),
+        (17, 2 * B),
+        (12 * B as u64, 1),
+    ];
+    for (i, (off, len)) in steps.into_iter().enumerate() {
+        let data = pattern(len, i as u8);
+        disk.write_at(&data, off).unwrap();
+        mem.write_at(&data, off).unwrap();
+        assert_eq!(read_all(&disk).unwrap(), read_all(&mem).unwrap(), "step {i}");
+        assert_eq!(
+            disk.backing().metadata().unwrap().len(),
+            mem.storage().bytes().len() as u64
+        );
+    }
+    disk.set_len(5 * B as u64 + 3).unwrap();
+    mem.set_len(5 * B as u64 + 3).unwrap();
+    assert_eq!(read_all(&disk).unwrap(), read_all(&mem).unwrap());
+    disk.sync(false).unwrap();
+    assert_eq!(disk.verify_all().unwrap(), Vec::<u64>::new());
+    // The memory storage has no holes; the file's are found through SEEK_DATA / SEEK_HOLE.
+    assert_eq!(mem.seek_data_hole(0, false).unwrap(), Some(5 * B as u64 + 3));
+    assert_eq!(disk.seek_data_hole(B as u64, true).unwrap(), Some(B as u64));
+}
