@@ -231,7 +231,7 @@ fn coffer_v2_block_is_pinned() {
     assert_eq!(aad[..2], [0, 2]);
     let mut nonce = [0u8; 16];
     nonce[..12].copy_from_slice(&PINNED_NONCE[..12]);
-    coffer::format::session::stamp(&mut nonce, 7);
+    coffer::format::session::set_nonce_session(&mut nonce, 7);
     let sealed = keys.content.seal_with_nonce_to_vec(&nonce, &aad, PINNED_V2_PLAIN);
     assert_eq!(to_hex(&sealed), PINNED_V2_BLOCK);
 
@@ -255,7 +255,7 @@ fn coffer_v2_block_is_pinned() {
     assert_eq!(&buf[2 * 4096..], PINNED_V2_PLAIN);
     // Block 0 sealed in session 8, after the last block's 7: refused (the file is old).
     let keys = KeySet::derive(&pinned_master(), false);
-    coffer::format::session::stamp(&mut nonce, 8);
+    coffer::format::session::set_nonce_session(&mut nonce, 8);
     let ahead = keys.content.seal_with_nonce_to_vec(
         &nonce,
         &block_aad(FILE_V2, &PINNED_FILE_ID, BlockNo(0), false),

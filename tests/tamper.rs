@@ -807,7 +807,7 @@ fn known_limit_swapping_symlink_targets() {
 }
 
 /// Zeroing a full block before the last block turns it into a hole that reads as zeros: the
-/// price of cheap sparse files (src/vault/content.rs). The last block can never be zeroed so.
+/// price of cheap sparse files (src/vault/codec.rs). The last block can never be zeroed so.
 #[test]
 fn known_limit_zeroed_middle_block_reads_as_hole() {
     let env = Env::new();

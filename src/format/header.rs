@@ -26,11 +26,6 @@ impl FileHeader {
         self.version == FILE_V2
     }
 
-    /// Associated data of block `b` of this file ([`block_aad`](super::offsets::block_aad)).
-    pub fn block_aad(&self, b: super::offsets::BlockNo, is_final: bool) -> [u8; 27] {
-        super::offsets::block_aad(self.version, &self.file_id, b, is_final)
-    }
-
     /// Serializes the header.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];

@@ -81,9 +81,12 @@ pub fn block_at_cipher_off(cipher_off: u64) -> BlockNo {
     BlockNo(cipher_off.saturating_sub(header) / CIPHER_BLOCK)
 }
 
+/// Length of a block's associated data.
+pub const BLOCK_AAD_LEN: usize = 2 + 16 + 8 + 1; // header version u16 BE | file id [16] | block no u64 BE | final u8
+
 /// Associated data of block `b`: `header version u16 BE | file id [16] | block no u64 BE | final u8`.
-pub fn block_aad(version: u16, file_id: &[u8; 16], b: BlockNo, is_final: bool) -> [u8; 27] {
-    let mut aad = [0u8; 27];
+pub fn block_aad(version: u16, file_id: &[u8; 16], b: BlockNo, is_final: bool) -> [u8; BLOCK_AAD_LEN] {
+    let mut aad = [0u8; BLOCK_AAD_LEN];
     aad[0..2].copy_from_slice(&version.to_be_bytes());
     aad[2..18].copy_from_slice(file_id);
     aad[18..26].copy_from_slice(&b.0.to_be_bytes());

@@ -24,7 +24,7 @@ pub fn session_of(nonce: &[u8; NONCE_LEN]) -> u32 {
 }
 
 /// Writes `session` into the last 4 bytes of `nonce` (the first 12 stay random).
-pub fn stamp(nonce: &mut [u8; NONCE_LEN], session: u32) {
+pub fn set_nonce_session(nonce: &mut [u8; NONCE_LEN], session: u32) {
     nonce[NONCE_RANDOM_LEN..].copy_from_slice(&session.to_be_bytes());
 }
 
@@ -41,7 +41,7 @@ mod tests {
     #[test]
     fn layout() {
         let mut n = [0xaa; NONCE_LEN];
-        stamp(&mut n, 0x0102_0304);
+        set_nonce_session(&mut n, 0x0102_0304);
         assert_eq!(n[..12], [0xaa; 12]);
         assert_eq!(n[12..], [1, 2, 3, 4]);
         assert_eq!(session_of(&n), 0x0102_0304);

@@ -3,6 +3,7 @@
 //! without FUSE.
 
 pub mod backing;
+mod codec;
 mod content;
 mod dir;
 mod entries;
@@ -11,7 +12,6 @@ pub mod flags;
 pub mod fsck;
 mod merge;
 pub mod reverse;
-mod sessions;
 mod symlink;
 pub mod unlock;
 pub mod walk;
@@ -22,11 +22,12 @@ use std::sync::Arc;
 
 pub use crate::format::backing_name::BackingName;
 pub use backing::{DirFd, NoAtime, RawEntry, TimeSpec};
-pub use content::{plain_size_for, BlockCheck, CryptFile};
+pub use content::{
+    plain_size_for, BlockCheck, ChangeStamp, CryptFile, FileStorage, Storage, StorageStat, SESSION_MAX_AGE,
+};
 pub use dir::{cipher_name_for, CipherName, Dir, Entry};
 pub use error::{IoContext, Result, VaultError};
 pub use merge::DirivMerge;
-pub use sessions::SESSION_MAX_AGE;
 pub use unlock::KdfCost;
 
 /// Classifies a backing name (bytes) of a vault whose names use `enc`: coffer's own files,

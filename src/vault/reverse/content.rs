@@ -1,8 +1,8 @@
 //! File contents in reverse mode: the cipher bytes of a plain file, sealed on demand.
 //!
-//! Layout exactly as forward mode (`header | block 0 | block 1 | ...`, AAD = `block_aad`, final
-//! flag on the last block, an empty file is the header alone). No holes: zero blocks are sealed
-//! like any other. The header's file ID is the path PRF; each block's nonce is the nonce PRF over
+//! Layout exactly as forward mode (`header | block 0 | block 1 | ...`, blocks framed and sealed
+//! by the same codec, [`super::super::codec`], final flag on the last block, an empty file is
+//! the header alone). No holes: zero blocks are sealed like any other. The header's file ID is the path PRF; each block's nonce is the nonce PRF over
 //! (file ID, block number, final flag, the whole plaintext block).
 //!
 //! A file is served as it is at open, whatever the kernel was told at lookup. It is frozen at
@@ -20,9 +20,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::crypto::KeySet;
 use crate::format::header::{FileHeader, FILE_V1, HEADER_LEN};
-use crate::format::offsets::{self, block_aad, block_count, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
+use crate::format::offsets::{self, block_count, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 
 use super::super::backing::{self, DirFd};
+use super::super::codec::BlockCodec;
 use super::super::error::{IoContext, Result, VaultError};
 use super::frozen;
 use super::listing::{set_size, RDir};
@@ -182,26 +183,6 @@ fn changed(path: PathBuf) -> VaultError {
     VaultError::Changed { path }
 }
 
-/// Seals block `b` (`plain` is its whole plaintext) and appends `nonce | ct | tag` to `out`.
-pub fn seal_block(
-    keys: &KeySet,
-    prf: &Prf,
-    id: &[u8; 16],
-    b: BlockNo,
-    is_final: bool,
-    plain: &[u8],
-    out: &mut Vec<u8>,
-) {
-    let nonce = prf.block_nonce(id, b, is_final, plain);
-    out.extend_from_slice(&nonce);
-    let start = out.len();
-    out.extend_from_slice(plain);
-    let tag = keys
-        .content
-        .seal(&nonce, &block_aad(FILE_V1, id, b, is_final), &mut out[start..]);
-    out.extend_from_slice(&tag);
-}
-
 impl ReverseFile {
     /// The snapshot taken at open (of the version served).
     pub fn snapshot(&self) -> Snapshot {
@@ -258,9 +239,13 @@ impl ReverseFile {
         c.push((b, sealed));
     }
 
+    /// Seals block `b` (`plain` is its whole plaintext) with the nonce PRF's nonce over it and
+    /// appends `nonce | ct | tag` to `out`.
     fn seal(&self, b: u64, plain: &[u8], out: &mut Vec<u8>) {
-        let is_final = b + 1 == block_count(self.plain_size);
-        seal_block(&self.keys, &self.prf, &self.id, BlockNo(b), is_final, plain, out);
+        let b = BlockNo(b);
+        let is_final = b.0 + 1 == block_count(self.plain_size);
+        let nonce = self.prf.block_nonce(&self.id, b, is_final, plain);
+        BlockCodec::new(&self.keys.content, FILE_V1, self.id).seal_block(&nonce, b, is_final, plain, out);
     }
 
     /// Reads plaintext blocks `lo..=hi` (the last one may be short).

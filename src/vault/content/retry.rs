@@ -1,0 +1,120 @@
+//! The public read: attempts of [`read_attempt`](CryptFile::read_attempt) repeated, for a short
+//! while, when the backing file is being rewritten by another program.
+
+use std::time::{Duration, Instant};
+
+use crate::vault::error::{Result, VaultError};
+
+use super::read::Attempt;
+use super::storage::{ChangeStamp, Storage};
+use super::CryptFile;
+
+/// How long a read waits for a backing file being rewritten in place before it fails with EIO:
+/// for the last block to catch up (version 2), or for a half-written block (any version).
+const READ_WAIT_MAX: Duration = Duration::from_secs(1);
+
+/// How long a read that met a block which does not authenticate watches the backing file for
+/// a writer at work before it reports the damage.
+const CHANGE_WATCH: Duration = Duration::from_millis(5);
+
+/// The pause between reads of a version-2 file whose blocks run ahead of its last block.
+const AHEAD_PAUSE: Duration = Duration::from_millis(5);
+
+impl<S: Storage> CryptFile<S> {
+    /// Reads up to `buf.len()` plaintext bytes at `off`; returns the count (0 at or past EOF).
+    ///
+    /// A backing file ending in a torn partial block (a truncation mid-block, or a write cut
+    /// short by a crash) is an error for every read that reaches its end: it must never read
+    /// as a silently shorter file. Reads that stop before the end still work.
+    ///
+    /// Version 2: the blocks of one read are blocks of one version of the file. A block newer
+    /// than the last block means the file is being rewritten in place (or a rewrite stopped
+    /// half way): while the backing file was modified within [`READ_WAIT_MAX`] the read waits
+    /// up to that long for the last block to catch up, then fails with EIO (FORMAT.md §5.8).
+    ///
+    /// Any version: a block that does not authenticate fails the read at once, unless the
+    /// backing file was modified within [`READ_WAIT_MAX`] and changes again within
+    /// [`CHANGE_WATCH`] (another program writing it right now): then it is read again, for up
+    /// to [`READ_WAIT_MAX`].
+    pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        let started = Instant::now();
+        // The last block's session learnt after the previous attempt, to check the next one.
+        let mut learnt = None;
+        loop {
+            let before = self.change_stamp();
+            let err = match self.read_attempt(buf, off, learnt.take()) {
+                Ok(Attempt::Done(n)) => return Ok(n),
+                // The last block moved on while this read ran: read again, checked against it
+                // (`u32::MAX`, a last block being written right now, checks nothing: every block
+                // before it is already new).
+                Ok(Attempt::Ahead { newest, last_now })
+                    if last_now >= newest.session && started.elapsed() < READ_WAIT_MAX =>
+                {
+                    learnt = Some(last_now);
+                    continue;
+                }
+                Ok(Attempt::Ahead { newest, last_now }) => {
+                    let err = self.corrupt(
+                        Some(newest.block),
+                        format!(
+                            "block sealed in write session {}, after the last block's {last_now}: the file is being \
+                             rewritten in place, or such a rewrite stopped half way (two versions mixed)",
+                            newest.session
+                        ),
+                    );
+                    // Only an in-place rewrite (or a power loss) leaves this: wait for a writer
+                    // that was at work within the wait.
+                    if started.elapsed() >= READ_WAIT_MAX || !self.modified_within(READ_WAIT_MAX) {
+                        return Err(err);
+                    }
+                    std::thread::sleep(AHEAD_PAUSE);
+                    continue;
+                }
+                Err(e @ VaultError::Corrupt { .. }) => e,
+                Err(e) => return Err(e),
+            };
+            // A block that does not authenticate while another program writes the backing file
+            // (a sync client rewriting it in place, a block half written): read again once it
+            // has moved on. A file at rest fails at once.
+            if started.elapsed() >= READ_WAIT_MAX
+                || !self.modified_within(READ_WAIT_MAX)
+                || !self.changes_within(before, CHANGE_WATCH)
+            {
+                return Err(err);
+            }
+        }
+    }
+
+    /// The backing file's change stamp (`None` if fstat fails).
+    fn change_stamp(&self) -> Option<ChangeStamp> {
+        self.storage.stat().ok().map(|st| st.change)
+    }
+
+    /// Whether the backing file changes from `before` within `watch` (polled with growing
+    /// pauses).
+    fn changes_within(&self, before: Option<ChangeStamp>, watch: Duration) -> bool {
+        let Some(before) = before else { return false };
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(500);
+        loop {
+            if self.change_stamp().is_some_and(|now| now != before) {
+                return true;
+            }
+            if start.elapsed() >= watch {
+                return false;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(8));
+        }
+    }
+
+    /// Whether the backing file was modified within `window` (a writer may still be at work).
+    fn modified_within(&self, window: Duration) -> bool {
+        self.storage
+            .stat()
+            .ok()
+            .and_then(|st| st.modified)
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < window)
+    }
+}

@@ -1,0 +1,389 @@
+//! Fault cases of encrypted file contents on in-memory storage: torn writes, a full disk, a
+//! failed reservation, an in-place rewriter racing a read, and every state a kill -9 can leave
+//! between (and inside) the writes of one operation.
+
+use std::sync::Arc;
+
+use crate::crypto::{KeySet, MasterKey, NONCE_LEN};
+use crate::format::header::{FILE_V1, FILE_V2};
+use crate::format::offsets::{block_count, cipher_size, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
+use crate::format::session;
+use crate::vault::VaultError;
+
+use super::mem_storage::{MemOp, MemStorage};
+use super::CryptFile;
+
+const B: usize = PLAIN_BLOCK as usize;
+
+fn keys() -> Arc<KeySet> {
+    Arc::new(KeySet::derive(&MasterKey::from_bytes([3; 32]), false))
+}
+
+fn on(bytes: Vec<u8>, version: u16) -> CryptFile<MemStorage> {
+    CryptFile::with_storage(MemStorage::new(bytes), keys(), "f".into(), version)
+}
+
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1)
+        .collect()
+}
+
+/// A file of `version` holding `plain`.
+fn file_with(version: u16, plain: &[u8]) -> CryptFile<MemStorage> {
+    let f = on(Vec::new(), version);
+    f.write_at(plain, 0).unwrap();
+    f
+}
+
+fn read_all(f: &CryptFile<impl super::Storage>) -> Result<Vec<u8>, VaultError> {
+    let mut buf = vec![0u8; f.plain_len()? as usize + 10];
+    let n = f.read_at(&mut buf, 0)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// The plaintext of block `b` of `plain` (empty past the end).
+fn block_of(plain: &[u8], b: usize) -> &[u8] {
+    plain.get(b * B..((b + 1) * B).min(plain.len())).unwrap_or(&[])
+}
+
+/// The session in the nonce of block `b` of a backing file.
+fn session_at(bytes: &[u8], b: u64) -> u32 {
+    let off = BlockNo(b).cipher_off() as usize;
+    session::session_of(bytes[off..off + NONCE_LEN].try_into().unwrap())
+}
+
+#[test]
+fn writes_read_back_in_the_documented_sizes() {
+    for version in [FILE_V1, FILE_V2] {
+        let f = on(Vec::new(), version);
+        let mut model = Vec::new();
+        for (off, len, seed) in [
+            (0, 10, 1),
+            (5, 3 * B, 2),
+            (2 * B + 7, 100, 3),
+            (6 * B + 1, B, 4),
+            (B - 1, 2, 5),
+        ] {
+            let data = pattern(len, seed);
+            f.write_at(&data, off as u64).unwrap();
+            if model.len() < off + len {
+                model.resize(off + len, 0);
+            }
+            model[off..off + len].copy_from_slice(&data);
+            assert_eq!(read_all(&f).unwrap(), model, "v{version} after {off}+{len}");
+            assert_eq!(f.storage().bytes().len() as u64, cipher_size(model.len() as u64));
+        }
+        f.set_len(3 * B as u64 + 5).unwrap();
+        model.truncate(3 * B + 5);
+        assert_eq!(read_all(&f).unwrap(), model);
+        assert_eq!(f.verify_all().unwrap(), Vec::<u64>::new());
+    }
+}
+
+#[test]
+fn a_handle_keeps_its_session_until_an_fsync() {
+    let f = file_with(FILE_V2, &pattern(3 * B, 1));
+    let first = session_at(&f.storage().bytes(), 2);
+    f.write_at(b"x", 0).unwrap();
+    f.write_at(b"y", B as u64).unwrap();
+    let bytes = f.storage().bytes();
+    assert_eq!((session_at(&bytes, 0), session_at(&bytes, 1)), (first, first));
+    f.sync(true).unwrap();
+    f.write_at(b"z", 0).unwrap();
+    let bytes = f.storage().bytes();
+    assert_eq!(session_at(&bytes, 0), first + 1);
+    assert_eq!(session_at(&bytes, 2), first + 1, "the last block resealed first");
+    // Another program writing the file makes the handle start a new session too.
+    let other = on(f.storage().bytes(), FILE_V2);
+    other.write_at(b"w", 0).unwrap();
+    f.storage().replace(other.storage().bytes());
+    f.write_at(b"v", B as u64).unwrap();
+    assert_eq!(session_at(&f.storage().bytes(), 1), first + 3);
+    let got = read_all(&f).unwrap();
+    assert_eq!((got[0], got[B]), (b'w', b'v'));
+}
+
+#[test]
+fn a_torn_growing_write_is_rolled_back() {
+    for version in [FILE_V1, FILE_V2] {
+        let old = pattern(2 * B + B / 2, 7);
+        let f = file_with(version, &old);
+        let before = f.storage().bytes();
+        f.storage().tear_next_write(100);
+        let e = f.write_at(&pattern(2 * B, 8), old.len() as u64).unwrap_err();
+        assert_eq!(e.errno(), libc::EIO);
+        assert_eq!(f.storage().bytes(), before, "old length and last block back");
+        assert_eq!(read_all(&f).unwrap(), old);
+        f.write_at(b"more", old.len() as u64).unwrap();
+        assert_eq!(read_all(&f).unwrap(), [&old[..], b"more"].concat());
+    }
+}
+
+#[test]
+fn a_torn_last_block_costs_that_block_only() {
+    let old = pattern(3 * B + 300, 9);
+    let f = file_with(FILE_V1, &old);
+    // An in-place rewrite of the last block torn half way (no growth: nothing to roll back).
+    f.storage().tear_next_write(150);
+    assert!(f.write_at(&pattern(300, 10), 3 * B as u64).is_err());
+    assert_eq!(f.verify_all().unwrap(), vec![3]);
+    let mut buf = vec![0u8; 3 * B];
+    assert_eq!(f.read_at(&mut buf, 0).unwrap(), 3 * B);
+    assert_eq!(buf, old[..3 * B]);
+    assert!(f.read_at(&mut buf[..10], 3 * B as u64).unwrap_err().is_corrupt());
+}
+
+#[test]
+fn a_torn_tail_fails_reads_reaching_it_and_is_cut_by_repair() {
+    let old = pattern(2 * B, 11);
+    let f = file_with(FILE_V1, &old);
+    let mut bytes = f.storage().bytes();
+    bytes.extend_from_slice(&[0xab; 20]);
+    f.storage().replace(bytes);
+    assert_eq!(f.plain_len().unwrap(), 2 * B as u64);
+    let mut buf = vec![0u8; B];
+    assert_eq!(f.read_at(&mut buf, 0).unwrap(), B);
+    let e = f.read_at(&mut buf, B as u64).unwrap_err();
+    assert!(e.to_string().contains("torn partial block"), "{e}");
+    assert_eq!(f.verify_all().unwrap(), vec![2]);
+    assert!(f
+        .repair_tail()
+        .unwrap()
+        .unwrap()
+        .starts_with("cut a torn partial block"));
+    assert_eq!(read_all(&f).unwrap(), old);
+}
+
+#[test]
+fn enospc_during_growth_leaves_old_content_and_length() {
+    for version in [FILE_V1, FILE_V2] {
+        // Appending right after the end, and past it (the old last block resealed first).
+        for gap in [0, 3 * B] {
+            let old = pattern(B + B / 2, 12);
+            let f = file_with(version, &old);
+            let before = f.storage().bytes();
+            f.storage().run_out_at(Some(before.len() as u64 + 3000));
+            let e = f.write_at(&pattern(4 * B, 13), (old.len() + gap) as u64).unwrap_err();
+            assert_eq!(e.errno(), libc::ENOSPC, "v{version} gap {gap}");
+            assert_eq!(f.storage().bytes(), before, "v{version} gap {gap}");
+            assert_eq!(read_all(&f).unwrap(), old);
+            // set_len growth too.
+            assert_eq!(f.set_len(20 * B as u64).unwrap_err().errno(), libc::ENOSPC);
+            assert_eq!(f.storage().bytes(), before);
+            f.storage().run_out_at(None);
+            f.write_at(b"ok", (old.len() + gap) as u64).unwrap();
+            assert_eq!(read_all(&f).unwrap().len(), old.len() + gap + 2);
+        }
+    }
+}
+
+#[test]
+fn a_failed_reservation_changes_nothing() {
+    let old = pattern(B + 5, 14);
+    let f = file_with(FILE_V2, &old);
+    let before = f.storage().bytes();
+    // Little free space: growing writes reserve first.
+    f.storage().set_free(0);
+    f.storage().fail_reserve(Some(libc::ENOSPC));
+    f.storage().record();
+    let e = f.write_at(&pattern(3 * B, 15), old.len() as u64).unwrap_err();
+    assert_eq!(e.errno(), libc::ENOSPC);
+    assert_eq!(f.storage().bytes(), before);
+    assert!(
+        f.storage()
+            .recorded()
+            .iter()
+            .all(|op| *op == MemOp::SetLen(before.len() as u64)),
+        "no byte written: {:?}",
+        f.storage().recorded()
+    );
+    assert_eq!(f.reserve(0, 10 * B as u64).unwrap_err().errno(), libc::ENOSPC);
+    // A quota is a full disk too; a file system without fallocate is not.
+    f.storage().fail_reserve(Some(libc::EDQUOT));
+    assert_eq!(f.set_len(10 * B as u64).unwrap_err().errno(), libc::EDQUOT);
+    assert_eq!(f.storage().bytes(), before);
+    f.storage().fail_reserve(Some(libc::EOPNOTSUPP));
+    f.write_at(b"grown", old.len() as u64).unwrap();
+    assert_eq!(read_all(&f).unwrap(), [&old[..], b"grown"].concat());
+}
+
+/// `old` rewritten in place as `new` by another writer with the same file: the backing bytes.
+fn rewritten(old: &CryptFile<MemStorage>, version: u16, new: &[u8]) -> Vec<u8> {
+    let other = on(old.storage().bytes(), version);
+    other.write_at(new, 0).unwrap();
+    other.storage().bytes()
+}
+
+#[test]
+fn a_read_racing_an_inplace_rewrite_sees_one_version() {
+    for chunk in [700usize, 1500, CIPHER_BLOCK as usize] {
+        let (a, b) = (pattern(4 * B + 100, 16), pattern(4 * B + 100, 17));
+        let f = file_with(FILE_V2, &a);
+        let target = rewritten(&f, FILE_V2, &b);
+        // Every backing read first lets the rewriter copy the next `chunk` bytes, in ascending
+        // order, as rsync --inplace or a sync client does.
+        let copy = target.clone();
+        f.storage().rewrite_during_reads(move |reads, bytes| {
+            let from = (reads as usize * chunk).min(copy.len());
+            let to = (from + chunk).min(copy.len());
+            bytes[from..to].copy_from_slice(&copy[from..to]);
+            from < to
+        });
+        let got = read_all(&f).unwrap();
+        assert!(got == a || got == b, "chunk {chunk}: a mix of two versions");
+        assert_eq!(read_all(&f).unwrap(), b, "chunk {chunk}");
+        assert_eq!(f.storage().bytes(), target);
+    }
+}
+
+#[test]
+fn a_half_written_block_is_read_again_once_the_writer_moved_on() {
+    let (a, b) = (pattern(3 * B, 18), pattern(3 * B, 19));
+    let f = file_with(FILE_V1, &a);
+    let target = rewritten(&f, FILE_V1, &b);
+    let mid = BlockNo(1).cipher_off() as usize;
+    f.storage().rewrite_during_reads(move |reads, bytes| match reads {
+        // The first attempt meets block 1 half written...
+        0 => {
+            bytes[mid..mid + 2000].copy_from_slice(&target[mid..mid + 2000]);
+            true
+        }
+        // ...and a later one the whole new version.
+        3 => {
+            bytes.copy_from_slice(&target);
+            true
+        }
+        _ => false,
+    });
+    assert_eq!(read_all(&f).unwrap(), b);
+    // At rest, damage fails the read.
+    let mut bytes = f.storage().bytes();
+    bytes[mid + 50] ^= 1;
+    let g = on(bytes, FILE_V1);
+    assert!(read_all(&g).unwrap_err().is_corrupt());
+}
+
+/// One operation run on `old`, stopped by a kill -9 after each prefix of its writes (and
+/// inside each write): every block of every state reads as its old or new content; only
+/// blocks the operation wrote (or added past the old end) may fail to read.
+fn check_every_stop(version: u16, old: &[u8], op: impl Fn(&CryptFile<MemStorage>), new: &[u8]) {
+    let f = file_with(version, old);
+    let start = f.storage().bytes();
+    f.storage().record();
+    op(&f);
+    assert_eq!(read_all(&f).unwrap(), new, "the operation itself");
+    let ops = f.storage().recorded();
+    assert!(!ops.is_empty());
+    let blocks = block_count(old.len().max(new.len()) as u64) as usize;
+    let old_blocks = block_count(old.len() as u64) as usize;
+    let touched = |b: usize| {
+        let (lo, hi) = (BlockNo(b as u64).cipher_off(), BlockNo(b as u64 + 1).cipher_off());
+        ops.iter().any(|op| match op {
+            MemOp::Write { off, bytes } => *off < hi && off + bytes.len() as u64 > lo,
+            MemOp::SetLen(_) => false,
+        })
+    };
+    for k in 0..=ops.len() {
+        let mut keeps = vec![None];
+        if let Some(MemOp::Write { bytes, .. }) = ops.get(k) {
+            keeps.extend([0, 1, 16, 40, bytes.len() / 2, bytes.len().saturating_sub(1)].map(Some));
+            keeps.extend((1..bytes.len() / CIPHER_BLOCK as usize + 1).map(|i| Some(i * CIPHER_BLOCK as usize + 20)));
+        }
+        for keep in keeps {
+            let mut state = start.clone();
+            for done in &ops[..k] {
+                done.apply(&mut state, None);
+            }
+            if let (Some(op), Some(_)) = (ops.get(k), keep) {
+                op.apply(&mut state, keep);
+            }
+            let g = on(state, version);
+            for b in 0..blocks {
+                let mut buf = vec![0u8; B];
+                match g.read_at(&mut buf, (b * B) as u64) {
+                    Ok(n) => assert!(
+                        buf[..n] == *block_of(old, b) || buf[..n] == *block_of(new, b),
+                        "v{version} after {k} writes (+{keep:?} bytes): block {b} is neither old nor new"
+                    ),
+                    Err(e) => assert!(
+                        touched(b) || b >= old_blocks,
+                        "v{version} after {k} writes (+{keep:?} bytes): block {b}, never written, fails: {e}"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_kill9_between_writes_leaves_each_block_old_or_new() {
+    for version in [FILE_V1, FILE_V2] {
+        let old = pattern(5 * B + 300, 20);
+        // In place, across block edges.
+        let data = pattern(2 * B + 10, 21);
+        let mut new = old.clone();
+        new[B + 5..B + 5 + data.len()].copy_from_slice(&data);
+        check_every_stop(version, &old, |f| f.write_at(&data, B as u64 + 5).unwrap(), &new);
+        // Appending right after the end.
+        let tail = pattern(3 * B, 22);
+        let new = [&old[..], &tail[..]].concat();
+        check_every_stop(version, &old, |f| f.write_at(&tail, old.len() as u64).unwrap(), &new);
+        // Past the end, leaving a hole (the old last block resealed as a middle block first).
+        let mut new = old.clone();
+        new.resize(8 * B, 0);
+        new.extend_from_slice(&tail);
+        check_every_stop(version, &old, |f| f.write_at(&tail, 8 * B as u64).unwrap(), &new);
+        // Truncation, and growth by set_len.
+        check_every_stop(
+            version,
+            &old,
+            |f| f.set_len(2 * B as u64 + 7).unwrap(),
+            &old[..2 * B + 7],
+        );
+        let mut new = old.clone();
+        new.resize(7 * B + 1, 0);
+        check_every_stop(version, &old, |f| f.set_len(7 * B as u64 + 1).unwrap(), &new);
+    }
+}
+
+#[test]
+fn the_backing_file_and_memory_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let backing = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    let disk = CryptFile::new(backing, keys(), "f".into(), FILE_V2);
+    let mem = on(Vec::new(), FILE_V2);
+    let steps: [(u64, usize); 5] = [
+        (0, 5000),
+        (3 * B as u64 + 1, 200),
+        (9 * B as u64, 10),
+        (17, 2 * B),
+        (12 * B as u64, 1),
+    ];
+    for (i, (off, len)) in steps.into_iter().enumerate() {
+        let data = pattern(len, i as u8);
+        disk.write_at(&data, off).unwrap();
+        mem.write_at(&data, off).unwrap();
+        assert_eq!(read_all(&disk).unwrap(), read_all(&mem).unwrap(), "step {i}");
+        assert_eq!(
+            disk.backing().metadata().unwrap().len(),
+            mem.storage().bytes().len() as u64
+        );
+    }
+    disk.set_len(5 * B as u64 + 3).unwrap();
+    mem.set_len(5 * B as u64 + 3).unwrap();
+    assert_eq!(read_all(&disk).unwrap(), read_all(&mem).unwrap());
+    disk.sync(false).unwrap();
+    assert_eq!(disk.verify_all().unwrap(), Vec::<u64>::new());
+    // The memory storage has no holes; the file's are found through SEEK_DATA / SEEK_HOLE.
+    assert_eq!(mem.seek_data_hole(0, false).unwrap(), Some(5 * B as u64 + 3));
+    assert_eq!(disk.seek_data_hole(B as u64, true).unwrap(), Some(B as u64));
+}
