@@ -27,6 +27,17 @@ impl MasterKey {
         MasterKey(k)
     }
 
+    /// The key in `bytes`, copied straight into its zeroized home (no stack copy); `None`
+    /// unless `bytes` is exactly [`MASTER_KEY_LEN`] long.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != MASTER_KEY_LEN {
+            return None;
+        }
+        let mut k = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        k.copy_from_slice(bytes);
+        Some(MasterKey(k))
+    }
+
     /// A fresh random master key.
     pub fn generate() -> Result<Self, CryptoError> {
         let mut k = Zeroizing::new([0u8; MASTER_KEY_LEN]);
