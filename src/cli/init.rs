@@ -108,11 +108,23 @@ fn params_and_password(
 
 /// Prints the recovery key block (blank line, title, blank line, the key, blank line).
 fn print_recovery_key(master: &MasterKey, params: &VaultParams) {
+    use std::io::Write;
     let key = recovery::encode(master.expose(), params);
+    // The whole line, built once in a wiped buffer: `println!` would pass the key through
+    // stdout's buffer, which keeps it after the write. A complete line written while that buffer
+    // is empty goes straight to the file descriptor.
+    let mut line = zeroize::Zeroizing::new(String::with_capacity(4 + key.len() + 1));
+    line.push_str("    ");
+    line.push_str(&key);
+    line.push('\n');
     println!();
     println!("Recovery key (shown only now):");
     println!();
-    println!("    {}", key.as_str());
+    let mut out = std::io::stdout().lock();
+    out.flush()
+        .and_then(|()| out.write_all(line.as_bytes()))
+        .expect("failed printing to stdout");
+    drop(out);
     println!();
 }
 

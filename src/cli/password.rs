@@ -13,6 +13,14 @@ use super::error::{code, strip_os_error, CliError, CliResult};
 /// A password or recovery key in memory; zeroed on drop.
 pub type Secret = Zeroizing<Vec<u8>>;
 
+/// The longest password or recovery key accepted, in bytes.
+pub const MAX_SECRET: usize = 4096;
+
+/// How much of a passfile, an extpass command's output or stdin is read: its first line is
+/// the secret. Buffers are sized for it up front and never grow, because a grown `Vec` leaves
+/// its old copy in freed heap.
+const READ_LIMIT: usize = 64 * 1024;
+
 /// What the secret is for: decides the prompt and whether a terminal asks twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ask {
@@ -52,6 +60,12 @@ pub fn read_secret(src: &SecretArgs, ask: Ask) -> CliResult<Secret> {
     } else {
         from_stdin(ask)?
     };
+    if secret.len() > MAX_SECRET {
+        return Err(CliError::new(
+            code::PASSWORD_INPUT,
+            format!("{} longer than {MAX_SECRET} bytes refused", ask.what()),
+        ));
+    }
     if secret.is_empty() {
         return Err(CliError::new(
             code::PASSWORD_INPUT,
@@ -72,9 +86,9 @@ fn first_line(bytes: &[u8]) -> Secret {
 }
 
 fn from_passfile(file: &Path) -> CliResult<Secret> {
-    let mut buf = Zeroizing::new(Vec::new());
+    let mut buf = Zeroizing::new(Vec::with_capacity(READ_LIMIT + 1));
     std::fs::File::open(file)
-        .and_then(|f| f.take(64 * 1024).read_to_end(&mut buf))
+        .and_then(|f| f.take(READ_LIMIT as u64).read_to_end(&mut buf))
         .map_err(|e| {
             CliError::new(
                 code::PASSWORD_INPUT,
@@ -85,21 +99,33 @@ fn from_passfile(file: &Path) -> CliResult<Secret> {
 }
 
 fn from_extpass(cmd: &str) -> CliResult<Secret> {
-    let out = Command::new("sh")
+    let run_err = |e: std::io::Error| {
+        CliError::new(
+            code::PASSWORD_INPUT,
+            format!("cannot run extpass command: {}", strip_os_error(&e)),
+        )
+    };
+    let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
         .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| {
-            CliError::new(
-                code::PASSWORD_INPUT,
-                format!("cannot run extpass command: {}", strip_os_error(&e)),
-            )
-        })?;
-    let stdout = Zeroizing::new(out.stdout);
-    if !out.status.success() {
-        let why = match out.status.code() {
+        .spawn()
+        .map_err(run_err)?;
+    let mut stdout = Zeroizing::new(Vec::with_capacity(READ_LIMIT + 1));
+    let read = match child.stdout.take() {
+        Some(mut pipe) => (&mut pipe)
+            .take(READ_LIMIT as u64)
+            .read_to_end(&mut stdout)
+            // The rest is read and dropped, so the command does not die of a closed pipe.
+            .and_then(|_| std::io::copy(&mut pipe, &mut std::io::sink())),
+        None => Ok(0),
+    };
+    let status = child.wait().map_err(run_err)?;
+    read.map_err(run_err)?;
+    if !status.success() {
+        let why = match status.code() {
             Some(c) => format!("exit status {c}"),
             None => "killed by a signal".to_string(),
         };
@@ -133,13 +159,17 @@ fn from_terminal(ask: Ask) -> CliResult<Secret> {
 }
 
 fn from_stdin(ask: Ask) -> CliResult<Secret> {
-    let mut line = Zeroizing::new(Vec::new());
-    let n = std::io::stdin().lock().read_until(b'\n', &mut line).map_err(|e| {
-        CliError::new(
-            code::PASSWORD_INPUT,
-            format!("cannot read the {} from stdin: {}", ask.what(), strip_os_error(&e)),
-        )
-    })?;
+    let mut line = Zeroizing::new(Vec::with_capacity(READ_LIMIT + 1));
+    let n = std::io::stdin()
+        .lock()
+        .take(READ_LIMIT as u64)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| {
+            CliError::new(
+                code::PASSWORD_INPUT,
+                format!("cannot read the {} from stdin: {}", ask.what(), strip_os_error(&e)),
+            )
+        })?;
     if n == 0 {
         return Err(
             CliError::new(code::PASSWORD_INPUT, format!("no {} on stdin", ask.what()))
@@ -196,6 +226,30 @@ mod tests {
         assert_eq!(
             read_secret(&src, Ask::Password).unwrap_err().message,
             "empty password refused"
+        );
+    }
+
+    #[test]
+    fn over_long_secret_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p");
+        std::fs::write(&f, vec![b'x'; MAX_SECRET]).unwrap();
+        let src = SecretArgs {
+            passfile: Some(f.clone()),
+            extpass: None,
+        };
+        assert_eq!(read_secret(&src, Ask::Password).unwrap().len(), MAX_SECRET);
+        std::fs::write(&f, vec![b'x'; MAX_SECRET + 1]).unwrap();
+        let err = read_secret(&src, Ask::Password).unwrap_err();
+        assert_eq!(err.code, code::PASSWORD_INPUT);
+        assert_eq!(err.message, "password longer than 4096 bytes refused");
+        let src = SecretArgs {
+            passfile: None,
+            extpass: Some("head -c 200000 /dev/zero | tr '\\0' y".into()),
+        };
+        assert_eq!(
+            read_secret(&src, Ask::RecoveryKey).unwrap_err().message,
+            "recovery key longer than 4096 bytes refused"
         );
     }
 }

@@ -1,7 +1,6 @@
 //! Argon2id password KDF with bounded parameters (a tampered config cannot ask for 4 TiB).
 
 use argon2::{Algorithm, Argon2, Params, Version};
-use zeroize::Zeroizing;
 
 use super::{CryptoError, Kek};
 
@@ -89,7 +88,7 @@ pub fn derive_kek(password: &[u8], params: &KdfParams) -> Result<Kek, CryptoErro
     params.check()?;
     let p = Params::new(params.m_kib, params.t, params.p, Some(32)).map_err(|e| CryptoError::Kdf(e.to_string()))?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, p);
-    let mut out = Zeroizing::new([0u8; 32]);
+    let mut out = super::keys::key_box::<32>();
     argon
         .hash_password_into(password, &params.salt, &mut out[..])
         .map_err(|e| CryptoError::Kdf(e.to_string()))?;

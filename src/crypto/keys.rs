@@ -14,22 +14,46 @@ use super::{BlockCipher, CryptoError, NameCipher};
 pub const MASTER_KEY_LEN: usize = 32;
 
 /// The vault's 32-byte master key. Every other key derives from it.
-#[derive(Clone)]
-pub struct MasterKey(Zeroizing<[u8; MASTER_KEY_LEN]>);
+pub struct MasterKey(Box<Zeroizing<[u8; MASTER_KEY_LEN]>>);
+
+/// A zeroed key buffer on the heap: keys are written into it in place, and moving the owner
+/// moves only the pointer, so no stack copy of the key is left behind by a move.
+pub(super) fn key_box<const N: usize>() -> Box<Zeroizing<[u8; N]>> {
+    Box::new(Zeroizing::new([0u8; N]))
+}
+
+impl Clone for MasterKey {
+    fn clone(&self) -> Self {
+        let mut k = key_box();
+        k.copy_from_slice(&self.0[..]);
+        MasterKey(k)
+    }
+}
 
 impl MasterKey {
     /// Wraps raw key bytes (from the config unwrap or a recovery key).
     pub fn from_bytes(bytes: [u8; MASTER_KEY_LEN]) -> Self {
-        let mut k = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        let mut k = key_box::<MASTER_KEY_LEN>();
         k.copy_from_slice(&bytes);
         let mut bytes = bytes;
         zeroize::Zeroize::zeroize(&mut bytes);
         MasterKey(k)
     }
 
+    /// The key in `bytes`, copied straight into its zeroized home (no stack copy); `None`
+    /// unless `bytes` is exactly [`MASTER_KEY_LEN`] long.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != MASTER_KEY_LEN {
+            return None;
+        }
+        let mut k = key_box::<MASTER_KEY_LEN>();
+        k.copy_from_slice(bytes);
+        Some(MasterKey(k))
+    }
+
     /// A fresh random master key.
     pub fn generate() -> Result<Self, CryptoError> {
-        let mut k = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        let mut k = key_box::<MASTER_KEY_LEN>();
         super::random_bytes(&mut k[..])?;
         Ok(MasterKey(k))
     }
@@ -42,7 +66,7 @@ impl MasterKey {
     /// HKDF-SHA256(ikm = master key, salt = none, info) expanded to `N` bytes.
     pub fn derive<const N: usize>(&self, info: &str) -> SubKey<N> {
         let hk = Hkdf::<Sha256>::new(None, &self.0[..]);
-        let mut out = Zeroizing::new([0u8; N]);
+        let mut out = key_box::<N>();
         // N is at most 64 here, far below HKDF-SHA256's 255*32 limit.
         if hk.expand(info.as_bytes(), &mut out[..]).is_err() {
             unreachable!("HKDF output length {N} is within limits");
@@ -58,7 +82,7 @@ impl fmt::Debug for MasterKey {
 }
 
 /// A derived key of `N` bytes.
-pub struct SubKey<const N: usize>(Zeroizing<[u8; N]>);
+pub struct SubKey<const N: usize>(Box<Zeroizing<[u8; N]>>);
 
 impl<const N: usize> SubKey<N> {
     /// The raw bytes, handed to a cipher constructor.
@@ -74,7 +98,7 @@ impl<const N: usize> fmt::Debug for SubKey<N> {
 }
 
 /// The key derived from the password, used only to wrap the master key.
-pub struct Kek(pub(super) Zeroizing<[u8; 32]>);
+pub struct Kek(pub(super) Box<Zeroizing<[u8; 32]>>);
 
 impl fmt::Debug for Kek {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

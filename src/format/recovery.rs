@@ -13,6 +13,7 @@ use super::{FormatError, FORMAT_VERSION};
 
 const BODY_LEN: usize = 2 + 2 + 1 + 1 + 32;
 const TOTAL_LEN: usize = BODY_LEN + 4;
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes the recovery key for `master` and `params`.
 pub fn encode(master: &[u8; 32], params: &VaultParams) -> zeroize::Zeroizing<String> {
@@ -31,19 +32,26 @@ pub fn encode(master: &[u8; 32], params: &VaultParams) -> zeroize::Zeroizing<Str
         if i > 0 && i % 4 == 0 {
             out.push('-');
         }
-        out.push_str(&format!("{b:02x}"));
+        // Digit by digit into the pre-sized buffer: no temporary string, no reallocation.
+        out.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(b & 15)]));
     }
     out
 }
 
 /// Parses a recovery key (whitespace and dashes ignored, any case).
 pub fn decode(text: &str) -> Result<(zeroize::Zeroizing<[u8; 32]>, VaultParams), FormatError> {
-    let hex: zeroize::Zeroizing<Vec<u8>> = zeroize::Zeroizing::new(
-        text.bytes()
-            .filter(|b| !b.is_ascii_whitespace() && *b != b'-')
-            .collect(),
-    );
-    if hex.len() != TOTAL_LEN * 2 {
+    // Pre-sized and never grown (a grown Vec leaves its old copy in freed heap).
+    let mut hex = zeroize::Zeroizing::new(Vec::with_capacity(TOTAL_LEN * 2));
+    let mut too_long = false;
+    for b in text.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b'-') {
+        if hex.len() == TOTAL_LEN * 2 {
+            too_long = true;
+            break;
+        }
+        hex.push(b);
+    }
+    if too_long || hex.len() != TOTAL_LEN * 2 {
         return Err(FormatError::BadRecoveryKey("wrong length (expected 84 hex digits)"));
     }
     let mut raw = zeroize::Zeroizing::new([0u8; TOTAL_LEN]);

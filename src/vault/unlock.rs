@@ -210,12 +210,8 @@ pub fn unlock_with_password_kek(cfg: &Config, password: &[u8]) -> Result<(Master
             .open_from_slice(&canonical, &wrapped)
             .map_err(|_| VaultError::WrongPassword)?,
     );
-    let mut bytes = [0u8; 32];
-    if raw.len() != 32 {
-        return Err(VaultError::ConfigTampered("wrapped key has the wrong length".into()));
-    }
-    bytes.copy_from_slice(&raw);
-    let master = MasterKey::from_bytes(bytes);
+    let master = MasterKey::from_slice(&raw)
+        .ok_or_else(|| VaultError::ConfigTampered("wrapped key has the wrong length".into()))?;
     check_mac(cfg, &master)?;
     Ok((master, kek))
 }
@@ -264,7 +260,7 @@ pub fn unlock_with_recovery_key(text: &str, cfg: Option<&Config>) -> Result<(Mas
         path: PathBuf::from("recovery key"),
         source,
     })?;
-    let master = MasterKey::from_bytes(*key);
+    let master = MasterKey::from_slice(&key[..]).expect("recovery::decode returns a 32-byte key");
     match cfg {
         Some(cfg) => {
             check_mac(cfg, &master)?;
