@@ -1,6 +1,7 @@
 //! `coffer mount` through the CLI (needs /dev/fuse): the background mount returns only when
 //! ready, read-only and recovery-key mounts, --idle, and the mount.fuse.coffer helper form.
 
+#[path = "support/cli.rs"]
 mod cli_common;
 mod common;
 

@@ -2,6 +2,7 @@
 //! CIPHERDIR (FIFOs where coffer expects files), low descriptor limits, deep trees, names that
 //! go while a file is open, and memory after the kernel forgets inodes.
 
+#[path = "support/cli.rs"]
 mod cli_common;
 mod common;
 

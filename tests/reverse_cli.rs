@@ -1,6 +1,7 @@
 //! `coffer init --reverse` and `coffer reverse` end to end through the binary: background mount,
 //! copy, `coffer cat` of the copy, recovery key, wrong password, forward config refused.
 
+#[path = "support/cli.rs"]
 mod cli_common;
 mod common;
 

@@ -3,6 +3,7 @@
 //! ciphertext; writes fail with EROFS; excludes and the hidden config are not shown; a
 //! 5000-level plain tree under a low descriptor limit.
 
+#[path = "support/cli.rs"]
 mod cli_common;
 mod common;
 mod reverse_util;

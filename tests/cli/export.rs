@@ -1,7 +1,7 @@
 //! `coffer export`: a tree made through the library comes back byte for byte, with modes,
 //! times, symlinks, long and non-UTF-8 names and xattrs; damage is reported, the rest exported.
 
-mod cli_common;
+use crate::support::cli as cli_common;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

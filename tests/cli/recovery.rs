@@ -1,6 +1,6 @@
 //! Recovery: the key printed by `init` opens the vault after coffer.conf is lost.
 
-mod cli_common;
+use crate::support::cli as cli_common;
 
 use cli_common::{bytes, coffer, init_cli, put_file};
 

@@ -1,7 +1,7 @@
 //! `coffer fsck` on the command line: clean vault, damaged block, JSON report, exit codes 0/1/2,
 //! a 20000-level tree under a low descriptor limit.
 
-mod cli_common;
+use crate::support::cli as cli_common;
 
 use std::path::Path;
 

@@ -1,4 +1,4 @@
-//! Test vectors shared by tests/kat.rs and tests/eax_diff.rs, and the hex decoder they use.
+//! Test vectors shared by tests/vault/kat.rs and tests/vault/eax_diff.rs, and the hex decoder they use.
 
 /// Decodes hex, ignoring whitespace (long vectors are wrapped).
 pub fn hex(s: &str) -> Vec<u8> {

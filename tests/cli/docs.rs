@@ -2,7 +2,7 @@
 //! `coffer gen-docs` writes, every subcommand's --help has an example, and README.md lists the
 //! same exit codes as `coffer --help`.
 
-mod cli_common;
+use crate::support::cli as cli_common;
 
 use cli_common::coffer;
 

@@ -5,7 +5,7 @@
 //! Rust crates; the pattern generator `pat` is the same in the Python script:
 //! `bytes(((i*seed + 7) ^ (i >> 8)) & 0xff for i in range(n))`.
 
-mod vectors;
+use crate::support::vectors;
 
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! `coffer passwd`: the old password stops working, the new one opens the same data.
 
-mod cli_common;
+use crate::support::cli as cli_common;
 
 use cli_common::{coffer, init_cli, passfile, put_file};
 

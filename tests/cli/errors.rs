@@ -1,6 +1,6 @@
 //! Pins the exact message and exit code of every user error the CLI reports.
 
-mod cli_common;
+use crate::support::cli as cli_common;
 
 use cli_common::{coffer, init_cli, passfile};
 

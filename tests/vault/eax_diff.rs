@@ -2,7 +2,7 @@
 //! the `eax` crate: differential tests over random keys, nonces, AAD and lengths, single vs batch
 //! vs two-thread batch, the EAX paper vectors (AES-128) and AES-256 vectors from pycryptodome.
 
-mod vectors;
+use crate::support::vectors;
 
 use aes::cipher::KeyInit;
 use aes::{Aes128, Aes256};

@@ -1,0 +1,5 @@
+//! Helpers shared by the test binaries that are built from tests/<group>/main.rs.
+#![allow(dead_code)]
+
+pub mod cli;
+pub mod vectors;
