@@ -3,6 +3,7 @@
 
 #[path = "support/cli.rs"]
 mod cli_common;
+#[path = "support/common.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! reads that touch it, a swapped header is refused, a deleted diriv or long-name sidecar is
 //! reported by `coffer fsck` (run while mounted) and never brings the mount down.
 
+#[path = "support/common.rs"]
 mod common;
 
 use std::fs;

@@ -1,5 +1,6 @@
 //! Basic FUSE mount behaviour: files, directories, attributes, persistence across remounts.
 
+#[path = "support/common.rs"]
 mod common;
 
 use std::fs;

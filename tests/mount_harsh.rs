@@ -4,6 +4,7 @@
 
 #[path = "support/cli.rs"]
 mod cli_common;
+#[path = "support/common.rs"]
 mod common;
 
 use std::ffi::{CString, OsStr};

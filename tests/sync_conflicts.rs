@@ -2,6 +2,7 @@
 //! through a real FUSE mount: every client's pattern for a short name, a long name (with and
 //! without a copy of its sidecar) and a directory; duplicates; sync-client files hidden.
 
+#[path = "support/common.rs"]
 mod common;
 mod sync_util;
 

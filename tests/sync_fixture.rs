@@ -7,6 +7,7 @@
 //! Regenerate (only if the format changes): `COFFER_REGEN_SYNC_FIXTURE=1 cargo test --test
 //! sync_fixture -- --ignored`.
 
+#[path = "support/common.rs"]
 mod common;
 mod sync_util;
 

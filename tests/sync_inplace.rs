@@ -3,6 +3,7 @@
 //! fails, never blocks of two versions; without it (the controls) mixed reads are seen, which
 //! shows the tests can fail. Library tests pin the same rule on hand-made mixes, without FUSE.
 
+#[path = "support/common.rs"]
 mod common;
 mod sync_util;
 

@@ -3,6 +3,7 @@
 //! that arrives before its diriv, a diriv conflict copy arriving late. Each change shows within
 //! the 1 s entry/attribute TTL, no read mixes two versions, and the mount keeps working.
 
+#[path = "support/common.rs"]
 mod common;
 mod sync_util;
 

@@ -1,6 +1,7 @@
 //! Provider limits chosen at init: `coffer init --longname-max N` and `--case-insensitive`,
 //! checked by mounting the vault and looking at the names on both sides.
 
+#[path = "support/common.rs"]
 mod common;
 mod sync_util;
 

@@ -5,6 +5,7 @@
 //! show them as `report.txt..path1` / `report.txt..path2` with each side's bytes, for short and
 //! long names: nothing becomes invisible. Skipped when rclone is not installed.
 
+#[path = "support/common.rs"]
 mod common;
 mod sync_util;
 

@@ -2,4 +2,6 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod common;
+pub mod reverse;
 pub mod vectors;

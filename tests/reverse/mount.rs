@@ -3,10 +3,9 @@
 //! ciphertext; writes fail with EROFS; excludes and the hidden config are not shown; a
 //! 5000-level plain tree under a low descriptor limit.
 
-#[path = "support/cli.rs"]
-mod cli_common;
-mod common;
-mod reverse_util;
+use crate::support::cli as cli_common;
+use crate::support::common;
+use crate::support::reverse as reverse_util;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;

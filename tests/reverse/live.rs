@@ -6,8 +6,8 @@
 //! appending writer on ext4 reports only the appended files; the copies pass fsck and, once
 //! the writer stops, a second rsync makes a copy whose forward mount equals the plain folder.
 
-mod common;
-mod reverse_util;
+use crate::support::common;
+use crate::support::reverse as reverse_util;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;

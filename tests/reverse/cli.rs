@@ -1,9 +1,8 @@
 //! `coffer init --reverse` and `coffer reverse` end to end through the binary: background mount,
 //! copy, `coffer cat` of the copy, recovery key, wrong password, forward config refused.
 
-#[path = "support/cli.rs"]
-mod cli_common;
-mod common;
+use crate::support::cli as cli_common;
+use crate::support::common;
 
 use std::ffi::OsStr;
 use std::path::Path;

@@ -159,7 +159,7 @@ pub fn mount_forward(copy: &Path, mnt: &Path) -> Mounted {
 
 /// Runs a program in the current directory (see `common::run`); returns stdout.
 pub fn run(prog: &str, args: &[&OsStr]) -> String {
-    crate::common::run(Path::new("."), prog, args)
+    super::common::run(Path::new("."), prog, args)
 }
 
 /// `rsync -a --delete [extra] SRC/ DST/`; returns stdout.

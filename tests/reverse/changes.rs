@@ -2,8 +2,8 @@
 //! mtime restored (touch -r) changes exactly that block's nonce; a file that changes while it
 //! is read gives EIO; a fresh open after the change reads the new content.
 
-mod common;
-mod reverse_util;
+use crate::support::common;
+use crate::support::reverse as reverse_util;
 
 use std::ffi::OsStr;
 use std::io::Write;
