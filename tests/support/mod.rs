@@ -4,4 +4,5 @@
 pub mod cli;
 pub mod common;
 pub mod reverse;
+pub mod sync;
 pub mod vectors;

@@ -7,9 +7,8 @@
 //! Regenerate (only if the format changes): `COFFER_REGEN_SYNC_FIXTURE=1 cargo test --test
 //! sync_fixture -- --ignored`.
 
-#[path = "support/common.rs"]
-mod common;
-mod sync_util;
+use crate::support::common;
+use crate::support::sync as sync_util;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use coffer::fs::{MountHandle, MountOptions};
 use coffer::vault::Vault;
 
-use crate::common::{spawn_mount, Watchdog, WATCHDOG};
+use super::common::{spawn_mount, Watchdog, WATCHDOG};
 
 /// How long a change made in CIPHERDIR may take to show in the mount: the 1 s entry/attribute
 /// TTL plus slack for a loaded machine.
@@ -64,7 +64,7 @@ pub struct Backing {
 impl Backing {
     /// Opens the vault in `cipher` with the test password.
     pub fn open(cipher: &Path) -> Backing {
-        let vault = Vault::unlock(cipher, None, crate::common::PASSWORD, false).expect("unlock");
+        let vault = Vault::unlock(cipher, None, super::common::PASSWORD, false).expect("unlock");
         Backing {
             vault,
             cipher: cipher.to_path_buf(),

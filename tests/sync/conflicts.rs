@@ -2,9 +2,8 @@
 //! through a real FUSE mount: every client's pattern for a short name, a long name (with and
 //! without a copy of its sidecar) and a directory; duplicates; sync-client files hidden.
 
-#[path = "support/common.rs"]
-mod common;
-mod sync_util;
+use crate::support::common;
+use crate::support::sync as sync_util;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;

@@ -3,9 +3,8 @@
 //! that arrives before its diriv, a diriv conflict copy arriving late. Each change shows within
 //! the 1 s entry/attribute TTL, no read mixes two versions, and the mount keeps working.
 
-#[path = "support/common.rs"]
-mod common;
-mod sync_util;
+use crate::support::common;
+use crate::support::sync as sync_util;
 
 use std::fs;
 use std::io::Read;

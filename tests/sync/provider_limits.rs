@@ -1,9 +1,8 @@
 //! Provider limits chosen at init: `coffer init --longname-max N` and `--case-insensitive`,
 //! checked by mounting the vault and looking at the names on both sides.
 
-#[path = "support/common.rs"]
-mod common;
-mod sync_util;
+use crate::support::common;
+use crate::support::sync as sync_util;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;

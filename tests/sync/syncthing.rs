@@ -3,8 +3,7 @@
 //! with its output if any check fails. Needs `syncthing` (Debian: apt-get install -y syncthing;
 //! scripts/test installs it when run as root) and python3.
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};

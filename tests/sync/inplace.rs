@@ -3,9 +3,8 @@
 //! fails, never blocks of two versions; without it (the controls) mixed reads are seen, which
 //! shows the tests can fail. Library tests pin the same rule on hand-made mixes, without FUSE.
 
-#[path = "support/common.rs"]
-mod common;
-mod sync_util;
+use crate::support::common;
+use crate::support::sync as sync_util;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -5,9 +5,8 @@
 //! show them as `report.txt..path1` / `report.txt..path2` with each side's bytes, for short and
 //! long names: nothing becomes invisible. Skipped when rclone is not installed.
 
-#[path = "support/common.rs"]
-mod common;
-mod sync_util;
+use crate::support::common;
+use crate::support::sync as sync_util;
 
 use std::fs;
 use std::path::Path;
