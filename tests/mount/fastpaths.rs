@@ -1,8 +1,7 @@
 //! The mount's fast paths answer exactly as the slow paths they skip: xattr names the
 //! vault never stores, cached file headers after the file changes underneath.
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::common;
 
 use std::ffi::CString;
 use std::fs;

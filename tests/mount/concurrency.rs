@@ -1,8 +1,7 @@
 //! Concurrency: 8 threads with separate handles on one file, writing disjoint and overlapping
 //! ranges and appending through O_APPEND; the final contents are checked.
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::common;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

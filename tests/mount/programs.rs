@@ -1,8 +1,7 @@
 //! Real programs on the mount: git, tar, cp -a, sqlite3. A missing program fails the test with
 //! the package to install; it never passes silently.
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::common;
 
 use std::fs;
 use std::path::Path;

@@ -1,8 +1,7 @@
 //! Every operation through the mount, compared with the same call on a plain directory
 //! (results and errno), plus the mount-specific behaviour (plaintext sizes, holes, fallocate).
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::common;
 
 use std::fmt::Debug;
 use std::fs::{self, OpenOptions};

@@ -2,8 +2,7 @@
 //! reads that touch it, a swapped header is refused, a deleted diriv or long-name sidecar is
 //! reported by `coffer fsck` (run while mounted) and never brings the mount down.
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::common;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;

@@ -2,8 +2,7 @@
 //! read-only mounts, idle unmount through `mount()`, ownership with allow_other, access-time
 //! options against ext4, and the watchdog that frees a hung daemon.
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::common;
 
 use std::ffi::OsStr;
 use std::fs;

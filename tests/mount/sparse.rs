@@ -1,8 +1,7 @@
 //! A sparse file past 4 GiB: write at 5 GiB, read it back, read the hole, truncate — in bounded
 //! time, with CIPHERDIR staying small on disk.
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::common;
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt};

@@ -1,7 +1,6 @@
 //! Basic FUSE mount behaviour: files, directories, attributes, persistence across remounts.
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::common;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};

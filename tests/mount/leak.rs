@@ -2,8 +2,7 @@
 //! every backing name, symlink target and xattr is searched for the plaintext names and a
 //! marker string written through the mount.
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::common;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;

@@ -3,8 +3,7 @@
 //! metadata. The seed is printed on failure; set COFFER_SEED to replay one, COFFER_OPS to change
 //! the count.
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::common;
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
