@@ -6,6 +6,7 @@
 //! path whose step finished (data and parent fsync'ed) must read back exactly, and fsck may
 //! report only paths of the step in flight; `fsck --repair` then leaves at most those.
 
+#[path = "support/common.rs"]
 mod common;
 mod crashsim;
 

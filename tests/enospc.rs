@@ -4,6 +4,7 @@
 //! clean. A second test makes the backing write itself fail part way (RLIMIT_FSIZE, no
 //! fallocate to catch it first) and checks the rollback.
 
+#[path = "support/common.rs"]
 mod common;
 mod daemon;
 

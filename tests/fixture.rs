@@ -7,6 +7,7 @@
 //! KDF cost INSECURE_TEST). Git does not store xattrs: vault-NAME.xattrs holds the backing
 //! xattrs, which this test puts back on a copy of the fixture before opening it.
 
+#[path = "support/common.rs"]
 mod common;
 
 use std::os::fd::AsRawFd;

@@ -4,6 +4,7 @@
 //! reports at most the file being written, and `fsck --repair` cleans up. Then `coffer passwd`
 //! killed at random moments: the vault always opens with the old or the new password.
 
+#[path = "support/common.rs"]
 mod common;
 mod daemon;
 

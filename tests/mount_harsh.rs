@@ -2,7 +2,9 @@
 //! CIPHERDIR (FIFOs where coffer expects files), low descriptor limits, deep trees, names that
 //! go while a file is open, and memory after the kernel forgets inodes.
 
+#[path = "support/cli.rs"]
 mod cli_common;
+#[path = "support/common.rs"]
 mod common;
 
 use std::ffi::{CString, OsStr};

@@ -1,6 +1,7 @@
 //! A mount made by an ordinary user (through fusermount3): that user reads and writes, the
 //! kernel's permission checks apply to them, and nobody else — root included — gets in.
 
+#[path = "support/common.rs"]
 mod common;
 
 use std::os::unix::process::CommandExt;

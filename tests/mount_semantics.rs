@@ -3,6 +3,7 @@
 //! permission checks that no open handle bypasses, modes, renames, directory streams, holes,
 //! fallocate; and the one documented difference, file handles.
 
+#[path = "support/common.rs"]
 mod common;
 
 use std::fmt::Debug;

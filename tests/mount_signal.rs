@@ -1,6 +1,7 @@
 //! SIGTERM and SIGINT unmount a foreground `mount()` cleanly (its own test binary: the
 //! handlers are process-wide).
 
+#[path = "support/common.rs"]
 mod common;
 
 use std::fs;

@@ -1,0 +1,97 @@
+//! Recovery: the key printed by `init` opens the vault after coffer.conf is lost.
+
+use crate::support::cli as cli_common;
+
+use cli_common::{bytes, coffer, init_cli, put_file};
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn recover_with_printed_key_after_config_loss() {
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let key = init_cli(&v, "pw");
+    let vault = coffer::vault::Vault::unlock(&v, None, b"pw", false).unwrap();
+    let big = bytes(7, 10_000);
+    put_file(&vault, b"big.bin", &big);
+    put_file(&vault, b"small.txt", b"recover me\n");
+    drop(vault);
+    std::fs::remove_file(v.join("coffer.conf")).unwrap();
+
+    // Without the config the password path says so.
+    let out = coffer(&["cat", s(&v), "small.txt"], Some(b"pw\n"));
+    assert_eq!(out.code, 4, "{}", out.stderr);
+
+    let stdin = format!("{key}\n");
+    let out = coffer(&["cat", "--masterkey", s(&v), "big.bin"], Some(stdin.as_bytes()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout == big, "big.bin differs after recovery");
+
+    let outdir = t.path().join("out");
+    let out = coffer(&["export", "--masterkey", s(&v), s(&outdir)], Some(stdin.as_bytes()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read(outdir.join("small.txt")).unwrap(), b"recover me\n");
+    assert_eq!(std::fs::read(outdir.join("big.bin")).unwrap(), big);
+
+    // A typo is caught by the checksum.
+    let mut typo = key.clone().into_bytes();
+    typo[12] = if typo[12] == b'0' { b'1' } else { b'0' };
+    let out = coffer(&["cat", "--masterkey", s(&v), "small.txt"], Some(&typo));
+    assert_eq!(out.code, 3);
+    assert_eq!(
+        out.stderr,
+        "coffer: error: recovery key is malformed: checksum mismatch (typo?)\n\
+         coffer: hint: give the recovery key exactly as `coffer init` printed it (hex groups; dashes and spaces are ignored)\n"
+    );
+
+    // Another vault's key (valid checksum) is refused, not shown as an empty vault.
+    let other_key = init_cli(&t.path().join("other"), "pw");
+    let out = coffer(
+        &["cat", "--masterkey", s(&v), "small.txt"],
+        Some(format!("{other_key}\n").as_bytes()),
+    );
+    assert_eq!(out.code, 3);
+    assert_eq!(
+        out.stderr,
+        "coffer: error: wrong recovery key: no file name in the vault root decrypts with it\n"
+    );
+
+    // passwd --masterkey writes a new config; the password works again.
+    let out = coffer(
+        &["passwd", "--masterkey", "--insecure-fast-kdf", s(&v)],
+        Some(format!("{key}\nfresh\n").as_bytes()),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = coffer(&["cat", s(&v), "small.txt"], Some(b"fresh\n"));
+    assert_eq!(
+        (out.code, out.stdout.as_slice()),
+        (0, &b"recover me\n"[..]),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn masterkey_with_config_present_must_match_it() {
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let key = init_cli(&v, "pw");
+    let other = init_cli(&t.path().join("o"), "pw");
+    let out = coffer(
+        &["encrypt-name", "--masterkey", s(&v), "x"],
+        Some(format!("{key}\n").as_bytes()),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = coffer(
+        &["encrypt-name", "--masterkey", s(&v), "x"],
+        Some(format!("{other}\n").as_bytes()),
+    );
+    assert_eq!(out.code, 3);
+    assert_eq!(
+        out.stderr,
+        "coffer: error: wrong recovery key: it does not match this vault's coffer.conf\n\
+         coffer: hint: if coffer.conf belongs to another vault, move it away and retry\n"
+    );
+}

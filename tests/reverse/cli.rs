@@ -1,0 +1,142 @@
+//! `coffer init --reverse` and `coffer reverse` end to end through the binary: background mount,
+//! copy, `coffer cat` of the copy, recovery key, wrong password, forward config refused.
+
+use crate::support::cli as cli_common;
+use crate::support::common;
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use cli_common::{coffer, passfile, recovery_key_from, Unmount};
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+fn reverse(plain: &Path, mnt: &Path, extra: &[&OsStr]) -> cli_common::Out {
+    let mut args: Vec<&OsStr> = vec![os("reverse")];
+    args.extend_from_slice(extra);
+    args.push(plain.as_os_str());
+    args.push(mnt.as_os_str());
+    coffer(&args, None)
+}
+
+#[test]
+fn init_reverse_mount_copy_and_read_back() {
+    if !common::fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(plain.join("docs")).unwrap();
+    std::fs::create_dir(&mnt).unwrap();
+    std::fs::write(plain.join("docs/a.txt"), b"hello reverse").unwrap();
+    let pf = passfile(tmp.path(), "pw", "secret words");
+    let init_args = [
+        os("init"),
+        os("--reverse"),
+        os("--insecure-fast-kdf"),
+        os("--passfile"),
+        pf.as_os_str(),
+        plain.as_os_str(),
+    ];
+    let init = coffer(&init_args, None);
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    let key = recovery_key_from(&init.stdout_str());
+    assert!(plain.join(".coffer.reverse.conf").is_file());
+    let again = coffer(&init_args, None);
+    assert_eq!(again.code, 7, "{}", again.stderr);
+
+    // Wrong password: reported by the background process, exit code 3, nothing mounted.
+    let bad = passfile(tmp.path(), "bad", "nope");
+    let out = reverse(&plain, &mnt, &[os("--passfile"), bad.as_os_str()]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+
+    let out = reverse(
+        &plain,
+        &mnt,
+        &[os("--passfile"), pf.as_os_str(), os("--exclude"), os("*.tmp")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let guard = Unmount(mnt.clone());
+    assert!(mnt.join("coffer.conf").is_file());
+    assert!(mnt.join("coffer.diriv").is_file());
+    let copy = tmp.path().join("copy");
+    cli_common_copy(&mnt, &copy);
+    drop(guard);
+
+    let cat = coffer(
+        &[
+            os("cat"),
+            os("--passfile"),
+            pf.as_os_str(),
+            copy.as_os_str(),
+            os("docs/a.txt"),
+        ],
+        None,
+    );
+    assert_eq!(cat.code, 0, "{}", cat.stderr);
+    assert_eq!(cat.stdout, b"hello reverse");
+
+    // `coffer export` of the copy restores the plain tree (the hidden config is not part of it).
+    let out_dir = tmp.path().join("restored");
+    let export = coffer(
+        &[
+            os("export"),
+            os("--passfile"),
+            pf.as_os_str(),
+            copy.as_os_str(),
+            out_dir.as_os_str(),
+        ],
+        None,
+    );
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    assert_eq!(std::fs::read(out_dir.join("docs/a.txt")).unwrap(), b"hello reverse");
+    let mut names: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![std::ffi::OsString::from("docs")]);
+
+    // The recovery key opens the reverse config too.
+    let kf = passfile(tmp.path(), "key", &key);
+    let out = reverse(&plain, &mnt, &[os("--masterkey"), os("--passfile"), kf.as_os_str()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let _guard = Unmount(mnt.clone());
+    assert!(mnt.join("coffer.conf").is_file());
+}
+
+/// `cp -a SRC COPY`.
+fn cli_common_copy(src: &Path, copy: &Path) {
+    common::run(
+        Path::new("/"),
+        "cp",
+        &["-a", &format!("{}/.", src.display()), &copy.display().to_string()],
+    );
+}
+
+#[test]
+fn a_forward_config_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vault = tmp.path().join("vault");
+    std::fs::create_dir(&vault).unwrap();
+    cli_common::init_cli(&vault, "pw");
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let pf = passfile(tmp.path(), "pw", "pw");
+    let cfg = vault.join("coffer.conf");
+    let out = reverse(
+        &plain,
+        &mnt,
+        &[os("--config"), cfg.as_os_str(), os("--passfile"), pf.as_os_str()],
+    );
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stderr.contains("reverse"), "{}", out.stderr);
+    // No config at all: also "not a vault".
+    let out = reverse(&plain, &mnt, &[os("--passfile"), pf.as_os_str()]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+}
