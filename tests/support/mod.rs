@@ -6,3 +6,15 @@ pub mod common;
 pub mod reverse;
 pub mod sync;
 pub mod vectors;
+
+/// `dir/f`, opened read-write and created if missing (never truncated): the backing file the
+/// library-level content tests hand to `CryptFile`.
+pub fn backing_file(dir: &tempfile::TempDir) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.path().join("f"))
+        .unwrap()
+}

@@ -2,7 +2,7 @@
 //! block on disk opens on its own with the AAD its position implies, and the batch read falls
 //! back correctly for holes, a crash-left final flag in the middle, and damaged blocks.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
@@ -16,16 +16,6 @@ const CBLOCK: usize = CIPHER_BLOCK as usize;
 
 fn keys() -> Arc<KeySet> {
     Arc::new(KeySet::derive(&MasterKey::from_bytes([0x5a; 32]), false))
-}
-
-fn open_file(dir: &tempfile::TempDir) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.path().join("f"))
-        .unwrap()
 }
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
@@ -71,7 +61,7 @@ fn check_blocks_independently(file: &File, keys: &KeySet, plain: &[u8]) {
 fn large_write_and_read_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys();
-    let cf = CryptFile::new(open_file(&dir), keys.clone(), "f".into(), FILE_V2);
+    let cf = CryptFile::new(crate::support::backing_file(&dir), keys.clone(), "f".into(), FILE_V2);
     // 1 MiB + 100 bytes in one write: 257 blocks, the last one short.
     let data = pattern(256 * BLOCK + 100, 1);
     cf.write_at(&data, 0).unwrap();
@@ -110,7 +100,7 @@ fn large_write_and_read_round_trip() {
 #[test]
 fn batch_read_over_holes() {
     let dir = tempfile::tempdir().unwrap();
-    let cf = CryptFile::new(open_file(&dir), keys(), "f".into(), FILE_V2);
+    let cf = CryptFile::new(crate::support::backing_file(&dir), keys(), "f".into(), FILE_V2);
     let a = pattern(BLOCK, 2);
     let b = pattern(BLOCK + 10, 3);
     cf.write_at(&a, 0).unwrap();
@@ -127,7 +117,7 @@ fn batch_read_over_holes() {
 fn batch_read_fallbacks_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys();
-    let cf = CryptFile::new(open_file(&dir), keys.clone(), "f".into(), FILE_V2);
+    let cf = CryptFile::new(crate::support::backing_file(&dir), keys.clone(), "f".into(), FILE_V2);
     let data = pattern(10 * BLOCK, 5);
     cf.write_at(&data, 0).unwrap();
     let file = cf.backing();

@@ -3,7 +3,7 @@
 //! continue one session and fsync / another handle / time start a new one, and what fsck and
 //! `--repair` make of blocks newer than the last block.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
@@ -19,23 +19,13 @@ fn keys() -> Arc<KeySet> {
     Arc::new(KeySet::derive(&MasterKey::from_bytes([0x33; 32]), false))
 }
 
-fn backing(dir: &tempfile::TempDir) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.path().join("f"))
-        .unwrap()
-}
-
 fn handle(dir: &tempfile::TempDir, keys: &Arc<KeySet>, version: u16) -> CryptFile {
-    CryptFile::new(backing(dir), keys.clone(), "f".into(), version)
+    CryptFile::new(crate::support::backing_file(dir), keys.clone(), "f".into(), version)
 }
 
 /// The write session in each block's nonce.
 fn sessions(dir: &tempfile::TempDir) -> Vec<u32> {
-    let f = backing(dir);
+    let f = crate::support::backing_file(dir);
     let len = f.metadata().unwrap().len();
     let plain = coffer::vault::plain_size_for(len);
     (0..block_count(plain))
@@ -113,7 +103,9 @@ fn version_1_files_keep_random_nonces() {
     let a = handle(&dir, &keys, FILE_V1);
     a.write_at(&vec![1u8; 3 * BLOCK], 0).unwrap();
     let mut header = [0u8; 2];
-    backing(&dir).read_exact_at(&mut header, 0).unwrap();
+    crate::support::backing_file(&dir)
+        .read_exact_at(&mut header, 0)
+        .unwrap();
     assert_eq!(header, [0, 1]);
     // 16 random bytes: the session field is not a small counter (odds of a false failure 3/2^32).
     assert!(sessions(&dir).iter().all(|&s| s > 1), "{:?}", sessions(&dir));
@@ -135,12 +127,16 @@ fn blocks_ahead_of_the_last_block_are_reported_and_repaired() {
     a.write_at(&vec![1u8; 4 * BLOCK + 100], 0).unwrap();
     let last_off = BlockNo(4).cipher_off();
     let mut old_last = vec![0u8; 100 + 32];
-    backing(&dir).read_exact_at(&mut old_last, last_off).unwrap();
+    crate::support::backing_file(&dir)
+        .read_exact_at(&mut old_last, last_off)
+        .unwrap();
     a.sync(true).unwrap();
     a.write_at(&[2u8; 10], BLOCK as u64).unwrap();
     assert_eq!(sessions(&dir), vec![1, 2, 1, 1, 2]);
     // Put back the session-1 last block.
-    backing(&dir).write_all_at(&old_last, last_off).unwrap();
+    crate::support::backing_file(&dir)
+        .write_all_at(&old_last, last_off)
+        .unwrap();
     let r = handle(&dir, &keys, FILE_V2);
     let t0 = std::time::Instant::now();
     match read_all(&r) {
@@ -181,7 +177,7 @@ fn two_versions_on_the_older() -> (tempfile::TempDir, Vec<u8>, File, CryptFile) 
     w.write_at(&vec![2u8; 6 * BLOCK], 0).unwrap();
     let v2 = std::fs::read(dir.path().join("f")).unwrap();
     assert_eq!(v1[..18], v2[..18], "one file ID");
-    let f = backing(&dir);
+    let f = crate::support::backing_file(&dir);
     f.write_all_at(&v1, 0).unwrap();
     let r = handle(&dir, &keys, FILE_V2);
     assert_eq!(read_all(&r).unwrap(), vec![1u8; 6 * BLOCK], "r learns session 1");
