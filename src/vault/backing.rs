@@ -421,12 +421,24 @@ impl DirFd {
         check(unsafe { libc::fsync(self.as_raw_fd()) }).map(drop)
     }
 
-    /// All entries except `.` and `..`.
+    /// All entries except `.` and `..`, for coffer's own use (diriv copies, sidecars, fsck):
+    /// the listing leaves the directory's access time alone where O_NOATIME is allowed, so
+    /// that a later listing by the user updates it as on the backing file system.
     pub fn list(&self) -> io::Result<Vec<RawEntry>> {
+        self.list_with(true)
+    }
+
+    /// All entries except `.` and `..`, for a listing the user asked for: the access time
+    /// follows the mount's policy ([`NoAtime::dirs`]).
+    pub fn list_as_read(&self) -> io::Result<Vec<RawEntry>> {
+        self.list_with(self.noatime.dirs)
+    }
+
+    fn list_with(&self, noatime: bool) -> io::Result<Vec<RawEntry>> {
         // fdopendir takes ownership of its fd: give it a duplicate opened fresh at offset 0.
         let dot = cstr(b".")?;
         let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
-        let fd = openat_atime(self.as_raw_fd(), &dot, flags, 0, self.noatime.dirs)?;
+        let fd = openat_atime(self.as_raw_fd(), &dot, flags, 0, noatime)?;
         // SAFETY: fd is a fresh directory fd; on success the DIR owns it.
         let dir = unsafe { libc::fdopendir(fd) };
         if dir.is_null() {

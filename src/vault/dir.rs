@@ -12,7 +12,7 @@ use crate::format::names::{self, NameEncoding};
 /// Marker shown for the second and later entries that decrypt to the same name.
 const DUP_MARK: &[u8] = b"(coffer duplicate";
 
-use super::backing::DirFd;
+use super::backing::{DirFd, RawEntry};
 use super::error::{IoContext, Result, VaultError};
 use super::Vault;
 
@@ -360,7 +360,7 @@ impl Vault {
             return Ok(None);
         }
         Ok(self
-            .list(dir)?
+            .list_quietly(dir)?
             .into_iter()
             .find(|e| e.plain == plain)
             .map(|e| CipherName {
@@ -373,8 +373,20 @@ impl Vault {
     /// conflict copies show with their marker; two entries with the same plaintext name (names
     /// made under two diriv copies) are both shown, the later ones (in backing-name order) as
     /// `name (coffer duplicate N)`.
+    ///
+    /// This is a read of the directory by the user: its access time follows the mount's
+    /// policy. Coffer's own lookups use [`list_quietly`](Self::list_quietly).
     pub fn list(&self, dir: &Dir) -> Result<Vec<Entry>> {
-        let mut raw = dir.fd.list().at(&dir.rel)?;
+        self.decrypt_listing(dir, dir.fd.list_as_read().at(&dir.rel)?)
+    }
+
+    /// Like [`list`](Self::list), leaving the directory's access time alone where the backing
+    /// file system lets it (a lookup or merge is no read of the directory by the user).
+    pub fn list_quietly(&self, dir: &Dir) -> Result<Vec<Entry>> {
+        self.decrypt_listing(dir, dir.fd.list().at(&dir.rel)?)
+    }
+
+    fn decrypt_listing(&self, dir: &Dir, mut raw: Vec<RawEntry>) -> Result<Vec<Entry>> {
         raw.sort_by(|a, b| a.name.cmp(&b.name));
         let mut out: Vec<Entry> = Vec::with_capacity(raw.len());
         let mut count = std::collections::HashMap::<Vec<u8>, usize>::new();

@@ -68,7 +68,7 @@ impl Vault {
             rel: dir.rel.clone(),
             alt_ivs: Vec::new(),
         };
-        for e in self.list(dir)? {
+        for e in self.list_quietly(dir)? {
             if matches!(self.plain_name(&main_only, &e.backing), Ok(Some(_))) {
                 continue;
             }
