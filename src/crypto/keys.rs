@@ -128,6 +128,10 @@ pub mod info {
     pub const XATTR_VALUES: &str = "coffer v1 xattr values";
     /// HMAC-SHA256 over the canonical config encoding.
     pub const CONFIG_MAC: &str = "coffer v1 config mac";
+    /// File header version 3: the root of an epoch's per-file keys (`crypto::FileKeyRoot`).
+    pub const V3_FILE_KEYS: &str = "coffer v3 file keys";
+    /// File header version 3: the info prefix of one file's keys, followed by its 16-byte ID.
+    pub const V3_FILE: &str = "coffer v3 file ";
     /// Prefix added to every info string of a reverse-mode vault.
     pub const REVERSE_PREFIX: &str = "reverse ";
     /// Reverse mode: keyed PRF that derives block nonces from (file ID, block number, plaintext).

@@ -5,6 +5,7 @@
 mod block;
 mod eax_fast;
 mod error;
+mod file_keys;
 mod kdf;
 mod keys;
 mod mac;
@@ -14,6 +15,7 @@ mod random;
 pub use block::{BlockCipher, NONCE_LEN, TAG_LEN};
 pub use eax_fast::{EaxFast, OpenJob, SealJob};
 pub use error::CryptoError;
+pub use file_keys::{FileKeyRoot, FileKeys, SessionMask, FILE_ID_LEN, SESSION_NONCE_RANDOM_LEN};
 pub use kdf::{derive_kek, KdfParams, KDF_LIMITS};
 pub use keys::{info, Kek, KeySet, MasterKey, SubKey, MASTER_KEY_LEN};
 pub use mac::{config_mac, hmac_sha256, hmac_sha256_parts, verify_config_mac, MAC_LEN};
