@@ -22,6 +22,7 @@ mod passwd;
 mod password;
 mod progress;
 mod reverse;
+mod tty;
 mod unmount;
 
 use std::ffi::OsString;

@@ -144,13 +144,10 @@ fn from_terminal(ask: Ask) -> CliResult<Secret> {
             format!("cannot read from the terminal: {}", strip_os_error(&e)),
         )
     };
-    let first = Zeroizing::new(rpassword::prompt_password(ask.prompt()).map_err(tty_err)?.into_bytes());
-    if ask == Ask::NewPassword {
-        let again = Zeroizing::new(
-            rpassword::prompt_password("Repeat new password: ")
-                .map_err(tty_err)?
-                .into_bytes(),
-        );
+    let first = super::tty::prompt_hidden(ask.prompt(), MAX_SECRET).map_err(tty_err)?;
+    // A password that will be refused anyway (empty or too long) is not asked for again.
+    if ask == Ask::NewPassword && (1..=MAX_SECRET).contains(&first.len()) {
+        let again = super::tty::prompt_hidden("Repeat new password: ", MAX_SECRET).map_err(tty_err)?;
         if *again != *first {
             return Err(CliError::new(code::PASSWORD_INPUT, "the passwords do not match"));
         }

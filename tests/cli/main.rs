@@ -10,4 +10,5 @@ mod errors;
 mod export;
 mod fsck;
 mod passwd;
+mod prompt;
 mod recovery;
