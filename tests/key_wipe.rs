@@ -5,7 +5,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use coffer::format::config::VaultParams;
 use coffer::format::recovery;
@@ -32,6 +32,11 @@ const HIT_RAW: usize = 1;
 const HIT_HEX: usize = 2;
 const HIT_HEX_PAIR: usize = 3;
 const HIT_PASSWORD: usize = 4;
+const HIT_SUBKEY: usize = 5;
+
+/// The subkeys of [`MASTER`] (names and xattr-name SIV keys, the symlink key), derived before
+/// any scan: reading them inside `dealloc` allocates nothing.
+static SUBKEYS: OnceLock<Vec<[u8; 32]>> = OnceLock::new();
 
 fn hex_digit(n: u8) -> u8 {
     b"0123456789abcdef"[usize::from(n)]
@@ -64,6 +69,15 @@ fn scan(block: &[u8]) -> usize {
         for b in MASTER {
             if block[0] == hex_digit(b >> 4) && block[1] == hex_digit(b & 15) {
                 return HIT_HEX_PAIR;
+            }
+        }
+    }
+    if let Some(keys) = SUBKEYS.get() {
+        for k in keys {
+            for w in k.windows(8).step_by(8) {
+                if contains(block, w) {
+                    return HIT_SUBKEY;
+                }
             }
         }
     }
@@ -178,6 +192,41 @@ fn no_freed_block_holds_key_material() {
     );
     assert_eq!(*text2, *text);
     drop((master, again));
+}
+
+/// The ciphers of a key set (AES key schedules, the SIV keys, CMAC and HMAC states) are wiped
+/// when it is dropped: no freed block holds a subkey.
+#[test]
+fn a_dropped_key_set_leaves_no_subkey() {
+    use coffer::crypto::{info, FileKeyRoot, KeySet, MasterKey};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let master = MasterKey::from_bytes(MASTER);
+    SUBKEYS.get_or_init(|| {
+        let half = |k: &[u8; 64], i: usize| -> [u8; 32] { k[32 * i..32 * (i + 1)].try_into().unwrap() };
+        let names = master.derive::<64>(info::NAMES);
+        let xnames = master.derive::<64>(info::XATTR_NAMES);
+        vec![
+            half(names.expose(), 0),
+            half(names.expose(), 1),
+            half(xnames.expose(), 0),
+            half(xnames.expose(), 1),
+            *master.derive::<32>(info::SYMLINKS).expose(),
+            *master.derive::<32>(info::CONTENT).expose(),
+            *master.derive::<32>(info::CONFIG_MAC).expose(),
+        ]
+    });
+    let ((), hits, last) = scanned(|| {
+        let keys = Box::new(KeySet::derive(&master, false));
+        let name = keys.names.encrypt_name(&[7; 16], b"a name to seal");
+        assert!(keys.names.decrypt_name(&[7; 16], &name).is_ok());
+        drop(keys);
+        let root = Box::new(FileKeyRoot::derive(&master));
+        drop(Box::new(root.file_keys(&[9; 16])));
+    });
+    assert_eq!(
+        hits, 0,
+        "dropping a key set: {hits} freed blocks with a subkey (last kind {last})"
+    );
 }
 
 #[test]
