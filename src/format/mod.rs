@@ -3,6 +3,7 @@
 pub mod backing_name;
 pub mod config;
 pub mod conflict;
+pub mod epochs;
 mod error;
 pub mod header;
 pub mod names;
