@@ -126,6 +126,7 @@ fn config_error(path: &Path, source: &FormatError) -> CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer::vault::{BlockFault, Damage};
 
     #[test]
     fn codes() {
@@ -135,7 +136,7 @@ mod tests {
             code::NOT_A_VAULT
         );
         assert_eq!(
-            CliError::from(VaultError::corrupt("a", Some(1), "tag")).code,
+            CliError::from(VaultError::corrupt("a", Some(1), Damage::Block(BlockFault::Auth))).code,
             code::DAMAGED
         );
         let io = VaultError::errno_at("p", libc::ENOENT);
