@@ -12,13 +12,10 @@ use super::backing::{fgetxattr, flistxattr, fremovexattr, fsetxattr};
 use super::error::{Damage, Result, VaultError};
 use super::{CryptFile, Vault};
 
-/// A backing xattr call that failed: its errno, in the context of xattrs (an error without an
-/// errno keeps its own text).
+/// A backing xattr call that failed: its errno, in the context of xattrs (the backing calls
+/// fail only with OS errors; anything else would be EIO, as an I/O error without an errno is).
 fn backing_err(e: std::io::Error) -> VaultError {
-    match e.raw_os_error() {
-        Some(errno) => VaultError::xattr(None, errno),
-        None => VaultError::io("xattr", e),
-    }
+    VaultError::xattr(None, e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 impl Vault {
