@@ -91,6 +91,9 @@ pub enum VaultError {
         /// Why.
         source: FormatError,
     },
+    /// A recovery key that does not parse, or that names a format this version does not read.
+    #[error("recovery key: {0}")]
+    RecoveryKey(FormatError),
     /// The directory is not a coffer vault.
     #[error("{}: not a coffer vault (no coffer.conf; use --config or --masterkey if it is elsewhere)", .0.display())]
     NotAVault(PathBuf),
@@ -206,6 +209,7 @@ impl VaultError {
             VaultError::WrongPassword
             | VaultError::ConfigTampered(_)
             | VaultError::Config { .. }
+            | VaultError::RecoveryKey(_)
             | VaultError::NotAVault(_) => libc::EIO,
             VaultError::Crypto(CryptoError::Auth) => libc::EIO,
             VaultError::Crypto(_) => libc::EIO,
@@ -448,6 +452,13 @@ mod tests {
         })
         .at_object(std::path::Path::new(""));
         assert_eq!(root.to_string(), ".: xattr user.y: value does not authenticate");
+        // A recovery key that does not parse reads as it did when it was put at a path.
+        let key = VaultError::RecoveryKey(FormatError::BadRecoveryKey("checksum mismatch (typo?)"));
+        assert_eq!(
+            key.to_string(),
+            "recovery key: recovery key is malformed: checksum mismatch (typo?)"
+        );
+        assert_eq!(key.errno(), libc::EIO);
         // A backing entry of the wrong type, met by an open, is reported as damage.
         let nr = io::Error::other(NotRegular { fmt: libc::S_IFSOCK });
         let e = VaultError::io("d/s", nr);
