@@ -5,6 +5,7 @@
 pub mod backing;
 mod codec;
 mod content;
+mod damage;
 mod dir;
 mod entries;
 mod error;
