@@ -98,7 +98,8 @@ impl From<VaultError> for CliError {
                 format!("coffer.conf was modified ({why}); refusing to open"),
             )
             .hint("restore coffer.conf from a backup, or open with the recovery key: --masterkey"),
-            VaultError::Config { path, source } => config_error(&path, &source),
+            VaultError::Config { path, source } => config_error(&path.display(), &source),
+            VaultError::RecoveryKey(source) => config_error(&"recovery key", &source),
             VaultError::Crypto(e @ CryptoError::KdfBounds { .. }) => {
                 CliError::new(code::NOT_A_VAULT, format!("config refused: {e}"))
             }
@@ -114,18 +115,20 @@ impl From<VaultError> for CliError {
     }
 }
 
-fn config_error(path: &Path, source: &FormatError) -> CliError {
+/// A config (or recovery key, `at`) refused: a malformed recovery key is a wrong password.
+fn config_error(at: &dyn fmt::Display, source: &FormatError) -> CliError {
     match source {
         FormatError::BadRecoveryKey(_) => CliError::new(code::WRONG_PASSWORD, source.to_string()).hint(
             "give the recovery key exactly as `coffer init` printed it (hex groups; dashes and spaces are ignored)",
         ),
-        _ => CliError::new(code::NOT_A_VAULT, format!("{}: {source}", path.display())),
+        _ => CliError::new(code::NOT_A_VAULT, format!("{at}: {source}")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer::vault::{BlockFault, Damage};
 
     #[test]
     fn codes() {
@@ -135,7 +138,7 @@ mod tests {
             code::NOT_A_VAULT
         );
         assert_eq!(
-            CliError::from(VaultError::corrupt("a", Some(1), "tag")).code,
+            CliError::from(VaultError::corrupt("a", Some(1), Damage::Block(BlockFault::Auth))).code,
             code::DAMAGED
         );
         let io = VaultError::errno_at("p", libc::ENOENT);

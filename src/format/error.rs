@@ -29,9 +29,6 @@ pub enum FormatError {
         /// Why it is refused.
         why: String,
     },
-    /// A file header that is too short or has an unknown version.
-    #[error("bad file header: {0}")]
-    BadHeader(String),
     /// A backing file whose size cannot come from any plaintext size.
     #[error("backing size {0} is not a valid coffer file size (torn or truncated write)")]
     BadCipherSize(u64),
@@ -44,9 +41,6 @@ pub enum FormatError {
     /// A backing name that is not valid base64url or has the wrong shape.
     #[error("backing name is not a coffer name")]
     BadEncoding,
-    /// A packed xattr plaintext that does not parse.
-    #[error("packed xattrs are malformed: {0}")]
-    BadXattrPack(String),
     /// A recovery key that does not parse or fails its checksum.
     #[error("recovery key is malformed: {0}")]
     BadRecoveryKey(&'static str),

@@ -1,7 +1,5 @@
 //! The file header: `version u16 BE | file id [16]`, at offset 0 of every non-empty backing file.
 
-use super::FormatError;
-
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 2 + 16; // version u16 BE | file id [16]
 
@@ -10,6 +8,27 @@ pub const FILE_V1: u16 = 1;
 /// Header version 2: block nonces carry their write session (`format::session`); written in
 /// vaults with the `block_sessions` flag.
 pub const FILE_V2: u16 = 2;
+
+/// Why a file header does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderFault {
+    /// Fewer than [`HEADER_LEN`] bytes.
+    #[error("{len} bytes, need {HEADER_LEN}")]
+    Short {
+        /// Bytes there are.
+        len: usize,
+    },
+    /// A version other than [`FILE_V1`] and [`FILE_V2`].
+    #[error("version {version}, expected {FILE_V1} or {FILE_V2}")]
+    Version {
+        /// The version found.
+        version: u16,
+    },
+    /// The file ID is all zeros (never drawn by coffer).
+    #[error("all-zero file id")]
+    ZeroFileId,
+}
 
 /// A parsed file header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,23 +54,18 @@ impl FileHeader {
     }
 
     /// Parses a header; refuses short input, unknown versions and an all-zero file ID.
-    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, HeaderFault> {
         if bytes.len() < HEADER_LEN {
-            return Err(FormatError::BadHeader(format!(
-                "{} bytes, need {HEADER_LEN}",
-                bytes.len()
-            )));
+            return Err(HeaderFault::Short { len: bytes.len() });
         }
         let version = u16::from_be_bytes([bytes[0], bytes[1]]);
         if version != FILE_V1 && version != FILE_V2 {
-            return Err(FormatError::BadHeader(format!(
-                "version {version}, expected {FILE_V1} or {FILE_V2}"
-            )));
+            return Err(HeaderFault::Version { version });
         }
         let mut file_id = [0u8; 16];
         file_id.copy_from_slice(&bytes[2..HEADER_LEN]);
         if file_id == [0u8; 16] {
-            return Err(FormatError::BadHeader("all-zero file id".into()));
+            return Err(HeaderFault::ZeroFileId);
         }
         Ok(FileHeader { version, file_id })
     }
@@ -70,7 +84,10 @@ mod tests {
             };
             assert_eq!(FileHeader::decode(&h.encode()).unwrap(), h);
             assert_eq!(h.encode()[0..2], [0, version as u8]);
-            assert!(FileHeader::decode(&h.encode()[..17]).is_err());
+            assert_eq!(
+                FileHeader::decode(&h.encode()[..17]),
+                Err(HeaderFault::Short { len: 17 })
+            );
         }
         let mut bad = FileHeader {
             version: FILE_V1,
@@ -78,10 +95,20 @@ mod tests {
         }
         .encode();
         bad[1] = 3;
-        assert!(FileHeader::decode(&bad).is_err());
+        assert_eq!(FileHeader::decode(&bad), Err(HeaderFault::Version { version: 3 }));
         bad[1] = 0;
-        assert!(FileHeader::decode(&bad).is_err());
-        assert!(FileHeader::decode(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert_eq!(FileHeader::decode(&bad), Err(HeaderFault::Version { version: 0 }));
+        assert_eq!(
+            FileHeader::decode(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(HeaderFault::ZeroFileId)
+        );
+        // The texts damage reports give.
+        assert_eq!(HeaderFault::Short { len: 10 }.to_string(), "10 bytes, need 18");
+        assert_eq!(
+            HeaderFault::Version { version: 3 }.to_string(),
+            "version 3, expected 1 or 2"
+        );
+        assert_eq!(HeaderFault::ZeroFileId.to_string(), "all-zero file id");
     }
 
     proptest::proptest! {

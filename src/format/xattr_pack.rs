@@ -5,8 +5,6 @@
 //! Plaintext: entries `name len u8 | name | value len u16 BE | value`, then zero bytes up to a
 //! multiple of [`PACK_PAD`] (a zero name length ends the entries: names are never empty).
 
-use super::FormatError;
-
 /// Backing name of the pack (base64url names of single xattrs are at least 43 characters, so
 /// it never collides with one).
 pub const PACK_BACKING_NAME: &str = "user.coffer.pack";
@@ -58,33 +56,49 @@ pub fn encode(entries: &[Entry]) -> Vec<u8> {
     out
 }
 
+/// Why a pack plaintext does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackFault {
+    /// A nonzero byte after the entries.
+    #[error("nonzero padding")]
+    NonzeroPadding,
+    /// An entry's name runs past the end.
+    #[error("truncated name")]
+    TruncatedName,
+    /// An entry's value length runs past the end.
+    #[error("truncated value length")]
+    TruncatedValueLength,
+    /// An entry's value runs past the end.
+    #[error("truncated value")]
+    TruncatedValue,
+    /// Two entries with one name.
+    #[error("a name given twice")]
+    NameTwice,
+}
+
 /// Parses a pack plaintext; refuses truncated entries, a nonzero byte in the padding and a
 /// name given twice.
-pub fn decode(plain: &[u8]) -> Result<Vec<Entry>, FormatError> {
-    let bad = |why: &str| FormatError::BadXattrPack(why.to_string());
+pub fn decode(plain: &[u8]) -> Result<Vec<Entry>, PackFault> {
     let mut out: Vec<Entry> = Vec::new();
     let mut at = 0;
     while at < plain.len() {
         let name_len = usize::from(plain[at]);
         if name_len == 0 {
             if plain[at..].iter().any(|&b| b != 0) {
-                return Err(bad("nonzero padding"));
+                return Err(PackFault::NonzeroPadding);
             }
             break;
         }
-        let name = plain
-            .get(at + 1..at + 1 + name_len)
-            .ok_or_else(|| bad("truncated name"))?;
+        let name = plain.get(at + 1..at + 1 + name_len).ok_or(PackFault::TruncatedName)?;
         let len_at = at + 1 + name_len;
-        let len = plain
-            .get(len_at..len_at + 2)
-            .ok_or_else(|| bad("truncated value length"))?;
+        let len = plain.get(len_at..len_at + 2).ok_or(PackFault::TruncatedValueLength)?;
         let value_len = usize::from(u16::from_be_bytes([len[0], len[1]]));
         let value = plain
             .get(len_at + 2..len_at + 2 + value_len)
-            .ok_or_else(|| bad("truncated value"))?;
+            .ok_or(PackFault::TruncatedValue)?;
         if out.iter().any(|(n, _)| n == name) {
-            return Err(bad("a name given twice"));
+            return Err(PackFault::NameTwice);
         }
         out.push((name.to_vec(), value.to_vec()));
         at = len_at + 2 + value_len;
@@ -132,14 +146,16 @@ mod tests {
     fn refuses_malformed_packs() {
         let enc = encode(&entries(3));
         let used = 3 * (1 + 17 + 2 + 8);
-        assert!(decode(&enc[..used - 1]).is_err(), "truncated value");
-        assert!(decode(&enc[..20]).is_err(), "truncated value length");
+        assert_eq!(decode(&enc[..used - 1]), Err(PackFault::TruncatedValue));
+        assert_eq!(decode(&enc[..20]), Err(PackFault::TruncatedValue));
+        assert_eq!(decode(&enc[..19]), Err(PackFault::TruncatedValueLength));
+        assert_eq!(decode(&enc[..5]), Err(PackFault::TruncatedName));
         let mut padded = enc.clone();
         *padded.last_mut().unwrap() = 1;
-        assert!(decode(&padded).is_err(), "nonzero padding");
+        assert_eq!(decode(&padded), Err(PackFault::NonzeroPadding));
         let mut twice = encode(&entries(1));
         twice.truncate(28);
         twice.extend_from_slice(&twice.clone());
-        assert!(decode(&twice).is_err(), "a name given twice");
+        assert_eq!(decode(&twice), Err(PackFault::NameTwice));
     }
 }

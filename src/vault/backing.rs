@@ -41,7 +41,7 @@ fn single_component(name: &[u8]) -> io::Result<CString> {
 /// A backing entry coffer expected to be a regular file is something else (a FIFO, socket or
 /// device node): a damaged entry, never something to block on. Carried inside an `io::Error`
 /// so every caller attaches its path the usual way; the vault layer reports it as damage.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("not a regular file (a {}): damaged entry", fmt_name(*fmt))]
 pub struct NotRegular {
     /// `st_mode & S_IFMT` of what was found.

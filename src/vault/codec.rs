@@ -32,25 +32,17 @@ impl FinalRule {
 }
 
 /// Why one block did not open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BlockFault {
     /// The sealed bytes are not as long as the block's plaintext plus nonce and tag.
+    #[error("short block")]
     Short,
     /// The last block authenticates only as a middle block: the file was cut at a block boundary.
+    #[error("last block is not sealed as final: file truncated at a block boundary")]
     NotFinal,
     /// The block does not authenticate.
+    #[error("block authentication failed")]
     Auth,
-}
-
-impl BlockFault {
-    /// The text a damage report gives for it.
-    pub fn what(self) -> &'static str {
-        match self {
-            BlockFault::Short => "short block",
-            BlockFault::NotFinal => "last block is not sealed as final: file truncated at a block boundary",
-            BlockFault::Auth => "block authentication failed",
-        }
-    }
 }
 
 /// One block of a batch sealed in place: its associated data and plaintext length.

@@ -13,7 +13,7 @@ use crate::format::names::{self, NameEncoding};
 const DUP_MARK: &[u8] = b"(coffer duplicate";
 
 use super::backing::{DirFd, RawEntry};
-use super::error::{IoContext, Result, VaultError};
+use super::error::{Damage, IoContext, Result, VaultError};
 use super::Vault;
 
 /// An open backing directory and its IV.
@@ -137,13 +137,9 @@ pub fn read_iv(fd: &DirFd, rel: &Path) -> Result<[u8; DIRIV_LEN]> {
         }
         Err(e) => return Err(VaultError::io(rel.join(DIRIV_NAME), e)),
     };
-    data.as_slice().try_into().map_err(|_| {
-        VaultError::corrupt(
-            rel.join(DIRIV_NAME),
-            None,
-            format!("diriv has {} bytes, need 16", data.len()),
-        )
-    })
+    data.as_slice()
+        .try_into()
+        .map_err(|_| VaultError::corrupt(rel.join(DIRIV_NAME), None, Damage::DirivLength { len: data.len() }))
 }
 
 /// IVs of the sync-client conflict copies of `coffer.diriv` (`coffer<marker>.diriv`), sorted,
@@ -207,13 +203,13 @@ impl Vault {
             .params()
             .name_encoding
             .decode(encoded)
-            .map_err(|e| VaultError::corrupt(rel, None, e.to_string()))?;
+            .map_err(|_| VaultError::corrupt(rel, None, Damage::NameEncoding))?;
         let names = &self.keys().names;
         let plain = std::iter::once(&dir.iv)
             .chain(dir.alt_ivs.iter())
             .find_map(|iv| names.decrypt_name(iv, &raw).ok())
-            .ok_or_else(|| VaultError::corrupt(rel, None, "name does not decrypt"))?;
-        names::check_plain_name(&plain).map_err(|_| VaultError::corrupt(rel, None, "decrypted name is invalid"))?;
+            .ok_or_else(|| VaultError::corrupt(rel, None, Damage::NameAuth))?;
+        names::check_plain_name(&plain).map_err(|_| VaultError::corrupt(rel, None, Damage::NameInvalid))?;
         Ok(plain)
     }
 
@@ -225,7 +221,7 @@ impl Vault {
         self.params()
             .name_encoding
             .check_sidecar(hash, &data)
-            .map_err(|_| VaultError::corrupt(&rel, None, "sidecar does not match its hash"))
+            .map_err(|_| VaultError::corrupt(&rel, None, Damage::SidecarHash))
     }
 
     /// The plaintext name of a backing entry: `Ok(None)` for coffer's own files and sidecars,
@@ -272,7 +268,7 @@ impl Vault {
                 }
             }
         }
-        Err(VaultError::corrupt(rel, None, "not a coffer name"))
+        Err(VaultError::corrupt(rel, None, Damage::NotCofferName))
     }
 
     /// Whether `backing` is a client's copy `HASH.long<marker>.link` of a long-name symlink's
@@ -302,9 +298,11 @@ impl Vault {
     fn read_copy_sidecar(&self, dir: &Dir, hash: &str, marker: &str) -> Result<String> {
         let copy = conflict::copy_name(hash, marker, backing_name::NAME_EXT);
         match dir.fd.read_small(copy.as_bytes(), 4096) {
-            Ok(data) => self.params().name_encoding.check_sidecar(hash, &data).map_err(|_| {
-                VaultError::corrupt(dir.rel_child(copy.as_bytes()), None, "sidecar does not match its hash")
-            }),
+            Ok(data) => self
+                .params()
+                .name_encoding
+                .check_sidecar(hash, &data)
+                .map_err(|_| VaultError::corrupt(dir.rel_child(copy.as_bytes()), None, Damage::SidecarHash)),
             Err(_) => self.read_sidecar(dir, hash),
         }
     }

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
+pub use super::damage::Damage;
 use crate::crypto::CryptoError;
 use crate::format::FormatError;
 
@@ -19,14 +20,19 @@ pub enum VaultError {
         source: io::Error,
     },
     /// A block, header, name or sidecar failed authentication or does not parse.
-    #[error("{}: {what}{}", path.display(), block.map(|b| format!(" (block {b})")).unwrap_or_default())]
+    #[error(
+        "{}{damage}{}",
+        path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default(),
+        block.map(|b| format!(" (block {b})")).unwrap_or_default()
+    )]
     Corrupt {
-        /// Backing path relative to CIPHERDIR.
-        path: PathBuf,
+        /// Backing path relative to CIPHERDIR; `None` for damage found through a descriptor
+        /// (xattrs) until [`at_object`](VaultError::at_object) puts it at its object.
+        path: Option<PathBuf>,
         /// Block number, for content blocks.
         block: Option<u64>,
-        /// What failed.
-        what: String,
+        /// What is wrong.
+        damage: Damage,
     },
     /// A plain file changed while it was read in reverse mode (its size, mtime or ctime moved
     /// between open and a read): not damage; reading it again gives the new version.
@@ -81,6 +87,9 @@ pub enum VaultError {
         /// Why.
         source: FormatError,
     },
+    /// A recovery key that does not parse, or that names a format this version does not read.
+    #[error("recovery key: {0}")]
+    RecoveryKey(FormatError),
     /// The directory is not a coffer vault.
     #[error("{}: not a coffer vault (no coffer.conf; use --config or --masterkey if it is elsewhere)", .0.display())]
     NotAVault(PathBuf),
@@ -118,6 +127,7 @@ impl VaultError {
             VaultError::WrongPassword
             | VaultError::ConfigTampered(_)
             | VaultError::Config { .. }
+            | VaultError::RecoveryKey(_)
             | VaultError::NotAVault(_) => libc::EIO,
             VaultError::Crypto(CryptoError::Auth) => libc::EIO,
             VaultError::Crypto(_) => libc::EIO,
@@ -131,7 +141,7 @@ impl VaultError {
             .get_ref()
             .and_then(|e| e.downcast_ref::<super::backing::NotRegular>())
         {
-            return VaultError::corrupt(path, None, nr.to_string());
+            return VaultError::corrupt(path, None, Damage::NotRegular(*nr));
         }
         VaultError::Io {
             path: path.into(),
@@ -139,28 +149,42 @@ impl VaultError {
         }
     }
 
-    /// A corruption report.
-    pub fn corrupt(path: impl Into<PathBuf>, block: Option<u64>, what: impl Into<String>) -> Self {
+    /// A corruption report on the backing object at `path` (block `block` of its content).
+    pub fn corrupt(path: impl Into<PathBuf>, block: Option<u64>, damage: Damage) -> Self {
         VaultError::Corrupt {
-            path: path.into(),
+            path: Some(path.into()),
             block,
-            what: what.into(),
+            damage,
         }
     }
 
-    /// A corruption found in the xattrs of the object at `rel` (xattr calls work on a
-    /// descriptor and know no path) put at that object, `REL: xattr …: what`, so its log line
-    /// names the backing path. Any other error is returned as it is.
+    /// A corruption found in the xattrs of an object open at a descriptor (whose path the
+    /// xattr calls do not know; see [`at_object`](Self::at_object)).
+    pub fn corrupt_xattrs(damage: Damage) -> Self {
+        VaultError::Corrupt {
+            path: None,
+            block: None,
+            damage,
+        }
+    }
+
+    /// A corruption found in the xattrs of the object at `rel` put at that object,
+    /// `REL: xattr …: what`, so its log line names the backing path. Any other error is
+    /// returned as it is.
     pub fn at_object(self, rel: &std::path::Path) -> Self {
         match self {
-            VaultError::Corrupt { path, block, what } => VaultError::Corrupt {
-                path: if rel.as_os_str().is_empty() {
+            VaultError::Corrupt {
+                path: None,
+                block,
+                damage,
+            } => VaultError::Corrupt {
+                path: Some(if rel.as_os_str().is_empty() {
                     PathBuf::from(".")
                 } else {
                     rel.to_path_buf()
-                },
+                }),
                 block,
-                what: format!("{}: {what}", path.display()),
+                damage,
             },
             e => e,
         }
@@ -226,6 +250,10 @@ impl<T> IoContext<T> for std::result::Result<T, io::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::header::HeaderFault;
+    use crate::format::xattr_pack::PackFault;
+    use crate::vault::backing::NotRegular;
+    use crate::vault::codec::BlockFault;
 
     #[test]
     fn errno_mapping() {
@@ -233,7 +261,10 @@ mod tests {
             VaultError::io("x", io::Error::from_raw_os_error(libc::ENOSPC)).errno(),
             libc::ENOSPC
         );
-        assert_eq!(VaultError::corrupt("x", Some(3), "tag").errno(), libc::EIO);
+        assert_eq!(
+            VaultError::corrupt("x", Some(3), Damage::Block(BlockFault::Auth)).errno(),
+            libc::EIO
+        );
         assert_eq!(VaultError::Name(FormatError::NameTooLong).errno(), libc::ENAMETOOLONG);
         assert_eq!(VaultError::ReadOnly.errno(), libc::EROFS);
         let changed = VaultError::Changed { path: "a/f".into() };
@@ -258,7 +289,103 @@ mod tests {
             VaultError::xattr(None, libc::E2BIG).to_string(),
             errno_at("xattr", libc::E2BIG)
         );
-        let msg = VaultError::corrupt("a/b", Some(7), "authentication failed").to_string();
-        assert_eq!(msg, "a/b: authentication failed (block 7)");
+        let msg = VaultError::corrupt("a/b", Some(7), Damage::Block(BlockFault::Auth)).to_string();
+        assert_eq!(msg, "a/b: block authentication failed (block 7)");
+    }
+
+    /// The text and errno of every kind of damage, as logs, fsck reports and export print them.
+    #[test]
+    fn damage_texts() {
+        let cases: Vec<(Damage, &str)> = vec![
+            (Damage::DirivLength { len: 3 }, "diriv has 3 bytes, need 16"),
+            (Damage::NameEncoding, "backing name is not a coffer name"),
+            (Damage::NameAuth, "name does not decrypt"),
+            (Damage::NameInvalid, "decrypted name is invalid"),
+            (Damage::SidecarHash, "sidecar does not match its hash"),
+            (Damage::NotCofferName, "not a coffer name"),
+            (Damage::SymlinkEncoding, "symlink target is not base64url"),
+            (Damage::SymlinkAuth, "symlink target does not authenticate"),
+            (
+                Damage::XattrValue {
+                    name: b"user.x".to_vec(),
+                },
+                "xattr user.x: value does not authenticate",
+            ),
+            (Damage::XattrPackAuth, "xattr pack: packed xattrs do not authenticate"),
+            (
+                Damage::XattrPack(PackFault::TruncatedValue),
+                "xattr pack: packed xattrs are malformed: truncated value",
+            ),
+            (
+                Damage::Header(HeaderFault::Short { len: 10 }),
+                "bad file header: 10 bytes, need 18",
+            ),
+            (
+                Damage::Header(HeaderFault::Version { version: 9 }),
+                "bad file header: version 9, expected 1 or 2",
+            ),
+            (
+                Damage::Header(HeaderFault::ZeroFileId),
+                "bad file header: all-zero file id",
+            ),
+            (Damage::MissingHeader, "missing file header"),
+            (Damage::Block(BlockFault::Short), "short block"),
+            (
+                Damage::Block(BlockFault::NotFinal),
+                "last block is not sealed as final: file truncated at a block boundary",
+            ),
+            (Damage::Block(BlockFault::Auth), "block authentication failed"),
+            (
+                Damage::TornTail,
+                "file ends in a torn partial block (truncated, or an interrupted write)",
+            ),
+            (Damage::Shrank, "file shrank during read"),
+            (
+                Damage::LastBlockAuth,
+                "last block does not authenticate: no write can start a new version (run coffer fsck)",
+            ),
+            (
+                Damage::MixedVersions { session: 3, last: 2 },
+                "block sealed in write session 3, after the last block's 2: the file is being rewritten in \
+                 place, or such a rewrite stopped half way (two versions mixed)",
+            ),
+            (
+                Damage::NotRegular(NotRegular { fmt: libc::S_IFIFO }),
+                "not a regular file (a FIFO): damaged entry",
+            ),
+        ];
+        for (damage, text) in cases {
+            assert_eq!(damage.to_string(), text);
+            let e = VaultError::corrupt("d/f", None, damage.clone());
+            assert_eq!(e.to_string(), format!("d/f: {text}"));
+            assert_eq!(e.errno(), libc::EIO);
+            assert!(e.is_corrupt());
+            let e = VaultError::corrupt("d/f", Some(4), damage.clone());
+            assert_eq!(e.to_string(), format!("d/f: {text} (block 4)"));
+        }
+        // Xattr damage is found through a descriptor: no path until it is put at its object.
+        let e = VaultError::corrupt_xattrs(Damage::XattrPackAuth);
+        assert_eq!(e.to_string(), "xattr pack: packed xattrs do not authenticate");
+        assert_eq!(e.errno(), libc::EIO);
+        let at = e.at_object(std::path::Path::new("d/f"));
+        assert_eq!(at.to_string(), "d/f: xattr pack: packed xattrs do not authenticate");
+        let root = VaultError::corrupt_xattrs(Damage::XattrValue {
+            name: b"user.y".to_vec(),
+        })
+        .at_object(std::path::Path::new(""));
+        assert_eq!(root.to_string(), ".: xattr user.y: value does not authenticate");
+        // A recovery key that does not parse reads as it did when it was put at a path.
+        let key = VaultError::RecoveryKey(FormatError::BadRecoveryKey("checksum mismatch (typo?)"));
+        assert_eq!(
+            key.to_string(),
+            "recovery key: recovery key is malformed: checksum mismatch (typo?)"
+        );
+        assert_eq!(key.errno(), libc::EIO);
+        // A backing entry of the wrong type, met by an open, is reported as damage.
+        let nr = io::Error::other(NotRegular { fmt: libc::S_IFSOCK });
+        let e = VaultError::io("d/s", nr);
+        assert_eq!(e.to_string(), "d/s: not a regular file (a socket): damaged entry");
+        assert_eq!(e.errno(), libc::EIO);
+        assert!(e.is_corrupt());
     }
 }

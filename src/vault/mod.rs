@@ -5,6 +5,7 @@
 pub mod backing;
 mod codec;
 mod content;
+mod damage;
 mod dir;
 mod entries;
 mod error;
@@ -22,11 +23,12 @@ use std::sync::Arc;
 
 pub use crate::format::backing_name::BackingName;
 pub use backing::{DirFd, NoAtime, RawEntry, TimeSpec};
+pub use codec::BlockFault;
 pub use content::{
     plain_size_for, BlockCheck, ChangeStamp, CryptFile, FileStorage, Storage, StorageStat, SESSION_MAX_AGE,
 };
 pub use dir::{cipher_name_for, CipherName, Dir, Entry};
-pub use error::{IoContext, Result, VaultError};
+pub use error::{Damage, IoContext, Result, VaultError};
 pub use merge::DirivMerge;
 pub use unlock::KdfCost;
 

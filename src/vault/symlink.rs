@@ -5,7 +5,7 @@ use crate::format::names;
 use crate::format::sealed::{SYMLINK_AAD, SYMLINK_BACKING_MAX, SYMLINK_OUT_OF_LINE, SYMLINK_PLAIN_MAX};
 
 use super::dir::{CipherName, Dir};
-use super::error::{IoContext, Result, VaultError};
+use super::error::{Damage, IoContext, Result, VaultError};
 use super::Vault;
 
 impl Vault {
@@ -57,12 +57,12 @@ impl Vault {
         let sealed = if backing == SYMLINK_OUT_OF_LINE.as_bytes() {
             self.read_link_sidecar(dir, entry)?
         } else {
-            names::decode(&backing).map_err(|_| VaultError::corrupt(&rel, None, "symlink target is not base64url"))?
+            names::decode(&backing).map_err(|_| VaultError::corrupt(&rel, None, Damage::SymlinkEncoding))?
         };
         self.keys()
             .symlinks
             .open_from_slice(SYMLINK_AAD, &sealed)
-            .map_err(|_| VaultError::corrupt(rel, None, "symlink target does not authenticate"))
+            .map_err(|_| VaultError::corrupt(rel, None, Damage::SymlinkAuth))
     }
 }
 

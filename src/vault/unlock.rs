@@ -80,9 +80,10 @@ pub fn write_config(path: &Path, cfg: &Config) -> Result<()> {
     dir.write_atomic(&name, &cfg.to_json(), 0o600).at(path)
 }
 
-fn seal_config(cfg: &mut Config, master: &MasterKey, password: &[u8]) -> Result<()> {
+/// Seals `cfg` (to be written at `path`) under `password`.
+fn seal_config(path: &Path, cfg: &mut Config, master: &MasterKey, password: &[u8]) -> Result<()> {
     let salt = cfg.salt().map_err(|source| VaultError::Config {
-        path: PathBuf::new(),
+        path: path.to_path_buf(),
         source,
     })?;
     let kdf = KdfParams {
@@ -92,13 +93,14 @@ fn seal_config(cfg: &mut Config, master: &MasterKey, password: &[u8]) -> Result<
         salt,
     };
     let kek = crypto::derive_kek(password, &kdf)?;
-    seal_with_kek(cfg, master, &kek)
+    seal_with_kek(path, cfg, master, &kek)
 }
 
-/// Wraps `master` under `kek` with `cfg`'s canonical encoding as AAD and sets the config MAC.
-fn seal_with_kek(cfg: &mut Config, master: &MasterKey, kek: &Kek) -> Result<()> {
+/// Wraps `master` under `kek` with `cfg`'s canonical encoding as AAD and sets the config MAC
+/// (`cfg` is to be written at `path`).
+fn seal_with_kek(path: &Path, cfg: &mut Config, master: &MasterKey, kek: &Kek) -> Result<()> {
     let canonical = cfg.canonical().map_err(|source| VaultError::Config {
-        path: PathBuf::new(),
+        path: path.to_path_buf(),
         source,
     })?;
     let wrapped = kek.cipher().seal_to_vec(&canonical, master.expose())?;
@@ -143,7 +145,7 @@ pub fn init(
     clear_interrupted_init(&dir, cipherdir)?;
     let master = MasterKey::generate()?;
     let mut cfg = new_config(params, cost)?;
-    seal_config(&mut cfg, &master, password)?;
+    seal_config(&cfg_path, &mut cfg, &master, password)?;
     let iv: [u8; DIRIV_LEN] = crypto::random_array()?;
     dir.write_new(DIRIV_NAME.as_bytes(), &iv, 0o444)
         .at(cipherdir.join(DIRIV_NAME))?;
@@ -248,7 +250,7 @@ pub fn add_flag(path: &Path, master: &MasterKey, kek: &Kek, flag: &str) -> Resul
     }
     cfg.feature_flags.push(flag.to_string());
     cfg.feature_flags.sort();
-    seal_with_kek(&mut cfg, master, kek)?;
+    seal_with_kek(path, &mut cfg, master, kek)?;
     write_config(path, &cfg)?;
     Ok(true)
 }
@@ -256,10 +258,7 @@ pub fn add_flag(path: &Path, master: &MasterKey, kek: &Kek, flag: &str) -> Resul
 /// Opens with a recovery key. If a config is present its MAC must verify under that key and its
 /// parameters win; otherwise the parameters carried in the recovery key are used.
 pub fn unlock_with_recovery_key(text: &str, cfg: Option<&Config>) -> Result<(MasterKey, VaultParams)> {
-    let (key, params) = recovery::decode(text).map_err(|source| VaultError::Config {
-        path: PathBuf::from("recovery key"),
-        source,
-    })?;
+    let (key, params) = recovery::decode(text).map_err(VaultError::RecoveryKey)?;
     let master = MasterKey::from_slice(&key[..]).expect("recovery::decode returns a 32-byte key");
     match cfg {
         Some(cfg) => {
@@ -280,7 +279,7 @@ pub fn change_password(path: &Path, old: &[u8], new: &[u8], cost: Option<KdfCost
         p: cfg.kdf.p,
     });
     let mut fresh = new_config(&cfg.params(), cost)?;
-    seal_config(&mut fresh, &master, new)?;
+    seal_config(path, &mut fresh, &master, new)?;
     write_config(path, &fresh)
 }
 
@@ -293,7 +292,7 @@ pub fn write_new_config(
     cost: KdfCost,
 ) -> Result<()> {
     let mut cfg = new_config(params, cost)?;
-    seal_config(&mut cfg, master, password)?;
+    seal_config(path, &mut cfg, master, password)?;
     write_config(path, &cfg)
 }
 

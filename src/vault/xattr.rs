@@ -9,16 +9,13 @@ use crate::format::sealed::{check_xattr_name, xattr_value_aad, XATTR_BACKING_PRE
 use crate::format::xattr_pack::{self, PACK_AFTER, PACK_BACKING_NAME, PACK_PLAIN_MAX};
 
 use super::backing::{fgetxattr, flistxattr, fremovexattr, fsetxattr};
-use super::error::{Result, VaultError};
+use super::error::{Damage, Result, VaultError};
 use super::{CryptFile, Vault};
 
-/// A backing xattr call that failed: its errno, in the context of xattrs (an error without an
-/// errno keeps its own text).
+/// A backing xattr call that failed: its errno, in the context of xattrs (the backing calls
+/// fail only with OS errors; anything else would be EIO, as an I/O error without an errno is).
 fn backing_err(e: std::io::Error) -> VaultError {
-    match e.raw_os_error() {
-        Some(errno) => VaultError::xattr(None, errno),
-        None => VaultError::io("xattr", e),
-    }
+    VaultError::xattr(None, e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 impl Vault {
@@ -48,13 +45,7 @@ impl Vault {
             .xattr_values
             .open_from_slice(&xattr_value_aad(owner, &cipher), &sealed)
             .map(Some)
-            .map_err(|_| {
-                VaultError::corrupt(
-                    format!("xattr {}", String::from_utf8_lossy(name)),
-                    None,
-                    "value does not authenticate",
-                )
-            })
+            .map_err(|_| VaultError::corrupt_xattrs(Damage::XattrValue { name: name.to_vec() }))
     }
 
     /// Reads one xattr of the object open at `fd` whose owner ID is `owner`: sealed on its own
@@ -185,13 +176,12 @@ impl Vault {
             Err(e) if no_xattr_support(e.raw_os_error().unwrap_or(0)) => return Ok(Vec::new()),
             Err(e) => return Err(backing_err(e)),
         };
-        let corrupt = |what: &str| VaultError::corrupt("xattr pack", None, what);
         let plain = self
             .keys()
             .xattr_values
             .open_from_slice(&xattr_pack::pack_aad(owner), &sealed)
-            .map_err(|_| corrupt("packed xattrs do not authenticate"))?;
-        xattr_pack::decode(&plain).map_err(|e| corrupt(&e.to_string()))
+            .map_err(|_| VaultError::corrupt_xattrs(Damage::XattrPackAuth))?;
+        xattr_pack::decode(&plain).map_err(|f| VaultError::corrupt_xattrs(Damage::XattrPack(f)))
     }
 
     /// Replaces the object's pack with `entries` (removes it when there are none).

@@ -16,10 +16,6 @@ use super::nodes::{identity, Node, OpenFile, ReverseFs};
 use crate::vault::reverse::{Snapshot, Target};
 use crate::vault::{IoContext, Result, VaultError};
 
-fn einval(what: &str) -> VaultError {
-    VaultError::errno_at(what, libc::EINVAL)
-}
-
 /// FUSE attributes from a cipher-side stat: the size is already the vault's; regular files
 /// show one link (each hard link is its own file in the vault).
 fn attr(ino: u64, st: &libc::stat) -> FileAttr {
@@ -147,7 +143,7 @@ impl Ops for ReverseFs {
                 let dir = self.dir(&node.dir_rel)?;
                 Ok(self.vault.cipher_link(&dir, p)?.backing)
             }
-            _ => Err(einval("readlink of a non-symlink")),
+            _ => Err(VaultError::inode(ino, libc::EINVAL)),
         }
     }
 
@@ -157,7 +153,7 @@ impl Ops for ReverseFs {
         }
         let node = self.node(ino)?;
         if ino == ROOT {
-            return Err(VaultError::errno_at("/", libc::EISDIR));
+            return Err(VaultError::inode(ino, libc::EISDIR));
         }
         let dir = self.dir(&node.dir_rel)?;
         let (file, seen) = match &node.target {

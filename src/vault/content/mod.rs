@@ -43,7 +43,7 @@ use crate::format::offsets::{self, block_of, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK}
 use crate::format::session;
 
 use super::codec::BlockCodec;
-use super::error::{IoContext, Result, VaultError};
+use super::error::{Damage, IoContext, Result, VaultError};
 
 pub use repair::BlockCheck;
 pub use session_rules::SESSION_MAX_AGE;
@@ -124,8 +124,8 @@ impl<S: Storage> CryptFile<S> {
         self.rel = rel;
     }
 
-    fn corrupt(&self, block: Option<u64>, what: impl Into<String>) -> VaultError {
-        VaultError::corrupt(self.rel.clone(), block, what)
+    fn corrupt(&self, block: Option<u64>, damage: Damage) -> VaultError {
+        VaultError::corrupt(self.rel.clone(), block, damage)
     }
 
     /// The block codec of the file with header `h`, handed this file's content key.
@@ -181,11 +181,11 @@ impl<S: Storage> CryptFile<S> {
         }
         FileHeader::decode(&buf[..n])
             .map(Some)
-            .map_err(|e| self.corrupt(None, e.to_string()))
+            .map_err(|fault| self.corrupt(None, Damage::Header(fault)))
     }
 
     fn require_header(&self) -> Result<FileHeader> {
-        self.header()?.ok_or_else(|| self.corrupt(None, "missing file header"))
+        self.header()?.ok_or_else(|| self.corrupt(None, Damage::MissingHeader))
     }
 
     /// The header, written now with a fresh random file ID if the file has none.

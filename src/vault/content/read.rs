@@ -8,7 +8,7 @@ use crate::format::header::FileHeader;
 use crate::format::offsets::{self, block_count, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 use crate::format::session;
 use crate::vault::codec::{sealed_len, FinalRule};
-use crate::vault::error::{IoContext, Result};
+use crate::vault::error::{Damage, IoContext, Result};
 
 use super::storage::{read_full_at, Storage};
 use super::{CryptFile, Sizes};
@@ -61,10 +61,7 @@ impl<S: Storage> CryptFile<S> {
             return Ok(Attempt::Done(0));
         }
         if sizes.torn && off.saturating_add(buf.len() as u64) >= sizes.plain {
-            return Err(self.corrupt(
-                Some(block_count(sizes.plain)),
-                "file ends in a torn partial block (truncated, or an interrupted write)",
-            ));
+            return Err(self.corrupt(Some(block_count(sizes.plain)), Damage::TornTail));
         }
         if off >= sizes.plain {
             return Ok(Attempt::Done(0));
@@ -166,7 +163,7 @@ impl<S: Storage> CryptFile<S> {
         if n < sealed.len() {
             return Err(self.corrupt(
                 Some(block_of(first.plain_off() + (n as u64 / CIPHER_BLOCK) * PLAIN_BLOCK).0),
-                "file shrank during read",
+                Damage::Shrank,
             ));
         }
         let sealed = &*sealed;
@@ -197,7 +194,7 @@ impl<S: Storage> CryptFile<S> {
                         &sealed[c_pos..c_pos + clen],
                         &mut plain[p_pos..p_pos + len],
                     )
-                    .map_err(|fault| self.corrupt(Some(b.0), fault.what()))?;
+                    .map_err(|fault| self.corrupt(Some(b.0), Damage::Block(fault)))?;
             }
             c_pos += clen;
             p_pos += len;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::vault::error::{Result, VaultError};
+use crate::vault::error::{Damage, Result, VaultError};
 
 use super::read::Attempt;
 use super::storage::{ChangeStamp, Storage};
@@ -56,11 +56,10 @@ impl<S: Storage> CryptFile<S> {
                 Ok(Attempt::Ahead { newest, last_now }) => {
                     let err = self.corrupt(
                         Some(newest.block),
-                        format!(
-                            "block sealed in write session {}, after the last block's {last_now}: the file is being \
-                             rewritten in place, or such a rewrite stopped half way (two versions mixed)",
-                            newest.session
-                        ),
+                        Damage::MixedVersions {
+                            session: newest.session,
+                            last: last_now,
+                        },
                     );
                     // Only an in-place rewrite (or a power loss) leaves this: wait for a writer
                     // that was at work within the wait.

@@ -10,7 +10,7 @@ use crate::format::header::FileHeader;
 use crate::format::offsets::{self, block_count, block_of, block_plain_len, BlockNo};
 use crate::format::session;
 use crate::vault::codec::{sealed_len, tail_tag};
-use crate::vault::error::{IoContext, Result};
+use crate::vault::error::{Damage, IoContext, Result};
 
 use super::session_rules::{SessionRules, Start, Tag, TagAfter, WriteOutcome};
 use super::storage::{read_full_at, Storage};
@@ -47,12 +47,9 @@ impl<S: Storage> CryptFile<S> {
             }
         }
         rules.forget();
-        let last = self.last_block(h, sizes)?.ok_or_else(|| {
-            self.corrupt(
-                Some(block_count(sizes.plain) - 1),
-                "last block does not authenticate: no write can start a new version (run coffer fsck)",
-            )
-        })?;
+        let last = self
+            .last_block(h, sizes)?
+            .ok_or_else(|| self.corrupt(Some(block_count(sizes.plain) - 1), Damage::LastBlockAuth))?;
         let start = SessionRules::start(last.session, seals_last);
         let resealed = match start {
             Start::Session(_) => None,
