@@ -44,6 +44,13 @@ pub enum DamageKind {
     /// Blocks authenticate but are newer than the file's last block (version-2 files): two
     /// versions mixed (see `blocks`).
     MixedVersions,
+    /// The last block does not authenticate (version-2 files of more than one block), so
+    /// nothing tells whether the other blocks belong to one version; reads serve them
+    /// unchecked. Reported beside the damaged block; `--repair` cannot restore the order.
+    OrderNotCheckable,
+    /// The last block carries the highest write session (version-2 files): later versions of
+    /// the file cannot be told apart. A copy of the file gets a new file ID and starts again.
+    SessionsExhausted,
 }
 
 /// One finding.
@@ -459,6 +466,22 @@ impl Walker<'_> {
                     if let Some(d) = self.report.damage.last_mut() {
                         d.blocks = check.bad;
                     }
+                }
+                if let Some(last) = check.order_unchecked {
+                    let detail = format!(
+                        "order of blocks not checkable: last block {last} does not authenticate, so nothing tells \
+                         whether the other blocks belong to one version of the file (a crash tore it, or someone \
+                         mixed versions and damaged it); reads serve them unchecked, --repair cannot restore the order"
+                    );
+                    self.add(plain, rel, DamageKind::OrderNotCheckable, detail);
+                }
+                if check.sessions_exhausted {
+                    let detail = format!(
+                        "the last block carries write session {}, the highest: later versions of the file cannot be \
+                         told apart; copy the file and replace it with the copy (which gets a new file ID)",
+                        crate::format::session::LAST_SESSION
+                    );
+                    self.add(plain, rel, DamageKind::SessionsExhausted, detail);
                 }
                 if !check.ahead.is_empty() {
                     let n = check.ahead.len();

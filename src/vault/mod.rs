@@ -23,7 +23,7 @@ use std::sync::Arc;
 pub use crate::format::backing_name::BackingName;
 pub use backing::{DirFd, NoAtime, RawEntry, TimeSpec};
 pub use content::{
-    plain_size_for, BlockCheck, ChangeStamp, CryptFile, FileStorage, Storage, StorageStat, SESSION_MAX_AGE,
+    plain_size_for, BlockCheck, ChangeStamp, CryptFile, FileStorage, Notice, Storage, StorageStat, SESSION_MAX_AGE,
 };
 pub use dir::{cipher_name_for, CipherName, Dir, Entry};
 pub use error::{IoContext, Result, VaultError};

@@ -11,7 +11,7 @@ use super::CryptFile;
 
 /// How long a read waits for a backing file being rewritten in place before it fails with EIO:
 /// for the last block to catch up (version 2), or for a half-written block (any version).
-const READ_WAIT_MAX: Duration = Duration::from_secs(1);
+pub(super) const READ_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// How long a read that met a block which does not authenticate watches the backing file for
 /// a writer at work before it reports the damage.
@@ -109,7 +109,7 @@ impl<S: Storage> CryptFile<S> {
     }
 
     /// Whether the backing file was modified within `window` (a writer may still be at work).
-    fn modified_within(&self, window: Duration) -> bool {
+    pub(super) fn modified_within(&self, window: Duration) -> bool {
         self.storage
             .stat()
             .ok()

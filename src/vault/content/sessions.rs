@@ -12,6 +12,8 @@ use crate::format::session;
 use crate::vault::codec::{sealed_len, tail_tag};
 use crate::vault::error::{IoContext, Result};
 
+use super::notices::Notice;
+use super::retry::READ_WAIT_MAX;
 use super::session_rules::{SessionRules, Start, Tag, TagAfter, WriteOutcome};
 use super::storage::{read_full_at, Storage};
 use super::{sizes_of, CryptFile, Sizes};
@@ -54,6 +56,9 @@ impl<S: Storage> CryptFile<S> {
             )
         })?;
         let start = SessionRules::start(last.session, seals_last);
+        if session::exhausted(start.session()) {
+            self.notices.record(Notice::SessionsExhausted);
+        }
         let resealed = match start {
             Start::Session(_) => None,
             Start::ResealLastWith(s) => {
@@ -131,15 +136,42 @@ impl<S: Storage> CryptFile<S> {
 
     /// Version 2: reads the last block's write session and remembers it; `u32::MAX` when the
     /// last block does not authenticate (torn or damaged: reads of it report that) or the file
-    /// has no blocks, so that nothing is checked against it.
+    /// has no blocks, so that nothing is checked against it. The other blocks are still served
+    /// (a crash tears at worst the block being written), but a file at rest whose order cannot
+    /// be checked is recorded as [`Notice::OrderNotCheckable`] (a last block torn while another
+    /// program rewrites the file is not: it is whole again in a moment).
     pub(super) fn learn_last_session(&self, h: &FileHeader, sizes: &Sizes) -> Result<u32> {
         Ok(match self.last_block(h, sizes)? {
             Some(l) => {
                 self.known_last.store(l.session, Ordering::Relaxed);
                 l.session
             }
-            None => u32::MAX,
+            None => {
+                if block_count(sizes.plain) > 1 && !self.modified_within(READ_WAIT_MAX) {
+                    self.notices.record(Notice::OrderNotCheckable);
+                }
+                u32::MAX
+            }
         })
+    }
+
+    /// Version 2, more than one block: the number of the last block when it does not
+    /// authenticate, so that reads cannot check that the other blocks belong to one version of
+    /// the file (FORMAT.md §5.8); `None` otherwise (and for version 1). Reads the last block.
+    pub fn order_unchecked(&self) -> Result<Option<u64>> {
+        let sizes = self.sizes()?;
+        let Some(h) = self.header()?.filter(FileHeader::has_sessions) else {
+            return Ok(None);
+        };
+        self.order_unchecked_in(&h, &sizes)
+    }
+
+    pub(super) fn order_unchecked_in(&self, h: &FileHeader, sizes: &Sizes) -> Result<Option<u64>> {
+        let n = block_count(sizes.plain);
+        if !h.has_sessions() || n < 2 || self.last_block(h, sizes)?.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(n - 1))
     }
 
     /// The last block (of the complete ones) with its write session and final flag, opened
