@@ -74,15 +74,19 @@ impl<S: Storage> CryptFile<S> {
         let first = block_of(off);
         let last = block_of(end - 1);
         // Version 2: the last block's session is learnt *before* the blocks are read (a read of
-        // the last block alone needs none).
-        let bound = if h.has_sessions() && first != block_of(sizes.plain - 1) {
+        // the last block alone needs none). When the last block does not authenticate, the
+        // other blocks are served unchecked (a crash tears at worst the block being written).
+        let (bound, unchecked) = if h.has_sessions() && first != block_of(sizes.plain - 1) {
             match (learnt, self.known_last.load(Ordering::Relaxed)) {
-                (Some(s), _) => s,
-                (None, 0) => self.learn_last_session(&h, &sizes)?,
-                (None, known) => known,
+                (Some(s), _) => (s, false),
+                (None, 0) => match self.learn_last(&h, &sizes)? {
+                    Some(s) => (s, false),
+                    None => (u32::MAX, true),
+                },
+                (None, known) => (known, false),
             }
         } else {
-            u32::MAX
+            (u32::MAX, false)
         };
         let skip = (off - first.plain_off()) as usize;
         let n = (end - off) as usize;
@@ -95,6 +99,9 @@ impl<S: Storage> CryptFile<S> {
             buf[..n].copy_from_slice(&plain[skip..skip + n]);
             newest
         };
+        if unchecked {
+            self.served_unchecked();
+        }
         if newest.session <= bound {
             return Ok(Attempt::Done(n));
         }

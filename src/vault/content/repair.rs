@@ -18,8 +18,9 @@ pub struct BlockCheck {
     /// Version 2: blocks that authenticate but carry a write session above the last block's:
     /// two versions mixed.
     pub ahead: Vec<u64>,
-    /// Version 2, more than one block: the last block (its number) does not authenticate, so
-    /// nothing tells whether the other blocks belong to one version; reads serve them unchecked.
+    /// Version 2: the last block (its number) does not authenticate while some block before it
+    /// does, so nothing tells whether the other blocks belong to one version; reads serve them
+    /// unchecked.
     pub order_unchecked: Option<u64>,
     /// Version 2: the last block carries
     /// [`LAST_SESSION`](crate::format::session::LAST_SESSION): no session is left above it, so
@@ -151,7 +152,11 @@ impl<S: Storage> CryptFile<S> {
                     .collect();
                 check.sessions_exhausted = session::exhausted(last.session);
             }
-            None => check.order_unchecked = self.order_unchecked_in(&h, &sizes)?,
+            // Only when a block before it authenticates: otherwise there is nothing to order.
+            None if sessions.iter().any(|&(b, _)| b + 1 < block_count(sizes.plain)) => {
+                check.order_unchecked = self.order_unchecked_in(&h, &sizes)?;
+            }
+            None => {}
         }
         Ok(check)
     }

@@ -136,28 +136,35 @@ impl<S: Storage> CryptFile<S> {
 
     /// Version 2: reads the last block's write session and remembers it; `u32::MAX` when the
     /// last block does not authenticate (torn or damaged: reads of it report that) or the file
-    /// has no blocks, so that nothing is checked against it. The other blocks are still served
-    /// (a crash tears at worst the block being written), but a file at rest whose order cannot
-    /// be checked is recorded as [`Notice::OrderNotCheckable`] (a last block torn while another
-    /// program rewrites the file is not: it is whole again in a moment).
+    /// has no blocks, so that nothing is checked against it.
     pub(super) fn learn_last_session(&self, h: &FileHeader, sizes: &Sizes) -> Result<u32> {
-        Ok(match self.last_block(h, sizes)? {
-            Some(l) => {
-                self.known_last.store(l.session, Ordering::Relaxed);
-                l.session
-            }
-            None => {
-                if block_count(sizes.plain) > 1 && !self.modified_within(READ_WAIT_MAX) {
-                    self.notices.record(Notice::OrderNotCheckable);
-                }
-                u32::MAX
-            }
-        })
+        Ok(self.learn_last(h, sizes)?.unwrap_or(u32::MAX))
+    }
+
+    /// Like [`learn_last_session`](Self::learn_last_session), `None` when there is nothing to
+    /// learn.
+    pub(super) fn learn_last(&self, h: &FileHeader, sizes: &Sizes) -> Result<Option<u32>> {
+        let last = self.last_block(h, sizes)?;
+        if let Some(l) = &last {
+            self.known_last.store(l.session, Ordering::Relaxed);
+        }
+        Ok(last.map(|l| l.session))
+    }
+
+    /// After a read served blocks unchecked because the last block does not authenticate: a
+    /// file at rest is recorded as [`Notice::OrderNotCheckable`] (a last block torn while
+    /// another program rewrites the file is not: it is whole again in a moment).
+    pub(super) fn served_unchecked(&self) {
+        if !self.modified_within(READ_WAIT_MAX) {
+            self.notices.record(Notice::OrderNotCheckable);
+        }
     }
 
     /// Version 2, more than one block: the number of the last block when it does not
     /// authenticate, so that reads cannot check that the other blocks belong to one version of
-    /// the file (FORMAT.md §5.8); `None` otherwise (and for version 1). Reads the last block.
+    /// the file (FORMAT.md §5.8); `None` otherwise (and for version 1). Reads the last block
+    /// only: whether any other block authenticates (else there is nothing to order) is the
+    /// caller's to know.
     pub fn order_unchecked(&self) -> Result<Option<u64>> {
         let sizes = self.sizes()?;
         let Some(h) = self.header()?.filter(FileHeader::has_sessions) else {

@@ -484,6 +484,17 @@ fn a_torn_last_block_of_one_version_costs_that_block_and_is_reported() {
     let check = f.verify_blocks().unwrap();
     assert_eq!((check.bad, check.order_unchecked), (vec![3], Some(3)));
 
+    // Every block damaged (a header from another file): nothing left to order.
+    let f = file_with(FILE_V2, &plain);
+    let mut bytes = f.storage().bytes();
+    bytes[2..18].copy_from_slice(&[0x5a; 16]);
+    let f = on(bytes.clone(), FILE_V2);
+    at_rest(&f, bytes);
+    assert!(f.read_at(&mut buf, 0).is_err());
+    let check = f.verify_blocks().unwrap();
+    assert_eq!((check.bad, check.order_unchecked), (vec![0, 1, 2, 3], None));
+    assert!(f.take_notices().is_empty(), "nothing was served unchecked");
+
     for version in [FILE_V1, FILE_V2] {
         let len = if version == FILE_V1 { 3 * B + 300 } else { 300 };
         let f = file_with(version, &pattern(len, 23));
