@@ -47,9 +47,11 @@ pub enum DamageKind {
     /// The last block does not authenticate (version-2 files of more than one block), so
     /// nothing tells whether the other blocks belong to one version; reads serve them
     /// unchecked. Reported beside the damaged block; `--repair` cannot restore the order.
+    /// JSON: `order_not_checkable`.
     OrderNotCheckable,
     /// The last block carries the highest write session (version-2 files): later versions of
     /// the file cannot be told apart. A copy of the file gets a new file ID and starts again.
+    /// JSON: `sessions_exhausted`.
     SessionsExhausted,
 }
 
