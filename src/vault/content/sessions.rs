@@ -181,6 +181,22 @@ impl<S: Storage> CryptFile<S> {
         Ok(Some(n - 1))
     }
 
+    /// Tests: reseals the last block with session `s` (as `s` sessions would have left it).
+    #[cfg(test)]
+    pub(crate) fn reseal_last_with(&self, s: u32) -> Result<()> {
+        let h = self.require_header()?;
+        let last = self
+            .last_block(&h, &self.sizes()?)?
+            .expect("a last block that authenticates");
+        let mut sealed = Vec::new();
+        self.seal_fresh(&h, last.block, last.is_final, s, &last.plain, &mut sealed)?;
+        self.storage
+            .write_all_at(&sealed, last.block.cipher_off())
+            .at(&self.rel)?;
+        self.end_session();
+        Ok(())
+    }
+
     /// The last block (of the complete ones) with its write session and final flag, opened
     /// whatever its flag; `None` when there is none or it does not authenticate.
     pub(super) fn last_block(&self, h: &FileHeader, sizes: &Sizes) -> Result<Option<LastBlock>> {

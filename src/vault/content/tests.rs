@@ -516,20 +516,8 @@ fn a_torn_last_block_of_one_version_costs_that_block_and_is_reported() {
 fn the_last_session_is_reported_not_silent() {
     let plain = pattern(2 * B + 10, 24);
     let f = file_with(FILE_V2, &plain);
-    // Reseal the last block one below the ceiling (as 2^32 − 2 sessions would have left it).
-    let h = f.require_header().unwrap();
-    let mut sealed = Vec::new();
-    f.seal_fresh(
-        &h,
-        BlockNo(2),
-        true,
-        session::LAST_SESSION - 1,
-        &plain[2 * B..],
-        &mut sealed,
-    )
-    .unwrap();
-    super::Storage::write_all_at(f.storage(), &sealed, BlockNo(2).cipher_off()).unwrap();
-    f.sync(true).unwrap();
+    // The last block one below the ceiling (as 2^32 − 2 sessions would have left it).
+    f.reseal_last_with(session::LAST_SESSION - 1).unwrap();
     assert!(!f.verify_blocks().unwrap().sessions_exhausted);
     f.write_at(b"a", 0).unwrap();
     let bytes = f.storage().bytes();
