@@ -45,10 +45,11 @@ impl<S: Storage> CryptFile<S> {
             let err = match self.read_attempt(buf, off, learnt.take()) {
                 Ok(Attempt::Done(n)) => return Ok(n),
                 // The last block moved on while this read ran: read again, checked against it
-                // (`u32::MAX`, a last block being written right now, checks nothing: every block
-                // before it is already new).
+                // (a last block that does not authenticate checks nothing: one being written
+                // right now has every block before it new already; in a file at rest the
+                // unchecked read is recorded).
                 Ok(Attempt::Ahead { newest, last_now })
-                    if last_now >= newest.session && started.elapsed() < READ_WAIT_MAX =>
+                    if last_now.admits(newest.session) && started.elapsed() < READ_WAIT_MAX =>
                 {
                     learnt = Some(last_now);
                     continue;

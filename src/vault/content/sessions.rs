@@ -13,6 +13,7 @@ use crate::vault::codec::{sealed_len, tail_tag};
 use crate::vault::error::{IoContext, Result};
 
 use super::notices::Notice;
+use super::read::LastSession;
 use super::retry::READ_WAIT_MAX;
 use super::session_rules::{SessionRules, Start, Tag, TagAfter, WriteOutcome};
 use super::storage::{read_full_at, Storage};
@@ -134,21 +135,17 @@ impl<S: Storage> CryptFile<S> {
         Ok(newest)
     }
 
-    /// Version 2: reads the last block's write session and remembers it; `u32::MAX` when the
+    /// Version 2: reads the last block's write session and remembers it; `Unknown` when the
     /// last block does not authenticate (torn or damaged: reads of it report that) or the file
     /// has no blocks, so that nothing is checked against it.
-    pub(super) fn learn_last_session(&self, h: &FileHeader, sizes: &Sizes) -> Result<u32> {
-        Ok(self.learn_last(h, sizes)?.unwrap_or(u32::MAX))
-    }
-
-    /// Like [`learn_last_session`](Self::learn_last_session), `None` when there is nothing to
-    /// learn.
-    pub(super) fn learn_last(&self, h: &FileHeader, sizes: &Sizes) -> Result<Option<u32>> {
-        let last = self.last_block(h, sizes)?;
-        if let Some(l) = &last {
-            self.known_last.store(l.session, Ordering::Relaxed);
-        }
-        Ok(last.map(|l| l.session))
+    pub(super) fn learn_last(&self, h: &FileHeader, sizes: &Sizes) -> Result<LastSession> {
+        Ok(match self.last_block(h, sizes)? {
+            Some(l) => {
+                self.known_last.store(l.session, Ordering::Relaxed);
+                LastSession::Known(l.session)
+            }
+            None => LastSession::Unknown,
+        })
     }
 
     /// After a read served blocks unchecked because the last block does not authenticate: a

@@ -455,6 +455,26 @@ fn a_damaged_last_block_leaves_the_order_unchecked_and_says_so() {
     assert_eq!(f.repair_tail().unwrap(), None, "--repair cannot restore the order");
 }
 
+/// A handle that learnt the last block's session from the older version, then meets the mix
+/// with a damaged last block: the block newer than what it knew sends it to the last block
+/// again, which does not authenticate; it serves the mix as a fresh handle would, and records
+/// the notice all the same.
+#[test]
+fn a_handle_that_knew_the_last_block_records_the_unchecked_order_too() {
+    let plain = pattern(4 * B + 100, 25);
+    let mut bytes = mixed(&plain);
+    bytes[BlockNo(4).cipher_off() as usize + 40] ^= 0x40;
+    let older = file_with(FILE_V2, &plain).storage().bytes();
+    let f = on(older.clone(), FILE_V2);
+    at_rest(&f, older);
+    let mut head = vec![0u8; 4 * B];
+    assert_eq!(f.read_at(&mut head, 0).unwrap(), 4 * B, "learns session 1");
+    at_rest(&f, bytes);
+    assert_eq!(f.read_at(&mut head, 0).unwrap(), 4 * B);
+    assert_eq!(head[B..B + 10], [0xee; 10], "served as before: the mix, unchecked");
+    assert_eq!(f.take_notices(), vec![super::Notice::OrderNotCheckable]);
+}
+
 /// One version, its last block torn (a crash while it was rewritten) or intact: as before,
 /// apart from the order report of the torn one. A one-block file has no order to check, and a
 /// version-1 file none to report.
