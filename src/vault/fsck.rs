@@ -44,8 +44,8 @@ pub enum DamageKind {
     /// Blocks authenticate but are newer than the file's last block (version-2 files): two
     /// versions mixed (see `blocks`).
     MixedVersions,
-    /// The last block does not authenticate (version-2 files of more than one block), so
-    /// nothing tells whether the other blocks belong to one version; reads serve them
+    /// The last block does not authenticate while a block before it does (version-2 files),
+    /// so nothing tells whether the other blocks belong to one version; reads serve them
     /// unchecked. Reported beside the damaged block; `--repair` cannot restore the order.
     /// JSON: `order_not_checkable`.
     OrderNotCheckable,

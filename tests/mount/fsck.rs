@@ -1,7 +1,7 @@
 //! Tampering under a live mount, and fsck beside it: a modified block gives EIO on exactly the
 //! reads that touch it, a swapped header is refused, a deleted diriv or long-name sidecar is
 //! reported by `coffer fsck` (run while mounted) and never brings the mount down, and a last
-//! block that does not authenticate is logged once.
+//! block that does not authenticate is logged once, and so is a write at the session ceiling.
 
 use crate::support::common;
 
@@ -376,5 +376,71 @@ fn an_order_that_cannot_be_checked_is_logged_once_per_file() {
             ("torn".into(), "blocks".into(), vec![4]),
             ("torn".into(), "order_not_checkable".into(), vec![]),
         ]
+    );
+}
+
+/// Reseals the last block of the version-2 file at `path` (whose plaintext is `plain`) with
+/// write session `s`, as `s` sessions would have left it.
+fn reseal_last_with(m: &TestMount, path: &Path, plain: &[u8], s: u32) {
+    use coffer::format::header::{FileHeader, FILE_V2};
+    use coffer::format::offsets::{block_aad, BlockNo};
+    let v = Vault::unlock(&m.cipher, None, PASSWORD, true).unwrap();
+    let raw = fs::read(path).unwrap();
+    let h = FileHeader::decode(&raw[..HEADER_LEN]).unwrap();
+    assert_eq!(h.version, FILE_V2);
+    let last = (plain.len() as u64 - 1) / B;
+    let mut nonce = [0x5au8; 16];
+    coffer::format::session::set_nonce_session(&mut nonce, s);
+    let aad = block_aad(FILE_V2, &h.file_id, BlockNo(last), true);
+    let sealed = v
+        .keys()
+        .content
+        .seal_with_nonce_to_vec(&nonce, &aad, &plain[(last * B) as usize..]);
+    let f = fs::File::options().write(true).open(path).unwrap();
+    f.write_all_at(&sealed, BlockNo(last).cipher_off()).unwrap();
+}
+
+/// A file one session below the ceiling: the write that starts the last session is logged,
+/// once, however many sessions start there after it; fsck then reports the file.
+#[test]
+fn a_write_at_the_session_ceiling_is_logged_once() {
+    use coffer::format::session::LAST_SESSION;
+    let log = captured_log();
+    let Some(mut m) = TestMount::new() else { return };
+    let mut want = content(5, 2 * B as usize + 10);
+    fs::write(m.path("old"), &want).unwrap();
+    m.unmount();
+    let path = backing(&m, b"old");
+    reseal_last_with(&m, &path, &want, LAST_SESSION - 1);
+    m.remount();
+    let (code, _) = fsck(&m, &[]);
+    assert_eq!(code, 0, "one below the ceiling is fine");
+
+    for round in 0..3u8 {
+        let f = fs::File::options().write(true).open(m.path("old")).unwrap();
+        f.write_all_at(&[round], 0).unwrap();
+        f.sync_all().unwrap();
+        want[0] = round;
+    }
+    assert_eq!(fs::read(m.path("old")).unwrap(), want);
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let lines: Vec<String> = log
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|l| l.contains(&name))
+        .cloned()
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(&format!("{name}: write sessions exhausted")),
+        "{lines:#?}"
+    );
+
+    let (code, report) = fsck(&m, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        findings(&report),
+        vec![("old".into(), "sessions_exhausted".into(), vec![])]
     );
 }
