@@ -412,6 +412,18 @@ impl Export<'_> {
                 format!("blocks {} failed authentication; exported as zeros", list.join(", ")),
             );
         }
+        // Only when a block before the last was exported: otherwise there is nothing to order.
+        match f.order_unchecked() {
+            Ok(Some(last)) if (bad.len() as u64) <= last => self.damaged(
+                path,
+                format!(
+                    "order of blocks not checkable: last block {last} does not authenticate, so blocks of two \
+                     versions of the file may be mixed; the others exported as read"
+                ),
+            ),
+            Ok(_) => {}
+            Err(err) => self.warn(path, format!("cannot check the order of blocks: {err}")),
+        }
         if let Some(h) = header {
             self.copy_xattrs(f.backing().as_raw_fd(), &h.file_id, out.as_raw_fd(), path);
         }

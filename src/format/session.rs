@@ -28,10 +28,20 @@ pub fn set_nonce_session(nonce: &mut [u8; NONCE_LEN], session: u32) {
     nonce[NONCE_RANDOM_LEN..].copy_from_slice(&session.to_be_bytes());
 }
 
-/// The session after `s` (saturates: a file that used up 2^32 sessions keeps the last, losing
-/// only the distinction between its later versions).
+/// The highest session: a file whose last block carries it has used up its sessions.
+pub const LAST_SESSION: u32 = u32::MAX;
+
+/// The session after `s`. It saturates at [`LAST_SESSION`]: a file that used up 2^32 sessions
+/// keeps the last, and its later versions can no longer be told apart. Never silently: fsck
+/// reports such a file (`sessions_exhausted`) and the mount logs a write that starts a session
+/// there; a copy of the file gets a new file ID and starts again at [`FIRST_SESSION`].
 pub fn next(s: u32) -> u32 {
     s.saturating_add(1).max(FIRST_SESSION)
+}
+
+/// Whether a file whose last block carries `last` has no session left above it.
+pub fn exhausted(last: u32) -> bool {
+    last == LAST_SESSION
 }
 
 #[cfg(test)]
@@ -48,5 +58,8 @@ mod tests {
         assert_eq!(next(0), 1);
         assert_eq!(next(7), 8);
         assert_eq!(next(u32::MAX), u32::MAX);
+        assert_eq!(next(LAST_SESSION - 1), LAST_SESSION);
+        assert!(exhausted(next(LAST_SESSION - 1)));
+        assert!(!exhausted(LAST_SESSION - 1));
     }
 }

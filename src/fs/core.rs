@@ -1,7 +1,7 @@
 //! The state every operation shares, and how an inode is found again in CIPHERDIR: through a
 //! name the kernel knows it by, checked against its backing identity.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use super::attr::{backing_id, to_attr};
 use super::handles::{DirHandle, FileHandle, Handles};
 use super::inodes::{Identity, Inodes, NodeInfo, ROOT};
 use crate::vault::walk::nofile_soft;
-use crate::vault::{Dir, IoContext, Result, Vault, VaultError};
+use crate::vault::{CryptFile, Dir, IoContext, Notice, Result, Vault, VaultError};
 
 /// How many backing directory descriptors the daemon keeps open for reuse, at most; fewer
 /// when the descriptor limit is low (see [`dir_cache_budget`]).
@@ -195,6 +195,8 @@ pub struct CofferFs {
     pub(super) notifier: Arc<OnceLock<Notifier>>,
     /// Hands freed memory back to the system after the kernel forgets many inodes.
     pub(super) memory: super::memory::Trimmer,
+    /// The notices already logged, per inode: each is logged once per file and mount.
+    noticed: Mutex<HashSet<(u64, Notice)>>,
 }
 
 /// How often [`CofferFs::locate_with`] looks again after a miss (waits 0.1, 0.2, 0.4, 0.8 ms).
@@ -231,7 +233,19 @@ impl CofferFs {
             activity: Arc::default(),
             notifier: Arc::default(),
             memory: Default::default(),
+            noticed: Default::default(),
         })
+    }
+
+    /// Logs what reads and writes through `file` (on `ino`) found, each notice once per file
+    /// for the life of the mount, however many reads find it again.
+    pub(super) fn log_notices(&self, ino: u64, file: &CryptFile) {
+        for n in file.take_notices() {
+            let new = self.noticed.lock().unwrap_or_else(|p| p.into_inner()).insert((ino, n));
+            if new {
+                log::warn!("{}: {n}", file.rel().display());
+            }
+        }
     }
 
     /// Where the session's notifier goes once the session exists.

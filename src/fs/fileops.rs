@@ -146,8 +146,9 @@ impl CofferFs {
         let h = self.handle(ino, fh)?;
         let _g = read_lock(&h.lock);
         let mut buf = vec![0u8; size as usize];
-        let n = h.file.read_at(&mut buf, offset)?;
-        buf.truncate(n);
+        let read = h.file.read_at(&mut buf, offset);
+        self.log_notices(ino, &h.file);
+        buf.truncate(read?);
         if self.vault.touch_atime().files {
             // strictatime: the read has been served; a failed touch is only logged.
             if let Err(e) = backing::touch_atime(h.file.backing().as_raw_fd()) {
@@ -179,7 +180,9 @@ impl CofferFs {
             let st = backing::fstat(h.file.backing().as_raw_fd()).at(h.file.rel())?;
             without_set_id(st.st_mode).is_some()
         };
-        h.file.write_at(data, off)?;
+        let wrote = h.file.write_at(data, off);
+        self.log_notices(ino, &h.file);
+        wrote?;
         let kick = h
             .stream
             .lock()
@@ -210,7 +213,7 @@ impl CofferFs {
             .filter(|h| h.writable && h.ino == ino)
         {
             let _g = write_lock(&h.lock);
-            return self.vault.set_len(&h.file, size);
+            return self.set_len_of(ino, &h.file, size);
         }
         let info = self.node(ino)?;
         let file = match self.open_backing(ino, &info, true) {
@@ -219,12 +222,19 @@ impl CofferFs {
                 // Unlinked but open: truncate through an open writable descriptor.
                 let h = self.files.find(|h| h.ino == ino && h.writable).ok_or(e)?;
                 let _g = write_lock(&h.lock);
-                return self.vault.set_len(&h.file, size);
+                return self.set_len_of(ino, &h.file, size);
             }
             Err(e) => return Err(e),
         };
         let _g = write_lock(&info.lock);
-        self.vault.set_len(&file, size)
+        self.set_len_of(ino, &file, size)
+    }
+
+    /// Truncates or grows `file` of `ino` through the vault, logging what it found.
+    fn set_len_of(&self, ino: u64, file: &CryptFile, size: u64) -> Result<()> {
+        let r = self.vault.set_len(file, size);
+        self.log_notices(ino, file);
+        r
     }
 
     pub(super) fn do_release(&self, fh: u64) {
@@ -260,7 +270,7 @@ impl CofferFs {
                 let _g = write_lock(&h.lock);
                 h.file.reserve(offset, length)?;
                 if end > h.file.plain_len()? {
-                    self.vault.set_len(&h.file, end)?;
+                    self.set_len_of(ino, &h.file, end)?;
                 }
                 if who.uid != 0 {
                     self.kill_set_id_for(ino, &h, who)?;

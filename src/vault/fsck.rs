@@ -44,6 +44,15 @@ pub enum DamageKind {
     /// Blocks authenticate but are newer than the file's last block (version-2 files): two
     /// versions mixed (see `blocks`).
     MixedVersions,
+    /// The last block does not authenticate while a block before it does (version-2 files),
+    /// so nothing tells whether the other blocks belong to one version; reads serve them
+    /// unchecked. Reported beside the damaged block; `--repair` cannot restore the order.
+    /// JSON: `order_not_checkable`.
+    OrderNotCheckable,
+    /// The last block carries the highest write session (version-2 files): later versions of
+    /// the file cannot be told apart. A copy of the file gets a new file ID and starts again.
+    /// JSON: `sessions_exhausted`.
+    SessionsExhausted,
 }
 
 /// One finding.
@@ -460,6 +469,22 @@ impl Walker<'_> {
                         d.blocks = check.bad;
                     }
                 }
+                if let Some(last) = check.order_unchecked {
+                    let detail = format!(
+                        "order of blocks not checkable: last block {last} does not authenticate, so nothing tells \
+                         whether the other blocks belong to one version of the file (a crash tore it, or someone \
+                         mixed versions and damaged it); reads serve them unchecked, --repair cannot restore the order"
+                    );
+                    self.add(plain, rel, DamageKind::OrderNotCheckable, detail);
+                }
+                if check.sessions_exhausted {
+                    let detail = format!(
+                        "the last block carries write session {}, the highest: later versions of the file cannot be \
+                         told apart; copy the file and replace it with the copy (which gets a new file ID)",
+                        crate::format::session::LAST_SESSION
+                    );
+                    self.add(plain, rel, DamageKind::SessionsExhausted, detail);
+                }
                 if !check.ahead.is_empty() {
                     let n = check.ahead.len();
                     let detail = format!(
@@ -555,4 +580,46 @@ pub fn fsck_with(vault: &Vault, opts: FsckOptions, progress: &mut dyn FnMut(&Fsc
     };
     w.walk(&mut chain)?;
     Ok(w.report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::config::VaultParams;
+    use crate::format::session::LAST_SESSION;
+    use crate::vault::unlock::{self, KdfCost};
+
+    /// A file whose last block carries the highest write session is reported, with the advice
+    /// to copy it; `--repair` leaves it (and the report) as it is, and the file still reads.
+    #[test]
+    fn a_file_at_the_session_ceiling_is_reported() {
+        let t = tempfile::tempdir().unwrap();
+        unlock::init(t.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+        let v = Vault::unlock(t.path(), None, b"pw", false).unwrap();
+        let root = v.root_dir().unwrap();
+        let (f, _) = v.create_file(&root, b"old", 0o644).unwrap();
+        f.write_at(&[7u8; 9000], 0).unwrap();
+        let (g, _) = v.create_file(&root, b"young", 0o644).unwrap();
+        g.write_at(&[8u8; 9000], 0).unwrap();
+        g.reseal_last_with(LAST_SESSION - 1).unwrap();
+        let kinds = |r: &FsckReport| r.damage.iter().map(|d| d.kind.clone()).collect::<Vec<_>>();
+        assert!(
+            fsck(&v, false, &mut |_| {}).unwrap().damage.is_empty(),
+            "one below the ceiling"
+        );
+
+        f.reseal_last_with(LAST_SESSION).unwrap();
+        for repair in [false, true] {
+            let report = fsck(&v, repair, &mut |_| {}).unwrap();
+            assert_eq!(kinds(&report), [DamageKind::SessionsExhausted], "{report:?}");
+            let d = &report.damage[0];
+            assert_eq!(d.plain_path.as_deref(), Some("old"));
+            assert!(d.detail.contains("write session 4294967295"), "{}", d.detail);
+            assert!(d.detail.contains("copy the file"), "{}", d.detail);
+            assert!(d.repaired.is_none() && !report.is_clean());
+        }
+        let mut buf = vec![0u8; 9000];
+        assert_eq!(f.read_at(&mut buf, 0).unwrap(), 9000);
+        assert_eq!(buf, [7u8; 9000]);
+    }
 }

@@ -25,7 +25,7 @@ pub use crate::format::backing_name::BackingName;
 pub use backing::{DirFd, NoAtime, RawEntry, TimeSpec};
 pub use codec::BlockFault;
 pub use content::{
-    plain_size_for, BlockCheck, ChangeStamp, CryptFile, FileStorage, Storage, StorageStat, SESSION_MAX_AGE,
+    plain_size_for, BlockCheck, ChangeStamp, CryptFile, FileStorage, Notice, Storage, StorageStat, SESSION_MAX_AGE,
 };
 pub use dir::{cipher_name_for, CipherName, Dir, Entry};
 pub use error::{Damage, IoContext, Result, VaultError};

@@ -331,3 +331,47 @@ fn a_3000_directory_tree_is_checked_and_exported_under_64_descriptors() {
         assert!(!p.exists(), "{}", p.display());
     }
 }
+
+/// A file whose last block does not authenticate, mixing two versions: export writes what
+/// reads (the newer block 1 among the older blocks, zeros for the last block) and marks the file
+/// twice, for the damaged block and for the order it could not check.
+#[test]
+fn export_marks_a_file_whose_order_it_cannot_check() {
+    use crate::fsck::{mixed_file, MIXED_LEN};
+    let t = tempfile::tempdir().unwrap();
+    let cdir = t.path().join("v");
+    let v = init_lib(&cdir, "pw");
+    mixed_file(&v, &cdir, b"mixed.bin", true, true);
+    mixed_file(&v, &cdir, b"fine.bin", false, false);
+    drop(v);
+    let pf = passfile(t.path(), "pw", "pw");
+    let out_dir = t.path().join("out");
+    let out = coffer(&["export", "--passfile", s(&pf), s(&cdir), s(&out_dir)], None);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("coffer: damaged: mixed.bin: blocks 4 failed authentication; exported as zeros\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("coffer: damaged: mixed.bin: order of blocks not checkable: last block 4 does not authenticate"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("fine.bin"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .ends_with("coffer: error: 2 damaged items (listed above); everything else was exported\n"),
+        "{}",
+        out.stderr
+    );
+    let older = bytes(7, MIXED_LEN);
+    let got = std::fs::read(out_dir.join("mixed.bin")).unwrap();
+    assert_eq!(got[..4096], older[..4096]);
+    assert_eq!(got[4096..4106], [0xee; 10], "the newer block 1, as read");
+    assert_eq!(got[8192..4 * 4096], older[8192..4 * 4096]);
+    assert!(got[4 * 4096..].iter().all(|&b| b == 0));
+    assert_eq!(std::fs::read(out_dir.join("fine.bin")).unwrap(), older);
+}

@@ -1,14 +1,18 @@
 //! Tampering under a live mount, and fsck beside it: a modified block gives EIO on exactly the
 //! reads that touch it, a swapped header is refused, a deleted diriv or long-name sidecar is
-//! reported by `coffer fsck` (run while mounted) and never brings the mount down.
+//! reported by `coffer fsck` (run while mounted) and never brings the mount down, and a last
+//! block that does not authenticate is logged once, and so is a write at the session ceiling.
 
 use crate::support::common;
 
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, Once};
+use std::time::{Duration, SystemTime};
 
 use coffer::format::header::HEADER_LEN;
 use coffer::format::offsets::CIPHER_BLOCK;
@@ -282,4 +286,161 @@ fn fsck_reports_a_damaged_xattr_pack() {
     );
     let detail = report["damage"][0].to_string();
     assert!(detail.contains("pack"), "{detail}");
+}
+
+/// The warn lines logged in this test binary (its mounts run in it), captured from the first
+/// call on.
+fn captured_log() -> &'static Mutex<Vec<String>> {
+    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    struct Capture;
+    impl log::Log for Capture {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.level() <= log::Level::Warn
+        }
+        fn log(&self, r: &log::Record) {
+            if self.enabled(r.metadata()) {
+                LINES
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(r.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&Capture).expect("no other logger in this test binary");
+        log::set_max_level(log::LevelFilter::Warn);
+    });
+    &LINES
+}
+
+/// A version-2 file at rest whose last block does not authenticate: the mount serves the other
+/// blocks as before and logs once, with the backing path, that their order cannot be checked
+/// (not once per read, nor per open); fsck beside it reports the same.
+#[test]
+fn an_order_that_cannot_be_checked_is_logged_once_per_file() {
+    let log = captured_log();
+    let Some(mut m) = TestMount::new() else { return };
+    let size = 4 * B as usize + 100;
+    let want = content(4, size);
+    fs::write(m.path("torn"), &want).unwrap();
+    m.unmount();
+    let path = backing(&m, b"torn");
+    flip(&path, HEADER_LEN + 4 * CIPHER_BLOCK as usize + 40);
+    // At rest: a file modified within the last second may be being rewritten right now.
+    let minute_ago = SystemTime::now() - Duration::from_secs(60);
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(minute_ago)
+        .unwrap();
+    m.remount();
+
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    for _ in 0..4 {
+        let f = fs::File::open(m.path("torn")).unwrap();
+        for b in 0..4 {
+            let got = pread(&f, b * B, B as usize);
+            assert_eq!(got.as_deref(), Ok(&want[(b * B) as usize..((b + 1) * B) as usize]));
+        }
+        assert_eq!(pread(&f, 4 * B, 10), Err(libc::EIO));
+        // Drop the cached pages, so that the next round reaches the mount again.
+        // SAFETY: a valid descriptor; the call only drops clean cached pages.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+    let lines: Vec<String> = log
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|l| l.contains(&name))
+        .cloned()
+        .collect();
+    let failed_reads = lines.iter().filter(|l| l.contains("(block 4)")).count();
+    assert!(failed_reads >= 4, "every round reached the mount: {lines:#?}");
+    let order: Vec<&String> = lines.iter().filter(|l| l.contains("order")).collect();
+    assert_eq!(
+        order,
+        [&format!(
+            "{name}: order of blocks not checkable: last block does not authenticate"
+        )],
+        "{lines:#?}"
+    );
+
+    let (code, report) = fsck(&m, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        findings(&report),
+        vec![
+            ("torn".into(), "blocks".into(), vec![4]),
+            ("torn".into(), "order_not_checkable".into(), vec![]),
+        ]
+    );
+}
+
+/// Reseals the last block of the version-2 file at `path` (whose plaintext is `plain`) with
+/// write session `s`, as `s` sessions would have left it.
+fn reseal_last_with(m: &TestMount, path: &Path, plain: &[u8], s: u32) {
+    use coffer::format::header::{FileHeader, FILE_V2};
+    use coffer::format::offsets::{block_aad, BlockNo};
+    let v = Vault::unlock(&m.cipher, None, PASSWORD, true).unwrap();
+    let raw = fs::read(path).unwrap();
+    let h = FileHeader::decode(&raw[..HEADER_LEN]).unwrap();
+    assert_eq!(h.version, FILE_V2);
+    let last = (plain.len() as u64 - 1) / B;
+    let mut nonce = [0x5au8; 16];
+    coffer::format::session::set_nonce_session(&mut nonce, s);
+    let aad = block_aad(FILE_V2, &h.file_id, BlockNo(last), true);
+    let sealed = v
+        .keys()
+        .content
+        .seal_with_nonce_to_vec(&nonce, &aad, &plain[(last * B) as usize..]);
+    let f = fs::File::options().write(true).open(path).unwrap();
+    f.write_all_at(&sealed, BlockNo(last).cipher_off()).unwrap();
+}
+
+/// A file one session below the ceiling: the write that starts the last session is logged,
+/// once, however many sessions start there after it; fsck then reports the file.
+#[test]
+fn a_write_at_the_session_ceiling_is_logged_once() {
+    use coffer::format::session::LAST_SESSION;
+    let log = captured_log();
+    let Some(mut m) = TestMount::new() else { return };
+    let mut want = content(5, 2 * B as usize + 10);
+    fs::write(m.path("old"), &want).unwrap();
+    m.unmount();
+    let path = backing(&m, b"old");
+    reseal_last_with(&m, &path, &want, LAST_SESSION - 1);
+    m.remount();
+    let (code, _) = fsck(&m, &[]);
+    assert_eq!(code, 0, "one below the ceiling is fine");
+
+    for round in 0..3u8 {
+        let f = fs::File::options().write(true).open(m.path("old")).unwrap();
+        f.write_all_at(&[round], 0).unwrap();
+        f.sync_all().unwrap();
+        want[0] = round;
+    }
+    assert_eq!(fs::read(m.path("old")).unwrap(), want);
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let lines: Vec<String> = log
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|l| l.contains(&name))
+        .cloned()
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(&format!("{name}: write sessions exhausted")),
+        "{lines:#?}"
+    );
+
+    let (code, report) = fsck(&m, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        findings(&report),
+        vec![("old".into(), "sessions_exhausted".into(), vec![])]
+    );
 }

@@ -112,6 +112,11 @@ impl MemStorage {
         self.lock().tear_next = Some(keep);
     }
 
+    /// The file was last modified at `when` (`None`: unknown), as a file at rest says.
+    pub fn set_modified(&self, when: Option<SystemTime>) {
+        self.lock().modified = when;
+    }
+
     /// Reservations fail with `errno` (None: they succeed unless past the space end).
     pub fn fail_reserve(&self, errno: Option<i32>) {
         self.lock().reserve_errno = errno;

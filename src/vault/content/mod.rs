@@ -15,12 +15,13 @@
 //! being rewritten), [`write`](mod@write), [`growth`] (reservation and rollback), [`room`] (the
 //! free-space figure), [`holes`] (SEEK_DATA / SEEK_HOLE, reservations), [`repair`] (fsck), the
 //! session rules ([`session_rules`]) and what acts on them ([`sessions`]), and the [`storage`]
-//! behind it all.
+//! behind it all; [`notices`] are what the caller should tell the user once.
 
 mod growth;
 mod holes;
 #[cfg(test)]
 mod mem_storage;
+mod notices;
 mod read;
 mod repair;
 mod retry;
@@ -45,6 +46,7 @@ use crate::format::session;
 use super::codec::BlockCodec;
 use super::error::{Damage, IoContext, Result, VaultError};
 
+pub use notices::Notice;
 pub use repair::BlockCheck;
 pub use session_rules::SESSION_MAX_AGE;
 pub use storage::{ChangeStamp, FileStorage, Storage, StorageStat};
@@ -81,6 +83,8 @@ pub struct CryptFile<S: Storage = FileStorage> {
     /// known yet). Reads check blocks against it; it may lag behind, never run ahead, of a
     /// file rewritten forward (FORMAT.md §5.8).
     known_last: AtomicU32,
+    /// What reads and writes found for the caller to tell once (see [`take_notices`](Self::take_notices)).
+    notices: notices::Pending,
 }
 
 impl CryptFile<FileStorage> {
@@ -106,7 +110,14 @@ impl<S: Storage> CryptFile<S> {
             new_version,
             writer: Mutex::new(SessionRules::default()),
             known_last: AtomicU32::new(0),
+            notices: notices::Pending::default(),
         }
+    }
+
+    /// What reads and writes through this handle found since the last call: each at most once
+    /// per call, however many reads found it. The caller logs them (once per file).
+    pub fn take_notices(&self) -> Vec<Notice> {
+        self.notices.take()
     }
 
     /// The backing storage.

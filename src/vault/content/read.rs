@@ -20,6 +20,35 @@ pub(super) struct Newest {
     pub(super) block: u64,
 }
 
+/// The last block's write session as a read learnt it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LastSession {
+    /// The last block authenticates and carries this session.
+    Known(u32),
+    /// The last block does not authenticate (torn or damaged): nothing can be checked
+    /// against it.
+    Unknown,
+}
+
+impl LastSession {
+    /// Whether a block sealed in session `s` may be read beside this last block.
+    pub(super) fn admits(self, s: u32) -> bool {
+        match self {
+            LastSession::Known(last) => s <= last,
+            LastSession::Unknown => true,
+        }
+    }
+}
+
+impl std::fmt::Display for LastSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LastSession::Known(s) => write!(f, "{s}"),
+            LastSession::Unknown => f.write_str("(none: it does not authenticate)"),
+        }
+    }
+}
+
 /// What one attempt of a read found.
 pub(super) enum Attempt {
     /// Read `n` bytes, all from one version.
@@ -30,7 +59,7 @@ pub(super) enum Attempt {
         /// The newest block read.
         newest: Newest,
         /// The last block's session, read again afterwards.
-        last_now: u32,
+        last_now: LastSession,
     },
 }
 
@@ -55,7 +84,7 @@ fn file_last(sizes: &Sizes) -> BlockNo {
 impl<S: Storage> CryptFile<S> {
     /// One try of [`read_at`](Self::read_at).
     /// `learnt`: the last block's session, read just before this attempt.
-    pub(super) fn read_attempt(&self, buf: &mut [u8], off: u64, learnt: Option<u32>) -> Result<Attempt> {
+    pub(super) fn read_attempt(&self, buf: &mut [u8], off: u64, learnt: Option<LastSession>) -> Result<Attempt> {
         let sizes = self.sizes()?;
         if buf.is_empty() {
             return Ok(Attempt::Done(0));
@@ -71,15 +100,16 @@ impl<S: Storage> CryptFile<S> {
         let first = block_of(off);
         let last = block_of(end - 1);
         // Version 2: the last block's session is learnt *before* the blocks are read (a read of
-        // the last block alone needs none).
-        let bound = if h.has_sessions() && first != block_of(sizes.plain - 1) {
-            match (learnt, self.known_last.load(Ordering::Relaxed)) {
-                (Some(s), _) => s,
-                (None, 0) => self.learn_last_session(&h, &sizes)?,
-                (None, known) => known,
-            }
+        // the last block alone needs none). When the last block does not authenticate, the
+        // other blocks are served unchecked (a crash tears at worst the block being written).
+        let check = if h.has_sessions() && first != block_of(sizes.plain - 1) {
+            Some(match (learnt, self.known_last.load(Ordering::Relaxed)) {
+                (Some(l), _) => l,
+                (None, 0) => self.learn_last(&h, &sizes)?,
+                (None, known) => LastSession::Known(known),
+            })
         } else {
-            u32::MAX
+            None
         };
         let skip = (off - first.plain_off()) as usize;
         let n = (end - off) as usize;
@@ -92,13 +122,17 @@ impl<S: Storage> CryptFile<S> {
             buf[..n].copy_from_slice(&plain[skip..skip + n]);
             newest
         };
-        if newest.session <= bound {
-            return Ok(Attempt::Done(n));
+        match check {
+            Some(LastSession::Unknown) => self.served_unchecked(),
+            Some(last) if !last.admits(newest.session) => {
+                return Ok(Attempt::Ahead {
+                    newest,
+                    last_now: self.learn_last(&h, &self.sizes()?)?,
+                })
+            }
+            _ => {}
         }
-        Ok(Attempt::Ahead {
-            newest,
-            last_now: self.learn_last_session(&h, &self.sizes()?)?,
-        })
+        Ok(Attempt::Done(n))
     }
 
     /// The current plaintext of block `b` (zeros past the old end), padded or cut to `len` bytes.

@@ -3,6 +3,7 @@
 
 use crate::format::header::FileHeader;
 use crate::format::offsets::{self, block_count, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
+use crate::format::session;
 use crate::vault::codec::sealed_len;
 use crate::vault::error::{IoContext, Result};
 
@@ -17,6 +18,14 @@ pub struct BlockCheck {
     /// Version 2: blocks that authenticate but carry a write session above the last block's:
     /// two versions mixed.
     pub ahead: Vec<u64>,
+    /// Version 2: the last block (its number) does not authenticate while some block before it
+    /// does, so nothing tells whether the other blocks belong to one version; reads serve them
+    /// unchecked.
+    pub order_unchecked: Option<u64>,
+    /// Version 2: the last block carries
+    /// [`LAST_SESSION`](crate::format::session::LAST_SESSION): no session is left above it, so
+    /// later versions of the file cannot be told apart (a copy of the file starts again).
+    pub sessions_exhausted: bool,
 }
 
 impl<S: Storage> CryptFile<S> {
@@ -54,7 +63,7 @@ impl<S: Storage> CryptFile<S> {
         }
         // It does not open as final: as a middle block (any flag), or not at all.
         let Some(opened) = self.last_block(&h, &sizes)? else {
-            return Ok(self.seal_hole_as_last(&h, last, &sizes)?.map(String::from));
+            return self.seal_hole_as_last(&h, last, &sizes);
         };
         let mut sealed = Vec::with_capacity(CIPHER_BLOCK as usize);
         let s = self.newest_session(&h, &sizes)?;
@@ -71,7 +80,9 @@ impl<S: Storage> CryptFile<S> {
     /// tore the first block of a write that began past the old end, with blocks skipped in
     /// between (FORMAT.md G30). The skipped range reads as zeros, so the hole becomes a zero
     /// block sealed as final; anything else at the end is left to the report.
-    fn seal_hole_as_last(&self, h: &FileHeader, last: BlockNo, sizes: &Sizes) -> Result<Option<&'static str>> {
+    /// Version 2: the order of the blocks before it could not be checked, and the new last
+    /// block gets the newest session, so the message says so.
+    fn seal_hole_as_last(&self, h: &FileHeader, last: BlockNo, sizes: &Sizes) -> Result<Option<String>> {
         let len = block_plain_len(last, sizes.plain) as usize;
         let mut raw = vec![0u8; sealed_len(len)];
         let n = read_full_at(&self.storage, &mut raw, last.cipher_off()).at(&self.rel)?;
@@ -82,9 +93,16 @@ impl<S: Storage> CryptFile<S> {
         let s = self.newest_session(h, sizes)?;
         self.seal_fresh(h, last, true, s, &vec![0u8; len], &mut sealed)?;
         self.storage.write_all_at(&sealed, last.cipher_off()).at(&self.rel)?;
-        Ok(Some(
-            "sealed the last block, a never-written gap left by a crash while the file grew, as zeros",
-        ))
+        let sealed = "sealed the last block, a never-written gap left by a crash while the file grew, as zeros";
+        Ok(Some(if h.has_sessions() && last.0 > 0 {
+            format!(
+                "{sealed}, with the newest write session; the order of the blocks before it was not checkable \
+                 and is not checked now (had someone zeroed the block, the file may mix two versions): check its \
+                 content"
+            )
+        } else {
+            sealed.to_string()
+        }))
     }
 
     /// Authenticates every block; returns the numbers of the damaged ones and of those newer
@@ -98,7 +116,8 @@ impl<S: Storage> CryptFile<S> {
     }
 
     /// Authenticates every block (for fsck). Version 2 also checks every block against the
-    /// last block's write session.
+    /// last block's write session, or says that it cannot, and whether that session is the
+    /// last there is.
     pub fn verify_blocks(&self) -> Result<BlockCheck> {
         let sizes = self.sizes()?;
         let mut check = BlockCheck::default();
@@ -121,12 +140,23 @@ impl<S: Storage> CryptFile<S> {
         if sizes.torn {
             check.bad.push(block_count(sizes.plain));
         }
-        if let Some(last) = self.last_block(&h, &sizes)?.filter(|_| h.has_sessions()) {
-            check.ahead = sessions
-                .into_iter()
-                .filter(|&(_, s)| s > last.session)
-                .map(|(b, _)| b)
-                .collect();
+        if !h.has_sessions() {
+            return Ok(check);
+        }
+        match self.last_block(&h, &sizes)? {
+            Some(last) => {
+                check.ahead = sessions
+                    .into_iter()
+                    .filter(|&(_, s)| s > last.session)
+                    .map(|(b, _)| b)
+                    .collect();
+                check.sessions_exhausted = session::exhausted(last.session);
+            }
+            // Only when a block before it authenticates: otherwise there is nothing to order.
+            None if sessions.iter().any(|&(b, _)| b + 1 < block_count(sizes.plain)) => {
+                check.order_unchecked = self.order_unchecked_in(&h, &sizes)?;
+            }
+            None => {}
         }
         Ok(check)
     }

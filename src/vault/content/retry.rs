@@ -11,7 +11,7 @@ use super::CryptFile;
 
 /// How long a read waits for a backing file being rewritten in place before it fails with EIO:
 /// for the last block to catch up (version 2), or for a half-written block (any version).
-const READ_WAIT_MAX: Duration = Duration::from_secs(1);
+pub(super) const READ_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// How long a read that met a block which does not authenticate watches the backing file for
 /// a writer at work before it reports the damage.
@@ -45,10 +45,11 @@ impl<S: Storage> CryptFile<S> {
             let err = match self.read_attempt(buf, off, learnt.take()) {
                 Ok(Attempt::Done(n)) => return Ok(n),
                 // The last block moved on while this read ran: read again, checked against it
-                // (`u32::MAX`, a last block being written right now, checks nothing: every block
-                // before it is already new).
+                // (a last block that does not authenticate checks nothing: one being written
+                // right now has every block before it new already; in a file at rest the
+                // unchecked read is recorded).
                 Ok(Attempt::Ahead { newest, last_now })
-                    if last_now >= newest.session && started.elapsed() < READ_WAIT_MAX =>
+                    if last_now.admits(newest.session) && started.elapsed() < READ_WAIT_MAX =>
                 {
                     learnt = Some(last_now);
                     continue;
@@ -108,7 +109,7 @@ impl<S: Storage> CryptFile<S> {
     }
 
     /// Whether the backing file was modified within `window` (a writer may still be at work).
-    fn modified_within(&self, window: Duration) -> bool {
+    pub(super) fn modified_within(&self, window: Duration) -> bool {
         self.storage
             .stat()
             .ok()

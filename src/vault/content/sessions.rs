@@ -12,6 +12,9 @@ use crate::format::session;
 use crate::vault::codec::{sealed_len, tail_tag};
 use crate::vault::error::{Damage, IoContext, Result};
 
+use super::notices::Notice;
+use super::read::LastSession;
+use super::retry::READ_WAIT_MAX;
 use super::session_rules::{SessionRules, Start, Tag, TagAfter, WriteOutcome};
 use super::storage::{read_full_at, Storage};
 use super::{sizes_of, CryptFile, Sizes};
@@ -51,6 +54,9 @@ impl<S: Storage> CryptFile<S> {
             .last_block(h, sizes)?
             .ok_or_else(|| self.corrupt(Some(block_count(sizes.plain) - 1), Damage::LastBlockAuth))?;
         let start = SessionRules::start(last.session, seals_last);
+        if session::exhausted(start.session()) {
+            self.notices.record(Notice::SessionsExhausted);
+        }
         let resealed = match start {
             Start::Session(_) => None,
             Start::ResealLastWith(s) => {
@@ -126,17 +132,63 @@ impl<S: Storage> CryptFile<S> {
         Ok(newest)
     }
 
-    /// Version 2: reads the last block's write session and remembers it; `u32::MAX` when the
+    /// Version 2: reads the last block's write session and remembers it; `Unknown` when the
     /// last block does not authenticate (torn or damaged: reads of it report that) or the file
     /// has no blocks, so that nothing is checked against it.
-    pub(super) fn learn_last_session(&self, h: &FileHeader, sizes: &Sizes) -> Result<u32> {
+    pub(super) fn learn_last(&self, h: &FileHeader, sizes: &Sizes) -> Result<LastSession> {
         Ok(match self.last_block(h, sizes)? {
             Some(l) => {
                 self.known_last.store(l.session, Ordering::Relaxed);
-                l.session
+                LastSession::Known(l.session)
             }
-            None => u32::MAX,
+            None => LastSession::Unknown,
         })
+    }
+
+    /// After a read served blocks unchecked because the last block does not authenticate: a
+    /// file at rest is recorded as [`Notice::OrderNotCheckable`] (a last block torn while
+    /// another program rewrites the file is not: it is whole again in a moment).
+    pub(super) fn served_unchecked(&self) {
+        if !self.modified_within(READ_WAIT_MAX) {
+            self.notices.record(Notice::OrderNotCheckable);
+        }
+    }
+
+    /// Version 2, more than one block: the number of the last block when it does not
+    /// authenticate, so that reads cannot check that the other blocks belong to one version of
+    /// the file (FORMAT.md §5.8); `None` otherwise (and for version 1). Reads the last block
+    /// only: whether any other block authenticates (else there is nothing to order) is the
+    /// caller's to know.
+    pub fn order_unchecked(&self) -> Result<Option<u64>> {
+        let sizes = self.sizes()?;
+        let Some(h) = self.header()?.filter(FileHeader::has_sessions) else {
+            return Ok(None);
+        };
+        self.order_unchecked_in(&h, &sizes)
+    }
+
+    pub(super) fn order_unchecked_in(&self, h: &FileHeader, sizes: &Sizes) -> Result<Option<u64>> {
+        let n = block_count(sizes.plain);
+        if !h.has_sessions() || n < 2 || self.last_block(h, sizes)?.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(n - 1))
+    }
+
+    /// Tests: reseals the last block with session `s` (as `s` sessions would have left it).
+    #[cfg(test)]
+    pub(crate) fn reseal_last_with(&self, s: u32) -> Result<()> {
+        let h = self.require_header()?;
+        let last = self
+            .last_block(&h, &self.sizes()?)?
+            .expect("a last block that authenticates");
+        let mut sealed = Vec::new();
+        self.seal_fresh(&h, last.block, last.is_final, s, &last.plain, &mut sealed)?;
+        self.storage
+            .write_all_at(&sealed, last.block.cipher_off())
+            .at(&self.rel)?;
+        self.end_session();
+        Ok(())
     }
 
     /// The last block (of the complete ones) with its write session and final flag, opened

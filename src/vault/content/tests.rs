@@ -396,3 +396,172 @@ fn the_backing_file_and_memory_agree() {
     assert_eq!(mem.seek_data_hole(0, false).unwrap(), Some(5 * B as u64 + 3));
     assert_eq!(disk.seek_data_hole(B as u64, true).unwrap(), Some(B as u64));
 }
+
+/// The file as another program left it: `bytes`, last modified a minute ago (at rest).
+fn at_rest(f: &CryptFile<MemStorage>, bytes: Vec<u8>) {
+    f.storage().replace(bytes);
+    let minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    f.storage().set_modified(Some(minute_ago));
+}
+
+/// Backing bytes of a version-2 file of `plain` after another handle wrote `0xee` at the start
+/// of block 1 (a later session), with the older version's last block put back: two versions
+/// mixed, block 1 newer than the last block.
+fn mixed(plain: &[u8]) -> Vec<u8> {
+    let f = file_with(FILE_V2, plain);
+    let older = f.storage().bytes();
+    let other = on(older.clone(), FILE_V2);
+    other.write_at(&[0xee; 10], B as u64).unwrap();
+    let mut bytes = other.storage().bytes();
+    let last = BlockNo(block_count(plain.len() as u64) - 1).cipher_off() as usize;
+    bytes[last..].copy_from_slice(&older[last..]);
+    bytes
+}
+
+/// Two versions mixed and the last block damaged: reads serve the other blocks as before
+/// (unchecked, the mix included) and fail on the last block; fsck's check says the order could
+/// not be checked; a file at rest records the notice, one being written does not.
+#[test]
+fn a_damaged_last_block_leaves_the_order_unchecked_and_says_so() {
+    let plain = pattern(4 * B + 100, 20);
+    let mut bytes = mixed(&plain);
+    let f = on(bytes.clone(), FILE_V2);
+    at_rest(&f, bytes.clone());
+    let check = f.verify_blocks().unwrap();
+    assert_eq!((check.bad, check.ahead, check.order_unchecked), (vec![], vec![1], None));
+    assert!(
+        read_all(&f).is_err(),
+        "the mix is refused while the last block authenticates"
+    );
+    assert!(f.take_notices().is_empty());
+
+    bytes[BlockNo(4).cipher_off() as usize + 40] ^= 0x40;
+    let f = on(bytes.clone(), FILE_V2);
+    f.storage().replace(bytes.clone());
+    let mut head = vec![0u8; 4 * B];
+    assert_eq!(f.read_at(&mut head, 0).unwrap(), 4 * B);
+    assert!(
+        f.take_notices().is_empty(),
+        "a file modified just now may be being rewritten"
+    );
+    at_rest(&f, bytes);
+    for _ in 0..3 {
+        assert_eq!(f.read_at(&mut head, 0).unwrap(), 4 * B);
+    }
+    let mut want = plain[..4 * B].to_vec();
+    want[B..B + 10].fill(0xee);
+    assert_eq!(head, want, "served as before: the mix, unchecked");
+    assert!(f.read_at(&mut head[..10], 4 * B as u64).unwrap_err().is_corrupt());
+    assert_eq!(f.take_notices(), vec![super::Notice::OrderNotCheckable]);
+    assert!(f.take_notices().is_empty());
+    let check = f.verify_blocks().unwrap();
+    assert_eq!(
+        (check.bad, check.ahead, check.order_unchecked),
+        (vec![4], vec![], Some(4))
+    );
+    assert_eq!(f.order_unchecked().unwrap(), Some(4));
+    assert_eq!(f.verify_all().unwrap(), vec![4]);
+    assert_eq!(f.repair_tail().unwrap(), None, "--repair cannot restore the order");
+}
+
+/// A handle that learnt the last block's session from the older version, then meets the mix
+/// with a damaged last block: the block newer than what it knew sends it to the last block
+/// again, which does not authenticate; it serves the mix as a fresh handle would, and records
+/// the notice all the same.
+#[test]
+fn a_handle_that_knew_the_last_block_records_the_unchecked_order_too() {
+    let plain = pattern(4 * B + 100, 25);
+    let mut bytes = mixed(&plain);
+    bytes[BlockNo(4).cipher_off() as usize + 40] ^= 0x40;
+    let older = file_with(FILE_V2, &plain).storage().bytes();
+    let f = on(older.clone(), FILE_V2);
+    at_rest(&f, older);
+    let mut head = vec![0u8; 4 * B];
+    assert_eq!(f.read_at(&mut head, 0).unwrap(), 4 * B, "learns session 1");
+    at_rest(&f, bytes);
+    assert_eq!(f.read_at(&mut head, 0).unwrap(), 4 * B);
+    assert_eq!(head[B..B + 10], [0xee; 10], "served as before: the mix, unchecked");
+    assert_eq!(f.take_notices(), vec![super::Notice::OrderNotCheckable]);
+}
+
+/// One version, its last block torn (a crash while it was rewritten) or intact: as before,
+/// apart from the order report of the torn one. A one-block file has no order to check, and a
+/// version-1 file none to report.
+#[test]
+fn a_torn_last_block_of_one_version_costs_that_block_and_is_reported() {
+    let plain = pattern(3 * B + 300, 21);
+    let f = file_with(FILE_V2, &plain);
+    at_rest(&f, f.storage().bytes());
+    assert_eq!(read_all(&f).unwrap(), plain);
+    let check = f.verify_blocks().unwrap();
+    assert_eq!(
+        (check.bad, check.order_unchecked, check.sessions_exhausted),
+        (vec![], None, false)
+    );
+    assert!(f.take_notices().is_empty());
+
+    f.storage().tear_next_write(150);
+    assert!(f.write_at(&pattern(300, 22), 3 * B as u64).is_err());
+    // A reader that has not learnt the last block's session before.
+    let f = on(f.storage().bytes(), FILE_V2);
+    at_rest(&f, f.storage().bytes());
+    let mut buf = vec![0u8; 3 * B];
+    assert_eq!(f.read_at(&mut buf, 0).unwrap(), 3 * B);
+    assert_eq!(buf, plain[..3 * B]);
+    assert!(f.read_at(&mut buf[..10], 3 * B as u64).unwrap_err().is_corrupt());
+    assert_eq!(f.take_notices(), vec![super::Notice::OrderNotCheckable]);
+    let check = f.verify_blocks().unwrap();
+    assert_eq!((check.bad, check.order_unchecked), (vec![3], Some(3)));
+
+    // Every block damaged (a header from another file): nothing left to order.
+    let f = file_with(FILE_V2, &plain);
+    let mut bytes = f.storage().bytes();
+    bytes[2..18].copy_from_slice(&[0x5a; 16]);
+    let f = on(bytes.clone(), FILE_V2);
+    at_rest(&f, bytes);
+    assert!(f.read_at(&mut buf, 0).is_err());
+    let check = f.verify_blocks().unwrap();
+    assert_eq!((check.bad, check.order_unchecked), (vec![0, 1, 2, 3], None));
+    assert!(f.take_notices().is_empty(), "nothing was served unchecked");
+
+    for version in [FILE_V1, FILE_V2] {
+        let len = if version == FILE_V1 { 3 * B + 300 } else { 300 };
+        let f = file_with(version, &pattern(len, 23));
+        let mut bytes = f.storage().bytes();
+        *bytes.last_mut().unwrap() ^= 1;
+        at_rest(&f, bytes);
+        assert!(read_all(&f).is_err());
+        let check = f.verify_blocks().unwrap();
+        assert_eq!(check.order_unchecked, None, "v{version}");
+        assert_eq!(f.order_unchecked().unwrap(), None, "v{version}");
+        assert!(f.take_notices().is_empty(), "v{version}");
+    }
+}
+
+/// The session counter's ceiling: a last block one below it lets one more session start, which
+/// is recorded for the caller to log; fsck's check then reports it; writes keep working, at the
+/// ceiling.
+#[test]
+fn the_last_session_is_reported_not_silent() {
+    let plain = pattern(2 * B + 10, 24);
+    let f = file_with(FILE_V2, &plain);
+    // The last block one below the ceiling (as 2^32 − 2 sessions would have left it).
+    f.reseal_last_with(session::LAST_SESSION - 1).unwrap();
+    assert!(!f.verify_blocks().unwrap().sessions_exhausted);
+    f.write_at(b"a", 0).unwrap();
+    let bytes = f.storage().bytes();
+    assert_eq!(
+        (session_at(&bytes, 0), session_at(&bytes, 2)),
+        (session::LAST_SESSION, session::LAST_SESSION)
+    );
+    assert_eq!(f.take_notices(), vec![super::Notice::SessionsExhausted]);
+    assert!(f.verify_blocks().unwrap().sessions_exhausted);
+    // Later sessions stay at the ceiling, each start recorded again (the caller logs once).
+    f.sync(true).unwrap();
+    f.write_at(b"b", B as u64).unwrap();
+    assert_eq!(f.take_notices(), vec![super::Notice::SessionsExhausted]);
+    let mut want = plain.clone();
+    want[0] = b'a';
+    want[B] = b'b';
+    assert_eq!(read_all(&f).unwrap(), want);
+}
