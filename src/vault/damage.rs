@@ -78,9 +78,28 @@ pub enum Damage {
         /// The block's write session.
         session: u32,
         /// The last block's write session.
-        last: u32,
+        last: LastSession,
     },
     /// A backing entry coffer expected to be a regular file is something else.
     #[error("{0}")]
     NotRegular(NotRegular),
+}
+
+/// The last block's write session as a read learnt it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastSession {
+    /// The last block authenticates and carries this session.
+    Known(u32),
+    /// The last block does not authenticate (torn or damaged): nothing can be checked
+    /// against it.
+    Unknown,
+}
+
+impl std::fmt::Display for LastSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LastSession::Known(s) => write!(f, "{s}"),
+            LastSession::Unknown => f.write_str("(none: it does not authenticate)"),
+        }
+    }
 }

@@ -345,7 +345,10 @@ mod tests {
                 "last block does not authenticate: no write can start a new version (run coffer fsck)",
             ),
             (
-                Damage::MixedVersions { session: 3, last: 2 },
+                Damage::MixedVersions {
+                    session: 3,
+                    last: crate::vault::damage::LastSession::Known(2),
+                },
                 "block sealed in write session 3, after the last block's 2: the file is being rewritten in \
                  place, or such a rewrite stopped half way (two versions mixed)",
             ),

@@ -20,15 +20,7 @@ pub(super) struct Newest {
     pub(super) block: u64,
 }
 
-/// The last block's write session as a read learnt it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum LastSession {
-    /// The last block authenticates and carries this session.
-    Known(u32),
-    /// The last block does not authenticate (torn or damaged): nothing can be checked
-    /// against it.
-    Unknown,
-}
+pub(super) use crate::vault::damage::LastSession;
 
 impl LastSession {
     /// Whether a block sealed in session `s` may be read beside this last block.
@@ -36,15 +28,6 @@ impl LastSession {
         match self {
             LastSession::Known(last) => s <= last,
             LastSession::Unknown => true,
-        }
-    }
-}
-
-impl std::fmt::Display for LastSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LastSession::Known(s) => write!(f, "{s}"),
-            LastSession::Unknown => f.write_str("(none: it does not authenticate)"),
         }
     }
 }
