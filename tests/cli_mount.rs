@@ -1,10 +1,9 @@
 //! `coffer mount` through the CLI (needs /dev/fuse): the background mount returns only when
 //! ready, read-only and recovery-key mounts, --idle, and the mount.fuse.coffer helper form.
 
-#[path = "support/cli.rs"]
-mod cli_common;
-#[path = "support/common.rs"]
-mod common;
+mod support;
+
+use support::{cli as cli_common, common};
 
 use std::path::{Path, PathBuf};
 

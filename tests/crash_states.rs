@@ -6,9 +6,9 @@
 //! path whose step finished (data and parent fsync'ed) must read back exactly, and fsck may
 //! report only paths of the step in flight; `fsck --repair` then leaves at most those.
 
-#[path = "support/common.rs"]
-mod common;
-mod crashsim;
+mod support;
+
+use support::{common, crashsim};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -4,9 +4,9 @@
 //! clean. A second test makes the backing write itself fail part way (RLIMIT_FSIZE, no
 //! fallocate to catch it first) and checks the rollback.
 
-#[path = "support/common.rs"]
-mod common;
-mod daemon;
+mod support;
+
+use support::{common, daemon};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

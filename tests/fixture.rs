@@ -7,8 +7,9 @@
 //! KDF cost INSECURE_TEST). Git does not store xattrs: vault-NAME.xattrs holds the backing
 //! xattrs, which this test puts back on a copy of the fixture before opening it.
 
-#[path = "support/common.rs"]
-mod common;
+mod support;
+
+use support::common;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;

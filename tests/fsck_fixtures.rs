@@ -4,8 +4,9 @@
 //! damage. `scripts/make-fsck-fixtures` rebuilds the fixtures (the `make_fixtures` test below,
 //! which also checks that each report names exactly the planted damage).
 
-#[path = "support/common.rs"]
-mod common;
+mod support;
+
+use support::common;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};

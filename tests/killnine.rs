@@ -4,9 +4,9 @@
 //! reports at most the file being written, and `fsck --repair` cleans up. Then `coffer passwd`
 //! killed at random moments: the vault always opens with the old or the new password.
 
-#[path = "support/common.rs"]
-mod common;
-mod daemon;
+mod support;
+
+use support::{common, daemon};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

@@ -3,8 +3,9 @@
 //! permission checks that no open handle bypasses, modes, renames, directory streams, holes,
 //! fallocate; and the one documented difference, file handles.
 
-#[path = "support/common.rs"]
-mod common;
+mod support;
+
+use support::common;
 
 use std::fmt::Debug;
 use std::fs::{self, OpenOptions};

@@ -1,8 +1,9 @@
 //! SIGTERM and SIGINT unmount a foreground `mount()` cleanly (its own test binary: the
 //! handlers are process-wide).
 
-#[path = "support/common.rs"]
-mod common;
+mod support;
+
+use support::common;
 
 use std::fs;
 use std::path::Path;

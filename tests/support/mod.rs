@@ -1,8 +1,11 @@
-//! Helpers shared by the test binaries that are built from tests/<group>/main.rs.
+//! Helpers shared by every test binary: the group binaries (tests/<group>/main.rs) and the
+//! standalone ones (tests/<name>.rs) alike.
 #![allow(dead_code)]
 
 pub mod cli;
 pub mod common;
+pub mod crashsim;
+pub mod daemon;
 pub mod reverse;
 pub mod sync;
 pub mod vectors;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::Watchdog;
+use super::common::Watchdog;
 
 /// The test password, in a passfile next to CIPHERDIR.
 pub const PASSWORD: &str = "kill nine password";
