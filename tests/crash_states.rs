@@ -19,6 +19,7 @@ use coffer::format::config::VaultParams;
 use coffer::vault::fsck::{fsck_with, FsckOptions};
 use coffer::vault::{unlock, Dir, KdfCost, Vault};
 use crashsim::{marker, Model, Op, Variant};
+use support::data::fnv;
 
 const PW: &[u8] = b"crash password";
 const NEW_PW: &[u8] = b"crash password two";
@@ -32,12 +33,6 @@ fn unhex(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
         .collect()
-}
-
-fn fnv(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 /// The directory holding `path` and the last component.

@@ -6,39 +6,19 @@
 
 mod support;
 
-use support::{common, daemon};
+use support::{common, daemon, data};
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use coffer::format::config::VaultParams;
 use coffer::vault::{unlock, KdfCost, Vault};
-use daemon::{damaged, fsck, passfile, Daemon, Rng, PASSWORD};
-
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount -t tmpfs failed (this test needs root)");
-        Tmpfs(at.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+use common::Scratch;
+use daemon::{damaged, fsck, Daemon, PASSWORD};
+use data::Rng;
+use support::cli::passfile;
 
 fn errno(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(-1)
@@ -68,11 +48,11 @@ fn full_backing_disk_gives_enospc_and_damages_nothing() {
     if !common::fuse_available() {
         return;
     }
-    let seed = daemon::seed("COFFER_ENOSPC_SEED");
+    let seed = data::seed("COFFER_ENOSPC_SEED");
     let mut rng = Rng::new(seed);
     let t = tempfile::tempdir().unwrap();
     let fs_dir = t.path().join("small");
-    let _tmpfs = Tmpfs::mount(&fs_dir, "8m");
+    let _tmpfs = Scratch::mount(&fs_dir, "tmpfs", "size=8m,mode=0700");
     let cipher = fs_dir.join("cipher");
     let mnt = t.path().join("mnt");
     std::fs::create_dir(&cipher).unwrap();

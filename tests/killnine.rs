@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{common, daemon};
+use support::{common, daemon, data};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -15,7 +15,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon::{damaged, fnv, fsck, passfile, Daemon, Rng, PASSWORD};
+use daemon::{damaged, fsck, Daemon, PASSWORD};
+use data::{fnv, Rng};
+use support::cli::passfile;
 
 const ROUNDS: u32 = 5;
 const WATCHDOG: Duration = Duration::from_secs(60);
@@ -141,7 +143,7 @@ fn killed_daemon_loses_only_unsynced_work() {
     if !common::fuse_available() {
         return;
     }
-    let seed = daemon::seed("COFFER_KILL9_SEED");
+    let seed = data::seed("COFFER_KILL9_SEED");
     let mut rng = Rng::new(seed);
     let t = tempfile::tempdir().unwrap();
     let (cipher, mnt) = (t.path().join("cipher"), t.path().join("mnt"));
@@ -223,7 +225,7 @@ fn opens_with(cipher: &Path, pw: &str) -> bool {
 
 #[test]
 fn killed_passwd_leaves_old_or_new_password() {
-    let seed = daemon::seed("COFFER_KILL9_SEED");
+    let seed = data::seed("COFFER_KILL9_SEED");
     let mut rng = Rng::new(seed);
     let t = tempfile::tempdir().unwrap();
     let cipher = t.path().join("cipher");

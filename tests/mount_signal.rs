@@ -6,19 +6,10 @@ mod support;
 use support::common;
 
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use coffer::fs::MountOptions;
-use common::{fuse_available, init_vault, spawn_mount, PASSWORD};
-
-fn mounted(mnt: &Path) -> bool {
-    let want = mnt.to_str().unwrap();
-    fs::read_to_string("/proc/mounts")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(1) == Some(want))
-}
+use common::{fuse_available, init_vault, is_mounted, spawn_mount, PASSWORD};
 
 #[test]
 fn signals_unmount_cleanly() {
@@ -56,7 +47,7 @@ fn signals_unmount_cleanly() {
             std::thread::sleep(Duration::from_millis(50));
         }
         server.join().unwrap().unwrap();
-        assert!(!mounted(&canon), "still mounted after signal {sig}");
+        assert!(!is_mounted(&canon), "still mounted after signal {sig}");
     }
     let h = spawn_mount(&cipher, &mnt, &MountOptions::default()).unwrap();
     assert_eq!(

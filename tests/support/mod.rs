@@ -6,6 +6,7 @@ pub mod cli;
 pub mod common;
 pub mod crashsim;
 pub mod daemon;
+pub mod data;
 pub mod reverse;
 pub mod sync;
 pub mod vectors;
