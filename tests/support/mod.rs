@@ -22,3 +22,8 @@ pub fn backing_file(dir: &tempfile::TempDir) -> std::fs::File {
         .open(dir.path().join("f"))
         .unwrap()
 }
+
+/// The committed fixtures: tests/fixtures.
+pub fn fixtures() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}

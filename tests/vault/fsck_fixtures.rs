@@ -4,9 +4,7 @@
 //! damage. `scripts/make-fsck-fixtures` rebuilds the fixtures (the `make_fixtures` test below,
 //! which also checks that each report names exactly the planted damage).
 
-mod support;
-
-use support::common;
+use crate::support::{self, common};
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -20,10 +18,6 @@ use common::copy_tree;
 
 const PASSWORD: &str = "fixture password";
 const CASES: &[&str] = &["clean", "content", "names", "dirs", "sessions"];
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 /// Runs `coffer fsck [extra] --json` on `dir`; returns (exit code, stdout).
 fn fsck(dir: &Path, extra: &[&str]) -> (i32, String) {
@@ -196,7 +190,7 @@ const FILES: [&str; 3] = ["report.json", "repair.json", "after.json"];
 #[test]
 fn fixtures_give_the_exact_reports() {
     for case in CASES {
-        let dir = fixtures().join(format!("fsck-{case}"));
+        let dir = support::fixtures().join(format!("fsck-{case}"));
         assert!(
             dir.join("vault").is_dir(),
             "missing fixture {} (scripts/make-fsck-fixtures)",
@@ -224,7 +218,7 @@ fn fixtures_give_the_exact_reports() {
 fn fsck_cannot_run_is_exit_2() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("vault");
-    copy_tree(&fixtures().join("fsck-clean/vault"), &dir);
+    copy_tree(&support::fixtures().join("fsck-clean/vault"), &dir);
     let run = |args: &[&str], pw: &str| {
         let pf = t.path().join("pw");
         std::fs::write(&pf, format!("{pw}\n")).unwrap();
@@ -421,7 +415,7 @@ fn make_fixtures() {
     let only = std::env::var("COFFER_FSCK_CASES").ok();
     let wanted = |case: &str| only.as_deref().is_none_or(|o| o.split(',').any(|c| c == case));
     for case in CASES.iter().filter(|c| wanted(c)) {
-        let dir = fixtures().join(format!("fsck-{case}"));
+        let dir = support::fixtures().join(format!("fsck-{case}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let t = tempfile::tempdir().unwrap();

@@ -1,9 +1,7 @@
 //! `coffer mount` through the CLI (needs /dev/fuse): the background mount returns only when
 //! ready, read-only and recovery-key mounts, --idle, and the mount.fuse.coffer helper form.
 
-mod support;
-
-use support::{cli as cli_common, common};
+use crate::support::{cli as cli_common, common};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

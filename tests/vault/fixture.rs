@@ -7,9 +7,7 @@
 //! KDF cost INSECURE_TEST). Git does not store xattrs: vault-NAME.xattrs holds the backing
 //! xattrs, which this test puts back on a copy of the fixture before opening it.
 
-mod support;
-
-use support::common;
+use crate::support::{self, common};
 
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -30,10 +28,6 @@ fn password(name: &str) -> Vec<u8> {
     format!("coffer fixture {name}").into_bytes()
 }
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -49,8 +43,8 @@ fn unhex(s: &str) -> Vec<u8> {
 fn fixture_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("vault");
-    copy_tree(&fixtures().join(format!("vault-{name}")), &dir);
-    let xattrs = std::fs::read_to_string(fixtures().join(format!("vault-{name}.xattrs"))).unwrap();
+    copy_tree(&support::fixtures().join(format!("vault-{name}")), &dir);
+    let xattrs = std::fs::read_to_string(support::fixtures().join(format!("vault-{name}.xattrs"))).unwrap();
     for line in xattrs.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
         let path = dir.join(std::ffi::OsStr::from_bytes(&unhex(f[0])));
@@ -136,7 +130,7 @@ fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>, seen: &mut S
 }
 
 fn manifest(name: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(fixtures().join(format!("vault-{name}.manifest"))).unwrap();
+    let text = std::fs::read_to_string(support::fixtures().join(format!("vault-{name}.manifest"))).unwrap();
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(String::from)
@@ -199,7 +193,7 @@ fn fixture_covers_what_issue_2_asks_for() {
         "nested dirs"
     );
     assert!(has("f", &|f| unhex(f[1]) == b"sparse"), "a sparse file");
-    let total: u64 = walk_size(&fixtures());
+    let total: u64 = walk_size(&support::fixtures());
     assert!(total < 4 << 20, "fixtures are {total} bytes");
 }
 
@@ -227,7 +221,7 @@ fn fixture_config_and_recovery_key() {
         let flags: &[&str] = if version == 2 { &[FLAG_BLOCK_SESSIONS] } else { &[] };
         assert_eq!(cfg.feature_flags, flags, "vault-{name}");
         let by_pw = unlock::unlock_with_password(&cfg, &password(name)).unwrap();
-        let text = std::fs::read_to_string(fixtures().join(format!("vault-{name}.recovery"))).unwrap();
+        let text = std::fs::read_to_string(support::fixtures().join(format!("vault-{name}.recovery"))).unwrap();
         let (by_key, params) = unlock::unlock_with_recovery_key(text.trim(), Some(&cfg)).unwrap();
         assert_eq!(by_pw.expose(), by_key.expose());
         assert_eq!(params, cfg.params());
@@ -317,7 +311,7 @@ fn an_old_fixture_gains_xattr_packs_with_its_first_pack() {
         return;
     }
     let conf = dir.join("coffer.conf");
-    let frozen = std::fs::read(fixtures().join("vault-v2/coffer.conf")).unwrap();
+    let frozen = std::fs::read(support::fixtures().join("vault-v2/coffer.conf")).unwrap();
     assert_eq!(std::fs::read(&conf).unwrap(), frozen);
     let before = unlock::read_config(&conf).unwrap();
     assert!(!before.params().has_flag(FLAG_XATTR_PACKS));
@@ -337,7 +331,7 @@ fn an_old_fixture_gains_xattr_packs_with_its_first_pack() {
     };
     assert_eq!(unchanged, before, "only the flags, the wrap and the MAC may change");
     let by_pw = unlock::unlock_with_password(&after, &password("v2")).unwrap();
-    let text = std::fs::read_to_string(fixtures().join("vault-v2.recovery")).unwrap();
+    let text = std::fs::read_to_string(support::fixtures().join("vault-v2.recovery")).unwrap();
     let (by_key, params) = unlock::unlock_with_recovery_key(text.trim(), Some(&after)).unwrap();
     assert_eq!(by_pw.expose(), by_key.expose());
     assert!(params.has_flag(FLAG_XATTR_PACKS));
@@ -358,7 +352,7 @@ fn an_old_fixture_gains_xattr_packs_with_its_first_pack() {
     }
     h.unmount().unwrap();
     assert_eq!(
-        std::fs::read(fixtures().join("vault-v2/coffer.conf")).unwrap(),
+        std::fs::read(support::fixtures().join("vault-v2/coffer.conf")).unwrap(),
         frozen,
         "the frozen fixture itself is never written"
     );
@@ -380,7 +374,7 @@ fn an_old_fixture_opened_by_recovery_key_writes_no_pack() {
     let conf = dir.join("coffer.conf");
     let frozen = std::fs::read(&conf).unwrap();
     let cfg = unlock::read_config(&conf).unwrap();
-    let text = std::fs::read_to_string(fixtures().join("vault-v2.recovery")).unwrap();
+    let text = std::fs::read_to_string(support::fixtures().join("vault-v2.recovery")).unwrap();
     let (master, params) = unlock::unlock_with_recovery_key(text.trim(), Some(&cfg)).unwrap();
     let v = Vault::open(&dir, &master, params, false).unwrap();
     set_xattrs_through_a_mount(v, &tmp.path().join("mnt"), "size-4095", 8, &conf);
