@@ -9,18 +9,14 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use coffer::fs::MountOptions;
-use common::{fuse_available, init_vault, is_mounted, spawn_mount, PASSWORD};
+use common::{fuse_available, is_mounted, spawn_mount, unmounted_vault, PASSWORD};
 
 #[test]
 fn signals_unmount_cleanly() {
     if !fuse_available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let (cipher, mnt) = (tmp.path().join("c"), tmp.path().join("m"));
-    fs::create_dir(&cipher).unwrap();
-    fs::create_dir(&mnt).unwrap();
-    init_vault(&cipher);
+    let (_tmp, cipher, mnt) = unmounted_vault();
     let canon = mnt.canonicalize().unwrap();
     for (i, sig) in [libc::SIGTERM, libc::SIGINT].into_iter().enumerate() {
         let vault = coffer::vault::Vault::unlock(&cipher, None, PASSWORD, false).unwrap();

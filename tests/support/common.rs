@@ -128,6 +128,17 @@ pub fn init_vault(cipher: &Path) {
     unlock::init(cipher, None, PASSWORD, &VaultParams::default(), KdfCost::INSECURE_TEST).expect("init vault");
 }
 
+/// A fresh vault in TMP/c and an empty mountpoint TMP/m, for tests that mount it themselves;
+/// TMP goes away with the returned `TempDir`.
+pub fn unmounted_vault() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (cipher, mnt) = (tmp.path().join("c"), tmp.path().join("m"));
+    std::fs::create_dir(&cipher).expect("mkdir cipher");
+    std::fs::create_dir(&mnt).expect("mkdir mnt");
+    init_vault(&cipher);
+    (tmp, cipher, mnt)
+}
+
 /// Mounts `cipher` at `mnt` in background threads.
 pub fn spawn_mount(cipher: &Path, mnt: &Path, opts: &MountOptions) -> Result<MountHandle, coffer::fs::MountError> {
     let vault = Vault::unlock(cipher, None, PASSWORD, opts.read_only).expect("unlock vault");

@@ -11,7 +11,7 @@ use coffer::crypto::{BlockCipher, CryptoError, EaxFast, OpenJob, SealJob};
 use eax::aead::AeadInOut;
 use eax::Eax;
 use sha2::{Digest, Sha256};
-use vectors::{hex, EAX_PAPER};
+use vectors::{hex, pat, EAX_PAPER};
 
 /// Lengths that cross every CMAC / CTR boundary the code treats specially.
 const EDGE_LENS: &[usize] = &[
@@ -377,11 +377,6 @@ const PYCRYPTODOME_256: &[(usize, usize, usize, &str, &str)] = &[
         "41a29a948b6d7f6b26de19eb23c168f7",
     ),
 ];
-
-/// Same generator as the Python script: `bytes(((i*seed + 7) ^ (i >> 8)) & 0xff for i in range(n))`.
-fn pat(n: usize, seed: usize) -> Vec<u8> {
-    (0..n).map(|i| (((i * seed + 7) ^ (i >> 8)) & 0xff) as u8).collect()
-}
 
 #[test]
 fn aes256_vectors_from_pycryptodome() {

@@ -7,6 +7,7 @@
 //! KDF cost INSECURE_TEST). Git does not store xattrs: vault-NAME.xattrs holds the backing
 //! xattrs, which this test puts back on a copy of the fixture before opening it.
 
+use crate::support::vectors::{hex, to_hex};
 use crate::support::{self, common};
 
 use std::os::fd::AsRawFd;
@@ -28,17 +29,6 @@ fn password(name: &str) -> Vec<u8> {
     format!("coffer fixture {name}").into_bytes()
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// A writable copy of fixture `name` with its backing xattrs restored.
 fn fixture_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
@@ -47,9 +37,9 @@ fn fixture_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
     let xattrs = std::fs::read_to_string(support::fixtures().join(format!("vault-{name}.xattrs"))).unwrap();
     for line in xattrs.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
-        let path = dir.join(std::ffi::OsStr::from_bytes(&unhex(f[0])));
+        let path = dir.join(std::ffi::OsStr::from_bytes(&hex(f[0])));
         let file = std::fs::File::open(&path).unwrap();
-        backing::fsetxattr(file.as_raw_fd(), &unhex(f[1]), &unhex(f[2]), 0).unwrap();
+        backing::fsetxattr(file.as_raw_fd(), &hex(f[1]), &hex(f[2]), 0).unwrap();
     }
     (tmp, dir)
 }
@@ -84,13 +74,18 @@ fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>, seen: &mut S
         let st = dir.fd.stat(&e.backing).unwrap();
         match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR => {
-                out.push(format!("d\t{}", hex(&path)));
+                out.push(format!("d\t{}", to_hex(&path)));
                 let child = dir.open_child(v, &e.backing).unwrap();
                 walk(v, &child, &path, out, seen);
             }
             libc::S_IFLNK => {
                 let t = v.readlink(dir, &e.backing).unwrap();
-                out.push(format!("l\t{}\t{}\t{}", hex(&path), t.len(), hex(&Sha256::digest(&t))));
+                out.push(format!(
+                    "l\t{}\t{}\t{}",
+                    to_hex(&path),
+                    t.len(),
+                    to_hex(&Sha256::digest(&t))
+                ));
             }
             libc::S_IFREG => {
                 let f = v.open_file(dir, &e.backing, false).unwrap();
@@ -103,7 +98,12 @@ fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>, seen: &mut S
                     "{}",
                     String::from_utf8_lossy(&path)
                 );
-                out.push(format!("f\t{}\t{}\t{}", hex(&path), size, hex(&Sha256::digest(&buf))));
+                out.push(format!(
+                    "f\t{}\t{}\t{}",
+                    to_hex(&path),
+                    size,
+                    to_hex(&Sha256::digest(&buf))
+                ));
                 if let Some(h) = f.header().unwrap() {
                     seen.versions.insert(h.version);
                     if h.has_sessions() {
@@ -121,7 +121,7 @@ fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>, seen: &mut S
                 for name in v.xattr_list(fd, &owner).unwrap() {
                     let id = f.header().unwrap().expect("a file with xattrs has a header").file_id;
                     let val = v.xattr_get(fd, &id, &name).unwrap().unwrap();
-                    out.push(format!("x\t{}\t{}\t{}", hex(&path), hex(&name), hex(&val)));
+                    out.push(format!("x\t{}\t{}\t{}", to_hex(&path), to_hex(&name), to_hex(&val)));
                 }
             }
             m => panic!("unexpected file type {m:o}"),
@@ -180,19 +180,19 @@ fn fixture_covers_what_issue_2_asks_for() {
     for size in ["0", "1", "4095", "4096", "4097", "1048576"] {
         assert!(has("f", &|f| f[2] == size), "a {size}-byte file");
     }
-    assert!(has("f", &|f| unhex(f[1]).len() >= 200), "a long name");
+    assert!(has("f", &|f| hex(f[1]).len() >= 200), "a long name");
     assert!(
-        has("f", &|f| std::str::from_utf8(&unhex(f[1])).is_err()),
+        has("f", &|f| std::str::from_utf8(&hex(f[1])).is_err()),
         "a non-UTF-8 name"
     );
     assert!(has("l", &|f| f[2] == "4095"), "a 4095-byte symlink target");
     assert!(has("l", &|f| f[2] != "4095"), "a short symlink");
     assert!(has("x", &|_| true), "an xattr");
     assert!(
-        has("d", &|f| unhex(f[1]).iter().filter(|&&c| c == b'/').count() >= 2),
+        has("d", &|f| hex(f[1]).iter().filter(|&&c| c == b'/').count() >= 2),
         "nested dirs"
     );
-    assert!(has("f", &|f| unhex(f[1]) == b"sparse"), "a sparse file");
+    assert!(has("f", &|f| hex(f[1]) == b"sparse"), "a sparse file");
     let total: u64 = walk_size(&support::fixtures());
     assert!(total < 4 << 20, "fixtures are {total} bytes");
 }
