@@ -16,9 +16,9 @@ use std::time::Duration;
 use coffer::format::config::VaultParams;
 use coffer::vault::{unlock, KdfCost, Vault};
 use common::Scratch;
-use daemon::{damaged, fsck, Daemon, PASSWORD};
+use daemon::{damaged, Daemon, PASSWORD};
 use data::Rng;
-use support::cli::passfile;
+use support::cli::{fsck_report, passfile};
 
 fn errno(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(-1)
@@ -141,7 +141,7 @@ fn full_backing_disk_gives_enospc_and_damages_nothing() {
     for (name, data) in kept.iter().chain(grow.iter()) {
         assert!(std::fs::read(m(name)).unwrap() == *data, "{name} intact");
     }
-    let (_, report) = fsck(&cipher, &pf, &[]);
+    let (_, report) = fsck_report(&cipher, &pf, &[]);
     let bad = damaged(&report);
     assert!(
         bad.iter().all(|p| p == "filler" || p == "new-on-full-disk"),
@@ -151,12 +151,12 @@ fn full_backing_disk_gives_enospc_and_damages_nothing() {
     drop(filler);
     std::fs::remove_file(m("filler")).unwrap();
     std::fs::remove_file(m("new-on-full-disk")).unwrap();
-    let (code, report) = fsck(&cipher, &pf, &[]);
+    let (code, report) = fsck_report(&cipher, &pf, &[]);
     assert_eq!(code, 0, "fsck clean after deleting: {report}");
     std::fs::write(m("after"), b"space again").unwrap();
     assert_eq!(std::fs::read(m("after")).unwrap(), b"space again");
     d.stop();
-    let (code, report) = fsck(&cipher, &pf, &[]);
+    let (code, report) = fsck_report(&cipher, &pf, &[]);
     assert_eq!(code, 0, "{report}");
 }
 

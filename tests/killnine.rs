@@ -15,9 +15,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon::{damaged, fsck, Daemon, PASSWORD};
+use daemon::{damaged, Daemon, PASSWORD};
 use data::{fnv, Rng};
-use support::cli::passfile;
+use support::cli::{fsck_report, passfile};
 
 const ROUNDS: u32 = 5;
 const WATCHDOG: Duration = Duration::from_secs(60);
@@ -190,12 +190,12 @@ fn killed_daemon_loses_only_unsynced_work() {
 
         // The vault opens; fsck reports at most the file in flight.
         coffer::vault::Vault::unlock(&cipher, None, PASSWORD.as_bytes(), true).expect("vault opens after the kill");
-        let (_, report) = fsck(&cipher, &pf, &[]);
+        let (_, report) = fsck_report(&cipher, &pf, &[]);
         assert_only(&damaged(&report), &ever_in_flight, "fsck after the kill");
-        let (_, report) = fsck(&cipher, &pf, &["--repair"]);
+        let (_, report) = fsck_report(&cipher, &pf, &["--repair"]);
         assert_only(&damaged(&report), &ever_in_flight, "fsck --repair");
         eprintln!("round {round}: fsck --repair: {:?}", damaged(&report));
-        let (code, report) = fsck(&cipher, &pf, &[]);
+        let (code, report) = fsck_report(&cipher, &pf, &[]);
         if code != 0 {
             // A kill inside a write syscall can leave a torn block in the file being written:
             // fsck reports it, --repair cannot invent its bytes, and it stays reported in the
@@ -268,11 +268,11 @@ fn killed_passwd_leaves_old_or_new_password() {
             old += 1;
         }
         // Stray temporaries are reported and removed; then the vault is clean.
-        let (_, report) = fsck(&cipher, &pfs[cur], &["--repair"]);
+        let (_, report) = fsck_report(&cipher, &pfs[cur], &["--repair"]);
         for d in report["damage"].as_array().unwrap() {
             assert_eq!(d["kind"], "stray_temp", "{report}");
         }
-        let (code, report) = fsck(&cipher, &pfs[cur], &[]);
+        let (code, report) = fsck_report(&cipher, &pfs[cur], &[]);
         assert_eq!(code, 0, "{report}");
     }
     eprintln!("passwd killed 40 times in a {full:?} run: {old} kept the old password, {new} had the new one");

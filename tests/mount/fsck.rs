@@ -2,13 +2,13 @@
 //! reads that touch it, a swapped header is refused, a deleted diriv or long-name sidecar is
 //! reported by `coffer fsck` (run while mounted) and never brings the mount down.
 
+use crate::support::cli::fsck_json;
 use crate::support::common;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use coffer::format::header::HEADER_LEN;
 use coffer::format::offsets::CIPHER_BLOCK;
@@ -44,17 +44,9 @@ fn sidecar(m: &TestMount, plain: &[u8]) -> PathBuf {
 fn fsck(m: &TestMount, extra: &[&str]) -> (i32, serde_json::Value) {
     let pf = m.cipher.parent().unwrap().join("passfile");
     fs::write(&pf, [PASSWORD, b"\n"].concat()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(["fsck", "--json", "--passfile"])
-        .arg(&pf)
-        .args(extra)
-        .arg(&m.cipher)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
+    let out = fsck_json(&m.cipher, &pf, extra);
     let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (code, report)
+    (out.code, report)
 }
 
 /// (plain path, kind, blocks) of each finding, sorted.

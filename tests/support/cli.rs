@@ -48,6 +48,26 @@ pub fn coffer<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: Option<&[u8]>) -> Ou
     }
 }
 
+/// Runs `coffer fsck --json [extra] --passfile PF CIPHER`.
+pub fn fsck_json(cipher: &Path, pf: &Path, extra: &[&str]) -> Out {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["fsck".as_ref(), "--json".as_ref()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    args.extend([std::ffi::OsStr::new("--passfile"), pf.as_os_str(), cipher.as_os_str()]);
+    coffer(&args, None)
+}
+
+/// [`fsck_json`] that must run (exit code 0, clean, or 1, damage found): (exit code, report).
+pub fn fsck_report(cipher: &Path, pf: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let out = fsck_json(cipher, pf, extra);
+    assert!(
+        out.code == 0 || out.code == 1,
+        "fsck could not run ({}): {}",
+        out.code,
+        out.stderr
+    );
+    (out.code, serde_json::from_slice(&out.stdout).unwrap())
+}
+
 /// Writes a passfile holding `pw` and returns its path.
 pub fn passfile(dir: &Path, name: &str, pw: &str) -> PathBuf {
     let p = dir.join(name);

@@ -30,26 +30,6 @@ pub fn init(cipher: &Path, pf: &Path) {
     assert_eq!(out.code, 0, "init: {}", out.stderr);
 }
 
-/// `coffer fsck --json [extra]`: (exit code, report).
-pub fn fsck(cipher: &Path, pf: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(["fsck", "--json"])
-        .args(extra)
-        .arg("--passfile")
-        .arg(pf)
-        .arg(cipher)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    assert!(
-        code == 0 || code == 1,
-        "fsck could not run ({code}): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (code, serde_json::from_slice(&out.stdout).unwrap())
-}
-
 /// Plain (or else cipher) paths of the findings of a report.
 pub fn damaged(report: &serde_json::Value) -> Vec<String> {
     report["damage"]

@@ -15,31 +15,18 @@ use coffer::format::header::HEADER_LEN;
 use coffer::format::offsets::CIPHER_BLOCK;
 use coffer::vault::{unlock, Dir, KdfCost, Vault};
 use common::copy_tree;
+use support::cli::fsck_json;
 
 const PASSWORD: &str = "fixture password";
 const CASES: &[&str] = &["clean", "content", "names", "dirs", "sessions"];
 
-/// Runs `coffer fsck [extra] --json` on `dir`; returns (exit code, stdout).
+/// Runs `coffer fsck --json [extra]` on `dir`; returns (exit code, stdout).
 fn fsck(dir: &Path, extra: &[&str]) -> (i32, String) {
     let pf = dir.with_extension("pass");
     std::fs::write(&pf, format!("{PASSWORD}\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .arg("fsck")
-        .args(extra)
-        .arg("--json")
-        .arg("--passfile")
-        .arg(&pf)
-        .arg(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    assert!(
-        code == 0 || code == 1,
-        "fsck could not run: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (code, String::from_utf8(out.stdout).unwrap())
+    let out = fsck_json(dir, &pf, extra);
+    assert!(out.code == 0 || out.code == 1, "fsck could not run: {}", out.stderr);
+    (out.code, String::from_utf8(out.stdout).unwrap())
 }
 
 /// The (plain path or cipher path, kind, blocks, repaired?) of each finding, for the checks
