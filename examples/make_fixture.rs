@@ -5,7 +5,7 @@
 //! `v1`: a vault without feature flags (header-version-1 files); `v2`: `block_sessions` only
 //! (header-version-2 files; made before `xattr_packs`, so one backing xattr per name). VAULT_DIR must not exist. MANIFEST lists every plaintext entry (path in hex, type, size,
 //! SHA-256 of contents or target, xattrs); XATTRS holds the backing xattrs, which git does not
-//! store, for tests/fixture.rs to put back; RECOVERY holds the recovery key.
+//! store, for tests/vault/fixture.rs to put back; RECOVERY holds the recovery key.
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -16,7 +16,7 @@ use coffer::format::recovery;
 use coffer::vault::{backing, unlock, Dir, KdfCost, Vault};
 use sha2::{Digest, Sha256};
 
-/// The fixtures' passwords (tests/fixture.rs uses the same): "coffer fixture " + the name.
+/// The fixtures' passwords (tests/vault/fixture.rs uses the same): "coffer fixture " + the name.
 const PASSWORD_PREFIX: &str = "coffer fixture ";
 
 /// Deterministic contents: byte i of a stream seeded by `seed`.

@@ -6,9 +6,9 @@
 //! path whose step finished (data and parent fsync'ed) must read back exactly, and fsck may
 //! report only paths of the step in flight; `fsck --repair` then leaves at most those.
 
-#[path = "support/common.rs"]
-mod common;
-mod crashsim;
+mod support;
+
+use support::{common, crashsim};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -19,26 +19,12 @@ use coffer::format::config::VaultParams;
 use coffer::vault::fsck::{fsck_with, FsckOptions};
 use coffer::vault::{unlock, Dir, KdfCost, Vault};
 use crashsim::{marker, Model, Op, Variant};
+use support::data::fnv;
+use support::vectors::{hex, to_hex};
 
 const PW: &[u8] = b"crash password";
 const NEW_PW: &[u8] = b"crash password two";
 const SCENARIOS: &[&str] = &["create", "overwrite", "append", "rename", "mkdir", "long", "passwd"];
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
-        .collect()
-}
-
-fn fnv(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
 
 /// The directory holding `path` and the last component.
 fn parent<'a>(v: &Vault, path: &'a [u8]) -> coffer::vault::Result<(Dir, &'a [u8])> {
@@ -50,7 +36,7 @@ fn parent<'a>(v: &Vault, path: &'a [u8]) -> coffer::vault::Result<(Dir, &'a [u8]
 
 /// What `path` is now, as a fact string (the same code writes and checks facts).
 fn describe(v: &Vault, path: &[u8]) -> String {
-    let h = hex(path);
+    let h = to_hex(path);
     let r = (|| {
         let (dir, name) = parent(v, path)?;
         let (cn, st) = match v.lookup(&dir, name) {
@@ -88,7 +74,7 @@ struct Script {
 impl Script {
     fn begin(&self, paths: &[&[u8]]) {
         for p in paths {
-            marker(&format!("begin/{}", hex(p)));
+            marker(&format!("begin/{}", to_hex(p)));
         }
     }
 
@@ -221,9 +207,9 @@ fn run_scenario(s: &Script, name: &str) {
         "passwd" => {
             s.write(b"before", 0, b"written before passwd");
             let path = unlock::config_path(&s.dir, None);
-            marker(&format!("pwbegin/{}/{}", hex(PW), hex(NEW_PW)));
+            marker(&format!("pwbegin/{}/{}", to_hex(PW), to_hex(NEW_PW)));
             unlock::change_password(&path, PW, NEW_PW, Some(KdfCost::INSECURE_TEST)).unwrap();
-            marker(&format!("pw/{}", hex(NEW_PW)));
+            marker(&format!("pw/{}", to_hex(NEW_PW)));
             s.write(b"after", 0, b"written after passwd");
         }
         _ => panic!("unknown scenario {name}"),
@@ -265,13 +251,13 @@ impl Expect {
         let parts: Vec<&str> = m.split('/').collect();
         match parts[0] {
             "begin" => {
-                self.paths.insert(unhex(parts[1]), None);
+                self.paths.insert(hex(parts[1]), None);
             }
-            "pwbegin" => self.passwords = vec![unhex(parts[1]), unhex(parts[2])],
-            "pw" => self.passwords = vec![unhex(parts[1])],
+            "pwbegin" => self.passwords = vec![hex(parts[1]), hex(parts[2])],
+            "pw" => self.passwords = vec![hex(parts[1])],
             "error" => panic!("scenario could not describe its own result: {m}"),
             _ => {
-                self.paths.insert(unhex(parts[1]), Some(m.to_string()));
+                self.paths.insert(hex(parts[1]), Some(m.to_string()));
             }
         }
     }

@@ -4,41 +4,21 @@
 //! clean. A second test makes the backing write itself fail part way (RLIMIT_FSIZE, no
 //! fallocate to catch it first) and checks the rollback.
 
-#[path = "support/common.rs"]
-mod common;
-mod daemon;
+mod support;
+
+use support::{common, daemon, data};
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use coffer::format::config::VaultParams;
 use coffer::vault::{unlock, KdfCost, Vault};
-use daemon::{damaged, fsck, passfile, Daemon, Rng, PASSWORD};
-
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount -t tmpfs failed (this test needs root)");
-        Tmpfs(at.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+use common::Scratch;
+use daemon::{damaged, Daemon, PASSWORD};
+use data::Rng;
+use support::cli::{fsck_report, passfile};
 
 fn errno(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(-1)
@@ -68,11 +48,11 @@ fn full_backing_disk_gives_enospc_and_damages_nothing() {
     if !common::fuse_available() {
         return;
     }
-    let seed = daemon::seed("COFFER_ENOSPC_SEED");
+    let seed = data::seed("COFFER_ENOSPC_SEED");
     let mut rng = Rng::new(seed);
     let t = tempfile::tempdir().unwrap();
     let fs_dir = t.path().join("small");
-    let _tmpfs = Tmpfs::mount(&fs_dir, "8m");
+    let _tmpfs = Scratch::mount(&fs_dir, "tmpfs", "size=8m,mode=0700");
     let cipher = fs_dir.join("cipher");
     let mnt = t.path().join("mnt");
     std::fs::create_dir(&cipher).unwrap();
@@ -161,7 +141,7 @@ fn full_backing_disk_gives_enospc_and_damages_nothing() {
     for (name, data) in kept.iter().chain(grow.iter()) {
         assert!(std::fs::read(m(name)).unwrap() == *data, "{name} intact");
     }
-    let (_, report) = fsck(&cipher, &pf, &[]);
+    let (_, report) = fsck_report(&cipher, &pf, &[]);
     let bad = damaged(&report);
     assert!(
         bad.iter().all(|p| p == "filler" || p == "new-on-full-disk"),
@@ -171,12 +151,12 @@ fn full_backing_disk_gives_enospc_and_damages_nothing() {
     drop(filler);
     std::fs::remove_file(m("filler")).unwrap();
     std::fs::remove_file(m("new-on-full-disk")).unwrap();
-    let (code, report) = fsck(&cipher, &pf, &[]);
+    let (code, report) = fsck_report(&cipher, &pf, &[]);
     assert_eq!(code, 0, "fsck clean after deleting: {report}");
     std::fs::write(m("after"), b"space again").unwrap();
     assert_eq!(std::fs::read(m("after")).unwrap(), b"space again");
     d.stop();
-    let (code, report) = fsck(&cipher, &pf, &[]);
+    let (code, report) = fsck_report(&cipher, &pf, &[]);
     assert_eq!(code, 0, "{report}");
 }
 

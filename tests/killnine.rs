@@ -4,9 +4,9 @@
 //! reports at most the file being written, and `fsck --repair` cleans up. Then `coffer passwd`
 //! killed at random moments: the vault always opens with the old or the new password.
 
-#[path = "support/common.rs"]
-mod common;
-mod daemon;
+mod support;
+
+use support::{common, daemon, data};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -15,7 +15,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon::{damaged, fnv, fsck, passfile, Daemon, Rng, PASSWORD};
+use daemon::{damaged, Daemon, PASSWORD};
+use data::{fnv, Rng};
+use support::cli::{fsck_report, passfile};
 
 const ROUNDS: u32 = 5;
 const WATCHDOG: Duration = Duration::from_secs(60);
@@ -141,7 +143,7 @@ fn killed_daemon_loses_only_unsynced_work() {
     if !common::fuse_available() {
         return;
     }
-    let seed = daemon::seed("COFFER_KILL9_SEED");
+    let seed = data::seed("COFFER_KILL9_SEED");
     let mut rng = Rng::new(seed);
     let t = tempfile::tempdir().unwrap();
     let (cipher, mnt) = (t.path().join("cipher"), t.path().join("mnt"));
@@ -188,12 +190,12 @@ fn killed_daemon_loses_only_unsynced_work() {
 
         // The vault opens; fsck reports at most the file in flight.
         coffer::vault::Vault::unlock(&cipher, None, PASSWORD.as_bytes(), true).expect("vault opens after the kill");
-        let (_, report) = fsck(&cipher, &pf, &[]);
+        let (_, report) = fsck_report(&cipher, &pf, &[]);
         assert_only(&damaged(&report), &ever_in_flight, "fsck after the kill");
-        let (_, report) = fsck(&cipher, &pf, &["--repair"]);
+        let (_, report) = fsck_report(&cipher, &pf, &["--repair"]);
         assert_only(&damaged(&report), &ever_in_flight, "fsck --repair");
         eprintln!("round {round}: fsck --repair: {:?}", damaged(&report));
-        let (code, report) = fsck(&cipher, &pf, &[]);
+        let (code, report) = fsck_report(&cipher, &pf, &[]);
         if code != 0 {
             // A kill inside a write syscall can leave a torn block in the file being written:
             // fsck reports it, --repair cannot invent its bytes, and it stays reported in the
@@ -223,7 +225,7 @@ fn opens_with(cipher: &Path, pw: &str) -> bool {
 
 #[test]
 fn killed_passwd_leaves_old_or_new_password() {
-    let seed = daemon::seed("COFFER_KILL9_SEED");
+    let seed = data::seed("COFFER_KILL9_SEED");
     let mut rng = Rng::new(seed);
     let t = tempfile::tempdir().unwrap();
     let cipher = t.path().join("cipher");
@@ -266,11 +268,11 @@ fn killed_passwd_leaves_old_or_new_password() {
             old += 1;
         }
         // Stray temporaries are reported and removed; then the vault is clean.
-        let (_, report) = fsck(&cipher, &pfs[cur], &["--repair"]);
+        let (_, report) = fsck_report(&cipher, &pfs[cur], &["--repair"]);
         for d in report["damage"].as_array().unwrap() {
             assert_eq!(d["kind"], "stray_temp", "{report}");
         }
-        let (code, report) = fsck(&cipher, &pfs[cur], &[]);
+        let (code, report) = fsck_report(&cipher, &pfs[cur], &[]);
         assert_eq!(code, 0, "{report}");
     }
     eprintln!("passwd killed 40 times in a {full:?} run: {old} kept the old password, {new} had the new one");

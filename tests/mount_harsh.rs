@@ -2,10 +2,9 @@
 //! CIPHERDIR (FIFOs where coffer expects files), low descriptor limits, deep trees, names that
 //! go while a file is open, and memory after the kernel forgets inodes.
 
-#[path = "support/cli.rs"]
-mod cli_common;
-#[path = "support/common.rs"]
-mod common;
+mod support;
+
+use support::{cli as cli_common, common};
 
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;

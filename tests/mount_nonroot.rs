@@ -1,8 +1,9 @@
 //! A mount made by an ordinary user (through fusermount3): that user reads and writes, the
 //! kernel's permission checks apply to them, and nobody else — root included — gets in.
 
-#[path = "support/common.rs"]
-mod common;
+mod support;
+
+use support::common;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;

@@ -3,10 +3,10 @@
 //! permission checks that no open handle bypasses, modes, renames, directory streams, holes,
 //! fallocate; and the one documented difference, file handles.
 
-#[path = "support/common.rs"]
-mod common;
+mod support;
 
-use std::fmt::Debug;
+use support::common;
+
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -14,41 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use coffer::fs::MountOptions;
-use common::{errno, get_xattr, is_root, set_xattr, TestMount, WATCHDOG};
-
-/// Runs `f` on the mount and on a plain directory; results (or errnos) must match.
-fn same<T: PartialEq + Debug>(m: &Path, p: &Path, what: &str, f: impl Fn(&Path) -> io::Result<T>) -> Option<T> {
-    let a = f(m);
-    let b = f(p);
-    match (&a, &b) {
-        (Ok(x), Ok(y)) => assert_eq!(x, y, "{what}: results differ (mount vs plain)"),
-        _ => assert_eq!(errno(&a), errno(&b), "{what}: mount gave {a:?}, plain gave {b:?}"),
-    }
-    a.ok()
-}
-
-/// A file system mounted for one test (`mount -t <kind>`), lazily unmounted on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn mount(at: &Path, kind: &str, opts: &str) -> Scratch {
-        fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", kind, "-o", opts, kind])
-            .arg(at)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount -t {kind} failed (this test needs root)");
-        Scratch(at.to_path_buf())
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+use common::{errno, get_xattr, is_root, same, set_xattr, Scratch, TestMount, WATCHDOG};
 
 /// The backing files of a vault's root directory (everything but coffer's own files).
 fn backing_files(cipher: &Path) -> Vec<PathBuf> {

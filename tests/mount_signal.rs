@@ -1,34 +1,22 @@
 //! SIGTERM and SIGINT unmount a foreground `mount()` cleanly (its own test binary: the
 //! handlers are process-wide).
 
-#[path = "support/common.rs"]
-mod common;
+mod support;
+
+use support::common;
 
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use coffer::fs::MountOptions;
-use common::{fuse_available, init_vault, spawn_mount, PASSWORD};
-
-fn mounted(mnt: &Path) -> bool {
-    let want = mnt.to_str().unwrap();
-    fs::read_to_string("/proc/mounts")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(1) == Some(want))
-}
+use common::{fuse_available, is_mounted, spawn_mount, unmounted_vault, PASSWORD};
 
 #[test]
 fn signals_unmount_cleanly() {
     if !fuse_available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let (cipher, mnt) = (tmp.path().join("c"), tmp.path().join("m"));
-    fs::create_dir(&cipher).unwrap();
-    fs::create_dir(&mnt).unwrap();
-    init_vault(&cipher);
+    let (_tmp, cipher, mnt) = unmounted_vault();
     let canon = mnt.canonicalize().unwrap();
     for (i, sig) in [libc::SIGTERM, libc::SIGINT].into_iter().enumerate() {
         let vault = coffer::vault::Vault::unlock(&cipher, None, PASSWORD, false).unwrap();
@@ -55,7 +43,7 @@ fn signals_unmount_cleanly() {
             std::thread::sleep(Duration::from_millis(50));
         }
         server.join().unwrap().unwrap();
-        assert!(!mounted(&canon), "still mounted after signal {sig}");
+        assert!(!is_mounted(&canon), "still mounted after signal {sig}");
     }
     let h = spawn_mount(&cipher, &mnt, &MountOptions::default()).unwrap();
     assert_eq!(

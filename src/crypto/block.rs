@@ -1,7 +1,7 @@
 //! AES-256-EAX seal/open with a detached 16-byte nonce and tag, one message or a batch.
 //!
 //! Used for content blocks, symlink targets, xattr values and the master-key wrap. The EAX
-//! composition is `eax_fast` (bit-identical to the `eax` crate, see tests/eax_diff.rs).
+//! composition is `eax_fast` (bit-identical to the `eax` crate, see tests/vault/eax_diff.rs).
 
 use std::fmt;
 use std::sync::Mutex;
@@ -163,8 +163,8 @@ mod tests {
     }
 
     /// Known answer: a fixed key/nonce/AAD pinned so the primitive never silently changes.
-    /// AES-256 EAX vectors are not in the EAX paper (AES-128 only, see tests/kat.rs); this pins
-    /// the 256-bit variant coffer uses.
+    /// AES-256 EAX vectors are not in the EAX paper (AES-128 only, see tests/vault/kat.rs); this
+    /// pins the 256-bit variant coffer uses.
     #[test]
     fn pinned_aes256_eax() {
         let c = BlockCipher::new(&[0x42; 32]);

@@ -37,7 +37,7 @@
 //! 2.9 GB/s seal, 2.6-2.7 GB/s open.
 //!
 //! The tag compare is constant time; a failed open leaves the ciphertext in the buffer, as the
-//! `eax` crate does. tests/eax_diff.rs checks every path against `eax::Eax`.
+//! `eax` crate does. tests/vault/eax_diff.rs checks every path against `eax::Eax`.
 
 use aes::cipher::consts::U16;
 use aes::cipher::typenum::Unsigned;

@@ -2,15 +2,14 @@
 //! times, symlinks, long and non-UTF-8 names and xattrs; damage is reported, the rest exported.
 
 use crate::support::cli as cli_common;
+use crate::support::data::bytes;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use cli_common::{
-    bytes, coffer, coffer_limited, deep_vault_tree, fast_base, init_lib, open_deep, passfile, remove_tree_flat,
-};
+use cli_common::{coffer, coffer_limited, deep_vault_tree, fast_base, init_lib, open_deep, passfile, remove_tree_flat};
 use coffer::format::header::HEADER_LEN;
 use coffer::format::offsets::CIPHER_BLOCK;
 use coffer::vault::{Dir, TimeSpec, Vault};

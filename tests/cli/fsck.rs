@@ -2,13 +2,12 @@
 //! a 20000-level tree under a low descriptor limit.
 
 use crate::support::cli as cli_common;
+use crate::support::data::bytes;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use cli_common::{
-    bytes, coffer, coffer_limited, deep_vault_tree, fast_base, init_lib, passfile, put_file, remove_tree_flat,
-};
+use cli_common::{coffer, coffer_limited, deep_vault_tree, fast_base, init_lib, passfile, put_file, remove_tree_flat};
 use coffer::format::header::HEADER_LEN;
 use coffer::format::offsets::{BlockNo, CIPHER_BLOCK};
 use coffer::vault::Vault;

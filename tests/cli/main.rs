@@ -1,5 +1,6 @@
-//! Tests of the `coffer` command line that need no mount, one binary: errors and their
-//! hints, export, fsck, passwd, recovery, the generated docs, and FORMAT.md's code names.
+//! Tests of the `coffer` command line, one binary: errors and their hints, export, fsck,
+//! passwd, recovery, the generated docs, FORMAT.md's code names, and `coffer mount` itself
+//! (background and foreground mounts, --idle, the mount.fuse.coffer form; needs /dev/fuse).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -9,6 +10,7 @@ mod docs_tokens;
 mod errors;
 mod export;
 mod fsck;
+mod mount;
 mod passwd;
 mod prompt;
 mod recovery;

@@ -2,7 +2,8 @@
 
 use crate::support::cli as cli_common;
 
-use cli_common::{bytes, coffer, init_cli, put_file};
+use crate::support::data::bytes;
+use cli_common::{coffer, init_cli, put_file};
 
 fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()

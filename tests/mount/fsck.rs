@@ -3,6 +3,7 @@
 //! reported by `coffer fsck` (run while mounted) and never brings the mount down, and a last
 //! block that does not authenticate is logged once, and so is a write at the session ceiling.
 
+use crate::support::cli::fsck_json;
 use crate::support::common;
 
 use std::fs;
@@ -10,7 +11,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, Once};
 use std::time::{Duration, SystemTime};
 
@@ -48,17 +48,9 @@ fn sidecar(m: &TestMount, plain: &[u8]) -> PathBuf {
 fn fsck(m: &TestMount, extra: &[&str]) -> (i32, serde_json::Value) {
     let pf = m.cipher.parent().unwrap().join("passfile");
     fs::write(&pf, [PASSWORD, b"\n"].concat()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(["fsck", "--json", "--passfile"])
-        .arg(&pf)
-        .args(extra)
-        .arg(&m.cipher)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
+    let out = fsck_json(&m.cipher, &pf, extra);
     let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (code, report)
+    (out.code, report)
 }
 
 /// (plain path, kind, blocks) of each finding, sorted.

@@ -3,25 +3,13 @@
 
 use crate::support::common;
 
-use std::fmt::Debug;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{symlink, DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use common::{cpath, cvt, errno, get_xattr, list_xattr, remove_xattr, set_xattr, TestMount};
-
-/// Runs `f` on the mount and on a plain directory; results (or errnos) must match.
-fn same<T: PartialEq + Debug>(m: &Path, p: &Path, what: &str, f: impl Fn(&Path) -> io::Result<T>) -> Option<T> {
-    let a = f(m);
-    let b = f(p);
-    match (&a, &b) {
-        (Ok(x), Ok(y)) => assert_eq!(x, y, "{what}: results differ (mount vs plain)"),
-        _ => assert_eq!(errno(&a), errno(&b), "{what}: mount gave {a:?}, plain gave {b:?}"),
-    }
-    a.ok()
-}
+use common::{cpath, cvt, get_xattr, list_xattr, remove_xattr, same, set_xattr, TestMount};
 
 fn setup() -> Option<(TestMount, tempfile::TempDir)> {
     let m = TestMount::new()?;

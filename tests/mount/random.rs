@@ -4,6 +4,7 @@
 //! the count.
 
 use crate::support::common;
+use crate::support::data::Rng;
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -12,27 +13,6 @@ use std::os::unix::fs::{symlink, FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use common::{errno, get_xattr, list_xattr, set_xattr, TestMount};
-
-/// splitmix64: small, seedable, good enough for choosing operations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len() as u64) as usize]
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -248,7 +228,7 @@ fn random_ops_match_a_plain_directory() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(4000);
     eprintln!("mount_random: seed {seed} ({ops} ops); replay with COFFER_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut ok = 0;
     for i in 0..ops {
         let op = random_op(&mut rng);

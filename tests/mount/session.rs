@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use coffer::fs::{MountError, MountOptions};
-use common::{fuse_available, init_vault, spawn_mount, TestMount};
+use common::{fuse_available, init_vault, spawn_mount, unmounted_vault, TestMount};
 
 /// The /proc/mounts line of `mnt`, if mounted.
 fn mount_line(mnt: &Path) -> Option<String> {
@@ -118,11 +118,7 @@ fn mount_serves_until_idle() {
     if !fuse_available() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let (cipher, mnt) = (tmp.path().join("c"), tmp.path().join("m"));
-    fs::create_dir(&cipher).unwrap();
-    fs::create_dir(&mnt).unwrap();
-    init_vault(&cipher);
+    let (_tmp, cipher, mnt) = unmounted_vault();
     let vault = coffer::vault::Vault::unlock(&cipher, None, common::PASSWORD, false).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let opts = MountOptions {

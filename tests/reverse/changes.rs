@@ -3,12 +3,14 @@
 //! is read gives EIO; a fresh open after the change reads the new content.
 
 use crate::support::common;
+use crate::support::data::bytes;
 use crate::support::reverse as reverse_util;
 
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::time::Duration;
 
 use reverse_util::*;
@@ -34,10 +36,11 @@ fn in_place_edit_with_restored_mtime_changes_only_that_blocks_nonce() {
     let tmp = tempfile::Builder::new().prefix("coffer-revc-").tempdir().unwrap();
     let plain = tmp.path().join("plain");
     std::fs::create_dir(&plain).unwrap();
-    let data = bytes(6 * 4096 + 300, 7);
+    let data = bytes(7, 6 * 4096 + 300);
     std::fs::write(plain.join("f"), &data).unwrap();
     std::fs::write(plain.join("ref"), b"").unwrap();
-    run(
+    common::run(
+        Path::new("."),
         "touch",
         &[
             OsStr::new("-r"),
@@ -56,7 +59,8 @@ fn in_place_edit_with_restored_mtime_changes_only_that_blocks_nonce() {
     let f = std::fs::OpenOptions::new().write(true).open(plain.join("f")).unwrap();
     f.write_all_at(&[data[3 * 4096 + 10] ^ 0x55], 3 * 4096 + 10).unwrap();
     drop(f);
-    run(
+    common::run(
+        Path::new("."),
         "touch",
         &[
             OsStr::new("-r"),
@@ -93,7 +97,7 @@ fn a_file_changing_during_a_read_gives_eio() {
     let tmp = tempfile::Builder::new().prefix("coffer-revc-").tempdir().unwrap();
     let plain = tmp.path().join("plain");
     std::fs::create_dir(&plain).unwrap();
-    std::fs::write(plain.join("big"), bytes(8 << 20, 11)).unwrap();
+    std::fs::write(plain.join("big"), bytes(11, 8 << 20)).unwrap();
     init_plain(&plain);
     let m = mount_reverse(&plain, &tmp.path().join("rev"), &[]);
     let cpath = m.mnt.join(OsStr::from_bytes(&cipher_path(&plain, b"big")));

@@ -7,6 +7,7 @@
 //! the writer stops, a second rsync makes a copy whose forward mount equals the plain folder.
 
 use crate::support::common;
+use crate::support::data::bytes;
 use crate::support::reverse as reverse_util;
 
 use std::collections::BTreeSet;
@@ -56,7 +57,7 @@ fn a_file_appended_after_its_lookup_is_served_as_it_is_at_open() {
 
 fn appended_after_lookup(len: usize, more: usize) {
     let (tmp, plain) = tree("coffer-revl-");
-    let v1 = bytes(len, 1);
+    let v1 = bytes(1, len);
     std::fs::write(plain.join("f"), &v1).unwrap();
     init_plain(&plain);
     let m = mount_reverse(&plain, &tmp.path().join("rev"), &[]);
@@ -66,7 +67,7 @@ fn appended_after_lookup(len: usize, more: usize) {
     assert_eq!(std::fs::metadata(&cpath).unwrap().len(), cipher_size(len as u64));
 
     let mut v2 = v1.clone();
-    v2.extend_from_slice(&bytes(more, 2));
+    v2.extend_from_slice(&bytes(2, more));
     let mut w = std::fs::OpenOptions::new().append(true).open(plain.join("f")).unwrap();
     w.write_all(&v2[len..]).unwrap();
     drop(w);
@@ -114,7 +115,7 @@ fn changed_during_a_read_on(mkfs: &str) {
     let Some(loopfs) = LoopFs::new(mkfs) else { return };
     let plain = loopfs.mnt.join("plain");
     std::fs::create_dir(&plain).unwrap();
-    let big = bytes(8 << 20, 11);
+    let big = bytes(11, 8 << 20);
     std::fs::write(plain.join("big"), &big).unwrap();
     init_plain(&plain);
     let names_before: BTreeSet<_> = std::fs::read_dir(&plain)
@@ -230,7 +231,7 @@ fn rsync_while_files_are_saved_editor_style_ends_with_0_or_24() {
     // same-size versions saved within one timestamp tick, of a plain folder as of the view.
     let size = |i: u64, k: u64| (1000 + i * 7919 + k * 3) as usize;
     for i in 0..FILES {
-        std::fs::write(plain.join(format!("doc-{i}")), bytes(size(i, 0), i)).unwrap();
+        std::fs::write(plain.join(format!("doc-{i}")), bytes(i, size(i, 0))).unwrap();
     }
     init_plain(&plain);
     let m = mount_reverse(&plain, &tmp.path().join("rev"), &[]);
@@ -240,7 +241,7 @@ fn rsync_while_files_are_saved_editor_style_ends_with_0_or_24() {
     let dir = plain.clone();
     let writer = Writer::start(move |k| {
         let i = k % FILES;
-        editor_save(&dir, &format!("doc-{i}"), &bytes(size(i, k), k + 100));
+        editor_save(&dir, &format!("doc-{i}"), &bytes(k + 100, size(i, k)));
     });
     for round in 0..3 {
         let (code, err) = rsync_status(&m.mnt, &copy);
@@ -263,7 +264,7 @@ fn rsync_while_a_writer_appends_reports_only_the_appended_files() {
     let (tmp, plain) = tree("coffer-revl-");
     let names: Vec<String> = (0..12).map(|i| format!("data-{i}")).collect();
     for (i, n) in names.iter().enumerate() {
-        std::fs::write(plain.join(n), bytes((256 << 10) + i * 65_537, i as u64)).unwrap();
+        std::fs::write(plain.join(n), bytes(i as u64, (256 << 10) + i * 65_537)).unwrap();
     }
     let appended = ["data-2", "data-7", "data-11"];
     init_plain(&plain);
@@ -279,7 +280,7 @@ fn rsync_while_a_writer_appends_reports_only_the_appended_files() {
     let writer = Writer::start(move |k| {
         let name = appended[(k % appended.len() as u64) as usize];
         let mut f = std::fs::OpenOptions::new().append(true).open(dir.join(name)).unwrap();
-        f.write_all(&bytes(1000, k)).unwrap();
+        f.write_all(&bytes(k, 1000)).unwrap();
     });
     for round in 0..3 {
         let (code, err) = rsync_status(&m.mnt, &copy);

@@ -5,6 +5,7 @@
 
 use crate::support::cli as cli_common;
 use crate::support::common;
+use crate::support::data::bytes;
 use crate::support::reverse as reverse_util;
 
 use std::collections::BTreeSet;
@@ -57,7 +58,7 @@ fn rsync_copy_opens_forward_and_incremental_rsync_moves_only_changes() {
     let modified = b"a/sibling".as_slice();
     let added = b"a/b/new-file".as_slice();
     let deleted = b"block".as_slice();
-    std::fs::write(plain.join("a/sibling"), bytes(12_345, 99)).unwrap();
+    std::fs::write(plain.join("a/sibling"), bytes(99, 12_345)).unwrap();
     std::fs::write(plain.join("a/b/new-file"), b"new").unwrap();
     let deleted_cipher = cipher_path(&plain, deleted);
     std::fs::remove_file(plain.join("block")).unwrap();

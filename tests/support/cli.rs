@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 use coffer::format::config::VaultParams;
 use coffer::vault::{unlock, KdfCost, Vault};
 
+use super::common::is_mounted;
+
 /// What a run of `coffer` produced.
 #[derive(Debug)]
 pub struct Out {
@@ -44,6 +46,26 @@ pub fn coffer<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: Option<&[u8]>) -> Ou
         stdout: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Runs `coffer fsck --json [extra] --passfile PF CIPHER`.
+pub fn fsck_json(cipher: &Path, pf: &Path, extra: &[&str]) -> Out {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["fsck".as_ref(), "--json".as_ref()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    args.extend([std::ffi::OsStr::new("--passfile"), pf.as_os_str(), cipher.as_os_str()]);
+    coffer(&args, None)
+}
+
+/// [`fsck_json`] that must run (exit code 0, clean, or 1, damage found): (exit code, report).
+pub fn fsck_report(cipher: &Path, pf: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let out = fsck_json(cipher, pf, extra);
+    assert!(
+        out.code == 0 || out.code == 1,
+        "fsck could not run ({}): {}",
+        out.code,
+        out.stderr
+    );
+    (out.code, serde_json::from_slice(&out.stdout).unwrap())
 }
 
 /// Writes a passfile holding `pw` and returns its path.
@@ -104,26 +126,6 @@ pub fn put_file(v: &Vault, name: &[u8], data: &[u8]) {
     }
 }
 
-/// Deterministic pseudo-random bytes.
-pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// Whether `mp` is a mountpoint right now.
-pub fn is_mounted(mp: &Path) -> bool {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let want = mp.to_str().unwrap();
-    mounts.lines().any(|l| l.split(' ').nth(1) == Some(want))
-}
-
 /// Unmounts on drop (so a failing test never leaves a mount behind).
 pub struct Unmount(pub PathBuf);
 
@@ -136,18 +138,6 @@ impl Drop for Unmount {
             let _ = Command::new("umount").arg("-l").arg(&self.0).status();
         }
     }
-}
-
-/// Waits up to `secs` for `cond`.
-pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while std::time::Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    cond()
 }
 
 /// Runs `coffer ARGS` (empty stdin, no RUST_LOG) with RLIMIT_NOFILE soft = hard = `nofile`

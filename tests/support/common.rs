@@ -128,6 +128,17 @@ pub fn init_vault(cipher: &Path) {
     unlock::init(cipher, None, PASSWORD, &VaultParams::default(), KdfCost::INSECURE_TEST).expect("init vault");
 }
 
+/// A fresh vault in TMP/c and an empty mountpoint TMP/m, for tests that mount it themselves;
+/// TMP goes away with the returned `TempDir`.
+pub fn unmounted_vault() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (cipher, mnt) = (tmp.path().join("c"), tmp.path().join("m"));
+    std::fs::create_dir(&cipher).expect("mkdir cipher");
+    std::fs::create_dir(&mnt).expect("mkdir mnt");
+    init_vault(&cipher);
+    (tmp, cipher, mnt)
+}
+
 /// Mounts `cipher` at `mnt` in background threads.
 pub fn spawn_mount(cipher: &Path, mnt: &Path, opts: &MountOptions) -> Result<MountHandle, coffer::fs::MountError> {
     let vault = Vault::unlock(cipher, None, PASSWORD, opts.read_only).expect("unlock vault");
@@ -347,23 +358,6 @@ pub fn assert_exports_no_file_handles(mnt: &Path, file: &Path) {
     assert_eq!(errno(&r), Some(want), "open_by_handle_at of an AT_HANDLE_FID handle");
 }
 
-/// Copies a tree (files, directories, symlinks kept as symlinks) from `from` to `to`.
-pub fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        let ft = e.file_type().unwrap();
-        if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
-        } else if ft.is_dir() {
-            copy_tree(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
-}
-
 /// Runs a program in `dir`, failing the test with its output if it fails; returns stdout.
 pub fn run<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(dir: &Path, prog: &str, args: &[A]) -> String {
     let out = std::process::Command::new(prog)
@@ -379,4 +373,81 @@ pub fn run<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(dir: &Path, prog: &str, 
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Copies the tree `from` into `to` (made if missing) as `cp -a` does: modes, times, symlinks
+/// and xattrs kept, the way a sync client or a backup would deliver it.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from.join("."))
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success(), "cp -a {}/. {}", from.display(), to.display());
+}
+
+/// Polls `f` until it returns true, failing the test (with `what`) when `limit` passes first;
+/// returns how long it took.
+pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    loop {
+        if f() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not seen within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether `mp` is a mountpoint now.
+pub fn is_mounted(mp: &Path) -> bool {
+    let want = mp.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(&*want))
+}
+
+/// Runs `f` on the mount `m` and on the plain directory `p`; their results (or errnos) must
+/// match. Returns the mount's result.
+pub fn same<T: PartialEq + std::fmt::Debug>(
+    m: &Path,
+    p: &Path,
+    what: &str,
+    f: impl Fn(&Path) -> io::Result<T>,
+) -> Option<T> {
+    let a = f(m);
+    let b = f(p);
+    match (&a, &b) {
+        (Ok(x), Ok(y)) => assert_eq!(x, y, "{what}: results differ (mount vs plain)"),
+        _ => assert_eq!(errno(&a), errno(&b), "{what}: mount gave {a:?}, plain gave {b:?}"),
+    }
+    a.ok()
+}
+
+/// A file system mounted for one test (`mount -t KIND -o OPTS KIND AT`, needs root; or one
+/// mounted otherwise, adopted as `Scratch(at)`), lazily unmounted on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// Mounts a fresh `kind` at `at` (made if missing).
+    pub fn mount(at: &Path, kind: &str, opts: &str) -> Scratch {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", kind, "-o", opts, kind])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount -t {kind} failed (this test needs root)");
+        Scratch(at.to_path_buf())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }

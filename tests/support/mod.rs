@@ -1,8 +1,12 @@
-//! Helpers shared by the test binaries that are built from tests/<group>/main.rs.
+//! Helpers shared by every test binary: the group binaries (tests/<group>/main.rs) and the
+//! standalone ones (tests/<name>.rs) alike.
 #![allow(dead_code)]
 
 pub mod cli;
 pub mod common;
+pub mod crashsim;
+pub mod daemon;
+pub mod data;
 pub mod reverse;
 pub mod sync;
 pub mod vectors;
@@ -17,4 +21,9 @@ pub fn backing_file(dir: &tempfile::TempDir) -> std::fs::File {
         .truncate(false)
         .open(dir.path().join("f"))
         .unwrap()
+}
+
+/// The committed fixtures: tests/fixtures.
+pub fn fixtures() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }

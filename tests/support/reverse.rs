@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use coffer::format::config::VaultParams;
 use coffer::fs::{MountHandle, MountOptions};
 use coffer::vault::reverse::{self, Excludes, ReverseVault};
 use coffer::vault::{KdfCost, Vault};
+
+use super::common::{run, Watchdog};
+use super::data::bytes;
 
 /// Password of every test config.
 pub const PASSWORD: &[u8] = b"reverse test password";
@@ -31,19 +32,6 @@ pub fn long_name() -> Vec<u8> {
 /// Non-UTF-8 name.
 pub const BINARY_NAME: &[u8] = b"bin-\xff\xfe-name";
 
-/// Deterministic pseudo-random bytes.
-pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn p(base: &Path, rel: &[u8]) -> PathBuf {
     base.join(OsStr::from_bytes(rel))
 }
@@ -53,15 +41,15 @@ pub fn build_tree(plain: &Path) {
     let files: Vec<(Vec<u8>, Vec<u8>)> = vec![
         (b"empty".to_vec(), Vec::new()),
         (b"one".to_vec(), b"x".to_vec()),
-        (b"block".to_vec(), bytes(4096, 1)),
-        (b"block-plus-one".to_vec(), bytes(4097, 2)),
+        (b"block".to_vec(), bytes(1, 4096)),
+        (b"block-plus-one".to_vec(), bytes(2, 4097)),
         (b"zeros".to_vec(), vec![0u8; 3 * 4096 + 7]),
-        (b"big".to_vec(), bytes(3 * 1024 * 1024 + 123, 3)),
+        (b"big".to_vec(), bytes(3, 3 * 1024 * 1024 + 123)),
         (b"a/b/c/deep.txt".to_vec(), b"deep".to_vec()),
-        (b"a/sibling".to_vec(), bytes(10_000, 4)),
+        (b"a/sibling".to_vec(), bytes(4, 10_000)),
         (long_name(), b"long name content".to_vec()),
         (BINARY_NAME.to_vec(), b"binary name content".to_vec()),
-        ([b"a/".as_slice(), &long_name()].concat(), bytes(5000, 5)),
+        ([b"a/".as_slice(), &long_name()].concat(), bytes(5, 5000)),
     ];
     for (rel, data) in files {
         let path = p(plain, &rel);
@@ -79,28 +67,6 @@ pub fn init_plain(plain: &Path) {
     reverse::init(plain, None, PASSWORD, &VaultParams::default(), KdfCost::INSECURE_TEST).expect("init reverse");
 }
 
-struct Watchdog {
-    cancel: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
-}
-
-fn watchdog(mountpoint: PathBuf, conn: Option<u32>) -> Watchdog {
-    let (cancel, rx) = mpsc::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(WATCHDOG) {
-            eprintln!(
-                "WATCHDOG: aborting FUSE connection {conn:?} at {}",
-                mountpoint.display()
-            );
-            if let Some(c) = conn {
-                let _ = coffer::fs::abort_connection(c);
-            }
-            let _ = coffer::fs::unmount(&mountpoint, true);
-        }
-    });
-    Watchdog { cancel, thread }
-}
-
 /// A mount (reverse or forward) that unmounts on drop.
 pub struct Mounted {
     handle: Option<MountHandle>,
@@ -111,7 +77,7 @@ pub struct Mounted {
 
 impl Mounted {
     fn new(h: MountHandle) -> Mounted {
-        let dog = watchdog(h.mountpoint().to_path_buf(), h.connection());
+        let dog = Watchdog::start(h.mountpoint().to_path_buf(), h.connection(), WATCHDOG);
         Mounted {
             mnt: h.mountpoint().to_path_buf(),
             handle: Some(h),
@@ -133,8 +99,7 @@ impl Drop for Mounted {
             }
         }
         if let Some(d) = self.dog.take() {
-            let _ = d.cancel.send(());
-            let _ = d.thread.join();
+            d.stop();
         }
     }
 }
@@ -157,11 +122,6 @@ pub fn mount_forward(copy: &Path, mnt: &Path) -> Mounted {
     Mounted::new(coffer::fs::spawn(v, mnt, &opts).expect("forward mount"))
 }
 
-/// Runs a program in the current directory (see `common::run`); returns stdout.
-pub fn run(prog: &str, args: &[&OsStr]) -> String {
-    super::common::run(Path::new("."), prog, args)
-}
-
 /// `rsync -a --delete [extra] SRC/ DST/`; returns stdout.
 pub fn rsync(src: &Path, dst: &Path, extra: &[&str]) -> String {
     let s = format!("{}/", src.display());
@@ -170,12 +130,13 @@ pub fn rsync(src: &Path, dst: &Path, extra: &[&str]) -> String {
     args.extend(extra.iter().map(OsStr::new));
     args.push(OsStr::new(&s));
     args.push(OsStr::new(&d));
-    run("rsync", &args)
+    run(Path::new("."), "rsync", &args)
 }
 
 /// `diff -r --no-dereference A B`, ignoring the reverse config in the plain tree.
 pub fn diff_tree(a: &Path, b: &Path) {
     run(
+        Path::new("."),
         "diff",
         &[
             OsStr::new("-r"),

@@ -1,11 +1,11 @@
-//! Helpers shared by the sync tests (tests/sync_*.rs): a mounted test vault, backing names of
+//! Helpers shared by the sync tests (tests/sync/): a mounted test vault, backing names of
 //! plaintext paths, polling a mount until a change shows, listing names.
 
 #![allow(dead_code)]
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coffer::fs::{MountHandle, MountOptions};
 use coffer::vault::Vault;
@@ -100,32 +100,9 @@ pub fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Polls `f` until it returns true or `limit` passes; returns how long it took.
-pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "{what}: not seen within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Copies a file to `to` the way sync clients deliver one: a temporary next to it, then rename.
 pub fn replace_via_temp(data: &[u8], to: &Path) {
     let tmp = to.with_file_name(".syncthing.incoming.tmp");
     std::fs::write(&tmp, data).expect("write temp");
     std::fs::rename(&tmp, to).expect("rename over");
-}
-
-/// Copies a directory tree (cp -a).
-pub fn copy_tree(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
 }

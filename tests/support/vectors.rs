@@ -1,4 +1,5 @@
-//! Test vectors shared by tests/vault/kat.rs and tests/vault/eax_diff.rs, and the hex decoder they use.
+//! Test vectors shared by tests/vault/kat.rs and tests/vault/eax_diff.rs, the pattern the
+//! Python scripts that computed them fill their inputs with, and hex both ways.
 
 /// Decodes hex, ignoring whitespace (long vectors are wrapped).
 pub fn hex(s: &str) -> Vec<u8> {
@@ -7,6 +8,16 @@ pub fn hex(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
+}
+
+/// Lower-case hex of `b`.
+pub fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The Python scripts' input pattern: `bytes(((i*seed + 7) ^ (i >> 8)) & 0xff for i in range(n))`.
+pub fn pat(n: usize, seed: usize) -> Vec<u8> {
+    (0..n).map(|i| (((i * seed + 7) ^ (i >> 8)) & 0xff) as u8).collect()
 }
 
 /// EAX paper (Bellare, Rogaway, Wagner), Appendix G: (msg, key, nonce, header, cipher||tag).

@@ -8,8 +8,8 @@ use crate::support::sync as sync_util;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 
-use common::TestMount;
-use sync_util::{copy_tree, names, Backing};
+use common::{copy_tree, TestMount};
+use sync_util::{names, Backing};
 
 /// (client, marker) as each client writes it into a name.
 const MARKERS: &[(&str, &str)] = &[
@@ -150,7 +150,7 @@ fn deleting_a_long_original_keeps_the_sidecar_its_copy_needs() {
     // The client copied only the entry (the sidecar did not conflict).
     fs::copy(m.cipher.join(&e), m.cipher.join(copy_name(&e, marker))).unwrap();
     let copy = shown(&long, marker);
-    sync_util::wait_for(sync_util::SHOW_WITHIN, "copy listed", || names(&m.mnt).contains(&copy));
+    common::wait_for(sync_util::SHOW_WITHIN, "copy listed", || names(&m.mnt).contains(&copy));
     fs::remove_file(m.path(&long)).unwrap();
     assert_eq!(names(&m.mnt), vec![copy.clone()]);
     assert_eq!(fs::read(m.path(&copy)).unwrap(), b"v1");
@@ -171,7 +171,7 @@ fn a_copy_edited_through_the_mount_is_its_own_file() {
     let marker = ".sync-conflict-20261125-101010-ABCDEFG";
     fs::copy(m.cipher.join(&e), m.cipher.join(copy_name(&e, marker))).unwrap();
     let copy = shown("notes.md", marker);
-    sync_util::wait_for(sync_util::SHOW_WITHIN, "copy listed", || names(&m.mnt).contains(&copy));
+    common::wait_for(sync_util::SHOW_WITHIN, "copy listed", || names(&m.mnt).contains(&copy));
     fs::write(m.path(&copy), b"theirs, edited").unwrap();
     assert_eq!(fs::read(m.path(&copy)).unwrap(), b"theirs, edited");
     assert_eq!(fs::read(m.path("notes.md")).unwrap(), b"mine");

@@ -83,7 +83,7 @@ fn mounted() -> Option<Mounted> {
     }
     let tmp = tempfile::tempdir().unwrap();
     let cipher = tmp.path().join("cipher");
-    sync_util::copy_tree(Path::new(FIXTURE), &cipher);
+    common::copy_tree(Path::new(FIXTURE), &cipher);
     Some(Mounted::start(tmp, cipher))
 }
 
@@ -138,7 +138,7 @@ fn tree(v: &Vault, dir: &[u8], out: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>) {
 fn fsck_repair_merges_the_diriv_copy_without_changing_what_shows() {
     let tmp = tempfile::tempdir().unwrap();
     let cipher = tmp.path().join("cipher");
-    sync_util::copy_tree(Path::new(FIXTURE), &cipher);
+    common::copy_tree(Path::new(FIXTURE), &cipher);
     let v = Vault::unlock(&cipher, None, PASSWORD, false).unwrap();
     let mut before = Vec::new();
     tree(&v, b"", &mut before);

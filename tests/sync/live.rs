@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{require_tool, TestMount};
-use sync_util::{names, replace_via_temp, wait_for, Backing, SHOW_WITHIN};
+use common::{require_tool, wait_for, TestMount};
+use sync_util::{names, replace_via_temp, Backing, SHOW_WITHIN};
 
 /// A version of a file: `k` in every byte, 3 full blocks plus a tail whose length depends on k,
 /// so that a read mixing two versions is seen in its bytes or its length.

@@ -13,7 +13,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use sync_util::{names, wait_for, Mounted, SHOW_WITHIN};
+use common::wait_for;
+use sync_util::{names, Mounted, SHOW_WITHIN};
 
 fn rclone_available() -> bool {
     Command::new("rclone")

@@ -18,8 +18,8 @@ fn keys() -> Arc<KeySet> {
     Arc::new(KeySet::derive(&MasterKey::from_bytes([0x5a; 32]), false))
 }
 
-fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
         .collect()
 }
@@ -63,7 +63,7 @@ fn large_write_and_read_round_trip() {
     let keys = keys();
     let cf = CryptFile::new(crate::support::backing_file(&dir), keys.clone(), "f".into(), FILE_V2);
     // 1 MiB + 100 bytes in one write: 257 blocks, the last one short.
-    let data = pattern(256 * BLOCK + 100, 1);
+    let data = pattern(1, 256 * BLOCK + 100);
     cf.write_at(&data, 0).unwrap();
     assert_eq!(read_all(&cf), data);
     check_blocks_independently(cf.backing(), &keys, &data);
@@ -85,11 +85,11 @@ fn large_write_and_read_round_trip() {
 
     // An unaligned overwrite in the middle (read-modify-write at both ends) and growth.
     let mut model = data.clone();
-    let patch = pattern(50 * BLOCK + 77, 9);
+    let patch = pattern(9, 50 * BLOCK + 77);
     let off = 3 * BLOCK + 1000;
     cf.write_at(&patch, off as u64).unwrap();
     model[off..off + patch.len()].copy_from_slice(&patch);
-    let tail = pattern(3 * BLOCK, 4);
+    let tail = pattern(4, 3 * BLOCK);
     cf.write_at(&tail, model.len() as u64 + 10).unwrap();
     model.resize(model.len() + 10, 0);
     model.extend_from_slice(&tail);
@@ -101,8 +101,8 @@ fn large_write_and_read_round_trip() {
 fn batch_read_over_holes() {
     let dir = tempfile::tempdir().unwrap();
     let cf = CryptFile::new(crate::support::backing_file(&dir), keys(), "f".into(), FILE_V2);
-    let a = pattern(BLOCK, 2);
-    let b = pattern(BLOCK + 10, 3);
+    let a = pattern(2, BLOCK);
+    let b = pattern(3, BLOCK + 10);
     cf.write_at(&a, 0).unwrap();
     cf.write_at(&b, 20 * BLOCK as u64).unwrap();
     let mut model = a.clone();
@@ -118,7 +118,7 @@ fn batch_read_fallbacks_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys();
     let cf = CryptFile::new(crate::support::backing_file(&dir), keys.clone(), "f".into(), FILE_V2);
-    let data = pattern(10 * BLOCK, 5);
+    let data = pattern(5, 10 * BLOCK);
     cf.write_at(&data, 0).unwrap();
     let file = cf.backing();
     let mut header = [0u8; HEADER_LEN];

@@ -2,6 +2,7 @@
 //! the `eax` crate: differential tests over random keys, nonces, AAD and lengths, single vs batch
 //! vs two-thread batch, the EAX paper vectors (AES-128) and AES-256 vectors from pycryptodome.
 
+use crate::support::data::Rng;
 use crate::support::vectors;
 
 use aes::cipher::KeyInit;
@@ -10,29 +11,7 @@ use coffer::crypto::{BlockCipher, CryptoError, EaxFast, OpenJob, SealJob};
 use eax::aead::AeadInOut;
 use eax::Eax;
 use sha2::{Digest, Sha256};
-use vectors::{hex, EAX_PAPER};
-
-/// Deterministic generator (splitmix64) so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-    fn arr<const N: usize>(&mut self) -> [u8; N] {
-        self.bytes(N).try_into().unwrap()
-    }
-}
+use vectors::{hex, pat, EAX_PAPER};
 
 /// Lengths that cross every CMAC / CTR boundary the code treats specially.
 const EDGE_LENS: &[usize] = &[
@@ -60,7 +39,7 @@ fn reference_open(key: &[u8; 32], nonce: &[u8; 16], aad: &[u8], ct: &[u8], tag: 
 fn check_one(rng: &mut Rng, len: usize) {
     let key: [u8; 32] = rng.arr();
     let nonce: [u8; 16] = rng.arr();
-    let aad_len = rng.below(65);
+    let aad_len = rng.index(65);
     let aad = rng.bytes(aad_len);
     let msg = rng.bytes(len);
     let ctx = format!("len {len} aad {aad_len}");
@@ -86,8 +65,8 @@ fn check_one(rng: &mut Rng, len: usize) {
     // Tamper with one bit somewhere.
     let (mut n2, mut a2, mut c2, mut t2) = (nonce, aad.clone(), want_ct.clone(), want_tag);
     let total = 16 + aad.len() + c2.len() + 16;
-    let pos = rng.below(total);
-    let bit = 1u8 << rng.below(8);
+    let pos = rng.index(total);
+    let bit = 1u8 << rng.index(8);
     match pos {
         p if p < 16 => n2[p] ^= bit,
         p if p < 16 + a2.len() => a2[p - 16] ^= bit,
@@ -107,7 +86,7 @@ fn check_one(rng: &mut Rng, len: usize) {
 
 #[test]
 fn single_matches_eax_crate_on_edge_lengths() {
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     for &len in EDGE_LENS {
         for _ in 0..8 {
             check_one(&mut rng, len);
@@ -117,16 +96,16 @@ fn single_matches_eax_crate_on_edge_lengths() {
 
 #[test]
 fn single_matches_eax_crate_on_random_lengths() {
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2);
     for _ in 0..600 {
-        let len = rng.below(9001);
+        let len = rng.index(9001);
         check_one(&mut rng, len);
     }
 }
 
 #[test]
 fn every_aad_length_0_to_64() {
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     let key: [u8; 32] = rng.arr();
     let fast = EaxFast::new(Aes256::new(&key.into()));
     for aad_len in 0..=64 {
@@ -152,7 +131,7 @@ fn items(rng: &mut Rng, n: usize, len: impl Fn(&mut Rng, usize) -> usize) -> Vec
     (0..n)
         .map(|i| {
             let l = len(rng, i);
-            let aad_len = rng.below(65);
+            let aad_len = rng.index(65);
             Item {
                 nonce: rng.arr(),
                 aad: rng.bytes(aad_len),
@@ -206,7 +185,7 @@ fn check_batch(rng: &mut Rng, items: &[Item]) {
             .map(|(t, &b)| {
                 let mut t = *t;
                 if b {
-                    t[rng.below(16)] ^= 1 << rng.below(8);
+                    t[rng.index(16)] ^= 1 << rng.index(8);
                 }
                 t
             })
@@ -242,7 +221,7 @@ fn check_batch(rng: &mut Rng, items: &[Item]) {
 
 #[test]
 fn batch_of_equal_blocks_matches_single() {
-    let mut rng = Rng(4);
+    let mut rng = Rng::new(4);
     for n in [1, 2, 3, 7, 8, 9, 16, 29, 30, 31, 63, 64, 65, 127, 128, 256, 257] {
         let its = items(&mut rng, n, |_, _| 4096);
         check_batch(&mut rng, &its);
@@ -251,20 +230,20 @@ fn batch_of_equal_blocks_matches_single() {
 
 #[test]
 fn batch_with_short_last_block_matches_single() {
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     for n in [2, 8, 64, 65, 130, 256] {
-        let its = items(&mut rng, n, |r, i| if i + 1 == n { 1 + r.below(4096) } else { 4096 });
+        let its = items(&mut rng, n, |r, i| if i + 1 == n { 1 + r.index(4096) } else { 4096 });
         check_batch(&mut rng, &its);
     }
 }
 
 #[test]
 fn batch_of_mixed_lengths_matches_single() {
-    let mut rng = Rng(6);
+    let mut rng = Rng::new(6);
     for n in [2, 5, 8, 13, 64, 100, 200] {
         let its = items(&mut rng, n, |r, _| {
-            let k = r.below(EDGE_LENS.len() + 1);
-            EDGE_LENS.get(k).copied().unwrap_or_else(|| r.below(9001))
+            let k = r.index(EDGE_LENS.len() + 1);
+            EDGE_LENS.get(k).copied().unwrap_or_else(|| r.index(9001))
         });
         check_batch(&mut rng, &its);
     }
@@ -398,11 +377,6 @@ const PYCRYPTODOME_256: &[(usize, usize, usize, &str, &str)] = &[
         "41a29a948b6d7f6b26de19eb23c168f7",
     ),
 ];
-
-/// Same generator as the Python script: `bytes(((i*seed + 7) ^ (i >> 8)) & 0xff for i in range(n))`.
-fn pat(n: usize, seed: usize) -> Vec<u8> {
-    (0..n).map(|i| (((i * seed + 7) ^ (i >> 8)) & 0xff) as u8).collect()
-}
 
 #[test]
 fn aes256_vectors_from_pycryptodome() {

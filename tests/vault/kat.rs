@@ -20,16 +20,7 @@ use coffer::vault::CryptFile;
 use eax::aead::{Aead, KeyInit, Payload};
 use eax::Eax;
 use sha2::{Digest, Sha256};
-use vectors::{hex, EAX_PAPER};
-
-fn to_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Deterministic test pattern, identical to the Python generator used for the vectors.
-fn pat(n: usize, seed: usize) -> Vec<u8> {
-    (0..n).map(|i| (((i * seed + 7) ^ (i >> 8)) & 0xff) as u8).collect()
-}
+use vectors::{hex, pat, to_hex, EAX_PAPER};
 
 fn arr<const N: usize>(v: &[u8]) -> [u8; N] {
     v.try_into().unwrap()

@@ -1,5 +1,7 @@
-//! Library-level tests, one binary: the block codec and known answers, vault entries and
-//! sessions, conflict names, and the model and fuzz proptests. No FUSE mount, no daemon.
+//! Vault-level tests, one binary: the block codec and known answers, vault entries and
+//! sessions, conflict names, the model and fuzz proptests, tampered CIPHERDIRs, the frozen
+//! format fixtures (opened through the library and once through a mount) and fsck against the
+//! committed broken vaults.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -8,7 +10,10 @@ mod conflicts;
 mod content_batch;
 mod eax_diff;
 mod entries;
+mod fixture;
+mod fsck_fixtures;
 mod fuzz;
 mod kat;
 mod model;
 mod sessions;
+mod tamper;

@@ -58,7 +58,7 @@ impl Fixture {
 }
 
 /// Deterministic, non-zero-heavy data for a write.
-fn data(len: usize, seed: u8) -> Vec<u8> {
+fn data(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1)
         .collect()
@@ -147,7 +147,7 @@ fn run(fx: &mut Fixture, ops: &[Op]) {
     for (i, op) in ops.iter().enumerate() {
         match *op {
             Op::Write { off, len, seed } => {
-                let d = data(len, seed);
+                let d = data(seed, len);
                 f.write_at(&d, off).unwrap();
                 if len > 0 {
                     let end = off as usize + len;

@@ -4,8 +4,7 @@
 //! damage. `scripts/make-fsck-fixtures` rebuilds the fixtures (the `make_fixtures` test below,
 //! which also checks that each report names exactly the planted damage).
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::{self, common};
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -16,35 +15,18 @@ use coffer::format::header::HEADER_LEN;
 use coffer::format::offsets::CIPHER_BLOCK;
 use coffer::vault::{unlock, Dir, KdfCost, Vault};
 use common::copy_tree;
+use support::cli::fsck_json;
 
 const PASSWORD: &str = "fixture password";
 const CASES: &[&str] = &["clean", "content", "names", "dirs", "sessions"];
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// Runs `coffer fsck [extra] --json` on `dir`; returns (exit code, stdout).
+/// Runs `coffer fsck --json [extra]` on `dir`; returns (exit code, stdout).
 fn fsck(dir: &Path, extra: &[&str]) -> (i32, String) {
     let pf = dir.with_extension("pass");
     std::fs::write(&pf, format!("{PASSWORD}\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .arg("fsck")
-        .args(extra)
-        .arg("--json")
-        .arg("--passfile")
-        .arg(&pf)
-        .arg(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    assert!(
-        code == 0 || code == 1,
-        "fsck could not run: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (code, String::from_utf8(out.stdout).unwrap())
+    let out = fsck_json(dir, &pf, extra);
+    assert!(out.code == 0 || out.code == 1, "fsck could not run: {}", out.stderr);
+    (out.code, String::from_utf8(out.stdout).unwrap())
 }
 
 /// The (plain path or cipher path, kind, blocks, repaired?) of each finding, for the checks
@@ -195,7 +177,7 @@ const FILES: [&str; 3] = ["report.json", "repair.json", "after.json"];
 #[test]
 fn fixtures_give_the_exact_reports() {
     for case in CASES {
-        let dir = fixtures().join(format!("fsck-{case}"));
+        let dir = support::fixtures().join(format!("fsck-{case}"));
         assert!(
             dir.join("vault").is_dir(),
             "missing fixture {} (scripts/make-fsck-fixtures)",
@@ -223,7 +205,7 @@ fn fixtures_give_the_exact_reports() {
 fn fsck_cannot_run_is_exit_2() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("vault");
-    copy_tree(&fixtures().join("fsck-clean/vault"), &dir);
+    copy_tree(&support::fixtures().join("fsck-clean/vault"), &dir);
     let run = |args: &[&str], pw: &str| {
         let pf = t.path().join("pw");
         std::fs::write(&pf, format!("{pw}\n")).unwrap();
@@ -420,7 +402,7 @@ fn make_fixtures() {
     let only = std::env::var("COFFER_FSCK_CASES").ok();
     let wanted = |case: &str| only.as_deref().is_none_or(|o| o.split(',').any(|c| c == case));
     for case in CASES.iter().filter(|c| wanted(c)) {
-        let dir = fixtures().join(format!("fsck-{case}"));
+        let dir = support::fixtures().join(format!("fsck-{case}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let t = tempfile::tempdir().unwrap();

@@ -1,15 +1,13 @@
 //! `coffer mount` through the CLI (needs /dev/fuse): the background mount returns only when
 //! ready, read-only and recovery-key mounts, --idle, and the mount.fuse.coffer helper form.
 
-#[path = "support/cli.rs"]
-mod cli_common;
-#[path = "support/common.rs"]
-mod common;
+use crate::support::{cli as cli_common, common};
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use cli_common::{coffer, init_cli, is_mounted, passfile, wait_for, Unmount};
-use common::fuse_available;
+use cli_common::{coffer, init_cli, passfile, Unmount};
+use common::{fuse_available, is_mounted, wait_for};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -71,7 +69,7 @@ fn read_only_mount_with_recovery_key_and_no_config() {
         assert_eq!(coffer(&["mount", "--passfile", s(&pf), s(&v), s(&mp)], None).code, 0);
         std::fs::write(mp.join("kept.txt"), b"kept").unwrap();
     }
-    assert!(wait_for(5, || !is_mounted(&mp)));
+    wait_for(Duration::from_secs(5), "unmounted", || !is_mounted(&mp));
     std::fs::remove_file(v.join("coffer.conf")).unwrap();
     let _g = Unmount(mp.clone());
     let out = coffer(
@@ -91,7 +89,9 @@ fn idle_mount_unmounts_itself() {
     let out = coffer(&["mount", "--idle", "1s", "--passfile", s(&pf), s(&v), s(&mp)], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(is_mounted(&mp));
-    assert!(wait_for(20, || !is_mounted(&mp)), "still mounted after --idle 1s");
+    wait_for(Duration::from_secs(20), "unmounted after --idle 1s", || {
+        !is_mounted(&mp)
+    });
 }
 
 #[test]
@@ -337,7 +337,7 @@ fn a_cli_mount_adds_xattr_packs_only_when_it_can_rewrite_the_config() {
             }
             assert_eq!(common::list_xattr(&f).unwrap().len(), 8);
         }
-        assert!(wait_for(5, || !is_mounted(&mp)));
+        wait_for(Duration::from_secs(5), "unmounted", || !is_mounted(&mp));
         let backing: Vec<_> = std::fs::read_dir(&v)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -389,16 +389,14 @@ fn a_damaged_xattr_pack_is_logged_with_its_backing_path() {
     common::set_xattr(&b, PACK_BACKING_NAME, &sealed, 0).unwrap();
 
     assert_eq!(common::errno(&common::get_xattr(&f, "user.n7")), Some(libc::EIO));
-    let logged = wait_for(5, || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.contains(&backing[0]) && l.contains("xattr pack"))
-    });
-    assert!(
-        logged,
-        "no log line names {} and the pack:\n{}",
-        backing[0],
-        std::fs::read_to_string(&log).unwrap_or_default()
+    wait_for(
+        Duration::from_secs(5),
+        &format!("a log line ({}) naming {} and the pack", log.display(), backing[0]),
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.contains(&backing[0]) && l.contains("xattr pack"))
+        },
     );
 }

@@ -2,8 +2,7 @@
 //! backing bytes. Each edit must give a typed error (never wrong plaintext, never a panic) and
 //! leave the untouched blocks readable. What the format cannot detect is pinned at the end.
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::common;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};

@@ -1,6 +1,6 @@
 //! A `coffer mount --fg` daemon as a separate process, for tests that kill it or fill its
 //! disk: waits for the mount, arms the shared watchdog, and on kill or drop cleans the dead
-//! mount up (abort the FUSE connection, lazy unmount). Also a small seeded RNG and a hash.
+//! mount up (abort the FUSE connection, lazy unmount).
 
 #![allow(dead_code)]
 
@@ -8,64 +8,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::Watchdog;
+use super::cli::coffer;
+use super::common::{is_mounted, Watchdog};
 
 /// The test password, in a passfile next to CIPHERDIR.
 pub const PASSWORD: &str = "kill nine password";
 
-/// Writes the passfile for `PASSWORD` (or `pw`) and returns its path.
-pub fn passfile(dir: &Path, name: &str, pw: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, format!("{pw}\n")).unwrap();
-    p
-}
-
-/// Runs `coffer ARGS`; returns (exit code, stdout, stderr).
-pub fn coffer(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `coffer init --insecure-fast-kdf` of `cipher` with the passfile `pf`.
 pub fn init(cipher: &Path, pf: &Path) {
-    let (code, _, err) = coffer(&[
-        "init".as_ref(),
-        "--insecure-fast-kdf".as_ref(),
-        "--quiet".as_ref(),
-        "--passfile".as_ref(),
-        pf.as_os_str(),
-        cipher.as_os_str(),
-    ]);
-    assert_eq!(code, 0, "init: {err}");
-}
-
-/// `coffer fsck --json [extra]`: (exit code, report).
-pub fn fsck(cipher: &Path, pf: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(["fsck", "--json"])
-        .args(extra)
-        .arg("--passfile")
-        .arg(pf)
-        .arg(cipher)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    assert!(
-        code == 0 || code == 1,
-        "fsck could not run ({code}): {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = coffer(
+        &[
+            "init".as_ref(),
+            "--insecure-fast-kdf".as_ref(),
+            "--quiet".as_ref(),
+            "--passfile".as_ref(),
+            pf.as_os_str(),
+            cipher.as_os_str(),
+        ],
+        None,
     );
-    (code, serde_json::from_slice(&out.stdout).unwrap())
+    assert_eq!(out.code, 0, "init: {}", out.stderr);
 }
 
 /// Plain (or else cipher) paths of the findings of a report.
@@ -81,15 +43,6 @@ pub fn damaged(report: &serde_json::Value) -> Vec<String> {
                 .unwrap_or_else(|| format!("backing:{}", d["cipher_path"].as_str().unwrap_or("")))
         })
         .collect()
-}
-
-/// Whether `mp` is a mountpoint now.
-pub fn is_mounted(mp: &Path) -> bool {
-    let want = mp.to_string_lossy();
-    std::fs::read_to_string("/proc/self/mounts")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(1) == Some(&*want))
 }
 
 /// A running `coffer mount --fg`.
@@ -227,56 +180,4 @@ impl Drop for Daemon {
             }
         }
     }
-}
-
-/// xorshift64*: a small seeded RNG (tests print their seed).
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// From a seed (0 is replaced).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// Next 64 random bits.
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// `len` random bytes.
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(len + 8);
-        while v.len() < len {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(len);
-        v
-    }
-}
-
-/// A seed from the environment variable `var`, else from the clock; printed.
-pub fn seed(var: &str) -> u64 {
-    let s = std::env::var(var).ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
-    eprintln!("seed: {var}={s}");
-    s
-}
-
-/// FNV-1a 64 of `data` (to log file contents compactly).
-pub fn fnv(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }

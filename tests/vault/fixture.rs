@@ -7,8 +7,8 @@
 //! KDF cost INSECURE_TEST). Git does not store xattrs: vault-NAME.xattrs holds the backing
 //! xattrs, which this test puts back on a copy of the fixture before opening it.
 
-#[path = "support/common.rs"]
-mod common;
+use crate::support::vectors::{hex, to_hex};
+use crate::support::{self, common};
 
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -29,32 +29,17 @@ fn password(name: &str) -> Vec<u8> {
     format!("coffer fixture {name}").into_bytes()
 }
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// A writable copy of fixture `name` with its backing xattrs restored.
 fn fixture_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("vault");
-    copy_tree(&fixtures().join(format!("vault-{name}")), &dir);
-    let xattrs = std::fs::read_to_string(fixtures().join(format!("vault-{name}.xattrs"))).unwrap();
+    copy_tree(&support::fixtures().join(format!("vault-{name}")), &dir);
+    let xattrs = std::fs::read_to_string(support::fixtures().join(format!("vault-{name}.xattrs"))).unwrap();
     for line in xattrs.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
-        let path = dir.join(std::ffi::OsStr::from_bytes(&unhex(f[0])));
+        let path = dir.join(std::ffi::OsStr::from_bytes(&hex(f[0])));
         let file = std::fs::File::open(&path).unwrap();
-        backing::fsetxattr(file.as_raw_fd(), &unhex(f[1]), &unhex(f[2]), 0).unwrap();
+        backing::fsetxattr(file.as_raw_fd(), &hex(f[1]), &hex(f[2]), 0).unwrap();
     }
     (tmp, dir)
 }
@@ -89,13 +74,18 @@ fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>, seen: &mut S
         let st = dir.fd.stat(&e.backing).unwrap();
         match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR => {
-                out.push(format!("d\t{}", hex(&path)));
+                out.push(format!("d\t{}", to_hex(&path)));
                 let child = dir.open_child(v, &e.backing).unwrap();
                 walk(v, &child, &path, out, seen);
             }
             libc::S_IFLNK => {
                 let t = v.readlink(dir, &e.backing).unwrap();
-                out.push(format!("l\t{}\t{}\t{}", hex(&path), t.len(), hex(&Sha256::digest(&t))));
+                out.push(format!(
+                    "l\t{}\t{}\t{}",
+                    to_hex(&path),
+                    t.len(),
+                    to_hex(&Sha256::digest(&t))
+                ));
             }
             libc::S_IFREG => {
                 let f = v.open_file(dir, &e.backing, false).unwrap();
@@ -108,7 +98,12 @@ fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>, seen: &mut S
                     "{}",
                     String::from_utf8_lossy(&path)
                 );
-                out.push(format!("f\t{}\t{}\t{}", hex(&path), size, hex(&Sha256::digest(&buf))));
+                out.push(format!(
+                    "f\t{}\t{}\t{}",
+                    to_hex(&path),
+                    size,
+                    to_hex(&Sha256::digest(&buf))
+                ));
                 if let Some(h) = f.header().unwrap() {
                     seen.versions.insert(h.version);
                     if h.has_sessions() {
@@ -126,7 +121,7 @@ fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>, seen: &mut S
                 for name in v.xattr_list(fd, &owner).unwrap() {
                     let id = f.header().unwrap().expect("a file with xattrs has a header").file_id;
                     let val = v.xattr_get(fd, &id, &name).unwrap().unwrap();
-                    out.push(format!("x\t{}\t{}\t{}", hex(&path), hex(&name), hex(&val)));
+                    out.push(format!("x\t{}\t{}\t{}", to_hex(&path), to_hex(&name), to_hex(&val)));
                 }
             }
             m => panic!("unexpected file type {m:o}"),
@@ -135,7 +130,7 @@ fn walk(v: &Vault, dir: &Dir, parent: &[u8], out: &mut Vec<String>, seen: &mut S
 }
 
 fn manifest(name: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(fixtures().join(format!("vault-{name}.manifest"))).unwrap();
+    let text = std::fs::read_to_string(support::fixtures().join(format!("vault-{name}.manifest"))).unwrap();
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(String::from)
@@ -185,20 +180,20 @@ fn fixture_covers_what_issue_2_asks_for() {
     for size in ["0", "1", "4095", "4096", "4097", "1048576"] {
         assert!(has("f", &|f| f[2] == size), "a {size}-byte file");
     }
-    assert!(has("f", &|f| unhex(f[1]).len() >= 200), "a long name");
+    assert!(has("f", &|f| hex(f[1]).len() >= 200), "a long name");
     assert!(
-        has("f", &|f| std::str::from_utf8(&unhex(f[1])).is_err()),
+        has("f", &|f| std::str::from_utf8(&hex(f[1])).is_err()),
         "a non-UTF-8 name"
     );
     assert!(has("l", &|f| f[2] == "4095"), "a 4095-byte symlink target");
     assert!(has("l", &|f| f[2] != "4095"), "a short symlink");
     assert!(has("x", &|_| true), "an xattr");
     assert!(
-        has("d", &|f| unhex(f[1]).iter().filter(|&&c| c == b'/').count() >= 2),
+        has("d", &|f| hex(f[1]).iter().filter(|&&c| c == b'/').count() >= 2),
         "nested dirs"
     );
-    assert!(has("f", &|f| unhex(f[1]) == b"sparse"), "a sparse file");
-    let total: u64 = walk_size(&fixtures());
+    assert!(has("f", &|f| hex(f[1]) == b"sparse"), "a sparse file");
+    let total: u64 = walk_size(&support::fixtures());
     assert!(total < 4 << 20, "fixtures are {total} bytes");
 }
 
@@ -226,7 +221,7 @@ fn fixture_config_and_recovery_key() {
         let flags: &[&str] = if version == 2 { &[FLAG_BLOCK_SESSIONS] } else { &[] };
         assert_eq!(cfg.feature_flags, flags, "vault-{name}");
         let by_pw = unlock::unlock_with_password(&cfg, &password(name)).unwrap();
-        let text = std::fs::read_to_string(fixtures().join(format!("vault-{name}.recovery"))).unwrap();
+        let text = std::fs::read_to_string(support::fixtures().join(format!("vault-{name}.recovery"))).unwrap();
         let (by_key, params) = unlock::unlock_with_recovery_key(text.trim(), Some(&cfg)).unwrap();
         assert_eq!(by_pw.expose(), by_key.expose());
         assert_eq!(params, cfg.params());
@@ -316,7 +311,7 @@ fn an_old_fixture_gains_xattr_packs_with_its_first_pack() {
         return;
     }
     let conf = dir.join("coffer.conf");
-    let frozen = std::fs::read(fixtures().join("vault-v2/coffer.conf")).unwrap();
+    let frozen = std::fs::read(support::fixtures().join("vault-v2/coffer.conf")).unwrap();
     assert_eq!(std::fs::read(&conf).unwrap(), frozen);
     let before = unlock::read_config(&conf).unwrap();
     assert!(!before.params().has_flag(FLAG_XATTR_PACKS));
@@ -336,7 +331,7 @@ fn an_old_fixture_gains_xattr_packs_with_its_first_pack() {
     };
     assert_eq!(unchanged, before, "only the flags, the wrap and the MAC may change");
     let by_pw = unlock::unlock_with_password(&after, &password("v2")).unwrap();
-    let text = std::fs::read_to_string(fixtures().join("vault-v2.recovery")).unwrap();
+    let text = std::fs::read_to_string(support::fixtures().join("vault-v2.recovery")).unwrap();
     let (by_key, params) = unlock::unlock_with_recovery_key(text.trim(), Some(&after)).unwrap();
     assert_eq!(by_pw.expose(), by_key.expose());
     assert!(params.has_flag(FLAG_XATTR_PACKS));
@@ -357,7 +352,7 @@ fn an_old_fixture_gains_xattr_packs_with_its_first_pack() {
     }
     h.unmount().unwrap();
     assert_eq!(
-        std::fs::read(fixtures().join("vault-v2/coffer.conf")).unwrap(),
+        std::fs::read(support::fixtures().join("vault-v2/coffer.conf")).unwrap(),
         frozen,
         "the frozen fixture itself is never written"
     );
@@ -379,7 +374,7 @@ fn an_old_fixture_opened_by_recovery_key_writes_no_pack() {
     let conf = dir.join("coffer.conf");
     let frozen = std::fs::read(&conf).unwrap();
     let cfg = unlock::read_config(&conf).unwrap();
-    let text = std::fs::read_to_string(fixtures().join("vault-v2.recovery")).unwrap();
+    let text = std::fs::read_to_string(support::fixtures().join("vault-v2.recovery")).unwrap();
     let (master, params) = unlock::unlock_with_recovery_key(text.trim(), Some(&cfg)).unwrap();
     let v = Vault::open(&dir, &master, params, false).unwrap();
     set_xattrs_through_a_mount(v, &tmp.path().join("mnt"), "size-4095", 8, &conf);
