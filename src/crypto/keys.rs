@@ -8,7 +8,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::{BlockCipher, CryptoError, NameCipher};
+use super::{BlockCipher, CryptoError, FileKeyRoot, NameCipher};
 
 /// Length of the master key in bytes.
 pub const MASTER_KEY_LEN: usize = 32;
@@ -132,6 +132,18 @@ pub mod info {
     pub const V3_FILE_KEYS: &str = "coffer v3 file keys";
     /// File header version 3: the info prefix of one file's keys, followed by its 16-byte ID.
     pub const V3_FILE: &str = "coffer v3 file ";
+    /// File header version 3 epochs: file and directory names (AES-256-SIV, 64-byte key).
+    pub const V3_NAMES: &str = "coffer v3 file names";
+    /// File header version 3 epochs: symlink targets (AES-256-EAX).
+    pub const V3_SYMLINKS: &str = "coffer v3 symlink targets";
+    /// File header version 3 epochs: xattr names (AES-256-SIV, 64-byte key).
+    pub const V3_XATTR_NAMES: &str = "coffer v3 xattr names";
+    /// File header version 3 epochs: xattr values and packs (AES-256-EAX).
+    pub const V3_XATTR_VALUES: &str = "coffer v3 xattr values";
+    /// Config version 2: HMAC-SHA256 over the canonical config encoding, under the newest epoch.
+    pub const V3_CONFIG_MAC: &str = "coffer v3 config mac";
+    /// Config version 2: seals older epochs' keys under the newest epoch (AES-256-EAX).
+    pub const V3_EPOCH_KEYS: &str = "coffer v3 epoch keys";
     /// Prefix added to every info string of a reverse-mode vault.
     pub const REVERSE_PREFIX: &str = "reverse ";
     /// Reverse mode: keyed PRF that derives block nonces from (file ID, block number, plaintext).
@@ -140,10 +152,31 @@ pub mod info {
     pub const REVERSE_PATH_PRF: &str = "reverse coffer v1 path prf";
 }
 
-/// All ciphers of one mounted vault, built once from the master key.
+/// How the blocks of files are keyed.
+// One per key set, made once per vault: boxing the expanded cipher would only add a pointer
+// chase to every block.
+#[allow(clippy::large_enum_variant)]
+pub enum ContentKey {
+    /// One key seals every block of every file (file header versions 1 and 2).
+    Shared(BlockCipher),
+    /// Each file has keys of its own, derived from its file ID (file header version 3).
+    PerFile(FileKeyRoot),
+}
+
+impl ContentKey {
+    /// The shared content key, if this is one.
+    pub fn shared(&self) -> Option<&BlockCipher> {
+        match self {
+            ContentKey::Shared(c) => Some(c),
+            ContentKey::PerFile(_) => None,
+        }
+    }
+}
+
+/// All ciphers of one key (a vault's master key, or one epoch's key), built once.
 pub struct KeySet {
     /// File content blocks.
-    pub content: BlockCipher,
+    pub content: ContentKey,
     /// File names.
     pub names: NameCipher,
     /// Symlink targets.
@@ -174,7 +207,7 @@ impl KeySet {
             }
         };
         KeySet {
-            content: BlockCipher::new(master.derive::<32>(&name(info::CONTENT)).expose()),
+            content: ContentKey::Shared(BlockCipher::new(master.derive::<32>(&name(info::CONTENT)).expose())),
             names: NameCipher::new(master.derive::<64>(&name(info::NAMES)).expose()),
             symlinks: BlockCipher::new(master.derive::<32>(&name(info::SYMLINKS)).expose()),
             xattr_names: NameCipher::new(master.derive::<64>(&name(info::XATTR_NAMES)).expose()),
@@ -182,6 +215,20 @@ impl KeySet {
             // The config MAC key is the same for both modes: the MAC covers the flag itself.
             config_mac: master.derive::<32>(info::CONFIG_MAC),
             reverse,
+        }
+    }
+
+    /// Derives every subkey of a layout-3 epoch (config version 2): per-file content keys and
+    /// the `coffer v3` info strings (docs/FORMAT.md §15.2).
+    pub fn derive_v3(epoch_key: &MasterKey) -> Self {
+        KeySet {
+            content: ContentKey::PerFile(FileKeyRoot::derive(epoch_key)),
+            names: NameCipher::new(epoch_key.derive::<64>(info::V3_NAMES).expose()),
+            symlinks: BlockCipher::new(epoch_key.derive::<32>(info::V3_SYMLINKS).expose()),
+            xattr_names: NameCipher::new(epoch_key.derive::<64>(info::V3_XATTR_NAMES).expose()),
+            xattr_values: BlockCipher::new(epoch_key.derive::<32>(info::V3_XATTR_VALUES).expose()),
+            config_mac: epoch_key.derive::<32>(info::V3_CONFIG_MAC),
+            reverse: false,
         }
     }
 

@@ -17,7 +17,7 @@ pub use eax_fast::{EaxFast, OpenJob, SealJob};
 pub use error::CryptoError;
 pub use file_keys::{FileKeyRoot, FileKeys, SessionMask, FILE_ID_LEN, SESSION_NONCE_RANDOM_LEN};
 pub use kdf::{derive_kek, KdfParams, KDF_LIMITS};
-pub use keys::{info, Kek, KeySet, MasterKey, SubKey, MASTER_KEY_LEN};
+pub use keys::{info, ContentKey, Kek, KeySet, MasterKey, SubKey, MASTER_KEY_LEN};
 pub use mac::{config_mac, hmac_sha256, hmac_sha256_parts, verify_config_mac, MAC_LEN};
 pub use names::{NameCipher, NAME_PAD, SIV_TAG_LEN};
 pub use random::{random_array, random_bytes};

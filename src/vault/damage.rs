@@ -80,6 +80,12 @@ pub enum Damage {
         /// The last block's write session.
         last: LastSession,
     },
+    /// An object sealed under a key epoch the vault has no key for.
+    #[error(
+        "sealed under a key epoch this vault does not have (its key was removed by `coffer rekey --finish`, \
+         or the object comes from another vault)"
+    )]
+    EpochUnknown,
     /// A backing entry coffer expected to be a regular file is something else.
     #[error("{0}")]
     NotRegular(NotRegular),

@@ -353,6 +353,11 @@ mod tests {
                  place, or such a rewrite stopped half way (two versions mixed)",
             ),
             (
+                Damage::EpochUnknown,
+                "sealed under a key epoch this vault does not have (its key was removed by `coffer rekey \
+                 --finish`, or the object comes from another vault)",
+            ),
+            (
                 Damage::NotRegular(NotRegular { fmt: libc::S_IFIFO }),
                 "not a regular file (a FIFO): damaged entry",
             ),

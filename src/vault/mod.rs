@@ -11,6 +11,7 @@ mod entries;
 mod error;
 pub mod flags;
 pub mod fsck;
+pub mod keys;
 mod merge;
 pub mod reverse;
 mod symlink;
@@ -29,6 +30,7 @@ pub use content::{
 };
 pub use dir::{cipher_name_for, CipherName, Dir, Entry};
 pub use error::{Damage, IoContext, Result, VaultError};
+pub use keys::{EpochKeys, VaultKeys};
 pub use merge::DirivMerge;
 pub use unlock::KdfCost;
 
@@ -49,7 +51,7 @@ use crate::format::names::NameEncoding;
 pub struct Vault {
     cipherdir: PathBuf,
     root: DirFd,
-    keys: Arc<KeySet>,
+    keys: Arc<VaultKeys>,
     params: VaultParams,
     flags: flags::LiveFlags,
     read_only: bool,
@@ -68,8 +70,14 @@ pub struct Touch {
 impl Vault {
     /// Opens CIPHERDIR with an unlocked master key and the vault's parameters.
     pub fn open(cipherdir: &Path, master: &MasterKey, params: VaultParams, read_only: bool) -> Result<Vault> {
+        let keys = VaultKeys::single(KeySet::derive(master, params.has_flag(FLAG_REVERSE)));
+        Vault::open_with_keys(cipherdir, keys, params, read_only)
+    }
+
+    /// Opens CIPHERDIR with the keys of every epoch the vault can read.
+    pub fn open_with_keys(cipherdir: &Path, keys: VaultKeys, params: VaultParams, read_only: bool) -> Result<Vault> {
         let root = DirFd::open_path(cipherdir).at(cipherdir)?;
-        let keys = Arc::new(KeySet::derive(master, params.has_flag(FLAG_REVERSE)));
+        let keys = Arc::new(keys);
         Ok(Vault {
             cipherdir: cipherdir.to_path_buf(),
             root,
@@ -121,8 +129,13 @@ impl Vault {
         &self.root
     }
 
-    /// The ciphers.
-    pub fn keys(&self) -> &Arc<KeySet> {
+    /// The ciphers of the newest epoch: everything written now is sealed with them.
+    pub fn keys(&self) -> &KeySet {
+        &self.keys.newest().set
+    }
+
+    /// The ciphers of every epoch the vault can read.
+    pub fn vault_keys(&self) -> &Arc<VaultKeys> {
         &self.keys
     }
 

@@ -387,6 +387,8 @@ fn reseal_last_with(m: &TestMount, path: &Path, plain: &[u8], s: u32) {
     let sealed = v
         .keys()
         .content
+        .shared()
+        .expect("a layout-1 vault shares one content key")
         .seal_with_nonce_to_vec(&nonce, &aad, &plain[(last * B) as usize..]);
     let f = fs::File::options().write(true).open(path).unwrap();
     f.write_all_at(&sealed, BlockNo(last).cipher_off()).unwrap();

@@ -9,13 +9,16 @@ use std::sync::Arc;
 use coffer::crypto::{KeySet, MasterKey};
 use coffer::format::header::{FileHeader, FILE_V2, HEADER_LEN};
 use coffer::format::offsets::{block_aad, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
-use coffer::vault::{CryptFile, VaultError};
+use coffer::vault::{CryptFile, VaultError, VaultKeys};
 
 const BLOCK: usize = PLAIN_BLOCK as usize;
 const CBLOCK: usize = CIPHER_BLOCK as usize;
 
-fn keys() -> Arc<KeySet> {
-    Arc::new(KeySet::derive(&MasterKey::from_bytes([0x5a; 32]), false))
+fn keys() -> Arc<VaultKeys> {
+    Arc::new(VaultKeys::single(KeySet::derive(
+        &MasterKey::from_bytes([0x5a; 32]),
+        false,
+    )))
 }
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
@@ -38,7 +41,8 @@ fn read_all(cf: &CryptFile) -> Vec<u8> {
 }
 
 /// Each backing block opens alone with BlockCipher::open and AAD (file id, block, final).
-fn check_blocks_independently(file: &File, keys: &KeySet, plain: &[u8]) {
+fn check_blocks_independently(file: &File, keys: &VaultKeys, plain: &[u8]) {
+    let keys = &keys.newest().set;
     let mut header = [0u8; HEADER_LEN];
     file.read_exact_at(&mut header, 0).unwrap();
     let h = FileHeader::decode(&header).unwrap();
@@ -52,7 +56,11 @@ fn check_blocks_independently(file: &File, keys: &KeySet, plain: &[u8]) {
         let tag: [u8; 16] = sealed[16 + len..].try_into().unwrap();
         let mut buf = sealed[16..16 + len].to_vec();
         let aad = block_aad(h.version, &h.file_id, BlockNo(b as u64), b + 1 == count);
-        keys.content.open(&nonce, &aad, &mut buf, &tag).unwrap();
+        keys.content
+            .shared()
+            .unwrap()
+            .open(&nonce, &aad, &mut buf, &tag)
+            .unwrap();
         assert_eq!(buf, &plain[b * BLOCK..b * BLOCK + len], "block {b}");
     }
 }
@@ -128,9 +136,11 @@ fn batch_read_fallbacks_and_errors() {
 
     // Reseal block 4 as final = 1.
     let aad = block_aad(h.version, &h.file_id, BlockNo(4), true);
-    let sealed = keys
-        .content
-        .seal_with_nonce_to_vec(&session_nonce(7, 1), &aad, &data[4 * BLOCK..5 * BLOCK]);
+    let sealed = keys.newest().set.content.shared().unwrap().seal_with_nonce_to_vec(
+        &session_nonce(7, 1),
+        &aad,
+        &data[4 * BLOCK..5 * BLOCK],
+    );
     file.write_all_at(&sealed, BlockNo(4).cipher_off()).unwrap();
     assert_eq!(read_all(&cf), data);
 
@@ -154,9 +164,11 @@ fn batch_read_fallbacks_and_errors() {
 
     // The last block sealed as non-final (truncation at a block boundary) is refused.
     let aad = block_aad(h.version, &h.file_id, BlockNo(9), false);
-    let sealed = keys
-        .content
-        .seal_with_nonce_to_vec(&session_nonce(8, 1), &aad, &data[9 * BLOCK..]);
+    let sealed = keys.newest().set.content.shared().unwrap().seal_with_nonce_to_vec(
+        &session_nonce(8, 1),
+        &aad,
+        &data[9 * BLOCK..],
+    );
     file.write_all_at(&sealed, BlockNo(9).cipher_off()).unwrap();
     let mut tail = vec![0u8; 2 * BLOCK];
     match cf.read_at(&mut tail, 8 * BLOCK as u64) {

@@ -16,7 +16,7 @@ use coffer::format::header::FILE_V2;
 use coffer::format::names::{self, NameEncoding};
 use coffer::format::offsets::CIPHER_BLOCK;
 use coffer::format::recovery;
-use coffer::vault::{backing, unlock, CryptFile, KdfCost, Vault};
+use coffer::vault::{backing, unlock, CryptFile, KdfCost, Vault, VaultKeys};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -166,8 +166,11 @@ proptest! {
     }
 }
 
-fn keys() -> Arc<KeySet> {
-    Arc::new(KeySet::derive(&MasterKey::from_bytes([0x5c; 32]), false))
+fn keys() -> Arc<VaultKeys> {
+    Arc::new(VaultKeys::single(KeySet::derive(
+        &MasterKey::from_bytes([0x5c; 32]),
+        false,
+    )))
 }
 
 /// Backing bytes: arbitrary, or a real encrypted file with bytes flipped, cut or appended.

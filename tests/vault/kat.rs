@@ -16,7 +16,7 @@ use coffer::crypto::{BlockCipher, CryptoError, KeySet, MasterKey, NameCipher};
 use coffer::format::header::{FileHeader, FILE_V1, FILE_V2};
 use coffer::format::names;
 use coffer::format::offsets::{block_aad, BlockNo};
-use coffer::vault::CryptFile;
+use coffer::vault::{CryptFile, VaultKeys};
 use eax::aead::{Aead, KeyInit, Payload};
 use eax::Eax;
 use sha2::{Digest, Sha256};
@@ -175,7 +175,11 @@ fn coffer_block_is_pinned() {
     expect_aad.extend_from_slice(&PINNED_FILE_ID);
     expect_aad.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 2, 1]);
     assert_eq!(aad.to_vec(), expect_aad);
-    let sealed = keys.content.seal_with_nonce_to_vec(&PINNED_NONCE, &aad, PINNED_PLAIN);
+    let sealed = keys
+        .content
+        .shared()
+        .unwrap()
+        .seal_with_nonce_to_vec(&PINNED_NONCE, &aad, PINNED_PLAIN);
     assert_eq!(to_hex(&sealed), PINNED_BLOCK);
 
     // End to end: a backing file of header | 2 hole blocks | the pinned final block reads back.
@@ -198,7 +202,7 @@ fn coffer_block_is_pinned() {
     )
     .unwrap();
     f.write_all_at(&hex(PINNED_BLOCK), BlockNo(2).cipher_off()).unwrap();
-    let cf = CryptFile::new(f, Arc::new(keys), "f".into(), FILE_V1);
+    let cf = CryptFile::new(f, Arc::new(VaultKeys::single(keys)), "f".into(), FILE_V1);
     assert_eq!(cf.plain_len().unwrap(), 2 * 4096 + PINNED_PLAIN.len() as u64);
     let mut buf = vec![0xffu8; PINNED_PLAIN.len() + 100];
     assert_eq!(cf.read_at(&mut buf, 2 * 4096 - 100).unwrap(), PINNED_PLAIN.len() + 100);
@@ -223,7 +227,11 @@ fn coffer_v2_block_is_pinned() {
     let mut nonce = [0u8; 16];
     nonce[..12].copy_from_slice(&PINNED_NONCE[..12]);
     coffer::format::session::set_nonce_session(&mut nonce, 7);
-    let sealed = keys.content.seal_with_nonce_to_vec(&nonce, &aad, PINNED_V2_PLAIN);
+    let sealed = keys
+        .content
+        .shared()
+        .unwrap()
+        .seal_with_nonce_to_vec(&nonce, &aad, PINNED_V2_PLAIN);
     assert_eq!(to_hex(&sealed), PINNED_V2_BLOCK);
 
     let tmp = tempfile::tempdir().unwrap();
@@ -240,14 +248,19 @@ fn coffer_v2_block_is_pinned() {
     };
     f.write_all_at(&header.encode(), 0).unwrap();
     f.write_all_at(&hex(PINNED_V2_BLOCK), BlockNo(2).cipher_off()).unwrap();
-    let cf = CryptFile::new(f.try_clone().unwrap(), Arc::new(keys), "f".into(), FILE_V2);
+    let cf = CryptFile::new(
+        f.try_clone().unwrap(),
+        Arc::new(VaultKeys::single(keys)),
+        "f".into(),
+        FILE_V2,
+    );
     let mut buf = vec![0xffu8; 2 * 4096 + PINNED_V2_PLAIN.len()];
     assert_eq!(cf.read_at(&mut buf, 0).unwrap(), buf.len());
     assert_eq!(&buf[2 * 4096..], PINNED_V2_PLAIN);
     // Block 0 sealed in session 8, after the last block's 7: refused (the file is old).
     let keys = KeySet::derive(&pinned_master(), false);
     coffer::format::session::set_nonce_session(&mut nonce, 8);
-    let ahead = keys.content.seal_with_nonce_to_vec(
+    let ahead = keys.content.shared().unwrap().seal_with_nonce_to_vec(
         &nonce,
         &block_aad(FILE_V2, &PINNED_FILE_ID, BlockNo(0), false),
         &[5u8; 4096],
@@ -255,7 +268,7 @@ fn coffer_v2_block_is_pinned() {
     f.write_all_at(&ahead, BlockNo(0).cipher_off()).unwrap();
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
     f.set_times(std::fs::FileTimes::new().set_modified(old)).unwrap();
-    let cf = CryptFile::new(f, Arc::new(keys), "f".into(), FILE_V2);
+    let cf = CryptFile::new(f, Arc::new(VaultKeys::single(keys)), "f".into(), FILE_V2);
     assert!(cf.read_at(&mut buf, 0).is_err());
     assert_eq!(cf.verify_blocks().unwrap().ahead, vec![0]);
 }

@@ -11,15 +11,18 @@ use coffer::crypto::{KeySet, MasterKey};
 use coffer::format::header::{FILE_V1, FILE_V2};
 use coffer::format::offsets::{block_count, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 use coffer::format::session::session_of;
-use coffer::vault::{CryptFile, VaultError};
+use coffer::vault::{CryptFile, VaultError, VaultKeys};
 
 const BLOCK: usize = PLAIN_BLOCK as usize;
 
-fn keys() -> Arc<KeySet> {
-    Arc::new(KeySet::derive(&MasterKey::from_bytes([0x33; 32]), false))
+fn keys() -> Arc<VaultKeys> {
+    Arc::new(VaultKeys::single(KeySet::derive(
+        &MasterKey::from_bytes([0x33; 32]),
+        false,
+    )))
 }
 
-fn handle(dir: &tempfile::TempDir, keys: &Arc<KeySet>, version: u16) -> CryptFile {
+fn handle(dir: &tempfile::TempDir, keys: &Arc<VaultKeys>, version: u16) -> CryptFile {
     CryptFile::new(crate::support::backing_file(dir), keys.clone(), "f".into(), version)
 }
 

@@ -38,13 +38,14 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
-use crate::crypto::{self, KeySet, NONCE_LEN};
+use crate::crypto::{self, NONCE_LEN};
 use crate::format::header::{FileHeader, HEADER_LEN};
 use crate::format::offsets::{self, block_of, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 use crate::format::session;
 
 use super::codec::BlockCodec;
 use super::error::{Damage, IoContext, Result, VaultError};
+use super::keys::VaultKeys;
 
 pub use notices::Notice;
 pub use repair::BlockCheck;
@@ -73,7 +74,7 @@ struct Sizes {
 #[derive(Debug)]
 pub struct CryptFile<S: Storage = FileStorage> {
     storage: S,
-    keys: Arc<KeySet>,
+    keys: Arc<VaultKeys>,
     rel: PathBuf,
     /// Header version given to a file that gets its header through this handle.
     new_version: u16,
@@ -90,7 +91,7 @@ pub struct CryptFile<S: Storage = FileStorage> {
 impl CryptFile<FileStorage> {
     /// Wraps an open backing file. `rel` is its backing path, for error messages; a header this
     /// handle writes gets `new_version` (`FILE_V1` or `FILE_V2`).
-    pub fn new(file: File, keys: Arc<KeySet>, rel: PathBuf, new_version: u16) -> Self {
+    pub fn new(file: File, keys: Arc<VaultKeys>, rel: PathBuf, new_version: u16) -> Self {
         Self::with_storage(FileStorage::new(file), keys, rel, new_version)
     }
 
@@ -102,7 +103,7 @@ impl CryptFile<FileStorage> {
 
 impl<S: Storage> CryptFile<S> {
     /// Wraps backing storage (see [`new`](CryptFile::new)).
-    pub fn with_storage(storage: S, keys: Arc<KeySet>, rel: PathBuf, new_version: u16) -> Self {
+    pub fn with_storage(storage: S, keys: Arc<VaultKeys>, rel: PathBuf, new_version: u16) -> Self {
         CryptFile {
             storage,
             keys,
@@ -139,9 +140,15 @@ impl<S: Storage> CryptFile<S> {
         VaultError::corrupt(self.rel.clone(), block, damage)
     }
 
-    /// The block codec of the file with header `h`, handed this file's content key.
-    fn codec(&self, h: &FileHeader) -> BlockCodec<'_> {
-        BlockCodec::for_header(&self.keys.content, h)
+    /// The block codec of the file with header `h`, handed this file's content key: the
+    /// shared key of the vault's layout-1 epoch for file header versions 1 and 2.
+    fn codec(&self, h: &FileHeader) -> Result<BlockCodec<'_>> {
+        let key = self
+            .keys
+            .layout1()
+            .and_then(|e| e.set.content.shared())
+            .ok_or_else(|| self.corrupt(None, Damage::EpochUnknown))?;
+        Ok(BlockCodec::for_header(key, h))
     }
 
     fn sizes(&self) -> Result<Sizes> {
@@ -234,7 +241,7 @@ impl<S: Storage> CryptFile<S> {
         out: &mut Vec<u8>,
     ) -> Result<()> {
         let nonce = Self::fresh_nonce(h, session)?;
-        self.codec(h).seal_block(&nonce, b, is_final, plain, out);
+        self.codec(h)?.seal_block(&nonce, b, is_final, plain, out);
         Ok(())
     }
 

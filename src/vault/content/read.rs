@@ -184,7 +184,7 @@ impl<S: Storage> CryptFile<S> {
             ));
         }
         let sealed = &*sealed;
-        let codec = self.codec(h);
+        let codec = self.codec(h)?;
         let file_last = file_last(sizes);
         let opened = codec.open_batch(first, file_last, sealed, plain);
         let mut c_pos = 0usize;

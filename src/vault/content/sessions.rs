@@ -204,7 +204,7 @@ impl<S: Storage> CryptFile<S> {
         if n < sealed.len() {
             return Ok(None);
         }
-        Ok(self.codec(h).open_either_flag(b, &sealed).map(|o| LastBlock {
+        Ok(self.codec(h)?.open_either_flag(b, &sealed).map(|o| LastBlock {
             block: b,
             session: session::session_of(&o.nonce),
             plain: o.plain,

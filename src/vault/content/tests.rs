@@ -8,15 +8,18 @@ use crate::crypto::{KeySet, MasterKey, NONCE_LEN};
 use crate::format::header::{FILE_V1, FILE_V2};
 use crate::format::offsets::{block_count, cipher_size, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 use crate::format::session;
-use crate::vault::{Damage, VaultError};
+use crate::vault::{Damage, VaultError, VaultKeys};
 
 use super::mem_storage::{MemOp, MemStorage};
 use super::CryptFile;
 
 const B: usize = PLAIN_BLOCK as usize;
 
-fn keys() -> Arc<KeySet> {
-    Arc::new(KeySet::derive(&MasterKey::from_bytes([3; 32]), false))
+fn keys() -> Arc<VaultKeys> {
+    Arc::new(VaultKeys::single(KeySet::derive(
+        &MasterKey::from_bytes([3; 32]),
+        false,
+    )))
 }
 
 fn on(bytes: Vec<u8>, version: u16) -> CryptFile<MemStorage> {

@@ -46,7 +46,7 @@ impl<S: Storage> CryptFile<S> {
         let mut sealed = Vec::with_capacity(((last.0 - first.0 + 1) * CIPHER_BLOCK) as usize);
         let mut scratch = Vec::with_capacity(PLAIN_BLOCK as usize);
         let nonces = Self::fresh_nonces(&h, s, (last.0 - first.0 + 1) as usize)?;
-        let codec = self.codec(&h);
+        let codec = self.codec(&h)?;
         let mut pending = Vec::with_capacity((last.0 - first.0 + 1) as usize);
         for (b, nonce) in (first.0..=last.0).zip(nonces.chunks_exact(NONCE_LEN)) {
             let b = BlockNo(b);

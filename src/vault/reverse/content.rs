@@ -18,13 +18,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::crypto::KeySet;
+use crate::crypto::ContentKey;
 use crate::format::header::{FileHeader, FILE_V1, HEADER_LEN};
 use crate::format::offsets::{self, block_count, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 
 use super::super::backing::{self, DirFd};
 use super::super::codec::BlockCodec;
 use super::super::error::{IoContext, Result, VaultError};
+use super::super::keys::VaultKeys;
 use super::frozen;
 use super::listing::{set_size, RDir};
 use super::prf::Prf;
@@ -96,7 +97,7 @@ pub struct ReverseFile {
     plain_size: u64,
     header: [u8; HEADER_LEN],
     id: [u8; 16],
-    keys: Arc<KeySet>,
+    keys: Arc<VaultKeys>,
     prf: Arc<Prf>,
     rel: PathBuf,
     cache: Mutex<Vec<(u64, Arc<Vec<u8>>)>>,
@@ -134,7 +135,7 @@ impl ReverseVault {
             }
             .encode(),
             id,
-            keys: self.keys().clone(),
+            keys: self.vault_keys().clone(),
             prf: self.prf().clone(),
             rel: path,
             cache: Mutex::new(Vec::with_capacity(CACHE_BLOCKS)),
@@ -245,7 +246,12 @@ impl ReverseFile {
         let b = BlockNo(b);
         let is_final = b.0 + 1 == block_count(self.plain_size);
         let nonce = self.prf.block_nonce(&self.id, b, is_final, plain);
-        BlockCodec::new(&self.keys.content, FILE_V1, self.id).seal_block(&nonce, b, is_final, plain, out);
+        let key = match &self.keys.newest().set.content {
+            ContentKey::Shared(c) => c,
+            // ReverseVault derives its one key set with `KeySet::derive`, which shares a key.
+            ContentKey::PerFile(_) => unreachable!("a reverse key set has one content key"),
+        };
+        BlockCodec::new(key, FILE_V1, self.id).seal_block(&nonce, b, is_final, plain, out);
     }
 
     /// Reads plaintext blocks `lo..=hi` (the last one may be short).
@@ -432,7 +438,12 @@ mod tests {
                 .path()
                 .join(std::ffi::OsStr::new(std::str::from_utf8(name).unwrap()));
             std::fs::write(&p, &whole).unwrap();
-            let cf = CryptFile::new(std::fs::File::open(&p).unwrap(), v.keys().clone(), p.clone(), FILE_V1);
+            let cf = CryptFile::new(
+                std::fs::File::open(&p).unwrap(),
+                v.vault_keys().clone(),
+                p.clone(),
+                FILE_V1,
+            );
             let mut back = vec![0u8; data.len() + 10];
             let mut got = 0;
             while got < data.len() {

@@ -30,6 +30,7 @@ use crate::format::FormatError;
 
 use super::backing::DirFd;
 use super::error::{IoContext, Result, VaultError};
+use super::keys::VaultKeys;
 use super::unlock;
 
 pub use content::{ReverseFile, Snapshot};
@@ -44,7 +45,7 @@ pub use symlink::CipherLink;
 pub struct ReverseVault {
     plaindir: PathBuf,
     root: DirFd,
-    keys: Arc<KeySet>,
+    keys: Arc<VaultKeys>,
     prf: Arc<Prf>,
     params: VaultParams,
     config_bytes: Arc<Vec<u8>>,
@@ -118,7 +119,7 @@ impl ReverseVault {
         Ok(ReverseVault {
             plaindir: plaindir.to_path_buf(),
             root,
-            keys: Arc::new(KeySet::derive(master, true)),
+            keys: Arc::new(VaultKeys::single(KeySet::derive(master, true))),
             prf: Arc::new(Prf::new(master)),
             params,
             config_bytes: Arc::new(config_bytes),
@@ -135,7 +136,12 @@ impl ReverseVault {
     }
 
     /// The reverse key set.
-    pub fn keys(&self) -> &Arc<KeySet> {
+    pub fn keys(&self) -> &KeySet {
+        &self.keys.newest().set
+    }
+
+    /// The reverse key set as the forward reader takes it (one layout-1 epoch).
+    pub fn vault_keys(&self) -> &Arc<VaultKeys> {
         &self.keys
     }
 

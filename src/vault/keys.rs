@@ -1,0 +1,118 @@
+//! The keys a vault reads and writes with: one key set per key epoch (docs/FORMAT.md §15).
+//!
+//! A config-version-1 vault (and every reverse-mode vault) has one epoch of layout 1 and no
+//! epoch ID. A config-version-2 vault lists its epochs; the newest seals everything written
+//! now, the older ones are only read (objects left under them until `rekey` moves them).
+
+use std::fmt;
+
+use crate::crypto::KeySet;
+use crate::format::epochs::{EpochId, Layout};
+
+/// The ciphers of one epoch.
+pub struct EpochKeys {
+    /// Its ID; `None` for the one epoch of a config-version-1 vault.
+    pub id: Option<EpochId>,
+    /// How its objects are laid out.
+    pub layout: Layout,
+    /// Its ciphers.
+    pub set: KeySet,
+}
+
+impl fmt::Debug for EpochKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "EpochKeys {{ id: {:?}, layout: {:?} }}",
+            self.id.map(|i| i.to_hex()),
+            self.layout
+        )
+    }
+}
+
+/// Every epoch a vault can read, oldest first; never empty.
+#[derive(Debug)]
+pub struct VaultKeys {
+    epochs: Vec<EpochKeys>,
+}
+
+impl VaultKeys {
+    /// The one layout-1 key set of a config-version-1 (or reverse-mode) vault.
+    pub fn single(set: KeySet) -> Self {
+        VaultKeys {
+            epochs: vec![EpochKeys {
+                id: None,
+                layout: Layout::V1,
+                set,
+            }],
+        }
+    }
+
+    /// The epochs of a config-version-2 vault, oldest first; `None` if the list is empty.
+    pub fn from_epochs(epochs: Vec<EpochKeys>) -> Option<Self> {
+        (!epochs.is_empty()).then_some(VaultKeys { epochs })
+    }
+
+    /// The epoch that seals everything written now.
+    pub fn newest(&self) -> &EpochKeys {
+        // Never empty: both constructors refuse an empty list.
+        &self.epochs[self.epochs.len() - 1]
+    }
+
+    /// Every epoch, newest first: the order in which names and sealed objects are tried.
+    pub fn newest_first(&self) -> impl Iterator<Item = &EpochKeys> {
+        self.epochs.iter().rev()
+    }
+
+    /// The layout-3 epoch with this ID.
+    pub fn by_id(&self, id: EpochId) -> Option<&EpochKeys> {
+        self.epochs.iter().find(|e| e.id == Some(id))
+    }
+
+    /// The layout-1 epoch (a config-version-1 vault's key, kept until `rekey --finish`).
+    pub fn layout1(&self) -> Option<&EpochKeys> {
+        self.epochs.iter().find(|e| e.layout == Layout::V1)
+    }
+
+    /// How many epochs there are.
+    pub fn len(&self) -> usize {
+        self.epochs.len()
+    }
+
+    /// Always false (a vault has at least one epoch); for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.epochs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+
+    #[test]
+    fn epochs_are_found_by_id_and_newest_first() {
+        let v1 = EpochKeys {
+            id: Some(EpochId([1; 4])),
+            layout: Layout::V1,
+            set: KeySet::derive(&MasterKey::from_bytes([1; 32]), false),
+        };
+        let v3 = EpochKeys {
+            id: Some(EpochId([3; 4])),
+            layout: Layout::V3,
+            set: KeySet::derive_v3(&MasterKey::from_bytes([3; 32])),
+        };
+        let keys = VaultKeys::from_epochs(vec![v1, v3]).unwrap();
+        assert_eq!(keys.newest().id, Some(EpochId([3; 4])));
+        let order: Vec<_> = keys.newest_first().map(|e| e.layout).collect();
+        assert_eq!(order, [Layout::V3, Layout::V1]);
+        assert_eq!(keys.by_id(EpochId([1; 4])).unwrap().layout, Layout::V1);
+        assert!(keys.by_id(EpochId([2; 4])).is_none());
+        assert_eq!(keys.layout1().unwrap().id, Some(EpochId([1; 4])));
+        assert!(VaultKeys::from_epochs(Vec::new()).is_none());
+        let single = VaultKeys::single(KeySet::derive(&MasterKey::from_bytes([1; 32]), false));
+        assert_eq!(single.len(), 1);
+        assert!(single.newest().id.is_none());
+        assert!(format!("{keys:?}").contains("03030303"));
+    }
+}
