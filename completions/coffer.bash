@@ -507,7 +507,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__init)
-            opts="-q -v -h --passfile --extpass --config --longname-max --long-name-limit --name-encoding --case-insensitive --quiet --insecure-fast-kdf --reverse --verbose --help"
+            opts="-q -v -h --passfile --extpass --config --longname-max --long-name-limit --name-encoding --case-insensitive --quiet --insecure-fast-kdf --reverse --config-version --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -535,6 +535,10 @@ _coffer() {
                     ;;
                 --name-encoding)
                     COMPREPLY=($(compgen -W "base64url base32" -- "${cur}"))
+                    return 0
+                    ;;
+                --config-version)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -17,6 +17,18 @@ pub fn run(args: &InfoArgs) -> CliResult {
     };
     println!("config:          {}", path.display());
     println!("format version:  {}", cfg.format_version);
+    if let Some(id) = &cfg.vault_id {
+        println!("vault ID:        {id}");
+    }
+    if let Ok(Some(epochs)) = cfg.epochs() {
+        let list: Vec<String> = epochs
+            .all()
+            .iter()
+            .rev()
+            .map(|e| format!("{} (#{}, layout {})", e.id.to_hex(), e.seq, e.layout.number()))
+            .collect();
+        println!("key epochs:      {} (newest first)", list.join(", "));
+    }
     println!("feature flags:   {flags}");
     println!("name encoding:   {}", cfg.name_encoding);
     println!("long-name limit: {} bytes", cfg.long_name_limit);

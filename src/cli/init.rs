@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use coffer::crypto::MasterKey;
 use coffer::format::config::{VaultParams, CONFIG_NAME, FLAG_BLOCK_SESSIONS, FLAG_REVERSE, FLAG_XATTR_PACKS};
 use coffer::format::recovery;
 use coffer::vault::reverse::{self, default_config_path};
@@ -25,10 +24,18 @@ pub fn run(args: &InitArgs) -> CliResult {
     if !dir.exists() {
         std::fs::create_dir(dir).map_err(|e| CliError::io(dir, &e))?;
     }
-    let master = unlock::init(dir, args.config.as_deref(), &password, &params, cost)?;
+    let master = unlock::init_version(
+        dir,
+        args.config.as_deref(),
+        &password,
+        &params,
+        cost,
+        args.config_version,
+    )?;
     if !args.quiet {
+        let cfg = unlock::read_config(&unlock::config_path(dir, args.config.as_deref()))?;
         println!("Created a coffer vault in {}.", dir.display());
-        print_recovery_key(&master, &params);
+        print_recovery_key(&unlock::recovery_key(&cfg, &master)?);
         println!("Write it down and keep it offline. It opens this vault without the password or");
         println!("coffer.conf (`coffer mount --masterkey`), even after a password change, so anyone");
         println!("holding it can read everything.");
@@ -67,7 +74,7 @@ fn init_reverse(args: &InitArgs) -> CliResult {
             dir.display(),
             cfg_path.display()
         );
-        print_recovery_key(&master, &params);
+        print_recovery_key(&recovery::encode(master.expose(), &params));
         println!("Write it down and keep it offline: it opens every encrypted copy of this folder.");
         println!();
         println!(
@@ -107,15 +114,14 @@ fn params_and_password(
 }
 
 /// Prints the recovery key block (blank line, title, blank line, the key, blank line).
-fn print_recovery_key(master: &MasterKey, params: &VaultParams) {
+fn print_recovery_key(key: &str) {
     use std::io::Write;
-    let key = recovery::encode(master.expose(), params);
     // The whole line, built once in a wiped buffer: `println!` would pass the key through
     // stdout's buffer, which keeps it after the write. A complete line written while that buffer
     // is empty goes straight to the file descriptor.
     let mut line = zeroize::Zeroizing::new(String::with_capacity(4 + key.len() + 1));
     line.push_str("    ");
-    line.push_str(&key);
+    line.push_str(key);
     line.push('\n');
     println!();
     println!("Recovery key (shown only now):");

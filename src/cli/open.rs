@@ -37,7 +37,8 @@ pub fn open_vault(cipherdir: &Path, args: &OpenArgs, read_only: bool) -> CliResu
     let cfg = read_config(cipherdir, args.config.as_deref())?;
     let password = read_secret(&args.secret, Ask::Password)?;
     let (master, kek) = unlock::unlock_with_password_kek(&cfg, &password)?;
-    let mut vault = Vault::open(cipherdir, &master, cfg.params(), read_only)?;
+    let keys = unlock::vault_keys(&cfg, &master)?;
+    let mut vault = Vault::open_with_keys(cipherdir, keys, cfg.params(), read_only)?;
     let path = unlock::config_path(cipherdir, args.config.as_deref());
     vault.allow_config_updates(ConfigWriter::new(path, master, kek));
     Ok(vault)
@@ -57,7 +58,7 @@ fn open_with_recovery_key(cipherdir: &Path, args: &OpenArgs, read_only: bool) ->
     };
     let text = read_secret(&args.secret, Ask::RecoveryKey)?;
     let text = std::str::from_utf8(&text).map_err(|_| bad_key("it is not text"))?;
-    let (master, params) = match unlock::unlock_with_recovery_key(text, cfg.as_ref()) {
+    let unlocked = match unlock::recovery_unlock(text, cfg.as_ref()) {
         Ok(v) => v,
         Err(VaultError::ConfigTampered(_)) => {
             return Err(bad_key("it does not match this vault's coffer.conf")
@@ -65,7 +66,7 @@ fn open_with_recovery_key(cipherdir: &Path, args: &OpenArgs, read_only: bool) ->
         }
         Err(e) => return Err(e.into()),
     };
-    let vault = Vault::open(cipherdir, &master, params, read_only)?;
+    let vault = Vault::open_with_keys(cipherdir, unlocked.keys, unlocked.params, read_only)?;
     if cfg.is_none() {
         check_key_decrypts_root(&vault)?;
     }

@@ -7,8 +7,9 @@ use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use super::epochs::{EpochEntry, Epochs, VaultId};
 use super::names::{NameEncoding, DEFAULT_LONG_NAME_LIMIT, MAX_LONG_NAME_LIMIT};
-use super::{FormatError, FORMAT_VERSION};
+use super::{FormatError, CONFIG_V1, CONFIG_V2, FORMAT_VERSION};
 
 /// File name of the config at the root of CIPHERDIR.
 pub const CONFIG_NAME: &str = "coffer.conf";
@@ -54,7 +55,7 @@ pub struct KdfSection {
 pub struct Config {
     /// Human hint; not parsed.
     pub comment: String,
-    /// Config version (`FORMAT_VERSION`); not the file header version.
+    /// Config version ([`CONFIG_V1`] or [`CONFIG_V2`]); not the file header version.
     pub format_version: u16,
     /// Sorted, unique feature flags.
     pub feature_flags: Vec<String>,
@@ -64,7 +65,14 @@ pub struct Config {
     pub name_encoding: String,
     /// Password KDF.
     pub kdf: KdfSection,
-    /// `nonce | EAX(kek, master key) | tag`, base64; AAD = canonical encoding.
+    /// Config version 2: the vault's ID, 16 hex digits (absent in version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_id: Option<String>,
+    /// Config version 2: the key epochs, oldest first (absent in version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<Vec<EpochEntry>>,
+    /// `nonce | EAX(kek, master key) | tag`, base64; AAD = canonical encoding. In config
+    /// version 2 the wrapped key is the newest epoch's.
     pub wrapped_master_key: String,
     /// HMAC-SHA256(config-MAC subkey, canonical encoding), base64.
     pub config_mac: String,
@@ -188,7 +196,7 @@ impl Config {
         flags.sort();
         Config {
             comment: "coffer vault config: do not edit; every field is authenticated".into(),
-            format_version: FORMAT_VERSION,
+            format_version: CONFIG_V1,
             feature_flags: flags,
             long_name_limit: params.long_name_limit,
             name_encoding: params.name_encoding.as_str().into(),
@@ -199,9 +207,39 @@ impl Config {
                 p,
                 salt: B64.encode(salt),
             },
+            vault_id: None,
+            epochs: None,
             wrapped_master_key: String::new(),
             config_mac: String::new(),
         }
+    }
+
+    /// A new config-version-2 config with empty wrap and MAC: `epochs` must be a valid list
+    /// (its newest epoch's key is what the wrap will hold).
+    pub fn new_v2(
+        params: &VaultParams,
+        m_kib: u32,
+        t: u32,
+        p: u32,
+        salt: &[u8],
+        vault: VaultId,
+        epochs: &Epochs,
+    ) -> Self {
+        let mut c = Config::new(params, m_kib, t, p, salt);
+        c.format_version = CONFIG_V2;
+        c.vault_id = Some(vault.to_hex());
+        c.epochs = Some(epochs.to_entries());
+        c
+    }
+
+    /// The vault ID (config version 2).
+    pub fn vault_id(&self) -> Option<VaultId> {
+        self.vault_id.as_deref().and_then(VaultId::from_hex)
+    }
+
+    /// The checked epochs (config version 2; `None` in version 1).
+    pub fn epochs(&self) -> Result<Option<Epochs>, FormatError> {
+        self.epochs.as_deref().map(Epochs::from_entries).transpose()
     }
 
     /// Parses and validates `coffer.conf`: newer versions, unknown keys, unknown flags are refused
@@ -220,7 +258,7 @@ impl Config {
                     supported: FORMAT_VERSION,
                 })
             }
-            Some(v) if v < u64::from(FORMAT_VERSION) => {
+            Some(v) if v < u64::from(CONFIG_V1) => {
                 return Err(FormatError::BadValue {
                     field: "format_version",
                     why: format!("{v} is not a coffer format"),
@@ -240,6 +278,8 @@ impl Config {
             "long_name_limit",
             "name_encoding",
             "kdf",
+            "vault_id",
+            "epochs",
             "wrapped_master_key",
             "config_mac",
         ];
@@ -289,6 +329,42 @@ impl Config {
         }
         self.wrapped_key()?;
         self.mac()?;
+        self.validate_epochs()
+    }
+
+    /// Version 1 has no epochs; version 2 has a vault ID, a valid epoch list and no `reverse`
+    /// flag (reverse mode writes config version 1).
+    fn validate_epochs(&self) -> Result<(), FormatError> {
+        let present = |field: &str| FormatError::UnknownField(field.to_string());
+        if self.format_version == CONFIG_V1 {
+            if self.vault_id.is_some() {
+                return Err(present("vault_id"));
+            }
+            if self.epochs.is_some() {
+                return Err(present("epochs"));
+            }
+            return Ok(());
+        }
+        let id = self
+            .vault_id
+            .as_deref()
+            .ok_or_else(|| FormatError::ConfigSyntax("missing field `vault_id`".into()))?;
+        if VaultId::from_hex(id).is_none() {
+            return Err(FormatError::BadValue {
+                field: "vault_id",
+                why: format!("`{id}` is not 16 lowercase hex digits"),
+            });
+        }
+        if self.epochs.is_none() {
+            return Err(FormatError::ConfigSyntax("missing field `epochs`".into()));
+        }
+        self.epochs()?;
+        if self.feature_flags.iter().any(|f| f == FLAG_REVERSE) {
+            return Err(FormatError::BadValue {
+                field: "feature_flags",
+                why: "`reverse` needs config version 1".into(),
+            });
+        }
         Ok(())
     }
 
@@ -326,6 +402,15 @@ impl Config {
         }
         out.push(salt.len() as u8);
         out.extend_from_slice(&salt);
+        if self.format_version == CONFIG_V2 {
+            let bad = |why: &str| FormatError::BadValue {
+                field: "epochs",
+                why: why.into(),
+            };
+            let vault = self.vault_id().ok_or_else(|| bad("no valid vault_id"))?;
+            let epochs = self.epochs()?.ok_or_else(|| bad("missing"))?;
+            epochs.canonical_into(vault, &mut out);
+        }
         Ok(out)
     }
 
@@ -366,10 +451,10 @@ mod tests {
         assert!(e.to_string().contains("`extra`"), "{e}");
 
         let mut v: serde_json::Value = serde_json::from_slice(&c.to_json()).unwrap();
-        v["format_version"] = 2.into();
+        v["format_version"] = 3.into();
         v["newthing"] = 1.into();
         let e = Config::parse(v.to_string().as_bytes()).unwrap_err();
-        assert!(matches!(e, FormatError::NewerVersion { found: 2, .. }), "{e}");
+        assert!(matches!(e, FormatError::NewerVersion { found: 3, .. }), "{e}");
 
         let mut v: serde_json::Value = serde_json::from_slice(&c.to_json()).unwrap();
         v["feature_flags"] = serde_json::json!(["time-travel"]);
@@ -408,6 +493,96 @@ mod tests {
             e(&mut c);
             assert_ne!(c.canonical().unwrap(), base, "edit {i}");
         }
+    }
+
+    fn sample_v2() -> Config {
+        use crate::format::epochs::{Epoch, EpochId, Layout};
+        let epochs = Epochs::new(vec![
+            Epoch {
+                id: EpochId([1, 2, 3, 4]),
+                seq: 0,
+                layout: Layout::V1,
+                sealed_key: Some([6; 64]),
+            },
+            Epoch {
+                id: EpochId([5, 6, 7, 8]),
+                seq: 1,
+                layout: Layout::V3,
+                sealed_key: None,
+            },
+        ])
+        .unwrap();
+        let mut c = Config::new_v2(&VaultParams::default(), 65536, 3, 1, &[1; 32], VaultId([9; 8]), &epochs);
+        c.set_wrapped_key(&[2; 64]);
+        c.set_mac(&[3; 32]);
+        c
+    }
+
+    #[test]
+    fn version_2_round_trips_and_authenticates_its_epochs() {
+        let c = sample_v2();
+        let json = c.to_json();
+        let text = String::from_utf8(json.clone()).unwrap();
+        assert!(text.contains("\"vault_id\": \"0909090909090909\""), "{text}");
+        assert!(text.contains("\"id\": \"05060708\""), "{text}");
+        assert_eq!(Config::parse(&json).unwrap(), c);
+        assert_eq!(c.epochs().unwrap().unwrap().newest().id.0, [5, 6, 7, 8]);
+        // The v1 part of the canonical bytes, then the epochs.
+        let canon = c.canonical().unwrap();
+        let mut v1 = c.clone();
+        v1.format_version = CONFIG_V1;
+        v1.vault_id = None;
+        v1.epochs = None;
+        let head = v1.canonical().unwrap();
+        assert_eq!(canon[..14], head[..14]);
+        assert_eq!(canon[14..16], [0, 2]);
+        assert_eq!(canon[16..head.len()], head[16..]);
+        assert_eq!(canon[head.len()..head.len() + 8], [9; 8]);
+        type Edit = Box<dyn Fn(&mut Config)>;
+        let edits: Vec<Edit> = vec![
+            Box::new(|c| c.vault_id = Some("0909090909090908".into())),
+            Box::new(|c| c.epochs.as_mut().unwrap()[0].id = "01020305".into()),
+            Box::new(|c| c.epochs.as_mut().unwrap()[0].layout = 3),
+            Box::new(|c| c.epochs.as_mut().unwrap()[0].key = Some(B64.encode([7u8; 64]))),
+            Box::new(|c| c.epochs.as_mut().unwrap()[1].seq = 2),
+        ];
+        for (i, e) in edits.iter().enumerate() {
+            let mut c = sample_v2();
+            e(&mut c);
+            assert_ne!(c.canonical().unwrap(), canon, "edit {i}");
+        }
+    }
+
+    #[test]
+    fn version_1_has_no_epochs_and_version_2_needs_them() {
+        let edit = |c: &Config, f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v: serde_json::Value = serde_json::from_slice(&c.to_json()).unwrap();
+            f(&mut v);
+            Config::parse(v.to_string().as_bytes())
+        };
+        let e = edit(&sample(), &|v| v["epochs"] = serde_json::json!([])).unwrap_err();
+        assert!(e.to_string().contains("unknown field `epochs`"), "{e}");
+        let e = edit(&sample(), &|v| v["vault_id"] = "0909090909090909".into()).unwrap_err();
+        assert!(e.to_string().contains("unknown field `vault_id`"), "{e}");
+        let v2 = sample_v2();
+        let e = edit(&v2, &|v| {
+            v.as_object_mut().unwrap().remove("vault_id");
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("missing field `vault_id`"), "{e}");
+        let e = edit(&v2, &|v| {
+            v.as_object_mut().unwrap().remove("epochs");
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("missing field `epochs`"), "{e}");
+        let e = edit(&v2, &|v| v["vault_id"] = "0909".into()).unwrap_err();
+        assert!(e.to_string().contains("16 lowercase hex"), "{e}");
+        let e = edit(&v2, &|v| v["epochs"][1]["layout"] = 1.into()).unwrap_err();
+        assert!(e.to_string().contains("layout 3"), "{e}");
+        let e = edit(&v2, &|v| v["feature_flags"] = serde_json::json!(["reverse"])).unwrap_err();
+        assert!(e.to_string().contains("config version 1"), "{e}");
+        let e = edit(&v2, &|v| v["epochs"][0]["extra"] = 1.into()).unwrap_err();
+        assert!(e.to_string().contains("extra"), "{e}");
     }
 
     proptest::proptest! {

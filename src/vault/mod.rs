@@ -8,6 +8,7 @@ mod content;
 mod damage;
 mod dir;
 mod entries;
+pub mod epochs;
 mod error;
 pub mod flags;
 pub mod fsck;
@@ -100,7 +101,8 @@ impl Vault {
         }
         let cfg = unlock::read_config(&path)?;
         let (master, kek) = unlock::unlock_with_password_kek(&cfg, password)?;
-        let mut v = Vault::open(cipherdir, &master, cfg.params(), read_only)?;
+        let keys = unlock::vault_keys(&cfg, &master)?;
+        let mut v = Vault::open_with_keys(cipherdir, keys, cfg.params(), read_only)?;
         v.allow_config_updates(flags::ConfigWriter::new(path, master, kek));
         Ok(v)
     }

@@ -3,13 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::crypto::{self, KdfParams, Kek, KeySet, MasterKey};
+use crate::crypto::{self, KdfParams, Kek, MasterKey};
 use crate::format::backing_name::{DIRIV_LEN, DIRIV_NAME, TEMP_PREFIX};
 use crate::format::config::{Config, VaultParams, CONFIG_NAME, KNOWN_FLAGS};
-use crate::format::recovery;
+use crate::format::recovery::{self, NewestEpoch};
 
 use super::backing::DirFd;
+use super::epochs;
 use super::error::{IoContext, Result, VaultError};
+use super::keys::VaultKeys;
 
 /// Argon2id cost for a new config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,9 +107,19 @@ fn seal_with_kek(path: &Path, cfg: &mut Config, master: &MasterKey, kek: &Kek) -
     })?;
     let wrapped = kek.cipher().seal_to_vec(&canonical, master.expose())?;
     cfg.set_wrapped_key(&wrapped);
-    let keys = KeySet::derive(master, false);
-    cfg.set_mac(&crypto::config_mac(&keys.config_mac, &canonical));
+    cfg.set_mac(&crypto::config_mac(&epochs::mac_key(cfg, master), &canonical));
     Ok(())
+}
+
+fn new_config_v2(
+    params: &VaultParams,
+    cost: KdfCost,
+    vault: crate::format::epochs::VaultId,
+    list: &crate::format::epochs::Epochs,
+) -> Result<Config> {
+    let v1 = new_config(params, cost)?;
+    let salt = v1.salt().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    Ok(Config::new_v2(params, cost.m_kib, cost.t, cost.p, &salt, vault, list))
 }
 
 fn new_config(params: &VaultParams, cost: KdfCost) -> Result<Config> {
@@ -133,6 +145,19 @@ pub fn init(
     params: &VaultParams,
     cost: KdfCost,
 ) -> Result<MasterKey> {
+    init_version(cipherdir, config, password, params, cost, crate::format::CONFIG_V1)
+}
+
+/// [`init`] of a vault of config version `version`: 1 (one master key), or 2 (key epochs:
+/// the returned key is the first epoch's).
+pub fn init_version(
+    cipherdir: &Path,
+    config: Option<&Path>,
+    password: &[u8],
+    params: &VaultParams,
+    cost: KdfCost,
+    version: u16,
+) -> Result<MasterKey> {
     params.validate().map_err(|source| VaultError::Config {
         path: cipherdir.to_path_buf(),
         source,
@@ -143,8 +168,12 @@ pub fn init(
         return Err(VaultError::errno_at(&cfg_path, libc::EEXIST));
     }
     clear_interrupted_init(&dir, cipherdir)?;
-    let master = MasterKey::generate()?;
-    let mut cfg = new_config(params, cost)?;
+    let (master, mut cfg) = if version >= crate::format::CONFIG_V2 {
+        let (vault, list, key) = epochs::first_epoch()?;
+        (key, new_config_v2(params, cost, vault, &list)?)
+    } else {
+        (MasterKey::generate()?, new_config(params, cost)?)
+    };
     seal_config(&cfg_path, &mut cfg, &master, password)?;
     let iv: [u8; DIRIV_LEN] = crypto::random_array()?;
     dir.write_new(DIRIV_NAME.as_bytes(), &iv, 0o444)
@@ -181,8 +210,7 @@ fn clear_interrupted_init(dir: &DirFd, cipherdir: &Path) -> Result<()> {
 fn check_mac(cfg: &Config, master: &MasterKey) -> Result<()> {
     let canonical = cfg.canonical().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
     let mac = cfg.mac().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
-    let keys = KeySet::derive(master, false);
-    crypto::verify_config_mac(&keys.config_mac, &canonical, &mac)
+    crypto::verify_config_mac(&epochs::mac_key(cfg, master), &canonical, &mac)
         .map_err(|_| VaultError::ConfigTampered("config MAC does not match the master key".into()))
 }
 
@@ -258,15 +286,69 @@ pub fn add_flag(path: &Path, master: &MasterKey, kek: &Kek, flag: &str) -> Resul
 /// Opens with a recovery key. If a config is present its MAC must verify under that key and its
 /// parameters win; otherwise the parameters carried in the recovery key are used.
 pub fn unlock_with_recovery_key(text: &str, cfg: Option<&Config>) -> Result<(MasterKey, VaultParams)> {
-    let (key, params) = recovery::decode(text).map_err(VaultError::RecoveryKey)?;
-    let master = MasterKey::from_slice(&key[..]).expect("recovery::decode returns a 32-byte key");
+    recovery_unlock(text, cfg).map(|u| (u.master, u.params))
+}
+
+/// What a recovery key unlocks.
+pub struct RecoveryUnlock {
+    /// The master key (config version 1) or the newest epoch's key (version 2).
+    pub master: MasterKey,
+    /// The vault parameters (the config's when present).
+    pub params: VaultParams,
+    /// The ciphers of every epoch that can be read: all the config lists, or without a
+    /// config only the recovery key's own.
+    pub keys: VaultKeys,
+    /// The epoch a layout-2 recovery key names.
+    pub newest: Option<NewestEpoch>,
+}
+
+/// [`unlock_with_recovery_key`] with the keys of every epoch. A layout-2 recovery key must name
+/// the config's newest epoch.
+pub fn recovery_unlock(text: &str, cfg: Option<&Config>) -> Result<RecoveryUnlock> {
+    let r = recovery::decode(text).map_err(VaultError::RecoveryKey)?;
+    let master = MasterKey::from_slice(&r.key[..]).expect("recovery::decode returns a 32-byte key");
     match cfg {
         Some(cfg) => {
+            if (cfg.format_version >= crate::format::CONFIG_V2) != r.newest.is_some() {
+                return Err(VaultError::ConfigTampered(
+                    "the recovery key is for another config version".into(),
+                ));
+            }
             check_mac(cfg, &master)?;
-            Ok((master, cfg.params()))
+            let newest = epochs::newest_of(cfg)?;
+            if r.newest.is_some() && r.newest != newest {
+                return Err(VaultError::ConfigTampered(
+                    "the recovery key names another epoch than the config's newest".into(),
+                ));
+            }
+            Ok(RecoveryUnlock {
+                keys: epochs::keys_of(cfg, &master)?,
+                params: cfg.params(),
+                master,
+                newest,
+            })
         }
-        None => Ok((master, params)),
+        None => Ok(RecoveryUnlock {
+            keys: epochs::keys_without_config(&master, &r.params, r.newest),
+            params: r.params,
+            master,
+            newest: r.newest,
+        }),
     }
+}
+
+/// The ciphers of every epoch of `cfg`, whose wrap gave `newest` (see [`unlock_with_password`]).
+pub fn vault_keys(cfg: &Config, newest: &MasterKey) -> Result<VaultKeys> {
+    epochs::keys_of(cfg, newest)
+}
+
+/// The recovery key of a vault: layout 1 for config version 1, layout 2 (naming the newest
+/// epoch) for version 2.
+pub fn recovery_key(cfg: &Config, key: &MasterKey) -> Result<zeroize::Zeroizing<String>> {
+    Ok(match epochs::newest_of(cfg)? {
+        Some(n) => recovery::encode_v2(key.expose(), &cfg.params(), n),
+        None => recovery::encode(key.expose(), &cfg.params()),
+    })
 }
 
 /// Re-wraps the master key under a new password (and optionally a new KDF cost); atomic.
@@ -278,9 +360,51 @@ pub fn change_password(path: &Path, old: &[u8], new: &[u8], cost: Option<KdfCost
         t: cfg.kdf.t,
         p: cfg.kdf.p,
     });
-    let mut fresh = new_config(&cfg.params(), cost)?;
+    let mut fresh = renewed(&cfg, cost)?;
     seal_config(path, &mut fresh, &master, new)?;
     write_config(path, &fresh)
+}
+
+/// A config like `old` (parameters and, in config version 2, vault ID and epochs) with a new
+/// salt and KDF cost, wrap and MAC still to be set.
+fn renewed(old: &Config, cost: KdfCost) -> Result<Config> {
+    match (
+        old.vault_id(),
+        old.epochs().map_err(|e| VaultError::ConfigTampered(e.to_string()))?,
+    ) {
+        (Some(vault), Some(list)) => new_config_v2(&old.params(), cost, vault, &list),
+        _ => new_config(&old.params(), cost),
+    }
+}
+
+/// Writes a new config with a new password for a vault opened by recovery key: like `old`
+/// when it is there (its MAC was checked by [`recovery_unlock`]), else from what the key
+/// carries (config version 2: its own epoch only; objects under older epochs need the old
+/// config).
+pub fn reset_config(
+    path: &Path,
+    r: &RecoveryUnlock,
+    old: Option<&Config>,
+    password: &[u8],
+    cost: KdfCost,
+) -> Result<()> {
+    let mut cfg = match (old, r.newest) {
+        (Some(old), _) => renewed(old, cost)?,
+        (None, Some(n)) => {
+            let epoch = crate::format::epochs::Epoch {
+                id: n.id,
+                seq: n.seq,
+                layout: crate::format::epochs::Layout::V3,
+                sealed_key: None,
+            };
+            let list = crate::format::epochs::Epochs::new(vec![epoch])
+                .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+            new_config_v2(&r.params, cost, n.vault, &list)?
+        }
+        (None, None) => new_config(&r.params, cost)?,
+    };
+    seal_config(path, &mut cfg, &r.master, password)?;
+    write_config(path, &cfg)
 }
 
 /// Writes a new config for a vault opened by recovery key (its config was lost).
@@ -322,6 +446,77 @@ mod tests {
         assert_eq!(unlock_with_password(&cfg, b"new").unwrap().expose(), m.expose());
         // second init refused
         assert!(init(tmp.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).is_err());
+    }
+
+    /// Config version 2: one layout-3 epoch; a password change keeps the vault ID and the
+    /// epochs; the layout-2 recovery key opens it with and without the config and names its
+    /// epoch; a layout-1 key or one of another epoch is refused against the config.
+    #[test]
+    fn version_2_init_unlock_passwd_and_recovery() {
+        use crate::crypto::ContentKey;
+        use crate::format::epochs::Layout;
+        let tmp = tempfile::tempdir().unwrap();
+        let p = VaultParams::default();
+        let key = init_version(
+            tmp.path(),
+            None,
+            b"pw",
+            &p,
+            KdfCost::INSECURE_TEST,
+            crate::format::CONFIG_V2,
+        )
+        .unwrap();
+        let path = config_path(tmp.path(), None);
+        let cfg = read_config(&path).unwrap();
+        assert_eq!(cfg.format_version, crate::format::CONFIG_V2);
+        let (got, _) = unlock_with_password_kek(&cfg, b"pw").unwrap();
+        assert_eq!(got.expose(), key.expose());
+        let keys = vault_keys(&cfg, &got).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys.newest().layout, Layout::V3);
+        assert!(matches!(keys.newest().set.content, ContentKey::PerFile(_)));
+        assert_eq!(keys.newest().id, cfg.epochs().unwrap().map(|e| e.newest().id));
+        assert!(matches!(
+            unlock_with_password(&cfg, b"nope"),
+            Err(VaultError::WrongPassword)
+        ));
+
+        change_password(&path, b"pw", b"new", None).unwrap();
+        let after = read_config(&path).unwrap();
+        assert_eq!(after.vault_id, cfg.vault_id);
+        assert_eq!(after.epochs, cfg.epochs);
+        assert_ne!(after.kdf.salt, cfg.kdf.salt);
+        assert_eq!(unlock_with_password(&after, b"new").unwrap().expose(), key.expose());
+
+        let text = recovery_key(&after, &key).unwrap();
+        let with = recovery_unlock(&text, Some(&after)).unwrap();
+        assert_eq!(with.master.expose(), key.expose());
+        assert_eq!(with.newest, epochs::newest_of(&after).unwrap());
+        let without = recovery_unlock(&text, None).unwrap();
+        assert_eq!(without.keys.newest().id, keys.newest().id);
+        assert_eq!(without.params, after.params());
+        // A layout-1 key of the same bytes does not fit a version-2 config.
+        let v1 = recovery::encode(key.expose(), &after.params());
+        assert!(matches!(
+            recovery_unlock(&v1, Some(&after)),
+            Err(VaultError::ConfigTampered(_))
+        ));
+        // A layout-2 key naming another epoch is refused too.
+        let mut other = epochs::newest_of(&after).unwrap().unwrap();
+        other.seq += 1;
+        let wrong = recovery::encode_v2(key.expose(), &after.params(), other);
+        assert!(matches!(
+            recovery_unlock(&wrong, Some(&after)),
+            Err(VaultError::ConfigTampered(_))
+        ));
+
+        // A new password from the recovery key, with the config lost: still version 2, same IDs.
+        std::fs::remove_file(&path).unwrap();
+        reset_config(&path, &without, None, b"third", KdfCost::INSECURE_TEST).unwrap();
+        let reset = read_config(&path).unwrap();
+        assert_eq!(reset.vault_id, cfg.vault_id);
+        assert_eq!(reset.epochs().unwrap().unwrap().newest().id, keys.newest().id.unwrap());
+        assert_eq!(unlock_with_password(&reset, b"third").unwrap().expose(), key.expose());
     }
 
     /// A vault made before `xattr_packs` gains the flag: only the flag list, the wrap and the

@@ -166,13 +166,13 @@ fn unknown_feature_flag_and_newer_version() {
             )
         );
     }
-    let cfg = edited_config(t.path(), &v, |c| c["format_version"] = 2.into());
+    let cfg = edited_config(t.path(), &v, |c| c["format_version"] = 3.into());
     let out = coffer(&["cat", "--config", s(&cfg), s(&v), "x"], Some(b"pw\n"));
     assert_eq!(out.code, 4);
     assert_eq!(
         out.stderr,
         format!(
-            "coffer: error: {}: vault format version 2 is newer than this coffer supports (1); upgrade coffer\n",
+            "coffer: error: {}: vault format version 3 is newer than this coffer supports (2); upgrade coffer\n",
             cfg.display()
         )
     );

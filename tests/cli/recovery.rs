@@ -3,7 +3,7 @@
 use crate::support::cli as cli_common;
 
 use crate::support::data::bytes;
-use cli_common::{coffer, init_cli, put_file};
+use cli_common::{coffer, init_cli, passfile, put_file, recovery_key_from};
 
 fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
@@ -95,4 +95,67 @@ fn masterkey_with_config_present_must_match_it() {
         "coffer: error: wrong recovery key: it does not match this vault's coffer.conf\n\
          coffer: hint: if coffer.conf belongs to another vault, move it away and retry\n"
     );
+}
+
+/// A config-version-2 vault (`init --config-version 2`): `info` lists its one key epoch, the
+/// recovery key is the 116-digit layout 2 and opens the vault (fsck) with and without
+/// `coffer.conf`, and `passwd --masterkey` writes a version-2 config with the same epoch.
+#[test]
+fn a_version_2_vault_has_an_epoch_and_a_layout_2_recovery_key() {
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let pf = passfile(t.path(), "pw", "pw");
+    let out = coffer(
+        &[
+            "init",
+            "--insecure-fast-kdf",
+            "--config-version",
+            "2",
+            "--passfile",
+            s(&pf),
+            s(&v),
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let key = recovery_key_from(&out.stdout_str());
+    assert_eq!(key.chars().filter(char::is_ascii_hexdigit).count(), 116, "{key}");
+    let info = coffer(&["info", s(&v)], None).stdout_str();
+    assert!(info.contains("format version:  2"), "{info}");
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("coffer.conf")).unwrap()).unwrap();
+    let id = cfg["epochs"][0]["id"].as_str().unwrap().to_string();
+    assert!(
+        info.contains(&format!("key epochs:      {id} (#0, layout 3)")),
+        "{info}"
+    );
+    assert!(
+        info.contains(&format!("vault ID:        {}", cfg["vault_id"].as_str().unwrap())),
+        "{info}"
+    );
+
+    let stdin = format!("{key}\n");
+    let out = coffer(&["fsck", "--masterkey", s(&v)], Some(stdin.as_bytes()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::fs::rename(v.join("coffer.conf"), t.path().join("saved.conf")).unwrap();
+    let out = coffer(&["fsck", "--masterkey", s(&v)], Some(stdin.as_bytes()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let new = passfile(t.path(), "new", "new-pw");
+    let out = coffer(
+        &[
+            "passwd",
+            "--masterkey",
+            "--insecure-fast-kdf",
+            "--new-passfile",
+            s(&new),
+            s(&v),
+        ],
+        Some(stdin.as_bytes()),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let again: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("coffer.conf")).unwrap()).unwrap();
+    assert_eq!(again["format_version"], 2);
+    assert_eq!(again["vault_id"], cfg["vault_id"]);
+    assert_eq!(again["epochs"][0]["id"], cfg["epochs"][0]["id"]);
+    let out = coffer(&["fsck", "--passfile", s(&new), s(&v)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }

@@ -154,14 +154,31 @@ proptest! {
     fn recovery_key_valid_checksum(body in prop::collection::vec(any::<u8>(), 38), v1 in any::<bool>()) {
         let mut raw = body.clone();
         if v1 {
-            raw[0..2].copy_from_slice(&coffer::format::FORMAT_VERSION.to_be_bytes());
+            raw[0..2].copy_from_slice(&coffer::format::CONFIG_V1.to_be_bytes());
         }
         let check = Sha256::digest(&raw);
         raw.extend_from_slice(&check[..4]);
         let text: String = raw.iter().map(|b| format!("{b:02X}")).collect();
-        if let Ok((key, params)) = recovery::decode(&text) {
-            prop_assert_eq!(&key[..], &raw[6..38]);
-            prop_assert!(params.validate().is_ok());
+        if let Ok(r) = recovery::decode(&text) {
+            prop_assert_eq!(&r.key[..], &raw[6..38]);
+            prop_assert!(r.params.validate().is_ok());
+            prop_assert!(r.newest.is_none());
+        }
+    }
+
+    /// Structurally valid layout-2 keys with arbitrary fields.
+    #[test]
+    fn recovery_key_v2_valid_checksum(body in prop::collection::vec(any::<u8>(), 54), v2 in any::<bool>()) {
+        let mut raw = body.clone();
+        if v2 {
+            raw[0..2].copy_from_slice(&coffer::format::CONFIG_V2.to_be_bytes());
+        }
+        let check = Sha256::digest(&raw);
+        raw.extend_from_slice(&check[..4]);
+        let text: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        if let Ok(r) = recovery::decode(&text) {
+            prop_assert_eq!(&r.key[..], &raw[22..54]);
+            prop_assert!(r.newest.is_some());
         }
     }
 }

@@ -444,9 +444,14 @@ fn edited_config_fields_refuse_to_unlock() {
     type Edit = (&'static str, Box<dyn Fn(&mut serde_json::Value)>, &'static str);
     let edits: Vec<Edit> = vec![
         (
+            "format_version 3",
+            Box::new(|v| v["format_version"] = 3.into()),
+            "newer",
+        ),
+        (
             "format_version 2",
             Box::new(|v| v["format_version"] = 2.into()),
-            "newer",
+            "missing field `vault_id`",
         ),
         (
             "format_version 0",
