@@ -67,13 +67,11 @@ fn key_set(layout: Layout, key: &MasterKey) -> KeySet {
     }
 }
 
-/// The ciphers of every epoch `cfg` can read, `newest` being the key its wrap (or a recovery
-/// key) gave. A config-version-1 config has one epoch: the master key. The config's MAC must
-/// have been checked under `newest` before.
-pub fn keys_of(cfg: &Config, newest: &MasterKey) -> Result<VaultKeys> {
+/// Every epoch of a config-version-2 config with its key, oldest first, `newest` being the key
+/// its wrap (or a recovery key) gave; `None` for config version 1.
+pub fn epoch_keys(cfg: &Config, newest: &MasterKey) -> Result<Option<(VaultId, Vec<(Epoch, MasterKey)>)>> {
     let Some(epochs) = cfg.epochs().map_err(tampered)? else {
-        let reverse = cfg.params().has_flag(FLAG_REVERSE);
-        return Ok(VaultKeys::single(KeySet::derive(newest, reverse)));
+        return Ok(None);
     };
     let vault = cfg
         .vault_id()
@@ -82,24 +80,38 @@ pub fn keys_of(cfg: &Config, newest: &MasterKey) -> Result<VaultKeys> {
     let cipher = epoch_key_cipher(newest);
     let mut out = Vec::with_capacity(epochs.all().len());
     for e in epochs.all() {
-        let set = match &e.sealed_key {
-            None => key_set(e.layout, newest),
+        let key = match &e.sealed_key {
+            None => newest.clone(),
             Some(sealed) => {
                 let aad = sealed_key_aad(vault, top.id, e.id, e.seq, e.layout);
                 let raw = zeroize::Zeroizing::new(cipher.open_from_slice(&aad, sealed).map_err(|_| {
                     VaultError::ConfigTampered(format!("the key of epoch {} does not open", e.id.to_hex()))
                 })?);
-                let key = MasterKey::from_slice(&raw)
-                    .ok_or_else(|| VaultError::ConfigTampered("an epoch key has the wrong length".into()))?;
-                key_set(e.layout, &key)
+                MasterKey::from_slice(&raw)
+                    .ok_or_else(|| VaultError::ConfigTampered("an epoch key has the wrong length".into()))?
             }
         };
-        out.push(EpochKeys {
+        out.push((e.clone(), key));
+    }
+    Ok(Some((vault, out)))
+}
+
+/// The ciphers of every epoch `cfg` can read, `newest` being the key its wrap (or a recovery
+/// key) gave. A config-version-1 config has one epoch: the master key. The config's MAC must
+/// have been checked under `newest` before.
+pub fn keys_of(cfg: &Config, newest: &MasterKey) -> Result<VaultKeys> {
+    let Some((_, list)) = epoch_keys(cfg, newest)? else {
+        let reverse = cfg.params().has_flag(FLAG_REVERSE);
+        return Ok(VaultKeys::single(KeySet::derive(newest, reverse)));
+    };
+    let out = list
+        .iter()
+        .map(|(e, key)| EpochKeys {
             id: Some(e.id),
             layout: e.layout,
-            set,
-        });
-    }
+            set: key_set(e.layout, key),
+        })
+        .collect();
     VaultKeys::from_epochs(out).ok_or_else(|| VaultError::ConfigTampered("no epochs".into()))
 }
 

@@ -407,6 +407,23 @@ pub fn reset_config(
     write_config(path, &cfg)
 }
 
+/// Writes a config-version-2 config at `path` for `epochs`, whose newest key is `newest`,
+/// wrapped under `password` with a fresh salt at `cost`; returns it as written.
+pub fn write_epochs(
+    path: &Path,
+    params: &VaultParams,
+    cost: KdfCost,
+    vault: crate::format::epochs::VaultId,
+    epochs: &crate::format::epochs::Epochs,
+    newest: &MasterKey,
+    password: &[u8],
+) -> Result<Config> {
+    let mut cfg = new_config_v2(params, cost, vault, epochs)?;
+    seal_config(path, &mut cfg, newest, password)?;
+    write_config(path, &cfg)?;
+    Ok(cfg)
+}
+
 /// Writes a new config for a vault opened by recovery key (its config was lost).
 pub fn write_new_config(
     path: &Path,

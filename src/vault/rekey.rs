@@ -1,0 +1,151 @@
+//! `coffer rekey`, its first step: a new key epoch (docs/FORMAT.md §15.7). The new epoch's key
+//! is wrapped under the same password, every older epoch's key is sealed under it, and a
+//! config-version-1 vault becomes config version 2 with its master key as a layout-1 epoch.
+//! Objects stay where they are: they are read under their own epoch until moved.
+
+use std::path::Path;
+
+use crate::crypto::{self, MasterKey};
+use crate::format::config::Config;
+use crate::format::epochs::{Epoch, EpochId, Epochs, Layout, VaultId, MAX_EPOCHS};
+
+use super::epochs::{epoch_keys, seal_older};
+use super::error::{Result, VaultError};
+use super::unlock::{self, KdfCost};
+
+/// What starting an epoch wrote.
+pub struct NewEpoch {
+    /// The new epoch's key (for the recovery key print-out).
+    pub key: MasterKey,
+    /// The config as written.
+    pub config: Config,
+}
+
+/// Starts a new key epoch in the config at `path`, unlocked with `password` (which stays the
+/// password). Refused when the config already lists [`MAX_EPOCHS`].
+pub fn start_epoch(path: &Path, password: &[u8]) -> Result<NewEpoch> {
+    let cfg = unlock::read_config(path)?;
+    let (current, _) = unlock::unlock_with_password_kek(&cfg, password)?;
+    let (vault, old) = match epoch_keys(&cfg, &current)? {
+        Some(v) => v,
+        // Config version 1: its master key becomes the first epoch, of layout 1.
+        None => {
+            let epoch = Epoch {
+                id: EpochId(crypto::random_array()?),
+                seq: 0,
+                layout: Layout::V1,
+                sealed_key: None,
+            };
+            (VaultId(crypto::random_array()?), vec![(epoch, current)])
+        }
+    };
+    if old.len() >= MAX_EPOCHS {
+        return Err(VaultError::Unsupported(
+            "the config lists 16 key epochs already: run `coffer rekey --finish` first",
+        ));
+    }
+    let mut id = EpochId(crypto::random_array()?);
+    while old.iter().any(|(e, _)| e.id == id) {
+        id = EpochId(crypto::random_array()?);
+    }
+    let seq = old.iter().map(|(e, _)| e.seq).max().unwrap_or(0) + 1;
+    let key = MasterKey::generate()?;
+    let mut list = Vec::with_capacity(old.len() + 1);
+    for (e, k) in &old {
+        let sealed = seal_older(&key, vault, id, e, k)?;
+        list.push(Epoch {
+            sealed_key: Some(sealed),
+            ..e.clone()
+        });
+    }
+    list.push(Epoch {
+        id,
+        seq,
+        layout: Layout::V3,
+        sealed_key: None,
+    });
+    let epochs = Epochs::new(list).map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let cost = KdfCost {
+        m_kib: cfg.kdf.m_kib,
+        t: cfg.kdf.t,
+        p: cfg.kdf.p,
+    };
+    let config = unlock::write_epochs(path, &cfg.params(), cost, vault, &epochs, &key, password)?;
+    Ok(NewEpoch { key, config })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::config::VaultParams;
+    use crate::vault::Vault;
+
+    /// A config-version-1 vault gains a layout-1 epoch for its old key and a layout-3 one on
+    /// top; its files (written before) still read; the old config, kept aside, still opens with
+    /// the old password but knows nothing of the new epoch; a second rekey seals both older
+    /// keys under the third.
+    #[test]
+    fn a_version_1_vault_gets_epochs_and_keeps_its_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let master = unlock::init(dir, None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+        let path = unlock::config_path(dir, None);
+        {
+            let v = Vault::unlock(dir, None, b"pw", false).unwrap();
+            let root = v.root_dir().unwrap();
+            let (f, _) = v.create_file(&root, b"old.txt", 0o644).unwrap();
+            f.write_at(b"written under the old key", 0).unwrap();
+        }
+        let saved = std::fs::read(&path).unwrap();
+
+        let first = start_epoch(&path, b"pw").unwrap();
+        assert_eq!(first.config.format_version, crate::format::CONFIG_V2);
+        let epochs = first.config.epochs().unwrap().unwrap();
+        assert_eq!(epochs.all().len(), 2);
+        assert_eq!(epochs.all()[0].layout, Layout::V1);
+        assert_eq!(epochs.newest().layout, Layout::V3);
+        let cfg = unlock::read_config(&path).unwrap();
+        assert_eq!(cfg, first.config);
+        let (newest, _) = unlock::unlock_with_password_kek(&cfg, b"pw").unwrap();
+        assert_eq!(newest.expose(), first.key.expose());
+        let keys = unlock::vault_keys(&cfg, &newest).unwrap();
+        let v1 = keys.layout1().unwrap();
+        let want = crate::crypto::KeySet::derive(&master, false);
+        let nonce = [3u8; 16];
+        let seal = |s: &crate::crypto::KeySet| s.content.shared().unwrap().seal_with_nonce_to_vec(&nonce, b"", b"x");
+        assert_eq!(seal(&v1.set), seal(&want), "the layout-1 epoch is the old master key");
+        let v = Vault::unlock(dir, None, b"pw", true).unwrap();
+        let root = v.root_dir().unwrap();
+        let entry = root
+            .fd
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name != b"coffer.diriv" && e.name != b"coffer.conf")
+            .unwrap()
+            .name;
+        let f = v.open_file(&root, &entry, false).unwrap();
+        let mut buf = vec![0u8; 64];
+        let n = f.read_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf[..n], b"written under the old key");
+
+        // The old config still opens with the old password, to the old master key only.
+        let old_cfg = Config::parse(&saved).unwrap();
+        let old_master = unlock::unlock_with_password(&old_cfg, b"pw").unwrap();
+        assert_eq!(old_master.expose(), master.expose());
+        assert_ne!(old_master.expose(), first.key.expose());
+
+        let second = start_epoch(&path, b"pw").unwrap();
+        let epochs = second.config.epochs().unwrap().unwrap();
+        assert_eq!(epochs.all().len(), 3);
+        assert_eq!(epochs.newest().seq, 2);
+        assert_eq!(second.config.vault_id, first.config.vault_id);
+        let cfg = unlock::read_config(&path).unwrap();
+        let keys = unlock::vault_keys(&cfg, &second.key).unwrap();
+        assert_eq!(keys.len(), 3);
+        // The first epoch's key is now sealed under the second's: the first key alone opens
+        // nothing of this config.
+        assert!(unlock::vault_keys(&cfg, &first.key).is_err());
+        assert!(matches!(start_epoch(&path, b"wrong"), Err(VaultError::WrongPassword)));
+    }
+}
