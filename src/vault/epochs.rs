@@ -67,9 +67,17 @@ fn key_set(layout: Layout, key: &MasterKey) -> KeySet {
     }
 }
 
-/// Every epoch of a config-version-2 config with its key, oldest first, `newest` being the key
-/// its wrap (or a recovery key) gave; `None` for config version 1.
-pub fn epoch_keys(cfg: &Config, newest: &MasterKey) -> Result<Option<(VaultId, Vec<(Epoch, MasterKey)>)>> {
+/// A config's vault ID and its epochs, each with its key, oldest first.
+pub struct OpenedEpochs {
+    /// The vault's ID.
+    pub vault: VaultId,
+    /// Every epoch and its key.
+    pub list: Vec<(Epoch, MasterKey)>,
+}
+
+/// Every epoch of a config-version-2 config with its key, `newest` being the key its wrap (or
+/// a recovery key) gave; `None` for config version 1.
+pub fn epoch_keys(cfg: &Config, newest: &MasterKey) -> Result<Option<OpenedEpochs>> {
     let Some(epochs) = cfg.epochs().map_err(tampered)? else {
         return Ok(None);
     };
@@ -93,14 +101,14 @@ pub fn epoch_keys(cfg: &Config, newest: &MasterKey) -> Result<Option<(VaultId, V
         };
         out.push((e.clone(), key));
     }
-    Ok(Some((vault, out)))
+    Ok(Some(OpenedEpochs { vault, list: out }))
 }
 
 /// The ciphers of every epoch `cfg` can read, `newest` being the key its wrap (or a recovery
 /// key) gave. A config-version-1 config has one epoch: the master key. The config's MAC must
 /// have been checked under `newest` before.
 pub fn keys_of(cfg: &Config, newest: &MasterKey) -> Result<VaultKeys> {
-    let Some((_, list)) = epoch_keys(cfg, newest)? else {
+    let Some(OpenedEpochs { list, .. }) = epoch_keys(cfg, newest)? else {
         let reverse = cfg.params().has_flag(FLAG_REVERSE);
         return Ok(VaultKeys::single(KeySet::derive(newest, reverse)));
     };

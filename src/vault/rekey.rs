@@ -27,7 +27,7 @@ pub fn start_epoch(path: &Path, password: &[u8]) -> Result<NewEpoch> {
     let cfg = unlock::read_config(path)?;
     let (current, _) = unlock::unlock_with_password_kek(&cfg, password)?;
     let (vault, old) = match epoch_keys(&cfg, &current)? {
-        Some(v) => v,
+        Some(opened) => (opened.vault, opened.list),
         // Config version 1: its master key becomes the first epoch, of layout 1.
         None => {
             let epoch = Epoch {
