@@ -153,14 +153,17 @@ pub mod info {
 }
 
 /// How the blocks of files are keyed.
-// One per key set, made once per vault: boxing the expanded cipher would only add a pointer
-// chase to every block.
-#[allow(clippy::large_enum_variant)]
+///
+/// Each variant is boxed: an enum holding the ciphers inline has padding between its tag and
+/// the 16-byte-aligned cipher, and a move into the key set's allocation can carry leftover key
+/// bytes from the stack into that padding, which no cipher's wipe reaches. A box holds the
+/// cipher alone, wiped whole on drop. (Codecs borrow the cipher once per file, so the pointer
+/// costs nothing per block.)
 pub enum ContentKey {
     /// One key seals every block of every file (file header versions 1 and 2).
-    Shared(BlockCipher),
+    Shared(Box<BlockCipher>),
     /// Each file has keys of its own, derived from its file ID (file header version 3).
-    PerFile(FileKeyRoot),
+    PerFile(Box<FileKeyRoot>),
 }
 
 impl ContentKey {
@@ -207,7 +210,9 @@ impl KeySet {
             }
         };
         KeySet {
-            content: ContentKey::Shared(BlockCipher::new(master.derive::<32>(&name(info::CONTENT)).expose())),
+            content: ContentKey::Shared(Box::new(BlockCipher::new(
+                master.derive::<32>(&name(info::CONTENT)).expose(),
+            ))),
             names: NameCipher::new(master.derive::<64>(&name(info::NAMES)).expose()),
             symlinks: BlockCipher::new(master.derive::<32>(&name(info::SYMLINKS)).expose()),
             xattr_names: NameCipher::new(master.derive::<64>(&name(info::XATTR_NAMES)).expose()),
@@ -222,7 +227,7 @@ impl KeySet {
     /// the `coffer v3` info strings (docs/FORMAT.md §15.2).
     pub fn derive_v3(epoch_key: &MasterKey) -> Self {
         KeySet {
-            content: ContentKey::PerFile(FileKeyRoot::derive(epoch_key)),
+            content: ContentKey::PerFile(Box::new(FileKeyRoot::derive(epoch_key))),
             names: NameCipher::new(epoch_key.derive::<64>(info::V3_NAMES).expose()),
             symlinks: BlockCipher::new(epoch_key.derive::<32>(info::V3_SYMLINKS).expose()),
             xattr_names: NameCipher::new(epoch_key.derive::<64>(info::V3_XATTR_NAMES).expose()),
