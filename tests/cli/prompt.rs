@@ -49,6 +49,9 @@ impl Pty {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
+                // As from an interactive shell: a test run started in the background of a
+                // script inherits SIGINT ignored, and coffer would then end by its error path.
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
                 if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
