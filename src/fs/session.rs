@@ -336,6 +336,11 @@ fn serve<T: Ops>(p: Prepared<T>, idle: Option<Duration>, on_ready: Box<dyn FnOnc
     served.map_err(MountError::Io)
 }
 
+/// How often [`MountHandle`] tries again an unmount that found the mount busy, and how long it
+/// waits before each try.
+const BUSY_RETRIES: usize = 20;
+const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A mount served by background threads; dropping it unmounts.
 #[derive(Debug)]
 pub struct MountHandle {
@@ -363,7 +368,18 @@ impl MountHandle {
 
     fn shutdown(&mut self) -> io::Result<()> {
         let Some(bg) = self.session.take() else { return Ok(()) };
-        let r = unmount(&self.mountpoint, false);
+        let mut r = unmount(&self.mountpoint, false);
+        // A process forked elsewhere in this one holds copies of its descriptors, some of them
+        // files on this mount, until it calls exec: the mount is busy for that moment only.
+        for _ in 0..BUSY_RETRIES {
+            match &r {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(BUSY_PAUSE);
+                    r = unmount(&self.mountpoint, false);
+                }
+                _ => break,
+            }
+        }
         if let Err(e) = &r {
             // Busy or broken: abort the connection so the serving threads end, then detach.
             log::warn!("unmount {}: {e}; aborting the connection", self.mountpoint.display());
@@ -372,8 +388,9 @@ impl MountHandle {
             }
             let _ = unmount(&self.mountpoint, true);
         }
-        bg.join()?;
-        r
+        // The unmount's own error says more than the serving threads' (an aborted connection).
+        let joined = bg.join();
+        r.and(joined)
     }
 }
 
