@@ -121,7 +121,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__cat)
-            opts="-v -h --passfile --extpass --config --masterkey --verbose --help"
+            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -161,7 +161,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__decrypt__subcmd__name)
-            opts="-v -h --passfile --extpass --config --masterkey --verbose --help"
+            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -187,7 +187,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__encrypt__subcmd__name)
-            opts="-v -h --passfile --extpass --config --masterkey --verbose --help"
+            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -213,7 +213,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__export)
-            opts="-v -h --passfile --extpass --config --masterkey --force --verbose --help"
+            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --force --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -239,7 +239,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__fsck)
-            opts="-v -h --passfile --extpass --config --masterkey --repair --json --verbose --help"
+            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --repair --json --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -549,7 +549,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__mount)
-            opts="-f -v -h --passfile --extpass --config --masterkey --fg --ro --allow-other --nonempty --suid --dev --atime --nodiratime --idle --log --daemon-child --verbose --help"
+            opts="-f -v -h --passfile --extpass --config --masterkey --accept-config-change --fg --ro --allow-other --nonempty --suid --dev --atime --nodiratime --idle --log --daemon-child --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -587,7 +587,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__passwd)
-            opts="-v -h --passfile --extpass --config --masterkey --new-passfile --new-extpass --insecure-fast-kdf --verbose --help"
+            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --new-passfile --new-extpass --insecure-fast-kdf --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -621,7 +621,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__reverse)
-            opts="-f -v -h --passfile --extpass --config --masterkey --exclude --fg --allow-other --idle --log --daemon-child --verbose --help"
+            opts="-f -v -h --passfile --extpass --config --masterkey --accept-config-change --exclude --fg --allow-other --idle --log --daemon-child --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -63,6 +63,7 @@ strictatime\t'Update the access time on every read'"
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l idle -d 'Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h)' -r
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l log -d 'Write the log to FILE (default: syslog in the background, stderr with --fg)' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -s f -l fg -d 'Stay in the foreground (logs go to stderr)'
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l ro -d 'Mount read-only'
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l allow-other -d 'Let other users see the mount (needs root or user_allow_other in /etc/fuse.conf)'
@@ -81,6 +82,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l config -d 'Read
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l new-passfile -d 'Read the new password from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l new-extpass -d 'Run CMD and use the first line of its stdout as the new password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l insecure-fast-kdf -d 'TESTS ONLY: re-wrap with the cheapest password KDF (see `init --insecure-fast-kdf`)'
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -s h -l help -d 'Print help'
@@ -91,12 +93,14 @@ complete -c coffer -n "__fish_coffer_using_subcommand cat" -l passfile -d 'Read 
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand cat" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -s h -l help -d 'Print help'
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand export" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l force -d 'Export into a non-empty OUTDIR (existing files with the same names make it fail)'
 complete -c coffer -n "__fish_coffer_using_subcommand export" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c coffer -n "__fish_coffer_using_subcommand export" -s h -l help -d 'Print help'
@@ -104,6 +108,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l passfile -d 'Read
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l repair -d 'Fix the safe cases (never deletes readable data)'
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l json -d 'Print the report as JSON on stdout'
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
@@ -115,6 +120,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l exclude -d 'Hi
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l idle -d 'Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h)' -r
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l log -d 'Write the log to FILE (default: syslog in the background, stderr with --fg)' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -s f -l fg -d 'Stay in the foreground (logs go to stderr)'
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l allow-other -d 'Let other users see the mount (needs root or user_allow_other in /etc/fuse.conf)'
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l daemon-child -d 'Internal: set by `coffer reverse` on the background process it starts'
@@ -124,12 +130,14 @@ complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l passfile 
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -s h -l help -d 'Print help'
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
+complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -s h -l help -d 'Print help'
 complete -c coffer -n "__fish_coffer_using_subcommand completions" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'

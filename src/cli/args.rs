@@ -259,6 +259,10 @@ pub struct OpenArgs {
     /// password; works without coffer.conf.
     #[arg(long)]
     pub masterkey: bool,
+    /// Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault
+    /// (an older config put back, or another vault's), and remember this config instead.
+    #[arg(long)]
+    pub accept_config_change: bool,
 }
 
 /// `mount`.

@@ -20,6 +20,7 @@ mod names;
 mod open;
 mod passwd;
 mod password;
+mod pin;
 mod progress;
 mod reverse;
 mod tty;

@@ -56,6 +56,7 @@ fn start(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, verbose: u8) -> 
         (args.dev, "--dev"),
         (args.nodiratime, "--nodiratime"),
         (args.open.masterkey, "--masterkey"),
+        (args.open.accept_config_change, "--accept-config-change"),
     ];
     cmd.args(flags.iter().filter(|(on, _)| *on).map(|(_, f)| f));
     if let Some(mode) = clap::ValueEnum::to_possible_value(&args.atime) {

@@ -10,6 +10,7 @@ use coffer::vault::{classify_backing, unlock, BackingName, Vault, VaultError};
 use super::args::OpenArgs;
 use super::error::{code, CliError, CliResult};
 use super::password::{read_secret, Ask};
+use super::pin;
 
 /// Checks that CIPHERDIR is an existing directory.
 pub fn check_cipherdir(cipherdir: &Path) -> CliResult {
@@ -37,6 +38,7 @@ pub fn open_vault(cipherdir: &Path, args: &OpenArgs, read_only: bool) -> CliResu
     let cfg = read_config(cipherdir, args.config.as_deref())?;
     let password = read_secret(&args.secret, Ask::Password)?;
     let (master, kek) = unlock::unlock_with_password_kek(&cfg, &password)?;
+    pin::check(cipherdir, &cfg, args.accept_config_change)?;
     let keys = unlock::vault_keys(&cfg, &master)?;
     let mut vault = Vault::open_with_keys(cipherdir, keys, cfg.params(), read_only)?;
     let path = unlock::config_path(cipherdir, args.config.as_deref());
@@ -66,6 +68,9 @@ fn open_with_recovery_key(cipherdir: &Path, args: &OpenArgs, read_only: bool) ->
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(cfg) = &cfg {
+        pin::check(cipherdir, cfg, args.accept_config_change)?;
+    }
     let vault = Vault::open_with_keys(cipherdir, unlocked.keys, unlocked.params, read_only)?;
     if cfg.is_none() {
         check_key_decrypts_root(&vault)?;

@@ -159,3 +159,101 @@ fn a_version_2_vault_has_an_epoch_and_a_layout_2_recovery_key() {
     let out = coffer(&["fsck", "--passfile", s(&new), s(&v)], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+/// Runs `coffer fsck` of `v` with `pf` and the pins kept in `state`, plus `extra` flags.
+fn fsck_pinned(v: &std::path::Path, pf: &std::path::Path, state: &std::path::Path, extra: &[&str]) -> cli_common::Out {
+    let mut args = vec!["fsck", "--passfile", s(pf)];
+    args.extend_from_slice(extra);
+    args.push(s(v));
+    cli_common::coffer_env(&args, &[("XDG_STATE_HOME", state.as_os_str())])
+}
+
+#[test]
+fn a_config_put_back_from_before_the_newest_epoch_is_refused_until_accepted() {
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let state = t.path().join("state");
+    let pf = passfile(t.path(), "pw", "pw");
+    let init = |dir: &std::path::Path, version: &str| {
+        let out = coffer(
+            &[
+                "init",
+                "--insecure-fast-kdf",
+                "--config-version",
+                version,
+                "--passfile",
+                s(&pf),
+                s(dir),
+            ],
+            None,
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    };
+    init(&v, "2");
+    let first = std::fs::read(v.join("coffer.conf")).unwrap();
+    // The first open pins epoch #0.
+    let out = fsck_pinned(&v, &pf, &state, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let pins: Vec<_> = std::fs::read_dir(state.join("coffer/pins")).unwrap().collect();
+    assert_eq!(pins.len(), 1);
+
+    // A new epoch starts; the next open moves the pin to it.
+    coffer::vault::rekey::start_epoch(&coffer::vault::unlock::config_path(&v, None), b"pw").unwrap();
+    let second = std::fs::read(v.join("coffer.conf")).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(fsck_pinned(&v, &pf, &state, &[]).code, 0);
+
+    // The config from before it, put back (as from a sync client's version history), is refused.
+    std::fs::write(v.join("coffer.conf"), &first).unwrap();
+    // fsck says it could not run (its code 2); other commands exit with code 4.
+    let out = fsck_pinned(&v, &pf, &state, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let cat = cli_common::coffer_env(
+        &["cat", "--passfile", s(&pf), s(&v), "any"],
+        &[("XDG_STATE_HOME", state.as_os_str())],
+    );
+    assert_eq!(cat.code, 4, "{}", cat.stderr);
+    assert_eq!(cat.stderr, out.stderr);
+    assert_eq!(
+        out.stderr,
+        "coffer: error: coffer.conf was rolled back: its newest key epoch is #0, and this machine has seen #1\n\
+         coffer: hint: if you put this coffer.conf back on purpose, pass --accept-config-change once\n"
+    );
+    // Refused again: a refusal does not move the pin.
+    assert_eq!(fsck_pinned(&v, &pf, &state, &[]).code, 2);
+    // Accepted once, it is pinned, and then opens without the flag; the newer one then still opens.
+    assert_eq!(fsck_pinned(&v, &pf, &state, &["--accept-config-change"]).code, 0);
+    assert_eq!(fsck_pinned(&v, &pf, &state, &[]).code, 0);
+    std::fs::write(v.join("coffer.conf"), &second).unwrap();
+    assert_eq!(fsck_pinned(&v, &pf, &state, &[]).code, 0);
+
+    // Another vault's config (same password) in its place is refused as a replacement.
+    let other = t.path().join("other");
+    init(&other, "2");
+    std::fs::copy(other.join("coffer.conf"), v.join("coffer.conf")).unwrap();
+    let out = fsck_pinned(&v, &pf, &state, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("coffer: error: coffer.conf was replaced: it belongs to vault "),
+        "{}",
+        out.stderr
+    );
+
+    // A config version 1 (no epochs) where epochs were seen is a rollback too.
+    let old = t.path().join("old");
+    init(&old, "1");
+    std::fs::copy(old.join("coffer.conf"), v.join("coffer.conf")).unwrap();
+    let out = fsck_pinned(&v, &pf, &state, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("coffer: error: coffer.conf was rolled back: it has no key epochs"),
+        "{}",
+        out.stderr
+    );
+
+    // Another machine (another state directory) has no pin and opens the newest config.
+    std::fs::write(v.join("coffer.conf"), &second).unwrap();
+    assert_eq!(fsck_pinned(&v, &pf, &t.path().join("elsewhere"), &[]).code, 0);
+}

@@ -26,9 +26,20 @@ impl Out {
 
 /// Runs `coffer ARGS` with `stdin` (or an empty stdin) and no RUST_LOG.
 pub fn coffer<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: Option<&[u8]>) -> Out {
+    run_coffer(args, stdin, &[])
+}
+
+/// Runs `coffer ARGS` with an empty stdin and the environment variables `env` set.
+pub fn coffer_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &std::ffi::OsStr)]) -> Out {
+    run_coffer(args, None, env)
+}
+
+fn run_coffer<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: Option<&[u8]>, env: &[(&str, &std::ffi::OsStr)]) -> Out {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
         .args(args)
         .env_remove("RUST_LOG")
+        .env("XDG_STATE_HOME", state_home())
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -46,6 +57,12 @@ pub fn coffer<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: Option<&[u8]>) -> Ou
         stdout: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The state directory (rollback pins) of the `coffer` runs of this test process, so that tests
+/// leave nothing in the home directory.
+pub fn state_home() -> PathBuf {
+    std::env::temp_dir().join(format!("coffer-test-state-{}", std::process::id()))
 }
 
 /// Runs `coffer fsck --json [extra] --passfile PF CIPHER`.
@@ -144,7 +161,10 @@ impl Drop for Unmount {
 /// (a machine whose hard limit is low too).
 pub fn coffer_limited<S: AsRef<std::ffi::OsStr>>(args: &[S], nofile: u64) -> Out {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
-    cmd.args(args).env_remove("RUST_LOG").stdin(Stdio::null());
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .env("XDG_STATE_HOME", state_home())
+        .stdin(Stdio::null());
     // SAFETY: only async-signal-safe setrlimit between fork and exec.
     unsafe {
         use std::os::unix::process::CommandExt;

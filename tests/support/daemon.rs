@@ -68,6 +68,7 @@ impl Daemon {
             .arg(cipher)
             .arg(&mnt)
             .env("RUST_LOG", "warn")
+            .env("XDG_STATE_HOME", super::cli::state_home())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)

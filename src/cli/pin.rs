@@ -1,0 +1,118 @@
+//! The rollback pin: for each CIPHERDIR this user has opened, the vault ID and the newest key
+//! epoch seen (docs/FORMAT.md §15.8). A config that lacks that epoch — an older `coffer.conf`
+//! put back from a sync client's version history, one from before the vault had epochs, or one
+//! of another vault — is refused unless the user accepts it; accepting pins it.
+//!
+//! Pins live in `$XDG_STATE_HOME/coffer/pins/` (else `~/.local/state/coffer/pins/`), one small
+//! JSON file per CIPHERDIR, named by a hash of its canonical path. They hold no secret.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use coffer::format::config::Config;
+
+use super::error::{code, CliError, CliResult};
+
+/// What a pin remembers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Pin {
+    vault_id: String,
+    seq: u32,
+    epoch: String,
+}
+
+/// Where the pins live, if this user has a state directory.
+fn pin_dir() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".local/state"),
+    };
+    Some(base.join("coffer").join("pins"))
+}
+
+fn pin_file(dir: &Path, cipherdir: &Path) -> PathBuf {
+    let canonical = std::fs::canonicalize(cipherdir).unwrap_or_else(|_| cipherdir.to_path_buf());
+    let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{name}.json"))
+}
+
+/// What the config says about itself, as a pin would record it (`None` for config version 1).
+fn pin_of(cfg: &Config) -> Option<Pin> {
+    let epochs = cfg.epochs().ok()??;
+    let newest = epochs.newest();
+    Some(Pin {
+        vault_id: cfg.vault_id.clone()?,
+        seq: newest.seq,
+        epoch: newest.id.to_hex(),
+    })
+}
+
+/// Checks `cfg`, the config of `cipherdir`, against this user's pin and moves the pin forward
+/// to it. `accept` lets a config through that the pin refuses, and pins it.
+pub fn check(cipherdir: &Path, cfg: &Config, accept: bool) -> CliResult {
+    let Some(dir) = pin_dir() else {
+        log::debug!("no state directory: the config is not checked against a pin");
+        return Ok(());
+    };
+    let file = pin_file(&dir, cipherdir);
+    let pinned: Option<Pin> = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let now = pin_of(cfg);
+    if let (Some(old), false) = (&pinned, accept) {
+        let refuse = |why: String| {
+            Err(CliError::new(code::NOT_A_VAULT, why)
+                .hint("if you put this coffer.conf back on purpose, pass --accept-config-change once"))
+        };
+        match &now {
+            None => {
+                return refuse(format!(
+                "coffer.conf was rolled back: it has no key epochs, and this machine has seen epoch #{} of this vault",
+                old.seq
+            ))
+            }
+            Some(n) if n.vault_id != old.vault_id => {
+                return refuse(format!(
+                    "coffer.conf was replaced: it belongs to vault {}, and this machine has seen vault {} here",
+                    n.vault_id, old.vault_id
+                ))
+            }
+            Some(n) if n.seq < old.seq || (n.seq == old.seq && n.epoch != old.epoch) => {
+                return refuse(format!(
+                    "coffer.conf was rolled back: its newest key epoch is #{}, and this machine has seen #{}",
+                    n.seq, old.seq
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let Some(now) = now else {
+        if accept && pinned.is_some() {
+            let _ = std::fs::remove_file(&file);
+        }
+        return Ok(());
+    };
+    if pinned.as_ref() != Some(&now) {
+        if let Err(e) = write_pin(&dir, &file, &now) {
+            log::warn!("cannot record the vault's key epoch in {}: {e}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+fn write_pin(dir: &Path, file: &Path, pin: &Pin) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    let body = serde_json::to_vec(pin).map_err(std::io::Error::other)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    std::io::Write::write_all(&mut f, &body)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, file)
+}
