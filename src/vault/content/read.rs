@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use crate::crypto::NONCE_LEN;
 use crate::format::header::FileHeader;
 use crate::format::offsets::{self, block_count, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
-use crate::format::session;
 use crate::vault::codec::{sealed_len, FinalRule};
 use crate::vault::error::{Damage, IoContext, Result};
 
@@ -197,7 +196,7 @@ impl<S: Storage> CryptFile<S> {
             if h.has_sessions() {
                 // A hole's nonce is all zeros: session 0.
                 if let Some(nonce) = sealed.get(c_pos..).and_then(|r| r.first_chunk::<NONCE_LEN>()) {
-                    let s = session::session_of(nonce);
+                    let s = codec.session_of(nonce);
                     if s > newest.session {
                         newest = Newest { session: s, block: b.0 };
                     }

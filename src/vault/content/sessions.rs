@@ -204,9 +204,10 @@ impl<S: Storage> CryptFile<S> {
         if n < sealed.len() {
             return Ok(None);
         }
-        Ok(self.codec(h)?.open_either_flag(b, &sealed).map(|o| LastBlock {
+        let codec = self.codec(h)?;
+        Ok(codec.open_either_flag(b, &sealed).map(|o| LastBlock {
             block: b,
-            session: session::session_of(&o.nonce),
+            session: codec.session_of(&o.nonce),
             plain: o.plain,
             is_final: o.is_final,
         }))
