@@ -16,5 +16,5 @@ pub mod xattr_pack;
 pub use error::FormatError;
 
 /// The config version (`format_version` in `coffer.conf`, first field of the recovery key) this
-/// build reads and writes. Independent of the file header version (`header::FILE_V1`, `FILE_V2`).
+/// build reads and writes. Independent of the file header version (`header::FILE_V1`, `FILE_V2`, `FILE_V3`).
 pub const FORMAT_VERSION: u16 = 1;

@@ -1,5 +1,5 @@
 //! Reading blocks: backing bytes through the codec into plaintext, and one attempt of a read
-//! with the version-2 check that its blocks belong to one version of the file.
+//! with the check of versions 2 and 3 that its blocks belong to one version of the file.
 
 use std::sync::atomic::Ordering;
 
@@ -35,7 +35,7 @@ impl LastSession {
 pub(super) enum Attempt {
     /// Read `n` bytes, all from one version.
     Done(usize),
-    /// Version 2: a block is newer than the last block known before the read: the file is
+    /// Versions 2 and 3: a block is newer than the last block known before the read: the file is
     /// being rewritten (or was left so).
     Ahead {
         /// The newest block read.
@@ -81,7 +81,7 @@ impl<S: Storage> CryptFile<S> {
         let h = self.require_header()?;
         let first = block_of(off);
         let last = block_of(end - 1);
-        // Version 2: the last block's session is learnt *before* the blocks are read (a read of
+        // Versions 2 and 3: the last block's session is learnt *before* the blocks are read (a read of
         // the last block alone needs none). When the last block does not authenticate, the
         // other blocks are served unchecked (a crash tears at worst the block being written).
         let check = if h.has_sessions() && first != block_of(sizes.plain - 1) {
@@ -136,7 +136,7 @@ impl<S: Storage> CryptFile<S> {
     }
 
     /// Like [`read_blocks`](Self::read_blocks), into `plain`, which is exactly as long as the
-    /// plaintext of those blocks; returns the newest write session among them (version 2). The
+    /// plaintext of those blocks; returns the newest write session among them (versions 2 and 3). The
     /// sealed bytes go through a per-thread buffer.
     pub(super) fn read_blocks_into(
         &self,
