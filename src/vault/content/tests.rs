@@ -765,3 +765,59 @@ fn v3_the_cached_keys_follow_a_new_file_id() {
     assert_eq!(read_all(&g).unwrap(), plain);
     assert_eq!(f.verify_all().unwrap(), Vec::<u64>::new());
 }
+
+/// Version 3: `--repair` of the crash states reseals with the file's own keys and the newest
+/// session — a file cut at a block boundary (last block not final), a torn tail, and a last
+/// block that is a hole.
+#[test]
+fn v3_repairs_reseal_under_the_files_keys() {
+    let plain = pattern(3 * B, 35);
+    let f = file_with(FILE_V3, &plain);
+    f.sync(true).unwrap();
+    f.write_at(b"s2", 0).unwrap();
+    let mut want = plain.clone();
+    want[..2].copy_from_slice(b"s2");
+
+    // Cut at a block boundary: block 1 becomes the last, sealed as a middle block.
+    let mut bytes = f.storage().bytes();
+    bytes.truncate(cipher_size(2 * B as u64) as usize);
+    let g = on(bytes, FILE_V3);
+    let check = g.verify_blocks().unwrap();
+    // Block 0 (session 2) is also newer than the new last block (session 1).
+    assert_eq!((check.bad, check.ahead), (vec![1], vec![0]));
+    let done = g.repair_tail().unwrap().unwrap();
+    assert!(done.starts_with("resealed the last block as final"), "{done}");
+    assert_eq!(read_all(&g).unwrap(), want[..2 * B]);
+    let bytes = g.storage().bytes();
+    assert_eq!(
+        (session_at(&bytes, 0), session_at(&bytes, 1)),
+        (2, 2),
+        "the newest session"
+    );
+
+    // A torn tail after a final last block is cut.
+    let mut torn = f.storage().bytes();
+    torn.extend_from_slice(&[0x77; 20]);
+    let g = on(torn, FILE_V3);
+    assert_eq!(g.verify_all().unwrap(), vec![3]);
+    assert!(g
+        .repair_tail()
+        .unwrap()
+        .unwrap()
+        .starts_with("cut a torn partial block"));
+    assert_eq!(read_all(&g).unwrap(), want);
+
+    // A last block that is a hole (a torn growing write): sealed as zeros.
+    let mut holed = f.storage().bytes();
+    let last = BlockNo(2).cipher_off() as usize;
+    holed[last..].fill(0);
+    let g = on(holed, FILE_V3);
+    assert_eq!(g.verify_all().unwrap(), vec![2]);
+    let done = g.repair_tail().unwrap().unwrap();
+    assert!(done.contains("with the newest write session"), "{done}");
+    let mut zeroed = want.clone();
+    zeroed[2 * B..].fill(0);
+    assert_eq!(read_all(&g).unwrap(), zeroed);
+    assert_eq!(session_at(&g.storage().bytes(), 2), 2);
+    assert_eq!(g.verify_all().unwrap(), Vec::<u64>::new());
+}
