@@ -464,7 +464,8 @@ mod tests {
         assert_eq!(v1.session_of(&random), 0);
         let v2 = BlockCodec::new(&k, FILE_V2, [1; 16]);
         let n2 = v2.nonce_with_session(random, 7);
-        assert_eq!((n2[..12] == random[..12], n2[12..] == [0, 0, 0, 7]), (true, true));
+        assert_eq!(n2[..12], random[..12]);
+        assert_eq!(n2[12..], [0, 0, 0, 7]);
         assert_eq!(v2.session_of(&n2), 7);
         let h = FileHeader {
             version: FILE_V3,
