@@ -1,5 +1,7 @@
 //! The file header: `version u16 BE | file id [16]`, at offset 0 of every non-empty backing file.
 
+use super::epochs::EpochId;
+
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 2 + 16; // version u16 BE | file id [16]
 
@@ -8,6 +10,10 @@ pub const FILE_V1: u16 = 1;
 /// Header version 2: block nonces carry their write session (`format::session`); written in
 /// vaults with the `block_sessions` flag.
 pub const FILE_V2: u16 = 2;
+/// Header version 3 (docs/FORMAT.md §15.3): the file ID starts with the ID of the key epoch
+/// that sealed the file, blocks are sealed under per-file keys, and the write session in each
+/// nonce is masked; written in vaults whose newest epoch has layout 3.
+pub const FILE_V3: u16 = 3;
 
 /// Why a file header does not parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -19,8 +25,8 @@ pub enum HeaderFault {
         /// Bytes there are.
         len: usize,
     },
-    /// A version other than [`FILE_V1`] and [`FILE_V2`].
-    #[error("version {version}, expected {FILE_V1} or {FILE_V2}")]
+    /// A version other than [`FILE_V1`], [`FILE_V2`] and [`FILE_V3`].
+    #[error("version {version}, expected {FILE_V1}, {FILE_V2} or {FILE_V3}")]
     Version {
         /// The version found.
         version: u16,
@@ -33,16 +39,22 @@ pub enum HeaderFault {
 /// A parsed file header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileHeader {
-    /// [`FILE_V1`] or [`FILE_V2`]; bound into every block's associated data.
+    /// [`FILE_V1`], [`FILE_V2`] or [`FILE_V3`]; bound into every block's associated data.
     pub version: u16,
-    /// Random per-file ID, bound into every block's associated data.
+    /// Per-file ID, bound into every block's associated data: 16 random bytes, or for
+    /// [`FILE_V3`] `epoch ID [4] | random [12]`.
     pub file_id: [u8; 16],
 }
 
 impl FileHeader {
-    /// Whether block nonces carry write sessions (version 2).
+    /// Whether block nonces carry write sessions (versions 2 and 3).
     pub fn has_sessions(&self) -> bool {
-        self.version == FILE_V2
+        self.version == FILE_V2 || self.version == FILE_V3
+    }
+
+    /// The key epoch that sealed the file (version 3: the first 4 bytes of the file ID).
+    pub fn epoch_id(&self) -> Option<EpochId> {
+        (self.version == FILE_V3).then(|| EpochId([self.file_id[0], self.file_id[1], self.file_id[2], self.file_id[3]]))
     }
 
     /// Serializes the header.
@@ -59,7 +71,7 @@ impl FileHeader {
             return Err(HeaderFault::Short { len: bytes.len() });
         }
         let version = u16::from_be_bytes([bytes[0], bytes[1]]);
-        if version != FILE_V1 && version != FILE_V2 {
+        if ![FILE_V1, FILE_V2, FILE_V3].contains(&version) {
             return Err(HeaderFault::Version { version });
         }
         let mut file_id = [0u8; 16];
@@ -77,7 +89,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_rejects() {
-        for version in [FILE_V1, FILE_V2] {
+        for version in [FILE_V1, FILE_V2, FILE_V3] {
             let h = FileHeader {
                 version,
                 file_id: [5; 16],
@@ -94,8 +106,8 @@ mod tests {
             file_id: [5; 16],
         }
         .encode();
-        bad[1] = 3;
-        assert_eq!(FileHeader::decode(&bad), Err(HeaderFault::Version { version: 3 }));
+        bad[1] = 4;
+        assert_eq!(FileHeader::decode(&bad), Err(HeaderFault::Version { version: 4 }));
         bad[1] = 0;
         assert_eq!(FileHeader::decode(&bad), Err(HeaderFault::Version { version: 0 }));
         assert_eq!(
@@ -105,10 +117,34 @@ mod tests {
         // The texts damage reports give.
         assert_eq!(HeaderFault::Short { len: 10 }.to_string(), "10 bytes, need 18");
         assert_eq!(
-            HeaderFault::Version { version: 3 }.to_string(),
-            "version 3, expected 1 or 2"
+            HeaderFault::Version { version: 4 }.to_string(),
+            "version 4, expected 1, 2 or 3"
         );
         assert_eq!(HeaderFault::ZeroFileId.to_string(), "all-zero file id");
+    }
+
+    #[test]
+    fn version_3_names_its_epoch() {
+        let mut file_id = [0xf4; 16];
+        file_id[..4].copy_from_slice(&[0xe0, 0xe1, 0xe2, 0xe3]);
+        let v3 = FileHeader {
+            version: FILE_V3,
+            file_id,
+        };
+        assert_eq!(v3.encode()[..6], [0, 3, 0xe0, 0xe1, 0xe2, 0xe3]);
+        assert_eq!(v3.encode().len(), HEADER_LEN);
+        assert_eq!(v3.epoch_id(), Some(EpochId([0xe0, 0xe1, 0xe2, 0xe3])));
+        assert!(v3.has_sessions());
+        let v2 = FileHeader {
+            version: FILE_V2,
+            file_id,
+        };
+        assert_eq!((v2.epoch_id(), v2.has_sessions()), (None, true));
+        let v1 = FileHeader {
+            version: FILE_V1,
+            file_id,
+        };
+        assert_eq!((v1.epoch_id(), v1.has_sessions()), (None, false));
     }
 
     proptest::proptest! {

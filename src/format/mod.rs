@@ -16,7 +16,7 @@ pub mod xattr_pack;
 pub use error::FormatError;
 
 /// The newest config version (`format_version` in `coffer.conf`, first field of the recovery
-/// key) this build reads. Independent of the file header version (`header::FILE_V1` ...).
+/// key) this build reads. Independent of the file header version (`header::FILE_V1`, `FILE_V2`, `FILE_V3`).
 pub const FORMAT_VERSION: u16 = CONFIG_V2;
 /// Config version 1: one master key for the vault's life (docs/FORMAT.md §3).
 pub const CONFIG_V1: u16 = 1;

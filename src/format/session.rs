@@ -8,6 +8,10 @@
 //! ascending order (rsync --inplace) holds, until its last block arrives, new blocks above the
 //! old last block: a reader that learns the last block's session *before* reading other blocks
 //! sees either blocks of one version or a violation, never an authenticated mix.
+//!
+//! Header version 3 keeps the rule and hides the session: nonce bytes 12..16 hold it XORed with
+//! a per-file mask (FORMAT.md §15.3). Content code reads and writes sessions only through the
+//! block codec (`vault::codec`), which applies the layout of the file's version.
 
 use crate::crypto::NONCE_LEN;
 

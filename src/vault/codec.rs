@@ -1,15 +1,23 @@
 //! The block codec: framing (`nonce | ciphertext | tag`), associated data, and seal/open of one
-//! content block or of a batch over slices. Pure: no I/O and no randomness; the key and the
-//! nonce are handed in. Forward and reverse mode seal through the same code.
+//! content block or of a batch over slices. Pure: no I/O and no randomness; the keys and the
+//! nonce's random bytes are handed in. Forward and reverse mode seal through the same code.
+//!
+//! The codec alone reads and writes the write session in nonce bytes 12..16
+//! ([`session_of`](BlockCodec::session_of), [`nonce_with_session`](BlockCodec::nonce_with_session)):
+//! header version 1 carries none, version 2 carries it as it is (`format::session`), version 3
+//! XORs it with the file's session mask (docs/FORMAT.md §15.3).
 //!
 //! Rules (docs/FORMAT.md, "File contents"): the last block is sealed with final = 1 and is never
 //! a hole; earlier blocks are sealed with final = 0, tolerate final = 1 (a block once last, left
 //! so when writes reach the disk out of order), and read as zeros when all their backing bytes
 //! are zero (a hole).
 
-use crate::crypto::{BlockCipher, OpenJob, SealJob, NONCE_LEN, TAG_LEN};
-use crate::format::header::FileHeader;
+use std::sync::Arc;
+
+use crate::crypto::{BlockCipher, FileKeys, OpenJob, SealJob, NONCE_LEN, SESSION_NONCE_RANDOM_LEN, TAG_LEN};
+use crate::format::header::{FileHeader, FILE_V2, FILE_V3};
 use crate::format::offsets::{block_aad, BlockNo, BLOCK_AAD_LEN, CIPHER_BLOCK, PLAIN_BLOCK};
+use crate::format::session;
 
 /// Which value of the final flag a block may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +73,7 @@ pub struct OpenedBlock {
     pub plain: Vec<u8>,
     /// The final flag it was sealed with.
     pub is_final: bool,
-    /// Its nonce (a version-2 nonce carries the write session).
+    /// Its nonce (versions 2 and 3 carry the write session: [`BlockCodec::session_of`]).
     pub nonce: [u8; NONCE_LEN],
 }
 
@@ -79,10 +87,19 @@ pub fn tail_tag(sealed: &[u8]) -> Option<[u8; TAG_LEN]> {
     sealed.last_chunk::<TAG_LEN>().copied()
 }
 
-/// The blocks of one file under one content key.
-#[derive(Clone, Copy)]
+/// The keys a codec seals with.
+#[derive(Clone)]
+enum CodecKeys<'k> {
+    /// The content key every file of a layout-1 epoch shares (header versions 1 and 2).
+    Shared(&'k BlockCipher),
+    /// The file's own content key and session mask (header version 3).
+    PerFile(Arc<FileKeys>),
+}
+
+/// The blocks of one file under its content key.
+#[derive(Clone)]
 pub struct BlockCodec<'k> {
-    key: &'k BlockCipher,
+    keys: CodecKeys<'k>,
     version: u16,
     file_id: [u8; 16],
 }
@@ -96,14 +113,66 @@ impl std::fmt::Debug for BlockCodec<'_> {
 }
 
 impl<'k> BlockCodec<'k> {
-    /// The codec of a file with header version `version` and ID `file_id`, sealing with `key`.
+    /// The codec of a file with header version `version` (1 or 2) and ID `file_id`, sealing
+    /// with the shared content key `key`.
     pub fn new(key: &'k BlockCipher, version: u16, file_id: [u8; 16]) -> Self {
-        BlockCodec { key, version, file_id }
+        BlockCodec {
+            keys: CodecKeys::Shared(key),
+            version,
+            file_id,
+        }
     }
 
-    /// The codec of the file with header `h`.
+    /// The codec of the file with header `h` (version 1 or 2), under the shared key `key`.
     pub fn for_header(key: &'k BlockCipher, h: &FileHeader) -> Self {
         Self::new(key, h.version, h.file_id)
+    }
+
+    /// The codec of the header-version-3 file with header `h`, under its own keys (derived
+    /// from the epoch's root and `h.file_id`).
+    pub fn per_file(keys: Arc<FileKeys>, h: &FileHeader) -> Self {
+        debug_assert_eq!(h.version, FILE_V3);
+        BlockCodec {
+            keys: CodecKeys::PerFile(keys),
+            version: h.version,
+            file_id: h.file_id,
+        }
+    }
+
+    fn key(&self) -> &BlockCipher {
+        match &self.keys {
+            CodecKeys::Shared(k) => k,
+            CodecKeys::PerFile(k) => &k.content,
+        }
+    }
+
+    /// The write session a block nonce carries: version 2 as it is, version 3 unmasked; 0 for
+    /// version 1 (no sessions) and for an all-zero nonce (a hole, whatever the version: a
+    /// drawn version-3 nonce is all zeros with probability 2^-96).
+    pub fn session_of(&self, nonce: &[u8; NONCE_LEN]) -> u32 {
+        if *nonce == [0; NONCE_LEN] {
+            return 0;
+        }
+        match (&self.keys, self.version) {
+            (CodecKeys::PerFile(k), _) => session::session_of(nonce) ^ k.mask.mask(random_part(nonce)),
+            (CodecKeys::Shared(_), FILE_V2) => session::session_of(nonce),
+            (CodecKeys::Shared(_), _) => 0,
+        }
+    }
+
+    /// The nonce of a block sealed in write session `session`, from 16 fresh random bytes:
+    /// version 1 uses them as they are; versions 2 and 3 keep the first 12 and put the session
+    /// in the last 4 (version 3 XORed with the mask of the first 12).
+    pub fn nonce_with_session(&self, random: [u8; NONCE_LEN], session: u32) -> [u8; NONCE_LEN] {
+        let mut nonce = random;
+        match (&self.keys, self.version) {
+            (CodecKeys::PerFile(k), _) => {
+                session::set_nonce_session(&mut nonce, session ^ k.mask.mask(random_part(&random)));
+            }
+            (CodecKeys::Shared(_), FILE_V2) => session::set_nonce_session(&mut nonce, session),
+            (CodecKeys::Shared(_), _) => {}
+        }
+        nonce
     }
 
     /// Associated data of block `b`.
@@ -117,7 +186,7 @@ impl<'k> BlockCodec<'k> {
         out.extend_from_slice(nonce);
         out.extend_from_slice(plain);
         let tag = self
-            .key
+            .key()
             .seal(nonce, &self.aad(b, is_final), &mut out[start + NONCE_LEN..]);
         out.extend_from_slice(&tag);
     }
@@ -141,7 +210,7 @@ impl<'k> BlockCodec<'k> {
             });
             rest = after;
         }
-        self.key.seal_many(&mut jobs);
+        self.key().seal_many(&mut jobs);
         Ok(())
     }
 
@@ -159,7 +228,7 @@ impl<'k> BlockCodec<'k> {
         let (ct, tag) = rest.split_last_chunk::<TAG_LEN>().ok_or(BlockFault::Short)?;
         let try_flag = |is_final: bool, out: &mut [u8]| {
             out.copy_from_slice(ct);
-            self.key.open(nonce, &self.aad(b, is_final), out, tag).is_ok()
+            self.key().open(nonce, &self.aad(b, is_final), out, tag).is_ok()
         };
         let ok = match rule {
             FinalRule::Last => try_flag(true, out),
@@ -186,7 +255,7 @@ impl<'k> BlockCodec<'k> {
         let mut plain = ct.to_vec();
         for is_final in [true, false] {
             plain.copy_from_slice(ct);
-            if self.key.open(nonce, &self.aad(b, is_final), &mut plain, tag).is_ok() {
+            if self.key().open(nonce, &self.aad(b, is_final), &mut plain, tag).is_ok() {
                 return Some(OpenedBlock {
                     plain,
                     is_final,
@@ -233,11 +302,19 @@ impl<'k> BlockCodec<'k> {
             });
         }
         let mut opened = vec![false; count];
-        for (i, r) in index.into_iter().zip(self.key.open_many(&mut jobs)) {
+        for (i, r) in index.into_iter().zip(self.key().open_many(&mut jobs)) {
             opened[i] = r.is_ok();
         }
         opened
     }
+}
+
+/// The random first 12 bytes of a nonce that carries a session.
+fn random_part(nonce: &[u8; NONCE_LEN]) -> &[u8; SESSION_NONCE_RANDOM_LEN] {
+    let Some(random) = nonce.first_chunk::<SESSION_NONCE_RANDOM_LEN>() else {
+        unreachable!("a nonce is longer than its random part");
+    };
+    random
 }
 
 /// Whether `sealed` is a full block of zeros: a hole (never written).
@@ -248,6 +325,7 @@ fn is_hole(sealed: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::{FileKeyRoot, MasterKey};
     use crate::format::header::{FILE_V1, FILE_V2};
 
     fn key() -> BlockCipher {
@@ -375,5 +453,46 @@ mod tests {
         let mut out = vec![0u8; plain.len()];
         assert_eq!(c.open_batch(BlockNo(10), file_last, &single, &mut out), [true; 4]);
         assert_eq!(out, plain);
+    }
+
+    #[test]
+    fn sessions_are_plain_in_v2_masked_in_v3_and_absent_in_v1() {
+        let k = key();
+        let random = [0x11; NONCE_LEN];
+        let v1 = BlockCodec::new(&k, FILE_V1, [1; 16]);
+        assert_eq!(v1.nonce_with_session(random, 7), random);
+        assert_eq!(v1.session_of(&random), 0);
+        let v2 = BlockCodec::new(&k, FILE_V2, [1; 16]);
+        let n2 = v2.nonce_with_session(random, 7);
+        assert_eq!(n2[..12], random[..12]);
+        assert_eq!(n2[12..], [0, 0, 0, 7]);
+        assert_eq!(v2.session_of(&n2), 7);
+        let h = FileHeader {
+            version: FILE_V3,
+            file_id: [0xe0; 16],
+        };
+        let keys = Arc::new(FileKeyRoot::derive(&MasterKey::from_bytes([2; 32])).file_keys(&h.file_id));
+        let mask = keys.mask.mask(&[0x11; 12]);
+        let v3 = BlockCodec::per_file(keys, &h);
+        for s in [1, 7, u32::MAX] {
+            let n3 = v3.nonce_with_session(random, s);
+            assert_eq!(n3[..12], random[..12]);
+            assert_eq!(n3[12..], (s ^ mask).to_be_bytes());
+            assert_eq!(v3.session_of(&n3), s);
+        }
+        // A hole's nonce is all zeros: session 0 in every version.
+        for c in [&v1, &v2, &v3] {
+            assert_eq!(c.session_of(&[0; NONCE_LEN]), 0);
+        }
+        // Sealed under the file's own key, not the shared one.
+        let mut out = Vec::new();
+        v3.seal_block(&random, BlockNo(0), true, b"x", &mut out);
+        let mut plain = [0u8; 1];
+        assert_eq!(v3.open_block(BlockNo(0), FinalRule::Last, &out, &mut plain), Ok(()));
+        let shared = BlockCodec::new(&k, FILE_V3, h.file_id);
+        assert_eq!(
+            shared.open_block(BlockNo(0), FinalRule::Last, &out, &mut plain),
+            Err(BlockFault::Auth)
+        );
     }
 }

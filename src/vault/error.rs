@@ -322,7 +322,7 @@ mod tests {
             ),
             (
                 Damage::Header(HeaderFault::Version { version: 9 }),
-                "bad file header: version 9, expected 1 or 2",
+                "bad file header: version 9, expected 1, 2 or 3",
             ),
             (
                 Damage::Header(HeaderFault::ZeroFileId),

@@ -41,15 +41,15 @@ pub enum DamageKind {
     Unknown,
     /// The item could not be read at all (I/O error).
     Unreadable,
-    /// Blocks authenticate but are newer than the file's last block (version-2 files): two
+    /// Blocks authenticate but are newer than the file's last block (versions 2 and 3): two
     /// versions mixed (see `blocks`).
     MixedVersions,
-    /// The last block does not authenticate while a block before it does (version-2 files),
+    /// The last block does not authenticate while a block before it does (versions 2 and 3),
     /// so nothing tells whether the other blocks belong to one version; reads serve them
     /// unchecked. Reported beside the damaged block; `--repair` cannot restore the order.
     /// JSON: `order_not_checkable`.
     OrderNotCheckable,
-    /// The last block carries the highest write session (version-2 files): later versions of
+    /// The last block carries the highest write session (versions 2 and 3): later versions of
     /// the file cannot be told apart. A copy of the file gets a new file ID and starts again.
     /// JSON: `sessions_exhausted`.
     SessionsExhausted,

@@ -45,7 +45,8 @@ pub fn classify_backing(name: &[u8], enc: NameEncoding) -> BackingName<'_> {
 
 use crate::crypto::{KeySet, MasterKey};
 use crate::format::config::{VaultParams, FLAG_BLOCK_SESSIONS, FLAG_REVERSE};
-use crate::format::header::{FILE_V1, FILE_V2};
+use crate::format::epochs::Layout;
+use crate::format::header::{FILE_V1, FILE_V2, FILE_V3};
 use crate::format::names::NameEncoding;
 
 /// An unlocked vault.
@@ -212,10 +213,13 @@ impl Vault {
         Ok(self.crypt_file(f, rel))
     }
 
-    /// Wraps an open backing file; files that get their header through it are version 2 in
-    /// vaults with the `block_sessions` flag, else version 1.
+    /// Wraps an open backing file; files that get their header through it are version 3 when
+    /// the newest epoch has layout 3, else version 2 in vaults with the `block_sessions` flag,
+    /// else version 1.
     pub(crate) fn crypt_file(&self, f: std::fs::File, rel: PathBuf) -> CryptFile {
-        let version = if self.params.has_flag(FLAG_BLOCK_SESSIONS) {
+        let version = if self.keys.newest().layout == Layout::V3 {
+            FILE_V3
+        } else if self.params.has_flag(FLAG_BLOCK_SESSIONS) {
             FILE_V2
         } else {
             FILE_V1

@@ -17,3 +17,4 @@ mod programs;
 mod random;
 mod session;
 mod sparse;
+mod v3;

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use coffer::crypto::{KeySet, MasterKey};
 use coffer::format::backing_name::classify;
 use coffer::format::config::{Config, VaultParams};
+use coffer::format::epochs::{EpochId, Layout};
 use coffer::format::header::FileHeader;
-use coffer::format::header::FILE_V2;
+use coffer::format::header::{FILE_V2, FILE_V3};
 use coffer::format::names::{self, NameEncoding};
 use coffer::format::offsets::CIPHER_BLOCK;
 use coffer::format::recovery;
-use coffer::vault::{backing, unlock, CryptFile, KdfCost, Vault, VaultKeys};
+use coffer::vault::{backing, unlock, CryptFile, EpochKeys, KdfCost, Vault, VaultKeys};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -183,24 +184,38 @@ proptest! {
     }
 }
 
+/// A layout-1 epoch (header version 2) and a newest, layout-3 one (header version 3).
 fn keys() -> Arc<VaultKeys> {
-    Arc::new(VaultKeys::single(KeySet::derive(
-        &MasterKey::from_bytes([0x5c; 32]),
-        false,
-    )))
+    let master = MasterKey::from_bytes([0x5c; 32]);
+    Arc::new(
+        VaultKeys::from_epochs(vec![
+            EpochKeys {
+                id: Some(EpochId([1; 4])),
+                layout: Layout::V1,
+                set: KeySet::derive(&master, false),
+            },
+            EpochKeys {
+                id: Some(EpochId([0x5c; 4])),
+                layout: Layout::V3,
+                set: KeySet::derive_v3(&master),
+            },
+        ])
+        .unwrap(),
+    )
 }
 
 /// Backing bytes: arbitrary, or a real encrypted file with bytes flipped, cut or appended.
 fn backing_bytes() -> impl Strategy<Value = Vec<u8>> {
     let real = (
         0usize..3 * 4096 + 200,
+        prop::sample::select(vec![FILE_V2, FILE_V3]),
         prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
         prop::option::of(0usize..3 * CIPHER_BLOCK as usize + 300),
         bytes(40),
     )
-        .prop_map(|(len, flips, cut, tail)| {
+        .prop_map(|(len, version, flips, cut, tail)| {
             let tmp = tempfile::tempfile().unwrap();
-            let f = CryptFile::new(tmp.try_clone().unwrap(), keys(), "gen".into(), FILE_V2);
+            let f = CryptFile::new(tmp.try_clone().unwrap(), keys(), "gen".into(), version);
             f.write_at(&vec![0xabu8; len], 0).unwrap();
             let mut b = vec![0u8; tmp.metadata().unwrap().len() as usize];
             tmp.read_exact_at(&mut b, 0).unwrap();
@@ -233,7 +248,7 @@ proptest! {
     ) {
         let tmp = tempfile::tempfile().unwrap();
         tmp.write_all_at(&b, 0).unwrap();
-        let f = CryptFile::new(tmp, keys(), "fuzz".into(), FILE_V2);
+        let f = CryptFile::new(tmp, keys(), "fuzz".into(), FILE_V3);
         let _ = f.plain_len();
         let _ = f.header();
         let _ = f.verify_all();

@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use aes::Aes128;
 use aes_siv::siv::Aes128Siv;
-use coffer::crypto::{BlockCipher, CryptoError, KeySet, MasterKey, NameCipher};
-use coffer::format::header::{FileHeader, FILE_V1, FILE_V2};
+use coffer::crypto::{BlockCipher, ContentKey, CryptoError, KeySet, MasterKey, NameCipher};
+use coffer::format::epochs::{EpochId, Layout};
+use coffer::format::header::{FileHeader, FILE_V1, FILE_V2, FILE_V3};
 use coffer::format::names;
 use coffer::format::offsets::{block_aad, BlockNo};
-use coffer::vault::{CryptFile, VaultKeys};
+use coffer::vault::{CryptFile, EpochKeys, VaultKeys};
 use eax::aead::{Aead, KeyInit, Payload};
 use eax::Eax;
 use sha2::{Digest, Sha256};
@@ -269,6 +270,96 @@ fn coffer_v2_block_is_pinned() {
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
     f.set_times(std::fs::FileTimes::new().set_modified(old)).unwrap();
     let cf = CryptFile::new(f, Arc::new(VaultKeys::single(keys)), "f".into(), FILE_V2);
+    assert!(cf.read_at(&mut buf, 0).is_err());
+    assert_eq!(cf.verify_blocks().unwrap().ahead, vec![0]);
+}
+
+const PINNED_V3_PLAIN: &[u8] = b"coffer block known answer, v3 ok!";
+const PINNED_V3_EPOCH: EpochId = EpochId([0xe0, 0xe1, 0xe2, 0xe3]);
+/// File ID of header version 3: epoch ID e0 e1 e2 e3 | f4..ff.
+const PINNED_V3_FILE_ID: [u8; 16] = [
+    0xe0, 0xe1, 0xe2, 0xe3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff,
+];
+/// The mask of nonce random part a0..ab under that file's mask key.
+const PINNED_V3_MASK: u32 = 0x0ae2_7378;
+/// Header version 3, block 2, final = 1, of file PINNED_V3_FILE_ID, write session 7, epoch key
+/// 00..1f: nonce a0..ab | (7 XOR mask) BE | ciphertext | tag. Python hmac/hashlib (HKDF:
+/// root = HKDF-SHA256(master, salt = 32 zero bytes, "coffer v3 file keys"), okm =
+/// HKDF-Expand(root, "coffer v3 file " | file id, 64)) and pycryptodome (mask = AES-256-ECB(okm[32..],
+/// R | 00000000)[..4]; EAX under okm[..32] with AAD = 00 03 | file id | 00..00 02 | 01).
+const PINNED_V3_BLOCK: &str = "a0a1a2a3a4a5a6a7a8a9aaab0ae2737f340a8943d9a0bb64941bc9ad55711714074855bf09dcecb1ca70\
+                               7ce4419d35548b520f98a4ac9d38e89cca842f30600e8a";
+
+/// The keys of a vault whose one epoch, `PINNED_V3_EPOCH`, has layout 3 and key 00..1f.
+fn pinned_v3_keys() -> Arc<VaultKeys> {
+    Arc::new(
+        VaultKeys::from_epochs(vec![EpochKeys {
+            id: Some(PINNED_V3_EPOCH),
+            layout: Layout::V3,
+            set: KeySet::derive_v3(&pinned_master()),
+        }])
+        .unwrap(),
+    )
+}
+
+/// The version-3 layout (FORMAT.md §15.3): per-file keys from the epoch key and the file ID,
+/// the session XORed with the mask in the nonce's last 4 bytes, version 3 in the AAD; a file of
+/// header | 2 holes | this block reads back with session 7, and a block 0 sealed in session 8
+/// (newer than the last block) is refused.
+#[test]
+fn coffer_v3_block_is_pinned() {
+    let set = KeySet::derive_v3(&pinned_master());
+    let ContentKey::PerFile(root) = &set.content else {
+        panic!("a layout-3 key set has per-file keys");
+    };
+    let file_keys = root.file_keys(&PINNED_V3_FILE_ID);
+    let random: [u8; 12] = arr(&PINNED_NONCE[..12]);
+    assert_eq!(file_keys.mask.mask(&random), PINNED_V3_MASK);
+    let aad = block_aad(FILE_V3, &PINNED_V3_FILE_ID, BlockNo(2), true);
+    assert_eq!(aad[..2], [0, 3]);
+    let mut nonce = [0u8; 16];
+    nonce[..12].copy_from_slice(&random);
+    nonce[12..].copy_from_slice(&(7 ^ PINNED_V3_MASK).to_be_bytes());
+    let sealed = file_keys.content.seal_with_nonce_to_vec(&nonce, &aad, PINNED_V3_PLAIN);
+    assert_eq!(to_hex(&sealed), PINNED_V3_BLOCK);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp.path().join("f"))
+        .unwrap();
+    let header = FileHeader {
+        version: FILE_V3,
+        file_id: PINNED_V3_FILE_ID,
+    };
+    assert_eq!(header.epoch_id(), Some(PINNED_V3_EPOCH));
+    f.write_all_at(&header.encode(), 0).unwrap();
+    f.write_all_at(&hex(PINNED_V3_BLOCK), BlockNo(2).cipher_off()).unwrap();
+    let cf = CryptFile::new(f.try_clone().unwrap(), pinned_v3_keys(), "f".into(), FILE_V3);
+    let mut buf = vec![0xffu8; 2 * 4096 + PINNED_V3_PLAIN.len()];
+    assert_eq!(cf.read_at(&mut buf, 0).unwrap(), buf.len());
+    assert_eq!(&buf[..2 * 4096], &[0u8; 2 * 4096][..]);
+    assert_eq!(&buf[2 * 4096..], PINNED_V3_PLAIN);
+    assert_eq!(cf.block_session(BlockNo(2)).unwrap(), 7);
+    assert_eq!(cf.block_session(BlockNo(0)).unwrap(), 0, "a hole");
+    // Block 0 sealed in session 8, after the last block's 7: refused (the file is old).
+    let random0 = [0x33u8; 12];
+    let mut nonce0 = [0u8; 16];
+    nonce0[..12].copy_from_slice(&random0);
+    nonce0[12..].copy_from_slice(&(8 ^ file_keys.mask.mask(&random0)).to_be_bytes());
+    let ahead = file_keys.content.seal_with_nonce_to_vec(
+        &nonce0,
+        &block_aad(FILE_V3, &PINNED_V3_FILE_ID, BlockNo(0), false),
+        &[5u8; 4096],
+    );
+    f.write_all_at(&ahead, BlockNo(0).cipher_off()).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    f.set_times(std::fs::FileTimes::new().set_modified(old)).unwrap();
+    let cf = CryptFile::new(f, pinned_v3_keys(), "f".into(), FILE_V3);
+    assert_eq!(cf.block_session(BlockNo(0)).unwrap(), 8);
     assert!(cf.read_at(&mut buf, 0).is_err());
     assert_eq!(cf.verify_blocks().unwrap().ahead, vec![0]);
 }

@@ -17,3 +17,4 @@ mod kat;
 mod model;
 mod sessions;
 mod tamper;
+mod v3;

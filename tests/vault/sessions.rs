@@ -1,33 +1,56 @@
 //! Write sessions of version-2 files (FORMAT.md §5.8), through the library: which session each
 //! write seals with, that the last block always carries the newest, that a handle's writes
 //! continue one session and fsync / another handle / time start a new one, and what fsck and
-//! `--repair` make of blocks newer than the last block.
+//! `--repair` make of blocks newer than the last block. Each case runs for header version 3
+//! too (FORMAT.md §15.3: the same rules, the session masked in the nonce).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use coffer::crypto::{KeySet, MasterKey};
-use coffer::format::header::{FILE_V1, FILE_V2};
+use coffer::format::epochs::{EpochId, Layout};
+use coffer::format::header::{FILE_V1, FILE_V2, FILE_V3};
 use coffer::format::offsets::{block_count, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 use coffer::format::session::session_of;
-use coffer::vault::{CryptFile, VaultError, VaultKeys};
+use coffer::vault::{CryptFile, EpochKeys, VaultError, VaultKeys};
 
 const BLOCK: usize = PLAIN_BLOCK as usize;
 
+/// A layout-1 epoch (header versions 1 and 2) and a newest, layout-3 one (version 3).
 fn keys() -> Arc<VaultKeys> {
-    Arc::new(VaultKeys::single(KeySet::derive(
-        &MasterKey::from_bytes([0x33; 32]),
-        false,
-    )))
+    let master = MasterKey::from_bytes([0x33; 32]);
+    Arc::new(
+        VaultKeys::from_epochs(vec![
+            EpochKeys {
+                id: Some(EpochId([1; 4])),
+                layout: Layout::V1,
+                set: KeySet::derive(&master, false),
+            },
+            EpochKeys {
+                id: Some(EpochId([0x33; 4])),
+                layout: Layout::V3,
+                set: KeySet::derive_v3(&master),
+            },
+        ])
+        .unwrap(),
+    )
 }
 
 fn handle(dir: &tempfile::TempDir, keys: &Arc<VaultKeys>, version: u16) -> CryptFile {
     CryptFile::new(crate::support::backing_file(dir), keys.clone(), "f".into(), version)
 }
 
-/// The write session in each block's nonce.
+/// The write session in each block's nonce, read through the codec.
 fn sessions(dir: &tempfile::TempDir) -> Vec<u32> {
+    let f = handle(dir, &keys(), FILE_V1);
+    (0..block_count(f.plain_len().unwrap()))
+        .map(|b| f.block_session(BlockNo(b)).unwrap())
+        .collect()
+}
+
+/// Nonce bytes 12..16 of each block, as stored (the session of version 2).
+fn raw_sessions(dir: &tempfile::TempDir) -> Vec<u32> {
     let f = crate::support::backing_file(dir);
     let len = f.metadata().unwrap().len();
     let plain = coffer::vault::plain_size_for(len);
@@ -49,9 +72,15 @@ fn read_all(cf: &CryptFile) -> Result<Vec<u8>, VaultError> {
 
 #[test]
 fn sessions_follow_handles_fsync_and_the_last_block_carries_the_newest() {
+    for version in [FILE_V2, FILE_V3] {
+        sessions_follow_handles_fsync_and_the_last_block_carries_the_newest_in(version);
+    }
+}
+
+fn sessions_follow_handles_fsync_and_the_last_block_carries_the_newest_in(version: u16) {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys();
-    let a = handle(&dir, &keys, FILE_V2);
+    let a = handle(&dir, &keys, version);
     a.write_at(&vec![1u8; 8 * BLOCK], 0).unwrap();
     assert_eq!(sessions(&dir), vec![1; 8], "a new file starts at session 1");
     // The same handle, at once: the same session, the last block untouched.
@@ -63,7 +92,7 @@ fn sessions_follow_handles_fsync_and_the_last_block_carries_the_newest() {
     assert_eq!(sessions(&dir), vec![1, 1, 1, 2, 1, 1, 1, 2]);
     // Another handle: a new session again; then the first handle's next write sees the file
     // changed under it and starts a third.
-    let b = handle(&dir, &keys, FILE_V2);
+    let b = handle(&dir, &keys, version);
     b.write_at(&[4u8; 10], 0).unwrap();
     assert_eq!(sessions(&dir), vec![3, 1, 1, 2, 1, 1, 1, 3]);
     a.write_at(&[5u8; 10], 5 * BLOCK as u64).unwrap();
@@ -90,9 +119,15 @@ fn sessions_follow_handles_fsync_and_the_last_block_carries_the_newest() {
 
 #[test]
 fn a_session_ends_after_a_second() {
+    for version in [FILE_V2, FILE_V3] {
+        a_session_ends_after_a_second_in(version);
+    }
+}
+
+fn a_session_ends_after_a_second_in(version: u16) {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys();
-    let a = handle(&dir, &keys, FILE_V2);
+    let a = handle(&dir, &keys, version);
     a.write_at(&vec![1u8; 3 * BLOCK], 0).unwrap();
     std::thread::sleep(coffer::vault::SESSION_MAX_AGE);
     a.write_at(&[2u8; 1], 0).unwrap();
@@ -111,7 +146,8 @@ fn version_1_files_keep_random_nonces() {
         .unwrap();
     assert_eq!(header, [0, 1]);
     // 16 random bytes: the session field is not a small counter (odds of a false failure 3/2^32).
-    assert!(sessions(&dir).iter().all(|&s| s > 1), "{:?}", sessions(&dir));
+    assert!(raw_sessions(&dir).iter().all(|&s| s > 1), "{:?}", raw_sessions(&dir));
+    assert_eq!(sessions(&dir), vec![0; 3], "the codec reads no session from them");
     a.sync(false).unwrap();
     a.write_at(&[2u8; 1], 0).unwrap();
     let mut want = vec![1u8; 3 * BLOCK];
@@ -124,9 +160,15 @@ fn version_1_files_keep_random_nonces() {
 /// last block and the file reads again.
 #[test]
 fn blocks_ahead_of_the_last_block_are_reported_and_repaired() {
+    for version in [FILE_V2, FILE_V3] {
+        blocks_ahead_of_the_last_block_are_reported_and_repaired_in(version);
+    }
+}
+
+fn blocks_ahead_of_the_last_block_are_reported_and_repaired_in(version: u16) {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys();
-    let a = handle(&dir, &keys, FILE_V2);
+    let a = handle(&dir, &keys, version);
     a.write_at(&vec![1u8; 4 * BLOCK + 100], 0).unwrap();
     let last_off = BlockNo(4).cipher_off();
     let mut old_last = vec![0u8; 100 + 32];
@@ -140,7 +182,7 @@ fn blocks_ahead_of_the_last_block_are_reported_and_repaired() {
     crate::support::backing_file(&dir)
         .write_all_at(&old_last, last_off)
         .unwrap();
-    let r = handle(&dir, &keys, FILE_V2);
+    let r = handle(&dir, &keys, version);
     let t0 = std::time::Instant::now();
     match read_all(&r) {
         Err(VaultError::Corrupt { block, .. }) => assert_eq!(block, Some(1)),
@@ -170,10 +212,10 @@ fn blocks_ahead_of_the_last_block_are_reported_and_repaired() {
 /// Two versions of a 6-block file (one file ID; bytes 1 in session 1, bytes 2 in session 2);
 /// the backing file holds the older one and a reading handle has learnt its last block.
 /// Returns the directory, the newer version's backing bytes, the backing file and the reader.
-fn two_versions_on_the_older() -> (tempfile::TempDir, Vec<u8>, File, CryptFile) {
+fn two_versions_on_the_older(version: u16) -> (tempfile::TempDir, Vec<u8>, File, CryptFile) {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys();
-    let w = handle(&dir, &keys, FILE_V2);
+    let w = handle(&dir, &keys, version);
     w.write_at(&vec![1u8; 6 * BLOCK], 0).unwrap();
     let v1 = std::fs::read(dir.path().join("f")).unwrap();
     w.sync(true).unwrap();
@@ -182,7 +224,7 @@ fn two_versions_on_the_older() -> (tempfile::TempDir, Vec<u8>, File, CryptFile) 
     assert_eq!(v1[..18], v2[..18], "one file ID");
     let f = crate::support::backing_file(&dir);
     f.write_all_at(&v1, 0).unwrap();
-    let r = handle(&dir, &keys, FILE_V2);
+    let r = handle(&dir, &keys, version);
     assert_eq!(read_all(&r).unwrap(), vec![1u8; 6 * BLOCK], "r learns session 1");
     (dir, v2, f, r)
 }
@@ -192,7 +234,13 @@ fn two_versions_on_the_older() -> (tempfile::TempDir, Vec<u8>, File, CryptFile) 
 /// bytes; once the last block arrives the file reads as the newer version.
 #[test]
 fn an_in_place_rewrite_part_way_is_refused_until_the_last_block_arrives() {
-    let (_dir, v2, f, r) = two_versions_on_the_older();
+    for version in [FILE_V2, FILE_V3] {
+        an_in_place_rewrite_part_way_is_refused_until_the_last_block_arrives_in(version);
+    }
+}
+
+fn an_in_place_rewrite_part_way_is_refused_until_the_last_block_arrives_in(version: u16) {
+    let (_dir, v2, f, r) = two_versions_on_the_older(version);
     // Ascending rewrite, stopped after 3 blocks and a bit.
     let cut = 18 + 3 * CIPHER_BLOCK as usize + 1000;
     f.write_all_at(&v2[..cut], 0).unwrap();
@@ -215,7 +263,13 @@ fn an_in_place_rewrite_part_way_is_refused_until_the_last_block_arrives() {
 /// once (every block before a last block being written is new), not after a wait and not EIO.
 #[test]
 fn a_rewrite_writing_the_last_block_reads_the_new_blocks_before_it() {
-    let (_dir, v2, f, r) = two_versions_on_the_older();
+    for version in [FILE_V2, FILE_V3] {
+        a_rewrite_writing_the_last_block_reads_the_new_blocks_before_it_in(version);
+    }
+}
+
+fn a_rewrite_writing_the_last_block_reads_the_new_blocks_before_it_in(version: u16) {
+    let (_dir, v2, f, r) = two_versions_on_the_older(version);
     // Everything up to the middle of the last block is new.
     let cut = 18 + 5 * CIPHER_BLOCK as usize + 2000;
     f.write_all_at(&v2[..cut], 0).unwrap();
@@ -233,4 +287,31 @@ fn a_rewrite_writing_the_last_block_reads_the_new_blocks_before_it() {
         r.read_at(&mut last, 5 * BLOCK as u64).is_err(),
         "the torn last block itself fails"
     );
+}
+
+/// Version 3 masks the sessions: written in several sessions, no block stores its session in
+/// nonce bytes 12..16, and the codec reads each back; version 2 stores them in clear.
+#[test]
+fn version_3_nonces_carry_no_order() {
+    for version in [FILE_V2, FILE_V3] {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = keys();
+        let a = handle(&dir, &keys, version);
+        a.write_at(&vec![1u8; 5 * BLOCK], 0).unwrap();
+        for b in [3u64, 0, 2] {
+            a.sync(true).unwrap();
+            a.write_at(&[2u8; 3], b * BLOCK as u64).unwrap();
+        }
+        let want = vec![3, 1, 4, 2, 4];
+        assert_eq!(sessions(&dir), want, "v{version}");
+        let raw = raw_sessions(&dir);
+        if version == FILE_V2 {
+            assert_eq!(raw, want);
+        } else {
+            // Odds of a false failure: 5/2^32.
+            for (b, (&r, &s)) in raw.iter().zip(&want).enumerate() {
+                assert_ne!(r, s, "block {b}: session {s} stored in clear");
+            }
+        }
+    }
 }

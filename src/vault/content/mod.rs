@@ -38,10 +38,10 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
-use crate::crypto::{self, NONCE_LEN};
-use crate::format::header::{FileHeader, HEADER_LEN};
+use crate::crypto::{self, ContentKey, FileKeys, NONCE_LEN};
+use crate::format::epochs::Layout;
+use crate::format::header::{FileHeader, FILE_V3, HEADER_LEN};
 use crate::format::offsets::{self, block_of, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
-use crate::format::session;
 
 use super::codec::BlockCodec;
 use super::error::{Damage, IoContext, Result, VaultError};
@@ -78,9 +78,13 @@ pub struct CryptFile<S: Storage = FileStorage> {
     rel: PathBuf,
     /// Header version given to a file that gets its header through this handle.
     new_version: u16,
-    /// Version-2 files: the write session this handle may continue (see `begin_write`).
+    /// Header-version-3 files: the keys of the file ID last seen, derived once (a truncate to
+    /// 0 gives the file a new ID, and the next codec derives its keys).
+    file_keys: Mutex<Option<([u8; 16], Arc<FileKeys>)>>,
+    /// Files with sessions (versions 2 and 3): the write session this handle may continue (see
+    /// `begin_write`).
     writer: Mutex<SessionRules>,
-    /// Version-2 files: a session the last block carried while this handle was open (0 = none
+    /// Files with sessions: a session the last block carried while this handle was open (0 = none
     /// known yet). Reads check blocks against it; it may lag behind, never run ahead, of a
     /// file rewritten forward (FORMAT.md §5.8).
     known_last: AtomicU32,
@@ -90,7 +94,8 @@ pub struct CryptFile<S: Storage = FileStorage> {
 
 impl CryptFile<FileStorage> {
     /// Wraps an open backing file. `rel` is its backing path, for error messages; a header this
-    /// handle writes gets `new_version` (`FILE_V1` or `FILE_V2`).
+    /// handle writes gets `new_version` (`FILE_V1`, `FILE_V2`, or `FILE_V3` when the newest
+    /// epoch of `keys` has layout 3).
     pub fn new(file: File, keys: Arc<VaultKeys>, rel: PathBuf, new_version: u16) -> Self {
         Self::with_storage(FileStorage::new(file), keys, rel, new_version)
     }
@@ -109,6 +114,7 @@ impl<S: Storage> CryptFile<S> {
             keys,
             rel,
             new_version,
+            file_keys: Mutex::new(None),
             writer: Mutex::new(SessionRules::default()),
             known_last: AtomicU32::new(0),
             notices: notices::Pending::default(),
@@ -140,15 +146,46 @@ impl<S: Storage> CryptFile<S> {
         VaultError::corrupt(self.rel.clone(), block, damage)
     }
 
-    /// The block codec of the file with header `h`, handed this file's content key: the
-    /// shared key of the vault's layout-1 epoch for file header versions 1 and 2.
+    /// The block codec of the file with header `h`, handed this file's keys: the shared
+    /// content key of the vault's layout-1 epoch for header versions 1 and 2; for version 3 the
+    /// file's own keys under the epoch its file ID names. `EpochUnknown` when the vault has no
+    /// such epoch.
     fn codec(&self, h: &FileHeader) -> Result<BlockCodec<'_>> {
-        let key = self
-            .keys
-            .layout1()
-            .and_then(|e| e.set.content.shared())
-            .ok_or_else(|| self.corrupt(None, Damage::EpochUnknown))?;
-        Ok(BlockCodec::for_header(key, h))
+        let unknown = || self.corrupt(None, Damage::EpochUnknown);
+        let Some(epoch_id) = h.epoch_id() else {
+            let key = self
+                .keys
+                .layout1()
+                .and_then(|e| e.set.content.shared())
+                .ok_or_else(unknown)?;
+            return Ok(BlockCodec::for_header(key, h));
+        };
+        let mut cached = self.file_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, keys)) = &*cached {
+            if *id == h.file_id {
+                return Ok(BlockCodec::per_file(keys.clone(), h));
+            }
+        }
+        let root = match self.keys.by_id(epoch_id) {
+            Some(e) if e.layout == Layout::V3 => match &e.set.content {
+                ContentKey::PerFile(root) => root,
+                ContentKey::Shared(_) => return Err(unknown()),
+            },
+            _ => return Err(unknown()),
+        };
+        let keys = Arc::new(root.file_keys(&h.file_id));
+        *cached = Some((h.file_id, keys.clone()));
+        Ok(BlockCodec::per_file(keys, h))
+    }
+
+    /// The file ID whose keys this handle holds (tests: the cache follows a new header).
+    #[cfg(test)]
+    fn cached_file_id(&self) -> Option<[u8; 16]> {
+        self.file_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(id, _)| *id)
     }
 
     fn sizes(&self) -> Result<Sizes> {
@@ -206,31 +243,43 @@ impl<S: Storage> CryptFile<S> {
         self.header()?.ok_or_else(|| self.corrupt(None, Damage::MissingHeader))
     }
 
-    /// The header, written now with a fresh random file ID if the file has none.
+    /// The header, written now with a fresh file ID if the file has none: 16 random bytes, or
+    /// for version 3 the newest epoch's ID and 12 random bytes.
     pub fn ensure_header(&self) -> Result<FileHeader> {
         if let Some(h) = self.header()? {
             return Ok(h);
         }
+        let mut file_id: [u8; 16] = crypto::random_array()?;
+        if self.new_version == FILE_V3 {
+            let newest = self.keys.newest();
+            let id = newest
+                .id
+                .filter(|_| newest.layout == Layout::V3)
+                .ok_or_else(|| self.corrupt(None, Damage::EpochUnknown))?;
+            file_id[..id.0.len()].copy_from_slice(&id.0);
+        }
         let h = FileHeader {
             version: self.new_version,
-            file_id: crypto::random_array()?,
+            file_id,
         };
         self.storage.write_all_at(&h.encode(), 0).at(&self.rel)?;
         Ok(h)
     }
 
-    /// A fresh nonce for a block of the file with header `h` sealed in write session
-    /// `session` (version 2 carries it; version 1 is all random).
-    fn fresh_nonce(h: &FileHeader, session: u32) -> Result<[u8; NONCE_LEN]> {
-        let mut nonce: [u8; NONCE_LEN] = crypto::random_array()?;
-        if h.has_sessions() {
-            session::set_nonce_session(&mut nonce, session);
+    /// The write session block `b` carries, read from its nonce through the codec without
+    /// authenticating the block (0 for header version 1 and for a hole).
+    pub fn block_session(&self, b: BlockNo) -> Result<u32> {
+        let h = self.require_header()?;
+        let mut nonce = [0u8; NONCE_LEN];
+        let n = read_full_at(&self.storage, &mut nonce, b.cipher_off()).at(&self.rel)?;
+        if n < NONCE_LEN {
+            return Err(self.corrupt(Some(b.0), Damage::Shrank));
         }
-        Ok(nonce)
+        Ok(self.codec(&h)?.session_of(&nonce))
     }
 
     /// Appends `nonce | ciphertext | tag` of block `b` to `out`, with a fresh nonce carrying
-    /// `session` in version 2.
+    /// `session` (versions 2 and 3).
     fn seal_fresh(
         &self,
         h: &FileHeader,
@@ -240,8 +289,9 @@ impl<S: Storage> CryptFile<S> {
         plain: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let nonce = Self::fresh_nonce(h, session)?;
-        self.codec(h)?.seal_block(&nonce, b, is_final, plain, out);
+        let codec = self.codec(h)?;
+        let nonce = codec.nonce_with_session(crypto::random_array()?, session);
+        codec.seal_block(&nonce, b, is_final, plain, out);
         Ok(())
     }
 

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Notice {
-    /// Version 2, a file at rest: a read was served without the check that its blocks belong
+    /// Versions 2 and 3, a file at rest: a read was served without the check that its blocks belong
     /// to one version, because the last block does not authenticate (FORMAT.md §5.8).
     OrderNotCheckable,
-    /// Version 2: a write started a write session at the ceiling,
+    /// Versions 2 and 3: a write started a write session at the ceiling,
     /// [`LAST_SESSION`](crate::format::session::LAST_SESSION); later versions of the file can
     /// no longer be told apart.
     SessionsExhausted,

@@ -1,12 +1,11 @@
 //! Reading blocks: backing bytes through the codec into plaintext, and one attempt of a read
-//! with the version-2 check that its blocks belong to one version of the file.
+//! with the check of versions 2 and 3 that its blocks belong to one version of the file.
 
 use std::sync::atomic::Ordering;
 
 use crate::crypto::NONCE_LEN;
 use crate::format::header::FileHeader;
 use crate::format::offsets::{self, block_count, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
-use crate::format::session;
 use crate::vault::codec::{sealed_len, FinalRule};
 use crate::vault::error::{Damage, IoContext, Result};
 
@@ -36,7 +35,7 @@ impl LastSession {
 pub(super) enum Attempt {
     /// Read `n` bytes, all from one version.
     Done(usize),
-    /// Version 2: a block is newer than the last block known before the read: the file is
+    /// Versions 2 and 3: a block is newer than the last block known before the read: the file is
     /// being rewritten (or was left so).
     Ahead {
         /// The newest block read.
@@ -82,7 +81,7 @@ impl<S: Storage> CryptFile<S> {
         let h = self.require_header()?;
         let first = block_of(off);
         let last = block_of(end - 1);
-        // Version 2: the last block's session is learnt *before* the blocks are read (a read of
+        // Versions 2 and 3: the last block's session is learnt *before* the blocks are read (a read of
         // the last block alone needs none). When the last block does not authenticate, the
         // other blocks are served unchecked (a crash tears at worst the block being written).
         let check = if h.has_sessions() && first != block_of(sizes.plain - 1) {
@@ -137,7 +136,7 @@ impl<S: Storage> CryptFile<S> {
     }
 
     /// Like [`read_blocks`](Self::read_blocks), into `plain`, which is exactly as long as the
-    /// plaintext of those blocks; returns the newest write session among them (version 2). The
+    /// plaintext of those blocks; returns the newest write session among them (versions 2 and 3). The
     /// sealed bytes go through a per-thread buffer.
     pub(super) fn read_blocks_into(
         &self,
@@ -197,7 +196,7 @@ impl<S: Storage> CryptFile<S> {
             if h.has_sessions() {
                 // A hole's nonce is all zeros: session 0.
                 if let Some(nonce) = sealed.get(c_pos..).and_then(|r| r.first_chunk::<NONCE_LEN>()) {
-                    let s = session::session_of(nonce);
+                    let s = codec.session_of(nonce);
                     if s > newest.session {
                         newest = Newest { session: s, block: b.0 };
                     }

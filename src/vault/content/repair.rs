@@ -15,14 +15,14 @@ use super::{CryptFile, Sizes};
 pub struct BlockCheck {
     /// Blocks that do not authenticate (a torn tail counts as the block after the last).
     pub bad: Vec<u64>,
-    /// Version 2: blocks that authenticate but carry a write session above the last block's:
+    /// Versions 2 and 3: blocks that authenticate but carry a write session above the last block's:
     /// two versions mixed.
     pub ahead: Vec<u64>,
-    /// Version 2: the last block (its number) does not authenticate while some block before it
+    /// Versions 2 and 3: the last block (its number) does not authenticate while some block before it
     /// does, so nothing tells whether the other blocks belong to one version; reads serve them
     /// unchecked.
     pub order_unchecked: Option<u64>,
-    /// Version 2: the last block carries
+    /// Versions 2 and 3: the last block carries
     /// [`LAST_SESSION`](crate::format::session::LAST_SESSION): no session is left above it, so
     /// later versions of the file cannot be told apart (a copy of the file starts again).
     pub sessions_exhausted: bool,
@@ -80,7 +80,7 @@ impl<S: Storage> CryptFile<S> {
     /// tore the first block of a write that began past the old end, with blocks skipped in
     /// between (FORMAT.md G30). The skipped range reads as zeros, so the hole becomes a zero
     /// block sealed as final; anything else at the end is left to the report.
-    /// Version 2: the order of the blocks before it could not be checked, and the new last
+    /// Versions 2 and 3: the order of the blocks before it could not be checked, and the new last
     /// block gets the newest session, so the message says so.
     fn seal_hole_as_last(&self, h: &FileHeader, last: BlockNo, sizes: &Sizes) -> Result<Option<String>> {
         let len = block_plain_len(last, sizes.plain) as usize;
@@ -115,7 +115,7 @@ impl<S: Storage> CryptFile<S> {
         Ok(all)
     }
 
-    /// Authenticates every block (for fsck). Version 2 also checks every block against the
+    /// Authenticates every block (for fsck). Versions 2 and 3 also check every block against the
     /// last block's write session, or says that it cannot, and whether that session is the
     /// last there is.
     pub fn verify_blocks(&self) -> Result<BlockCheck> {
@@ -161,7 +161,7 @@ impl<S: Storage> CryptFile<S> {
         Ok(check)
     }
 
-    /// fsck --repair, version 2: when blocks are newer than the last block, reseals the last
+    /// fsck --repair, versions 2 and 3: when blocks are newer than the last block, reseals the last
     /// block with the newest session among them, so the file reads again. They are left by a
     /// power loss that kept a write but not its session's resealed last block, or by an
     /// in-place rewrite that stopped half way (then the file mixes two versions; nothing can

@@ -10,14 +10,14 @@ use super::storage::{ChangeStamp, Storage};
 use super::CryptFile;
 
 /// How long a read waits for a backing file being rewritten in place before it fails with EIO:
-/// for the last block to catch up (version 2), or for a half-written block (any version).
+/// for the last block to catch up (versions 2 and 3), or for a half-written block (any version).
 pub(super) const READ_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// How long a read that met a block which does not authenticate watches the backing file for
 /// a writer at work before it reports the damage.
 const CHANGE_WATCH: Duration = Duration::from_millis(5);
 
-/// The pause between reads of a version-2 file whose blocks run ahead of its last block.
+/// The pause between reads of a file with sessions whose blocks run ahead of its last block.
 const AHEAD_PAUSE: Duration = Duration::from_millis(5);
 
 impl<S: Storage> CryptFile<S> {
@@ -27,7 +27,7 @@ impl<S: Storage> CryptFile<S> {
     /// short by a crash) is an error for every read that reaches its end: it must never read
     /// as a silently shorter file. Reads that stop before the end still work.
     ///
-    /// Version 2: the blocks of one read are blocks of one version of the file. A block newer
+    /// Versions 2 and 3: the blocks of one read are blocks of one version of the file. A block newer
     /// than the last block means the file is being rewritten in place (or a rewrite stopped
     /// half way): while the backing file was modified within [`READ_WAIT_MAX`] the read waits
     /// up to that long for the last block to catch up, then fails with EIO (FORMAT.md §5.8).

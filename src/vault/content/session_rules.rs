@@ -1,4 +1,4 @@
-//! The write-session rules of version-2 files (FORMAT.md §5.8) as a value: which session a
+//! The write-session rules of files with sessions (header versions 2 and 3, FORMAT.md §5.8) as a value: which session a
 //! handle's next write continues or starts, and what it remembers after the write. It decides;
 //! the file acts (reads the last block's tag or session, reseals the last block).
 //!
@@ -28,7 +28,7 @@ struct LeftAs {
     last_tag: Tag,
 }
 
-/// A write session a handle holds on a version-2 file.
+/// A write session a handle holds on a file with sessions (versions 2 and 3).
 #[derive(Debug, Clone, Copy)]
 struct HeldSession {
     session: u32,

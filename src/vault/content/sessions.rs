@@ -1,4 +1,4 @@
-//! Write sessions of version-2 files, the acting half: what [`SessionRules`] decides, done on
+//! Write sessions (header versions 2 and 3), the acting half: what [`SessionRules`] decides, done on
 //! the backing file (the last block resealed to start a session, its tag read to check one can
 //! continue), and what readers learn from the last block.
 
@@ -132,7 +132,7 @@ impl<S: Storage> CryptFile<S> {
         Ok(newest)
     }
 
-    /// Version 2: reads the last block's write session and remembers it; `Unknown` when the
+    /// Versions 2 and 3: reads the last block's write session and remembers it; `Unknown` when the
     /// last block does not authenticate (torn or damaged: reads of it report that) or the file
     /// has no blocks, so that nothing is checked against it.
     pub(super) fn learn_last(&self, h: &FileHeader, sizes: &Sizes) -> Result<LastSession> {
@@ -154,7 +154,7 @@ impl<S: Storage> CryptFile<S> {
         }
     }
 
-    /// Version 2, more than one block: the number of the last block when it does not
+    /// Versions 2 and 3, more than one block: the number of the last block when it does not
     /// authenticate, so that reads cannot check that the other blocks belong to one version of
     /// the file (FORMAT.md §5.8); `None` otherwise (and for version 1). Reads the last block
     /// only: whether any other block authenticates (else there is nothing to order) is the
@@ -204,9 +204,10 @@ impl<S: Storage> CryptFile<S> {
         if n < sealed.len() {
             return Ok(None);
         }
-        Ok(self.codec(h)?.open_either_flag(b, &sealed).map(|o| LastBlock {
+        let codec = self.codec(h)?;
+        Ok(codec.open_either_flag(b, &sealed).map(|o| LastBlock {
             block: b,
-            session: session::session_of(&o.nonce),
+            session: codec.session_of(&o.nonce),
             plain: o.plain,
             is_final: o.is_final,
         }))

@@ -5,21 +5,37 @@
 use std::sync::Arc;
 
 use crate::crypto::{KeySet, MasterKey, NONCE_LEN};
-use crate::format::header::{FILE_V1, FILE_V2};
+use crate::format::epochs::{EpochId, Layout};
+use crate::format::header::{FileHeader, FILE_V1, FILE_V2, FILE_V3};
 use crate::format::offsets::{block_count, cipher_size, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 use crate::format::session;
-use crate::vault::{Damage, VaultError, VaultKeys};
+use crate::vault::{Damage, EpochKeys, VaultError, VaultKeys};
 
 use super::mem_storage::{MemOp, MemStorage};
 use super::CryptFile;
 
 const B: usize = PLAIN_BLOCK as usize;
 
+/// The layout-3 epoch that seals version-3 files in these tests.
+const EPOCH: EpochId = EpochId([0xe0, 0xe1, 0xe2, 0xe3]);
+
+/// A vault in the middle of a rekey: a layout-1 epoch (files of header versions 1 and 2) and
+/// the newest, layout-3 epoch [`EPOCH`] (version 3).
 fn keys() -> Arc<VaultKeys> {
-    Arc::new(VaultKeys::single(KeySet::derive(
-        &MasterKey::from_bytes([3; 32]),
-        false,
-    )))
+    let master = MasterKey::from_bytes([3; 32]);
+    let epochs = vec![
+        EpochKeys {
+            id: Some(EpochId([1; 4])),
+            layout: Layout::V1,
+            set: KeySet::derive(&master, false),
+        },
+        EpochKeys {
+            id: Some(EPOCH),
+            layout: Layout::V3,
+            set: KeySet::derive_v3(&master),
+        },
+    ];
+    Arc::new(VaultKeys::from_epochs(epochs).unwrap())
 }
 
 fn on(bytes: Vec<u8>, version: u16) -> CryptFile<MemStorage> {
@@ -51,15 +67,20 @@ fn block_of(plain: &[u8], b: usize) -> &[u8] {
     plain.get(b * B..((b + 1) * B).min(plain.len())).unwrap_or(&[])
 }
 
-/// The session in the nonce of block `b` of a backing file.
+/// The session in the nonce of block `b` of a backing file, read through the codec.
 fn session_at(bytes: &[u8], b: u64) -> u32 {
+    on(bytes.to_vec(), FILE_V1).block_session(BlockNo(b)).unwrap()
+}
+
+/// Nonce bytes 12..16 of block `b` of a backing file, as stored.
+fn raw_session_at(bytes: &[u8], b: u64) -> u32 {
     let off = BlockNo(b).cipher_off() as usize;
     session::session_of(bytes[off..off + NONCE_LEN].try_into().unwrap())
 }
 
 #[test]
 fn writes_read_back_in_the_documented_sizes() {
-    for version in [FILE_V1, FILE_V2] {
+    for version in [FILE_V1, FILE_V2, FILE_V3] {
         let f = on(Vec::new(), version);
         let mut model = Vec::new();
         for (off, len, seed) in [
@@ -87,7 +108,13 @@ fn writes_read_back_in_the_documented_sizes() {
 
 #[test]
 fn a_handle_keeps_its_session_until_an_fsync() {
-    let f = file_with(FILE_V2, &pattern(3 * B, 1));
+    for version in [FILE_V2, FILE_V3] {
+        a_handle_keeps_its_session_until_an_fsync_in(version);
+    }
+}
+
+fn a_handle_keeps_its_session_until_an_fsync_in(version: u16) {
+    let f = file_with(version, &pattern(3 * B, 1));
     let first = session_at(&f.storage().bytes(), 2);
     f.write_at(b"x", 0).unwrap();
     f.write_at(b"y", B as u64).unwrap();
@@ -99,7 +126,7 @@ fn a_handle_keeps_its_session_until_an_fsync() {
     assert_eq!(session_at(&bytes, 0), first + 1);
     assert_eq!(session_at(&bytes, 2), first + 1, "the last block resealed first");
     // Another program writing the file makes the handle start a new session too.
-    let other = on(f.storage().bytes(), FILE_V2);
+    let other = on(f.storage().bytes(), version);
     other.write_at(b"w", 0).unwrap();
     f.storage().replace(other.storage().bytes());
     f.write_at(b"v", B as u64).unwrap();
@@ -110,7 +137,7 @@ fn a_handle_keeps_its_session_until_an_fsync() {
 
 #[test]
 fn a_torn_growing_write_is_rolled_back() {
-    for version in [FILE_V1, FILE_V2] {
+    for version in [FILE_V1, FILE_V2, FILE_V3] {
         let old = pattern(2 * B + B / 2, 7);
         let f = file_with(version, &old);
         let before = f.storage().bytes();
@@ -170,7 +197,7 @@ fn a_torn_tail_fails_reads_reaching_it_and_is_cut_by_repair() {
 
 #[test]
 fn enospc_during_growth_leaves_old_content_and_length() {
-    for version in [FILE_V1, FILE_V2] {
+    for version in [FILE_V1, FILE_V2, FILE_V3] {
         // Appending right after the end, and past it (the old last block resealed first).
         for gap in [0, 3 * B] {
             let old = pattern(B + B / 2, 12);
@@ -231,22 +258,24 @@ fn rewritten(old: &CryptFile<MemStorage>, version: u16, new: &[u8]) -> Vec<u8> {
 #[test]
 fn a_read_racing_an_inplace_rewrite_sees_one_version() {
     for chunk in [700usize, 1500, CIPHER_BLOCK as usize] {
-        let (a, b) = (pattern(4 * B + 100, 16), pattern(4 * B + 100, 17));
-        let f = file_with(FILE_V2, &a);
-        let target = rewritten(&f, FILE_V2, &b);
-        // Every backing read first lets the rewriter copy the next `chunk` bytes, in ascending
-        // order, as rsync --inplace or a sync client does.
-        let copy = target.clone();
-        f.storage().rewrite_during_reads(move |reads, bytes| {
-            let from = (reads as usize * chunk).min(copy.len());
-            let to = (from + chunk).min(copy.len());
-            bytes[from..to].copy_from_slice(&copy[from..to]);
-            from < to
-        });
-        let got = read_all(&f).unwrap();
-        assert!(got == a || got == b, "chunk {chunk}: a mix of two versions");
-        assert_eq!(read_all(&f).unwrap(), b, "chunk {chunk}");
-        assert_eq!(f.storage().bytes(), target);
+        for version in [FILE_V2, FILE_V3] {
+            let (a, b) = (pattern(4 * B + 100, 16), pattern(4 * B + 100, 17));
+            let f = file_with(version, &a);
+            let target = rewritten(&f, version, &b);
+            // Every backing read first lets the rewriter copy the next `chunk` bytes, in ascending
+            // order, as rsync --inplace or a sync client does.
+            let copy = target.clone();
+            f.storage().rewrite_during_reads(move |reads, bytes| {
+                let from = (reads as usize * chunk).min(copy.len());
+                let to = (from + chunk).min(copy.len());
+                bytes[from..to].copy_from_slice(&copy[from..to]);
+                from < to
+            });
+            let got = read_all(&f).unwrap();
+            assert!(got == a || got == b, "v{version} chunk {chunk}: a mix of two versions");
+            assert_eq!(read_all(&f).unwrap(), b, "v{version} chunk {chunk}");
+            assert_eq!(f.storage().bytes(), target);
+        }
     }
 }
 
@@ -331,7 +360,7 @@ fn check_every_stop(version: u16, old: &[u8], op: impl Fn(&CryptFile<MemStorage>
 
 #[test]
 fn a_kill9_between_writes_leaves_each_block_old_or_new() {
-    for version in [FILE_V1, FILE_V2] {
+    for version in [FILE_V1, FILE_V2, FILE_V3] {
         let old = pattern(5 * B + 300, 20);
         // In place, across block edges.
         let data = pattern(2 * B + 10, 21);
@@ -410,10 +439,10 @@ fn at_rest(f: &CryptFile<MemStorage>, bytes: Vec<u8>) {
 /// Backing bytes of a version-2 file of `plain` after another handle wrote `0xee` at the start
 /// of block 1 (a later session), with the older version's last block put back: two versions
 /// mixed, block 1 newer than the last block.
-fn mixed(plain: &[u8]) -> Vec<u8> {
-    let f = file_with(FILE_V2, plain);
+fn mixed(version: u16, plain: &[u8]) -> Vec<u8> {
+    let f = file_with(version, plain);
     let older = f.storage().bytes();
-    let other = on(older.clone(), FILE_V2);
+    let other = on(older.clone(), version);
     other.write_at(&[0xee; 10], B as u64).unwrap();
     let mut bytes = other.storage().bytes();
     let last = BlockNo(block_count(plain.len() as u64) - 1).cipher_off() as usize;
@@ -426,9 +455,15 @@ fn mixed(plain: &[u8]) -> Vec<u8> {
 /// not be checked; a file at rest records the notice, one being written does not.
 #[test]
 fn a_damaged_last_block_leaves_the_order_unchecked_and_says_so() {
+    for version in [FILE_V2, FILE_V3] {
+        a_damaged_last_block_leaves_the_order_unchecked_in(version);
+    }
+}
+
+fn a_damaged_last_block_leaves_the_order_unchecked_in(version: u16) {
     let plain = pattern(4 * B + 100, 20);
-    let mut bytes = mixed(&plain);
-    let f = on(bytes.clone(), FILE_V2);
+    let mut bytes = mixed(version, &plain);
+    let f = on(bytes.clone(), version);
     at_rest(&f, bytes.clone());
     let check = f.verify_blocks().unwrap();
     assert_eq!((check.bad, check.ahead, check.order_unchecked), (vec![], vec![1], None));
@@ -439,7 +474,7 @@ fn a_damaged_last_block_leaves_the_order_unchecked_and_says_so() {
     assert!(f.take_notices().is_empty());
 
     bytes[BlockNo(4).cipher_off() as usize + 40] ^= 0x40;
-    let f = on(bytes.clone(), FILE_V2);
+    let f = on(bytes.clone(), version);
     f.storage().replace(bytes.clone());
     let mut head = vec![0u8; 4 * B];
     assert_eq!(f.read_at(&mut head, 0).unwrap(), 4 * B);
@@ -473,18 +508,20 @@ fn a_damaged_last_block_leaves_the_order_unchecked_and_says_so() {
 /// the notice all the same.
 #[test]
 fn a_handle_that_knew_the_last_block_records_the_unchecked_order_too() {
-    let plain = pattern(4 * B + 100, 25);
-    let mut bytes = mixed(&plain);
-    bytes[BlockNo(4).cipher_off() as usize + 40] ^= 0x40;
-    let older = file_with(FILE_V2, &plain).storage().bytes();
-    let f = on(older.clone(), FILE_V2);
-    at_rest(&f, older);
-    let mut head = vec![0u8; 4 * B];
-    assert_eq!(f.read_at(&mut head, 0).unwrap(), 4 * B, "learns session 1");
-    at_rest(&f, bytes);
-    assert_eq!(f.read_at(&mut head, 0).unwrap(), 4 * B);
-    assert_eq!(head[B..B + 10], [0xee; 10], "served as before: the mix, unchecked");
-    assert_eq!(f.take_notices(), vec![super::Notice::OrderNotCheckable]);
+    for version in [FILE_V2, FILE_V3] {
+        let plain = pattern(4 * B + 100, 25);
+        let mut bytes = mixed(version, &plain);
+        bytes[BlockNo(4).cipher_off() as usize + 40] ^= 0x40;
+        let older = file_with(version, &plain).storage().bytes();
+        let f = on(older.clone(), version);
+        at_rest(&f, older);
+        let mut head = vec![0u8; 4 * B];
+        assert_eq!(f.read_at(&mut head, 0).unwrap(), 4 * B, "learns session 1");
+        at_rest(&f, bytes);
+        assert_eq!(f.read_at(&mut head, 0).unwrap(), 4 * B);
+        assert_eq!(head[B..B + 10], [0xee; 10], "served as before: the mix, unchecked");
+        assert_eq!(f.take_notices(), vec![super::Notice::OrderNotCheckable]);
+    }
 }
 
 /// One version, its last block torn (a crash while it was rewritten) or intact: as before,
@@ -546,8 +583,14 @@ fn a_torn_last_block_of_one_version_costs_that_block_and_is_reported() {
 /// ceiling.
 #[test]
 fn the_last_session_is_reported_not_silent() {
+    for version in [FILE_V2, FILE_V3] {
+        the_last_session_is_reported_in(version);
+    }
+}
+
+fn the_last_session_is_reported_in(version: u16) {
     let plain = pattern(2 * B + 10, 24);
-    let f = file_with(FILE_V2, &plain);
+    let f = file_with(version, &plain);
     // The last block one below the ceiling (as 2^32 − 2 sessions would have left it).
     f.reseal_last_with(session::LAST_SESSION - 1).unwrap();
     assert!(!f.verify_blocks().unwrap().sessions_exhausted);
@@ -567,4 +610,214 @@ fn the_last_session_is_reported_not_silent() {
     want[0] = b'a';
     want[B] = b'b';
     assert_eq!(read_all(&f).unwrap(), want);
+}
+
+/// A small deterministic generator for the random-write tests.
+fn next_rand(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Version 3: random writes and truncates read back as a plain model says, and every block
+/// authenticates under the file's own keys.
+#[test]
+fn v3_random_writes_match_a_plain_model() {
+    let f = on(Vec::new(), FILE_V3);
+    let mut model: Vec<u8> = Vec::new();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for step in 0..120 {
+        let r = next_rand(&mut rng);
+        if r % 11 == 0 {
+            let len = (next_rand(&mut rng) % (9 * B as u64)) as usize;
+            f.set_len(len as u64).unwrap();
+            model.resize(len, 0);
+        } else {
+            let off = (next_rand(&mut rng) % (8 * B as u64)) as usize;
+            let len = 1 + (next_rand(&mut rng) % (3 * B as u64)) as usize;
+            let data = pattern(len, step as u8);
+            f.write_at(&data, off as u64).unwrap();
+            if model.len() < off + len {
+                model.resize(off + len, 0);
+            }
+            model[off..off + len].copy_from_slice(&data);
+        }
+        if r % 7 == 0 {
+            f.sync(true).unwrap();
+        }
+        assert_eq!(read_all(&f).unwrap(), model, "step {step}");
+        let want_len = if model.is_empty() {
+            0
+        } else {
+            cipher_size(model.len() as u64)
+        };
+        assert_eq!(f.storage().bytes().len() as u64, want_len, "step {step}");
+    }
+    assert_eq!(f.verify_all().unwrap(), Vec::<u64>::new());
+    let h = f.header().unwrap().unwrap();
+    assert_eq!((h.version, h.epoch_id()), (FILE_V3, Some(EPOCH)));
+}
+
+/// Version 3 hides the write sessions: nonce bytes 12..16 are masked, and only the codec reads
+/// them back as the sessions the rules gave.
+#[test]
+fn v3_raw_nonces_carry_no_order() {
+    let f = file_with(FILE_V3, &pattern(4 * B + 10, 30));
+    for (i, b) in [0u64, 2, 1, 3].into_iter().enumerate() {
+        f.sync(true).unwrap();
+        f.write_at(&[i as u8 + 1; 5], b * B as u64).unwrap();
+    }
+    let bytes = f.storage().bytes();
+    // Session 1 wrote the file; each later write started a session and resealed the last
+    // block first: block 0 in session 2, block 2 in 3, block 1 in 4, block 3 in 5.
+    let want = [2u32, 4, 3, 5, 5];
+    for (b, &s) in want.iter().enumerate() {
+        assert_eq!(session_at(&bytes, b as u64), s, "block {b}");
+        assert_ne!(
+            raw_session_at(&bytes, b as u64),
+            s,
+            "block {b}: session stored in clear"
+        );
+    }
+    // The same file as version 2 stores them in clear.
+    let g = file_with(FILE_V2, &pattern(4 * B + 10, 30));
+    g.sync(true).unwrap();
+    g.write_at(b"x", 0).unwrap();
+    let bytes = g.storage().bytes();
+    assert_eq!((raw_session_at(&bytes, 0), session_at(&bytes, 0)), (2, 2));
+}
+
+/// Version 3: each file has its own key, so a block copied from another file (same epoch,
+/// same block number) fails authentication.
+#[test]
+fn v3_a_block_copied_from_another_file_fails() {
+    let plain = pattern(3 * B, 31);
+    let a = file_with(FILE_V3, &plain);
+    let b = file_with(FILE_V3, &plain);
+    let mut bytes = b.storage().bytes();
+    let (lo, hi) = (BlockNo(1).cipher_off() as usize, BlockNo(2).cipher_off() as usize);
+    bytes[lo..hi].copy_from_slice(&a.storage().bytes()[lo..hi]);
+    let g = on(bytes, FILE_V3);
+    assert_eq!(g.verify_all().unwrap(), vec![1]);
+    let e = read_all(&g).unwrap_err();
+    assert!(matches!(e, VaultError::Corrupt { block: Some(1), .. }), "{e}");
+    assert_eq!(e.errno(), libc::EIO);
+}
+
+/// Version 3: a file whose epoch the vault does not have is refused as `EpochUnknown` (EIO).
+#[test]
+fn v3_a_file_under_an_unknown_epoch_is_refused() {
+    let f = file_with(FILE_V3, &pattern(B + 7, 32));
+    let mut bytes = f.storage().bytes();
+    bytes[2..6].copy_from_slice(&[9, 9, 9, 9]);
+    let g = on(bytes, FILE_V3);
+    for e in [read_all(&g).unwrap_err(), g.write_at(b"x", 0).unwrap_err()] {
+        assert!(
+            matches!(
+                e,
+                VaultError::Corrupt {
+                    damage: Damage::EpochUnknown,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(e.errno(), libc::EIO);
+    }
+    // A version-1 file in a vault without a layout-1 epoch, likewise.
+    let v1 = file_with(FILE_V1, b"one").storage().bytes();
+    let only_v3 = VaultKeys::from_epochs(vec![EpochKeys {
+        id: Some(EPOCH),
+        layout: Layout::V3,
+        set: KeySet::derive_v3(&MasterKey::from_bytes([3; 32])),
+    }])
+    .unwrap();
+    let g = CryptFile::with_storage(MemStorage::new(v1), Arc::new(only_v3), "f".into(), FILE_V3);
+    assert!(matches!(
+        read_all(&g).unwrap_err(),
+        VaultError::Corrupt {
+            damage: Damage::EpochUnknown,
+            ..
+        }
+    ));
+}
+
+/// Version 3: the keys are derived once per file ID and follow the new file ID a truncate to
+/// 0 gives the file.
+#[test]
+fn v3_the_cached_keys_follow_a_new_file_id() {
+    let f = file_with(FILE_V3, &pattern(2 * B, 33));
+    let first = f.header().unwrap().unwrap();
+    assert_eq!(f.cached_file_id(), Some(first.file_id));
+    assert_eq!(first.file_id[..4], EPOCH.0);
+    f.set_len(0).unwrap();
+    assert!(f.header().unwrap().is_none());
+    let plain = pattern(B + 3, 34);
+    f.write_at(&plain, 0).unwrap();
+    let second: FileHeader = f.header().unwrap().unwrap();
+    assert_ne!(second.file_id, first.file_id);
+    assert_eq!(second.file_id[..4], EPOCH.0);
+    assert_eq!(read_all(&f).unwrap(), plain);
+    assert_eq!(f.cached_file_id(), Some(second.file_id));
+    // A handle that read the old file reads the new one (its cache is keyed by file ID).
+    let g = on(f.storage().bytes(), FILE_V3);
+    assert_eq!(read_all(&g).unwrap(), plain);
+    assert_eq!(f.verify_all().unwrap(), Vec::<u64>::new());
+}
+
+/// Version 3: `--repair` of the crash states reseals with the file's own keys and the newest
+/// session — a file cut at a block boundary (last block not final), a torn tail, and a last
+/// block that is a hole.
+#[test]
+fn v3_repairs_reseal_under_the_files_keys() {
+    let plain = pattern(3 * B, 35);
+    let f = file_with(FILE_V3, &plain);
+    f.sync(true).unwrap();
+    f.write_at(b"s2", 0).unwrap();
+    let mut want = plain.clone();
+    want[..2].copy_from_slice(b"s2");
+
+    // Cut at a block boundary: block 1 becomes the last, sealed as a middle block.
+    let mut bytes = f.storage().bytes();
+    bytes.truncate(cipher_size(2 * B as u64) as usize);
+    let g = on(bytes, FILE_V3);
+    let check = g.verify_blocks().unwrap();
+    // Block 0 (session 2) is also newer than the new last block (session 1).
+    assert_eq!((check.bad, check.ahead), (vec![1], vec![0]));
+    let done = g.repair_tail().unwrap().unwrap();
+    assert!(done.starts_with("resealed the last block as final"), "{done}");
+    assert_eq!(read_all(&g).unwrap(), want[..2 * B]);
+    let bytes = g.storage().bytes();
+    assert_eq!(
+        (session_at(&bytes, 0), session_at(&bytes, 1)),
+        (2, 2),
+        "the newest session"
+    );
+
+    // A torn tail after a final last block is cut.
+    let mut torn = f.storage().bytes();
+    torn.extend_from_slice(&[0x77; 20]);
+    let g = on(torn, FILE_V3);
+    assert_eq!(g.verify_all().unwrap(), vec![3]);
+    assert!(g
+        .repair_tail()
+        .unwrap()
+        .unwrap()
+        .starts_with("cut a torn partial block"));
+    assert_eq!(read_all(&g).unwrap(), want);
+
+    // A last block that is a hole (a torn growing write): sealed as zeros.
+    let mut holed = f.storage().bytes();
+    let last = BlockNo(2).cipher_off() as usize;
+    holed[last..].fill(0);
+    let g = on(holed, FILE_V3);
+    assert_eq!(g.verify_all().unwrap(), vec![2]);
+    let done = g.repair_tail().unwrap().unwrap();
+    assert!(done.contains("with the newest write session"), "{done}");
+    let mut zeroed = want.clone();
+    zeroed[2 * B..].fill(0);
+    assert_eq!(read_all(&g).unwrap(), zeroed);
+    assert_eq!(session_at(&g.storage().bytes(), 2), 2);
+    assert_eq!(g.verify_all().unwrap(), Vec::<u64>::new());
 }

@@ -4,8 +4,7 @@
 use crate::crypto::{self, NONCE_LEN, TAG_LEN};
 use crate::format::header::FileHeader;
 use crate::format::offsets::{self, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, MAX_PLAIN_SIZE, PLAIN_BLOCK};
-use crate::format::session;
-use crate::vault::codec::{sealed_len, tail_tag, PendingBlock};
+use crate::vault::codec::{sealed_len, tail_tag, BlockCodec, PendingBlock};
 use crate::vault::error::{IoContext, Result, VaultError};
 
 use super::growth::Growth;
@@ -45,8 +44,8 @@ impl<S: Storage> CryptFile<S> {
 
         let mut sealed = Vec::with_capacity(((last.0 - first.0 + 1) * CIPHER_BLOCK) as usize);
         let mut scratch = Vec::with_capacity(PLAIN_BLOCK as usize);
-        let nonces = Self::fresh_nonces(&h, s, (last.0 - first.0 + 1) as usize)?;
         let codec = self.codec(&h)?;
+        let nonces = fresh_nonces(&codec, s, (last.0 - first.0 + 1) as usize)?;
         let mut pending = Vec::with_capacity((last.0 - first.0 + 1) as usize);
         for (b, nonce) in (first.0..=last.0).zip(nonces.chunks_exact(NONCE_LEN)) {
             let b = BlockNo(b);
@@ -94,20 +93,6 @@ impl<S: Storage> CryptFile<S> {
         // The last block's tag, when this write sealed it (it ends the buffer).
         self.end_write(&h, s, new_size, outcome(&r, (last == new_last).then_some(&sealed[..])))?;
         r
-    }
-
-    /// `count` fresh nonces, one after the other, carrying `session` in version 2.
-    fn fresh_nonces(h: &FileHeader, session: u32, count: usize) -> Result<Vec<u8>> {
-        let mut nonces = vec![0u8; count * NONCE_LEN];
-        crypto::random_bytes(&mut nonces)?;
-        if h.has_sessions() {
-            for nonce in nonces.chunks_exact_mut(NONCE_LEN) {
-                if let Some(nonce) = nonce.first_chunk_mut::<NONCE_LEN>() {
-                    session::set_nonce_session(nonce, session);
-                }
-            }
-        }
-        Ok(nonces)
     }
 
     /// A write that replaces the whole old last block would seal over it without reading it:
@@ -179,4 +164,16 @@ impl<S: Storage> CryptFile<S> {
         self.end_write(&h, s, new_size, outcome(&r, Some(&sealed)))?;
         r
     }
+}
+
+/// `count` fresh nonces, one after the other, carrying `session` (versions 2 and 3).
+fn fresh_nonces(codec: &BlockCodec<'_>, session: u32, count: usize) -> Result<Vec<u8>> {
+    let mut nonces = vec![0u8; count * NONCE_LEN];
+    crypto::random_bytes(&mut nonces)?;
+    for nonce in nonces.chunks_exact_mut(NONCE_LEN) {
+        if let Some(nonce) = nonce.first_chunk_mut::<NONCE_LEN>() {
+            *nonce = codec.nonce_with_session(*nonce, session);
+        }
+    }
+    Ok(nonces)
 }
