@@ -289,6 +289,22 @@ fn old_epoch_objects_read_and_new_ones_use_the_new_epoch() {
     assert!(!has_xattr(fd, &old_a2) && !has_xattr(fd, &new_a2));
     assert_eq!(v.xattr_get(fd, &id, b"user.a2").unwrap(), None);
 
+    // A truncation to 0 (new file ID) reseals every xattr under the new epoch.
+    let (old_big, _) = xattr_backing(&old.set, b"user.big");
+    assert!(has_xattr(fd, &old_big));
+    v.set_len(&f, 0).unwrap();
+    let id = f.header().unwrap().unwrap().file_id;
+    let mut listed = v.xattr_list(fd, &id).unwrap();
+    listed.sort();
+    let want: Vec<Vec<u8>> = ["user.a0", "user.a3", "user.a4", "user.a5", "user.a6", "user.big"]
+        .iter()
+        .map(|n| n.as_bytes().to_vec())
+        .collect();
+    assert_eq!(listed, want);
+    assert_eq!(v.xattr_get(fd, &id, b"user.big").unwrap().unwrap(), [b'b'; 300]);
+    assert_eq!(v.xattr_get(fd, &id, b"user.a4").unwrap().unwrap(), b"v4");
+    assert!(!has_xattr(fd, &old_big) && !has_xattr(fd, PACK_BACKING_NAME.as_bytes()));
+
     // A new file's xattrs: singles under the new epoch, then a pack3.
     let (cn, _) = v.lookup(&root, b"new.txt").unwrap();
     let f = v.open_file(&root, &cn.entry, true).unwrap();
