@@ -41,7 +41,7 @@ pub fn encrypt(args: &NameArgs) -> CliResult {
         .open_dir_path(&parents.join(&b'/'))
         .map_err(|e| not_found_in_vault(e, &shown))?;
     let name = vault
-        .cipher_name(&parent, last)
+        .cipher_name_existing(&parent, last)
         .map_err(|e| not_found_in_vault(e, &shown))?;
     print_line(parent.rel_child(&name.entry).as_os_str().as_bytes())?;
     if let Some(long) = name.long {

@@ -5,11 +5,26 @@
 //! Plaintext: entries `name len u8 | name | value len u16 BE | value`, then zero bytes up to a
 //! multiple of [`PACK_PAD`] (a zero name length ends the entries: names are never empty).
 
-/// Backing name of the pack (base64url names of single xattrs are at least 43 characters, so
-/// it never collides with one).
+use super::epochs::Layout;
+
+/// Backing name of a layout-1 epoch's pack (base64url names of single xattrs are at least 43
+/// characters, so it never collides with one).
 pub const PACK_BACKING_NAME: &str = "user.coffer.pack";
-/// AAD prefix of the sealed pack: `"coffer xattr pack v1" | owner id [16]`.
+/// Backing name of a layout-3 epoch's pack (§15.4; not a base64url length either, so an older
+/// coffer skips it).
+pub const PACK3_BACKING_NAME: &str = "user.coffer.pack3";
+/// AAD prefix of a layout-1 epoch's sealed pack: `"coffer xattr pack v1" | owner id [16]`.
 pub const PACK_AD: &[u8] = b"coffer xattr pack v1";
+/// AAD prefix of a layout-3 epoch's sealed pack: `"coffer xattr pack v3" | owner id [16]`.
+pub const PACK3_AD: &[u8] = b"coffer xattr pack v3";
+
+/// Backing name of the pack of an epoch with `layout`.
+pub fn pack_backing_name(layout: Layout) -> &'static str {
+    match layout {
+        Layout::V1 => PACK_BACKING_NAME,
+        Layout::V3 => PACK3_BACKING_NAME,
+    }
+}
 /// Longest value kept in the pack; longer ones are sealed on their own.
 pub const PACK_VALUE_MAX: usize = 255;
 /// Largest pack plaintext (the sealed pack then fits one ext4 4 KiB xattr block with room to
@@ -24,10 +39,13 @@ pub const PACK_PAD: usize = 32;
 /// One plaintext xattr: full name (`user.…`) and value.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
-/// AAD of the pack of the object whose owner ID is `owner`.
-pub fn pack_aad(owner: &[u8; 16]) -> Vec<u8> {
+/// AAD of the pack (of an epoch with `layout`) of the object whose owner ID is `owner`.
+pub fn pack_aad(layout: Layout, owner: &[u8; 16]) -> Vec<u8> {
     let mut aad = Vec::with_capacity(PACK_AD.len() + 16);
-    aad.extend_from_slice(PACK_AD);
+    aad.extend_from_slice(match layout {
+        Layout::V1 => PACK_AD,
+        Layout::V3 => PACK3_AD,
+    });
     aad.extend_from_slice(owner);
     aad
 }

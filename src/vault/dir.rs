@@ -96,6 +96,11 @@ impl Dir {
         Dir::from_fd(fd, rel)
     }
 
+    /// The directory's IV, then its alternative IVs: the order in which names are tried.
+    pub fn ivs(&self) -> impl Iterator<Item = &[u8; DIRIV_LEN]> {
+        std::iter::once(&self.iv).chain(self.alt_ivs.iter())
+    }
+
     /// Backing path of a child, for messages.
     pub fn rel_child(&self, backing_name: &[u8]) -> PathBuf {
         self.rel.join(std::ffi::OsStr::from_bytes(backing_name))
@@ -190,11 +195,62 @@ pub fn cipher_name_for(keys: &KeySet, params: &VaultParams, iv: &[u8; DIRIV_LEN]
 impl Vault {
     /// The backing name of `plain` in `dir` for a new entry (validates the plaintext name).
     pub fn cipher_name(&self, dir: &Dir, plain: &[u8]) -> Result<CipherName> {
-        self.cipher_name_iv(&dir.iv, plain)
+        self.cipher_name_in(self.keys(), &dir.iv, plain)
     }
 
-    fn cipher_name_iv(&self, iv: &[u8; DIRIV_LEN], plain: &[u8]) -> Result<CipherName> {
-        cipher_name_for(self.keys(), self.params(), iv, plain)
+    /// The backing name of `plain` under one epoch's names key and one IV.
+    fn cipher_name_in(&self, keys: &KeySet, iv: &[u8; DIRIV_LEN], plain: &[u8]) -> Result<CipherName> {
+        cipher_name_for(keys, self.params(), iv, plain)
+    }
+
+    /// Every (epoch, IV) pair a name of `dir` may be sealed under, in the order they are tried:
+    /// the newest epoch first, within an epoch the directory's IV first (docs/FORMAT.md §15.4).
+    fn name_keys<'a>(&'a self, dir: &'a Dir) -> impl Iterator<Item = (&'a KeySet, &'a [u8; DIRIV_LEN])> + 'a {
+        self.vault_keys()
+            .newest_first()
+            .flat_map(move |e| dir.ivs().map(move |iv| (&e.set, iv)))
+    }
+
+    /// The backing name of `plain` for a new entry in `dir`, or EEXIST when `plain` is already
+    /// there under an older epoch's key (a new entry would otherwise duplicate it). A vault
+    /// with one epoch pays nothing for the check.
+    pub(super) fn new_cipher_name(&self, dir: &Dir, plain: &[u8]) -> Result<CipherName> {
+        let name = self.cipher_name(dir, plain)?;
+        if let Some(old) = self.older_epoch_entry(dir, plain)? {
+            return Err(VaultError::errno_at(dir.rel_child(&old.entry), libc::EEXIST));
+        }
+        Ok(name)
+    }
+
+    /// The existing entry of `plain` in `dir` under an epoch older than the newest (under the
+    /// diriv or an alternative IV), if any.
+    pub(super) fn older_epoch_entry(&self, dir: &Dir, plain: &[u8]) -> Result<Option<CipherName>> {
+        for e in self.vault_keys().newest_first().skip(1) {
+            for iv in dir.ivs() {
+                let old = self.cipher_name_in(&e.set, iv, plain)?;
+                if dir.fd.stat(&old.entry).is_ok() {
+                    return Ok(Some(old));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The backing name of `plain` in `dir` under the diriv: the existing entry's, under the
+    /// newest epoch that has one, else the name a new entry would get. Alternative IVs and
+    /// conflict copies are not looked at (see [`resolve`](Self::resolve) for that).
+    pub fn cipher_name_existing(&self, dir: &Dir, plain: &[u8]) -> Result<CipherName> {
+        let main = self.cipher_name(dir, plain)?;
+        if dir.fd.stat(&main.entry).is_ok() {
+            return Ok(main);
+        }
+        for e in self.vault_keys().newest_first().skip(1) {
+            let old = self.cipher_name_in(&e.set, &dir.iv, plain)?;
+            if dir.fd.stat(&old.entry).is_ok() {
+                return Ok(old);
+            }
+        }
+        Ok(main)
     }
 
     /// Decrypts an encoded name (the text of a short entry or a sidecar).
@@ -204,10 +260,9 @@ impl Vault {
             .name_encoding
             .decode(encoded)
             .map_err(|_| VaultError::corrupt(rel, None, Damage::NameEncoding))?;
-        let names = &self.keys().names;
-        let plain = std::iter::once(&dir.iv)
-            .chain(dir.alt_ivs.iter())
-            .find_map(|iv| names.decrypt_name(iv, &raw).ok())
+        let plain = self
+            .name_keys(dir)
+            .find_map(|(keys, iv)| keys.names.decrypt_name(iv, &raw).ok())
             .ok_or_else(|| VaultError::corrupt(rel, None, Damage::NameAuth))?;
         names::check_plain_name(&plain).map_err(|_| VaultError::corrupt(rel, None, Damage::NameInvalid))?;
         Ok(plain)
@@ -309,14 +364,16 @@ impl Vault {
 
     /// The backing entry that shows as `plain` in `dir`: the entry under the diriv, else under
     /// a conflict copy's IV, else a sync-client conflict copy or duplicate shown under that
-    /// name. When none exists, the name a new entry would get.
+    /// name. Each is looked for under every epoch's names key, newest first. When none exists,
+    /// the name a new entry would get (newest epoch, the diriv).
     pub fn resolve(&self, dir: &Dir, plain: &[u8]) -> Result<CipherName> {
         let main = self.cipher_name(dir, plain)?;
         if dir.fd.stat(&main.entry).is_ok() {
             return Ok(main);
         }
-        for iv in &dir.alt_ivs {
-            let n = self.cipher_name_iv(iv, plain)?;
+        // The first pair is the newest epoch under the diriv: `main`, looked at already.
+        for (keys, iv) in self.name_keys(dir).skip(1) {
+            let n = self.cipher_name_in(keys, iv, plain)?;
             if dir.fd.stat(&n.entry).is_ok() {
                 return Ok(n);
             }
@@ -325,8 +382,8 @@ impl Vault {
             if names::check_plain_name(&orig).is_err() {
                 continue;
             }
-            for iv in std::iter::once(&dir.iv).chain(dir.alt_ivs.iter()) {
-                let o = self.cipher_name_iv(iv, &orig)?;
+            for (keys, iv) in self.name_keys(dir) {
+                let o = self.cipher_name_in(keys, iv, &orig)?;
                 let candidate = match &o.long {
                     None => {
                         let mut e = o.entry.clone();
@@ -422,10 +479,11 @@ impl Vault {
         Ok(out)
     }
 
-    /// The existing entry for `plain` under the diriv or a conflict copy's IV (no markers).
+    /// The existing entry for `plain` under the diriv or a conflict copy's IV, under any
+    /// epoch (no markers).
     fn resolve_direct(&self, dir: &Dir, plain: &[u8]) -> Option<Vec<u8>> {
-        std::iter::once(&dir.iv).chain(dir.alt_ivs.iter()).find_map(|iv| {
-            let n = self.cipher_name_iv(iv, plain).ok()?;
+        self.name_keys(dir).find_map(|(keys, iv)| {
+            let n = self.cipher_name_in(keys, iv, plain).ok()?;
             dir.fd.stat(&n.entry).ok().map(|_| n.entry)
         })
     }

@@ -105,7 +105,7 @@ impl Vault {
     /// Creates a regular file exclusively (EEXIST if present) and opens it read-write.
     pub fn create_file(&self, dir: &Dir, plain: &[u8], mode: u32) -> Result<(CryptFile, CipherName)> {
         self.check_writable()?;
-        let name = self.cipher_name(dir, plain)?;
+        let name = self.new_cipher_name(dir, plain)?;
         self.write_sidecar(dir, &name)?;
         let rel = dir.rel_child(&name.entry);
         let f = dir.fd.open_file(&name.entry, true, Some(mode & 0o7777)).at(&rel)?;
@@ -116,7 +116,7 @@ impl Vault {
     /// renamed into place and given `mode` — so no directory is ever visible without its IV.
     pub fn mkdir(&self, dir: &Dir, plain: &[u8], mode: u32) -> Result<CipherName> {
         self.check_writable()?;
-        let name = self.cipher_name(dir, plain)?;
+        let name = self.new_cipher_name(dir, plain)?;
         let tmp = temp_name().at(&dir.rel)?;
         let tmp_rel = dir.rel_child(&tmp);
         dir.fd.mkdir(&tmp, 0o700).at(&tmp_rel)?;
@@ -152,7 +152,7 @@ impl Vault {
     /// mknod of a regular file, fifo, socket or device.
     pub fn mknod(&self, dir: &Dir, plain: &[u8], mode: u32, rdev: u64) -> Result<CipherName> {
         self.check_writable()?;
-        let name = self.cipher_name(dir, plain)?;
+        let name = self.new_cipher_name(dir, plain)?;
         self.write_sidecar(dir, &name)?;
         let rel = dir.rel_child(&name.entry);
         dir.fd.mknod(&name.entry, mode, rdev).at(&rel)?;
@@ -168,7 +168,7 @@ impl Vault {
     /// Hard link of backing entry `old_entry` in `old_dir` as `new_plain` in `new_dir`.
     pub fn link(&self, old_dir: &Dir, old_entry: &[u8], new_dir: &Dir, new_plain: &[u8]) -> Result<CipherName> {
         self.check_writable()?;
-        let name = self.cipher_name(new_dir, new_plain)?;
+        let name = self.new_cipher_name(new_dir, new_plain)?;
         // An out-of-line symlink target is named after its entry: the new name needs its own
         // copy, or the hard link would read as a symlink without a target.
         let old_link = link_name(old_entry);

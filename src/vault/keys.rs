@@ -6,8 +6,9 @@
 
 use std::fmt;
 
-use crate::crypto::KeySet;
+use crate::crypto::{BlockCipher, CryptoError, KeySet, NONCE_LEN};
 use crate::format::epochs::{EpochId, Layout};
+use crate::format::sealed::NONCE_EPOCH_LEN;
 
 /// The ciphers of one epoch.
 pub struct EpochKeys {
@@ -27,6 +28,28 @@ impl fmt::Debug for EpochKeys {
             self.id.map(|i| i.to_hex()),
             self.layout
         )
+    }
+}
+
+impl EpochKeys {
+    /// Seals a small object (symlink target, xattr value, pack) with `cipher`, one of this
+    /// epoch's: a layout-3 epoch's nonce is its ID (4) | 12 random bytes, a layout-1 epoch's 16
+    /// random bytes (docs/FORMAT.md §7, §8, §15.4).
+    pub fn seal_small(&self, cipher: &BlockCipher, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut nonce: [u8; NONCE_LEN] = crate::crypto::random_array()?;
+        if let (Layout::V3, Some(id)) = (self.layout, self.id) {
+            nonce[..NONCE_EPOCH_LEN].copy_from_slice(&id.0);
+        }
+        Ok(cipher.seal_with_nonce_to_vec(&nonce, aad, plain))
+    }
+
+    /// Whether a sealed small object may be this epoch's: a layout-3 epoch's nonces start with
+    /// its ID; a layout-1 epoch's can start with anything.
+    pub fn may_have_sealed(&self, sealed: &[u8]) -> bool {
+        match (self.layout, self.id) {
+            (Layout::V3, Some(id)) => sealed.get(..NONCE_EPOCH_LEN) == Some(&id.0[..]),
+            _ => true,
+        }
     }
 }
 
@@ -67,6 +90,12 @@ impl VaultKeys {
     /// The layout-3 epoch with this ID.
     pub fn by_id(&self, id: EpochId) -> Option<&EpochKeys> {
         self.epochs.iter().find(|e| e.id == Some(id))
+    }
+
+    /// The layout-3 epoch whose ID a sealed small object's nonce starts with (§15.4).
+    pub fn v3_epoch_of(&self, sealed: &[u8]) -> Option<&EpochKeys> {
+        let id: [u8; NONCE_EPOCH_LEN] = sealed.get(..NONCE_EPOCH_LEN)?.try_into().ok()?;
+        self.by_id(EpochId(id)).filter(|e| e.layout == Layout::V3)
     }
 
     /// The layout-1 epoch (a config-version-1 vault's key, kept until `rekey --finish`).

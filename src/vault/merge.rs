@@ -73,7 +73,8 @@ impl Vault {
                 continue;
             }
             let target = self.cipher_name(dir, &e.plain)?;
-            if dir.fd.stat(&target.entry).is_ok() {
+            // Taken under the newest epoch, or under an older one (still under the diriv).
+            if dir.fd.stat(&target.entry).is_ok() || self.older_epoch_entry(&main_only, &e.plain)?.is_some() {
                 log::warn!(
                     "{}: cannot merge {:?}: its name under coffer.diriv is taken",
                     dir.rel.display(),

@@ -1,8 +1,9 @@
 //! Encrypted symlink targets: inline in the backing symlink when they fit, else in a
 //! `ENTRY.link` sidecar with the backing symlink pointing at `coffer:link`.
 
+use crate::format::epochs::Layout;
 use crate::format::names;
-use crate::format::sealed::{SYMLINK_AAD, SYMLINK_BACKING_MAX, SYMLINK_OUT_OF_LINE, SYMLINK_PLAIN_MAX};
+use crate::format::sealed::{symlink_aad, SYMLINK_BACKING_MAX, SYMLINK_OUT_OF_LINE, SYMLINK_PLAIN_MAX};
 
 use super::dir::{CipherName, Dir};
 use super::error::{Damage, IoContext, Result, VaultError};
@@ -18,12 +19,13 @@ impl Vault {
         if target.len() > SYMLINK_PLAIN_MAX {
             return Err(VaultError::errno_at(&dir.rel, libc::ENAMETOOLONG));
         }
-        let name = self.cipher_name(dir, plain)?;
+        let name = self.new_cipher_name(dir, plain)?;
         // Never touch the target sidecar of an existing entry (EEXIST comes before any write).
         if dir.fd.stat(&name.entry).is_ok() {
             return Err(VaultError::errno_at(dir.rel_child(&name.entry), libc::EEXIST));
         }
-        let sealed = self.keys().symlinks.seal_to_vec(SYMLINK_AAD, target)?;
+        let newest = self.vault_keys().newest();
+        let sealed = newest.seal_small(&newest.set.symlinks, symlink_aad(newest.layout), target)?;
         let encoded = names::encode(&sealed);
         self.write_sidecar(dir, &name)?;
         let rel = dir.rel_child(&name.entry);
@@ -59,10 +61,22 @@ impl Vault {
         } else {
             names::decode(&backing).map_err(|_| VaultError::corrupt(&rel, None, Damage::SymlinkEncoding))?
         };
-        self.keys()
-            .symlinks
-            .open_from_slice(SYMLINK_AAD, &sealed)
-            .map_err(|_| VaultError::corrupt(rel, None, Damage::SymlinkAuth))
+        self.open_symlink(&sealed)
+            .ok_or_else(|| VaultError::corrupt(rel, None, Damage::SymlinkAuth))
+    }
+
+    /// Opens a sealed target: under the layout-3 epoch its nonce names, if any and if that
+    /// works, else under the layout-1 epoch (whose random nonce may start with any 4 bytes,
+    /// docs/FORMAT.md §15.4). `None`: it authenticates under neither.
+    fn open_symlink(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        let keys = self.vault_keys();
+        if let Some(e) = keys.v3_epoch_of(sealed) {
+            if let Ok(target) = e.set.symlinks.open_from_slice(symlink_aad(Layout::V3), sealed) {
+                return Some(target);
+            }
+        }
+        let e = keys.layout1()?;
+        e.set.symlinks.open_from_slice(symlink_aad(Layout::V1), sealed).ok()
     }
 }
 

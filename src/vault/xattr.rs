@@ -1,15 +1,21 @@
 //! Encrypted extended attributes (user.* only), stored as backing xattrs
 //! `user.coffer.<SIV(name)>` whose values are bound to the owner's ID and the name, and, once
-//! an object has several, small ones packed together in `user.coffer.pack` bound to the owner.
+//! an object has several, small ones packed together in `user.coffer.pack` (`.pack3` under a
+//! layout-3 epoch) bound to the owner. Names and packs are written under the newest epoch and
+//! read under every epoch, newest first (docs/FORMAT.md §8, §15.4).
 
 use std::os::fd::RawFd;
 
+use crate::format::epochs::Layout;
 use crate::format::names;
 use crate::format::sealed::{check_xattr_name, xattr_value_aad, XATTR_BACKING_PREFIX, XATTR_NAME_AD};
-use crate::format::xattr_pack::{self, PACK_AFTER, PACK_BACKING_NAME, PACK_PLAIN_MAX};
+use crate::format::xattr_pack::{
+    self, pack_aad, pack_backing_name, PACK3_BACKING_NAME, PACK_AFTER, PACK_BACKING_NAME, PACK_PLAIN_MAX,
+};
 
 use super::backing::{fgetxattr, flistxattr, fremovexattr, fsetxattr};
 use super::error::{Damage, Result, VaultError};
+use super::keys::EpochKeys;
 use super::{CryptFile, Vault};
 
 /// A backing xattr call that failed: its errno, in the context of xattrs (the backing calls
@@ -28,24 +34,64 @@ impl Vault {
         })
     }
 
+    /// The backing name of xattr `name` under the newest epoch, and the SIV output it encodes.
     fn xattr_backing_name(&self, name: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
         self.xattr_check_name(name)?;
-        let cipher = self.keys().xattr_names.encrypt_name(XATTR_NAME_AD, name);
-        let backing = format!("{XATTR_BACKING_PREFIX}{}", names::encode(&cipher)).into_bytes();
-        Ok((backing, cipher))
+        Ok(xattr_backing_name_in(self.vault_keys().newest(), name))
     }
 
-    /// The value sealed on its own under `name`'s backing name (None: there is none).
+    /// The value sealed on its own under `name`'s backing name of an epoch, the newest epoch
+    /// that has one (None: there is none).
     fn single_get(&self, fd: RawFd, owner: &[u8; 16], name: &[u8]) -> Result<Option<Vec<u8>>> {
-        let (backing, cipher) = self.xattr_backing_name(name)?;
-        let Some(sealed) = fgetxattr(fd, &backing).map_err(backing_err)? else {
-            return Ok(None);
-        };
-        self.keys()
-            .xattr_values
-            .open_from_slice(&xattr_value_aad(owner, &cipher), &sealed)
-            .map(Some)
-            .map_err(|_| VaultError::corrupt_xattrs(Damage::XattrValue { name: name.to_vec() }))
+        self.xattr_check_name(name)?;
+        for e in self.vault_keys().newest_first() {
+            let (backing, cipher) = xattr_backing_name_in(e, name);
+            let Some(sealed) = fgetxattr(fd, &backing).map_err(backing_err)? else {
+                continue;
+            };
+            let aad = xattr_value_aad(e.layout, owner, &cipher);
+            return e
+                .may_have_sealed(&sealed)
+                .then(|| e.set.xattr_values.open_from_slice(&aad, &sealed).ok())
+                .flatten()
+                .map(Some)
+                .ok_or_else(|| VaultError::corrupt_xattrs(Damage::XattrValue { name: name.to_vec() }));
+        }
+        Ok(None)
+    }
+
+    /// The backing names under which `name` is sealed on its own on `fd`, one per epoch that
+    /// has it (newest first).
+    fn single_backings(&self, fd: RawFd, name: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for e in self.vault_keys().newest_first() {
+            let (backing, _) = xattr_backing_name_in(e, name);
+            if fgetxattr(fd, &backing).map_err(backing_err)?.is_some() {
+                out.push(backing);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes `name` sealed on its own, under every epoch; whether there was one.
+    fn remove_singles(&self, fd: RawFd, name: &[u8]) -> Result<bool> {
+        let mut removed = false;
+        for e in self.vault_keys().newest_first() {
+            let (backing, _) = xattr_backing_name_in(e, name);
+            match fremovexattr(fd, &backing) {
+                Ok(()) => removed = true,
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+                Err(e) => return Err(backing_err(e)),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Whether packs may be written. A layout-1 vault may once its config has `xattr_packs`
+    /// or can be given it now; a layout-3 newest epoch always may: config version 2, the only
+    /// config with layout-3 epochs, implies packs (docs/FORMAT.md §15.4).
+    fn may_write_packs(&self) -> bool {
+        self.vault_keys().newest().layout == Layout::V3 || self.flags.ensure_xattr_packs()
     }
 
     /// Reads one xattr of the object open at `fd` whose owner ID is `owner`: sealed on its own
@@ -75,7 +121,8 @@ impl Vault {
         let (backing, cipher) = self.xattr_backing_name(name)?;
         let mut pack = self.read_pack(fd, owner)?;
         let packed = pack.iter().position(|(n, _)| n == name);
-        let single = fgetxattr(fd, &backing).map_err(backing_err)?.is_some();
+        let singles = self.single_backings(fd, name)?;
+        let single = !singles.is_empty();
         let exists = packed.is_some() || single;
         if flags & libc::XATTR_CREATE != 0 && exists {
             return Err(VaultError::xattr(None, libc::EEXIST));
@@ -87,7 +134,7 @@ impl Vault {
         let to_pack = !single
             && xattr_pack::packable(name, value)
             && (packed.is_some() || self.single_names(fd)?.len() >= PACK_AFTER)
-            && self.flags.ensure_xattr_packs();
+            && self.may_write_packs();
         if to_pack {
             let entry = (name.to_vec(), value.to_vec());
             match packed {
@@ -100,11 +147,17 @@ impl Vault {
             // No room: seal this one on its own, out of the pack.
             pack.retain(|(n, _)| n != name);
         }
-        let sealed = self
-            .keys()
-            .xattr_values
-            .seal_to_vec(&xattr_value_aad(owner, &cipher), value)?;
+        let newest = self.vault_keys().newest();
+        let aad = xattr_value_aad(newest.layout, owner, &cipher);
+        let sealed = newest.seal_small(&newest.set.xattr_values, &aad, value)?;
         fsetxattr(fd, &backing, &sealed, 0).map_err(backing_err)?;
+        // The same name under an older epoch is shadowed by the new one now: it goes.
+        for old in singles.iter().filter(|b| **b != backing) {
+            match fremovexattr(fd, old) {
+                Err(e) if e.raw_os_error() != Some(libc::ENODATA) => return Err(backing_err(e)),
+                _ => {}
+            }
+        }
         if packed.is_some() {
             pack.retain(|(n, _)| n != name);
             self.write_pack(fd, owner, &pack)?;
@@ -115,12 +168,8 @@ impl Vault {
     /// Removes one xattr (ENODATA when the object has none of that name).
     pub fn xattr_remove(&self, fd: RawFd, owner: &[u8; 16], name: &[u8]) -> Result<()> {
         self.check_writable()?;
-        let (backing, _) = self.xattr_backing_name(name)?;
-        let single = match fremovexattr(fd, &backing) {
-            Ok(()) => true,
-            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => false,
-            Err(e) => return Err(backing_err(e)),
-        };
+        self.xattr_check_name(name)?;
+        let single = self.remove_singles(fd, name)?;
         let mut pack = self.read_pack(fd, owner)?;
         let before = pack.len();
         pack.retain(|(n, _)| n != name);
@@ -154,51 +203,105 @@ impl Vault {
             let Some(enc) = n.strip_prefix(XATTR_BACKING_PREFIX.as_bytes()) else {
                 continue;
             };
-            if n == PACK_BACKING_NAME.as_bytes() {
+            if n == PACK_BACKING_NAME.as_bytes() || n == PACK3_BACKING_NAME.as_bytes() {
                 continue;
             }
             let Ok(raw) = names::decode(enc) else {
                 continue;
             };
-            match self.keys().xattr_names.decrypt_name(XATTR_NAME_AD, &raw) {
-                Ok(plain) => out.push(plain),
-                Err(_) => log::warn!("skipping an xattr whose name does not decrypt"),
+            let plain = self
+                .vault_keys()
+                .newest_first()
+                .find_map(|e| e.set.xattr_names.decrypt_name(XATTR_NAME_AD, &raw).ok());
+            match plain {
+                // One name under two epochs (a crash between writing the new and removing the
+                // old) is listed once.
+                Some(plain) if out.contains(&plain) => {}
+                Some(plain) => out.push(plain),
+                None => log::warn!("skipping an xattr whose name does not decrypt"),
             }
         }
         Ok(out)
     }
 
-    /// The entries of the object's pack (none when it has no pack).
+    /// The entries of the object's packs (none when it has none): the newest epoch's form
+    /// first, then the entries of the other form whose names it does not hold.
     fn read_pack(&self, fd: RawFd, owner: &[u8; 16]) -> Result<Vec<xattr_pack::Entry>> {
-        let sealed = match fgetxattr(fd, PACK_BACKING_NAME.as_bytes()) {
+        let mut out: Vec<xattr_pack::Entry> = Vec::new();
+        for layout in self.pack_layouts() {
+            for (n, v) in self.read_pack_form(fd, owner, layout)? {
+                if !out.iter().any(|(k, _)| *k == n) {
+                    out.push((n, v));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The pack forms this vault reads, the newest epoch's first: `user.coffer.pack3` when it
+    /// has a layout-3 epoch, `user.coffer.pack` when it has a layout-1 epoch.
+    fn pack_layouts(&self) -> Vec<Layout> {
+        let keys = self.vault_keys();
+        let mut out = vec![keys.newest().layout];
+        if let Some(e) = keys.newest_first().find(|e| e.layout != out[0]) {
+            out.push(e.layout);
+        }
+        out
+    }
+
+    /// The entries of the object's pack of one form (none when it has none). A layout-3 pack
+    /// opens under the epoch its nonce names, a layout-1 pack under the layout-1 epoch.
+    fn read_pack_form(&self, fd: RawFd, owner: &[u8; 16], layout: Layout) -> Result<Vec<xattr_pack::Entry>> {
+        let sealed = match fgetxattr(fd, pack_backing_name(layout).as_bytes()) {
             Ok(Some(s)) => s,
             Ok(None) => return Ok(Vec::new()),
             Err(e) if no_xattr_support(e.raw_os_error().unwrap_or(0)) => return Ok(Vec::new()),
             Err(e) => return Err(backing_err(e)),
         };
-        let plain = self
-            .keys()
-            .xattr_values
-            .open_from_slice(&xattr_pack::pack_aad(owner), &sealed)
-            .map_err(|_| VaultError::corrupt_xattrs(Damage::XattrPackAuth))?;
+        let keys = self.vault_keys();
+        let epoch = match layout {
+            Layout::V3 => keys.v3_epoch_of(&sealed),
+            Layout::V1 => keys.layout1(),
+        };
+        let plain = epoch
+            .and_then(|e| {
+                e.set
+                    .xattr_values
+                    .open_from_slice(&pack_aad(layout, owner), &sealed)
+                    .ok()
+            })
+            .ok_or_else(|| VaultError::corrupt_xattrs(Damage::XattrPackAuth))?;
         xattr_pack::decode(&plain).map_err(|f| VaultError::corrupt_xattrs(Damage::XattrPack(f)))
     }
 
-    /// Replaces the object's pack with `entries` (removes it when there are none).
+    /// Replaces the object's pack with `entries` (removes it when there are none), in the
+    /// newest epoch's form; a pack of the other form goes after it (its entries were read
+    /// into `entries` by [`read_pack`](Self::read_pack)).
     fn write_pack(&self, fd: RawFd, owner: &[u8; 16], entries: &[xattr_pack::Entry]) -> Result<()> {
         if entries.is_empty() {
             return self.drop_pack(fd);
         }
-        let sealed = self
-            .keys()
-            .xattr_values
-            .seal_to_vec(&xattr_pack::pack_aad(owner), &xattr_pack::encode(entries))?;
-        fsetxattr(fd, PACK_BACKING_NAME.as_bytes(), &sealed, 0).map_err(backing_err)
+        let newest = self.vault_keys().newest();
+        let aad = pack_aad(newest.layout, owner);
+        let sealed = newest.seal_small(&newest.set.xattr_values, &aad, &xattr_pack::encode(entries))?;
+        fsetxattr(fd, pack_backing_name(newest.layout).as_bytes(), &sealed, 0).map_err(backing_err)?;
+        for other in self.pack_layouts().into_iter().skip(1) {
+            self.drop_pack_form(fd, other)?;
+        }
+        Ok(())
     }
 
-    /// Removes the object's pack, if any.
+    /// Removes the object's packs, if any.
     fn drop_pack(&self, fd: RawFd) -> Result<()> {
-        match fremovexattr(fd, PACK_BACKING_NAME.as_bytes()) {
+        for layout in self.pack_layouts() {
+            self.drop_pack_form(fd, layout)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the object's pack of one form, if any.
+    fn drop_pack_form(&self, fd: RawFd, layout: Layout) -> Result<()> {
+        match fremovexattr(fd, pack_backing_name(layout).as_bytes()) {
             Err(e)
                 if !matches!(e.raw_os_error(), Some(libc::ENODATA))
                     && !no_xattr_support(e.raw_os_error().unwrap_or(0)) =>
@@ -225,11 +328,7 @@ impl Vault {
         // Dropped values would never authenticate again (EIO on every read): remove them. The
         // pack is sealed to the old file ID: it goes too, its entries are in `kept`.
         for n in dropped {
-            let (backing, _) = self.xattr_backing_name(&n)?;
-            match fremovexattr(fd, &backing) {
-                Err(e) if e.raw_os_error() != Some(libc::ENODATA) => return Err(backing_err(e)),
-                _ => {}
-            }
+            self.remove_singles(fd, &n)?;
         }
         self.drop_pack(fd)?;
         if !kept.is_empty() {
@@ -288,6 +387,13 @@ impl Vault {
         }
         Ok(Some(Carried { kept, dropped }))
     }
+}
+
+/// The backing name of xattr `name` under epoch `e`, and the SIV output it encodes.
+fn xattr_backing_name_in(e: &EpochKeys, name: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let cipher = e.set.xattr_names.encrypt_name(XATTR_NAME_AD, name);
+    let backing = format!("{XATTR_BACKING_PREFIX}{}", names::encode(&cipher)).into_bytes();
+    (backing, cipher)
 }
 
 /// What a truncation to 0 does with a file's xattrs.

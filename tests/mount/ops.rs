@@ -746,3 +746,79 @@ fn mmap_write_and_read() {
     unsafe { libc::munmap(ptr, 15) };
     assert_eq!(s, b"written plainly");
 }
+
+/// Names, symlink targets and xattrs under key epochs (docs/FORMAT.md §15.4) through a mount:
+/// what a layout-1 epoch wrote reads back once a layout-3 epoch is the newest, a name of the
+/// old epoch cannot be created again, and new objects work beside the old ones.
+#[test]
+fn epoch_names_symlinks_and_xattrs() {
+    use coffer::crypto::{KeySet, MasterKey};
+    use coffer::format::config::VaultParams;
+    use coffer::format::epochs::{EpochId, Layout};
+    use coffer::fs::MountOptions;
+    use coffer::vault::{EpochKeys, Vault, VaultKeys};
+
+    if !common::fuse_available() {
+        return;
+    }
+    let (_tmp, cipher, mnt) = common::unmounted_vault();
+    let old = || EpochKeys {
+        id: Some(EpochId([1; 4])),
+        layout: Layout::V1,
+        set: KeySet::derive(&MasterKey::from_bytes([0x11; 32]), false),
+    };
+    let open = |epochs: Vec<EpochKeys>| {
+        Vault::open_with_keys(
+            &cipher,
+            VaultKeys::from_epochs(epochs).unwrap(),
+            VaultParams::default(),
+            false,
+        )
+        .unwrap()
+    };
+    let xattrs = common::user_xattrs_supported(&cipher);
+
+    let h = coffer::fs::spawn(open(vec![old()]), &mnt, &MountOptions::default()).unwrap();
+    fs::write(mnt.join("old.txt"), b"old data").unwrap();
+    fs::create_dir(mnt.join("old dir")).unwrap();
+    symlink("old target", mnt.join("old link")).unwrap();
+    if xattrs {
+        set_xattr(&mnt.join("old.txt"), "user.old", b"old value", 0).unwrap();
+    }
+    h.unmount().unwrap();
+
+    let new = EpochKeys {
+        id: Some(EpochId([3; 4])),
+        layout: Layout::V3,
+        set: KeySet::derive_v3(&MasterKey::from_bytes([0x33; 32])),
+    };
+    let h = coffer::fs::spawn(open(vec![old(), new]), &mnt, &MountOptions::default()).unwrap();
+    let mut names: Vec<_> = fs::read_dir(&mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["old dir", "old link", "old.txt"]);
+    assert_eq!(fs::read(mnt.join("old.txt")).unwrap(), b"old data");
+    assert_eq!(fs::read_link(mnt.join("old link")).unwrap(), Path::new("old target"));
+    let again = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(mnt.join("old.txt"));
+    assert_eq!(common::errno(&again), Some(libc::EEXIST));
+    assert_eq!(common::errno(&fs::create_dir(mnt.join("old dir"))), Some(libc::EEXIST));
+    symlink("new target", mnt.join("new link")).unwrap();
+    assert_eq!(fs::read_link(mnt.join("new link")).unwrap(), Path::new("new target"));
+    fs::rename(mnt.join("old.txt"), mnt.join("renamed.txt")).unwrap();
+    assert_eq!(fs::read(mnt.join("renamed.txt")).unwrap(), b"old data");
+    if xattrs {
+        let f = mnt.join("renamed.txt");
+        assert_eq!(get_xattr(&f, "user.old").unwrap(), b"old value");
+        set_xattr(&f, "user.new", b"new value", 0).unwrap();
+        set_xattr(&f, "user.old", b"replaced", 0).unwrap();
+        let mut listed = list_xattr(&f).unwrap();
+        listed.sort();
+        assert_eq!(listed, ["user.new", "user.old"]);
+        assert_eq!(get_xattr(&f, "user.old").unwrap(), b"replaced");
+        remove_xattr(&f, "user.old").unwrap();
+        assert_eq!(common::errno(&get_xattr(&f, "user.old")), Some(libc::ENODATA));
+    }
+    h.unmount().unwrap();
+}

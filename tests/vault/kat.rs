@@ -389,3 +389,72 @@ fn coffer_name_is_pinned() {
         b"hello, coffer.txt"
     );
 }
+
+/// A layout-3 symlink target and xattr value (docs/FORMAT.md §15.4), sealed with a fixed epoch
+/// key (`00 01 … 1f`), epoch ID `a1b2c3d4` and nonce `a1b2c3d4 | 40 41 … 4b`, pinned against
+/// `scripts/v3-names-kat.py` (Python `hmac` for HKDF, pycryptodome for EAX and SIV), then read
+/// back through a vault that holds that epoch.
+#[test]
+fn v3_symlink_target_and_xattr_value_are_pinned() {
+    use coffer::format::config::VaultParams;
+    use coffer::format::epochs::{EpochId, Layout};
+    use coffer::format::sealed::{symlink_aad, xattr_value_aad, XATTR_NAME_AD};
+    use coffer::vault::{backing, cipher_name_for, unlock, EpochKeys, KdfCost, Vault};
+    use std::os::fd::AsRawFd;
+
+    const SYMLINK_SEALED: &str =
+        "a1b2c3d4404142434445464748494a4b2ac344db2aa2beaf67da166ec22456163e9f75465b330fa4096bdc35e7e85dad893920";
+    const SYMLINK_BACKING: &str = "obLD1EBBQkNERUZHSElKSyrDRNsqor6vZ9oWbsIkVhY-n3VGWzMPpAlr3DXn6F2tiTkg";
+    const XATTR_BACKING: &str = "user.coffer.oVU7XgRt9xwFquare-6d7ogcufGyB6E42rVZazebSRo";
+    const XATTR_SEALED: &str =
+        "a1b2c3d4404142434445464748494a4bf036e100d6aeaf2874ca62f0a94fd69e48134caedbc74d7f2893e083a8b59756eaf16438ae";
+
+    let epoch_key: [u8; 32] = arr(&(0u8..32).collect::<Vec<_>>());
+    let id = EpochId(hex("a1b2c3d4").try_into().unwrap());
+    let set = KeySet::derive_v3(&MasterKey::from_bytes(epoch_key));
+    let mut nonce = [0u8; 16];
+    nonce[..4].copy_from_slice(&id.0);
+    for (i, b) in nonce[4..].iter_mut().enumerate() {
+        *b = 0x40 + i as u8;
+    }
+    let target = b"../coffer/v3 target";
+    let sealed = set
+        .symlinks
+        .seal_with_nonce_to_vec(&nonce, symlink_aad(Layout::V3), target);
+    assert_eq!(to_hex(&sealed), SYMLINK_SEALED);
+    assert_eq!(names::encode(&sealed), SYMLINK_BACKING);
+
+    let owner: [u8; 16] = arr(&(0x60u8..0x70).collect::<Vec<_>>());
+    let cipher = set.xattr_names.encrypt_name(XATTR_NAME_AD, b"user.kat");
+    assert_eq!(format!("user.coffer.{}", names::encode(&cipher)), XATTR_BACKING);
+    let value = b"coffer v3 xattr value";
+    let sealed = set
+        .xattr_values
+        .seal_with_nonce_to_vec(&nonce, &xattr_value_aad(Layout::V3, &owner, &cipher), value);
+    assert_eq!(to_hex(&sealed), XATTR_SEALED);
+
+    // The vault reads both: the root's IV is the owner of the xattr.
+    let tmp = tempfile::tempdir().unwrap();
+    let params = VaultParams::default();
+    unlock::init(tmp.path(), None, b"pw", &params, KdfCost::INSECURE_TEST).unwrap();
+    let diriv = tmp.path().join("coffer.diriv");
+    std::fs::remove_file(&diriv).unwrap();
+    std::fs::write(&diriv, owner).unwrap();
+    let keys = VaultKeys::from_epochs(vec![EpochKeys {
+        id: Some(id),
+        layout: Layout::V3,
+        set: KeySet::derive_v3(&MasterKey::from_bytes(epoch_key)),
+    }])
+    .unwrap();
+    let v = Vault::open_with_keys(tmp.path(), keys, params.clone(), false).unwrap();
+    let root = v.root_dir().unwrap();
+    assert_eq!(root.iv, owner);
+    let entry = cipher_name_for(&set, &params, &owner, b"kat-link").unwrap().entry;
+    root.fd.symlink(SYMLINK_BACKING.as_bytes(), &entry).unwrap();
+    assert_eq!(v.readlink(&root, &entry).unwrap(), target);
+    let (found, _) = v.lookup(&root, b"kat-link").unwrap();
+    assert_eq!(found.entry, entry);
+    let fd = root.fd.as_raw_fd();
+    backing::fsetxattr(fd, XATTR_BACKING.as_bytes(), &hex(XATTR_SEALED), 0).unwrap();
+    assert_eq!(v.xattr_get(fd, &owner, b"user.kat").unwrap().unwrap(), value);
+}
