@@ -14,6 +14,7 @@ pub mod flags;
 pub mod fsck;
 pub mod keys;
 mod merge;
+pub mod migrate;
 pub mod rekey;
 pub mod reverse;
 mod symlink;

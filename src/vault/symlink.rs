@@ -5,6 +5,7 @@ use crate::format::epochs::Layout;
 use crate::format::names;
 use crate::format::sealed::{symlink_aad, SYMLINK_BACKING_MAX, SYMLINK_OUT_OF_LINE, SYMLINK_PLAIN_MAX};
 
+use super::backing::{temp_name, TimeSpec};
 use super::dir::{CipherName, Dir};
 use super::error::{Damage, IoContext, Result, VaultError};
 use super::Vault;
@@ -54,15 +55,74 @@ impl Vault {
 
     /// Decrypts the target of backing symlink `entry` in `dir`.
     pub fn readlink(&self, dir: &Dir, entry: &[u8]) -> Result<Vec<u8>> {
+        let sealed = self.sealed_target(dir, entry)?;
+        self.open_symlink(&sealed)
+            .ok_or_else(|| VaultError::corrupt(dir.rel_child(entry), None, Damage::SymlinkAuth))
+    }
+
+    /// The sealed target of backing symlink `entry`: inline, or from its `.link` sidecar.
+    fn sealed_target(&self, dir: &Dir, entry: &[u8]) -> Result<Vec<u8>> {
         let rel = dir.rel_child(entry);
         let backing = dir.fd.readlink(entry).at(&rel)?;
-        let sealed = if backing == SYMLINK_OUT_OF_LINE.as_bytes() {
-            self.read_link_sidecar(dir, entry)?
+        if backing == SYMLINK_OUT_OF_LINE.as_bytes() {
+            self.read_link_sidecar(dir, entry)
         } else {
-            names::decode(&backing).map_err(|_| VaultError::corrupt(&rel, None, Damage::SymlinkEncoding))?
-        };
-        self.open_symlink(&sealed)
-            .ok_or_else(|| VaultError::corrupt(rel, None, Damage::SymlinkAuth))
+            names::decode(&backing).map_err(|_| VaultError::corrupt(&rel, None, Damage::SymlinkEncoding))
+        }
+    }
+
+    /// Whether the target of backing symlink `entry` is sealed under the newest epoch.
+    pub(super) fn symlink_current(&self, dir: &Dir, entry: &[u8]) -> Result<bool> {
+        let sealed = self.sealed_target(dir, entry)?;
+        let newest = self.vault_keys().newest();
+        Ok(newest.may_have_sealed(&sealed)
+            && newest
+                .set
+                .symlinks
+                .open_from_slice(symlink_aad(newest.layout), &sealed)
+                .is_ok())
+    }
+
+    /// Seals the target of backing symlink `entry` again under the newest epoch: an
+    /// out-of-line target by replacing its sidecar, an inline one by a new symlink under a
+    /// temporary name renamed over it (with the old one's times). Atomic either way.
+    pub(super) fn reseal_symlink(&self, dir: &Dir, entry: &[u8]) -> Result<()> {
+        let target = self.readlink(dir, entry)?;
+        let rel = dir.rel_child(entry);
+        let st = dir.fd.stat(entry).at(&rel)?;
+        let newest = self.vault_keys().newest();
+        let sealed = newest.seal_small(&newest.set.symlinks, symlink_aad(newest.layout), &target)?;
+        let link = link_sidecar(entry);
+        if dir.fd.readlink(entry).at(&rel)? == SYMLINK_OUT_OF_LINE.as_bytes() {
+            return dir.fd.write_atomic(&link, &sealed, 0o444).at(dir.rel_child(&link));
+        }
+        let encoded = names::encode(&sealed);
+        let tmp = temp_name().at(&dir.rel)?;
+        let inline = encoded.len() <= SYMLINK_BACKING_MAX
+            && match dir.fd.symlink(encoded.as_bytes(), &tmp) {
+                Ok(()) => true,
+                Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => false,
+                Err(e) => return Err(VaultError::io(dir.rel_child(&tmp), e)),
+            };
+        if !inline {
+            dir.fd.write_atomic(&link, &sealed, 0o444).at(dir.rel_child(&link))?;
+            dir.fd
+                .symlink(SYMLINK_OUT_OF_LINE.as_bytes(), &tmp)
+                .at(dir.rel_child(&tmp))?;
+        }
+        let times = [
+            TimeSpec::At(st.st_atime, st.st_atime_nsec),
+            TimeSpec::At(st.st_mtime, st.st_mtime_nsec),
+        ];
+        let moved = dir
+            .fd
+            .utimens(&tmp, times[0], times[1])
+            .and_then(|()| dir.fd.rename(&tmp, &dir.fd, entry, 0));
+        if let Err(e) = moved {
+            let _ = dir.fd.unlink(&tmp);
+            return Err(VaultError::io(rel, e));
+        }
+        Ok(())
     }
 
     /// Opens a sealed target: under the layout-3 epoch its nonce names, if any and if that

@@ -195,6 +195,56 @@ impl Vault {
         Ok(out)
     }
 
+    /// Whether every coffer xattr on `fd` is sealed under the newest epoch (names that open
+    /// under no epoch are damage, not older: they do not count).
+    pub(super) fn xattrs_current(&self, fd: RawFd) -> Result<bool> {
+        let keys = self.vault_keys();
+        let newest = keys.newest();
+        let all = match flistxattr(fd) {
+            Ok(all) => all,
+            Err(e) if no_xattr_support(e.raw_os_error().unwrap_or(0)) => return Ok(true),
+            Err(e) => return Err(backing_err(e)),
+        };
+        for n in all {
+            let Some(enc) = n.strip_prefix(XATTR_BACKING_PREFIX.as_bytes()) else {
+                continue;
+            };
+            if n == PACK_BACKING_NAME.as_bytes() {
+                if newest.layout != Layout::V1 {
+                    return Ok(false);
+                }
+                continue;
+            }
+            if n == PACK3_BACKING_NAME.as_bytes() {
+                let sealed = fgetxattr(fd, &n).map_err(backing_err)?.unwrap_or_default();
+                if newest.layout != Layout::V3 || !newest.may_have_sealed(&sealed) {
+                    return Ok(false);
+                }
+                continue;
+            }
+            let Ok(raw) = names::decode(enc) else {
+                continue;
+            };
+            let opens = |e: &EpochKeys| e.set.xattr_names.decrypt_name(XATTR_NAME_AD, &raw).is_ok();
+            if !opens(newest) && keys.newest_first().skip(1).any(opens) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Seals every xattr of the object at `fd` (owner ID `owner`) again under the newest
+    /// epoch: each is set anew, which removes its copies under older epochs and rewrites a
+    /// pack in the newest form.
+    pub(super) fn reseal_xattrs(&self, fd: RawFd, owner: &[u8; 16]) -> Result<()> {
+        for n in self.xattr_list(fd, owner)? {
+            if let Some(v) = self.xattr_get(fd, owner, &n)? {
+                self.xattr_set(fd, owner, &n, &v, 0)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Decrypted names of the xattrs sealed on their own.
     fn single_names(&self, fd: RawFd) -> Result<Vec<Vec<u8>>> {
         let all = flistxattr(fd).map_err(backing_err)?;

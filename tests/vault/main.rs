@@ -14,6 +14,7 @@ mod fixture;
 mod fsck_fixtures;
 mod fuzz;
 mod kat;
+mod migrate;
 mod model;
 mod sessions;
 mod tamper;

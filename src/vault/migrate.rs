@@ -1,0 +1,338 @@
+//! Moving a vault's objects to its newest key epoch (the walk of `coffer rekey`, docs/FORMAT.md
+//! §15.7): names are renamed in place to their newest-epoch backing names, each regular file
+//! under an older epoch is sealed again into a temporary next to it and renamed over the old
+//! one (one write and one rename per file), symlink targets and xattrs are sealed again.
+//! Idempotent: a walk that stopped (Ctrl-C, a crash) is finished by walking again, and a walk
+//! of a vault whose objects are all under the newest epoch changes nothing.
+
+use std::os::fd::AsRawFd;
+
+use crate::format::backing_name;
+use crate::format::epochs::Layout;
+use crate::format::header::FileHeader;
+
+use super::backing::{temp_name, TimeSpec};
+use super::dir::{Dir, Entry};
+use super::entries::RENAME_NOREPLACE;
+use super::error::{IoContext, Result, VaultError};
+use super::walk::{walk_fd_budget, DirChain};
+use super::{CryptFile, Vault};
+
+/// Plaintext bytes copied per read when a file is sealed again.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// What a walk found or did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Migration {
+    /// Directories walked.
+    pub dirs: u64,
+    /// Entries renamed to their newest-epoch backing name.
+    pub names: u64,
+    /// Regular files sealed again (one backing write and one rename each).
+    pub files: u64,
+    /// Plaintext bytes of those files.
+    pub bytes: u64,
+    /// Symlink targets sealed again.
+    pub symlinks: u64,
+    /// Directories whose xattrs were sealed again.
+    pub dir_xattrs: u64,
+    /// Objects left under an older epoch, with why (a hard-linked file, a name taken, damage).
+    pub left: Vec<String>,
+}
+
+impl Migration {
+    /// Objects moved (or, in a plan, to move).
+    pub fn moved(&self) -> u64 {
+        self.names + self.files + self.symlinks + self.dir_xattrs
+    }
+}
+
+/// Whether the walk acts or only counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Count what is under an older epoch (names, files and their bytes, symlinks, xattrs).
+    Plan,
+    /// Move it to the newest epoch.
+    Move,
+}
+
+struct Frame {
+    entries: Vec<Entry>,
+    next: usize,
+    plain: Vec<u8>,
+}
+
+impl Vault {
+    /// Walks the whole tree and moves (or, with [`Mode::Plan`], counts) every object still
+    /// under an older key epoch. `progress` sees the running totals after each object.
+    pub fn migrate_to_newest(&self, mode: Mode, progress: &mut dyn FnMut(&Migration)) -> Result<Migration> {
+        if mode == Mode::Move {
+            self.check_writable()?;
+        }
+        let mut out = Migration::default();
+        if self.vault_keys().newest_first().nth(1).is_none() {
+            // One epoch: nothing can be under another.
+            return Ok(out);
+        }
+        let root = self.root_dir()?;
+        let mut chain = DirChain::new(root, walk_fd_budget()).at(self.cipherdir())?;
+        let mut frames = Vec::new();
+        self.enter_dir(&mut chain, &mut frames, Vec::new(), mode, &mut out)?;
+        while let Some(frame) = frames.last_mut() {
+            let Some(e) = frame.entries.get(frame.next).cloned() else {
+                frames.pop();
+                chain.pop();
+                continue;
+            };
+            frame.next += 1;
+            let mut plain = frame.plain.clone();
+            if !plain.is_empty() {
+                plain.push(b'/');
+            }
+            plain.extend_from_slice(&e.plain);
+            let dir = chain.top().at(self.cipherdir())?;
+            let shown = String::from_utf8_lossy(&plain).into_owned();
+            let backing = match self.move_name(dir, &e, mode, &mut out) {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    out.left.push(format!("{shown}: its newest-epoch name is taken"));
+                    continue;
+                }
+                Err(err) => {
+                    out.left.push(format!("{shown}: {err}"));
+                    continue;
+                }
+            };
+            let st = match dir.fd.stat(&backing) {
+                Ok(st) => st,
+                Err(err) => {
+                    out.left.push(format!("{shown}: {err}"));
+                    continue;
+                }
+            };
+            let done = match st.st_mode & libc::S_IFMT {
+                libc::S_IFDIR => match dir.open_child(self, &backing) {
+                    Ok(child) => {
+                        let rel = dir.rel_child(&backing);
+                        chain.push(&backing, child).at(rel)?;
+                        self.enter_dir(&mut chain, &mut frames, plain, mode, &mut out)?;
+                        Ok(())
+                    }
+                    Err(err) => Err(err),
+                },
+                libc::S_IFREG => self.move_file(dir, &backing, &st, mode, &mut out),
+                libc::S_IFLNK => self.move_symlink(dir, &backing, mode, &mut out),
+                _ => Ok(()),
+            };
+            if let Err(err) = done {
+                out.left.push(format!("{shown}: {err}"));
+            }
+            progress(&out);
+        }
+        Ok(out)
+    }
+
+    /// Lists the directory on top of `chain` and moves its own xattrs.
+    fn enter_dir(
+        &self,
+        chain: &mut DirChain<Dir>,
+        frames: &mut Vec<Frame>,
+        plain: Vec<u8>,
+        mode: Mode,
+        out: &mut Migration,
+    ) -> Result<()> {
+        let dir = chain.top().at(self.cipherdir())?;
+        out.dirs += 1;
+        let shown = if plain.is_empty() {
+            "/".to_string()
+        } else {
+            String::from_utf8_lossy(&plain).into_owned()
+        };
+        match self.xattrs_current(dir.fd.as_raw_fd()) {
+            Ok(true) => {}
+            Ok(false) => {
+                if mode == Mode::Move {
+                    if let Err(err) = self.reseal_xattrs(dir.fd.as_raw_fd(), &dir.iv) {
+                        out.left.push(format!("{shown} (xattrs): {err}"));
+                    }
+                }
+                out.dir_xattrs += 1;
+            }
+            Err(err) => out.left.push(format!("{shown} (xattrs): {err}")),
+        }
+        let entries = match self.list_quietly(dir) {
+            Ok(e) => e,
+            Err(err) => {
+                out.left.push(format!("{shown}: {err}"));
+                Vec::new()
+            }
+        };
+        frames.push(Frame {
+            entries,
+            next: 0,
+            plain,
+        });
+        Ok(())
+    }
+
+    /// Renames entry `e` of `dir` to its backing name under the newest epoch and the diriv
+    /// (long-name and symlink sidecars follow); the backing name it has now. `None`: that name
+    /// is taken by another entry.
+    fn move_name(&self, dir: &Dir, e: &Entry, mode: Mode, out: &mut Migration) -> Result<Option<Vec<u8>>> {
+        let target = self.cipher_name(dir, &e.plain)?;
+        if target.entry == e.backing {
+            return Ok(Some(e.backing.clone()));
+        }
+        // A sync client's conflict copy is renamed too: its shown name is kept, and it no
+        // longer needs the older epoch's key to be shown.
+        if dir.fd.stat(&target.entry).is_ok() {
+            return Ok(None);
+        }
+        out.names += 1;
+        if mode == Mode::Plan {
+            return Ok(Some(e.backing.clone()));
+        }
+        self.write_sidecar(dir, &target)?;
+        dir.fd
+            .rename(&e.backing, &dir.fd, &target.entry, RENAME_NOREPLACE)
+            .at(dir.rel_child(&target.entry))?;
+        let old_link = with_ext(&e.backing, backing_name::LINK_EXT);
+        if dir.fd.stat(&old_link).is_ok() {
+            let new_link = with_ext(&target.entry, backing_name::LINK_EXT);
+            dir.fd
+                .rename(&old_link, &dir.fd, &new_link, 0)
+                .at(dir.rel_child(&new_link))?;
+        }
+        if let Some(hash) = self.long_hash_of(&e.backing) {
+            self.prune_long_sidecars(dir, &hash)?;
+        }
+        Ok(Some(target.entry))
+    }
+
+    /// Whether a file with header `h` is sealed under the newest epoch.
+    fn header_current(&self, h: &FileHeader) -> bool {
+        let newest = self.vault_keys().newest();
+        match newest.layout {
+            Layout::V3 => newest.id.is_some() && h.epoch_id() == newest.id,
+            Layout::V1 => h.epoch_id().is_none(),
+        }
+    }
+
+    /// Seals regular file `backing` of `dir` again under the newest epoch, into a temporary
+    /// renamed over it, keeping holes, size, xattrs, mode, owner and times.
+    fn move_file(&self, dir: &Dir, backing: &[u8], st: &libc::stat, mode: Mode, out: &mut Migration) -> Result<()> {
+        let old = self.open_file(dir, backing, false)?;
+        let Some(h) = old.header()? else {
+            // Empty and never written: nothing is sealed in it (and it has no xattrs).
+            return Ok(());
+        };
+        if self.header_current(&h) {
+            return Ok(());
+        }
+        let len = old.plain_len()?;
+        if st.st_nlink > 1 {
+            return Err(VaultError::errno_at(dir.rel_child(backing), libc::EMLINK));
+        }
+        out.files += 1;
+        out.bytes += len;
+        if mode == Mode::Plan {
+            return Ok(());
+        }
+        let tmp = temp_name().at(&dir.rel)?;
+        let result = self.reseal_into(dir, &old, &h, &tmp, st, len);
+        match result {
+            Ok(()) => dir.fd.rename(&tmp, &dir.fd, backing, 0).at(dir.rel_child(backing)),
+            Err(e) => {
+                let _ = dir.fd.unlink(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    fn reseal_into(
+        &self,
+        dir: &Dir,
+        old: &CryptFile,
+        h: &FileHeader,
+        tmp: &[u8],
+        st: &libc::stat,
+        len: u64,
+    ) -> Result<()> {
+        let rel = dir.rel_child(tmp);
+        let file = dir.fd.open_file(tmp, true, Some(0o600)).at(&rel)?;
+        let new = self.crypt_file(file, rel.clone());
+        let mut buf = vec![0u8; COPY_CHUNK];
+        let mut off = 0;
+        while off < len {
+            let Some(data) = old.seek_data_hole(off, true)? else {
+                break;
+            };
+            let end = old.seek_data_hole(data, false)?.unwrap_or(len).min(len);
+            let mut pos = data;
+            while pos < end {
+                let want = usize::try_from((end - pos).min(COPY_CHUNK as u64)).unwrap_or(COPY_CHUNK);
+                let got = old.read_at(&mut buf[..want], pos)?;
+                if got == 0 {
+                    break;
+                }
+                new.write_at(&buf[..got], pos)?;
+                pos += got as u64;
+            }
+            off = end.max(data + 1);
+        }
+        new.set_len(len)?;
+        let old_fd = old.backing().as_raw_fd();
+        let names = self.xattr_list(old_fd, &h.file_id)?;
+        if !names.is_empty() {
+            let nh = new.ensure_header()?;
+            for n in names {
+                if let Some(v) = self.xattr_get(old_fd, &h.file_id, &n)? {
+                    self.xattr_set(new.backing().as_raw_fd(), &nh.file_id, &n, &v, 0)?;
+                }
+            }
+        }
+        let f = new.backing();
+        std::os::unix::fs::fchown(f, Some(st.st_uid), Some(st.st_gid))
+            .or_else(|e| {
+                if e.raw_os_error() == Some(libc::EPERM) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .at(&rel)?;
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(st.st_mode & 0o7777))
+            .at(&rel)?;
+        new.sync(false)?;
+        let (atime, mtime) = times_of(st);
+        dir.fd.utimens(tmp, atime, mtime).at(&rel)
+    }
+
+    /// Seals symlink `backing`'s target again under the newest epoch.
+    fn move_symlink(&self, dir: &Dir, backing: &[u8], mode: Mode, out: &mut Migration) -> Result<()> {
+        if self.symlink_current(dir, backing)? {
+            return Ok(());
+        }
+        out.symlinks += 1;
+        if mode == Mode::Plan {
+            return Ok(());
+        }
+        self.reseal_symlink(dir, backing)
+    }
+}
+
+/// The access and modification times of `st`.
+fn times_of(st: &libc::stat) -> (TimeSpec, TimeSpec) {
+    (
+        TimeSpec::At(st.st_atime, st.st_atime_nsec),
+        TimeSpec::At(st.st_mtime, st.st_mtime_nsec),
+    )
+}
+
+/// `entry.ext`.
+fn with_ext(entry: &[u8], ext: &str) -> Vec<u8> {
+    let mut v = entry.to_vec();
+    v.push(b'.');
+    v.extend_from_slice(ext.as_bytes());
+    v
+}

@@ -1,0 +1,259 @@
+//! Moving a vault to its newest key epoch (the walk of `coffer rekey`): every name, file,
+//! symlink target and xattr written under a layout-1 epoch reads back the same after the walk
+//! with the newest epoch's key alone; holes, sizes, modes and times stay; a second walk finds
+//! nothing; a walk stopped half way is finished by walking again; a hard-linked file is left
+//! and reported, not split.
+
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use coffer::crypto::{KeySet, MasterKey};
+use coffer::format::config::VaultParams;
+use coffer::format::epochs::{EpochId, Layout};
+use coffer::format::header::FILE_V3;
+use coffer::vault::migrate::{Migration, Mode};
+use coffer::vault::{unlock, Dir, EpochKeys, KdfCost, Vault, VaultKeys};
+
+const OLD_KEY: [u8; 32] = [0x21; 32];
+const NEW_KEY: [u8; 32] = [0x43; 32];
+const OLD_ID: EpochId = EpochId([0xa1, 0x01, 0x01, 0x1a]);
+const NEW_ID: EpochId = EpochId([0xa3, 0x03, 0x03, 0x3a]);
+
+fn old_epoch() -> EpochKeys {
+    EpochKeys {
+        id: Some(OLD_ID),
+        layout: Layout::V1,
+        set: KeySet::derive(&MasterKey::from_bytes(OLD_KEY), false),
+    }
+}
+
+fn new_epoch() -> EpochKeys {
+    EpochKeys {
+        id: Some(NEW_ID),
+        layout: Layout::V3,
+        set: KeySet::derive_v3(&MasterKey::from_bytes(NEW_KEY)),
+    }
+}
+
+fn open(dir: &Path, epochs: Vec<EpochKeys>) -> Vault {
+    Vault::open_with_keys(
+        dir,
+        VaultKeys::from_epochs(epochs).unwrap(),
+        VaultParams::default(),
+        false,
+    )
+    .unwrap()
+}
+
+fn write(v: &Vault, dir: &Dir, name: &[u8], parts: &[(u64, &[u8])]) {
+    let (f, _) = v.create_file(dir, name, 0o640).unwrap();
+    for (off, data) in parts {
+        f.write_at(data, *off).unwrap();
+    }
+}
+
+/// A tree of every kind of object, written with the old epoch alone.
+fn populate(cipher: &Path) {
+    let v = open(cipher, vec![old_epoch()]);
+    let root = v.root_dir().unwrap();
+    let long = vec![b'L'; 200];
+    write(&v, &root, b"small.txt", &[(0, b"hello, epochs\n")]);
+    let blocks: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    write(
+        &v,
+        &root,
+        b"holey.bin",
+        &[(0, &blocks), (400_000, b"tail after a hole")],
+    );
+    write(&v, &root, &long, &[(0, b"a file with a long name")]);
+    v.create_file(&root, b"empty", 0o600).unwrap();
+    v.symlink(&root, b"short-link", b"small.txt").unwrap();
+    let far = format!("{}/target", "d".repeat(3500));
+    v.symlink(&root, b"long-link", far.as_bytes()).unwrap();
+    v.mkdir(&root, b"sub", 0o750).unwrap();
+    let sub = v.open_dir_path(b"sub").unwrap();
+    v.mkdir(&sub, b"deeper", 0o700).unwrap();
+    let deeper = v.open_dir_path(b"sub/deeper").unwrap();
+    write(&v, &deeper, b"inner.txt", &[(0, b"deep inside")]);
+    v.symlink(&deeper, &long, b"../../small.txt").unwrap();
+    // xattrs: several small ones (a pack forms) and a large one on a file, one on a directory.
+    let (cn, _) = v.lookup(&root, b"small.txt").unwrap();
+    let f = v.open_file(&root, &cn.entry, true).unwrap();
+    let owner = f.ensure_header().unwrap().file_id;
+    for i in 0..6 {
+        let name = format!("user.tag{i}");
+        v.xattr_set(
+            f.backing().as_raw_fd(),
+            &owner,
+            name.as_bytes(),
+            format!("value {i}").as_bytes(),
+            0,
+        )
+        .unwrap();
+    }
+    v.xattr_set(f.backing().as_raw_fd(), &owner, b"user.big", &[9u8; 2000], 0)
+        .unwrap();
+    v.xattr_set(sub.fd.as_raw_fd(), &sub.iv, b"user.dir-note", b"on a directory", 0)
+        .unwrap();
+}
+
+/// Everything a user sees: per path, the kind and content (file bytes, link target, xattrs).
+fn snapshot(v: &Vault) -> BTreeMap<Vec<u8>, String> {
+    let mut out = BTreeMap::new();
+    walk(v, &v.root_dir().unwrap(), Vec::new(), &mut out);
+    out
+}
+
+fn walk(v: &Vault, dir: &Dir, path: Vec<u8>, out: &mut BTreeMap<Vec<u8>, String>) {
+    let dir_x = xattrs(v, dir.fd.as_raw_fd(), &dir.iv);
+    out.insert([path.clone(), b"/".to_vec()].concat(), format!("dir {dir_x:?}"));
+    for e in v.list(dir).unwrap() {
+        let p = if path.is_empty() {
+            e.plain.clone()
+        } else {
+            [path.clone(), b"/".to_vec(), e.plain.clone()].concat()
+        };
+        let st = dir.fd.stat(&e.backing).unwrap();
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => walk(v, &dir.open_child(v, &e.backing).unwrap(), p, out),
+            libc::S_IFLNK => {
+                out.insert(p, format!("link {:?}", v.readlink(dir, &e.backing).unwrap()));
+            }
+            _ => {
+                let f = v.open_file(dir, &e.backing, false).unwrap();
+                let len = f.plain_len().unwrap();
+                let mut buf = vec![0u8; len as usize];
+                assert_eq!(f.read_at(&mut buf, 0).unwrap() as u64, len);
+                let owner = f.header().unwrap().map_or([0; 16], |h| h.file_id);
+                let x = xattrs(v, f.backing().as_raw_fd(), &owner);
+                out.insert(
+                    p,
+                    format!("file mode {:o} len {len} {:x?} {x:?}", st.st_mode & 0o7777, &buf),
+                );
+            }
+        }
+    }
+}
+
+fn xattrs(v: &Vault, fd: i32, owner: &[u8; 16]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for n in v.xattr_list(fd, owner).unwrap() {
+        let val = v.xattr_get(fd, owner, &n).unwrap().unwrap();
+        out.insert(n, val);
+    }
+    out
+}
+
+fn migrate(v: &Vault, mode: Mode) -> Migration {
+    v.migrate_to_newest(mode, &mut |_| {}).unwrap()
+}
+
+#[test]
+fn a_walk_moves_every_object_to_the_newest_epoch_and_the_old_key_is_no_longer_needed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cipher = tmp.path();
+    unlock::init(cipher, None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+    populate(cipher);
+    let before = snapshot(&open(cipher, vec![old_epoch()]));
+    let both = open(cipher, vec![old_epoch(), new_epoch()]);
+    assert_eq!(snapshot(&both), before, "the old objects read with both epochs");
+    let (holey_stat, _) = {
+        let root = both.root_dir().unwrap();
+        let (cn, st) = both.lookup(&root, b"holey.bin").unwrap();
+        (st, cn)
+    };
+
+    let plan = migrate(&both, Mode::Plan);
+    // small, holey, long-named, inner: the empty file has nothing sealed.
+    assert_eq!(plan.files, 4, "{plan:?}");
+    assert_eq!(plan.bytes, 14 + 400_017 + 23 + 11, "{plan:?}");
+    assert_eq!(plan.symlinks, 3, "{plan:?}");
+    // Every entry but the root: 5 files, 3 symlinks, 2 directories.
+    assert_eq!(plan.names, 10, "{plan:?}");
+    assert_eq!(plan.dir_xattrs, 1, "{plan:?}");
+    assert!(plan.left.is_empty(), "{plan:?}");
+    assert_eq!(snapshot(&both), before, "a plan changes nothing");
+
+    let done = migrate(&both, Mode::Move);
+    assert_eq!(
+        (done.files, done.bytes, done.symlinks, done.names, done.dir_xattrs),
+        (plan.files, plan.bytes, plan.symlinks, plan.names, plan.dir_xattrs)
+    );
+    assert!(done.left.is_empty(), "{done:?}");
+    assert_eq!(migrate(&both, Mode::Plan).moved(), 0, "a second walk finds nothing");
+
+    // The newest epoch alone reads everything, as it was.
+    let new_only = open(cipher, vec![new_epoch()]);
+    assert_eq!(snapshot(&new_only), before);
+    // ... and the old key alone reads nothing any more.
+    let old_only = open(cipher, vec![old_epoch()]);
+    assert!(old_only.list(&old_only.root_dir().unwrap()).unwrap().is_empty());
+
+    // Files are version 3 of the new epoch; the hole and the times stayed.
+    let root = new_only.root_dir().unwrap();
+    let (cn, st) = new_only.lookup(&root, b"holey.bin").unwrap();
+    let f = new_only.open_file(&root, &cn.entry, false).unwrap();
+    let h = f.header().unwrap().unwrap();
+    assert_eq!((h.version, h.epoch_id()), (FILE_V3, Some(NEW_ID)));
+    assert_eq!(st.st_size, holey_stat.st_size, "same backing size");
+    assert!(
+        st.st_blocks < holey_stat.st_size / 512,
+        "the hole stayed a hole: {} blocks",
+        st.st_blocks
+    );
+    assert_eq!(f.seek_data_hole(0, false).unwrap(), Some(20_480));
+    assert_eq!(
+        (st.st_mtime, st.st_mtime_nsec),
+        (holey_stat.st_mtime, holey_stat.st_mtime_nsec)
+    );
+    assert_eq!(st.st_mode, holey_stat.st_mode);
+}
+
+#[test]
+fn a_walk_stopped_half_way_is_finished_by_walking_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cipher = tmp.path();
+    unlock::init(cipher, None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+    populate(cipher);
+    let before = snapshot(&open(cipher, vec![old_epoch()]));
+    let both = open(cipher, vec![old_epoch(), new_epoch()]);
+    // Stop (as Ctrl-C would) after the first few objects.
+    let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        both.migrate_to_newest(Mode::Move, &mut |m| assert!(m.moved() < 4, "stop here"))
+    }));
+    assert!(stopped.is_err());
+    assert_eq!(snapshot(&both), before, "half way, everything reads");
+    let rest = migrate(&both, Mode::Plan);
+    assert!(rest.moved() > 0 && rest.moved() < 18, "{rest:?}");
+    let done = migrate(&both, Mode::Move);
+    assert_eq!(done.moved(), rest.moved());
+    assert_eq!(snapshot(&open(cipher, vec![new_epoch()])), before);
+}
+
+#[test]
+fn a_hard_linked_file_is_left_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cipher = tmp.path();
+    unlock::init(cipher, None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+    let old = open(cipher, vec![old_epoch()]);
+    let root = old.root_dir().unwrap();
+    write(&old, &root, b"one", &[(0, b"shared")]);
+    let (cn, _) = old.lookup(&root, b"one").unwrap();
+    old.link(&root, &cn.entry, &root, b"two").unwrap();
+    let both = open(cipher, vec![old_epoch(), new_epoch()]);
+    let done = migrate(&both, Mode::Move);
+    assert_eq!(done.files, 0);
+    assert_eq!(done.left.len(), 2, "{done:?}");
+    assert!(done.left.iter().all(|l| l.contains("Too many links")), "{done:?}");
+    // Both names still read the one file.
+    let root = both.root_dir().unwrap();
+    for n in [&b"one"[..], b"two"] {
+        let (cn, st) = both.lookup(&root, n).unwrap();
+        assert_eq!(st.st_nlink, 2);
+        let f = both.open_file(&root, &cn.entry, false).unwrap();
+        let mut buf = [0u8; 6];
+        f.read_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf, b"shared");
+    }
+}
