@@ -52,6 +52,9 @@ _coffer() {
             coffer,passwd)
                 cmd="coffer__subcmd__passwd"
                 ;;
+            coffer,rekey)
+                cmd="coffer__subcmd__rekey"
+                ;;
             coffer,reverse)
                 cmd="coffer__subcmd__reverse"
                 ;;
@@ -94,6 +97,9 @@ _coffer() {
             coffer__subcmd__help,passwd)
                 cmd="coffer__subcmd__help__subcmd__passwd"
                 ;;
+            coffer__subcmd__help,rekey)
+                cmd="coffer__subcmd__help__subcmd__rekey"
+                ;;
             coffer__subcmd__help,reverse)
                 cmd="coffer__subcmd__help__subcmd__reverse"
                 ;;
@@ -107,7 +113,7 @@ _coffer() {
 
     case "${cmd}" in
         coffer)
-            opts="-v -h -V --verbose --help --version init mount unmount passwd info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
+            opts="-v -h -V --verbose --help --version init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -279,7 +285,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__help)
-            opts="init mount unmount passwd info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
+            opts="init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -460,6 +466,20 @@ _coffer() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coffer__subcmd__help__subcmd__rekey)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coffer__subcmd__help__subcmd__reverse)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -610,6 +630,32 @@ _coffer() {
                     return 0
                     ;;
                 --new-extpass)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__rekey)
+            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --finish --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --passfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extpass)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

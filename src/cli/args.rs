@@ -57,10 +57,20 @@ pub enum Command {
         "Example:\n  coffer passwd ~/Dropbox/vault\n",
         "  coffer passwd --masterkey ~/Dropbox/vault    # forgot the password: set a new one\n\n",
         "Warning: an old coffer.conf may survive in your sync client's or provider's version\n",
-        "history and still opens the vault with the old password. A leaked password needs a\n",
-        "new vault: `coffer export` the data and copy it into a fresh `coffer init`."
+        "history and still opens the vault with the old password. After a leaked password, run\n",
+        "`coffer rekey` (a new key for everything) and then `coffer rekey --finish`."
     ))]
     Passwd(PasswdArgs),
+    /// Start a new key epoch and re-encrypt everything under it; `--finish` forgets the old keys.
+    #[command(after_help = concat!(
+        "Example:\n  coffer rekey ~/Dropbox/vault\n  coffer rekey --finish ~/Dropbox/vault\n\n",
+        "After a leaked password or a departed person: rekey prints a new recovery key, moves every\n",
+        "file, name, symlink and xattr to the new key (each file is written once, so a sync client\n",
+        "uploads it once) and can be stopped and run again at any time. Old coffer.conf copies in a\n",
+        "sync client's history still open the OLD keys until `coffer rekey --finish`, which refuses\n",
+        "while anything is left under them. The vault must not be mounted while rekey runs."
+    ))]
+    Rekey(RekeyArgs),
     /// Show the vault's config version, flags, KDF parameters and long-name limit (no secrets).
     #[command(after_help = "Example:\n  coffer info ~/Dropbox/vault")]
     Info(InfoArgs),
@@ -332,6 +342,18 @@ pub struct PasswdArgs {
     /// TESTS ONLY: re-wrap with the cheapest password KDF (see `init --insecure-fast-kdf`).
     #[arg(long)]
     pub insecure_fast_kdf: bool,
+}
+
+/// `rekey`.
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    /// The vault.
+    pub cipherdir: PathBuf,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    /// Forget the older key epochs' keys (refused while anything is still under them).
+    #[arg(long)]
+    pub finish: bool,
 }
 
 /// `info`.

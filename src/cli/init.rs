@@ -114,7 +114,7 @@ fn params_and_password(
 }
 
 /// Prints the recovery key block (blank line, title, blank line, the key, blank line).
-fn print_recovery_key(key: &str) {
+pub(super) fn print_recovery_key(key: &str) {
     use std::io::Write;
     // The whole line, built once in a wiped buffer: `println!` would pass the key through
     // stdout's buffer, which keeps it after the write. A complete line written while that buffer

@@ -22,6 +22,7 @@ mod passwd;
 mod password;
 mod pin;
 mod progress;
+mod rekey;
 mod reverse;
 mod tty;
 mod unmount;
@@ -71,6 +72,7 @@ fn dispatch(cli: &Cli) -> CliResult {
         Command::Mount(a) => mount::run(a, cli.verbose),
         Command::Unmount(a) => unmount::run(a),
         Command::Passwd(a) => passwd::run(a),
+        Command::Rekey(a) => rekey::run(a),
         Command::Info(a) => info::run(a),
         Command::Cat(a) => cat::run(a),
         Command::Export(a) => export::run(a),

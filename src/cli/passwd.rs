@@ -11,7 +11,7 @@ use super::password::{read_secret, Ask};
 const HISTORY_WARNING: &str = "\
 Note: an old coffer.conf may survive in your sync client's or provider's version history
 (and in backups), and it still opens this vault with the OLD password. If the old password
-leaked, changing it is not enough: export the data into a new vault.";
+leaked, changing it is not enough: run `coffer rekey`, then `coffer rekey --finish`.";
 
 /// Runs `passwd`.
 pub fn run(args: &PasswdArgs) -> CliResult {

@@ -15,9 +15,9 @@ impl Progress {
             return Progress(None);
         }
         let bar = ProgressBar::new(total);
-        if let Ok(style) =
-            ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-        {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+        ) {
             bar.set_style(style.progress_chars("=> "));
         }
         Progress(Some(bar))

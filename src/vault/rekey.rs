@@ -1,7 +1,8 @@
 //! `coffer rekey`, its first step: a new key epoch (docs/FORMAT.md §15.7). The new epoch's key
 //! is wrapped under the same password, every older epoch's key is sealed under it, and a
 //! config-version-1 vault becomes config version 2 with its master key as a layout-1 epoch.
-//! Objects stay where they are: they are read under their own epoch until moved.
+//! Objects stay where they are: they are read under their own epoch until moved (`migrate`);
+//! `finish` then forgets the older epochs' keys.
 
 use std::path::Path;
 
@@ -11,7 +12,9 @@ use crate::format::epochs::{Epoch, EpochId, Epochs, Layout, VaultId, MAX_EPOCHS}
 
 use super::epochs::{epoch_keys, seal_older};
 use super::error::{Result, VaultError};
+use super::migrate::{Migration, Mode};
 use super::unlock::{self, KdfCost};
+use super::Vault;
 
 /// What starting an epoch wrote.
 pub struct NewEpoch {
@@ -72,6 +75,47 @@ pub fn start_epoch(path: &Path, password: &[u8]) -> Result<NewEpoch> {
     };
     let config = unlock::write_epochs(path, &cfg.params(), cost, vault, &epochs, &key, password)?;
     Ok(NewEpoch { key, config })
+}
+
+/// What `rekey --finish` found.
+pub enum Finish {
+    /// The older epochs' keys are gone from the config (written as returned).
+    Done(Config),
+    /// Objects are still under an older epoch (or could not be checked): nothing was written.
+    Refused(Migration),
+}
+
+/// `coffer rekey --finish`: once a walk of `vault` (opened with every epoch of the config at
+/// `path`) finds nothing under an older epoch, writes the config with the newest epoch alone.
+/// A config with one epoch is left as it is.
+pub fn finish(path: &Path, password: &[u8], vault: &Vault) -> Result<Finish> {
+    let cfg = unlock::read_config(path)?;
+    let (newest_key, _) = unlock::unlock_with_password_kek(&cfg, password)?;
+    let Some(opened) = epoch_keys(&cfg, &newest_key)? else {
+        return Ok(Finish::Done(cfg));
+    };
+    if opened.list.len() == 1 {
+        return Ok(Finish::Done(cfg));
+    }
+    let left = vault.migrate_to_newest(Mode::Plan, &mut |_| {})?;
+    if left.moved() > 0 || !left.left.is_empty() {
+        return Ok(Finish::Refused(left));
+    }
+    let Some((newest, _)) = opened.list.iter().max_by_key(|(e, _)| e.seq) else {
+        return Ok(Finish::Done(cfg));
+    };
+    let epochs = Epochs::new(vec![Epoch {
+        sealed_key: None,
+        ..newest.clone()
+    }])
+    .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let cost = KdfCost {
+        m_kib: cfg.kdf.m_kib,
+        t: cfg.kdf.t,
+        p: cfg.kdf.p,
+    };
+    let config = unlock::write_epochs(path, &cfg.params(), cost, opened.vault, &epochs, &newest_key, password)?;
+    Ok(Finish::Done(config))
 }
 
 #[cfg(test)]

@@ -14,3 +14,4 @@ mod mount;
 mod passwd;
 mod prompt;
 mod recovery;
+mod rekey;

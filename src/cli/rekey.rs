@@ -1,0 +1,123 @@
+//! `coffer rekey`: starts a new key epoch and re-encrypts every object still under an older
+//! one (a plan first, then a progress bar); run again, it continues where it stopped.
+//! `--finish` forgets the older epochs' keys once nothing is left under them.
+
+use coffer::format::config::Config;
+use coffer::vault::migrate::{Migration, Mode};
+use coffer::vault::rekey::{self, Finish};
+use coffer::vault::{unlock, Vault};
+
+use super::args::RekeyArgs;
+use super::error::{code, CliError, CliResult};
+use super::init::print_recovery_key;
+use super::open::{check_cipherdir, read_config};
+use super::password::{read_secret, Ask};
+use super::pin;
+use super::progress::Progress;
+
+/// Runs `rekey`.
+pub fn run(args: &RekeyArgs) -> CliResult {
+    check_cipherdir(&args.cipherdir)?;
+    if args.open.masterkey {
+        return Err(CliError::new(
+            code::USAGE,
+            "rekey needs the password: the new key epoch is wrapped under it",
+        )
+        .hint("set a password from the recovery key first: coffer passwd --masterkey CIPHERDIR"));
+    }
+    // Offline only: the walk renames and replaces backing files that a running mount holds.
+    let _lock = coffer::fs::lock_vault(&args.cipherdir).map_err(|e| {
+        CliError::new(code::OTHER, e.to_string())
+            .hint("unmount the vault first: rekey of a mounted vault is not built yet")
+    })?;
+    let path = unlock::config_path(&args.cipherdir, args.open.config.as_deref());
+    let cfg = read_config(&args.cipherdir, args.open.config.as_deref())?;
+    let password = read_secret(&args.open.secret, Ask::Password)?;
+    let (key, _) = unlock::unlock_with_password_kek(&cfg, &password)?;
+    pin::check(&args.cipherdir, &cfg, args.open.accept_config_change)?;
+    let epochs = epoch_count(&cfg)?;
+
+    if args.finish {
+        let vault = open_all(args, &cfg, &key)?;
+        return match rekey::finish(&path, &password, &vault)? {
+            Finish::Done(done) => {
+                if epochs > 1 {
+                    eprintln!("coffer: the older key epochs are forgotten: their passwords and recovery keys open nothing here any more.");
+                    print_recovery_key(&unlock::recovery_key(&done, &key)?);
+                } else {
+                    eprintln!("coffer: the vault has one key epoch: nothing to finish.");
+                }
+                Ok(())
+            }
+            Finish::Refused(left) => {
+                for l in &left.left {
+                    eprintln!("coffer: left under an older key epoch: {l}");
+                }
+                Err(CliError::new(
+                    code::OTHER,
+                    format!("cannot finish: {} under an older key epoch", describe(&left)),
+                )
+                .hint("run `coffer rekey` (without --finish) to move them first"))
+            }
+        };
+    }
+
+    let (cfg, key) = if epochs > 1 {
+        eprintln!("coffer: continuing the rekey to the newest key epoch");
+        (cfg, key)
+    } else {
+        let started = rekey::start_epoch(&path, &password)?;
+        pin::check(&args.cipherdir, &started.config, false)?;
+        eprintln!("coffer: a new key epoch started; objects move to it now.");
+        print_recovery_key(&unlock::recovery_key(&started.config, &started.key)?);
+        (started.config, started.key)
+    };
+    let vault = open_all(args, &cfg, &key)?;
+    let plan = vault.migrate_to_newest(Mode::Plan, &mut |_| {})?;
+    eprintln!("coffer: to re-encrypt: {}", describe(&plan));
+    let bar = Progress::bytes(plan.bytes);
+    let mut shown = 0;
+    let done = vault.migrate_to_newest(Mode::Move, &mut |m: &Migration| {
+        bar.inc(m.bytes.saturating_sub(shown));
+        shown = m.bytes;
+    })?;
+    bar.finish();
+    eprintln!("coffer: re-encrypted {}", describe(&done));
+    if !done.left.is_empty() {
+        for l in &done.left {
+            eprintln!("coffer: left under an older key epoch: {l}");
+        }
+        return Err(CliError::new(
+            code::OTHER,
+            format!("{} objects stay under an older key epoch", done.left.len()),
+        )
+        .hint("`coffer rekey --finish` refuses until they are moved; hard-linked files are not moved yet"));
+    }
+    eprintln!(
+        "coffer: every object is under the new key epoch. Once every copy of this vault has synced, \
+         run `coffer rekey --finish` to forget the older keys."
+    );
+    Ok(())
+}
+
+/// How many key epochs the config lists (1 for config version 1).
+fn epoch_count(cfg: &Config) -> CliResult<usize> {
+    let epochs = cfg
+        .epochs()
+        .map_err(|e| CliError::new(code::NOT_A_VAULT, format!("config refused: {e}")))?;
+    Ok(epochs.map_or(1, |e| e.all().len()))
+}
+
+/// The vault opened with the keys of every epoch the config holds, writable.
+fn open_all(args: &RekeyArgs, cfg: &Config, key: &coffer::crypto::MasterKey) -> CliResult<Vault> {
+    let keys = unlock::vault_keys(cfg, key)?;
+    Ok(Vault::open_with_keys(&args.cipherdir, keys, cfg.params(), false)?)
+}
+
+/// "N files (X bytes), M names, K symlink targets, D directories' xattrs".
+fn describe(m: &Migration) -> String {
+    format!(
+        "{} files ({} bytes), {} names, {} symlink targets, {} directories' xattrs",
+        m.files, m.bytes, m.names, m.symlinks, m.dir_xattrs
+    )
+}
