@@ -277,3 +277,127 @@ fn killed_passwd_leaves_old_or_new_password() {
     }
     eprintln!("passwd killed 40 times in a {full:?} run: {old} kept the old password, {new} had the new one");
 }
+
+/// Plaintext files of the vault at `cipher` read with `pw` (every key epoch the config holds).
+fn contents(cipher: &Path, pw: &str, names: &[String]) -> BTreeMap<String, Vec<u8>> {
+    let v = coffer::vault::Vault::unlock(cipher, None, pw.as_bytes(), true).unwrap();
+    names
+        .iter()
+        .map(|n| {
+            let f = v.open_file_path(n.as_bytes()).unwrap();
+            let mut buf = vec![0u8; f.plain_len().unwrap() as usize];
+            f.read_at(&mut buf, 0).unwrap();
+            (n.clone(), buf)
+        })
+        .collect()
+}
+
+#[test]
+fn killed_rekey_is_finished_by_running_it_again() {
+    let seed = data::seed("COFFER_KILL9_SEED");
+    let mut rng = Rng::new(seed);
+    let t = tempfile::tempdir().unwrap();
+    let pf = passfile(t.path(), "pw", PASSWORD);
+    let state = support::cli::state_home();
+    let make = |cipher: &Path| -> (BTreeMap<String, Vec<u8>>, Vec<String>) {
+        std::fs::create_dir(cipher).unwrap();
+        let out = support::cli::coffer(
+            &[
+                "init".as_ref(),
+                "--insecure-fast-kdf".as_ref(),
+                "--quiet".as_ref(),
+                "--config-version".as_ref(),
+                "1".as_ref(),
+                "--passfile".as_ref(),
+                pf.as_os_str(),
+                cipher.as_os_str(),
+            ],
+            None,
+        );
+        assert_eq!(out.code, 0, "init: {}", out.stderr);
+        let v = coffer::vault::Vault::unlock(cipher, None, PASSWORD.as_bytes(), false).unwrap();
+        let root = v.root_dir().unwrap();
+        v.mkdir(&root, b"d", 0o755).unwrap();
+        let mut want = BTreeMap::new();
+        for i in 0..60 {
+            let name = if i % 3 == 0 {
+                format!("d/file{i}")
+            } else {
+                format!("file{i}")
+            };
+            let data = data::bytes(seed ^ i, (i as usize * 7919) % 70_000);
+            let (dir, base) = match name.split_once('/') {
+                Some((d, b)) => (v.open_dir_path(d.as_bytes()).unwrap(), b.to_string()),
+                None => (v.root_dir().unwrap(), name.clone()),
+            };
+            let (f, _) = v.create_file(&dir, base.as_bytes(), 0o644).unwrap();
+            f.write_at(&data, 0).unwrap();
+            want.insert(name, data);
+        }
+        let names = want.keys().cloned().collect();
+        (want, names)
+    };
+    let rekey = |cipher: &Path, finish: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        cmd.arg("rekey");
+        if finish {
+            cmd.arg("--finish");
+        }
+        cmd.arg("--passfile")
+            .arg(&pf)
+            .arg(cipher)
+            .env("XDG_STATE_HOME", &state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // How long an uninterrupted rekey of such a vault takes.
+    let twin = t.path().join("twin");
+    make(&twin);
+    let start = Instant::now();
+    assert!(rekey(&twin, false).wait().unwrap().success());
+    let full = start.elapsed();
+
+    let cipher = t.path().join("cipher");
+    let (want, names) = make(&cipher);
+    let mut mid_walk = 0;
+    for round in 0..8 {
+        let mut child = rekey(&cipher, false);
+        std::thread::sleep(Duration::from_micros(rng.below(full.as_micros() as u64 + 1)));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            contents(&cipher, PASSWORD, &names),
+            want,
+            "round {round} ({status}): a file changed"
+        );
+        let v = coffer::vault::Vault::unlock(&cipher, None, PASSWORD.as_bytes(), true).unwrap();
+        let left = v
+            .migrate_to_newest(coffer::vault::migrate::Mode::Plan, &mut |_| {})
+            .unwrap();
+        if left.moved() > 0 && left.names < 61 {
+            mid_walk += 1;
+        }
+        // A temporary of a file stopped half way is stray: reported and removed, nothing else.
+        let (_, report) = fsck_report(&cipher, &pf, &["--repair"]);
+        for d in report["damage"].as_array().unwrap() {
+            assert_eq!(d["kind"], "stray_temp", "round {round}: {report}");
+        }
+    }
+    assert!(
+        rekey(&cipher, false).wait().unwrap().success(),
+        "a last run finishes the walk"
+    );
+    assert!(rekey(&cipher, true).wait().unwrap().success(), "--finish");
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(cipher.join("coffer.conf")).unwrap()).unwrap();
+    assert_eq!(cfg["epochs"].as_array().map(Vec::len), Some(1), "{cfg}");
+    assert_eq!(contents(&cipher, PASSWORD, &names), want);
+    let (code, report) = fsck_report(&cipher, &pf, &[]);
+    assert_eq!(code, 0, "{report}");
+    eprintln!(
+        "rekey killed 8 times in a {full:?} run (seed {seed}), {mid_walk} of them in the middle of the walk; \
+         every file read back after each kill"
+    );
+}
