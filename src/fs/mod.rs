@@ -11,14 +11,16 @@
 //! EROFS by default), `adapter` (the one fuser `Filesystem`, over any `Ops`; capability
 //! requests), `forward` (the forward file system's `Ops`), [`reverse`] (reverse mode's),
 //! [`inodes`] (inode numbers, lookup counts), [`handles`], [`attr`] (stat conversion), `core`
-//! (shared state, finding inodes in CIPHERDIR), `dirops`, `fileops`, `attrops`, `xattrops`,
-//! [`session`] (mount, unmount, signals), `lock`, `readahead`.
+//! (shared state, finding inodes in CIPHERDIR), `dir_cache` (backing directories kept open),
+//! `dirops`, `fileops`, `attrops`, `xattrops`, [`session`] (mount, unmount, signals), `lock`,
+//! `readahead`.
 
 mod adapter;
 mod atime;
 pub mod attr;
 mod attrops;
 mod core;
+mod dir_cache;
 mod dirops;
 mod fileops;
 mod forward;

@@ -1,124 +1,24 @@
-//! fsck: walk a vault and authenticate everything — names, diriv files, sidecars, file blocks,
-//! symlink targets, xattrs — reporting each damaged item with its plaintext path where known.
-//! `repair` fixes only the safe cases and never deletes readable data.
+//! The fsck walk: checks each backing entry of each directory, depth first in backing-name order.
 
 use std::collections::HashSet;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use crate::format::backing_name::{self, classify, BackingName};
+use crate::vault::dir::{shorten_rel, Dir};
+use crate::vault::error::{Result, VaultError};
+use crate::vault::walk::DirChain;
+use crate::vault::Vault;
 
-use super::dir::{shorten_rel, Dir};
-use super::error::{Result, VaultError};
-use super::walk::{walk_fd_budget, DirChain};
-use super::Vault;
+use super::{Damage, DamageKind, FsckReport};
 
-/// What is wrong with one item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum DamageKind {
-    /// Content blocks fail authentication (see `blocks`).
-    Blocks,
-    /// The file header is missing or invalid.
-    Header,
-    /// A backing name does not decrypt (or its long-name sidecar is missing or wrong).
-    Name,
-    /// A directory has no (or a bad) coffer.diriv.
-    Diriv,
-    /// A long-name or link sidecar whose entry is gone.
-    OrphanSidecar,
-    /// A symlink target does not authenticate.
-    Symlink,
-    /// An xattr value does not authenticate.
-    Xattr,
-    /// A coffer temporary file left by an interrupted operation.
-    StrayTemp,
-    /// A backing entry coffer does not know (not a sync-client file).
-    Unknown,
-    /// The item could not be read at all (I/O error).
-    Unreadable,
-    /// Blocks authenticate but are newer than the file's last block (versions 2 and 3): two
-    /// versions mixed (see `blocks`).
-    MixedVersions,
-    /// The last block does not authenticate while a block before it does (versions 2 and 3),
-    /// so nothing tells whether the other blocks belong to one version; reads serve them
-    /// unchecked. Reported beside the damaged block; `--repair` cannot restore the order.
-    /// JSON: `order_not_checkable`.
-    OrderNotCheckable,
-    /// The last block carries the highest write session (versions 2 and 3): later versions of
-    /// the file cannot be told apart. A copy of the file gets a new file ID and starts again.
-    /// JSON: `sessions_exhausted`.
-    SessionsExhausted,
-}
-
-/// One finding.
-#[derive(Debug, Clone, Serialize)]
-pub struct Damage {
-    /// Plaintext path, when the names up to it decrypt.
-    pub plain_path: Option<String>,
-    /// Backing path relative to CIPHERDIR.
-    pub cipher_path: String,
-    /// What is wrong.
-    pub kind: DamageKind,
-    /// Damaged block numbers (for `Blocks`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub blocks: Vec<u64>,
-    /// Human detail.
-    pub detail: String,
-    /// What `--repair` did about it, if anything.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub repaired: Option<String>,
-}
-
-/// The whole report.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct FsckReport {
-    /// Regular files checked.
-    pub files: u64,
-    /// Directories checked.
-    pub dirs: u64,
-    /// Symlinks checked.
-    pub symlinks: u64,
-    /// Findings.
-    pub damage: Vec<Damage>,
-}
-
-impl FsckReport {
-    /// Whether anything unrepaired was found.
-    pub fn is_clean(&self) -> bool {
-        self.damage.iter().all(|d| d.repaired.is_some())
-    }
-}
-
-/// How fsck runs.
-#[derive(Debug, Clone, Copy)]
-pub struct FsckOptions {
-    /// Fix the safe cases.
-    pub repair: bool,
-    /// `--repair` removes coffer temporaries only when they are at least this old: younger ones
-    /// may belong to an operation still running. Zero when the caller holds the mount lock.
-    pub min_temp_age: std::time::Duration,
-}
-
-impl FsckOptions {
-    /// Check only, or repair leaving temporaries younger than a minute alone.
-    pub fn new(repair: bool) -> Self {
-        FsckOptions {
-            repair,
-            min_temp_age: std::time::Duration::from_secs(60),
-        }
-    }
-}
-
-struct Walker<'a> {
+/// One fsck run: walks the vault and collects the report.
+pub(super) struct Walker<'a> {
     vault: &'a Vault,
     repair: bool,
     min_temp_age: std::time::Duration,
-    report: FsckReport,
+    pub(super) report: FsckReport,
     progress: &'a mut dyn FnMut(&FsckReport),
     /// The directories being checked, the root first (the top is the one whose entries are
     /// checked now): the walk is a loop over this stack, not a recursion, so that a tree of
@@ -131,7 +31,7 @@ struct Walker<'a> {
 /// A directory whose entries are being checked.
 struct Frame {
     /// Its backing entries, in backing-name order.
-    raw: Vec<super::RawEntry>,
+    raw: Vec<crate::vault::RawEntry>,
     names: HashSet<Vec<u8>>,
     /// The next entry to check.
     next: usize,
@@ -152,7 +52,25 @@ fn lossy(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
+    /// A walker with an empty report.
+    pub(super) fn new(
+        vault: &'a Vault,
+        repair: bool,
+        min_temp_age: std::time::Duration,
+        progress: &'a mut dyn FnMut(&FsckReport),
+    ) -> Self {
+        Walker {
+            vault,
+            repair,
+            min_temp_age,
+            report: FsckReport::default(),
+            progress,
+            frames: Vec::new(),
+            plain: Vec::new(),
+        }
+    }
+
     fn add(&mut self, plain: Option<&[u8]>, rel: &Path, kind: DamageKind, detail: impl Into<String>) {
         self.report.damage.push(Damage {
             plain_path: plain.map(lossy),
@@ -166,7 +84,7 @@ impl Walker<'_> {
 
     /// Checks every directory from the top of `chain` down, in backing-name order, each
     /// subdirectory when its name comes (the order of the report).
-    fn walk(&mut self, chain: &mut DirChain<Dir>) -> Result<()> {
+    pub(super) fn walk(&mut self, chain: &mut DirChain<Dir>) -> Result<()> {
         self.enter(chain, ParentPlain::Len(0))?;
         while let Some(frame) = self.frames.last_mut() {
             let Some(e) = frame.raw.get(frame.next) else {
@@ -305,9 +223,9 @@ impl Walker<'_> {
 
     /// Reports a directory's diriv conflict copies (their IVs widen what decrypts there, gap
     /// G4) and with `repair` merges them. Returns whether the directory changed.
-    fn diriv_copies(&mut self, dir: &Dir, raw: &[super::RawEntry]) -> bool {
+    fn diriv_copies(&mut self, dir: &Dir, raw: &[crate::vault::RawEntry]) -> bool {
         let names: Vec<Vec<u8>> = raw.iter().map(|e| e.name.clone()).collect();
-        let copies = super::merge::diriv_copies(&names);
+        let copies = crate::vault::merge::diriv_copies(&names);
         if copies.is_empty() {
             return false;
         }
@@ -519,7 +437,7 @@ impl Walker<'_> {
 }
 
 /// Whether a temp entry is at least `min` old (younger ones may belong to a live operation).
-fn is_old(dir: &super::DirFd, name: &[u8], min: std::time::Duration) -> bool {
+fn is_old(dir: &crate::vault::DirFd, name: &[u8], min: std::time::Duration) -> bool {
     if min.is_zero() {
         return true;
     }
@@ -532,94 +450,10 @@ fn is_old(dir: &super::DirFd, name: &[u8], min: std::time::Duration) -> bool {
 }
 
 /// Removes a temporary directory tree made by coffer (only diriv and temp files inside).
-fn remove_tree(dir: &super::DirFd, name: &[u8]) -> std::io::Result<()> {
+fn remove_tree(dir: &crate::vault::DirFd, name: &[u8]) -> std::io::Result<()> {
     let child = dir.open_dir(name)?;
     for e in child.list()? {
         child.unlink(&e.name)?;
     }
     dir.rmdir(name)
-}
-
-/// Checks the whole vault. `repair` fixes safe cases (orphaned sidecars, stray temp files older
-/// than a minute, torn or unsealed last blocks); it never deletes readable data. `progress` is
-/// called after each directory.
-pub fn fsck(vault: &Vault, repair: bool, progress: &mut dyn FnMut(&FsckReport)) -> Result<FsckReport> {
-    fsck_with(vault, FsckOptions::new(repair), progress)
-}
-
-/// [`fsck`] with explicit options.
-pub fn fsck_with(vault: &Vault, opts: FsckOptions, progress: &mut dyn FnMut(&FsckReport)) -> Result<FsckReport> {
-    let repair = opts.repair;
-    if repair {
-        vault.check_writable()?;
-    }
-    let root = match vault.root_dir() {
-        Ok(r) => r,
-        Err(err) => {
-            let mut report = FsckReport::default();
-            report.damage.push(Damage {
-                plain_path: Some(String::new()),
-                cipher_path: String::new(),
-                kind: DamageKind::Diriv,
-                blocks: Vec::new(),
-                detail: err.to_string(),
-                repaired: None,
-            });
-            return Ok(report);
-        }
-    };
-    let mut chain = DirChain::new(root, walk_fd_budget()).map_err(|e| VaultError::io(PathBuf::new(), e))?;
-    let mut w = Walker {
-        vault,
-        repair,
-        min_temp_age: opts.min_temp_age,
-        report: FsckReport::default(),
-        progress,
-        frames: Vec::new(),
-        plain: Vec::new(),
-    };
-    w.walk(&mut chain)?;
-    Ok(w.report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::config::VaultParams;
-    use crate::format::session::LAST_SESSION;
-    use crate::vault::unlock::{self, KdfCost};
-
-    /// A file whose last block carries the highest write session is reported, with the advice
-    /// to copy it; `--repair` leaves it (and the report) as it is, and the file still reads.
-    #[test]
-    fn a_file_at_the_session_ceiling_is_reported() {
-        let t = tempfile::tempdir().unwrap();
-        unlock::init(t.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
-        let v = Vault::unlock(t.path(), None, b"pw", false).unwrap();
-        let root = v.root_dir().unwrap();
-        let (f, _) = v.create_file(&root, b"old", 0o644).unwrap();
-        f.write_at(&[7u8; 9000], 0).unwrap();
-        let (g, _) = v.create_file(&root, b"young", 0o644).unwrap();
-        g.write_at(&[8u8; 9000], 0).unwrap();
-        g.reseal_last_with(LAST_SESSION - 1).unwrap();
-        let kinds = |r: &FsckReport| r.damage.iter().map(|d| d.kind.clone()).collect::<Vec<_>>();
-        assert!(
-            fsck(&v, false, &mut |_| {}).unwrap().damage.is_empty(),
-            "one below the ceiling"
-        );
-
-        f.reseal_last_with(LAST_SESSION).unwrap();
-        for repair in [false, true] {
-            let report = fsck(&v, repair, &mut |_| {}).unwrap();
-            assert_eq!(kinds(&report), [DamageKind::SessionsExhausted], "{report:?}");
-            let d = &report.damage[0];
-            assert_eq!(d.plain_path.as_deref(), Some("old"));
-            assert!(d.detail.contains("write session 4294967295"), "{}", d.detail);
-            assert!(d.detail.contains("copy the file"), "{}", d.detail);
-            assert!(d.repaired.is_none() && !report.is_clean());
-        }
-        let mut buf = vec![0u8; 9000];
-        assert_eq!(f.read_at(&mut buf, 0).unwrap(), 9000);
-        assert_eq!(buf, [7u8; 9000]);
-    }
 }

@@ -1,12 +1,20 @@
 //! Creating a vault, unlocking its master key (password or recovery key), changing the
 //! password and adding a feature flag. The config is written atomically with mode 0600.
+//! Recovery-key unlocking is in `with_recovery`, rewriting an unlocked vault's config in `rewrite`.
+
+mod rewrite;
+mod with_recovery;
+
+pub use rewrite::{add_flag, change_password, write_epochs};
+pub use with_recovery::{
+    recovery_key, recovery_unlock, reset_config, unlock_with_recovery_key, write_new_config, RecoveryUnlock,
+};
 
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{self, KdfParams, Kek, MasterKey};
 use crate::format::backing_name::{DIRIV_LEN, DIRIV_NAME, TEMP_PREFIX};
-use crate::format::config::{Config, VaultParams, CONFIG_NAME, KNOWN_FLAGS};
-use crate::format::recovery::{self, NewestEpoch};
+use crate::format::config::{Config, VaultParams, CONFIG_NAME};
 
 use super::backing::DirFd;
 use super::epochs;
@@ -246,123 +254,9 @@ pub fn unlock_with_password_kek(cfg: &Config, password: &[u8]) -> Result<(Master
     Ok((master, kek))
 }
 
-/// Adds feature flag `flag` to the config at `path`; Ok(false) when it is there already.
-/// Every other field stays as it was (comment, version, other flags, limits, KDF and salt);
-/// the master key is wrapped again under `kek` (the canonical encoding, its AAD, changed) and
-/// the MAC is new. The config on disk must still be the one `kek` was derived for: one that
-/// does not verify under `master`, or whose wrap `kek` does not open (the password was changed
-/// since), is left alone and refused. Written atomically, mode 0600 (FORMAT.md §3.5).
-pub fn add_flag(path: &Path, master: &MasterKey, kek: &Kek, flag: &str) -> Result<bool> {
-    let mut cfg = read_config(path)?;
-    check_mac(&cfg, master)?;
-    if cfg.params().has_flag(flag) {
-        return Ok(false);
-    }
-    if !KNOWN_FLAGS.contains(&flag) {
-        return Err(VaultError::Config {
-            path: path.to_path_buf(),
-            source: crate::format::FormatError::UnknownFlag(flag.to_string()),
-        });
-    }
-    let canonical = cfg.canonical().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
-    let wrapped = cfg
-        .wrapped_key()
-        .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
-    let opened = zeroize::Zeroizing::new(
-        kek.cipher()
-            .open_from_slice(&canonical, &wrapped)
-            .map_err(|_| VaultError::ConfigTampered("the config was rewrapped since it was unlocked".into()))?,
-    );
-    if opened.as_slice() != master.expose() {
-        return Err(VaultError::ConfigTampered("the config wraps another master key".into()));
-    }
-    cfg.feature_flags.push(flag.to_string());
-    cfg.feature_flags.sort();
-    seal_with_kek(path, &mut cfg, master, kek)?;
-    write_config(path, &cfg)?;
-    Ok(true)
-}
-
-/// Opens with a recovery key. If a config is present its MAC must verify under that key and its
-/// parameters win; otherwise the parameters carried in the recovery key are used.
-pub fn unlock_with_recovery_key(text: &str, cfg: Option<&Config>) -> Result<(MasterKey, VaultParams)> {
-    recovery_unlock(text, cfg).map(|u| (u.master, u.params))
-}
-
-/// What a recovery key unlocks.
-pub struct RecoveryUnlock {
-    /// The master key (config version 1) or the newest epoch's key (version 2).
-    pub master: MasterKey,
-    /// The vault parameters (the config's when present).
-    pub params: VaultParams,
-    /// The ciphers of every epoch that can be read: all the config lists, or without a
-    /// config only the recovery key's own.
-    pub keys: VaultKeys,
-    /// The epoch a layout-2 recovery key names.
-    pub newest: Option<NewestEpoch>,
-}
-
-/// [`unlock_with_recovery_key`] with the keys of every epoch. A layout-2 recovery key must name
-/// the config's newest epoch.
-pub fn recovery_unlock(text: &str, cfg: Option<&Config>) -> Result<RecoveryUnlock> {
-    let r = recovery::decode(text).map_err(VaultError::RecoveryKey)?;
-    let master = MasterKey::from_slice(&r.key[..]).expect("recovery::decode returns a 32-byte key");
-    match cfg {
-        Some(cfg) => {
-            if (cfg.format_version >= crate::format::CONFIG_V2) != r.newest.is_some() {
-                return Err(VaultError::ConfigTampered(
-                    "the recovery key is for another config version".into(),
-                ));
-            }
-            check_mac(cfg, &master)?;
-            let newest = epochs::newest_of(cfg)?;
-            if r.newest.is_some() && r.newest != newest {
-                return Err(VaultError::ConfigTampered(
-                    "the recovery key names another epoch than the config's newest".into(),
-                ));
-            }
-            Ok(RecoveryUnlock {
-                keys: epochs::keys_of(cfg, &master)?,
-                params: cfg.params(),
-                master,
-                newest,
-            })
-        }
-        None => Ok(RecoveryUnlock {
-            keys: epochs::keys_without_config(&master, &r.params, r.newest),
-            params: r.params,
-            master,
-            newest: r.newest,
-        }),
-    }
-}
-
 /// The ciphers of every epoch of `cfg`, whose wrap gave `newest` (see [`unlock_with_password`]).
 pub fn vault_keys(cfg: &Config, newest: &MasterKey) -> Result<VaultKeys> {
     epochs::keys_of(cfg, newest)
-}
-
-/// The recovery key of a vault: layout 1 for config version 1, layout 2 (naming the newest
-/// epoch) for version 2.
-pub fn recovery_key(cfg: &Config, key: &MasterKey) -> Result<zeroize::Zeroizing<String>> {
-    Ok(match epochs::newest_of(cfg)? {
-        Some(n) => recovery::encode_v2(key.expose(), &cfg.params(), n),
-        None => recovery::encode(key.expose(), &cfg.params()),
-    })
-}
-
-/// Re-wraps the master key under a new password (and optionally a new KDF cost); atomic.
-pub fn change_password(path: &Path, old: &[u8], new: &[u8], cost: Option<KdfCost>) -> Result<()> {
-    let cfg = read_config(path)?;
-    let master = unlock_with_password(&cfg, old)?;
-    let cost = cost.unwrap_or(KdfCost {
-        m_kib: cfg.kdf.m_kib,
-        t: cfg.kdf.t,
-        p: cfg.kdf.p,
-    });
-    let mut fresh = renewed(&cfg, cost)?;
-    seal_config(path, &mut fresh, &master, new)?;
-    write_config(path, &fresh)
 }
 
 /// A config like `old` (parameters and, in config version 2, vault ID and epochs) with a new
@@ -377,69 +271,10 @@ fn renewed(old: &Config, cost: KdfCost) -> Result<Config> {
     }
 }
 
-/// Writes a new config with a new password for a vault opened by recovery key: like `old`
-/// when it is there (its MAC was checked by [`recovery_unlock`]), else from what the key
-/// carries (config version 2: its own epoch only; objects under older epochs need the old
-/// config).
-pub fn reset_config(
-    path: &Path,
-    r: &RecoveryUnlock,
-    old: Option<&Config>,
-    password: &[u8],
-    cost: KdfCost,
-) -> Result<()> {
-    let mut cfg = match (old, r.newest) {
-        (Some(old), _) => renewed(old, cost)?,
-        (None, Some(n)) => {
-            let epoch = crate::format::epochs::Epoch {
-                id: n.id,
-                seq: n.seq,
-                layout: crate::format::epochs::Layout::V3,
-                sealed_key: None,
-            };
-            let list = crate::format::epochs::Epochs::new(vec![epoch])
-                .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
-            new_config_v2(&r.params, cost, n.vault, &list)?
-        }
-        (None, None) => new_config(&r.params, cost)?,
-    };
-    seal_config(path, &mut cfg, &r.master, password)?;
-    write_config(path, &cfg)
-}
-
-/// Writes a config-version-2 config at `path` for `epochs`, whose newest key is `newest`,
-/// wrapped under `password` with a fresh salt at `cost`; returns it as written.
-pub fn write_epochs(
-    path: &Path,
-    params: &VaultParams,
-    cost: KdfCost,
-    vault: crate::format::epochs::VaultId,
-    epochs: &crate::format::epochs::Epochs,
-    newest: &MasterKey,
-    password: &[u8],
-) -> Result<Config> {
-    let mut cfg = new_config_v2(params, cost, vault, epochs)?;
-    seal_config(path, &mut cfg, newest, password)?;
-    write_config(path, &cfg)?;
-    Ok(cfg)
-}
-
-/// Writes a new config for a vault opened by recovery key (its config was lost).
-pub fn write_new_config(
-    path: &Path,
-    master: &MasterKey,
-    params: &VaultParams,
-    password: &[u8],
-    cost: KdfCost,
-) -> Result<()> {
-    let mut cfg = new_config(params, cost)?;
-    seal_config(path, &mut cfg, master, password)?;
-    write_config(path, &cfg)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::recovery;
 
     #[test]
     fn init_unlock_passwd() {
