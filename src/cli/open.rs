@@ -60,7 +60,7 @@ fn open_with_recovery_key(cipherdir: &Path, args: &OpenArgs, read_only: bool) ->
     };
     let text = read_secret(&args.secret, Ask::RecoveryKey)?;
     let text = std::str::from_utf8(&text).map_err(|_| bad_key("it is not text"))?;
-    let unlocked = match unlock::recovery_unlock(text, cfg.as_ref()) {
+    let unlocked = match unlock::recovery_unlock(text, cfg.as_ref(), Some(cipherdir)) {
         Ok(v) => v,
         Err(VaultError::ConfigTampered(_)) => {
             return Err(bad_key("it does not match this vault's coffer.conf")

@@ -56,7 +56,7 @@ fn reset_with_recovery_key(args: &PasswdArgs, new_src: &SecretArgs) -> CliResult
     let text = read_secret(&args.open.secret, Ask::RecoveryKey)?;
     let text = std::str::from_utf8(&text)
         .map_err(|_| CliError::new(code::WRONG_PASSWORD, "wrong recovery key: it is not text"))?;
-    let unlocked = match unlock::recovery_unlock(text, cfg.as_ref()) {
+    let unlocked = match unlock::recovery_unlock(text, cfg.as_ref(), Some(&args.cipherdir)) {
         Ok(v) => v,
         Err(VaultError::ConfigTampered(_)) => {
             return Err(CliError::new(

@@ -66,7 +66,7 @@ pub fn run(args: &RekeyArgs) -> CliResult {
         eprintln!("coffer: continuing the rekey to the newest key epoch");
         (cfg, key)
     } else {
-        let started = rekey::start_epoch(&path, &password)?;
+        let started = rekey::start_epoch(&args.cipherdir, &path, &password)?;
         pin::check(&args.cipherdir, &started.config, false)?;
         eprintln!("coffer: a new key epoch started; objects move to it now.");
         print_recovery_key(&unlock::recovery_key(&started.config, &started.key)?);

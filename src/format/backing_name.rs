@@ -22,7 +22,7 @@ pub const TEMP_PREFIX: &str = ".coffer-tmp-";
 /// The kind of a backing directory entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackingName<'a> {
-    /// `coffer.conf` (meaningful at the root only).
+    /// `coffer.conf` or `coffer.epochs` (meaningful at the root only).
     Config,
     /// `coffer.diriv`.
     Diriv,
@@ -46,7 +46,7 @@ pub fn classify(name: &[u8], enc: NameEncoding) -> BackingName<'_> {
     let Ok(s) = std::str::from_utf8(name) else {
         return BackingName::Other;
     };
-    if s == super::config::CONFIG_NAME {
+    if s == super::config::CONFIG_NAME || s == super::epochs::EPOCHS_NAME {
         return BackingName::Config;
     }
     if s == DIRIV_NAME {
@@ -99,6 +99,7 @@ mod tests {
             super::classify(n, NameEncoding::Base64Url)
         }
         assert_eq!(classify(b"coffer.conf"), BackingName::Config);
+        assert_eq!(classify(b"coffer.epochs"), BackingName::Config);
         assert_eq!(classify(b"coffer.diriv"), BackingName::Diriv);
         assert_eq!(classify(b"abc-_Z9"), BackingName::Short("abc-_Z9"));
         assert_eq!(classify(format!("{h}.long").as_bytes()), BackingName::Long(&h));

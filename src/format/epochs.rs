@@ -273,6 +273,40 @@ pub fn sealed_key_aad(vault: VaultId, newest: EpochId, old: EpochId, seq: u32, l
     aad
 }
 
+/// Name of the copy of the epoch list kept in CIPHERDIR's root (docs/FORMAT.md §15.5).
+pub const EPOCHS_NAME: &str = "coffer.epochs";
+
+/// `coffer.epochs`: the vault ID and the epoch list of the config, older keys sealed under the
+/// newest, so that the newest recovery key reaches every older epoch when `coffer.conf` is
+/// lost. Each sealed key is authenticated on its own (its AAD names the vault, the newest
+/// epoch and itself); the file as a whole is not, and is never a source of truth while the
+/// config is readable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochsFile {
+    /// 16 hex digits.
+    pub vault_id: String,
+    /// As the config's `epochs`.
+    pub epochs: Vec<EpochEntry>,
+}
+
+impl EpochsFile {
+    /// The copy of a vault's epochs.
+    pub fn new(vault: VaultId, epochs: &Epochs) -> Self {
+        EpochsFile {
+            vault_id: vault.to_hex(),
+            epochs: epochs.to_entries(),
+        }
+    }
+
+    /// The vault ID and the checked list.
+    pub fn checked(&self) -> Result<(VaultId, Epochs), FormatError> {
+        let vault = VaultId::from_hex(&self.vault_id)
+            .ok_or_else(|| FormatError::ConfigSyntax(format!("{EPOCHS_NAME}: vault_id is not 16 hex digits")))?;
+        Ok((vault, Epochs::from_entries(&self.epochs)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,11 +4,16 @@
 
 use crate::crypto::{self, info, BlockCipher, KeySet, MasterKey, SubKey};
 use crate::format::config::{Config, VaultParams, FLAG_REVERSE};
-use crate::format::epochs::{sealed_key_aad, Epoch, EpochId, Epochs, Layout, VaultId, SEALED_EPOCH_KEY_LEN};
+use std::path::Path;
+
+use crate::format::epochs::{
+    sealed_key_aad, Epoch, EpochId, Epochs, EpochsFile, Layout, VaultId, EPOCHS_NAME, SEALED_EPOCH_KEY_LEN,
+};
 use crate::format::recovery::NewestEpoch;
 use crate::format::{FormatError, CONFIG_V2};
 
-use super::error::{Result, VaultError};
+use super::backing::DirFd;
+use super::error::{IoContext, Result, VaultError};
 use super::keys::{EpochKeys, VaultKeys};
 
 /// The key of the config MAC: under the master key (`coffer v1 config mac`) in config version
@@ -84,6 +89,11 @@ pub fn epoch_keys(cfg: &Config, newest: &MasterKey) -> Result<Option<OpenedEpoch
     let vault = cfg
         .vault_id()
         .ok_or_else(|| VaultError::ConfigTampered("config version 2 without a vault ID".into()))?;
+    open_epochs(vault, &epochs, newest).map(Some)
+}
+
+/// Every epoch of `epochs` (of vault `vault`) with its key, the newest's being `newest`.
+fn open_epochs(vault: VaultId, epochs: &Epochs, newest: &MasterKey) -> Result<OpenedEpochs> {
     let top = epochs.newest();
     let cipher = epoch_key_cipher(newest);
     let mut out = Vec::with_capacity(epochs.all().len());
@@ -101,7 +111,64 @@ pub fn epoch_keys(cfg: &Config, newest: &MasterKey) -> Result<Option<OpenedEpoch
         };
         out.push((e.clone(), key));
     }
-    Ok(Some(OpenedEpochs { vault, list: out }))
+    Ok(OpenedEpochs { vault, list: out })
+}
+
+/// The ciphers of opened epochs.
+fn keys_of_opened(list: &[(Epoch, MasterKey)]) -> Result<VaultKeys> {
+    let out = list
+        .iter()
+        .map(|(e, key)| EpochKeys {
+            id: Some(e.id),
+            layout: e.layout,
+            set: key_set(e.layout, key),
+        })
+        .collect();
+    VaultKeys::from_epochs(out).ok_or_else(|| VaultError::ConfigTampered("no epochs".into()))
+}
+
+/// Writes `coffer.epochs` into `cipherdir` (atomically, mode 0444): vault `vault`'s `epochs`.
+pub fn write_epochs_file(cipherdir: &Path, vault: VaultId, epochs: &Epochs) -> Result<()> {
+    let body = serde_json::to_vec_pretty(&EpochsFile::new(vault, epochs))
+        .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    DirFd::open_path(cipherdir)
+        .and_then(|d| d.write_atomic(EPOCHS_NAME.as_bytes(), &body, 0o444))
+        .at(cipherdir.join(EPOCHS_NAME))
+}
+
+/// The epochs `coffer.epochs` in `cipherdir` lists with their keys, when it is there, names the
+/// vault and the newest epoch of the recovery key whose key is `key`, and every older key in it
+/// opens. Anything else is `None` (logged): the recovery key then reaches its own epoch only.
+pub fn epochs_from_file(cipherdir: &Path, newest: &NewestEpoch, key: &MasterKey) -> Option<(Epochs, VaultKeys)> {
+    let path = cipherdir.join(EPOCHS_NAME);
+    let bytes = match DirFd::open_path(cipherdir).and_then(|d| d.read_small(EPOCHS_NAME.as_bytes(), 64 * 1024)) {
+        Ok(b) => b,
+        Err(e) => {
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                log::warn!("{}: {e}; older key epochs are not reachable", path.display());
+            }
+            return None;
+        }
+    };
+    let opened = serde_json::from_slice::<EpochsFile>(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|f| f.checked().map_err(|e| e.to_string()))
+        .and_then(|(vault, epochs)| {
+            let top = epochs.newest();
+            if vault != newest.vault || top.id != newest.id || top.seq != newest.seq {
+                return Err("it is of another vault or another newest epoch than the recovery key".into());
+            }
+            let opened = open_epochs(vault, &epochs, key).map_err(|e| e.to_string())?;
+            let keys = keys_of_opened(&opened.list).map_err(|e| e.to_string())?;
+            Ok((epochs, keys))
+        });
+    match opened {
+        Ok(v) => Some(v),
+        Err(why) => {
+            log::warn!("{}: {why}; older key epochs are not reachable", path.display());
+            None
+        }
+    }
 }
 
 /// The ciphers of every epoch `cfg` can read, `newest` being the key its wrap (or a recovery
@@ -112,15 +179,7 @@ pub fn keys_of(cfg: &Config, newest: &MasterKey) -> Result<VaultKeys> {
         let reverse = cfg.params().has_flag(FLAG_REVERSE);
         return Ok(VaultKeys::single(KeySet::derive(newest, reverse)));
     };
-    let out = list
-        .iter()
-        .map(|(e, key)| EpochKeys {
-            id: Some(e.id),
-            layout: e.layout,
-            set: key_set(e.layout, key),
-        })
-        .collect();
-    VaultKeys::from_epochs(out).ok_or_else(|| VaultError::ConfigTampered("no epochs".into()))
+    keys_of_opened(&list)
 }
 
 /// The ciphers a recovery key gives when the config is lost: its own epoch only (layout 2),

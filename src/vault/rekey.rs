@@ -10,7 +10,7 @@ use crate::crypto::{self, MasterKey};
 use crate::format::config::Config;
 use crate::format::epochs::{Epoch, EpochId, Epochs, Layout, VaultId, MAX_EPOCHS};
 
-use super::epochs::{epoch_keys, seal_older};
+use super::epochs::{epoch_keys, seal_older, write_epochs_file};
 use super::error::{Result, VaultError};
 use super::migrate::{Migration, Mode};
 use super::unlock::{self, KdfCost};
@@ -24,9 +24,10 @@ pub struct NewEpoch {
     pub config: Config,
 }
 
-/// Starts a new key epoch in the config at `path`, unlocked with `password` (which stays the
-/// password). Refused when the config already lists [`MAX_EPOCHS`].
-pub fn start_epoch(path: &Path, password: &[u8]) -> Result<NewEpoch> {
+/// Starts a new key epoch in the config at `path` of the vault at `cipherdir`, unlocked with
+/// `password` (which stays the password): `coffer.epochs` is written first, then the config.
+/// Refused when the config already lists [`MAX_EPOCHS`].
+pub fn start_epoch(cipherdir: &Path, path: &Path, password: &[u8]) -> Result<NewEpoch> {
     let cfg = unlock::read_config(path)?;
     let (current, _) = unlock::unlock_with_password_kek(&cfg, password)?;
     let (vault, old) = match epoch_keys(&cfg, &current)? {
@@ -73,6 +74,7 @@ pub fn start_epoch(path: &Path, password: &[u8]) -> Result<NewEpoch> {
         t: cfg.kdf.t,
         p: cfg.kdf.p,
     };
+    write_epochs_file(cipherdir, vault, &epochs)?;
     let config = unlock::write_epochs(path, &cfg.params(), cost, vault, &epochs, &key, password)?;
     Ok(NewEpoch { key, config })
 }
@@ -114,6 +116,7 @@ pub fn finish(path: &Path, password: &[u8], vault: &Vault) -> Result<Finish> {
         t: cfg.kdf.t,
         p: cfg.kdf.p,
     };
+    write_epochs_file(vault.cipherdir(), opened.vault, &epochs)?;
     let config = unlock::write_epochs(path, &cfg.params(), cost, opened.vault, &epochs, &newest_key, password)?;
     Ok(Finish::Done(config))
 }
@@ -142,7 +145,7 @@ mod tests {
         }
         let saved = std::fs::read(&path).unwrap();
 
-        let first = start_epoch(&path, b"pw").unwrap();
+        let first = start_epoch(dir, &path, b"pw").unwrap();
         assert_eq!(first.config.format_version, crate::format::CONFIG_V2);
         let epochs = first.config.epochs().unwrap().unwrap();
         assert_eq!(epochs.all().len(), 2);
@@ -179,7 +182,7 @@ mod tests {
         assert_eq!(old_master.expose(), master.expose());
         assert_ne!(old_master.expose(), first.key.expose());
 
-        let second = start_epoch(&path, b"pw").unwrap();
+        let second = start_epoch(dir, &path, b"pw").unwrap();
         let epochs = second.config.epochs().unwrap().unwrap();
         assert_eq!(epochs.all().len(), 3);
         assert_eq!(epochs.newest().seq, 2);
@@ -190,6 +193,9 @@ mod tests {
         // The first epoch's key is now sealed under the second's: the first key alone opens
         // nothing of this config.
         assert!(unlock::vault_keys(&cfg, &first.key).is_err());
-        assert!(matches!(start_epoch(&path, b"wrong"), Err(VaultError::WrongPassword)));
+        assert!(matches!(
+            start_epoch(dir, &path, b"wrong"),
+            Err(VaultError::WrongPassword)
+        ));
     }
 }

@@ -198,7 +198,7 @@ fn a_config_put_back_from_before_the_newest_epoch_is_refused_until_accepted() {
     assert_eq!(pins.len(), 1);
 
     // A new epoch starts; the next open moves the pin to it.
-    coffer::vault::rekey::start_epoch(&coffer::vault::unlock::config_path(&v, None), b"pw").unwrap();
+    coffer::vault::rekey::start_epoch(&v, &coffer::vault::unlock::config_path(&v, None), b"pw").unwrap();
     let second = std::fs::read(v.join("coffer.conf")).unwrap();
     assert_ne!(first, second);
     assert_eq!(fsck_pinned(&v, &pf, &state, &[]).code, 0);

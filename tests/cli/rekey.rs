@@ -139,6 +139,53 @@ fn finish_refuses_while_objects_are_left_under_the_old_epoch() {
         "{}",
         out.stderr
     );
+    let new_recovery = recovery_key_from(&out.stdout_str());
+
+    // coffer.epochs is not shown, and it lets the new recovery key reach the old epoch when
+    // coffer.conf is lost.
+    let outdir = t.path().join("export");
+    let out = coffer(&["export", "--passfile", s(&pf), s(&v), s(&outdir)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut names: Vec<_> = std::fs::read_dir(&outdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["one", "two"]);
+    let conf = std::fs::read(v.join("coffer.conf")).unwrap();
+    std::fs::remove_file(v.join("coffer.conf")).unwrap();
+    let with_key = |file: &str| {
+        coffer(
+            &["cat", "--masterkey", s(&v), file],
+            Some(format!("{new_recovery}\n").as_bytes()),
+        )
+    };
+    let out = with_key("one");
+    assert_eq!((out.code, out.stdout.as_slice()), (0, &b"linked"[..]), "{}", out.stderr);
+    let epochs = std::fs::read(v.join("coffer.epochs")).unwrap();
+    std::fs::remove_file(v.join("coffer.epochs")).unwrap();
+    assert_ne!(
+        with_key("one").code,
+        0,
+        "without coffer.epochs the old epoch is out of reach"
+    );
+    std::fs::write(v.join("coffer.epochs"), &epochs).unwrap();
+    // A new config from the recovery key keeps the old epoch too.
+    let out = coffer(
+        &[
+            "passwd",
+            "--masterkey",
+            "--insecure-fast-kdf",
+            "--new-passfile",
+            s(&pf),
+            s(&v),
+        ],
+        Some(format!("{new_recovery}\n").as_bytes()),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("coffer.conf")).unwrap()).unwrap();
+    assert_eq!(cfg["epochs"].as_array().unwrap().len(), 2, "{cfg}");
+    assert_ne!(cfg, serde_json::from_slice::<serde_json::Value>(&conf).unwrap());
     let out = coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&v)], None);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("cannot finish:"), "{}", out.stderr);

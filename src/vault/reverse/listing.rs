@@ -253,7 +253,7 @@ impl ReverseVault {
     pub fn lookup(&self, dir: &RDir, cipher: &[u8]) -> Result<CipherEntry> {
         let enc = self.params().name_encoding;
         let target = match classify(cipher, enc) {
-            BackingName::Config if dir.rel.is_empty() => Target::Config,
+            BackingName::Config if dir.rel.is_empty() && cipher == CONFIG_NAME.as_bytes() => Target::Config,
             BackingName::Diriv => Target::Diriv,
             BackingName::Short(_) | BackingName::Long(_) => Target::Plain(self.plain_of_entry(dir, cipher)?),
             BackingName::LongSidecar(hash) => {

@@ -341,16 +341,16 @@ mod tests {
         assert_eq!(unlock_with_password(&after, b"new").unwrap().expose(), key.expose());
 
         let text = recovery_key(&after, &key).unwrap();
-        let with = recovery_unlock(&text, Some(&after)).unwrap();
+        let with = recovery_unlock(&text, Some(&after), None).unwrap();
         assert_eq!(with.master.expose(), key.expose());
         assert_eq!(with.newest, epochs::newest_of(&after).unwrap());
-        let without = recovery_unlock(&text, None).unwrap();
+        let without = recovery_unlock(&text, None, None).unwrap();
         assert_eq!(without.keys.newest().id, keys.newest().id);
         assert_eq!(without.params, after.params());
         // A layout-1 key of the same bytes does not fit a version-2 config.
         let v1 = recovery::encode(key.expose(), &after.params());
         assert!(matches!(
-            recovery_unlock(&v1, Some(&after)),
+            recovery_unlock(&v1, Some(&after), None),
             Err(VaultError::ConfigTampered(_))
         ));
         // A layout-2 key naming another epoch is refused too.
@@ -358,7 +358,7 @@ mod tests {
         other.seq += 1;
         let wrong = recovery::encode_v2(key.expose(), &after.params(), other);
         assert!(matches!(
-            recovery_unlock(&wrong, Some(&after)),
+            recovery_unlock(&wrong, Some(&after), None),
             Err(VaultError::ConfigTampered(_))
         ));
 

@@ -14,7 +14,7 @@ use super::{check_mac, new_config, new_config_v2, renewed, seal_config, write_co
 /// Opens with a recovery key. If a config is present its MAC must verify under that key and its
 /// parameters win; otherwise the parameters carried in the recovery key are used.
 pub fn unlock_with_recovery_key(text: &str, cfg: Option<&Config>) -> Result<(MasterKey, VaultParams)> {
-    recovery_unlock(text, cfg).map(|u| (u.master, u.params))
+    recovery_unlock(text, cfg, None).map(|u| (u.master, u.params))
 }
 
 /// What a recovery key unlocks.
@@ -28,11 +28,14 @@ pub struct RecoveryUnlock {
     pub keys: VaultKeys,
     /// The epoch a layout-2 recovery key names.
     pub newest: Option<NewestEpoch>,
+    /// Without a config: every epoch `coffer.epochs` listed (and opened) for that key.
+    pub epochs: Option<crate::format::epochs::Epochs>,
 }
 
 /// [`unlock_with_recovery_key`] with the keys of every epoch. A layout-2 recovery key must name
-/// the config's newest epoch.
-pub fn recovery_unlock(text: &str, cfg: Option<&Config>) -> Result<RecoveryUnlock> {
+/// the config's newest epoch. Without a config, `coffer.epochs` in `cipherdir` (when given)
+/// adds the older epochs it seals under the key's epoch.
+pub fn recovery_unlock(text: &str, cfg: Option<&Config>, cipherdir: Option<&Path>) -> Result<RecoveryUnlock> {
     let r = recovery::decode(text).map_err(VaultError::RecoveryKey)?;
     let master = MasterKey::from_slice(&r.key[..]).expect("recovery::decode returns a 32-byte key");
     match cfg {
@@ -54,14 +57,26 @@ pub fn recovery_unlock(text: &str, cfg: Option<&Config>) -> Result<RecoveryUnloc
                 params: cfg.params(),
                 master,
                 newest,
+                epochs: None,
             })
         }
-        None => Ok(RecoveryUnlock {
-            keys: epochs::keys_without_config(&master, &r.params, r.newest),
-            params: r.params,
-            master,
-            newest: r.newest,
-        }),
+        None => {
+            let from_file = match (&r.newest, cipherdir) {
+                (Some(n), Some(dir)) => epochs::epochs_from_file(dir, n, &master),
+                _ => None,
+            };
+            let (keys, list) = match from_file {
+                Some((list, keys)) => (keys, Some(list)),
+                None => (epochs::keys_without_config(&master, &r.params, r.newest), None),
+            };
+            Ok(RecoveryUnlock {
+                keys,
+                params: r.params,
+                master,
+                newest: r.newest,
+                epochs: list,
+            })
+        }
     }
 }
 
@@ -88,14 +103,20 @@ pub fn reset_config(
     let mut cfg = match (old, r.newest) {
         (Some(old), _) => renewed(old, cost)?,
         (None, Some(n)) => {
-            let epoch = crate::format::epochs::Epoch {
-                id: n.id,
-                seq: n.seq,
-                layout: crate::format::epochs::Layout::V3,
-                sealed_key: None,
+            let list = match &r.epochs {
+                // The epochs coffer.epochs gave: the older ones stay reachable.
+                Some(list) => list.clone(),
+                None => {
+                    let epoch = crate::format::epochs::Epoch {
+                        id: n.id,
+                        seq: n.seq,
+                        layout: crate::format::epochs::Layout::V3,
+                        sealed_key: None,
+                    };
+                    crate::format::epochs::Epochs::new(vec![epoch])
+                        .map_err(|e| VaultError::ConfigTampered(e.to_string()))?
+                }
             };
-            let list = crate::format::epochs::Epochs::new(vec![epoch])
-                .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
             new_config_v2(&r.params, cost, n.vault, &list)?
         }
         (None, None) => new_config(&r.params, cost)?,
