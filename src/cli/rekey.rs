@@ -91,7 +91,7 @@ pub fn run(args: &RekeyArgs) -> CliResult {
             code::OTHER,
             format!("{} objects stay under an older key epoch", done.left.len()),
         )
-        .hint("`coffer rekey --finish` refuses until they are moved; hard-linked files are not moved yet"));
+        .hint("`coffer rekey --finish` refuses until they are moved: fix what is named above and run `coffer rekey` again"));
     }
     eprintln!(
         "coffer: every object is under the new key epoch. Once every copy of this vault has synced, \
@@ -114,10 +114,14 @@ fn open_all(args: &RekeyArgs, cfg: &Config, key: &coffer::crypto::MasterKey) -> 
     Ok(Vault::open_with_keys(&args.cipherdir, keys, cfg.params(), false)?)
 }
 
-/// "N files (X bytes), M names, K symlink targets, D directories' xattrs".
+/// "N files (X bytes), M names, K symlink targets, D directories' xattrs[, L more hard links]".
 fn describe(m: &Migration) -> String {
-    format!(
+    let mut out = format!(
         "{} files ({} bytes), {} names, {} symlink targets, {} directories' xattrs",
         m.files, m.bytes, m.names, m.symlinks, m.dir_xattrs
-    )
+    );
+    if m.links > 0 {
+        out.push_str(&format!(", {} more names of hard-linked files", m.links));
+    }
+    out
 }

@@ -2,9 +2,15 @@
 //! §15.7): names are renamed in place to their newest-epoch backing names, each regular file
 //! under an older epoch is sealed again into a temporary next to it and renamed over the old
 //! one (one write and one rename per file), symlink targets and xattrs are sealed again.
+//! A hard-linked file is sealed once, at the first of its names the walk meets; each further
+//! name is pointed at the new copy (a link to it under a temporary name, renamed over).
 //! Idempotent: a walk that stopped (Ctrl-C, a crash) is finished by walking again, and a walk
-//! of a vault whose objects are all under the newest epoch changes nothing.
+//! of a vault whose objects are all under the newest epoch changes nothing (a walk stopped
+//! between the names of one hard-linked file leaves its names on two copies of the same
+//! contents: nothing is lost, but they are no longer linked).
 
+use std::collections::HashMap;
+use std::fs::File;
 use std::os::fd::AsRawFd;
 
 use crate::format::backing_name;
@@ -36,6 +42,8 @@ pub struct Migration {
     pub symlinks: u64,
     /// Directories whose xattrs were sealed again.
     pub dir_xattrs: u64,
+    /// Further names of hard-linked files, pointed at the file's new copy (no data written).
+    pub links: u64,
     /// Objects left under an older epoch, with why (a hard-linked file, a name taken, damage).
     pub left: Vec<String>,
 }
@@ -43,7 +51,7 @@ pub struct Migration {
 impl Migration {
     /// Objects moved (or, in a plan, to move).
     pub fn moved(&self) -> u64 {
-        self.names + self.files + self.symlinks + self.dir_xattrs
+        self.names + self.files + self.symlinks + self.dir_xattrs + self.links
     }
 }
 
@@ -54,6 +62,21 @@ pub enum Mode {
     Plan,
     /// Move it to the newest epoch.
     Move,
+}
+
+/// Most hard-linked files whose new copy a walk keeps open while it looks for their other names.
+const LINK_GROUPS_MAX: usize = 256;
+
+/// Hard-linked files met so far: by the old inode (device, inode), the new copy and how many
+/// names still point at the old one.
+#[derive(Default)]
+struct Links(HashMap<(u64, u64), LinkGroup>);
+
+struct LinkGroup {
+    /// The new copy (`None` in a plan).
+    file: Option<File>,
+    /// Names of the old inode not met yet.
+    left: u64,
 }
 
 struct Frame {
@@ -77,6 +100,7 @@ impl Vault {
         let root = self.root_dir()?;
         let mut chain = DirChain::new(root, walk_fd_budget()).at(self.cipherdir())?;
         let mut frames = Vec::new();
+        let mut links = Links::default();
         self.enter_dir(&mut chain, &mut frames, Vec::new(), mode, &mut out)?;
         while let Some(frame) = frames.last_mut() {
             let Some(e) = frame.entries.get(frame.next).cloned() else {
@@ -120,7 +144,7 @@ impl Vault {
                     }
                     Err(err) => Err(err),
                 },
-                libc::S_IFREG => self.move_file(dir, &backing, &st, mode, &mut out),
+                libc::S_IFREG => self.move_file(dir, &backing, &st, mode, &mut out, &mut links),
                 libc::S_IFLNK => self.move_symlink(dir, &backing, mode, &mut out),
                 _ => Ok(()),
             };
@@ -128,6 +152,12 @@ impl Vault {
                 out.left.push(format!("{shown}: {err}"));
             }
             progress(&out);
+        }
+        let unmet: u64 = links.0.values().map(|g| g.left).sum();
+        if unmet > 0 {
+            out.left.push(format!(
+                "{unmet} names of hard-linked files were not found in the vault: they keep the older epoch"
+            ));
         }
         Ok(out)
     }
@@ -219,8 +249,35 @@ impl Vault {
     }
 
     /// Seals regular file `backing` of `dir` again under the newest epoch, into a temporary
-    /// renamed over it, keeping holes, size, xattrs, mode, owner and times.
-    fn move_file(&self, dir: &Dir, backing: &[u8], st: &libc::stat, mode: Mode, out: &mut Migration) -> Result<()> {
+    /// renamed over it, keeping holes, size, xattrs, mode, owner and times. A hard-linked file
+    /// is sealed once, at its first name; each further name is pointed at the new copy.
+    fn move_file(
+        &self,
+        dir: &Dir,
+        backing: &[u8],
+        st: &libc::stat,
+        mode: Mode,
+        out: &mut Migration,
+        links: &mut Links,
+    ) -> Result<()> {
+        let inode = (st.st_dev, st.st_ino);
+        if let Some(group) = links.0.get_mut(&inode) {
+            out.links += 1;
+            group.left = group.left.saturating_sub(1);
+            let done = group.left == 0;
+            if let Some(file) = &group.file {
+                let tmp = temp_name().at(&dir.rel)?;
+                dir.fd.link_open_file(file, &tmp).at(dir.rel_child(&tmp))?;
+                if let Err(e) = dir.fd.rename(&tmp, &dir.fd, backing, 0) {
+                    let _ = dir.fd.unlink(&tmp);
+                    return Err(VaultError::io(dir.rel_child(backing), e));
+                }
+            }
+            if done {
+                links.0.remove(&inode);
+            }
+            return Ok(());
+        }
         let old = self.open_file(dir, backing, false)?;
         let Some(h) = old.header()? else {
             // Empty and never written: nothing is sealed in it (and it has no xattrs).
@@ -230,25 +287,46 @@ impl Vault {
             return Ok(());
         }
         let len = old.plain_len()?;
-        if st.st_nlink > 1 {
+        let linked = st.st_nlink > 1;
+        if linked && links.0.len() >= LINK_GROUPS_MAX {
             return Err(VaultError::errno_at(dir.rel_child(backing), libc::EMLINK));
         }
         out.files += 1;
         out.bytes += len;
         if mode == Mode::Plan {
+            if linked {
+                links.0.insert(
+                    inode,
+                    LinkGroup {
+                        file: None,
+                        left: st.st_nlink - 1,
+                    },
+                );
+            }
             return Ok(());
         }
         let tmp = temp_name().at(&dir.rel)?;
-        let result = self.reseal_into(dir, &old, &h, &tmp, st, len);
-        match result {
-            Ok(()) => dir.fd.rename(&tmp, &dir.fd, backing, 0).at(dir.rel_child(backing)),
+        let new = match self.reseal_into(dir, &old, &h, &tmp, st, len) {
+            Ok(new) => new,
             Err(e) => {
                 let _ = dir.fd.unlink(&tmp);
-                Err(e)
+                return Err(e);
             }
+        };
+        dir.fd.rename(&tmp, &dir.fd, backing, 0).at(dir.rel_child(backing))?;
+        if linked {
+            links.0.insert(
+                inode,
+                LinkGroup {
+                    file: Some(new),
+                    left: st.st_nlink - 1,
+                },
+            );
         }
+        Ok(())
     }
 
+    /// Seals `old` (header `h`) again into the new file `tmp` of `dir`; returns it, open.
     fn reseal_into(
         &self,
         dir: &Dir,
@@ -257,7 +335,7 @@ impl Vault {
         tmp: &[u8],
         st: &libc::stat,
         len: u64,
-    ) -> Result<()> {
+    ) -> Result<File> {
         let rel = dir.rel_child(tmp);
         let file = dir.fd.open_file(tmp, true, Some(0o600)).at(&rel)?;
         let new = self.crypt_file(file, rel.clone());
@@ -305,7 +383,8 @@ impl Vault {
             .at(&rel)?;
         new.sync(false)?;
         let (atime, mtime) = times_of(st);
-        dir.fd.utimens(tmp, atime, mtime).at(&rel)
+        dir.fd.utimens(tmp, atime, mtime).at(&rel)?;
+        new.backing().try_clone().at(&rel)
     }
 
     /// Seals symlink `backing`'s target again under the newest epoch.

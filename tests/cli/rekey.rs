@@ -107,6 +107,9 @@ fn rekey_then_finish_cuts_off_the_old_config_and_the_old_recovery_key() {
     assert_eq!(out.stdout, big);
 }
 
+/// A replica that had not synced the new config writes a file under the old key: `--finish`
+/// refuses while it is there, `coffer.epochs` lets the new recovery key read it without a
+/// config, and the next `rekey` moves it. Hard links stay hard links.
 #[test]
 fn finish_refuses_while_objects_are_left_under_the_old_epoch() {
     let t = tempfile::tempdir().unwrap();
@@ -125,6 +128,8 @@ fn finish_refuses_while_objects_are_left_under_the_old_epoch() {
         None,
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
+    let old_conf = t.path().join("old.conf");
+    std::fs::copy(v.join("coffer.conf"), &old_conf).unwrap();
     {
         let vault = coffer::vault::Vault::unlock(&v, None, b"pw", false).unwrap();
         put_file(&vault, b"one", b"linked");
@@ -133,13 +138,33 @@ fn finish_refuses_while_objects_are_left_under_the_old_epoch() {
         vault.link(&root, &cn.entry, &root, b"two").unwrap();
     }
     let out = coffer(&["rekey", "--passfile", s(&pf), s(&v)], None);
-    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stderr.contains("2 objects stay under an older key epoch"),
+        out.stderr.contains("to re-encrypt: 1 files (6 bytes), 2 names"),
         "{}",
         out.stderr
     );
     let new_recovery = recovery_key_from(&out.stdout_str());
+    let ino = |n: &str| {
+        let vault = coffer::vault::Vault::unlock(&v, None, b"pw", true).unwrap();
+        let (_, st) = vault.lookup(&vault.root_dir().unwrap(), n.as_bytes()).unwrap();
+        (st.st_ino, st.st_nlink)
+    };
+    assert_eq!(ino("one"), ino("two"), "still one file with two names");
+    assert_eq!(ino("one").1, 2);
+
+    // The replica with the old config writes a file under the old key.
+    {
+        let replica = coffer::vault::Vault::unlock(&v, Some(&old_conf), b"pw", false).unwrap();
+        put_file(&replica, b"late.txt", b"written by a replica that had not synced");
+    }
+    let out = coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&v)], None);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot finish: 1 files (40 bytes), 1 names"),
+        "{}",
+        out.stderr
+    );
 
     // coffer.epochs is not shown, and it lets the new recovery key reach the old epoch when
     // coffer.conf is lost.
@@ -151,7 +176,7 @@ fn finish_refuses_while_objects_are_left_under_the_old_epoch() {
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    assert_eq!(names, ["one", "two"]);
+    assert_eq!(names, ["late.txt", "one", "two"]);
     let conf = std::fs::read(v.join("coffer.conf")).unwrap();
     std::fs::remove_file(v.join("coffer.conf")).unwrap();
     let with_key = |file: &str| {
@@ -160,12 +185,13 @@ fn finish_refuses_while_objects_are_left_under_the_old_epoch() {
             Some(format!("{new_recovery}\n").as_bytes()),
         )
     };
-    let out = with_key("one");
-    assert_eq!((out.code, out.stdout.as_slice()), (0, &b"linked"[..]), "{}", out.stderr);
+    let out = with_key("late.txt");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, b"written by a replica that had not synced");
     let epochs = std::fs::read(v.join("coffer.epochs")).unwrap();
     std::fs::remove_file(v.join("coffer.epochs")).unwrap();
     assert_ne!(
-        with_key("one").code,
+        with_key("late.txt").code,
         0,
         "without coffer.epochs the old epoch is out of reach"
     );
@@ -186,12 +212,19 @@ fn finish_refuses_while_objects_are_left_under_the_old_epoch() {
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("coffer.conf")).unwrap()).unwrap();
     assert_eq!(cfg["epochs"].as_array().unwrap().len(), 2, "{cfg}");
     assert_ne!(cfg, serde_json::from_slice::<serde_json::Value>(&conf).unwrap());
+
+    // The next rekey moves it; then --finish goes through.
+    let out = coffer(&["rekey", "--passfile", s(&pf), s(&v)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("continuing the rekey"), "{}", out.stderr);
     let out = coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&v)], None);
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("cannot finish:"), "{}", out.stderr);
-    // Both names still read, under the kept old epoch.
-    for n in ["one", "two"] {
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for (n, want) in [
+        ("one", &b"linked"[..]),
+        ("two", b"linked"),
+        ("late.txt", b"written by a replica that had not synced"),
+    ] {
         let out = coffer(&["cat", "--passfile", s(&pf), s(&v), n], None);
-        assert_eq!(out.stdout, b"linked", "{}", out.stderr);
+        assert_eq!(out.stdout, want, "{}", out.stderr);
     }
 }

@@ -232,28 +232,36 @@ fn a_walk_stopped_half_way_is_finished_by_walking_again() {
 }
 
 #[test]
-fn a_hard_linked_file_is_left_and_reported() {
+fn a_hard_linked_file_is_sealed_once_and_keeps_its_links() {
     let tmp = tempfile::tempdir().unwrap();
     let cipher = tmp.path();
     unlock::init(cipher, None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
     let old = open(cipher, vec![old_epoch()]);
     let root = old.root_dir().unwrap();
     write(&old, &root, b"one", &[(0, b"shared")]);
+    old.mkdir(&root, b"sub", 0o700).unwrap();
+    let sub = old.open_dir_path(b"sub").unwrap();
     let (cn, _) = old.lookup(&root, b"one").unwrap();
     old.link(&root, &cn.entry, &root, b"two").unwrap();
+    old.link(&root, &cn.entry, &sub, b"three").unwrap();
+    let before = snapshot(&old);
     let both = open(cipher, vec![old_epoch(), new_epoch()]);
+    let plan = migrate(&both, Mode::Plan);
+    assert_eq!((plan.files, plan.bytes, plan.links), (1, 6, 2), "{plan:?}");
     let done = migrate(&both, Mode::Move);
-    assert_eq!(done.files, 0);
-    assert_eq!(done.left.len(), 2, "{done:?}");
-    assert!(done.left.iter().all(|l| l.contains("Too many links")), "{done:?}");
-    // Both names still read the one file.
-    let root = both.root_dir().unwrap();
-    for n in [&b"one"[..], b"two"] {
-        let (cn, st) = both.lookup(&root, n).unwrap();
-        assert_eq!(st.st_nlink, 2);
-        let f = both.open_file(&root, &cn.entry, false).unwrap();
-        let mut buf = [0u8; 6];
-        f.read_at(&mut buf, 0).unwrap();
-        assert_eq!(&buf, b"shared");
-    }
+    assert_eq!((done.files, done.links), (1, 2), "{done:?}");
+    assert!(done.left.is_empty(), "{done:?}");
+    assert_eq!(migrate(&both, Mode::Plan).moved(), 0);
+    let new_only = open(cipher, vec![new_epoch()]);
+    assert_eq!(snapshot(&new_only), before);
+    let root = new_only.root_dir().unwrap();
+    let sub = new_only.open_dir_path(b"sub").unwrap();
+    let inode = |d: &Dir, n: &[u8]| {
+        let (_, st) = new_only.lookup(d, n).unwrap();
+        (st.st_ino, st.st_nlink)
+    };
+    let one = inode(&root, b"one");
+    assert_eq!(one.1, 3, "the new copy has all three names");
+    assert_eq!(inode(&root, b"two"), one);
+    assert_eq!(inode(&sub, b"three"), one);
 }

@@ -191,6 +191,24 @@ impl DirFd {
         .map(drop)
     }
 
+    /// Gives the open file `file` one more name, `name` in this directory (`linkat` through
+    /// `/proc/self/fd`, which needs no capability; the file must still have a name).
+    pub fn link_open_file(&self, file: &File, name: &[u8]) -> io::Result<()> {
+        let n = single_component(name)?;
+        let src = cstr(format!("/proc/self/fd/{}", file.as_raw_fd()).as_bytes())?;
+        // SAFETY: valid dirfd and C strings.
+        check(unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                src.as_ptr(),
+                self.as_raw_fd(),
+                n.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        })
+        .map(drop)
+    }
+
     /// `symlinkat`.
     pub fn symlink(&self, target: &[u8], name: &[u8]) -> io::Result<()> {
         let t = cstr(target)?;
