@@ -5,7 +5,7 @@
 use crate::format::backing_name::{self, DIRIV_NAME};
 use crate::format::conflict;
 
-use super::dir::Dir;
+use super::dir::{CipherName, Dir};
 use super::entries::RENAME_NOREPLACE;
 use super::error::{IoContext, Result};
 use super::Vault;
@@ -43,6 +43,38 @@ fn with_ext(entry: &[u8], ext: &str) -> Vec<u8> {
 }
 
 impl Vault {
+    /// Renames backing entry `from` of `dir` to `target` (which must not exist), sidecars with
+    /// it: the long-name sidecar is written first; an out-of-line symlink target gets its new
+    /// name as a second link before the entry moves, and loses the old one after; stale
+    /// long-name sidecars are pruned. Stopped at any point, every name still reads.
+    pub(super) fn move_entry(&self, dir: &Dir, from: &[u8], target: &CipherName) -> Result<()> {
+        self.write_sidecar(dir, target)?;
+        let old_link = with_ext(from, backing_name::LINK_EXT);
+        let new_link = with_ext(&target.entry, backing_name::LINK_EXT);
+        let has_link = dir.fd.stat(&old_link).is_ok();
+        if has_link {
+            match dir.fd.link(&old_link, &dir.fd, &new_link) {
+                Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
+                    return Err(e).at(dir.rel_child(&new_link));
+                }
+                _ => {}
+            }
+        }
+        dir.fd
+            .rename(from, &dir.fd, &target.entry, RENAME_NOREPLACE)
+            .at(dir.rel_child(&target.entry))?;
+        if has_link {
+            match dir.fd.unlink(&old_link) {
+                Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e).at(dir.rel_child(&old_link)),
+                _ => {}
+            }
+        }
+        if let Some(hash) = self.long_hash_of(from) {
+            self.prune_long_sidecars(dir, &hash)?;
+        }
+        Ok(())
+    }
+
     /// Renames every entry of `dir` that only decrypts under a diriv conflict copy's IV to its
     /// shown name under `coffer.diriv`'s IV (long-name and symlink sidecars follow), then
     /// removes the copies. Shown names do not change. Copies stay if any entry could not move.
@@ -83,20 +115,7 @@ impl Vault {
                 out.left += 1;
                 continue;
             }
-            self.write_sidecar(dir, &target)?;
-            dir.fd
-                .rename(&e.backing, &dir.fd, &target.entry, RENAME_NOREPLACE)
-                .at(dir.rel_child(&target.entry))?;
-            let old_link = with_ext(&e.backing, backing_name::LINK_EXT);
-            if dir.fd.stat(&old_link).is_ok() {
-                let new_link = with_ext(&target.entry, backing_name::LINK_EXT);
-                dir.fd
-                    .rename(&old_link, &dir.fd, &new_link, RENAME_NOREPLACE)
-                    .at(dir.rel_child(&new_link))?;
-            }
-            if let Some(hash) = self.long_hash_of(&e.backing) {
-                self.prune_long_sidecars(dir, &hash)?;
-            }
+            self.move_entry(dir, &e.backing, &target)?;
             out.renamed += 1;
         }
         if out.left == 0 {

@@ -13,13 +13,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
-use crate::format::backing_name;
 use crate::format::epochs::Layout;
 use crate::format::header::FileHeader;
 
 use super::backing::{temp_name, TimeSpec};
 use super::dir::{Dir, Entry};
-use super::entries::RENAME_NOREPLACE;
 use super::error::{IoContext, Result, VaultError};
 use super::walk::{walk_fd_budget, DirChain};
 use super::{CryptFile, Vault};
@@ -222,20 +220,7 @@ impl Vault {
         if mode == Mode::Plan {
             return Ok(Some(e.backing.clone()));
         }
-        self.write_sidecar(dir, &target)?;
-        dir.fd
-            .rename(&e.backing, &dir.fd, &target.entry, RENAME_NOREPLACE)
-            .at(dir.rel_child(&target.entry))?;
-        let old_link = with_ext(&e.backing, backing_name::LINK_EXT);
-        if dir.fd.stat(&old_link).is_ok() {
-            let new_link = with_ext(&target.entry, backing_name::LINK_EXT);
-            dir.fd
-                .rename(&old_link, &dir.fd, &new_link, 0)
-                .at(dir.rel_child(&new_link))?;
-        }
-        if let Some(hash) = self.long_hash_of(&e.backing) {
-            self.prune_long_sidecars(dir, &hash)?;
-        }
+        self.move_entry(dir, &e.backing, &target)?;
         Ok(Some(target.entry))
     }
 
@@ -406,12 +391,4 @@ fn times_of(st: &libc::stat) -> (TimeSpec, TimeSpec) {
         TimeSpec::At(st.st_atime, st.st_atime_nsec),
         TimeSpec::At(st.st_mtime, st.st_mtime_nsec),
     )
-}
-
-/// `entry.ext`.
-fn with_ext(entry: &[u8], ext: &str) -> Vec<u8> {
-    let mut v = entry.to_vec();
-    v.push(b'.');
-    v.extend_from_slice(ext.as_bytes());
-    v
 }

@@ -105,19 +105,7 @@ fn a_version_2_vault_has_an_epoch_and_a_layout_2_recovery_key() {
     let t = tempfile::tempdir().unwrap();
     let v = t.path().join("v");
     let pf = passfile(t.path(), "pw", "pw");
-    let out = coffer(
-        &[
-            "init",
-            "--insecure-fast-kdf",
-            "--config-version",
-            "2",
-            "--passfile",
-            s(&pf),
-            s(&v),
-        ],
-        None,
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = cli_common::init_version(&v, &pf, "2");
     let key = recovery_key_from(&out.stdout_str());
     assert_eq!(key.chars().filter(char::is_ascii_hexdigit).count(), 116, "{key}");
     let info = coffer(&["info", s(&v)], None).stdout_str();
@@ -175,19 +163,7 @@ fn a_config_put_back_from_before_the_newest_epoch_is_refused_until_accepted() {
     let state = t.path().join("state");
     let pf = passfile(t.path(), "pw", "pw");
     let init = |dir: &std::path::Path, version: &str| {
-        let out = coffer(
-            &[
-                "init",
-                "--insecure-fast-kdf",
-                "--config-version",
-                version,
-                "--passfile",
-                s(&pf),
-                s(dir),
-            ],
-            None,
-        );
-        assert_eq!(out.code, 0, "{}", out.stderr);
+        cli_common::init_version(dir, &pf, version);
     };
     init(&v, "2");
     let first = std::fs::read(v.join("coffer.conf")).unwrap();

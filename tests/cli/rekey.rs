@@ -5,7 +5,7 @@
 use crate::support::cli as cli_common;
 
 use crate::support::data::bytes;
-use cli_common::{coffer, passfile, put_file, recovery_key_from};
+use cli_common::{coffer, init_version, passfile, put_file, recovery_key_from};
 
 fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
@@ -16,19 +16,7 @@ fn rekey_then_finish_cuts_off_the_old_config_and_the_old_recovery_key() {
     let t = tempfile::tempdir().unwrap();
     let v = t.path().join("v");
     let pf = passfile(t.path(), "pw", "pw");
-    let out = coffer(
-        &[
-            "init",
-            "--insecure-fast-kdf",
-            "--config-version",
-            "1",
-            "--passfile",
-            s(&pf),
-            s(&v),
-        ],
-        None,
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = init_version(&v, &pf, "1");
     let old_recovery = recovery_key_from(&out.stdout_str());
     let big = bytes(3, 300_000);
     {
@@ -115,19 +103,7 @@ fn finish_refuses_while_objects_are_left_under_the_old_epoch() {
     let t = tempfile::tempdir().unwrap();
     let v = t.path().join("v");
     let pf = passfile(t.path(), "pw", "pw");
-    let out = coffer(
-        &[
-            "init",
-            "--insecure-fast-kdf",
-            "--config-version",
-            "1",
-            "--passfile",
-            s(&pf),
-            s(&v),
-        ],
-        None,
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    init_version(&v, &pf, "1");
     let old_conf = t.path().join("old.conf");
     std::fs::copy(v.join("coffer.conf"), &old_conf).unwrap();
     {

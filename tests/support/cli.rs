@@ -120,6 +120,25 @@ pub fn recovery_key_from(stdout: &str) -> String {
         .to_string()
 }
 
+/// `coffer init --insecure-fast-kdf --config-version VERSION --passfile PF CIPHERDIR`, which
+/// must succeed; returns what it printed.
+pub fn init_version(cipherdir: &Path, pf: &Path, version: &str) -> Out {
+    let out = coffer(
+        &[
+            "init".as_ref(),
+            "--insecure-fast-kdf".as_ref(),
+            "--config-version".as_ref(),
+            version.as_ref(),
+            "--passfile".as_ref(),
+            pf.as_os_str(),
+            cipherdir.as_os_str(),
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "init: {}", out.stderr);
+    out
+}
+
 /// Library init with the cheap KDF, then unlock.
 pub fn init_lib(cipherdir: &Path, pw: &str) -> Vault {
     std::fs::create_dir_all(cipherdir).unwrap();

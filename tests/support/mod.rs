@@ -7,6 +7,7 @@ pub mod common;
 pub mod crashsim;
 pub mod daemon;
 pub mod data;
+pub mod epochs;
 pub mod reverse;
 pub mod sync;
 pub mod vectors;

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use coffer::crypto::{KeySet, MasterKey};
+use crate::support::epochs;
 use coffer::format::config::VaultParams;
-use coffer::format::epochs::{EpochId, Layout};
+use coffer::format::epochs::EpochId;
 use coffer::format::header::FILE_V3;
 use coffer::vault::migrate::{Migration, Mode};
-use coffer::vault::{unlock, Dir, EpochKeys, KdfCost, Vault, VaultKeys};
+use coffer::vault::{unlock, Dir, EpochKeys, KdfCost, Vault};
 
 const OLD_KEY: [u8; 32] = [0x21; 32];
 const NEW_KEY: [u8; 32] = [0x43; 32];
@@ -21,29 +21,15 @@ const OLD_ID: EpochId = EpochId([0xa1, 0x01, 0x01, 0x1a]);
 const NEW_ID: EpochId = EpochId([0xa3, 0x03, 0x03, 0x3a]);
 
 fn old_epoch() -> EpochKeys {
-    EpochKeys {
-        id: Some(OLD_ID),
-        layout: Layout::V1,
-        set: KeySet::derive(&MasterKey::from_bytes(OLD_KEY), false),
-    }
+    epochs::layout1(OLD_KEY, OLD_ID)
 }
 
 fn new_epoch() -> EpochKeys {
-    EpochKeys {
-        id: Some(NEW_ID),
-        layout: Layout::V3,
-        set: KeySet::derive_v3(&MasterKey::from_bytes(NEW_KEY)),
-    }
+    epochs::layout3(NEW_KEY, NEW_ID)
 }
 
-fn open(dir: &Path, epochs: Vec<EpochKeys>) -> Vault {
-    Vault::open_with_keys(
-        dir,
-        VaultKeys::from_epochs(epochs).unwrap(),
-        VaultParams::default(),
-        false,
-    )
-    .unwrap()
+fn open(dir: &Path, list: Vec<EpochKeys>) -> Vault {
+    epochs::open_with(dir, list)
 }
 
 fn write(v: &Vault, dir: &Dir, name: &[u8], parts: &[(u64, &[u8])]) {

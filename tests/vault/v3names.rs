@@ -5,6 +5,7 @@
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
+use crate::support::epochs;
 use coffer::crypto::{KeySet, MasterKey};
 use coffer::format::config::VaultParams;
 use coffer::format::epochs::{EpochId, Layout};
@@ -21,19 +22,11 @@ const OLD_ID: EpochId = EpochId([0xe1, 0x01, 0x01, 0x1e]);
 const NEW_ID: EpochId = EpochId([0xe3, 0x03, 0x03, 0x3e]);
 
 fn old_epoch() -> EpochKeys {
-    EpochKeys {
-        id: Some(OLD_ID),
-        layout: Layout::V1,
-        set: KeySet::derive(&MasterKey::from_bytes(OLD_KEY), false),
-    }
+    epochs::layout1(OLD_KEY, OLD_ID)
 }
 
 fn new_epoch() -> EpochKeys {
-    EpochKeys {
-        id: Some(NEW_ID),
-        layout: Layout::V3,
-        set: KeySet::derive_v3(&MasterKey::from_bytes(NEW_KEY)),
-    }
+    epochs::layout3(NEW_KEY, NEW_ID)
 }
 
 fn init() -> tempfile::TempDir {
@@ -48,14 +41,8 @@ fn open_old(dir: &Path) -> Vault {
     Vault::open_with_keys(dir, keys, VaultParams::default(), false).unwrap()
 }
 
-fn open_epochs(dir: &Path, epochs: Vec<EpochKeys>) -> Vault {
-    Vault::open_with_keys(
-        dir,
-        VaultKeys::from_epochs(epochs).unwrap(),
-        VaultParams::default(),
-        false,
-    )
-    .unwrap()
+fn open_epochs(dir: &Path, list: Vec<EpochKeys>) -> Vault {
+    epochs::open_with(dir, list)
 }
 
 /// The backing name of xattr `name` under `set`, and its SIV output.
