@@ -13,10 +13,20 @@ fn s(p: &std::path::Path) -> &str {
 
 #[test]
 fn rekey_then_finish_cuts_off_the_old_config_and_the_old_recovery_key() {
+    rekey_then_finish("1");
+}
+
+/// The same from a vault made in config version 2 (its one epoch of layout 3 is replaced).
+#[test]
+fn rekey_of_a_version_2_vault_cuts_off_the_old_config_and_the_old_recovery_key() {
+    rekey_then_finish("2");
+}
+
+fn rekey_then_finish(version: &str) {
     let t = tempfile::tempdir().unwrap();
     let v = t.path().join("v");
     let pf = passfile(t.path(), "pw", "pw");
-    let out = init_version(&v, &pf, "1");
+    let out = init_version(&v, &pf, version);
     let old_recovery = recovery_key_from(&out.stdout_str());
     let big = bytes(3, 300_000);
     {
