@@ -381,3 +381,34 @@ fn an_old_fixture_opened_by_recovery_key_writes_no_pack() {
     assert_eq!(std::fs::read(&conf).unwrap(), frozen);
     assert!(!has_pack(&dir, &password("v2"), b"size-4095"));
 }
+
+/// Migration: each frozen fixture, rekeyed (a layout-1 epoch for its key, a layout-3 one on
+/// top), walked to the new epoch and finished, holds every name, byte, target and xattr of its
+/// manifest in header-version-3 files, and opens with its password alone.
+#[test]
+fn the_fixtures_rekey_to_the_new_format_and_keep_every_byte() {
+    use coffer::vault::migrate::Mode;
+    use coffer::vault::rekey::{self, Finish};
+    for (name, _) in FIXTURES {
+        let (_tmp, dir) = fixture_copy(name);
+        let conf = dir.join("coffer.conf");
+        rekey::start_epoch(&dir, &conf, &password(name)).unwrap();
+        let v = Vault::unlock(&dir, None, &password(name), false).unwrap();
+        let done = v.migrate_to_newest(Mode::Move, &mut |_| {}).unwrap();
+        assert!(done.left.is_empty() && done.files > 0, "vault-{name}: {done:?}");
+        assert!(matches!(
+            rekey::finish(&conf, &password(name), &v).unwrap(),
+            Finish::Done(_)
+        ));
+        drop(v);
+        let cfg = unlock::read_config(&conf).unwrap();
+        assert_eq!(cfg.epochs().unwrap().unwrap().all().len(), 1, "vault-{name}");
+        let v = Vault::unlock(&dir, None, &password(name), true).unwrap();
+        let mut got = Vec::new();
+        let mut seen = Seen::default();
+        walk(&v, &v.root_dir().unwrap(), b"", &mut got, &mut seen);
+        got.sort();
+        assert_eq!(got, manifest(name), "vault-{name}");
+        assert_eq!(seen.versions.into_iter().collect::<Vec<_>>(), vec![3], "vault-{name}");
+    }
+}
