@@ -1,9 +1,11 @@
 //! Writes the frozen fixture vault (run by scripts/make-fixture; never by tests).
 //!
-//! `cargo run --example make_fixture -- v1|v2 VAULT_DIR MANIFEST XATTRS RECOVERY`
+//! `cargo run --example make_fixture -- v1|v2|v3 VAULT_DIR MANIFEST XATTRS RECOVERY`
 //!
 //! `v1`: a vault without feature flags (header-version-1 files); `v2`: `block_sessions` only
-//! (header-version-2 files; made before `xattr_packs`, so one backing xattr per name). VAULT_DIR must not exist. MANIFEST lists every plaintext entry (path in hex, type, size,
+//! (header-version-2 files; made before `xattr_packs`, so one backing xattr per name); `v3`:
+//! config version 2 with one layout-3 key epoch (header-version-3 files, names, symlink
+//! targets and xattrs of layout 3, packed xattrs). VAULT_DIR must not exist. MANIFEST lists every plaintext entry (path in hex, type, size,
 //! SHA-256 of contents or target, xattrs); XATTRS holds the backing xattrs, which git does not
 //! store, for tests/vault/fixture.rs to put back; RECOVERY holds the recovery key.
 
@@ -12,7 +14,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use coffer::format::config::{VaultParams, FLAG_BLOCK_SESSIONS};
-use coffer::format::recovery;
+use coffer::format::{CONFIG_V1, CONFIG_V2};
 use coffer::vault::{backing, unlock, Dir, KdfCost, Vault};
 use sha2::{Digest, Sha256};
 
@@ -175,20 +177,34 @@ fn build(m: &mut Maker) -> Res<()> {
 fn main() -> Res<()> {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let [name, vault_dir, manifest, xattrs, recovery_out] = args.as_slice() else {
-        return Err("usage: make_fixture v1|v2 VAULT_DIR MANIFEST XATTRS RECOVERY".into());
+        return Err("usage: make_fixture v1|v2|v3 VAULT_DIR MANIFEST XATTRS RECOVERY".into());
     };
     let name = name.to_str().ok_or("fixture name")?;
     let mut params = VaultParams::default();
-    match name {
-        "v1" => params.feature_flags.clear(),
-        "v2" => params.feature_flags = vec![FLAG_BLOCK_SESSIONS.into()],
+    let config_version = match name {
+        "v1" => {
+            params.feature_flags.clear();
+            CONFIG_V1
+        }
+        "v2" => {
+            params.feature_flags = vec![FLAG_BLOCK_SESSIONS.into()];
+            CONFIG_V1
+        }
+        "v3" => CONFIG_V2,
         _ => return Err(format!("unknown fixture {name}").into()),
-    }
+    };
     let password = format!("{PASSWORD_PREFIX}{name}");
     let password = password.as_bytes();
     let vault_dir = Path::new(vault_dir);
     std::fs::create_dir(vault_dir)?;
-    let master = unlock::init(vault_dir, None, password, &params, KdfCost::INSECURE_TEST)?;
+    let master = unlock::init_version(
+        vault_dir,
+        None,
+        password,
+        &params,
+        KdfCost::INSECURE_TEST,
+        config_version,
+    )?;
     let vault = Vault::unlock(vault_dir, None, password, false)?;
     let mut m = Maker {
         vault,
@@ -215,9 +231,10 @@ fn main() -> Res<()> {
         writeln!(out, "{l}")?;
     }
     // The recovery key of a throwaway test vault is not a secret.
+    let cfg = unlock::read_config(&unlock::config_path(vault_dir, None))?;
     std::fs::write(
         recovery_out,
-        format!("{}\n", recovery::encode(master.expose(), &params).as_str()),
+        format!("{}\n", unlock::recovery_key(&cfg, &master)?.as_str()),
     )?;
     Ok(())
 }

@@ -22,8 +22,10 @@ use coffer::vault::{backing, unlock, Dir, Vault};
 use common::copy_tree;
 use sha2::{Digest, Sha256};
 
-/// The frozen fixtures: name, header version of their files.
+/// The frozen fixtures of config version 1: name, header version of their files.
 const FIXTURES: [(&str, u16); 2] = [("v1", 1), ("v2", 2)];
+/// Every frozen fixture: those, and vault-v3 (config version 2, one layout-3 key epoch).
+const ALL_FIXTURES: [(&str, u16); 3] = [("v1", 1), ("v2", 2), ("v3", 3)];
 
 fn password(name: &str) -> Vec<u8> {
     format!("coffer fixture {name}").into_bytes()
@@ -139,7 +141,7 @@ fn manifest(name: &str) -> Vec<String> {
 
 #[test]
 fn fixture_vaults_open_and_every_byte_matches() {
-    for (name, version) in FIXTURES {
+    for (name, version) in ALL_FIXTURES {
         let (_tmp, dir) = fixture_copy(name);
         let v = Vault::unlock(&dir, None, &password(name), true).unwrap();
         let mut got = Vec::new();
@@ -164,8 +166,9 @@ fn fixture_vaults_open_and_every_byte_matches() {
             );
         }
     }
-    // Both fixtures hold the same plaintext.
+    // The fixtures hold the same plaintext.
     assert_eq!(manifest("v1"), manifest("v2"));
+    assert_eq!(manifest("v1"), manifest("v3"));
 }
 
 #[test]
@@ -240,7 +243,7 @@ fn fixture_config_and_recovery_key() {
 /// header version), read back; in vault-v2 the write starts a new session.
 #[test]
 fn fixture_accepts_writes() {
-    for (name, version) in FIXTURES {
+    for (name, version) in ALL_FIXTURES {
         let (_tmp, dir) = fixture_copy(name);
         let v = Vault::unlock(&dir, None, &password(name), false).unwrap();
         let root = v.root_dir().unwrap();
@@ -411,4 +414,31 @@ fn the_fixtures_rekey_to_the_new_format_and_keep_every_byte() {
         assert_eq!(got, manifest(name), "vault-{name}");
         assert_eq!(seen.versions.into_iter().collect::<Vec<_>>(), vec![3], "vault-{name}");
     }
+}
+
+/// vault-v3: config version 2 with one layout-3 epoch; its password and its layout-2 recovery
+/// key (with and without the config) open the same epoch; its files are header version 3 of
+/// that epoch.
+#[test]
+fn fixture_v3_config_and_recovery_key() {
+    use coffer::format::epochs::Layout;
+    let (_tmp, dir) = fixture_copy("v3");
+    let cfg = unlock::read_config(&dir.join("coffer.conf")).unwrap();
+    assert_eq!(cfg.format_version, 2);
+    let epochs = cfg.epochs().unwrap().unwrap();
+    assert_eq!(epochs.all().len(), 1);
+    assert_eq!(epochs.newest().layout, Layout::V3);
+    let by_pw = unlock::unlock_with_password(&cfg, &password("v3")).unwrap();
+    let text = std::fs::read_to_string(support::fixtures().join("vault-v3.recovery")).unwrap();
+    assert_eq!(text.trim().chars().filter(char::is_ascii_hexdigit).count(), 116);
+    let with = unlock::recovery_unlock(text.trim(), Some(&cfg), None).unwrap();
+    assert_eq!(with.master.expose(), by_pw.expose());
+    let alone = unlock::recovery_unlock(text.trim(), None, None).unwrap();
+    assert_eq!(alone.master.expose(), by_pw.expose());
+    assert_eq!(alone.newest.map(|n| n.id), Some(epochs.newest().id));
+    let v = Vault::unlock(&dir, None, &password("v3"), true).unwrap();
+    let root = v.root_dir().unwrap();
+    let cn = v.cipher_name(&root, b"size-4095").unwrap();
+    let h = v.open_file(&root, &cn.entry, false).unwrap().header().unwrap().unwrap();
+    assert_eq!(h.epoch_id(), Some(epochs.newest().id));
 }
