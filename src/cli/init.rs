@@ -32,8 +32,10 @@ pub fn run(args: &InitArgs) -> CliResult {
         cost,
         args.config_version,
     )?;
+    let cfg = unlock::read_config(&unlock::config_path(dir, args.config.as_deref()))?;
+    // A new vault where another was: this user's pin of the old one must not refuse it.
+    super::pin::start(dir, &cfg);
     if !args.quiet {
-        let cfg = unlock::read_config(&unlock::config_path(dir, args.config.as_deref()))?;
         println!("Created a coffer vault in {}.", dir.display());
         print_recovery_key(&unlock::recovery_key(&cfg, &master)?);
         println!("Write it down and keep it offline. It opens this vault without the password or");

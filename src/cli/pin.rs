@@ -101,6 +101,24 @@ pub fn check(cipherdir: &Path, cfg: &Config, accept: bool) -> CliResult {
     Ok(())
 }
 
+/// A vault was just made at `cipherdir` with config `cfg`: its pin replaces whatever this user
+/// had pinned there (a vault deleted and made again in the same place), or goes for config
+/// version 1.
+pub fn start(cipherdir: &Path, cfg: &Config) {
+    let Some(dir) = pin_dir() else { return };
+    let file = pin_file(&dir, cipherdir);
+    let result = match pin_of(cfg) {
+        Some(pin) => write_pin(&dir, &file, &pin),
+        None => match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    };
+    if let Err(e) = result {
+        log::warn!("cannot record the new vault's key epoch in {}: {e}", dir.display());
+    }
+}
+
 fn write_pin(dir: &Path, file: &Path, pin: &Pin) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;

@@ -232,4 +232,24 @@ fn a_config_put_back_from_before_the_newest_epoch_is_refused_until_accepted() {
     // Another machine (another state directory) has no pin and opens the newest config.
     std::fs::write(v.join("coffer.conf"), &second).unwrap();
     assert_eq!(fsck_pinned(&v, &pf, &t.path().join("elsewhere"), &[]).code, 0);
+
+    // The vault deleted and a new one made in its place, of either config version, opens.
+    for version in ["1", "2"] {
+        std::fs::remove_dir_all(&v).unwrap();
+        let out = cli_common::coffer_env(
+            &[
+                "init",
+                "--insecure-fast-kdf",
+                "--config-version",
+                version,
+                "--passfile",
+                s(&pf),
+                s(&v),
+            ],
+            &[("XDG_STATE_HOME", state.as_os_str())],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let out = fsck_pinned(&v, &pf, &state, &[]);
+        assert_eq!(out.code, 0, "a new config-version-{version} vault: {}", out.stderr);
+    }
 }
