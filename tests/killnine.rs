@@ -292,6 +292,9 @@ fn contents(cipher: &Path, pw: &str, names: &[String]) -> BTreeMap<String, Vec<u
         .collect()
 }
 
+/// Files of the vault the rekey kill test rekeys (in the root and in one directory).
+const REKEY_FILES: u64 = 400;
+
 #[test]
 fn killed_rekey_is_finished_by_running_it_again() {
     let seed = data::seed("COFFER_KILL9_SEED");
@@ -319,13 +322,13 @@ fn killed_rekey_is_finished_by_running_it_again() {
         let root = v.root_dir().unwrap();
         v.mkdir(&root, b"d", 0o755).unwrap();
         let mut want = BTreeMap::new();
-        for i in 0..60 {
+        for i in 0..REKEY_FILES {
             let name = if i % 3 == 0 {
                 format!("d/file{i}")
             } else {
                 format!("file{i}")
             };
-            let data = data::bytes(seed ^ i, (i as usize * 7919) % 70_000);
+            let data = data::bytes(seed ^ i, (i as usize * 7919) % 20_000);
             let (dir, base) = match name.split_once('/') {
                 Some((d, b)) => (v.open_dir_path(d.as_bytes()).unwrap(), b.to_string()),
                 None => (v.root_dir().unwrap(), name.clone()),
@@ -335,6 +338,9 @@ fn killed_rekey_is_finished_by_running_it_again() {
             want.insert(name, data);
         }
         let names = want.keys().cloned().collect();
+        // Written back now, so that the timed run below pays for its own writes only.
+        // SAFETY: sync has no preconditions.
+        unsafe { libc::sync() };
         (want, names)
     };
     let rekey = |cipher: &Path, finish: bool| {
@@ -377,7 +383,7 @@ fn killed_rekey_is_finished_by_running_it_again() {
         let left = v
             .migrate_to_newest(coffer::vault::migrate::Mode::Plan, &mut |_| {})
             .unwrap();
-        if left.moved() > 0 && left.names < 61 {
+        if left.moved() > 0 && left.names < REKEY_FILES + 1 {
             mid_walk += 1;
         }
         // A temporary of a file stopped half way is stray: reported and removed, nothing else.

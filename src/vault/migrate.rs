@@ -77,10 +77,24 @@ struct LinkGroup {
     left: u64,
 }
 
+/// New copies of a directory's files under temporary names, renamed over the old names in
+/// one batch: one `syncfs` makes the whole batch durable before any rename (instead of one
+/// `fsync` per file), so a crash leaves each name on its old file or its new one, whole.
+struct Pending {
+    /// The temporary's name.
+    tmp: Vec<u8>,
+    /// The name it replaces.
+    target: Vec<u8>,
+}
+
+/// Most new copies a directory holds under temporary names before they are renamed.
+const PENDING_MAX: usize = 512;
+
 struct Frame {
     entries: Vec<Entry>,
     next: usize,
     plain: Vec<u8>,
+    pending: Vec<Pending>,
 }
 
 impl Vault {
@@ -102,6 +116,8 @@ impl Vault {
         self.enter_dir(&mut chain, &mut frames, Vec::new(), mode, &mut out)?;
         while let Some(frame) = frames.last_mut() {
             let Some(e) = frame.entries.get(frame.next).cloned() else {
+                let pending = std::mem::take(&mut frame.pending);
+                self.rename_pending(chain.top().at(self.cipherdir())?, pending, &mut out);
                 frames.pop();
                 chain.pop();
                 continue;
@@ -142,7 +158,19 @@ impl Vault {
                     }
                     Err(err) => Err(err),
                 },
-                libc::S_IFREG => self.move_file(dir, &backing, &st, mode, &mut out, &mut links),
+                libc::S_IFREG => match self.move_file(dir, &backing, &st, mode, &mut out, &mut links) {
+                    Ok(Some(p)) => {
+                        let Some(frame) = frames.last_mut() else { break };
+                        frame.pending.push(p);
+                        if frame.pending.len() >= PENDING_MAX {
+                            let pending = std::mem::take(&mut frame.pending);
+                            self.rename_pending(dir, pending, &mut out);
+                        }
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                },
                 libc::S_IFLNK => self.move_symlink(dir, &backing, mode, &mut out),
                 _ => Ok(()),
             };
@@ -199,6 +227,7 @@ impl Vault {
             entries,
             next: 0,
             plain,
+            pending: Vec::new(),
         });
         Ok(())
     }
@@ -244,32 +273,33 @@ impl Vault {
         mode: Mode,
         out: &mut Migration,
         links: &mut Links,
-    ) -> Result<()> {
+    ) -> Result<Option<Pending>> {
         let inode = (st.st_dev, st.st_ino);
         if let Some(group) = links.0.get_mut(&inode) {
             out.links += 1;
             group.left = group.left.saturating_sub(1);
             let done = group.left == 0;
+            let mut pending = None;
             if let Some(file) = &group.file {
                 let tmp = temp_name().at(&dir.rel)?;
                 dir.fd.link_open_file(file, &tmp).at(dir.rel_child(&tmp))?;
-                if let Err(e) = dir.fd.rename(&tmp, &dir.fd, backing, 0) {
-                    let _ = dir.fd.unlink(&tmp);
-                    return Err(VaultError::io(dir.rel_child(backing), e));
-                }
+                pending = Some(Pending {
+                    tmp,
+                    target: backing.to_vec(),
+                });
             }
             if done {
                 links.0.remove(&inode);
             }
-            return Ok(());
+            return Ok(pending);
         }
         let old = self.open_file(dir, backing, false)?;
         let Some(h) = old.header()? else {
             // Empty and never written: nothing is sealed in it (and it has no xattrs).
-            return Ok(());
+            return Ok(None);
         };
         if self.header_current(&h) {
-            return Ok(());
+            return Ok(None);
         }
         let len = old.plain_len()?;
         let linked = st.st_nlink > 1;
@@ -288,7 +318,7 @@ impl Vault {
                     },
                 );
             }
-            return Ok(());
+            return Ok(None);
         }
         let tmp = temp_name().at(&dir.rel)?;
         let new = match self.reseal_into(dir, &old, &h, &tmp, st, len) {
@@ -298,7 +328,6 @@ impl Vault {
                 return Err(e);
             }
         };
-        dir.fd.rename(&tmp, &dir.fd, backing, 0).at(dir.rel_child(backing))?;
         if linked {
             links.0.insert(
                 inode,
@@ -308,10 +337,38 @@ impl Vault {
                 },
             );
         }
-        Ok(())
+        Ok(Some(Pending {
+            tmp,
+            target: backing.to_vec(),
+        }))
     }
 
-    /// Seals `old` (header `h`) again into the new file `tmp` of `dir`; returns it, open.
+    /// Renames each new copy of `dir` over the name it replaces, once one `syncfs` has made
+    /// them all durable; a copy that cannot take its place is removed and reported.
+    fn rename_pending(&self, dir: &Dir, pending: Vec<Pending>, out: &mut Migration) {
+        if pending.is_empty() {
+            return;
+        }
+        if let Err(e) = dir.fd.syncfs() {
+            for p in pending {
+                let _ = dir.fd.unlink(&p.tmp);
+                out.left.push(format!("{}: {e}", dir.rel_child(&p.target).display()));
+            }
+            return;
+        }
+        for p in pending {
+            if let Err(e) = dir.fd.rename(&p.tmp, &dir.fd, &p.target, 0) {
+                let _ = dir.fd.unlink(&p.tmp);
+                out.left.push(format!("{}: {e}", dir.rel_child(&p.target).display()));
+            }
+        }
+        if let Err(e) = dir.fd.fsync() {
+            log::warn!("{}: {e}", dir.rel.display());
+        }
+    }
+
+    /// Seals `old` (header `h`) again into the new file `tmp` of `dir` (not yet synced: see
+    /// [`rename_pending`](Self::rename_pending)); returns it, open.
     fn reseal_into(
         &self,
         dir: &Dir,
@@ -366,7 +423,6 @@ impl Vault {
             .at(&rel)?;
         f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(st.st_mode & 0o7777))
             .at(&rel)?;
-        new.sync(false)?;
         let (atime, mtime) = times_of(st);
         dir.fd.utimens(tmp, atime, mtime).at(&rel)?;
         new.backing().try_clone().at(&rel)

@@ -337,6 +337,12 @@ impl DirFd {
         check(unsafe { libc::fsync(self.as_raw_fd()) }).map(drop)
     }
 
+    /// `syncfs` of the filesystem this directory is on: every file written there is durable.
+    pub fn syncfs(&self) -> io::Result<()> {
+        // SAFETY: valid fd.
+        check(unsafe { libc::syncfs(self.as_raw_fd()) }).map(drop)
+    }
+
     /// All entries except `.` and `..`, for coffer's own use (diriv copies, sidecars, fsck):
     /// the listing leaves the directory's access time alone where O_NOATIME is allowed, so
     /// that a later listing by the user updates it as on the backing file system.
