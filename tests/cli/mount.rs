@@ -316,7 +316,16 @@ fn a_cli_mount_adds_xattr_packs_only_when_it_can_rewrite_the_config() {
     for by_key in [false, true] {
         let v = t.path().join(format!("v-{by_key}"));
         std::fs::create_dir(&v).unwrap();
-        let master = coffer::vault::unlock::init(&v, None, b"pw", &old, coffer::vault::KdfCost::INSECURE_TEST).unwrap();
+        // A vault of config version 1 made before `init` set `xattr_packs`.
+        let master = coffer::vault::unlock::init_version(
+            &v,
+            None,
+            b"pw",
+            &old,
+            coffer::vault::KdfCost::INSECURE_TEST,
+            coffer::format::CONFIG_V1,
+        )
+        .unwrap();
         let key = coffer::format::recovery::encode(master.expose(), &old);
         let conf = std::fs::read(v.join("coffer.conf")).unwrap();
         {

@@ -536,7 +536,17 @@ fn edited_config_fields_refuse_to_unlock() {
     ];
     for (what, edit, msg) in edits {
         let tmp = tempfile::tempdir().unwrap();
-        let master = unlock::init(tmp.path(), None, PW, &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+        // Config version 1, whose fields these edits name; config version 2's are edited in
+        // src/format/config.rs's tests.
+        let master = unlock::init_version(
+            tmp.path(),
+            None,
+            PW,
+            &VaultParams::default(),
+            KdfCost::INSECURE_TEST,
+            coffer::format::CONFIG_V1,
+        )
+        .unwrap();
         let recovery = recovery::encode(master.expose(), &VaultParams::default());
         let before = std::fs::read(tmp.path().join("coffer.conf")).unwrap();
         edit_config(tmp.path(), edit);
