@@ -235,7 +235,9 @@ fn info_shows_parameters_without_secrets() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = out.stdout_str();
     for want in [
-        "format version:  1",
+        "format version:  2",
+        "key epochs:      ",
+        ", layout 3) (newest first)\n",
         "feature flags:   block_sessions, xattr_packs\n",
         "name encoding:   base64url",
         "long-name limit: 200 bytes",

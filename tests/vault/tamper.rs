@@ -741,7 +741,7 @@ fn xattr_value_tamper_and_moves() {
 /// pack read under another owner ID all fail authentication; so does a listing.
 #[test]
 fn packed_xattr_tamper_and_moves() {
-    use coffer::format::xattr_pack::{PACK_AFTER, PACK_BACKING_NAME};
+    use coffer::format::xattr_pack::{PACK3_BACKING_NAME, PACK_AFTER};
     let env = Env::new();
     if !common::user_xattrs_supported(&env.dir) {
         eprintln!("CIPHERDIR's file system stores no user xattrs; not run");
@@ -759,7 +759,7 @@ fn packed_xattr_tamper_and_moves() {
             .unwrap();
         env.vault.xattr_set(fdb, &idb, n.as_bytes(), b"other value", 0).unwrap();
     }
-    let pack = PACK_BACKING_NAME.as_bytes();
+    let pack = PACK3_BACKING_NAME.as_bytes();
     let get = |fd, name: &[u8]| coffer::vault::backing::fgetxattr(fd, name).unwrap().unwrap();
     let set = |fd, name: &[u8], v: &[u8]| coffer::vault::backing::fsetxattr(fd, name, v, 0).unwrap();
     let sealed = get(fda, pack);
