@@ -86,6 +86,46 @@ fn init_refuses_non_empty_and_initialized() {
     );
 }
 
+/// New vaults are config version 2; `--config-version 1` still makes an old-style vault; a
+/// reverse config is version 1 and refuses `--config-version 2` before writing anything.
+#[test]
+fn init_config_versions() {
+    let t = tempfile::tempdir().unwrap();
+    let version = |dir: &std::path::Path, conf: &str| {
+        coffer::vault::unlock::read_config(&dir.join(conf))
+            .unwrap()
+            .format_version
+    };
+    let new = t.path().join("new");
+    init_cli(&new, "pw");
+    assert_eq!(version(&new, "coffer.conf"), 2);
+    let old = t.path().join("old");
+    let out = coffer(
+        &[
+            "init",
+            "--quiet",
+            "--insecure-fast-kdf",
+            "--config-version",
+            "1",
+            s(&old),
+        ],
+        Some(b"pw\n"),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(version(&old, "coffer.conf"), 1);
+    let plain = t.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let args = ["init", "--reverse", "--quiet", "--insecure-fast-kdf", s(&plain)];
+    let refused = [&args[..2], &["--config-version", "2"], &args[2..]].concat();
+    let out = coffer(&refused, Some(b"pw\n"));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.stderr, "coffer: error: --reverse writes config version 1 only\n");
+    assert_eq!(std::fs::read_dir(&plain).unwrap().count(), 0, "nothing written");
+    let out = coffer(&args, Some(b"pw\n"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(version(&plain, ".coffer.reverse.conf"), 1);
+}
+
 #[test]
 fn init_prints_recovery_key_unless_quiet() {
     let t = tempfile::tempdir().unwrap();
