@@ -316,7 +316,8 @@ fn cat_of_directory_and_names_round_trip() {
     let backing = out.stdout_str().trim_end().to_string();
     assert!(v.join(&backing).is_file(), "{backing}");
     assert!(!backing.contains("docs") && !backing.contains("a.txt"));
-    let out = coffer(&["decrypt-name", "--passfile", s(&pf), s(&v), &backing], None);
+    // `--`: a base64url name may start with `-`.
+    let out = coffer(&["decrypt-name", "--passfile", s(&pf), "--", s(&v), &backing], None);
     assert_eq!(
         (out.code, out.stdout_str().as_str()),
         (0, "docs/a.txt\n"),
