@@ -48,7 +48,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand init" -l config -d 'Keep t
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l long-name-limit -l longname-max -d 'Encoded names longer than N bytes are stored as hashed long names (48..=205; e.g. 143 for eCryptfs homes and some sync clients)' -r
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l name-encoding -d 'How encrypted names are spelled: base64url (shortest) or base32 (for case-insensitive backends such as some Windows/macOS sync targets)' -r -f -a "base64url\t'Unpadded base64url'
 base32\t'Unpadded upper-case base32'"
-complete -c coffer -n "__fish_coffer_using_subcommand init" -l config-version -d 'The config version to write: 1 (one master key for the vault\'s life; read by every coffer) or 2 (key epochs, per-file keys; docs/FORMAT.md §15)' -r
+complete -c coffer -n "__fish_coffer_using_subcommand init" -l config-version -d 'The config version to write: 2 (key epochs, per-file keys; docs/FORMAT.md §15; the default) or 1 (one master key for the vault\'s life; read by every coffer). Reverse configs are always version 1' -r
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l case-insensitive -d 'Same as --name-encoding base32: encrypted names that survive a case-insensitive backend'
 complete -c coffer -n "__fish_coffer_using_subcommand init" -s q -l quiet -d 'Do not print the recovery key and its warning'
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l insecure-fast-kdf -d 'TESTS ONLY: use the cheapest password KDF (Argon2id m=8 KiB, t=1). A vault made this way falls to password guessing quickly; never use it for real data'

@@ -849,7 +849,16 @@ fn without_the_pack_flag_xattrs_stay_single_and_fill_an_ext4_backing() {
         feature_flags: vec![FLAG_BLOCK_SESSIONS.into()],
         ..VaultParams::default()
     };
-    let master = unlock::init(&cipher, None, b"pw", &old, KdfCost::INSECURE_TEST).unwrap();
+    // A vault of config version 1 made before `init` set `xattr_packs`.
+    let master = unlock::init_version(
+        &cipher,
+        None,
+        b"pw",
+        &old,
+        KdfCost::INSECURE_TEST,
+        coffer::format::CONFIG_V1,
+    )
+    .unwrap();
     let key = coffer::format::recovery::encode(master.expose(), &old);
     let cfg = unlock::read_config(&cipher.join("coffer.conf")).unwrap();
     let (master, params) = unlock::unlock_with_recovery_key(&key, Some(&cfg)).unwrap();

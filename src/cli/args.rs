@@ -169,11 +169,11 @@ pub struct InitArgs {
     /// config goes to CIPHERDIR/.coffer.reverse.conf (or --config) and nothing else is written.
     #[arg(long)]
     pub reverse: bool,
-    /// The config version to write: 1 (one master key for the vault's life; read by every
-    /// coffer) or 2 (key epochs, per-file keys; docs/FORMAT.md §15).
-    #[arg(long, value_name = "N", default_value_t = crate::cli::DEFAULT_CONFIG_VERSION,
-          value_parser = clap::value_parser!(u16).range(1..=2), hide = true)]
-    pub config_version: u16,
+    /// The config version to write: 2 (key epochs, per-file keys; docs/FORMAT.md §15; the
+    /// default) or 1 (one master key for the vault's life; read by every coffer). Reverse
+    /// configs are always version 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=2), hide = true)]
+    pub config_version: Option<u16>,
 }
 
 impl InitArgs {

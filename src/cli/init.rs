@@ -30,7 +30,7 @@ pub fn run(args: &InitArgs) -> CliResult {
         &password,
         &params,
         cost,
-        args.config_version,
+        args.config_version.unwrap_or(crate::cli::DEFAULT_CONFIG_VERSION),
     )?;
     let cfg = unlock::read_config(&unlock::config_path(dir, args.config.as_deref()))?;
     // A new vault where another was: this user's pin of the old one must not refuse it.
@@ -49,6 +49,12 @@ pub fn run(args: &InitArgs) -> CliResult {
 
 /// `coffer init --reverse PLAINDIR`: writes the reverse config (PLAINDIR is left as it is).
 fn init_reverse(args: &InitArgs) -> CliResult {
+    if args.config_version.is_some_and(|v| v != coffer::format::CONFIG_V1) {
+        return Err(CliError::new(
+            code::USAGE,
+            "--reverse writes config version 1 only".to_string(),
+        ));
+    }
     let dir = &args.cipherdir;
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}

@@ -34,7 +34,7 @@ use clap::Parser;
 pub use coffer::format::names::DEFAULT_LONG_NAME_LIMIT;
 
 /// The config version `coffer init` writes unless told otherwise.
-pub const DEFAULT_CONFIG_VERSION: u16 = coffer::format::CONFIG_V1;
+pub const DEFAULT_CONFIG_VERSION: u16 = coffer::format::CONFIG_V2;
 
 use args::{Cli, Command};
 use error::{code, CliError, CliResult};

@@ -23,11 +23,21 @@ struct Pin {
     epoch: String,
 }
 
-/// Where the pins live, if this user has a state directory.
+/// Where the pins live, if this user has a state directory: `$XDG_STATE_HOME` (made if
+/// missing), else `~/.local/state` when the home directory exists. A user without a home
+/// (`HOME` unset or naming no directory, as service accounts have) has no pins: that is the
+/// account's setup, not a fault, so it is not warned about on every command; a home whose
+/// state directory cannot be written is.
 fn pin_dir() -> Option<PathBuf> {
     let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".local/state"),
+        None => {
+            let home = PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?);
+            if !home.is_dir() {
+                return None;
+            }
+            home.join(".local/state")
+        }
     };
     Some(base.join("coffer").join("pins"))
 }

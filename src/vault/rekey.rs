@@ -135,7 +135,15 @@ mod tests {
     fn a_version_1_vault_gets_epochs_and_keeps_its_files() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let master = unlock::init(dir, None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+        let master = unlock::init_version(
+            dir,
+            None,
+            b"pw",
+            &VaultParams::default(),
+            KdfCost::INSECURE_TEST,
+            crate::format::CONFIG_V1,
+        )
+        .unwrap();
         let path = unlock::config_path(dir, None);
         {
             let v = Vault::unlock(dir, None, b"pw", false).unwrap();

@@ -86,6 +86,46 @@ fn init_refuses_non_empty_and_initialized() {
     );
 }
 
+/// New vaults are config version 2; `--config-version 1` still makes an old-style vault; a
+/// reverse config is version 1 and refuses `--config-version 2` before writing anything.
+#[test]
+fn init_config_versions() {
+    let t = tempfile::tempdir().unwrap();
+    let version = |dir: &std::path::Path, conf: &str| {
+        coffer::vault::unlock::read_config(&dir.join(conf))
+            .unwrap()
+            .format_version
+    };
+    let new = t.path().join("new");
+    init_cli(&new, "pw");
+    assert_eq!(version(&new, "coffer.conf"), 2);
+    let old = t.path().join("old");
+    let out = coffer(
+        &[
+            "init",
+            "--quiet",
+            "--insecure-fast-kdf",
+            "--config-version",
+            "1",
+            s(&old),
+        ],
+        Some(b"pw\n"),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(version(&old, "coffer.conf"), 1);
+    let plain = t.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let args = ["init", "--reverse", "--quiet", "--insecure-fast-kdf", s(&plain)];
+    let refused = [&args[..2], &["--config-version", "2"], &args[2..]].concat();
+    let out = coffer(&refused, Some(b"pw\n"));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.stderr, "coffer: error: --reverse writes config version 1 only\n");
+    assert_eq!(std::fs::read_dir(&plain).unwrap().count(), 0, "nothing written");
+    let out = coffer(&args, Some(b"pw\n"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(version(&plain, ".coffer.reverse.conf"), 1);
+}
+
 #[test]
 fn init_prints_recovery_key_unless_quiet() {
     let t = tempfile::tempdir().unwrap();
@@ -235,7 +275,9 @@ fn info_shows_parameters_without_secrets() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = out.stdout_str();
     for want in [
-        "format version:  1",
+        "format version:  2",
+        "key epochs:      ",
+        ", layout 3) (newest first)\n",
         "feature flags:   block_sessions, xattr_packs\n",
         "name encoding:   base64url",
         "long-name limit: 200 bytes",
@@ -274,7 +316,8 @@ fn cat_of_directory_and_names_round_trip() {
     let backing = out.stdout_str().trim_end().to_string();
     assert!(v.join(&backing).is_file(), "{backing}");
     assert!(!backing.contains("docs") && !backing.contains("a.txt"));
-    let out = coffer(&["decrypt-name", "--passfile", s(&pf), s(&v), &backing], None);
+    // `--`: a base64url name may start with `-`.
+    let out = coffer(&["decrypt-name", "--passfile", s(&pf), "--", s(&v), &backing], None);
     assert_eq!(
         (out.code, out.stdout_str().as_str()),
         (0, "docs/a.txt\n"),

@@ -316,7 +316,16 @@ fn a_cli_mount_adds_xattr_packs_only_when_it_can_rewrite_the_config() {
     for by_key in [false, true] {
         let v = t.path().join(format!("v-{by_key}"));
         std::fs::create_dir(&v).unwrap();
-        let master = coffer::vault::unlock::init(&v, None, b"pw", &old, coffer::vault::KdfCost::INSECURE_TEST).unwrap();
+        // A vault of config version 1 made before `init` set `xattr_packs`.
+        let master = coffer::vault::unlock::init_version(
+            &v,
+            None,
+            b"pw",
+            &old,
+            coffer::vault::KdfCost::INSECURE_TEST,
+            coffer::format::CONFIG_V1,
+        )
+        .unwrap();
         let key = coffer::format::recovery::encode(master.expose(), &old);
         let conf = std::fs::read(v.join("coffer.conf")).unwrap();
         {
@@ -362,7 +371,7 @@ fn a_cli_mount_adds_xattr_packs_only_when_it_can_rewrite_the_config() {
 /// names the file's backing path and the pack.
 #[test]
 fn a_damaged_xattr_pack_is_logged_with_its_backing_path() {
-    use coffer::format::xattr_pack::PACK_BACKING_NAME;
+    use coffer::format::xattr_pack::PACK3_BACKING_NAME;
     let Some((t, v, mp, pf, _)) = setup() else { return };
     if !common::user_xattrs_supported(t.path()) {
         eprintln!("the temp dir's file system stores no user xattrs; not run");
@@ -384,9 +393,9 @@ fn a_damaged_xattr_pack_is_logged_with_its_backing_path() {
         .collect();
     assert_eq!(backing.len(), 1, "{backing:?}");
     let b = v.join(&backing[0]);
-    let mut sealed = common::get_xattr(&b, PACK_BACKING_NAME).unwrap();
+    let mut sealed = common::get_xattr(&b, PACK3_BACKING_NAME).unwrap();
     sealed[20] ^= 0x40;
-    common::set_xattr(&b, PACK_BACKING_NAME, &sealed, 0).unwrap();
+    common::set_xattr(&b, PACK3_BACKING_NAME, &sealed, 0).unwrap();
 
     assert_eq!(common::errno(&common::get_xattr(&f, "user.n7")), Some(libc::EIO));
     wait_for(

@@ -253,3 +253,34 @@ fn a_config_put_back_from_before_the_newest_epoch_is_refused_until_accepted() {
         assert_eq!(out.code, 0, "a new config-version-{version} vault: {}", out.stderr);
     }
 }
+
+/// A user without a home directory (a service account: `HOME` names no directory, no
+/// `XDG_STATE_HOME`) opens a vault without a pin: no warning, no home made; a home
+/// whose state directory cannot be made gets one warning and the vault still opens.
+#[test]
+fn without_a_home_a_vault_opens_quietly_and_unpinned() {
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let pf = passfile(t.path(), "pw", "pw");
+    init_cli(&v, "pw");
+    let home = t.path().join("no-such-home");
+    let args = ["fsck", "--passfile", s(&pf), s(&v)];
+    let out = cli_common::coffer_env(&args, &[("XDG_STATE_HOME", "".as_ref()), ("HOME", home.as_os_str())]);
+    let clean = "coffer: checked 0 files, 1 directories, 0 symlinks: clean\n";
+    assert_eq!((out.code, out.stderr.as_str()), (0, clean));
+    assert!(!home.exists(), "a home was made");
+
+    // A home where `.local` is a file: the state directory cannot be made.
+    let home = t.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(home.join(".local"), b"").unwrap();
+    let out = cli_common::coffer_env(&args, &[("XDG_STATE_HOME", "".as_ref()), ("HOME", home.as_os_str())]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (warning, rest) = out.stderr.split_once('\n').unwrap();
+    assert!(
+        warning.starts_with("coffer: warn: cannot record the vault's key epoch in "),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(rest, clean);
+}

@@ -225,7 +225,7 @@ fn deleted_diriv_and_sidecar_are_reported_and_the_mount_survives() {
 /// `tagged` with `PACK_AFTER` xattrs sealed on their own (user.s*) and four more in its pack
 /// (user.p*), then one byte of the sealed pack flipped in the backing xattr, under the mount.
 fn file_with_a_damaged_pack(m: &TestMount) {
-    use coffer::format::xattr_pack::{PACK_AFTER, PACK_BACKING_NAME};
+    use coffer::format::xattr_pack::{PACK3_BACKING_NAME, PACK_AFTER};
     fs::write(m.path("tagged"), b"tagged file").unwrap();
     for i in 0..PACK_AFTER {
         common::set_xattr(&m.path("tagged"), &format!("user.s{i}"), b"on its own", 0).unwrap();
@@ -234,14 +234,14 @@ fn file_with_a_damaged_pack(m: &TestMount) {
         common::set_xattr(&m.path("tagged"), &format!("user.p{i}"), b"packed", 0).unwrap();
     }
     let b = backing(m, b"tagged");
-    let mut sealed = common::get_xattr(&b, PACK_BACKING_NAME).expect("the file has a pack");
+    let mut sealed = common::get_xattr(&b, PACK3_BACKING_NAME).expect("the file has a pack");
     assert_eq!(
         common::list_xattr(&b).unwrap().len(),
         PACK_AFTER + 1,
         "singles and one pack"
     );
     sealed[20] ^= 0x40;
-    common::set_xattr(&b, PACK_BACKING_NAME, &sealed, 0).unwrap();
+    common::set_xattr(&b, PACK3_BACKING_NAME, &sealed, 0).unwrap();
 }
 
 #[test]
@@ -371,25 +371,35 @@ fn an_order_that_cannot_be_checked_is_logged_once_per_file() {
     );
 }
 
-/// Reseals the last block of the version-2 file at `path` (whose plaintext is `plain`) with
-/// write session `s`, as `s` sessions would have left it.
+/// Reseals the last block of the file at `path` (whose plaintext is `plain`) with write
+/// session `s`, as `s` sessions would have left it: under the shared content key with the
+/// session in clear for header version 2, under the file's own key with the session masked
+/// for header version 3.
 fn reseal_last_with(m: &TestMount, path: &Path, plain: &[u8], s: u32) {
-    use coffer::format::header::{FileHeader, FILE_V2};
+    use coffer::crypto::ContentKey;
+    use coffer::format::header::{FileHeader, FILE_V2, FILE_V3};
     use coffer::format::offsets::{block_aad, BlockNo};
     let v = Vault::unlock(&m.cipher, None, PASSWORD, true).unwrap();
     let raw = fs::read(path).unwrap();
     let h = FileHeader::decode(&raw[..HEADER_LEN]).unwrap();
-    assert_eq!(h.version, FILE_V2);
     let last = (plain.len() as u64 - 1) / B;
+    let aad = block_aad(h.version, &h.file_id, BlockNo(last), true);
     let mut nonce = [0x5au8; 16];
-    coffer::format::session::set_nonce_session(&mut nonce, s);
-    let aad = block_aad(FILE_V2, &h.file_id, BlockNo(last), true);
-    let sealed = v
-        .keys()
-        .content
-        .shared()
-        .expect("a layout-1 vault shares one content key")
-        .seal_with_nonce_to_vec(&nonce, &aad, &plain[(last * B) as usize..]);
+    let block = &plain[(last * B) as usize..];
+    let sealed = match &v.keys().content {
+        ContentKey::Shared(key) => {
+            assert_eq!(h.version, FILE_V2);
+            coffer::format::session::set_nonce_session(&mut nonce, s);
+            key.seal_with_nonce_to_vec(&nonce, &aad, block)
+        }
+        ContentKey::PerFile(root) => {
+            assert_eq!(h.version, FILE_V3);
+            let keys = root.file_keys(&h.file_id);
+            let random: [u8; 12] = nonce[..12].try_into().unwrap();
+            nonce[12..].copy_from_slice(&(s ^ keys.mask.mask(&random)).to_be_bytes());
+            keys.content.seal_with_nonce_to_vec(&nonce, &aad, block)
+        }
+    };
     let f = fs::File::options().write(true).open(path).unwrap();
     f.write_all_at(&sealed, BlockNo(last).cipher_off()).unwrap();
 }

@@ -60,8 +60,20 @@ fn run_coffer<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: Option<&[u8]>, env: 
 }
 
 /// The state directory (rollback pins) of the `coffer` runs of this test process, so that tests
-/// leave nothing in the home directory.
+/// leave nothing in the home directory. It is removed when the test process exits.
 pub fn state_home() -> PathBuf {
+    static REMOVE_AT_EXIT: std::sync::Once = std::sync::Once::new();
+    extern "C" fn remove_state_home() {
+        let _ = std::fs::remove_dir_all(state_home_path());
+    }
+    REMOVE_AT_EXIT.call_once(|| {
+        // SAFETY: registers a function that takes nothing and touches only the file system.
+        unsafe { libc::atexit(remove_state_home) };
+    });
+    state_home_path()
+}
+
+fn state_home_path() -> PathBuf {
     std::env::temp_dir().join(format!("coffer-test-state-{}", std::process::id()))
 }
 

@@ -48,7 +48,16 @@ fn regenerate_fixture() {
     let out = Path::new(FIXTURE);
     let _ = fs::remove_dir_all(out);
     fs::create_dir_all(out).unwrap();
-    let m = unlock::init(out, None, PASSWORD, &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+    // The committed fixture is a vault of config version 1, opened with its master key.
+    let m = unlock::init_version(
+        out,
+        None,
+        PASSWORD,
+        &VaultParams::default(),
+        KdfCost::INSECURE_TEST,
+        coffer::format::CONFIG_V1,
+    )
+    .unwrap();
     let v = Vault::open(out, &m, VaultParams::default(), false).unwrap();
     let root = v.root_dir().unwrap();
     v.mkdir(&root, b"shared", 0o755).unwrap();

@@ -2,6 +2,9 @@
 //! live mount, as rsync --inplace does. With `block_sessions` a read returns one whole version or
 //! fails, never blocks of two versions; without it (the controls) mixed reads are seen, which
 //! shows the tests can fail. Library tests pin the same rule on hand-made mixes, without FUSE.
+//! The vaults are of config version 1, whose files (header versions 1 and 2) carry the write
+//! session in clear; the same rules under header version 3, whose sessions are masked, are
+//! tested in tests/vault/sessions.rs.
 
 use crate::support::common;
 use crate::support::sync as sync_util;
@@ -19,6 +22,7 @@ use coffer::format::config::{VaultParams, FLAG_BLOCK_SESSIONS};
 use coffer::format::header::HEADER_LEN;
 use coffer::format::offsets::{BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 use coffer::format::session::session_of;
+use coffer::format::CONFIG_V1;
 use coffer::vault::{unlock, KdfCost, Vault, VaultError};
 
 use common::{require_tool, PASSWORD};
@@ -105,6 +109,19 @@ fn params(sessions: bool) -> VaultParams {
         p.feature_flags.retain(|f| f != FLAG_BLOCK_SESSIONS);
     }
     p
+}
+
+/// Makes a vault of config version 1 in `dir`, with or without `block_sessions`.
+fn init_v1(dir: &Path, sessions: bool) {
+    unlock::init_version(
+        dir,
+        None,
+        PASSWORD,
+        &params(sessions),
+        KdfCost::INSECURE_TEST,
+        CONFIG_V1,
+    )
+    .unwrap();
 }
 
 /// The write session in the nonce of block `b` of backing bytes (version-2 files).
@@ -226,7 +243,7 @@ fn make_versions(sessions: bool, kind: Kind, count: u8) -> Versions {
     let work = tempfile::Builder::new().prefix("coffer-inplace-").tempdir().unwrap();
     let cipher = work.path().join("cipher");
     fs::create_dir(&cipher).unwrap();
-    unlock::init(&cipher, None, PASSWORD, &params(sessions), KdfCost::INSECURE_TEST).unwrap();
+    init_v1(&cipher, sessions);
     let b = Backing::open(&cipher);
     assert_eq!(b.vault.params().has_flag(FLAG_BLOCK_SESSIONS), sessions);
     let plains = plaintexts(kind, count);
@@ -481,7 +498,7 @@ struct LibFile {
 fn lib_file(sessions: bool) -> LibFile {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    unlock::init(&dir, None, PASSWORD, &params(sessions), KdfCost::INSECURE_TEST).unwrap();
+    init_v1(&dir, sessions);
     let vault = Vault::unlock(&dir, None, PASSWORD, false).unwrap();
     let root = vault.root_dir().unwrap();
     let (f, name) = vault.create_file(&root, b"f", 0o600).unwrap();

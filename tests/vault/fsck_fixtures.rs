@@ -408,12 +408,14 @@ fn make_fixtures() {
         let t = tempfile::tempdir().unwrap();
         let c = t.path().join("vault");
         std::fs::create_dir(&c).unwrap();
-        unlock::init(
+        // The committed fixtures are vaults of config version 1.
+        unlock::init_version(
             &c,
             None,
             PASSWORD.as_bytes(),
             &VaultParams::default(),
             KdfCost::INSECURE_TEST,
+            coffer::format::CONFIG_V1,
         )
         .unwrap();
         let labels = build(case, &c);

@@ -536,7 +536,17 @@ fn edited_config_fields_refuse_to_unlock() {
     ];
     for (what, edit, msg) in edits {
         let tmp = tempfile::tempdir().unwrap();
-        let master = unlock::init(tmp.path(), None, PW, &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+        // Config version 1, whose fields these edits name; config version 2's are edited in
+        // src/format/config.rs's tests.
+        let master = unlock::init_version(
+            tmp.path(),
+            None,
+            PW,
+            &VaultParams::default(),
+            KdfCost::INSECURE_TEST,
+            coffer::format::CONFIG_V1,
+        )
+        .unwrap();
         let recovery = recovery::encode(master.expose(), &VaultParams::default());
         let before = std::fs::read(tmp.path().join("coffer.conf")).unwrap();
         edit_config(tmp.path(), edit);
@@ -731,7 +741,7 @@ fn xattr_value_tamper_and_moves() {
 /// pack read under another owner ID all fail authentication; so does a listing.
 #[test]
 fn packed_xattr_tamper_and_moves() {
-    use coffer::format::xattr_pack::{PACK_AFTER, PACK_BACKING_NAME};
+    use coffer::format::xattr_pack::{PACK3_BACKING_NAME, PACK_AFTER};
     let env = Env::new();
     if !common::user_xattrs_supported(&env.dir) {
         eprintln!("CIPHERDIR's file system stores no user xattrs; not run");
@@ -749,7 +759,7 @@ fn packed_xattr_tamper_and_moves() {
             .unwrap();
         env.vault.xattr_set(fdb, &idb, n.as_bytes(), b"other value", 0).unwrap();
     }
-    let pack = PACK_BACKING_NAME.as_bytes();
+    let pack = PACK3_BACKING_NAME.as_bytes();
     let get = |fd, name: &[u8]| coffer::vault::backing::fgetxattr(fd, name).unwrap().unwrap();
     let set = |fd, name: &[u8], v: &[u8]| coffer::vault::backing::fsetxattr(fd, name, v, 0).unwrap();
     let sealed = get(fda, pack);

@@ -62,6 +62,8 @@ mod tests {
         let m = init(tmp.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
         let (cfg, _) = read_reverse_config(&default_config_path(tmp.path())).unwrap();
         assert!(cfg.params().has_flag(FLAG_REVERSE));
+        // Reverse mode stays on config version 1, whatever a forward `init` writes.
+        assert_eq!(cfg.format_version, crate::format::CONFIG_V1);
         assert_eq!(unlock::unlock_with_password(&cfg, b"pw").unwrap().expose(), m.expose());
         assert!(init(tmp.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).is_err());
         // A forward config is refused by reverse mode.

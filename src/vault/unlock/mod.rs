@@ -143,9 +143,9 @@ fn new_config(params: &VaultParams, cost: KdfCost) -> Result<Config> {
     Ok(cfg)
 }
 
-/// Creates a vault in `cipherdir` (must exist and be empty, or hold only a lost+found-free
-/// nothing): writes the root diriv and the config. Returns the master key (for the recovery
-/// key print-out).
+/// Creates a vault of config version 2 (one layout-3 key epoch) in `cipherdir` (must exist and
+/// be empty, or hold only what an interrupted `init` leaves): writes the root diriv and the
+/// config. Returns the epoch's key (for the recovery key print-out).
 pub fn init(
     cipherdir: &Path,
     config: Option<&Path>,
@@ -153,7 +153,7 @@ pub fn init(
     params: &VaultParams,
     cost: KdfCost,
 ) -> Result<MasterKey> {
-    init_version(cipherdir, config, password, params, cost, crate::format::CONFIG_V1)
+    init_version(cipherdir, config, password, params, cost, crate::format::CONFIG_V2)
 }
 
 /// [`init`] of a vault of config version `version`: 1 (one master key), or 2 (key epochs:
