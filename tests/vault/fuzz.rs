@@ -8,16 +8,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use coffer::crypto::{KeySet, MasterKey};
+use crate::support::epochs;
 use coffer::format::backing_name::classify;
 use coffer::format::config::{Config, VaultParams};
-use coffer::format::epochs::{EpochId, Layout};
+use coffer::format::epochs::EpochId;
 use coffer::format::header::FileHeader;
 use coffer::format::header::{FILE_V2, FILE_V3};
 use coffer::format::names::{self, NameEncoding};
 use coffer::format::offsets::CIPHER_BLOCK;
 use coffer::format::recovery;
-use coffer::vault::{backing, unlock, CryptFile, EpochKeys, KdfCost, Vault, VaultKeys};
+use coffer::vault::{backing, unlock, CryptFile, KdfCost, Vault, VaultKeys};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -186,19 +186,10 @@ proptest! {
 
 /// A layout-1 epoch (header version 2) and a newest, layout-3 one (header version 3).
 fn keys() -> Arc<VaultKeys> {
-    let master = MasterKey::from_bytes([0x5c; 32]);
     Arc::new(
         VaultKeys::from_epochs(vec![
-            EpochKeys {
-                id: Some(EpochId([1; 4])),
-                layout: Layout::V1,
-                set: KeySet::derive(&master, false),
-            },
-            EpochKeys {
-                id: Some(EpochId([0x5c; 4])),
-                layout: Layout::V3,
-                set: KeySet::derive_v3(&master),
-            },
+            epochs::layout1([0x5c; 32], EpochId([1; 4])),
+            epochs::layout3([0x5c; 32], EpochId([0x5c; 4])),
         ])
         .unwrap(),
     )

@@ -8,30 +8,21 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use coffer::crypto::{KeySet, MasterKey};
-use coffer::format::epochs::{EpochId, Layout};
+use crate::support::epochs;
+use coffer::format::epochs::EpochId;
 use coffer::format::header::{FILE_V1, FILE_V2, FILE_V3};
 use coffer::format::offsets::{block_count, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 use coffer::format::session::session_of;
-use coffer::vault::{CryptFile, EpochKeys, VaultError, VaultKeys};
+use coffer::vault::{CryptFile, VaultError, VaultKeys};
 
 const BLOCK: usize = PLAIN_BLOCK as usize;
 
 /// A layout-1 epoch (header versions 1 and 2) and a newest, layout-3 one (version 3).
 fn keys() -> Arc<VaultKeys> {
-    let master = MasterKey::from_bytes([0x33; 32]);
     Arc::new(
         VaultKeys::from_epochs(vec![
-            EpochKeys {
-                id: Some(EpochId([1; 4])),
-                layout: Layout::V1,
-                set: KeySet::derive(&master, false),
-            },
-            EpochKeys {
-                id: Some(EpochId([0x33; 4])),
-                layout: Layout::V3,
-                set: KeySet::derive_v3(&master),
-            },
+            epochs::layout1([0x33; 32], EpochId([1; 4])),
+            epochs::layout3([0x33; 32], EpochId([0x33; 4])),
         ])
         .unwrap(),
     )

@@ -7,25 +7,20 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use coffer::crypto::{KeySet, MasterKey};
+use crate::support::epochs;
 use coffer::format::config::VaultParams;
-use coffer::format::epochs::{EpochId, Layout};
+use coffer::format::epochs::EpochId;
 use coffer::format::header::{FileHeader, FILE_V3, HEADER_LEN};
 use coffer::format::offsets::{cipher_size, BlockNo, PLAIN_BLOCK};
 use coffer::vault::fsck::{fsck, DamageKind};
-use coffer::vault::{unlock, CryptFile, Damage, Dir, EpochKeys, KdfCost, Vault, VaultError, VaultKeys};
+use coffer::vault::{unlock, CryptFile, Damage, Dir, KdfCost, Vault, VaultError, VaultKeys};
 
 const B: usize = PLAIN_BLOCK as usize;
 const EPOCH: EpochId = EpochId([0xe0, 0xe1, 0xe2, 0xe3]);
 
 /// The keys of a vault whose one epoch, `id`, has layout 3.
 fn v3_keys(id: EpochId) -> VaultKeys {
-    VaultKeys::from_epochs(vec![EpochKeys {
-        id: Some(id),
-        layout: Layout::V3,
-        set: KeySet::derive_v3(&MasterKey::from_bytes([0x42; 32])),
-    }])
-    .unwrap()
+    VaultKeys::from_epochs(vec![epochs::layout3([0x42; 32], id)]).unwrap()
 }
 
 struct Env {
