@@ -329,11 +329,24 @@ fn serve<T: Ops>(p: Prepared<T>, idle: Option<Duration>, on_ready: Box<dyn FnOnc
             }
         })?
     };
-    let served = session.run();
+    let served = session_end(session.run());
     stop.store(true, Ordering::SeqCst);
     let _ = watcher.join();
     drop(lock);
     served.map_err(MountError::Io)
+}
+
+/// The end of a serving loop. ECONNABORTED is how a reader of `/dev/fuse` learns that the
+/// connection went away under it (an unmount racing the serving threads of a cloned
+/// descriptor, or an abort): the mount is over, which is what the loop waits for.
+fn session_end(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+            log::debug!("the FUSE connection ended: {e}");
+            Ok(())
+        }
+        r => r,
+    }
 }
 
 /// How often [`MountHandle`] tries again an unmount that found the mount busy, and how long it
@@ -389,7 +402,7 @@ impl MountHandle {
             let _ = unmount(&self.mountpoint, true);
         }
         // The unmount's own error says more than the serving threads' (an aborted connection).
-        let joined = bg.join();
+        let joined = session_end(bg.join());
         r.and(joined)
     }
 }
