@@ -23,6 +23,7 @@ mod password;
 mod pin;
 mod progress;
 mod rekey;
+mod rekey_online;
 mod reverse;
 mod tty;
 mod unmount;

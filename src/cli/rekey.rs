@@ -14,6 +14,7 @@ use super::open::{check_cipherdir, read_config};
 use super::password::{read_secret, Ask};
 use super::pin;
 use super::progress::Progress;
+use super::rekey_online::Daemon;
 
 /// Runs `rekey`.
 pub fn run(args: &RekeyArgs) -> CliResult {
@@ -25,17 +26,25 @@ pub fn run(args: &RekeyArgs) -> CliResult {
         )
         .hint("set a password from the recovery key first: coffer passwd --masterkey CIPHERDIR"));
     }
-    // Offline only: the walk renames and replaces backing files that a running mount holds.
-    let _lock = coffer::fs::lock_vault(&args.cipherdir).map_err(|e| {
-        CliError::new(code::OTHER, e.to_string())
-            .hint("unmount the vault first: rekey of a mounted vault is not built yet")
-    })?;
+    // Mounted on this machine: the walk runs in the mount's daemon (it renames and replaces
+    // backing files that the mount holds open); else here, under the mount lock.
+    let (_lock, daemon_socket) = match coffer::fs::lock_vault(&args.cipherdir) {
+        Ok(l) => (Some(l), None),
+        Err(coffer::fs::MountError::AlreadyMounted { lock, .. }) => {
+            (None, Some(coffer::fs::control::socket_path(&lock)))
+        }
+        Err(e) => return Err(CliError::new(code::OTHER, e.to_string())),
+    };
     let path = unlock::config_path(&args.cipherdir, args.open.config.as_deref());
     let cfg = read_config(&args.cipherdir, args.open.config.as_deref())?;
     let password = read_secret(&args.open.secret, Ask::Password)?;
     let (key, _) = unlock::unlock_with_password_kek(&cfg, &password)?;
     pin::check(&args.cipherdir, &cfg, args.open.accept_config_change)?;
     let epochs = epoch_count(&cfg)?;
+
+    if let Some(socket) = daemon_socket {
+        return online(args, &Daemon::new(&socket), &path, cfg, key, &password, epochs);
+    }
 
     if args.finish {
         let vault = open_all(args, &cfg, &key)?;
@@ -49,16 +58,7 @@ pub fn run(args: &RekeyArgs) -> CliResult {
                 }
                 Ok(())
             }
-            Finish::Refused(left) => {
-                for l in &left.left {
-                    eprintln!("coffer: left under an older key epoch: {l}");
-                }
-                Err(CliError::new(
-                    code::OTHER,
-                    format!("cannot finish: {} under an older key epoch", describe(&left)),
-                )
-                .hint("run `coffer rekey` (without --finish) to move them first"))
-            }
+            Finish::Refused(left) => Err(refuse_finish(&left)),
         };
     }
 
@@ -82,8 +82,23 @@ pub fn run(args: &RekeyArgs) -> CliResult {
         shown = m.bytes;
     })?;
     bar.finish();
-    eprintln!("coffer: re-encrypted {}", describe(&done));
-    if !done.left.is_empty() {
+    report(&done)
+}
+
+/// What a walk did, and whether anything stayed behind (an error then).
+fn report(done: &Migration) -> CliResult {
+    eprintln!("coffer: re-encrypted {}", describe(done));
+    if done.stopped {
+        return Err(CliError::new(code::OTHER, "the rekey stopped before its end")
+            .hint("run `coffer rekey` again to move the rest"));
+    }
+    if done.changed > 0 {
+        eprintln!(
+            "coffer: {} files changed while they were being re-encrypted, in every pass, and were left",
+            done.changed
+        );
+    }
+    if !done.left.is_empty() || done.changed > 0 {
         for l in &done.left {
             eprintln!("coffer: left under an older key epoch: {l}");
         }
@@ -98,6 +113,66 @@ pub fn run(args: &RekeyArgs) -> CliResult {
          run `coffer rekey --finish` to forget the older keys."
     );
     Ok(())
+}
+
+/// The finish refusal: what is left, named.
+fn refuse_finish(left: &Migration) -> CliError {
+    for l in &left.left {
+        eprintln!("coffer: left under an older key epoch: {l}");
+    }
+    CliError::new(
+        code::OTHER,
+        format!("cannot finish: {} under an older key epoch", describe(left)),
+    )
+    .hint("run `coffer rekey` (without --finish) to move them first")
+}
+
+/// Rekey of a vault mounted on this machine: this process unlocks and writes the config; the
+/// mount's daemon adopts the new epoch and walks the vault.
+fn online(
+    args: &RekeyArgs,
+    daemon: &Daemon<'_>,
+    path: &std::path::Path,
+    cfg: Config,
+    key: coffer::crypto::MasterKey,
+    password: &[u8],
+    epochs: usize,
+) -> CliResult {
+    eprintln!("coffer: the vault is mounted: its daemon re-encrypts it while it stays in use");
+    if args.finish {
+        if epochs == 1 {
+            eprintln!("coffer: the vault has one key epoch: nothing to finish.");
+            return Ok(());
+        }
+        daemon.adopt(&key, false)?;
+        let left = daemon.plan()?;
+        if left.moved() > 0 || !left.left.is_empty() {
+            return Err(refuse_finish(&left));
+        }
+        let done = rekey::forget_older(path, password, &args.cipherdir)?;
+        daemon.adopt(&key, true)?;
+        eprintln!(
+            "coffer: the older key epochs are forgotten: their passwords and recovery keys open nothing here any more."
+        );
+        print_recovery_key(&unlock::recovery_key(&done, &key)?);
+        return Ok(());
+    }
+    let key = if epochs > 1 {
+        eprintln!("coffer: continuing the rekey to the newest key epoch");
+        key
+    } else {
+        let started = rekey::start_epoch(&args.cipherdir, path, password)?;
+        pin::check(&args.cipherdir, &started.config, false)?;
+        eprintln!("coffer: a new key epoch started; objects move to it now.");
+        print_recovery_key(&unlock::recovery_key(&started.config, &started.key)?);
+        drop(cfg);
+        started.key
+    };
+    daemon.adopt(&key, false)?;
+    let plan = daemon.plan()?;
+    eprintln!("coffer: to re-encrypt: {}", describe(&plan));
+    let done = daemon.move_all(plan.bytes)?;
+    report(&done)
 }
 
 /// How many key epochs the config lists (1 for config version 1).

@@ -17,6 +17,8 @@ use fuser::{
 
 use super::attrops::SetAttr;
 use super::core::TTL;
+use std::sync::Arc;
+
 use super::ops::{Caller, Ops, WriteMode};
 use crate::vault::VaultError;
 
@@ -25,11 +27,11 @@ const MAX_WRITE: u32 = 1 << 20;
 
 /// Serves `T` to the kernel.
 #[derive(Debug)]
-pub struct Adapter<T: Ops>(T);
+pub struct Adapter<T: Ops>(Arc<T>);
 
 impl<T: Ops> Adapter<T> {
-    /// Serves `ops`.
-    pub fn new(ops: T) -> Self {
+    /// Serves `ops` (shared with what serves beside the mount, e.g. its control socket).
+    pub fn new(ops: Arc<T>) -> Self {
         Adapter(ops)
     }
 }

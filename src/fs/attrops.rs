@@ -140,8 +140,9 @@ impl CofferFs {
             Err(e) => {
                 // No name left (unlinked while open): change it through an open descriptor.
                 let h = self.files.find(|h| h.ino == ino).ok_or(e)?;
-                let f = h.file.backing();
-                let rel = h.file.rel();
+                let file = h.file();
+                let f = file.backing();
+                let rel = file.rel();
                 if owner {
                     std::os::unix::fs::fchown(f, s.uid, s.gid).at(rel)?;
                 }

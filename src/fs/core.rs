@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use fuser::{FileAttr, Generation, INodeNo, Notifier};
@@ -94,6 +94,12 @@ pub struct CofferFs {
     pub(super) memory: super::memory::Trimmer,
     /// The notices already logged, per inode: each is logged once per file and mount.
     noticed: Mutex<HashSet<(u64, Notice)>>,
+    /// Held shared by every lookup, open, create and namespace change; a rekey of the running
+    /// mount holds it exclusively while it renames backing entries (see [`super::live`]).
+    gate: RwLock<()>,
+    /// Kernel notifications a rekey owes, sent once it holds no lock (the kernel may hold a
+    /// directory lock while it waits for a request that waits for one of them).
+    pub(super) owed: Mutex<Vec<super::live::Owed>>,
 }
 
 /// How often [`CofferFs::locate_with`] looks again after a miss (waits 0.1, 0.2, 0.4, 0.8 ms).
@@ -131,6 +137,8 @@ impl CofferFs {
             notifier: Arc::default(),
             memory: Default::default(),
             noticed: Default::default(),
+            gate: RwLock::new(()),
+            owed: Mutex::default(),
         })
     }
 
@@ -153,6 +161,18 @@ impl CofferFs {
     /// Makes the kernel fetch `ino`'s attributes again (cached pages are kept).
     pub(super) fn invalidate_attr(&self, ino: u64) {
         inval_attr(&self.notifier, ino);
+    }
+
+    /// A shared hold of the namespace gate (never taken twice by one thread: a rekey waiting
+    /// for it exclusively would block the second hold).
+    pub(super) fn namespace_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An exclusive hold of the namespace gate: no lookup, open, create or namespace change
+    /// runs until it is dropped.
+    pub(super) fn namespace_quiet(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The inode table, locked (never held across a syscall).
@@ -410,7 +430,7 @@ impl CofferFs {
     pub(super) fn attr_of(&self, ino: u64, fh: Option<u64>) -> Result<FileAttr> {
         if let Some(h) = fh.and_then(|fh| self.files.get(fh)) {
             let st =
-                crate::vault::backing::fstat(std::os::fd::AsRawFd::as_raw_fd(h.file.backing())).at(h.file.rel())?;
+                crate::vault::backing::fstat(std::os::fd::AsRawFd::as_raw_fd(h.file().backing())).at(h.file().rel())?;
             return Ok(to_attr(ino, &st, None));
         }
         if ino == ROOT {
@@ -426,8 +446,8 @@ impl CofferFs {
             Err(e) => {
                 // Unlinked or renamed over but still open: answer from an open descriptor.
                 if let Some(h) = self.files.find(|h| h.ino == ino) {
-                    let fd = std::os::fd::AsRawFd::as_raw_fd(h.file.backing());
-                    let st = crate::vault::backing::fstat(fd).at(h.file.rel())?;
+                    let fd = std::os::fd::AsRawFd::as_raw_fd(h.file().backing());
+                    let st = crate::vault::backing::fstat(fd).at(h.file().rel())?;
                     return Ok(to_attr(ino, &st, None));
                 }
                 Err(e)

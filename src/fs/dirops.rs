@@ -12,6 +12,7 @@ use crate::vault::{backing, Dir, IoContext, Result, VaultError};
 
 impl CofferFs {
     pub(super) fn do_lookup(&self, parent: u64, name: &[u8]) -> Result<EntryOut> {
+        let _quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
         let (cname, st) = self.vault.lookup(&dir, name)?;
         Ok(self.entry(parent, name, &dir, &cname.entry, &st))
@@ -32,6 +33,7 @@ impl CofferFs {
     }
 
     pub(super) fn do_mkdir(&self, parent: u64, name: &[u8], mode: u32, who: Caller) -> Result<EntryOut> {
+        let _quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
         let pst = dir.fd.fstat().at(&dir.rel)?;
         let mut mode = mode & 0o7777;
@@ -49,18 +51,21 @@ impl CofferFs {
     }
 
     pub(super) fn do_mknod(&self, parent: u64, name: &[u8], mode: u32, rdev: u32, who: Caller) -> Result<EntryOut> {
+        let _quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
         let cname = self.vault.mknod(&dir, name, mode, u64::from(rdev))?;
         self.made(parent, name, &dir, &cname.entry, who)
     }
 
     pub(super) fn do_symlink(&self, parent: u64, name: &[u8], target: &[u8], who: Caller) -> Result<EntryOut> {
+        let _quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
         let cname = self.vault.symlink(&dir, name, target)?;
         self.made(parent, name, &dir, &cname.entry, who)
     }
 
     pub(super) fn do_link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> Result<EntryOut> {
+        let _quiet = self.namespace_gate();
         let from = self.locate(ino)?;
         let to = self.dir(new_parent)?;
         let cname = self.vault.link(&from.dir, &from.entry, &to, new_name)?;
@@ -74,6 +79,7 @@ impl CofferFs {
     }
 
     pub(super) fn do_unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let _quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
         self.vault.unlink(&dir, name)?;
         self.table().remove_loc(&(parent, name.to_vec()));
@@ -81,6 +87,7 @@ impl CofferFs {
     }
 
     pub(super) fn do_rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let _quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
         self.vault.rmdir(&dir, name)?;
         if let Some(ino) = self.table().remove_loc(&(parent, name.to_vec())) {
@@ -97,6 +104,7 @@ impl CofferFs {
         new_name: &[u8],
         flags: u32,
     ) -> Result<()> {
+        let _quiet = self.namespace_gate();
         let from = self.dir(parent)?;
         let to = self.dir(new_parent)?;
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
@@ -142,6 +150,7 @@ impl CofferFs {
 
     /// The listing of directory `ino`: `.`, `..`, then every name that decrypts.
     fn snapshot(&self, ino: u64) -> Result<Vec<DirEntry>> {
+        let _quiet = self.namespace_gate();
         let dir = self.dir(ino)?;
         let dev = dir.fd.fstat().at(&dir.rel)?.st_dev;
         let listing = self.with_fds(|| self.vault.list(&dir))?;

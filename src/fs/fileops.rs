@@ -85,15 +85,12 @@ impl CofferFs {
         let info = self.node(ino)?;
         // Read-write even for O_WRONLY: partial-block rewrites and the header need reads.
         let write = is_write(flags);
+        // Opened and registered as one step for a rekey of the running mount: a handle is
+        // either there to be pointed at a file's new copy, or opens the new copy.
+        let _quiet = self.namespace_gate();
         let file = self.open_backing(ino, &info, write)?;
         self.activity.opened();
-        Ok(self.files.insert(FileHandle {
-            ino,
-            file,
-            lock: info.lock,
-            writable: write,
-            stream: Default::default(),
-        }))
+        Ok(self.files.insert(FileHandle::new(ino, file, info.lock, write)))
     }
 
     pub(super) fn do_create(
@@ -104,18 +101,13 @@ impl CofferFs {
         flags: i32,
         who: Caller,
     ) -> Result<(EntryOut, u64)> {
+        let quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
         let (file, cname) = match self.with_fds(|| self.vault.create_file(&dir, name, mode)) {
             Ok(made) => made,
             Err(e) if e.errno() == libc::EEXIST && flags & libc::O_EXCL == 0 => {
-                // Lost a race with another creator: open what is there.
-                let out = self.do_lookup(parent, name)?;
-                let ino = out.0.ino.0;
-                let fh = self.do_open(ino, flags)?;
-                if flags & libc::O_TRUNC != 0 {
-                    self.truncate(ino, Some(fh), 0)?;
-                }
-                return Ok((out, fh));
+                drop(quiet);
+                return self.create_lost_race(parent, name, flags);
             }
             Err(e) => return Err(e),
         };
@@ -132,13 +124,18 @@ impl CofferFs {
         let out = self.entry(parent, name, &dir, &cname.entry, &st);
         let info = self.node(out.0.ino.0)?;
         self.activity.opened();
-        let fh = self.files.insert(FileHandle {
-            ino: out.0.ino.0,
-            file,
-            lock: info.lock,
-            writable: true,
-            stream: Default::default(),
-        });
+        let fh = self.files.insert(FileHandle::new(out.0.ino.0, file, info.lock, true));
+        Ok((out, fh))
+    }
+
+    /// A create that lost a race with another creator (without O_EXCL): opens what is there.
+    fn create_lost_race(&self, parent: u64, name: &[u8], flags: i32) -> Result<(EntryOut, u64)> {
+        let out = self.do_lookup(parent, name)?;
+        let ino = out.0.ino.0;
+        let fh = self.do_open(ino, flags)?;
+        if flags & libc::O_TRUNC != 0 {
+            self.truncate(ino, Some(fh), 0)?;
+        }
         Ok((out, fh))
     }
 
@@ -146,13 +143,13 @@ impl CofferFs {
         let h = self.handle(ino, fh)?;
         let _g = read_lock(&h.lock);
         let mut buf = vec![0u8; size as usize];
-        let read = h.file.read_at(&mut buf, offset);
-        self.log_notices(ino, &h.file);
+        let read = h.file().read_at(&mut buf, offset);
+        self.log_notices(ino, &h.file());
         buf.truncate(read?);
         if self.vault.touch_atime().files {
             // strictatime: the read has been served; a failed touch is only logged.
-            if let Err(e) = backing::touch_atime(h.file.backing().as_raw_fd()) {
-                log::debug!("{}: setting the access time: {e}", h.file.rel().display());
+            if let Err(e) = backing::touch_atime(h.file().backing().as_raw_fd()) {
+                log::debug!("{}: setting the access time: {e}", h.file().rel().display());
             }
         }
         Ok(buf)
@@ -172,16 +169,16 @@ impl CofferFs {
     ) -> Result<u32> {
         let h = self.handle(ino, fh)?;
         if !h.writable {
-            return Err(VaultError::errno_at(h.file.rel(), libc::EBADF));
+            return Err(VaultError::errno_at(h.file().rel(), libc::EBADF));
         }
         let _g = write_lock(&h.lock);
-        let off = if append { h.file.plain_len()? } else { offset };
+        let off = if append { h.file().plain_len()? } else { offset };
         let had_set_id = kill_privs && {
-            let st = backing::fstat(h.file.backing().as_raw_fd()).at(h.file.rel())?;
+            let st = backing::fstat(h.file().backing().as_raw_fd()).at(h.file().rel())?;
             without_set_id(st.st_mode).is_some()
         };
-        let wrote = h.file.write_at(data, off);
-        self.log_notices(ino, &h.file);
+        let wrote = h.file().write_at(data, off);
+        self.log_notices(ino, &h.file());
         wrote?;
         let kick = h
             .stream
@@ -189,16 +186,16 @@ impl CofferFs {
             .unwrap_or_else(|p| p.into_inner())
             .wrote(off, data.len() as u64);
         if let Some((from, len)) = kick {
-            h.file.start_writeback(from, len);
+            h.file().start_writeback(from, len);
         }
         if had_set_id {
             // The backing write itself clears them when the daemon is not root.
-            let st = backing::fstat(h.file.backing().as_raw_fd()).at(h.file.rel())?;
+            let st = backing::fstat(h.file().backing().as_raw_fd()).at(h.file().rel())?;
             if let Some(mode) = without_set_id(st.st_mode) {
-                h.file
+                h.file()
                     .backing()
                     .set_permissions(std::fs::Permissions::from_mode(mode))
-                    .at(h.file.rel())?;
+                    .at(h.file().rel())?;
             }
             // The kernel keeps the old mode cached otherwise (a write only refreshes size/times).
             self.invalidate_attr(ino);
@@ -213,7 +210,7 @@ impl CofferFs {
             .filter(|h| h.writable && h.ino == ino)
         {
             let _g = write_lock(&h.lock);
-            return self.set_len_of(ino, &h.file, size);
+            return self.set_len_of(ino, &h.file(), size);
         }
         let info = self.node(ino)?;
         let file = match self.open_backing(ino, &info, true) {
@@ -222,7 +219,7 @@ impl CofferFs {
                 // Unlinked but open: truncate through an open writable descriptor.
                 let h = self.files.find(|h| h.ino == ino && h.writable).ok_or(e)?;
                 let _g = write_lock(&h.lock);
-                return self.set_len_of(ino, &h.file, size);
+                return self.set_len_of(ino, &h.file(), size);
             }
             Err(e) => return Err(e),
         };
@@ -245,7 +242,7 @@ impl CofferFs {
 
     pub(super) fn do_fsync(&self, ino: u64, fh: u64, datasync: bool) -> Result<()> {
         let h = self.handle(ino, fh)?;
-        h.file.sync(datasync)
+        h.file().sync(datasync)
     }
 
     /// fallocate: mode 0 reserves the backing space of the range (ENOSPC before anything
@@ -266,11 +263,11 @@ impl CofferFs {
             0 => {
                 let end = offset
                     .checked_add(length)
-                    .ok_or_else(|| VaultError::errno_at(h.file.rel(), libc::EFBIG))?;
+                    .ok_or_else(|| VaultError::errno_at(h.file().rel(), libc::EFBIG))?;
                 let _g = write_lock(&h.lock);
-                h.file.reserve(offset, length)?;
-                if end > h.file.plain_len()? {
-                    self.set_len_of(ino, &h.file, end)?;
+                h.file().reserve(offset, length)?;
+                if end > h.file().plain_len()? {
+                    self.set_len_of(ino, &h.file(), end)?;
                 }
                 if who.uid != 0 {
                     self.kill_set_id_for(ino, &h, who)?;
@@ -285,12 +282,12 @@ impl CofferFs {
     /// Clears set-user-ID, and set-group-ID when group-executable or when `who` is not in the
     /// file's group (the kernel's rule for a change by a caller without CAP_FSETID).
     fn kill_set_id_for(&self, ino: u64, h: &FileHandle, who: Caller) -> Result<()> {
-        let st = backing::fstat(h.file.backing().as_raw_fd()).at(h.file.rel())?;
+        let st = backing::fstat(h.file().backing().as_raw_fd()).at(h.file().rel())?;
         if let Some(mode) = without_set_id_by(st.st_mode, st.st_gid == who.gid) {
-            h.file
+            h.file()
                 .backing()
                 .set_permissions(std::fs::Permissions::from_mode(mode))
-                .at(h.file.rel())?;
+                .at(h.file().rel())?;
             self.invalidate_attr(ino);
         }
         Ok(())
@@ -299,12 +296,12 @@ impl CofferFs {
     /// SEEK_DATA / SEEK_HOLE in plaintext offsets (the kernel answers the other whences).
     pub(super) fn do_lseek(&self, ino: u64, fh: u64, offset: i64, whence: i32) -> Result<i64> {
         let h = self.handle(ino, fh)?;
-        let nxio = || VaultError::errno_at(h.file.rel(), libc::ENXIO);
+        let nxio = || VaultError::errno_at(h.file().rel(), libc::ENXIO);
         match whence {
             libc::SEEK_DATA | libc::SEEK_HOLE => {
                 let off = u64::try_from(offset).map_err(|_| nxio())?;
                 let _g = read_lock(&h.lock);
-                match h.file.seek_data_hole(off, whence == libc::SEEK_DATA)? {
+                match h.file().seek_data_hole(off, whence == libc::SEEK_DATA)? {
                     Some(o) => Ok(o as i64),
                     None => Err(nxio()),
                 }
@@ -312,9 +309,9 @@ impl CofferFs {
             libc::SEEK_SET => Ok(offset),
             libc::SEEK_END => {
                 let _g = read_lock(&h.lock);
-                Ok(h.file.plain_len()? as i64 + offset)
+                Ok(h.file().plain_len()? as i64 + offset)
             }
-            _ => Err(VaultError::errno_at(h.file.rel(), libc::EINVAL)),
+            _ => Err(VaultError::errno_at(h.file().rel(), libc::EINVAL)),
         }
     }
 }

@@ -12,6 +12,23 @@ use super::ops::{not_served, Caller, EntryOut, Features, Ops, PlusSink, WriteMod
 use crate::vault::Result;
 
 impl Ops for CofferFs {
+    fn control(
+        fs: &Arc<Self>,
+        socket: std::path::PathBuf,
+        config: std::path::PathBuf,
+    ) -> Option<super::control::Control> {
+        match super::control::serve(fs.clone(), socket.clone(), config) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                log::warn!(
+                    "{}: no control socket ({e}): `coffer rekey` cannot reach this mount",
+                    socket.display()
+                );
+                None
+            }
+        }
+    }
+
     const FEATURES: Features = Features {
         writes: true,
         readdirplus: true,

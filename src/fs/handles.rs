@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use arc_swap::ArcSwap;
 use fuser::FileType;
 
 use crate::vault::CryptFile;
@@ -14,14 +15,39 @@ use crate::vault::CryptFile;
 pub struct FileHandle {
     /// The inode it was opened on.
     pub ino: u64,
-    /// The backing file, opened at open(); stays usable after rename or unlink.
-    pub file: CryptFile,
+    /// The backing file, opened at open(); stays usable after rename or unlink. A rekey of the
+    /// running mount replaces it with the file's new copy (under the inode lock held
+    /// exclusively, so no read or write through the handle runs meanwhile).
+    file: ArcSwap<CryptFile>,
     /// The inode's lock.
     pub lock: Arc<RwLock<()>>,
     /// Whether the backing descriptor is writable.
     pub writable: bool,
     /// The sequential run the handle is writing (for early writeback).
     pub stream: Mutex<WriteStream>,
+}
+
+impl FileHandle {
+    /// A handle of `ino` on `file`.
+    pub fn new(ino: u64, file: CryptFile, lock: Arc<RwLock<()>>, writable: bool) -> Self {
+        FileHandle {
+            ino,
+            file: ArcSwap::from_pointee(file),
+            lock,
+            writable,
+            stream: Mutex::default(),
+        }
+    }
+
+    /// The backing file now.
+    pub fn file(&self) -> Arc<CryptFile> {
+        self.file.load_full()
+    }
+
+    /// Points the handle at `file` (a rekey's new copy of the same contents).
+    pub fn replace_file(&self, file: CryptFile) {
+        self.file.store(Arc::new(file));
+    }
 }
 
 /// A run of back-to-back writes through one handle: `[start, end)` written, `[start, kicked)`
@@ -142,6 +168,11 @@ impl<T> Handles<T> {
     /// Number of open handles.
     pub fn count(&self) -> usize {
         self.map().len()
+    }
+
+    /// Every open handle satisfying `pred`.
+    pub fn all(&self, pred: impl Fn(&T) -> bool) -> Vec<Arc<T>> {
+        self.map().values().filter(|h| pred(h)).cloned().collect()
     }
 
     /// Some open handle satisfying `pred` (e.g. one on a given inode).

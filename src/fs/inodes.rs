@@ -125,6 +125,19 @@ impl Inodes {
         n
     }
 
+    /// The node of backing object `backing`, if the kernel holds one (no number is made up).
+    pub fn node_of(&self, backing: BackingId) -> Option<(u64, NodeInfo)> {
+        let ino = if backing == self.root_backing {
+            ROOT
+        } else if backing.0 == self.root_dev && backing.1 > ROOT && backing.1 < SPILL_BASE {
+            backing.1
+        } else {
+            *self.spill.get(&backing)?
+        };
+        let info = self.info(ino)?;
+        (info.backing == backing).then_some((ino, info))
+    }
+
     /// Whether a lookup of `backing` should bring its [`Identity`]: the node is new (its birth
     /// is recorded) or has no known name left (it may be a reused number). A lookup of a node
     /// with known names needs none, so a backing without birth times pays nothing for it.

@@ -19,6 +19,7 @@ mod adapter;
 mod atime;
 pub mod attr;
 mod attrops;
+pub mod control;
 mod core;
 mod dir_cache;
 mod dirops;
@@ -26,6 +27,7 @@ mod fileops;
 mod forward;
 pub mod handles;
 pub mod inodes;
+mod live;
 mod lock;
 mod memory;
 pub mod mounts;
@@ -74,6 +76,9 @@ pub struct MountOptions {
     pub threads: usize,
     /// Unmount after this long without any filesystem request and with no open files.
     pub idle: Option<Duration>,
+    /// The config file the vault was unlocked from (forward mode): given, the daemon serves a
+    /// control socket through which `coffer rekey` rekeys the mounted vault.
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// When reads update access times (the mount(8) options of the same names).

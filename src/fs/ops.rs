@@ -65,6 +65,16 @@ pub trait Ops: Send + Sync + 'static {
     /// Where the session's notifier goes once the session exists.
     fn notifier_slot(&self) -> Arc<OnceLock<Notifier>>;
 
+    /// Serves the mount's control socket at `socket` (forward mode: `coffer rekey` of the
+    /// mounted vault, unlocked from `config`); kept until the mount ends. None: no socket.
+    fn control(
+        _fs: &Arc<Self>,
+        _socket: std::path::PathBuf,
+        _config: std::path::PathBuf,
+    ) -> Option<super::control::Control> {
+        None
+    }
+
     /// Looks `name` up in directory `parent`; counts a lookup of what it finds.
     fn lookup(&self, parent: u64, name: &[u8]) -> Result<EntryOut>;
 

@@ -76,6 +76,9 @@ struct Prepared<T> {
     setup: FuseSetup,
     /// The per-CIPHERDIR lock (forward mode), held until the mount ends.
     lock: Option<MountLock>,
+    /// The config the vault was unlocked from (forward mode, when known): enables the
+    /// control socket.
+    config: Option<PathBuf>,
 }
 
 /// How to ask the kernel for a mount: fuser's configuration, and what is set on the mount
@@ -131,6 +134,7 @@ fn prepare_vault(mut vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Re
         mountpoint,
         setup,
         lock: Some(lock),
+        config: opts.config.clone(),
     })
 }
 
@@ -154,11 +158,12 @@ fn prepare_reverse(
         mountpoint,
         setup,
         lock: None,
+        config: None,
     })
 }
 
 /// Mounts `fs`: hands the session's notifier to `slot` and raises the mount's readahead.
-fn new_session<T: Ops>(fs: T, mountpoint: &Path, setup: &FuseSetup) -> io::Result<Session<Adapter<T>>> {
+fn new_session<T: Ops>(fs: Arc<T>, mountpoint: &Path, setup: &FuseSetup) -> io::Result<Session<Adapter<T>>> {
     let slot = fs.notifier_slot();
     let session = Session::new(Adapter::new(fs), mountpoint, &setup.config)?;
     // On failure the session is dropped, which unmounts.
@@ -298,12 +303,18 @@ fn serve<T: Ops>(p: Prepared<T>, idle: Option<Duration>, on_ready: Box<dyn FnOnc
     install_signal_handlers();
     let activity = p.fs.activity();
     let mountpoint = p.mountpoint.as_path();
-    let session = new_session(p.fs, mountpoint, &p.setup)?;
+    let fs = Arc::new(p.fs);
+    let session = new_session(fs.clone(), mountpoint, &p.setup)?;
     let lock = p.lock;
     match &lock {
         Some(l) => log::info!("mounted {} (lock {})", mountpoint.display(), l.path().display()),
         None => log::info!("mounted {}", mountpoint.display()),
     }
+    let control = match (&lock, p.config) {
+        (Some(l), Some(config)) => T::control(&fs, super::control::socket_path(l.path()), config),
+        _ => None,
+    };
+    drop(fs);
     // From another thread: on_ready may touch the mount, which needs the loop below serving.
     std::thread::Builder::new()
         .name("coffer-ready".into())
@@ -332,6 +343,7 @@ fn serve<T: Ops>(p: Prepared<T>, idle: Option<Duration>, on_ready: Box<dyn FnOnc
     let served = session_end(session.run());
     stop.store(true, Ordering::SeqCst);
     let _ = watcher.join();
+    drop(control);
     drop(lock);
     served.map_err(MountError::Io)
 }
@@ -425,7 +437,7 @@ pub fn spawn(served: impl Into<Served>, mountpoint: &Path, opts: &MountOptions) 
 }
 
 fn spawn_prepared<T: Ops>(p: Prepared<T>) -> Result<MountHandle, MountError> {
-    let session = new_session(p.fs, &p.mountpoint, &p.setup)?;
+    let session = new_session(Arc::new(p.fs), &p.mountpoint, &p.setup)?;
     let bg = session.spawn()?;
     // Only now: a stat of the mountpoint needs the session serving.
     let conn = connection_of(&p.mountpoint).ok();

@@ -14,7 +14,8 @@ use crate::vault::{CryptFile, Dir, Result, VaultError};
 enum Target {
     Dir(Arc<Dir>),
     File(CryptFile, Arc<std::sync::RwLock<()>>),
-    Handle(Arc<FileHandle>),
+    /// An open handle (the object has no name left): its file as it was when found.
+    Handle(Arc<CryptFile>, Arc<FileHandle>),
     /// Symlinks and special files: no user xattrs (as on Linux file systems).
     None,
 }
@@ -28,7 +29,7 @@ impl Target {
         match self {
             Target::Dir(d) => Some(d.fd.as_raw_fd()),
             Target::File(f, _) => Some(f.backing().as_raw_fd()),
-            Target::Handle(h) => Some(h.file.backing().as_raw_fd()),
+            Target::Handle(f, _) => Some(f.backing().as_raw_fd()),
             Target::None => None,
         }
     }
@@ -38,7 +39,7 @@ impl Target {
         match self {
             Target::Dir(d) => &d.rel,
             Target::File(f, _) => f.rel(),
-            Target::Handle(h) => h.file.rel(),
+            Target::Handle(f, _) => f.rel(),
             Target::None => std::path::Path::new(""),
         }
     }
@@ -51,7 +52,7 @@ impl Target {
     fn file(&self) -> Option<(&CryptFile, &std::sync::RwLock<()>)> {
         match self {
             Target::File(f, l) => Some((f, l)),
-            Target::Handle(h) => Some((&h.file, &h.lock)),
+            Target::Handle(f, h) => Some((f, &h.lock)),
             _ => None,
         }
     }
@@ -67,7 +68,7 @@ impl CofferFs {
                 Err(e) if !has_no_name(&e) => Err(e),
                 Err(e) => {
                     let h = self.files.find(|h| h.ino == ino && (h.writable || !write)).ok_or(e)?;
-                    Ok(Target::Handle(h))
+                    Ok(Target::Handle(h.file(), h))
                 }
             },
             _ if ino == ROOT => Ok(Target::Dir(self.dir(ino)?)),

@@ -53,6 +53,14 @@ impl EpochKeys {
     }
 }
 
+impl EpochKeys {
+    /// A value that tells this epoch's key apart from any other without showing it: its names
+    /// key's SIV of a fixed probe (deterministic, one-way for anyone without the key).
+    fn fingerprint(&self) -> Vec<u8> {
+        self.set.names.encrypt(b"coffer epoch fingerprint", b"probe")
+    }
+}
+
 /// Every epoch a vault can read, oldest first; never empty.
 #[derive(Debug)]
 pub struct VaultKeys {
@@ -101,6 +109,26 @@ impl VaultKeys {
     /// The layout-1 epoch (a config-version-1 vault's key, kept until `rekey --finish`).
     pub fn layout1(&self) -> Option<&EpochKeys> {
         self.epochs.iter().find(|e| e.layout == Layout::V1)
+    }
+
+    /// Whether `newer` holds every epoch of `self` with the same key (an epoch without an ID,
+    /// a config-version-1 vault's key, is found by its key alone): the check before a running
+    /// mount swaps its keys for a config that a rekey wrote, so nothing it reads is lost.
+    pub fn covered_by(&self, newer: &VaultKeys) -> bool {
+        self.epochs.iter().all(|e| {
+            let fp = e.fingerprint();
+            newer
+                .epochs
+                .iter()
+                .any(|n| (e.id.is_none() || n.id == e.id) && n.layout == e.layout && n.fingerprint() == fp)
+        })
+    }
+
+    /// Whether `newer`'s newest epoch is this set's newest (same ID and key): the check before
+    /// a running mount drops its older epochs after `rekey --finish`.
+    pub fn same_newest(&self, newer: &VaultKeys) -> bool {
+        let (a, b) = (self.newest(), newer.newest());
+        a.id == b.id && a.layout == b.layout && a.fingerprint() == b.fingerprint()
     }
 
     /// How many epochs there are.

@@ -19,6 +19,7 @@ use crate::format::header::FileHeader;
 use super::backing::{temp_name, TimeSpec};
 use super::dir::{Dir, Entry};
 use super::error::{IoContext, Result, VaultError};
+use super::live::Live;
 use super::walk::{walk_fd_budget, DirChain};
 use super::{CryptFile, Vault};
 
@@ -26,7 +27,7 @@ use super::{CryptFile, Vault};
 const COPY_CHUNK: usize = 1 << 20;
 
 /// What a walk found or did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Migration {
     /// Directories walked.
     pub dirs: u64,
@@ -44,6 +45,11 @@ pub struct Migration {
     pub links: u64,
     /// Objects left under an older epoch, with why (a hard-linked file, a name taken, damage).
     pub left: Vec<String>,
+    /// Files of a mounted vault left as they were because they changed, or were opened, while
+    /// they were being sealed again: another pass takes them.
+    pub changed: u64,
+    /// The walk stopped before its end (asked to by [`Live::stop`]).
+    pub stopped: bool,
 }
 
 impl Migration {
@@ -101,6 +107,23 @@ impl Vault {
     /// Walks the whole tree and moves (or, with [`Mode::Plan`], counts) every object still
     /// under an older key epoch. `progress` sees the running totals after each object.
     pub fn migrate_to_newest(&self, mode: Mode, progress: &mut dyn FnMut(&Migration)) -> Result<Migration> {
+        self.migrate_walk(mode, None, progress)
+    }
+
+    /// [`migrate_to_newest`](Self::migrate_to_newest) of a vault that a running mount serves,
+    /// moving each object around the mount's own use of it (see [`Live`]). Hard-linked files
+    /// are left and reported; files that changed while they were copied are counted in
+    /// [`Migration::changed`] for another pass.
+    pub fn migrate_live(&self, live: &dyn Live, progress: &mut dyn FnMut(&Migration)) -> Result<Migration> {
+        self.migrate_walk(Mode::Move, Some(live), progress)
+    }
+
+    fn migrate_walk(
+        &self,
+        mode: Mode,
+        live: Option<&dyn Live>,
+        progress: &mut dyn FnMut(&Migration),
+    ) -> Result<Migration> {
         if mode == Mode::Move {
             self.check_writable()?;
         }
@@ -113,8 +136,14 @@ impl Vault {
         let mut chain = DirChain::new(root, walk_fd_budget()).at(self.cipherdir())?;
         let mut frames = Vec::new();
         let mut links = Links::default();
-        self.enter_dir(&mut chain, &mut frames, Vec::new(), mode, &mut out)?;
+        self.enter_dir(&mut chain, &mut frames, Vec::new(), mode, live, &mut out)?;
         while let Some(frame) = frames.last_mut() {
+            // A walk of a mounted vault has no new copies pending: each file is renamed as
+            // soon as it is sealed, so it can stop between any two objects.
+            if live.is_some_and(|l| l.stop()) {
+                out.stopped = true;
+                return Ok(out);
+            }
             let Some(e) = frame.entries.get(frame.next).cloned() else {
                 let pending = std::mem::take(&mut frame.pending);
                 self.rename_pending(chain.top().at(self.cipherdir())?, pending, &mut out);
@@ -130,7 +159,7 @@ impl Vault {
             plain.extend_from_slice(&e.plain);
             let dir = chain.top().at(self.cipherdir())?;
             let shown = String::from_utf8_lossy(&plain).into_owned();
-            let backing = match self.move_name(dir, &e, mode, &mut out) {
+            let backing = match self.move_name(dir, &e, mode, live, &mut out) {
                 Ok(Some(b)) => b,
                 Ok(None) => {
                     out.left.push(format!("{shown}: its newest-epoch name is taken"));
@@ -153,10 +182,14 @@ impl Vault {
                     Ok(child) => {
                         let rel = dir.rel_child(&backing);
                         chain.push(&backing, child).at(rel)?;
-                        self.enter_dir(&mut chain, &mut frames, plain, mode, &mut out)?;
+                        self.enter_dir(&mut chain, &mut frames, plain, mode, live, &mut out)?;
                         Ok(())
                     }
                     Err(err) => Err(err),
+                },
+                libc::S_IFREG if live.is_some() => match live {
+                    Some(l) => self.move_file_live(l, dir, &backing, &st, &mut out),
+                    None => Ok(()),
                 },
                 libc::S_IFREG => match self.move_file(dir, &backing, &st, mode, &mut out, &mut links) {
                     Ok(Some(p)) => {
@@ -171,7 +204,7 @@ impl Vault {
                     Ok(None) => Ok(()),
                     Err(e) => Err(e),
                 },
-                libc::S_IFLNK => self.move_symlink(dir, &backing, mode, &mut out),
+                libc::S_IFLNK => self.move_symlink(dir, &backing, mode, live, &mut out),
                 _ => Ok(()),
             };
             if let Err(err) = done {
@@ -195,6 +228,7 @@ impl Vault {
         frames: &mut Vec<Frame>,
         plain: Vec<u8>,
         mode: Mode,
+        live: Option<&dyn Live>,
         out: &mut Migration,
     ) -> Result<()> {
         let dir = chain.top().at(self.cipherdir())?;
@@ -208,7 +242,16 @@ impl Vault {
             Ok(true) => {}
             Ok(false) => {
                 if mode == Mode::Move {
-                    if let Err(err) = self.reseal_xattrs(dir.fd.as_raw_fd(), &dir.iv) {
+                    let reseal = || self.reseal_xattrs(dir.fd.as_raw_fd(), &dir.iv);
+                    let done = match live {
+                        Some(l) => dir
+                            .fd
+                            .fstat()
+                            .at(&dir.rel)
+                            .and_then(|st| l.with_object_locked(&st, &mut |_| reseal())),
+                        None => reseal(),
+                    };
+                    if let Err(err) = done {
                         out.left.push(format!("{shown} (xattrs): {err}"));
                     }
                 }
@@ -235,7 +278,14 @@ impl Vault {
     /// Renames entry `e` of `dir` to its backing name under the newest epoch and the diriv
     /// (long-name and symlink sidecars follow); the backing name it has now. `None`: that name
     /// is taken by another entry.
-    fn move_name(&self, dir: &Dir, e: &Entry, mode: Mode, out: &mut Migration) -> Result<Option<Vec<u8>>> {
+    fn move_name(
+        &self,
+        dir: &Dir,
+        e: &Entry,
+        mode: Mode,
+        live: Option<&dyn Live>,
+        out: &mut Migration,
+    ) -> Result<Option<Vec<u8>>> {
         let target = self.cipher_name(dir, &e.plain)?;
         if target.entry == e.backing {
             return Ok(Some(e.backing.clone()));
@@ -249,13 +299,17 @@ impl Vault {
         if mode == Mode::Plan {
             return Ok(Some(e.backing.clone()));
         }
-        self.move_entry(dir, &e.backing, &target)?;
+        match live {
+            Some(l) => l.quiet(&mut || self.move_entry(dir, &e.backing, &target))?,
+            None => self.move_entry(dir, &e.backing, &target)?,
+        }
         Ok(Some(target.entry))
     }
 
     /// Whether a file with header `h` is sealed under the newest epoch.
-    fn header_current(&self, h: &FileHeader) -> bool {
-        let newest = self.vault_keys().newest();
+    pub(super) fn header_current(&self, h: &FileHeader) -> bool {
+        let all_keys = self.vault_keys();
+        let newest = all_keys.newest();
         match newest.layout {
             Layout::V3 => newest.id.is_some() && h.epoch_id() == newest.id,
             Layout::V1 => h.epoch_id().is_none(),
@@ -369,7 +423,7 @@ impl Vault {
 
     /// Seals `old` (header `h`) again into the new file `tmp` of `dir` (not yet synced: see
     /// [`rename_pending`](Self::rename_pending)); returns it, open.
-    fn reseal_into(
+    pub(super) fn reseal_into(
         &self,
         dir: &Dir,
         old: &CryptFile,
@@ -429,7 +483,14 @@ impl Vault {
     }
 
     /// Seals symlink `backing`'s target again under the newest epoch.
-    fn move_symlink(&self, dir: &Dir, backing: &[u8], mode: Mode, out: &mut Migration) -> Result<()> {
+    fn move_symlink(
+        &self,
+        dir: &Dir,
+        backing: &[u8],
+        mode: Mode,
+        live: Option<&dyn Live>,
+        out: &mut Migration,
+    ) -> Result<()> {
         if self.symlink_current(dir, backing)? {
             return Ok(());
         }
@@ -437,7 +498,10 @@ impl Vault {
         if mode == Mode::Plan {
             return Ok(());
         }
-        self.reseal_symlink(dir, backing)
+        match live {
+            Some(l) => l.quiet(&mut || self.reseal_symlink(dir, backing)),
+            None => self.reseal_symlink(dir, backing),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod error;
 pub mod flags;
 pub mod fsck;
 pub mod keys;
+pub mod live;
 mod merge;
 pub mod migrate;
 pub mod rekey;
@@ -22,6 +23,7 @@ pub mod unlock;
 pub mod walk;
 mod xattr;
 
+use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,7 +57,9 @@ use crate::format::names::NameEncoding;
 pub struct Vault {
     cipherdir: PathBuf,
     root: DirFd,
-    keys: Arc<VaultKeys>,
+    /// Swapped whole when a rekey of a running mount adopts a new epoch ([`Vault::adopt_keys`]);
+    /// every reader takes the set current at its start and keeps it to its end.
+    keys: ArcSwap<VaultKeys>,
     params: VaultParams,
     flags: flags::LiveFlags,
     read_only: bool,
@@ -71,6 +75,17 @@ pub struct Touch {
     pub dirs: bool,
 }
 
+/// The newest epoch's ciphers of one moment, kept alive by the caller.
+pub struct NewestKeys(Arc<VaultKeys>);
+
+impl std::ops::Deref for NewestKeys {
+    type Target = KeySet;
+
+    fn deref(&self) -> &KeySet {
+        &self.0.newest().set
+    }
+}
+
 impl Vault {
     /// Opens CIPHERDIR with an unlocked master key and the vault's parameters.
     pub fn open(cipherdir: &Path, master: &MasterKey, params: VaultParams, read_only: bool) -> Result<Vault> {
@@ -81,7 +96,7 @@ impl Vault {
     /// Opens CIPHERDIR with the keys of every epoch the vault can read.
     pub fn open_with_keys(cipherdir: &Path, keys: VaultKeys, params: VaultParams, read_only: bool) -> Result<Vault> {
         let root = DirFd::open_path(cipherdir).at(cipherdir)?;
-        let keys = Arc::new(keys);
+        let keys = ArcSwap::from_pointee(keys);
         Ok(Vault {
             cipherdir: cipherdir.to_path_buf(),
             root,
@@ -135,13 +150,41 @@ impl Vault {
     }
 
     /// The ciphers of the newest epoch: everything written now is sealed with them.
-    pub fn keys(&self) -> &KeySet {
-        &self.keys.newest().set
+    pub fn keys(&self) -> NewestKeys {
+        NewestKeys(self.keys.load_full())
     }
 
-    /// The ciphers of every epoch the vault can read.
-    pub fn vault_keys(&self) -> &Arc<VaultKeys> {
-        &self.keys
+    /// Reads and writes with `keys` from now on: the keys of a config a rekey wrote while this
+    /// vault is mounted. Refused unless `keys` holds every epoch the vault has now (with the
+    /// same keys), so no object readable before becomes unreadable. Handles opened before keep
+    /// the keys they were opened with; objects are written under the new newest epoch.
+    pub fn adopt_keys(&self, keys: VaultKeys) -> Result<()> {
+        if !self.keys.load().covered_by(&keys) {
+            return Err(VaultError::ConfigTampered(
+                "the new config does not hold every key epoch this vault reads now".into(),
+            ));
+        }
+        self.keys.store(Arc::new(keys));
+        Ok(())
+    }
+
+    /// Reads and writes with `keys` from now on, dropping the epochs it lacks: the keys of the
+    /// config `rekey --finish` wrote while this vault is mounted. Refused unless the newest
+    /// epoch stays the same.
+    pub fn forget_older_keys(&self, keys: VaultKeys) -> Result<()> {
+        if !self.keys.load().same_newest(&keys) {
+            return Err(VaultError::ConfigTampered(
+                "the new config's newest key epoch is not the one this vault writes with".into(),
+            ));
+        }
+        self.keys.store(Arc::new(keys));
+        Ok(())
+    }
+
+    /// The ciphers of every epoch the vault can read (the set current now: a rekey of a
+    /// running mount may adopt a newer one meanwhile).
+    pub fn vault_keys(&self) -> Arc<VaultKeys> {
+        self.keys.load_full()
     }
 
     /// Format parameters (flags, long-name limit) as unlocked; a flag added since shows in
@@ -218,14 +261,15 @@ impl Vault {
     /// the newest epoch has layout 3, else version 2 in vaults with the `block_sessions` flag,
     /// else version 1.
     pub(crate) fn crypt_file(&self, f: std::fs::File, rel: PathBuf) -> CryptFile {
-        let version = if self.keys.newest().layout == Layout::V3 {
+        let keys = self.vault_keys();
+        let version = if keys.newest().layout == Layout::V3 {
             FILE_V3
         } else if self.params.has_flag(FLAG_BLOCK_SESSIONS) {
             FILE_V2
         } else {
             FILE_V1
         };
-        CryptFile::new(f, self.keys.clone(), rel, version)
+        CryptFile::new(f, keys, rel, version)
     }
 }
 

@@ -103,9 +103,24 @@ pub fn finish(path: &Path, password: &[u8], vault: &Vault) -> Result<Finish> {
     if left.moved() > 0 || !left.left.is_empty() {
         return Ok(Finish::Refused(left));
     }
-    let Some((newest, _)) = opened.list.iter().max_by_key(|(e, _)| e.seq) else {
-        return Ok(Finish::Done(cfg));
+    forget_older(path, password, vault.cipherdir()).map(Finish::Done)
+}
+
+/// The last step of `rekey --finish`, once a walk found nothing under an older epoch: writes
+/// `coffer.epochs` and the config at `path` with the newest epoch alone. A config with one
+/// epoch is left as it is.
+pub fn forget_older(path: &Path, password: &[u8], cipherdir: &Path) -> Result<Config> {
+    let cfg = unlock::read_config(path)?;
+    let (newest_key, _) = unlock::unlock_with_password_kek(&cfg, password)?;
+    let Some(opened) = epoch_keys(&cfg, &newest_key)? else {
+        return Ok(cfg);
     };
+    let Some((newest, _)) = opened.list.iter().max_by_key(|(e, _)| e.seq) else {
+        return Ok(cfg);
+    };
+    if opened.list.len() == 1 {
+        return Ok(cfg);
+    }
     let epochs = Epochs::new(vec![Epoch {
         sealed_key: None,
         ..newest.clone()
@@ -116,9 +131,8 @@ pub fn finish(path: &Path, password: &[u8], vault: &Vault) -> Result<Finish> {
         t: cfg.kdf.t,
         p: cfg.kdf.p,
     };
-    write_epochs_file(vault.cipherdir(), opened.vault, &epochs)?;
-    let config = unlock::write_epochs(path, &cfg.params(), cost, opened.vault, &epochs, &newest_key, password)?;
-    Ok(Finish::Done(config))
+    write_epochs_file(cipherdir, opened.vault, &epochs)?;
+    unlock::write_epochs(path, &cfg.params(), cost, opened.vault, &epochs, &newest_key, password)
 }
 
 #[cfg(test)]

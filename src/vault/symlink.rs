@@ -25,7 +25,8 @@ impl Vault {
         if dir.fd.stat(&name.entry).is_ok() {
             return Err(VaultError::errno_at(dir.rel_child(&name.entry), libc::EEXIST));
         }
-        let newest = self.vault_keys().newest();
+        let all_keys = self.vault_keys();
+        let newest = all_keys.newest();
         let sealed = newest.seal_small(&newest.set.symlinks, symlink_aad(newest.layout), target)?;
         let encoded = names::encode(&sealed);
         self.write_sidecar(dir, &name)?;
@@ -74,7 +75,8 @@ impl Vault {
     /// Whether the target of backing symlink `entry` is sealed under the newest epoch.
     pub(super) fn symlink_current(&self, dir: &Dir, entry: &[u8]) -> Result<bool> {
         let sealed = self.sealed_target(dir, entry)?;
-        let newest = self.vault_keys().newest();
+        let all_keys = self.vault_keys();
+        let newest = all_keys.newest();
         Ok(newest.may_have_sealed(&sealed)
             && newest
                 .set
@@ -90,7 +92,8 @@ impl Vault {
         let target = self.readlink(dir, entry)?;
         let rel = dir.rel_child(entry);
         let st = dir.fd.stat(entry).at(&rel)?;
-        let newest = self.vault_keys().newest();
+        let all_keys = self.vault_keys();
+        let newest = all_keys.newest();
         let sealed = newest.seal_small(&newest.set.symlinks, symlink_aad(newest.layout), &target)?;
         let link = link_sidecar(entry);
         if dir.fd.readlink(entry).at(&rel)? == SYMLINK_OUT_OF_LINE.as_bytes() {

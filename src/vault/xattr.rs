@@ -147,7 +147,8 @@ impl Vault {
             // No room: seal this one on its own, out of the pack.
             pack.retain(|(n, _)| n != name);
         }
-        let newest = self.vault_keys().newest();
+        let all_keys = self.vault_keys();
+        let newest = all_keys.newest();
         let aad = xattr_value_aad(newest.layout, owner, &cipher);
         let sealed = newest.seal_small(&newest.set.xattr_values, &aad, value)?;
         fsetxattr(fd, &backing, &sealed, 0).map_err(backing_err)?;
@@ -331,7 +332,8 @@ impl Vault {
         if entries.is_empty() {
             return self.drop_pack(fd);
         }
-        let newest = self.vault_keys().newest();
+        let all_keys = self.vault_keys();
+        let newest = all_keys.newest();
         let aad = pack_aad(newest.layout, owner);
         let sealed = newest.seal_small(&newest.set.xattr_values, &aad, &xattr_pack::encode(entries))?;
         fsetxattr(fd, pack_backing_name(newest.layout).as_bytes(), &sealed, 0).map_err(backing_err)?;

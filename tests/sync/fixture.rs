@@ -181,7 +181,7 @@ fn new_and_renamed_names_go_under_the_kept_diriv() {
     let dir = m.cipher.join(&d.rel);
     assert_eq!(fs::read(dir.join("coffer.diriv")).unwrap(), IV_B);
     let under_b = |plain: &str| {
-        let c = coffer::vault::cipher_name_for(v.keys(), v.params(), &IV_B, plain.as_bytes()).unwrap();
+        let c = coffer::vault::cipher_name_for(&v.keys(), v.params(), &IV_B, plain.as_bytes()).unwrap();
         dir.join(std::ffi::OsStr::from_bytes(&c.entry))
     };
     fs::write(shared.join("new.txt"), b"new").unwrap();

@@ -303,7 +303,7 @@ fn diriv_conflict_arriving_under_a_live_mount() {
     let iv_b = [0x5b_u8; 16];
     // Replica B made "shared" too, under its own IV, with from-b.txt and its own same.txt.
     let name_b = |plain: &[u8]| {
-        let c = coffer::vault::cipher_name_for(b.vault.keys(), b.vault.params(), &iv_b, plain).unwrap();
+        let c = coffer::vault::cipher_name_for(&b.vault.keys(), b.vault.params(), &iv_b, plain).unwrap();
         dir.join(std::ffi::OsStr::from_bytes(&c.entry))
     };
     fs::write(m.path("shared/same.txt"), b"same from A").unwrap();

@@ -8,6 +8,7 @@ use crate::format::conflict;
 use crate::format::names;
 use crate::vault::backing::RawEntry;
 use crate::vault::error::{Damage, IoContext, Result, VaultError};
+use crate::vault::keys::VaultKeys;
 use crate::vault::Vault;
 
 use super::{cipher_name_for, CipherName, Dir, Entry};
@@ -18,7 +19,7 @@ const DUP_MARK: &[u8] = b"(coffer duplicate";
 impl Vault {
     /// The backing name of `plain` in `dir` for a new entry (validates the plaintext name).
     pub fn cipher_name(&self, dir: &Dir, plain: &[u8]) -> Result<CipherName> {
-        self.cipher_name_in(self.keys(), &dir.iv, plain)
+        self.cipher_name_in(&self.keys(), &dir.iv, plain)
     }
 
     /// The backing name of `plain` under one epoch's names key and one IV.
@@ -28,9 +29,11 @@ impl Vault {
 
     /// Every (epoch, IV) pair a name of `dir` may be sealed under, in the order they are tried:
     /// the newest epoch first, within an epoch the directory's IV first (docs/FORMAT.md §15.4).
-    fn name_keys<'a>(&'a self, dir: &'a Dir) -> impl Iterator<Item = (&'a KeySet, &'a [u8; DIRIV_LEN])> + 'a {
-        self.vault_keys()
-            .newest_first()
+    fn name_keys<'a>(
+        keys: &'a VaultKeys,
+        dir: &'a Dir,
+    ) -> impl Iterator<Item = (&'a KeySet, &'a [u8; DIRIV_LEN])> + 'a {
+        keys.newest_first()
             .flat_map(move |e| dir.ivs().map(move |iv| (&e.set, iv)))
     }
 
@@ -83,8 +86,8 @@ impl Vault {
             .name_encoding
             .decode(encoded)
             .map_err(|_| VaultError::corrupt(rel, None, Damage::NameEncoding))?;
-        let plain = self
-            .name_keys(dir)
+        let keys = self.vault_keys();
+        let plain = Self::name_keys(&keys, dir)
             .find_map(|(keys, iv)| keys.names.decrypt_name(iv, &raw).ok())
             .ok_or_else(|| VaultError::corrupt(rel, None, Damage::NameAuth))?;
         names::check_plain_name(&plain).map_err(|_| VaultError::corrupt(rel, None, Damage::NameInvalid))?;
@@ -195,7 +198,8 @@ impl Vault {
             return Ok(main);
         }
         // The first pair is the newest epoch under the diriv: `main`, looked at already.
-        for (keys, iv) in self.name_keys(dir).skip(1) {
+        let all = self.vault_keys();
+        for (keys, iv) in Self::name_keys(&all, dir).skip(1) {
             let n = self.cipher_name_in(keys, iv, plain)?;
             if dir.fd.stat(&n.entry).is_ok() {
                 return Ok(n);
@@ -205,7 +209,7 @@ impl Vault {
             if names::check_plain_name(&orig).is_err() {
                 continue;
             }
-            for (keys, iv) in self.name_keys(dir) {
+            for (keys, iv) in Self::name_keys(&all, dir) {
                 let o = self.cipher_name_in(keys, iv, &orig)?;
                 let candidate = match &o.long {
                     None => {
@@ -305,10 +309,12 @@ impl Vault {
     /// The existing entry for `plain` under the diriv or a conflict copy's IV, under any
     /// epoch (no markers).
     fn resolve_direct(&self, dir: &Dir, plain: &[u8]) -> Option<Vec<u8>> {
-        self.name_keys(dir).find_map(|(keys, iv)| {
+        let all = self.vault_keys();
+        let found = Self::name_keys(&all, dir).find_map(|(keys, iv)| {
             let n = self.cipher_name_in(keys, iv, plain).ok()?;
             dir.fd.stat(&n.entry).ok().map(|_| n.entry)
-        })
+        });
+        found
     }
 
     /// Finds the backing entry shown as `plain` in `dir` and stats it (lstat semantics).

@@ -1,0 +1,143 @@
+//! A rekey of the running mount: the mount's side of [`Live`]. The walk runs in the daemon
+//! (asked for through the control socket); while it seals a file again the file's inode lock
+//! is held exclusively, and while it renames backing entries the namespace gate is, so no
+//! lookup, open or namespace change sees a half-moved entry and no write lands in a file
+//! that is being replaced. Open handles of a replaced file are pointed at its new copy; the
+//! kernel is told to forget the old entry and attributes once no lock is held.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use fuser::INodeNo;
+
+use super::attr::backing_id;
+use super::core::CofferFs;
+use super::fileops::write_lock;
+use crate::vault::live::Live;
+use crate::vault::migrate::Migration;
+use crate::vault::{IoContext, Result};
+
+/// A kernel notification owed by a rekey: the node of a replaced file (its cached attributes)
+/// and the names the kernel knows it by (parent inode, plaintext name).
+#[derive(Debug)]
+pub struct Owed {
+    ino: u64,
+    names: Vec<(u64, Vec<u8>)>,
+}
+
+/// A rekey walk running in this mount, stopped when `stop` is set.
+pub struct LiveRekey<'a> {
+    fs: &'a CofferFs,
+    stop: &'a AtomicBool,
+}
+
+impl CofferFs {
+    /// Moves every object of the served vault to its newest key epoch (which the vault must
+    /// have adopted), around the mount's own use of them; `progress` sees the running totals.
+    /// Passes are repeated (at most three) while files changed under the walk.
+    pub fn rekey_live(&self, stop: &AtomicBool, progress: &mut dyn FnMut(&Migration)) -> Result<Migration> {
+        let live = LiveRekey { fs: self, stop };
+        let mut total = Migration::default();
+        for _ in 0..3 {
+            let pass = self.vault.migrate_live(&live, &mut |m| {
+                let mut shown = total.clone();
+                add(&mut shown, m);
+                progress(&shown);
+            })?;
+            let again = pass.changed > 0 && !pass.stopped;
+            add(&mut total, &pass);
+            total.left = pass.left;
+            total.changed = pass.changed;
+            total.stopped = pass.stopped;
+            if !again {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// The served vault (for the control socket: plans and key changes).
+    pub fn vault(&self) -> &crate::vault::Vault {
+        &self.vault
+    }
+
+    fn send_owed(&self) {
+        let owed = std::mem::take(&mut *self.owed.lock().unwrap_or_else(|p| p.into_inner()));
+        let Some(n) = self.notifier.get() else { return };
+        for o in owed {
+            for (parent, name) in o.names {
+                if let Err(e) = n.inval_entry(INodeNo(parent), OsStr::from_bytes(&name)) {
+                    log::debug!("invalidating an entry of inode {parent}: {e}");
+                }
+            }
+            self.invalidate_attr(o.ino);
+        }
+    }
+}
+
+/// Adds the counts of `m` to `total` (what each pass moved).
+fn add(total: &mut Migration, m: &Migration) {
+    total.dirs += m.dirs;
+    total.names += m.names;
+    total.files += m.files;
+    total.bytes += m.bytes;
+    total.symlinks += m.symlinks;
+    total.dir_xattrs += m.dir_xattrs;
+    total.links += m.links;
+}
+
+impl Live for LiveRekey<'_> {
+    fn with_object_locked(&self, st: &libc::stat, f: &mut dyn FnMut(bool) -> Result<()>) -> Result<()> {
+        let node = self.fs.table().node_of(backing_id(st));
+        let r = match node {
+            Some((_, info)) => {
+                let _g = write_lock(&info.lock);
+                f(true)
+            }
+            None => f(false),
+        };
+        self.fs.send_owed();
+        r
+    }
+
+    fn knows(&self, st: &libc::stat) -> bool {
+        self.fs.table().node_of(backing_id(st)).is_some()
+    }
+
+    fn quiet(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let _g = self.fs.namespace_quiet();
+        f()
+    }
+
+    fn replacing<'a>(&'a self, old: &libc::stat, new: &File) -> Result<Box<dyn FnOnce() + 'a>> {
+        let id = backing_id(old);
+        let node = self.fs.table().node_of(id);
+        let Some((ino, info)) = node else {
+            return Ok(Box::new(|| {}));
+        };
+        let handles = self.fs.files.all(|h| h.ino == ino);
+        let mut swaps = Vec::with_capacity(handles.len());
+        for h in handles {
+            let file = h.file();
+            let dup = new.try_clone().at(file.rel())?;
+            swaps.push((h, self.fs.vault.crypt_file(dup, file.rel().to_path_buf())));
+        }
+        let names = info.locs.clone();
+        Ok(Box::new(move || {
+            for (h, file) in swaps {
+                h.replace_file(file);
+            }
+            self.fs
+                .owed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Owed { ino, names });
+        }))
+    }
+
+    fn stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,158 @@
+//! `coffer rekey` of a mounted vault: the mount's daemon re-encrypts it while processes keep
+//! files open and write to them; nothing written before, during or after is lost, and
+//! `--finish` leaves the vault under one epoch.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::cli::{coffer, init_version, passfile};
+use crate::support::common::fuse_available;
+use crate::support::daemon::Daemon;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The key epochs `coffer info` lists.
+fn epochs(v: &Path) -> String {
+    let out = coffer(&["info", s(v)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout_str()
+        .lines()
+        .find(|l| l.starts_with("key epochs:"))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_mounted_vault_is_rekeyed_while_a_file_stays_open_and_is_written() {
+    if !fuse_available() {
+        return;
+    }
+    for version in ["1", "2"] {
+        let t = tempfile::tempdir().unwrap();
+        let v = t.path().join("v");
+        let pf = passfile(t.path(), "pw", "pw");
+        assert_eq!(init_version(&v, &pf, version).code, 0);
+        let mnt = t.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let d = Daemon::start(&v, &mnt, &pf, Duration::from_secs(120));
+        let m = d.mnt.clone();
+
+        // A tree, a symlink and an xattr, written under the first epoch.
+        let mut model = Vec::new();
+        std::fs::create_dir_all(m.join("docs/deep")).unwrap();
+        for i in 0..40 {
+            let p = if i % 3 == 0 {
+                format!("docs/deep/f{i}")
+            } else {
+                format!("f{i}")
+            };
+            let data = crate::support::data::bytes(i, 1000 + i as usize * 2500);
+            std::fs::write(m.join(&p), &data).unwrap();
+            model.push((p, data));
+        }
+        std::os::unix::fs::symlink("docs/deep/f0", m.join("link")).unwrap();
+        let c = std::ffi::CString::new(m.join("f1").to_str().unwrap()).unwrap();
+        // SAFETY: valid C strings and buffer.
+        let r = unsafe { libc::setxattr(c.as_ptr(), c"user.tag".as_ptr(), b"kept".as_ptr().cast(), 4, 0) };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+
+        // A file held open for writing across the rekey, and one appended to throughout.
+        let mut held = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(m.join("held.log"))
+            .unwrap();
+        held.write_all(b"before the rekey\n").unwrap();
+        held.sync_all().unwrap();
+        let held_ino = held.metadata().unwrap().ino();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            let path = m.join("appended.log");
+            std::thread::spawn(move || {
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    f.write_all(format!("line {n}\n").as_bytes()).unwrap();
+                    n += 1;
+                    if n % 50 == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                n
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+
+        let before = epochs(&v);
+        let out = coffer(&["rekey", "--passfile", s(&pf), s(&v)], None);
+        assert_eq!(out.code, 0, "version {version}: {}", out.stderr);
+        assert!(out.stderr.contains("the vault is mounted"), "{}", out.stderr);
+        assert_ne!(epochs(&v), before, "a new epoch was started");
+
+        // The handle opened before the rekey writes on, into the file's new copy.
+        held.write_all(b"after the rekey\n").unwrap();
+        held.sync_all().unwrap();
+        held.seek(SeekFrom::Start(0)).unwrap();
+        let mut through_handle = String::new();
+        held.read_to_string(&mut through_handle).unwrap();
+        assert_eq!(through_handle, "before the rekey\nafter the rekey\n");
+        drop(held);
+        assert_eq!(
+            std::fs::read_to_string(m.join("held.log")).unwrap(),
+            "before the rekey\nafter the rekey\n",
+            "a new open sees what the old handle wrote"
+        );
+        let _ = held_ino;
+        stop.store(true, Ordering::Relaxed);
+        let lines = writer.join().unwrap();
+        let text = std::fs::read_to_string(m.join("appended.log")).unwrap();
+        let want: String = (0..lines).map(|n| format!("line {n}\n")).collect();
+        assert_eq!(text.len(), want.len(), "version {version}: appended lines lost");
+        assert!(text == want, "version {version}: appended file differs");
+
+        for (p, data) in &model {
+            assert_eq!(&std::fs::read(m.join(p)).unwrap(), data, "{p}");
+        }
+        assert_eq!(std::fs::read_link(m.join("link")).unwrap(), Path::new("docs/deep/f0"));
+        let mut buf = [0u8; 16];
+        // SAFETY: valid C strings and buffer.
+        let n = unsafe { libc::getxattr(c.as_ptr(), c"user.tag".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert_eq!(&buf[..n.max(0) as usize], b"kept");
+
+        // Everything is under the new epoch: --finish, still mounted, forgets the old one.
+        let out = coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&v)], None);
+        assert_eq!(out.code, 0, "version {version}: {}", out.stderr);
+        std::fs::write(m.join("after-finish"), b"written under the only epoch").unwrap();
+        assert_eq!(
+            std::fs::read(m.join("after-finish")).unwrap(),
+            b"written under the only epoch"
+        );
+        d.stop();
+
+        // Offline: one epoch, fsck clean, every file as written.
+        assert_eq!(epochs(&v).matches('#').count(), 1, "{}", epochs(&v));
+        let out = coffer(&["fsck", "--passfile", s(&pf), s(&v)], None);
+        assert_eq!(out.code, 0, "{}{}", out.stdout_str(), out.stderr);
+        for (p, data) in &model {
+            let out = coffer(&["cat", "--passfile", s(&pf), s(&v), p], None);
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            assert_eq!(&out.stdout, data, "{p}");
+        }
+        let out = coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&v)], None);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(out.stderr.contains("one key epoch"), "{}", out.stderr);
+    }
+}
