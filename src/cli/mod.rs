@@ -23,6 +23,7 @@ mod password;
 mod pin;
 mod progress;
 mod rekey;
+mod rekey_race;
 mod reverse;
 mod tty;
 mod unmount;
