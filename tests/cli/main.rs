@@ -15,3 +15,4 @@ mod passwd;
 mod prompt;
 mod recovery;
 mod rekey;
+mod rekey_race;
