@@ -57,7 +57,10 @@ pub fn read_copies(cipherdir: &Path, cfg: &Config, password: &[u8], held: &mut V
             .is_some_and(|e| e.all().iter().any(|x| x.id == id))
     };
     for path in config_copies(cipherdir) {
-        let shown = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let shown = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let copy = match unlock::read_config(&path) {
             Ok(c) => c,
             Err(e) => {
@@ -125,12 +128,16 @@ pub fn follow(
         )
     };
     let Some(theirs) = theirs else {
-        return Err(lost("coffer.conf was replaced during the rekey by one without key epochs".into())
-            .hint("put this run's config back with `coffer passwd --masterkey CIPHERDIR` and that recovery key"));
+        return Err(
+            lost("coffer.conf was replaced during the rekey by one without key epochs".into())
+                .hint("put this run's config back with `coffer passwd --masterkey CIPHERDIR` and that recovery key"),
+        );
     };
     let cfg = unlock::read_config(path)?;
     if cfg.vault_id != was.vault_id {
-        return Err(lost("coffer.conf was replaced during the rekey by another vault's".into()));
+        return Err(lost(
+            "coffer.conf was replaced during the rekey by another vault's".into(),
+        ));
     }
     match unlock::unlock_with_password(&cfg, password) {
         Ok(key) => {

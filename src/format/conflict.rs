@@ -252,15 +252,27 @@ mod tests {
     #[test]
     fn conflict_copies_of_the_config_are_recognised() {
         for (name, marker) in [
-            ("coffer.sync-conflict-20261206-101010-ABCDEFG.conf", ".sync-conflict-20261206-101010-ABCDEFG"),
+            (
+                "coffer.sync-conflict-20261206-101010-ABCDEFG.conf",
+                ".sync-conflict-20261206-101010-ABCDEFG",
+            ),
             ("coffer (conflicted copy).conf", " (conflicted copy)"),
-            ("coffer (Jo's conflicted copy 2026-12-06).conf", " (Jo's conflicted copy 2026-12-06)"),
+            (
+                "coffer (Jo's conflicted copy 2026-12-06).conf",
+                " (Jo's conflicted copy 2026-12-06)",
+            ),
             ("coffer.conf.conflict1", ".conflict1"),
             ("coffer (1).conf", " (1)"),
         ] {
             assert_eq!(config_copy_marker(name.as_bytes()), Some(marker), "{name}");
         }
-        for name in ["coffer.conf", "coffer.epochs", "coffer.diriv", "coffer (notes).conf", "other (1).conf"] {
+        for name in [
+            "coffer.conf",
+            "coffer.epochs",
+            "coffer.diriv",
+            "coffer (notes).conf",
+            "other (1).conf",
+        ] {
             assert_eq!(config_copy_marker(name.as_bytes()), None, "{name}");
         }
     }

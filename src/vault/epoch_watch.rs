@@ -57,7 +57,10 @@ impl ConfigWatch {
     /// it) is looked at again at the next check.
     pub fn check(&mut self) -> Result<()> {
         let Some(now) = Stamp::of(&self.path) else {
-            log::debug!("{}: not there during the rekey walk; looked at again later", self.path.display());
+            log::debug!(
+                "{}: not there during the rekey walk; looked at again later",
+                self.path.display()
+            );
             self.seen = None;
             return Ok(());
         };
@@ -71,7 +74,10 @@ impl ConfigWatch {
         }) {
             Ok(t) => t,
             Err(e) => {
-                log::debug!("{}: not read during the rekey walk ({e}); looked at again later", self.path.display());
+                log::debug!(
+                    "{}: not read during the rekey walk ({e}); looked at again later",
+                    self.path.display()
+                );
                 return Ok(());
             }
         };

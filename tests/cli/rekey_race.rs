@@ -61,7 +61,13 @@ fn write_files(cipher: &Path, pw: &str, files: &BTreeMap<String, Vec<u8>>) {
 
 /// `cp -a FROM TO`.
 fn cp_a(from: &Path, to: &Path) {
-    assert!(Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap().success());
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success());
 }
 
 /// What a sync client does with a file the other side changed: writes it under a temporary
@@ -215,7 +221,15 @@ fn a_rekey_raced_under_another_password_stops_and_its_recovery_key_reaches_what_
     wait_stopped(&mut on_b);
     let b_epoch = newest_epoch(&b);
     let out = coffer(
-        &["passwd", "--passfile", s(&pf), "--new-passfile", s(&pf2), "--insecure-fast-kdf", s(&a)],
+        &[
+            "passwd",
+            "--passfile",
+            s(&pf),
+            "--new-passfile",
+            s(&pf2),
+            "--insecure-fast-kdf",
+            s(&a),
+        ],
         None,
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -227,10 +241,15 @@ fn a_rekey_raced_under_another_password_stops_and_its_recovery_key_reaches_what_
     let out = resume(on_b);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let b_recovery = recovery_key_from(&out.stdout_str());
-    let error = out.stderr.lines().find(|l| l.contains("another password")).unwrap_or_default();
+    let error = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("another password"))
+        .unwrap_or_default();
     assert!(
-        error.contains(&format!("another machine started a rekey (epoch {a_epoch}) with another password"))
-            && error.contains(&format!("under key epoch {b_epoch}, which coffer.conf no longer lists"))
+        error.contains(&format!(
+            "another machine started a rekey (epoch {a_epoch}) with another password"
+        )) && error.contains(&format!("under key epoch {b_epoch}, which coffer.conf no longer lists"))
             && error.contains("the recovery key printed at the start of this run reads them"),
         "{}",
         out.stderr
@@ -256,7 +275,9 @@ fn a_rekey_raced_under_another_password_stops_and_its_recovery_key_reaches_what_
     let out = coffer(&["rekey", "--accept-config-change", "--passfile", s(&pf2), s(&b)], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stderr.contains(&format!("conflict copy coffer (conflicted copy).conf names epoch {b_epoch}")),
+        out.stderr.contains(&format!(
+            "conflict copy coffer (conflicted copy).conf names epoch {b_epoch}"
+        )),
         "{}",
         out.stderr
     );

@@ -280,7 +280,12 @@ impl Vault {
         self.decrypt_listing_into(dir, raw, &mut Vec::new())
     }
 
-    fn decrypt_listing_into(&self, dir: &Dir, mut raw: Vec<RawEntry>, unopened: &mut Vec<Vec<u8>>) -> Result<Vec<Entry>> {
+    fn decrypt_listing_into(
+        &self,
+        dir: &Dir,
+        mut raw: Vec<RawEntry>,
+        unopened: &mut Vec<Vec<u8>>,
+    ) -> Result<Vec<Entry>> {
         raw.sort_by(|a, b| a.name.cmp(&b.name));
         let mut out: Vec<Entry> = Vec::with_capacity(raw.len());
         let mut count = std::collections::HashMap::<Vec<u8>, usize>::new();
