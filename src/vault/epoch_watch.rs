@@ -112,8 +112,9 @@ mod tests {
             let cfg = unlock::read_config(&unlock::config_path(d, None)).unwrap();
             cfg.epochs().unwrap().unwrap().newest().id
         };
+        let (ours, other) = (newest(a.path()), newest(b.path()));
         let path = unlock::config_path(a.path(), None);
-        let mut watch = ConfigWatch::new(&path, newest(a.path()));
+        let mut watch = ConfigWatch::new(&path, ours);
         watch.check().unwrap();
         let same = std::fs::read(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
@@ -122,9 +123,9 @@ mod tests {
         watch.check().unwrap();
         std::fs::copy(unlock::config_path(b.path(), None), &path).unwrap();
         match watch.check() {
-            Err(VaultError::NewestEpochChanged { ours, theirs }) => {
-                assert_eq!(ours, newest(a.path()));
-                assert_eq!(theirs, Some(newest(b.path())));
+            Err(VaultError::NewestEpochChanged { ours: o, theirs }) => {
+                assert_eq!(o, ours);
+                assert_eq!(theirs, Some(other));
             }
             other => panic!("{other:?}"),
         }

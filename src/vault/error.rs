@@ -279,6 +279,15 @@ mod tests {
         );
         assert_eq!(VaultError::Name(FormatError::NameTooLong).errno(), libc::ENAMETOOLONG);
         assert_eq!(VaultError::ReadOnly.errno(), libc::EROFS);
+        let changed = VaultError::NewestEpochChanged {
+            ours: EpochId([1; 4]),
+            theirs: Some(EpochId([2; 4])),
+        };
+        assert_eq!(changed.errno(), libc::ESTALE);
+        assert_eq!(
+            changed.to_string(),
+            "coffer.conf changed during the rekey: its newest key epoch is 02020202 now, not 01010101"
+        );
         let changed = VaultError::Changed { path: "a/f".into() };
         assert_eq!(changed.errno(), libc::EIO);
         assert!(changed.is_changed() && !changed.is_corrupt());
