@@ -24,6 +24,7 @@ mod pin;
 mod progress;
 mod rekey;
 mod rekey_online;
+mod rekey_race;
 mod reverse;
 mod tty;
 mod unmount;

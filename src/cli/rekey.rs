@@ -2,10 +2,13 @@
 //! one (a plan first, then a progress bar); run again, it continues where it stopped.
 //! `--finish` forgets the older epochs' keys once nothing is left under them.
 
+use coffer::crypto::MasterKey;
 use coffer::format::config::Config;
+use coffer::format::epochs::EpochId;
+use coffer::vault::epoch_watch::ConfigWatch;
 use coffer::vault::migrate::{Migration, Mode};
 use coffer::vault::rekey::{self, Finish};
-use coffer::vault::{unlock, Vault};
+use coffer::vault::{unlock, Vault, VaultError};
 
 use super::args::RekeyArgs;
 use super::error::{code, CliError, CliResult};
@@ -15,6 +18,7 @@ use super::password::{read_secret, Ask};
 use super::pin;
 use super::progress::Progress;
 use super::rekey_online::Daemon;
+use super::rekey_race as race;
 
 /// Runs `rekey`.
 pub fn run(args: &RekeyArgs) -> CliResult {
@@ -72,21 +76,13 @@ pub fn run(args: &RekeyArgs) -> CliResult {
         print_recovery_key(&unlock::recovery_key(&started.config, &started.key)?);
         (started.config, started.key)
     };
-    let vault = open_all(args, &cfg, &key)?;
-    let plan = vault.migrate_to_newest(Mode::Plan, &mut |_| {})?;
-    eprintln!("coffer: to re-encrypt: {}", describe(&plan));
-    let bar = Progress::bytes(plan.bytes);
-    let mut shown = 0;
-    let done = vault.migrate_to_newest(Mode::Move, &mut |m: &Migration| {
-        bar.inc(m.bytes.saturating_sub(shown));
-        shown = m.bytes;
-    })?;
-    bar.finish();
-    report(&done)
+    let (done, lost_to) = walk(args, &path, &password, cfg, key)?;
+    report(&done, lost_to)
 }
 
-/// What a walk did, and whether anything stayed behind (an error then).
-fn report(done: &Migration) -> CliResult {
+/// What a walk did, and whether anything stayed behind (an error then); `lost_to`: the epoch
+/// of another machine's rekey this run followed.
+fn report(done: &Migration, lost_to: Option<EpochId>) -> CliResult {
     eprintln!("coffer: re-encrypted {}", describe(done));
     if done.stopped {
         return Err(CliError::new(code::OTHER, "the rekey stopped before its end")
@@ -104,14 +100,23 @@ fn report(done: &Migration) -> CliResult {
         }
         return Err(CliError::new(
             code::OTHER,
-            format!("{} objects stay under an older key epoch", done.left.len()),
+            format!(
+                "{} objects stay under an older key epoch",
+                done.left.len() as u64 + done.changed
+            ),
         )
         .hint("`coffer rekey --finish` refuses until they are moved: fix what is named above and run `coffer rekey` again"));
     }
-    eprintln!(
-        "coffer: every object is under the new key epoch. Once every copy of this vault has synced, \
-         run `coffer rekey --finish` to forget the older keys."
-    );
+    match lost_to {
+        Some(theirs) => eprintln!(
+            "coffer: another machine started a rekey (epoch {}); this run moved everything to that epoch instead",
+            theirs.to_hex()
+        ),
+        None => eprintln!(
+            "coffer: every object is under the new key epoch. Once every copy of this vault has synced, \
+             run `coffer rekey --finish` to forget the older keys."
+        ),
+    }
     Ok(())
 }
 
@@ -172,7 +177,71 @@ fn online(
     let plan = daemon.plan()?;
     eprintln!("coffer: to re-encrypt: {}", describe(&plan));
     let done = daemon.move_all(plan.bytes)?;
-    report(&done)
+    report(&done, None)
+}
+
+/// Most times one run follows `coffer.conf` to another machine's newest epoch.
+const FOLLOW_MAX: usize = 8;
+
+/// Plans and walks, moving every object to the newest epoch of `cfg` (newest key `key`, the
+/// config at `path`): also those under the epochs of its conflict copies that open with
+/// `password`. When another machine's rekey syncs in during the walk, follows it: walks again
+/// toward its epoch, this run's keys held as older ones. The walk's totals and, if it
+/// followed another machine's rekey, that rekey's epoch.
+fn walk(
+    args: &RekeyArgs,
+    path: &std::path::Path,
+    password: &[u8],
+    mut cfg: Config,
+    mut key: MasterKey,
+) -> CliResult<(Migration, Option<EpochId>)> {
+    let mut held = Vec::new();
+    race::read_copies(&args.cipherdir, &cfg, password, &mut held);
+    let mut lost_to = None;
+    for _ in 0..FOLLOW_MAX {
+        let Some(ours) = race::newest_id(&cfg)? else {
+            return Err(CliError::new(code::NOT_A_VAULT, "config refused: it has no key epochs"));
+        };
+        let vault = race::open_with_held(&args.cipherdir, &cfg, &key, &held)?;
+        let plan = vault.migrate_to_newest(Mode::Plan, &mut |_| {})?;
+        eprintln!("coffer: to re-encrypt: {}", describe(&plan));
+        let bar = Progress::bytes(plan.bytes);
+        let mut shown = 0;
+        let mut watch = ConfigWatch::new(path, ours);
+        let walked = vault
+            .migrate_watched(
+                Mode::Move,
+                &mut |m: &Migration| {
+                    bar.inc(m.bytes.saturating_sub(shown));
+                    shown = m.bytes;
+                    race::test_stop_point(m.files);
+                },
+                &mut || watch.check(),
+            )
+            .and_then(|done| watch.check().map(|()| done));
+        bar.finish();
+        match walked {
+            Ok(done) => return Ok((done, lost_to)),
+            Err(VaultError::NewestEpochChanged { ours, theirs }) => {
+                let (new_cfg, new_key) = race::follow(&args.cipherdir, path, &cfg, password, ours, theirs)?;
+                if let Some(t) = theirs {
+                    eprintln!(
+                        "coffer: coffer.conf now names key epoch {} (another machine's rekey): moving everything to it instead",
+                        t.to_hex()
+                    );
+                }
+                lost_to = theirs;
+                held.push(race::Held { config: cfg, key });
+                (cfg, key) = (new_cfg, new_key);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(CliError::new(
+        code::OTHER,
+        format!("coffer.conf changed {FOLLOW_MAX} times during the rekey: stopped"),
+    )
+    .hint("let the sync client settle, then run `coffer rekey` again"))
 }
 
 /// How many key epochs the config lists (1 for config version 1).
@@ -189,7 +258,8 @@ fn open_all(args: &RekeyArgs, cfg: &Config, key: &coffer::crypto::MasterKey) -> 
     Ok(Vault::open_with_keys(&args.cipherdir, keys, cfg.params(), false)?)
 }
 
-/// "N files (X bytes), M names, K symlink targets, D directories' xattrs[, L more hard links]".
+/// "N files (X bytes), M names, K symlink targets, D directories' xattrs[, L more hard
+/// links][; left: U objects under a key epoch this config does not list]".
 fn describe(m: &Migration) -> String {
     let mut out = format!(
         "{} files ({} bytes), {} names, {} symlink targets, {} directories' xattrs",
@@ -197,6 +267,12 @@ fn describe(m: &Migration) -> String {
     );
     if m.links > 0 {
         out.push_str(&format!(", {} more names of hard-linked files", m.links));
+    }
+    if m.unlisted > 0 {
+        out.push_str(&format!(
+            "; left: {} objects under a key epoch this config does not list",
+            m.unlisted
+        ));
     }
     out
 }

@@ -197,6 +197,17 @@ pub fn split_plain(plain: &[u8]) -> Vec<(Vec<u8>, &str)> {
     out
 }
 
+/// The marker of a sync client's conflict copy of `coffer.conf` (`coffer<marker>.conf`, or
+/// `coffer.conf<end marker>` from rclone), if `name` is one. Such a copy is the other side of
+/// two configs written at once (two machines' `coffer rekey`, docs/FORMAT.md §15.7).
+pub fn config_copy_marker(name: &[u8]) -> Option<&str> {
+    let s = std::str::from_utf8(name).ok()?;
+    if let Some(m) = s.strip_prefix("coffer.conf").filter(|m| is_end_marker(m)) {
+        return Some(m);
+    }
+    s.strip_prefix("coffer")?.strip_suffix(".conf").filter(|m| is_marker(m))
+}
+
 /// Sync clients' own files in CIPHERDIR, hidden from the mount and never reported as damage.
 pub fn is_sync_client_file(name: &[u8]) -> bool {
     let exact: &[&[u8]] = &[
@@ -237,6 +248,34 @@ pub fn is_sync_client_file(name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conflict_copies_of_the_config_are_recognised() {
+        for (name, marker) in [
+            (
+                "coffer.sync-conflict-20261206-101010-ABCDEFG.conf",
+                ".sync-conflict-20261206-101010-ABCDEFG",
+            ),
+            ("coffer (conflicted copy).conf", " (conflicted copy)"),
+            (
+                "coffer (Jo's conflicted copy 2026-12-06).conf",
+                " (Jo's conflicted copy 2026-12-06)",
+            ),
+            ("coffer.conf.conflict1", ".conflict1"),
+            ("coffer (1).conf", " (1)"),
+        ] {
+            assert_eq!(config_copy_marker(name.as_bytes()), Some(marker), "{name}");
+        }
+        for name in [
+            "coffer.conf",
+            "coffer.epochs",
+            "coffer.diriv",
+            "coffer (notes).conf",
+            "other (1).conf",
+        ] {
+            assert_eq!(config_copy_marker(name.as_bytes()), None, "{name}");
+        }
+    }
 
     const E: NameEncoding = NameEncoding::Base64Url;
 

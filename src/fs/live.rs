@@ -86,6 +86,7 @@ fn add(total: &mut Migration, m: &Migration) {
     total.symlinks += m.symlinks;
     total.dir_xattrs += m.dir_xattrs;
     total.links += m.links;
+    total.unlisted += m.unlisted;
 }
 
 impl Live for LiveRekey<'_> {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 pub use super::damage::Damage;
 use crate::crypto::CryptoError;
+use crate::format::epochs::EpochId;
 use crate::format::FormatError;
 
 /// Anything that can go wrong reading or writing a vault. Every variant carries its context.
@@ -105,6 +106,16 @@ pub enum VaultError {
     /// The vault is read-only (reverse mode, `--ro`).
     #[error("read-only vault")]
     ReadOnly,
+    /// A rekey walk stopped because `coffer.conf` no longer names the epoch it moves objects
+    /// to as its newest (another machine's rekey synced in): nothing of the current batch was
+    /// renamed.
+    #[error("coffer.conf changed during the rekey: its newest key epoch is {} now, not {}", theirs.map_or_else(|| "none".to_string(), |t| t.to_hex()), ours.to_hex())]
+    NewestEpochChanged {
+        /// The epoch the walk was moving objects to.
+        ours: EpochId,
+        /// The newest epoch coffer.conf names now (`None`: a config without key epochs).
+        theirs: Option<EpochId>,
+    },
 }
 
 /// Result alias for the vault layer.
@@ -124,6 +135,7 @@ impl VaultError {
             VaultError::Name(_) => libc::EIO,
             VaultError::Unsupported(_) => libc::EOPNOTSUPP,
             VaultError::ReadOnly => libc::EROFS,
+            VaultError::NewestEpochChanged { .. } => libc::ESTALE,
             VaultError::WrongPassword
             | VaultError::ConfigTampered(_)
             | VaultError::Config { .. }
@@ -267,6 +279,15 @@ mod tests {
         );
         assert_eq!(VaultError::Name(FormatError::NameTooLong).errno(), libc::ENAMETOOLONG);
         assert_eq!(VaultError::ReadOnly.errno(), libc::EROFS);
+        let changed = VaultError::NewestEpochChanged {
+            ours: EpochId([1; 4]),
+            theirs: Some(EpochId([2; 4])),
+        };
+        assert_eq!(changed.errno(), libc::ESTALE);
+        assert_eq!(
+            changed.to_string(),
+            "coffer.conf changed during the rekey: its newest key epoch is 02020202 now, not 01010101"
+        );
         let changed = VaultError::Changed { path: "a/f".into() };
         assert_eq!(changed.errno(), libc::EIO);
         assert!(changed.is_changed() && !changed.is_corrupt());

@@ -84,6 +84,20 @@ impl VaultKeys {
         (!epochs.is_empty()).then_some(VaultKeys { epochs })
     }
 
+    /// These epochs with those of `more` that they lack (by ID) read too: `more`'s go before
+    /// the newest, which stays the newest. A rekey that lost a race to another machine's keeps
+    /// its own epochs readable this way until it has moved their objects.
+    pub fn with_older(mut self, more: VaultKeys) -> VaultKeys {
+        let at = self.epochs.len() - 1;
+        let extra: Vec<EpochKeys> = more
+            .epochs
+            .into_iter()
+            .filter(|e| e.id.is_none() || self.epochs.iter().all(|o| o.id != e.id))
+            .collect();
+        self.epochs.splice(at..at, extra);
+        self
+    }
+
     /// The epoch that seals everything written now.
     pub fn newest(&self) -> &EpochKeys {
         // Never empty: both constructors refuse an empty list.
@@ -171,5 +185,21 @@ mod tests {
         assert_eq!(single.len(), 1);
         assert!(single.newest().id.is_none());
         assert!(format!("{keys:?}").contains("03030303"));
+    }
+
+    /// Another key set's epochs join as older ones; the newest stays, an epoch both have is
+    /// kept once.
+    #[test]
+    fn older_epochs_join_below_the_newest() {
+        let v3 = |b: u8| EpochKeys {
+            id: Some(EpochId([b; 4])),
+            layout: Layout::V3,
+            set: KeySet::derive_v3(&MasterKey::from_bytes([b; 32])),
+        };
+        let ours = VaultKeys::from_epochs(vec![v3(1), v3(2)]).unwrap();
+        let theirs = VaultKeys::from_epochs(vec![v3(1), v3(3)]).unwrap();
+        let both = ours.with_older(theirs);
+        let ids: Vec<_> = both.newest_first().map(|e| e.id.unwrap().0[0]).collect();
+        assert_eq!(ids, [2, 3, 1]);
     }
 }

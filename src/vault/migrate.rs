@@ -18,7 +18,7 @@ use crate::format::header::FileHeader;
 
 use super::backing::{temp_name, TimeSpec};
 use super::dir::{Dir, Entry};
-use super::error::{IoContext, Result, VaultError};
+use super::error::{Damage, IoContext, Result, VaultError};
 use super::live::Live;
 use super::walk::{walk_fd_budget, DirChain};
 use super::{CryptFile, Vault};
@@ -43,6 +43,10 @@ pub struct Migration {
     pub dir_xattrs: u64,
     /// Further names of hard-linked files, pointed at the file's new copy (no data written).
     pub links: u64,
+    /// Objects under an epoch this config does not list (names that open under none of its
+    /// keys, files and symlink targets sealed under an epoch ID it lacks): never touched,
+    /// each also in `left`.
+    pub unlisted: u64,
     /// Objects left under an older epoch, with why (a hard-linked file, a name taken, damage).
     pub left: Vec<String>,
     /// Files of a mounted vault left as they were because they changed, or were opened, while
@@ -107,7 +111,21 @@ impl Vault {
     /// Walks the whole tree and moves (or, with [`Mode::Plan`], counts) every object still
     /// under an older key epoch. `progress` sees the running totals after each object.
     pub fn migrate_to_newest(&self, mode: Mode, progress: &mut dyn FnMut(&Migration)) -> Result<Migration> {
-        self.migrate_walk(mode, None, progress)
+        self.migrate_walk(mode, None, progress, &mut || Ok(()))
+    }
+
+    /// [`migrate_to_newest`](Self::migrate_to_newest) that calls `guard` at the start, before
+    /// entering each directory and before each batch of renames; an error of `guard` stops the
+    /// walk at once with that error, the batches not yet renamed discarded (their temporaries
+    /// removed): each object is left as it was or moved, never half way. A rekey's guard is a
+    /// [`ConfigWatch`](super::epoch_watch::ConfigWatch).
+    pub fn migrate_watched(
+        &self,
+        mode: Mode,
+        progress: &mut dyn FnMut(&Migration),
+        guard: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Migration> {
+        self.migrate_walk(mode, None, progress, guard)
     }
 
     /// [`migrate_to_newest`](Self::migrate_to_newest) of a vault that a running mount serves,
@@ -115,7 +133,7 @@ impl Vault {
     /// are left and reported; files that changed while they were copied are counted in
     /// [`Migration::changed`] for another pass.
     pub fn migrate_live(&self, live: &dyn Live, progress: &mut dyn FnMut(&Migration)) -> Result<Migration> {
-        self.migrate_walk(Mode::Move, Some(live), progress)
+        self.migrate_walk(Mode::Move, Some(live), progress, &mut || Ok(()))
     }
 
     fn migrate_walk(
@@ -123,6 +141,7 @@ impl Vault {
         mode: Mode,
         live: Option<&dyn Live>,
         progress: &mut dyn FnMut(&Migration),
+        guard: &mut dyn FnMut() -> Result<()>,
     ) -> Result<Migration> {
         if mode == Mode::Move {
             self.check_writable()?;
@@ -132,6 +151,7 @@ impl Vault {
             // One epoch: nothing can be under another.
             return Ok(out);
         }
+        guard()?;
         let root = self.root_dir()?;
         let mut chain = DirChain::new(root, walk_fd_budget()).at(self.cipherdir())?;
         let mut frames = Vec::new();
@@ -145,6 +165,13 @@ impl Vault {
                 return Ok(out);
             }
             let Some(e) = frame.entries.get(frame.next).cloned() else {
+                if !frame.pending.is_empty() {
+                    if let Err(stop) = guard() {
+                        self.discard_pending(&mut chain, &mut frames);
+                        return Err(stop);
+                    }
+                }
+                let Some(frame) = frames.last_mut() else { break };
                 let pending = std::mem::take(&mut frame.pending);
                 self.rename_pending(chain.top().at(self.cipherdir())?, pending, &mut out);
                 frames.pop();
@@ -180,6 +207,10 @@ impl Vault {
             let done = match st.st_mode & libc::S_IFMT {
                 libc::S_IFDIR => match dir.open_child(self, &backing) {
                     Ok(child) => {
+                        if let Err(stop) = guard() {
+                            self.discard_pending(&mut chain, &mut frames);
+                            return Err(stop);
+                        }
                         let rel = dir.rel_child(&backing);
                         chain.push(&backing, child).at(rel)?;
                         self.enter_dir(&mut chain, &mut frames, plain, mode, live, &mut out)?;
@@ -196,8 +227,13 @@ impl Vault {
                         let Some(frame) = frames.last_mut() else { break };
                         frame.pending.push(p);
                         if frame.pending.len() >= PENDING_MAX {
+                            if let Err(stop) = guard() {
+                                self.discard_pending(&mut chain, &mut frames);
+                                return Err(stop);
+                            }
+                            let Some(frame) = frames.last_mut() else { break };
                             let pending = std::mem::take(&mut frame.pending);
-                            self.rename_pending(dir, pending, &mut out);
+                            self.rename_pending(chain.top().at(self.cipherdir())?, pending, &mut out);
                         }
                         Ok(())
                     }
@@ -208,6 +244,15 @@ impl Vault {
                 _ => Ok(()),
             };
             if let Err(err) = done {
+                if matches!(
+                    err,
+                    VaultError::Corrupt {
+                        damage: Damage::EpochUnknown,
+                        ..
+                    }
+                ) {
+                    out.unlisted += 1;
+                }
                 out.left.push(format!("{shown}: {err}"));
             }
             progress(&out);
@@ -259,8 +304,17 @@ impl Vault {
             }
             Err(err) => out.left.push(format!("{shown} (xattrs): {err}")),
         }
-        let entries = match self.list_quietly(dir) {
-            Ok(e) => e,
+        let entries = match self.list_with_unopened(dir) {
+            Ok((e, unopened)) => {
+                for name in unopened {
+                    out.unlisted += 1;
+                    out.left.push(format!(
+                        "{}: its name opens under no key epoch this config lists (another machine's rekey, or damage)",
+                        dir.rel_child(&name).display()
+                    ));
+                }
+                e
+            }
             Err(err) => {
                 out.left.push(format!("{shown}: {err}"));
                 Vec::new()
@@ -355,6 +409,10 @@ impl Vault {
         if self.header_current(&h) {
             return Ok(None);
         }
+        if h.epoch_id().is_some_and(|id| self.vault_keys().by_id(id).is_none()) {
+            // Another machine's epoch (or another vault's file): left exactly as it is.
+            return Err(VaultError::corrupt(dir.rel_child(backing), None, Damage::EpochUnknown));
+        }
         let len = old.plain_len()?;
         let linked = st.st_nlink > 1;
         if linked && links.0.len() >= LINK_GROUPS_MAX {
@@ -395,6 +453,24 @@ impl Vault {
             tmp,
             target: backing.to_vec(),
         }))
+    }
+
+    /// Removes the new copies not yet renamed in every directory of the walk (a walk stopped
+    /// by its guard): their objects stay as they were.
+    fn discard_pending(&self, chain: &mut DirChain<Dir>, frames: &mut Vec<Frame>) {
+        while let Some(frame) = frames.pop() {
+            match chain.top() {
+                Ok(dir) => {
+                    for p in frame.pending {
+                        if let Err(e) = dir.fd.unlink(&p.tmp) {
+                            log::warn!("{}: {e}", dir.rel_child(&p.tmp).display());
+                        }
+                    }
+                }
+                Err(e) => log::warn!("{} new copies left as temporaries: {e}", frame.pending.len()),
+            }
+            chain.pop();
+        }
     }
 
     /// Renames each new copy of `dir` over the name it replaces, once one `syncfs` has made

@@ -16,3 +16,4 @@ mod prompt;
 mod recovery;
 mod rekey;
 mod rekey_online;
+mod rekey_race;

@@ -131,7 +131,10 @@ impl Vault {
     /// The plaintext name of a sync-client conflict copy (`Ok(None)` for copies of coffer's own
     /// files and for the clients' temp files).
     fn conflict_plain_name(&self, dir: &Dir, backing: &[u8], rel: &Path) -> Result<Option<Vec<u8>>> {
-        if conflict::is_sync_client_file(backing) || self.is_long_link_copy(backing) {
+        if conflict::is_sync_client_file(backing)
+            || conflict::config_copy_marker(backing).is_some()
+            || self.is_long_link_copy(backing)
+        {
             return Ok(None);
         }
         for c in conflict::parse_copy(backing, self.params().name_encoding) {
@@ -268,7 +271,25 @@ impl Vault {
         self.decrypt_listing(dir, dir.fd.list().at(&dir.rel)?)
     }
 
-    fn decrypt_listing(&self, dir: &Dir, mut raw: Vec<RawEntry>) -> Result<Vec<Entry>> {
+    /// Like [`list_quietly`](Self::list_quietly), also returning the backing names of the
+    /// entries skipped because their name opens under no epoch's key (another machine's key
+    /// epoch, or damage): a rekey reports them instead of passing them over.
+    pub(in crate::vault) fn list_with_unopened(&self, dir: &Dir) -> Result<(Vec<Entry>, Vec<Vec<u8>>)> {
+        let mut unopened = Vec::new();
+        let entries = self.decrypt_listing_into(dir, dir.fd.list().at(&dir.rel)?, &mut unopened)?;
+        Ok((entries, unopened))
+    }
+
+    fn decrypt_listing(&self, dir: &Dir, raw: Vec<RawEntry>) -> Result<Vec<Entry>> {
+        self.decrypt_listing_into(dir, raw, &mut Vec::new())
+    }
+
+    fn decrypt_listing_into(
+        &self,
+        dir: &Dir,
+        mut raw: Vec<RawEntry>,
+        unopened: &mut Vec<Vec<u8>>,
+    ) -> Result<Vec<Entry>> {
         raw.sort_by(|a, b| a.name.cmp(&b.name));
         let mut out: Vec<Entry> = Vec::with_capacity(raw.len());
         let mut count = std::collections::HashMap::<Vec<u8>, usize>::new();
@@ -284,7 +305,18 @@ impl Vault {
                     })
                 }
                 Ok(None) => {}
-                Err(err) => log::warn!("skipping entry: {err}"),
+                Err(err) => {
+                    if matches!(
+                        err,
+                        VaultError::Corrupt {
+                            damage: Damage::NameAuth,
+                            ..
+                        }
+                    ) {
+                        unopened.push(e.name);
+                    }
+                    log::warn!("skipping entry: {err}")
+                }
             }
         }
         // The entry `resolve` finds keeps the name; the others are numbered in backing order.
