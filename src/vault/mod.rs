@@ -8,6 +8,7 @@ mod content;
 mod damage;
 mod dir;
 mod entries;
+pub mod epoch_census;
 pub mod epochs;
 mod error;
 pub mod flags;

@@ -10,6 +10,7 @@ mod docs_tokens;
 mod errors;
 mod export;
 mod fsck;
+mod info;
 mod mount;
 mod passwd;
 mod prompt;
