@@ -85,7 +85,9 @@ impl CofferFs {
         let info = self.node(ino)?;
         // Read-write even for O_WRONLY: partial-block rewrites and the header need reads.
         let write = is_write(flags);
-        let file = self.open_backing(ino, &info, write)?;
+        let file = self
+            .open_backing(ino, &info, write)
+            .inspect_err(|e| self.after_failure(e))?;
         self.activity.opened();
         Ok(self.files.insert(FileHandle {
             ino,
@@ -148,7 +150,7 @@ impl CofferFs {
         let mut buf = vec![0u8; size as usize];
         let read = h.file.read_at(&mut buf, offset);
         self.log_notices(ino, &h.file);
-        buf.truncate(read?);
+        buf.truncate(read.inspect_err(|e| self.after_failure(e))?);
         if self.vault.touch_atime().files {
             // strictatime: the read has been served; a failed touch is only logged.
             if let Err(e) = backing::touch_atime(h.file.backing().as_raw_fd()) {

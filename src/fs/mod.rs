@@ -13,12 +13,14 @@
 //! [`inodes`] (inode numbers, lookup counts), [`handles`], [`attr`] (stat conversion), `core`
 //! (shared state, finding inodes in CIPHERDIR), `dir_cache` (backing directories kept open),
 //! `dirops`, `fileops`, `attrops`, `xattrops`, [`session`] (mount, unmount, signals), `lock`,
-//! `readahead`.
+//! `readahead`, `config_watch` (a warning when the synced config gains a key epoch the mount
+//! does not have).
 
 mod adapter;
 mod atime;
 pub mod attr;
 mod attrops;
+mod config_watch;
 mod core;
 mod dir_cache;
 mod dirops;
@@ -74,6 +76,9 @@ pub struct MountOptions {
     pub threads: usize,
     /// Unmount after this long without any filesystem request and with no open files.
     pub idle: Option<Duration>,
+    /// The config file the vault was unlocked from, watched for key epochs added elsewhere
+    /// (`None`: CIPHERDIR/coffer.conf). Forward mode only.
+    pub config: Option<PathBuf>,
 }
 
 /// When reads update access times (the mount(8) options of the same names).

@@ -13,13 +13,14 @@ use std::time::Duration;
 use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
 
 use super::adapter::Adapter;
+use super::config_watch::{ConfigWatch, Watching, CHECK_EVERY};
 use super::core::CofferFs;
 use super::lock::{self, MountLock};
 use super::ops::Ops;
 use super::reverse::ReverseFs;
 use super::{atime, Atime, MountError, MountOptions};
 use crate::vault::reverse::ReverseVault;
-use crate::vault::Vault;
+use crate::vault::{unlock, Vault};
 
 /// Event-loop threads when the options leave it open. 8 rather than 4: untar of /usr/include
 /// (7.9k files) 12% faster on 2 cores, other workloads within noise (scripts/bench-profile).
@@ -76,6 +77,8 @@ struct Prepared<T> {
     setup: FuseSetup,
     /// The per-CIPHERDIR lock (forward mode), held until the mount ends.
     lock: Option<MountLock>,
+    /// The watch of the vault's config (forward mode), run while the mount serves.
+    watch: Option<Arc<ConfigWatch>>,
 }
 
 /// How to ask the kernel for a mount: fuser's configuration, and what is set on the mount
@@ -124,13 +127,21 @@ fn prepare_vault(mut vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Re
     vault.set_atime(noatime, touch);
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let fs = CofferFs::new(vault, root && opts.allow_other).map_err(MountError::Vault)?;
+    let config = opts
+        .config
+        .clone()
+        .unwrap_or_else(|| unlock::config_path(vault.cipherdir(), None));
+    let keys = vault.vault_keys().clone();
+    let watch = Arc::new(ConfigWatch::new(config, Box::new(move || keys.ids())));
+    let mut fs = CofferFs::new(vault, root && opts.allow_other).map_err(MountError::Vault)?;
+    fs.config_watch = Some(watch.clone());
     let setup = fuse_config(fsname, read_only, opts);
     Ok(Prepared {
         fs,
         mountpoint,
         setup,
         lock: Some(lock),
+        watch: Some(watch),
     })
 }
 
@@ -154,6 +165,7 @@ fn prepare_reverse(
         mountpoint,
         setup,
         lock: None,
+        watch: None,
     })
 }
 
@@ -300,6 +312,7 @@ fn serve<T: Ops>(p: Prepared<T>, idle: Option<Duration>, on_ready: Box<dyn FnOnc
     let mountpoint = p.mountpoint.as_path();
     let session = new_session(p.fs, mountpoint, &p.setup)?;
     let lock = p.lock;
+    let watching = start_watch(p.watch.as_ref());
     match &lock {
         Some(l) => log::info!("mounted {} (lock {})", mountpoint.display(), l.path().display()),
         None => log::info!("mounted {}", mountpoint.display()),
@@ -332,8 +345,21 @@ fn serve<T: Ops>(p: Prepared<T>, idle: Option<Duration>, on_ready: Box<dyn FnOnc
     let served = session_end(session.run());
     stop.store(true, Ordering::SeqCst);
     let _ = watcher.join();
+    drop(watching);
     drop(lock);
     served.map_err(MountError::Io)
+}
+
+/// Starts the config watch of a forward mount; a thread that cannot start costs the mount
+/// only its warning about key epochs added elsewhere.
+fn start_watch(watch: Option<&Arc<ConfigWatch>>) -> Option<Watching> {
+    match watch?.start(CHECK_EVERY) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            log::warn!("cannot watch the config for key epochs added elsewhere: {e}");
+            None
+        }
+    }
 }
 
 /// The end of a serving loop. ECONNABORTED is how a reader of `/dev/fuse` learns that the
@@ -361,6 +387,8 @@ pub struct MountHandle {
     mountpoint: PathBuf,
     conn: Option<u32>,
     _lock: Option<MountLock>,
+    /// Stopped after the unmount (fields drop after [`Drop::drop`]).
+    _watching: Option<Watching>,
 }
 
 impl MountHandle {
@@ -427,6 +455,7 @@ pub fn spawn(served: impl Into<Served>, mountpoint: &Path, opts: &MountOptions) 
 fn spawn_prepared<T: Ops>(p: Prepared<T>) -> Result<MountHandle, MountError> {
     let session = new_session(p.fs, &p.mountpoint, &p.setup)?;
     let bg = session.spawn()?;
+    let watching = start_watch(p.watch.as_ref());
     // Only now: a stat of the mountpoint needs the session serving.
     let conn = connection_of(&p.mountpoint).ok();
     Ok(MountHandle {
@@ -434,5 +463,6 @@ fn spawn_prepared<T: Ops>(p: Prepared<T>) -> Result<MountHandle, MountError> {
         mountpoint: p.mountpoint,
         conn,
         _lock: p.lock,
+        _watching: watching,
     })
 }

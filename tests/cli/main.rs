@@ -16,3 +16,4 @@ mod passwd;
 mod prompt;
 mod recovery;
 mod rekey;
+mod rekey_elsewhere;
