@@ -72,7 +72,13 @@ pub enum Command {
     ))]
     Rekey(RekeyArgs),
     /// Show the vault's config version, flags, KDF parameters and long-name limit (no secrets).
-    #[command(after_help = "Example:\n  coffer info ~/Dropbox/vault")]
+    #[command(after_help = concat!(
+        "Example:\n  coffer info ~/Dropbox/vault\n\n",
+        "While a rekey is under way (the config lists several key epochs), info also reads every\n",
+        "file's header and shows, per epoch, how many files and backing bytes are sealed under it:\n",
+        "0 files under each older epoch means every file's contents moved (names, symlink targets\n",
+        "and xattrs need the key: `coffer rekey --finish` checks them)."
+    ))]
     Info(InfoArgs),
     /// Decrypt one file of a vault to stdout (no mount needed).
     #[command(after_help = "Example:\n  coffer cat ~/Dropbox/vault notes/todo.txt > todo.txt")]

@@ -89,7 +89,7 @@ fn serve(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, on_ready: Box<dy
         fsname: cipherdir.display().to_string(),
         threads: 0,
         idle: args.idle,
-        config: (!args.ro).then(|| coffer::vault::unlock::config_path(cipherdir, args.open.config.as_deref())),
+        config: args.open.config.clone(),
     };
     log::info!("mounting {} at {}", cipherdir.display(), mountpoint.display());
     fs::mount(vault, mountpoint, &opts, on_ready).map_err(mount_error)?;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use fuser::{FileAttr, Generation, INodeNo, Notifier};
 
 use super::attr::{backing_id, to_attr};
+use super::config_watch::ConfigWatch;
 use super::dir_cache::{dir_cache_budget, dir_stamp, out_of_fds, CachedDir, DirCache, DIR_REREAD};
 use super::handles::{DirHandle, FileHandle, Handles};
 use super::inodes::{Identity, Inodes, NodeInfo, ROOT};
@@ -100,6 +101,9 @@ pub struct CofferFs {
     /// Kernel notifications a rekey owes, sent once it holds no lock (the kernel may hold a
     /// directory lock while it waits for a request that waits for one of them).
     pub(super) owed: Mutex<Vec<super::live::Owed>>,
+    /// The watch of the vault's config, poked when an object turns out to be sealed under a
+    /// key epoch the mount does not have.
+    pub(super) config_watch: Option<Arc<ConfigWatch>>,
 }
 
 /// How often [`CofferFs::locate_with`] looks again after a miss (waits 0.1, 0.2, 0.4, 0.8 ms).
@@ -139,6 +143,7 @@ impl CofferFs {
             noticed: Default::default(),
             gate: RwLock::new(()),
             owed: Mutex::default(),
+            config_watch: None,
         })
     }
 
@@ -149,6 +154,16 @@ impl CofferFs {
             let new = self.noticed.lock().unwrap_or_else(|p| p.into_inner()).insert((ino, n));
             if new {
                 log::warn!("{}: {n}", file.rel().display());
+            }
+        }
+    }
+
+    /// After a request failed with `e`: an object sealed under a key epoch the mount does not
+    /// have may mean a rekey ran elsewhere, so the config is looked at now.
+    pub(super) fn after_failure(&self, e: &VaultError) {
+        if e.is_epoch_unknown() {
+            if let Some(w) = &self.config_watch {
+                w.poke();
             }
         }
     }

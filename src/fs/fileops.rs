@@ -88,7 +88,9 @@ impl CofferFs {
         // Opened and registered as one step for a rekey of the running mount: a handle is
         // either there to be pointed at a file's new copy, or opens the new copy.
         let _quiet = self.namespace_gate();
-        let file = self.open_backing(ino, &info, write)?;
+        let file = self
+            .open_backing(ino, &info, write)
+            .inspect_err(|e| self.after_failure(e))?;
         self.activity.opened();
         Ok(self.files.insert(FileHandle::new(ino, file, info.lock, write)))
     }
@@ -145,7 +147,7 @@ impl CofferFs {
         let mut buf = vec![0u8; size as usize];
         let read = h.file().read_at(&mut buf, offset);
         self.log_notices(ino, &h.file());
-        buf.truncate(read?);
+        buf.truncate(read.inspect_err(|e| self.after_failure(e))?);
         if self.vault.touch_atime().files {
             // strictatime: the read has been served; a failed touch is only logged.
             if let Err(e) = backing::touch_atime(h.file().backing().as_raw_fd()) {

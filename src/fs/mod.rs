@@ -13,12 +13,14 @@
 //! [`inodes`] (inode numbers, lookup counts), [`handles`], [`attr`] (stat conversion), `core`
 //! (shared state, finding inodes in CIPHERDIR), `dir_cache` (backing directories kept open),
 //! `dirops`, `fileops`, `attrops`, `xattrops`, [`session`] (mount, unmount, signals), `lock`,
-//! `readahead`.
+//! `readahead`, `config_watch` (a warning when the synced config gains a key epoch the mount
+//! does not have).
 
 mod adapter;
 mod atime;
 pub mod attr;
 mod attrops;
+mod config_watch;
 pub mod control;
 mod core;
 mod dir_cache;
@@ -76,9 +78,10 @@ pub struct MountOptions {
     pub threads: usize,
     /// Unmount after this long without any filesystem request and with no open files.
     pub idle: Option<Duration>,
-    /// The config file the vault was unlocked from (forward mode): given, the daemon serves a
-    /// control socket through which `coffer rekey` rekeys the mounted vault.
-    pub config: Option<std::path::PathBuf>,
+    /// The config file the vault was unlocked from (`None`: CIPHERDIR/coffer.conf). Forward
+    /// mode: watched for key epochs added elsewhere, and read by the control socket through
+    /// which `coffer rekey` rekeys the mounted vault.
+    pub config: Option<PathBuf>,
 }
 
 /// When reads update access times (the mount(8) options of the same names).

@@ -13,13 +13,14 @@ use std::time::Duration;
 use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
 
 use super::adapter::Adapter;
+use super::config_watch::{ConfigWatch, Watching, CHECK_EVERY};
 use super::core::CofferFs;
 use super::lock::{self, MountLock};
 use super::ops::Ops;
 use super::reverse::ReverseFs;
 use super::{atime, Atime, MountError, MountOptions};
 use crate::vault::reverse::ReverseVault;
-use crate::vault::Vault;
+use crate::vault::{unlock, Vault};
 
 /// Event-loop threads when the options leave it open. 8 rather than 4: untar of /usr/include
 /// (7.9k files) 12% faster on 2 cores, other workloads within noise (scripts/bench-profile).
@@ -79,6 +80,8 @@ struct Prepared<T> {
     /// The config the vault was unlocked from (forward mode, when known): enables the
     /// control socket.
     config: Option<PathBuf>,
+    /// The watch of the vault's config (forward mode), run while the mount serves.
+    watch: Option<Arc<ConfigWatch>>,
 }
 
 /// How to ask the kernel for a mount: fuser's configuration, and what is set on the mount
@@ -127,14 +130,23 @@ fn prepare_vault(mut vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Re
     vault.set_atime(noatime, touch);
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let fs = CofferFs::new(vault, root && opts.allow_other).map_err(MountError::Vault)?;
+    let config = opts
+        .config
+        .clone()
+        .unwrap_or_else(|| unlock::config_path(vault.cipherdir(), None));
+    // The epochs held now: a rekey of this mount (its control socket) adopts new ones.
+    let keys = vault.keys_cell();
+    let watch = Arc::new(ConfigWatch::new(config.clone(), Box::new(move || keys.load().ids())));
+    let mut fs = CofferFs::new(vault, root && opts.allow_other).map_err(MountError::Vault)?;
+    fs.config_watch = Some(watch.clone());
     let setup = fuse_config(fsname, read_only, opts);
     Ok(Prepared {
         fs,
         mountpoint,
         setup,
         lock: Some(lock),
-        config: opts.config.clone(),
+        config: Some(config),
+        watch: Some(watch),
     })
 }
 
@@ -159,6 +171,7 @@ fn prepare_reverse(
         setup,
         lock: None,
         config: None,
+        watch: None,
     })
 }
 
@@ -306,6 +319,7 @@ fn serve<T: Ops>(p: Prepared<T>, idle: Option<Duration>, on_ready: Box<dyn FnOnc
     let fs = Arc::new(p.fs);
     let session = new_session(fs.clone(), mountpoint, &p.setup)?;
     let lock = p.lock;
+    let watching = start_watch(p.watch.as_ref());
     match &lock {
         Some(l) => log::info!("mounted {} (lock {})", mountpoint.display(), l.path().display()),
         None => log::info!("mounted {}", mountpoint.display()),
@@ -344,8 +358,21 @@ fn serve<T: Ops>(p: Prepared<T>, idle: Option<Duration>, on_ready: Box<dyn FnOnc
     stop.store(true, Ordering::SeqCst);
     let _ = watcher.join();
     drop(control);
+    drop(watching);
     drop(lock);
     served.map_err(MountError::Io)
+}
+
+/// Starts the config watch of a forward mount; a thread that cannot start costs the mount
+/// only its warning about key epochs added elsewhere.
+fn start_watch(watch: Option<&Arc<ConfigWatch>>) -> Option<Watching> {
+    match watch?.start(CHECK_EVERY) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            log::warn!("cannot watch the config for key epochs added elsewhere: {e}");
+            None
+        }
+    }
 }
 
 /// The end of a serving loop. ECONNABORTED is how a reader of `/dev/fuse` learns that the
@@ -373,6 +400,8 @@ pub struct MountHandle {
     mountpoint: PathBuf,
     conn: Option<u32>,
     _lock: Option<MountLock>,
+    /// Stopped after the unmount (fields drop after [`Drop::drop`]).
+    _watching: Option<Watching>,
 }
 
 impl MountHandle {
@@ -439,6 +468,7 @@ pub fn spawn(served: impl Into<Served>, mountpoint: &Path, opts: &MountOptions) 
 fn spawn_prepared<T: Ops>(p: Prepared<T>) -> Result<MountHandle, MountError> {
     let session = new_session(Arc::new(p.fs), &p.mountpoint, &p.setup)?;
     let bg = session.spawn()?;
+    let watching = start_watch(p.watch.as_ref());
     // Only now: a stat of the mountpoint needs the session serving.
     let conn = connection_of(&p.mountpoint).ok();
     Ok(MountHandle {
@@ -446,5 +476,6 @@ fn spawn_prepared<T: Ops>(p: Prepared<T>) -> Result<MountHandle, MountError> {
         mountpoint: p.mountpoint,
         conn,
         _lock: p.lock,
+        _watching: watching,
     })
 }

@@ -241,6 +241,17 @@ impl VaultError {
         matches!(self, VaultError::Corrupt { .. } | VaultError::MissingDiriv { .. })
     }
 
+    /// Whether an object is sealed under a key epoch the vault has no key for.
+    pub fn is_epoch_unknown(&self) -> bool {
+        matches!(
+            self,
+            VaultError::Corrupt {
+                damage: Damage::EpochUnknown,
+                ..
+            }
+        )
+    }
+
     /// Whether this is a plain file that changed while read (EIO, logged as a change).
     pub fn is_changed(&self) -> bool {
         matches!(self, VaultError::Changed { .. })
@@ -389,6 +400,7 @@ mod tests {
             assert_eq!(e.to_string(), format!("d/f: {text}"));
             assert_eq!(e.errno(), libc::EIO);
             assert!(e.is_corrupt());
+            assert_eq!(e.is_epoch_unknown(), damage == Damage::EpochUnknown);
             let e = VaultError::corrupt("d/f", Some(4), damage.clone());
             assert_eq!(e.to_string(), format!("d/f: {text} (block 4)"));
         }

@@ -145,6 +145,12 @@ impl VaultKeys {
         a.id == b.id && a.layout == b.layout && a.fingerprint() == b.fingerprint()
     }
 
+    /// The IDs of the epochs held, oldest first (`None`: the ID-less layout-1 key of a
+    /// config-version-1 vault, which a converted config lists as its layout-1 epoch).
+    pub fn ids(&self) -> Vec<Option<EpochId>> {
+        self.epochs.iter().map(|e| e.id).collect()
+    }
+
     /// How many epochs there are.
     pub fn len(&self) -> usize {
         self.epochs.len()
@@ -185,6 +191,8 @@ mod tests {
         assert_eq!(single.len(), 1);
         assert!(single.newest().id.is_none());
         assert!(format!("{keys:?}").contains("03030303"));
+        assert_eq!(keys.ids(), [Some(EpochId([1; 4])), Some(EpochId([3; 4]))]);
+        assert_eq!(single.ids(), [None]);
     }
 
     /// Another key set's epochs join as older ones; the newest stays, an epoch both have is

@@ -8,6 +8,7 @@ mod content;
 mod damage;
 mod dir;
 mod entries;
+pub mod epoch_census;
 pub mod epoch_watch;
 pub mod epochs;
 mod error;
@@ -60,7 +61,7 @@ pub struct Vault {
     root: DirFd,
     /// Swapped whole when a rekey of a running mount adopts a new epoch ([`Vault::adopt_keys`]);
     /// every reader takes the set current at its start and keeps it to its end.
-    keys: ArcSwap<VaultKeys>,
+    keys: Arc<ArcSwap<VaultKeys>>,
     params: VaultParams,
     flags: flags::LiveFlags,
     read_only: bool,
@@ -97,7 +98,7 @@ impl Vault {
     /// Opens CIPHERDIR with the keys of every epoch the vault can read.
     pub fn open_with_keys(cipherdir: &Path, keys: VaultKeys, params: VaultParams, read_only: bool) -> Result<Vault> {
         let root = DirFd::open_path(cipherdir).at(cipherdir)?;
-        let keys = ArcSwap::from_pointee(keys);
+        let keys = Arc::new(ArcSwap::from_pointee(keys));
         Ok(Vault {
             cipherdir: cipherdir.to_path_buf(),
             root,
@@ -180,6 +181,12 @@ impl Vault {
         }
         self.keys.store(Arc::new(keys));
         Ok(())
+    }
+
+    /// Where the vault's keys are kept: whoever holds it sees the keys a rekey adopts later
+    /// (the mount's watch of its config compares epoch IDs with them).
+    pub fn keys_cell(&self) -> Arc<ArcSwap<VaultKeys>> {
+        self.keys.clone()
     }
 
     /// The ciphers of every epoch the vault can read (the set current now: a rekey of a
