@@ -68,7 +68,10 @@ pub enum Command {
         "file, name, symlink and xattr to the new key (each file is written once, so a sync client\n",
         "uploads it once) and can be stopped and run again at any time. Old coffer.conf copies in a\n",
         "sync client's history still open the OLD keys until `coffer rekey --finish`, which refuses\n",
-        "while anything is left under them. The vault must not be mounted while rekey runs."
+        "while anything is left under them. A vault mounted on this machine is rekeyed by its\n",
+        "mount, whose open files keep working. Given a PLAINDIR with a reverse config, rekey gives\n",
+        "the config a new key: every file of the encrypted view changes (the next backup copies\n",
+        "everything again), and copies made before keep the old key."
     ))]
     Rekey(RekeyArgs),
     /// Show the vault's config version, flags, KDF parameters and long-name limit (no secrets).
@@ -353,7 +356,7 @@ pub struct PasswdArgs {
 /// `rekey`.
 #[derive(Debug, Args)]
 pub struct RekeyArgs {
-    /// The vault.
+    /// The vault (or a PLAINDIR with a reverse-mode config).
     pub cipherdir: PathBuf,
     #[command(flatten)]
     pub open: OpenArgs,

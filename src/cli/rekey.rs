@@ -3,12 +3,12 @@
 //! `--finish` forgets the older epochs' keys once nothing is left under them.
 
 use coffer::crypto::MasterKey;
-use coffer::format::config::Config;
+use coffer::format::config::{Config, FLAG_REVERSE};
 use coffer::format::epochs::EpochId;
 use coffer::vault::epoch_watch::ConfigWatch;
 use coffer::vault::migrate::{Migration, Mode};
 use coffer::vault::rekey::{self, Finish};
-use coffer::vault::{unlock, Vault, VaultError};
+use coffer::vault::{reverse, unlock, Vault, VaultError};
 
 use super::args::RekeyArgs;
 use super::error::{code, CliError, CliResult};
@@ -29,6 +29,9 @@ pub fn run(args: &RekeyArgs) -> CliResult {
             "rekey needs the password: the new key epoch is wrapped under it",
         )
         .hint("set a password from the recovery key first: coffer passwd --masterkey CIPHERDIR"));
+    }
+    if let Some(path) = reverse_config(args) {
+        return rekey_reverse(args, &path);
     }
     // Mounted on this machine: the walk runs in the mount's daemon (it renames and replaces
     // backing files that the mount holds open); else here, under the mount lock.
@@ -78,6 +81,39 @@ pub fn run(args: &RekeyArgs) -> CliResult {
     };
     let (done, lost_to) = walk(args, &path, &password, cfg, key)?;
     report(&done, lost_to)
+}
+
+/// The config to rekey when it is a reverse-mode one: `--config FILE` with the `reverse` flag,
+/// or, without `--config`, `PLAINDIR/.coffer.reverse.conf` where no `coffer.conf` is.
+fn reverse_config(args: &RekeyArgs) -> Option<std::path::PathBuf> {
+    let path = match args.open.config.as_deref() {
+        Some(explicit) => explicit.to_path_buf(),
+        None if !unlock::config_path(&args.cipherdir, None).exists() => reverse::default_config_path(&args.cipherdir),
+        None => return None,
+    };
+    let cfg = unlock::read_config(&path).ok()?;
+    cfg.params().has_flag(FLAG_REVERSE).then_some(path)
+}
+
+/// Rekey of a reverse config: a new master key under the same password. Reverse mode is
+/// deterministic, so the whole view changes; nothing is walked or moved.
+fn rekey_reverse(args: &RekeyArgs, path: &std::path::Path) -> CliResult {
+    if args.finish {
+        eprintln!("coffer: a reverse-mode config has one key: nothing to finish.");
+        return Ok(());
+    }
+    let password = read_secret(&args.open.secret, Ask::Password)?;
+    let key = reverse::rekey(path, &password)?;
+    let cfg = unlock::read_config(path)?;
+    eprintln!(
+        "coffer: {} has a new master key. Every file of the encrypted view changes with it, so the next \
+         backup of the view copies everything again; copies made before keep the old key (in their own \
+         coffer.conf), and the old password and recovery key still open those copies.",
+        path.display()
+    );
+    eprintln!("coffer: a reverse view mounted now still shows the old key: unmount it and run `coffer reverse` again.");
+    print_recovery_key(&unlock::recovery_key(&cfg, &key)?);
+    Ok(())
 }
 
 /// What a walk did, and whether anything stayed behind (an error then); `lost_to`: the epoch

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::crypto::{self, MasterKey};
-use crate::format::config::Config;
+use crate::format::config::{Config, FLAG_REVERSE};
 use crate::format::epochs::{Epoch, EpochId, Epochs, Layout, VaultId, MAX_EPOCHS};
 
 use super::epochs::{epoch_keys, seal_older, write_epochs_file};
@@ -29,6 +29,12 @@ pub struct NewEpoch {
 /// Refused when the config already lists [`MAX_EPOCHS`].
 pub fn start_epoch(cipherdir: &Path, path: &Path, password: &[u8]) -> Result<NewEpoch> {
     let cfg = unlock::read_config(path)?;
+    if cfg.params().has_flag(FLAG_REVERSE) {
+        // Key epochs are for vaults; a reverse config gets a new key by `reverse::rekey`.
+        return Err(VaultError::Unsupported(
+            "a reverse-mode config has no key epochs (rekey it with `coffer rekey PLAINDIR`)",
+        ));
+    }
     let (current, _) = unlock::unlock_with_password_kek(&cfg, password)?;
     let (vault, old) = match epoch_keys(&cfg, &current)? {
         Some(opened) => (opened.vault, opened.list),

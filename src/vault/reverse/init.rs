@@ -51,6 +51,24 @@ pub fn init(
     Ok(master)
 }
 
+/// `coffer rekey` of a reverse config: a new master key, wrapped under the same password with
+/// a fresh salt at the config's KDF cost, written atomically over the config at `path`;
+/// returns the new key (for the recovery key). Reverse mode is deterministic, so every file of
+/// the view changes with the key; copies made before keep the old key in their `coffer.conf`.
+pub fn rekey(path: &Path, password: &[u8]) -> Result<MasterKey> {
+    let (cfg, _) = super::read_reverse_config(path)?;
+    // Checks the password and the config MAC before anything is replaced.
+    unlock::unlock_with_password(&cfg, password)?;
+    let cost = KdfCost {
+        m_kib: cfg.kdf.m_kib,
+        t: cfg.kdf.t,
+        p: cfg.kdf.p,
+    };
+    let master = MasterKey::generate()?;
+    unlock::write_new_config(path, &master, &cfg.params(), password, cost)?;
+    Ok(master)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +88,34 @@ mod tests {
         let fwd = tempfile::tempdir().unwrap();
         unlock::init(fwd.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
         assert!(read_reverse_config(&fwd.path().join("coffer.conf")).is_err());
+    }
+
+    #[test]
+    fn rekey_replaces_the_key_and_keeps_password_flags_and_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = default_config_path(tmp.path());
+        let old = init(tmp.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+        let (before, _) = read_reverse_config(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(rekey(&path, b"wrong").is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        let new = rekey(&path, b"pw").unwrap();
+        assert_ne!(new.expose(), old.expose());
+        let (cfg, _) = read_reverse_config(&path).unwrap();
+        assert_eq!(cfg.format_version, crate::format::CONFIG_V1);
+        assert!(cfg.params().has_flag(FLAG_REVERSE));
+        assert_eq!(
+            (cfg.kdf.m_kib, cfg.kdf.t, cfg.kdf.p),
+            (before.kdf.m_kib, before.kdf.t, before.kdf.p)
+        );
+        assert_ne!(cfg.kdf.salt, before.kdf.salt);
+        assert_eq!(
+            unlock::unlock_with_password(&cfg, b"pw").unwrap().expose(),
+            new.expose()
+        );
+        // A forward vault's config is not a reverse config.
+        let fwd = tempfile::tempdir().unwrap();
+        unlock::init(fwd.path(), None, b"pw", &VaultParams::default(), KdfCost::INSECURE_TEST).unwrap();
+        assert!(rekey(&fwd.path().join("coffer.conf"), b"pw").is_err());
     }
 }

@@ -35,7 +35,7 @@ use super::unlock;
 
 pub use content::{ReverseFile, Snapshot};
 pub use exclude::Excludes;
-pub use init::{default_config_path, init, REVERSE_CONFIG_NAME};
+pub use init::{default_config_path, init, rekey, REVERSE_CONFIG_NAME};
 pub use listing::{CipherEntry, RDir, Target};
 pub use prf::Prf;
 pub use symlink::CipherLink;
