@@ -7,6 +7,13 @@
 //! numbers from a spill counter, remembered for the life of the mount. The root is always 1.
 //! A node is dropped when its lookup count reaches zero (forget / batch_forget); a number that
 //! comes back later gets a new generation.
+//!
+//! A file that an online rekey re-encrypts gets a new backing inode under the same name
+//! ([`moved`](Inodes::moved)); its node keeps its number (the kernel's inode, the open
+//! descriptors and `stat`'s st_ino stay the same), the new backing number is an alias of it,
+//! and the old number stays reserved to the node, so an object that later reuses the old
+//! backing inode number is given a spilled number instead. Both go when the kernel forgets
+//! the node.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -78,6 +85,10 @@ pub struct Inodes {
     nodes: HashMap<u64, Node>,
     by_loc: HashMap<Loc, u64>,
     spill: HashMap<BackingId, u64>,
+    /// Backing objects that replaced a node's first one (online rekey): backing -> number.
+    aliases: HashMap<BackingId, u64>,
+    /// The numbers of moved nodes, with their current backing (never given out directly).
+    reserved: HashMap<u64, BackingId>,
     next_spill: u64,
     next_generation: u64,
 }
@@ -102,6 +113,8 @@ impl Inodes {
             nodes,
             by_loc: HashMap::new(),
             spill: HashMap::new(),
+            aliases: HashMap::new(),
+            reserved: HashMap::new(),
             next_spill: SPILL_BASE,
             next_generation: 1,
         }
@@ -112,8 +125,10 @@ impl Inodes {
         if backing == self.root_backing {
             return ROOT;
         }
-        let (dev, ino) = backing;
-        if dev == self.root_dev && ino > ROOT && ino < SPILL_BASE {
+        if let Some(n) = self.alias(backing) {
+            return n;
+        }
+        if let Some(ino) = self.direct(backing) {
             return ino;
         }
         if let Some(&n) = self.spill.get(&backing) {
@@ -125,12 +140,48 @@ impl Inodes {
         n
     }
 
+    /// The number an online rekey's moved node gave `backing`.
+    fn alias(&self, backing: BackingId) -> Option<u64> {
+        if self.aliases.is_empty() {
+            return None;
+        }
+        self.aliases.get(&backing).copied()
+    }
+
+    /// `backing`'s own inode number, where it can be the FUSE number: on the CIPHERDIR's
+    /// device, outside the root and the spill range, and not reserved by a moved node.
+    fn direct(&self, backing: BackingId) -> Option<u64> {
+        let (dev, ino) = backing;
+        let free = self.reserved.is_empty() || !self.reserved.contains_key(&ino);
+        (dev == self.root_dev && ino > ROOT && ino < SPILL_BASE && free).then_some(ino)
+    }
+
+    /// Node `ino`'s file now lives in backing object `to` (an online rekey renamed a new copy
+    /// over it, `birth`: the copy's birth time): lookups, listings and the rekey's own
+    /// checks of `to` find this node, under its old number and generation.
+    pub fn moved(&mut self, ino: u64, to: BackingId, birth: Option<(i64, u32)>) {
+        if ino == ROOT {
+            return;
+        }
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        node.backing = to;
+        node.birth = birth;
+        if let Some(before) = self.reserved.insert(ino, to) {
+            if self.aliases.get(&before) == Some(&ino) {
+                self.aliases.remove(&before);
+            }
+        }
+        self.aliases.insert(to, ino);
+    }
+
     /// The node of backing object `backing`, if the kernel holds one (no number is made up).
     pub fn node_of(&self, backing: BackingId) -> Option<(u64, NodeInfo)> {
         let ino = if backing == self.root_backing {
             ROOT
-        } else if backing.0 == self.root_dev && backing.1 > ROOT && backing.1 < SPILL_BASE {
-            backing.1
+        } else if let Some(n) = self.alias(backing).or_else(|| self.direct(backing)) {
+            n
         } else {
             *self.spill.get(&backing)?
         };
@@ -255,6 +306,11 @@ impl Inodes {
                 }
             }
         }
+        if let Some(to) = self.reserved.remove(&ino) {
+            if self.aliases.get(&to) == Some(&ino) {
+                self.aliases.remove(&to);
+            }
+        }
         self.shrink();
         true
     }
@@ -342,6 +398,37 @@ mod tests {
         assert_eq!(t.number_for((8, 5)), SPILL_BASE + 1);
         assert_eq!(t.number_for((7, 1)), SPILL_BASE);
         assert_eq!(t.number_for((7, SPILL_BASE)), SPILL_BASE + 2);
+    }
+
+    #[test]
+    fn a_moved_node_keeps_its_number_when_backing_numbers_are_recycled() {
+        let mut t = Inodes::new((7, 100));
+        let (held, g_held) = t.remember((7, 10), libc::S_IFREG, loc(ROOT, "held"));
+        let (app, g_app) = t.remember((7, 20), libc::S_IFREG, loc(ROOT, "app"));
+        // The rekey moves "app" to a new backing inode (30), then "held" to one that reuses
+        // app's old number (20), while the kernel holds both.
+        t.moved(app, (7, 30), None);
+        t.moved(held, (7, 20), None);
+        assert_eq!(t.remember((7, 20), libc::S_IFREG, loc(ROOT, "held")), (held, g_held));
+        assert_eq!(t.remember((7, 30), libc::S_IFREG, loc(ROOT, "app")), (app, g_app));
+        assert_eq!(t.node_of((7, 20)).map(|n| n.0), Some(held));
+        assert_eq!(t.node_of((7, 30)).map(|n| n.0), Some(app));
+        assert!(t.node_of((7, 10)).is_none());
+        // A new object on held's old backing number does not take held's number.
+        let fresh = t.number_for((7, 10));
+        assert!(fresh >= SPILL_BASE, "{fresh}");
+        let (n, _) = t.remember((7, 10), libc::S_IFREG, loc(ROOT, "new"));
+        assert_eq!(n, fresh);
+        assert_eq!(t.info(held).map(|i| i.backing), Some((7, 20)));
+        // Moved again (a second rekey): the first alias goes.
+        t.moved(held, (7, 40), None);
+        assert_eq!(t.number_for((7, 40)), held);
+        assert_ne!(t.number_for((7, 20)), held);
+        // Forgotten: the alias and the reservation go with it.
+        assert!(t.forget(held, 2));
+        assert_eq!(t.number_for((7, 40)), 40);
+        assert!(t.forget(app, 2));
+        assert_eq!(t.number_for((7, 30)), 30);
     }
 
     #[test]

@@ -2,15 +2,12 @@
 //! (asked for through the control socket); while it seals a file again the file's inode lock
 //! is held exclusively, and while it renames backing entries the namespace gate is, so no
 //! lookup, open or namespace change sees a half-moved entry and no write lands in a file
-//! that is being replaced. Open handles of a replaced file are pointed at its new copy; the
-//! kernel is told to forget the old entry and attributes once no lock is held.
+//! that is being replaced. Open handles of a replaced file are pointed at its new copy and
+//! its node at the new backing inode (the kernel's inode and its number stay); the kernel is
+//! told to drop the cached attributes once no lock is held.
 
-use std::ffi::OsStr;
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use fuser::INodeNo;
 
 use super::attr::backing_id;
 use super::core::CofferFs;
@@ -19,12 +16,11 @@ use crate::vault::live::Live;
 use crate::vault::migrate::Migration;
 use crate::vault::{IoContext, Result};
 
-/// A kernel notification owed by a rekey: the node of a replaced file (its cached attributes)
-/// and the names the kernel knows it by (parent inode, plaintext name).
+/// A kernel notification owed by a rekey: the node of a replaced file (its cached attributes:
+/// the new copy's change time and blocks).
 #[derive(Debug)]
 pub struct Owed {
     ino: u64,
-    names: Vec<(u64, Vec<u8>)>,
 }
 
 /// A rekey walk running in this mount, stopped when `stop` is set.
@@ -65,13 +61,7 @@ impl CofferFs {
 
     fn send_owed(&self) {
         let owed = std::mem::take(&mut *self.owed.lock().unwrap_or_else(|p| p.into_inner()));
-        let Some(n) = self.notifier.get() else { return };
         for o in owed {
-            for (parent, name) in o.names {
-                if let Err(e) = n.inval_entry(INodeNo(parent), OsStr::from_bytes(&name)) {
-                    log::debug!("invalidating an entry of inode {parent}: {e}");
-                }
-            }
             self.invalidate_attr(o.ino);
         }
     }
@@ -115,7 +105,7 @@ impl Live for LiveRekey<'_> {
     fn replacing<'a>(&'a self, old: &libc::stat, new: &File) -> Result<Box<dyn FnOnce() + 'a>> {
         let id = backing_id(old);
         let node = self.fs.table().node_of(id);
-        let Some((ino, info)) = node else {
+        let Some((ino, _)) = node else {
             return Ok(Box::new(|| {}));
         };
         let handles = self.fs.files.all(|h| h.ino == ino);
@@ -125,16 +115,21 @@ impl Live for LiveRekey<'_> {
             let dup = new.try_clone().at(file.rel())?;
             swaps.push((h, self.fs.vault.crypt_file(dup, file.rel().to_path_buf())));
         }
-        let names = info.locs.clone();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(new);
+        let to = backing_id(&crate::vault::backing::fstat(fd).at(format!("the new copy of inode {ino}"))?);
+        let birth = crate::vault::backing::fbirth(fd).ok().flatten();
         Ok(Box::new(move || {
             for (h, file) in swaps {
                 h.replace_file(file);
             }
+            // The node now stands for the new copy: same number and generation, so the
+            // kernel's inode and every descriptor on it stay valid.
+            self.fs.table().moved(ino, to, birth);
             self.fs
                 .owed
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(Owed { ino, names });
+                .push(Owed { ino });
         }))
     }
 

@@ -109,13 +109,35 @@ fn a_mounted_vault_is_rekeyed_while_a_file_stays_open_and_is_written() {
         let mut through_handle = String::new();
         held.read_to_string(&mut through_handle).unwrap();
         assert_eq!(through_handle, "before the rekey\nafter the rekey\n");
+        // The file kept open keeps its inode number: the kernel's inode, and every
+        // descriptor on it, stay valid.
+        assert_eq!(held.metadata().unwrap().ino(), held_ino);
+        assert_eq!(std::fs::metadata(m.join("held.log")).unwrap().ino(), held_ino);
         drop(held);
         assert_eq!(
             std::fs::read_to_string(m.join("held.log")).unwrap(),
             "before the rekey\nafter the rekey\n",
             "a new open sees what the old handle wrote"
         );
-        let _ = held_ino;
+        // No two files share an inode number: a backing inode number freed by the rekey and
+        // given to another file's new copy must not make the two one inode.
+        let mut seen = std::collections::BTreeMap::new();
+        for p in model
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .chain(["held.log", "appended.log"])
+        {
+            let md = std::fs::symlink_metadata(m.join(p)).unwrap();
+            if let Some(other) = seen.insert(md.ino(), p) {
+                panic!(
+                    "version {version}: {p} and {other} have the same inode number {}",
+                    md.ino()
+                );
+            }
+        }
+        for (p, data) in &model {
+            assert_eq!(std::fs::metadata(m.join(p)).unwrap().len(), data.len() as u64, "{p}");
+        }
         stop.store(true, Ordering::Relaxed);
         let lines = writer.join().unwrap();
         let text = std::fs::read_to_string(m.join("appended.log")).unwrap();

@@ -31,6 +31,25 @@ pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     Ok(unsafe { st.assume_init() })
 }
 
+/// The birth time of the object open at `fd` (statx STX_BTIME); None where the backing fs does
+/// not record one.
+pub fn fbirth(fd: RawFd) -> io::Result<Option<(i64, u32)>> {
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: valid fd, an empty C string with AT_EMPTY_PATH, and a valid out pointer.
+    check(unsafe {
+        libc::statx(
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC,
+            libc::STATX_BTIME,
+            stx.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: statx succeeded and filled stx.
+    let stx = unsafe { stx.assume_init() };
+    Ok((stx.stx_mask & libc::STATX_BTIME != 0).then_some((stx.stx_btime.tv_sec, stx.stx_btime.tv_nsec)))
+}
+
 /// Makes `dst` share all of `src`'s extents (`ioctl(FICLONE)`): an instant copy of `src` as it
 /// is now, which later writes to `src` do not change. EOPNOTSUPP, EXDEV or EINVAL where the
 /// filesystem has no reflinks.

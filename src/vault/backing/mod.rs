@@ -7,7 +7,9 @@ mod fd_calls;
 mod xattr;
 
 pub use dirfd::DirFd;
-pub use fd_calls::{fstat, is_plain_component, reflink, reserve, seek, start_writeback, temp_name, touch_atime};
+pub use fd_calls::{
+    fbirth, fstat, is_plain_component, reflink, reserve, seek, start_writeback, temp_name, touch_atime,
+};
 pub use xattr::{fgetxattr, flistxattr, fremovexattr, fsetxattr};
 
 use std::ffi::CString;
