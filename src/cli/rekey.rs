@@ -17,7 +17,7 @@ use super::open::{check_cipherdir, read_config};
 use super::password::{read_secret, Ask};
 use super::pin;
 use super::progress::Progress;
-use super::rekey_online::Daemon;
+use super::rekey_online::{Daemon, Moved};
 use super::rekey_race as race;
 
 /// Runs `rekey`.
@@ -198,22 +198,67 @@ fn online(
         print_recovery_key(&unlock::recovery_key(&done, &key)?);
         return Ok(());
     }
-    let key = if epochs > 1 {
+    let (cfg, key) = if epochs > 1 {
         eprintln!("coffer: continuing the rekey to the newest key epoch");
-        key
+        (cfg, key)
     } else {
         let started = rekey::start_epoch(&args.cipherdir, path, password)?;
         pin::check(&args.cipherdir, &started.config, false)?;
         eprintln!("coffer: a new key epoch started; objects move to it now.");
         print_recovery_key(&unlock::recovery_key(&started.config, &started.key)?);
-        drop(cfg);
-        started.key
+        (started.config, started.key)
     };
     daemon.adopt(&key, false)?;
     let plan = daemon.plan()?;
     eprintln!("coffer: to re-encrypt: {}", describe(&plan));
-    let done = daemon.move_all(plan.bytes)?;
-    report(&done, None)
+    // The test hook's stop point of a walk in the mount: before it starts (N = 0).
+    race::test_stop_point(0);
+    match daemon.move_all(plan.bytes)? {
+        Moved::Done(done) => report(&done, None),
+        Moved::Raced(theirs) => Err(raced_online(args, path, &cfg, password, theirs)),
+    }
+}
+
+/// The mount's walk stopped because coffer.conf now names another machine's newest epoch
+/// `theirs`. What this run's epoch sealed (moved objects, and files the mount wrote since
+/// it adopted the epoch) must stay reachable: this run's config `ours` is kept beside
+/// coffer.conf as a conflict copy, which the next `coffer rekey` reads (and a sync client
+/// carries to the other machines), and coffer.conf is pinned when it opens with the password.
+fn raced_online(
+    args: &RekeyArgs,
+    path: &std::path::Path,
+    ours: &Config,
+    password: &[u8],
+    theirs: Option<EpochId>,
+) -> CliError {
+    let Ok(Some(our_id)) = race::newest_id(ours) else {
+        return CliError::new(code::OTHER, "the mount's walk stopped: coffer.conf changed");
+    };
+    let copy = args.cipherdir.join(format!(
+        "coffer (conflicted copy of a stopped rekey to {}).conf",
+        our_id.to_hex()
+    ));
+    if let Err(e) = unlock::write_config(&copy, ours) {
+        return CliError::from(e).hint(format!(
+            "objects sealed under key epoch {} are read only with this run's config or its recovery key",
+            our_id.to_hex()
+        ));
+    }
+    if let Err(e) = race::follow(&args.cipherdir, path, ours, password, our_id, theirs) {
+        return e;
+    }
+    let theirs = theirs.map_or_else(|| "-".to_string(), EpochId::to_hex);
+    CliError::new(
+        code::OTHER,
+        format!(
+            "another machine started a rekey (key epoch {theirs}) while this one ran: the mount stopped re-encrypting"
+        ),
+    )
+    .hint(format!(
+        "this run's config is kept as {}; unmount the vault on this machine and run `coffer rekey` there: \
+         it moves everything to key epoch {theirs}",
+        copy.display()
+    ))
 }
 
 /// Most times one run follows `coffer.conf` to another machine's newest epoch.

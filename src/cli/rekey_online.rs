@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use coffer::crypto::MasterKey;
+use coffer::format::epochs::EpochId;
 use coffer::vault::migrate::Migration;
 use zeroize::Zeroizing;
 
@@ -75,7 +76,7 @@ impl<'a> Daemon<'a> {
     }
 
     /// Moves everything to the newest epoch, showing a progress bar over `bytes`.
-    pub fn move_all(&self, bytes: u64) -> CliResult<Migration> {
+    pub fn move_all(&self, bytes: u64) -> CliResult<Moved> {
         let bar = Progress::bytes(bytes);
         let mut shown = 0;
         let r = self.ask(b"move", &mut |m| {
@@ -83,8 +84,20 @@ impl<'a> Daemon<'a> {
             shown = m.bytes;
         });
         bar.finish();
-        done(r?)
+        let line = r?;
+        if let Some(theirs) = line.strip_prefix("raced ") {
+            return Ok(Moved::Raced(EpochId::from_hex(theirs)));
+        }
+        done(line).map(Moved::Done)
     }
+}
+
+/// How the mount's walk ended.
+pub enum Moved {
+    /// It went through (what it moved, what it left).
+    Done(Migration),
+    /// It stopped: coffer.conf names another newest epoch now (`None`: none).
+    Raced(Option<EpochId>),
 }
 
 fn done(line: String) -> CliResult<Migration> {

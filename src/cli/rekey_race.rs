@@ -166,7 +166,8 @@ pub fn follow(
 
 /// A test hook (debug builds only): with `COFFER_TEST_STOP_AFTER_FILES=N` the run stops itself
 /// (SIGSTOP) once, when N files have been sealed again, so that a test can make another
-/// machine's rekey sync in at a chosen point of the walk and then let it go on (SIGCONT).
+/// machine's rekey sync in at a chosen point of the walk and then let it go on (SIGCONT). A
+/// rekey of a mounted vault stops there only with N = 0, before the mount's walk starts.
 #[cfg(debug_assertions)]
 pub fn test_stop_point(files: u64) {
     use std::sync::atomic::{AtomicBool, Ordering};

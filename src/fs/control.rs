@@ -10,7 +10,7 @@
 //! | `adopt HEX` (the newest epoch's key of the config as it is now) | `ok` |
 //! | `finish HEX` (the same, after `rekey --finish` wrote a one-epoch config) | `ok` |
 //! | `plan` | `done JSON` (a [`Migration`] counted, nothing moved) |
-//! | `move` | `progress JSON` lines, then `done JSON`; a client that goes away stops the walk |
+//! | `move` | `progress JSON` lines, then `done JSON`; a client that goes away stops the walk; `raced ID` when another machine's rekey made epoch ID (hex, `-`: none) the config's newest |
 //!
 //! Any failure is answered `error MESSAGE`. `adopt` reads the mount's own config file, opens
 //! its epochs with the key and swaps the vault's keys ([`Vault::adopt_keys`]), refusing a
@@ -29,8 +29,9 @@ use zeroize::Zeroizing;
 
 use super::core::CofferFs;
 use crate::crypto::MasterKey;
+use crate::vault::epoch_watch::ConfigWatch;
 use crate::vault::migrate::{Migration, Mode};
-use crate::vault::{unlock, Vault};
+use crate::vault::{unlock, Vault, VaultError};
 
 /// How often the accept loop looks at its stop flag.
 const POLL: Duration = Duration::from_millis(100);
@@ -136,7 +137,7 @@ fn answer(fs: &CofferFs, config: &Path, stream: UnixStream) -> std::io::Result<(
             .migrate_to_newest(Mode::Plan, &mut |_| {})
             .map_err(|e| e.to_string())
             .and_then(|m| done(&m)),
-        "move" => run_move(fs, &stream, &mut out),
+        "move" => run_move(fs, config, &stream, &mut out),
         _ => Err(format!("unknown request {:?}", cmd)),
     };
     match r {
@@ -172,12 +173,23 @@ fn adopt(vault: &Vault, config: &Path, hex: &str, finish: bool) -> Result<(), St
 }
 
 /// `move`: walks the vault in this mount, sending progress; stops when the client goes.
-fn run_move(fs: &CofferFs, stream: &UnixStream, out: &mut UnixStream) -> Result<String, String> {
+///
+/// The walk watches `config` as an offline one does: when another machine's rekey makes
+/// another epoch the newest, it stops and answers `raced THEIRS` (the epoch ID in hex, or
+/// `-` for a config without epochs).
+fn run_move(fs: &CofferFs, config: &Path, stream: &UnixStream, out: &mut UnixStream) -> Result<String, String> {
     let stop = AtomicBool::new(false);
+    let mut config_watch = fs
+        .vault()
+        .vault_keys()
+        .newest()
+        .id
+        .map(|id| ConfigWatch::new(config, id));
     let watch = stream.try_clone().map_err(|e| e.to_string())?;
     let mut last = std::time::Instant::now();
-    let m = fs
-        .rekey_live(&stop, &mut |m| {
+    let m = fs.rekey_live(
+        &stop,
+        &mut |m| {
             if last.elapsed() < Duration::from_millis(100) {
                 return;
             }
@@ -186,9 +198,20 @@ fn run_move(fs: &CofferFs, stream: &UnixStream, out: &mut UnixStream) -> Result<
             if writeln!(out, "progress {line}").is_err() || client_gone(&watch) {
                 stop.store(true, Ordering::Relaxed);
             }
-        })
-        .map_err(|e| e.to_string())?;
-    done(&m)
+        },
+        &mut || config_watch.as_mut().map_or(Ok(()), ConfigWatch::check),
+    );
+    match m {
+        Ok(m) => done(&m),
+        Err(VaultError::NewestEpochChanged { theirs, .. }) => {
+            log::warn!("coffer.conf names another newest key epoch: another machine's rekey; the walk stopped");
+            Ok(format!(
+                "raced {}",
+                theirs.map_or_else(|| "-".to_string(), |t| t.to_hex())
+            ))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Whether the client closed its end (a read would see end of file).

@@ -33,15 +33,26 @@ impl CofferFs {
     /// Moves every object of the served vault to its newest key epoch (which the vault must
     /// have adopted), around the mount's own use of them; `progress` sees the running totals.
     /// Passes are repeated (at most three) while files changed under the walk.
-    pub fn rekey_live(&self, stop: &AtomicBool, progress: &mut dyn FnMut(&Migration)) -> Result<Migration> {
+    /// `guard` is asked before each object; its error stops the walk (a
+    /// [`ConfigWatch`](crate::vault::epoch_watch::ConfigWatch): another machine's rekey).
+    pub fn rekey_live(
+        &self,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(&Migration),
+        guard: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Migration> {
         let live = LiveRekey { fs: self, stop };
         let mut total = Migration::default();
         for _ in 0..3 {
-            let pass = self.vault.migrate_live(&live, &mut |m| {
-                let mut shown = total.clone();
-                add(&mut shown, m);
-                progress(&shown);
-            })?;
+            let pass = self.vault.migrate_live(
+                &live,
+                &mut |m| {
+                    let mut shown = total.clone();
+                    add(&mut shown, m);
+                    progress(&shown);
+                },
+                guard,
+            )?;
             let again = pass.changed > 0 && !pass.stopped;
             add(&mut total, &pass);
             total.left = pass.left;

@@ -132,8 +132,14 @@ impl Vault {
     /// moving each object around the mount's own use of it (see [`Live`]). Hard-linked files
     /// are left and reported; files that changed while they were copied are counted in
     /// [`Migration::changed`] for another pass.
-    pub fn migrate_live(&self, live: &dyn Live, progress: &mut dyn FnMut(&Migration)) -> Result<Migration> {
-        self.migrate_walk(Mode::Move, Some(live), progress, &mut || Ok(()))
+    /// `guard` is asked before each object, as in [`migrate_watched`](Self::migrate_watched).
+    pub fn migrate_live(
+        &self,
+        live: &dyn Live,
+        progress: &mut dyn FnMut(&Migration),
+        guard: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Migration> {
+        self.migrate_walk(Mode::Move, Some(live), progress, guard)
     }
 
     fn migrate_walk(
@@ -163,6 +169,10 @@ impl Vault {
             if live.is_some_and(|l| l.stop()) {
                 out.stopped = true;
                 return Ok(out);
+            }
+            if live.is_some() {
+                // Nothing is pending either: the guard is asked before each object.
+                guard()?;
             }
             let Some(e) = frame.entries.get(frame.next).cloned() else {
                 if !frame.pending.is_empty() {

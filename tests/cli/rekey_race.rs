@@ -374,3 +374,68 @@ fn objects_under_an_epoch_the_config_does_not_list_are_reported_and_left_alone()
     );
     assert_eq!(std::fs::read(a.join(&entry)).unwrap(), arrived);
 }
+
+/// B's vault is mounted and its rekey runs in the mount; A's rekey syncs in before B's walk
+/// starts (B's run stopped there by the test hook). The mount's walk sees coffer.conf name
+/// another newest epoch and stops; the run exits with one line naming that epoch and says
+/// what to do. Unmounted, `coffer rekey` then moves everything to A's epoch; nothing is lost.
+#[test]
+fn a_rekey_through_a_mount_stops_when_another_machines_epoch_syncs_in() {
+    if !crate::support::common::fuse_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("a");
+    let b = t.path().join("b");
+    let pf = passfile(t.path(), "pw", "pw");
+    init_version(&a, &pf, "2");
+    let want = tree();
+    write_files(&a, "pw", &want);
+    cp_a(&a, &b);
+    let mnt = t.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let d = crate::support::daemon::Daemon::start(&b, &mnt, &pf, Duration::from_secs(120));
+
+    let mut on_b = spawn_rekey_stopping(&b, &pf, 0);
+    wait_stopped(&mut on_b);
+    let out = coffer(&["rekey", "--passfile", s(&pf), s(&a)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let a_epoch = newest_epoch(&a);
+    sync_config(&a, &b);
+    let out = resume(on_b);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let line = format!(
+        "coffer: error: another machine started a rekey (key epoch {a_epoch}) while this one ran: the mount stopped re-encrypting"
+    );
+    assert!(out.stderr.lines().any(|l| l == line), "{}", out.stderr);
+    assert!(out.stderr.contains("unmount the vault"), "{}", out.stderr);
+    // The mount still serves every file, and what it writes now (under this run's epoch,
+    // which coffer.conf no longer lists) stays reachable through the kept config.
+    let copies: Vec<_> = std::fs::read_dir(&b)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("coffer (conflicted copy of a stopped rekey to "))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    for (path, data) in &want {
+        assert!(std::fs::read(d.mnt.join(path)).unwrap() == *data, "{path}");
+    }
+    let mut want = want;
+    want.insert(
+        "written-after.txt".into(),
+        b"written by the mount after the race\n".to_vec(),
+    );
+    std::fs::write(d.mnt.join("written-after.txt"), &want["written-after.txt"]).unwrap();
+    d.stop();
+
+    // No rollback refusal: the run pinned the config it found.
+    let out = coffer(&["rekey", "--passfile", s(&pf), s(&b)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains(&copies[0]), "{}", out.stderr);
+    assert_eq!(newest_epoch(&b), a_epoch);
+    assert_reads(&b, &pf, &want);
+    let (code, report) = fsck_report(&b, &pf, &[]);
+    assert_eq!(code, 0, "{report}");
+    let out = coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&b)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
