@@ -407,3 +407,169 @@ fn killed_rekey_is_finished_by_running_it_again() {
          every file read back after each kill"
     );
 }
+
+/// The daemon killed (-9) at random moments while it rekeys the vault it serves (`coffer
+/// rekey` of the mounted vault) and a writer process writes and fsyncs through it: after
+/// each kill the rekey client ends with an error (no hang), the vault opens, every file
+/// written before reads back exactly, every fsync'ed file too, fsck reports at most the
+/// writer's file in flight and stray temporaries (removed by --repair); the next round's
+/// rekey, through the remounted vault, continues the walk. At the end a rekey and
+/// `--finish` through the mount leave one epoch.
+#[test]
+fn killed_daemon_during_a_rekey_of_the_mount() {
+    if !common::fuse_available() {
+        return;
+    }
+    const ROUNDS: u32 = 4;
+    let seed = data::seed("COFFER_KILL9_SEED");
+    let mut rng = Rng::new(seed);
+    let t = tempfile::tempdir().unwrap();
+    let (cipher, mnt) = (t.path().join("cipher"), t.path().join("mnt"));
+    std::fs::create_dir(&cipher).unwrap();
+    std::fs::create_dir(&mnt).unwrap();
+    let pf = passfile(t.path(), "pass", PASSWORD);
+    daemon::init(&cipher, &pf);
+    let state = support::cli::state_home();
+    let mut want = BTreeMap::new();
+    {
+        let v = coffer::vault::Vault::unlock(&cipher, None, PASSWORD.as_bytes(), false).unwrap();
+        let root = v.root_dir().unwrap();
+        v.mkdir(&root, b"d", 0o755).unwrap();
+        for i in 0..150u64 {
+            let name = if i % 3 == 0 {
+                format!("d/file{i}")
+            } else {
+                format!("file{i}")
+            };
+            let data = data::bytes(seed ^ i, (i as usize * 7919) % 40_000);
+            let (dir, base) = match name.split_once('/') {
+                Some((d, b)) => (v.open_dir_path(d.as_bytes()).unwrap(), b.to_string()),
+                None => (v.root_dir().unwrap(), name.clone()),
+            };
+            let (f, _) = v.create_file(&dir, base.as_bytes(), 0o644).unwrap();
+            f.write_at(&data, 0).unwrap();
+            want.insert(name, data);
+        }
+    }
+    let names: Vec<String> = want.keys().cloned().collect();
+    let rekey = |finish: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        cmd.arg("rekey");
+        if finish {
+            cmd.arg("--finish");
+        }
+        cmd.arg("--passfile")
+            .arg(&pf)
+            .arg(&cipher)
+            .env("XDG_STATE_HOME", &state)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut all = Outcome::default();
+    let mut ever_in_flight = BTreeSet::new();
+    let mut d = Daemon::start(&cipher, &mnt, &pf, WATCHDOG);
+    let mut cut = 0;
+    for round in 0..ROUNDS {
+        let dir = format!("r{round}");
+        std::fs::create_dir(d.mnt.join(&dir)).unwrap();
+        let log = t.path().join(format!("{dir}.log"));
+        let mut writer = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "writer_child", "--nocapture", "--test-threads=1"])
+            .env("COFFER_KILL9_DIR", d.mnt.join(&dir))
+            .env("COFFER_KILL9_LOG", &log)
+            .env("COFFER_KILL9_SEED", rng.next().to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut client = rekey(false);
+        let delay = Duration::from_millis(30 + rng.below(500));
+        std::thread::sleep(delay);
+        d.kill9();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = client.try_wait().unwrap() {
+                break st;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = client.kill();
+                panic!("round {round} (seed {seed}): the rekey client hangs after the daemon died");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut client.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(!err.contains("panicked"), "round {round}: {err}");
+        if !status.success() {
+            cut += 1;
+            let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("coffer: error:")).collect();
+            assert_eq!(errors.len(), 1, "round {round} (seed {seed}): {err}");
+        }
+        while writer.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = writer.kill();
+                panic!("writer stuck after the daemon was killed");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut o = Outcome::default();
+        parse_log(&std::fs::read_to_string(&log).unwrap_or_default(), &dir, &mut o);
+        eprintln!(
+            "round {round}: killed after {delay:?} ({status}), {} fsyncs, in flight: {:?}",
+            o.ops, o.in_flight
+        );
+        all.synced.extend(o.synced);
+        all.ops += o.ops;
+        ever_in_flight.extend(o.in_flight.iter().cloned());
+
+        assert_eq!(
+            contents(&cipher, PASSWORD, &names),
+            want,
+            "round {round} (seed {seed}): a file written before the rekey changed"
+        );
+        let (_, report) = fsck_report(&cipher, &pf, &["--repair"]);
+        for f in report["damage"].as_array().unwrap() {
+            let path = f["plain_path"].as_str().unwrap_or("");
+            assert!(
+                f["kind"] == "stray_temp" || ever_in_flight.contains(path),
+                "round {round} (seed {seed}): {f} (in flight: {ever_in_flight:?})"
+            );
+        }
+        d = Daemon::start(&cipher, &mnt, &pf, WATCHDOG);
+        let n = check_synced(&d.mnt, &all, &ever_in_flight);
+        eprintln!("round {round}: {n} fsync'ed files read back exactly");
+    }
+    // Files the kills tore stay damaged (nothing can invent their bytes): removed, so that
+    // the rekey can finish.
+    let (_, report) = fsck_report(&cipher, &pf, &[]);
+    for p in damaged(&report) {
+        assert!(ever_in_flight.contains(&p), "{p}");
+        std::fs::remove_file(d.mnt.join(&p)).unwrap();
+        all.synced.remove(&p);
+    }
+    let run = |finish: bool| {
+        let mut c = rekey(finish);
+        let st = c.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(st.success(), "rekey (finish: {finish}, seed {seed}): {err}");
+    };
+    run(false);
+    run(true);
+    check_synced(&d.mnt, &all, &ever_in_flight);
+    d.stop();
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(cipher.join("coffer.conf")).unwrap()).unwrap();
+    assert_eq!(cfg["epochs"].as_array().map(Vec::len), Some(1), "{cfg}");
+    assert_eq!(contents(&cipher, PASSWORD, &names), want);
+    let (code, report) = fsck_report(&cipher, &pf, &[]);
+    assert_eq!(code, 0, "{report}");
+    eprintln!(
+        "daemon killed {ROUNDS} times during an online rekey (seed {seed}), {cut} of them while the client waited; \
+         {} fsyncs by the writer",
+        all.ops
+    );
+}
