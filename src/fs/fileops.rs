@@ -215,18 +215,26 @@ impl CofferFs {
             return self.set_len_of(ino, &h.file(), size);
         }
         let info = self.node(ino)?;
-        let file = match self.open_backing(ino, &info, true) {
-            Ok(f) => f,
-            Err(e) if has_no_name(&e) => {
-                // Unlinked but open: truncate through an open writable descriptor.
-                let h = self.files.find(|h| h.ino == ino && h.writable).ok_or(e)?;
-                let _g = write_lock(&h.lock);
-                return self.set_len_of(ino, &h.file(), size);
+        for _ in 0..3 {
+            let file = match self.open_backing(ino, &info, true) {
+                Ok(f) => f,
+                Err(e) if has_no_name(&e) => {
+                    // Unlinked but open: truncate through an open writable descriptor.
+                    let h = self.files.find(|h| h.ino == ino && h.writable).ok_or(e)?;
+                    let _g = write_lock(&h.lock);
+                    return self.set_len_of(ino, &h.file(), size);
+                }
+                Err(e) => return Err(e),
+            };
+            let _g = write_lock(&info.lock);
+            // Replaced while this waited for the lock (a rekey of the mount renamed a new copy
+            // over it, or a sync client did): truncate the file there now.
+            let gone = backing::fstat(file.backing().as_raw_fd()).is_ok_and(|st| st.st_nlink == 0);
+            if !gone {
+                return self.set_len_of(ino, &file, size);
             }
-            Err(e) => return Err(e),
-        };
-        let _g = write_lock(&info.lock);
-        self.set_len_of(ino, &file, size)
+        }
+        Err(VaultError::inode(ino, libc::EAGAIN))
     }
 
     /// Truncates or grows `file` of `ino` through the vault, logging what it found.

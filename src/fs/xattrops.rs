@@ -58,6 +58,29 @@ impl Target {
     }
 }
 
+/// How often an xattr call opens its file again after finding it replaced.
+const FRESH_TRIES: usize = 3;
+
+/// Runs `op` until it gives a result (`Some`): `None` means the file it opened was replaced
+/// by the time it held the file's lock, and it runs again on the file there now. A file
+/// replaced at every try gives EAGAIN.
+fn fresh<R>(mut op: impl FnMut() -> Result<Option<R>>) -> Result<R> {
+    for _ in 0..FRESH_TRIES {
+        if let Some(r) = op()? {
+            return Ok(r);
+        }
+    }
+    Err(VaultError::errno_at(std::path::PathBuf::new(), libc::EAGAIN))
+}
+
+/// Whether the file `f` of a named target was unlinked between its open and the lock now
+/// held: an online rekey renamed a new copy over it (under the same lock), or a sync client
+/// replaced it. An xattr written there would be lost with it.
+fn replaced(t: &Target, f: &CryptFile) -> bool {
+    matches!(t, Target::File(..))
+        && crate::vault::backing::fstat(f.backing().as_raw_fd()).is_ok_and(|st| st.st_nlink == 0)
+}
+
 impl CofferFs {
     fn xattr_target(&self, ino: u64, write: bool) -> Result<Target> {
         let info = self.node(ino)?;
@@ -83,54 +106,69 @@ impl CofferFs {
         if ino == ROOT || matches!(info.fmt, libc::S_IFDIR | libc::S_IFREG) {
             self.vault.xattr_check_name(name)?;
         }
-        let t = self.xattr_target(ino, false)?;
-        let Some(fd) = t.fd() else { return Err(no_data(name)) };
-        let value = match (&t, t.file()) {
-            (Target::Dir(d), _) => t.locate(self.vault.xattr_get(fd, &d.iv, name))?,
-            (_, Some((f, lock))) => {
-                let _g = read_lock(lock);
-                // A file without a header has no xattrs; check the name all the same.
-                let owner = f.header()?.map_or([0u8; 16], |h| h.file_id);
-                t.locate(self.vault.xattr_get(fd, &owner, name))?
-            }
-            _ => None,
-        };
+        let value = fresh(|| {
+            let t = self.xattr_target(ino, false)?;
+            let Some(fd) = t.fd() else { return Ok(Some(None)) };
+            Ok(match (&t, t.file()) {
+                (Target::Dir(d), _) => Some(t.locate(self.vault.xattr_get(fd, &d.iv, name))?),
+                (_, Some((f, lock))) => {
+                    let _g = read_lock(lock);
+                    if replaced(&t, f) {
+                        return Ok(None);
+                    }
+                    // A file without a header has no xattrs; check the name all the same.
+                    let owner = f.header()?.map_or([0u8; 16], |h| h.file_id);
+                    Some(t.locate(self.vault.xattr_get(fd, &owner, name))?)
+                }
+                _ => Some(None),
+            })
+        })?;
         value.ok_or_else(|| no_data(name))
     }
 
     pub(super) fn do_setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
-        let t = self.xattr_target(ino, true)?;
-        let Some(fd) = t.fd() else {
-            return Err(VaultError::inode(ino, libc::EPERM));
-        };
-        match (&t, t.file()) {
-            (Target::Dir(d), _) => {
-                // Packed xattrs are read, changed and written back: one writer at a time.
-                let lock = self.node(ino)?.lock;
-                let _g = write_lock(&lock);
-                t.locate(self.vault.xattr_set(fd, &d.iv, name, value, flags))
+        fresh(|| {
+            let t = self.xattr_target(ino, true)?;
+            let Some(fd) = t.fd() else {
+                return Err(VaultError::inode(ino, libc::EPERM));
+            };
+            match (&t, t.file()) {
+                (Target::Dir(d), _) => {
+                    // Packed xattrs are read, changed and written back: one writer at a time.
+                    let lock = self.node(ino)?.lock;
+                    let _g = write_lock(&lock);
+                    t.locate(self.vault.xattr_set(fd, &d.iv, name, value, flags)).map(Some)
+                }
+                (_, Some((f, lock))) => {
+                    let _g = write_lock(lock);
+                    if replaced(&t, f) {
+                        return Ok(None);
+                    }
+                    let owner = f.ensure_header()?.file_id;
+                    t.locate(self.vault.xattr_set(fd, &owner, name, value, flags)).map(Some)
+                }
+                _ => Err(VaultError::inode(ino, libc::EPERM)),
             }
-            (_, Some((f, lock))) => {
-                let _g = write_lock(lock);
-                let owner = f.ensure_header()?.file_id;
-                t.locate(self.vault.xattr_set(fd, &owner, name, value, flags))
-            }
-            _ => Err(VaultError::inode(ino, libc::EPERM)),
-        }
+        })
     }
 
     pub(super) fn do_listxattr(&self, ino: u64) -> Result<Vec<u8>> {
-        let t = self.xattr_target(ino, false)?;
-        let Some(fd) = t.fd() else { return Ok(Vec::new()) };
-        let names = match (&t, t.file()) {
-            (Target::Dir(d), _) => t.locate(self.vault.xattr_list(fd, &d.iv))?,
-            (_, Some((f, lock))) => {
-                let _g = read_lock(lock);
-                let owner = f.header()?.map_or([0u8; 16], |h| h.file_id);
-                t.locate(self.vault.xattr_list(fd, &owner))?
-            }
-            _ => Vec::new(),
-        };
+        let names = fresh(|| {
+            let t = self.xattr_target(ino, false)?;
+            let Some(fd) = t.fd() else { return Ok(Some(Vec::new())) };
+            Ok(Some(match (&t, t.file()) {
+                (Target::Dir(d), _) => t.locate(self.vault.xattr_list(fd, &d.iv))?,
+                (_, Some((f, lock))) => {
+                    let _g = read_lock(lock);
+                    if replaced(&t, f) {
+                        return Ok(None);
+                    }
+                    let owner = f.header()?.map_or([0u8; 16], |h| h.file_id);
+                    t.locate(self.vault.xattr_list(fd, &owner))?
+                }
+                _ => Vec::new(),
+            }))
+        })?;
         let mut out = Vec::new();
         for n in names {
             out.extend_from_slice(&n);
@@ -140,20 +178,25 @@ impl CofferFs {
     }
 
     pub(super) fn do_removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
-        let t = self.xattr_target(ino, true)?;
-        let Some(fd) = t.fd() else { return Err(no_data(name)) };
-        match (&t, t.file()) {
-            (Target::Dir(d), _) => {
-                let lock = self.node(ino)?.lock;
-                let _g = write_lock(&lock);
-                t.locate(self.vault.xattr_remove(fd, &d.iv, name))
+        fresh(|| {
+            let t = self.xattr_target(ino, true)?;
+            let Some(fd) = t.fd() else { return Err(no_data(name)) };
+            match (&t, t.file()) {
+                (Target::Dir(d), _) => {
+                    let lock = self.node(ino)?.lock;
+                    let _g = write_lock(&lock);
+                    t.locate(self.vault.xattr_remove(fd, &d.iv, name)).map(Some)
+                }
+                (_, Some((f, lock))) => {
+                    let _g = write_lock(lock);
+                    if replaced(&t, f) {
+                        return Ok(None);
+                    }
+                    let owner = f.header()?.map_or([0u8; 16], |h| h.file_id);
+                    t.locate(self.vault.xattr_remove(fd, &owner, name)).map(Some)
+                }
+                _ => Err(no_data(name)),
             }
-            (_, Some((f, lock))) => {
-                let _g = write_lock(lock);
-                let owner = f.header()?.map_or([0u8; 16], |h| h.file_id);
-                t.locate(self.vault.xattr_remove(fd, &owner, name))
-            }
-            _ => Err(no_data(name)),
-        }
+        })
     }
 }

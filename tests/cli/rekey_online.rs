@@ -178,3 +178,121 @@ fn a_mounted_vault_is_rekeyed_while_a_file_stays_open_and_is_written() {
         assert!(out.stderr.contains("one key epoch"), "{}", out.stderr);
     }
 }
+
+/// Sets `user.n` of `path` to `value`.
+fn set_n(path: &std::ffi::CStr, value: &[u8]) -> std::io::Result<()> {
+    // SAFETY: valid C strings and buffer.
+    let r = unsafe { libc::setxattr(path.as_ptr(), c"user.n".as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `user.n` of `path`.
+fn get_n(path: &std::ffi::CStr) -> Vec<u8> {
+    let mut buf = [0u8; 64];
+    // SAFETY: valid C strings and buffer.
+    let n = unsafe { libc::getxattr(path.as_ptr(), c"user.n".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(n >= 0, "{:?}: {}", path, std::io::Error::last_os_error());
+    buf[..n as usize].to_vec()
+}
+
+/// xattrs set and truncates by path without pause while the mount rekeys the files: a call that
+/// opened a file before its new copy was renamed over it waits for the file's lock, then
+/// works on the file there now; the last value set on each file is what it has afterwards,
+/// through the mount and after a remount.
+#[test]
+fn xattrs_and_truncates_during_a_rekey_of_the_mount_are_kept() {
+    if !fuse_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let pf = passfile(t.path(), "pw", "pw");
+    assert_eq!(init_version(&v, &pf, "2").code, 0);
+    let mnt = t.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let d = Daemon::start(&v, &mnt, &pf, Duration::from_secs(120));
+    let files: Vec<std::ffi::CString> = (0..24)
+        .map(|i| {
+            let p = d.mnt.join(format!("f{i}"));
+            std::fs::write(&p, crate::support::data::bytes(i, 200_000)).unwrap();
+            std::ffi::CString::new(p.to_str().unwrap()).unwrap()
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let setters: Vec<_> = (0..2)
+        .map(|k| {
+            let stop = stop.clone();
+            let mine: Vec<std::ffi::CString> = files.iter().skip(k).step_by(2).cloned().collect();
+            std::thread::spawn(move || {
+                let mut last = vec![Vec::new(); mine.len()];
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for (i, p) in mine.iter().enumerate() {
+                        let value = format!("{k}-{n}").into_bytes();
+                        set_n(p, &value).unwrap();
+                        last[i] = value;
+                        n += 1;
+                    }
+                }
+                (mine, last)
+            })
+        })
+        .collect();
+    // And files truncated by path (no open handle) to ever new lengths.
+    let cut: Vec<std::path::PathBuf> = (0..6)
+        .map(|i| {
+            let p = d.mnt.join(format!("t{i}"));
+            std::fs::write(&p, crate::support::data::bytes(100 + i, 300_000)).unwrap();
+            p
+        })
+        .collect();
+    let cutter = {
+        let stop = stop.clone();
+        let cut = cut.clone();
+        std::thread::spawn(move || {
+            let mut len = vec![0u64; cut.len()];
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for (i, p) in cut.iter().enumerate() {
+                    n += 1;
+                    len[i] = 1000 + (n * 7919) % 250_000;
+                    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+                    // SAFETY: a valid C string.
+                    let r = unsafe { libc::truncate(c.as_ptr(), len[i] as libc::off_t) };
+                    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+                }
+            }
+            len
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let out = coffer(&["rekey", "--passfile", s(&pf), s(&v)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    stop.store(true, Ordering::Relaxed);
+    let lens = cutter.join().unwrap();
+    for (p, len) in cut.iter().zip(&lens) {
+        assert_eq!(std::fs::metadata(p).unwrap().len(), *len, "{p:?}");
+        let data = std::fs::read(p).unwrap();
+        assert_eq!(data.len() as u64, *len, "{p:?}");
+    }
+    let mut want = Vec::new();
+    for h in setters {
+        let (mine, last) = h.join().unwrap();
+        want.extend(mine.into_iter().zip(last));
+    }
+    for (p, value) in &want {
+        assert_eq!(get_n(p), *value, "{p:?} through the mount");
+    }
+    let out = coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&v)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    d.stop();
+    let d = Daemon::start(&v, &mnt, &pf, Duration::from_secs(120));
+    for (p, value) in &want {
+        assert_eq!(get_n(p), *value, "{p:?} after a remount");
+    }
+    d.stop();
+}
