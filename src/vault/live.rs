@@ -7,8 +7,12 @@
 //! new copy.
 
 use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 
-use super::backing::temp_name;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::backing::{temp_name, DirFd};
 use super::dir::Dir;
 use super::error::{IoContext, Result, VaultError};
 use super::migrate::Migration;
@@ -32,6 +36,30 @@ pub trait Live {
     /// Whether the walk should stop at the next object (the client went away).
     fn stop(&self) -> bool;
 }
+
+/// Most names of one hard-linked file a walk of a mounted vault moves together.
+const MAX_LINK_NAMES: usize = 64;
+
+/// One name of a hard-linked file met by the walk.
+struct LinkName {
+    /// Its directory's backing path (for messages, and to open it again).
+    dir: PathBuf,
+    /// The directory's (st_dev, st_ino) when it was met: the path is trusted only while it
+    /// still leads there.
+    dir_id: (u64, u64),
+    /// The backing name.
+    name: Vec<u8>,
+}
+
+/// The names met of one hard-linked file under an older epoch.
+struct LinkGroup {
+    st: libc::stat,
+    names: Vec<LinkName>,
+}
+
+/// The hard-linked files a walk of a mounted vault met, by backing (st_dev, st_ino).
+#[derive(Default)]
+pub(super) struct LiveLinks(HashMap<(u64, u64), LinkGroup>);
 
 /// Whether `a` and `b` are the same backing object, unchanged: same inode, size, and
 /// modification and change times (any write through the mount changes the change time).
@@ -59,8 +87,8 @@ impl Vault {
     /// Seals regular file `backing` of `dir` (stat `st`) again under the newest epoch while a
     /// mount serves the vault. A file that changed or was opened through the mount while it
     /// was being copied is left as it was and counted in [`Migration::changed`] (the next pass
-    /// takes it); a hard-linked file is left and reported (its other names could be written
-    /// through meanwhile).
+    /// takes it); a hard-linked file is only noted in `links`: it is moved once all its names
+    /// were met ([`move_links_live`](Self::move_links_live)).
     pub(super) fn move_file_live(
         &self,
         live: &dyn Live,
@@ -68,15 +96,24 @@ impl Vault {
         backing: &[u8],
         st: &libc::stat,
         out: &mut Migration,
+        links: &mut LiveLinks,
     ) -> Result<()> {
         let rel = dir.rel_child(backing);
         if st.st_nlink > 1 {
             let old = self.open_file(dir, backing, false)?;
             if old.header()?.is_some_and(|h| !self.header_current(&h)) {
-                out.left.push(format!(
-                    "{}: a hard-linked file is moved only while the vault is not mounted",
-                    rel.display()
-                ));
+                let at = dir.fd.fstat().at(&dir.rel)?;
+                let group = links.0.entry((st.st_dev, st.st_ino)).or_insert_with(|| LinkGroup {
+                    st: *st,
+                    names: Vec::new(),
+                });
+                if group.names.len() < MAX_LINK_NAMES {
+                    group.names.push(LinkName {
+                        dir: dir.rel.clone(),
+                        dir_id: (at.st_dev, at.st_ino),
+                        name: backing.to_vec(),
+                    });
+                }
             }
             return Ok(());
         }
@@ -142,5 +179,161 @@ impl Vault {
             out.changed += 1;
         }
         Ok(())
+    }
+}
+
+impl Vault {
+    /// Moves each hard-linked file of `links` whose every name the walk met: sealed once under
+    /// the mount's lock of it, then, while nothing runs through the mount, each name pointed
+    /// at the new copy (a link to it under a temporary name in the name's directory, renamed
+    /// over the name), the directories made durable and the mount's handles and node pointed
+    /// at it. A file with names the walk did not meet (outside the vault, or more than
+    /// [`MAX_LINK_NAMES`]) is left and reported; one that changed meanwhile is counted in
+    /// [`Migration::changed`] for another pass. `guard` is asked before each file.
+    pub(super) fn move_links_live(
+        &self,
+        live: &dyn Live,
+        links: LiveLinks,
+        out: &mut Migration,
+        guard: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        for (_, group) in links.0 {
+            if live.stop() {
+                out.stopped = true;
+                return Ok(());
+            }
+            guard()?;
+            let first = group.names[0]
+                .dir
+                .join(std::ffi::OsStr::from_bytes(&group.names[0].name));
+            if group.names.len() as u64 != group.st.st_nlink {
+                out.left.push(format!(
+                    "{}: {} of its {} hard links are in the vault; it is moved only when all are",
+                    first.display(),
+                    group.names.len(),
+                    group.st.st_nlink
+                ));
+                continue;
+            }
+            match self.move_link_group_live(live, &group) {
+                Ok(Some(len)) => {
+                    out.files += 1;
+                    out.bytes += len;
+                    out.links += group.names.len() as u64 - 1;
+                }
+                Ok(None) => {}
+                Err(e) if e.errno() == libc::EAGAIN => out.changed += 1,
+                Err(e) => out.left.push(format!("{}: {e}", first.display())),
+            }
+        }
+        Ok(())
+    }
+
+    /// One group of [`move_links_live`](Self::move_links_live): the moved plaintext length,
+    /// `None` when nothing was to move, EAGAIN when the file or a name changed meanwhile.
+    fn move_link_group_live(&self, live: &dyn Live, group: &LinkGroup) -> Result<Option<u64>> {
+        let mut dirs: Vec<Dir> = Vec::with_capacity(group.names.len());
+        for n in &group.names {
+            let dir = if n.dir.as_os_str().is_empty() {
+                self.root_dir()?
+            } else {
+                let fd = DirFd::open_path(&self.cipherdir().join(&n.dir)).at(&n.dir)?;
+                Dir::from_fd(fd, n.dir.clone())?
+            };
+            let at = dir.fd.fstat().at(&n.dir)?;
+            if (at.st_dev, at.st_ino) != n.dir_id {
+                return Err(VaultError::errno_at(n.dir.clone(), libc::EAGAIN));
+            }
+            dirs.push(dir);
+        }
+        let (d0, name0) = (&dirs[0], group.names[0].name.as_slice());
+        let rel0 = d0.rel_child(name0);
+        let mut moved = None;
+        live.with_object_locked(&group.st, &mut |held| {
+            let now = d0.fd.stat(name0).at(&rel0)?;
+            if now.st_ino != group.st.st_ino || now.st_dev != group.st.st_dev {
+                return Err(VaultError::errno_at(rel0.clone(), libc::EAGAIN));
+            }
+            let old = self.open_file(d0, name0, false)?;
+            let Some(h) = old.header()? else { return Ok(()) };
+            if self.header_current(&h) {
+                return Ok(());
+            }
+            let len = old.plain_len()?;
+            let tmp0 = temp_name().at(&d0.rel)?;
+            let new = self.reseal_into(d0, &old, &h, &tmp0, &now, len).and_then(|new| {
+                new.sync_all().at(d0.rel_child(&tmp0))?;
+                Ok(new)
+            });
+            let new = match new {
+                Ok(new) => new,
+                Err(e) => {
+                    let _ = d0.fd.unlink(&tmp0);
+                    return Err(e);
+                }
+            };
+            // A temporary link to the new copy beside each further name.
+            let mut temps = vec![tmp0.clone()];
+            let mut made = Ok(());
+            for (dir, n) in dirs.iter().zip(&group.names).skip(1) {
+                let made_one = temp_name().at(&dir.rel).and_then(|t| {
+                    dir.fd.link_open_file(&new, &t).at(dir.rel_child(&n.name))?;
+                    Ok(t)
+                });
+                match made_one {
+                    Ok(t) => temps.push(t),
+                    Err(e) => {
+                        made = Err(e);
+                        break;
+                    }
+                }
+            }
+            let unlink_temps = |temps: &[Vec<u8>]| {
+                for (dir, t) in dirs.iter().zip(temps) {
+                    let _ = dir.fd.unlink(t);
+                }
+            };
+            if let Err(e) = made {
+                unlink_temps(&temps);
+                return Err(e);
+            }
+            for dir in dirs.iter().skip(1) {
+                if let Err(e) = dir.fd.fsync() {
+                    log::warn!("{}: {e}", dir.rel.display());
+                }
+            }
+            let swapped = live.quiet(&mut || {
+                for (dir, n) in dirs.iter().zip(&group.names) {
+                    let cur = dir.fd.stat(&n.name).at(dir.rel_child(&n.name))?;
+                    if (!held && live.knows(&now)) || !unchanged(&cur, &now) {
+                        return Err(VaultError::errno_at(dir.rel_child(&n.name), libc::EAGAIN));
+                    }
+                }
+                let commit = live.replacing(&now, &new)?;
+                // From here every name moves; a failure leaves the names already moved on the
+                // new copy (same contents, no longer linked to the rest) and is reported.
+                for ((dir, n), t) in dirs.iter().zip(&group.names).zip(&temps) {
+                    dir.fd.rename(t, &dir.fd, &n.name, 0).at(dir.rel_child(&n.name))?;
+                }
+                commit();
+                for dir in &dirs {
+                    if let Err(e) = dir.fd.fsync() {
+                        log::warn!("{}: {e}", dir.rel.display());
+                    }
+                }
+                Ok(())
+            });
+            match swapped {
+                Ok(()) => {
+                    moved = Some(len);
+                    Ok(())
+                }
+                Err(e) => {
+                    unlink_temps(&temps);
+                    Err(e)
+                }
+            }
+        })?;
+        Ok(moved)
     }
 }

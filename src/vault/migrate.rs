@@ -162,6 +162,7 @@ impl Vault {
         let mut chain = DirChain::new(root, walk_fd_budget()).at(self.cipherdir())?;
         let mut frames = Vec::new();
         let mut links = Links::default();
+        let mut live_links = super::live::LiveLinks::default();
         self.enter_dir(&mut chain, &mut frames, Vec::new(), mode, live, &mut out)?;
         while let Some(frame) = frames.last_mut() {
             // A walk of a mounted vault has no new copies pending: each file is renamed as
@@ -229,7 +230,7 @@ impl Vault {
                     Err(err) => Err(err),
                 },
                 libc::S_IFREG if live.is_some() => match live {
-                    Some(l) => self.move_file_live(l, dir, &backing, &st, &mut out),
+                    Some(l) => self.move_file_live(l, dir, &backing, &st, &mut out, &mut live_links),
                     None => Ok(()),
                 },
                 libc::S_IFREG => match self.move_file(dir, &backing, &st, mode, &mut out, &mut links) {
@@ -265,6 +266,11 @@ impl Vault {
                 }
                 out.left.push(format!("{shown}: {err}"));
             }
+            progress(&out);
+        }
+        if let Some(l) = live {
+            // Hard-linked files, once every name of each was met: all names at once.
+            self.move_links_live(l, live_links, &mut out, guard)?;
             progress(&out);
         }
         let unmet: u64 = links.0.values().map(|g| g.left).sum();

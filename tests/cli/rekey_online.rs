@@ -296,3 +296,78 @@ fn xattrs_and_truncates_during_a_rekey_of_the_mount_are_kept() {
     }
     d.stop();
 }
+
+/// Hard-linked files are rekeyed by the mount too: each is sealed once and all its names,
+/// in several directories, are pointed at the new copy together; they stay one file (one
+/// inode, its link count, writes through one name seen through the others, a descriptor
+/// held open across the rekey writing into it), and `--finish` then succeeds.
+#[test]
+fn hard_linked_files_are_rekeyed_by_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let pf = passfile(t.path(), "pw", "pw");
+    assert_eq!(init_version(&v, &pf, "1").code, 0);
+    let mnt = t.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let d = Daemon::start(&v, &mnt, &pf, Duration::from_secs(120));
+    let m = d.mnt.clone();
+    std::fs::create_dir_all(m.join("a/b")).unwrap();
+    std::fs::create_dir(m.join("c")).unwrap();
+    let data = crate::support::data::bytes(7, 150_000);
+    std::fs::write(m.join("a/one"), &data).unwrap();
+    std::fs::hard_link(m.join("a/one"), m.join("a/b/two")).unwrap();
+    std::fs::hard_link(m.join("a/one"), m.join("c/three")).unwrap();
+    std::fs::write(m.join("a/pair"), b"two names").unwrap();
+    std::fs::hard_link(m.join("a/pair"), m.join("pair2")).unwrap();
+    let c = std::ffi::CString::new(m.join("c/three").to_str().unwrap()).unwrap();
+    // SAFETY: valid C strings and buffer.
+    let r = unsafe { libc::setxattr(c.as_ptr(), c"user.tag".as_ptr(), b"linked".as_ptr().cast(), 6, 0) };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    let mut held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.join("a/b/two"))
+        .unwrap();
+    let ino = held.metadata().unwrap().ino();
+
+    let out = coffer(&["rekey", "--passfile", s(&pf), s(&v)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("left under"), "{}", out.stderr);
+
+    held.seek(SeekFrom::Start(0)).unwrap();
+    held.write_all(b"WRITTEN THROUGH A HELD DESCRIPTOR").unwrap();
+    held.sync_all().unwrap();
+    let mut want = data.clone();
+    want[..33].copy_from_slice(b"WRITTEN THROUGH A HELD DESCRIPTOR");
+    for p in ["a/one", "a/b/two", "c/three"] {
+        let md = std::fs::metadata(m.join(p)).unwrap();
+        assert_eq!((md.ino(), md.nlink()), (ino, 3), "{p}");
+        assert!(std::fs::read(m.join(p)).unwrap() == want, "{p}");
+    }
+    std::fs::write(m.join("pair2"), b"changed through the second name").unwrap();
+    assert_eq!(
+        std::fs::read(m.join("a/pair")).unwrap(),
+        b"changed through the second name"
+    );
+    drop(held);
+    let mut buf = [0u8; 16];
+    // SAFETY: valid C strings and buffer.
+    let n = unsafe { libc::getxattr(c.as_ptr(), c"user.tag".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(&buf[..n.max(0) as usize], b"linked");
+
+    let out = coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&v)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    d.stop();
+    assert_eq!(epochs(&v).matches('#').count(), 1, "{}", epochs(&v));
+    let out = coffer(&["fsck", "--passfile", s(&pf), s(&v)], None);
+    assert_eq!(out.code, 0, "{}{}", out.stdout_str(), out.stderr);
+    let d = Daemon::start(&v, &mnt, &pf, Duration::from_secs(120));
+    let a = std::fs::metadata(d.mnt.join("a/one")).unwrap();
+    let b = std::fs::metadata(d.mnt.join("c/three")).unwrap();
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 3), "still one file after a remount");
+    assert!(std::fs::read(d.mnt.join("c/three")).unwrap() == want);
+    d.stop();
+}
