@@ -14,8 +14,11 @@ use super::CryptFile;
 pub(super) const READ_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// How long a read that met a block which does not authenticate watches the backing file for
-/// a writer at work before it reports the damage.
-const CHANGE_WATCH: Duration = Duration::from_millis(5);
+/// a writer at work before it reports the damage (only when the file was modified within
+/// [`READ_WAIT_MAX`]). A writer on a busy machine can pause several milliseconds between two
+/// writes (5 ms here let 3 of 855 reads fail while the machine was compiling), so a file at
+/// rest that was damaged within the last second costs its reader up to this much.
+const CHANGE_WATCH: Duration = Duration::from_millis(50);
 
 /// The pause between reads of a file with sessions whose blocks run ahead of its last block.
 const AHEAD_PAUSE: Duration = Duration::from_millis(5);
