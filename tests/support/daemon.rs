@@ -152,7 +152,15 @@ impl Daemon {
             }
             let c = std::ffi::CString::new(self.mnt.as_os_str().as_encoded_bytes()).unwrap();
             // SAFETY: valid C string.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+                // Not root: the mount's own user detaches it through fusermount3.
+                let _ = Command::new("fusermount3")
+                    .arg("-u")
+                    .arg("-z")
+                    .arg(&self.mnt)
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
         let start = Instant::now();
         while is_mounted(&self.mnt) && start.elapsed() < Duration::from_secs(10) {
