@@ -13,6 +13,7 @@ mod fstab;
 mod helper;
 mod info;
 mod init;
+mod kept;
 mod limits;
 mod logging;
 mod mount;

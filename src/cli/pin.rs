@@ -29,6 +29,11 @@ struct Pin {
 /// account's setup, not a fault, so it is not warned about on every command; a home whose
 /// state directory cannot be written is.
 fn pin_dir() -> Option<PathBuf> {
+    Some(state_dir()?.join("pins"))
+}
+
+/// `$XDG_STATE_HOME/coffer` (else `~/.local/state/coffer`), as for [`pin_dir`].
+pub(super) fn state_dir() -> Option<PathBuf> {
     let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         Some(d) => PathBuf::from(d),
         None => {
@@ -39,14 +44,18 @@ fn pin_dir() -> Option<PathBuf> {
             home.join(".local/state")
         }
     };
-    Some(base.join("coffer").join("pins"))
+    Some(base.join("coffer"))
 }
 
 fn pin_file(dir: &Path, cipherdir: &Path) -> PathBuf {
+    dir.join(format!("{}.json", cipherdir_key(cipherdir)))
+}
+
+/// A name for `cipherdir` in the state directory: a hash of its canonical path.
+pub(super) fn cipherdir_key(cipherdir: &Path) -> String {
     let canonical = std::fs::canonicalize(cipherdir).unwrap_or_else(|_| cipherdir.to_path_buf());
     let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-    let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{name}.json"))
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the config says about itself, as a pin would record it (`None` for config version 1).

@@ -13,6 +13,7 @@ use coffer::vault::{reverse, unlock, Vault, VaultError};
 use super::args::RekeyArgs;
 use super::error::{code, CliError, CliResult};
 use super::init::print_recovery_key;
+use super::kept;
 use super::open::{check_cipherdir, read_config};
 use super::password::{read_secret, Ask};
 use super::pin;
@@ -57,6 +58,7 @@ pub fn run(args: &RekeyArgs) -> CliResult {
         let vault = open_all(args, &cfg, &key)?;
         return match rekey::finish(&path, &password, &vault)? {
             Finish::Done(done) => {
+                kept::forget(&args.cipherdir);
                 if epochs > 1 {
                     eprintln!("coffer: the older key epochs are forgotten: their passwords and recovery keys open nothing here any more.");
                     print_recovery_key(&unlock::recovery_key(&done, &key)?);
@@ -75,6 +77,7 @@ pub fn run(args: &RekeyArgs) -> CliResult {
     } else {
         let started = rekey::start_epoch(&args.cipherdir, &path, &password)?;
         pin::check(&args.cipherdir, &started.config, false)?;
+        kept::keep(&args.cipherdir, &started.config);
         eprintln!("coffer: a new key epoch started; objects move to it now.");
         print_recovery_key(&unlock::recovery_key(&started.config, &started.key)?);
         (started.config, started.key)
@@ -192,6 +195,7 @@ fn online(
         }
         let done = rekey::forget_older(path, password, &args.cipherdir)?;
         daemon.adopt(&key, true)?;
+        kept::forget(&args.cipherdir);
         eprintln!(
             "coffer: the older key epochs are forgotten: their passwords and recovery keys open nothing here any more."
         );
@@ -204,6 +208,7 @@ fn online(
     } else {
         let started = rekey::start_epoch(&args.cipherdir, path, password)?;
         pin::check(&args.cipherdir, &started.config, false)?;
+        kept::keep(&args.cipherdir, &started.config);
         eprintln!("coffer: a new key epoch started; objects move to it now.");
         print_recovery_key(&unlock::recovery_key(&started.config, &started.key)?);
         (started.config, started.key)

@@ -45,9 +45,10 @@ fn config_copies(cipherdir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Reads the conflict copies of `coffer.conf` (`cfg`, the one used): a copy of this vault that
-/// opens with `password` and names a newest epoch `cfg` lacks is the other side of two rekeys
-/// at once, and its keys join `held`. One line per copy says what was done with it.
+/// Reads the conflict copies of `coffer.conf` (`cfg`, the one used) and the configs this
+/// machine's rekeys kept (`super::kept`): a copy of this vault that opens with `password` and
+/// names a newest epoch `cfg` lacks is the other side of two rekeys at once, and its keys join
+/// `held`. One line per copy says what was done with it.
 pub fn read_copies(cipherdir: &Path, cfg: &Config, password: &[u8], held: &mut Vec<Held>) {
     let ours = newest_id(cfg).ok().flatten();
     let listed = |id: EpochId| {
@@ -56,20 +57,30 @@ pub fn read_copies(cipherdir: &Path, cfg: &Config, password: &[u8], held: &mut V
             .flatten()
             .is_some_and(|e| e.all().iter().any(|x| x.id == id))
     };
-    for path in config_copies(cipherdir) {
-        let shown = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    let copies = config_copies(cipherdir).into_iter().map(|p| (p, false));
+    for (path, kept) in copies.chain(super::kept::kept(cipherdir).into_iter().map(|p| (p, true))) {
+        let (shown, what, is_a) = if kept {
+            (
+                path.display().to_string(),
+                "the config kept by this machine's rekey",
+                "a kept config",
+            )
+        } else {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (name, "its conflict copy", "a conflict copy of coffer.conf")
+        };
         let copy = match unlock::read_config(&path) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("coffer: {shown}, a conflict copy of coffer.conf, is not read: {e}");
+                eprintln!("coffer: {shown}, {is_a}, is not read: {e}");
                 continue;
             }
         };
         if copy.vault_id.is_none() || copy.vault_id != cfg.vault_id {
-            eprintln!("coffer: {shown}, a conflict copy of coffer.conf, is not read: it is not this vault's config");
+            eprintln!("coffer: {shown}, {is_a}, is not read: it is not this vault's config");
             continue;
         }
         let Ok(Some(theirs)) = newest_id(&copy) else { continue };
@@ -80,14 +91,14 @@ pub fn read_copies(cipherdir: &Path, cfg: &Config, password: &[u8], held: &mut V
         match unlock::unlock_with_password(&copy, password) {
             Ok(key) => {
                 eprintln!(
-                    "coffer: coffer.conf (newest key epoch {ours}) is used; its conflict copy {shown} names epoch {}: \
+                    "coffer: coffer.conf (newest key epoch {ours}) is used; {what} {shown} names epoch {}: \
                      objects under it are read with that copy's keys and moved too",
                     theirs.to_hex()
                 );
                 held.push(Held { config: copy, key });
             }
             Err(e) => eprintln!(
-                "coffer: coffer.conf (newest key epoch {ours}) is used; its conflict copy {shown} names epoch {} \
+                "coffer: coffer.conf (newest key epoch {ours}) is used; {what} {shown} names epoch {} \
                  but is not read ({e}): objects under that epoch are left as they are",
                 theirs.to_hex()
             ),

@@ -98,6 +98,10 @@ pub struct CofferFs {
     /// Held shared by every lookup, open, create and namespace change; a rekey of the running
     /// mount holds it exclusively while it renames backing entries (see [`super::live`]).
     gate: RwLock<()>,
+    /// Odd while a rekey of the running mount holds the gate exclusively: a backing entry may
+    /// already be renamed while its node still names the old object (see
+    /// [`wait_for_moves`](Self::wait_for_moves)).
+    pub(super) moving: std::sync::atomic::AtomicU64,
     /// Kernel notifications a rekey owes, sent once it holds no lock (the kernel may hold a
     /// directory lock while it waits for a request that waits for one of them).
     pub(super) owed: Mutex<Vec<super::live::Owed>>,
@@ -142,6 +146,7 @@ impl CofferFs {
             memory: Default::default(),
             noticed: Default::default(),
             gate: RwLock::new(()),
+            moving: Default::default(),
             owed: Mutex::default(),
             config_watch: None,
         })
@@ -339,6 +344,18 @@ impl CofferFs {
         self.locate_with(ino, &info)
     }
 
+    /// Waits (at most a second) while a rekey of the running mount is between renaming a
+    /// backing entry and pointing its node at it: a caller that holds no gate (getattr, xattr
+    /// and truncate by path) must not take that moment for a file gone. Callers that hold the
+    /// gate never see one.
+    fn wait_for_moves(&self) {
+        use std::sync::atomic::Ordering;
+        let start = std::time::Instant::now();
+        while self.moving.load(Ordering::Acquire) % 2 == 1 && start.elapsed() < std::time::Duration::from_secs(1) {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+
     /// Like [`locate`](Self::locate) with the node already fetched. A rename or unlink on
     /// another FUSE thread changes the backing tree a moment before the inode table; when no
     /// known name matches, the node is fetched again and the search retried a few times, so a
@@ -351,6 +368,7 @@ impl CofferFs {
                 _ => return r,
             }
             std::thread::sleep(std::time::Duration::from_micros(100 << attempt));
+            self.wait_for_moves();
             let fresh = self.node(ino)?;
             if fresh.generation != info.generation {
                 // The number now names another object (its backing inode number was reused,

@@ -110,7 +110,11 @@ impl Live for LiveRekey<'_> {
 
     fn quiet(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         let _g = self.fs.namespace_quiet();
-        f()
+        // Odd while entries are renamed ahead of the inode table (see `wait_for_moves`).
+        self.fs.moving.fetch_add(1, Ordering::AcqRel);
+        let r = f();
+        self.fs.moving.fetch_add(1, Ordering::AcqRel);
+        r
     }
 
     fn replacing<'a>(&'a self, old: &libc::stat, new: &File) -> Result<Box<dyn FnOnce() + 'a>> {

@@ -334,6 +334,75 @@ fn a_conflict_copy_of_the_config_lends_its_epoch_to_the_next_rekey() {
     assert_reads(&b, &pf, &want);
 }
 
+/// Two rekeys that both ended before syncing, and a sync client that keeps no conflict copy:
+/// A's config simply replaces B's. B's own objects, moved to B's epoch, stay readable: B's
+/// rekey kept its config in the state directory, and the next rekey on B (told to accept the
+/// config that replaced its own) reads it and moves them to A's epoch. `--finish` then
+/// forgets the kept config.
+#[test]
+fn a_config_kept_by_this_machines_rekey_reaches_its_objects_when_no_conflict_copy_is_left() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("a");
+    let b = t.path().join("b");
+    let pf = passfile(t.path(), "pw", "pw");
+    init_version(&a, &pf, "2");
+    let mut want = tree();
+    write_files(&a, "pw", &want);
+    cp_a(&a, &b);
+    let a_only: BTreeMap<_, _> = [("a-only.txt".to_string(), b"written on machine A\n".to_vec())].into();
+    let b_only: BTreeMap<_, _> = [("d2/b-only.txt".to_string(), b"written on machine B\n".to_vec())].into();
+    write_files(&a, "pw", &a_only);
+    write_files(&b, "pw", &b_only);
+    for v in [&b, &a] {
+        let out = coffer(&["rekey", "--passfile", s(&pf), s(v)], None);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let a_epoch = newest_epoch(&a);
+    let b_epoch = newest_epoch(&b);
+    assert_ne!(a_epoch, b_epoch);
+    sync_config(&a, &b);
+    let entry = backing_of_root_entry(&a, "pw", "a-only.txt");
+    sync_file(&a.join(&entry), &b.join(&entry));
+
+    // The pin sees a config without the epoch this machine made.
+    let out = coffer(&["rekey", "--passfile", s(&pf), s(&b)], None);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+    let out = coffer(&["rekey", "--accept-config-change", "--passfile", s(&pf), s(&b)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("the config kept by this machine's rekey")
+                && l.contains(&format!("names epoch {b_epoch}"))),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(newest_epoch(&b), a_epoch);
+    want.extend(a_only);
+    want.extend(b_only);
+    assert_reads(&b, &pf, &want);
+    let (code, report) = fsck_report(&b, &pf, &[]);
+    assert_eq!(code, 0, "{report}");
+    let out = coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&b)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_reads(&b, &pf, &want);
+    let kept = state_home().join("coffer/configs");
+    let left: Vec<_> = std::fs::read_dir(&kept)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let b_key = {
+        use sha2::Digest;
+        let c = b.canonicalize().unwrap();
+        let d = sha2::Sha256::digest(c.as_os_str().as_encoded_bytes());
+        d[..16].iter().map(|x| format!("{x:02x}")).collect::<String>()
+    };
+    assert!(
+        !left.iter().any(|n| n.to_string_lossy().starts_with(&b_key)),
+        "{left:?}"
+    );
+}
+
 /// A file under another machine's epoch arrives (its name and contents sealed under a key
 /// this config does not list): `rekey` reports it and leaves it byte for byte, and `--finish`
 /// refuses while it is there.
