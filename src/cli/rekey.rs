@@ -307,6 +307,19 @@ fn walk(
             .and_then(|done| watch.check().map(|()| done));
         bar.finish();
         match walked {
+            // Entries merged into a copy the walk had passed already are moved by one more
+            // pass.
+            Ok(mut done) if done.merged > 0 && !done.stopped => {
+                eprintln!(
+                    "coffer: merged {} copies of objects that two rekeys had moved",
+                    done.merged
+                );
+                let again = vault.migrate_watched(Mode::Move, &mut |_| {}, &mut || watch.check())?;
+                let left = again.left.clone();
+                done.add(&again);
+                (done.left, done.changed, done.stopped) = (left, again.changed, again.stopped);
+                return Ok((done, lost_to));
+            }
             Ok(done) => return Ok((done, lost_to)),
             Err(VaultError::NewestEpochChanged { ours, theirs }) => {
                 let (new_cfg, new_key) = race::follow(&args.cipherdir, path, &cfg, password, ours, theirs)?;
@@ -353,6 +366,9 @@ fn describe(m: &Migration) -> String {
     );
     if m.links > 0 {
         out.push_str(&format!(", {} more names of hard-linked files", m.links));
+    }
+    if m.merged > 0 {
+        out.push_str(&format!(", {} copies merged", m.merged));
     }
     if m.unlisted > 0 {
         out.push_str(&format!(

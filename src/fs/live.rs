@@ -48,13 +48,13 @@ impl CofferFs {
                 &live,
                 &mut |m| {
                     let mut shown = total.clone();
-                    add(&mut shown, m);
+                    shown.add(m);
                     progress(&shown);
                 },
                 guard,
             )?;
             let again = pass.changed > 0 && !pass.stopped;
-            add(&mut total, &pass);
+            total.add(&pass);
             total.left = pass.left;
             total.changed = pass.changed;
             total.stopped = pass.stopped;
@@ -76,18 +76,6 @@ impl CofferFs {
             self.invalidate_attr(o.ino);
         }
     }
-}
-
-/// Adds the counts of `m` to `total` (what each pass moved).
-fn add(total: &mut Migration, m: &Migration) {
-    total.dirs += m.dirs;
-    total.names += m.names;
-    total.files += m.files;
-    total.bytes += m.bytes;
-    total.symlinks += m.symlinks;
-    total.dir_xattrs += m.dir_xattrs;
-    total.links += m.links;
-    total.unlisted += m.unlisted;
 }
 
 impl Live for LiveRekey<'_> {

@@ -35,7 +35,7 @@ impl Vault {
 
     /// Removes the sidecars that belong to backing entry `entry` (long name, link target), once
     /// it is gone.
-    fn remove_sidecars(&self, dir: &Dir, entry: &[u8]) -> Result<()> {
+    pub(super) fn remove_sidecars(&self, dir: &Dir, entry: &[u8]) -> Result<()> {
         if let Some(hash) = self.long_hash_of(entry) {
             self.prune_long_sidecars(dir, &hash)?;
         }

@@ -35,7 +35,7 @@ pub fn diriv_copies(names: &[Vec<u8>]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn with_ext(entry: &[u8], ext: &str) -> Vec<u8> {
+pub(super) fn with_ext(entry: &[u8], ext: &str) -> Vec<u8> {
     let mut v = entry.to_vec();
     v.push(b'.');
     v.extend_from_slice(ext.as_bytes());

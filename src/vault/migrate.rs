@@ -43,6 +43,11 @@ pub struct Migration {
     pub dir_xattrs: u64,
     /// Further names of hard-linked files, pointed at the file's new copy (no data written).
     pub links: u64,
+    /// Objects met twice, under two machines' newest-epoch names (two rekeys at once), whose
+    /// older-named copy was equal to the other and removed, or (entries of such a directory)
+    /// moved into the other.
+    #[serde(default)]
+    pub merged: u64,
     /// Objects under an epoch this config does not list (names that open under none of its
     /// keys, files and symlink targets sealed under an epoch ID it lacks): never touched,
     /// each also in `left`.
@@ -60,6 +65,19 @@ impl Migration {
     /// Objects moved (or, in a plan, to move).
     pub fn moved(&self) -> u64 {
         self.names + self.files + self.symlinks + self.dir_xattrs + self.links
+    }
+
+    /// Adds the counts of a further pass `m` (what is left is the last pass's to say).
+    pub fn add(&mut self, m: &Migration) {
+        self.dirs += m.dirs;
+        self.names += m.names;
+        self.files += m.files;
+        self.bytes += m.bytes;
+        self.symlinks += m.symlinks;
+        self.dir_xattrs += m.dir_xattrs;
+        self.links += m.links;
+        self.unlisted += m.unlisted;
+        self.merged += m.merged;
     }
 }
 
@@ -356,6 +374,22 @@ impl Vault {
         live: Option<&dyn Live>,
         out: &mut Migration,
     ) -> Result<Option<Vec<u8>>> {
+        // A duplicate of another entry's name: when that name's newest-epoch entry is another
+        // copy of this object (two rekeys at once, both synced), merge into it while not
+        // mounted; else this one is moved under its shown name, as any entry.
+        if let Some(base) = &e.dup_of {
+            let target = self.cipher_name(dir, base)?;
+            if target.entry == e.backing {
+                return Ok(Some(e.backing.clone()));
+            }
+            if mode == Mode::Move
+                && live.is_none()
+                && dir.fd.stat(&target.entry).is_ok()
+                && self.merge_moved_copy(dir, &e.backing, dir, &target.entry, out)?
+            {
+                return Ok(Some(target.entry));
+            }
+        }
         let target = self.cipher_name(dir, &e.plain)?;
         if target.entry == e.backing {
             return Ok(Some(e.backing.clone()));
@@ -363,6 +397,14 @@ impl Vault {
         // A sync client's conflict copy is renamed too: its shown name is kept, and it no
         // longer needs the older epoch's key to be shown.
         if dir.fd.stat(&target.entry).is_ok() {
+            // Taken: by the same object moved by another machine's rekey, when two ran at
+            // once and both synced. Merged while not mounted; left otherwise.
+            if mode == Mode::Move
+                && live.is_none()
+                && self.merge_moved_copy(dir, &e.backing, dir, &target.entry, out)?
+            {
+                return Ok(Some(target.entry));
+            }
             return Ok(None);
         }
         out.names += 1;

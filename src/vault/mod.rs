@@ -19,6 +19,7 @@ pub mod live;
 mod merge;
 pub mod migrate;
 pub mod rekey;
+mod rekey_merge;
 pub mod reverse;
 mod symlink;
 pub mod unlock;

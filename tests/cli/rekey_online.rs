@@ -233,7 +233,7 @@ fn xattrs_and_truncates_during_a_rekey_of_the_mount_are_kept() {
                 while !stop.load(Ordering::Relaxed) {
                     for (i, p) in mine.iter().enumerate() {
                         let value = format!("{k}-{n}").into_bytes();
-                        set_n(p, &value).unwrap();
+                        set_n(p, &value).unwrap_or_else(|e| panic!("setxattr {p:?}: {e}"));
                         last[i] = value;
                         n += 1;
                     }

@@ -403,6 +403,104 @@ fn a_config_kept_by_this_machines_rekey_reaches_its_objects_when_no_conflict_cop
     );
 }
 
+/// What a sync client makes of two replicas that both renamed every entry: each directory
+/// holds the entries of both (those of `from` missing in `to` are copied in, directories
+/// merged by name); `to` keeps its own files where both have one.
+fn union_into(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            if !dst.exists() {
+                std::fs::create_dir(&dst).unwrap();
+            }
+            union_into(&e.path(), &dst);
+        } else if std::fs::symlink_metadata(&dst).is_err() {
+            if t.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), &dst).unwrap();
+            } else {
+                std::fs::copy(e.path(), &dst).unwrap();
+            }
+        }
+    }
+}
+
+/// Backing entries under `dir`, recursively (files and directories).
+fn backing_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            1 + if e.file_type().unwrap().is_dir() {
+                backing_count(&e.path())
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+/// Two rekeys at once, and a sync client that delivered both: every file and directory shows
+/// twice in B's CIPHERDIR, once under each machine's newest-epoch name, with A's config as a
+/// conflict copy. B's next rekey merges each pair (equal files dropped, directories merged
+/// entry by entry, A's own file moved in): one copy of everything is left, under B's epoch.
+#[test]
+fn both_copies_of_objects_moved_by_two_rekeys_are_merged() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("a");
+    let b = t.path().join("b");
+    let pf = passfile(t.path(), "pw", "pw");
+    init_version(&a, &pf, "2");
+    let mut want = tree();
+    write_files(&a, "pw", &want);
+    cp_a(&a, &b);
+    let a_only: BTreeMap<_, _> = [("d1/a-only.txt".to_string(), b"written on machine A\n".to_vec())].into();
+    let b_only: BTreeMap<_, _> = [("b-only.txt".to_string(), b"written on machine B\n".to_vec())].into();
+    write_files(&a, "pw", &a_only);
+    write_files(&b, "pw", &b_only);
+    for v in [&a, &b] {
+        let out = coffer(&["rekey", "--passfile", s(&pf), s(v)], None);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let single = backing_count(&b);
+    sync_file(
+        &a.join("coffer.conf"),
+        &b.join("coffer.sync-conflict-20261206-111111-ABCDEFG.conf"),
+    );
+    union_into(&a, &b);
+    assert!(backing_count(&b) > single + 10, "the union doubles the tree");
+
+    let out = coffer(&["rekey", "--passfile", s(&pf), s(&b)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("copies merged"), "{}", out.stderr);
+    want.extend(a_only);
+    want.extend(b_only);
+    assert_reads(&b, &pf, &want);
+    // One copy of everything: the plaintext tree is exactly `want` (no name shown twice).
+    let v = Vault::unlock(&b, None, b"pw", true).unwrap();
+    let mut shown = Vec::new();
+    let mut todo = vec![(v.root_dir().unwrap(), String::new())];
+    while let Some((dir, prefix)) = todo.pop() {
+        for e in v.list(&dir).unwrap() {
+            let name = format!("{prefix}{}", String::from_utf8(e.plain.clone()).unwrap());
+            if e.d_type == libc::DT_DIR {
+                todo.push((v.open_dir_path(name.as_bytes()).unwrap(), format!("{name}/")));
+            } else {
+                shown.push(name);
+            }
+        }
+    }
+    shown.sort();
+    let expected: Vec<String> = want.keys().cloned().collect();
+    assert_eq!(shown, expected);
+    let (code, report) = fsck_report(&b, &pf, &[]);
+    assert_eq!(code, 0, "{report}");
+    let out = coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&b)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_reads(&b, &pf, &want);
+}
+
 /// A file under another machine's epoch arrives (its name and contents sealed under a key
 /// this config does not list): `rekey` reports it and leaves it byte for byte, and `--finish`
 /// refuses while it is there.

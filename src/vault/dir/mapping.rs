@@ -302,6 +302,7 @@ impl Vault {
                         backing: e.name,
                         ino: e.ino,
                         d_type: e.d_type,
+                        dup_of: None,
                     })
                 }
                 Ok(None) => {}
@@ -333,6 +334,7 @@ impl Vault {
                 k += 1;
                 let mark = format!(" {} {k})", String::from_utf8_lossy(DUP_MARK));
                 e.plain = conflict::plain_with_marker(&plain, &mark);
+                e.dup_of = Some(plain.clone());
             }
         }
         Ok(out)

@@ -58,6 +58,9 @@ pub struct Entry {
     pub ino: u64,
     /// Backing d_type.
     pub d_type: u8,
+    /// For an entry shown as `name (coffer duplicate N)` (another entry decrypts to the same
+    /// name and keeps it): that name.
+    pub dup_of: Option<Vec<u8>>,
 }
 
 impl Dir {
