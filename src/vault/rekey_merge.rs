@@ -8,6 +8,7 @@
 
 use crate::format::backing_name::{classify, BackingName, LINK_EXT};
 
+use super::backing::temp_name;
 use super::dir::{CipherName, Dir};
 use super::entries::RENAME_NOREPLACE;
 use super::error::{IoContext, Result};
@@ -121,11 +122,15 @@ impl Vault {
         if !entries.iter().all(|e| own(&e.name)) {
             return Ok(false);
         }
+        // Out of sight first: a crash from here on leaves a stray temporary (which fsck
+        // --repair removes), never a directory without its diriv.
+        let tmp = temp_name().at(&parent.rel)?;
+        parent.fd.rename(name, &parent.fd, &tmp, 0).at(parent.rel_child(name))?;
+        self.remove_sidecars(parent, name)?;
         for e in &entries {
             dir.fd.unlink(&e.name).at(dir.rel_child(&e.name))?;
         }
-        parent.fd.rmdir(name).at(parent.rel_child(name))?;
-        self.remove_sidecars(parent, name)?;
+        parent.fd.rmdir(&tmp).at(parent.rel_child(&tmp))?;
         Ok(true)
     }
 
