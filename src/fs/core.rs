@@ -348,7 +348,7 @@ impl CofferFs {
     /// backing entry and pointing its node at it: a caller that holds no gate (getattr, xattr
     /// and truncate by path) must not take that moment for a file gone. Callers that hold the
     /// gate never see one.
-    fn wait_for_moves(&self) {
+    pub(super) fn wait_for_moves(&self) {
         use std::sync::atomic::Ordering;
         let start = std::time::Instant::now();
         while self.moving.load(Ordering::Acquire) % 2 == 1 && start.elapsed() < std::time::Duration::from_secs(1) {

@@ -72,13 +72,38 @@ impl CofferFs {
         if write && self.vault.read_only() {
             return Err(VaultError::ReadOnly);
         }
-        let l = self.locate_with(ino, info)?;
-        let file = self.with_fds(|| self.vault.open_file(&l.dir, &l.entry, write))?;
-        let st = backing::fstat(file.backing().as_raw_fd()).at(file.rel())?;
-        if backing_id(&st) != info.backing {
-            return Err(stale(ino));
+        // Callers without the namespace gate (xattr calls, truncate by path) can meet a rekey
+        // of the running mount renaming the entry between the search and the open, or its
+        // new copy between the open and the check: looked for again, on fresh node data.
+        let mut info = info.clone();
+        let mut tries = 0;
+        loop {
+            let l = self.locate_with(ino, &info)?;
+            let opened = self.with_fds(|| self.vault.open_file(&l.dir, &l.entry, write));
+            let moved_meanwhile = match &opened {
+                Ok(file) => {
+                    let st = backing::fstat(file.backing().as_raw_fd()).at(file.rel())?;
+                    backing_id(&st) != info.backing
+                }
+                Err(e) => e.errno() == libc::ENOENT,
+            };
+            if !moved_meanwhile {
+                return opened;
+            }
+            tries += 1;
+            if tries >= 4 {
+                return match opened {
+                    Ok(_) => Err(stale(ino)),
+                    Err(e) => Err(e),
+                };
+            }
+            self.wait_for_moves();
+            let fresh = self.node(ino)?;
+            if fresh.generation != info.generation {
+                return Err(stale(ino));
+            }
+            info = fresh;
         }
-        Ok(file)
     }
 
     pub(super) fn do_open(&self, ino: u64, flags: i32) -> Result<u64> {

@@ -233,12 +233,14 @@ fn xattrs_and_truncates_during_a_rekey_of_the_mount_are_kept() {
                 while !stop.load(Ordering::Relaxed) {
                     for (i, p) in mine.iter().enumerate() {
                         let value = format!("{k}-{n}").into_bytes();
-                        set_n(p, &value).unwrap_or_else(|e| panic!("setxattr {p:?}: {e}"));
+                        if let Err(e) = set_n(p, &value) {
+                            return Err(format!("setxattr {p:?}: {e}"));
+                        }
                         last[i] = value;
                         n += 1;
                     }
                 }
-                (mine, last)
+                Ok((mine, last))
             })
         })
         .collect();
@@ -281,7 +283,10 @@ fn xattrs_and_truncates_during_a_rekey_of_the_mount_are_kept() {
     }
     let mut want = Vec::new();
     for h in setters {
-        let (mine, last) = h.join().unwrap();
+        let (mine, last) = h
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}\ndaemon log:\n{}", d.log_text()));
         want.extend(mine.into_iter().zip(last));
     }
     for (p, value) in &want {

@@ -67,7 +67,11 @@ impl Daemon {
             .arg(pf)
             .arg(cipher)
             .arg(&mnt)
-            .env("RUST_LOG", "warn")
+            // COFFER_TEST_DAEMON_LOG (e.g. `coffer=debug`) raises the daemons' log level.
+            .env(
+                "RUST_LOG",
+                std::env::var("COFFER_TEST_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env("XDG_STATE_HOME", super::cli::state_home())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
