@@ -52,6 +52,28 @@ fn is_write(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY
 }
 
+/// How often a call that opened a file by name opens it again after finding it replaced.
+const FRESH_TRIES: usize = 3;
+
+/// Runs `op` (a call on node `ino` that opens its file by name, then takes the file's lock)
+/// until it gives a result: `None` means the file it opened was replaced by the time it held
+/// the lock (a rekey of the mount renamed a new copy over it, or a sync client did), and it
+/// runs again on the file there now. A file replaced at every try gives EAGAIN.
+pub(super) fn fresh<R>(ino: u64, mut op: impl FnMut() -> Result<Option<R>>) -> Result<R> {
+    for _ in 0..FRESH_TRIES {
+        if let Some(r) = op()? {
+            return Ok(r);
+        }
+    }
+    Err(VaultError::inode(ino, libc::EAGAIN))
+}
+
+/// Whether `file` has no name left (it was unlinked or renamed over since it was opened):
+/// what is written to it is lost with it.
+pub(super) fn unlinked(file: &CryptFile) -> bool {
+    backing::fstat(file.backing().as_raw_fd()).is_ok_and(|st| st.st_nlink == 0)
+}
+
 impl CofferFs {
     /// The open handle `fh` on `ino`.
     pub(super) fn handle(&self, ino: u64, fh: u64) -> Result<Arc<FileHandle>> {
@@ -240,26 +262,23 @@ impl CofferFs {
             return self.set_len_of(ino, &h.file(), size);
         }
         let info = self.node(ino)?;
-        for _ in 0..3 {
+        fresh(ino, || {
             let file = match self.open_backing(ino, &info, true) {
                 Ok(f) => f,
                 Err(e) if has_no_name(&e) => {
                     // Unlinked but open: truncate through an open writable descriptor.
                     let h = self.files.find(|h| h.ino == ino && h.writable).ok_or(e)?;
                     let _g = write_lock(&h.lock);
-                    return self.set_len_of(ino, &h.file(), size);
+                    return self.set_len_of(ino, &h.file(), size).map(Some);
                 }
                 Err(e) => return Err(e),
             };
             let _g = write_lock(&info.lock);
-            // Replaced while this waited for the lock (a rekey of the mount renamed a new copy
-            // over it, or a sync client did): truncate the file there now.
-            let gone = backing::fstat(file.backing().as_raw_fd()).is_ok_and(|st| st.st_nlink == 0);
-            if !gone {
-                return self.set_len_of(ino, &file, size);
+            if unlinked(&file) {
+                return Ok(None);
             }
-        }
-        Err(VaultError::inode(ino, libc::EAGAIN))
+            self.set_len_of(ino, &file, size).map(Some)
+        })
     }
 
     /// Truncates or grows `file` of `ino` through the vault, logging what it found.

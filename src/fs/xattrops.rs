@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use super::core::CofferFs;
-use super::fileops::{has_no_name, read_lock, write_lock};
+use super::fileops::{fresh, has_no_name, read_lock, unlinked, write_lock};
 use super::handles::FileHandle;
 use super::inodes::ROOT;
 use crate::vault::{CryptFile, Dir, Result, VaultError};
@@ -58,27 +58,11 @@ impl Target {
     }
 }
 
-/// How often an xattr call opens its file again after finding it replaced.
-const FRESH_TRIES: usize = 3;
-
-/// Runs `op` until it gives a result (`Some`): `None` means the file it opened was replaced
-/// by the time it held the file's lock, and it runs again on the file there now. A file
-/// replaced at every try gives EAGAIN.
-fn fresh<R>(mut op: impl FnMut() -> Result<Option<R>>) -> Result<R> {
-    for _ in 0..FRESH_TRIES {
-        if let Some(r) = op()? {
-            return Ok(r);
-        }
-    }
-    Err(VaultError::errno_at(std::path::PathBuf::new(), libc::EAGAIN))
-}
-
 /// Whether the file `f` of a named target was unlinked between its open and the lock now
 /// held: an online rekey renamed a new copy over it (under the same lock), or a sync client
 /// replaced it. An xattr written there would be lost with it.
 fn replaced(t: &Target, f: &CryptFile) -> bool {
-    matches!(t, Target::File(..))
-        && crate::vault::backing::fstat(f.backing().as_raw_fd()).is_ok_and(|st| st.st_nlink == 0)
+    matches!(t, Target::File(..)) && unlinked(f)
 }
 
 impl CofferFs {
@@ -106,7 +90,7 @@ impl CofferFs {
         if ino == ROOT || matches!(info.fmt, libc::S_IFDIR | libc::S_IFREG) {
             self.vault.xattr_check_name(name)?;
         }
-        let value = fresh(|| {
+        let value = fresh(ino, || {
             let t = self.xattr_target(ino, false)?;
             let Some(fd) = t.fd() else { return Ok(Some(None)) };
             Ok(match (&t, t.file()) {
@@ -127,7 +111,7 @@ impl CofferFs {
     }
 
     pub(super) fn do_setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
-        fresh(|| {
+        fresh(ino, || {
             let t = self.xattr_target(ino, true)?;
             let Some(fd) = t.fd() else {
                 return Err(VaultError::inode(ino, libc::EPERM));
@@ -153,7 +137,7 @@ impl CofferFs {
     }
 
     pub(super) fn do_listxattr(&self, ino: u64) -> Result<Vec<u8>> {
-        let names = fresh(|| {
+        let names = fresh(ino, || {
             let t = self.xattr_target(ino, false)?;
             let Some(fd) = t.fd() else { return Ok(Some(Vec::new())) };
             Ok(Some(match (&t, t.file()) {
@@ -178,7 +162,7 @@ impl CofferFs {
     }
 
     pub(super) fn do_removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
-        fresh(|| {
+        fresh(ino, || {
             let t = self.xattr_target(ino, true)?;
             let Some(fd) = t.fd() else { return Err(no_data(name)) };
             match (&t, t.file()) {

@@ -125,23 +125,8 @@ impl Vault {
                 changed = true;
                 return Ok(());
             }
-            let old = self.open_file(dir, backing, false)?;
-            let Some(h) = old.header()? else { return Ok(()) };
-            if self.header_current(&h) {
+            let Some((new, tmp, len)) = self.durable_copy(dir, backing, &now)? else {
                 return Ok(());
-            }
-            let len = old.plain_len()?;
-            let tmp = temp_name().at(&dir.rel)?;
-            let made = self.reseal_into(dir, &old, &h, &tmp, &now, len).and_then(|new| {
-                new.sync_all().at(dir.rel_child(&tmp))?;
-                Ok(new)
-            });
-            let new = match made {
-                Ok(new) => new,
-                Err(e) => {
-                    let _ = dir.fd.unlink(&tmp);
-                    return Err(e);
-                }
             };
             let swapped = live.quiet(&mut || {
                 let cur = dir.fd.stat(backing).at(&rel)?;
@@ -183,6 +168,31 @@ impl Vault {
 }
 
 impl Vault {
+    /// The file `name` of `dir` (stat `now`) sealed again under the newest epoch into a
+    /// temporary beside it, made durable: (the new copy open read-write, the temporary's name,
+    /// the plaintext length). `None` when nothing is to move (no header, or already current).
+    /// On failure the temporary is gone.
+    fn durable_copy(&self, dir: &Dir, name: &[u8], now: &libc::stat) -> Result<Option<(File, Vec<u8>, u64)>> {
+        let old = self.open_file(dir, name, false)?;
+        let Some(h) = old.header()? else { return Ok(None) };
+        if self.header_current(&h) {
+            return Ok(None);
+        }
+        let len = old.plain_len()?;
+        let tmp = temp_name().at(&dir.rel)?;
+        let made = self.reseal_into(dir, &old, &h, &tmp, now, len).and_then(|new| {
+            new.sync_all().at(dir.rel_child(&tmp))?;
+            Ok(new)
+        });
+        match made {
+            Ok(new) => Ok(Some((new, tmp, len))),
+            Err(e) => {
+                let _ = dir.fd.unlink(&tmp);
+                Err(e)
+            }
+        }
+    }
+
     /// Moves each hard-linked file of `links` whose every name the walk met: sealed once under
     /// the mount's lock of it, then, while nothing runs through the mount, each name pointed
     /// at the new copy (a link to it under a temporary name in the name's directory, renamed
@@ -254,23 +264,8 @@ impl Vault {
             if now.st_ino != group.st.st_ino || now.st_dev != group.st.st_dev {
                 return Err(VaultError::errno_at(rel0.clone(), libc::EAGAIN));
             }
-            let old = self.open_file(d0, name0, false)?;
-            let Some(h) = old.header()? else { return Ok(()) };
-            if self.header_current(&h) {
+            let Some((new, tmp0, len)) = self.durable_copy(d0, name0, &now)? else {
                 return Ok(());
-            }
-            let len = old.plain_len()?;
-            let tmp0 = temp_name().at(&d0.rel)?;
-            let new = self.reseal_into(d0, &old, &h, &tmp0, &now, len).and_then(|new| {
-                new.sync_all().at(d0.rel_child(&tmp0))?;
-                Ok(new)
-            });
-            let new = match new {
-                Ok(new) => new,
-                Err(e) => {
-                    let _ = d0.fd.unlink(&tmp0);
-                    return Err(e);
-                }
             };
             // A temporary link to the new copy beside each further name.
             let mut temps = vec![tmp0.clone()];

@@ -35,7 +35,7 @@ pub fn diriv_copies(names: &[Vec<u8>]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-pub(super) fn with_ext(entry: &[u8], ext: &str) -> Vec<u8> {
+fn with_ext(entry: &[u8], ext: &str) -> Vec<u8> {
     let mut v = entry.to_vec();
     v.push(b'.');
     v.extend_from_slice(ext.as_bytes());
@@ -48,31 +48,34 @@ impl Vault {
     /// name as a second link before the entry moves, and loses the old one after; stale
     /// long-name sidecars are pruned. Stopped at any point, every name still reads.
     pub(super) fn move_entry(&self, dir: &Dir, from: &[u8], target: &CipherName) -> Result<()> {
-        self.write_sidecar(dir, target)?;
+        self.move_entry_to(dir, from, dir, target)
+    }
+
+    /// [`move_entry`](Self::move_entry) into another directory `to` (`target` named under
+    /// its IV).
+    pub(super) fn move_entry_to(&self, dir: &Dir, from: &[u8], to: &Dir, target: &CipherName) -> Result<()> {
+        self.write_sidecar(to, target)?;
         let old_link = with_ext(from, backing_name::LINK_EXT);
         let new_link = with_ext(&target.entry, backing_name::LINK_EXT);
         let has_link = dir.fd.stat(&old_link).is_ok();
         if has_link {
-            match dir.fd.link(&old_link, &dir.fd, &new_link) {
+            match dir.fd.link(&old_link, &to.fd, &new_link) {
                 Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
-                    return Err(e).at(dir.rel_child(&new_link));
+                    return Err(e).at(to.rel_child(&new_link));
                 }
                 _ => {}
             }
         }
         dir.fd
-            .rename(from, &dir.fd, &target.entry, RENAME_NOREPLACE)
-            .at(dir.rel_child(&target.entry))?;
+            .rename(from, &to.fd, &target.entry, RENAME_NOREPLACE)
+            .at(to.rel_child(&target.entry))?;
         if has_link {
             match dir.fd.unlink(&old_link) {
                 Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e).at(dir.rel_child(&old_link)),
                 _ => {}
             }
         }
-        if let Some(hash) = self.long_hash_of(from) {
-            self.prune_long_sidecars(dir, &hash)?;
-        }
-        Ok(())
+        self.remove_sidecars(dir, from)
     }
 
     /// Renames every entry of `dir` that only decrypts under a diriv conflict copy's IV to its

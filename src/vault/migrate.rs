@@ -385,7 +385,7 @@ impl Vault {
             if mode == Mode::Move
                 && live.is_none()
                 && dir.fd.stat(&target.entry).is_ok()
-                && self.merge_moved_copy(dir, &e.backing, dir, &target.entry, out)?
+                && self.merge_moved_copy(dir, &e.backing, dir, &target.entry, out, 0)?
             {
                 return Ok(Some(target.entry));
             }
@@ -397,14 +397,6 @@ impl Vault {
         // A sync client's conflict copy is renamed too: its shown name is kept, and it no
         // longer needs the older epoch's key to be shown.
         if dir.fd.stat(&target.entry).is_ok() {
-            // Taken: by the same object moved by another machine's rekey, when two ran at
-            // once and both synced. Merged while not mounted; left otherwise.
-            if mode == Mode::Move
-                && live.is_none()
-                && self.merge_moved_copy(dir, &e.backing, dir, &target.entry, out)?
-            {
-                return Ok(Some(target.entry));
-            }
             return Ok(None);
         }
         out.names += 1;

@@ -6,13 +6,12 @@
 //! `theirs` is moved in, one present in both is merged the same way) and the emptied copy is
 //! removed. Anything that differs stays where it is and is reported, as before.
 
-use crate::format::backing_name::{classify, BackingName, LINK_EXT};
+use crate::format::backing_name::{classify, BackingName};
 
 use super::backing::temp_name;
-use super::dir::{CipherName, Dir};
-use super::entries::RENAME_NOREPLACE;
+use super::dir::Dir;
 use super::error::{IoContext, Result};
-use super::merge::{diriv_copies, with_ext};
+use super::merge::diriv_copies;
 use super::migrate::Migration;
 use super::Vault;
 
@@ -23,20 +22,10 @@ const CHUNK: usize = 1 << 20;
 const DEPTH_MAX: usize = 64;
 
 impl Vault {
-    /// Merges `ours` (in `od`) into `theirs` (in `td`), the same object moved by two rekeys.
-    /// Returns whether `ours` is gone (everything it held is in `theirs` now).
+    /// Merges `ours` (in `od`) into `theirs` (in `td`), the same object moved by two rekeys
+    /// (`depth`: directories above, 0 for the walk's own call). Returns whether `ours` is
+    /// gone (everything it held is in `theirs` now).
     pub(super) fn merge_moved_copy(
-        &self,
-        od: &Dir,
-        ours: &[u8],
-        td: &Dir,
-        theirs: &[u8],
-        out: &mut Migration,
-    ) -> Result<bool> {
-        self.merge_at(od, ours, td, theirs, out, 0)
-    }
-
-    fn merge_at(
         &self,
         od: &Dir,
         ours: &[u8],
@@ -74,37 +63,13 @@ impl Vault {
         for e in self.list(o)? {
             let target = self.cipher_name(t, e.dup_of.as_ref().unwrap_or(&e.plain))?;
             if t.fd.stat(&target.entry).is_ok() {
-                all &= self.merge_at(o, &e.backing, t, &target.entry, out, depth)?;
+                all &= self.merge_moved_copy(o, &e.backing, t, &target.entry, out, depth)?;
             } else {
-                self.move_across(o, &e.backing, t, &target)?;
+                self.move_entry_to(o, &e.backing, t, &target)?;
                 out.merged += 1;
             }
         }
         Ok(all)
-    }
-
-    /// Renames entry `from` of `od` to `target` in `td` (its sidecars follow).
-    fn move_across(&self, od: &Dir, from: &[u8], td: &Dir, target: &CipherName) -> Result<()> {
-        self.write_sidecar(td, target)?;
-        let old_link = with_ext(from, LINK_EXT);
-        let has_link = od.fd.stat(&old_link).is_ok();
-        if has_link {
-            let new_link = with_ext(&target.entry, LINK_EXT);
-            match od.fd.link(&old_link, &td.fd, &new_link) {
-                Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e).at(td.rel_child(&new_link)),
-                _ => {}
-            }
-        }
-        od.fd
-            .rename(from, &td.fd, &target.entry, RENAME_NOREPLACE)
-            .at(td.rel_child(&target.entry))?;
-        if has_link {
-            match od.fd.unlink(&old_link) {
-                Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e).at(od.rel_child(&old_link)),
-                _ => {}
-            }
-        }
-        self.remove_sidecars(od, from)
     }
 
     /// Removes directory `name` of `parent` (open as `dir`) when it holds nothing but coffer's

@@ -78,6 +78,20 @@ fn sync_file(from: &Path, to: &Path) {
     std::fs::rename(&tmp, to).unwrap();
 }
 
+/// Two replicas of one vault (config version 2, password "pw") holding [`tree`]: B a copy of
+/// A. Returns (their temporary directory, A, B, the password file, the tree).
+fn replicas() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf, BTreeMap<String, Vec<u8>>) {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("a");
+    let b = t.path().join("b");
+    let pf = passfile(t.path(), "pw", "pw");
+    init_version(&a, &pf, "2");
+    let want = tree();
+    write_files(&a, "pw", &want);
+    cp_a(&a, &b);
+    (t, a, b, pf, want)
+}
+
 /// A's coffer.conf and coffer.epochs replace B's, as a sync client delivers them.
 fn sync_config(a: &Path, b: &Path) {
     for name in ["coffer.epochs", "coffer.conf"] {
@@ -159,14 +173,7 @@ fn backing_of_root_entry(cipher: &Path, pw: &str, name: &str) -> PathBuf {
 /// epoch, and says so in one line. Every file reads back, fsck is clean, `--finish` succeeds.
 #[test]
 fn a_rekey_that_sees_another_machines_epoch_moves_everything_to_it() {
-    let t = tempfile::tempdir().unwrap();
-    let a = t.path().join("a");
-    let b = t.path().join("b");
-    let pf = passfile(t.path(), "pw", "pw");
-    init_version(&a, &pf, "2");
-    let mut want = tree();
-    write_files(&a, "pw", &want);
-    cp_a(&a, &b);
+    let (_t, a, b, pf, mut want) = replicas();
     let a_only: BTreeMap<_, _> = [("a-only.txt".to_string(), b"written on machine A\n".to_vec())].into();
     let b_only: BTreeMap<_, _> = [("d1/b-only.txt".to_string(), b"written on machine B\n".to_vec())].into();
     write_files(&a, "pw", &a_only);
@@ -294,14 +301,7 @@ fn a_rekey_raced_under_another_password_stops_and_its_recovery_key_reaches_what_
 /// which config it uses, reads the copy's epoch with the password and moves that file.
 #[test]
 fn a_conflict_copy_of_the_config_lends_its_epoch_to_the_next_rekey() {
-    let t = tempfile::tempdir().unwrap();
-    let a = t.path().join("a");
-    let b = t.path().join("b");
-    let pf = passfile(t.path(), "pw", "pw");
-    init_version(&a, &pf, "2");
-    let mut want = tree();
-    write_files(&a, "pw", &want);
-    cp_a(&a, &b);
+    let (_t, a, b, pf, mut want) = replicas();
     let a_only: BTreeMap<_, _> = [("a-only.txt".to_string(), b"written on machine A\n".to_vec())].into();
     write_files(&a, "pw", &a_only);
     for v in [&a, &b] {
@@ -341,14 +341,7 @@ fn a_conflict_copy_of_the_config_lends_its_epoch_to_the_next_rekey() {
 /// forgets the kept config.
 #[test]
 fn a_config_kept_by_this_machines_rekey_reaches_its_objects_when_no_conflict_copy_is_left() {
-    let t = tempfile::tempdir().unwrap();
-    let a = t.path().join("a");
-    let b = t.path().join("b");
-    let pf = passfile(t.path(), "pw", "pw");
-    init_version(&a, &pf, "2");
-    let mut want = tree();
-    write_files(&a, "pw", &want);
-    cp_a(&a, &b);
+    let (_t, a, b, pf, mut want) = replicas();
     let a_only: BTreeMap<_, _> = [("a-only.txt".to_string(), b"written on machine A\n".to_vec())].into();
     let b_only: BTreeMap<_, _> = [("d2/b-only.txt".to_string(), b"written on machine B\n".to_vec())].into();
     write_files(&a, "pw", &a_only);
@@ -447,14 +440,7 @@ fn backing_count(dir: &Path) -> usize {
 /// entry by entry, A's own file moved in): one copy of everything is left, under B's epoch.
 #[test]
 fn both_copies_of_objects_moved_by_two_rekeys_are_merged() {
-    let t = tempfile::tempdir().unwrap();
-    let a = t.path().join("a");
-    let b = t.path().join("b");
-    let pf = passfile(t.path(), "pw", "pw");
-    init_version(&a, &pf, "2");
-    let mut want = tree();
-    write_files(&a, "pw", &want);
-    cp_a(&a, &b);
+    let (_t, a, b, pf, mut want) = replicas();
     let a_only: BTreeMap<_, _> = [("d1/a-only.txt".to_string(), b"written on machine A\n".to_vec())].into();
     let b_only: BTreeMap<_, _> = [("b-only.txt".to_string(), b"written on machine B\n".to_vec())].into();
     write_files(&a, "pw", &a_only);
@@ -551,14 +537,7 @@ fn a_rekey_through_a_mount_stops_when_another_machines_epoch_syncs_in() {
     if !crate::support::common::fuse_available() {
         return;
     }
-    let t = tempfile::tempdir().unwrap();
-    let a = t.path().join("a");
-    let b = t.path().join("b");
-    let pf = passfile(t.path(), "pw", "pw");
-    init_version(&a, &pf, "2");
-    let want = tree();
-    write_files(&a, "pw", &want);
-    cp_a(&a, &b);
+    let (t, a, b, pf, want) = replicas();
     let mnt = t.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let d = crate::support::daemon::Daemon::start(&b, &mnt, &pf, Duration::from_secs(120));
