@@ -294,6 +294,37 @@ fn contents(cipher: &Path, pw: &str, names: &[String]) -> BTreeMap<String, Vec<u
 
 /// Files of the vault the rekey kill test rekeys (in the root and in one directory).
 const REKEY_FILES: u64 = 400;
+/// Of those, files with a second name (a hard link) in the other directory.
+const LINKED: u64 = 30;
+
+/// Gives root files `file1`, `file4`, ... a second name `d/hl0`, `d/hl1`, ... (added to `want`).
+fn link_second_names(v: &coffer::vault::Vault, want: &mut BTreeMap<String, Vec<u8>>) {
+    let root = v.root_dir().unwrap();
+    let d = v.open_dir_path(b"d").unwrap();
+    for k in 0..LINKED {
+        let name = format!("file{}", 3 * k + 1);
+        let (cn, _) = v.lookup(&root, name.as_bytes()).unwrap();
+        v.link(&root, &cn.entry, &d, format!("hl{k}").as_bytes()).unwrap();
+        let data = want[&name].clone();
+        want.insert(format!("d/hl{k}"), data);
+    }
+}
+
+/// Each name pair of [`link_second_names`] is one file with two links.
+fn assert_second_names_linked(cipher: &Path, seed: u64) {
+    let v = coffer::vault::Vault::unlock(cipher, None, PASSWORD.as_bytes(), true).unwrap();
+    let (root, d) = (v.root_dir().unwrap(), v.open_dir_path(b"d").unwrap());
+    for k in 0..LINKED {
+        let (_, a) = v.lookup(&root, format!("file{}", 3 * k + 1).as_bytes()).unwrap();
+        let (_, b) = v.lookup(&d, format!("hl{k}").as_bytes()).unwrap();
+        assert_eq!(
+            (a.st_ino, a.st_nlink),
+            (b.st_ino, 2),
+            "file{} and d/hl{k} are one file again (seed {seed})",
+            3 * k + 1
+        );
+    }
+}
 
 #[test]
 fn killed_rekey_is_finished_by_running_it_again() {
@@ -337,6 +368,9 @@ fn killed_rekey_is_finished_by_running_it_again() {
             f.write_at(&data, 0).unwrap();
             want.insert(name, data);
         }
+        // A kill between the two names' moves leaves them on two copies until the next rekey
+        // links them again.
+        link_second_names(&v, &mut want);
         let names = want.keys().cloned().collect();
         // Written back now, so that the timed run below pays for its own writes only.
         // SAFETY: sync has no preconditions.
@@ -383,7 +417,7 @@ fn killed_rekey_is_finished_by_running_it_again() {
         let left = v
             .migrate_to_newest(coffer::vault::migrate::Mode::Plan, &mut |_| {})
             .unwrap();
-        if left.moved() > 0 && left.names < REKEY_FILES + 1 {
+        if left.moved() > 0 && left.names < REKEY_FILES + LINKED + 1 {
             mid_walk += 1;
         }
         // A temporary of a file stopped half way is stray: reported and removed, nothing else.
@@ -400,6 +434,7 @@ fn killed_rekey_is_finished_by_running_it_again() {
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(cipher.join("coffer.conf")).unwrap()).unwrap();
     assert_eq!(cfg["epochs"].as_array().map(Vec::len), Some(1), "{cfg}");
     assert_eq!(contents(&cipher, PASSWORD, &names), want);
+    assert_second_names_linked(&cipher, seed);
     let (code, report) = fsck_report(&cipher, &pf, &[]);
     assert_eq!(code, 0, "{report}");
     eprintln!(
@@ -450,6 +485,8 @@ fn killed_daemon_during_a_rekey_of_the_mount() {
             f.write_at(&data, 0).unwrap();
             want.insert(name, data);
         }
+        // Hard-linked files: the mount points all names at the new copy in one step.
+        link_second_names(&v, &mut want);
     }
     let names: Vec<String> = want.keys().cloned().collect();
     let rekey = |finish: bool| {
@@ -579,6 +616,7 @@ fn killed_daemon_during_a_rekey_of_the_mount() {
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(cipher.join("coffer.conf")).unwrap()).unwrap();
     assert_eq!(cfg["epochs"].as_array().map(Vec::len), Some(1), "{cfg}");
     assert_eq!(contents(&cipher, PASSWORD, &names), want);
+    assert_second_names_linked(&cipher, seed);
     let (code, report) = fsck_report(&cipher, &pf, &[]);
     assert_eq!(code, 0, "{report}");
     eprintln!(

@@ -18,6 +18,10 @@ pub const NAME_EXT: &str = "name";
 pub const LINK_EXT: &str = "link";
 /// Prefix of coffer's temporary files and directories (hidden, removed by `fsck --repair`).
 pub const TEMP_PREFIX: &str = ".coffer-tmp-";
+/// Prefix of the new copy of a hard-linked file that a rekey keeps at the root of CIPHERDIR
+/// until every name of the file points at it: `PREFIX` + the old file's ID in hex (32 digits).
+/// A temporary by its name.
+pub const LINK_COPY_PREFIX: &str = ".coffer-tmp-links-";
 
 /// The kind of a backing directory entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +92,29 @@ pub fn link_sidecar_name(entry: &str) -> String {
     format!("{entry}.{LINK_EXT}")
 }
 
+/// Backing name of the kept new copy of the hard-linked file whose (old) file ID is `id`.
+pub fn link_copy_name(id: &[u8; 16]) -> Vec<u8> {
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{LINK_COPY_PREFIX}{hex}").into_bytes()
+}
+
+/// The old file ID a kept new copy's backing name stands for; `None` for any other name.
+pub fn parse_link_copy(name: &[u8]) -> Option<[u8; 16]> {
+    let hex = name.strip_prefix(LINK_COPY_PREFIX.as_bytes())?;
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        if !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return None;
+        }
+        id[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +135,15 @@ mod tests {
         let l = format!("{h}.long.link");
         assert_eq!(classify(l.as_bytes()), BackingName::LinkSidecar(&l[..48]));
         assert_eq!(classify(b".coffer-tmp-123"), BackingName::Temp);
+        let id: [u8; 16] = std::array::from_fn(|i| (i * 17) as u8);
+        let kept = link_copy_name(&id);
+        assert_eq!(classify(&kept), BackingName::Temp);
+        assert_eq!(parse_link_copy(&kept), Some(id));
+        assert_eq!(parse_link_copy(b".coffer-tmp-links-00"), None);
+        assert_eq!(parse_link_copy(b".coffer-tmp-0123456789abcdef0123456789abcdef"), None);
+        let mut upper = kept.clone();
+        upper[LINK_COPY_PREFIX.len()] = b'G';
+        assert_eq!(parse_link_copy(&upper), None);
         assert_eq!(
             classify(b"abc.sync-conflict-20261125-101010-ABCDEFG"),
             BackingName::Other

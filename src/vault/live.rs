@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use super::backing::{temp_name, DirFd};
 use super::dir::Dir;
 use super::error::{IoContext, Result, VaultError};
+use super::link_copies::LinkCopies;
 use super::migrate::Migration;
 use super::Vault;
 
@@ -89,6 +90,7 @@ impl Vault {
     /// was being copied is left as it was and counted in [`Migration::changed`] (the next pass
     /// takes it); a hard-linked file is only noted in `links`: it is moved once all its names
     /// were met ([`move_links_live`](Self::move_links_live)).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn move_file_live(
         &self,
         live: &dyn Live,
@@ -97,6 +99,7 @@ impl Vault {
         st: &libc::stat,
         out: &mut Migration,
         links: &mut LiveLinks,
+        copies: &mut LinkCopies,
     ) -> Result<()> {
         let rel = dir.rel_child(backing);
         if st.st_nlink > 1 {
@@ -125,7 +128,14 @@ impl Vault {
                 changed = true;
                 return Ok(());
             }
-            let Some((new, tmp, len)) = self.durable_copy(dir, backing, &now)? else {
+            let Some(NewCopy {
+                file: new,
+                tmp,
+                len,
+                id,
+                reused,
+            }) = self.durable_copy(dir, backing, &now, copies)?
+            else {
                 return Ok(());
             };
             let swapped = live.quiet(&mut || {
@@ -145,7 +155,13 @@ impl Vault {
                 Ok(())
             });
             match swapped {
-                Ok(()) => moved = Some(len),
+                Ok(()) => {
+                    if reused {
+                        // The file's last name on its old copy now points at the kept one.
+                        self.drop_link_copy(copies, &id);
+                    }
+                    moved = Some(len);
+                }
                 Err(e) => {
                     let _ = dir.fd.unlink(&tmp);
                     if e.errno() == libc::EAGAIN {
@@ -167,12 +183,32 @@ impl Vault {
     }
 }
 
+/// A file's new copy under a temporary name beside the name it replaces, durable.
+struct NewCopy {
+    /// Open read-write.
+    file: File,
+    /// The temporary's name.
+    tmp: Vec<u8>,
+    /// The plaintext length.
+    len: u64,
+    /// The old file's ID.
+    id: [u8; 16],
+    /// Whether this is a copy an earlier walk kept ([`LinkCopies`]), linked under `tmp`.
+    reused: bool,
+}
+
 impl Vault {
     /// The file `name` of `dir` (stat `now`) sealed again under the newest epoch into a
-    /// temporary beside it, made durable: (the new copy open read-write, the temporary's name,
-    /// the plaintext length). `None` when nothing is to move (no header, or already current).
-    /// On failure the temporary is gone.
-    fn durable_copy(&self, dir: &Dir, name: &[u8], now: &libc::stat) -> Result<Option<(File, Vec<u8>, u64)>> {
+    /// temporary beside it, made durable, or the copy an earlier walk stopped between the
+    /// file's names kept for it. `None` when nothing is to move (no header, or already
+    /// current). On failure the temporary is gone.
+    fn durable_copy(
+        &self,
+        dir: &Dir,
+        name: &[u8],
+        now: &libc::stat,
+        copies: &mut LinkCopies,
+    ) -> Result<Option<NewCopy>> {
         let old = self.open_file(dir, name, false)?;
         let Some(h) = old.header()? else { return Ok(None) };
         if self.header_current(&h) {
@@ -180,12 +216,28 @@ impl Vault {
         }
         let len = old.plain_len()?;
         let tmp = temp_name().at(&dir.rel)?;
+        if let Some(kept) = self.kept_link_copy(copies, &old, &h, now)? {
+            dir.fd.link_open_file(&kept, &tmp).at(dir.rel_child(&tmp))?;
+            return Ok(Some(NewCopy {
+                file: kept,
+                tmp,
+                len,
+                id: h.file_id,
+                reused: true,
+            }));
+        }
         let made = self.reseal_into(dir, &old, &h, &tmp, now, len).and_then(|new| {
             new.sync_all().at(dir.rel_child(&tmp))?;
             Ok(new)
         });
         match made {
-            Ok(new) => Ok(Some((new, tmp, len))),
+            Ok(file) => Ok(Some(NewCopy {
+                file,
+                tmp,
+                len,
+                id: h.file_id,
+                reused: false,
+            })),
             Err(e) => {
                 let _ = dir.fd.unlink(&tmp);
                 Err(e)
@@ -206,6 +258,7 @@ impl Vault {
         links: LiveLinks,
         out: &mut Migration,
         guard: &mut dyn FnMut() -> Result<()>,
+        copies: &mut LinkCopies,
     ) -> Result<()> {
         for (_, group) in links.0 {
             if live.stop() {
@@ -225,7 +278,7 @@ impl Vault {
                 ));
                 continue;
             }
-            match self.move_link_group_live(live, &group) {
+            match self.move_link_group_live(live, &group, copies) {
                 Ok(Some(len)) => {
                     out.files += 1;
                     out.bytes += len;
@@ -241,7 +294,8 @@ impl Vault {
 
     /// One group of [`move_links_live`](Self::move_links_live): the moved plaintext length,
     /// `None` when nothing was to move, EAGAIN when the file or a name changed meanwhile.
-    fn move_link_group_live(&self, live: &dyn Live, group: &LinkGroup) -> Result<Option<u64>> {
+    /// The new copy is kept in `copies` until every name points at it.
+    fn move_link_group_live(&self, live: &dyn Live, group: &LinkGroup, copies: &mut LinkCopies) -> Result<Option<u64>> {
         let mut dirs: Vec<Dir> = Vec::with_capacity(group.names.len());
         for n in &group.names {
             let dir = if n.dir.as_os_str().is_empty() {
@@ -264,9 +318,22 @@ impl Vault {
             if now.st_ino != group.st.st_ino || now.st_dev != group.st.st_dev {
                 return Err(VaultError::errno_at(rel0.clone(), libc::EAGAIN));
             }
-            let Some((new, tmp0, len)) = self.durable_copy(d0, name0, &now)? else {
+            let Some(NewCopy {
+                file: new,
+                tmp: tmp0,
+                len,
+                id,
+                reused,
+            }) = self.durable_copy(d0, name0, &now, copies)?
+            else {
                 return Ok(());
             };
+            if !reused {
+                if let Err(e) = self.keep_link_copy(copies, &id, &new) {
+                    let _ = d0.fd.unlink(&tmp0);
+                    return Err(e);
+                }
+            }
             // A temporary link to the new copy beside each further name.
             let mut temps = vec![tmp0.clone()];
             let mut made = Ok(());
@@ -290,6 +357,9 @@ impl Vault {
             };
             if let Err(e) = made {
                 unlink_temps(&temps);
+                if !reused {
+                    self.drop_link_copy(copies, &id);
+                }
                 return Err(e);
             }
             for dir in dirs.iter().skip(1) {
@@ -297,6 +367,7 @@ impl Vault {
                     log::warn!("{}: {e}", dir.rel.display());
                 }
             }
+            let mut renamed = false;
             let swapped = live.quiet(&mut || {
                 for (dir, n) in dirs.iter().zip(&group.names) {
                     let cur = dir.fd.stat(&n.name).at(dir.rel_child(&n.name))?;
@@ -306,9 +377,10 @@ impl Vault {
                 }
                 let commit = live.replacing(&now, &new)?;
                 // From here every name moves; a failure leaves the names already moved on the
-                // new copy (same contents, no longer linked to the rest) and is reported.
+                // new copy, which stays kept: the next pass points the rest at it.
                 for ((dir, n), t) in dirs.iter().zip(&group.names).zip(&temps) {
                     dir.fd.rename(t, &dir.fd, &n.name, 0).at(dir.rel_child(&n.name))?;
+                    renamed = true;
                 }
                 commit();
                 for dir in &dirs {
@@ -320,11 +392,16 @@ impl Vault {
             });
             match swapped {
                 Ok(()) => {
+                    self.drop_link_copy(copies, &id);
                     moved = Some(len);
                     Ok(())
                 }
                 Err(e) => {
                     unlink_temps(&temps);
+                    if !renamed && !reused {
+                        // No name points at the new copy: the next pass seals the file afresh.
+                        self.drop_link_copy(copies, &id);
+                    }
                     Err(e)
                 }
             }

@@ -3,11 +3,13 @@
 //! under an older epoch is sealed again into a temporary next to it and renamed over the old
 //! one (one write and one rename per file), symlink targets and xattrs are sealed again.
 //! A hard-linked file is sealed once, at the first of its names the walk meets; each further
-//! name is pointed at the new copy (a link to it under a temporary name, renamed over).
+//! name is pointed at the new copy (a link to it under a temporary name, renamed over). The
+//! new copy is also kept under a name of its own until the walk ends ([`link_copies`]), so
+//! that a walk stopped between two names of the file is finished with the names linked again.
 //! Idempotent: a walk that stopped (Ctrl-C, a crash) is finished by walking again, and a walk
-//! of a vault whose objects are all under the newest epoch changes nothing (a walk stopped
-//! between the names of one hard-linked file leaves its names on two copies of the same
-//! contents: nothing is lost, but they are no longer linked).
+//! of a vault whose objects are all under the newest epoch changes nothing.
+//!
+//! [`link_copies`]: super::link_copies
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -19,6 +21,7 @@ use crate::format::header::FileHeader;
 use super::backing::{temp_name, TimeSpec};
 use super::dir::{Dir, Entry};
 use super::error::{Damage, IoContext, Result, VaultError};
+use super::link_copies::LinkCopies;
 use super::live::Live;
 use super::walk::{walk_fd_budget, DirChain};
 use super::{CryptFile, Vault};
@@ -181,6 +184,7 @@ impl Vault {
         let mut frames = Vec::new();
         let mut links = Links::default();
         let mut live_links = super::live::LiveLinks::default();
+        let mut copies = LinkCopies::scan(self)?;
         self.enter_dir(&mut chain, &mut frames, Vec::new(), mode, live, &mut out)?;
         while let Some(frame) = frames.last_mut() {
             // A walk of a mounted vault has no new copies pending: each file is renamed as
@@ -248,10 +252,10 @@ impl Vault {
                     Err(err) => Err(err),
                 },
                 libc::S_IFREG if live.is_some() => match live {
-                    Some(l) => self.move_file_live(l, dir, &backing, &st, &mut out, &mut live_links),
+                    Some(l) => self.move_file_live(l, dir, &backing, &st, &mut out, &mut live_links, &mut copies),
                     None => Ok(()),
                 },
-                libc::S_IFREG => match self.move_file(dir, &backing, &st, mode, &mut out, &mut links) {
+                libc::S_IFREG => match self.move_file(dir, &backing, &st, mode, &mut out, &mut links, &mut copies) {
                     Ok(Some(p)) => {
                         let Some(frame) = frames.last_mut() else { break };
                         frame.pending.push(p);
@@ -288,8 +292,15 @@ impl Vault {
         }
         if let Some(l) = live {
             // Hard-linked files, once every name of each was met: all names at once.
-            self.move_links_live(l, live_links, &mut out, guard)?;
+            self.move_links_live(l, live_links, &mut out, guard, &mut copies)?;
+            if out.stopped {
+                return Ok(out);
+            }
             progress(&out);
+        }
+        if mode == Mode::Move && copies.any() {
+            // The whole tree was walked: every name met points at its file's new copy.
+            self.drop_all_link_copies(&mut copies)?;
         }
         let unmet: u64 = links.0.values().map(|g| g.left).sum();
         if unmet > 0 {
@@ -422,7 +433,9 @@ impl Vault {
 
     /// Seals regular file `backing` of `dir` again under the newest epoch, into a temporary
     /// renamed over it, keeping holes, size, xattrs, mode, owner and times. A hard-linked file
-    /// is sealed once, at its first name; each further name is pointed at the new copy.
+    /// is sealed once, at its first name, and its new copy kept in `copies`; each further name
+    /// is pointed at the new copy, as is each name of a file whose new copy an earlier walk kept.
+    #[allow(clippy::too_many_arguments)]
     fn move_file(
         &self,
         dir: &Dir,
@@ -431,6 +444,7 @@ impl Vault {
         mode: Mode,
         out: &mut Migration,
         links: &mut Links,
+        copies: &mut LinkCopies,
     ) -> Result<Option<Pending>> {
         let inode = (st.st_dev, st.st_ino);
         if let Some(group) = links.0.get_mut(&inode) {
@@ -468,6 +482,28 @@ impl Vault {
         if linked && links.0.len() >= LINK_GROUPS_MAX {
             return Err(VaultError::errno_at(dir.rel_child(backing), libc::EMLINK));
         }
+        if mode == Mode::Move {
+            // An earlier walk stopped between this file's names: point this one at the copy
+            // the other names already have.
+            if let Some(kept) = self.kept_link_copy(copies, &old, &h, st)? {
+                out.links += 1;
+                let tmp = temp_name().at(&dir.rel)?;
+                dir.fd.link_open_file(&kept, &tmp).at(dir.rel_child(&tmp))?;
+                if linked {
+                    links.0.insert(
+                        inode,
+                        LinkGroup {
+                            file: Some(kept),
+                            left: st.st_nlink - 1,
+                        },
+                    );
+                }
+                return Ok(Some(Pending {
+                    tmp,
+                    target: backing.to_vec(),
+                }));
+            }
+        }
         out.files += 1;
         out.bytes += len;
         if mode == Mode::Plan {
@@ -483,7 +519,13 @@ impl Vault {
             return Ok(None);
         }
         let tmp = temp_name().at(&dir.rel)?;
-        let new = match self.reseal_into(dir, &old, &h, &tmp, st, len) {
+        let made = self.reseal_into(dir, &old, &h, &tmp, st, len).and_then(|new| {
+            if linked {
+                self.keep_link_copy(copies, &h.file_id, &new)?;
+            }
+            Ok(new)
+        });
+        let new = match made {
             Ok(new) => new,
             Err(e) => {
                 let _ = dir.fd.unlink(&tmp);

@@ -15,6 +15,7 @@ mod error;
 pub mod flags;
 pub mod fsck;
 pub mod keys;
+mod link_copies;
 pub mod live;
 mod merge;
 pub mod migrate;

@@ -177,6 +177,13 @@ impl<'a> Walker<'a> {
         let rel = dir.rel_child(name);
         match classify(name, self.vault.params().name_encoding) {
             BackingName::Config | BackingName::Diriv => {}
+            BackingName::Temp
+                if backing_name::parse_link_copy(name).is_some()
+                    && self.vault.vault_keys().newest_first().nth(1).is_some() =>
+            {
+                // The kept new copy of a hard-linked file, while a rekey is under way: the
+                // next `coffer rekey` points the file's remaining names at it and removes it.
+            }
             BackingName::Temp => {
                 let mut repaired = None;
                 if self.repair && is_old(&dir.fd, name, self.min_temp_age) {
