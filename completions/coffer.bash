@@ -46,6 +46,9 @@ _coffer() {
             coffer,init)
                 cmd="coffer__subcmd__init"
                 ;;
+            coffer,key)
+                cmd="coffer__subcmd__key"
+                ;;
             coffer,mount)
                 cmd="coffer__subcmd__mount"
                 ;;
@@ -91,6 +94,9 @@ _coffer() {
             coffer__subcmd__help,init)
                 cmd="coffer__subcmd__help__subcmd__init"
                 ;;
+            coffer__subcmd__help,key)
+                cmd="coffer__subcmd__help__subcmd__key"
+                ;;
             coffer__subcmd__help,mount)
                 cmd="coffer__subcmd__help__subcmd__mount"
                 ;;
@@ -106,6 +112,39 @@ _coffer() {
             coffer__subcmd__help,unmount)
                 cmd="coffer__subcmd__help__subcmd__unmount"
                 ;;
+            coffer__subcmd__help__subcmd__key,add)
+                cmd="coffer__subcmd__help__subcmd__key__subcmd__add"
+                ;;
+            coffer__subcmd__help__subcmd__key,list)
+                cmd="coffer__subcmd__help__subcmd__key__subcmd__list"
+                ;;
+            coffer__subcmd__help__subcmd__key,remove)
+                cmd="coffer__subcmd__help__subcmd__key__subcmd__remove"
+                ;;
+            coffer__subcmd__key,add)
+                cmd="coffer__subcmd__key__subcmd__add"
+                ;;
+            coffer__subcmd__key,help)
+                cmd="coffer__subcmd__key__subcmd__help"
+                ;;
+            coffer__subcmd__key,list)
+                cmd="coffer__subcmd__key__subcmd__list"
+                ;;
+            coffer__subcmd__key,remove)
+                cmd="coffer__subcmd__key__subcmd__remove"
+                ;;
+            coffer__subcmd__key__subcmd__help,add)
+                cmd="coffer__subcmd__key__subcmd__help__subcmd__add"
+                ;;
+            coffer__subcmd__key__subcmd__help,help)
+                cmd="coffer__subcmd__key__subcmd__help__subcmd__help"
+                ;;
+            coffer__subcmd__key__subcmd__help,list)
+                cmd="coffer__subcmd__key__subcmd__help__subcmd__list"
+                ;;
+            coffer__subcmd__key__subcmd__help,remove)
+                cmd="coffer__subcmd__key__subcmd__help__subcmd__remove"
+                ;;
             *)
                 ;;
         esac
@@ -113,7 +152,7 @@ _coffer() {
 
     case "${cmd}" in
         coffer)
-            opts="-v -h -V --verbose --help --version init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
+            opts="-v -h -V --verbose --help --version init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -127,7 +166,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__cat)
-            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --verbose --help"
+            opts="-v -h --passfile --extpass --config --masterkey --identity --keyfile --accept-config-change --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -142,6 +181,14 @@ _coffer() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keyfile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -167,7 +214,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__decrypt__subcmd__name)
-            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --verbose --help"
+            opts="-v -h --passfile --extpass --config --masterkey --identity --keyfile --accept-config-change --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -182,6 +229,14 @@ _coffer() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keyfile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -193,7 +248,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__encrypt__subcmd__name)
-            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --verbose --help"
+            opts="-v -h --passfile --extpass --config --masterkey --identity --keyfile --accept-config-change --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -208,6 +263,14 @@ _coffer() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keyfile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -219,7 +282,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__export)
-            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --force --verbose --help"
+            opts="-v -h --passfile --extpass --config --masterkey --identity --keyfile --accept-config-change --force --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -234,6 +297,14 @@ _coffer() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keyfile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -245,7 +316,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__fsck)
-            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --repair --json --verbose --help"
+            opts="-v -h --passfile --extpass --config --masterkey --identity --keyfile --accept-config-change --repair --json --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -260,6 +331,14 @@ _coffer() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keyfile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -285,7 +364,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__help)
-            opts="init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
+            opts="init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -438,6 +517,62 @@ _coffer() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        coffer__subcmd__help__subcmd__key)
+            opts="list add remove"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__help__subcmd__key__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__help__subcmd__key__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__help__subcmd__key__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         coffer__subcmd__help__subcmd__mount)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -527,7 +662,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__init)
-            opts="-q -v -h --passfile --extpass --config --longname-max --long-name-limit --name-encoding --case-insensitive --quiet --insecure-fast-kdf --reverse --config-version --verbose --help"
+            opts="-q -v -h --passfile --extpass --config --longname-max --long-name-limit --name-encoding --case-insensitive --quiet --insecure-fast-kdf --reverse --config-version --recipient --recipient-file --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -561,6 +696,220 @@ _coffer() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --recipient)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recipient-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__key)
+            opts="-v -h --verbose --help list add remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__key__subcmd__add)
+            opts="-v -h --password --keyfile --recipient --recipient-file --label --new-passfile --insecure-fast-kdf --passfile --extpass --config --identity --unlock-keyfile --accept-config-change --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --keyfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recipient)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recipient-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --new-passfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extpass)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unlock-keyfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__key__subcmd__help)
+            opts="list add remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__key__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__key__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__key__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__key__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__key__subcmd__list)
+            opts="-v -h --public --passfile --extpass --config --identity --unlock-keyfile --accept-config-change --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --passfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extpass)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unlock-keyfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__key__subcmd__remove)
+            opts="-v -h --passfile --extpass --config --identity --unlock-keyfile --accept-config-change --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --passfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extpass)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unlock-keyfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -569,7 +918,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__mount)
-            opts="-f -v -h --passfile --extpass --config --masterkey --accept-config-change --fg --ro --allow-other --nonempty --suid --dev --atime --nodiratime --idle --log --daemon-child --verbose --help"
+            opts="-f -v -h --passfile --extpass --config --masterkey --identity --keyfile --accept-config-change --fg --ro --allow-other --nonempty --suid --dev --atime --nodiratime --idle --log --daemon-child --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -584,6 +933,14 @@ _coffer() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keyfile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -607,7 +964,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__passwd)
-            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --new-passfile --new-extpass --insecure-fast-kdf --verbose --help"
+            opts="-v -h --passfile --extpass --config --masterkey --identity --keyfile --accept-config-change --new-passfile --new-extpass --insecure-fast-kdf --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -622,6 +979,14 @@ _coffer() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keyfile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -641,7 +1006,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__rekey)
-            opts="-v -h --passfile --extpass --config --masterkey --accept-config-change --finish --verbose --help"
+            opts="-v -h --passfile --extpass --config --masterkey --identity --keyfile --accept-config-change --finish --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -656,6 +1021,14 @@ _coffer() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keyfile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -667,7 +1040,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__reverse)
-            opts="-f -v -h --passfile --extpass --config --masterkey --accept-config-change --exclude --fg --allow-other --idle --log --daemon-child --verbose --help"
+            opts="-f -v -h --passfile --extpass --config --masterkey --identity --keyfile --accept-config-change --exclude --fg --allow-other --idle --log --daemon-child --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -682,6 +1055,14 @@ _coffer() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keyfile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -32,6 +32,7 @@ complete -c coffer -n "__fish_coffer_needs_command" -f -a "mount" -d 'Mount a va
 complete -c coffer -n "__fish_coffer_needs_command" -f -a "unmount" -d 'Unmount a coffer mount (fusermount3 -u, or umount2 as root)'
 complete -c coffer -n "__fish_coffer_needs_command" -f -a "passwd" -d 'Change the password (re-wraps the master key; the data is not re-encrypted)'
 complete -c coffer -n "__fish_coffer_needs_command" -f -a "rekey" -d 'Start a new key epoch and re-encrypt everything under it; `--finish` forgets the old keys'
+complete -c coffer -n "__fish_coffer_needs_command" -f -a "key" -d 'List, add and remove the vault\'s key slots: passwords, key files, age and SSH keys'
 complete -c coffer -n "__fish_coffer_needs_command" -f -a "info" -d 'Show the vault\'s config version, flags, KDF parameters and long-name limit (no secrets)'
 complete -c coffer -n "__fish_coffer_needs_command" -f -a "cat" -d 'Decrypt one file of a vault to stdout (no mount needed)'
 complete -c coffer -n "__fish_coffer_needs_command" -f -a "export" -d 'Decrypt a whole vault into a plain directory tree (no mount needed)'
@@ -49,6 +50,8 @@ complete -c coffer -n "__fish_coffer_using_subcommand init" -l long-name-limit -
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l name-encoding -d 'How encrypted names are spelled: base64url (shortest) or base32 (for case-insensitive backends such as some Windows/macOS sync targets)' -r -f -a "base64url\t'Unpadded base64url'
 base32\t'Unpadded upper-case base32'"
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l config-version -d 'The config version to write: 2 (key epochs, per-file keys; docs/FORMAT.md §15; the default) or 1 (one master key for the vault\'s life; read by every coffer). Reverse configs are always version 1' -r
+complete -c coffer -n "__fish_coffer_using_subcommand init" -l recipient -d 'Make the vault for an age recipient (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …) instead of a password; repeatable. No password slot is made; the recovery key is printed as always' -r
+complete -c coffer -n "__fish_coffer_using_subcommand init" -l recipient-file -d 'Like --recipient, read from FILE (an SSH .pub file, or age recipients one per line)' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l case-insensitive -d 'Same as --name-encoding base32: encrypted names that survive a case-insensitive backend'
 complete -c coffer -n "__fish_coffer_using_subcommand init" -s q -l quiet -d 'Do not print the recovery key and its warning'
 complete -c coffer -n "__fish_coffer_using_subcommand init" -l insecure-fast-kdf -d 'TESTS ONLY: use the cheapest password KDF (Argon2id m=8 KiB, t=1). A vault made this way falls to password guessing quickly; never use it for real data'
@@ -58,6 +61,8 @@ complete -c coffer -n "__fish_coffer_using_subcommand init" -s h -l help -d 'Pri
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l atime -d 'When reads update access times, as the mount(8) options of the same names' -r -f -a "noatime\t'Never update access times'
 relatime\t'Update the access time when it is older than the modification or change time, or a day old (the kernel\'s default)'
 strictatime\t'Update the access time on every read'"
@@ -80,6 +85,8 @@ complete -c coffer -n "__fish_coffer_using_subcommand unmount" -s h -l help -d '
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l new-passfile -d 'Read the new password from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l new-extpass -d 'Run CMD and use the first line of its stdout as the new password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
@@ -90,17 +97,63 @@ complete -c coffer -n "__fish_coffer_using_subcommand passwd" -s h -l help -d 'P
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l finish -d 'Forget the older key epochs\' keys (refused while anything is still under them)'
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove help" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove help" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove help" -f -a "list" -d 'Show the key slots: IDs and kinds without unlocking (--public), or with their labels, dates and recipients after an unlock'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove help" -f -a "add" -d 'Add a key slot: a password, a key file, an age recipient or an SSH public key'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove help" -f -a "remove" -d 'Remove a key slot by ID or label (never the last one)'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l identity -d 'Unlock with an age identity file or an SSH private key instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l unlock-keyfile -d 'Unlock with a key file instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l public -d 'Show slot IDs and kinds only, without unlocking'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l keyfile -d 'Add a key-file slot for FILE (any file of at least 16 random bytes)' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l recipient -d 'Add a slot for an age recipient (age1…, age1yubikey1…) or an SSH public key line' -r
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l recipient-file -d 'Add a slot for the recipient in FILE (e.g. ~/.ssh/id_ed25519.pub)' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l label -d 'A name for the slot, shown by `key list` after an unlock and accepted by `key remove`' -r
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l new-passfile -d 'Read the new password from the first line of FILE (with --password)' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l identity -d 'Unlock with an age identity file or an SSH private key instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l unlock-keyfile -d 'Unlock with a key file instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l password -d 'Add a password slot (the new password is asked twice, or read from --new-passfile)'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l insecure-fast-kdf -d 'TESTS ONLY: the new password slot gets the cheapest KDF'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l identity -d 'Unlock with an age identity file or an SSH private key instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l unlock-keyfile -d 'Unlock with a key file instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "list" -d 'Show the key slots: IDs and kinds without unlocking (--public), or with their labels, dates and recipients after an unlock'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add a key slot: a password, a key file, an age recipient or an SSH public key'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove a key slot by ID or label (never the last one)'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c coffer -n "__fish_coffer_using_subcommand info" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand info" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c coffer -n "__fish_coffer_using_subcommand info" -s h -l help -d 'Print help'
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand cat" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand cat" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
@@ -108,6 +161,8 @@ complete -c coffer -n "__fish_coffer_using_subcommand cat" -s h -l help -d 'Prin
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand export" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand export" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l force -d 'Export into a non-empty OUTDIR (existing files with the same names make it fail)'
@@ -116,6 +171,8 @@ complete -c coffer -n "__fish_coffer_using_subcommand export" -s h -l help -d 'P
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l repair -d 'Fix the safe cases (never deletes readable data)'
@@ -125,6 +182,8 @@ complete -c coffer -n "__fish_coffer_using_subcommand fsck" -s h -l help -d 'Pri
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l exclude -d 'Hide paths matching PATTERN (repeatable): `*`, `?`, `**`; without `/` it matches a name at any depth, with `/` the path from PLAINDIR' -r
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l idle -d 'Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h)' -r
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l log -d 'Write the log to FILE (default: syslog in the background, stderr with --fg)' -r -F
@@ -138,6 +197,8 @@ complete -c coffer -n "__fish_coffer_using_subcommand reverse" -s h -l help -d '
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
@@ -145,6 +206,8 @@ complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -s h -l help
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
@@ -153,18 +216,22 @@ complete -c coffer -n "__fish_coffer_using_subcommand completions" -s v -l verbo
 complete -c coffer -n "__fish_coffer_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c coffer -n "__fish_coffer_using_subcommand gen-docs" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c coffer -n "__fish_coffer_using_subcommand gen-docs" -s h -l help -d 'Print help'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "init" -d 'Create a new vault in an empty directory and print its recovery key'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "mount" -d 'Mount a vault; returns once the mount is ready (or failed)'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "unmount" -d 'Unmount a coffer mount (fusermount3 -u, or umount2 as root)'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "passwd" -d 'Change the password (re-wraps the master key; the data is not re-encrypted)'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "rekey" -d 'Start a new key epoch and re-encrypt everything under it; `--finish` forgets the old keys'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "info" -d 'Show the vault\'s config version, flags, KDF parameters and long-name limit (no secrets)'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "cat" -d 'Decrypt one file of a vault to stdout (no mount needed)'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "export" -d 'Decrypt a whole vault into a plain directory tree (no mount needed)'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "fsck" -d 'Check every name, block, symlink, xattr and sidecar of a vault (no mount needed)'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "reverse" -d 'Mount a read-only encrypted view of a plain directory (reverse mode, for backups)'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "encrypt-name" -d 'Print the backing (encrypted) path of a plaintext path (support tool)'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "decrypt-name" -d 'Print the plaintext path of a backing path relative to CIPHERDIR (support tool)'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "gen-docs" -d 'Write the man pages and completion scripts into a directory (used by scripts/gen-docs)'
-complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "init" -d 'Create a new vault in an empty directory and print its recovery key'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "mount" -d 'Mount a vault; returns once the mount is ready (or failed)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "unmount" -d 'Unmount a coffer mount (fusermount3 -u, or umount2 as root)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "passwd" -d 'Change the password (re-wraps the master key; the data is not re-encrypted)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "rekey" -d 'Start a new key epoch and re-encrypt everything under it; `--finish` forgets the old keys'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "key" -d 'List, add and remove the vault\'s key slots: passwords, key files, age and SSH keys'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "info" -d 'Show the vault\'s config version, flags, KDF parameters and long-name limit (no secrets)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "cat" -d 'Decrypt one file of a vault to stdout (no mount needed)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "export" -d 'Decrypt a whole vault into a plain directory tree (no mount needed)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "fsck" -d 'Check every name, block, symlink, xattr and sidecar of a vault (no mount needed)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "reverse" -d 'Mount a read-only encrypted view of a plain directory (reverse mode, for backups)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "encrypt-name" -d 'Print the backing (encrypted) path of a plaintext path (support tool)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "decrypt-name" -d 'Print the plaintext path of a backing path relative to CIPHERDIR (support tool)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "gen-docs" -d 'Write the man pages and completion scripts into a directory (used by scripts/gen-docs)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_subcommand_from init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "list" -d 'Show the key slots: IDs and kinds without unlocking (--public), or with their labels, dates and recipients after an unlock'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "add" -d 'Add a key slot: a password, a key file, an age recipient or an SSH public key'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "remove" -d 'Remove a key slot by ID or label (never the last one)'

@@ -241,3 +241,84 @@ fn the_scan_sees_a_plain_copy() {
     let ((), hits, _) = scanned(|| drop(PASSWORD.to_vec()));
     assert_eq!(hits, 1);
 }
+
+/// Key slots (config version 3): wrapping the key for a password, a key file and an age
+/// recipient, unlocking through each, a password change and a rewrap for a new epoch leave
+/// no freed block with the key or a password.
+#[test]
+fn key_slots_leave_no_key_material() {
+    use coffer::crypto::MasterKey;
+    use coffer::format::epochs::{Epoch, EpochId, Epochs, Layout, VaultId};
+    use unlock::slots::{self, Credential, NewSlot};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let path = unlock::config_path(tmp.path(), None);
+    let master = MasterKey::from_bytes(MASTER);
+    let vault = VaultId([7; 8]);
+    let epochs = Epochs::new(vec![Epoch {
+        id: EpochId([1, 2, 3, 4]),
+        seq: 0,
+        layout: Layout::V3,
+        sealed_key: None,
+    }])
+    .unwrap();
+    let key_file = [0x5au8; 32];
+    let age_id = age::x25519::Identity::generate();
+    let recipient = coffer::crypto::SlotRecipient::parse(&age_id.to_public().to_string()).unwrap();
+
+    let ((), hits, last) = scanned(|| {
+        let new = [
+            NewSlot::Password {
+                password: PASSWORD,
+                cost: KdfCost::INSECURE_TEST,
+            },
+            NewSlot::KeyFile(&key_file),
+            NewSlot::Recipient(recipient.clone()),
+        ];
+        let mut made = Vec::new();
+        for (i, n) in new.iter().enumerate() {
+            let id = coffer::format::config::slots::SlotId([0, 0, 0, i as u8 + 1]);
+            made.push(slots::make_slot(&master, vault, id, n, None).unwrap());
+        }
+        let list = coffer::format::config::slots::Slots {
+            slots: made,
+            removed: Vec::new(),
+        };
+        slots::write_v3(&path, &VaultParams::default(), vault, &epochs, &list, &master).unwrap();
+    });
+    assert_eq!(
+        hits, 0,
+        "making slots: {hits} freed blocks with key material (last kind {last})"
+    );
+
+    let ids: Vec<Box<dyn age::Identity>> = vec![Box::new(age_id)];
+    for (what, cred) in [
+        ("password", Credential::Password(PASSWORD)),
+        ("key file", Credential::KeyFile(&key_file)),
+        ("identity", Credential::Identities(&ids)),
+    ] {
+        let (key, hits, last) = scanned(|| {
+            let cfg = unlock::read_config(&path).unwrap();
+            slots::unlock_slots(&cfg, &cred).unwrap().key
+        });
+        assert_eq!(key.expose(), &MASTER);
+        assert_eq!(
+            hits, 0,
+            "unlocking by {what}: {hits} freed blocks with key material (last kind {last})"
+        );
+    }
+    let ((), hits, last) = scanned(|| unlock::change_password(&path, PASSWORD, NEW_PASSWORD, None).unwrap());
+    assert_eq!(
+        hits, 0,
+        "changing a slot's password: {hits} freed blocks with key material (last kind {last})"
+    );
+    let ((), hits, last) = scanned(|| {
+        let cfg = unlock::read_config(&path).unwrap();
+        let other = MasterKey::from_bytes([0x11; 32]);
+        slots::rewrap_all(&master, &other, vault, &slots::slots_of(&cfg).unwrap()).unwrap();
+    });
+    assert_eq!(
+        hits, 0,
+        "rewrapping every slot: {hits} freed blocks with key material (last kind {last})"
+    );
+}

@@ -74,6 +74,18 @@ pub enum Command {
         "everything again), and copies made before keep the old key."
     ))]
     Rekey(RekeyArgs),
+    /// List, add and remove the vault's key slots: passwords, key files, age and SSH keys.
+    #[command(after_help = concat!(
+        "Example:\n  coffer key list ~/Dropbox/vault\n",
+        "  coffer key add ~/Dropbox/vault --recipient-file ~/.ssh/id_ed25519.pub --label laptop\n",
+        "  coffer key add ~/Dropbox/vault --keyfile /media/usb/vault.key\n",
+        "  coffer key remove ~/Dropbox/vault laptop\n\n",
+        "Every slot holder can read the vault and administer its slots. Removing a slot stops\n",
+        "that way in from opening the current coffer.conf; what its holder already copied, and,\n",
+        "until a rekey finishes, files under the current key epoch, stay readable to them: run\n",
+        "`coffer rekey` and `coffer rekey --finish` (or `key remove --rekey`)."
+    ))]
+    Key(KeyArgs),
     /// Show the vault's config version, flags, KDF parameters and long-name limit (no secrets).
     #[command(after_help = concat!(
         "Example:\n  coffer info ~/Dropbox/vault\n\n",
@@ -181,8 +193,16 @@ pub struct InitArgs {
     /// The config version to write: 2 (key epochs, per-file keys; docs/FORMAT.md §15; the
     /// default) or 1 (one master key for the vault's life; read by every coffer). Reverse
     /// configs are always version 1.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=2), hide = true)]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=3), hide = true)]
     pub config_version: Option<u16>,
+    /// Make the vault for an age recipient (age1…) or an SSH public key (ssh-ed25519 …,
+    /// ssh-rsa …) instead of a password; repeatable. No password slot is made; the recovery
+    /// key is printed as always.
+    #[arg(long, value_name = "RECIPIENT", conflicts_with = "reverse")]
+    pub recipient: Vec<String>,
+    /// Like --recipient, read from FILE (an SSH .pub file, or age recipients one per line).
+    #[arg(long, value_name = "FILE", conflicts_with = "reverse")]
+    pub recipient_file: Vec<PathBuf>,
 }
 
 impl InitArgs {
@@ -276,8 +296,16 @@ pub struct OpenArgs {
     pub config: Option<PathBuf>,
     /// Open with the recovery key (read from the prompt, stdin or --passfile) instead of the
     /// password; works without coffer.conf.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["identity", "keyfile"])]
     pub masterkey: bool,
+    /// Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH
+    /// private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the
+    /// password.
+    #[arg(long, value_name = "FILE", conflicts_with = "keyfile")]
+    pub identity: Option<PathBuf>,
+    /// Open with a key file (its bytes, e.g. on a USB stick) instead of the password.
+    #[arg(long, value_name = "FILE")]
+    pub keyfile: Option<PathBuf>,
     /// Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault
     /// (an older config put back, or another vault's), and remember this config instead.
     #[arg(long)]
@@ -351,6 +379,112 @@ pub struct PasswdArgs {
     /// TESTS ONLY: re-wrap with the cheapest password KDF (see `init --insecure-fast-kdf`).
     #[arg(long)]
     pub insecure_fast_kdf: bool,
+}
+
+/// `key`.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub cmd: KeyCmd,
+}
+
+/// `key` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Show the key slots: IDs and kinds without unlocking (--public), or with their labels,
+    /// dates and recipients after an unlock.
+    List(KeyListArgs),
+    /// Add a key slot: a password, a key file, an age recipient or an SSH public key.
+    Add(KeyAddArgs),
+    /// Remove a key slot by ID or label (never the last one).
+    Remove(KeyRemoveArgs),
+}
+
+/// How `key` commands unlock (a password by default).
+#[derive(Debug, Args, Clone, Default)]
+pub struct KeyUnlockArgs {
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// Read the config from FILE instead of CIPHERDIR/coffer.conf.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Unlock with an age identity file or an SSH private key instead of the password.
+    #[arg(long, value_name = "FILE", conflicts_with = "unlock_keyfile")]
+    pub identity: Option<PathBuf>,
+    /// Unlock with a key file instead of the password.
+    #[arg(long, value_name = "FILE")]
+    pub unlock_keyfile: Option<PathBuf>,
+    /// Open even if coffer.conf lacks the newest key epoch this machine has seen.
+    #[arg(long)]
+    pub accept_config_change: bool,
+}
+
+impl KeyUnlockArgs {
+    /// As the options every opening command takes.
+    pub fn open_args(&self) -> OpenArgs {
+        OpenArgs {
+            secret: self.secret.clone(),
+            config: self.config.clone(),
+            masterkey: false,
+            identity: self.identity.clone(),
+            keyfile: self.unlock_keyfile.clone(),
+            accept_config_change: self.accept_config_change,
+        }
+    }
+}
+
+/// `key list`.
+#[derive(Debug, Args)]
+pub struct KeyListArgs {
+    /// The vault.
+    pub cipherdir: PathBuf,
+    /// Show slot IDs and kinds only, without unlocking.
+    #[arg(long)]
+    pub public: bool,
+    #[command(flatten)]
+    pub unlock: KeyUnlockArgs,
+}
+
+/// `key add`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("slot").required(true).args(["password", "keyfile", "recipient", "recipient_file"])))]
+pub struct KeyAddArgs {
+    /// The vault.
+    pub cipherdir: PathBuf,
+    /// Add a password slot (the new password is asked twice, or read from --new-passfile).
+    #[arg(long)]
+    pub password: bool,
+    /// Add a key-file slot for FILE (any file of at least 16 random bytes).
+    #[arg(long, value_name = "FILE")]
+    pub keyfile: Option<PathBuf>,
+    /// Add a slot for an age recipient (age1…, age1yubikey1…) or an SSH public key line.
+    #[arg(long, value_name = "RECIPIENT")]
+    pub recipient: Option<String>,
+    /// Add a slot for the recipient in FILE (e.g. ~/.ssh/id_ed25519.pub).
+    #[arg(long, value_name = "FILE")]
+    pub recipient_file: Option<PathBuf>,
+    /// A name for the slot, shown by `key list` after an unlock and accepted by `key remove`.
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
+    /// Read the new password from the first line of FILE (with --password).
+    #[arg(long, value_name = "FILE", requires = "password")]
+    pub new_passfile: Option<PathBuf>,
+    /// TESTS ONLY: the new password slot gets the cheapest KDF.
+    #[arg(long)]
+    pub insecure_fast_kdf: bool,
+    #[command(flatten)]
+    pub unlock: KeyUnlockArgs,
+}
+
+/// `key remove`.
+#[derive(Debug, Args)]
+pub struct KeyRemoveArgs {
+    /// The vault.
+    pub cipherdir: PathBuf,
+    /// The slot's ID (8 hex digits, from `key list`) or label.
+    pub slot: String,
+    #[command(flatten)]
+    pub unlock: KeyUnlockArgs,
 }
 
 /// `rekey`.

@@ -84,6 +84,12 @@ impl From<VaultError> for CliError {
         match e {
             VaultError::WrongPassword => CliError::new(code::WRONG_PASSWORD, "wrong password")
                 .hint("passwords are case-sensitive; a lost password can be replaced with `coffer passwd --masterkey`"),
+            VaultError::NoSlotAccepts(what) => CliError::new(
+                code::WRONG_PASSWORD,
+                format!("no key slot of this vault accepts this {what}"),
+            )
+            .hint("`coffer key list CIPHERDIR` shows the vault's slots; the recovery key opens it with --masterkey"),
+            VaultError::KeySlot(why) => CliError::new(code::USAGE, why),
             VaultError::NotAVault(ref p) => CliError::new(
                 code::NOT_A_VAULT,
                 format!("{}: not a coffer vault (no coffer.conf)", p.display()),

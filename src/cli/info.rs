@@ -37,10 +37,31 @@ pub fn run(args: &InfoArgs) -> CliResult {
     println!("feature flags:   {flags}");
     println!("name encoding:   {}", cfg.name_encoding);
     println!("long-name limit: {} bytes", cfg.long_name_limit);
-    println!(
-        "password KDF:    {} (memory {} KiB, {} passes, {} lanes)",
-        cfg.kdf.algorithm, cfg.kdf.m_kib, cfg.kdf.t, cfg.kdf.p
-    );
+    if let Some(kdf) = &cfg.kdf {
+        println!(
+            "password KDF:    {} (memory {} KiB, {} passes, {} lanes)",
+            kdf.algorithm, kdf.m_kib, kdf.t, kdf.p
+        );
+    }
+    if let Ok(Some(slots)) = cfg.slots() {
+        let list: Vec<String> = slots
+            .slots
+            .iter()
+            .map(|s| match &s.kdf {
+                Some(k) => format!(
+                    "{} ({}: {} memory {} KiB, {} passes, {} lanes)",
+                    s.id.to_hex(),
+                    s.kind.as_str(),
+                    k.algorithm,
+                    k.m_kib,
+                    k.t,
+                    k.p
+                ),
+                None => format!("{} ({})", s.id.to_hex(), s.kind.as_str()),
+            })
+            .collect();
+        println!("key slots:       {}", list.join(", "));
+    }
     // Several epochs: a rekey is under way. (A reverse config's CIPHERDIR is plain files.)
     if let Some(epochs) = epochs.filter(|e| e.all().len() > 1) {
         if !cfg.params().has_flag(FLAG_REVERSE) {

@@ -19,19 +19,39 @@ pub fn run(args: &InitArgs) -> CliResult {
     }
     let dir = &args.cipherdir;
     check_target(dir, args.config.as_deref())?;
-    let (params, password, cost) =
-        params_and_password(args, vec![FLAG_BLOCK_SESSIONS.into(), FLAG_XATTR_PACKS.into()], "vault")?;
-    if !dir.exists() {
-        std::fs::create_dir(dir).map_err(|e| CliError::io(dir, &e))?;
-    }
-    let master = unlock::init_version(
-        dir,
-        args.config.as_deref(),
-        &password,
-        &params,
-        cost,
-        args.config_version.unwrap_or(crate::cli::DEFAULT_CONFIG_VERSION),
-    )?;
+    let flags = vec![FLAG_BLOCK_SESSIONS.into(), FLAG_XATTR_PACKS.into()];
+    let master = if args.recipient.is_empty() && args.recipient_file.is_empty() {
+        let (params, password, cost) = params_and_password(args, flags, "vault")?;
+        create_dir(dir)?;
+        unlock::init_version(
+            dir,
+            args.config.as_deref(),
+            &password,
+            &params,
+            cost,
+            args.config_version.unwrap_or(crate::cli::DEFAULT_CONFIG_VERSION),
+        )?
+    } else {
+        // For recipients only: no password slot, nothing asked.
+        if args.config_version.is_some_and(|v| v < coffer::format::CONFIG_V3) {
+            return Err(CliError::new(code::USAGE, "--recipient needs config version 3"));
+        }
+        let mut recipients = Vec::new();
+        for r in &args.recipient {
+            recipients
+                .push(coffer::crypto::SlotRecipient::parse(r).map_err(|e| CliError::new(code::USAGE, e.to_string()))?);
+        }
+        for f in &args.recipient_file {
+            recipients.extend(super::key::recipient_from_file(f)?);
+        }
+        let params = params_only(args, flags)?;
+        let slots: Vec<_> = recipients
+            .into_iter()
+            .map(|r| (unlock::slots::NewSlot::Recipient(r), None))
+            .collect();
+        create_dir(dir)?;
+        unlock::init_with_slots(dir, args.config.as_deref(), &params, &slots)?
+    };
     let cfg = unlock::read_config(&unlock::config_path(dir, args.config.as_deref()))?;
     // A new vault where another was: this user's pin of the old one must not refuse it.
     super::pin::start(dir, &cfg);
@@ -93,14 +113,15 @@ fn init_reverse(args: &InitArgs) -> CliResult {
     Ok(())
 }
 
-/// What `init` and `init --reverse` share, in this order: the parameters from the flags
-/// (checked before any prompt), the new password, and the KDF cost (`noun`, "vault" or
-/// "config", names what `--insecure-fast-kdf` weakens in its warning).
-fn params_and_password(
-    args: &InitArgs,
-    feature_flags: Vec<String>,
-    noun: &str,
-) -> CliResult<(VaultParams, Secret, KdfCost)> {
+fn create_dir(dir: &Path) -> CliResult {
+    if !dir.exists() {
+        std::fs::create_dir(dir).map_err(|e| CliError::io(dir, &e))?;
+    }
+    Ok(())
+}
+
+/// The vault parameters the flags ask for, checked.
+fn params_only(args: &InitArgs, feature_flags: Vec<String>) -> CliResult<VaultParams> {
     let params = VaultParams {
         feature_flags,
         long_name_limit: args.long_name_limit,
@@ -109,6 +130,18 @@ fn params_and_password(
     params
         .validate()
         .map_err(|e| CliError::new(code::USAGE, format!("--long-name-limit: {e}")))?;
+    Ok(params)
+}
+
+/// What `init` and `init --reverse` share, in this order: the parameters from the flags
+/// (checked before any prompt), the new password, and the KDF cost (`noun`, "vault" or
+/// "config", names what `--insecure-fast-kdf` weakens in its warning).
+fn params_and_password(
+    args: &InitArgs,
+    feature_flags: Vec<String>,
+    noun: &str,
+) -> CliResult<(VaultParams, Secret, KdfCost)> {
+    let params = params_only(args, feature_flags)?;
     let password = read_secret(&args.secret, Ask::NewPassword)?;
     let cost = if args.insecure_fast_kdf {
         eprintln!(

@@ -11,9 +11,11 @@ mod export;
 mod fsck;
 mod fstab;
 mod helper;
+mod identity;
 mod info;
 mod init;
 mod kept;
+mod key;
 mod limits;
 mod logging;
 mod mount;
@@ -37,7 +39,7 @@ use clap::Parser;
 pub use coffer::format::names::DEFAULT_LONG_NAME_LIMIT;
 
 /// The config version `coffer init` writes unless told otherwise.
-pub const DEFAULT_CONFIG_VERSION: u16 = coffer::format::CONFIG_V2;
+pub const DEFAULT_CONFIG_VERSION: u16 = coffer::format::CONFIG_V3;
 
 use args::{Cli, Command};
 use error::{code, CliError, CliResult};
@@ -76,6 +78,7 @@ fn dispatch(cli: &Cli) -> CliResult {
         Command::Unmount(a) => unmount::run(a),
         Command::Passwd(a) => passwd::run(a),
         Command::Rekey(a) => rekey::run(a),
+        Command::Key(a) => key::run(a),
         Command::Info(a) => info::run(a),
         Command::Cat(a) => cat::run(a),
         Command::Export(a) => export::run(a),

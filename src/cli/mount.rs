@@ -34,13 +34,25 @@ pub fn run(args: &MountArgs, verbose: u8) -> CliResult {
 /// Starts the background process (`mount --fg --daemon-child ...`) and waits until ready.
 fn start(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, verbose: u8) -> CliResult {
     // Same order as a foreground open: "not a vault" comes before any prompt.
-    let ask = if args.open.masterkey {
-        Ask::RecoveryKey
+    let mut masterkey = args.open.masterkey;
+    let secret = if args.open.identity.is_some() || args.open.keyfile.is_some() {
+        // The identity is used here, where its passphrase or plugin can ask the user; the
+        // background process gets the newest epoch's key, as a recovery key, on its stdin.
+        let cfg = read_config(cipherdir, args.open.config.as_deref())?;
+        let given = super::identity::read_given(&args.open)?;
+        let (key, _) = coffer::vault::unlock::slots::unlock_any(&cfg, &given.credential())?;
+        masterkey = true;
+        let text = coffer::vault::unlock::recovery_key(&cfg, &key)?;
+        zeroize::Zeroizing::new(text.as_bytes().to_vec())
     } else {
-        read_config(cipherdir, args.open.config.as_deref())?;
-        Ask::Password
+        let ask = if args.open.masterkey {
+            Ask::RecoveryKey
+        } else {
+            read_config(cipherdir, args.open.config.as_deref())?;
+            Ask::Password
+        };
+        read_secret(&args.open.secret, ask)?
     };
-    let secret = read_secret(&args.open.secret, ask)?;
     let exe = std::env::current_exe()
         .map_err(|e| CliError::new(code::OTHER, format!("cannot find the coffer executable: {e}")))?;
     let mut cmd = Command::new(exe);
@@ -55,7 +67,7 @@ fn start(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, verbose: u8) -> 
         (args.suid, "--suid"),
         (args.dev, "--dev"),
         (args.nodiratime, "--nodiratime"),
-        (args.open.masterkey, "--masterkey"),
+        (masterkey, "--masterkey"),
         (args.open.accept_config_change, "--accept-config-change"),
     ];
     cmd.args(flags.iter().filter(|(on, _)| *on).map(|(_, f)| f));

@@ -9,6 +9,7 @@ use coffer::vault::{classify_backing, unlock, BackingName, Vault, VaultError};
 
 use super::args::OpenArgs;
 use super::error::{code, CliError, CliResult};
+use super::identity::read_given;
 use super::password::{read_secret, Ask};
 use super::pin;
 
@@ -36,13 +37,13 @@ pub fn open_vault(cipherdir: &Path, args: &OpenArgs, read_only: bool) -> CliResu
         return open_with_recovery_key(cipherdir, args, read_only);
     }
     let cfg = read_config(cipherdir, args.config.as_deref())?;
-    let password = read_secret(&args.secret, Ask::Password)?;
-    let (master, kek) = unlock::unlock_with_password_kek(&cfg, &password)?;
+    let given = read_given(args)?;
+    let (master, access) = unlock::slots::unlock_any(&cfg, &given.credential())?;
     pin::check(cipherdir, &cfg, args.accept_config_change)?;
     let keys = unlock::vault_keys(&cfg, &master)?;
     let mut vault = Vault::open_with_keys(cipherdir, keys, cfg.params(), read_only)?;
     let path = unlock::config_path(cipherdir, args.config.as_deref());
-    vault.allow_config_updates(ConfigWriter::new(path, master, kek));
+    vault.allow_config_updates(ConfigWriter::new(path, master, access));
     Ok(vault)
 }
 

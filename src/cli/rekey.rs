@@ -46,7 +46,7 @@ pub fn run(args: &RekeyArgs) -> CliResult {
     let path = unlock::config_path(&args.cipherdir, args.open.config.as_deref());
     let cfg = read_config(&args.cipherdir, args.open.config.as_deref())?;
     let password = read_secret(&args.open.secret, Ask::Password)?;
-    let (key, _) = unlock::unlock_with_password_kek(&cfg, &password)?;
+    let key = unlock::unlock_with_password(&cfg, &password)?;
     pin::check(&args.cipherdir, &cfg, args.open.accept_config_change)?;
     let epochs = epoch_count(&cfg)?;
 

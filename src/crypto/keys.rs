@@ -144,6 +144,8 @@ pub mod info {
     pub const V3_CONFIG_MAC: &str = "coffer v3 config mac";
     /// Config version 2: seals older epochs' keys under the newest epoch (AES-256-EAX).
     pub const V3_EPOCH_KEYS: &str = "coffer v3 epoch keys";
+    /// Key slots' sealed descriptions (AES-256-EAX, config version 3).
+    pub const V3_SLOT_INFO: &str = "coffer v3 slot info";
     /// Prefix added to every info string of a reverse-mode vault.
     pub const REVERSE_PREFIX: &str = "reverse ";
     /// Reverse mode: keyed PRF that derives block nonces from (file ID, block number, plaintext).

@@ -11,6 +11,7 @@ mod keys;
 mod mac;
 mod names;
 mod random;
+mod slots;
 
 pub use block::{BlockCipher, NONCE_LEN, TAG_LEN};
 pub use eax_fast::{EaxFast, OpenJob, SealJob};
@@ -21,3 +22,7 @@ pub use keys::{info, ContentKey, Kek, KeySet, MasterKey, SubKey, MASTER_KEY_LEN}
 pub use mac::{config_mac, hmac_sha256, hmac_sha256_parts, verify_config_mac, MAC_LEN};
 pub use names::{NameCipher, NAME_PAD, SIV_TAG_LEN};
 pub use random::{random_array, random_bytes};
+pub use slots::{
+    read_identities, unwrap as unwrap_slot, wrap as wrap_slot, DerivedIdentity, NoCallbacks, RecipientError,
+    SlotCallbacks, SlotCryptoError, SlotRecipient,
+};

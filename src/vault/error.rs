@@ -77,6 +77,13 @@ pub enum VaultError {
     /// The password did not unwrap the master key.
     #[error("wrong password (or coffer.conf was modified)")]
     WrongPassword,
+    /// No key slot of the vault accepts the key file or identity given.
+    #[error("no key slot of this vault accepts this {0}")]
+    NoSlotAccepts(&'static str),
+    /// A key slot could not be made, changed or opened (a malformed recipient, a missing
+    /// plugin, the last way in), said in one line.
+    #[error("{0}")]
+    KeySlot(String),
     /// The config failed its MAC or its fields do not match the key.
     #[error("coffer.conf was modified: {0}; refusing to open")]
     ConfigTampered(String),
@@ -137,6 +144,8 @@ impl VaultError {
             VaultError::ReadOnly => libc::EROFS,
             VaultError::NewestEpochChanged { .. } => libc::ESTALE,
             VaultError::WrongPassword
+            | VaultError::NoSlotAccepts(_)
+            | VaultError::KeySlot(_)
             | VaultError::ConfigTampered(_)
             | VaultError::Config { .. }
             | VaultError::RecoveryKey(_)

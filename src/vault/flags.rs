@@ -7,25 +7,26 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::crypto::{Kek, MasterKey};
+use crate::crypto::MasterKey;
 use crate::format::config::{VaultParams, FLAG_XATTR_PACKS};
 
 use super::unlock;
 
-/// What rewriting the config takes: where it is, the master key and the key-encryption key the
-/// password derived for it (never the password itself).
+/// What rewriting the config takes: where it is, the master key and how it was opened (the
+/// key-encryption key the password derived for a version-1/2 config, never the password
+/// itself; a version-3 config needs the key alone).
 #[derive(Debug)]
 pub struct ConfigWriter {
     path: PathBuf,
     master: MasterKey,
-    kek: Kek,
+    access: unlock::slots::Access,
 }
 
 impl ConfigWriter {
-    /// A writer for the config at `path`, unlocked to `master` with `kek`
-    /// ([`unlock::unlock_with_password_kek`]).
-    pub fn new(path: PathBuf, master: MasterKey, kek: Kek) -> ConfigWriter {
-        ConfigWriter { path, master, kek }
+    /// A writer for the config at `path`, unlocked to `master` through `access`
+    /// ([`unlock::slots::unlock_any`]).
+    pub fn new(path: PathBuf, master: MasterKey, access: unlock::slots::Access) -> ConfigWriter {
+        ConfigWriter { path, master, access }
     }
 }
 
@@ -65,7 +66,7 @@ impl LiveFlags {
             return true;
         }
         let Some(w) = writer.as_ref() else { return false };
-        match unlock::add_flag(&w.path, &w.master, &w.kek, FLAG_XATTR_PACKS) {
+        match unlock::add_flag(&w.path, &w.master, &w.access, FLAG_XATTR_PACKS) {
             Ok(_) => {
                 log::info!(
                     "{}: feature flag `{FLAG_XATTR_PACKS}` added (first packed xattr)",

@@ -122,10 +122,10 @@ impl Vault {
             ));
         }
         let cfg = unlock::read_config(&path)?;
-        let (master, kek) = unlock::unlock_with_password_kek(&cfg, password)?;
+        let (master, access) = unlock::slots::unlock_any(&cfg, &unlock::slots::Credential::Password(password))?;
         let keys = unlock::vault_keys(&cfg, &master)?;
         let mut v = Vault::open_with_keys(cipherdir, keys, cfg.params(), read_only)?;
-        v.allow_config_updates(flags::ConfigWriter::new(path, master, kek));
+        v.allow_config_updates(flags::ConfigWriter::new(path, master, access));
         Ok(v)
     }
 

@@ -13,6 +13,7 @@ use crate::format::epochs::{Epoch, EpochId, Epochs, Layout, VaultId, MAX_EPOCHS}
 use super::epochs::{epoch_keys, seal_older, write_epochs_file};
 use super::error::{Result, VaultError};
 use super::migrate::{Migration, Mode};
+use super::unlock::slots::{self as key_slots, Credential};
 use super::unlock::{self, KdfCost};
 use super::Vault;
 
@@ -35,7 +36,7 @@ pub fn start_epoch(cipherdir: &Path, path: &Path, password: &[u8]) -> Result<New
             "a reverse-mode config has no key epochs (rekey it with `coffer rekey PLAINDIR`)",
         ));
     }
-    let (current, _) = unlock::unlock_with_password_kek(&cfg, password)?;
+    let (current, _) = unlock::slots::unlock_any(&cfg, &Credential::Password(password))?;
     let (vault, old) = match epoch_keys(&cfg, &current)? {
         Some(opened) => (opened.vault, opened.list),
         // Config version 1: its master key becomes the first epoch, of layout 1.
@@ -46,7 +47,7 @@ pub fn start_epoch(cipherdir: &Path, path: &Path, password: &[u8]) -> Result<New
                 layout: Layout::V1,
                 sealed_key: None,
             };
-            (VaultId(crypto::random_array()?), vec![(epoch, current)])
+            (VaultId(crypto::random_array()?), vec![(epoch, current.clone())])
         }
     };
     if old.len() >= MAX_EPOCHS {
@@ -75,13 +76,23 @@ pub fn start_epoch(cipherdir: &Path, path: &Path, password: &[u8]) -> Result<New
         sealed_key: None,
     });
     let epochs = Epochs::new(list).map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
-    let cost = KdfCost {
-        m_kib: cfg.kdf.m_kib,
-        t: cfg.kdf.t,
-        p: cfg.kdf.p,
+    // Every slot gets the new key: a version-3 config's from the recipients its slots
+    // describe, an older config's password becomes a slot at its own KDF cost.
+    let slots = if cfg.format_version >= crate::format::CONFIG_V3 {
+        key_slots::rewrap_all(&current, &key, vault, &key_slots::slots_of(&cfg)?)?
+    } else {
+        let new = key_slots::NewSlot::Password {
+            password,
+            cost: KdfCost::of(&cfg),
+        };
+        let slot = key_slots::make_slot(&key, vault, key_slots::fresh_id(&[])?, &new, None)?;
+        crate::format::config::slots::Slots {
+            slots: vec![slot],
+            removed: Vec::new(),
+        }
     };
     write_epochs_file(cipherdir, vault, &epochs)?;
-    let config = unlock::write_epochs(path, &cfg.params(), cost, vault, &epochs, &key, password)?;
+    let config = key_slots::write_v3(path, &cfg.params(), vault, &epochs, &slots, &key)?;
     Ok(NewEpoch { key, config })
 }
 
@@ -98,7 +109,7 @@ pub enum Finish {
 /// A config with one epoch is left as it is.
 pub fn finish(path: &Path, password: &[u8], vault: &Vault) -> Result<Finish> {
     let cfg = unlock::read_config(path)?;
-    let (newest_key, _) = unlock::unlock_with_password_kek(&cfg, password)?;
+    let (newest_key, _) = unlock::slots::unlock_any(&cfg, &Credential::Password(password))?;
     let Some(opened) = epoch_keys(&cfg, &newest_key)? else {
         return Ok(Finish::Done(cfg));
     };
@@ -117,7 +128,7 @@ pub fn finish(path: &Path, password: &[u8], vault: &Vault) -> Result<Finish> {
 /// epoch is left as it is.
 pub fn forget_older(path: &Path, password: &[u8], cipherdir: &Path) -> Result<Config> {
     let cfg = unlock::read_config(path)?;
-    let (newest_key, _) = unlock::unlock_with_password_kek(&cfg, password)?;
+    let (newest_key, _) = unlock::slots::unlock_any(&cfg, &Credential::Password(password))?;
     let Some(opened) = epoch_keys(&cfg, &newest_key)? else {
         return Ok(cfg);
     };
@@ -132,12 +143,13 @@ pub fn forget_older(path: &Path, password: &[u8], cipherdir: &Path) -> Result<Co
         ..newest.clone()
     }])
     .map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
-    let cost = KdfCost {
-        m_kib: cfg.kdf.m_kib,
-        t: cfg.kdf.t,
-        p: cfg.kdf.p,
-    };
     write_epochs_file(cipherdir, opened.vault, &epochs)?;
+    if cfg.format_version >= crate::format::CONFIG_V3 {
+        // The slots wrap the newest key already.
+        let slots = key_slots::slots_of(&cfg)?;
+        return key_slots::write_v3(path, &cfg.params(), opened.vault, &epochs, &slots, &newest_key);
+    }
+    let cost = KdfCost::of(&cfg);
     unlock::write_epochs(path, &cfg.params(), cost, opened.vault, &epochs, &newest_key, password)
 }
 
@@ -174,14 +186,14 @@ mod tests {
         let saved = std::fs::read(&path).unwrap();
 
         let first = start_epoch(dir, &path, b"pw").unwrap();
-        assert_eq!(first.config.format_version, crate::format::CONFIG_V2);
+        assert_eq!(first.config.format_version, crate::format::CONFIG_V3);
         let epochs = first.config.epochs().unwrap().unwrap();
         assert_eq!(epochs.all().len(), 2);
         assert_eq!(epochs.all()[0].layout, Layout::V1);
         assert_eq!(epochs.newest().layout, Layout::V3);
         let cfg = unlock::read_config(&path).unwrap();
         assert_eq!(cfg, first.config);
-        let (newest, _) = unlock::unlock_with_password_kek(&cfg, b"pw").unwrap();
+        let newest = unlock::unlock_with_password(&cfg, b"pw").unwrap();
         assert_eq!(newest.expose(), first.key.expose());
         let keys = unlock::vault_keys(&cfg, &newest).unwrap();
         let v1 = keys.layout1().unwrap();

@@ -11,6 +11,7 @@ mod errors;
 mod export;
 mod fsck;
 mod info;
+mod keys;
 mod mount;
 mod passwd;
 mod prompt;

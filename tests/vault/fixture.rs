@@ -218,7 +218,14 @@ fn fixture_config_and_recovery_key() {
         let (_tmp, dir) = fixture_copy(name);
         let cfg = unlock::read_config(&dir.join("coffer.conf")).unwrap();
         assert_eq!(cfg.format_version, 1);
-        assert_eq!((cfg.kdf.m_kib, cfg.kdf.t, cfg.kdf.p), (8, 1, 1));
+        assert_eq!(
+            (
+                cfg.kdf.as_ref().unwrap().m_kib,
+                cfg.kdf.as_ref().unwrap().t,
+                cfg.kdf.as_ref().unwrap().p
+            ),
+            (8, 1, 1)
+        );
         assert_eq!(cfg.long_name_limit, 200);
         assert_eq!(cfg.name_encoding, "base64url");
         let flags: &[&str] = if version == 2 { &[FLAG_BLOCK_SESSIONS] } else { &[] };

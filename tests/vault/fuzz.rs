@@ -97,7 +97,7 @@ fn exercise_config(text: &[u8]) {
     // What parsed must re-serialize to an equal config.
     assert_eq!(Config::parse(&cfg.to_json()).unwrap(), cfg);
     // Only unlock when the KDF cost is small: bounds allow up to 4 GiB by design.
-    if cfg.kdf.m_kib <= 256 && cfg.kdf.t <= 2 {
+    if cfg.kdf.as_ref().unwrap().m_kib <= 256 && cfg.kdf.as_ref().unwrap().t <= 2 {
         assert!(
             unlock::unlock_with_password(&cfg, b"pw").is_err(),
             "random wrap must not open"

@@ -3,6 +3,7 @@
 //! Parsing and validating the JSON is in `parse`.
 
 mod parse;
+pub mod slots;
 
 use std::collections::BTreeSet;
 
@@ -12,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::epochs::{EpochEntry, Epochs, VaultId};
 use super::names::{NameEncoding, DEFAULT_LONG_NAME_LIMIT, MAX_LONG_NAME_LIMIT};
-use super::{FormatError, CONFIG_V1, CONFIG_V2};
+use super::{FormatError, CONFIG_V1, CONFIG_V2, CONFIG_V3};
+use slots::{SlotEntry, Slots};
 
 /// File name of the config at the root of CIPHERDIR.
 pub const CONFIG_NAME: &str = "coffer.conf";
@@ -66,17 +68,25 @@ pub struct Config {
     pub long_name_limit: u16,
     /// Name encoding; `base64url` by default.
     pub name_encoding: String,
-    /// Password KDF.
-    pub kdf: KdfSection,
+    /// Password KDF (config versions 1 and 2; version 3 has one per password slot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kdf: Option<KdfSection>,
     /// Config version 2: the vault's ID, 16 hex digits (absent in version 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault_id: Option<String>,
     /// Config version 2: the key epochs, oldest first (absent in version 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epochs: Option<Vec<EpochEntry>>,
+    /// Config version 3: the key slots (absent before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<Vec<SlotEntry>>,
+    /// Config version 3: IDs of removed slots (absent before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_slots: Option<Vec<String>>,
     /// `nonce | EAX(kek, master key) | tag`, base64; AAD = canonical encoding. In config
-    /// version 2 the wrapped key is the newest epoch's.
-    pub wrapped_master_key: String,
+    /// version 2 the wrapped key is the newest epoch's. Absent in version 3 (the slots wrap it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped_master_key: Option<String>,
     /// HMAC-SHA256(config-MAC subkey, canonical encoding), base64.
     pub config_mac: String,
 }
@@ -150,9 +160,16 @@ impl Config {
         }
     }
 
+    /// The password KDF section (config versions 1 and 2).
+    pub fn kdf(&self) -> Result<&KdfSection, FormatError> {
+        self.kdf
+            .as_ref()
+            .ok_or_else(|| FormatError::ConfigSyntax("missing field `kdf`".into()))
+    }
+
     /// The decoded salt.
     pub fn salt(&self) -> Result<Vec<u8>, FormatError> {
-        B64.decode(&self.kdf.salt).map_err(|_| FormatError::BadValue {
+        B64.decode(&self.kdf()?.salt).map_err(|_| FormatError::BadValue {
             field: "kdf.salt",
             why: "not base64".into(),
         })
@@ -160,12 +177,14 @@ impl Config {
 
     /// The decoded wrapped master key (`nonce | ciphertext | tag`).
     pub fn wrapped_key(&self) -> Result<Vec<u8>, FormatError> {
-        let v = B64
-            .decode(&self.wrapped_master_key)
-            .map_err(|_| FormatError::BadValue {
-                field: "wrapped_master_key",
-                why: "not base64".into(),
-            })?;
+        let text = self
+            .wrapped_master_key
+            .as_deref()
+            .ok_or_else(|| FormatError::ConfigSyntax("missing field `wrapped_master_key`".into()))?;
+        let v = B64.decode(text).map_err(|_| FormatError::BadValue {
+            field: "wrapped_master_key",
+            why: "not base64".into(),
+        })?;
         if v.len() != 16 + 32 + 16 {
             return Err(FormatError::BadValue {
                 field: "wrapped_master_key",
@@ -185,7 +204,7 @@ impl Config {
 
     /// Sets the wrapped key field from raw bytes.
     pub fn set_wrapped_key(&mut self, sealed: &[u8]) {
-        self.wrapped_master_key = B64.encode(sealed);
+        self.wrapped_master_key = Some(B64.encode(sealed));
     }
 
     /// Sets the MAC field from raw bytes.
@@ -203,16 +222,18 @@ impl Config {
             feature_flags: flags,
             long_name_limit: params.long_name_limit,
             name_encoding: params.name_encoding.as_str().into(),
-            kdf: KdfSection {
+            kdf: Some(KdfSection {
                 algorithm: KDF_ARGON2ID.into(),
                 m_kib,
                 t,
                 p,
                 salt: B64.encode(salt),
-            },
+            }),
             vault_id: None,
             epochs: None,
-            wrapped_master_key: String::new(),
+            slots: None,
+            removed_slots: None,
+            wrapped_master_key: Some(String::new()),
             config_mac: String::new(),
         }
     }
@@ -233,6 +254,35 @@ impl Config {
         c.vault_id = Some(vault.to_hex());
         c.epochs = Some(epochs.to_entries());
         c
+    }
+
+    /// A new config-version-3 config with an empty MAC (filled in by the vault layer).
+    pub fn new_v3(params: &VaultParams, vault: VaultId, epochs: &Epochs, slots: &Slots) -> Self {
+        let mut flags = params.feature_flags.clone();
+        flags.sort();
+        let (entries, removed) = slots.to_entries();
+        Config {
+            comment: "coffer vault config: do not edit; every field is authenticated".into(),
+            format_version: CONFIG_V3,
+            feature_flags: flags,
+            long_name_limit: params.long_name_limit,
+            name_encoding: params.name_encoding.as_str().into(),
+            kdf: None,
+            vault_id: Some(vault.to_hex()),
+            epochs: Some(epochs.to_entries()),
+            slots: Some(entries),
+            removed_slots: Some(removed),
+            wrapped_master_key: None,
+            config_mac: String::new(),
+        }
+    }
+
+    /// The checked key slots (config version 3; `None` before).
+    pub fn slots(&self) -> Result<Option<Slots>, FormatError> {
+        match &self.slots {
+            Some(s) => Slots::from_entries(s, self.removed_slots.as_deref().unwrap_or(&[])).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The vault ID (config version 2).
@@ -266,20 +316,23 @@ impl Config {
         }
         out.extend_from_slice(&self.long_name_limit.to_be_bytes());
         put_str(&mut out, &self.name_encoding);
-        put_str(&mut out, &self.kdf.algorithm);
-        out.extend_from_slice(&self.kdf.m_kib.to_be_bytes());
-        out.extend_from_slice(&self.kdf.t.to_be_bytes());
-        out.extend_from_slice(&self.kdf.p.to_be_bytes());
-        let salt = self.salt()?;
-        if salt.len() > 255 {
-            return Err(FormatError::BadValue {
-                field: "kdf.salt",
-                why: "longer than 255 bytes".into(),
-            });
+        if self.format_version < CONFIG_V3 {
+            let kdf = self.kdf()?;
+            put_str(&mut out, &kdf.algorithm);
+            out.extend_from_slice(&kdf.m_kib.to_be_bytes());
+            out.extend_from_slice(&kdf.t.to_be_bytes());
+            out.extend_from_slice(&kdf.p.to_be_bytes());
+            let salt = self.salt()?;
+            if salt.len() > 255 {
+                return Err(FormatError::BadValue {
+                    field: "kdf.salt",
+                    why: "longer than 255 bytes".into(),
+                });
+            }
+            out.push(salt.len() as u8);
+            out.extend_from_slice(&salt);
         }
-        out.push(salt.len() as u8);
-        out.extend_from_slice(&salt);
-        if self.format_version == CONFIG_V2 {
+        if self.format_version >= CONFIG_V2 {
             let bad = |why: &str| FormatError::BadValue {
                 field: "epochs",
                 why: why.into(),
@@ -287,6 +340,12 @@ impl Config {
             let vault = self.vault_id().ok_or_else(|| bad("no valid vault_id"))?;
             let epochs = self.epochs()?.ok_or_else(|| bad("missing"))?;
             epochs.canonical_into(vault, &mut out);
+        }
+        if self.format_version >= CONFIG_V3 {
+            let slots = self
+                .slots()?
+                .ok_or_else(|| FormatError::ConfigSyntax("missing field `slots`".into()))?;
+            slots.canonical_into(&mut out);
         }
         Ok(out)
     }
@@ -328,10 +387,10 @@ mod tests {
         assert!(e.to_string().contains("`extra`"), "{e}");
 
         let mut v: serde_json::Value = serde_json::from_slice(&c.to_json()).unwrap();
-        v["format_version"] = 3.into();
+        v["format_version"] = 4.into();
         v["newthing"] = 1.into();
         let e = Config::parse(v.to_string().as_bytes()).unwrap_err();
-        assert!(matches!(e, FormatError::NewerVersion { found: 3, .. }), "{e}");
+        assert!(matches!(e, FormatError::NewerVersion { found: 4, .. }), "{e}");
 
         let mut v: serde_json::Value = serde_json::from_slice(&c.to_json()).unwrap();
         v["feature_flags"] = serde_json::json!(["time-travel"]);
@@ -355,15 +414,15 @@ mod tests {
         let base = sample().canonical().unwrap();
         type Edit = Box<dyn Fn(&mut Config)>;
         let edits: Vec<Edit> = vec![
-            Box::new(|c| c.format_version = 7),
+            Box::new(|c| c.format_version = 0),
             Box::new(|c| c.feature_flags = vec![FLAG_REVERSE.into()]),
             Box::new(|c| c.long_name_limit = 100),
             Box::new(|c| c.name_encoding = "base32".into()),
-            Box::new(|c| c.kdf.algorithm = "scrypt".into()),
-            Box::new(|c| c.kdf.m_kib = 8),
-            Box::new(|c| c.kdf.t = 1),
-            Box::new(|c| c.kdf.p = 2),
-            Box::new(|c| c.kdf.salt = B64.encode([9u8; 32])),
+            Box::new(|c| c.kdf.as_mut().unwrap().algorithm = "scrypt".into()),
+            Box::new(|c| c.kdf.as_mut().unwrap().m_kib = 8),
+            Box::new(|c| c.kdf.as_mut().unwrap().t = 1),
+            Box::new(|c| c.kdf.as_mut().unwrap().p = 2),
+            Box::new(|c| c.kdf.as_mut().unwrap().salt = B64.encode([9u8; 32])),
         ];
         for (i, e) in edits.iter().enumerate() {
             let mut c = sample();

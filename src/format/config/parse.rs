@@ -3,7 +3,7 @@
 use super::{Config, FLAG_REVERSE, KDF_ARGON2ID};
 use crate::format::epochs::VaultId;
 use crate::format::names::NameEncoding;
-use crate::format::{FormatError, CONFIG_V1, FORMAT_VERSION};
+use crate::format::{FormatError, CONFIG_V1, CONFIG_V3, FORMAT_VERSION};
 
 impl Config {
     /// Parses and validates `coffer.conf`: newer versions, unknown keys, unknown flags are refused
@@ -44,6 +44,8 @@ impl Config {
             "kdf",
             "vault_id",
             "epochs",
+            "slots",
+            "removed_slots",
             "wrapped_master_key",
             "config_mac",
         ];
@@ -78,22 +80,48 @@ impl Config {
                 why: "not sorted".into(),
             });
         }
-        if self.kdf.algorithm != KDF_ARGON2ID {
-            return Err(FormatError::BadValue {
-                field: "kdf.algorithm",
-                why: format!("`{}` is unknown (expected `{KDF_ARGON2ID}`)", self.kdf.algorithm),
-            });
+        if self.format_version >= CONFIG_V3 {
+            self.validate_slots()?;
+        } else {
+            let kdf = self.kdf()?;
+            if kdf.algorithm != KDF_ARGON2ID {
+                return Err(FormatError::BadValue {
+                    field: "kdf.algorithm",
+                    why: format!("`{}` is unknown (expected `{KDF_ARGON2ID}`)", kdf.algorithm),
+                });
+            }
+            let salt = self.salt()?;
+            if salt.len() > 255 {
+                return Err(FormatError::BadValue {
+                    field: "kdf.salt",
+                    why: "longer than 255 bytes".into(),
+                });
+            }
+            self.wrapped_key()?;
+            if self.slots.is_some() {
+                return Err(FormatError::UnknownField("slots".into()));
+            }
+            if self.removed_slots.is_some() {
+                return Err(FormatError::UnknownField("removed_slots".into()));
+            }
         }
-        let salt = self.salt()?;
-        if salt.len() > 255 {
-            return Err(FormatError::BadValue {
-                field: "kdf.salt",
-                why: "longer than 255 bytes".into(),
-            });
-        }
-        self.wrapped_key()?;
         self.mac()?;
         self.validate_epochs()
+    }
+
+    /// Version 3: slots (checked, the KDF cost bounded) instead of one password KDF and wrap.
+    fn validate_slots(&self) -> Result<(), FormatError> {
+        if self.kdf.is_some() {
+            return Err(FormatError::UnknownField("kdf".into()));
+        }
+        if self.wrapped_master_key.is_some() {
+            return Err(FormatError::UnknownField("wrapped_master_key".into()));
+        }
+        if self.slots.is_none() {
+            return Err(FormatError::ConfigSyntax("missing field `slots`".into()));
+        }
+        self.slots()?;
+        Ok(())
     }
 
     /// Version 1 has no epochs; version 2 has a vault ID, a valid epoch list and no `reverse`

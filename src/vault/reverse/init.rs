@@ -59,11 +59,7 @@ pub fn rekey(path: &Path, password: &[u8]) -> Result<MasterKey> {
     let (cfg, _) = super::read_reverse_config(path)?;
     // Checks the password and the config MAC before anything is replaced.
     unlock::unlock_with_password(&cfg, password)?;
-    let cost = KdfCost {
-        m_kib: cfg.kdf.m_kib,
-        t: cfg.kdf.t,
-        p: cfg.kdf.p,
-    };
+    let cost = KdfCost::of(&cfg);
     let master = MasterKey::generate()?;
     unlock::write_new_config(path, &master, &cfg.params(), password, cost)?;
     Ok(master)
@@ -105,10 +101,18 @@ mod tests {
         assert_eq!(cfg.format_version, crate::format::CONFIG_V1);
         assert!(cfg.params().has_flag(FLAG_REVERSE));
         assert_eq!(
-            (cfg.kdf.m_kib, cfg.kdf.t, cfg.kdf.p),
-            (before.kdf.m_kib, before.kdf.t, before.kdf.p)
+            (
+                cfg.kdf.as_ref().unwrap().m_kib,
+                cfg.kdf.as_ref().unwrap().t,
+                cfg.kdf.as_ref().unwrap().p
+            ),
+            (
+                before.kdf.as_ref().unwrap().m_kib,
+                before.kdf.as_ref().unwrap().t,
+                before.kdf.as_ref().unwrap().p
+            )
         );
-        assert_ne!(cfg.kdf.salt, before.kdf.salt);
+        assert_ne!(cfg.kdf.as_ref().unwrap().salt, before.kdf.as_ref().unwrap().salt);
         assert_eq!(
             unlock::unlock_with_password(&cfg, b"pw").unwrap().expose(),
             new.expose()

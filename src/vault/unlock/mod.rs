@@ -3,6 +3,7 @@
 //! Recovery-key unlocking is in `with_recovery`, rewriting an unlocked vault's config in `rewrite`.
 
 mod rewrite;
+pub mod slots;
 mod with_recovery;
 
 pub use rewrite::{add_flag, change_password, write_epochs};
@@ -45,6 +46,20 @@ impl Default for KdfCost {
 impl KdfCost {
     /// The cheapest accepted cost (m = 8 KiB, t = 1): for tests only, never a default.
     pub const INSECURE_TEST: KdfCost = KdfCost { m_kib: 8, t: 1, p: 1 };
+
+    /// The cost of a config's password KDF (config versions 1 and 2), else the default.
+    pub fn of(cfg: &Config) -> KdfCost {
+        cfg.kdf.as_ref().map_or_else(KdfCost::default, KdfCost::of_section)
+    }
+
+    /// The cost a KDF section names.
+    pub fn of_section(k: &crate::format::config::KdfSection) -> KdfCost {
+        KdfCost {
+            m_kib: k.m_kib,
+            t: k.t,
+            p: k.p,
+        }
+    }
 }
 
 /// Where the config of a vault lives: `CIPHERDIR/coffer.conf` unless given.
@@ -96,11 +111,14 @@ fn seal_config(path: &Path, cfg: &mut Config, master: &MasterKey, password: &[u8
         path: path.to_path_buf(),
         source,
     })?;
-    let kdf = KdfParams {
-        m_kib: cfg.kdf.m_kib,
-        t: cfg.kdf.t,
-        p: cfg.kdf.p,
-        salt,
+    let kdf = {
+        let cost = KdfCost::of(cfg);
+        KdfParams {
+            m_kib: cost.m_kib,
+            t: cost.t,
+            p: cost.p,
+            salt,
+        }
     };
     let kek = crypto::derive_kek(password, &kdf)?;
     seal_with_kek(path, cfg, master, &kek)
@@ -143,7 +161,7 @@ fn new_config(params: &VaultParams, cost: KdfCost) -> Result<Config> {
     Ok(cfg)
 }
 
-/// Creates a vault of config version 2 (one layout-3 key epoch) in `cipherdir` (must exist and
+/// Creates a vault of config version 3 (one layout-3 key epoch, one password slot) in `cipherdir` (must exist and
 /// be empty, or hold only what an interrupted `init` leaves): writes the root diriv and the
 /// config. Returns the epoch's key (for the recovery key print-out).
 pub fn init(
@@ -153,11 +171,11 @@ pub fn init(
     params: &VaultParams,
     cost: KdfCost,
 ) -> Result<MasterKey> {
-    init_version(cipherdir, config, password, params, cost, crate::format::CONFIG_V2)
+    init_version(cipherdir, config, password, params, cost, crate::format::CONFIG_V3)
 }
 
-/// [`init`] of a vault of config version `version`: 1 (one master key), or 2 (key epochs:
-/// the returned key is the first epoch's).
+/// [`init`] of a vault of config version `version`: 1 (one master key), 2 (key epochs: the
+/// returned key is the first epoch's) or 3 (key epochs and a password slot).
 pub fn init_version(
     cipherdir: &Path,
     config: Option<&Path>,
@@ -176,6 +194,15 @@ pub fn init_version(
         return Err(VaultError::errno_at(&cfg_path, libc::EEXIST));
     }
     clear_interrupted_init(&dir, cipherdir)?;
+    if version >= crate::format::CONFIG_V3 {
+        drop(dir);
+        return init_with_slots(
+            cipherdir,
+            config,
+            params,
+            &[(slots::NewSlot::Password { password, cost }, None)],
+        );
+    }
     let (master, mut cfg) = if version >= crate::format::CONFIG_V2 {
         let (vault, list, key) = epochs::first_epoch()?;
         (key, new_config_v2(params, cost, vault, &list)?)
@@ -189,6 +216,49 @@ pub fn init_version(
     dir.fsync().at(cipherdir)?;
     write_config(&cfg_path, &cfg)?;
     Ok(master)
+}
+
+/// Creates a vault of config version 3 (one layout-3 key epoch) whose key slots are
+/// `new_slots` (at least one; a vault made for recipients alone has no password slot): writes
+/// the root diriv and the config. Returns the epoch's key (for the recovery key print-out).
+pub fn init_with_slots(
+    cipherdir: &Path,
+    config: Option<&Path>,
+    params: &VaultParams,
+    new_slots: &[(slots::NewSlot, Option<String>)],
+) -> Result<MasterKey> {
+    params.validate().map_err(|source| VaultError::Config {
+        path: cipherdir.to_path_buf(),
+        source,
+    })?;
+    let dir = DirFd::open_path(cipherdir).at(cipherdir)?;
+    let cfg_path = config_path(cipherdir, config);
+    if cfg_path.exists() {
+        return Err(VaultError::errno_at(&cfg_path, libc::EEXIST));
+    }
+    clear_interrupted_init(&dir, cipherdir)?;
+    let (vault, epochs, key) = epochs::first_epoch()?;
+    let mut made = Vec::with_capacity(new_slots.len());
+    for (new, label) in new_slots {
+        let taken: Vec<_> = made.iter().map(|s: &crate::format::config::slots::Slot| s.id).collect();
+        made.push(slots::make_slot(
+            &key,
+            vault,
+            slots::fresh_id(&taken)?,
+            new,
+            label.clone(),
+        )?);
+    }
+    let list = crate::format::config::slots::Slots {
+        slots: made,
+        removed: Vec::new(),
+    };
+    let iv: [u8; DIRIV_LEN] = crypto::random_array()?;
+    dir.write_new(DIRIV_NAME.as_bytes(), &iv, 0o444)
+        .at(cipherdir.join(DIRIV_NAME))?;
+    dir.fsync().at(cipherdir)?;
+    slots::write_v3(&cfg_path, params, vault, &epochs, &list, &key)?;
+    Ok(key)
 }
 
 /// Refuses a non-empty CIPHERDIR, except for what an `init` interrupted before its config
@@ -222,9 +292,10 @@ fn check_mac(cfg: &Config, master: &MasterKey) -> Result<()> {
         .map_err(|_| VaultError::ConfigTampered("config MAC does not match the master key".into()))
 }
 
-/// Unwraps the master key with the password and checks the config MAC.
+/// Unwraps the master key (config version 3: the newest epoch's key, through a password
+/// slot) with the password and checks the config MAC.
 pub fn unlock_with_password(cfg: &Config, password: &[u8]) -> Result<MasterKey> {
-    unlock_with_password_kek(cfg, password).map(|(master, _)| master)
+    slots::unlock_any(cfg, &slots::Credential::Password(password)).map(|(master, _)| master)
 }
 
 /// [`unlock_with_password`], also returning the key-encryption key the password derives for
@@ -232,11 +303,14 @@ pub fn unlock_with_password(cfg: &Config, password: &[u8]) -> Result<MasterKey> 
 /// ([`add_flag`]) without keeping the password.
 pub fn unlock_with_password_kek(cfg: &Config, password: &[u8]) -> Result<(MasterKey, Kek)> {
     let salt = cfg.salt().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
-    let kdf = KdfParams {
-        m_kib: cfg.kdf.m_kib,
-        t: cfg.kdf.t,
-        p: cfg.kdf.p,
-        salt,
+    let kdf = {
+        let cost = KdfCost::of(cfg);
+        KdfParams {
+            m_kib: cost.m_kib,
+            t: cost.t,
+            p: cost.p,
+            salt,
+        }
     };
     let kek = crypto::derive_kek(password, &kdf)?;
     let canonical = cfg.canonical().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
@@ -337,7 +411,7 @@ mod tests {
         let after = read_config(&path).unwrap();
         assert_eq!(after.vault_id, cfg.vault_id);
         assert_eq!(after.epochs, cfg.epochs);
-        assert_ne!(after.kdf.salt, cfg.kdf.salt);
+        assert_ne!(after.kdf.as_ref().unwrap().salt, cfg.kdf.as_ref().unwrap().salt);
         assert_eq!(unlock_with_password(&after, b"new").unwrap().expose(), key.expose());
 
         let text = recovery_key(&after, &key).unwrap();
@@ -381,10 +455,19 @@ mod tests {
             feature_flags: vec![FLAG_BLOCK_SESSIONS.into()],
             ..VaultParams::default()
         };
-        let m = init(tmp.path(), None, b"pw", &old, KdfCost::INSECURE_TEST).unwrap();
+        let m = init_version(
+            tmp.path(),
+            None,
+            b"pw",
+            &old,
+            KdfCost::INSECURE_TEST,
+            crate::format::CONFIG_V2,
+        )
+        .unwrap();
         let path = config_path(tmp.path(), None);
         let before = read_config(&path).unwrap();
         let (master, kek) = unlock_with_password_kek(&before, b"pw").unwrap();
+        let kek = slots::Access::Kek(kek);
         assert!(add_flag(&path, &master, &kek, FLAG_XATTR_PACKS).unwrap());
         let after = read_config(&path).unwrap();
         assert_eq!(after.feature_flags, [FLAG_BLOCK_SESSIONS, FLAG_XATTR_PACKS]);
@@ -416,15 +499,42 @@ mod tests {
         // The password changed since the mount unlocked: its KEK no longer opens the wrap, and
         // the config is left alone.
         let tmp2 = tempfile::tempdir().unwrap();
-        init(tmp2.path(), None, b"pw", &old, KdfCost::INSECURE_TEST).unwrap();
+        init_version(
+            tmp2.path(),
+            None,
+            b"pw",
+            &old,
+            KdfCost::INSECURE_TEST,
+            crate::format::CONFIG_V2,
+        )
+        .unwrap();
         let path2 = config_path(tmp2.path(), None);
         let (master2, kek2) = unlock_with_password_kek(&read_config(&path2).unwrap(), b"pw").unwrap();
+        let kek2 = slots::Access::Kek(kek2);
         change_password(&path2, b"pw", b"new", None).unwrap();
         let bytes2 = std::fs::read(&path2).unwrap();
         assert!(add_flag(&path2, &master2, &kek2, FLAG_XATTR_PACKS).is_err());
         assert_eq!(std::fs::read(&path2).unwrap(), bytes2);
         // Another vault's master key: refused too.
         assert!(add_flag(&path2, &master, &kek, FLAG_XATTR_PACKS).is_err());
+
+        // Version 3: the slots wrap the key whatever the flags: only the flags and the MAC
+        // change, and the password still opens it.
+        let tmp3 = tempfile::tempdir().unwrap();
+        let m3 = init(tmp3.path(), None, b"pw", &old, KdfCost::INSECURE_TEST).unwrap();
+        let path3 = config_path(tmp3.path(), None);
+        let before = read_config(&path3).unwrap();
+        let (master3, access) = slots::unlock_any(&before, &slots::Credential::Password(b"pw")).unwrap();
+        assert!(add_flag(&path3, &master3, &access, FLAG_XATTR_PACKS).unwrap());
+        let after = read_config(&path3).unwrap();
+        assert_eq!(after.feature_flags, [FLAG_BLOCK_SESSIONS, FLAG_XATTR_PACKS]);
+        let same = Config {
+            feature_flags: before.feature_flags.clone(),
+            config_mac: before.config_mac.clone(),
+            ..after.clone()
+        };
+        assert_eq!(same, before);
+        assert_eq!(unlock_with_password(&after, b"pw").unwrap().expose(), m3.expose());
     }
 
     /// FORMAT.md G10: an init interrupted after the root diriv (and maybe a config temp file)

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use crate::crypto::{Kek, MasterKey};
+use super::slots::Access;
+use crate::crypto::MasterKey;
 use crate::format::config::{Config, VaultParams, KNOWN_FLAGS};
 use crate::vault::error::{Result, VaultError};
 
@@ -17,7 +18,7 @@ use super::{
 /// the MAC is new. The config on disk must still be the one `kek` was derived for: one that
 /// does not verify under `master`, or whose wrap `kek` does not open (the password was changed
 /// since), is left alone and refused. Written atomically, mode 0600 (FORMAT.md §3.5).
-pub fn add_flag(path: &Path, master: &MasterKey, kek: &Kek, flag: &str) -> Result<bool> {
+pub fn add_flag(path: &Path, master: &MasterKey, access: &Access, flag: &str) -> Result<bool> {
     let mut cfg = read_config(path)?;
     check_mac(&cfg, master)?;
     if cfg.params().has_flag(flag) {
@@ -29,6 +30,22 @@ pub fn add_flag(path: &Path, master: &MasterKey, kek: &Kek, flag: &str) -> Resul
             source: crate::format::FormatError::UnknownFlag(flag.to_string()),
         });
     }
+    let kek = match access {
+        // Version 3: the slots wrap the key whatever the flags; only the MAC is new.
+        _ if cfg.format_version >= crate::format::CONFIG_V3 => {
+            let slots = super::slots::slots_of(&cfg)?;
+            cfg.feature_flags.push(flag.to_string());
+            cfg.feature_flags.sort();
+            super::slots::write_slots(path, &cfg, master, &slots)?;
+            return Ok(true);
+        }
+        Access::Kek(k) => k,
+        Access::Slot(_) => {
+            return Err(VaultError::ConfigTampered(
+                "the config lost its key slots since it was unlocked".into(),
+            ))
+        }
+    };
     let canonical = cfg.canonical().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
     let wrapped = cfg
         .wrapped_key()
@@ -51,12 +68,11 @@ pub fn add_flag(path: &Path, master: &MasterKey, kek: &Kek, flag: &str) -> Resul
 /// Re-wraps the master key under a new password (and optionally a new KDF cost); atomic.
 pub fn change_password(path: &Path, old: &[u8], new: &[u8], cost: Option<KdfCost>) -> Result<()> {
     let cfg = read_config(path)?;
+    if cfg.format_version >= crate::format::CONFIG_V3 {
+        return super::slots::change_slot_password(path, old, new, cost);
+    }
     let master = unlock_with_password(&cfg, old)?;
-    let cost = cost.unwrap_or(KdfCost {
-        m_kib: cfg.kdf.m_kib,
-        t: cfg.kdf.t,
-        p: cfg.kdf.p,
-    });
+    let cost = cost.unwrap_or(KdfCost::of(&cfg));
     let mut fresh = renewed(&cfg, cost)?;
     seal_config(path, &mut fresh, &master, new)?;
     write_config(path, &fresh)

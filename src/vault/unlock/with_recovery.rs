@@ -100,6 +100,35 @@ pub fn reset_config(
     password: &[u8],
     cost: KdfCost,
 ) -> Result<()> {
+    if let Some(old) = old.filter(|c| c.format_version >= crate::format::CONFIG_V3) {
+        // Key slots: every slot stays (other people's ways in) and the new password is one
+        // more; when that would exceed the slot count or the KDF cost bound, the password
+        // slots go and the new one takes their place.
+        let mut list = super::slots::slots_of(old)?;
+        let vault = super::slots::vault_of(old)?;
+        let taken: Vec<_> = list
+            .slots
+            .iter()
+            .map(|s| s.id)
+            .chain(list.removed.iter().copied())
+            .collect();
+        let new = super::slots::NewSlot::Password { password, cost };
+        let slot = super::slots::make_slot(&r.master, vault, super::slots::fresh_id(&taken)?, &new, None)?;
+        let too_costly = list.slots.iter().map(|s| s.kdf_cost()).sum::<u64>() + slot.kdf_cost()
+            > crate::format::config::slots::MAX_TOTAL_KDF_COST;
+        if too_costly || list.slots.len() >= crate::format::config::slots::MAX_SLOTS {
+            for s in &list.slots {
+                if s.kind == crate::format::config::slots::SlotKind::Password {
+                    list.removed.push(s.id);
+                }
+            }
+            list.slots
+                .retain(|s| s.kind != crate::format::config::slots::SlotKind::Password);
+        }
+        list.slots.push(slot);
+        super::slots::write_slots(path, old, &r.master, &list)?;
+        return Ok(());
+    }
     let mut cfg = match (old, r.newest) {
         (Some(old), _) => renewed(old, cost)?,
         (None, Some(n)) => {

@@ -1,0 +1,432 @@
+//! Key slots through the command line: each kind added, listed, used to unlock (cat, export,
+//! a background mount) and removed; a vault made for recipients alone; the tamper cases (a
+//! slot added, removed, reordered or its sealed description edited without the key; a
+//! substituted wrap); the KDF cost bound; one-line errors for bad input; a rekey that rewraps
+//! every slot without its secret.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::cli::{coffer, passfile, recovery_key_from};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// An SSH ed25519 key pair (no passphrase) at `dir/name` and `dir/name.pub`.
+fn ssh_key(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join(name);
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test@coffer", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (openssh-client) is needed");
+    assert!(st.success());
+    key
+}
+
+/// An age identity file at `dir/name`; returns (its path, its recipient).
+fn age_identity(dir: &Path, name: &str) -> (PathBuf, String) {
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("# test identity\n{}\n", id.to_string().expose_secret())).unwrap();
+    (path, id.to_public().to_string())
+}
+
+fn cat_with(v: &Path, file: &str, how: &[&str]) -> crate::support::cli::Out {
+    let mut args = vec!["cat"];
+    args.extend_from_slice(how);
+    args.extend_from_slice(&[s(v), file]);
+    coffer(&args, None)
+}
+
+fn ok(out: &crate::support::cli::Out, what: &str) {
+    assert_eq!(out.code, 0, "{what}: {}", out.stderr);
+}
+
+/// One vault, one slot of each kind: each opens it (cat), the listing shows IDs and kinds
+/// without an unlock and labels and recipients after one; removing a slot stops that way in
+/// and the last slot cannot go.
+#[test]
+fn every_slot_kind_adds_lists_unlocks_and_removes() {
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let pf = passfile(t.path(), "pf", "first password");
+    let pf2 = passfile(t.path(), "pf2", "second password");
+    ok(
+        &coffer(
+            &["init", "--insecure-fast-kdf", "--quiet", "--passfile", s(&pf), s(&v)],
+            None,
+        ),
+        "init",
+    );
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("coffer.conf")).unwrap()).unwrap();
+    assert_eq!(cfg["format_version"], 3, "{cfg}");
+    assert!(cfg.get("kdf").is_none() && cfg.get("wrapped_master_key").is_none());
+    {
+        let m = coffer::vault::Vault::unlock(&v, None, b"first password", false).unwrap();
+        crate::support::cli::put_file(&m, b"f.txt", b"shared secret\n");
+    }
+    let kf = t.path().join("usb.key");
+    std::fs::write(&kf, [7u8; 32]).unwrap();
+    let ssh = ssh_key(t.path(), "id_ed25519");
+    let (age_id, age_rcpt) = age_identity(t.path(), "age.txt");
+    let unlock = ["--passfile", s(&pf)];
+    let add = |extra: &[&str]| {
+        let mut a = vec!["key", "add", s(&v)];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&unlock);
+        coffer(&a, None)
+    };
+    ok(&add(&["--keyfile", s(&kf), "--label", "usb"]), "add key file");
+    ok(
+        &add(&[
+            "--password",
+            "--new-passfile",
+            s(&pf2),
+            "--insecure-fast-kdf",
+            "--label",
+            "partner",
+        ]),
+        "add password",
+    );
+    ok(
+        &add(&["--recipient-file", &format!("{}.pub", s(&ssh)), "--label", "laptop"]),
+        "add ssh",
+    );
+    ok(&add(&["--recipient", &age_rcpt, "--label", "phone"]), "add age");
+    let dup = add(&["--recipient", &age_rcpt, "--label", "phone"]);
+    assert_eq!(dup.code, 2, "a label twice: {}", dup.stderr);
+    assert_eq!(
+        dup.stderr.lines().next().unwrap(),
+        "coffer: error: a key slot is labelled `phone` already"
+    );
+
+    let public = coffer(&["key", "list", "--public", s(&v)], None);
+    ok(&public, "list --public");
+    let text = public.stdout_str();
+    for kind in ["password", "keyfile", "ssh-ed25519", "age"] {
+        assert!(text.contains(kind), "{text}");
+    }
+    for secret in ["usb", "partner", "laptop", "phone", "ssh-ed25519 AAAA", "age1"] {
+        assert!(!text.contains(secret), "`{secret}` shown without an unlock: {text}");
+    }
+    // The config itself shows no label or recipient either.
+    let raw = std::fs::read_to_string(v.join("coffer.conf")).unwrap();
+    for secret in ["usb", "partner", "laptop", "phone", "test@coffer", &age_rcpt] {
+        assert!(!raw.contains(secret), "`{secret}` in coffer.conf");
+    }
+    let listed = coffer(&["key", "list", "--identity", s(&age_id), s(&v)], None);
+    ok(&listed, "list");
+    let text = listed.stdout_str();
+    for shown in ["usb", "partner", "laptop", "phone", &age_rcpt, "ssh-ed25519 AAAA"] {
+        assert!(text.contains(shown), "`{shown}` not listed: {text}");
+    }
+    assert_eq!(text.lines().count(), 6, "header and five slots: {text}");
+
+    // Each way in opens it.
+    for how in [
+        vec!["--passfile", s(&pf)],
+        vec!["--passfile", s(&pf2)],
+        vec!["--keyfile", s(&kf)],
+        vec!["--identity", s(&ssh)],
+        vec!["--identity", s(&age_id)],
+    ] {
+        let out = cat_with(&v, "f.txt", &how);
+        ok(&out, &format!("cat {how:?}"));
+        assert_eq!(out.stdout, b"shared secret\n");
+    }
+    let out_dir = t.path().join("export");
+    ok(
+        &coffer(&["export", "--identity", s(&ssh), s(&v), s(&out_dir)], None),
+        "export with an SSH key",
+    );
+    assert_eq!(std::fs::read(out_dir.join("f.txt")).unwrap(), b"shared secret\n");
+
+    // Wrong or unknown ways in: one clear line each.
+    let other_kf = t.path().join("other.key");
+    std::fs::write(&other_kf, [8u8; 32]).unwrap();
+    let out = cat_with(&v, "f.txt", &["--keyfile", s(&other_kf)]);
+    assert_eq!(out.code, 3);
+    assert_eq!(
+        out.stderr.lines().next().unwrap(),
+        "coffer: error: no key slot of this vault accepts this key file"
+    );
+    let (stranger, _) = age_identity(t.path(), "stranger.txt");
+    let out = cat_with(&v, "f.txt", &["--identity", s(&stranger)]);
+    assert_eq!(
+        out.stderr.lines().next().unwrap(),
+        "coffer: error: no key slot of this vault accepts this identity"
+    );
+    let out = cat_with(&v, "f.txt", &["--identity", s(&pf)]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.starts_with("coffer: error: "), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.lines().filter(|l| l.contains("error")).count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    let sk = "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIA== k";
+    let out = add(&["--recipient", sk]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("FIDO security keys"), "{}", out.stderr);
+    let out = add(&["--recipient", "age1notarecipient"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("not an age recipient"), "{}", out.stderr);
+
+    // Remove by label and by ID; the removed way in opens nothing.
+    let rm = |which: &str, how: &[&str]| {
+        let mut a = vec!["key", "remove", s(&v), which];
+        a.extend_from_slice(how);
+        coffer(&a, None)
+    };
+    let out = rm("usb", &["--identity", s(&ssh)]);
+    ok(&out, "remove usb");
+    assert!(
+        out.stderr.contains("coffer rekey"),
+        "says what removal means: {}",
+        out.stderr
+    );
+    assert_eq!(cat_with(&v, "f.txt", &["--keyfile", s(&kf)]).code, 3);
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("coffer.conf")).unwrap()).unwrap();
+    assert_eq!(cfg["removed_slots"].as_array().unwrap().len(), 1, "{cfg}");
+    for label in ["partner", "laptop", "phone"] {
+        ok(&rm(label, &["--passfile", s(&pf)]), label);
+    }
+    let out = rm("nothing-like-it", &["--passfile", s(&pf)]);
+    assert_eq!(out.code, 2);
+    let id = cfg["slots"][0]["id"].as_str().unwrap().to_string();
+    let out = rm(&id, &["--passfile", s(&pf)]);
+    assert_eq!(out.code, 2, "the last slot stays: {}", out.stderr);
+    assert!(out.stderr.contains("last key slot"), "{}", out.stderr);
+    ok(
+        &cat_with(&v, "f.txt", &["--passfile", s(&pf)]),
+        "the first password still opens it",
+    );
+    assert_eq!(cat_with(&v, "f.txt", &["--identity", s(&ssh)]).code, 3);
+}
+
+/// A vault made for an SSH key and an age key alone: no password slot, a recovery key
+/// printed; it mounts in the background with the SSH key; a rekey (unlocked with the
+/// recovery-key-free identity) is not needed for `key add`, and `rekey` of a vault with a
+/// password slot rewraps every slot: after `--finish` each identity still opens it.
+#[test]
+fn a_vault_for_recipients_alone_mounts_with_an_identity_and_rekey_rewraps_every_slot() {
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let ssh = ssh_key(t.path(), "id_ed25519");
+    let (age_id, age_rcpt) = age_identity(t.path(), "age.txt");
+    let out = coffer(
+        &[
+            "init",
+            "--recipient-file",
+            &format!("{}.pub", s(&ssh)),
+            "--recipient",
+            &age_rcpt,
+            s(&v),
+        ],
+        Some(b""),
+    );
+    ok(&out, "init for recipients");
+    let recovery = recovery_key_from(&out.stdout_str());
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("coffer.conf")).unwrap()).unwrap();
+    let kinds: Vec<&str> = cfg["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["age", "ssh-ed25519"],
+        "--recipient first, then --recipient-file"
+    );
+    // The recovery key opens it too.
+    let out = coffer(
+        &["cat", "--masterkey", s(&v), "nothing"],
+        Some(format!("{recovery}\n").as_bytes()),
+    );
+    assert!(
+        out.stderr.contains("nothing"),
+        "the key was accepted, the file is missing: {}",
+        out.stderr
+    );
+
+    if crate::support::common::fuse_available() {
+        let m = t.path().join("m");
+        std::fs::create_dir(&m).unwrap();
+        ok(
+            &coffer(&["mount", "--identity", s(&ssh), s(&v), s(&m)], None),
+            "mount with an SSH key",
+        );
+        std::fs::write(m.join("written.txt"), b"through the mount\n").unwrap();
+        ok(&coffer(&["unmount", s(&m)], None), "unmount");
+    } else {
+        let vault = {
+            let cfg = coffer::vault::unlock::read_config(&v.join("coffer.conf")).unwrap();
+            let ids = coffer::crypto::read_identities(
+                &std::fs::read(&age_id).unwrap(),
+                "age.txt",
+                coffer::crypto::NoCallbacks,
+            )
+            .unwrap();
+            let (key, _) = coffer::vault::unlock::slots::unlock_any(
+                &cfg,
+                &coffer::vault::unlock::slots::Credential::Identities(&ids),
+            )
+            .unwrap();
+            let keys = coffer::vault::unlock::vault_keys(&cfg, &key).unwrap();
+            coffer::vault::Vault::open_with_keys(&v, keys, cfg.params(), false).unwrap()
+        };
+        crate::support::cli::put_file(&vault, b"written.txt", b"through the mount\n");
+    }
+    let out = cat_with(&v, "written.txt", &["--identity", s(&age_id)]);
+    ok(&out, "cat with the age key");
+    assert_eq!(out.stdout, b"through the mount\n");
+
+    // A password slot, then a rekey through it: every slot gets the new key.
+    let pf = passfile(t.path(), "pf", "pw");
+    ok(
+        &coffer(
+            &[
+                "key",
+                "add",
+                s(&v),
+                "--password",
+                "--new-passfile",
+                s(&pf),
+                "--insecure-fast-kdf",
+                "--identity",
+                s(&ssh),
+            ],
+            None,
+        ),
+        "add a password",
+    );
+    let before = std::fs::read(v.join("coffer.conf")).unwrap();
+    ok(&coffer(&["rekey", "--passfile", s(&pf), s(&v)], None), "rekey");
+    ok(
+        &coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&v)], None),
+        "finish",
+    );
+    for how in [
+        ["--identity", s(&ssh)],
+        ["--identity", s(&age_id)],
+        ["--passfile", s(&pf)],
+    ] {
+        let out = cat_with(&v, "written.txt", &how);
+        ok(&out, &format!("{how:?} after the rekey"));
+        assert_eq!(out.stdout, b"through the mount\n");
+    }
+    // The old config, with an identity that it lists, opens nothing of the new CIPHERDIR.
+    let old = t.path().join("old.conf");
+    std::fs::write(&old, &before).unwrap();
+    let out = cat_with(
+        &v,
+        "written.txt",
+        &["--config", s(&old), "--identity", s(&ssh), "--accept-config-change"],
+    );
+    assert_ne!(out.code, 0, "the old config still opened the file: {}", out.stderr);
+}
+
+/// Editing the slot list without the key is detected: a slot dropped, two reordered, a
+/// description changed, a wrapped key swapped for one made by someone else (a whole new
+/// config for the user's own SSH key is the substitution the pin is for, not the MAC).
+#[test]
+fn slot_lists_edited_without_the_key_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let pf = passfile(t.path(), "pf", "pw");
+    let pf2 = passfile(t.path(), "pf2", "pw2");
+    ok(
+        &coffer(
+            &["init", "--insecure-fast-kdf", "--quiet", "--passfile", s(&pf), s(&v)],
+            None,
+        ),
+        "init",
+    );
+    ok(
+        &coffer(
+            &[
+                "key",
+                "add",
+                s(&v),
+                "--password",
+                "--new-passfile",
+                s(&pf2),
+                "--insecure-fast-kdf",
+                "--label",
+                "b",
+                "--passfile",
+                s(&pf),
+            ],
+            None,
+        ),
+        "add",
+    );
+    let good: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("coffer.conf")).unwrap()).unwrap();
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "slot dropped",
+            Box::new(|c| {
+                c["slots"].as_array_mut().unwrap().remove(1);
+            }),
+        ),
+        (
+            "slots reordered",
+            Box::new(|c| c["slots"].as_array_mut().unwrap().swap(0, 1)),
+        ),
+        (
+            "description edited",
+            Box::new(|c| {
+                let sealed = c["slots"][1]["sealed"].as_str().unwrap().to_string();
+                let mut b = sealed.into_bytes();
+                b[20] = if b[20] == b'A' { b'B' } else { b'A' };
+                c["slots"][1]["sealed"] = String::from_utf8(b).unwrap().into();
+            }),
+        ),
+        (
+            "removed list emptied",
+            Box::new(|c| c["removed_slots"] = serde_json::json!(["0badc0de"])),
+        ),
+        ("cost lowered", Box::new(|c| c["slots"][1]["kdf"]["t"] = 2.into())),
+    ];
+    for (what, edit) in edits {
+        let mut c = good.clone();
+        edit(&mut c);
+        std::fs::write(v.join("coffer.conf"), serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+        for p in [&pf, &pf2] {
+            let out = cat_with(&v, "x", &["--passfile", s(p)]);
+            assert!(
+                out.stderr.contains("coffer.conf was modified") || out.code == 3,
+                "{what}: opened anyway: {}",
+                out.stderr
+            );
+            assert_ne!(out.code, 0, "{what}");
+        }
+    }
+    // Five default-cost password slots: refused before any KDF runs.
+    let mut c = good.clone();
+    let slot = c["slots"][0].clone();
+    let list = c["slots"].as_array_mut().unwrap();
+    list.clear();
+    for i in 0..5 {
+        let mut s2 = slot.clone();
+        s2["id"] = format!("0000000{i}").into();
+        s2["kdf"]["m_kib"] = 65536.into();
+        s2["kdf"]["t"] = 6.into();
+        list.push(s2);
+    }
+    std::fs::write(v.join("coffer.conf"), serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    let start = std::time::Instant::now();
+    let out = cat_with(&v, "x", &["--passfile", s(&pf)]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("more than 4x the default"), "{}", out.stderr);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "no KDF ran: {:?}",
+        start.elapsed()
+    );
+}
