@@ -284,7 +284,7 @@ fn key_slots_leave_no_key_material() {
             slots: made,
             removed: Vec::new(),
         };
-        slots::write_v3(&path, &VaultParams::default(), vault, &epochs, &list, &master).unwrap();
+        slots::write_v3(&path, &VaultParams::default(), vault, &epochs, &list, &[], &master).unwrap();
     });
     assert_eq!(
         hits, 0,

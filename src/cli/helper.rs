@@ -180,6 +180,8 @@ fn option(opt: &str, out: &mut Vec<OsString>) -> CliResult {
     };
     let args = match key {
         "passfile" => valued("--passfile")?,
+        "identity" => valued("--identity")?,
+        "keyfile" => valued("--keyfile")?,
         "config" => valued("--config")?,
         "idle" => valued("--idle")?,
         "log" => valued("--log")?,
@@ -249,6 +251,10 @@ mod tests {
         assert_eq!(
             tail("dev,suid,passfile=/p", "rw,passfile=/p"),
             "--passfile /p --dev --suid"
+        );
+        assert_eq!(
+            tail("", "rw,identity=/root/.ssh/id_ed25519,keyfile=/media/k"),
+            "--identity /root/.ssh/id_ed25519 --keyfile /media/k"
         );
         assert_eq!(tail("suid,nosuid,nodev,dev", "rw"), "--dev");
         assert_eq!(tail("user,dev,suid", "rw,nosuid,nodev,noexec,user"), "");

@@ -54,7 +54,7 @@ pub fn run(args: &InitArgs) -> CliResult {
     };
     let cfg = unlock::read_config(&unlock::config_path(dir, args.config.as_deref()))?;
     // A new vault where another was: this user's pin of the old one must not refuse it.
-    super::pin::start(dir, &cfg);
+    super::pin::start(dir, &cfg, &master);
     if !args.quiet {
         println!("Created a coffer vault in {}.", dir.display());
         print_recovery_key(&unlock::recovery_key(&cfg, &master)?);

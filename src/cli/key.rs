@@ -32,7 +32,7 @@ fn unlock_for(
     let cfg = read_config(cipherdir, open.config.as_deref())?;
     let given = read_given(&open)?;
     let (key, _) = slots::unlock_any(&cfg, &given.credential())?;
-    pin::check(cipherdir, &cfg, u.accept_config_change)?;
+    pin::check(cipherdir, &cfg, Some(&key), u.accept_config_change)?;
     let password = given.password().map(|p| zeroize::Zeroizing::new(p.to_vec()));
     Ok((cfg, key, password))
 }

@@ -39,7 +39,7 @@ pub fn open_vault(cipherdir: &Path, args: &OpenArgs, read_only: bool) -> CliResu
     let cfg = read_config(cipherdir, args.config.as_deref())?;
     let given = read_given(args)?;
     let (master, access) = unlock::slots::unlock_any(&cfg, &given.credential())?;
-    pin::check(cipherdir, &cfg, args.accept_config_change)?;
+    pin::check(cipherdir, &cfg, Some(&master), args.accept_config_change)?;
     let keys = unlock::vault_keys(&cfg, &master)?;
     let mut vault = Vault::open_with_keys(cipherdir, keys, cfg.params(), read_only)?;
     let path = unlock::config_path(cipherdir, args.config.as_deref());
@@ -70,7 +70,7 @@ fn open_with_recovery_key(cipherdir: &Path, args: &OpenArgs, read_only: bool) ->
         Err(e) => return Err(e.into()),
     };
     if let Some(cfg) = &cfg {
-        pin::check(cipherdir, cfg, args.accept_config_change)?;
+        pin::check(cipherdir, cfg, Some(&unlocked.master), args.accept_config_change)?;
     }
     let vault = Vault::open_with_keys(cipherdir, unlocked.keys, unlocked.params, read_only)?;
     if cfg.is_none() {

@@ -12,6 +12,7 @@ use coffer::vault::{reverse, unlock, Vault, VaultError};
 
 use super::args::RekeyArgs;
 use super::error::{code, CliError, CliResult};
+use super::identity::read_given;
 use super::init::print_recovery_key;
 use super::kept;
 use super::open::{check_cipherdir, read_config};
@@ -20,6 +21,7 @@ use super::pin;
 use super::progress::Progress;
 use super::rekey_online::{Daemon, Moved};
 use super::rekey_race as race;
+use coffer::vault::unlock::slots::Credential;
 
 /// Runs `rekey`.
 pub fn run(args: &RekeyArgs) -> CliResult {
@@ -45,18 +47,19 @@ pub fn run(args: &RekeyArgs) -> CliResult {
     };
     let path = unlock::config_path(&args.cipherdir, args.open.config.as_deref());
     let cfg = read_config(&args.cipherdir, args.open.config.as_deref())?;
-    let password = read_secret(&args.open.secret, Ask::Password)?;
-    let key = unlock::unlock_with_password(&cfg, &password)?;
-    pin::check(&args.cipherdir, &cfg, args.open.accept_config_change)?;
+    let given = read_given(&args.open)?;
+    let cred = given.credential();
+    let (key, _) = unlock::slots::unlock_any(&cfg, &cred)?;
+    pin::check(&args.cipherdir, &cfg, Some(&key), args.open.accept_config_change)?;
     let epochs = epoch_count(&cfg)?;
 
     if let Some(socket) = daemon_socket {
-        return online(args, &Daemon::new(&socket), &path, cfg, key, &password, epochs);
+        return online(args, &Daemon::new(&socket), &path, cfg, key, &cred, epochs);
     }
 
     if args.finish {
         let vault = open_all(args, &cfg, &key)?;
-        return match rekey::finish(&path, &password, &vault)? {
+        return match rekey::finish(&path, &cred, &vault)? {
             Finish::Done(done) => {
                 kept::forget(&args.cipherdir);
                 if epochs > 1 {
@@ -75,14 +78,14 @@ pub fn run(args: &RekeyArgs) -> CliResult {
         eprintln!("coffer: continuing the rekey to the newest key epoch");
         (cfg, key)
     } else {
-        let started = rekey::start_epoch(&args.cipherdir, &path, &password)?;
-        pin::check(&args.cipherdir, &started.config, false)?;
+        let started = rekey::start_epoch(&args.cipherdir, &path, &cred)?;
+        pin::check(&args.cipherdir, &started.config, Some(&started.key), false)?;
         kept::keep(&args.cipherdir, &started.config);
         eprintln!("coffer: a new key epoch started; objects move to it now.");
         print_recovery_key(&unlock::recovery_key(&started.config, &started.key)?);
         (started.config, started.key)
     };
-    let (done, lost_to) = walk(args, &path, &password, cfg, key)?;
+    let (done, lost_to) = walk(args, &path, &cred, cfg, key)?;
     report(&done, lost_to)
 }
 
@@ -179,7 +182,7 @@ fn online(
     path: &std::path::Path,
     cfg: Config,
     key: coffer::crypto::MasterKey,
-    password: &[u8],
+    cred: &Credential,
     epochs: usize,
 ) -> CliResult {
     eprintln!("coffer: the vault is mounted: its daemon re-encrypts it while it stays in use");
@@ -193,7 +196,7 @@ fn online(
         if left.moved() > 0 || !left.left.is_empty() {
             return Err(refuse_finish(&left));
         }
-        let done = rekey::forget_older(path, password, &args.cipherdir)?;
+        let done = rekey::forget_older(path, cred, &args.cipherdir)?;
         daemon.adopt(&key, true)?;
         kept::forget(&args.cipherdir);
         eprintln!(
@@ -206,8 +209,8 @@ fn online(
         eprintln!("coffer: continuing the rekey to the newest key epoch");
         (cfg, key)
     } else {
-        let started = rekey::start_epoch(&args.cipherdir, path, password)?;
-        pin::check(&args.cipherdir, &started.config, false)?;
+        let started = rekey::start_epoch(&args.cipherdir, path, cred)?;
+        pin::check(&args.cipherdir, &started.config, Some(&started.key), false)?;
         kept::keep(&args.cipherdir, &started.config);
         eprintln!("coffer: a new key epoch started; objects move to it now.");
         print_recovery_key(&unlock::recovery_key(&started.config, &started.key)?);
@@ -220,7 +223,7 @@ fn online(
     race::test_stop_point(0);
     match daemon.move_all(plan.bytes)? {
         Moved::Done(done) => report(&done, None),
-        Moved::Raced(theirs) => Err(raced_online(args, path, &cfg, password, theirs)),
+        Moved::Raced(theirs) => Err(raced_online(args, path, &cfg, cred, theirs)),
     }
 }
 
@@ -233,7 +236,7 @@ fn raced_online(
     args: &RekeyArgs,
     path: &std::path::Path,
     ours: &Config,
-    password: &[u8],
+    cred: &Credential,
     theirs: Option<EpochId>,
 ) -> CliError {
     let Ok(Some(our_id)) = race::newest_id(ours) else {
@@ -249,7 +252,7 @@ fn raced_online(
             our_id.to_hex()
         ));
     }
-    if let Err(e) = race::follow(&args.cipherdir, path, ours, password, our_id, theirs) {
+    if let Err(e) = race::follow(&args.cipherdir, path, ours, cred, our_id, theirs) {
         return e;
     }
     let theirs = theirs.map_or_else(|| "-".to_string(), EpochId::to_hex);
@@ -277,12 +280,12 @@ const FOLLOW_MAX: usize = 8;
 fn walk(
     args: &RekeyArgs,
     path: &std::path::Path,
-    password: &[u8],
+    cred: &Credential,
     mut cfg: Config,
     mut key: MasterKey,
 ) -> CliResult<(Migration, Option<EpochId>)> {
     let mut held = Vec::new();
-    race::read_copies(&args.cipherdir, &cfg, password, &mut held);
+    race::read_copies(&args.cipherdir, &cfg, cred, &mut held);
     let mut lost_to = None;
     for _ in 0..FOLLOW_MAX {
         let Some(ours) = race::newest_id(&cfg)? else {
@@ -322,7 +325,7 @@ fn walk(
             }
             Ok(done) => return Ok((done, lost_to)),
             Err(VaultError::NewestEpochChanged { ours, theirs }) => {
-                let (new_cfg, new_key) = race::follow(&args.cipherdir, path, &cfg, password, ours, theirs)?;
+                let (new_cfg, new_key) = race::follow(&args.cipherdir, path, &cfg, cred, ours, theirs)?;
                 if let Some(t) = theirs {
                     eprintln!(
                         "coffer: coffer.conf now names key epoch {} (another machine's rekey): moving everything to it instead",

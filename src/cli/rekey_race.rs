@@ -9,6 +9,7 @@ use coffer::crypto::MasterKey;
 use coffer::format::config::Config;
 use coffer::format::conflict;
 use coffer::format::epochs::EpochId;
+use coffer::vault::unlock::slots::Credential;
 use coffer::vault::{unlock, Vault, VaultError, VaultKeys};
 
 use super::error::{code, CliError, CliResult};
@@ -49,7 +50,7 @@ fn config_copies(cipherdir: &Path) -> Vec<PathBuf> {
 /// machine's rekeys kept (`super::kept`): a copy of this vault that opens with `password` and
 /// names a newest epoch `cfg` lacks is the other side of two rekeys at once, and its keys join
 /// `held`. One line per copy says what was done with it.
-pub fn read_copies(cipherdir: &Path, cfg: &Config, password: &[u8], held: &mut Vec<Held>) {
+pub fn read_copies(cipherdir: &Path, cfg: &Config, cred: &Credential, held: &mut Vec<Held>) {
     let ours = newest_id(cfg).ok().flatten();
     let listed = |id: EpochId| {
         cfg.epochs()
@@ -88,8 +89,8 @@ pub fn read_copies(cipherdir: &Path, cfg: &Config, password: &[u8], held: &mut V
             continue;
         }
         let ours = ours.map_or_else(|| "none".to_string(), EpochId::to_hex);
-        match unlock::unlock_with_password(&copy, password) {
-            Ok(key) => {
+        match unlock::slots::unlock_any(&copy, cred) {
+            Ok((key, _)) => {
                 eprintln!(
                     "coffer: coffer.conf (newest key epoch {ours}) is used; {what} {shown} names epoch {}: \
                      objects under it are read with that copy's keys and moved too",
@@ -124,7 +125,7 @@ pub fn follow(
     cipherdir: &Path,
     path: &Path,
     was: &Config,
-    password: &[u8],
+    cred: &Credential,
     ours: EpochId,
     theirs: Option<EpochId>,
 ) -> CliResult<(Config, MasterKey)> {
@@ -150,9 +151,9 @@ pub fn follow(
             "coffer.conf was replaced during the rekey by another vault's".into(),
         ));
     }
-    match unlock::unlock_with_password(&cfg, password) {
-        Ok(key) => {
-            pin::check(cipherdir, &cfg, true)?;
+    match unlock::slots::unlock_any(&cfg, cred) {
+        Ok((key, _)) => {
+            pin::check(cipherdir, &cfg, Some(&key), true)?;
             Ok((cfg, key))
         }
         Err(VaultError::WrongPassword) => {

@@ -275,7 +275,12 @@ mod tests {
         let other = t.path().join("other");
         init(&other, crate::format::CONFIG_V2);
         let other_conf = unlock::config_path(&other, None);
-        rekey::start_epoch(&other, &other_conf, b"pw").unwrap();
+        rekey::start_epoch(
+            &other,
+            &other_conf,
+            &crate::vault::unlock::slots::Credential::Password(b"pw"),
+        )
+        .unwrap();
         replace(&conf, &std::fs::read(&other_conf).unwrap());
         assert!(watch.check().is_empty());
         // Gone for a moment.
@@ -284,7 +289,7 @@ mod tests {
         replace(&conf, &opened);
         assert!(watch.check().is_empty());
 
-        let started = rekey::start_epoch(&v, &conf, b"pw").unwrap();
+        let started = rekey::start_epoch(&v, &conf, &crate::vault::unlock::slots::Credential::Password(b"pw")).unwrap();
         let newest = started.config.epochs().unwrap().unwrap().newest().clone();
         let found = watch.check();
         assert_eq!(found.iter().map(|e| e.id).collect::<Vec<_>>(), [newest.id]);
@@ -297,7 +302,7 @@ mod tests {
         // A further rekey adds another one.
         replace(&conf, &started.config.to_json());
         assert!(watch.check().is_empty());
-        let third = rekey::start_epoch(&v, &conf, b"pw").unwrap();
+        let third = rekey::start_epoch(&v, &conf, &crate::vault::unlock::slots::Credential::Password(b"pw")).unwrap();
         let found = watch.check();
         let want = third.config.epochs().unwrap().unwrap().newest().id;
         assert_eq!(found.iter().map(|e| e.id).collect::<Vec<_>>(), [want]);
@@ -313,7 +318,7 @@ mod tests {
         let conf = unlock::config_path(&v, None);
         let watch = ConfigWatch::new(conf.clone(), Box::new(|| vec![None]));
         assert!(watch.check().is_empty());
-        let started = rekey::start_epoch(&v, &conf, b"pw").unwrap();
+        let started = rekey::start_epoch(&v, &conf, &crate::vault::unlock::slots::Credential::Password(b"pw")).unwrap();
         let found = watch.check();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].id, started.config.epochs().unwrap().unwrap().newest().id);
@@ -337,7 +342,7 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(5), "no first check");
             std::thread::sleep(Duration::from_millis(10));
         }
-        rekey::start_epoch(&v, &conf, b"pw").unwrap();
+        rekey::start_epoch(&v, &conf, &crate::vault::unlock::slots::Credential::Password(b"pw")).unwrap();
         watch.poke();
         let start = Instant::now();
         while lock(&watch.seen).warned.is_empty() {

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use crate::crypto::{self, MasterKey};
+use crate::format::config::lineage::{link_message, Link, MAX_LINKS};
 use crate::format::config::{Config, FLAG_REVERSE};
 use crate::format::epochs::{Epoch, EpochId, Epochs, Layout, VaultId, MAX_EPOCHS};
 
@@ -28,7 +29,7 @@ pub struct NewEpoch {
 /// Starts a new key epoch in the config at `path` of the vault at `cipherdir`, unlocked with
 /// `password` (which stays the password): `coffer.epochs` is written first, then the config.
 /// Refused when the config already lists [`MAX_EPOCHS`].
-pub fn start_epoch(cipherdir: &Path, path: &Path, password: &[u8]) -> Result<NewEpoch> {
+pub fn start_epoch(cipherdir: &Path, path: &Path, cred: &Credential) -> Result<NewEpoch> {
     let cfg = unlock::read_config(path)?;
     if cfg.params().has_flag(FLAG_REVERSE) {
         // Key epochs are for vaults; a reverse config gets a new key by `reverse::rekey`.
@@ -36,7 +37,7 @@ pub fn start_epoch(cipherdir: &Path, path: &Path, password: &[u8]) -> Result<New
             "a reverse-mode config has no key epochs (rekey it with `coffer rekey PLAINDIR`)",
         ));
     }
-    let (current, _) = unlock::slots::unlock_any(&cfg, &Credential::Password(password))?;
+    let (current, _) = unlock::slots::unlock_any(&cfg, cred)?;
     let (vault, old) = match epoch_keys(&cfg, &current)? {
         Some(opened) => (opened.vault, opened.list),
         // Config version 1: its master key becomes the first epoch, of layout 1.
@@ -81,6 +82,11 @@ pub fn start_epoch(cipherdir: &Path, path: &Path, password: &[u8]) -> Result<New
     let slots = if cfg.format_version >= crate::format::CONFIG_V3 {
         key_slots::rewrap_all(&current, &key, vault, &key_slots::slots_of(&cfg)?)?
     } else {
+        let Credential::Password(password) = cred else {
+            return Err(VaultError::KeySlot(
+                "a vault with a password only is rekeyed with its password".into(),
+            ));
+        };
         let new = key_slots::NewSlot::Password {
             password,
             cost: KdfCost::of(&cfg),
@@ -91,8 +97,26 @@ pub fn start_epoch(cipherdir: &Path, path: &Path, password: &[u8]) -> Result<New
             removed: Vec::new(),
         }
     };
+    // The epoch that was newest signs the new one (the lineage a machine's pin follows).
+    let mut links = cfg.links().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    let (was_newest, _) = old
+        .iter()
+        .max_by_key(|(e, _)| e.seq)
+        .ok_or_else(|| VaultError::ConfigTampered("no epochs".into()))?;
+    let new_vk = crypto::epoch_verify_key(&key);
+    let msg = link_message(vault, was_newest.id, id, seq, &new_vk);
+    links.push(Link {
+        from: was_newest.id,
+        to: id,
+        seq,
+        key: new_vk,
+        sig: crypto::epoch_sign(&current, &msg),
+    });
+    if links.len() > MAX_LINKS {
+        links.drain(..links.len() - MAX_LINKS);
+    }
     write_epochs_file(cipherdir, vault, &epochs)?;
-    let config = key_slots::write_v3(path, &cfg.params(), vault, &epochs, &slots, &key)?;
+    let config = key_slots::write_v3(path, &cfg.params(), vault, &epochs, &slots, &links, &key)?;
     Ok(NewEpoch { key, config })
 }
 
@@ -107,9 +131,9 @@ pub enum Finish {
 /// `coffer rekey --finish`: once a walk of `vault` (opened with every epoch of the config at
 /// `path`) finds nothing under an older epoch, writes the config with the newest epoch alone.
 /// A config with one epoch is left as it is.
-pub fn finish(path: &Path, password: &[u8], vault: &Vault) -> Result<Finish> {
+pub fn finish(path: &Path, cred: &Credential, vault: &Vault) -> Result<Finish> {
     let cfg = unlock::read_config(path)?;
-    let (newest_key, _) = unlock::slots::unlock_any(&cfg, &Credential::Password(password))?;
+    let (newest_key, _) = unlock::slots::unlock_any(&cfg, cred)?;
     let Some(opened) = epoch_keys(&cfg, &newest_key)? else {
         return Ok(Finish::Done(cfg));
     };
@@ -120,15 +144,15 @@ pub fn finish(path: &Path, password: &[u8], vault: &Vault) -> Result<Finish> {
     if left.moved() > 0 || !left.left.is_empty() {
         return Ok(Finish::Refused(left));
     }
-    forget_older(path, password, vault.cipherdir()).map(Finish::Done)
+    forget_older(path, cred, vault.cipherdir()).map(Finish::Done)
 }
 
 /// The last step of `rekey --finish`, once a walk found nothing under an older epoch: writes
 /// `coffer.epochs` and the config at `path` with the newest epoch alone. A config with one
 /// epoch is left as it is.
-pub fn forget_older(path: &Path, password: &[u8], cipherdir: &Path) -> Result<Config> {
+pub fn forget_older(path: &Path, cred: &Credential, cipherdir: &Path) -> Result<Config> {
     let cfg = unlock::read_config(path)?;
-    let (newest_key, _) = unlock::slots::unlock_any(&cfg, &Credential::Password(password))?;
+    let (newest_key, _) = unlock::slots::unlock_any(&cfg, cred)?;
     let Some(opened) = epoch_keys(&cfg, &newest_key)? else {
         return Ok(cfg);
     };
@@ -147,8 +171,14 @@ pub fn forget_older(path: &Path, password: &[u8], cipherdir: &Path) -> Result<Co
     if cfg.format_version >= crate::format::CONFIG_V3 {
         // The slots wrap the newest key already.
         let slots = key_slots::slots_of(&cfg)?;
-        return key_slots::write_v3(path, &cfg.params(), opened.vault, &epochs, &slots, &newest_key);
+        let links = cfg.links().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+        return key_slots::write_v3(path, &cfg.params(), opened.vault, &epochs, &slots, &links, &newest_key);
     }
+    let Credential::Password(password) = cred else {
+        return Err(VaultError::KeySlot(
+            "a vault with a password only is rekeyed with its password".into(),
+        ));
+    };
     let cost = KdfCost::of(&cfg);
     unlock::write_epochs(path, &cfg.params(), cost, opened.vault, &epochs, &newest_key, password)
 }
@@ -185,7 +215,7 @@ mod tests {
         }
         let saved = std::fs::read(&path).unwrap();
 
-        let first = start_epoch(dir, &path, b"pw").unwrap();
+        let first = start_epoch(dir, &path, &Credential::Password(b"pw")).unwrap();
         assert_eq!(first.config.format_version, crate::format::CONFIG_V3);
         let epochs = first.config.epochs().unwrap().unwrap();
         assert_eq!(epochs.all().len(), 2);
@@ -222,7 +252,7 @@ mod tests {
         assert_eq!(old_master.expose(), master.expose());
         assert_ne!(old_master.expose(), first.key.expose());
 
-        let second = start_epoch(dir, &path, b"pw").unwrap();
+        let second = start_epoch(dir, &path, &Credential::Password(b"pw")).unwrap();
         let epochs = second.config.epochs().unwrap().unwrap();
         assert_eq!(epochs.all().len(), 3);
         assert_eq!(epochs.newest().seq, 2);
@@ -234,7 +264,7 @@ mod tests {
         // nothing of this config.
         assert!(unlock::vault_keys(&cfg, &first.key).is_err());
         assert!(matches!(
-            start_epoch(dir, &path, b"wrong"),
+            start_epoch(dir, &path, &Credential::Password(b"wrong")),
             Err(VaultError::WrongPassword)
         ));
     }

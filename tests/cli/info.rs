@@ -82,7 +82,7 @@ fn files_left_by_epoch(version: &str) {
 
     // A new epoch, as `coffer rekey` starts it, with nothing moved yet.
     let conf = v.join("coffer.conf");
-    coffer::vault::rekey::start_epoch(&v, &conf, b"pw").unwrap();
+    coffer::vault::rekey::start_epoch(&v, &conf, &coffer::vault::unlock::slots::Credential::Password(b"pw")).unwrap();
     let list = epochs(&v);
     assert_eq!(list.len(), 2, "{list:?}");
     let (old, new) = (&list[0].0, &list[1].0);
@@ -171,7 +171,12 @@ fn info_walks_a_tree_deeper_than_the_descriptor_limit() {
         cli_common::deep_vault_tree(&vault, 300, b"at the bottom");
         put_file(&vault, b"top.txt", b"at the top");
     }
-    coffer::vault::rekey::start_epoch(&v, &v.join("coffer.conf"), b"pw").unwrap();
+    coffer::vault::rekey::start_epoch(
+        &v,
+        &v.join("coffer.conf"),
+        &coffer::vault::unlock::slots::Credential::Password(b"pw"),
+    )
+    .unwrap();
     let old = &epochs(&v)[0].0;
     let out = cli_common::coffer_limited(&["info", s(&v)], 24);
     assert_eq!(out.code, 0, "{}", out.stderr);

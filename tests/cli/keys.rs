@@ -285,6 +285,21 @@ fn a_vault_for_recipients_alone_mounts_with_an_identity_and_rekey_rewraps_every_
     ok(&out, "cat with the age key");
     assert_eq!(out.stdout, b"through the mount\n");
 
+    // A rekey of a vault without a password, unlocked with an SSH key: every slot gets the
+    // new key, and the lineage names the new epoch.
+    ok(
+        &coffer(&["rekey", "--identity", s(&ssh), s(&v)], None),
+        "rekey with an identity",
+    );
+    ok(
+        &coffer(&["rekey", "--finish", "--identity", s(&age_id), s(&v)], None),
+        "finish with another identity",
+    );
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("coffer.conf")).unwrap()).unwrap();
+    assert_eq!(cfg["epochs"].as_array().unwrap().len(), 1, "{cfg}");
+    assert_eq!(cfg["lineage"].as_array().unwrap().len(), 1, "{cfg}");
+    assert_eq!(cfg["lineage"][0]["to"], cfg["epochs"][0]["id"]);
+
     // A password slot, then a rekey through it: every slot gets the new key.
     let pf = passfile(t.path(), "pf", "pw");
     ok(
@@ -429,4 +444,135 @@ fn slot_lists_edited_without_the_key_are_refused() {
         "no KDF ran: {:?}",
         start.elapsed()
     );
+}
+
+/// Key substitution: someone who can write CIPHERDIR and knows the user's SSH public key
+/// writes a whole new config (same vault ID, a later epoch number, a fresh key wrapped for
+/// that SSH key, MAC'd under it). The user's SSH key opens it, but this machine pinned the
+/// vault's key: "coffer.conf was replaced", until told to accept it. A real rekey made on
+/// another machine (another state directory), finished there, is followed through its signed
+/// lineage and opens without a word.
+#[test]
+fn a_config_substituted_for_the_users_key_is_refused_and_a_real_rekey_elsewhere_is_followed() {
+    use coffer::format::epochs::{Epoch, EpochId, Epochs, Layout};
+    use coffer::vault::unlock::slots;
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let ssh = ssh_key(t.path(), "id_ed25519");
+    let pf = passfile(t.path(), "pf", "pw");
+    let pubkey = std::fs::read_to_string(format!("{}.pub", s(&ssh))).unwrap();
+    ok(
+        &coffer(&["init", "--quiet", "--recipient", pubkey.trim(), s(&v)], Some(b"")),
+        "init",
+    );
+    ok(
+        &coffer(
+            &[
+                "key",
+                "add",
+                s(&v),
+                "--password",
+                "--new-passfile",
+                s(&pf),
+                "--insecure-fast-kdf",
+                "--identity",
+                s(&ssh),
+            ],
+            None,
+        ),
+        "add a password",
+    );
+    {
+        let m = coffer::vault::Vault::unlock(&v, None, b"pw", false).unwrap();
+        crate::support::cli::put_file(&m, b"f.txt", b"real\n");
+    }
+    ok(
+        &cat_with(&v, "f.txt", &["--identity", s(&ssh)]),
+        "first open pins the vault",
+    );
+
+    // A real rekey on another machine, finished there: followed here.
+    let elsewhere = t.path().join("other-machine-state");
+    let env = [("XDG_STATE_HOME", elsewhere.as_os_str())];
+    for finish in [false, true] {
+        let mut args = vec!["rekey", "--passfile", s(&pf), s(&v)];
+        if finish {
+            args.insert(1, "--finish");
+        }
+        ok(
+            &crate::support::cli::coffer_env(&args, &env),
+            "rekey on the other machine",
+        );
+    }
+    let out = cat_with(&v, "f.txt", &["--identity", s(&ssh)]);
+    ok(&out, "a finished rekey from elsewhere is followed");
+    assert_eq!(out.stdout, b"real\n");
+
+    // The substitute, built with the library as an attacker would with the format.
+    let real = coffer::vault::unlock::read_config(&v.join("coffer.conf")).unwrap();
+    let vault = real.vault_id().unwrap();
+    let newest = real.epochs().unwrap().unwrap().newest().clone();
+    let fake_key = coffer::crypto::MasterKey::generate().unwrap();
+    let epochs = Epochs::new(vec![Epoch {
+        id: EpochId([9, 9, 9, 9]),
+        seq: newest.seq + 1,
+        layout: Layout::V3,
+        sealed_key: None,
+    }])
+    .unwrap();
+    let recipient = coffer::crypto::SlotRecipient::parse(pubkey.trim()).unwrap();
+    let slot = slots::make_slot(
+        &fake_key,
+        vault,
+        slots::fresh_id(&[]).unwrap(),
+        &slots::NewSlot::Recipient(recipient),
+        None,
+    )
+    .unwrap();
+    let list = coffer::format::config::slots::Slots {
+        slots: vec![slot],
+        removed: Vec::new(),
+    };
+    let saved = std::fs::read(v.join("coffer.conf")).unwrap();
+    slots::write_v3(
+        &v.join("coffer.conf"),
+        &real.params(),
+        vault,
+        &epochs,
+        &list,
+        &[],
+        &fake_key,
+    )
+    .unwrap();
+    let out = cat_with(&v, "f.txt", &["--identity", s(&ssh)]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("coffer: error: coffer.conf was replaced: its key is not the one this machine has seen"),
+        "{}",
+        out.stderr
+    );
+    // With a forged link from the real epoch (signed by a key that is not the epoch's): refused too.
+    let forged = coffer::format::config::lineage::Link {
+        from: newest.id,
+        to: EpochId([9, 9, 9, 9]),
+        seq: newest.seq + 1,
+        key: coffer::crypto::epoch_verify_key(&fake_key),
+        sig: coffer::crypto::epoch_sign(&fake_key, b"anything"),
+    };
+    slots::write_v3(
+        &v.join("coffer.conf"),
+        &real.params(),
+        vault,
+        &epochs,
+        &list,
+        &[forged],
+        &fake_key,
+    )
+    .unwrap();
+    assert_eq!(cat_with(&v, "f.txt", &["--identity", s(&ssh)]).code, 4);
+    // Accepted on purpose, it opens (and shows none of the real files' contents).
+    let out = cat_with(&v, "f.txt", &["--identity", s(&ssh), "--accept-config-change"]);
+    assert_ne!(out.stdout, b"real\n");
+    std::fs::write(v.join("coffer.conf"), &saved).unwrap();
 }

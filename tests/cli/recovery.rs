@@ -99,7 +99,8 @@ fn masterkey_with_config_present_must_match_it() {
 
 /// A config-version-2 vault (`init --config-version 2`): `info` lists its one key epoch, the
 /// recovery key is the 116-digit layout 2 and opens the vault (fsck) with and without
-/// `coffer.conf`, and `passwd --masterkey` writes a version-2 config with the same epoch.
+/// `coffer.conf`, and `passwd --masterkey` without the config writes a config of the current
+/// version (3: one password slot) with the same vault ID and epoch.
 #[test]
 fn a_version_2_vault_has_an_epoch_and_a_layout_2_recovery_key() {
     let t = tempfile::tempdir().unwrap();
@@ -141,7 +142,7 @@ fn a_version_2_vault_has_an_epoch_and_a_layout_2_recovery_key() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let again: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("coffer.conf")).unwrap()).unwrap();
-    assert_eq!(again["format_version"], 2);
+    assert_eq!(again["format_version"], 3);
     assert_eq!(again["vault_id"], cfg["vault_id"]);
     assert_eq!(again["epochs"][0]["id"], cfg["epochs"][0]["id"]);
     let out = coffer(&["fsck", "--passfile", s(&new), s(&v)], None);
@@ -174,7 +175,12 @@ fn a_config_put_back_from_before_the_newest_epoch_is_refused_until_accepted() {
     assert_eq!(pins.len(), 1);
 
     // A new epoch starts; the next open moves the pin to it.
-    coffer::vault::rekey::start_epoch(&v, &coffer::vault::unlock::config_path(&v, None), b"pw").unwrap();
+    coffer::vault::rekey::start_epoch(
+        &v,
+        &coffer::vault::unlock::config_path(&v, None),
+        &coffer::vault::unlock::slots::Credential::Password(b"pw"),
+    )
+    .unwrap();
     let second = std::fs::read(v.join("coffer.conf")).unwrap();
     assert_ne!(first, second);
     assert_eq!(fsck_pinned(&v, &pf, &state, &[]).code, 0);

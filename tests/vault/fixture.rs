@@ -402,12 +402,22 @@ fn the_fixtures_rekey_to_the_new_format_and_keep_every_byte() {
     for (name, _) in FIXTURES {
         let (_tmp, dir) = fixture_copy(name);
         let conf = dir.join("coffer.conf");
-        rekey::start_epoch(&dir, &conf, &password(name)).unwrap();
+        rekey::start_epoch(
+            &dir,
+            &conf,
+            &coffer::vault::unlock::slots::Credential::Password(&password(name)),
+        )
+        .unwrap();
         let v = Vault::unlock(&dir, None, &password(name), false).unwrap();
         let done = v.migrate_to_newest(Mode::Move, &mut |_| {}).unwrap();
         assert!(done.left.is_empty() && done.files > 0, "vault-{name}: {done:?}");
         assert!(matches!(
-            rekey::finish(&conf, &password(name), &v).unwrap(),
+            rekey::finish(
+                &conf,
+                &coffer::vault::unlock::slots::Credential::Password(&password(name)),
+                &v
+            )
+            .unwrap(),
             Finish::Done(_)
         ));
         drop(v);

@@ -2,6 +2,7 @@
 //! master-key wrap and the config MAC authenticate.
 //! Parsing and validating the JSON is in `parse`.
 
+pub mod lineage;
 mod parse;
 pub mod slots;
 
@@ -83,6 +84,9 @@ pub struct Config {
     /// Config version 3: IDs of removed slots (absent before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_slots: Option<Vec<String>>,
+    /// Config version 3: each rekey's new epoch signed by the one before (absent before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Vec<lineage::LinkEntry>>,
     /// `nonce | EAX(kek, master key) | tag`, base64; AAD = canonical encoding. In config
     /// version 2 the wrapped key is the newest epoch's. Absent in version 3 (the slots wrap it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -233,6 +237,7 @@ impl Config {
             epochs: None,
             slots: None,
             removed_slots: None,
+            lineage: None,
             wrapped_master_key: Some(String::new()),
             config_mac: String::new(),
         }
@@ -257,7 +262,13 @@ impl Config {
     }
 
     /// A new config-version-3 config with an empty MAC (filled in by the vault layer).
-    pub fn new_v3(params: &VaultParams, vault: VaultId, epochs: &Epochs, slots: &Slots) -> Self {
+    pub fn new_v3(
+        params: &VaultParams,
+        vault: VaultId,
+        epochs: &Epochs,
+        slots: &Slots,
+        links: &[lineage::Link],
+    ) -> Self {
         let mut flags = params.feature_flags.clone();
         flags.sort();
         let (entries, removed) = slots.to_entries();
@@ -272,6 +283,7 @@ impl Config {
             epochs: Some(epochs.to_entries()),
             slots: Some(entries),
             removed_slots: Some(removed),
+            lineage: Some(links.iter().map(lineage::Link::to_entry).collect()),
             wrapped_master_key: None,
             config_mac: String::new(),
         }
@@ -283,6 +295,11 @@ impl Config {
             Some(s) => Slots::from_entries(s, self.removed_slots.as_deref().unwrap_or(&[])).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The checked lineage (config version 3; empty before).
+    pub fn links(&self) -> Result<Vec<lineage::Link>, FormatError> {
+        lineage::check_links(self.lineage.as_deref().unwrap_or(&[]))
     }
 
     /// The vault ID (config version 2).
@@ -346,6 +363,7 @@ impl Config {
                 .slots()?
                 .ok_or_else(|| FormatError::ConfigSyntax("missing field `slots`".into()))?;
             slots.canonical_into(&mut out);
+            lineage::canonical_into(&self.links()?, &mut out);
         }
         Ok(out)
     }

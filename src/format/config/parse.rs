@@ -46,6 +46,7 @@ impl Config {
             "epochs",
             "slots",
             "removed_slots",
+            "lineage",
             "wrapped_master_key",
             "config_mac",
         ];
@@ -104,6 +105,9 @@ impl Config {
             if self.removed_slots.is_some() {
                 return Err(FormatError::UnknownField("removed_slots".into()));
             }
+            if self.lineage.is_some() {
+                return Err(FormatError::UnknownField("lineage".into()));
+            }
         }
         self.mac()?;
         self.validate_epochs()
@@ -121,6 +125,7 @@ impl Config {
             return Err(FormatError::ConfigSyntax("missing field `slots`".into()));
         }
         self.slots()?;
+        self.links()?;
         Ok(())
     }
 

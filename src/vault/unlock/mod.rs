@@ -257,7 +257,7 @@ pub fn init_with_slots(
     dir.write_new(DIRIV_NAME.as_bytes(), &iv, 0o444)
         .at(cipherdir.join(DIRIV_NAME))?;
     dir.fsync().at(cipherdir)?;
-    slots::write_v3(&cfg_path, params, vault, &epochs, &list, &key)?;
+    slots::write_v3(&cfg_path, params, vault, &epochs, &list, &[], &key)?;
     Ok(key)
 }
 

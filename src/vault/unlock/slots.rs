@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use crate::crypto::{self, info, BlockCipher, DerivedIdentity, KdfParams, MasterKey, NoCallbacks, SlotRecipient};
+use crate::format::config::lineage::Link;
 use crate::format::config::slots::{slot_info_aad, Slot, SlotId, SlotInfo, SlotKind, Slots};
 use crate::format::config::{Config, KdfSection, VaultParams, KDF_ARGON2ID};
 use crate::format::epochs::{Epochs, VaultId};
@@ -236,17 +237,19 @@ pub fn rewrap_all(old_key: &MasterKey, new_key: &MasterKey, vault: VaultId, slot
     })
 }
 
-/// Writes a version-3 config at `path`: `epochs` (whose newest key is `newest`) and `slots`
-/// (which wrap it), MAC'd under `newest`; returns it as written.
+/// Writes a version-3 config at `path`: `epochs` (whose newest key is `newest`), `slots`
+/// (which wrap it) and the lineage `links`, MAC'd under `newest`; returns it as written.
+#[allow(clippy::too_many_arguments)]
 pub fn write_v3(
     path: &Path,
     params: &VaultParams,
     vault: VaultId,
     epochs: &Epochs,
     slots: &Slots,
+    links: &[Link],
     newest: &MasterKey,
 ) -> Result<Config> {
-    let mut cfg = Config::new_v3(params, vault, epochs, slots);
+    let mut cfg = Config::new_v3(params, vault, epochs, slots, links);
     let canonical = cfg.canonical().map_err(|source| VaultError::Config {
         path: path.to_path_buf(),
         source,
@@ -299,7 +302,8 @@ pub fn write_slots(path: &Path, cfg: &Config, key: &MasterKey, slots: &Slots) ->
         .epochs()
         .map_err(tampered)?
         .ok_or_else(|| tampered("config version 3 without epochs"))?;
-    write_v3(path, &cfg.params(), vault, &epochs, slots, key)
+    let links = cfg.links().map_err(tampered)?;
+    write_v3(path, &cfg.params(), vault, &epochs, slots, &links, key)
 }
 
 /// The slots of `cfg` (newest key `key`); a version-1 or -2 config, unlocked with `password`,
@@ -382,7 +386,8 @@ pub fn add_slot(
     let slot = make_slot(key, vault, fresh_id(&taken)?, new, label)?;
     let id = slot.id;
     slots.slots.push(slot);
-    write_v3(path, &cfg.params(), vault, &epochs, &slots, key)?;
+    let links = cfg.links().map_err(tampered)?;
+    write_v3(path, &cfg.params(), vault, &epochs, &slots, &links, key)?;
     Ok(id)
 }
 
@@ -477,4 +482,42 @@ pub fn change_slot_password(path: &Path, old: &[u8], new: &[u8], cost: Option<Kd
     slots.slots[pos] = fresh;
     write_slots(path, &cfg, &opened.key, &slots)?;
     Ok(())
+}
+
+/// Whether the newest epoch of version-3 config `cfg` (key `newest`) is the epoch `pinned`
+/// whose public signing key is `pinned_key`, or descends from it: a chain of lineage links,
+/// each signed by the epoch before, leads from it to the newest (docs/FORMAT.md §16.2). A
+/// config made by someone who never held the pinned epoch's key cannot show one.
+pub fn descends_from(
+    cfg: &Config,
+    pinned: crate::format::epochs::EpochId,
+    pinned_key: &[u8; crypto::VERIFY_KEY_LEN],
+    newest: &MasterKey,
+) -> Result<bool> {
+    use crate::format::config::lineage::link_message;
+    let vault = vault_of(cfg)?;
+    let newest_id = cfg
+        .epochs()
+        .map_err(tampered)?
+        .ok_or_else(|| tampered("no epochs"))?
+        .newest()
+        .id;
+    let newest_vk = crypto::epoch_verify_key(newest);
+    let links = cfg.links().map_err(tampered)?;
+    // Depth-first over the verified links (at most 64, each used once on a path).
+    let mut stack = vec![(pinned, *pinned_key, 0usize)];
+    while let Some((at, vk, depth)) = stack.pop() {
+        if at == newest_id && vk == newest_vk {
+            return Ok(true);
+        }
+        if depth >= links.len() {
+            continue;
+        }
+        for l in links.iter().filter(|l| l.from == at) {
+            if crypto::epoch_verify(&vk, &link_message(vault, l.from, l.to, l.seq, &l.key), &l.sig) {
+                stack.push((l.to, l.key, depth + 1));
+            }
+        }
+    }
+    Ok(false)
 }

@@ -9,7 +9,7 @@ use crate::vault::epochs;
 use crate::vault::error::{Result, VaultError};
 use crate::vault::keys::VaultKeys;
 
-use super::{check_mac, new_config, new_config_v2, renewed, seal_config, write_config, KdfCost};
+use super::{check_mac, new_config, renewed, seal_config, write_config, KdfCost};
 
 /// Opens with a recovery key. If a config is present its MAC must verify under that key and its
 /// parameters win; otherwise the parameters carried in the recovery key are used.
@@ -146,7 +146,15 @@ pub fn reset_config(
                         .map_err(|e| VaultError::ConfigTampered(e.to_string()))?
                 }
             };
-            new_config_v2(&r.params, cost, n.vault, &list)?
+            // Config version 3, as `init` writes: one password slot for the new password.
+            let new = super::slots::NewSlot::Password { password, cost };
+            let slot = super::slots::make_slot(&r.master, n.vault, super::slots::fresh_id(&[])?, &new, None)?;
+            let slots = crate::format::config::slots::Slots {
+                slots: vec![slot],
+                removed: Vec::new(),
+            };
+            super::slots::write_v3(path, &r.params, n.vault, &list, &slots, &[], &r.master)?;
+            return Ok(());
         }
         (None, None) => new_config(&r.params, cost)?,
     };
