@@ -250,17 +250,37 @@ pub fn wrap(
         SlotRecipient::Ssh(r) => age::Recipient::wrap_file_key(r, &file_key),
         SlotRecipient::Plugin(p) => {
             let plugin = age::plugin::RecipientPluginV1::new(p.plugin(), std::slice::from_ref(p), &[], callbacks)
-                .map_err(|e| SlotCryptoError::Plugin(e.to_string()))?;
+                .map_err(|e| match e {
+                    age::EncryptError::MissingPlugin { binary_name } => missing_plugin(&binary_name),
+                    other => SlotCryptoError::Plugin(one_line(&other.to_string())),
+                })?;
             age::Recipient::wrap_file_key(&plugin, &file_key)
         }
     };
-    let (stanzas, _) = wrapped.map_err(|e| SlotCryptoError::Wrap(e.to_string()))?;
+    let (stanzas, _) = wrapped.map_err(|e| SlotCryptoError::Wrap(one_line(&e.to_string())))?;
     let mut out = encode_stanzas(&stanzas)?;
     let sealed = payload_cipher(file_key.expose_secret())?
         .seal_to_vec(&out, key.expose())
         .map_err(|e| SlotCryptoError::Wrap(e.to_string()))?;
     out.extend_from_slice(&sealed);
     Ok(out)
+}
+
+/// A plugin that is not on PATH.
+fn missing_plugin(binary: &str) -> SlotCryptoError {
+    SlotCryptoError::Plugin(format!(
+        "`{binary}` is not on PATH: install the plugin or add its directory to PATH"
+    ))
+}
+
+/// age's messages, as one line without the Unicode isolation marks its translations add.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, '\u{2068}' | '\u{2069}'))
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Unwraps a slot's key with any of `identities`: `Ok(None)` when none of them is the slot's.
@@ -271,10 +291,8 @@ pub fn unwrap(wrapped: &[u8], identities: &[&dyn age::Identity]) -> Result<Optio
     let file_key = match file_key {
         None => return Ok(None),
         Some(Ok(k)) => k,
-        Some(Err(age::DecryptError::MissingPlugin { binary_name })) => {
-            return Err(SlotCryptoError::Plugin(format!("`{binary_name}` is not on PATH")))
-        }
-        Some(Err(e)) => return Err(SlotCryptoError::Unwrap(e.to_string())),
+        Some(Err(age::DecryptError::MissingPlugin { binary_name })) => return Err(missing_plugin(&binary_name)),
+        Some(Err(e)) => return Err(SlotCryptoError::Unwrap(one_line(&e.to_string()))),
     };
     let raw = Zeroizing::new(
         payload_cipher(file_key.expose_secret())?
@@ -298,7 +316,7 @@ pub fn read_identities(
         || text.starts_with(b"-----BEGIN RSA PRIVATE KEY-----");
     if looks_ssh {
         let id = age::ssh::Identity::from_buffer(text, Some(filename.to_string()))
-            .map_err(|e| SlotCryptoError::Identity(format!("{filename}: {e}")))?;
+            .map_err(|e| SlotCryptoError::Identity(format!("{filename}: {}", one_line(&e.to_string()))))?;
         if let age::ssh::Identity::Unsupported(k) = &id {
             let why = match k {
                 age::ssh::UnsupportedKey::Type(t) if t.starts_with("sk-") => {
@@ -318,7 +336,7 @@ pub fn read_identities(
         .with_callbacks(callbacks);
     let ids = file
         .into_identities()
-        .map_err(|e| SlotCryptoError::Identity(format!("{filename}: {e}")))?;
+        .map_err(|e| SlotCryptoError::Identity(format!("{filename}: {}", one_line(&e.to_string()))))?;
     if ids.is_empty() {
         return Err(SlotCryptoError::Identity(format!("{filename}: holds no identity")));
     }

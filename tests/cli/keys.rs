@@ -576,3 +576,129 @@ fn a_config_substituted_for_the_users_key_is_refused_and_a_real_rekey_elsewhere_
     assert_ne!(out.stdout, b"real\n");
     std::fs::write(v.join("coffer.conf"), &saved).unwrap();
 }
+
+/// The project's test plugin (`examples/age-plugin-coffertest.rs`), built if this run has not,
+/// in a directory of its own to put on PATH.
+fn test_plugin_dir(t: &Path) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let built = profile_dir.join("examples").join("age-plugin-coffertest");
+    if !built.exists() {
+        let st = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", "age-plugin-coffertest"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "building the test plugin");
+    }
+    let dir = t.join("plugin-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(&built, dir.join("age-plugin-coffertest")).unwrap();
+    dir
+}
+
+/// An age plugin slot, through the real plugin protocol: the recipient (`age1coffertest1…`)
+/// is wrapped by running `age-plugin-coffertest` from PATH, the identity file
+/// (`AGE-PLUGIN-COFFERTEST-1…`) unlocks `cat` and a rekey, and without the plugin on PATH the
+/// error says which program is missing, in one line.
+#[test]
+fn a_plugin_slot_wraps_and_unwraps_through_the_plugin_on_path() {
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let pf = passfile(t.path(), "pf", "pw");
+    let plugin_dir = test_plugin_dir(t.path());
+    let path = format!("{}:{}", plugin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let env = [("PATH", std::ffi::OsStr::new(&path))];
+    let keygen = std::process::Command::new(plugin_dir.join("age-plugin-coffertest"))
+        .arg("--keygen")
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let text = String::from_utf8(keygen.stdout).unwrap();
+    let recipient = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# recipient: "))
+        .unwrap()
+        .to_string();
+    let id_file = t.path().join("plugin-identity.txt");
+    std::fs::write(&id_file, &text).unwrap();
+
+    ok(
+        &coffer(
+            &["init", "--insecure-fast-kdf", "--quiet", "--passfile", s(&pf), s(&v)],
+            None,
+        ),
+        "init",
+    );
+    {
+        let m = coffer::vault::Vault::unlock(&v, None, b"pw", false).unwrap();
+        crate::support::cli::put_file(&m, b"f.txt", b"through a plugin\n");
+    }
+    let add = |env: &[(&str, &std::ffi::OsStr)]| {
+        crate::support::cli::coffer_env(
+            &[
+                "key",
+                "add",
+                s(&v),
+                "--recipient",
+                &recipient,
+                "--label",
+                "token",
+                "--passfile",
+                s(&pf),
+            ],
+            env,
+        )
+    };
+    let bare = [("PATH", std::ffi::OsStr::new("/usr/bin:/bin"))];
+    let out = add(&bare);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("age-plugin-coffertest"), "{}", out.stderr);
+    ok(&add(&env), "add a plugin slot");
+    let listed = crate::support::cli::coffer_env(&["key", "list", "--passfile", s(&pf), s(&v)], &env);
+    assert!(
+        listed.stdout_str().contains("plugin       token"),
+        "{}",
+        listed.stdout_str()
+    );
+    assert!(listed.stdout_str().contains(&recipient), "{}", listed.stdout_str());
+
+    let cat = |env: &[(&str, &std::ffi::OsStr)]| {
+        crate::support::cli::coffer_env(&["cat", "--identity", s(&id_file), s(&v), "f.txt"], env)
+    };
+    let out = cat(&env);
+    ok(&out, "cat through the plugin");
+    assert_eq!(out.stdout, b"through a plugin\n");
+    let out = cat(&bare);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("age-plugin-coffertest"), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.lines().filter(|l| l.contains("error")).count(),
+        1,
+        "{}",
+        out.stderr
+    );
+
+    // A rekey wraps the new key for the plugin slot by running the plugin again.
+    ok(
+        &crate::support::cli::coffer_env(&["rekey", "--passfile", s(&pf), s(&v)], &env),
+        "rekey",
+    );
+    ok(
+        &crate::support::cli::coffer_env(&["rekey", "--finish", "--passfile", s(&pf), s(&v)], &env),
+        "finish",
+    );
+    let out = cat(&env);
+    ok(&out, "cat through the plugin after the rekey");
+    assert_eq!(out.stdout, b"through a plugin\n");
+    // Another identity of the same plugin is not this slot's.
+    let other = std::process::Command::new(plugin_dir.join("age-plugin-coffertest"))
+        .arg("--keygen")
+        .output()
+        .unwrap();
+    let other_file = t.path().join("other-identity.txt");
+    std::fs::write(&other_file, other.stdout).unwrap();
+    let out = crate::support::cli::coffer_env(&["cat", "--identity", s(&other_file), s(&v), "f.txt"], &env);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+}
