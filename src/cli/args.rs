@@ -483,6 +483,10 @@ pub struct KeyRemoveArgs {
     pub cipherdir: PathBuf,
     /// The slot's ID (8 hex digits, from `key list`) or label.
     pub slot: String,
+    /// Start a rekey at once (`coffer rekey`), so that the removed slot's holder is cut off
+    /// from new writes; `coffer rekey --finish` then forgets the old key.
+    #[arg(long)]
+    pub rekey: bool,
     #[command(flatten)]
     pub unlock: KeyUnlockArgs,
 }

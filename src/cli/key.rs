@@ -6,7 +6,7 @@ use coffer::crypto::SlotRecipient;
 use coffer::format::config::Config;
 use coffer::vault::unlock::{self, slots, KdfCost};
 
-use super::args::{KeyAddArgs, KeyArgs, KeyCmd, KeyListArgs, KeyRemoveArgs, KeyUnlockArgs, SecretArgs};
+use super::args::{KeyAddArgs, KeyArgs, KeyCmd, KeyListArgs, KeyRemoveArgs, KeyUnlockArgs, RekeyArgs, SecretArgs};
 use super::error::{code, CliError, CliResult};
 use super::identity::{read_given, read_key_file};
 use super::open::read_config;
@@ -191,6 +191,23 @@ fn remove(a: &KeyRemoveArgs) -> CliResult {
     let (cfg, key, _) = unlock_for(&a.cipherdir, &a.unlock)?;
     let id = slots::remove_slot(&path, &cfg, &key, &a.slot)?;
     eprintln!("coffer: removed key slot {}", id.to_hex());
+    if a.rekey {
+        eprintln!(
+            "coffer: its holder can no longer open this coffer.conf; a rekey starts now so that they cannot read\n\
+             what is written from here on, even with an older copy of coffer.conf"
+        );
+        super::rekey::run(&RekeyArgs {
+            cipherdir: a.cipherdir.clone(),
+            open: a.unlock.open_args(),
+            finish: false,
+        })?;
+        eprintln!(
+            "coffer: once every replica has synced, `coffer rekey --finish {}` forgets the old key: until then an\n\
+             older coffer.conf still opens the files not yet moved",
+            a.cipherdir.display()
+        );
+        return Ok(());
+    }
     eprintln!(
         "coffer: its holder can no longer open this coffer.conf, but can still read what they copied and,\n\
          until a rekey finishes, open files with an older copy of coffer.conf: run `coffer rekey {0}` and\n\

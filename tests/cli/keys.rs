@@ -702,3 +702,84 @@ fn a_plugin_slot_wraps_and_unwraps_through_the_plugin_on_path() {
     let out = crate::support::cli::coffer_env(&["cat", "--identity", s(&other_file), s(&v), "f.txt"], &env);
     assert_eq!(out.code, 3, "{}", out.stderr);
 }
+
+/// Revocation end to end: three slots for two parties (Alice: a password and an SSH key;
+/// Bob: an age key). Bob's slot is removed with `--rekey`, then the rekey is finished. On a
+/// machine that never saw the vault, Bob's identity opens nothing: not the current config, and
+/// with the copy of the old config a sync client's history keeps, no name and no byte of any
+/// file. Alice's two ways in still open everything.
+#[test]
+fn a_removed_identity_opens_nothing_after_rekey_and_finish_even_with_the_old_config() {
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let pf = passfile(t.path(), "pf", "alice's password");
+    let alice_ssh = ssh_key(t.path(), "alice_ed25519");
+    let (bob_id, bob_rcpt) = age_identity(t.path(), "bob.txt");
+    ok(&coffer(&["init", "--insecure-fast-kdf", "--quiet", "--passfile", s(&pf), s(&v)], None), "init");
+    let add = |extra: &[&str]| {
+        let mut a = vec!["key", "add", s(&v)];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["--passfile", s(&pf)]);
+        coffer(&a, None)
+    };
+    ok(&add(&["--recipient-file", &format!("{}.pub", s(&alice_ssh)), "--label", "alice-laptop"]), "alice ssh");
+    ok(&add(&["--recipient", &bob_rcpt, "--label", "bob"]), "bob");
+    let files = [
+        ("alice-notes.txt", &b"alice: the plan for spring\n"[..]),
+        ("shared-budget.csv", b"rent,1200\nfood,400\n"),
+        ("bob-diary.txt", b"bob: met alice for coffee\n"),
+    ];
+    {
+        let m = coffer::vault::Vault::unlock(&v, None, b"alice's password", false).unwrap();
+        for (n, data) in &files {
+            crate::support::cli::put_file(&m, n.as_bytes(), data);
+        }
+    }
+    ok(&cat_with(&v, "bob-diary.txt", &["--identity", s(&bob_id)]), "bob reads before");
+    let old_conf = t.path().join("coffer.conf.from-sync-history");
+    std::fs::copy(v.join("coffer.conf"), &old_conf).unwrap();
+
+    let out = coffer(&["key", "remove", s(&v), "bob", "--rekey", "--passfile", s(&pf)], None);
+    ok(&out, "remove bob with --rekey");
+    ok(&coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&v)], None), "finish");
+
+    // A machine that never saw the vault: its own empty state directory.
+    let fresh = t.path().join("fresh-machine-state");
+    let env = [("XDG_STATE_HOME", fresh.as_os_str())];
+    let run = |args: &[&str]| crate::support::cli::coffer_env(args, &env);
+    let out = run(&["cat", "--identity", s(&bob_id), s(&v), "bob-diary.txt"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("no key slot of this vault accepts this identity"), "{}", out.stderr);
+    for (n, data) in &files {
+        let out = run(&["cat", "--config", s(&old_conf), "--identity", s(&bob_id), s(&v), n]);
+        assert_ne!(out.code, 0, "{n} opened with the old config");
+        assert!(out.stdout.is_empty(), "{n}: {:?}", out.stdout);
+        assert!(!out.stderr.as_bytes().windows(data.len()).any(|w| w == *data));
+    }
+    let dump = t.path().join("bob-export");
+    let out = run(&["export", "--config", s(&old_conf), "--identity", s(&bob_id), s(&v), s(&dump)]);
+    let mut seen = Vec::new();
+    if dump.exists() {
+        for e in std::fs::read_dir(&dump).unwrap() {
+            let e = e.unwrap();
+            seen.push(e.file_name().to_string_lossy().into_owned());
+            if e.file_type().unwrap().is_file() {
+                let bytes = std::fs::read(e.path()).unwrap();
+                for (_, data) in &files {
+                    assert!(!bytes.windows(data.len()).any(|w| w == *data), "plaintext exported");
+                }
+            }
+        }
+    }
+    for (n, _) in &files {
+        assert!(!seen.iter().any(|x| x == n), "{n} named in Bob's export: {seen:?} ({})", out.stderr);
+    }
+    // Alice's two ways in open everything, on the fresh machine too.
+    for how in [["--passfile", s(&pf)], ["--identity", s(&alice_ssh)]] {
+        for (n, data) in &files {
+            let out = run(&["cat", how[0], how[1], s(&v), n]);
+            ok(&out, &format!("{n} with {how:?}"));
+            assert_eq!(out.stdout, *data);
+        }
+    }
+}
