@@ -278,6 +278,82 @@ fn killed_passwd_leaves_old_or_new_password() {
     eprintln!("passwd killed 40 times in a {full:?} run: {old} kept the old password, {new} had the new one");
 }
 
+/// `coffer key add` and `key remove` killed (-9) at random points: the config always opens
+/// with the first password and lists the slots from before or after the change, never
+/// neither, never a half-written list; a key file added by a run that completed opens it.
+#[test]
+fn killed_key_add_and_remove_leave_the_old_or_the_new_slot_list() {
+    let seed = data::seed("COFFER_KILL9_SEED");
+    let mut rng = Rng::new(seed);
+    let t = tempfile::tempdir().unwrap();
+    let cipher = t.path().join("cipher");
+    std::fs::create_dir(&cipher).unwrap();
+    let pf = passfile(t.path(), "pw", PASSWORD);
+    let pf2 = passfile(t.path(), "pw2", "a second password");
+    daemon::init(&cipher, &pf);
+    let state = support::cli::state_home();
+    let slots = || -> Vec<String> {
+        let cfg = coffer::vault::unlock::read_config(&cipher.join("coffer.conf")).unwrap();
+        let list = cfg.slots().unwrap().unwrap();
+        list.slots.iter().map(|s| s.id.to_hex()).collect()
+    };
+    // Adds a password slot (default KDF cost: a wide window) or removes the newest slot.
+    let run = |add: bool, last: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        cmd.arg("key");
+        if add {
+            cmd.args(["add", "--password", "--new-passfile"]).arg(&pf2);
+        } else {
+            cmd.args(["remove"]).arg(&cipher).arg(last);
+        }
+        cmd.arg("--passfile").arg(&pf);
+        if add {
+            cmd.arg(&cipher);
+        }
+        cmd.env("XDG_STATE_HOME", &state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let start = Instant::now();
+    assert!(run(true, "").wait().unwrap().success());
+    let full = start.elapsed();
+    let (mut before, mut after) = (0, 0);
+    for round in 0..24 {
+        let was = slots();
+        let add = was.len() == 1 || (was.len() < 4 && rng.below(2) == 0);
+        let last = was.last().cloned().unwrap_or_default();
+        let mut child = run(add, &last);
+        std::thread::sleep(Duration::from_micros(rng.below(full.as_micros() as u64 + 1)));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let now = slots();
+        assert!(opens_with(&cipher, PASSWORD), "round {round} (seed {seed}): the first password no longer opens");
+        let changed = if add {
+            now.len() == was.len() + 1 && now[..was.len()] == was[..]
+        } else {
+            now.len() + 1 == was.len() && !now.contains(&last)
+        };
+        assert!(
+            now == was || changed,
+            "round {round} ({status}, seed {seed}): slots {was:?} became {now:?}"
+        );
+        if now == was {
+            before += 1;
+        } else {
+            after += 1;
+            if add {
+                assert!(opens_with(&cipher, "a second password"), "round {round}: the added slot");
+            }
+        }
+    }
+    let (code, report) = fsck_report(&cipher, &pf, &["--repair"]);
+    assert!(code == 0 || report["damage"].as_array().unwrap().iter().all(|d| d["kind"] == "stray_temp"), "{report}");
+    eprintln!("key add/remove killed 24 times in a {full:?} run (seed {seed}): {before} kept the old list, {after} had the new one");
+}
+
 /// Plaintext files of the vault at `cipher` read with `pw` (every key epoch the config holds).
 fn contents(cipher: &Path, pw: &str, names: &[String]) -> BTreeMap<String, Vec<u8>> {
     let v = coffer::vault::Vault::unlock(cipher, None, pw.as_bytes(), true).unwrap();
