@@ -118,6 +118,9 @@ _coffer() {
             coffer__subcmd__help__subcmd__key,list)
                 cmd="coffer__subcmd__help__subcmd__key__subcmd__list"
                 ;;
+            coffer__subcmd__help__subcmd__key,merge)
+                cmd="coffer__subcmd__help__subcmd__key__subcmd__merge"
+                ;;
             coffer__subcmd__help__subcmd__key,remove)
                 cmd="coffer__subcmd__help__subcmd__key__subcmd__remove"
                 ;;
@@ -130,6 +133,9 @@ _coffer() {
             coffer__subcmd__key,list)
                 cmd="coffer__subcmd__key__subcmd__list"
                 ;;
+            coffer__subcmd__key,merge)
+                cmd="coffer__subcmd__key__subcmd__merge"
+                ;;
             coffer__subcmd__key,remove)
                 cmd="coffer__subcmd__key__subcmd__remove"
                 ;;
@@ -141,6 +147,9 @@ _coffer() {
                 ;;
             coffer__subcmd__key__subcmd__help,list)
                 cmd="coffer__subcmd__key__subcmd__help__subcmd__list"
+                ;;
+            coffer__subcmd__key__subcmd__help,merge)
+                cmd="coffer__subcmd__key__subcmd__help__subcmd__merge"
                 ;;
             coffer__subcmd__key__subcmd__help,remove)
                 cmd="coffer__subcmd__key__subcmd__help__subcmd__remove"
@@ -518,7 +527,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__help__subcmd__key)
-            opts="list add remove"
+            opts="list add remove merge"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -546,6 +555,20 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__help__subcmd__key__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__help__subcmd__key__subcmd__merge)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -712,7 +735,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__key)
-            opts="-v -h --verbose --help list add remove help"
+            opts="-v -h --verbose --help list add remove merge help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -780,7 +803,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__key__subcmd__help)
-            opts="list add remove help"
+            opts="list add remove merge help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -822,6 +845,20 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__key__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__key__subcmd__help__subcmd__merge)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -883,8 +920,42 @@ _coffer() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        coffer__subcmd__key__subcmd__remove)
+        coffer__subcmd__key__subcmd__merge)
             opts="-v -h --passfile --extpass --config --identity --unlock-keyfile --accept-config-change --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --passfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extpass)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unlock-keyfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__key__subcmd__remove)
+            opts="-v -h --rekey --passfile --extpass --config --identity --unlock-keyfile --accept-config-change --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

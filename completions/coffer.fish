@@ -104,12 +104,13 @@ complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l accept-config-ch
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l finish -d 'Forget the older key epochs\' keys (refused while anything is still under them)'
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -s h -l help -d 'Print help'
-complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove help" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
-complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove help" -s h -l help -d 'Print help'
-complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove help" -f -a "list" -d 'Show the key slots: IDs and kinds without unlocking (--public), or with their labels, dates and recipients after an unlock'
-complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove help" -f -a "add" -d 'Add a key slot: a password, a key file, an age recipient or an SSH public key'
-complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove help" -f -a "remove" -d 'Remove a key slot by ID or label (never the last one)'
-complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove merge help" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove merge help" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove merge help" -f -a "list" -d 'Show the key slots: IDs and kinds without unlocking (--public), or with their labels, dates and recipients after an unlock'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove merge help" -f -a "add" -d 'Add a key slot: a password, a key file, an age recipient or an SSH public key'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove merge help" -f -a "remove" -d 'Remove a key slot by ID or label (never the last one)'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove merge help" -f -a "merge" -d 'Merge a sync client\'s conflict copies of coffer.conf (two replicas changed key slots at once) by slot ID: every slot either side has, minus those either side removed'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_subcommand_from list add remove merge help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
@@ -139,12 +140,22 @@ complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subco
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l identity -d 'Unlock with an age identity file or an SSH private key instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l unlock-keyfile -d 'Unlock with a key file instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l rekey -d 'Start a rekey at once (`coffer rekey`), so that the removed slot\'s holder is cut off from new writes; `coffer rekey --finish` then forgets the old key'
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen'
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -l identity -d 'Unlock with an age identity file or an SSH private key instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -l unlock-keyfile -d 'Unlock with a key file instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -s h -l help -d 'Print help'
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "list" -d 'Show the key slots: IDs and kinds without unlocking (--public), or with their labels, dates and recipients after an unlock'
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add a key slot: a password, a key file, an age recipient or an SSH public key'
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove a key slot by ID or label (never the last one)'
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "merge" -d 'Merge a sync client\'s conflict copies of coffer.conf (two replicas changed key slots at once) by slot ID: every slot either side has, minus those either side removed'
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c coffer -n "__fish_coffer_using_subcommand info" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand info" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
@@ -235,3 +246,4 @@ complete -c coffer -n "__fish_coffer_using_subcommand help; and not __fish_seen_
 complete -c coffer -n "__fish_coffer_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "list" -d 'Show the key slots: IDs and kinds without unlocking (--public), or with their labels, dates and recipients after an unlock'
 complete -c coffer -n "__fish_coffer_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "add" -d 'Add a key slot: a password, a key file, an age recipient or an SSH public key'
 complete -c coffer -n "__fish_coffer_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "remove" -d 'Remove a key slot by ID or label (never the last one)'
+complete -c coffer -n "__fish_coffer_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "merge" -d 'Merge a sync client\'s conflict copies of coffer.conf (two replicas changed key slots at once) by slot ID: every slot either side has, minus those either side removed'

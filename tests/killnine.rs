@@ -330,7 +330,10 @@ fn killed_key_add_and_remove_leave_the_old_or_the_new_slot_list() {
         let _ = child.kill();
         let status = child.wait().unwrap();
         let now = slots();
-        assert!(opens_with(&cipher, PASSWORD), "round {round} (seed {seed}): the first password no longer opens");
+        assert!(
+            opens_with(&cipher, PASSWORD),
+            "round {round} (seed {seed}): the first password no longer opens"
+        );
         let changed = if add {
             now.len() == was.len() + 1 && now[..was.len()] == was[..]
         } else {
@@ -345,12 +348,23 @@ fn killed_key_add_and_remove_leave_the_old_or_the_new_slot_list() {
         } else {
             after += 1;
             if add {
-                assert!(opens_with(&cipher, "a second password"), "round {round}: the added slot");
+                assert!(
+                    opens_with(&cipher, "a second password"),
+                    "round {round}: the added slot"
+                );
             }
         }
     }
     let (code, report) = fsck_report(&cipher, &pf, &["--repair"]);
-    assert!(code == 0 || report["damage"].as_array().unwrap().iter().all(|d| d["kind"] == "stray_temp"), "{report}");
+    assert!(
+        code == 0
+            || report["damage"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|d| d["kind"] == "stray_temp"),
+        "{report}"
+    );
     eprintln!("key add/remove killed 24 times in a {full:?} run (seed {seed}): {before} kept the old list, {after} had the new one");
 }
 

@@ -398,6 +398,18 @@ pub enum KeyCmd {
     Add(KeyAddArgs),
     /// Remove a key slot by ID or label (never the last one).
     Remove(KeyRemoveArgs),
+    /// Merge a sync client's conflict copies of coffer.conf (two replicas changed key slots at
+    /// once) by slot ID: every slot either side has, minus those either side removed.
+    Merge(KeyMergeArgs),
+}
+
+/// `key merge`.
+#[derive(Debug, Args)]
+pub struct KeyMergeArgs {
+    /// The vault.
+    pub cipherdir: PathBuf,
+    #[command(flatten)]
+    pub unlock: KeyUnlockArgs,
 }
 
 /// How `key` commands unlock (a password by default).

@@ -6,7 +6,9 @@ use coffer::crypto::SlotRecipient;
 use coffer::format::config::Config;
 use coffer::vault::unlock::{self, slots, KdfCost};
 
-use super::args::{KeyAddArgs, KeyArgs, KeyCmd, KeyListArgs, KeyRemoveArgs, KeyUnlockArgs, RekeyArgs, SecretArgs};
+use super::args::{
+    KeyAddArgs, KeyArgs, KeyCmd, KeyListArgs, KeyMergeArgs, KeyRemoveArgs, KeyUnlockArgs, RekeyArgs, SecretArgs,
+};
 use super::error::{code, CliError, CliResult};
 use super::identity::{read_given, read_key_file};
 use super::open::read_config;
@@ -19,7 +21,41 @@ pub fn run(args: &KeyArgs) -> CliResult {
         KeyCmd::List(a) => list(a),
         KeyCmd::Add(a) => add(a),
         KeyCmd::Remove(a) => remove(a),
+        KeyCmd::Merge(a) => merge(a),
     }
+}
+
+fn merge(a: &KeyMergeArgs) -> CliResult {
+    let path = unlock::config_path(&a.cipherdir, a.unlock.config.as_deref());
+    let (mut cfg, key, _) = unlock_for(&a.cipherdir, &a.unlock)?;
+    let copies = super::rekey_race::config_copies(&a.cipherdir);
+    if copies.is_empty() {
+        eprintln!("coffer: no conflict copy of coffer.conf to merge");
+        return Ok(());
+    }
+    for copy_path in copies {
+        let shown = copy_path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let copy = match unlock::read_config(&copy_path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("coffer: {shown}: not read ({e}); left as it is");
+                continue;
+            }
+        };
+        match slots::merge_copy(&cfg, &key, &copy)? {
+            (Some(merged), slots::Merged::Merged { added, removed }) => {
+                cfg = slots::write_slots(&path, &cfg, &key, &merged)?;
+                std::fs::remove_file(&copy_path).map_err(|e| CliError::io(&copy_path, &e))?;
+                eprintln!("coffer: merged {shown}: {added} key slots added, {removed} removed; the copy is gone");
+            }
+            _ => eprintln!(
+                "coffer: {shown}: another key epoch (a rekey on the other replica) or another vault; left for `coffer rekey`"
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// The config, then the key it opens with what the user gave (checked against this machine's

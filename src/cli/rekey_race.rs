@@ -33,7 +33,7 @@ pub fn newest_id(cfg: &Config) -> CliResult<Option<EpochId>> {
 }
 
 /// The sync clients' conflict copies of `coffer.conf` in `cipherdir`, sorted by name.
-fn config_copies(cipherdir: &Path) -> Vec<PathBuf> {
+pub fn config_copies(cipherdir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(cipherdir) else {
         return Vec::new();
     };

@@ -715,14 +715,28 @@ fn a_removed_identity_opens_nothing_after_rekey_and_finish_even_with_the_old_con
     let pf = passfile(t.path(), "pf", "alice's password");
     let alice_ssh = ssh_key(t.path(), "alice_ed25519");
     let (bob_id, bob_rcpt) = age_identity(t.path(), "bob.txt");
-    ok(&coffer(&["init", "--insecure-fast-kdf", "--quiet", "--passfile", s(&pf), s(&v)], None), "init");
+    ok(
+        &coffer(
+            &["init", "--insecure-fast-kdf", "--quiet", "--passfile", s(&pf), s(&v)],
+            None,
+        ),
+        "init",
+    );
     let add = |extra: &[&str]| {
         let mut a = vec!["key", "add", s(&v)];
         a.extend_from_slice(extra);
         a.extend_from_slice(&["--passfile", s(&pf)]);
         coffer(&a, None)
     };
-    ok(&add(&["--recipient-file", &format!("{}.pub", s(&alice_ssh)), "--label", "alice-laptop"]), "alice ssh");
+    ok(
+        &add(&[
+            "--recipient-file",
+            &format!("{}.pub", s(&alice_ssh)),
+            "--label",
+            "alice-laptop",
+        ]),
+        "alice ssh",
+    );
     ok(&add(&["--recipient", &bob_rcpt, "--label", "bob"]), "bob");
     let files = [
         ("alice-notes.txt", &b"alice: the plan for spring\n"[..]),
@@ -735,13 +749,19 @@ fn a_removed_identity_opens_nothing_after_rekey_and_finish_even_with_the_old_con
             crate::support::cli::put_file(&m, n.as_bytes(), data);
         }
     }
-    ok(&cat_with(&v, "bob-diary.txt", &["--identity", s(&bob_id)]), "bob reads before");
+    ok(
+        &cat_with(&v, "bob-diary.txt", &["--identity", s(&bob_id)]),
+        "bob reads before",
+    );
     let old_conf = t.path().join("coffer.conf.from-sync-history");
     std::fs::copy(v.join("coffer.conf"), &old_conf).unwrap();
 
     let out = coffer(&["key", "remove", s(&v), "bob", "--rekey", "--passfile", s(&pf)], None);
     ok(&out, "remove bob with --rekey");
-    ok(&coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&v)], None), "finish");
+    ok(
+        &coffer(&["rekey", "--finish", "--passfile", s(&pf), s(&v)], None),
+        "finish",
+    );
 
     // A machine that never saw the vault: its own empty state directory.
     let fresh = t.path().join("fresh-machine-state");
@@ -749,7 +769,11 @@ fn a_removed_identity_opens_nothing_after_rekey_and_finish_even_with_the_old_con
     let run = |args: &[&str]| crate::support::cli::coffer_env(args, &env);
     let out = run(&["cat", "--identity", s(&bob_id), s(&v), "bob-diary.txt"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
-    assert!(out.stderr.contains("no key slot of this vault accepts this identity"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no key slot of this vault accepts this identity"),
+        "{}",
+        out.stderr
+    );
     for (n, data) in &files {
         let out = run(&["cat", "--config", s(&old_conf), "--identity", s(&bob_id), s(&v), n]);
         assert_ne!(out.code, 0, "{n} opened with the old config");
@@ -757,7 +781,15 @@ fn a_removed_identity_opens_nothing_after_rekey_and_finish_even_with_the_old_con
         assert!(!out.stderr.as_bytes().windows(data.len()).any(|w| w == *data));
     }
     let dump = t.path().join("bob-export");
-    let out = run(&["export", "--config", s(&old_conf), "--identity", s(&bob_id), s(&v), s(&dump)]);
+    let out = run(&[
+        "export",
+        "--config",
+        s(&old_conf),
+        "--identity",
+        s(&bob_id),
+        s(&v),
+        s(&dump),
+    ]);
     let mut seen = Vec::new();
     if dump.exists() {
         for e in std::fs::read_dir(&dump).unwrap() {
@@ -772,7 +804,11 @@ fn a_removed_identity_opens_nothing_after_rekey_and_finish_even_with_the_old_con
         }
     }
     for (n, _) in &files {
-        assert!(!seen.iter().any(|x| x == n), "{n} named in Bob's export: {seen:?} ({})", out.stderr);
+        assert!(
+            !seen.iter().any(|x| x == n),
+            "{n} named in Bob's export: {seen:?} ({})",
+            out.stderr
+        );
     }
     // Alice's two ways in open everything, on the fresh machine too.
     for how in [["--passfile", s(&pf)], ["--identity", s(&alice_ssh)]] {
@@ -782,4 +818,149 @@ fn a_removed_identity_opens_nothing_after_rekey_and_finish_even_with_the_old_con
             assert_eq!(out.stdout, *data);
         }
     }
+}
+
+/// Two replicas change key slots at once and the sync client keeps one side's config as a
+/// conflict copy: fsck reports it, `key merge` merges by slot ID (an add on one side and a
+/// remove on the other both hold; the removed slot does not come back), the copy goes, and a
+/// merge that would leave no slot is refused with nothing changed.
+#[test]
+fn concurrent_slot_changes_on_two_replicas_merge_by_slot_id() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("a");
+    let pf = passfile(t.path(), "pf", "pw");
+    let pf2 = passfile(t.path(), "pf2", "pw2");
+    ok(
+        &coffer(
+            &["init", "--insecure-fast-kdf", "--quiet", "--passfile", s(&pf), s(&a)],
+            None,
+        ),
+        "init",
+    );
+    let (old_id, old_rcpt) = age_identity(t.path(), "old.txt");
+    let add = |v: &Path, extra: &[&str]| {
+        let mut args = vec!["key", "add", s(v)];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--passfile", s(&pf)]);
+        coffer(&args, None)
+    };
+    ok(
+        &add(&a, &["--recipient", &old_rcpt, "--label", "old-phone"]),
+        "add old-phone",
+    );
+    // Replica B: a copy made by the sync client before the two changes.
+    let b = t.path().join("b");
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&a)
+        .arg(&b)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // A removes the old phone; B, not yet synced, adds a laptop and a second password.
+    ok(
+        &coffer(&["key", "remove", s(&a), "old-phone", "--passfile", s(&pf)], None),
+        "remove on A",
+    );
+    let (laptop_id, laptop_rcpt) = age_identity(t.path(), "laptop.txt");
+    ok(
+        &add(&b, &["--recipient", &laptop_rcpt, "--label", "laptop"]),
+        "add on B",
+    );
+    ok(
+        &add(
+            &b,
+            &[
+                "--password",
+                "--new-passfile",
+                s(&pf2),
+                "--insecure-fast-kdf",
+                "--label",
+                "partner",
+            ],
+        ),
+        "add on B",
+    );
+    // The sync client delivers B's config to A as a conflict copy.
+    let copy = a.join("coffer.sync-conflict-20261206-101010-ABCDEFG.conf");
+    std::fs::copy(b.join("coffer.conf"), &copy).unwrap();
+    let (code, report) = crate::support::cli::fsck_report(&a, &pf, &[]);
+    assert_ne!(code, 0, "{report}");
+    let kinds: Vec<&str> = report["damage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["config_copy"], "{report}");
+
+    let out = coffer(&["key", "merge", s(&a), "--passfile", s(&pf)], None);
+    ok(&out, "merge");
+    assert!(out.stderr.contains("2 key slots added, 0 removed"), "{}", out.stderr);
+    assert!(!copy.exists(), "the merged copy is gone");
+    let listed = coffer(&["key", "list", s(&a), "--passfile", s(&pf)], None).stdout_str();
+    assert!(listed.contains("laptop") && listed.contains("partner"), "{listed}");
+    assert!(!listed.contains("old-phone"), "the removed slot came back: {listed}");
+    for how in [
+        ["--identity", s(&laptop_id)],
+        ["--passfile", s(&pf2)],
+        ["--passfile", s(&pf)],
+    ] {
+        let out = cat_with(&a, "nothing", &how);
+        assert!(
+            out.stderr.contains("nothing"),
+            "{how:?} does not open the merged config: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(
+        cat_with(&a, "nothing", &["--identity", s(&old_id)]).code,
+        3,
+        "removed stays removed"
+    );
+    let (code, report) = crate::support::cli::fsck_report(&a, &pf, &[]);
+    assert_eq!(code, 0, "{report}");
+
+    // Each side removes the slot the other kept: the merge would leave none, and is refused.
+    let c = t.path().join("c");
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&a)
+        .arg(&c)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ids = |v: &Path| -> Vec<String> {
+        let cfg = coffer::vault::unlock::read_config(&v.join("coffer.conf")).unwrap();
+        cfg.slots()
+            .unwrap()
+            .unwrap()
+            .slots
+            .iter()
+            .map(|s| s.id.to_hex())
+            .collect()
+    };
+    let all = ids(&a);
+    assert_eq!(all.len(), 3);
+    // A keeps only the first password, C keeps only the laptop.
+    for id in &all[1..] {
+        ok(
+            &coffer(&["key", "remove", s(&a), id, "--passfile", s(&pf)], None),
+            "remove on A",
+        );
+    }
+    for id in all.iter().filter(|i| **i != all[1]) {
+        ok(
+            &coffer(&["key", "remove", s(&c), id, "--identity", s(&laptop_id)], None),
+            "remove on C",
+        );
+    }
+    let copy = a.join("coffer.sync-conflict-20261206-111111-ABCDEFG.conf");
+    std::fs::copy(c.join("coffer.conf"), &copy).unwrap();
+    let before = std::fs::read(a.join("coffer.conf")).unwrap();
+    let out = coffer(&["key", "merge", s(&a), "--passfile", s(&pf)], None);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("would leave no key slot"), "{}", out.stderr);
+    assert_eq!(std::fs::read(a.join("coffer.conf")).unwrap(), before, "nothing changed");
+    assert!(copy.exists());
 }

@@ -175,6 +175,16 @@ impl<'a> Walker<'a> {
     /// plain path when its name decrypts.
     fn item(&mut self, dir: &Dir, name: &[u8], names: &HashSet<Vec<u8>>) -> Result<Option<(Dir, Option<Vec<u8>>)>> {
         let rel = dir.rel_child(name);
+        if dir.rel.as_os_str().is_empty() && crate::format::conflict::config_copy_marker(name).is_some() {
+            self.add(
+                None,
+                &rel,
+                DamageKind::ConfigCopy,
+                "conflict copy of coffer.conf (two replicas changed the config at once): \
+                 `coffer key merge` merges its key slots; `coffer rekey` follows its key epoch",
+            );
+            return Ok(None);
+        }
         match classify(name, self.vault.params().name_encoding) {
             BackingName::Config | BackingName::Diriv => {}
             BackingName::Temp

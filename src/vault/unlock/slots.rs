@@ -521,3 +521,75 @@ pub fn descends_from(
     }
     Ok(false)
 }
+
+/// What merging a conflict copy of the config did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Merged {
+    /// Its slots and removals are in the config now.
+    Merged {
+        /// Slots it brought that the config lacked.
+        added: usize,
+        /// Slots of the config it had removed (its removals win).
+        removed: usize,
+    },
+    /// It is not this vault's config, or names another key epoch (a rekey on the other
+    /// replica: `coffer rekey` follows it); left as it is.
+    OtherEpoch,
+}
+
+/// Merges `copy`, a sync client's conflict copy of version-3 config `cfg` (newest key `key`),
+/// into `cfg` by slot ID: every slot either side has, except those either side removed (an
+/// add racing a remove does not bring the removed slot back); the removals of both are kept.
+/// Refused when that leaves no slot or breaks the slot bounds. Returns the merged config (not
+/// written) and what was done.
+pub fn merge_copy(cfg: &Config, key: &MasterKey, copy: &Config) -> Result<(Option<Slots>, Merged)> {
+    if copy.format_version < crate::format::CONFIG_V3
+        || copy.vault_id != cfg.vault_id
+        || copy.epochs != cfg.epochs
+        || check_mac(copy, key).is_err()
+    {
+        return Ok((None, Merged::OtherEpoch));
+    }
+    let ours = slots_of(cfg)?;
+    let theirs = slots_of(copy)?;
+    let mut removed = ours.removed.clone();
+    for r in &theirs.removed {
+        if !removed.contains(r) {
+            removed.push(*r);
+        }
+    }
+    if removed.len() > crate::format::config::slots::MAX_REMOVED {
+        removed.drain(..removed.len() - crate::format::config::slots::MAX_REMOVED);
+    }
+    let mut slots: Vec<Slot> = ours
+        .slots
+        .iter()
+        .filter(|s| !removed.contains(&s.id))
+        .cloned()
+        .collect();
+    let dropped = ours.slots.len() - slots.len();
+    let mut added = 0;
+    for s in &theirs.slots {
+        if !removed.contains(&s.id) && !slots.iter().any(|o| o.id == s.id) {
+            slots.push(s.clone());
+            added += 1;
+        }
+    }
+    if slots.is_empty() {
+        return Err(VaultError::KeySlot(
+            "merging the conflict copy would leave no key slot (each side removed the other's): nothing was changed"
+                .into(),
+        ));
+    }
+    let merged = Slots { slots, removed };
+    let (entries, removed_hex) = merged.to_entries();
+    Slots::from_entries(&entries, &removed_hex)
+        .map_err(|e| VaultError::KeySlot(format!("the merged slot list is refused: {e}")))?;
+    Ok((
+        Some(merged),
+        Merged::Merged {
+            added,
+            removed: dropped,
+        },
+    ))
+}
