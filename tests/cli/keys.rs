@@ -40,6 +40,17 @@ fn cat_with(v: &Path, file: &str, how: &[&str]) -> crate::support::cli::Out {
     coffer(&args, None)
 }
 
+/// `coffer init` of `v` with the password in `pf` (the cheap test KDF).
+fn init_with(v: &Path, pf: &Path) {
+    ok(
+        &coffer(
+            &["init", "--insecure-fast-kdf", "--quiet", "--passfile", s(pf), s(v)],
+            None,
+        ),
+        "init",
+    );
+}
+
 fn ok(out: &crate::support::cli::Out, what: &str) {
     assert_eq!(out.code, 0, "{what}: {}", out.stderr);
 }
@@ -53,13 +64,7 @@ fn every_slot_kind_adds_lists_unlocks_and_removes() {
     let v = t.path().join("v");
     let pf = passfile(t.path(), "pf", "first password");
     let pf2 = passfile(t.path(), "pf2", "second password");
-    ok(
-        &coffer(
-            &["init", "--insecure-fast-kdf", "--quiet", "--passfile", s(&pf), s(&v)],
-            None,
-        ),
-        "init",
-    );
+    init_with(&v, &pf);
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("coffer.conf")).unwrap()).unwrap();
     assert_eq!(cfg["format_version"], 3, "{cfg}");
     assert!(cfg.get("kdf").is_none() && cfg.get("wrapped_master_key").is_none());
@@ -354,13 +359,7 @@ fn slot_lists_edited_without_the_key_are_refused() {
     let v = t.path().join("v");
     let pf = passfile(t.path(), "pf", "pw");
     let pf2 = passfile(t.path(), "pf2", "pw2");
-    ok(
-        &coffer(
-            &["init", "--insecure-fast-kdf", "--quiet", "--passfile", s(&pf), s(&v)],
-            None,
-        ),
-        "init",
-    );
+    init_with(&v, &pf);
     ok(
         &coffer(
             &[
@@ -623,13 +622,7 @@ fn a_plugin_slot_wraps_and_unwraps_through_the_plugin_on_path() {
     let id_file = t.path().join("plugin-identity.txt");
     std::fs::write(&id_file, &text).unwrap();
 
-    ok(
-        &coffer(
-            &["init", "--insecure-fast-kdf", "--quiet", "--passfile", s(&pf), s(&v)],
-            None,
-        ),
-        "init",
-    );
+    init_with(&v, &pf);
     {
         let m = coffer::vault::Vault::unlock(&v, None, b"pw", false).unwrap();
         crate::support::cli::put_file(&m, b"f.txt", b"through a plugin\n");
@@ -715,13 +708,7 @@ fn a_removed_identity_opens_nothing_after_rekey_and_finish_even_with_the_old_con
     let pf = passfile(t.path(), "pf", "alice's password");
     let alice_ssh = ssh_key(t.path(), "alice_ed25519");
     let (bob_id, bob_rcpt) = age_identity(t.path(), "bob.txt");
-    ok(
-        &coffer(
-            &["init", "--insecure-fast-kdf", "--quiet", "--passfile", s(&pf), s(&v)],
-            None,
-        ),
-        "init",
-    );
+    init_with(&v, &pf);
     let add = |extra: &[&str]| {
         let mut a = vec!["key", "add", s(&v)];
         a.extend_from_slice(extra);

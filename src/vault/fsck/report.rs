@@ -35,9 +35,9 @@ pub enum DamageKind {
     /// unchecked. Reported beside the damaged block; `--repair` cannot restore the order.
     /// JSON: `order_not_checkable`.
     OrderNotCheckable,
-    /// A sync client's conflict copy of `coffer.conf` (two replicas changed the config at
-    /// once): `coffer key merge` merges its key slots, `coffer rekey` its key epoch.
-    /// JSON: `config_copy`.
+    /// A sync client's conflict copy of `coffer.conf` under the vault's newest key epoch (two
+    /// replicas changed its key slots at once): `coffer key merge` merges it. JSON:
+    /// `config_copy`.
     ConfigCopy,
     /// The last block carries the highest write session (versions 2 and 3): later versions of
     /// the file cannot be told apart. A copy of the file gets a new file ID and starts again.

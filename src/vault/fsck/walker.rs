@@ -176,13 +176,7 @@ impl<'a> Walker<'a> {
     fn item(&mut self, dir: &Dir, name: &[u8], names: &HashSet<Vec<u8>>) -> Result<Option<(Dir, Option<Vec<u8>>)>> {
         let rel = dir.rel_child(name);
         if dir.rel.as_os_str().is_empty() && crate::format::conflict::config_copy_marker(name).is_some() {
-            self.add(
-                None,
-                &rel,
-                DamageKind::ConfigCopy,
-                "conflict copy of coffer.conf (two replicas changed the config at once): \
-                 `coffer key merge` merges its key slots; `coffer rekey` follows its key epoch",
-            );
+            self.config_copy(dir, name, &rel);
             return Ok(None);
         }
         match classify(name, self.vault.params().name_encoding) {
@@ -236,6 +230,29 @@ impl<'a> Walker<'a> {
             }
         }
         Ok(None)
+    }
+
+    /// Reports a sync client's conflict copy of `coffer.conf` that names the vault's newest key
+    /// epoch: two replicas changed the config (its key slots) at once, and `coffer key merge`
+    /// merges them. A copy under another epoch is the other side of a rekey (read by `coffer
+    /// rekey`, removed by `rekey --finish`), not reported here.
+    fn config_copy(&mut self, dir: &Dir, name: &[u8], rel: &Path) {
+        let newest = self.vault.vault_keys().newest().id;
+        let detail = match dir.fd.read_small(name, 64 * 1024) {
+            Ok(text) => match crate::format::config::Config::parse(&text) {
+                Ok(copy) => {
+                    let theirs = copy.epochs().ok().flatten().map(|e| e.newest().id);
+                    if theirs.is_none() || theirs != newest {
+                        return;
+                    }
+                    "conflict copy of coffer.conf (two replicas changed its key slots at once): `coffer key merge` merges it"
+                        .to_string()
+                }
+                Err(e) => format!("conflict copy of coffer.conf that does not parse ({e})"),
+            },
+            Err(e) => format!("conflict copy of coffer.conf that cannot be read ({e})"),
+        };
+        self.add(None, rel, DamageKind::ConfigCopy, detail);
     }
 
     /// Reports a directory's diriv conflict copies (their IVs widen what decrypts there, gap

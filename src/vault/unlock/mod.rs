@@ -184,6 +184,31 @@ pub fn init_version(
     cost: KdfCost,
     version: u16,
 ) -> Result<MasterKey> {
+    if version >= crate::format::CONFIG_V3 {
+        return init_with_slots(
+            cipherdir,
+            config,
+            params,
+            &[(slots::NewSlot::Password { password, cost }, None)],
+        );
+    }
+    let (dir, cfg_path) = prepare_init(cipherdir, config, params)?;
+    let (master, mut cfg) = if version >= crate::format::CONFIG_V2 {
+        let (vault, list, key) = epochs::first_epoch()?;
+        (key, new_config_v2(params, cost, vault, &list)?)
+    } else {
+        (MasterKey::generate()?, new_config(params, cost)?)
+    };
+    seal_config(&cfg_path, &mut cfg, &master, password)?;
+    write_root_diriv(&dir, cipherdir)?;
+    write_config(&cfg_path, &cfg)?;
+    Ok(master)
+}
+
+/// What every `init` checks and clears first: the parameters, no config yet at its path, and
+/// nothing in CIPHERDIR but what an interrupted `init` leaves. The root's descriptor and the
+/// config's path.
+fn prepare_init(cipherdir: &Path, config: Option<&Path>, params: &VaultParams) -> Result<(DirFd, PathBuf)> {
     params.validate().map_err(|source| VaultError::Config {
         path: cipherdir.to_path_buf(),
         source,
@@ -194,28 +219,15 @@ pub fn init_version(
         return Err(VaultError::errno_at(&cfg_path, libc::EEXIST));
     }
     clear_interrupted_init(&dir, cipherdir)?;
-    if version >= crate::format::CONFIG_V3 {
-        drop(dir);
-        return init_with_slots(
-            cipherdir,
-            config,
-            params,
-            &[(slots::NewSlot::Password { password, cost }, None)],
-        );
-    }
-    let (master, mut cfg) = if version >= crate::format::CONFIG_V2 {
-        let (vault, list, key) = epochs::first_epoch()?;
-        (key, new_config_v2(params, cost, vault, &list)?)
-    } else {
-        (MasterKey::generate()?, new_config(params, cost)?)
-    };
-    seal_config(&cfg_path, &mut cfg, &master, password)?;
+    Ok((dir, cfg_path))
+}
+
+/// The root's diriv, made durable before the config that makes CIPHERDIR a vault.
+fn write_root_diriv(dir: &DirFd, cipherdir: &Path) -> Result<()> {
     let iv: [u8; DIRIV_LEN] = crypto::random_array()?;
     dir.write_new(DIRIV_NAME.as_bytes(), &iv, 0o444)
         .at(cipherdir.join(DIRIV_NAME))?;
-    dir.fsync().at(cipherdir)?;
-    write_config(&cfg_path, &cfg)?;
-    Ok(master)
+    dir.fsync().at(cipherdir)
 }
 
 /// Creates a vault of config version 3 (one layout-3 key epoch) whose key slots are
@@ -227,16 +239,7 @@ pub fn init_with_slots(
     params: &VaultParams,
     new_slots: &[(slots::NewSlot, Option<String>)],
 ) -> Result<MasterKey> {
-    params.validate().map_err(|source| VaultError::Config {
-        path: cipherdir.to_path_buf(),
-        source,
-    })?;
-    let dir = DirFd::open_path(cipherdir).at(cipherdir)?;
-    let cfg_path = config_path(cipherdir, config);
-    if cfg_path.exists() {
-        return Err(VaultError::errno_at(&cfg_path, libc::EEXIST));
-    }
-    clear_interrupted_init(&dir, cipherdir)?;
+    let (dir, cfg_path) = prepare_init(cipherdir, config, params)?;
     let (vault, epochs, key) = epochs::first_epoch()?;
     let mut made = Vec::with_capacity(new_slots.len());
     for (new, label) in new_slots {
@@ -253,10 +256,7 @@ pub fn init_with_slots(
         slots: made,
         removed: Vec::new(),
     };
-    let iv: [u8; DIRIV_LEN] = crypto::random_array()?;
-    dir.write_new(DIRIV_NAME.as_bytes(), &iv, 0o444)
-        .at(cipherdir.join(DIRIV_NAME))?;
-    dir.fsync().at(cipherdir)?;
+    write_root_diriv(&dir, cipherdir)?;
     slots::write_v3(&cfg_path, params, vault, &epochs, &list, &[], &key)?;
     Ok(key)
 }
