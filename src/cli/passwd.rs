@@ -23,6 +23,15 @@ pub fn run(args: &PasswdArgs) -> CliResult {
     if args.open.masterkey {
         return reset_with_recovery_key(args, &new_src);
     }
+    if args.open.identity.is_some() || args.open.keyfile.is_some() {
+        return Err(CliError::new(
+            code::USAGE,
+            "passwd changes the password slot that the old password opens: give that password",
+        )
+        .hint(
+            "to add a password with an identity or a key file: coffer key add CIPHERDIR --password --identity FILE",
+        ));
+    }
     let cfg = read_config(&args.cipherdir, args.open.config.as_deref())?;
     let old = read_secret(&args.open.secret, Ask::Password)?;
     // Check the old password before asking for a new one.

@@ -20,6 +20,12 @@ use super::password::{read_secret, Ask};
 
 /// Runs `reverse`.
 pub fn run(args: &ReverseArgs, verbose: u8) -> CliResult {
+    if args.open.identity.is_some() || args.open.keyfile.is_some() {
+        return Err(CliError::new(
+            code::USAGE,
+            "a reverse-mode config has a password only: --identity and --keyfile do not open it",
+        ));
+    }
     if args.daemon_child {
         return daemon::run_child(args.log.as_deref(), verbose, "reverse mount ready", |on_ready| {
             serve(args, &args.plaindir, &args.mountpoint, on_ready)

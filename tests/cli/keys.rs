@@ -951,3 +951,75 @@ fn concurrent_slot_changes_on_two_replicas_merge_by_slot_id() {
     assert_eq!(std::fs::read(a.join("coffer.conf")).unwrap(), before, "nothing changed");
     assert!(copy.exists());
 }
+
+/// `passwd` of a vault with two password slots changes the one the old password opens,
+/// keeping its ID and label; the other password still opens it. `passwd --identity` is
+/// refused in one line.
+#[test]
+fn passwd_changes_the_password_slot_that_matched() {
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let [p1, p2, p3] = ["one", "two", "three"].map(|p| passfile(t.path(), p, &format!("password {p}")));
+    init_with(&v, &p1);
+    ok(
+        &coffer(
+            &[
+                "key",
+                "add",
+                s(&v),
+                "--password",
+                "--new-passfile",
+                s(&p2),
+                "--insecure-fast-kdf",
+                "--label",
+                "second",
+                "--passfile",
+                s(&p1),
+            ],
+            None,
+        ),
+        "add a second password",
+    );
+    let ids = || -> Vec<String> {
+        let cfg = coffer::vault::unlock::read_config(&v.join("coffer.conf")).unwrap();
+        cfg.slots()
+            .unwrap()
+            .unwrap()
+            .slots
+            .iter()
+            .map(|s| s.id.to_hex())
+            .collect()
+    };
+    let before = ids();
+    ok(
+        &coffer(
+            &[
+                "passwd",
+                "--insecure-fast-kdf",
+                "--passfile",
+                s(&p2),
+                "--new-passfile",
+                s(&p3),
+                s(&v),
+            ],
+            None,
+        ),
+        "passwd",
+    );
+    assert_eq!(ids(), before, "same slots, same IDs");
+    for (p, opens) in [(&p1, true), (&p2, false), (&p3, true)] {
+        let out = cat_with(&v, "nothing", &["--passfile", s(p)]);
+        assert_eq!(out.code != 3, opens, "{}: {}", p.display(), out.stderr);
+    }
+    let listed = coffer(&["key", "list", "--passfile", s(&p3), s(&v)], None).stdout_str();
+    assert!(listed.contains("second"), "the label stays: {listed}");
+    let (age_id, _) = age_identity(t.path(), "id.txt");
+    let out = coffer(&["passwd", "--identity", s(&age_id), s(&v)], None);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .starts_with("coffer: error: passwd changes the password slot"),
+        "{}",
+        out.stderr
+    );
+}
