@@ -179,6 +179,41 @@ fn every_slot_kind_adds_lists_unlocks_and_removes() {
     let out = add(&["--recipient", "age1notarecipient"]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("not an age recipient"), "{}", out.stderr);
+    let ecdsa = t.path().join("id_ecdsa");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-N", "", "-f"])
+        .arg(&ecdsa)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = add(&["--recipient-file", &format!("{}.pub", s(&ecdsa))]);
+    assert_eq!(out.code, 2);
+    assert_eq!(
+        out.stderr.lines().next().unwrap(),
+        "coffer: error: SSH keys of type `ecdsa-sha2-nistp256` are not supported: use ssh-ed25519 or ssh-rsa",
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+
+    // A background mount with the key file, an export with the age key.
+    if crate::support::common::fuse_available() {
+        let m = t.path().join("m");
+        std::fs::create_dir(&m).unwrap();
+        ok(
+            &coffer(&["mount", "--keyfile", s(&kf), s(&v), s(&m)], None),
+            "mount with a key file",
+        );
+        let got = std::fs::read(m.join("f.txt"));
+        ok(&coffer(&["unmount", s(&m)], None), "unmount");
+        assert_eq!(got.unwrap(), b"shared secret\n");
+    }
+    let age_out = t.path().join("export-age");
+    ok(
+        &coffer(&["export", "--identity", s(&age_id), s(&v), s(&age_out)], None),
+        "export with the age key",
+    );
+    assert_eq!(std::fs::read(age_out.join("f.txt")).unwrap(), b"shared secret\n");
 
     // Remove by label and by ID; the removed way in opens nothing.
     let rm = |which: &str, how: &[&str]| {
