@@ -1,11 +1,13 @@
 //! Writes the frozen fixture vault (run by scripts/make-fixture; never by tests).
 //!
-//! `cargo run --example make_fixture -- v1|v2|v3 VAULT_DIR MANIFEST XATTRS RECOVERY`
+//! `cargo run --example make_fixture -- v1|v2|v3|slots VAULT_DIR MANIFEST XATTRS RECOVERY`
 //!
 //! `v1`: a vault without feature flags (header-version-1 files); `v2`: `block_sessions` only
 //! (header-version-2 files; made before `xattr_packs`, so one backing xattr per name); `v3`:
 //! config version 2 with one layout-3 key epoch (header-version-3 files, names, symlink
-//! targets and xattrs of layout 3, packed xattrs). VAULT_DIR must not exist. MANIFEST lists every plaintext entry (path in hex, type, size,
+//! targets and xattrs of layout 3, packed xattrs); `slots`: config version 3, the same epoch
+//! layout, with a password, a key-file and an age slot (the key file and the age identity are
+//! written beside RECOVERY as `.keyfile` and `.age`: test secrets). VAULT_DIR must not exist. MANIFEST lists every plaintext entry (path in hex, type, size,
 //! SHA-256 of contents or target, xattrs); XATTRS holds the backing xattrs, which git does not
 //! store, for tests/vault/fixture.rs to put back; RECOVERY holds the recovery key.
 
@@ -14,7 +16,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use coffer::format::config::{VaultParams, FLAG_BLOCK_SESSIONS};
-use coffer::format::{CONFIG_V1, CONFIG_V2};
+use coffer::format::{CONFIG_V1, CONFIG_V2, CONFIG_V3};
 use coffer::vault::{backing, unlock, Dir, KdfCost, Vault};
 use sha2::{Digest, Sha256};
 
@@ -177,7 +179,7 @@ fn build(m: &mut Maker) -> Res<()> {
 fn main() -> Res<()> {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let [name, vault_dir, manifest, xattrs, recovery_out] = args.as_slice() else {
-        return Err("usage: make_fixture v1|v2|v3 VAULT_DIR MANIFEST XATTRS RECOVERY".into());
+        return Err("usage: make_fixture v1|v2|v3|slots VAULT_DIR MANIFEST XATTRS RECOVERY".into());
     };
     let name = name.to_str().ok_or("fixture name")?;
     let mut params = VaultParams::default();
@@ -191,6 +193,7 @@ fn main() -> Res<()> {
             CONFIG_V1
         }
         "v3" => CONFIG_V2,
+        "slots" => CONFIG_V3,
         _ => return Err(format!("unknown fixture {name}").into()),
     };
     let password = format!("{PASSWORD_PREFIX}{name}");
@@ -230,11 +233,39 @@ fn main() -> Res<()> {
     for l in &m.xattrs {
         writeln!(out, "{l}")?;
     }
+    if config_version == CONFIG_V3 {
+        add_fixture_slots(vault_dir, password, Path::new(recovery_out))?;
+    }
     // The recovery key of a throwaway test vault is not a secret.
     let cfg = unlock::read_config(&unlock::config_path(vault_dir, None))?;
     std::fs::write(
         recovery_out,
         format!("{}\n", unlock::recovery_key(&cfg, &master)?.as_str()),
     )?;
+    Ok(())
+}
+
+/// The `slots` fixture's further ways in: a key file of 32 fixed bytes and a new age identity,
+/// both written beside `recovery` (`.keyfile`, `.age`; test secrets of a throwaway vault).
+fn add_fixture_slots(vault_dir: &Path, password: &[u8], recovery: &Path) -> Res<()> {
+    use age::secrecy::ExposeSecret;
+    use unlock::slots::{add_slot, unlock_any, Credential, NewSlot};
+    let key_file = [0x42u8; 32];
+    std::fs::write(recovery.with_extension("keyfile"), key_file)?;
+    let id = age::x25519::Identity::generate();
+    std::fs::write(
+        recovery.with_extension("age"),
+        format!("{}\n", id.to_string().expose_secret()),
+    )?;
+    let path = unlock::config_path(vault_dir, None);
+    let recipient = coffer::crypto::SlotRecipient::parse(&id.to_public().to_string())?;
+    for (new, label) in [
+        (NewSlot::KeyFile(&key_file), "usb"),
+        (NewSlot::Recipient(recipient), "phone"),
+    ] {
+        let cfg = unlock::read_config(&path)?;
+        let (key, _) = unlock_any(&cfg, &Credential::Password(password))?;
+        add_slot(&path, &cfg, &key, Some(password), &new, Some(label.to_string()))?;
+    }
     Ok(())
 }

@@ -24,8 +24,9 @@ use sha2::{Digest, Sha256};
 
 /// The frozen fixtures of config version 1: name, header version of their files.
 const FIXTURES: [(&str, u16); 2] = [("v1", 1), ("v2", 2)];
-/// Every frozen fixture: those, and vault-v3 (config version 2, one layout-3 key epoch).
-const ALL_FIXTURES: [(&str, u16); 3] = [("v1", 1), ("v2", 2), ("v3", 3)];
+/// Every frozen fixture: those, vault-v3 (config version 2, one layout-3 key epoch) and
+/// vault-slots (config version 3: key slots; header version 3 files).
+const ALL_FIXTURES: [(&str, u16); 4] = [("v1", 1), ("v2", 2), ("v3", 3), ("slots", 3)];
 
 fn password(name: &str) -> Vec<u8> {
     format!("coffer fixture {name}").into_bytes()
@@ -169,6 +170,7 @@ fn fixture_vaults_open_and_every_byte_matches() {
     // The fixtures hold the same plaintext.
     assert_eq!(manifest("v1"), manifest("v2"));
     assert_eq!(manifest("v1"), manifest("v3"));
+    assert_eq!(manifest("v1"), manifest("slots"));
 }
 
 #[test]
@@ -197,7 +199,8 @@ fn fixture_covers_what_issue_2_asks_for() {
     );
     assert!(has("f", &|f| hex(f[1]) == b"sparse"), "a sparse file");
     let total: u64 = walk_size(&support::fixtures());
-    assert!(total < 4 << 20, "fixtures are {total} bytes");
+    // Four frozen vaults of about 1.2 MB each and the fsck fixtures.
+    assert!(total < 6 << 20, "fixtures are {total} bytes");
 }
 
 fn walk_size(p: &Path) -> u64 {
@@ -458,4 +461,48 @@ fn fixture_v3_config_and_recovery_key() {
     let cn = v.cipher_name(&root, b"size-4095").unwrap();
     let h = v.open_file(&root, &cn.entry, false).unwrap().header().unwrap().unwrap();
     assert_eq!(h.epoch_id(), Some(epochs.newest().id));
+}
+
+/// vault-slots: config version 3 with a password, a key-file and an age slot; each opens the
+/// same epoch and every byte of the manifest; the recovery key opens it with and without the
+/// config; the slot list is what the fixture was made with.
+#[test]
+fn fixture_slots_open_with_every_slot() {
+    use coffer::vault::unlock::slots::{describe, unlock_any, Credential};
+    let (_tmp, dir) = fixture_copy("slots");
+    let cfg = unlock::read_config(&dir.join("coffer.conf")).unwrap();
+    assert_eq!(cfg.format_version, 3);
+    let key_file = std::fs::read(support::fixtures().join("vault-slots.keyfile")).unwrap();
+    let age_text = std::fs::read(support::fixtures().join("vault-slots.age")).unwrap();
+    let ids = coffer::crypto::read_identities(&age_text, "vault-slots.age", coffer::crypto::NoCallbacks).unwrap();
+    let pw = password("slots");
+    let by = |c: Credential| unlock_any(&cfg, &c).unwrap().0;
+    let key = by(Credential::Password(&pw));
+    assert_eq!(by(Credential::KeyFile(&key_file)).expose(), key.expose());
+    assert_eq!(by(Credential::Identities(&ids)).expose(), key.expose());
+    let labels: Vec<(String, Option<String>)> = describe(&cfg, &key)
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.slot.kind.as_str().to_string(), v.info.label))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("password".to_string(), None),
+            ("keyfile".to_string(), Some("usb".to_string())),
+            ("age".to_string(), Some("phone".to_string()))
+        ]
+    );
+    let text = std::fs::read_to_string(support::fixtures().join("vault-slots.recovery")).unwrap();
+    let alone = unlock::recovery_unlock(text.trim(), None, None).unwrap();
+    assert_eq!(alone.master.expose(), key.expose());
+    let with = unlock::recovery_unlock(text.trim(), Some(&cfg), None).unwrap();
+    assert_eq!(with.master.expose(), key.expose());
+    let keys = unlock::vault_keys(&cfg, &key).unwrap();
+    let v = coffer::vault::Vault::open_with_keys(&dir, keys, cfg.params(), true).unwrap();
+    let mut got = Vec::new();
+    let mut seen = Seen::default();
+    walk(&v, &v.root_dir().unwrap(), b"", &mut got, &mut seen);
+    got.sort();
+    assert_eq!(got, manifest("slots"));
 }
