@@ -61,7 +61,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand init" -s h -l help -d 'Pri
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand mount" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA) instead of the password. A passphrase-protected SSH key asks for its passphrase, or takes it from --passfile or --extpass' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l atime -d 'When reads update access times, as the mount(8) options of the same names' -r -f -a "noatime\t'Never update access times'
 relatime\t'Update the access time when it is older than the modification or change time, or a day old (the kernel\'s default)'
@@ -85,7 +85,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand unmount" -s h -l help -d '
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA) instead of the password. A passphrase-protected SSH key asks for its passphrase, or takes it from --passfile or --extpass' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l new-passfile -d 'Read the new password from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand passwd" -l new-extpass -d 'Run CMD and use the first line of its stdout as the new password' -r
@@ -97,7 +97,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand passwd" -s h -l help -d 'P
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA) instead of the password. A passphrase-protected SSH key asks for its passphrase, or takes it from --passfile or --extpass' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
 complete -c coffer -n "__fish_coffer_using_subcommand rekey" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
@@ -114,7 +114,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand key; and not __fish_seen_s
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l identity -d 'Unlock with an age identity file or an SSH private key instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l identity -d 'Unlock with an age identity file or an SSH private key instead of the password (a protected SSH key\'s passphrase: asked, or from --passfile / --extpass)' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l unlock-keyfile -d 'Unlock with a key file instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l public -d 'Show slot IDs and kinds only, without unlocking'
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from list" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen'
@@ -128,7 +128,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subco
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l identity -d 'Unlock with an age identity file or an SSH private key instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l identity -d 'Unlock with an age identity file or an SSH private key instead of the password (a protected SSH key\'s passphrase: asked, or from --passfile / --extpass)' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l unlock-keyfile -d 'Unlock with a key file instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l password -d 'Add a password slot (the new password is asked twice, or read from --new-passfile)'
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from add" -l insecure-fast-kdf -d 'TESTS ONLY: the new password slot gets the cheapest KDF'
@@ -138,7 +138,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subco
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l identity -d 'Unlock with an age identity file or an SSH private key instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l identity -d 'Unlock with an age identity file or an SSH private key instead of the password (a protected SSH key\'s passphrase: asked, or from --passfile / --extpass)' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l unlock-keyfile -d 'Unlock with a key file instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l rekey -d 'Start a rekey at once (`coffer rekey`), so that the removed slot\'s holder is cut off from new writes; `coffer rekey --finish` then forgets the old key'
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from remove" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen'
@@ -147,7 +147,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subco
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -l identity -d 'Unlock with an age identity file or an SSH private key instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -l identity -d 'Unlock with an age identity file or an SSH private key instead of the password (a protected SSH key\'s passphrase: asked, or from --passfile / --extpass)' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -l unlock-keyfile -d 'Unlock with a key file instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen'
 complete -c coffer -n "__fish_coffer_using_subcommand key; and __fish_seen_subcommand_from merge" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
@@ -163,7 +163,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand info" -s h -l help -d 'Pri
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand cat" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand cat" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA) instead of the password. A passphrase-protected SSH key asks for its passphrase, or takes it from --passfile or --extpass' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
 complete -c coffer -n "__fish_coffer_using_subcommand cat" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
@@ -172,7 +172,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand cat" -s h -l help -d 'Prin
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand export" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand export" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA) instead of the password. A passphrase-protected SSH key asks for its passphrase, or takes it from --passfile or --extpass' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
 complete -c coffer -n "__fish_coffer_using_subcommand export" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
@@ -182,7 +182,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand export" -s h -l help -d 'P
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA) instead of the password. A passphrase-protected SSH key asks for its passphrase, or takes it from --passfile or --extpass' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
 complete -c coffer -n "__fish_coffer_using_subcommand fsck" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
@@ -193,7 +193,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand fsck" -s h -l help -d 'Pri
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA) instead of the password. A passphrase-protected SSH key asks for its passphrase, or takes it from --passfile or --extpass' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l exclude -d 'Hide paths matching PATTERN (repeatable): `*`, `?`, `**`; without `/` it matches a name at any depth, with `/` the path from PLAINDIR' -r
 complete -c coffer -n "__fish_coffer_using_subcommand reverse" -l idle -d 'Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h)' -r
@@ -208,7 +208,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand reverse" -s h -l help -d '
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA) instead of the password. A passphrase-protected SSH key asks for its passphrase, or takes it from --passfile or --extpass' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
 complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'
@@ -217,7 +217,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand encrypt-name" -s h -l help
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l passfile -d 'Read the password (or recovery key) from the first line of FILE' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l extpass -d 'Run CMD (via sh -c) and use the first line of its stdout as the password' -r
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l config -d 'Read the config from FILE instead of CIPHERDIR/coffer.conf' -r -F
-complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the password' -r -F
+complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l identity -d 'Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH private key (ed25519 or RSA) instead of the password. A passphrase-protected SSH key asks for its passphrase, or takes it from --passfile or --extpass' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l keyfile -d 'Open with a key file (its bytes, e.g. on a USB stick) instead of the password' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
 complete -c coffer -n "__fish_coffer_using_subcommand decrypt-name" -l accept-config-change -d 'Open even if coffer.conf lacks the newest key epoch this machine has seen for the vault (an older config put back, or another vault\'s), and remember this config instead'

@@ -299,8 +299,8 @@ pub struct OpenArgs {
     #[arg(long, conflicts_with_all = ["identity", "keyfile"])]
     pub masterkey: bool,
     /// Open with an age identity file (AGE-SECRET-KEY-1…, age-plugin identities) or an SSH
-    /// private key (ed25519 or RSA; a passphrase-protected one asks for it) instead of the
-    /// password.
+    /// private key (ed25519 or RSA) instead of the password. A passphrase-protected SSH key
+    /// asks for its passphrase, or takes it from --passfile or --extpass.
     #[arg(long, value_name = "FILE", conflicts_with = "keyfile")]
     pub identity: Option<PathBuf>,
     /// Open with a key file (its bytes, e.g. on a USB stick) instead of the password.
@@ -420,7 +420,8 @@ pub struct KeyUnlockArgs {
     /// Read the config from FILE instead of CIPHERDIR/coffer.conf.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Unlock with an age identity file or an SSH private key instead of the password.
+    /// Unlock with an age identity file or an SSH private key instead of the password (a
+    /// protected SSH key's passphrase: asked, or from --passfile / --extpass).
     #[arg(long, value_name = "FILE", conflicts_with = "unlock_keyfile")]
     pub identity: Option<PathBuf>,
     /// Unlock with a key file instead of the password.

@@ -51,7 +51,16 @@ pub fn read_given(args: &OpenArgs) -> CliResult<Given> {
         return read_key_file(f).map(Given::KeyFile);
     }
     if let Some(f) = &args.identity {
-        return read_identity_file(f).map(Given::Identities);
+        // --passfile / --extpass with --identity: the passphrase of a protected SSH key.
+        let passphrase = if args.secret.passfile.is_some() || args.secret.extpass.is_some() {
+            let p = read_secret(&args.secret, Ask::Password)?;
+            let text = std::str::from_utf8(&p)
+                .map_err(|_| CliError::new(code::PASSWORD_INPUT, "the SSH key's passphrase is not UTF-8 text"))?;
+            Some(std::sync::Arc::new(Zeroizing::new(text.to_string())))
+        } else {
+            None
+        };
+        return read_identity_file(f, passphrase).map(Given::Identities);
     }
     read_secret(&args.secret, Ask::Password).map(Given::Password)
 }
@@ -89,16 +98,23 @@ fn read_small(path: &Path) -> CliResult<Secret> {
     Ok(out)
 }
 
-/// The identities of an age identity file or an SSH private key.
-pub fn read_identity_file(path: &Path) -> CliResult<Vec<Box<dyn age::Identity>>> {
+/// The identities of an age identity file or an SSH private key; a protected SSH key's
+/// passphrase is `passphrase`, else asked on the terminal.
+pub fn read_identity_file(
+    path: &Path,
+    passphrase: Option<std::sync::Arc<Zeroizing<String>>>,
+) -> CliResult<Vec<Box<dyn age::Identity>>> {
     let text = read_small(path)?;
-    crypto::read_identities(&text, &path.display().to_string(), TtyCallbacks)
+    crypto::read_identities(&text, &path.display().to_string(), TtyCallbacks { passphrase })
         .map_err(|e| CliError::new(code::USAGE, e.to_string()))
 }
 
-/// Asks on the terminal for what an identity needs (an SSH key's passphrase, a plugin's PIN).
-#[derive(Clone, Copy)]
-pub struct TtyCallbacks;
+/// Answers what an identity needs (an SSH key's passphrase, a plugin's PIN): the passphrase
+/// given with `--passfile` or `--extpass`, else a question on the terminal.
+#[derive(Clone)]
+pub struct TtyCallbacks {
+    passphrase: Option<std::sync::Arc<Zeroizing<String>>>,
+}
 
 impl age::Callbacks for TtyCallbacks {
     fn display_message(&self, message: &str) {
@@ -121,6 +137,9 @@ impl age::Callbacks for TtyCallbacks {
     }
 
     fn request_passphrase(&self, description: &str) -> Option<SecretString> {
+        if let Some(p) = &self.passphrase {
+            return Some(SecretString::from(p.as_str().to_string()));
+        }
         let answer = super::tty::prompt_hidden(&format!("{description}: "), 1024).ok()?;
         let text = std::str::from_utf8(&answer).ok()?;
         Some(SecretString::from(text.to_string()))

@@ -327,11 +327,27 @@ pub fn read_identities(
             };
             return Err(SlotCryptoError::Identity(format!("{filename}: {why}")));
         }
-        return Ok(vec![Box::new(id.with_callbacks(callbacks))]);
+        if let age::ssh::Identity::Encrypted(enc) = &id {
+            // Asked once here, not once per slot the key is tried against.
+            let Some(passphrase) = callbacks.request_passphrase(&format!("Passphrase for the SSH key {filename}"))
+            else {
+                return Err(SlotCryptoError::Identity(format!(
+                    "{filename}: the SSH key is passphrase-protected and no passphrase was given"
+                )));
+            };
+            let key = enc
+                .decrypt(passphrase)
+                .map_err(|_| SlotCryptoError::Identity(format!("{filename}: wrong passphrase for the SSH key")))?;
+            return Ok(vec![Box::new(age::ssh::Identity::from(key))]);
+        }
+        return Ok(vec![Box::new(id)]);
     }
     let file = age::IdentityFile::from_buffer(text)
         .map_err(|e| {
-            SlotCryptoError::Identity(format!("{filename}: not an age identity file or SSH private key ({e})"))
+            SlotCryptoError::Identity(format!(
+                "{filename}: not an age identity file or SSH private key ({})",
+                one_line(&e.to_string())
+            ))
         })?
         .with_callbacks(callbacks);
     let ids = file

@@ -1058,3 +1058,44 @@ fn passwd_changes_the_password_slot_that_matched() {
         out.stderr
     );
 }
+
+/// A passphrase-protected SSH key: its passphrase comes from --passfile (or the terminal),
+/// is asked once however many slots the key is tried against, and a wrong one is one line.
+#[test]
+fn a_passphrase_protected_ssh_key_opens_with_its_passphrase() {
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("v");
+    let pf = passfile(t.path(), "pf", "pw");
+    init_with(&v, &pf);
+    let key = t.path().join("id_protected");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "the phrase", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (_, other) = age_identity(t.path(), "other.txt");
+    for extra in [
+        vec!["--recipient", other.as_str()],
+        vec!["--recipient-file", &format!("{}.pub", s(&key))],
+    ] {
+        let mut args = vec!["key", "add", s(&v), "--passfile", s(&pf)];
+        args.extend_from_slice(&extra);
+        ok(&coffer(&args, None), "add");
+    }
+    {
+        let m = coffer::vault::Vault::unlock(&v, None, b"pw", false).unwrap();
+        crate::support::cli::put_file(&m, b"f.txt", b"behind a passphrase\n");
+    }
+    let phrase = passfile(t.path(), "phrase", "the phrase");
+    let out = cat_with(&v, "f.txt", &["--identity", s(&key), "--passfile", s(&phrase)]);
+    ok(&out, "cat with the protected key");
+    assert_eq!(out.stdout, b"behind a passphrase\n");
+    let out = cat_with(&v, "f.txt", &["--identity", s(&key), "--passfile", s(&pf)]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.lines().next().unwrap(),
+        format!("coffer: error: {}: wrong passphrase for the SSH key", key.display())
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
