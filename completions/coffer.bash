@@ -61,6 +61,9 @@ _coffer() {
             coffer,reverse)
                 cmd="coffer__subcmd__reverse"
                 ;;
+            coffer,stats)
+                cmd="coffer__subcmd__stats"
+                ;;
             coffer,unmount)
                 cmd="coffer__subcmd__unmount"
                 ;;
@@ -108,6 +111,9 @@ _coffer() {
                 ;;
             coffer__subcmd__help,reverse)
                 cmd="coffer__subcmd__help__subcmd__reverse"
+                ;;
+            coffer__subcmd__help,stats)
+                cmd="coffer__subcmd__help__subcmd__stats"
                 ;;
             coffer__subcmd__help,unmount)
                 cmd="coffer__subcmd__help__subcmd__unmount"
@@ -161,7 +167,7 @@ _coffer() {
 
     case "${cmd}" in
         coffer)
-            opts="-v -h -V --verbose --help --version init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
+            opts="-v -h -V --verbose --help --version init mount unmount passwd rekey key info stats cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -373,7 +379,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__help)
-            opts="init mount unmount passwd rekey key info cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
+            opts="init mount unmount passwd rekey key info stats cat export fsck reverse encrypt-name decrypt-name completions gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -639,6 +645,20 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__help__subcmd__reverse)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__help__subcmd__stats)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1149,6 +1169,20 @@ _coffer() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        coffer__subcmd__stats)
+            opts="-v -h --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -95,6 +95,10 @@ pub enum Command {
         "and xattrs need the key: `coffer rekey --finish` checks them)."
     ))]
     Info(InfoArgs),
+    /// Print how many FUSE requests of each kind this machine's mount of CIPHERDIR has served
+    /// (JSON): what a workload costs in round trips to the daemon.
+    #[command(hide = true)]
+    Stats(StatsArgs),
     /// Decrypt one file of a vault to stdout (no mount needed).
     #[command(after_help = "Example:\n  coffer cat ~/Dropbox/vault notes/todo.txt > todo.txt")]
     Cat(CatArgs),
@@ -514,6 +518,13 @@ pub struct RekeyArgs {
     /// Forget the older key epochs' keys (refused while anything is still under them).
     #[arg(long)]
     pub finish: bool,
+}
+
+/// `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The mounted vault.
+    pub cipherdir: PathBuf,
 }
 
 /// `info`.

@@ -29,6 +29,7 @@ mod rekey;
 mod rekey_online;
 mod rekey_race;
 mod reverse;
+mod stats;
 mod tty;
 mod unmount;
 
@@ -80,6 +81,7 @@ fn dispatch(cli: &Cli) -> CliResult {
         Command::Rekey(a) => rekey::run(a),
         Command::Key(a) => key::run(a),
         Command::Info(a) => info::run(a),
+        Command::Stats(a) => stats::run(a),
         Command::Cat(a) => cat::run(a),
         Command::Export(a) => export::run(a),
         Command::Reverse(a) => reverse::run(a, cli.verbose),

@@ -37,6 +37,17 @@ impl<'a> Daemon<'a> {
         })
     }
 
+    /// The requests the kernel sent the mount so far, by kind (JSON, with `total`).
+    pub fn stats(&self) -> CliResult<String> {
+        let line = self.ask(b"stats", &mut |_| {})?;
+        line.strip_prefix("done ").map(str::to_string).ok_or_else(|| {
+            CliError::new(
+                code::OTHER,
+                format!("unexpected answer from the mount's daemon: {line}"),
+            )
+        })
+    }
+
     /// Sends `request`; returns the answer's lines, passing each `progress` line to `seen`.
     fn ask(&self, request: &[u8], seen: &mut dyn FnMut(Migration)) -> CliResult<String> {
         let mut s = self.connect()?;

@@ -17,6 +17,7 @@ use fuser::{
 
 use super::attrops::SetAttr;
 use super::core::TTL;
+use super::counts::Req;
 use std::sync::Arc;
 
 use super::ops::{Caller, Ops, WriteMode};
@@ -25,14 +26,15 @@ use crate::vault::VaultError;
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
 
-/// Serves `T` to the kernel.
+/// Serves `T` to the kernel, counting each request in its activity.
 #[derive(Debug)]
-pub struct Adapter<T: Ops>(Arc<T>);
+pub struct Adapter<T: Ops>(Arc<T>, Arc<super::core::Activity>);
 
 impl<T: Ops> Adapter<T> {
     /// Serves `ops` (shared with what serves beside the mount, e.g. its control socket).
     pub fn new(ops: Arc<T>) -> Self {
-        Adapter(ops)
+        let activity = ops.activity();
+        Adapter(ops, activity)
     }
 }
 
@@ -111,14 +113,17 @@ impl<T: Ops> Filesystem for Adapter<T> {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.1.add(Req::Lookup);
         entry_or_reply(self.0.lookup(parent.0, name.as_bytes()), "lookup", reply);
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.1.add(Req::Forget);
         self.0.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.1.add(Req::Getattr);
         match self.0.getattr(ino.0, fh.map(|f| f.0)) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(errno("getattr", e)),
@@ -143,6 +148,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.1.add(Req::Setattr);
         let s = SetAttr {
             mode,
             uid,
@@ -159,6 +165,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.1.add(Req::Readlink);
         match self.0.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno("readlink", e)),
@@ -175,11 +182,13 @@ impl<T: Ops> Filesystem for Adapter<T> {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.1.add(Req::Mknod);
         let r = self.0.mknod(parent.0, name.as_bytes(), mode, rdev, caller(req));
         entry_or_reply(r, "mknod", reply);
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        self.1.add(Req::Mkdir);
         entry_or_reply(
             self.0.mkdir(parent.0, name.as_bytes(), mode, caller(req)),
             "mkdir",
@@ -188,14 +197,17 @@ impl<T: Ops> Filesystem for Adapter<T> {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.1.add(Req::Unlink);
         ok_or_reply(self.0.unlink(parent.0, name.as_bytes()), "unlink", reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.1.add(Req::Rmdir);
         ok_or_reply(self.0.rmdir(parent.0, name.as_bytes()), "rmdir", reply);
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        self.1.add(Req::Symlink);
         let target = target.as_os_str().as_bytes();
         let r = self.0.symlink(parent.0, link_name.as_bytes(), target, caller(req));
         entry_or_reply(r, "symlink", reply);
@@ -211,6 +223,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.1.add(Req::Rename);
         let r = self
             .0
             .rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), flags.bits());
@@ -218,10 +231,12 @@ impl<T: Ops> Filesystem for Adapter<T> {
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        self.1.add(Req::Link);
         entry_or_reply(self.0.link(ino.0, newparent.0, newname.as_bytes()), "link", reply);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.1.add(Req::Open);
         // Never direct_io (it breaks mmap); no keep_cache (the page cache is dropped at open).
         match self.0.open(ino.0, flags.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -240,6 +255,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.1.add(Req::Read);
         match self.0.read(ino.0, fh.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno("read", e)),
@@ -258,6 +274,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.1.add(Req::Write);
         // O_APPEND (as set now, fcntl may change it) lands at the vault's EOF; page-cache
         // writeback (mmap) always carries its own offset.
         let mode = WriteMode {
@@ -271,6 +288,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
     }
 
     fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        self.1.add(Req::Flush);
         ok_or_reply(self.0.flush(ino.0, fh.0), "flush", reply);
     }
 
@@ -284,15 +302,18 @@ impl<T: Ops> Filesystem for Adapter<T> {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.1.add(Req::Release);
         self.0.release(fh.0);
         reply.ok();
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        self.1.add(Req::Fsync);
         ok_or_reply(self.0.fsync(ino.0, fh.0, datasync), "fsync", reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.1.add(Req::Opendir);
         match self.0.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno("opendir", e)),
@@ -300,6 +321,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        self.1.add(Req::Readdir);
         let entries = match self.0.readdir(ino.0, fh.0, offset) {
             Ok(e) => e,
             Err(e) => return reply.error(errno("readdir", e)),
@@ -314,6 +336,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        self.1.add(Req::Readdirplus);
         let r = self
             .0
             .readdirplus(ino.0, fh.0, offset, &mut |off, name, attr, generation| {
@@ -326,15 +349,18 @@ impl<T: Ops> Filesystem for Adapter<T> {
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.1.add(Req::Releasedir);
         self.0.releasedir(fh.0);
         reply.ok();
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.1.add(Req::Fsyncdir);
         ok_or_reply(self.0.fsyncdir(ino.0), "fsyncdir", reply);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.1.add(Req::Statfs);
         match self.0.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
@@ -353,22 +379,27 @@ impl<T: Ops> Filesystem for Adapter<T> {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        self.1.add(Req::Setxattr);
         ok_or_reply(self.0.setxattr(ino.0, name.as_bytes(), value, flags), "setxattr", reply);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.1.add(Req::Getxattr);
         xattr_reply(self.0.getxattr(ino.0, name.as_bytes()), "getxattr", size, reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.1.add(Req::Listxattr);
         xattr_reply(self.0.listxattr(ino.0), "listxattr", size, reply);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.1.add(Req::Removexattr);
         ok_or_reply(self.0.removexattr(ino.0, name.as_bytes()), "removexattr", reply);
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.1.add(Req::Access);
         ok_or_reply(self.0.access(ino.0, mask.bits(), caller(req)), "access", reply);
     }
 
@@ -382,6 +413,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.1.add(Req::Create);
         match self.0.create(parent.0, name.as_bytes(), mode, flags, caller(req)) {
             Ok(((attr, generation), fh)) => reply.created(&TTL, &attr, generation, FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno("create", e)),
@@ -398,6 +430,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        self.1.add(Req::Fallocate);
         ok_or_reply(
             self.0.fallocate(ino.0, fh.0, offset, length, mode, caller(req)),
             "fallocate",
@@ -406,6 +439,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
     }
 
     fn lseek(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        self.1.add(Req::Lseek);
         match self.0.lseek(ino.0, fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(errno("lseek", e)),

@@ -10,6 +10,7 @@
 //! | `adopt HEX` (the newest epoch's key of the config as it is now) | `ok` |
 //! | `finish HEX` (the same, after `rekey --finish` wrote a one-epoch config) | `ok` |
 //! | `plan` | `done JSON` (a [`Migration`] counted, nothing moved) |
+//! | `stats` | `done JSON`: the requests the kernel sent the mount so far, by kind, and `total` |
 //! | `move` | `progress JSON` lines, then `done JSON`; a client that goes away stops the walk; `raced ID` when another machine's rekey made epoch ID (hex, `-`: none) the config's newest |
 //!
 //! Any failure is answered `error MESSAGE`. `adopt` reads the mount's own config file, opens
@@ -138,12 +139,25 @@ fn answer(fs: &CofferFs, config: &Path, stream: UnixStream) -> std::io::Result<(
             .map_err(|e| e.to_string())
             .and_then(|m| done(&m)),
         "move" => run_move(fs, config, &stream, &mut out),
+        "stats" => stats(fs),
         _ => Err(format!("unknown request {:?}", cmd)),
     };
     match r {
         Ok(reply) => writeln!(out, "{reply}"),
         Err(e) => writeln!(out, "error {}", e.replace('\n', " ")),
     }
+}
+
+/// `stats`: the requests the kernel sent this mount so far, by kind, and their total.
+fn stats(fs: &CofferFs) -> Result<String, String> {
+    let counts = fs.activity.requests();
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    let mut map: serde_json::Map<String, serde_json::Value> =
+        counts.into_iter().map(|(k, v)| (k.to_string(), v.into())).collect();
+    map.insert("total".into(), total.into());
+    serde_json::to_string(&map)
+        .map(|j| format!("done {j}"))
+        .map_err(|e| e.to_string())
 }
 
 fn done(m: &Migration) -> Result<String, String> {

@@ -25,6 +25,7 @@ pub struct Activity {
     base: Instant,
     last_ms: AtomicU64,
     open: AtomicUsize,
+    requests: super::counts::RequestCounts,
 }
 
 impl Default for Activity {
@@ -33,11 +34,22 @@ impl Default for Activity {
             base: Instant::now(),
             last_ms: AtomicU64::new(0),
             open: AtomicUsize::new(0),
+            requests: super::counts::RequestCounts::default(),
         }
     }
 }
 
 impl Activity {
+    /// Counts a request of kind `r`.
+    pub fn add(&self, r: super::counts::Req) {
+        self.requests.add(r);
+    }
+
+    /// The requests served so far, by kind.
+    pub fn requests(&self) -> Vec<(&'static str, u64)> {
+        self.requests.snapshot()
+    }
+
     /// Marks a request.
     pub fn touch(&self) {
         let ms = self.base.elapsed().as_millis() as u64;

@@ -23,6 +23,7 @@ mod attrops;
 mod config_watch;
 pub mod control;
 mod core;
+pub mod counts;
 mod dir_cache;
 mod dirops;
 mod fileops;

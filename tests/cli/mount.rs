@@ -409,3 +409,43 @@ fn a_damaged_xattr_pack_is_logged_with_its_backing_path() {
         },
     );
 }
+
+/// `coffer stats CIPHERDIR` reads the requests a background mount has served, by kind: they
+/// grow with what runs through the mount (a lookup per new name, a read for a read), and
+/// stats of an unmounted vault is one line.
+#[test]
+fn stats_count_the_requests_a_mount_served() {
+    let Some((_t, v, mp, pf, _)) = setup() else { return };
+    let guard = Unmount(mp.clone());
+    let out = coffer(&["mount", "--passfile", s(&pf), s(&v), s(&mp)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let stats = || -> serde_json::Value {
+        let out = coffer(&["stats", s(&v)], None);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = stats();
+    for i in 0..5 {
+        std::fs::write(mp.join(format!("f{i}")), b"data").unwrap();
+    }
+    for i in 0..5 {
+        assert_eq!(std::fs::read(mp.join(format!("f{i}"))).unwrap(), b"data");
+    }
+    let after = stats();
+    let grew = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    assert!(grew("create") >= 5, "{after}");
+    assert!(grew("write") >= 5, "{after}");
+    assert!(grew("total") >= grew("create") + grew("write"), "{after}");
+    let kinds: u64 = after
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.as_str() != "total")
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(kinds, after["total"].as_u64().unwrap());
+    drop(guard);
+    let out = coffer(&["stats", s(&v)], None);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("not mounted on this machine"), "{}", out.stderr);
+}
