@@ -108,6 +108,18 @@ struct LinkGroup {
     left: u64,
 }
 
+impl Links {
+    /// A hard-linked file (stat `st`) met at its first name: `file` is its new copy, and its
+    /// other names are still to come.
+    fn start(&mut self, st: &libc::stat, file: Option<File>) {
+        let group = LinkGroup {
+            file,
+            left: st.st_nlink - 1,
+        };
+        self.0.insert((st.st_dev, st.st_ino), group);
+    }
+}
+
 /// New copies of a directory's files under temporary names, renamed over the old names in
 /// one batch: one `syncfs` makes the whole batch durable before any rename (instead of one
 /// `fsync` per file), so a crash leaves each name on its old file or its new one, whole.
@@ -490,13 +502,7 @@ impl Vault {
                 let tmp = temp_name().at(&dir.rel)?;
                 dir.fd.link_open_file(&kept, &tmp).at(dir.rel_child(&tmp))?;
                 if linked {
-                    links.0.insert(
-                        inode,
-                        LinkGroup {
-                            file: Some(kept),
-                            left: st.st_nlink - 1,
-                        },
-                    );
+                    links.start(st, Some(kept));
                 }
                 return Ok(Some(Pending {
                     tmp,
@@ -508,13 +514,7 @@ impl Vault {
         out.bytes += len;
         if mode == Mode::Plan {
             if linked {
-                links.0.insert(
-                    inode,
-                    LinkGroup {
-                        file: None,
-                        left: st.st_nlink - 1,
-                    },
-                );
+                links.start(st, None);
             }
             return Ok(None);
         }
@@ -533,13 +533,7 @@ impl Vault {
             }
         };
         if linked {
-            links.0.insert(
-                inode,
-                LinkGroup {
-                    file: Some(new),
-                    left: st.st_nlink - 1,
-                },
-            );
+            links.start(st, Some(new));
         }
         Ok(Some(Pending {
             tmp,

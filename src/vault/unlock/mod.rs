@@ -107,21 +107,21 @@ pub fn write_config(path: &Path, cfg: &Config) -> Result<()> {
 
 /// Seals `cfg` (to be written at `path`) under `password`.
 fn seal_config(path: &Path, cfg: &mut Config, master: &MasterKey, password: &[u8]) -> Result<()> {
-    let salt = cfg.salt().map_err(|source| VaultError::Config {
-        path: path.to_path_buf(),
-        source,
+    let kdf = password_kdf(cfg).map_err(|e| match e {
+        VaultError::ConfigTampered(why) => VaultError::Config {
+            path: path.to_path_buf(),
+            source: crate::format::FormatError::ConfigSyntax(why),
+        },
+        other => other,
     })?;
-    let kdf = {
-        let cost = KdfCost::of(cfg);
-        KdfParams {
-            m_kib: cost.m_kib,
-            t: cost.t,
-            p: cost.p,
-            salt,
-        }
-    };
     let kek = crypto::derive_kek(password, &kdf)?;
     seal_with_kek(path, cfg, master, &kek)
+}
+
+/// The password KDF of a config version 1 or 2 (its one `kdf` section).
+fn password_kdf(cfg: &Config) -> Result<KdfParams> {
+    let section = cfg.kdf().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
+    slots::kdf_params(section)
 }
 
 /// Wraps `master` under `kek` with `cfg`'s canonical encoding as AAD and sets the config MAC
@@ -302,17 +302,7 @@ pub fn unlock_with_password(cfg: &Config, password: &[u8]) -> Result<MasterKey> 
 /// this config: with it a mount re-wraps the master key when it adds a feature flag
 /// ([`add_flag`]) without keeping the password.
 pub fn unlock_with_password_kek(cfg: &Config, password: &[u8]) -> Result<(MasterKey, Kek)> {
-    let salt = cfg.salt().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
-    let kdf = {
-        let cost = KdfCost::of(cfg);
-        KdfParams {
-            m_kib: cost.m_kib,
-            t: cost.t,
-            p: cost.p,
-            salt,
-        }
-    };
-    let kek = crypto::derive_kek(password, &kdf)?;
+    let kek = crypto::derive_kek(password, &password_kdf(cfg)?)?;
     let canonical = cfg.canonical().map_err(|e| VaultError::ConfigTampered(e.to_string()))?;
     let wrapped = cfg
         .wrapped_key()

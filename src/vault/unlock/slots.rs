@@ -64,7 +64,8 @@ pub fn vault_of(cfg: &Config) -> Result<VaultId> {
     cfg.vault_id().ok_or_else(|| tampered("no valid vault_id"))
 }
 
-fn kdf_params(k: &KdfSection) -> Result<KdfParams> {
+/// The Argon2id parameters a KDF section names (a config's or a password slot's).
+pub(super) fn kdf_params(k: &KdfSection) -> Result<KdfParams> {
     use base64::Engine;
     let salt = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(&k.salt)
