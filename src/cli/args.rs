@@ -272,6 +272,27 @@ impl From<AtimeArg> for coffer::fs::Atime {
     }
 }
 
+/// `mount --kernel-cache` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelCacheArg {
+    /// On where CIPHERDIR can be watched.
+    Auto,
+    /// On everywhere.
+    On,
+    /// Off: 1 s timeouts.
+    Off,
+}
+
+impl From<KernelCacheArg> for coffer::fs::KernelCache {
+    fn from(a: KernelCacheArg) -> Self {
+        match a {
+            KernelCacheArg::Auto => coffer::fs::KernelCache::Auto,
+            KernelCacheArg::On => coffer::fs::KernelCache::On,
+            KernelCacheArg::Off => coffer::fs::KernelCache::Off,
+        }
+    }
+}
+
 /// `--name-encoding` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NameEncodingArg {
@@ -349,6 +370,12 @@ pub struct MountArgs {
     /// Never update the access times of directories.
     #[arg(long)]
     pub nodiratime: bool,
+    /// Let the kernel keep names, attributes, listings and file pages up to 30 s, dropping
+    /// each when a watch of CIPHERDIR sees it change: `auto` where CIPHERDIR can be watched
+    /// (not on NFS, SMB, 9p, overlayfs or a FUSE mount such as sshfs or rclone), `on`
+    /// everywhere, `off` for 1 s timeouts.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    pub kernel_cache: KernelCacheArg,
     /// Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h).
     #[arg(long, value_name = "DURATION", value_parser = crate::cli::duration::parse)]
     pub idle: Option<std::time::Duration>,

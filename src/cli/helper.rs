@@ -184,6 +184,7 @@ fn option(opt: &str, out: &mut Vec<OsString>) -> CliResult {
         "keyfile" => valued("--keyfile")?,
         "config" => valued("--config")?,
         "idle" => valued("--idle")?,
+        "kernel_cache" => valued("--kernel-cache")?,
         "log" => valued("--log")?,
         "ro" => flag("--ro")?,
         "allow_other" => flag("--allow-other")?,

@@ -74,6 +74,9 @@ fn start(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, verbose: u8) -> 
     if let Some(mode) = clap::ValueEnum::to_possible_value(&args.atime) {
         cmd.arg("--atime").arg(mode.get_name());
     }
+    if let Some(mode) = clap::ValueEnum::to_possible_value(&args.kernel_cache) {
+        cmd.arg("--kernel-cache").arg(mode.get_name());
+    }
     if let Some(idle) = args.idle {
         cmd.arg("--idle").arg(idle.as_secs().to_string());
     }
@@ -102,6 +105,7 @@ fn serve(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, on_ready: Box<dy
         threads: 0,
         idle: args.idle,
         config: args.open.config.clone(),
+        kernel_cache: args.kernel_cache.into(),
     };
     log::info!("mounting {} at {}", cipherdir.display(), mountpoint.display());
     fs::mount(vault, mountpoint, &opts, on_ready).map_err(mount_error)?;

@@ -10,15 +10,17 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, INodeNo, InitFlags, KernelConfig, LockOwner,
-    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::attrops::SetAttr;
 use super::core::TTL;
 use super::counts::Req;
+use super::watch::Ticket;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::ops::{Caller, Ops, WriteMode};
 use crate::vault::VaultError;
@@ -65,10 +67,55 @@ fn ok_or_reply(r: Result<(), VaultError>, op: &str, reply: ReplyEmpty) {
     }
 }
 
-fn entry_or_reply(r: Result<super::ops::EntryOut, VaultError>, op: &str, reply: ReplyEntry) {
+/// The timeout of `attr` in a reply whose request took ticket `t`. A file with several links
+/// keeps the short one: a change through a name in an unwatched directory would not be seen.
+fn attr_ttl<T: Ops>(ops: &T, t: Ticket, attr: &fuser::FileAttr) -> Duration {
+    if attr.kind != fuser::FileType::Directory && attr.nlink > 1 {
+        return TTL;
+    }
+    ops.ttl(t)
+}
+
+fn entry_or_reply<T: Ops>(
+    ops: &T,
+    t: Ticket,
+    r: Result<super::ops::EntryOut, VaultError>,
+    op: &str,
+    reply: ReplyEntry,
+) {
     match r {
-        Ok((attr, generation)) => reply.entry(&TTL, &attr, generation),
+        Ok((attr, generation)) => reply.entry(&attr_ttl(ops, t, &attr), &attr, generation),
         Err(e) => reply.error(errno(op, e)),
+    }
+}
+
+/// FOPEN_KEEP_CACHE when a request that took ticket `t` may keep the file's cached pages.
+fn keep_cache<T: Ops>(ops: &T, t: Ticket) -> FopenFlags {
+    if ops.ttl(t) > TTL {
+        FopenFlags::FOPEN_KEEP_CACHE
+    } else {
+        FopenFlags::empty()
+    }
+}
+
+/// The attributes of a negative entry reply (inode 0: only its timeout counts).
+fn absent_attr() -> fuser::FileAttr {
+    fuser::FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: fuser::FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
     }
 }
 
@@ -114,7 +161,15 @@ impl<T: Ops> Filesystem for Adapter<T> {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.1.add(Req::Lookup);
-        entry_or_reply(self.0.lookup(parent.0, name.as_bytes()), "lookup", reply);
+        let t = self.0.entry_ticket(parent.0);
+        match self.0.lookup(parent.0, name.as_bytes()) {
+            Err(e) if e.errno() == libc::ENOENT => match self.0.cache_absence(parent.0, name.as_bytes(), t) {
+                // Inode 0: the kernel caches that the name is absent, for the timeout.
+                Some(ttl) => reply.entry(&ttl, &absent_attr(), Generation(0)),
+                None => reply.error(errno("lookup", e)),
+            },
+            r => entry_or_reply(&*self.0, t, r, "lookup", reply),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -124,8 +179,9 @@ impl<T: Ops> Filesystem for Adapter<T> {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         self.1.add(Req::Getattr);
+        let t = self.0.attr_ticket(ino.0);
         match self.0.getattr(ino.0, fh.map(|f| f.0)) {
-            Ok(attr) => reply.attr(&TTL, &attr),
+            Ok(attr) => reply.attr(&attr_ttl(&*self.0, t, &attr), &attr),
             Err(e) => reply.error(errno("getattr", e)),
         }
     }
@@ -149,6 +205,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         reply: ReplyAttr,
     ) {
         self.1.add(Req::Setattr);
+        let _own = self.0.own_op();
         let s = SetAttr {
             mode,
             uid,
@@ -158,8 +215,9 @@ impl<T: Ops> Filesystem for Adapter<T> {
             mtime,
             kill_privs: size.is_some() && req.uid() != 0,
         };
+        let t = self.0.attr_ticket(ino.0);
         match self.0.setattr(ino.0, fh.map(|f| f.0), s) {
-            Ok(attr) => reply.attr(&TTL, &attr),
+            Ok(attr) => reply.attr(&attr_ttl(&*self.0, t, &attr), &attr),
             Err(e) => reply.error(errno("setattr", e)),
         }
     }
@@ -183,34 +241,39 @@ impl<T: Ops> Filesystem for Adapter<T> {
         reply: ReplyEntry,
     ) {
         self.1.add(Req::Mknod);
+        let _own = self.0.own_op();
+        let t = self.0.entry_ticket(parent.0);
         let r = self.0.mknod(parent.0, name.as_bytes(), mode, rdev, caller(req));
-        entry_or_reply(r, "mknod", reply);
+        entry_or_reply(&*self.0, t, r, "mknod", reply);
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
         self.1.add(Req::Mkdir);
-        entry_or_reply(
-            self.0.mkdir(parent.0, name.as_bytes(), mode, caller(req)),
-            "mkdir",
-            reply,
-        );
+        let _own = self.0.own_op();
+        let t = self.0.entry_ticket(parent.0);
+        let r = self.0.mkdir(parent.0, name.as_bytes(), mode, caller(req));
+        entry_or_reply(&*self.0, t, r, "mkdir", reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.1.add(Req::Unlink);
+        let _own = self.0.own_op();
         ok_or_reply(self.0.unlink(parent.0, name.as_bytes()), "unlink", reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.1.add(Req::Rmdir);
+        let _own = self.0.own_op();
         ok_or_reply(self.0.rmdir(parent.0, name.as_bytes()), "rmdir", reply);
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         self.1.add(Req::Symlink);
+        let _own = self.0.own_op();
         let target = target.as_os_str().as_bytes();
+        let t = self.0.entry_ticket(parent.0);
         let r = self.0.symlink(parent.0, link_name.as_bytes(), target, caller(req));
-        entry_or_reply(r, "symlink", reply);
+        entry_or_reply(&*self.0, t, r, "symlink", reply);
     }
 
     fn rename(
@@ -224,6 +287,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         reply: ReplyEmpty,
     ) {
         self.1.add(Req::Rename);
+        let _own = self.0.own_op();
         let r = self
             .0
             .rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), flags.bits());
@@ -232,14 +296,20 @@ impl<T: Ops> Filesystem for Adapter<T> {
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         self.1.add(Req::Link);
-        entry_or_reply(self.0.link(ino.0, newparent.0, newname.as_bytes()), "link", reply);
+        let _own = self.0.own_op();
+        let t = self.0.entry_ticket(newparent.0);
+        let r = self.0.link(ino.0, newparent.0, newname.as_bytes());
+        entry_or_reply(&*self.0, t, r, "link", reply);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.1.add(Req::Open);
-        // Never direct_io (it breaks mmap); no keep_cache (the page cache is dropped at open).
+        // Never direct_io (it breaks mmap). The page cache is kept across opens only while
+        // the file's directory is watched (a change made in CIPHERDIR drops it); otherwise the
+        // kernel drops it at open.
+        let t = self.0.attr_ticket(ino.0);
         match self.0.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), keep_cache(&*self.0, t)),
             Err(e) => reply.error(errno("open", e)),
         }
     }
@@ -275,6 +345,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         reply: ReplyWrite,
     ) {
         self.1.add(Req::Write);
+        let _own = self.0.own_op();
         // O_APPEND (as set now, fcntl may change it) lands at the vault's EOF; page-cache
         // writeback (mmap) always carries its own offset.
         let mode = WriteMode {
@@ -337,11 +408,18 @@ impl<T: Ops> Filesystem for Adapter<T> {
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         self.1.add(Req::Readdirplus);
-        let r = self
-            .0
-            .readdirplus(ino.0, fh.0, offset, &mut |off, name, attr, generation| {
-                reply.add(attr.ino, off, OsStr::from_bytes(name), &TTL, attr, generation)
-            });
+        let t = self.0.entry_ticket(ino.0);
+        let ops = &*self.0;
+        let r = ops.readdirplus(ino.0, fh.0, offset, &mut |off, name, attr, generation| {
+            reply.add(
+                attr.ino,
+                off,
+                OsStr::from_bytes(name),
+                &attr_ttl(ops, t, attr),
+                attr,
+                generation,
+            )
+        });
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("readdirplus", e)),
@@ -380,6 +458,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         reply: ReplyEmpty,
     ) {
         self.1.add(Req::Setxattr);
+        let _own = self.0.own_op();
         ok_or_reply(self.0.setxattr(ino.0, name.as_bytes(), value, flags), "setxattr", reply);
     }
 
@@ -395,6 +474,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.1.add(Req::Removexattr);
+        let _own = self.0.own_op();
         ok_or_reply(self.0.removexattr(ino.0, name.as_bytes()), "removexattr", reply);
     }
 
@@ -414,8 +494,13 @@ impl<T: Ops> Filesystem for Adapter<T> {
         reply: ReplyCreate,
     ) {
         self.1.add(Req::Create);
+        let _own = self.0.own_op();
+        let t = self.0.entry_ticket(parent.0);
         match self.0.create(parent.0, name.as_bytes(), mode, flags, caller(req)) {
-            Ok(((attr, generation), fh)) => reply.created(&TTL, &attr, generation, FileHandle(fh), FopenFlags::empty()),
+            Ok(((attr, generation), fh)) => {
+                let ttl = attr_ttl(&*self.0, t, &attr);
+                reply.created(&ttl, &attr, generation, FileHandle(fh), keep_cache(&*self.0, t))
+            }
             Err(e) => reply.error(errno("create", e)),
         }
     }
@@ -431,6 +516,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         reply: ReplyEmpty,
     ) {
         self.1.add(Req::Fallocate);
+        let _own = self.0.own_op();
         ok_or_reply(
             self.0.fallocate(ino.0, fh.0, offset, length, mode, caller(req)),
             "fallocate",

@@ -120,6 +120,8 @@ pub struct CofferFs {
     /// The watch of the vault's config, poked when an object turns out to be sealed under a
     /// key epoch the mount does not have.
     pub(super) config_watch: Option<Arc<ConfigWatch>>,
+    /// The watch of CIPHERDIR that lets the kernel cache for longer (None: short timeouts).
+    pub(super) watch: Option<Arc<super::watch::BackingWatch>>,
 }
 
 /// How often [`CofferFs::locate_with`] looks again after a miss (waits 0.1, 0.2, 0.4, 0.8 ms).
@@ -161,7 +163,14 @@ impl CofferFs {
             moving: Default::default(),
             owed: Mutex::default(),
             config_watch: None,
+            watch: None,
         })
+    }
+
+    /// Sets up the watch of CIPHERDIR for `mode` (before the mount serves).
+    pub(super) fn watch_backing(&mut self, mode: super::KernelCache) {
+        let dev = self.root.fd.fstat().map_or(0, |st| st.st_dev);
+        self.watch = super::watch::BackingWatch::for_mount(&self.root, dev, mode, self.vault.cipherdir());
     }
 
     /// Logs what reads and writes through `file` (on `ino`) found, each notice once per file
@@ -188,6 +197,86 @@ impl CofferFs {
     /// Where the session's notifier goes once the session exists.
     pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
         self.notifier.clone()
+    }
+
+    /// The ticket of a request in directory `dir` (see [`super::watch::Ticket`]); the
+    /// directory is watched first if it is not yet.
+    pub(super) fn ticket(&self, dir: u64) -> super::watch::Ticket {
+        use super::watch::Ticket;
+        let Some(w) = &self.watch else { return Ticket::NONE };
+        if let Some(t) = w.ticket(dir) {
+            return t;
+        }
+        match self.dir(dir) {
+            Ok(d) => w.ensure(dir, &d),
+            Err(_) => return Ticket::NONE,
+        }
+        w.ticket(dir).unwrap_or(Ticket::NONE)
+    }
+
+    /// The ticket for `ino`'s attributes: through the directory of its first known name
+    /// (the root's own watch for the root). A file with several links keeps the short
+    /// timeout: a change through a name in an unwatched directory would not be seen.
+    pub(super) fn attr_ticket(&self, ino: u64) -> super::watch::Ticket {
+        use super::watch::Ticket;
+        if self.watch.is_none() {
+            return Ticket::NONE;
+        }
+        if ino == ROOT {
+            return self.ticket(ROOT);
+        }
+        let parent = {
+            let t = self.table();
+            match t.info(ino) {
+                Some(n) if n.locs.len() == 1 => n.locs[0].0,
+                _ => return Ticket::NONE,
+            }
+        };
+        self.ticket(parent)
+    }
+
+    /// The timeout of a reply whose request took ticket `t`.
+    pub(super) fn ttl(&self, t: super::watch::Ticket) -> Duration {
+        self.watch.as_ref().map_or(TTL, |w| w.ttl(t))
+    }
+
+    /// Records that the mount itself just changed the backing object statting as `st`.
+    pub(super) fn own_change(&self, st: &libc::stat) {
+        if let Some(w) = &self.watch {
+            w.own().changed(backing_id(st), st);
+        }
+    }
+
+    /// Records that the mount itself just changed the backing file open as `fd`.
+    pub(super) fn own_change_fd(&self, fd: &impl std::os::fd::AsRawFd) {
+        if self.watch.is_some() {
+            if let Ok(st) = crate::vault::backing::fstat(fd.as_raw_fd()) {
+                self.own_change(&st);
+            }
+        }
+    }
+
+    /// Records that the mount itself changed node `ino` (through its name).
+    pub(super) fn own_change_ino(&self, ino: u64) {
+        if self.watch.is_some() {
+            if let Ok(l) = self.locate(ino) {
+                self.own_change(&l.st);
+            }
+        }
+    }
+
+    /// Records that the mount itself is about to remove plaintext `name` from directory
+    /// `parent` (backing directory `dir`).
+    pub(super) fn own_removal(&self, parent: u64, dir: &Dir, name: &[u8]) {
+        if let Some(w) = &self.watch {
+            if let Ok(c) = self.vault.cipher_name(dir, name) {
+                let mut own = w.own();
+                own.removed(parent, &c.entry);
+                if let Some(l) = &c.long {
+                    own.removed(parent, &l.sidecar);
+                }
+            }
+        }
     }
 
     /// Makes the kernel fetch `ino`'s attributes again (cached pages are kept).
@@ -343,6 +432,11 @@ impl CofferFs {
         }
         self.store_dir(ino, dir.clone(), &st);
         Ok(dir)
+    }
+
+    /// Drops every cached directory descriptor (their IVs are read again on next use).
+    pub(super) fn dir_cache_clear(&self) {
+        self.cache().map.clear();
     }
 
     /// Drops a cached directory descriptor (rmdir, replaced, forgotten).

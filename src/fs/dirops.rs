@@ -21,6 +21,9 @@ impl CofferFs {
     pub(super) fn do_forget(&self, ino: u64, n: u64) {
         if self.table().forget(ino, n) {
             self.uncache_dir(ino);
+            if let Some(w) = &self.watch {
+                w.unwatch(ino);
+            }
             self.memory.freed();
         }
     }
@@ -29,6 +32,7 @@ impl CofferFs {
     fn made(&self, parent: u64, name: &[u8], dir: &crate::vault::Dir, entry: &[u8], who: Caller) -> Result<EntryOut> {
         self.set_owner(dir, entry, who.uid, who.gid)?;
         let st = dir.fd.stat(entry).at(dir.rel_child(entry))?;
+        self.own_change(&st);
         Ok(self.entry(parent, name, dir, entry, &st))
     }
 
@@ -47,6 +51,7 @@ impl CofferFs {
             dir.fd.chmod(&cname.entry, mode).at(dir.rel_child(&cname.entry))?;
         }
         let st = dir.fd.stat(&cname.entry).at(dir.rel_child(&cname.entry))?;
+        self.own_change(&st);
         Ok(self.entry(parent, name, &dir, &cname.entry, &st))
     }
 
@@ -70,6 +75,7 @@ impl CofferFs {
         let to = self.dir(new_parent)?;
         let cname = self.vault.link(&from.dir, &from.entry, &to, new_name)?;
         let st = to.fd.stat(&cname.entry).at(to.rel_child(&cname.entry))?;
+        self.own_change(&st);
         Ok(self.entry(new_parent, new_name, &to, &cname.entry, &st))
     }
 
@@ -81,6 +87,7 @@ impl CofferFs {
     pub(super) fn do_unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
         let _quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
+        self.own_removal(parent, &dir, name);
         self.vault.unlink(&dir, name)?;
         self.table().remove_loc(&(parent, name.to_vec()));
         Ok(())
@@ -89,6 +96,7 @@ impl CofferFs {
     pub(super) fn do_rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
         let _quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
+        self.own_removal(parent, &dir, name);
         self.vault.rmdir(&dir, name)?;
         if let Some(ino) = self.table().remove_loc(&(parent, name.to_vec())) {
             self.uncache_dir(ino);
@@ -108,6 +116,7 @@ impl CofferFs {
         let from = self.dir(parent)?;
         let to = self.dir(new_parent)?;
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        self.own_removal(parent, &from, name);
         let mut dir_over_dir = false;
         if !exchange && flags & libc::RENAME_NOREPLACE == 0 {
             let (_, src) = self.vault.lookup(&from, name)?;
@@ -144,6 +153,18 @@ impl CofferFs {
         drop(table);
         if let Some(ino) = replaced {
             self.uncache_dir(ino);
+        }
+        if self.watch.is_some() {
+            // A rename changes the moved objects' ctime: the watcher's events must find them
+            // as the mount left them.
+            if let Ok((_, st)) = self.vault.lookup(&to, new_name) {
+                self.own_change(&st);
+            }
+            if exchange {
+                if let Ok((_, st)) = self.vault.lookup(&from, name) {
+                    self.own_change(&st);
+                }
+            }
         }
         Ok(())
     }

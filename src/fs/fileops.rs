@@ -170,6 +170,7 @@ impl CofferFs {
         }
         self.set_owner(&dir, &cname.entry, who.uid, who.gid)?;
         let st = backing::fstat(file.backing().as_raw_fd()).at(&rel)?;
+        self.own_change(&st);
         let out = self.entry(parent, name, &dir, &cname.entry, &st);
         let info = self.node(out.0.ino.0)?;
         self.activity.opened();
@@ -249,6 +250,7 @@ impl CofferFs {
             // The kernel keeps the old mode cached otherwise (a write only refreshes size/times).
             self.invalidate_attr(ino);
         }
+        self.own_change_fd(h.file().backing());
         Ok(data.len() as u32)
     }
 

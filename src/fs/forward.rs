@@ -2,6 +2,7 @@
 //! (in `dirops`, `fileops`, `attrops`, `xattrops`).
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use fuser::{FileAttr, Generation, INodeNo, Notifier};
 
@@ -9,6 +10,7 @@ use super::attrops::{SetAttr, StatFs};
 use super::core::{Activity, CofferFs};
 use super::handles::DirEntry;
 use super::ops::{not_served, Caller, EntryOut, Features, Ops, PlusSink, WriteMode};
+use super::watch::Ticket;
 use crate::vault::Result;
 
 impl Ops for CofferFs {
@@ -33,6 +35,32 @@ impl Ops for CofferFs {
         writes: true,
         readdirplus: true,
     };
+
+    fn watch_backing(fs: &Arc<Self>) -> Option<super::watch::Running> {
+        super::watch::events::start(fs)
+    }
+
+    fn own_op(&self) -> Option<super::watch::OwnOp> {
+        self.watch.as_ref().map(|w| w.own_op())
+    }
+
+    fn entry_ticket(&self, dir: u64) -> Ticket {
+        self.ticket(dir)
+    }
+
+    fn attr_ticket(&self, ino: u64) -> Ticket {
+        CofferFs::attr_ticket(self, ino)
+    }
+
+    fn ttl(&self, t: Ticket) -> Duration {
+        CofferFs::ttl(self, t)
+    }
+
+    fn cache_absence(&self, dir: u64, name: &[u8], t: Ticket) -> Option<Duration> {
+        let w = self.watch.as_ref()?;
+        let ttl = w.ttl(t);
+        (ttl > super::core::TTL && w.note_negative(dir, name)).then_some(ttl)
+    }
 
     fn activity(&self) -> Arc<Activity> {
         self.activity.clone()
@@ -145,7 +173,7 @@ impl Ops for CofferFs {
     }
 
     fn setattr(&self, ino: u64, fh: Option<u64>, s: SetAttr) -> Result<FileAttr> {
-        self.do_setattr(ino, fh, s)
+        self.do_setattr(ino, fh, s).inspect(|_| self.own_change_ino(ino))
     }
 
     fn mknod(&self, parent: u64, name: &[u8], mode: u32, rdev: u32, who: Caller) -> Result<EntryOut> {
@@ -186,13 +214,15 @@ impl Ops for CofferFs {
 
     fn fallocate(&self, ino: u64, fh: u64, offset: u64, length: u64, mode: i32, who: Caller) -> Result<()> {
         self.do_fallocate(ino, fh, offset, length, mode, who)
+            .inspect(|_| self.own_change_ino(ino))
     }
 
     fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
         self.do_setxattr(ino, name, value, flags)
+            .inspect(|_| self.own_change_ino(ino))
     }
 
     fn removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
-        self.do_removexattr(ino, name)
+        self.do_removexattr(ino, name).inspect(|_| self.own_change_ino(ino))
     }
 }

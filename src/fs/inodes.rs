@@ -287,6 +287,23 @@ impl Inodes {
         self.by_loc.get(loc).copied()
     }
 
+    /// The names known in directory `dir`, with their nodes.
+    pub fn children_of(&self, dir: u64) -> Vec<(Vec<u8>, u64)> {
+        self.by_loc
+            .iter()
+            .filter(|((parent, _), _)| *parent == dir)
+            .map(|((_, name), &ino)| (name.clone(), ino))
+            .collect()
+    }
+
+    /// Every node's number, and every known name.
+    pub fn everything(&self) -> (Vec<u64>, Vec<Loc>) {
+        (
+            self.nodes.keys().copied().collect(),
+            self.by_loc.keys().cloned().collect(),
+        )
+    }
+
     /// Drops `n` lookups; forgets the node at zero. Returns whether it was forgotten.
     pub fn forget(&mut self, ino: u64, n: u64) -> bool {
         if ino == ROOT {

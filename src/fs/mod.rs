@@ -1,9 +1,12 @@
 //! Layer 4: the FUSE filesystem over a [`Vault`](crate::vault::Vault). It never touches a cipher.
 //!
-//! Cache policy (chosen so that changes a sync client makes in CIPHERDIR show up): no writeback
-//! cache (with it the kernel ignores size and mtime from getattr), no `keep_cache` (pages are
-//! dropped at open), `auto_inval_data` (pages are dropped when size or mtime change), entry and
-//! attribute timeouts of 1 s. Never `direct_io` (it breaks mmap). Writes reach the backing file
+//! Cache policy (chosen so that changes a sync client makes in CIPHERDIR show up): with the
+//! kernel cache on (the default where CIPHERDIR can be watched, see [`watch`]), entries,
+//! attributes and absences of names in watched directories are kept up to 30 s and pages
+//! across opens, each dropped by the watcher when the backing tree changes; elsewhere entry
+//! and attribute timeouts of 1 s and no `keep_cache`. Always `auto_inval_data` (pages are
+//! dropped when size or mtime change) and no writeback cache (with it the kernel ignores size
+//! and mtime from getattr). Never `direct_io` (it breaks mmap). Writes reach the backing file
 //! before the write call returns. Readahead is raised to a few MiB when running as root
 //! (`readahead`).
 //!
@@ -14,7 +17,7 @@
 //! (shared state, finding inodes in CIPHERDIR), `dir_cache` (backing directories kept open),
 //! `dirops`, `fileops`, `attrops`, `xattrops`, [`session`] (mount, unmount, signals), `lock`,
 //! `readahead`, `config_watch` (a warning when the synced config gains a key epoch the mount
-//! does not have).
+//! does not have), [`watch`] (CIPHERDIR's inotify watch and the kernel cache it allows).
 
 mod adapter;
 mod atime;
@@ -38,6 +41,7 @@ mod ops;
 mod readahead;
 pub mod reverse;
 pub mod session;
+pub mod watch;
 mod xattrops;
 
 use std::path::PathBuf;
@@ -83,6 +87,21 @@ pub struct MountOptions {
     /// mode: watched for key epochs added elsewhere, and read by the control socket through
     /// which `coffer rekey` rekeys the mounted vault.
     pub config: Option<PathBuf>,
+    /// Whether the kernel may cache for longer, kept honest by watching CIPHERDIR.
+    pub kernel_cache: KernelCache,
+}
+
+/// `--kernel-cache`: whether the kernel keeps names, attributes, listings and pages for longer
+/// than a second, each dropped when the watch of CIPHERDIR sees a change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KernelCache {
+    /// On where CIPHERDIR can be watched; off on network and FUSE file systems.
+    #[default]
+    Auto,
+    /// On everywhere (changes made on another machine of a network file system show late).
+    On,
+    /// Off: 1 s timeouts everywhere, nothing watched.
+    Off,
 }
 
 /// When reads update access times (the mount(8) options of the same names).

@@ -5,12 +5,14 @@
 //! operations it does not serve at all default to ENOSYS, which makes the kernel stop asking.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use fuser::{FileAttr, Generation, Notifier};
 
 use super::attrops::{SetAttr, StatFs};
-use super::core::Activity;
+use super::core::{Activity, TTL};
 use super::handles::DirEntry;
+use super::watch::Ticket;
 use crate::vault::{Result, VaultError};
 
 /// An entry reply: attributes and generation.
@@ -72,6 +74,39 @@ pub trait Ops: Send + Sync + 'static {
         _socket: std::path::PathBuf,
         _config: std::path::PathBuf,
     ) -> Option<super::control::Control> {
+        None
+    }
+
+    /// Starts watching the backing tree (forward mode, kernel cache on); kept until the mount
+    /// ends. None: nothing is watched and every reply keeps the short timeouts.
+    fn watch_backing(_fs: &Arc<Self>) -> Option<super::watch::Running> {
+        None
+    }
+
+    /// Marks a request that changes the backing tree as the mount's own while it runs.
+    fn own_op(&self) -> Option<super::watch::OwnOp> {
+        None
+    }
+
+    /// Taken before a request that replies with entries of directory `dir`: their timeout is
+    /// [`ttl`](Self::ttl) of it, afterwards.
+    fn entry_ticket(&self, _dir: u64) -> Ticket {
+        Ticket::NONE
+    }
+
+    /// Taken before a request that replies with the attributes of `ino`.
+    fn attr_ticket(&self, _ino: u64) -> Ticket {
+        Ticket::NONE
+    }
+
+    /// The entry or attribute timeout of a reply whose request took ticket `t`.
+    fn ttl(&self, _t: Ticket) -> Duration {
+        TTL
+    }
+
+    /// How long the kernel may cache that `name` is absent from `dir` (the request took `t`);
+    /// None: it may not (the lookup fails with ENOENT).
+    fn cache_absence(&self, _dir: u64, _name: &[u8], _t: Ticket) -> Option<Duration> {
         None
     }
 

@@ -139,6 +139,7 @@ fn prepare_vault(mut vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Re
     let watch = Arc::new(ConfigWatch::new(config.clone(), Box::new(move || keys.load().ids())));
     let mut fs = CofferFs::new(vault, root && opts.allow_other).map_err(MountError::Vault)?;
     fs.config_watch = Some(watch.clone());
+    fs.watch_backing(opts.kernel_cache);
     let setup = fuse_config(fsname, read_only, opts);
     Ok(Prepared {
         fs,
@@ -320,6 +321,7 @@ fn serve<T: Ops>(p: Prepared<T>, idle: Option<Duration>, on_ready: Box<dyn FnOnc
     let session = new_session(fs.clone(), mountpoint, &p.setup)?;
     let lock = p.lock;
     let watching = start_watch(p.watch.as_ref());
+    let backing_watch = T::watch_backing(&fs);
     match &lock {
         Some(l) => log::info!("mounted {} (lock {})", mountpoint.display(), l.path().display()),
         None => log::info!("mounted {}", mountpoint.display()),
@@ -357,6 +359,7 @@ fn serve<T: Ops>(p: Prepared<T>, idle: Option<Duration>, on_ready: Box<dyn FnOnc
     let served = session_end(session.run());
     stop.store(true, Ordering::SeqCst);
     let _ = watcher.join();
+    drop(backing_watch);
     drop(control);
     drop(watching);
     drop(lock);
@@ -402,6 +405,8 @@ pub struct MountHandle {
     _lock: Option<MountLock>,
     /// Stopped after the unmount (fields drop after [`Drop::drop`]).
     _watching: Option<Watching>,
+    /// The watch of CIPHERDIR, stopped after the unmount.
+    _backing_watch: Option<super::watch::Running>,
 }
 
 impl MountHandle {
@@ -466,7 +471,10 @@ pub fn spawn(served: impl Into<Served>, mountpoint: &Path, opts: &MountOptions) 
 }
 
 fn spawn_prepared<T: Ops>(p: Prepared<T>) -> Result<MountHandle, MountError> {
-    let session = new_session(Arc::new(p.fs), &p.mountpoint, &p.setup)?;
+    let fs = Arc::new(p.fs);
+    let session = new_session(fs.clone(), &p.mountpoint, &p.setup)?;
+    let backing_watch = T::watch_backing(&fs);
+    drop(fs);
     let bg = session.spawn()?;
     let watching = start_watch(p.watch.as_ref());
     // Only now: a stat of the mountpoint needs the session serving.
@@ -477,5 +485,6 @@ fn spawn_prepared<T: Ops>(p: Prepared<T>) -> Result<MountHandle, MountError> {
         conn,
         _lock: p.lock,
         _watching: watching,
+        _backing_watch: backing_watch,
     })
 }

@@ -37,7 +37,7 @@ pub use codec::BlockFault;
 pub use content::{
     plain_size_for, BlockCheck, ChangeStamp, CryptFile, FileStorage, Notice, Storage, StorageStat, SESSION_MAX_AGE,
 };
-pub use dir::{cipher_name_for, CipherName, Dir, Entry};
+pub use dir::{cipher_name_for, CipherName, Dir, Entry, Touched};
 pub use error::{Damage, IoContext, Result, VaultError};
 pub use keys::{EpochKeys, VaultKeys};
 pub use merge::DirivMerge;

@@ -13,6 +13,17 @@ use crate::vault::Vault;
 
 use super::{cipher_name_for, CipherName, Dir, Entry};
 
+/// What a change to one backing entry changes in its directory's plaintext view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    /// The entry of this plaintext name.
+    Name(Vec<u8>),
+    /// Possibly any name (new IVs, a name that does not decrypt, a conflict copy of a sidecar).
+    AllNames,
+    /// Nothing shown (coffer's temp files and config, sync clients' own files).
+    Nothing,
+}
+
 /// Marker shown for the second and later entries that decrypt to the same name.
 const DUP_MARK: &[u8] = b"(coffer duplicate";
 
@@ -125,6 +136,38 @@ impl Vault {
             | BackingName::LinkSidecar(_)
             | BackingName::Temp => Ok(None),
             BackingName::Other => self.conflict_plain_name(dir, backing, &rel),
+        }
+    }
+
+    /// What a change to the backing entry `backing` of `dir` (made by someone else: a sync
+    /// client) changes in the plaintext view of `dir`.
+    pub fn touched_by(&self, dir: &Dir, backing: &[u8]) -> Touched {
+        match classify(backing, self.params().name_encoding) {
+            // New IVs: every name of the directory may read differently.
+            BackingName::Diriv => Touched::AllNames,
+            // The sidecar of `HASH.long` (a client may bring it after the entry).
+            BackingName::LongSidecar(hash) => {
+                let entry = format!("{hash}.{}", backing_name::LONG_EXT);
+                match self.plain_name(dir, entry.as_bytes()) {
+                    Ok(Some(p)) => Touched::Name(p),
+                    Ok(None) => Touched::Nothing,
+                    Err(_) => Touched::AllNames,
+                }
+            }
+            // A symlink's out-of-line target: the symlink's size changes with it.
+            BackingName::LinkSidecar(stem) => match self.plain_name(dir, stem.as_bytes()) {
+                Ok(Some(p)) => Touched::Name(p),
+                Ok(None) | Err(_) => Touched::Nothing,
+            },
+            BackingName::Config | BackingName::Temp => Touched::Nothing,
+            BackingName::Short(_) | BackingName::Long(_) | BackingName::Other => match self.plain_name(dir, backing) {
+                Ok(Some(p)) => Touched::Name(p),
+                // A sync client's own temp or marker file changes nothing shown.
+                Ok(None) if conflict::is_sync_client_file(backing) => Touched::Nothing,
+                // A copy of coffer's own files (a diriv's conflict copy lends its IV), or a
+                // name that does not decrypt (yet): read the whole directory again.
+                Ok(None) | Err(_) => Touched::AllNames,
+            },
         }
     }
 

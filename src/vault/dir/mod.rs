@@ -2,6 +2,8 @@
 
 mod mapping;
 
+pub use mapping::Touched;
+
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 

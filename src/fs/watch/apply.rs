@@ -1,0 +1,155 @@
+//! From a batch of CIPHERDIR events to what the kernel is told: each changed backing entry is
+//! checked against the mount's own changes, mapped to its plaintext name, and that name's
+//! dentry and inode are invalidated (a whole directory when the name cannot be told). No lock
+//! is held while the kernel is told: it may hold a directory lock while it waits for a request.
+
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use fuser::INodeNo;
+use inotify::EventMask;
+
+use super::events::Batch;
+use super::BackingWatch;
+use crate::fs::attr::backing_id;
+use crate::fs::core::CofferFs;
+use crate::vault::Touched;
+
+/// After lost events: how long after the first invalidation of everything a second one runs,
+/// for replies that were being built from the old state while the first ran.
+const RESYNC_AGAIN: Duration = Duration::from_millis(50);
+
+/// One thing to tell the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Note {
+    /// Drop an inode's attributes and cached pages (a directory's: its cached listing).
+    Inode(u64),
+    /// Drop the dentry (or cached absence) of a name in a directory.
+    Entry(u64, Vec<u8>),
+}
+
+/// Events that removed a name without one taking its place.
+fn removal_only(mask: EventMask) -> bool {
+    let gone = EventMask::DELETE | EventMask::MOVED_FROM;
+    let came = EventMask::CREATE | EventMask::MOVED_TO | EventMask::MODIFY | EventMask::ATTRIB | EventMask::CLOSE_WRITE;
+    mask.intersects(gone) && !mask.intersects(came)
+}
+
+impl CofferFs {
+    /// Passes one batch of CIPHERDIR events on to the kernel.
+    pub(in crate::fs) fn apply_backing_changes(&self, w: &BackingWatch, batch: Batch) {
+        if batch.overflow {
+            log::warn!(
+                "kernel cache: inotify events were lost (queue overflow); invalidating everything the kernel holds"
+            );
+            self.invalidate_everything(w);
+            return;
+        }
+        let mut notes = Vec::new();
+        for dir in &batch.dirs {
+            notes.push(Note::Inode(*dir));
+        }
+        for ((dir, entry), mask) in &batch.entries {
+            self.entry_changed(w, *dir, entry, *mask, &mut notes);
+        }
+        if !notes.is_empty() {
+            w.foreign.fetch_add(1, Ordering::Relaxed);
+        }
+        self.tell_kernel(notes);
+    }
+
+    /// What a change of `entry` in directory `dir` invalidates, unless the mount made it.
+    fn entry_changed(&self, w: &BackingWatch, dir_ino: u64, entry: &[u8], mask: EventMask, notes: &mut Vec<Note>) {
+        let Ok(dir) = self.dir(dir_ino) else {
+            // The directory is gone or unreadable: whatever the kernel holds of it goes.
+            self.whole_dir(w, dir_ino, notes);
+            return;
+        };
+        if removal_only(mask) {
+            if w.own().take_removed(dir_ino, entry) {
+                return;
+            }
+        } else {
+            match dir.fd.stat(entry) {
+                Ok(st) => {
+                    if w.own().is_own(backing_id(&st), &st) {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    if w.own().take_removed(dir_ino, entry) {
+                        return;
+                    }
+                }
+            }
+        }
+        log::debug!(
+            "kernel cache: {} changed in CIPHERDIR ({mask:?})",
+            dir.rel_child(entry).display()
+        );
+        match self.vault.touched_by(&dir, entry) {
+            Touched::Name(plain) => {
+                notes.push(Note::Entry(dir_ino, plain.clone()));
+                if let Some(ino) = self.table().at(&(dir_ino, plain.clone())) {
+                    notes.push(Note::Inode(ino));
+                }
+                w.forget_negative(dir_ino, &plain);
+            }
+            Touched::AllNames => {
+                self.uncache_dir(dir_ino);
+                self.whole_dir(w, dir_ino, notes);
+            }
+            Touched::Nothing => {}
+        }
+    }
+
+    /// Invalidates directory `dir`, every name known in it and every absence cached in it.
+    fn whole_dir(&self, w: &BackingWatch, dir: u64, notes: &mut Vec<Note>) {
+        notes.push(Note::Inode(dir));
+        for (name, ino) in self.table().children_of(dir) {
+            notes.push(Note::Entry(dir, name));
+            notes.push(Note::Inode(ino));
+        }
+        for (d, name) in w.take_negatives(Some(dir)) {
+            notes.push(Note::Entry(d, name));
+        }
+    }
+
+    /// After lost events: replies get the short timeouts while everything the kernel holds is
+    /// invalidated, twice, and the mount's own-change records are dropped.
+    fn invalidate_everything(&self, w: &BackingWatch) {
+        w.resync.fetch_add(1, Ordering::AcqRel);
+        w.own().clear();
+        for round in 0..2 {
+            if round == 1 {
+                std::thread::sleep(RESYNC_AGAIN);
+            }
+            let (nodes, names) = self.table().everything();
+            let mut notes: Vec<Note> = nodes.into_iter().map(Note::Inode).collect();
+            notes.extend(names.into_iter().map(|(d, n)| Note::Entry(d, n)));
+            notes.extend(w.take_negatives(None).into_iter().map(|(d, n)| Note::Entry(d, n)));
+            self.tell_kernel(notes);
+        }
+        self.dir_cache_clear();
+        w.resync.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Sends `notes` (each once); a name or inode the kernel no longer holds is not an error.
+    fn tell_kernel(&self, mut notes: Vec<Note>) {
+        let Some(n) = self.notifier.get() else { return };
+        let mut seen = std::collections::HashSet::new();
+        notes.retain(|x| seen.insert(x.clone()));
+        for note in notes {
+            let r = match &note {
+                Note::Entry(dir, name) => n.inval_entry(INodeNo(*dir), std::ffi::OsStr::from_bytes(name)),
+                Note::Inode(ino) => n.inval_inode(INodeNo(*ino), 0, 0),
+            };
+            if let Err(e) = r {
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    log::debug!("kernel cache: {note:?}: {e}");
+                }
+            }
+        }
+    }
+}

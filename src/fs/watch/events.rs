@@ -1,0 +1,159 @@
+//! The thread that reads CIPHERDIR's inotify events. Events are gathered for [`SETTLE`] after
+//! the first (a sync client's replace is a create, writes and a rename; the mount's own change
+//! records its stamp right after the syscall), merged per entry, then handed to the file
+//! system to map and pass on to the kernel.
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use inotify::{EventMask, Inotify};
+
+use super::BackingWatch;
+use crate::fs::core::CofferFs;
+
+/// How long events are gathered after the first one of a batch.
+const SETTLE: Duration = Duration::from_millis(10);
+/// Longest a batch gathers while events keep coming.
+const MAX_GATHER: Duration = Duration::from_millis(50);
+/// How often the thread looks whether the mount ended.
+const POLL_MS: i32 = 250;
+
+/// What one batch of events changed.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Events were lost: everything the kernel holds may be stale.
+    pub overflow: bool,
+    /// Changes to entries: (directory inode, backing entry) with the merged event kinds.
+    pub entries: HashMap<(u64, Vec<u8>), EventMask>,
+    /// Directories whose own attributes changed, or which were deleted or moved.
+    pub dirs: HashSet<u64>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        !self.overflow && self.entries.is_empty() && self.dirs.is_empty()
+    }
+}
+
+/// The running watcher thread; stopped and joined on drop.
+#[derive(Debug)]
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts reading the events of `fs`'s watch (None when it has none, or it already runs).
+pub fn start(fs: &Arc<CofferFs>) -> Option<Running> {
+    let watch = fs.watch.clone()?;
+    let reader = watch.reader.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let weak = Arc::downgrade(fs);
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("coffer-inotify".into())
+        .spawn(move || run(weak, watch, reader, flag));
+    match thread {
+        Ok(t) => Some(Running { stop, thread: Some(t) }),
+        Err(e) => {
+            log::warn!("kernel cache: cannot start the watcher thread ({e})");
+            None
+        }
+    }
+}
+
+fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: Arc<AtomicBool>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while !stop.load(Ordering::SeqCst) {
+        if !readable(&reader, POLL_MS) {
+            continue;
+        }
+        let mut batch = Batch::default();
+        let first = Instant::now();
+        let mut mark;
+        loop {
+            // Own requests that started after this read cannot have made its events.
+            mark = watch.own_mark();
+            drain(&mut reader, &mut buf, &watch, &mut batch);
+            if first.elapsed() >= MAX_GATHER {
+                break;
+            }
+            std::thread::sleep(SETTLE);
+            if !readable(&reader, 0) {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        watch.wait_own_before(mark);
+        let Some(fs) = fs.upgrade() else { return };
+        fs.apply_backing_changes(&watch, batch);
+    }
+}
+
+/// Whether the inotify descriptor has events within `ms` milliseconds.
+fn readable(reader: &Inotify, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd: reader.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 && p.revents & libc::POLLIN != 0 }
+}
+
+/// Reads every queued event into `batch`.
+fn drain(reader: &mut Inotify, buf: &mut [u8], watch: &BackingWatch, batch: &mut Batch) {
+    loop {
+        let events = match reader.read_events(buf) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                log::warn!("kernel cache: reading inotify events: {e}; invalidating everything");
+                batch.overflow = true;
+                return;
+            }
+        };
+        let mut any = false;
+        for ev in events {
+            any = true;
+            if ev.mask.contains(EventMask::Q_OVERFLOW) {
+                batch.overflow = true;
+                continue;
+            }
+            if ev.mask.contains(EventMask::IGNORED) {
+                watch.dropped(&ev.wd);
+                continue;
+            }
+            let Some(dir) = watch.event_for(&ev.wd) else { continue };
+            match ev.name {
+                Some(name) => {
+                    use std::os::unix::ffi::OsStrExt;
+                    *batch
+                        .entries
+                        .entry((dir, name.as_bytes().to_vec()))
+                        .or_insert(EventMask::empty()) |= ev.mask;
+                }
+                None => {
+                    batch.dirs.insert(dir);
+                }
+            }
+        }
+        if !any {
+            return;
+        }
+    }
+}

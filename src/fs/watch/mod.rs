@@ -1,0 +1,382 @@
+//! Watching CIPHERDIR, so that the kernel may cache names, attributes, listings and pages for
+//! longer than a second and still show a sync client's changes at once.
+//!
+//! Each backing directory the kernel looks into gets an inotify watch (added before the
+//! request reads the backing tree, so no change between the two is missed), and only those:
+//! the watch budget is shared with the sync client itself. A background thread ([`events`])
+//! reads the events, drops the mount's own (see [`own`]), maps the rest to plaintext names and
+//! inodes and tells the kernel (`inval_entry`, `inval_inode`), see `apply`.
+//!
+//! Replies carry the long timeouts only while their directory is watched and no event of it
+//! arrived during the request: a [`Ticket`] taken before the request is checked after it, so a
+//! reply built from a backing state that changed meanwhile gets the short timeout. After lost
+//! events (IN_Q_OVERFLOW) everything the kernel holds is invalidated and replies stay short
+//! until that is done. Directories on file systems whose changes inotify cannot see (see
+//! [`fstype`]) and those whose watch could not be added keep the short timeouts.
+
+mod apply;
+pub mod events;
+pub mod fstype;
+pub mod own;
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
+
+use super::core::TTL;
+use super::KernelCache;
+use crate::vault::Dir;
+
+pub use events::Running;
+
+/// Entry, attribute and negative-entry timeout of a watched directory.
+pub const LONG_TTL: Duration = Duration::from_secs(30);
+
+/// Most names kept per mount whose absence the kernel caches (each must be told when the name
+/// appears); past it, absences get the short timeout.
+const MAX_NEGATIVES: usize = 1 << 16;
+
+/// The events a directory watch asks for.
+fn mask() -> WatchMask {
+    WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::MODIFY
+        | WatchMask::ATTRIB
+        | WatchMask::CLOSE_WRITE
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
+        | WatchMask::ONLYDIR
+        | WatchMask::EXCL_UNLINK
+}
+
+/// What a reply's timeout depends on: its directory's watch and event count when the request
+/// started. `Ticket::NONE` gives the short timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(Option<(u64, u64, u64)>);
+
+impl Ticket {
+    /// No watch: the short timeout.
+    pub const NONE: Ticket = Ticket(None);
+}
+
+#[derive(Debug)]
+struct Watched {
+    wd: WatchDescriptor,
+    /// Events read for this directory so far.
+    events: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    by_ino: HashMap<u64, Watched>,
+    by_wd: HashMap<WatchDescriptor, u64>,
+    /// Directories that cannot be watched (another file system, a failed watch add).
+    unwatched: HashSet<u64>,
+    /// Names whose absence the kernel was told to cache, per directory.
+    negatives: HashMap<u64, HashSet<Vec<u8>>>,
+    negative_count: usize,
+}
+
+/// The watch of one mount's CIPHERDIR.
+pub struct BackingWatch {
+    watches: Mutex<Watches>,
+    reader: Mutex<Option<Inotify>>,
+    state: Mutex<State>,
+    own: Mutex<own::OwnChanges>,
+    /// Odd while lost events are being made up for.
+    resync: AtomicU64,
+    root_dev: u64,
+    /// `--kernel-cache=on`: watch file systems that would otherwise keep the short timeouts.
+    forced: bool,
+    warned_limit: AtomicBool,
+    /// Events that changed what the kernel was told (for tests and `coffer stats`).
+    pub(super) foreign: AtomicU64,
+    /// The mount's own changing requests in flight, by number (see [`OwnOp`]).
+    in_flight: Mutex<std::collections::BTreeSet<u64>>,
+    next_op: AtomicU64,
+}
+
+/// How long the watcher waits for the mount's own requests that were in flight when it read
+/// a batch of events (past it, their events may count as someone else's: one needless
+/// invalidation).
+const OWN_WAIT: Duration = Duration::from_secs(1);
+
+/// One of the mount's own changing requests, in flight until dropped. The watcher does not
+/// judge events read while it was in flight until it ends and has recorded what it changed.
+#[derive(Debug)]
+pub struct OwnOp {
+    watch: Arc<BackingWatch>,
+    id: u64,
+}
+
+impl Drop for OwnOp {
+    fn drop(&mut self) {
+        self.watch
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+impl std::fmt::Debug for BackingWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackingWatch")
+            .field("root_dev", &self.root_dev)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BackingWatch {
+    /// The watch for a mount of the CIPHERDIR `root` (on device `root_dev`) in `mode`, or None
+    /// when the mount keeps the short timeouts; says which in the log.
+    pub fn for_mount(root: &Dir, root_dev: u64, mode: KernelCache, cipherdir: &std::path::Path) -> Option<Arc<Self>> {
+        let shown = cipherdir.display();
+        if mode == KernelCache::Off {
+            log::info!("kernel cache: off (--kernel-cache=off): entries and attributes are kept 1 s");
+            return None;
+        }
+        match fstype::unwatchable(&root.fd) {
+            Ok(Some(fs)) if mode == KernelCache::Auto => {
+                log::warn!(
+                    "kernel cache: off for {shown}: it is on {fs}, where changes made on other machines are not \
+                     reported; entries and attributes are kept 1 s (--kernel-cache=on overrides)"
+                );
+                return None;
+            }
+            Ok(Some(fs)) => log::warn!("kernel cache: on for {shown} on {fs} (--kernel-cache=on): changes made on other machines may show up to 30 s late"),
+            Ok(None) => {}
+            Err(e) => log::debug!("{shown}: statfs: {e}"),
+        }
+        let inotify = match Inotify::init() {
+            Ok(i) => i,
+            Err(e) => {
+                log::warn!("kernel cache: off for {shown}: inotify is not available ({e}); entries and attributes are kept 1 s");
+                return None;
+            }
+        };
+        log::info!(
+            "kernel cache: on for {shown}: watched with inotify; entries, attributes and listings are kept up to {} s, pages across opens",
+            LONG_TTL.as_secs()
+        );
+        Some(Arc::new(BackingWatch {
+            watches: Mutex::new(inotify.watches()),
+            reader: Mutex::new(Some(inotify)),
+            state: Mutex::default(),
+            own: Mutex::default(),
+            resync: AtomicU64::new(0),
+            root_dev,
+            forced: mode == KernelCache::On,
+            warned_limit: AtomicBool::new(false),
+            foreign: AtomicU64::new(0),
+            in_flight: Mutex::default(),
+            next_op: AtomicU64::new(0),
+        }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The mount's own recent changes.
+    pub fn own(&self) -> MutexGuard<'_, own::OwnChanges> {
+        self.own.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks one of the mount's own changing requests in flight.
+    pub fn own_op(self: &Arc<Self>) -> OwnOp {
+        let id = self.next_op.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        OwnOp {
+            watch: self.clone(),
+            id,
+        }
+    }
+
+    /// The number the next own request will get.
+    fn own_mark(&self) -> u64 {
+        self.next_op.load(Ordering::Acquire)
+    }
+
+    /// Waits (at most [`OWN_WAIT`]) until every own request numbered below `mark` ended.
+    fn wait_own_before(&self, mark: u64) {
+        let start = std::time::Instant::now();
+        loop {
+            let oldest = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .first()
+                .copied();
+            match oldest {
+                Some(id) if id < mark && start.elapsed() < OWN_WAIT => {
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// The ticket of a request in directory `dir`; None when `dir` is not watched yet.
+    pub fn ticket(&self, dir: u64) -> Option<Ticket> {
+        let resync = self.resync.load(Ordering::Acquire);
+        if resync % 2 == 1 {
+            return Some(Ticket::NONE);
+        }
+        let s = self.state();
+        if let Some(w) = s.by_ino.get(&dir) {
+            return Some(Ticket(Some((dir, w.events, resync))));
+        }
+        s.unwatched.contains(&dir).then_some(Ticket::NONE)
+    }
+
+    /// The timeout of a reply whose request took `t`: long only if nothing changed since.
+    pub fn ttl(&self, t: Ticket) -> Duration {
+        let Some((dir, events, resync)) = t.0 else { return TTL };
+        if self.resync.load(Ordering::Acquire) != resync {
+            return TTL;
+        }
+        match self.state().by_ino.get(&dir) {
+            Some(w) if w.events == events => LONG_TTL,
+            _ => TTL,
+        }
+    }
+
+    /// Watches the backing directory `dir` of directory inode `ino` (once).
+    pub fn ensure(&self, ino: u64, dir: &Dir) {
+        {
+            let s = self.state();
+            if s.by_ino.contains_key(&ino) || s.unwatched.contains(&ino) {
+                return;
+            }
+        }
+        if !self.forced {
+            let other_fs = dir.fd.fstat().map(|st| st.st_dev != self.root_dev).unwrap_or(true);
+            if other_fs {
+                if let Ok(Some(fs)) = fstype::unwatchable(&dir.fd) {
+                    log::info!("kernel cache: off below {} (on {fs}): kept 1 s", dir.rel.display());
+                    self.state().unwatched.insert(ino);
+                    return;
+                }
+            }
+        }
+        let path = format!("/proc/self/fd/{}", dir.fd.as_raw_fd());
+        let added = self
+            .watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(&path, mask());
+        let mut s = self.state();
+        match added {
+            Ok(wd) => {
+                if let Some(old) = s.by_wd.insert(wd.clone(), ino) {
+                    if old != ino {
+                        s.by_ino.remove(&old);
+                    }
+                }
+                s.by_ino.insert(ino, Watched { wd, events: 0 });
+            }
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::ENOSPC) {
+                    if !self.warned_limit.swap(true, Ordering::Relaxed) {
+                        log::warn!(
+                            "kernel cache: the inotify watch limit is reached (fs.inotify.max_user_watches); \
+                             directories past it, first {}, are kept 1 s",
+                            dir.rel.display()
+                        );
+                    }
+                } else {
+                    log::info!(
+                        "kernel cache: off for {}: cannot watch it ({e}): kept 1 s",
+                        dir.rel.display()
+                    );
+                }
+                s.unwatched.insert(ino);
+            }
+        }
+    }
+
+    /// The kernel forgot directory inode `ino`: its watch goes.
+    pub fn unwatch(&self, ino: u64) {
+        let mut s = self.state();
+        s.unwatched.remove(&ino);
+        if let Some(n) = s.negatives.remove(&ino) {
+            s.negative_count -= n.len();
+        }
+        let Some(w) = s.by_ino.remove(&ino) else { return };
+        if s.by_wd.get(&w.wd) == Some(&ino) {
+            s.by_wd.remove(&w.wd);
+            drop(s);
+            let _ = self.watches.lock().unwrap_or_else(|p| p.into_inner()).remove(w.wd);
+        }
+    }
+
+    /// Records that the kernel may cache the absence of `name` in `dir` (returns false when
+    /// too many are cached already: then it must not).
+    pub fn note_negative(&self, dir: u64, name: &[u8]) -> bool {
+        let mut s = self.state();
+        if s.negative_count >= MAX_NEGATIVES {
+            return false;
+        }
+        if s.negatives.entry(dir).or_default().insert(name.to_vec()) {
+            s.negative_count += 1;
+        }
+        true
+    }
+
+    /// Forgets the cached absence of `name` in `dir`.
+    fn forget_negative(&self, dir: u64, name: &[u8]) {
+        let mut s = self.state();
+        if let Some(set) = s.negatives.get_mut(&dir) {
+            if set.remove(name) {
+                s.negative_count -= 1;
+            }
+        }
+    }
+
+    /// Takes every cached absence in `dir` (all directories when None).
+    fn take_negatives(&self, dir: Option<u64>) -> Vec<(u64, Vec<u8>)> {
+        let mut s = self.state();
+        let taken: Vec<(u64, HashSet<Vec<u8>>)> = match dir {
+            Some(d) => s.negatives.remove(&d).map(|n| (d, n)).into_iter().collect(),
+            None => s.negatives.drain().collect(),
+        };
+        let n: usize = taken.iter().map(|(_, set)| set.len()).sum();
+        s.negative_count -= n;
+        taken
+            .into_iter()
+            .flat_map(|(d, set)| set.into_iter().map(move |name| (d, name)))
+            .collect()
+    }
+
+    /// The directory inode of watch `wd`, counting one event for it.
+    fn event_for(&self, wd: &WatchDescriptor) -> Option<u64> {
+        let mut s = self.state();
+        let ino = *s.by_wd.get(wd)?;
+        if let Some(w) = s.by_ino.get_mut(&ino) {
+            w.events += 1;
+        }
+        Some(ino)
+    }
+
+    /// The kernel removed watch `wd` (its directory was deleted).
+    fn dropped(&self, wd: &WatchDescriptor) {
+        let mut s = self.state();
+        if let Some(ino) = s.by_wd.remove(wd) {
+            if s.by_ino.get(&ino).is_some_and(|w| &w.wd == wd) {
+                s.by_ino.remove(&ino);
+            }
+        }
+    }
+
+    /// How many directories are watched (for tests and the note on memory).
+    pub fn watched(&self) -> usize {
+        self.state().by_ino.len()
+    }
+}

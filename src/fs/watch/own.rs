@@ -1,0 +1,134 @@
+//! What the mount itself changed in CIPHERDIR, so that the watcher can tell its own changes
+//! from a sync client's. inotify names no process: a change counts as the mount's own only
+//! when the entry's stat still equals the stamp the mount took right after its own change
+//! (or, for a removed name, when the mount removed that very name). Anything else is someone
+//! else's and invalidates. A lost record costs one needless invalidation, never a stale read.
+
+use std::collections::{HashMap, HashSet};
+
+use super::super::inodes::BackingId;
+
+/// At most this many records of each kind; past it they are dropped (the next events of
+/// those entries then invalidate, which is only slower).
+const MAX_RECORDS: usize = 1 << 16;
+
+/// What identifies one state of a backing object without reading it. A directory's times
+/// and size change with every name made in it (events its own watch reports), so a
+/// directory's stamp is its mode and owner only: what its parent's watch reports for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    mode: u32,
+    owner: (u32, u32),
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    /// The stamp of `st`.
+    pub fn of(st: &libc::stat) -> Stamp {
+        let dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        Stamp {
+            mode: st.st_mode,
+            owner: (st.st_uid, st.st_gid),
+            size: if dir { 0 } else { st.st_size },
+            mtime: if dir { (0, 0) } else { (st.st_mtime, st.st_mtime_nsec) },
+            ctime: if dir { (0, 0) } else { (st.st_ctime, st.st_ctime_nsec) },
+        }
+    }
+}
+
+/// The mount's own recent changes.
+#[derive(Debug, Default)]
+pub struct OwnChanges {
+    /// The stamp of each object right after the mount last changed it.
+    stamps: HashMap<BackingId, Stamp>,
+    /// Names the mount removed or renamed away: (directory inode, backing entry).
+    gone: HashSet<(u64, Vec<u8>)>,
+}
+
+impl OwnChanges {
+    /// Records that the mount just changed `backing`, which now stats as `st`.
+    pub fn changed(&mut self, backing: BackingId, st: &libc::stat) {
+        if self.stamps.len() >= MAX_RECORDS {
+            self.stamps.clear();
+        }
+        self.stamps.insert(backing, Stamp::of(st));
+    }
+
+    /// Records that the mount removed `entry` from directory `dir`.
+    pub fn removed(&mut self, dir: u64, entry: &[u8]) {
+        if self.gone.len() >= MAX_RECORDS {
+            self.gone.clear();
+        }
+        self.gone.insert((dir, entry.to_vec()));
+    }
+
+    /// Whether `backing`, now statting as `st`, is as the mount left it.
+    pub fn is_own(&self, backing: BackingId, st: &libc::stat) -> bool {
+        self.stamps.get(&backing) == Some(&Stamp::of(st))
+    }
+
+    /// Whether the mount removed `entry` from `dir` (each removal answers once).
+    pub fn take_removed(&mut self, dir: u64, entry: &[u8]) -> bool {
+        self.gone.remove(&(dir, entry.to_vec()))
+    }
+
+    /// Forgets everything (after events were lost: nothing may be taken for the mount's own).
+    pub fn clear(&mut self) {
+        self.stamps.clear();
+        self.gone.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(size: i64, mtime: i64, ctime_ns: i64) -> libc::stat {
+        // SAFETY: stat is plain old data; all-zero is a valid value.
+        let mut s: libc::stat = unsafe { std::mem::zeroed() };
+        s.st_size = size;
+        s.st_mtime = mtime;
+        s.st_ctime_nsec = ctime_ns;
+        s
+    }
+
+    #[test]
+    fn only_the_exact_state_the_mount_left_is_its_own() {
+        let mut o = OwnChanges::default();
+        o.changed((1, 2), &st(10, 5, 7));
+        assert!(o.is_own((1, 2), &st(10, 5, 7)));
+        assert!(!o.is_own((1, 2), &st(11, 5, 7)), "size changed since");
+        assert!(!o.is_own((1, 2), &st(10, 6, 7)), "mtime changed since");
+        assert!(
+            !o.is_own((1, 2), &st(10, 5, 8)),
+            "ctime changed since (a chmod, a rename)"
+        );
+        assert!(!o.is_own((1, 3), &st(10, 5, 7)), "another object");
+        o.clear();
+        assert!(!o.is_own((1, 2), &st(10, 5, 7)));
+    }
+
+    #[test]
+    fn a_directory_stays_the_mounts_own_while_names_are_made_in_it() {
+        let mut o = OwnChanges::default();
+        let mut d = st(4096, 5, 7);
+        d.st_mode = libc::S_IFDIR | 0o755;
+        o.changed((1, 9), &d);
+        let mut later = st(8192, 6, 9);
+        later.st_mode = libc::S_IFDIR | 0o755;
+        assert!(o.is_own((1, 9), &later));
+        later.st_mode = libc::S_IFDIR | 0o700;
+        assert!(!o.is_own((1, 9), &later), "a chmod by someone else");
+    }
+
+    #[test]
+    fn a_removal_answers_once() {
+        let mut o = OwnChanges::default();
+        o.removed(4, b"abc");
+        assert!(!o.take_removed(5, b"abc"));
+        assert!(o.take_removed(4, b"abc"));
+        assert!(!o.take_removed(4, b"abc"));
+    }
+}
