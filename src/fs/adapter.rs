@@ -98,6 +98,15 @@ fn keep_cache<T: Ops>(ops: &T, t: Ticket) -> FopenFlags {
     }
 }
 
+/// FOPEN_KEEP_CACHE when the file is as it was when its cached pages were read.
+fn pages_kept<T: Ops>(ops: &T, ino: u64, fh: u64) -> FopenFlags {
+    if ops.pages_unchanged(ino, fh) {
+        FopenFlags::FOPEN_KEEP_CACHE
+    } else {
+        FopenFlags::empty()
+    }
+}
+
 /// The attributes of a negative entry reply (inode 0: only its timeout counts).
 fn absent_attr() -> fuser::FileAttr {
     fuser::FileAttr {
@@ -309,7 +318,10 @@ impl<T: Ops> Filesystem for Adapter<T> {
         // kernel drops it at open.
         let t = self.0.attr_ticket(ino.0);
         match self.0.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), keep_cache(&*self.0, t)),
+            Ok(fh) => {
+                let keep = keep_cache(&*self.0, t) & pages_kept(&*self.0, ino.0, fh);
+                reply.opened(FileHandle(fh), keep)
+            }
             Err(e) => reply.error(errno("open", e)),
         }
     }
@@ -499,7 +511,8 @@ impl<T: Ops> Filesystem for Adapter<T> {
         match self.0.create(parent.0, name.as_bytes(), mode, flags, caller(req)) {
             Ok(((attr, generation), fh)) => {
                 let ttl = attr_ttl(&*self.0, t, &attr);
-                reply.created(&ttl, &attr, generation, FileHandle(fh), keep_cache(&*self.0, t))
+                let keep = keep_cache(&*self.0, t) & pages_kept(&*self.0, attr.ino.0, fh);
+                reply.created(&ttl, &attr, generation, FileHandle(fh), keep)
             }
             Err(e) => reply.error(errno("create", e)),
         }

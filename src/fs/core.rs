@@ -98,6 +98,8 @@ pub struct CofferFs {
     dir_cache: Mutex<DirCache>,
     pub(super) files: Handles<FileHandle>,
     pub(super) dirs: Handles<DirHandle>,
+    /// Listings of directories opened without a handle (see [`super::handles::Listings`]).
+    pub(super) listings: Mutex<super::handles::Listings>,
     /// Root with allow_other: new objects belong to the caller.
     pub(super) chown_to_caller: bool,
     pub(super) activity: Arc<Activity>,
@@ -122,6 +124,9 @@ pub struct CofferFs {
     pub(super) config_watch: Option<Arc<ConfigWatch>>,
     /// The watch of CIPHERDIR that lets the kernel cache for longer (None: short timeouts).
     pub(super) watch: Option<Arc<super::watch::BackingWatch>>,
+    /// Per file inode, the backing state its cached pages were read from (see
+    /// [`pages_unchanged`](Self::pages_unchanged)).
+    page_stamps: Mutex<std::collections::HashMap<u64, super::watch::own::Stamp>>,
 }
 
 /// How often [`CofferFs::locate_with`] looks again after a miss (waits 0.1, 0.2, 0.4, 0.8 ms).
@@ -154,6 +159,7 @@ impl CofferFs {
             dir_cache: Mutex::new(DirCache::new(dir_cache_budget(nofile_soft()))),
             files: Handles::default(),
             dirs: Handles::default(),
+            listings: Mutex::default(),
             chown_to_caller,
             activity: Arc::default(),
             notifier: Arc::default(),
@@ -164,6 +170,7 @@ impl CofferFs {
             owed: Mutex::default(),
             config_watch: None,
             watch: None,
+            page_stamps: Mutex::default(),
         })
     }
 
@@ -238,6 +245,25 @@ impl CofferFs {
     /// The timeout of a reply whose request took ticket `t`.
     pub(super) fn ttl(&self, t: super::watch::Ticket) -> Duration {
         self.watch.as_ref().map_or(TTL, |w| w.ttl(t))
+    }
+
+    /// Whether the pages the kernel caches for `ino` may be kept by an open through `fh`: the
+    /// backing file is as it was at the previous open. Otherwise the kernel drops them at this
+    /// open, so that pages of an old version never mix with reads of the new one, whatever
+    /// the watcher has reported yet.
+    pub(super) fn pages_unchanged(&self, ino: u64, fh: u64) -> bool {
+        let Some(h) = self.files.get(fh) else { return false };
+        let Ok(st) = crate::vault::backing::fstat(std::os::fd::AsRawFd::as_raw_fd(h.file().backing())) else {
+            return false;
+        };
+        let now = super::watch::own::Stamp::with_inode(&st);
+        let mut stamps = self.page_stamps.lock().unwrap_or_else(|p| p.into_inner());
+        stamps.insert(ino, now) == Some(now)
+    }
+
+    /// The kernel forgot `ino`: its page stamp goes.
+    pub(super) fn forget_pages(&self, ino: u64) {
+        self.page_stamps.lock().unwrap_or_else(|p| p.into_inner()).remove(&ino);
     }
 
     /// Records that the mount itself just changed the backing object statting as `st`.

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::attr::{backing_id, kind_of, kind_of_dtype};
 use super::core::{stale, CofferFs};
-use super::handles::{DirEntry, DirHandle, DirState};
+use super::handles::{DirEntry, DirHandle, DirState, NO_HANDLE};
 use super::inodes::ROOT;
 use super::ops::{Caller, EntryOut};
 use crate::vault::{backing, Dir, IoContext, Result, VaultError};
@@ -21,6 +21,7 @@ impl CofferFs {
     pub(super) fn do_forget(&self, ino: u64, n: u64) {
         if self.table().forget(ino, n) {
             self.uncache_dir(ino);
+            self.forget_pages(ino);
             if let Some(w) = &self.watch {
                 w.unwatch(ino);
             }
@@ -223,6 +224,9 @@ impl CofferFs {
     /// The snapshot of handle `fh` for a read at `offset`: a read at 0 (the first, or a
     /// rewind) lists the directory afresh.
     pub(super) fn do_readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
+        if fh == NO_HANDLE {
+            return self.listing_without_handle(ino, offset);
+        }
         let h = self.dirs.get(fh).ok_or_else(|| stale(ino))?;
         let mut state = h.state.lock().unwrap_or_else(|p| p.into_inner());
         if offset == 0 || !state.served {
@@ -230,6 +234,20 @@ impl CofferFs {
         }
         state.served = true;
         Ok(state.entries.clone())
+    }
+
+    /// A read of directory `ino` opened without a handle (the kernel cache is on): a read at
+    /// 0 lists afresh, a later one continues the listing it started.
+    fn listing_without_handle(&self, ino: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
+        let listings = || self.listings.lock().unwrap_or_else(|p| p.into_inner());
+        if offset != 0 {
+            if let Some(l) = listings().get(ino) {
+                return Ok(l);
+            }
+        }
+        let fresh = Arc::new(self.snapshot(ino)?);
+        listings().put(ino, fresh.clone());
+        Ok(fresh)
     }
 
     /// One readdirplus entry: its attributes, counted as a lookup (None if it vanished since

@@ -44,6 +44,10 @@ impl Ops for CofferFs {
         self.watch.as_ref().map(|w| w.own_op())
     }
 
+    fn pages_unchanged(&self, ino: u64, fh: u64) -> bool {
+        self.watch.is_some() && CofferFs::pages_unchanged(self, ino, fh)
+    }
+
     fn entry_ticket(&self, dir: u64) -> Ticket {
         self.ticket(dir)
     }
@@ -99,6 +103,12 @@ impl Ops for CofferFs {
     }
 
     fn opendir(&self, ino: u64) -> Result<u64> {
+        if self.watch.is_some() {
+            // ENOSYS: from now on the kernel opens directories itself, sends no OPENDIR or
+            // RELEASEDIR, and caches listings (FOPEN_CACHE_DIR), which the watcher drops
+            // when the backing directory changes; reads come without a handle.
+            return Err(not_served("opendir"));
+        }
         self.do_opendir(ino)
     }
 

@@ -127,6 +127,36 @@ pub struct DirState {
     pub served: bool,
 }
 
+/// The handle number of a directory the kernel opened without asking (handles start at 1).
+pub const NO_HANDLE: u64 = 0;
+
+/// The listings served to directories the kernel opened without asking (with the kernel
+/// cache on it opens them itself, and caches what it reads): the latest few, by directory
+/// inode, so that a listing read in several requests is one snapshot.
+#[derive(Debug, Default)]
+pub struct Listings {
+    recent: std::collections::VecDeque<(u64, Arc<Vec<DirEntry>>)>,
+}
+
+impl Listings {
+    /// How many listings are kept.
+    const KEPT: usize = 64;
+
+    /// The listing of `ino` last served, if kept.
+    pub fn get(&self, ino: u64) -> Option<Arc<Vec<DirEntry>>> {
+        self.recent.iter().find(|(i, _)| *i == ino).map(|(_, l)| l.clone())
+    }
+
+    /// Keeps `listing` as the latest of `ino`.
+    pub fn put(&mut self, ino: u64, listing: Arc<Vec<DirEntry>>) {
+        self.recent.retain(|(i, _)| *i != ino);
+        if self.recent.len() >= Self::KEPT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((ino, listing));
+    }
+}
+
 /// A table of handles of one kind.
 #[derive(Debug)]
 pub struct Handles<T> {

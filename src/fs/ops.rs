@@ -88,6 +88,11 @@ pub trait Ops: Send + Sync + 'static {
         None
     }
 
+    /// Whether an open of `ino` (handle `fh`) may keep the pages the kernel caches for it.
+    fn pages_unchanged(&self, _ino: u64, _fh: u64) -> bool {
+        false
+    }
+
     /// Taken before a request that replies with entries of directory `dir`: their timeout is
     /// [`ttl`](Self::ttl) of it, afterwards.
     fn entry_ticket(&self, _dir: u64) -> Ticket {

@@ -7,6 +7,7 @@ mod support;
 mod conflicts;
 mod fixture;
 mod inplace;
+mod kernel_cache;
 mod live;
 mod provider_limits;
 mod rclone;

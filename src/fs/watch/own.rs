@@ -17,6 +17,7 @@ const MAX_RECORDS: usize = 1 << 16;
 /// directory's stamp is its mode and owner only: what its parent's watch reports for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
+    ino: u64,
     mode: u32,
     owner: (u32, u32),
     size: i64,
@@ -29,11 +30,20 @@ impl Stamp {
     pub fn of(st: &libc::stat) -> Stamp {
         let dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         Stamp {
+            ino: 0,
             mode: st.st_mode,
             owner: (st.st_uid, st.st_gid),
             size: if dir { 0 } else { st.st_size },
             mtime: if dir { (0, 0) } else { (st.st_mtime, st.st_mtime_nsec) },
             ctime: if dir { (0, 0) } else { (st.st_ctime, st.st_ctime_nsec) },
+        }
+    }
+
+    /// The stamp of `st` with its inode number (a file replaced under the same name differs).
+    pub fn with_inode(st: &libc::stat) -> Stamp {
+        Stamp {
+            ino: st.st_ino,
+            ..Stamp::of(st)
         }
     }
 }

@@ -1,0 +1,272 @@
+//! The kernel cache under a sync client: with the kernel keeping names, attributes, listings
+//! and pages for up to 30 s, a change a sync client makes in CIPHERDIR (replace, append,
+//! rewrite in place, delete, create a name the kernel knows to be absent) still shows within
+//! the bound, to read(), O_DIRECT and mmap readers that hold the file open and cached.
+
+use crate::support::common;
+use crate::support::sync as sync_util;
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use coffer::fs::{KernelCache, MountOptions};
+use common::{wait_for, TestMount};
+use sync_util::{names, replace_via_temp, Backing};
+
+/// How long a change may take to show with the kernel cache on.
+const BOUND: Duration = Duration::from_secs(2);
+
+/// Content `k` of one file, `len` bytes (a length per version shows a torn read).
+fn content(k: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| k.wrapping_add((i / 4096) as u8)).collect()
+}
+
+/// The backing bytes of the file `name` after writing `data` to it through the mount.
+fn backing_after(m: &TestMount, b: &Backing, name: &str, data: &[u8]) -> Vec<u8> {
+    fs::write(m.path(name), data).unwrap();
+    fs::read(b.path("", name)).unwrap()
+}
+
+/// Writes `bytes` over the backing file at `p` in place, as a client writing in place does
+/// (same inode; no truncation when it grows, as an append).
+fn write_in_place(p: &Path, bytes: &[u8]) {
+    let f = fs::OpenOptions::new().write(true).open(p).unwrap();
+    f.write_all_at(bytes, 0).unwrap();
+    f.set_len(bytes.len() as u64).unwrap();
+}
+
+/// A read of `f` through O_DIRECT (an aligned buffer).
+fn read_direct(p: &Path, len: usize) -> Vec<u8> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(p)
+        .unwrap();
+    let cap = len.div_ceil(4096) * 4096 + 4096;
+    let mut raw = vec![0u8; cap + 4096];
+    let shift = raw.as_ptr().align_offset(4096);
+    let buf = &mut raw[shift..shift + cap];
+    let mut got = 0;
+    loop {
+        let n = f.read_at(&mut buf[got..], got as u64).unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    buf[..got].to_vec()
+}
+
+/// A shared read-only mapping of the first `len` bytes of a file, kept while it lives.
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+    _file: fs::File,
+}
+
+impl Mapped {
+    fn new(p: &Path, len: usize) -> Mapped {
+        let file = fs::File::open(p).unwrap();
+        // SAFETY: a fresh shared read-only mapping of an open file; checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+        Mapped { ptr, len, _file: file }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        // SAFETY: the mapping is `len` bytes long and lives as long as self; the file is at
+        // least that long in every version the test writes.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }.to_vec()
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping made in `new`.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+#[test]
+fn a_sync_clients_changes_reach_cached_and_open_readers_within_the_bound() {
+    let Some(m) = TestMount::new() else { return };
+    let b = Backing::open(&m.cipher);
+    const LEN: usize = 5 * 4096 + 123;
+    // Versions of the same files (same file IDs), as a client brings an older or newer copy.
+    let rewritten_a = backing_after(&m, &b, "rewritten", &content(1, LEN));
+    backing_after(&m, &b, "rewritten", &content(2, LEN));
+    let mapped_a = backing_after(&m, &b, "mapped", &content(3, LEN));
+    backing_after(&m, &b, "mapped", &content(4, LEN));
+    let short = backing_after(&m, &b, "appended", &content(5, LEN));
+    let long = backing_after(&m, &b, "appended", &content(5, 2 * LEN));
+    write_in_place(&b.path("", "appended"), &short);
+    wait_for(BOUND, "appended shortened", || {
+        fs::read(m.path("appended")).is_ok_and(|d| d.len() == LEN)
+    });
+    let replacement = backing_after(&m, &b, "scratch", &content(6, LEN));
+    fs::remove_file(m.path("scratch")).unwrap();
+    fs::write(m.path("replaced"), content(7, LEN)).unwrap();
+    fs::write(m.path("deleted"), b"bye").unwrap();
+    fs::create_dir(m.path("sub")).unwrap();
+    fs::write(m.path("sub/inner"), content(8, 100)).unwrap();
+
+    // Everything cached: pages, attributes, listings, and the absence of "arrived".
+    for n in ["rewritten", "mapped", "appended", "replaced", "deleted", "sub/inner"] {
+        fs::read(m.path(n)).unwrap();
+        fs::metadata(m.path(n)).unwrap();
+    }
+    assert!(fs::metadata(m.path("arrived")).is_err());
+    assert!(fs::metadata(m.path("sub/arrived")).is_err());
+    assert_eq!(
+        names(&m.mnt),
+        ["appended", "deleted", "mapped", "replaced", "rewritten", "sub"]
+    );
+    let map = Mapped::new(&m.path("mapped"), LEN);
+    assert_eq!(map.bytes(), content(4, LEN));
+    let held = fs::File::open(m.path("rewritten")).unwrap();
+    let mut buf = vec![0u8; LEN];
+    held.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(buf, content(2, LEN));
+
+    // The client's changes.
+    let start = Instant::now();
+    write_in_place(&b.path("", "rewritten"), &rewritten_a);
+    write_in_place(&b.path("", "mapped"), &mapped_a);
+    write_in_place(&b.path("", "appended"), &long);
+    replace_via_temp(&replacement, &b.path("", "replaced"));
+    fs::remove_file(b.path("", "deleted")).unwrap();
+    fs::write(b.path("", "arrived"), &replacement).unwrap();
+    fs::write(b.path("sub", "arrived"), &replacement).unwrap();
+
+    let mut seen = Vec::new();
+    let mut check = |what: &str, f: &mut dyn FnMut() -> bool| {
+        wait_for(
+            BOUND.saturating_sub(start.elapsed()).max(Duration::from_millis(1)),
+            what,
+            &mut *f,
+        );
+        seen.push((what.to_string(), start.elapsed()));
+    };
+    check("rewritten in place, by read()", &mut || {
+        fs::read(m.path("rewritten")).is_ok_and(|d| d == content(1, LEN))
+    });
+    check("rewritten in place, through the handle held open", &mut || {
+        held.read_exact_at(&mut buf, 0).is_ok() && buf == content(1, LEN)
+    });
+    check("rewritten in place, by O_DIRECT", &mut || {
+        read_direct(&m.path("rewritten"), LEN) == content(1, LEN)
+    });
+    check("rewritten in place, through mmap", &mut || {
+        map.bytes() == content(3, LEN)
+    });
+    check("appended, by read()", &mut || {
+        fs::read(m.path("appended")).is_ok_and(|d| d == content(5, 2 * LEN))
+    });
+    check("appended, its size", &mut || {
+        fs::metadata(m.path("appended")).is_ok_and(|md| md.len() == 2 * LEN as u64)
+    });
+    check("replaced", &mut || {
+        fs::read(m.path("replaced")).is_ok_and(|d| d == content(6, LEN))
+    });
+    check("deleted", &mut || fs::metadata(m.path("deleted")).is_err());
+    check("arrived where its absence was cached", &mut || {
+        fs::read(m.path("arrived")).is_ok_and(|d| d == content(6, LEN))
+    });
+    check("arrived in a subdirectory", &mut || {
+        fs::read(m.path("sub/arrived")).is_ok_and(|d| d == content(6, LEN))
+    });
+    check("the listing", &mut || {
+        names(&m.mnt) == ["appended", "arrived", "mapped", "replaced", "rewritten", "sub"]
+    });
+    check("the subdirectory's listing", &mut || {
+        names(&m.path("sub")) == ["arrived", "inner"]
+    });
+    for (what, t) in &seen {
+        eprintln!("{what}: seen after {t:?}");
+    }
+
+    // Later reads stay on the new versions (nothing stale comes back from a cache).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(fs::read(m.path("rewritten")).unwrap(), content(1, LEN));
+    assert_eq!(map.bytes(), content(3, LEN));
+    assert_eq!(fs::read(m.path("replaced")).unwrap(), content(6, LEN));
+    assert!(fs::metadata(m.path("deleted")).is_err());
+}
+
+/// Replaces a file's backing copy `rounds` times and times how long each new version takes to
+/// show through a reader that keeps reading it (cached: each read between changes is served
+/// from the page cache). Returns the sorted delays.
+fn time_changes(m: &TestMount, b: &Backing, rounds: usize) -> Vec<Duration> {
+    const LEN: usize = 4096 + 17;
+    let versions: Vec<Vec<u8>> = (0..4u8)
+        .map(|k| backing_after(m, b, &format!("v{k}"), &content(k, LEN)))
+        .collect();
+    fs::write(m.path("watched"), content(0, LEN)).unwrap();
+    let target = b.path("", "watched");
+    let mut delays = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let k = (i % 3 + 1) as u8;
+        let want = content(k, LEN);
+        // Cached before the change.
+        let _ = fs::read(m.path("watched"));
+        let start = Instant::now();
+        replace_via_temp(&versions[usize::from(k)], &target);
+        loop {
+            if fs::read(m.path("watched")).is_ok_and(|d| d == want) {
+                delays.push(start.elapsed());
+                break;
+            }
+            assert!(start.elapsed() < BOUND, "change {i} not seen within {BOUND:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The next change must differ from this one.
+        if k == 3 {
+            replace_via_temp(&versions[0], &target);
+            wait_for(BOUND, "reset", || {
+                fs::read(m.path("watched")).is_ok_and(|d| d == content(0, LEN))
+            });
+        }
+    }
+    delays.sort();
+    delays
+}
+
+#[test]
+fn five_hundred_replacements_each_show_within_the_bound() {
+    let Some(m) = TestMount::new() else { return };
+    let b = Backing::open(&m.cipher);
+    let d = time_changes(&m, &b, 500);
+    let median = d[d.len() / 2];
+    let p99 = d[d.len() * 99 / 100];
+    eprintln!(
+        "500 replacements: median {median:?}, p99 {p99:?}, max {:?}",
+        d[d.len() - 1]
+    );
+    assert!(p99 <= Duration::from_secs(1), "p99 {p99:?}");
+}
+
+#[test]
+fn with_the_kernel_cache_off_changes_show_as_before() {
+    let opts = MountOptions {
+        kernel_cache: KernelCache::Off,
+        ..Default::default()
+    };
+    let Some(m) = TestMount::with(opts, common::WATCHDOG) else {
+        return;
+    };
+    let b = Backing::open(&m.cipher);
+    let d = time_changes(&m, &b, 20);
+    eprintln!("kernel cache off, 20 replacements: median {:?}", d[d.len() / 2]);
+}
