@@ -2,6 +2,8 @@
 //! `coffer mount --fg --daemon-child ...`, hands over the secret on the child's stdin and reads
 //! one readiness line from the child's stdout:
 //!
+//! - `note<TAB>TEXT` (any number, before the others) — a line the parent prints to stderr
+//!   (with `-v`: which kernel cache mode the mount runs in);
 //! - `ready` — the kernel has the mount; the parent exits 0;
 //! - `fail<TAB>CODE<TAB>MESSAGE<TAB>HINT` — the parent prints the error and exits CODE;
 //! - end of file — the child died; the parent reports its exit status.
@@ -27,8 +29,16 @@ pub fn launch(mut cmd: Command, secret: &[u8]) -> CliResult {
     let Some(stdout) = child.stdout.take() else {
         return Err(CliError::new(code::OTHER, "no readiness pipe to the mount process"));
     };
+    let mut reader = BufReader::new(stdout);
     let mut line = String::new();
-    let _ = BufReader::new(stdout).read_line(&mut line);
+    loop {
+        line.clear();
+        let _ = reader.read_line(&mut line);
+        match line.trim_end_matches('\n').strip_prefix("note\t") {
+            Some(note) => eprintln!("{note}"),
+            None => break,
+        }
+    }
     match parse_report(line.trim_end_matches('\n')) {
         Some(Ok(())) => Ok(()),
         Some(Err(e)) => {
@@ -93,6 +103,11 @@ fn send(line: &str) {
 /// In the child: the mount is ready.
 pub fn report_ready() {
     send("ready\n");
+}
+
+/// In the child: a line for the user before the mount is ready (`-v`).
+pub fn report_note(text: &str) {
+    send(&format!("note\t{}\n", text.replace(['\t', '\n'], " ")));
 }
 
 /// In the child: the mount failed before becoming ready.

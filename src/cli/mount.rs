@@ -18,6 +18,9 @@ use super::password::{read_secret, Ask};
 pub fn run(args: &MountArgs, verbose: u8) -> CliResult {
     if args.daemon_child {
         return daemon::run_child(args.log.as_deref(), verbose, "mount ready", |on_ready| {
+            if verbose > 0 {
+                daemon::report_note(&kernel_cache_plan(args, &args.cipherdir));
+            }
             serve(args, &args.cipherdir, &args.mountpoint, on_ready)
         });
     }
@@ -88,6 +91,14 @@ fn start(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, verbose: u8) -> 
     }
     cmd.arg("--").arg(cipherdir).arg(mountpoint);
     daemon::launch(cmd, &secret)
+}
+
+/// What `-v` says of the kernel cache the mount of `cipherdir` will run with.
+fn kernel_cache_plan(args: &MountArgs, cipherdir: &Path) -> String {
+    match std::fs::File::open(cipherdir) {
+        Ok(root) => fs::watch::plan(&root, args.kernel_cache.into(), args.atime.into()).to_string(),
+        Err(e) => format!("kernel cache: cannot tell ({}: {e})", cipherdir.display()),
+    }
 }
 
 /// Unlocks and serves until unmounted.

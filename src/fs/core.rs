@@ -174,10 +174,11 @@ impl CofferFs {
         })
     }
 
-    /// Sets up the watch of CIPHERDIR for `mode` (before the mount serves).
-    pub(super) fn watch_backing(&mut self, mode: super::KernelCache) {
+    /// Sets up the watch of CIPHERDIR for `mode` and `atime` (before the mount serves).
+    pub(super) fn watch_backing(&mut self, mode: super::KernelCache, atime: super::Atime) {
         let dev = self.root.fd.fstat().map_or(0, |st| st.st_dev);
-        self.watch = super::watch::BackingWatch::for_mount(&self.root, dev, mode, self.vault.cipherdir());
+        let plan = super::watch::plan(&self.root.fd, mode, atime);
+        self.watch = super::watch::BackingWatch::for_mount(dev, &plan, mode == super::KernelCache::On);
     }
 
     /// Logs what reads and writes through `file` (on `ino`) found, each notice once per file

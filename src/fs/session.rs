@@ -139,12 +139,7 @@ fn prepare_vault(mut vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Re
     let watch = Arc::new(ConfigWatch::new(config.clone(), Box::new(move || keys.load().ids())));
     let mut fs = CofferFs::new(vault, root && opts.allow_other).map_err(MountError::Vault)?;
     fs.config_watch = Some(watch.clone());
-    if opts.atime == Atime::StrictAtime {
-        // Every read must reach the daemon to set the access time, and every stat show it.
-        log::info!("kernel cache: off (strictatime): entries and attributes are kept 1 s");
-    } else {
-        fs.watch_backing(opts.kernel_cache);
-    }
+    fs.watch_backing(opts.kernel_cache, opts.atime);
     let setup = fuse_config(fsname, read_only, opts);
     Ok(Prepared {
         fs,

@@ -449,3 +449,150 @@ fn stats_count_the_requests_a_mount_served() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("not mounted on this machine"), "{}", out.stderr);
 }
+
+/// Requests of the kinds a warm tree needs again (names, attributes, listings, data).
+fn repeat_requests(v: &Path) -> u64 {
+    let out = coffer(&["stats", s(v)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    ["lookup", "getattr", "opendir", "readdir", "readdirplus", "read"]
+        .iter()
+        .map(|k| st[*k].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Builds a small tree through the mount at `mp`, reads it whole, waits past the 1 s
+/// timeouts, and returns how many name, attribute, listing and read requests reading it
+/// again (stat, list, read, and a name known to be absent) sent to the daemon.
+fn requests_for_a_warm_tree(v: &Path, mp: &Path) -> u64 {
+    for d in 0..3 {
+        let dir = mp.join(format!("d{d}"));
+        std::fs::create_dir(&dir).unwrap();
+        for f in 0..20 {
+            std::fs::write(dir.join(format!("f{f}")), vec![d as u8; 5000]).unwrap();
+        }
+    }
+    let walk = || {
+        for d in 0..3 {
+            let dir = mp.join(format!("d{d}"));
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 20);
+            for f in 0..20 {
+                let p = dir.join(format!("f{f}"));
+                assert_eq!(std::fs::metadata(&p).unwrap().len(), 5000);
+                assert_eq!(std::fs::read(&p).unwrap(), vec![d as u8; 5000]);
+            }
+            assert!(std::fs::metadata(dir.join(".gitignore")).is_err());
+        }
+    };
+    walk();
+    walk();
+    std::thread::sleep(Duration::from_millis(1300));
+    let before = repeat_requests(v);
+    walk();
+    repeat_requests(v) - before
+}
+
+#[test]
+fn with_the_kernel_cache_a_warm_tree_is_read_again_without_asking_the_daemon() {
+    let Some((_t, v, mp, pf, _)) = setup() else { return };
+    let guard = Unmount(mp.clone());
+    let out = coffer(&["mount", "-v", "--passfile", s(&pf), s(&v), s(&mp)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("kernel cache: on (CIPHERDIR watched with inotify)"),
+        "{}",
+        out.stderr
+    );
+    let cached = requests_for_a_warm_tree(&v, &mp);
+    drop(guard);
+
+    // The same with the cache off: every stat, listing and read asks again.
+    let (_t2, v2, mp2, pf2, _) = setup().unwrap();
+    let guard = Unmount(mp2.clone());
+    let out = coffer(
+        &[
+            "mount",
+            "-v",
+            "--kernel-cache=off",
+            "--passfile",
+            s(&pf2),
+            s(&v2),
+            s(&mp2),
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("kernel cache: off (--kernel-cache=off)"),
+        "{}",
+        out.stderr
+    );
+    let uncached = requests_for_a_warm_tree(&v2, &mp2);
+    drop(guard);
+    eprintln!("repeat requests for 60 files in 3 directories: {cached} cached, {uncached} uncached");
+    // Uncached: at least every read and every listing (the listing brings the attributes).
+    assert!(uncached >= 63, "the uncached mount should ask again: {uncached}");
+    // A few: names made while their directory was busy got the short timeout.
+    assert!(
+        cached <= 6,
+        "the kernel cache should answer nearly everything: {cached}"
+    );
+}
+
+#[test]
+fn on_overlayfs_the_kernel_cache_falls_back_to_short_timeouts() {
+    if !common::is_root() {
+        eprintln!("SKIPPED: mounting an overlayfs needs root");
+        return;
+    }
+    let Some((t, _v, mp, pf, _)) = setup() else { return };
+    let layers = t.path().join("layers");
+    for d in ["lower", "upper", "work", "merged"] {
+        std::fs::create_dir_all(layers.join(d)).unwrap();
+    }
+    let merged = layers.join("merged");
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        s(&layers.join("lower")),
+        s(&layers.join("upper")),
+        s(&layers.join("work"))
+    );
+    let st = std::process::Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts, s(&merged)])
+        .status()
+        .unwrap();
+    if !st.success() {
+        eprintln!("SKIPPED: overlayfs cannot be mounted here");
+        return;
+    }
+    let _overlay = Unmount(merged.clone());
+    let v = merged.join("v");
+    init_cli(&v, "pw");
+    for (mode, want) in [
+        ("auto", "kernel cache: off (CIPHERDIR is on overlayfs"),
+        (
+            "on",
+            "kernel cache: on (--kernel-cache=on) although CIPHERDIR is on overlayfs",
+        ),
+    ] {
+        let guard = Unmount(mp.clone());
+        let out = coffer(
+            &[
+                "mount",
+                "-v",
+                "--kernel-cache",
+                mode,
+                "--passfile",
+                s(&pf),
+                s(&v),
+                s(&mp),
+            ],
+            None,
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(out.stderr.contains(want), "{mode}: {}", out.stderr);
+        std::fs::write(mp.join("f"), b"x").unwrap();
+        assert_eq!(std::fs::read(mp.join("f")).unwrap(), b"x");
+        drop(guard);
+    }
+}

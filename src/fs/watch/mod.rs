@@ -133,38 +133,79 @@ impl std::fmt::Debug for BackingWatch {
     }
 }
 
-impl BackingWatch {
-    /// The watch for a mount of the CIPHERDIR `root` (on device `root_dev`) in `mode`, or None
-    /// when the mount keeps the short timeouts; says which in the log.
-    pub fn for_mount(root: &Dir, root_dev: u64, mode: KernelCache, cipherdir: &std::path::Path) -> Option<Arc<Self>> {
-        let shown = cipherdir.display();
-        if mode == KernelCache::Off {
-            log::info!("kernel cache: off (--kernel-cache=off): entries and attributes are kept 1 s");
-            return None;
+/// Whether a mount runs with the kernel cache, and why (shown by the mount's log and by
+/// `coffer mount -v`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// CIPHERDIR is watched; the kernel caches.
+    On,
+    /// `--kernel-cache=on` on a file system that cannot be watched (its name).
+    Forced(&'static str),
+    /// 1 s timeouts, for this reason.
+    Off(String),
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = LONG_TTL.as_secs();
+        match self {
+            Plan::On => write!(
+                f,
+                "kernel cache: on (CIPHERDIR watched with inotify): names, attributes and listings kept up to \
+                 {secs} s, file pages across opens"
+            ),
+            Plan::Forced(fs) => write!(
+                f,
+                "kernel cache: on (--kernel-cache=on) although CIPHERDIR is on {fs}: changes made on other \
+                 machines may show up to {secs} s late"
+            ),
+            Plan::Off(why) => write!(f, "kernel cache: off ({why}): names and attributes kept 1 s"),
         }
-        match fstype::unwatchable(&root.fd) {
-            Ok(Some(fs)) if mode == KernelCache::Auto => {
-                log::warn!(
-                    "kernel cache: off for {shown}: it is on {fs}, where changes made on other machines are not \
-                     reported; entries and attributes are kept 1 s (--kernel-cache=on overrides)"
-                );
+    }
+}
+
+/// The plan for a mount of the CIPHERDIR open as `root` in `mode`.
+pub fn plan(root: &impl AsRawFd, mode: KernelCache, atime: super::Atime) -> Plan {
+    if mode == KernelCache::Off {
+        return Plan::Off("--kernel-cache=off".into());
+    }
+    if atime == super::Atime::StrictAtime {
+        // Every read must reach the daemon to set the access time, and every stat show it.
+        return Plan::Off("strictatime".into());
+    }
+    match fstype::unwatchable(root) {
+        Ok(Some(fs)) if mode == KernelCache::Auto => Plan::Off(format!(
+            "CIPHERDIR is on {fs}, where inotify misses changes made elsewhere; --kernel-cache=on overrides"
+        )),
+        Ok(Some(fs)) => Plan::Forced(fs),
+        Ok(None) => Plan::On,
+        Err(e) => Plan::Off(format!("cannot tell CIPHERDIR's file system: {e}")),
+    }
+}
+
+impl BackingWatch {
+    /// The watch for a mount of a CIPHERDIR on device `root_dev` following `plan`, or None
+    /// when the mount keeps the short timeouts; says which in the log. `everywhere`
+    /// (`--kernel-cache=on`) also watches directories on file systems that cannot be watched.
+    pub fn for_mount(root_dev: u64, plan: &Plan, everywhere: bool) -> Option<Arc<Self>> {
+        match plan {
+            Plan::Off(_) => {
+                log::info!("{plan}");
                 return None;
             }
-            Ok(Some(fs)) => log::warn!("kernel cache: on for {shown} on {fs} (--kernel-cache=on): changes made on other machines may show up to 30 s late"),
-            Ok(None) => {}
-            Err(e) => log::debug!("{shown}: statfs: {e}"),
+            Plan::Forced(_) => log::warn!("{plan}"),
+            Plan::On => {}
         }
         let inotify = match Inotify::init() {
             Ok(i) => i,
             Err(e) => {
-                log::warn!("kernel cache: off for {shown}: inotify is not available ({e}); entries and attributes are kept 1 s");
+                log::warn!("{}", Plan::Off(format!("inotify is not available: {e}")));
                 return None;
             }
         };
-        log::info!(
-            "kernel cache: on for {shown}: watched with inotify; entries, attributes and listings are kept up to {} s, pages across opens",
-            LONG_TTL.as_secs()
-        );
+        if *plan == Plan::On {
+            log::info!("{plan}");
+        }
         Some(Arc::new(BackingWatch {
             watches: Mutex::new(inotify.watches()),
             reader: Mutex::new(Some(inotify)),
@@ -172,7 +213,7 @@ impl BackingWatch {
             own: Mutex::default(),
             resync: AtomicU64::new(0),
             root_dev,
-            forced: mode == KernelCache::On,
+            forced: everywhere,
             warned_limit: AtomicBool::new(false),
             foreign: AtomicU64::new(0),
             in_flight: Mutex::default(),
