@@ -67,6 +67,9 @@ complete -c coffer -n "__fish_coffer_using_subcommand mount" -l keyfile -d 'Open
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l atime -d 'When reads update access times, as the mount(8) options of the same names' -r -f -a "noatime\t'Never update access times'
 relatime\t'Update the access time when it is older than the modification or change time, or a day old (the kernel\'s default)'
 strictatime\t'Update the access time on every read'"
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l kernel-cache -d 'Let the kernel keep names, attributes, listings and file pages up to 30 s, dropping each when a watch of CIPHERDIR sees it change: `auto` where CIPHERDIR can be watched (not on NFS, SMB, 9p, overlayfs or a FUSE mount such as sshfs or rclone), `on` everywhere, `off` for 1 s timeouts' -r -f -a "auto\t'On where CIPHERDIR can be watched'
+on\t'On everywhere'
+off\t'Off: 1 s timeouts'"
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l idle -d 'Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h)' -r
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l log -d 'Write the log to FILE (default: syslog in the background, stderr with --fg)' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
