@@ -264,7 +264,12 @@ impl CofferFs {
 
     /// The kernel forgot `ino`: its page stamp goes.
     pub(super) fn forget_pages(&self, ino: u64) {
-        self.page_stamps.lock().unwrap_or_else(|p| p.into_inner()).remove(&ino);
+        let mut stamps = self.page_stamps.lock().unwrap_or_else(|p| p.into_inner());
+        stamps.remove(&ino);
+        // After the kernel forgot many files, hand the table's memory back.
+        if stamps.capacity() > 4 * stamps.len().max(256) {
+            stamps.shrink_to_fit();
+        }
     }
 
     /// Records that the mount itself just changed the backing object statting as `st`.

@@ -22,6 +22,7 @@ impl CofferFs {
         if self.table().forget(ino, n) {
             self.uncache_dir(ino);
             self.forget_pages(ino);
+            self.listings.lock().unwrap_or_else(|p| p.into_inner()).forget(ino);
             if let Some(w) = &self.watch {
                 w.unwatch(ino);
             }

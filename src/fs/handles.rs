@@ -139,12 +139,18 @@ pub struct Listings {
 }
 
 impl Listings {
-    /// How many listings are kept.
-    const KEPT: usize = 64;
+    /// How many listings are kept (a listing read in several requests by several readers at
+    /// once); each holds every name of its directory.
+    const KEPT: usize = 8;
 
     /// The listing of `ino` last served, if kept.
     pub fn get(&self, ino: u64) -> Option<Arc<Vec<DirEntry>>> {
         self.recent.iter().find(|(i, _)| *i == ino).map(|(_, l)| l.clone())
+    }
+
+    /// Drops the listing of `ino` (the kernel forgot the directory).
+    pub fn forget(&mut self, ino: u64) {
+        self.recent.retain(|(i, _)| *i != ino);
     }
 
     /// Keeps `listing` as the latest of `ino`.

@@ -77,7 +77,11 @@ pub fn start(fs: &Arc<CofferFs>) -> Option<Running> {
 fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; 64 * 1024];
     while !stop.load(Ordering::SeqCst) {
+        // Every change recorded before now has its events queued already: once they are read
+        // and judged (or there are none), those records can go.
+        let recorded = watch.own().mark();
         if !readable(&reader, POLL_MS) {
+            watch.own().retire_before(recorded);
             continue;
         }
         let mut batch = Batch::default();
@@ -95,12 +99,12 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: 
                 break;
             }
         }
-        if batch.is_empty() {
-            continue;
+        if !batch.is_empty() {
+            watch.wait_own_before(mark);
+            let Some(fs) = fs.upgrade() else { return };
+            fs.apply_backing_changes(&watch, batch);
         }
-        watch.wait_own_before(mark);
-        let Some(fs) = fs.upgrade() else { return };
-        fs.apply_backing_changes(&watch, batch);
+        watch.own().retire_before(recorded);
     }
 }
 

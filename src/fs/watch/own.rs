@@ -4,7 +4,7 @@
 //! (or, for a removed name, when the mount removed that very name). Anything else is someone
 //! else's and invalidates. A lost record costs one needless invalidation, never a stale read.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::super::inodes::BackingId;
 
@@ -48,22 +48,33 @@ impl Stamp {
     }
 }
 
-/// The mount's own recent changes.
+/// The mount's own recent changes. Each record carries the number of its recording; once the
+/// watcher has read and judged every event queued before a number, the records older than it
+/// are dropped ([`retire_before`](Self::retire_before)): a change's events are queued by its
+/// syscall, before the change is recorded.
 #[derive(Debug, Default)]
 pub struct OwnChanges {
     /// The stamp of each object right after the mount last changed it.
-    stamps: HashMap<BackingId, Stamp>,
+    stamps: HashMap<BackingId, (Stamp, u64)>,
     /// Names the mount removed or renamed away: (directory inode, backing entry).
-    gone: HashSet<(u64, Vec<u8>)>,
+    gone: HashMap<(u64, Vec<u8>), u64>,
+    /// The number the next record gets.
+    next: u64,
 }
 
 impl OwnChanges {
+    fn number(&mut self) -> u64 {
+        self.next += 1;
+        self.next - 1
+    }
+
     /// Records that the mount just changed `backing`, which now stats as `st`.
     pub fn changed(&mut self, backing: BackingId, st: &libc::stat) {
         if self.stamps.len() >= MAX_RECORDS {
             self.stamps.clear();
         }
-        self.stamps.insert(backing, Stamp::of(st));
+        let n = self.number();
+        self.stamps.insert(backing, (Stamp::of(st), n));
     }
 
     /// Records that the mount removed `entry` from directory `dir`.
@@ -71,17 +82,35 @@ impl OwnChanges {
         if self.gone.len() >= MAX_RECORDS {
             self.gone.clear();
         }
-        self.gone.insert((dir, entry.to_vec()));
+        let n = self.number();
+        self.gone.insert((dir, entry.to_vec()), n);
     }
 
     /// Whether `backing`, now statting as `st`, is as the mount left it.
     pub fn is_own(&self, backing: BackingId, st: &libc::stat) -> bool {
-        self.stamps.get(&backing) == Some(&Stamp::of(st))
+        self.stamps.get(&backing).map(|(s, _)| s) == Some(&Stamp::of(st))
     }
 
     /// Whether the mount removed `entry` from `dir` (each removal answers once).
     pub fn take_removed(&mut self, dir: u64, entry: &[u8]) -> bool {
-        self.gone.remove(&(dir, entry.to_vec()))
+        self.gone.remove(&(dir, entry.to_vec())).is_some()
+    }
+
+    /// The number the next record will get.
+    pub fn mark(&self) -> u64 {
+        self.next
+    }
+
+    /// Drops the records numbered below `mark`: their events have all been judged.
+    pub fn retire_before(&mut self, mark: u64) {
+        self.stamps.retain(|_, (_, n)| *n >= mark);
+        self.gone.retain(|_, n| *n >= mark);
+        if self.stamps.capacity() > 4 * self.stamps.len().max(64) {
+            self.stamps.shrink_to_fit();
+        }
+        if self.gone.capacity() > 4 * self.gone.len().max(64) {
+            self.gone.shrink_to_fit();
+        }
     }
 
     /// Forgets everything (after events were lost: nothing may be taken for the mount's own).
@@ -131,6 +160,19 @@ mod tests {
         assert!(o.is_own((1, 9), &later));
         later.st_mode = libc::S_IFDIR | 0o700;
         assert!(!o.is_own((1, 9), &later), "a chmod by someone else");
+    }
+
+    #[test]
+    fn records_older_than_a_mark_are_retired() {
+        let mut o = OwnChanges::default();
+        o.changed((1, 2), &st(1, 1, 1));
+        o.removed(4, b"a");
+        let mark = o.mark();
+        o.changed((1, 3), &st(1, 1, 1));
+        o.retire_before(mark);
+        assert!(!o.is_own((1, 2), &st(1, 1, 1)));
+        assert!(!o.take_removed(4, b"a"));
+        assert!(o.is_own((1, 3), &st(1, 1, 1)), "recorded after the mark");
     }
 
     #[test]
