@@ -66,8 +66,13 @@ fn file_last(sizes: &Sizes) -> BlockNo {
 impl<S: Storage> CryptFile<S> {
     /// One try of [`read_at`](Self::read_at).
     /// `learnt`: the last block's session, read just before this attempt.
-    pub(super) fn read_attempt(&self, buf: &mut [u8], off: u64, learnt: Option<LastSession>) -> Result<Attempt> {
-        let sizes = self.sizes()?;
+    pub(super) fn read_attempt(
+        &self,
+        buf: &mut [u8],
+        off: u64,
+        sizes: Sizes,
+        learnt: Option<LastSession>,
+    ) -> Result<Attempt> {
         if buf.is_empty() {
             return Ok(Attempt::Done(0));
         }

@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::vault::error::{Damage, Result, VaultError};
+use crate::vault::error::{Damage, IoContext, Result, VaultError};
 
 use super::read::Attempt;
 use super::storage::{ChangeStamp, Storage};
-use super::CryptFile;
+use super::{sizes_of, CryptFile, Sizes};
 
 /// How long a read waits for a backing file being rewritten in place before it fails with EIO:
 /// for the last block to catch up (versions 2 and 3), or for a half-written block (any version).
@@ -44,8 +44,15 @@ impl<S: Storage> CryptFile<S> {
         // The last block's session learnt after the previous attempt, to check the next one.
         let mut learnt = None;
         loop {
-            let before = self.change_stamp();
-            let err = match self.read_attempt(buf, off, learnt.take()) {
+            // One fstat gives both the sizes the attempt reads with and the change stamp a
+            // failed attempt waits to see move on.
+            let st = self.storage.stat().at(&self.rel)?;
+            let before = Some(st.change);
+            let sizes = Sizes {
+                dev: st.dev,
+                ..sizes_of(st.len)
+            };
+            let err = match self.read_attempt(buf, off, sizes, learnt.take()) {
                 Ok(Attempt::Done(n)) => return Ok(n),
                 // The last block moved on while this read ran: read again, checked against it
                 // (a last block that does not authenticate checks nothing: one being written
