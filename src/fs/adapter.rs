@@ -386,6 +386,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         reply: ReplyEmpty,
     ) {
         self.1.add(Req::Release);
+        let _own = self.0.own_op();
         self.0.release(fh.0);
         reply.ok();
     }

@@ -10,7 +10,7 @@
 //! | `adopt HEX` (the newest epoch's key of the config as it is now) | `ok` |
 //! | `finish HEX` (the same, after `rekey --finish` wrote a one-epoch config) | `ok` |
 //! | `plan` | `done JSON` (a [`Migration`] counted, nothing moved) |
-//! | `stats` | `done JSON`: the requests the kernel sent the mount so far, by kind, and `total` |
+//! | `stats` | `done JSON`: the requests the kernel sent the mount so far, by kind, and `total`; with the kernel cache on, `kernel_cache`: its watch's figures |
 //! | `move` | `progress JSON` lines, then `done JSON`; a client that goes away stops the walk; `raced ID` when another machine's rekey made epoch ID (hex, `-`: none) the config's newest |
 //!
 //! Any failure is answered `error MESSAGE`. `adopt` reads the mount's own config file, opens
@@ -155,6 +155,9 @@ fn stats(fs: &CofferFs) -> Result<String, String> {
     let mut map: serde_json::Map<String, serde_json::Value> =
         counts.into_iter().map(|(k, v)| (k.to_string(), v.into())).collect();
     map.insert("total".into(), total.into());
+    if let Some(w) = &fs.watch {
+        map.insert("kernel_cache".into(), w.figures());
+    }
     serde_json::to_string(&map)
         .map(|j| format!("done {j}"))
         .map_err(|e| e.to_string())

@@ -297,6 +297,14 @@ impl CofferFs {
         }
     }
 
+    /// Records that the mount itself made or moved a directory to backing `entry` of
+    /// directory `parent`.
+    pub(super) fn own_dir_arrival(&self, parent: u64, entry: &[u8]) {
+        if let Some(w) = &self.watch {
+            w.own().dir_arrived(parent, entry);
+        }
+    }
+
     /// Records that the mount itself is about to remove plaintext `name` from directory
     /// `parent` (backing directory `dir`).
     pub(super) fn own_removal(&self, parent: u64, dir: &Dir, name: &[u8]) {

@@ -54,6 +54,7 @@ impl CofferFs {
         }
         let st = dir.fd.stat(&cname.entry).at(dir.rel_child(&cname.entry))?;
         self.own_change(&st);
+        self.own_dir_arrival(parent, &cname.entry);
         Ok(self.entry(parent, name, &dir, &cname.entry, &st))
     }
 
@@ -159,12 +160,16 @@ impl CofferFs {
         if self.watch.is_some() {
             // A rename changes the moved objects' ctime: the watcher's events must find them
             // as the mount left them.
-            if let Ok((_, st)) = self.vault.lookup(&to, new_name) {
-                self.own_change(&st);
-            }
+            let mut moved = vec![(new_parent, &to, new_name)];
             if exchange {
-                if let Ok((_, st)) = self.vault.lookup(&from, name) {
+                moved.push((parent, &from, name));
+            }
+            for (dir_ino, dir, plain) in moved {
+                if let Ok((cname, st)) = self.vault.lookup(dir, plain) {
                     self.own_change(&st);
+                    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                        self.own_dir_arrival(dir_ino, &cname.entry);
+                    }
                 }
             }
         }

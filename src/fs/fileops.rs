@@ -291,7 +291,13 @@ impl CofferFs {
     }
 
     pub(super) fn do_release(&self, fh: u64) {
-        if self.files.remove(fh).is_some() {
+        if let Some(h) = self.files.remove(fh) {
+            if h.writable {
+                // Closing a descriptor open for writing is an event (IN_CLOSE_WRITE) the
+                // watcher must find as the mount left the file.
+                self.own_change_fd(h.file().backing());
+            }
+            drop(h);
             self.activity.closed();
         }
     }

@@ -440,7 +440,7 @@ fn stats_count_the_requests_a_mount_served() {
         .as_object()
         .unwrap()
         .iter()
-        .filter(|(k, _)| k.as_str() != "total")
+        .filter(|(k, _)| !matches!(k.as_str(), "total" | "kernel_cache"))
         .map(|(_, n)| n.as_u64().unwrap())
         .sum();
     assert_eq!(kinds, after["total"].as_u64().unwrap());
@@ -461,8 +461,8 @@ fn repeat_requests(v: &Path) -> u64 {
         .sum()
 }
 
-/// Builds a small tree through the mount at `mp`, reads it whole, waits past the 1 s
-/// timeouts, and returns how many name, attribute, listing and read requests reading it
+/// Builds a small tree through the mount at `mp`, reads it whole (again after 1.3 s), waits
+/// past the 1 s timeouts, and returns how many name, attribute, listing and read requests reading it
 /// again (stat, list, read, and a name known to be absent) sent to the daemon.
 fn requests_for_a_warm_tree(v: &Path, mp: &Path) -> u64 {
     for d in 0..3 {
@@ -485,6 +485,10 @@ fn requests_for_a_warm_tree(v: &Path, mp: &Path) -> u64 {
         }
     };
     walk();
+    walk();
+    // Names made while their directory was busy got the short timeout: they are looked up
+    // again once, with nothing changing, and then get the long one.
+    std::thread::sleep(Duration::from_millis(1300));
     walk();
     std::thread::sleep(Duration::from_millis(1300));
     let before = repeat_requests(v);
@@ -532,9 +536,8 @@ fn with_the_kernel_cache_a_warm_tree_is_read_again_without_asking_the_daemon() {
     eprintln!("repeat requests for 60 files in 3 directories: {cached} cached, {uncached} uncached");
     // Uncached: at least every read and every listing (the listing brings the attributes).
     assert!(uncached >= 63, "the uncached mount should ask again: {uncached}");
-    // A few: names made while their directory was busy got the short timeout.
     assert!(
-        cached <= 6,
+        cached <= 2,
         "the kernel cache should answer nearly everything: {cached}"
     );
 }

@@ -451,3 +451,24 @@ impl Drop for Scratch {
         let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// The kernel's limit on queued inotify events, lowered while a mount starts (its inotify
+/// instance keeps the limit it was made with) and put back on drop.
+pub struct SmallQueue(String);
+
+impl SmallQueue {
+    const PATH: &'static str = "/proc/sys/fs/inotify/max_queued_events";
+
+    /// Sets the limit to `n` (None when it cannot: not root).
+    pub fn set(n: u32) -> Option<SmallQueue> {
+        let old = std::fs::read_to_string(Self::PATH).ok()?;
+        std::fs::write(Self::PATH, n.to_string()).ok()?;
+        Some(SmallQueue(old))
+    }
+}
+
+impl Drop for SmallQueue {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, self.0.trim());
+    }
+}

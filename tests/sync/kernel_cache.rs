@@ -12,8 +12,10 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::cli::{coffer, init_cli, passfile, Unmount};
 use coffer::fs::{KernelCache, MountOptions};
 use common::{wait_for, TestMount};
+use std::path::PathBuf;
 use sync_util::{names, replace_via_temp, Backing};
 
 /// How long a change may take to show with the kernel cache on.
@@ -269,4 +271,110 @@ fn with_the_kernel_cache_off_changes_show_as_before() {
     let b = Backing::open(&m.cipher);
     let d = time_changes(&m, &b, 20);
     eprintln!("kernel cache off, 20 replacements: median {:?}", d[d.len() / 2]);
+}
+
+#[test]
+fn renames_and_moves_by_the_client_show_in_cached_listings() {
+    let Some(m) = TestMount::new() else { return };
+    let b = Backing::open(&m.cipher);
+    for d in ["d1", "d2"] {
+        fs::create_dir(m.path(d)).unwrap();
+    }
+    fs::write(m.path("d1/a"), b"renamed").unwrap();
+    fs::write(m.path("d1/moved"), b"moved").unwrap();
+    fs::create_dir(m.path("d1/sub")).unwrap();
+    fs::write(m.path("d1/sub/inner"), b"inner").unwrap();
+    fs::write(m.path("d1/away"), b"away").unwrap();
+    // Cached: listings, entries, the absence of the new names.
+    for d in ["d1", "d2", "d1/sub"] {
+        names(&m.path(d));
+    }
+    for n in ["d1/a", "d1/moved", "d1/sub/inner", "d1/away"] {
+        fs::read(m.path(n)).unwrap();
+    }
+    for n in ["d1/b", "d2/moved", "d2/sub"] {
+        assert!(fs::metadata(m.path(n)).is_err());
+    }
+
+    // What the other replica's renames look like here: the backing entry under its new name.
+    fs::rename(b.path("d1", "a"), b.path("d1", "b")).unwrap();
+    // Moves across directories: a file and a whole directory (paired MOVED_FROM / MOVED_TO).
+    fs::rename(b.path("d1", "moved"), b.path("d2", "moved")).unwrap();
+    fs::rename(b.path("d1", "sub"), b.path("d2", "sub")).unwrap();
+    // Out of CIPHERDIR altogether (an unpaired MOVED_FROM).
+    fs::rename(b.path("d1", "away"), m.cipher.parent().unwrap().join("outside")).unwrap();
+
+    wait_for(BOUND, "the rename", || {
+        fs::read(m.path("d1/b")).is_ok_and(|d| d == b"renamed")
+    });
+    wait_for(BOUND, "the moved file", || {
+        fs::read(m.path("d2/moved")).is_ok_and(|d| d == b"moved")
+    });
+    wait_for(BOUND, "the moved directory", || {
+        fs::read(m.path("d2/sub/inner")).is_ok_and(|d| d == b"inner")
+    });
+    wait_for(BOUND, "the first directory's listing", || names(&m.path("d1")) == ["b"]);
+    wait_for(BOUND, "the second directory's listing", || {
+        names(&m.path("d2")) == ["moved", "sub"]
+    });
+    for gone in ["d1/a", "d1/moved", "d1/sub", "d1/away"] {
+        assert!(fs::metadata(m.path(gone)).is_err(), "{gone} still shows");
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The backing file of the only user file in the root of CIPHERDIR `v`.
+fn only_backing_file(v: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = fs::read_dir(v)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && !p.file_name().unwrap().to_string_lossy().starts_with("coffer."))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files.pop().unwrap()
+}
+
+#[test]
+fn after_an_inotify_overflow_nothing_stale_is_served_and_it_is_counted() {
+    if !common::is_root() {
+        eprintln!("SKIPPED: lowering the inotify queue needs root");
+        return;
+    }
+    if !common::fuse_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (v, mp) = (t.path().join("v"), t.path().join("mp"));
+    init_cli(&v, "pw");
+    fs::create_dir(&mp).unwrap();
+    let pf = passfile(t.path(), "pw", "pw");
+    let guard = Unmount(mp.clone());
+    let small = common::SmallQueue::set(16);
+    let out = coffer(&["mount", "--passfile", s(&pf), s(&v), s(&mp)], None);
+    drop(small);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    fs::write(mp.join("f"), b"one").unwrap();
+    let backing = only_backing_file(&v);
+    let one = fs::read(&backing).unwrap();
+    fs::write(mp.join("f"), b"two, longer").unwrap();
+    assert_eq!(fs::read(mp.join("f")).unwrap(), b"two, longer");
+    // A burst of a sync client's temp files (hidden, but each one several events), then the
+    // old version delivered (temp + rename).
+    for i in 0..200 {
+        fs::write(v.join(format!(".syncthing.junk{i}.tmp")), b"x").unwrap();
+    }
+    let tmp = v.join(".syncthing.f.tmp");
+    fs::write(&tmp, &one).unwrap();
+    fs::rename(&tmp, &backing).unwrap();
+    wait_for(Duration::from_secs(2), "the old version after the overflow", || {
+        fs::read(mp.join("f")).is_ok_and(|d| d == b"one")
+    });
+    let out = coffer(&["stats", s(&v)], None);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(st["kernel_cache"]["overflows"].as_u64().unwrap() >= 1, "{st}");
+    assert!(st["kernel_cache"]["watched_dirs"].as_u64().unwrap() >= 1, "{st}");
+    drop(guard);
 }

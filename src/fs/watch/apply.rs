@@ -73,7 +73,16 @@ impl CofferFs {
         } else {
             match dir.fd.stat(entry) {
                 Ok(st) => {
-                    if w.own().is_own(backing_id(&st), &st) {
+                    // A directory's stamp cannot tell a rename or a new directory (its times
+                    // change with every name made in it): its arrival must be recorded.
+                    let arrived = st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                        && mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
+                    let own = if arrived {
+                        w.own().take_arrived(dir_ino, entry)
+                    } else {
+                        w.own().is_own(backing_id(&st), &st)
+                    };
+                    if own {
                         return;
                     }
                 }
@@ -119,6 +128,7 @@ impl CofferFs {
     /// After lost events: replies get the short timeouts while everything the kernel holds is
     /// invalidated, twice, and the mount's own-change records are dropped.
     fn invalidate_everything(&self, w: &BackingWatch) {
+        w.overflows.fetch_add(1, Ordering::Relaxed);
         w.resync.fetch_add(1, Ordering::AcqRel);
         w.own().clear();
         for round in 0..2 {

@@ -95,8 +95,10 @@ pub struct BackingWatch {
     /// `--kernel-cache=on`: watch file systems that would otherwise keep the short timeouts.
     forced: bool,
     warned_limit: AtomicBool,
-    /// Events that changed what the kernel was told (for tests and `coffer stats`).
+    /// Batches of events that made the kernel drop something (for `coffer stats`).
     pub(super) foreign: AtomicU64,
+    /// Times inotify lost events (queue overflow) and everything was invalidated.
+    pub(super) overflows: AtomicU64,
     /// The mount's own changing requests in flight, by number (see [`OwnOp`]).
     in_flight: Mutex<std::collections::BTreeSet<u64>>,
     next_op: AtomicU64,
@@ -216,6 +218,7 @@ impl BackingWatch {
             forced: everywhere,
             warned_limit: AtomicBool::new(false),
             foreign: AtomicU64::new(0),
+            overflows: AtomicU64::new(0),
             in_flight: Mutex::default(),
             next_op: AtomicU64::new(0),
         }))
@@ -416,8 +419,16 @@ impl BackingWatch {
         }
     }
 
-    /// How many directories are watched (for tests and the note on memory).
-    pub fn watched(&self) -> usize {
-        self.state().by_ino.len()
+    /// The watch's figures, for `coffer stats`: directories watched, batches of changes
+    /// passed on to the kernel, overflows, absences cached.
+    pub fn figures(&self) -> serde_json::Value {
+        let s = self.state();
+        serde_json::json!({
+            "watched_dirs": s.by_ino.len(),
+            "unwatched_dirs": s.unwatched.len(),
+            "changes_passed_on": self.foreign.load(Ordering::Relaxed),
+            "overflows": self.overflows.load(Ordering::Relaxed),
+            "absences_cached": s.negative_count,
+        })
     }
 }

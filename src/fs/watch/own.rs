@@ -14,7 +14,9 @@ const MAX_RECORDS: usize = 1 << 16;
 
 /// What identifies one state of a backing object without reading it. A directory's times
 /// and size change with every name made in it (events its own watch reports), so a
-/// directory's stamp is its mode and owner only: what its parent's watch reports for it.
+/// directory's stamp is its mode and owner only: what a chmod or chown in its parent's watch
+/// changes. A directory arriving under a name (made, or renamed by anyone) is the mount's own
+/// only when the mount recorded that arrival ([`OwnChanges::dir_arrived`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     ino: u64,
@@ -58,6 +60,8 @@ pub struct OwnChanges {
     stamps: HashMap<BackingId, (Stamp, u64)>,
     /// Names the mount removed or renamed away: (directory inode, backing entry).
     gone: HashMap<(u64, Vec<u8>), u64>,
+    /// Directories the mount made or renamed, under their new names.
+    arrived: HashMap<(u64, Vec<u8>), u64>,
     /// The number the next record gets.
     next: u64,
 }
@@ -86,6 +90,20 @@ impl OwnChanges {
         self.gone.insert((dir, entry.to_vec()), n);
     }
 
+    /// Records that the mount made a directory as `entry` in `dir`, or renamed one to it.
+    pub fn dir_arrived(&mut self, dir: u64, entry: &[u8]) {
+        if self.arrived.len() >= MAX_RECORDS {
+            self.arrived.clear();
+        }
+        let n = self.number();
+        self.arrived.insert((dir, entry.to_vec()), n);
+    }
+
+    /// Whether the directory now at `entry` in `dir` got there by the mount (answers once).
+    pub fn take_arrived(&mut self, dir: u64, entry: &[u8]) -> bool {
+        self.arrived.remove(&(dir, entry.to_vec())).is_some()
+    }
+
     /// Whether `backing`, now statting as `st`, is as the mount left it.
     pub fn is_own(&self, backing: BackingId, st: &libc::stat) -> bool {
         self.stamps.get(&backing).map(|(s, _)| s) == Some(&Stamp::of(st))
@@ -105,6 +123,7 @@ impl OwnChanges {
     pub fn retire_before(&mut self, mark: u64) {
         self.stamps.retain(|_, (_, n)| *n >= mark);
         self.gone.retain(|_, n| *n >= mark);
+        self.arrived.retain(|_, n| *n >= mark);
         if self.stamps.capacity() > 4 * self.stamps.len().max(64) {
             self.stamps.shrink_to_fit();
         }
@@ -117,6 +136,7 @@ impl OwnChanges {
     pub fn clear(&mut self) {
         self.stamps.clear();
         self.gone.clear();
+        self.arrived.clear();
     }
 }
 
