@@ -25,6 +25,15 @@ use std::time::Duration;
 use super::ops::{Caller, Ops, WriteMode};
 use crate::vault::VaultError;
 
+/// Largest read buffer a serving thread keeps between requests (random reads reuse it; a
+/// streaming read's larger buffer is freed after its request).
+const READ_BUF_KEEP: usize = 128 * 1024;
+
+thread_local! {
+    /// The buffer a serving thread reads into: zeroed once when it grows, not per request.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
 
@@ -338,10 +347,26 @@ impl<T: Ops> Filesystem for Adapter<T> {
         reply: ReplyData,
     ) {
         self.1.add(Req::Read);
-        match self.0.read(ino.0, fh.0, offset, size) {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno("read", e)),
-        }
+        READ_BUF.with(|cell| {
+            let Ok(mut buf) = cell.try_borrow_mut() else {
+                let mut own = vec![0u8; size as usize];
+                return match self.0.read_into(ino.0, fh.0, offset, &mut own) {
+                    Ok(n) => reply.data(&own[..n]),
+                    Err(e) => reply.error(errno("read", e)),
+                };
+            };
+            let size = size as usize;
+            if buf.len() < size {
+                buf.resize(size, 0);
+            }
+            match self.0.read_into(ino.0, fh.0, offset, &mut buf[..size]) {
+                Ok(n) => reply.data(&buf[..n]),
+                Err(e) => reply.error(errno("read", e)),
+            }
+            if buf.len() > READ_BUF_KEEP {
+                *buf = Vec::new();
+            }
+        });
     }
 
     fn write(

@@ -189,20 +189,21 @@ impl CofferFs {
         Ok((out, fh))
     }
 
-    pub(super) fn do_read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+    /// Reads into `buf` (stale bytes past what is read are left as they are); returns how
+    /// many bytes were read.
+    pub(super) fn do_read(&self, ino: u64, fh: u64, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let h = self.handle(ino, fh)?;
         let _g = read_lock(&h.lock);
-        let mut buf = vec![0u8; size as usize];
-        let read = h.file().read_at(&mut buf, offset);
+        let read = h.file().read_at(buf, offset);
         self.log_notices(ino, &h.file());
-        buf.truncate(read.inspect_err(|e| self.after_failure(e))?);
+        let n = read.inspect_err(|e| self.after_failure(e))?;
         if self.vault.touch_atime().files {
             // strictatime: the read has been served; a failed touch is only logged.
             if let Err(e) = backing::touch_atime(h.file().backing().as_raw_fd()) {
                 log::debug!("{}: setting the access time: {e}", h.file().rel().display());
             }
         }
-        Ok(buf)
+        Ok(n)
     }
 
     /// Writes at `offset`, or with `append` at the vault's end of file under the inode lock.

@@ -95,7 +95,14 @@ impl Ops for CofferFs {
     }
 
     fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
-        self.do_read(ino, fh, offset, size)
+        let mut buf = vec![0u8; size as usize];
+        let n = self.do_read(ino, fh, offset, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn read_into(&self, ino: u64, fh: u64, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        self.do_read(ino, fh, offset, buf)
     }
 
     fn release(&self, fh: u64) {

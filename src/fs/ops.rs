@@ -133,6 +133,15 @@ pub trait Ops: Send + Sync + 'static {
     /// Reads up to `size` bytes at `offset` through handle `fh`.
     fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>>;
 
+    /// Like [`read`](Self::read), into `buf` (as many bytes as it holds at most); returns how
+    /// many were read. The adapter reads through this with a buffer it keeps per thread.
+    fn read_into(&self, ino: u64, fh: u64, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let data = self.read(ino, fh, offset, u32::try_from(buf.len()).unwrap_or(u32::MAX))?;
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        Ok(n)
+    }
+
     /// Closes file handle `fh`.
     fn release(&self, fh: u64);
 

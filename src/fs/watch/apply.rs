@@ -131,18 +131,37 @@ impl CofferFs {
         w.overflows.fetch_add(1, Ordering::Relaxed);
         w.resync.fetch_add(1, Ordering::AcqRel);
         w.own().clear();
-        for round in 0..2 {
-            if round == 1 {
-                std::thread::sleep(RESYNC_AGAIN);
-            }
-            let (nodes, names) = self.table().everything();
-            let mut notes: Vec<Note> = nodes.into_iter().map(Note::Inode).collect();
-            notes.extend(names.into_iter().map(|(d, n)| Note::Entry(d, n)));
-            notes.extend(w.take_negatives(None).into_iter().map(|(d, n)| Note::Entry(d, n)));
-            self.tell_kernel(notes);
-        }
+        self.drop_all_kernel_caches(w);
+        std::thread::sleep(RESYNC_AGAIN);
+        self.drop_all_kernel_caches(w);
         self.dir_cache_clear();
         w.resync.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Tells the kernel to drop every name, absence, inode attribute, page and listing it
+    /// holds of this mount.
+    fn drop_all_kernel_caches(&self, w: &BackingWatch) {
+        let (nodes, names) = self.table().everything();
+        let mut notes: Vec<Note> = nodes.into_iter().map(Note::Inode).collect();
+        notes.extend(names.into_iter().map(|(d, n)| Note::Entry(d, n)));
+        notes.extend(w.take_negatives(None).into_iter().map(|(d, n)| Note::Entry(d, n)));
+        self.tell_kernel(notes);
+    }
+
+    /// Runs `f` with the kernel cache suspended: what the kernel holds is dropped before and
+    /// after, and replies in between get the short timeouts (a rekey of the mount replaces
+    /// backing files and moves nodes to new backing inodes, which the cache's bookkeeping
+    /// does not follow).
+    pub(in crate::fs) fn with_kernel_cache_suspended<T>(&self, f: impl FnOnce() -> T) -> T {
+        let Some(w) = self.watch.clone() else { return f() };
+        w.suspended.fetch_add(1, Ordering::AcqRel);
+        w.resync.fetch_add(2, Ordering::AcqRel);
+        self.drop_all_kernel_caches(&w);
+        let r = f();
+        self.drop_all_kernel_caches(&w);
+        w.resync.fetch_add(2, Ordering::AcqRel);
+        w.suspended.fetch_sub(1, Ordering::AcqRel);
+        r
     }
 
     /// Sends `notes` (each once); a name or inode the kernel no longer holds is not an error.
