@@ -297,11 +297,15 @@ impl CofferFs {
         }
     }
 
-    /// Records that the mount itself made or moved a directory to backing `entry` of
-    /// directory `parent`.
-    pub(super) fn own_dir_arrival(&self, parent: u64, entry: &[u8]) {
+    /// Records that the mount itself made or moved something to backing name `name` (and
+    /// its long-name sidecar) of directory `parent`.
+    pub(super) fn own_arrival(&self, parent: u64, name: &crate::vault::CipherName) {
         if let Some(w) = &self.watch {
-            w.own().dir_arrived(parent, entry);
+            let mut own = w.own();
+            own.arrived(parent, &name.entry);
+            if let Some(l) = &name.long {
+                own.arrived(parent, &l.sidecar);
+            }
         }
     }
 

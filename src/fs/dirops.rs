@@ -54,7 +54,7 @@ impl CofferFs {
         }
         let st = dir.fd.stat(&cname.entry).at(dir.rel_child(&cname.entry))?;
         self.own_change(&st);
-        self.own_dir_arrival(parent, &cname.entry);
+        self.own_arrival(parent, &cname);
         Ok(self.entry(parent, name, &dir, &cname.entry, &st))
     }
 
@@ -62,6 +62,7 @@ impl CofferFs {
         let _quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
         let cname = self.vault.mknod(&dir, name, mode, u64::from(rdev))?;
+        self.own_arrival(parent, &cname);
         self.made(parent, name, &dir, &cname.entry, who)
     }
 
@@ -69,6 +70,7 @@ impl CofferFs {
         let _quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
         let cname = self.vault.symlink(&dir, name, target)?;
+        self.own_arrival(parent, &cname);
         self.made(parent, name, &dir, &cname.entry, who)
     }
 
@@ -77,6 +79,7 @@ impl CofferFs {
         let from = self.locate(ino)?;
         let to = self.dir(new_parent)?;
         let cname = self.vault.link(&from.dir, &from.entry, &to, new_name)?;
+        self.own_arrival(new_parent, &cname);
         let st = to.fd.stat(&cname.entry).at(to.rel_child(&cname.entry))?;
         self.own_change(&st);
         Ok(self.entry(new_parent, new_name, &to, &cname.entry, &st))
@@ -167,9 +170,7 @@ impl CofferFs {
             for (dir_ino, dir, plain) in moved {
                 if let Ok((cname, st)) = self.vault.lookup(dir, plain) {
                     self.own_change(&st);
-                    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                        self.own_dir_arrival(dir_ino, &cname.entry);
-                    }
+                    self.own_arrival(dir_ino, &cname);
                 }
             }
         }

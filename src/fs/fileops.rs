@@ -171,6 +171,7 @@ impl CofferFs {
         self.set_owner(&dir, &cname.entry, who.uid, who.gid)?;
         let st = backing::fstat(file.backing().as_raw_fd()).at(&rel)?;
         self.own_change(&st);
+        self.own_arrival(parent, &cname);
         let out = self.entry(parent, name, &dir, &cname.entry, &st);
         let info = self.node(out.0.ino.0)?;
         self.activity.opened();

@@ -73,14 +73,15 @@ impl CofferFs {
         } else {
             match dir.fd.stat(entry) {
                 Ok(st) => {
-                    // A directory's stamp cannot tell a rename or a new directory (its times
-                    // change with every name made in it): its arrival must be recorded.
-                    let arrived = st.st_mode & libc::S_IFMT == libc::S_IFDIR
-                        && mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
-                    let own = if arrived {
-                        w.own().take_arrived(dir_ino, entry)
-                    } else {
-                        w.own().is_own(backing_id(&st), &st)
+                    // An entry arriving under a name is the mount's own only if it recorded
+                    // the arrival (a stamp cannot tell a rename on every file system, nor a
+                    // directory, whose times change with every name made in it), and is still
+                    // as the mount left it (events of one batch are merged: a client's write
+                    // right after the mount made the file comes in the same mask).
+                    let arrived = mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
+                    let own = {
+                        let mut o = w.own();
+                        (!arrived || o.take_arrived(dir_ino, entry)) && o.is_own(backing_id(&st), &st)
                     };
                     if own {
                         return;

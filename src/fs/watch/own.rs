@@ -15,8 +15,10 @@ const MAX_RECORDS: usize = 1 << 16;
 /// What identifies one state of a backing object without reading it. A directory's times
 /// and size change with every name made in it (events its own watch reports), so a
 /// directory's stamp is its mode and owner only: what a chmod or chown in its parent's watch
-/// changes. A directory arriving under a name (made, or renamed by anyone) is the mount's own
-/// only when the mount recorded that arrival ([`OwnChanges::dir_arrived`]).
+/// changes. Stamps judge changes to an entry in place; an entry arriving under a name (made,
+/// or renamed there by anyone) is the mount's own only when the mount recorded that arrival
+/// ([`OwnChanges::arrived`]): a rename leaves the stamp as it was on some file systems
+/// (ramfs keeps the change time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     ino: u64,
@@ -60,7 +62,7 @@ pub struct OwnChanges {
     stamps: HashMap<BackingId, (Stamp, u64)>,
     /// Names the mount removed or renamed away: (directory inode, backing entry).
     gone: HashMap<(u64, Vec<u8>), u64>,
-    /// Directories the mount made or renamed, under their new names.
+    /// Entries the mount made or renamed, under their new names.
     arrived: HashMap<(u64, Vec<u8>), u64>,
     /// The number the next record gets.
     next: u64,
@@ -90,8 +92,8 @@ impl OwnChanges {
         self.gone.insert((dir, entry.to_vec()), n);
     }
 
-    /// Records that the mount made a directory as `entry` in `dir`, or renamed one to it.
-    pub fn dir_arrived(&mut self, dir: u64, entry: &[u8]) {
+    /// Records that the mount made `entry` in `dir`, or renamed something to it.
+    pub fn arrived(&mut self, dir: u64, entry: &[u8]) {
         if self.arrived.len() >= MAX_RECORDS {
             self.arrived.clear();
         }
@@ -99,7 +101,7 @@ impl OwnChanges {
         self.arrived.insert((dir, entry.to_vec()), n);
     }
 
-    /// Whether the directory now at `entry` in `dir` got there by the mount (answers once).
+    /// Whether what is now at `entry` in `dir` got there by the mount (answers once).
     pub fn take_arrived(&mut self, dir: u64, entry: &[u8]) -> bool {
         self.arrived.remove(&(dir, entry.to_vec())).is_some()
     }
