@@ -351,23 +351,49 @@ fn seal_one<B: BlockCipherEncBackend<BlockSize = U16>>(
 ) -> B16 {
     let n = omac(b, c, 0, nonce);
     let h = omac(b, c, 1, aad);
+    let x = ctr_cmac::<B, true>(b, c, n, buf);
+    xor(xor(n, h), x)
+}
+
+/// The CTR pass and OMAC^2 chain of one message `buf` under N' = `n`, fused: sealing
+/// (`SEAL`) encrypts each block and then chains the ciphertext; opening chains the ciphertext
+/// and then decrypts it. Returns OMAC^2 of the ciphertext. Every block but the last runs in a
+/// loop with no final-block or short-block branch and a running counter.
+#[inline(always)]
+fn ctr_cmac<B: BlockCipherEncBackend<BlockSize = U16>, const SEAL: bool>(
+    b: &B,
+    c: &Consts,
+    n: B16,
+    buf: &mut [u8],
+) -> B16 {
     let nb = cmac_blocks(buf.len());
     let mut x = if nb == 0 { c.empty[2] } else { c.first[2] };
     let mut ctr = u128::from_be_bytes(n);
-    // Every block but the last: full, no final-block treatment, in a loop without branches.
     let (head, tail) = buf.split_at_mut(16 * nb.saturating_sub(1));
     for blk in head.chunks_exact_mut(16) {
         if let Ok(blk) = <&mut B16>::try_from(blk) {
-            *blk = xor(*blk, enc(b, ctr.to_be_bytes()));
-            x = enc(b, xor(x, *blk));
+            let ks = enc(b, ctr.to_be_bytes());
+            if SEAL {
+                *blk = xor(*blk, ks);
+                x = enc(b, xor(x, *blk));
+            } else {
+                x = enc(b, xor(x, *blk));
+                *blk = xor(*blk, ks);
+            }
         }
         ctr = ctr.wrapping_add(1);
     }
     if !tail.is_empty() {
-        xor_into(tail, &enc(b, ctr.to_be_bytes()));
-        x = enc(b, xor(x, cmac_input(tail, true, c)));
+        let ks = enc(b, ctr.to_be_bytes());
+        if SEAL {
+            xor_into(tail, &ks);
+            x = enc(b, xor(x, cmac_input(tail, true, c)));
+        } else {
+            x = enc(b, xor(x, cmac_input(tail, true, c)));
+            xor_into(tail, &ks);
+        }
     }
-    xor(xor(n, h), x)
+    x
 }
 
 struct OpenOne<'a> {
@@ -403,22 +429,7 @@ fn open_one<B: BlockCipherEncBackend<BlockSize = U16>>(
 ) -> bool {
     let n = omac(b, c, 0, nonce);
     let h = omac(b, c, 1, aad);
-    let nb = cmac_blocks(buf.len());
-    let mut x = if nb == 0 { c.empty[2] } else { c.first[2] };
-    let mut ctr = u128::from_be_bytes(n);
-    // Every block but the last: full, no final-block treatment, in a loop without branches.
-    let (head, tail) = buf.split_at_mut(16 * nb.saturating_sub(1));
-    for blk in head.chunks_exact_mut(16) {
-        if let Ok(blk) = <&mut B16>::try_from(blk) {
-            x = enc(b, xor(x, *blk));
-            *blk = xor(*blk, enc(b, ctr.to_be_bytes()));
-        }
-        ctr = ctr.wrapping_add(1);
-    }
-    if !tail.is_empty() {
-        x = enc(b, xor(x, cmac_input(tail, true, c)));
-        xor_into(tail, &enc(b, ctr.to_be_bytes()));
-    }
+    let x = ctr_cmac::<B, false>(b, c, n, buf);
     let expect = xor(xor(n, h), x);
     let ok: bool = expect.ct_eq(tag).into();
     if !ok {

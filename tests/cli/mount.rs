@@ -496,40 +496,35 @@ fn requests_for_a_warm_tree(v: &Path, mp: &Path) -> u64 {
     repeat_requests(v) - before
 }
 
+/// Mounts `v` at `mp` in the background with `-v` and `extra` options; returns its stderr,
+/// which must contain `says`.
+fn mount_saying(v: &Path, mp: &Path, pf: &Path, extra: &[&str], says: &str) -> String {
+    let mut args = vec!["mount", "-v", "--passfile", s(pf)];
+    args.extend_from_slice(extra);
+    args.extend([s(v), s(mp)]);
+    let out = coffer(&args, None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains(says), "{}", out.stderr);
+    out.stderr
+}
+
 #[test]
 fn with_the_kernel_cache_a_warm_tree_is_read_again_without_asking_the_daemon() {
     let Some((_t, v, mp, pf, _)) = setup() else { return };
     let guard = Unmount(mp.clone());
-    let out = coffer(&["mount", "-v", "--passfile", s(&pf), s(&v), s(&mp)], None);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("kernel cache: on (CIPHERDIR watched with inotify)"),
-        "{}",
-        out.stderr
-    );
+    mount_saying(&v, &mp, &pf, &[], "kernel cache: on (CIPHERDIR watched with inotify)");
     let cached = requests_for_a_warm_tree(&v, &mp);
     drop(guard);
 
     // The same with the cache off: every stat, listing and read asks again.
     let (_t2, v2, mp2, pf2, _) = setup().unwrap();
     let guard = Unmount(mp2.clone());
-    let out = coffer(
-        &[
-            "mount",
-            "-v",
-            "--kernel-cache=off",
-            "--passfile",
-            s(&pf2),
-            s(&v2),
-            s(&mp2),
-        ],
-        None,
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("kernel cache: off (--kernel-cache=off)"),
-        "{}",
-        out.stderr
+    mount_saying(
+        &v2,
+        &mp2,
+        &pf2,
+        &["--kernel-cache=off"],
+        "kernel cache: off (--kernel-cache=off)",
     );
     let uncached = requests_for_a_warm_tree(&v2, &mp2);
     drop(guard);
@@ -579,21 +574,7 @@ fn on_overlayfs_the_kernel_cache_falls_back_to_short_timeouts() {
         ),
     ] {
         let guard = Unmount(mp.clone());
-        let out = coffer(
-            &[
-                "mount",
-                "-v",
-                "--kernel-cache",
-                mode,
-                "--passfile",
-                s(&pf),
-                s(&v),
-                s(&mp),
-            ],
-            None,
-        );
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        assert!(out.stderr.contains(want), "{mode}: {}", out.stderr);
+        mount_saying(&v, &mp, &pf, &["--kernel-cache", mode], want);
         std::fs::write(mp.join("f"), b"x").unwrap();
         assert_eq!(std::fs::read(mp.join("f")).unwrap(), b"x");
         drop(guard);
