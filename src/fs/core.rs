@@ -124,9 +124,6 @@ pub struct CofferFs {
     pub(super) config_watch: Option<Arc<ConfigWatch>>,
     /// The watch of CIPHERDIR that lets the kernel cache for longer (None: short timeouts).
     pub(super) watch: Option<Arc<super::watch::BackingWatch>>,
-    /// Per file inode, the backing state its cached pages were read from (see
-    /// [`pages_unchanged`](Self::pages_unchanged)).
-    page_stamps: Mutex<std::collections::HashMap<u64, super::watch::own::Stamp>>,
 }
 
 /// How often [`CofferFs::locate_with`] looks again after a miss (waits 0.1, 0.2, 0.4, 0.8 ms).
@@ -170,15 +167,7 @@ impl CofferFs {
             owed: Mutex::default(),
             config_watch: None,
             watch: None,
-            page_stamps: Mutex::default(),
         })
-    }
-
-    /// Sets up the watch of CIPHERDIR for `mode` and `atime` (before the mount serves).
-    pub(super) fn watch_backing(&mut self, mode: super::KernelCache, atime: super::Atime) {
-        let dev = self.root.fd.fstat().map_or(0, |st| st.st_dev);
-        let plan = super::watch::plan(&self.root.fd, mode, atime);
-        self.watch = super::watch::BackingWatch::for_mount(dev, &plan, mode == super::KernelCache::On);
     }
 
     /// Logs what reads and writes through `file` (on `ino`) found, each notice once per file
@@ -205,122 +194,6 @@ impl CofferFs {
     /// Where the session's notifier goes once the session exists.
     pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
         self.notifier.clone()
-    }
-
-    /// The ticket of a request in directory `dir` (see [`super::watch::Ticket`]); the
-    /// directory is watched first if it is not yet.
-    pub(super) fn ticket(&self, dir: u64) -> super::watch::Ticket {
-        use super::watch::Ticket;
-        let Some(w) = &self.watch else { return Ticket::NONE };
-        if let Some(t) = w.ticket(dir) {
-            return t;
-        }
-        match self.dir(dir) {
-            Ok(d) => w.ensure(dir, &d),
-            Err(_) => return Ticket::NONE,
-        }
-        w.ticket(dir).unwrap_or(Ticket::NONE)
-    }
-
-    /// The ticket for `ino`'s attributes: through the directory of its first known name
-    /// (the root's own watch for the root). A file with several links keeps the short
-    /// timeout: a change through a name in an unwatched directory would not be seen.
-    pub(super) fn attr_ticket(&self, ino: u64) -> super::watch::Ticket {
-        use super::watch::Ticket;
-        if self.watch.is_none() {
-            return Ticket::NONE;
-        }
-        if ino == ROOT {
-            return self.ticket(ROOT);
-        }
-        let parent = {
-            let t = self.table();
-            match t.info(ino) {
-                Some(n) if n.locs.len() == 1 => n.locs[0].0,
-                _ => return Ticket::NONE,
-            }
-        };
-        self.ticket(parent)
-    }
-
-    /// The timeout of a reply whose request took ticket `t`.
-    pub(super) fn ttl(&self, t: super::watch::Ticket) -> Duration {
-        self.watch.as_ref().map_or(TTL, |w| w.ttl(t))
-    }
-
-    /// Whether the pages the kernel caches for `ino` may be kept by an open through `fh`: the
-    /// backing file is as it was at the previous open. Otherwise the kernel drops them at this
-    /// open, so that pages of an old version never mix with reads of the new one, whatever
-    /// the watcher has reported yet.
-    pub(super) fn pages_unchanged(&self, ino: u64, fh: u64) -> bool {
-        let Some(h) = self.files.get(fh) else { return false };
-        let Ok(st) = crate::vault::backing::fstat(std::os::fd::AsRawFd::as_raw_fd(h.file().backing())) else {
-            return false;
-        };
-        let now = super::watch::own::Stamp::with_inode(&st);
-        let mut stamps = self.page_stamps.lock().unwrap_or_else(|p| p.into_inner());
-        stamps.insert(ino, now) == Some(now)
-    }
-
-    /// The kernel forgot `ino`: its page stamp goes.
-    pub(super) fn forget_pages(&self, ino: u64) {
-        let mut stamps = self.page_stamps.lock().unwrap_or_else(|p| p.into_inner());
-        stamps.remove(&ino);
-        // After the kernel forgot many files, hand the table's memory back.
-        if stamps.capacity() > 4 * stamps.len().max(256) {
-            stamps.shrink_to_fit();
-        }
-    }
-
-    /// Records that the mount itself just changed the backing object statting as `st`.
-    pub(super) fn own_change(&self, st: &libc::stat) {
-        if let Some(w) = &self.watch {
-            w.own().changed(backing_id(st), st);
-        }
-    }
-
-    /// Records that the mount itself just changed the backing file open as `fd`.
-    pub(super) fn own_change_fd(&self, fd: &impl std::os::fd::AsRawFd) {
-        if self.watch.is_some() {
-            if let Ok(st) = crate::vault::backing::fstat(fd.as_raw_fd()) {
-                self.own_change(&st);
-            }
-        }
-    }
-
-    /// Records that the mount itself changed node `ino` (through its name).
-    pub(super) fn own_change_ino(&self, ino: u64) {
-        if self.watch.is_some() {
-            if let Ok(l) = self.locate(ino) {
-                self.own_change(&l.st);
-            }
-        }
-    }
-
-    /// Records that the mount itself made or moved something to backing name `name` (and
-    /// its long-name sidecar) of directory `parent`.
-    pub(super) fn own_arrival(&self, parent: u64, name: &crate::vault::CipherName) {
-        if let Some(w) = &self.watch {
-            let mut own = w.own();
-            own.arrived(parent, &name.entry);
-            if let Some(l) = &name.long {
-                own.arrived(parent, &l.sidecar);
-            }
-        }
-    }
-
-    /// Records that the mount itself is about to remove plaintext `name` from directory
-    /// `parent` (backing directory `dir`).
-    pub(super) fn own_removal(&self, parent: u64, dir: &Dir, name: &[u8]) {
-        if let Some(w) = &self.watch {
-            if let Ok(c) = self.vault.cipher_name(dir, name) {
-                let mut own = w.own();
-                own.removed(parent, &c.entry);
-                if let Some(l) = &c.long {
-                    own.removed(parent, &l.sidecar);
-                }
-            }
-        }
     }
 
     /// Makes the kernel fetch `ino`'s attributes again (cached pages are kept).

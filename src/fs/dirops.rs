@@ -21,11 +21,8 @@ impl CofferFs {
     pub(super) fn do_forget(&self, ino: u64, n: u64) {
         if self.table().forget(ino, n) {
             self.uncache_dir(ino);
-            self.forget_pages(ino);
             self.listings.lock().unwrap_or_else(|p| p.into_inner()).forget(ino);
-            if let Some(w) = &self.watch {
-                w.unwatch(ino);
-            }
+            self.forget_watched(ino);
             self.memory.freed();
         }
     }
@@ -93,8 +90,8 @@ impl CofferFs {
     pub(super) fn do_unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
         let _quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
-        self.own_removal(parent, &dir, name);
-        self.vault.unlink(&dir, name)?;
+        let removed = self.vault.unlink(&dir, name)?;
+        self.own_removal(parent, &removed);
         self.table().remove_loc(&(parent, name.to_vec()));
         Ok(())
     }
@@ -102,8 +99,8 @@ impl CofferFs {
     pub(super) fn do_rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
         let _quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
-        self.own_removal(parent, &dir, name);
-        self.vault.rmdir(&dir, name)?;
+        let removed = self.vault.rmdir(&dir, name)?;
+        self.own_removal(parent, &removed);
         if let Some(ino) = self.table().remove_loc(&(parent, name.to_vec())) {
             self.uncache_dir(ino);
         }
@@ -122,7 +119,11 @@ impl CofferFs {
         let from = self.dir(parent)?;
         let to = self.dir(new_parent)?;
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
-        self.own_removal(parent, &from, name);
+        if self.watch.is_some() {
+            if let Ok(moved) = self.vault.resolve(&from, name) {
+                self.own_removal(parent, &moved);
+            }
+        }
         let mut dir_over_dir = false;
         if !exchange && flags & libc::RENAME_NOREPLACE == 0 {
             let (_, src) = self.vault.lookup(&from, name)?;
@@ -142,7 +143,9 @@ impl CofferFs {
                 match self.vault.rmdir(&to, new_name) {
                     // Not empty in plaintext either: the backing's own answer stands.
                     Err(r) if r.errno() == libc::ENOTEMPTY => return Err(e),
-                    r => r?,
+                    r => {
+                        r?;
+                    }
                 }
                 if let Some(ino) = self.table().remove_loc(&(new_parent, new_name.to_vec())) {
                     self.uncache_dir(ino);

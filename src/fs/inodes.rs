@@ -277,6 +277,14 @@ impl Inodes {
         self.nodes.get(&ino)?.locs.first().map(|l| l.0)
     }
 
+    /// The parent of `ino` when it is known by exactly one name.
+    pub fn sole_parent(&self, ino: u64) -> Option<u64> {
+        match self.nodes.get(&ino)?.locs.as_slice() {
+            [(parent, _)] => Some(*parent),
+            _ => None,
+        }
+    }
+
     /// The generation of `ino` (0 when unknown).
     pub fn generation(&self, ino: u64) -> u64 {
         self.nodes.get(&ino).map_or(0, |n| n.generation)

@@ -214,17 +214,19 @@ impl Vault {
         Ok(())
     }
 
-    /// Removes a non-directory and its sidecars.
-    pub fn unlink(&self, dir: &Dir, plain: &[u8]) -> Result<()> {
+    /// Removes a non-directory and its sidecars; returns the backing name it removed.
+    pub fn unlink(&self, dir: &Dir, plain: &[u8]) -> Result<CipherName> {
         self.check_writable()?;
         let name = self.resolve(dir, plain)?;
         dir.fd.unlink(&name.entry).at(dir.rel_child(&name.entry))?;
-        self.remove_sidecars(dir, &name.entry)
+        self.remove_sidecars(dir, &name.entry)?;
+        Ok(name)
     }
 
-    /// Removes a directory that holds nothing but coffer's own files (diriv, temp files).
-    /// Undecryptable or foreign entries make it fail with ENOTEMPTY and a log line.
-    pub fn rmdir(&self, dir: &Dir, plain: &[u8]) -> Result<()> {
+    /// Removes a directory that holds nothing but coffer's own files (diriv, temp files);
+    /// returns the backing name it removed. Undecryptable or foreign entries make it fail
+    /// with ENOTEMPTY and a log line.
+    pub fn rmdir(&self, dir: &Dir, plain: &[u8]) -> Result<CipherName> {
         self.check_writable()?;
         let name = self.resolve(dir, plain)?;
         let rel = dir.rel_child(&name.entry);
@@ -269,7 +271,8 @@ impl Vault {
         if has_iv {
             let _ = dir.fd.unlink(&parked);
         }
-        self.remove_sidecars(dir, &name.entry)
+        self.remove_sidecars(dir, &name.entry)?;
+        Ok(name)
     }
 
     /// Whether a backing name inside a directory being removed is a leftover coffer may delete:

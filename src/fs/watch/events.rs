@@ -88,9 +88,10 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: 
         let first = Instant::now();
         let mut mark;
         loop {
-            // Own requests that started after this read cannot have made its events.
-            mark = watch.own_mark();
             drain(&mut reader, &mut buf, &watch, &mut batch);
+            // Every event read so far was made by a syscall of a request that had started
+            // before this point: the batch is judged once those requests have ended.
+            mark = watch.own_mark();
             if first.elapsed() >= MAX_GATHER {
                 break;
             }

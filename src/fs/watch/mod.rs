@@ -4,8 +4,9 @@
 //! Each backing directory the kernel looks into gets an inotify watch (added before the
 //! request reads the backing tree, so no change between the two is missed), and only those:
 //! the watch budget is shared with the sync client itself. A background thread ([`events`])
-//! reads the events, drops the mount's own (see [`own`]), maps the rest to plaintext names and
-//! inodes and tells the kernel (`inval_entry`, `inval_inode`), see `apply`.
+//! reads the events, drops the mount's own (see [`own`], recorded by the requests through
+//! `hooks`), maps the rest to plaintext names and inodes and tells the kernel (`inval_entry`,
+//! `inval_inode`), see `apply`.
 //!
 //! Replies carry the long timeouts only while their directory is watched and no event of it
 //! arrived during the request: a [`Ticket`] taken before the request is checked after it, so a
@@ -17,6 +18,7 @@
 mod apply;
 pub mod events;
 pub mod fstype;
+mod hooks;
 pub mod own;
 
 use std::collections::{HashMap, HashSet};
@@ -104,6 +106,9 @@ pub struct BackingWatch {
     pub(super) foreign: AtomicU64,
     /// Times inotify lost events (queue overflow) and everything was invalidated.
     pub(super) overflows: AtomicU64,
+    /// Per file inode, the backing state its cached pages were read from (see
+    /// [`pages_unchanged`](Self::pages_unchanged)).
+    page_stamps: Mutex<HashMap<u64, own::Stamp>>,
     /// The mount's own changing requests in flight, by number (see [`OwnOp`]).
     in_flight: Mutex<std::collections::BTreeSet<u64>>,
     next_op: AtomicU64,
@@ -225,6 +230,7 @@ impl BackingWatch {
             warned_limit: AtomicBool::new(false),
             foreign: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
+            page_stamps: Mutex::default(),
             in_flight: Mutex::default(),
             next_op: AtomicU64::new(0),
         }))
@@ -349,6 +355,24 @@ impl BackingWatch {
                 }
                 s.unwatched.insert(ino);
             }
+        }
+    }
+
+    /// Whether file inode `ino`, whose backing file stats as `st` at an open, is as at the
+    /// previous open (then the kernel may keep its cached pages); records it either way.
+    pub fn pages_unchanged(&self, ino: u64, st: &libc::stat) -> bool {
+        let now = own::Stamp::with_inode(st);
+        let mut stamps = self.page_stamps.lock().unwrap_or_else(|p| p.into_inner());
+        stamps.insert(ino, now) == Some(now)
+    }
+
+    /// The kernel forgot inode `ino`: its page stamp goes.
+    pub fn forget_pages(&self, ino: u64) {
+        let mut stamps = self.page_stamps.lock().unwrap_or_else(|p| p.into_inner());
+        stamps.remove(&ino);
+        // After the kernel forgot many files, hand the table's memory back.
+        if stamps.capacity() > 4 * stamps.len().max(256) {
+            stamps.shrink_to_fit();
         }
     }
 

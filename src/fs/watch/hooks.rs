@@ -1,0 +1,126 @@
+//! What the file system's requests tell the watch and ask of it: tickets and timeouts for
+//! replies, whether an open may keep cached pages, and the records of the mount's own
+//! changes (see [`own`](super::own)), taken where each change is made.
+
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use super::{BackingWatch, Ticket};
+use crate::fs::attr::backing_id;
+use crate::fs::core::{CofferFs, TTL};
+use crate::fs::inodes::ROOT;
+use crate::vault::{backing, CipherName};
+
+impl CofferFs {
+    /// Sets up the watch of CIPHERDIR for `mode` and `atime` (before the mount serves).
+    pub(in crate::fs) fn watch_backing(&mut self, mode: crate::fs::KernelCache, atime: crate::fs::Atime) {
+        let dev = self.root().fd.fstat().map_or(0, |st| st.st_dev);
+        let plan = super::plan(&self.root().fd, mode, atime);
+        self.watch = BackingWatch::for_mount(dev, &plan, mode == crate::fs::KernelCache::On);
+    }
+
+    /// The ticket of a request in directory `dir` (see [`Ticket`]); the
+    /// directory is watched first if it is not yet.
+    pub(in crate::fs) fn ticket(&self, dir: u64) -> Ticket {
+        let Some(w) = &self.watch else { return Ticket::NONE };
+        if let Some(t) = w.ticket(dir) {
+            return t;
+        }
+        match self.dir(dir) {
+            Ok(d) => w.ensure(dir, &d),
+            Err(_) => return Ticket::NONE,
+        }
+        w.ticket(dir).unwrap_or(Ticket::NONE)
+    }
+
+    /// The ticket for `ino`'s attributes: through the directory of its first known name
+    /// (the root's own watch for the root). A file with several links keeps the short
+    /// timeout: a change through a name in an unwatched directory would not be seen.
+    pub(in crate::fs) fn attr_ticket(&self, ino: u64) -> Ticket {
+        if self.watch.is_none() {
+            return Ticket::NONE;
+        }
+        if ino == ROOT {
+            return self.ticket(ROOT);
+        }
+        match self.table().sole_parent(ino) {
+            Some(parent) => self.ticket(parent),
+            None => Ticket::NONE,
+        }
+    }
+
+    /// The timeout of a reply whose request took ticket `t`.
+    pub(in crate::fs) fn ttl(&self, t: Ticket) -> Duration {
+        self.watch.as_ref().map_or(TTL, |w| w.ttl(t))
+    }
+
+    /// Whether the pages the kernel caches for `ino` may be kept by an open through `fh`: the
+    /// backing file is as it was at the previous open. Otherwise the kernel drops them at this
+    /// open, so that pages of an old version never mix with reads of the new one, whatever
+    /// the watcher has reported yet.
+    pub(in crate::fs) fn pages_unchanged(&self, ino: u64, fh: u64) -> bool {
+        let Some(w) = &self.watch else { return false };
+        let Some(h) = self.files.get(fh) else { return false };
+        let Ok(st) = backing::fstat(h.file().backing().as_raw_fd()) else {
+            return false;
+        };
+        w.pages_unchanged(ino, &st)
+    }
+
+    /// The kernel forgot `ino`: what the watch keeps of it goes.
+    pub(in crate::fs) fn forget_watched(&self, ino: u64) {
+        if let Some(w) = &self.watch {
+            w.forget_pages(ino);
+            w.unwatch(ino);
+        }
+    }
+
+    /// Records that the mount itself just changed the backing object statting as `st`.
+    pub(in crate::fs) fn own_change(&self, st: &libc::stat) {
+        if let Some(w) = &self.watch {
+            w.own().changed(backing_id(st), st);
+        }
+    }
+
+    /// Records that the mount itself just changed the backing file open as `fd`.
+    pub(in crate::fs) fn own_change_fd(&self, fd: &impl std::os::fd::AsRawFd) {
+        if self.watch.is_some() {
+            if let Ok(st) = backing::fstat(fd.as_raw_fd()) {
+                self.own_change(&st);
+            }
+        }
+    }
+
+    /// Records that the mount itself changed node `ino` (through its name).
+    pub(in crate::fs) fn own_change_ino(&self, ino: u64) {
+        if self.watch.is_some() {
+            if let Ok(l) = self.locate(ino) {
+                self.own_change(&l.st);
+            }
+        }
+    }
+
+    /// Records that the mount itself made or moved something to backing name `name` (and
+    /// its long-name sidecar) of directory `parent`.
+    pub(in crate::fs) fn own_arrival(&self, parent: u64, name: &CipherName) {
+        if let Some(w) = &self.watch {
+            let mut own = w.own();
+            own.arrived(parent, &name.entry);
+            if let Some(l) = &name.long {
+                own.arrived(parent, &l.sidecar);
+            }
+        }
+    }
+
+    /// Records that the mount itself removed backing name `name` (and its long-name sidecar)
+    /// from directory `parent`.
+    pub(in crate::fs) fn own_removal(&self, parent: u64, name: &CipherName) {
+        if let Some(w) = &self.watch {
+            let mut own = w.own();
+            own.removed(parent, &name.entry);
+            if let Some(l) = &name.long {
+                own.removed(parent, &l.sidecar);
+            }
+        }
+    }
+}
