@@ -445,15 +445,11 @@ mod tests {
             feature_flags: vec![FLAG_BLOCK_SESSIONS.into()],
             ..VaultParams::default()
         };
-        let m = init_version(
-            tmp.path(),
-            None,
-            b"pw",
-            &old,
-            KdfCost::INSECURE_TEST,
-            crate::format::CONFIG_V2,
-        )
-        .unwrap();
+        // A config-version-2 vault with password "pw" and `old`'s flags in `dir`.
+        let init_v2 = |dir: &std::path::Path| {
+            init_version(dir, None, b"pw", &old, KdfCost::INSECURE_TEST, crate::format::CONFIG_V2).unwrap()
+        };
+        let m = init_v2(tmp.path());
         let path = config_path(tmp.path(), None);
         let before = read_config(&path).unwrap();
         let (master, kek) = unlock_with_password_kek(&before, b"pw").unwrap();
@@ -489,15 +485,7 @@ mod tests {
         // The password changed since the mount unlocked: its KEK no longer opens the wrap, and
         // the config is left alone.
         let tmp2 = tempfile::tempdir().unwrap();
-        init_version(
-            tmp2.path(),
-            None,
-            b"pw",
-            &old,
-            KdfCost::INSECURE_TEST,
-            crate::format::CONFIG_V2,
-        )
-        .unwrap();
+        init_v2(tmp2.path());
         let path2 = config_path(tmp2.path(), None);
         let (master2, kek2) = unlock_with_password_kek(&read_config(&path2).unwrap(), b"pw").unwrap();
         let kek2 = slots::Access::Kek(kek2);
