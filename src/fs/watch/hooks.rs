@@ -43,7 +43,10 @@ impl CofferFs {
         if ino == ROOT {
             return self.ticket(ROOT);
         }
-        match self.table().sole_parent(ino) {
+        // The table's lock must be released before `ticket`, which may open the parent's
+        // backing directory and look up its ancestors in the table.
+        let parent = self.table().sole_parent(ino);
+        match parent {
             Some(parent) => self.ticket(parent),
             None => Ticket::NONE,
         }
