@@ -2,7 +2,8 @@
 //! ENOSPC, the mount stays up, earlier files are intact, a file whose extension failed keeps
 //! its old bytes (including its partial last block), and after deleting the filler fsck is
 //! clean. A second test makes the backing write itself fail part way (RLIMIT_FSIZE, no
-//! fallocate to catch it first) and checks the rollback.
+//! fallocate to catch it first) and checks the rollback. A third fills the disk through a
+//! mount with the writeback cache: the error shows at fsync and close, never not at all.
 
 mod support;
 
@@ -158,6 +159,110 @@ fn full_backing_disk_gives_enospc_and_damages_nothing() {
     d.stop();
     let (code, report) = fsck_report(&cipher, &pf, &[]);
     assert_eq!(code, 0, "{report}");
+}
+
+/// close(2) of `f`, with its result (std's drop ignores it).
+fn close(f: std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: the descriptor is owned by `f`, given up here and closed once.
+    match unsafe { libc::close(f.into_raw_fd()) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+#[test]
+fn with_the_writeback_cache_a_full_disk_shows_at_fsync_and_close() {
+    if !common::fuse_available() {
+        return;
+    }
+    let mut rng = Rng::new(data::seed("COFFER_ENOSPC_SEED"));
+    let t = tempfile::tempdir().unwrap();
+    let fs_dir = t.path().join("small");
+    let _tmpfs = Scratch::mount(&fs_dir, "tmpfs", "size=8m,mode=0700");
+    let cipher = fs_dir.join("cipher");
+    let mnt = t.path().join("mnt");
+    std::fs::create_dir(&cipher).unwrap();
+    std::fs::create_dir(&mnt).unwrap();
+    let pf = passfile(t.path(), "pass", PASSWORD);
+    daemon::init(&cipher, &pf);
+    let d = Daemon::start_with(&cipher, &mnt, &pf, Duration::from_secs(90), &["--writeback-cache"]);
+    let m = |p: &str| d.mnt.join(p);
+    let kept = rng.bytes(300_001);
+    std::fs::write(m("kept"), &kept).unwrap();
+
+    // A file larger than the disk, written without fsync: write() lands in the page cache,
+    // so the error must come at close.
+    let mut f = std::fs::File::create(m("too-big")).unwrap();
+    let chunk = rng.bytes(256 * 1024);
+    let mut write_error = None;
+    for _ in 0..48 {
+        if let Err(e) = f.write_all(&chunk) {
+            write_error = Some(e);
+            break;
+        }
+    }
+    let closed = close(f);
+    eprintln!("write: {write_error:?}, close: {closed:?}");
+    let e = write_error
+        .or(closed.err())
+        .expect("12 MiB on an 8 MiB disk: write or close fails");
+    assert_eq!(errno(&e), libc::ENOSPC, "{e}");
+    std::fs::remove_file(m("too-big")).unwrap();
+
+    // Filling up with fsync after each write: the error comes at a write or an fsync.
+    // Smaller and smaller writes use up the last scraps.
+    let mut filler = std::fs::File::create(m("filler")).unwrap();
+    let mut written = 0u64;
+    for size in [chunk.len(), 16 * 1024, 1024] {
+        let err = loop {
+            match filler.write_all(&chunk[..size]).and_then(|()| filler.sync_data()) {
+                Ok(()) => written += size as u64,
+                Err(e) => break e,
+            }
+            assert!(written < 64 << 20, "8 MiB tmpfs never filled up");
+        };
+        assert_eq!(errno(&err), libc::ENOSPC, "the writer gets ENOSPC: {err}");
+    }
+    // A small file on the full disk: its close reports what its writeback could not store.
+    let mut small = std::fs::File::create(m("small")).unwrap();
+    let r = small.write_all(&chunk[..100_000]).and_then(|()| close(small));
+    assert_eq!(r.as_ref().map_err(errno), Err(libc::ENOSPC), "{r:?}");
+    // Once closed, the file shows what the vault stored, not the pages it could not store
+    // (the release that retires the kernel's inode arrives after close returns).
+    let start = std::time::Instant::now();
+    let stored = loop {
+        let shown = std::fs::read(m("small")).unwrap();
+        if shown.len() < 100_000 {
+            break shown;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{} bytes still shown",
+            shown.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("what was stored shows {:?} after close", start.elapsed());
+    assert_eq!(stored, chunk[..stored.len()]);
+    assert_eq!(std::fs::metadata(m("small")).unwrap().len(), stored.len() as u64);
+
+    // The mount is alive, the earlier file intact, only the files being written damaged.
+    assert!(std::fs::read(m("kept")).unwrap() == kept, "kept intact");
+    let (_, report) = fsck_report(&cipher, &pf, &[]);
+    let bad = damaged(&report);
+    assert!(
+        bad.iter().all(|p| p == "filler" || p == "small"),
+        "only the files being written when the disk filled may be damaged: {report}"
+    );
+    drop(filler);
+    for n in ["filler", "small"] {
+        let _ = std::fs::remove_file(m(n));
+    }
+    std::fs::write(m("after"), b"space again").unwrap();
+    d.stop();
+    let (code, report) = fsck_report(&cipher, &pf, &[]);
+    assert_eq!(code, 0, "fsck clean after deleting: {report}");
 }
 
 /// Child of `failed_backing_write_is_rolled_back`: extends files under a file-size limit.

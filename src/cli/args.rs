@@ -376,6 +376,12 @@ pub struct MountArgs {
     /// everywhere, `off` for 1 s timeouts.
     #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
     pub kernel_cache: KernelCacheArg,
+    /// Let the kernel gather writes in its page cache and send them merged, later (faster
+    /// for many small writes). Costs: a full disk shows as an error at fsync or close, not at
+    /// write, and a sync client's in-place rewrite of a file held open here can be overwritten
+    /// or cut to the kernel's size. Off by default.
+    #[arg(long)]
+    pub writeback_cache: bool,
     /// Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h).
     #[arg(long, value_name = "DURATION", value_parser = crate::cli::duration::parse)]
     pub idle: Option<std::time::Duration>,

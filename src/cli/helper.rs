@@ -189,6 +189,7 @@ fn option(opt: &str, out: &mut Vec<OsString>) -> CliResult {
         "ro" => flag("--ro")?,
         "allow_other" => flag("--allow-other")?,
         "nonempty" => flag("--nonempty")?,
+        "writeback_cache" => flag("--writeback-cache")?,
         "fg" => flag("--fg")?,
         k if IGNORED.contains(&k) || k.starts_with("x-") || k == "comment" => Vec::new(),
         _ => return Err(CliError::new(code::USAGE, format!("unknown mount option `{opt}`"))),
@@ -249,6 +250,10 @@ mod tests {
             got[2..got.len() - 3].join(" ")
         };
         assert_eq!(tail("", "rw"), "");
+        assert_eq!(
+            tail("", "rw,kernel_cache=off,writeback_cache"),
+            "--kernel-cache off --writeback-cache"
+        );
         assert_eq!(
             tail("dev,suid,passfile=/p", "rw,passfile=/p"),
             "--passfile /p --dev --suid"

@@ -20,6 +20,9 @@ pub fn run(args: &MountArgs, verbose: u8) -> CliResult {
         return daemon::run_child(args.log.as_deref(), verbose, "mount ready", |on_ready| {
             if verbose > 0 {
                 daemon::report_note(&kernel_cache_plan(args, &args.cipherdir));
+                if args.writeback_cache && !args.ro {
+                    daemon::report_note(WRITEBACK_NOTE);
+                }
             }
             serve(args, &args.cipherdir, &args.mountpoint, on_ready)
         });
@@ -70,6 +73,7 @@ fn start(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, verbose: u8) -> 
         (args.suid, "--suid"),
         (args.dev, "--dev"),
         (args.nodiratime, "--nodiratime"),
+        (args.writeback_cache, "--writeback-cache"),
         (masterkey, "--masterkey"),
         (args.open.accept_config_change, "--accept-config-change"),
     ];
@@ -92,6 +96,10 @@ fn start(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, verbose: u8) -> 
     cmd.arg("--").arg(cipherdir).arg(mountpoint);
     daemon::launch(cmd, &secret)
 }
+
+/// What `-v` says of `--writeback-cache`.
+const WRITEBACK_NOTE: &str =
+    "writeback cache: on (writes are merged in the page cache; a full disk shows at fsync and close)";
 
 /// What `-v` says of the kernel cache the mount of `cipherdir` will run with.
 fn kernel_cache_plan(args: &MountArgs, cipherdir: &Path) -> String {
@@ -117,6 +125,7 @@ fn serve(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, on_ready: Box<dy
         idle: args.idle,
         config: args.open.config.clone(),
         kernel_cache: args.kernel_cache.into(),
+        writeback_cache: args.writeback_cache && !args.ro,
     };
     log::info!("mounting {} at {}", cipherdir.display(), mountpoint.display());
     fs::mount(vault, mountpoint, &opts, on_ready).map_err(mount_error)?;

@@ -160,15 +160,18 @@ impl<T: Ops> Filesystem for Adapter<T> {
             let _ = config.set_max_readahead(max);
         }
         let _ = config.set_max_background(64);
-        // Every mount: no writeback cache (the kernel would ignore size and mtime from getattr,
-        // hiding a sync client's changes); auto_inval_data drops cached pages when size or
-        // mtime change.
+        // No writeback cache unless asked for (the kernel would ignore size and mtime from
+        // getattr, hiding a sync client's in-place rewrites, and a full disk would show only
+        // at fsync and close); auto_inval_data drops cached pages when size or mtime change.
         // Neither mode exports file handles (see NO_FILE_HANDLES).
         let mut wanted = InitFlags::FUSE_AUTO_INVAL_DATA | InitFlags::FUSE_PARALLEL_DIROPS | super::NO_FILE_HANDLES;
         if features.writes {
             // The daemon clears set-id bits itself (writes carry a flag), so the kernel stops
             // asking getxattr("security.capability") and getattr before every write and chown.
             wanted |= InitFlags::FUSE_HANDLE_KILLPRIV_V2;
+        }
+        if features.writes && self.0.writeback_cache() {
+            wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
         if features.readdirplus {
             wanted |= InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;
@@ -384,9 +387,11 @@ impl<T: Ops> Filesystem for Adapter<T> {
         self.1.add(Req::Write);
         let _own = self.0.own_op();
         // O_APPEND (as set now, fcntl may change it) lands at the vault's EOF; page-cache
-        // writeback (mmap) always carries its own offset.
+        // writeback (mmap) always carries its own offset, and so does every write with the
+        // writeback cache on (the kernel's size is the file's, dirty pages included).
+        let cached = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE) || self.0.writeback_cache();
         let mode = WriteMode {
-            append: flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE),
+            append: flags.0 & libc::O_APPEND != 0 && !cached,
             kill_privs: write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID),
         };
         match self.0.write(ino.0, fh.0, offset, data, mode) {
@@ -565,6 +570,11 @@ impl<T: Ops> Filesystem for Adapter<T> {
 
     fn lseek(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
         self.1.add(Req::Lseek);
+        if self.0.writeback_cache() {
+            // The kernel does not write dirty pages back before asking, so the vault's holes
+            // are not the file's: ENOSYS makes it answer from its own size (all data).
+            return reply.error(Errno::ENOSYS);
+        }
         match self.0.lseek(ino.0, fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(errno("lseek", e)),

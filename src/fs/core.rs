@@ -124,6 +124,8 @@ pub struct CofferFs {
     pub(super) config_watch: Option<Arc<ConfigWatch>>,
     /// The watch of CIPHERDIR that lets the kernel cache for longer (None: short timeouts).
     pub(super) watch: Option<Arc<super::watch::BackingWatch>>,
+    /// The kernel's writeback cache is on (`--writeback-cache`; never on a read-only mount).
+    pub(super) writeback_cache: bool,
 }
 
 /// How often [`CofferFs::locate_with`] looks again after a miss (waits 0.1, 0.2, 0.4, 0.8 ms).
@@ -167,6 +169,7 @@ impl CofferFs {
             owed: Mutex::default(),
             config_watch: None,
             watch: None,
+            writeback_cache: false,
         })
     }
 

@@ -70,6 +70,10 @@ impl Ops for CofferFs {
         self.activity.clone()
     }
 
+    fn writeback_cache(&self) -> bool {
+        self.writeback_cache
+    }
+
     fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
         CofferFs::notifier_slot(self)
     }
@@ -106,7 +110,11 @@ impl Ops for CofferFs {
     }
 
     fn release(&self, fh: u64) {
+        let ino = self.files.get(fh).map(|h| h.ino);
         self.do_release(fh);
+        if let Some(ino) = ino {
+            self.retire_after_release(ino);
+        }
     }
 
     fn opendir(&self, ino: u64) -> Result<u64> {
@@ -227,6 +235,7 @@ impl Ops for CofferFs {
 
     fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8], mode: WriteMode) -> Result<u32> {
         self.do_write(ino, fh, offset, data, mode.append, mode.kill_privs)
+            .inspect_err(|_| self.retire_after_failed_writeback(ino))
     }
 
     fn fallocate(&self, ino: u64, fh: u64, offset: u64, length: u64, mode: i32, who: Caller) -> Result<()> {

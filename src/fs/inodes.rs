@@ -261,6 +261,22 @@ impl Inodes {
         (ino, node.generation)
     }
 
+    /// Gives node `ino` a new generation; its number, names and lookups stay. At its next
+    /// lookup the kernel retires the inode it holds (every descriptor on that one then fails)
+    /// and builds a new one from the reply's attributes. False for the root and for a node
+    /// the kernel does not hold.
+    pub fn renew_generation(&mut self, ino: u64) -> bool {
+        if ino == ROOT {
+            return false;
+        }
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return false;
+        };
+        self.next_generation += 1;
+        node.generation = self.next_generation;
+        true
+    }
+
     /// What an operation needs from node `ino`, if the kernel still holds it.
     pub fn info(&self, ino: u64) -> Option<NodeInfo> {
         self.nodes.get(&ino).map(|n| NodeInfo {
@@ -472,6 +488,25 @@ mod tests {
         let (_, g3) = t.remember((7, 5), libc::S_IFDIR, loc(ROOT, "b"));
         assert_ne!(g2, g3, "a number naming another object gets a new generation");
         assert!(!t.forget(ROOT, 10));
+    }
+
+    #[test]
+    fn a_renewed_generation_keeps_the_number_names_and_lookups() {
+        let mut t = Inodes::new((1, 2));
+        let loc: Loc = (ROOT, b"f".to_vec());
+        let (n, g1) = t.remember((1, 10), libc::S_IFREG, loc.clone());
+        assert!(t.renew_generation(n));
+        let g2 = t.generation(n);
+        assert_ne!(g1, g2);
+        // The next lookup of the same object keeps the new generation.
+        let (n2, g3) = t.remember((1, 10), libc::S_IFREG, loc.clone());
+        assert_eq!((n2, g3), (n, g2));
+        assert_eq!(t.at(&loc), Some(n));
+        // Both lookups are still owed forgets.
+        assert!(!t.forget(n, 1));
+        assert!(t.forget(n, 1));
+        assert!(!t.renew_generation(n), "a forgotten node is not renewed");
+        assert!(!t.renew_generation(ROOT));
     }
 
     #[test]

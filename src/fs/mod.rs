@@ -5,9 +5,10 @@
 //! attributes and absences of names in watched directories are kept up to 30 s and pages
 //! across opens, each dropped by the watcher when the backing tree changes; elsewhere entry
 //! and attribute timeouts of 1 s and no `keep_cache`. Always `auto_inval_data` (pages are
-//! dropped when size or mtime change) and no writeback cache (with it the kernel ignores size
-//! and mtime from getattr). Never `direct_io` (it breaks mmap). Writes reach the backing file
-//! before the write call returns. Readahead is raised to a few MiB when running as root
+//! dropped when size or mtime change) and, unless `--writeback-cache` asks for it, no
+//! writeback cache (with it the kernel ignores size and mtime from getattr, see
+//! `Ops::writeback_cache`). Never `direct_io` (it breaks mmap). Without the writeback
+//! cache, writes reach the backing file before the write call returns. Readahead is raised to a few MiB when running as root
 //! (`readahead`).
 //!
 //! Files: `ops` (the `Result`-returning operations a file system serves, write operations
@@ -89,6 +90,10 @@ pub struct MountOptions {
     pub config: Option<PathBuf>,
     /// Whether the kernel may cache for longer, kept honest by watching CIPHERDIR.
     pub kernel_cache: KernelCache,
+    /// The kernel's writeback cache: writes land in the page cache and reach the daemon
+    /// merged, later; the kernel keeps the size and times of files it holds, and a full disk
+    /// shows at fsync and close instead of at write.
+    pub writeback_cache: bool,
 }
 
 /// `--kernel-cache`: whether the kernel keeps names, attributes, listings and pages for longer

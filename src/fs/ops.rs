@@ -64,6 +64,15 @@ pub trait Ops: Send + Sync + 'static {
     /// The request tracker (for `--idle`).
     fn activity(&self) -> Arc<Activity>;
 
+    /// Whether the kernel's writeback cache is asked for. With it, writes reach the daemon
+    /// when the kernel writes its dirty pages back (merged, with their own offsets, O_APPEND
+    /// already resolved against the kernel's size), the kernel keeps the size and times of
+    /// the regular files it holds rather than taking them from getattr, and an error such as
+    /// ENOSPC reaches the program at fsync or close.
+    fn writeback_cache(&self) -> bool {
+        false
+    }
+
     /// Where the session's notifier goes once the session exists.
     fn notifier_slot(&self) -> Arc<OnceLock<Notifier>>;
 

@@ -140,6 +140,10 @@ fn prepare_vault(mut vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Re
     let mut fs = CofferFs::new(vault, root && opts.allow_other).map_err(MountError::Vault)?;
     fs.config_watch = Some(watch.clone());
     fs.watch_backing(opts.kernel_cache, opts.atime);
+    fs.writeback_cache = opts.writeback_cache && !read_only;
+    if fs.writeback_cache {
+        log::info!("writeback cache on: writes are merged in the page cache and reach CIPHERDIR when the kernel writes them back");
+    }
     let setup = fuse_config(fsname, read_only, opts);
     Ok(Prepared {
         fs,

@@ -580,3 +580,67 @@ fn on_overlayfs_the_kernel_cache_falls_back_to_short_timeouts() {
         drop(guard);
     }
 }
+
+/// Writes 40 files of 40 KiB in 4 KiB write() calls and one of 1 MiB, through the mount of
+/// `v` at `mp`; returns the WRITE requests the daemon got for them (each file closed).
+fn write_requests(v: &Path, mp: &Path) -> u64 {
+    use std::io::Write;
+    let stat = |k: &str| {
+        let out = coffer(&["stats", s(v)], None);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        st[k].as_u64().unwrap_or(0)
+    };
+    let before = stat("write");
+    let block: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+    for f in 0..40 {
+        let mut file = std::fs::File::create(mp.join(format!("f{f}"))).unwrap();
+        for _ in 0..10 {
+            file.write_all(&block).unwrap();
+        }
+    }
+    let mut big = std::fs::File::create(mp.join("big")).unwrap();
+    for _ in 0..256 {
+        big.write_all(&block).unwrap();
+    }
+    drop(big);
+    stat("write") - before
+}
+
+#[test]
+fn with_the_writeback_cache_small_writes_reach_the_daemon_merged() {
+    let Some((_t, v, mp, pf, _)) = setup() else { return };
+    let guard = Unmount(mp.clone());
+    mount_saying(
+        &v,
+        &mp,
+        &pf,
+        &["--writeback-cache"],
+        "writeback cache: on (writes are merged in the page cache",
+    );
+    let merged = write_requests(&v, &mp);
+    drop(guard);
+    // What the kernel sent last is stored: a fresh mount reads every byte back.
+    let guard = Unmount(mp.clone());
+    let out = coffer(&["mount", "--passfile", s(&pf), s(&v), s(&mp)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let block: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+    for f in 0..40 {
+        assert_eq!(
+            std::fs::read(mp.join(format!("f{f}"))).unwrap(),
+            block.repeat(10),
+            "f{f}"
+        );
+    }
+    assert_eq!(std::fs::read(mp.join("big")).unwrap(), block.repeat(256));
+    let plain = write_requests(&v, &mp);
+    drop(guard);
+    eprintln!(
+        "WRITE requests for 40 files of 10 writes and one of 256: {merged} with the writeback cache, {plain} without"
+    );
+    assert!(plain >= 40 * 10 + 256, "without it every write() is a request: {plain}");
+    assert!(
+        merged <= 40 * 2 + 4,
+        "with it each file should reach the daemon in one or two writes: {merged}"
+    );
+}

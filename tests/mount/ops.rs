@@ -642,6 +642,15 @@ fn holes_fallocate_lseek() {
     // SAFETY: valid fd.
     let seek = |off: i64, whence: i32| unsafe { libc::lseek(fd, off, whence) };
     assert_eq!(seek(0, libc::SEEK_DATA), 0);
+    if common::writeback_run() {
+        // The written bytes may still be dirty pages the vault has not seen: the kernel
+        // answers from its own size, the whole file being data.
+        assert_eq!(seek(0, libc::SEEK_HOLE), 10 * 4096 + 104);
+        assert_eq!(seek(10 * 4096 + 104, libc::SEEK_DATA), -1);
+        assert_eq!(io::Error::last_os_error().raw_os_error(), Some(libc::ENXIO));
+        fallocate_checks(&f, &p);
+        return;
+    }
     // Holes are found at block granularity (a partly allocated backing block counts as data).
     let h = seek(0, libc::SEEK_HOLE);
     assert!((4096..10 * 4096).contains(&h) && h % 4096 == 0, "first hole at {h}");
@@ -656,7 +665,13 @@ fn holes_fallocate_lseek() {
     let mut hole = vec![1u8; 4096];
     f.read_exact_at(&mut hole, 4 * 4096).unwrap();
     assert!(hole.iter().all(|&b| b == 0));
-    // fallocate: mode 0 grows the file (reads as zeros), KEEP_SIZE keeps it, the rest is refused.
+    fallocate_checks(&f, &p);
+}
+
+/// fallocate on `f` (at `p`, holding "head" at 0 and "tail" at 41060): mode 0 grows the file
+/// (reads as zeros), KEEP_SIZE keeps it, the rest is refused.
+fn fallocate_checks(f: &fs::File, p: &Path) {
+    let fd = f.as_raw_fd();
     // SAFETY: valid fd.
     let falloc = |mode: i32, off: i64, len: i64| cvt(unsafe { libc::fallocate(fd, mode, off, len) });
     falloc(0, 0, 100_000).unwrap();
@@ -673,7 +688,7 @@ fn holes_fallocate_lseek() {
         assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "mode {mode:#x}: {e}");
     }
     let mut all = Vec::new();
-    fs::File::open(&p).unwrap().read_to_end(&mut all).unwrap();
+    fs::File::open(p).unwrap().read_to_end(&mut all).unwrap();
     assert_eq!(all.len(), 100_000);
     assert_eq!(&all[..4], b"head");
     assert_eq!(&all[10 * 4096 + 100..10 * 4096 + 104], b"tail");

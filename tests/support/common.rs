@@ -139,10 +139,18 @@ pub fn unmounted_vault() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (tmp, cipher, mnt)
 }
 
-/// Mounts `cipher` at `mnt` in background threads.
+/// Mounts `cipher` at `mnt` in background threads; with COFFER_TEST_WRITEBACK=1 (a step of
+/// scripts/test runs the POSIX suites so) every such mount has the writeback cache on.
 pub fn spawn_mount(cipher: &Path, mnt: &Path, opts: &MountOptions) -> Result<MountHandle, coffer::fs::MountError> {
     let vault = Vault::unlock(cipher, None, PASSWORD, opts.read_only).expect("unlock vault");
-    coffer::fs::spawn(vault, mnt, opts)
+    let mut opts = opts.clone();
+    opts.writeback_cache |= writeback_run();
+    coffer::fs::spawn(vault, mnt, &opts)
+}
+
+/// Whether this run mounts with the writeback cache (COFFER_TEST_WRITEBACK=1).
+pub fn writeback_run() -> bool {
+    std::env::var_os("COFFER_TEST_WRITEBACK").is_some_and(|v| v == "1")
 }
 
 impl TestMount {

@@ -59,11 +59,18 @@ pub struct Daemon {
 impl Daemon {
     /// Mounts `cipher` at `mnt` (an existing directory) and waits for the mount.
     pub fn start(cipher: &Path, mnt: &Path, pf: &Path, watchdog: Duration) -> Daemon {
+        Self::start_with(cipher, mnt, pf, watchdog, &[])
+    }
+
+    /// [`start`](Self::start) with `extra` options of `coffer mount`.
+    pub fn start_with(cipher: &Path, mnt: &Path, pf: &Path, watchdog: Duration, extra: &[&str]) -> Daemon {
         let mnt = mnt.canonicalize().unwrap();
         let log = mnt.with_extension("log");
         let err = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_coffer"))
-            .args(["mount", "--fg", "--passfile"])
+            .args(["mount", "--fg"])
+            .args(extra)
+            .arg("--passfile")
             .arg(pf)
             .arg(cipher)
             .arg(&mnt)

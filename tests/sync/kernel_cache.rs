@@ -274,6 +274,58 @@ fn with_the_kernel_cache_off_changes_show_as_before() {
 }
 
 #[test]
+fn with_the_writeback_cache_in_place_rewrites_show_at_once_or_at_the_last_close() {
+    let opts = MountOptions {
+        writeback_cache: true,
+        ..Default::default()
+    };
+    let Some(m) = TestMount::with(opts, common::WATCHDOG) else {
+        return;
+    };
+    let b = Backing::open(&m.cipher);
+    const LEN: usize = 3 * 4096 + 11;
+    let grown = backing_after(&m, &b, "closed", &content(1, 2 * LEN));
+    backing_after(&m, &b, "closed", &content(2, LEN));
+    let shrunk = backing_after(&m, &b, "held", &content(3, LEN));
+    backing_after(&m, &b, "held", &content(4, 2 * LEN));
+    for (n, len) in [("closed", LEN), ("held", 2 * LEN)] {
+        assert_eq!(fs::metadata(m.path(n)).unwrap().len(), len as u64);
+        fs::read(m.path(n)).unwrap();
+    }
+    let held = fs::File::open(m.path("held")).unwrap();
+    // An O_PATH descriptor keeps the kernel's inode of "closed" alive without opening it
+    // (as a path walk in progress would): a lookup would find that inode again.
+    let pinned = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(m.path("closed"))
+        .unwrap();
+
+    // The client grows one file and shrinks the other, in place. The kernel keeps its own
+    // sizes under the writeback cache: the inode of the file nobody has open is retired and
+    // built afresh at once.
+    write_in_place(&b.path("", "closed"), &grown);
+    write_in_place(&b.path("", "held"), &shrunk);
+    wait_for(BOUND, "the closed file's new size and bytes", || {
+        fs::read(m.path("closed")).is_ok_and(|d| d == content(1, 2 * LEN))
+    });
+    drop(pinned);
+    // The open one keeps the kernel's size while open; its pages are read afresh.
+    let mut buf = vec![0u8; LEN];
+    wait_for(BOUND, "the open file's new bytes", || {
+        held.read_exact_at(&mut buf, 0).is_ok() && buf == content(3, LEN)
+    });
+    // A lookup by name meanwhile finds the kernel's inode still open.
+    fs::metadata(m.path("held")).unwrap();
+    // At its last close it is retired too: the next open sees the client's file whole.
+    drop(held);
+    wait_for(BOUND, "the once-open file after its last close", || {
+        fs::read(m.path("held")).is_ok_and(|d| d == content(3, LEN))
+    });
+    assert_eq!(fs::metadata(m.path("held")).unwrap().len(), LEN as u64);
+}
+
+#[test]
 fn renames_and_moves_by_the_client_show_in_cached_listings() {
     let Some(m) = TestMount::new() else { return };
     let b = Backing::open(&m.cipher);

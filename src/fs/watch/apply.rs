@@ -22,7 +22,7 @@ const RESYNC_AGAIN: Duration = Duration::from_millis(50);
 
 /// One thing to tell the kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Note {
+pub(super) enum Note {
     /// Drop an inode's attributes and cached pages (a directory's: its cached listing).
     Inode(u64),
     /// Drop the dentry (or cached absence) of a name in a directory.
@@ -101,8 +101,10 @@ impl CofferFs {
         match self.vault.touched_by(&dir, entry) {
             Touched::Name(plain) => {
                 notes.push(Note::Entry(dir_ino, plain.clone()));
-                if let Some(ino) = self.table().at(&(dir_ino, plain.clone())) {
+                let ino = self.table().at(&(dir_ino, plain.clone()));
+                if let Some(ino) = ino {
                     notes.push(Note::Inode(ino));
+                    self.retire_cached_file(w, ino, notes);
                 }
                 w.forget_negative(dir_ino, &plain);
             }
@@ -166,7 +168,7 @@ impl CofferFs {
     }
 
     /// Sends `notes` (each once); a name or inode the kernel no longer holds is not an error.
-    fn tell_kernel(&self, mut notes: Vec<Note>) {
+    pub(super) fn tell_kernel(&self, mut notes: Vec<Note>) {
         let Some(n) = self.notifier.get() else { return };
         let mut seen = std::collections::HashSet::new();
         notes.retain(|x| seen.insert(x.clone()));

@@ -80,6 +80,7 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: 
         // Every change recorded before now has its events queued already: once they are read
         // and judged (or there are none), those records can go.
         let recorded = watch.own().mark();
+        send_owed(&fs, &watch);
         if !readable(&reader, POLL_MS) {
             watch.own().retire_before(recorded);
             continue;
@@ -106,6 +107,17 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: 
             fs.apply_backing_changes(&watch, batch);
         }
         watch.own().retire_before(recorded);
+    }
+}
+
+/// Sends what requests queued for the kernel (see [`BackingWatch::owe`]).
+fn send_owed(fs: &Weak<CofferFs>, watch: &BackingWatch) {
+    let notes = watch.take_owed();
+    if notes.is_empty() {
+        return;
+    }
+    if let Some(fs) = fs.upgrade() {
+        fs.tell_kernel(notes);
     }
 }
 

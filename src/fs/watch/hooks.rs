@@ -75,6 +75,7 @@ impl CofferFs {
         if let Some(w) = &self.watch {
             w.forget_pages(ino);
             w.unwatch(ino);
+            w.retire_later().remove(&ino);
         }
     }
 

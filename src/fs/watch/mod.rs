@@ -6,7 +6,8 @@
 //! the watch budget is shared with the sync client itself. A background thread ([`events`])
 //! reads the events, drops the mount's own (see [`own`], recorded by the requests through
 //! `hooks`), maps the rest to plaintext names and inodes and tells the kernel (`inval_entry`,
-//! `inval_inode`), see `apply`.
+//! `inval_inode`), see `apply`; under the writeback cache a regular file changed in place
+//! gets a new generation instead (`retire`).
 //!
 //! Replies carry the long timeouts only while their directory is watched and no event of it
 //! arrived during the request: a [`Ticket`] taken before the request is checked after it, so a
@@ -20,6 +21,7 @@ pub mod events;
 pub mod fstype;
 mod hooks;
 pub mod own;
+mod retire;
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
@@ -112,6 +114,13 @@ pub struct BackingWatch {
     /// The mount's own changing requests in flight, by number (see [`OwnOp`]).
     in_flight: Mutex<std::collections::BTreeSet<u64>>,
     next_op: AtomicU64,
+    /// With the writeback cache: files someone else changed while the kernel had them open,
+    /// retired at their last release (see [`retire`]).
+    retire_later: Mutex<HashSet<u64>>,
+    /// What a request owes the kernel, sent by the watcher thread (a request's own thread
+    /// must not wait on the kernel: it may hold a directory lock while it waits for a
+    /// request).
+    owed: Mutex<Vec<apply::Note>>,
 }
 
 /// How long the watcher waits for the mount's own requests that were in flight when it read
@@ -233,7 +242,23 @@ impl BackingWatch {
             page_stamps: Mutex::default(),
             in_flight: Mutex::default(),
             next_op: AtomicU64::new(0),
+            retire_later: Mutex::default(),
+            owed: Mutex::default(),
         }))
+    }
+
+    /// Queues `notes` for the watcher thread to send (within one poll interval).
+    fn owe(&self, notes: Vec<apply::Note>) {
+        self.owed.lock().unwrap_or_else(|p| p.into_inner()).extend(notes);
+    }
+
+    /// The notes queued by [`owe`](Self::owe), taken.
+    fn take_owed(&self) -> Vec<apply::Note> {
+        std::mem::take(&mut *self.owed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn retire_later(&self) -> MutexGuard<'_, HashSet<u64>> {
+        self.retire_later.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
