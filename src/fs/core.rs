@@ -482,6 +482,7 @@ impl CofferFs {
         let (ino, generation) =
             self.table()
                 .remember_as(backing, st.st_mode & libc::S_IFMT, (parent, name.to_vec()), id);
+        let generation = self.generation_for_lookup(ino, generation);
         (to_attr(ino, st, link_len), Generation(generation))
     }
 

@@ -10,6 +10,7 @@ use super::core::{stale, CofferFs};
 use super::handles::FileHandle;
 use super::inodes::NodeInfo;
 use super::ops::{Caller, EntryOut};
+use super::watch::own::Stamp;
 use crate::vault::{backing, CryptFile, IoContext, Result, VaultError};
 
 /// Shared hold of an inode lock (poisoning is ignored: the data lives in the backing file).
@@ -139,7 +140,11 @@ impl CofferFs {
             .open_backing(ino, &info, write)
             .inspect_err(|e| self.after_failure(e))?;
         self.activity.opened();
-        Ok(self.files.insert(FileHandle::new(ino, file, info.lock, write)))
+        let h = FileHandle::new(ino, file, info.lock, write);
+        if write {
+            self.own_change_through(&h);
+        }
+        Ok(self.files.insert(h))
     }
 
     pub(super) fn do_create(
@@ -175,7 +180,9 @@ impl CofferFs {
         let out = self.entry(parent, name, &dir, &cname.entry, &st);
         let info = self.node(out.0.ino.0)?;
         self.activity.opened();
-        let fh = self.files.insert(FileHandle::new(out.0.ino.0, file, info.lock, true));
+        let h = FileHandle::new(out.0.ino.0, file, info.lock, true);
+        *h.own_stamp.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stamp::of(&st));
+        let fh = self.files.insert(h);
         Ok((out, fh))
     }
 
@@ -252,7 +259,7 @@ impl CofferFs {
             // The kernel keeps the old mode cached otherwise (a write only refreshes size/times).
             self.invalidate_attr(ino);
         }
-        self.own_change_fd(h.file().backing());
+        self.own_change_through(&h);
         Ok(data.len() as u32)
     }
 
@@ -295,9 +302,8 @@ impl CofferFs {
     pub(super) fn do_release(&self, fh: u64) {
         if let Some(h) = self.files.remove(fh) {
             if h.writable {
-                // Closing a descriptor open for writing is an event (IN_CLOSE_WRITE) the
-                // watcher must find as the mount left the file.
-                self.own_change_fd(h.file().backing());
+                // Closing a descriptor open for writing is an event (IN_CLOSE_WRITE).
+                self.own_close(&h);
             }
             drop(h);
             self.activity.closed();

@@ -198,7 +198,7 @@ impl Ops for CofferFs {
     }
 
     fn setattr(&self, ino: u64, fh: Option<u64>, s: SetAttr) -> Result<FileAttr> {
-        self.do_setattr(ino, fh, s).inspect(|_| self.own_change_ino(ino))
+        self.do_setattr(ino, fh, s).inspect(|_| self.own_change_by(ino, fh))
     }
 
     fn mknod(&self, parent: u64, name: &[u8], mode: u32, rdev: u32, who: Caller) -> Result<EntryOut> {
@@ -240,7 +240,7 @@ impl Ops for CofferFs {
 
     fn fallocate(&self, ino: u64, fh: u64, offset: u64, length: u64, mode: i32, who: Caller) -> Result<()> {
         self.do_fallocate(ino, fh, offset, length, mode, who)
-            .inspect(|_| self.own_change_ino(ino))
+            .inspect(|_| self.own_change_by(ino, Some(fh)))
     }
 
     fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {

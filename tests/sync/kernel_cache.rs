@@ -274,6 +274,41 @@ fn with_the_kernel_cache_off_changes_show_as_before() {
 }
 
 #[test]
+fn a_client_change_right_after_the_mount_closed_the_file_is_not_taken_for_the_mounts_own() {
+    use std::io::Write;
+    for writeback_cache in [false, true] {
+        let opts = MountOptions {
+            writeback_cache,
+            ..Default::default()
+        };
+        let Some(m) = TestMount::with(opts, common::WATCHDOG) else {
+            return;
+        };
+        let b = Backing::open(&m.cipher);
+        const LEN: usize = 2 * 4096 + 5;
+        let clients = backing_after(&m, &b, "f", &content(1, 2 * LEN));
+        // The mount writes its version and keeps the file open for writing.
+        let mut w = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(m.path("f"))
+            .unwrap();
+        w.write_all(&content(2, LEN)).unwrap();
+        w.flush().unwrap();
+        // Its own events judged, its size cached with the long timeout.
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(fs::metadata(m.path("f")).unwrap().len(), LEN as u64);
+        // The mount closes the file and the client writes its version in place at once: the
+        // release, which the kernel sends after close returns, comes after the client's write.
+        drop(w);
+        write_in_place(&b.path("", "f"), &clients);
+        wait_for(BOUND, "the client's version after the mount's close", || {
+            fs::read(m.path("f")).is_ok_and(|d| d == content(1, 2 * LEN))
+        });
+    }
+}
+
+#[test]
 fn with_the_writeback_cache_in_place_rewrites_show_at_once_or_at_the_last_close() {
     let opts = MountOptions {
         writeback_cache: true,

@@ -114,9 +114,9 @@ pub struct BackingWatch {
     /// The mount's own changing requests in flight, by number (see [`OwnOp`]).
     in_flight: Mutex<std::collections::BTreeSet<u64>>,
     next_op: AtomicU64,
-    /// With the writeback cache: files someone else changed while the kernel had them open,
-    /// retired at their last release (see [`retire`]).
-    retire_later: Mutex<HashSet<u64>>,
+    /// With the writeback cache: regular files whose kernel inode keeps a size and times the
+    /// vault no longer has, retired at their next lookup with no handle open (see `retire`).
+    stale_sizes: Mutex<HashSet<u64>>,
     /// What a request owes the kernel, sent by the watcher thread (a request's own thread
     /// must not wait on the kernel: it may hold a directory lock while it waits for a
     /// request).
@@ -242,7 +242,7 @@ impl BackingWatch {
             page_stamps: Mutex::default(),
             in_flight: Mutex::default(),
             next_op: AtomicU64::new(0),
-            retire_later: Mutex::default(),
+            stale_sizes: Mutex::default(),
             owed: Mutex::default(),
         }))
     }
@@ -257,8 +257,8 @@ impl BackingWatch {
         std::mem::take(&mut *self.owed.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn retire_later(&self) -> MutexGuard<'_, HashSet<u64>> {
-        self.retire_later.lock().unwrap_or_else(|p| p.into_inner())
+    fn stale_sizes(&self) -> MutexGuard<'_, HashSet<u64>> {
+        self.stale_sizes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
