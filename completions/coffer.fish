@@ -81,7 +81,7 @@ complete -c coffer -n "__fish_coffer_using_subcommand mount" -l nonempty -d 'All
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l suid -d 'Honour setuid bits (default: nosuid)'
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l dev -d 'Honour device nodes (default: nodev)'
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l nodiratime -d 'Never update the access times of directories'
-complete -c coffer -n "__fish_coffer_using_subcommand mount" -l writeback-cache -d 'Let the kernel gather writes in its page cache and send them merged, later (faster for many small writes). Costs: a full disk shows as an error at fsync or close, not at write, and a sync client\'s in-place rewrite of a file held open here can be overwritten or cut to the kernel\'s size. Off by default'
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l writeback-cache -d 'Let the kernel gather writes in its page cache and send them merged, later (faster for many small writes). Costs: a full disk shows as an error at fsync or close, not at write, and while a file is open here the kernel keeps its own size of it, and its unsent pages overwrite a sync client\'s in-place rewrite. Off by default'
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l daemon-child -d 'Internal: set by `coffer mount` on the background process it starts'
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -s v -l verbose -d 'More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -378,8 +378,8 @@ pub struct MountArgs {
     pub kernel_cache: KernelCacheArg,
     /// Let the kernel gather writes in its page cache and send them merged, later (faster
     /// for many small writes). Costs: a full disk shows as an error at fsync or close, not at
-    /// write, and a sync client's in-place rewrite of a file held open here can be overwritten
-    /// or cut to the kernel's size. Off by default.
+    /// write, and while a file is open here the kernel keeps its own size of it, and its
+    /// unsent pages overwrite a sync client's in-place rewrite. Off by default.
     #[arg(long)]
     pub writeback_cache: bool,
     /// Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h).

@@ -171,7 +171,12 @@ impl<T: Ops> Filesystem for Adapter<T> {
             wanted |= InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         }
         if features.writes && self.0.writeback_cache() {
-            wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
+            if config.capabilities().contains(InitFlags::FUSE_WRITEBACK_CACHE) {
+                wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
+            } else {
+                log::warn!("the kernel offers no writeback cache: writes reach CIPHERDIR before write() returns");
+                self.0.writeback_refused();
+            }
         }
         if features.readdirplus {
             wanted |= InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;

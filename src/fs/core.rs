@@ -124,8 +124,9 @@ pub struct CofferFs {
     pub(super) config_watch: Option<Arc<ConfigWatch>>,
     /// The watch of CIPHERDIR that lets the kernel cache for longer (None: short timeouts).
     pub(super) watch: Option<Arc<super::watch::BackingWatch>>,
-    /// The kernel's writeback cache is on (`--writeback-cache`; never on a read-only mount).
-    pub(super) writeback_cache: bool,
+    /// The kernel's writeback cache is on: asked for (`--writeback-cache`, never on a
+    /// read-only mount) and granted by the kernel at init.
+    pub(super) writeback_cache: std::sync::atomic::AtomicBool,
 }
 
 /// How often [`CofferFs::locate_with`] looks again after a miss (waits 0.1, 0.2, 0.4, 0.8 ms).
@@ -169,7 +170,7 @@ impl CofferFs {
             owed: Mutex::default(),
             config_watch: None,
             watch: None,
-            writeback_cache: false,
+            writeback_cache: Default::default(),
         })
     }
 
@@ -251,6 +252,11 @@ impl CofferFs {
     pub fn dir_cache_len(&self) -> (usize, usize) {
         let c = self.cache();
         (c.map.len(), c.max)
+    }
+
+    /// Whether the kernel's writeback cache is on.
+    pub(super) fn writeback(&self) -> bool {
+        self.writeback_cache.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The node `ino`, or ESTALE if the kernel asks about one it forgot.
@@ -470,6 +476,31 @@ impl CofferFs {
         entry: &[u8],
         st: &libc::stat,
     ) -> (FileAttr, Generation) {
+        self.entry_reply(parent, name, dir, entry, st, false)
+    }
+
+    /// [`entry`](Self::entry) for a LOOKUP's reply, which renews the generation of a file
+    /// whose kernel inode is stale (see `watch::retire`).
+    pub(super) fn lookup_entry(
+        &self,
+        parent: u64,
+        name: &[u8],
+        dir: &Dir,
+        entry: &[u8],
+        st: &libc::stat,
+    ) -> (FileAttr, Generation) {
+        self.entry_reply(parent, name, dir, entry, st, true)
+    }
+
+    fn entry_reply(
+        &self,
+        parent: u64,
+        name: &[u8],
+        dir: &Dir,
+        entry: &[u8],
+        st: &libc::stat,
+        lookup: bool,
+    ) -> (FileAttr, Generation) {
         let link_len = self.link_len(dir, entry, st);
         let backing = backing_id(st);
         let (number, wants) = self.table().wants_identity(backing);
@@ -479,10 +510,10 @@ impl CofferFs {
             let pinned = birth.is_none() && self.files.find(|h| h.ino == number).is_some();
             Identity { birth, pinned }
         });
-        let (ino, generation) =
-            self.table()
-                .remember_as(backing, st.st_mode & libc::S_IFMT, (parent, name.to_vec()), id);
-        let generation = self.generation_for_lookup(ino, generation);
+        let fmt = st.st_mode & libc::S_IFMT;
+        let (ino, generation) = self
+            .table()
+            .remember_as(backing, fmt, (parent, name.to_vec()), id, lookup);
         (to_attr(ino, st, link_len), Generation(generation))
     }
 

@@ -10,7 +10,6 @@ use super::core::{stale, CofferFs};
 use super::handles::FileHandle;
 use super::inodes::NodeInfo;
 use super::ops::{Caller, EntryOut};
-use super::watch::own::Stamp;
 use crate::vault::{backing, CryptFile, IoContext, Result, VaultError};
 
 /// Shared hold of an inode lock (poisoning is ignored: the data lives in the backing file).
@@ -140,11 +139,9 @@ impl CofferFs {
             .open_backing(ino, &info, write)
             .inspect_err(|e| self.after_failure(e))?;
         self.activity.opened();
-        let h = FileHandle::new(ino, file, info.lock, write);
-        if write {
-            self.own_change_through(&h);
-        }
-        Ok(self.files.insert(h))
+        let fh = self.files.insert(FileHandle::new(ino, file, info.lock, write));
+        self.table().opened(ino);
+        Ok(fh)
     }
 
     pub(super) fn do_create(
@@ -180,9 +177,8 @@ impl CofferFs {
         let out = self.entry(parent, name, &dir, &cname.entry, &st);
         let info = self.node(out.0.ino.0)?;
         self.activity.opened();
-        let h = FileHandle::new(out.0.ino.0, file, info.lock, true);
-        *h.own_stamp.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stamp::of(&st));
-        let fh = self.files.insert(h);
+        let fh = self.files.insert(FileHandle::new(out.0.ino.0, file, info.lock, true));
+        self.table().opened(out.0.ino.0);
         Ok((out, fh))
     }
 
@@ -259,7 +255,7 @@ impl CofferFs {
             // The kernel keeps the old mode cached otherwise (a write only refreshes size/times).
             self.invalidate_attr(ino);
         }
-        self.own_change_through(&h);
+        self.own_change_fd(h.file().backing());
         Ok(data.len() as u32)
     }
 
@@ -304,6 +300,9 @@ impl CofferFs {
             if h.writable {
                 // Closing a descriptor open for writing is an event (IN_CLOSE_WRITE).
                 self.own_close(&h);
+            }
+            if self.table().closed(h.ino) {
+                self.retire_after_release(h.ino);
             }
             drop(h);
             self.activity.closed();

@@ -71,7 +71,11 @@ impl Ops for CofferFs {
     }
 
     fn writeback_cache(&self) -> bool {
-        self.writeback_cache
+        self.writeback()
+    }
+
+    fn writeback_refused(&self) {
+        self.writeback_cache.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
@@ -110,11 +114,7 @@ impl Ops for CofferFs {
     }
 
     fn release(&self, fh: u64) {
-        let ino = self.files.get(fh).map(|h| h.ino);
         self.do_release(fh);
-        if let Some(ino) = ino {
-            self.retire_after_release(ino);
-        }
     }
 
     fn opendir(&self, ino: u64) -> Result<u64> {
@@ -198,7 +198,7 @@ impl Ops for CofferFs {
     }
 
     fn setattr(&self, ino: u64, fh: Option<u64>, s: SetAttr) -> Result<FileAttr> {
-        self.do_setattr(ino, fh, s).inspect(|_| self.own_change_by(ino, fh))
+        self.do_setattr(ino, fh, s).inspect(|_| self.own_change_ino(ino))
     }
 
     fn mknod(&self, parent: u64, name: &[u8], mode: u32, rdev: u32, who: Caller) -> Result<EntryOut> {
@@ -240,7 +240,7 @@ impl Ops for CofferFs {
 
     fn fallocate(&self, ino: u64, fh: u64, offset: u64, length: u64, mode: i32, who: Caller) -> Result<()> {
         self.do_fallocate(ino, fh, offset, length, mode, who)
-            .inspect(|_| self.own_change_by(ino, Some(fh)))
+            .inspect(|_| self.own_change_ino(ino))
     }
 
     fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use arc_swap::ArcSwap;
 use fuser::FileType;
 
-use super::watch::own::Stamp;
 use crate::vault::CryptFile;
 
 /// An open regular file.
@@ -26,10 +25,6 @@ pub struct FileHandle {
     pub writable: bool,
     /// The sequential run the handle is writing (for early writeback).
     pub stream: Mutex<WriteStream>,
-    /// With the watch of CIPHERDIR: the backing file's state right after the mount last
-    /// changed it through this handle (or opened it for writing). Its close is the mount's
-    /// own change only while the file is still in that state.
-    pub own_stamp: Mutex<Option<Stamp>>,
 }
 
 impl FileHandle {
@@ -41,7 +36,6 @@ impl FileHandle {
             lock,
             writable,
             stream: Mutex::default(),
-            own_stamp: Mutex::default(),
         }
     }
 

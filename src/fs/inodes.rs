@@ -18,6 +18,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use super::watch::own::Stamp;
+
 /// FUSE's root inode number.
 pub const ROOT: u64 = 1;
 /// First spilled inode number; backing numbers at or above it are spilled too.
@@ -60,6 +62,14 @@ pub struct Node {
     pub lock: Arc<RwLock<()>>,
     /// Birth time of the backing object, when known.
     pub birth: Option<(i64, u32)>,
+    /// Handles the mount has open on it.
+    pub open: u32,
+    /// Under the writeback cache: the kernel's inode keeps a size and times the vault no
+    /// longer has; the next lookup with no handle open gives a new generation.
+    pub stale: bool,
+    /// With the watch of CIPHERDIR: the backing object's state right after the mount last
+    /// changed it.
+    pub own_stamp: Option<Stamp>,
 }
 
 /// A copy of what an operation needs from a node, taken under the table lock.
@@ -105,6 +115,9 @@ impl Inodes {
             locs: Vec::new(),
             lock: Arc::default(),
             birth: None,
+            open: 0,
+            stale: false,
+            own_stamp: None,
         };
         nodes.insert(ROOT, root_node);
         Inodes {
@@ -178,6 +191,12 @@ impl Inodes {
 
     /// The node of backing object `backing`, if the kernel holds one (no number is made up).
     pub fn node_of(&self, backing: BackingId) -> Option<(u64, NodeInfo)> {
+        let ino = self.held(backing)?;
+        Some((ino, self.info(ino)?))
+    }
+
+    /// The number of the node of `backing`, if the kernel holds one.
+    fn held(&self, backing: BackingId) -> Option<u64> {
         let ino = if backing == self.root_backing {
             ROOT
         } else if let Some(n) = self.alias(backing).or_else(|| self.direct(backing)) {
@@ -185,8 +204,7 @@ impl Inodes {
         } else {
             *self.spill.get(&backing)?
         };
-        let info = self.info(ino)?;
-        (info.backing == backing).then_some((ino, info))
+        self.nodes.get(&ino).filter(|n| n.backing == backing).map(|_| ino)
     }
 
     /// Whether a lookup of `backing` should bring its [`Identity`]: the node is new (its birth
@@ -201,12 +219,23 @@ impl Inodes {
 
     /// Records one more kernel lookup of `backing` under `loc`; returns (inode, generation).
     pub fn remember(&mut self, backing: BackingId, fmt: u32, loc: Loc) -> (u64, u64) {
-        self.remember_as(backing, fmt, loc, None)
+        self.remember_as(backing, fmt, loc, None, false)
     }
 
     /// [`remember`](Self::remember) with what tells this object from one that reused its
-    /// number (see [`wants_identity`](Self::wants_identity)).
-    pub fn remember_as(&mut self, backing: BackingId, fmt: u32, loc: Loc, id: Option<Identity>) -> (u64, u64) {
+    /// number (see [`wants_identity`](Self::wants_identity)). `renew_stale`: the reply is a
+    /// LOOKUP's (one the kernel surely receives), which renews the generation of a [`stale`]
+    /// node that has no handle open.
+    ///
+    /// [`stale`]: Node::stale
+    pub fn remember_as(
+        &mut self,
+        backing: BackingId,
+        fmt: u32,
+        loc: Loc,
+        id: Option<Identity>,
+        renew_stale: bool,
+    ) -> (u64, u64) {
         let ino = self.number_for(backing);
         if let Some(&old) = self.by_loc.get(&loc) {
             if old != ino {
@@ -224,6 +253,9 @@ impl Inodes {
                 locs: Vec::new(),
                 lock: Arc::default(),
                 birth: id.and_then(|i| i.birth),
+                open: 0,
+                stale: false,
+                own_stamp: None,
             }
         });
         // A node whose every known name was removed (unlink, rmdir, replaced by a rename) but
@@ -250,6 +282,13 @@ impl Inodes {
             node.fmt = fmt;
             node.locs.clear();
             node.birth = id.and_then(|i| i.birth);
+            node.stale = false;
+            node.own_stamp = None;
+        }
+        if renew_stale && node.stale && node.open == 0 {
+            *next_gen += 1;
+            node.generation = *next_gen;
+            node.stale = false;
         }
         if ino != ROOT {
             node.lookups += 1;
@@ -261,20 +300,59 @@ impl Inodes {
         (ino, node.generation)
     }
 
-    /// Gives node `ino` a new generation; its number, names and lookups stay. At its next
-    /// lookup the kernel retires the inode it holds (every descriptor on that one then fails)
-    /// and builds a new one from the reply's attributes. False for the root and for a node
-    /// the kernel does not hold.
-    pub fn renew_generation(&mut self, ino: u64) -> bool {
-        if ino == ROOT {
-            return false;
+    /// Marks regular file `ino` [`stale`](Node::stale). False for anything else.
+    pub fn mark_stale(&mut self, ino: u64) -> bool {
+        match self.nodes.get_mut(&ino) {
+            Some(n) if n.fmt == libc::S_IFREG => {
+                n.stale = true;
+                true
+            }
+            _ => false,
         }
-        let Some(node) = self.nodes.get_mut(&ino) else {
-            return false;
-        };
-        self.next_generation += 1;
-        node.generation = self.next_generation;
-        true
+    }
+
+    /// Marks every regular file the kernel holds stale, or those in directory `dir`.
+    pub fn mark_all_stale(&mut self, dir: Option<u64>) {
+        for n in self.nodes.values_mut() {
+            if n.fmt == libc::S_IFREG && dir.is_none_or(|d| n.locs.iter().any(|(p, _)| *p == d)) {
+                n.stale = true;
+            }
+        }
+    }
+
+    /// Whether `ino` is marked stale.
+    pub fn is_stale(&self, ino: u64) -> bool {
+        self.nodes.get(&ino).is_some_and(|n| n.stale)
+    }
+
+    /// The mount opened a handle on `ino`.
+    pub fn opened(&mut self, ino: u64) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.open += 1;
+        }
+    }
+
+    /// The mount closed a handle on `ino`; returns whether none is left open.
+    pub fn closed(&mut self, ino: u64) -> bool {
+        match self.nodes.get_mut(&ino) {
+            Some(n) => {
+                n.open = n.open.saturating_sub(1);
+                n.open == 0
+            }
+            None => true,
+        }
+    }
+
+    /// Records the state the mount just left `backing` in, if the kernel holds its node.
+    pub fn set_own_stamp(&mut self, backing: BackingId, stamp: Stamp) {
+        if let Some(n) = self.held(backing).and_then(|ino| self.nodes.get_mut(&ino)) {
+            n.own_stamp = Some(stamp);
+        }
+    }
+
+    /// The state the mount last left `ino`'s backing object in.
+    pub fn own_stamp(&self, ino: u64) -> Option<Stamp> {
+        self.nodes.get(&ino).and_then(|n| n.own_stamp)
     }
 
     /// What an operation needs from node `ino`, if the kernel still holds it.
@@ -491,22 +569,30 @@ mod tests {
     }
 
     #[test]
-    fn a_renewed_generation_keeps_the_number_names_and_lookups() {
+    fn a_stale_file_gets_a_new_generation_at_a_lookup_with_no_handle_open() {
         let mut t = Inodes::new((1, 2));
         let loc: Loc = (ROOT, b"f".to_vec());
-        let (n, g1) = t.remember((1, 10), libc::S_IFREG, loc.clone());
-        assert!(t.renew_generation(n));
-        let g2 = t.generation(n);
-        assert_ne!(g1, g2);
-        // The next lookup of the same object keeps the new generation.
-        let (n2, g3) = t.remember((1, 10), libc::S_IFREG, loc.clone());
-        assert_eq!((n2, g3), (n, g2));
-        assert_eq!(t.at(&loc), Some(n));
-        // Both lookups are still owed forgets.
-        assert!(!t.forget(n, 1));
+        let (n, g1) = t.remember_as((1, 10), libc::S_IFREG, loc.clone(), None, true);
+        assert!(t.mark_stale(n));
+        t.opened(n);
+        // Open: every reply keeps the generation (a new one would fail the open file).
+        assert_eq!(t.remember_as((1, 10), libc::S_IFREG, loc.clone(), None, true), (n, g1));
+        assert!(t.closed(n));
+        // Closed: a readdirplus-like reply keeps it, a lookup renews it, once.
+        assert_eq!(t.remember_as((1, 10), libc::S_IFREG, loc.clone(), None, false), (n, g1));
+        let (n2, g2) = t.remember_as((1, 10), libc::S_IFREG, loc.clone(), None, true);
+        assert_eq!(n2, n);
+        assert_ne!(g2, g1);
+        assert!(!t.is_stale(n));
+        assert_eq!(t.remember_as((1, 10), libc::S_IFREG, loc.clone(), None, true), (n, g2));
+        // The lookups are all still owed forgets.
+        assert!(!t.forget(n, 4));
         assert!(t.forget(n, 1));
-        assert!(!t.renew_generation(n), "a forgotten node is not renewed");
-        assert!(!t.renew_generation(ROOT));
+        // Only regular files are marked.
+        let (d, _) = t.remember((1, 11), libc::S_IFDIR, (ROOT, b"d".to_vec()));
+        assert!(!t.mark_stale(d));
+        t.mark_all_stale(None);
+        assert!(!t.is_stale(d));
     }
 
     #[test]
@@ -538,25 +624,25 @@ mod tests {
     #[test]
     fn a_hard_link_seen_after_the_last_known_name_went_is_the_same_object() {
         let mut t = Inodes::new((7, 100));
-        let (ino, g1) = t.remember_as((7, 5), libc::S_IFREG, loc(ROOT, "a"), born(10));
+        let (ino, g1) = t.remember_as((7, 5), libc::S_IFREG, loc(ROOT, "a"), born(10), false);
         assert_eq!(t.remove_loc(&loc(ROOT, "a")), Some(ino));
         // Same birth: the other link of the same file, same generation.
-        let (_, g2) = t.remember_as((7, 5), libc::S_IFREG, loc(ROOT, "b"), born(10));
+        let (_, g2) = t.remember_as((7, 5), libc::S_IFREG, loc(ROOT, "b"), born(10), false);
         assert_eq!(g1, g2);
         // Another birth under the same number: reused, even with names still known.
-        let (_, g3) = t.remember_as((7, 5), libc::S_IFREG, loc(ROOT, "c"), born(11));
+        let (_, g3) = t.remember_as((7, 5), libc::S_IFREG, loc(ROOT, "c"), born(11), false);
         assert_ne!(g2, g3);
         // Without birth times: pinned by an open handle, the same object; unpinned, reused.
-        let (n, g4) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "p"), None);
+        let (n, g4) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "p"), None, false);
         t.remove_loc(&loc(ROOT, "p"));
         let pinned = Some(Identity {
             birth: None,
             pinned: true,
         });
-        let (_, g5) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "q"), pinned);
+        let (_, g5) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "q"), pinned, false);
         assert_eq!(g4, g5);
         t.remove_loc(&loc(ROOT, "q"));
-        let (_, g6) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "r"), None);
+        let (_, g6) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "r"), None, false);
         assert_ne!(g5, g6);
         assert_eq!(t.generation(n), g6);
     }

@@ -8,8 +8,8 @@
 //! dropped when size or mtime change) and, unless `--writeback-cache` asks for it, no
 //! writeback cache (with it the kernel ignores size and mtime from getattr, see
 //! `Ops::writeback_cache`). Never `direct_io` (it breaks mmap). Without the writeback
-//! cache, writes reach the backing file before the write call returns. Readahead is raised to a few MiB when running as root
-//! (`readahead`).
+//! cache, writes reach the backing file before the write call returns. Readahead is raised
+//! to a few MiB when running as root (`readahead`).
 //!
 //! Files: `ops` (the `Result`-returning operations a file system serves, write operations
 //! EROFS by default), `adapter` (the one fuser `Filesystem`, over any `Ops`; capability

@@ -73,6 +73,10 @@ pub trait Ops: Send + Sync + 'static {
         false
     }
 
+    /// The kernel did not grant the writeback cache asked for: from now on
+    /// [`writeback_cache`](Self::writeback_cache) says no.
+    fn writeback_refused(&self) {}
+
     /// Where the session's notifier goes once the session exists.
     fn notifier_slot(&self) -> Arc<OnceLock<Notifier>>;
 

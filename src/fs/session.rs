@@ -140,9 +140,17 @@ fn prepare_vault(mut vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Re
     let mut fs = CofferFs::new(vault, root && opts.allow_other).map_err(MountError::Vault)?;
     fs.config_watch = Some(watch.clone());
     fs.watch_backing(opts.kernel_cache, opts.atime);
-    fs.writeback_cache = opts.writeback_cache && !read_only;
-    if fs.writeback_cache {
-        log::info!("writeback cache on: writes are merged in the page cache and reach CIPHERDIR when the kernel writes them back");
+    fs.writeback_cache = (opts.writeback_cache && !read_only).into();
+    if fs.writeback() && fs.watch.is_none() {
+        log::warn!(
+            "writeback cache without a watch of CIPHERDIR: a sync client's in-place change \
+             of a file shows only once the kernel forgets the file"
+        );
+    } else if fs.writeback() {
+        log::info!(
+            "writeback cache on: writes are merged in the page cache and reach CIPHERDIR \
+             when the kernel writes them back"
+        );
     }
     let setup = fuse_config(fsname, read_only, opts);
     Ok(Prepared {

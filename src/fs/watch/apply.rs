@@ -104,7 +104,7 @@ impl CofferFs {
                 let ino = self.table().at(&(dir_ino, plain.clone()));
                 if let Some(ino) = ino {
                     notes.push(Note::Inode(ino));
-                    self.retire_cached_file(w, ino, notes);
+                    self.retire_cached_file(ino, notes);
                 }
                 w.forget_negative(dir_ino, &plain);
             }
@@ -118,6 +118,7 @@ impl CofferFs {
 
     /// Invalidates directory `dir`, every name known in it and every absence cached in it.
     fn whole_dir(&self, w: &BackingWatch, dir: u64, notes: &mut Vec<Note>) {
+        self.retire_cached_files(Some(dir));
         notes.push(Note::Inode(dir));
         for (name, ino) in self.table().children_of(dir) {
             notes.push(Note::Entry(dir, name));
@@ -134,6 +135,7 @@ impl CofferFs {
         w.overflows.fetch_add(1, Ordering::Relaxed);
         w.resync.fetch_add(1, Ordering::AcqRel);
         w.own().clear();
+        self.retire_cached_files(None);
         self.drop_all_kernel_caches(w);
         std::thread::sleep(RESYNC_AGAIN);
         self.drop_all_kernel_caches(w);

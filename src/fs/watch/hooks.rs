@@ -77,7 +77,6 @@ impl CofferFs {
         if let Some(w) = &self.watch {
             w.forget_pages(ino);
             w.unwatch(ino);
-            w.stale_sizes().remove(&ino);
         }
     }
 
@@ -85,24 +84,24 @@ impl CofferFs {
     pub(in crate::fs) fn own_change(&self, st: &libc::stat) {
         if let Some(w) = &self.watch {
             w.own().changed(backing_id(st), st);
+            self.table().set_own_stamp(backing_id(st), Stamp::of(st));
         }
     }
 
-    /// Records that the mount itself just changed the backing file of handle `h` (or opened
-    /// it for writing), as the handle's stamp too.
-    pub(in crate::fs) fn own_change_through(&self, h: &FileHandle) {
+    /// Records that the mount itself just changed the backing file open as `fd`.
+    pub(in crate::fs) fn own_change_fd(&self, fd: &impl std::os::fd::AsRawFd) {
         if self.watch.is_some() {
-            if let Ok(st) = backing::fstat(h.file().backing().as_raw_fd()) {
+            if let Ok(st) = backing::fstat(fd.as_raw_fd()) {
                 self.own_change(&st);
-                *h.own_stamp.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stamp::of(&st));
             }
         }
     }
 
     /// A handle open for writing is being closed, an event (IN_CLOSE_WRITE) of its own. It is
-    /// the mount's own only while the file is as the mount last left it through the handle:
-    /// a sync client's change between the mount's last write and this (asynchronous) release
-    /// must not be taken for the mount's.
+    /// the mount's own only while the file is as the mount last left it (through any handle
+    /// or name): a sync client's change between the mount's last change and this
+    /// (asynchronous) release must not be taken for the mount's. A file the mount never
+    /// changed gets no record: its close costs one needless invalidation.
     pub(in crate::fs) fn own_close(&self, h: &FileHandle) {
         if self.watch.is_none() {
             return;
@@ -110,7 +109,7 @@ impl CofferFs {
         let Ok(st) = backing::fstat(h.file().backing().as_raw_fd()) else {
             return;
         };
-        let last = *h.own_stamp.lock().unwrap_or_else(|p| p.into_inner());
+        let last = self.table().own_stamp(h.ino);
         if last == Some(Stamp::of(&st)) {
             self.own_change(&st);
         } else {
@@ -118,15 +117,6 @@ impl CofferFs {
                 "kernel cache: {} changed since the mount last wrote it; its close is not taken for the mount's own",
                 h.file().rel().display()
             );
-        }
-    }
-
-    /// Records that the mount itself changed node `ino` through handle `fh` when that is one
-    /// of `ino`'s, by its name otherwise.
-    pub(in crate::fs) fn own_change_by(&self, ino: u64, fh: Option<u64>) {
-        match fh.and_then(|fh| self.files.get(fh)).filter(|h| h.ino == ino) {
-            Some(h) => self.own_change_through(&h),
-            None => self.own_change_ino(ino),
         }
     }
 

@@ -7,7 +7,7 @@
 //! reads the events, drops the mount's own (see [`own`], recorded by the requests through
 //! `hooks`), maps the rest to plaintext names and inodes and tells the kernel (`inval_entry`,
 //! `inval_inode`), see `apply`; under the writeback cache a regular file changed in place
-//! gets a new generation instead (`retire`).
+//! gets a new generation at its next lookup instead (`retire`).
 //!
 //! Replies carry the long timeouts only while their directory is watched and no event of it
 //! arrived during the request: a [`Ticket`] taken before the request is checked after it, so a
@@ -114,14 +114,14 @@ pub struct BackingWatch {
     /// The mount's own changing requests in flight, by number (see [`OwnOp`]).
     in_flight: Mutex<std::collections::BTreeSet<u64>>,
     next_op: AtomicU64,
-    /// With the writeback cache: regular files whose kernel inode keeps a size and times the
-    /// vault no longer has, retired at their next lookup with no handle open (see `retire`).
-    stale_sizes: Mutex<HashSet<u64>>,
-    /// What a request owes the kernel, sent by the watcher thread (a request's own thread
-    /// must not wait on the kernel: it may hold a directory lock while it waits for a
+    /// Notifications a request owes the kernel, sent by the watcher thread (a request's own
+    /// thread must not wait on the kernel: it may hold a directory lock while it waits for a
     /// request).
     owed: Mutex<Vec<apply::Note>>,
 }
+
+/// At most this many kernel notifications wait for the watcher thread.
+const MAX_OWED: usize = 1 << 16;
 
 /// How long the watcher waits for the mount's own requests that were in flight when it read
 /// a batch of events (past it, their events may count as someone else's: one needless
@@ -242,23 +242,25 @@ impl BackingWatch {
             page_stamps: Mutex::default(),
             in_flight: Mutex::default(),
             next_op: AtomicU64::new(0),
-            stale_sizes: Mutex::default(),
             owed: Mutex::default(),
         }))
     }
 
-    /// Queues `notes` for the watcher thread to send (within one poll interval).
+    /// Queues `notes` for the watcher thread to send (within one poll interval); past
+    /// [`MAX_OWED`] the oldest are dropped (a dropped dentry invalidation only delays a
+    /// retirement to the entry's timeout).
     fn owe(&self, notes: Vec<apply::Note>) {
-        self.owed.lock().unwrap_or_else(|p| p.into_inner()).extend(notes);
+        let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
+        owed.extend(notes);
+        if owed.len() > MAX_OWED {
+            let extra = owed.len() - MAX_OWED;
+            owed.drain(..extra);
+        }
     }
 
     /// The notes queued by [`owe`](Self::owe), taken.
     fn take_owed(&self) -> Vec<apply::Note> {
         std::mem::take(&mut *self.owed.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn stale_sizes(&self) -> MutexGuard<'_, HashSet<u64>> {
-        self.stale_sizes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
