@@ -503,18 +503,27 @@ impl CofferFs {
     ) -> (FileAttr, Generation) {
         let link_len = self.link_len(dir, entry, st);
         let backing = backing_id(st);
-        let (number, wants) = self.table().wants_identity(backing);
+        let loc = (parent, name.to_vec());
+        let (number, wants) = self.table().wants_identity(backing, &loc);
         let id = wants.then(|| {
             let birth = dir.fd.birth(entry).ok().flatten();
-            // Only where birth times are missing: a scan of the open handles.
+            // Only where birth times are missing: a scan of the open handles, then the
+            // node's known names.
             let pinned = birth.is_none() && self.files.find(|h| h.ino == number).is_some();
-            Identity { birth, pinned }
+            let named = (birth.is_none() && !pinned).then(|| self.still_named(number, backing));
+            Identity { birth, pinned, named }
         });
         let fmt = st.st_mode & libc::S_IFMT;
-        let (ino, generation) = self
-            .table()
-            .remember_as(backing, fmt, (parent, name.to_vec()), id, lookup);
+        let (ino, generation) = self.table().remember_as(backing, fmt, loc, id, lookup);
         (to_attr(ino, st, link_len), Generation(generation))
+    }
+
+    /// Whether one of the names node `ino` is known by still leads to backing object `backing`.
+    fn still_named(&self, ino: u64, backing: (u64, u64)) -> bool {
+        match self.table().info(ino) {
+            Some(info) if info.backing == backing && !info.locs.is_empty() => self.locate_once(ino, &info).is_ok(),
+            _ => false,
+        }
     }
 
     /// The attributes of `ino` (with `fh`, from the descriptor opened at open()).

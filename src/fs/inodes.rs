@@ -31,18 +31,22 @@ pub type BackingId = (u64, u64);
 /// Where the kernel has seen a node: (parent inode, plaintext name).
 pub type Loc = (u64, Vec<u8>);
 
-/// What tells a backing object from a later one that reuses its inode number, beyond the
-/// names the daemon knows: its birth time where the backing fs records one (ext4, xfs, btrfs,
-/// tmpfs), and whether an open handle pins it (an open file is never reused: its inode lives
-/// as long as the descriptor). Backings without birth times (ramfs, NFS, FUSE) fall back to
-/// names: a node whose every known name went and that no handle holds, seen again, is taken
-/// for a reused number.
+/// What tells a backing object from a later one that reuses its inode number: its birth time
+/// where the backing fs records one (ext4, xfs, btrfs, tmpfs), and whether an open handle pins
+/// it (an open file is never reused: its inode lives as long as the descriptor). Backings
+/// without birth times (ramfs, NFS, FUSE) fall back to names: a node none of whose known names
+/// leads to the object any more, and that no handle holds, seen again under another name, is
+/// taken for a reused number.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Identity {
     /// Birth time (seconds, nanoseconds), if the backing fs has one.
     pub birth: Option<(i64, u32)>,
     /// An open file handle holds the node.
     pub pinned: bool,
+    /// Whether one of the names the node is known by still leads to the object, if that was
+    /// looked at (only without birth times; not looked at, a node with known names counts as
+    /// still named).
+    pub named: Option<bool>,
 }
 
 /// One inode the kernel holds.
@@ -207,13 +211,15 @@ impl Inodes {
         self.nodes.get(&ino).filter(|n| n.backing == backing).map(|_| ino)
     }
 
-    /// Whether a lookup of `backing` should bring its [`Identity`]: the node is new (its birth
-    /// is recorded) or has no known name left (it may be a reused number). A lookup of a node
-    /// with known names needs none, so a backing without birth times pays nothing for it.
-    /// Also its number.
-    pub fn wants_identity(&mut self, backing: BackingId) -> (u64, bool) {
+    /// Whether a lookup of `backing` under `loc` should bring its [`Identity`]: the node is new
+    /// (its birth is recorded), or `loc` is not one of its known names (another link of the
+    /// same file, or a new object on a reused backing inode number: the node's names may
+    /// not have been seen to go, as when a sync client deleted the file and the watch has not
+    /// passed that on yet). A lookup under a name the node is known by needs none, so most
+    /// lookups pay nothing for it. Also its number.
+    pub fn wants_identity(&mut self, backing: BackingId, loc: &Loc) -> (u64, bool) {
         let ino = self.number_for(backing);
-        let wants = ino != ROOT && self.nodes.get(&ino).is_none_or(|n| n.locs.is_empty());
+        let wants = ino != ROOT && self.nodes.get(&ino).is_none_or(|n| !n.locs.contains(loc));
         (ino, wants)
     }
 
@@ -258,19 +264,26 @@ impl Inodes {
                 own_stamp: None,
             }
         });
-        // A node whose every known name was removed (unlink, rmdir, replaced by a rename) but
-        // that the kernel has not forgotten yet, seen again under a name: either the backing
-        // inode number was reused by a new object, or it is the same object through another
+        // A node the kernel holds, seen under a name it is not known by: either the backing
+        // inode number was reused by a new object (the node's names may have gone without the
+        // daemon seeing it: a sync client's delete), or it is the same object through another
         // hard link (or a name a sync client gave it). Birth times tell them apart where the
         // backing has them; an open handle means the same object (its inode cannot be reused
-        // while open); otherwise the name rule decides. A new generation makes the kernel
-        // retire its old inode (every descriptor on it then fails), so it is given only to a
-        // reused number.
+        // while open); otherwise the name rule decides: reused when none of the node's known
+        // names leads to the object any more. A new generation makes the kernel retire its old
+        // inode (every descriptor on it then fails, every dentry on it is looked up again), so
+        // it is given only to a reused number; the same generation would make the new name a
+        // second link of the old inode, its old names showing the new object.
         let candidate = ino != ROOT && node.lookups > 0;
-        let reused = match (node.birth, id.and_then(|i| i.birth)) {
-            (Some(old), Some(new)) => candidate && old != new,
-            _ => candidate && node.locs.is_empty() && !id.is_some_and(|i| i.pinned),
-        };
+        let reused = candidate
+            && match (node.birth, id.and_then(|i| i.birth)) {
+                (Some(old), Some(new)) => old != new,
+                _ => {
+                    let pinned = id.is_some_and(|i| i.pinned);
+                    let named = id.and_then(|i| i.named).unwrap_or(!node.locs.is_empty());
+                    !pinned && !named
+                }
+            };
         if node.birth.is_none() {
             node.birth = id.and_then(|i| i.birth);
         }
@@ -280,7 +293,12 @@ impl Inodes {
             node.generation = *next_gen;
             node.backing = backing;
             node.fmt = fmt;
-            node.locs.clear();
+            // The old object's names are not this one's.
+            for old in node.locs.drain(..) {
+                if self.by_loc.get(&old) == Some(&ino) {
+                    self.by_loc.remove(&old);
+                }
+            }
             node.birth = id.and_then(|i| i.birth);
             node.stale = false;
             node.own_stamp = None;
@@ -550,6 +568,43 @@ mod tests {
         assert_eq!(t.number_for((7, 30)), 30);
     }
 
+    /// A sync client deleted `a` and delivered `b`, whose backing file reused a's inode number,
+    /// before the watch passed the deletion on: the daemon still knows the node by "a". `b`
+    /// is another object (another birth, or no name of the node leading to it): the number
+    /// gets a new generation, so the kernel retires its inode of `a` instead of taking `b`
+    /// for a second link of it.
+    #[test]
+    fn a_new_name_on_a_held_nodes_backing_number_is_told_apart() {
+        let mut t = Inodes::new((7, 100));
+        let (ino, g1) = t.remember_as((7, 5), libc::S_IFREG, loc(ROOT, "a"), born(10), false);
+        assert_eq!(t.wants_identity((7, 5), &loc(ROOT, "a")), (ino, false));
+        assert_eq!(t.wants_identity((7, 5), &loc(ROOT, "b")), (ino, true));
+        let (_, g2) = t.remember_as((7, 5), libc::S_IFREG, loc(ROOT, "b"), born(11), false);
+        assert_ne!(g1, g2, "another birth: another object");
+        assert_eq!(t.info(ino).unwrap().locs, vec![loc(ROOT, "b")]);
+        assert_eq!(
+            t.at(&loc(ROOT, "a")),
+            None,
+            "the old object's name is not the new one's"
+        );
+        // A hard link made while the first name is known: same birth, same object.
+        let (_, g3) = t.remember_as((7, 5), libc::S_IFREG, loc(ROOT, "c"), born(11), false);
+        assert_eq!(g2, g3);
+        // Without birth times, the known names decide.
+        let (n, g4) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "p"), None, false);
+        let named = |named| {
+            Some(Identity {
+                named: Some(named),
+                ..Identity::default()
+            })
+        };
+        let (_, g5) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "link"), named(true), false);
+        assert_eq!(g4, g5, "\"p\" still leads to it: a hard link");
+        let (_, g6) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "q"), named(false), false);
+        assert_ne!(g5, g6, "no known name leads to it: a reused number");
+        assert_eq!(t.generation(n), g6);
+    }
+
     #[test]
     fn lookups_forget_and_generations() {
         let mut t = Inodes::new((7, 100));
@@ -617,7 +672,7 @@ mod tests {
     fn born(s: i64) -> Option<Identity> {
         Some(Identity {
             birth: Some((s, 0)),
-            pinned: false,
+            ..Identity::default()
         })
     }
 
@@ -636,8 +691,8 @@ mod tests {
         let (n, g4) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "p"), None, false);
         t.remove_loc(&loc(ROOT, "p"));
         let pinned = Some(Identity {
-            birth: None,
             pinned: true,
+            ..Identity::default()
         });
         let (_, g5) = t.remember_as((7, 6), libc::S_IFREG, loc(ROOT, "q"), pinned, false);
         assert_eq!(g4, g5);

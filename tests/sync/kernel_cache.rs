@@ -465,3 +465,97 @@ fn after_an_inotify_overflow_nothing_stale_is_served_and_it_is_counted() {
     assert!(st["kernel_cache"]["watched_dirs"].as_u64().unwrap() >= 1, "{st}");
     drop(guard);
 }
+
+/// Makes sync-client temp files in backing directory `dir` until the file system hands out an
+/// inode number above `n` (that file is removed again): every free number below `n` is then
+/// taken, so on ext4, which gives a new file the lowest free number of its group, the next file
+/// made there gets `n` once `n` is freed. Returns the temp files kept (None: too many needed).
+fn take_numbers_below(dir: &Path, n: u64) -> Option<Vec<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut taken = Vec::new();
+    for i in 0..2000 {
+        let p = dir.join(format!(".syncthing.fill{i}.tmp"));
+        fs::File::create(&p).unwrap();
+        if fs::metadata(&p).unwrap().ino() > n {
+            fs::remove_file(&p).unwrap();
+            return Some(taken);
+        }
+        taken.push(p);
+    }
+    for p in taken {
+        fs::remove_file(p).unwrap();
+    }
+    None
+}
+
+/// A sync client deletes a file the kernel holds and delivers another under a new name, whose
+/// backing file gets the deleted one's inode number (ext4 reuses a freed number at once). Looked
+/// up before the change is passed on (the watch takes 10 ms at least; with the kernel cache
+/// off, the kernel keeps names for a second), the new name must not become a second name of
+/// the deleted file's inode: the two files would show one inode number, and the deleted file's
+/// name would go on showing the new file's attributes. (File systems that do not hand a freed
+/// number out again at once, such as btrfs, xfs, tmpfs and ramfs, have nothing to show.)
+fn delivered_on_a_deleted_files_inode_number(opts: MountOptions) {
+    use std::os::unix::fs::MetadataExt;
+    let Some(m) = TestMount::with(opts, common::WATCHDOG) else {
+        return;
+    };
+    let b = Backing::open(&m.cipher);
+    let delivered = backing_after(&m, &b, "source", b"delivered by the sync client");
+    let root = b.dir("");
+    let mut reused = 0;
+    for round in 0..6 {
+        let (old, new) = (format!("old{round}"), format!("new{round}"));
+        fs::write(m.path(&old), b"deleted by the sync client, a little longer").unwrap();
+        let old_backing = b.path("", &old);
+        let n = fs::metadata(&old_backing).unwrap().ino();
+        let Some(fillers) = take_numbers_below(&root, n) else {
+            continue;
+        };
+        // The kernel holds `old` (name and attributes).
+        assert_eq!(fs::metadata(m.path(&old)).unwrap().ino(), n);
+        // The sync client: `old` deleted, `new` delivered through a temporary.
+        fs::remove_file(&old_backing).unwrap();
+        let tmp = root.join(".syncthing.new.tmp");
+        fs::write(&tmp, &delivered).unwrap();
+        let on_n = fs::metadata(&tmp).unwrap().ino() == n;
+        fs::rename(&tmp, b.path("", &new)).unwrap();
+        let new_md = fs::metadata(m.path(&new)).unwrap();
+        let old_md = fs::metadata(m.path(&old));
+        for p in fillers {
+            fs::remove_file(p).unwrap();
+        }
+        if !on_n {
+            continue;
+        }
+        reused += 1;
+        assert_eq!(new_md.ino(), n, "the new file shows its backing inode number");
+        if let Ok(o) = old_md {
+            assert_ne!(
+                o.ino(),
+                new_md.ino(),
+                "round {round}: the deleted file and the new one show as one inode ({} and {} bytes)",
+                o.len(),
+                new_md.len()
+            );
+        }
+        assert_eq!(fs::read(m.path(&new)).unwrap(), b"delivered by the sync client");
+        wait_for(BOUND, "the deletion", || fs::metadata(m.path(&old)).is_err());
+    }
+    if reused == 0 {
+        eprintln!("SKIPPED: the backing file system gave no deleted file's inode number to a new file");
+    }
+}
+
+#[test]
+fn a_file_delivered_on_a_deleted_files_inode_number_is_another_inode() {
+    delivered_on_a_deleted_files_inode_number(MountOptions::default());
+}
+
+#[test]
+fn with_the_kernel_cache_off_a_file_delivered_on_a_deleted_files_inode_number_is_another_inode() {
+    delivered_on_a_deleted_files_inode_number(MountOptions {
+        kernel_cache: KernelCache::Off,
+        ..Default::default()
+    });
+}
