@@ -9,11 +9,17 @@
 //! comes back later gets a new generation.
 //!
 //! A file that an online rekey re-encrypts gets a new backing inode under the same name
-//! ([`moved`](Inodes::moved)); its node keeps its number (the kernel's inode, the open
-//! descriptors and `stat`'s st_ino stay the same), the new backing number is an alias of it,
-//! and the old number stays reserved to the node, so an object that later reuses the old
-//! backing inode number is given a spilled number instead. Both go when the kernel forgets
-//! the node.
+//! ([`moved`](Inodes::moved)); it keeps its number (the kernel's inode, the open descriptors
+//! and `stat`'s st_ino stay the same), the new backing number is an alias of it, and the old
+//! number stays reserved to it, so an object that later reuses the old backing inode number
+//! (ext4 hands a freed number to the next file at once: often another file's new copy) is
+//! given a spilled number instead. Like spilled numbers, both are kept for the life of the
+//! mount (two map entries per moved file), not only while the kernel holds the node: a file
+//! the kernel forgets during or after the rekey (the watch of CIPHERDIR drops the names it
+//! sees replaced) and looks up again gets the number it showed before, and that number is
+//! never given to another file while it lives. A later rekey carries the number on to the
+//! file's next copy. Files the kernel held no node of at their first rekey take their new
+//! backing number, as after any replacement by a sync client.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -99,9 +105,9 @@ pub struct Inodes {
     nodes: HashMap<u64, Node>,
     by_loc: HashMap<Loc, u64>,
     spill: HashMap<BackingId, u64>,
-    /// Backing objects that replaced a node's first one (online rekey): backing -> number.
+    /// Backing objects that replaced a file's first one (online rekey): backing -> number.
     aliases: HashMap<BackingId, u64>,
-    /// The numbers of moved nodes, with their current backing (never given out directly).
+    /// The numbers of moved files, with their current backing (never given out directly).
     reserved: HashMap<u64, BackingId>,
     next_spill: u64,
     next_generation: u64,
@@ -183,14 +189,38 @@ impl Inodes {
         let Some(node) = self.nodes.get_mut(&ino) else {
             return;
         };
-        node.backing = to;
+        let from = std::mem::replace(&mut node.backing, to);
         node.birth = birth;
+        self.renumber(from, to, ino);
+    }
+
+    /// The file of backing object `from`, of which the kernel holds no node, now lives in `to`
+    /// (an online rekey renamed a new copy over it): if an earlier rekey gave `from` its number
+    /// (see [`moved`](Self::moved)), `to` keeps that number.
+    pub fn moved_unheld(&mut self, from: BackingId, to: BackingId) {
+        if let Some(n) = self.alias(from) {
+            self.renumber(from, to, n);
+        }
+    }
+
+    /// Number `ino` now stands for backing `to` instead of `from`, for the life of the mount.
+    fn renumber(&mut self, from: BackingId, to: BackingId, ino: u64) {
+        // A spilled number goes with the object: the next object on `from` gets another.
+        if self.spill.get(&from) == Some(&ino) {
+            self.spill.remove(&from);
+        }
         if let Some(before) = self.reserved.insert(ino, to) {
             if self.aliases.get(&before) == Some(&ino) {
                 self.aliases.remove(&before);
             }
         }
-        self.aliases.insert(to, ino);
+        // `to` reuses the inode of an object an earlier move numbered, gone since: that number
+        // names nothing now.
+        if let Some(other) = self.aliases.insert(to, ino) {
+            if other != ino && self.reserved.get(&other) == Some(&to) {
+                self.reserved.remove(&other);
+            }
+        }
     }
 
     /// The node of backing object `backing`, if the kernel holds one (no number is made up).
@@ -443,11 +473,7 @@ impl Inodes {
                 }
             }
         }
-        if let Some(to) = self.reserved.remove(&ino) {
-            if self.aliases.get(&to) == Some(&ino) {
-                self.aliases.remove(&to);
-            }
-        }
+        // A moved node's number stays its file's (see the module comment).
         self.shrink();
         true
     }
@@ -561,11 +587,67 @@ mod tests {
         t.moved(held, (7, 40), None);
         assert_eq!(t.number_for((7, 40)), held);
         assert_ne!(t.number_for((7, 20)), held);
-        // Forgotten: the alias and the reservation go with it.
+        // Forgotten, the files keep their numbers (the kernel may look them up again).
         assert!(t.forget(held, 2));
-        assert_eq!(t.number_for((7, 40)), 40);
+        assert_eq!(t.number_for((7, 40)), held);
         assert!(t.forget(app, 2));
-        assert_eq!(t.number_for((7, 30)), 30);
+        assert_eq!(t.number_for((7, 30)), app);
+    }
+
+    /// What a rekey of the mount did with the kernel cache on: f5's new copy took a fresh inode,
+    /// f17's new copy took f5's freed one, then the watch dropped both names and the kernel
+    /// forgot both nodes. f5 had been seen as 32 just before (its cached attributes); looked up
+    /// again, f17 must not get 32, nor f5 another number.
+    #[test]
+    fn rekeyed_files_keep_their_numbers_after_the_kernel_forgets_them() {
+        let mut t = Inodes::new((7, 100));
+        let (f5, _) = t.remember((7, 32), libc::S_IFREG, loc(ROOT, "f5"));
+        let (f17, _) = t.remember((7, 44), libc::S_IFREG, loc(ROOT, "f17"));
+        t.moved(f5, (7, 41), None);
+        t.moved(f17, (7, 32), None);
+        assert!(t.forget(f17, 1));
+        assert!(t.forget(f5, 1));
+        assert_eq!(t.remember((7, 32), libc::S_IFREG, loc(ROOT, "f17")).0, f17);
+        assert_eq!(t.remember((7, 41), libc::S_IFREG, loc(ROOT, "f5")).0, f5);
+        // An object on f17's freed backing number gets neither of them.
+        let n = t.number_for((7, 44));
+        assert!(n != f5 && n != f17, "{n}");
+        // A second rekey while the kernel holds neither: the numbers go on to the new copies.
+        assert!(t.forget(f17, 1) && t.forget(f5, 1));
+        t.moved_unheld((7, 41), (7, 50));
+        t.moved_unheld((7, 32), (7, 41));
+        assert_eq!(t.number_for((7, 50)), f5);
+        assert_eq!(t.number_for((7, 41)), f17);
+        // A file never moved takes its new backing number: nothing to carry.
+        t.moved_unheld((7, 60), (7, 61));
+        assert_eq!(t.number_for((7, 61)), 61);
+    }
+
+    #[test]
+    fn a_moved_node_takes_its_spilled_number_with_it() {
+        let mut t = Inodes::new((7, 100));
+        // On another device: a spilled number.
+        let (n, _) = t.remember((8, 5), libc::S_IFREG, loc(ROOT, "other-dev"));
+        assert!(n >= SPILL_BASE);
+        t.moved(n, (8, 6), None);
+        assert_eq!(t.number_for((8, 6)), n);
+        // A new object on the freed backing inode is another file.
+        assert_ne!(t.number_for((8, 5)), n);
+    }
+
+    /// A backing inode an earlier move numbered (its file deleted since), reused by another
+    /// file's new copy: the copy keeps its own file's number, and the earlier number, naming
+    /// nothing any more, is free for its own backing inode again.
+    #[test]
+    fn a_moved_files_reused_backing_inode_takes_the_new_files_number() {
+        let mut t = Inodes::new((7, 100));
+        let (a, _) = t.remember((7, 20), libc::S_IFREG, loc(ROOT, "a"));
+        t.moved(a, (7, 21), None);
+        assert!(t.forget(a, 1));
+        let (b, _) = t.remember((7, 30), libc::S_IFREG, loc(ROOT, "b"));
+        t.moved(b, (7, 21), None);
+        assert_eq!(t.number_for((7, 21)), b);
+        assert_eq!(t.number_for((7, 20)), 20);
     }
 
     /// A sync client deleted `a` and delivered `b`, whose backing file reused a's inode number,

@@ -3,7 +3,8 @@
 //! is held exclusively, and while it renames backing entries the namespace gate is, so no
 //! lookup, open or namespace change sees a half-moved entry and no write lands in a file
 //! that is being replaced. Open handles of a replaced file are pointed at its new copy and
-//! its node at the new backing inode (the kernel's inode and its number stay); the kernel is
+//! its node at the new backing inode (the kernel's inode and its number stay; the number
+//! stays the file's after the kernel forgets the node, see [`super::inodes`]); the kernel is
 //! told to drop the cached attributes once no lock is held.
 
 use std::fs::File;
@@ -118,8 +119,12 @@ impl Live for LiveRekey<'_> {
     fn replacing<'a>(&'a self, old: &libc::stat, new: &File) -> Result<Box<dyn FnOnce() + 'a>> {
         let id = backing_id(old);
         let node = self.fs.table().node_of(id);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(new);
+        let to =
+            backing_id(&crate::vault::backing::fstat(fd).at(format!("the new copy of backing inode {}", old.st_ino))?);
         let Some((ino, _)) = node else {
-            return Ok(Box::new(|| {}));
+            // The number an earlier rekey kept for the file goes on to its new copy.
+            return Ok(Box::new(move || self.fs.table().moved_unheld(id, to)));
         };
         let handles = self.fs.files.all(|h| h.ino == ino);
         let mut swaps = Vec::with_capacity(handles.len());
@@ -128,8 +133,6 @@ impl Live for LiveRekey<'_> {
             let dup = new.try_clone().at(file.rel())?;
             swaps.push((h, self.fs.vault.crypt_file(dup, file.rel().to_path_buf())));
         }
-        let fd = std::os::fd::AsRawFd::as_raw_fd(new);
-        let to = backing_id(&crate::vault::backing::fstat(fd).at(format!("the new copy of inode {ino}"))?);
         let birth = crate::vault::backing::fbirth(fd).ok().flatten();
         Ok(Box::new(move || {
             for (h, file) in swaps {

@@ -130,8 +130,9 @@ fn a_mounted_vault_is_rekeyed_while_a_file_stays_open_and_is_written() {
             let md = std::fs::symlink_metadata(m.join(p)).unwrap();
             if let Some(other) = seen.insert(md.ino(), p) {
                 panic!(
-                    "version {version}: {p} and {other} have the same inode number {}",
-                    md.ino()
+                    "version {version}: {p} and {other} have the same inode number {}\ndaemon log:\n{}",
+                    md.ino(),
+                    d.log_text()
                 );
             }
         }
