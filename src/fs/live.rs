@@ -42,16 +42,6 @@ impl CofferFs {
         progress: &mut dyn FnMut(&Migration),
         guard: &mut dyn FnMut() -> Result<()>,
     ) -> Result<Migration> {
-        self.with_kernel_cache_suspended(|| self.rekey_passes(stop, progress, guard))
-    }
-
-    /// The passes of [`rekey_live`](Self::rekey_live).
-    fn rekey_passes(
-        &self,
-        stop: &AtomicBool,
-        progress: &mut dyn FnMut(&Migration),
-        guard: &mut dyn FnMut() -> Result<()>,
-    ) -> Result<Migration> {
         let live = LiveRekey { fs: self, stop };
         let mut total = Migration::default();
         for _ in 0..3 {

@@ -153,22 +153,6 @@ impl CofferFs {
         self.tell_kernel(notes);
     }
 
-    /// Runs `f` with the kernel cache suspended: what the kernel holds is dropped before and
-    /// after, and replies in between get the short timeouts (a rekey of the mount replaces
-    /// backing files and moves nodes to new backing inodes, which the cache's bookkeeping
-    /// does not follow).
-    pub(in crate::fs) fn with_kernel_cache_suspended<T>(&self, f: impl FnOnce() -> T) -> T {
-        let Some(w) = self.watch.clone() else { return f() };
-        w.suspended.fetch_add(1, Ordering::AcqRel);
-        w.resync.fetch_add(2, Ordering::AcqRel);
-        self.drop_all_kernel_caches(&w);
-        let r = f();
-        self.drop_all_kernel_caches(&w);
-        w.resync.fetch_add(2, Ordering::AcqRel);
-        w.suspended.fetch_sub(1, Ordering::AcqRel);
-        r
-    }
-
     /// Sends `notes` (each once); a name or inode the kernel no longer holds is not an error.
     pub(super) fn tell_kernel(&self, mut notes: Vec<Note>) {
         let Some(n) = self.notifier.get() else { return };

@@ -93,13 +93,8 @@ pub struct BackingWatch {
     reader: Mutex<Option<Inotify>>,
     state: Mutex<State>,
     own: Mutex<own::OwnChanges>,
-    /// Odd while lost events are being made up for; moved on by 2 by a suspension too (see
-    /// [`suspended`](Self::suspended)), so that no reply started before it gets the long
-    /// timeouts.
+    /// Odd while lost events are being made up for.
     resync: AtomicU64,
-    /// While positive (a rekey of the mount runs: it replaces backing files and renumbers
-    /// nodes), replies get the short timeouts, as with the kernel cache off.
-    suspended: std::sync::atomic::AtomicUsize,
     root_dev: u64,
     /// `--kernel-cache=on`: watch file systems that would otherwise keep the short timeouts.
     forced: bool,
@@ -233,7 +228,6 @@ impl BackingWatch {
             state: Mutex::default(),
             own: Mutex::default(),
             resync: AtomicU64::new(0),
-            suspended: Default::default(),
             root_dev,
             forced: everywhere,
             warned_limit: AtomicBool::new(false),
@@ -309,7 +303,7 @@ impl BackingWatch {
     /// The ticket of a request in directory `dir`; None when `dir` is not watched yet.
     pub fn ticket(&self, dir: u64) -> Option<Ticket> {
         let resync = self.resync.load(Ordering::Acquire);
-        if resync % 2 == 1 || self.suspended.load(Ordering::Acquire) > 0 {
+        if resync % 2 == 1 {
             return Some(Ticket::NONE);
         }
         let s = self.state();
