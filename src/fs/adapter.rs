@@ -392,11 +392,9 @@ impl<T: Ops> Filesystem for Adapter<T> {
         self.1.add(Req::Write);
         let _own = self.0.own_op();
         // O_APPEND (as set now, fcntl may change it) lands at the vault's EOF; page-cache
-        // writeback (mmap) always carries its own offset, and so does every write with the
-        // writeback cache on (the kernel's size is the file's, dirty pages included).
-        let cached = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE) || self.0.writeback_cache();
+        // writeback (mmap) always carries its own offset.
         let mode = WriteMode {
-            append: flags.0 & libc::O_APPEND != 0 && !cached,
+            append: flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE),
             kill_privs: write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID),
         };
         match self.0.write(ino.0, fh.0, offset, data, mode) {
@@ -575,11 +573,6 @@ impl<T: Ops> Filesystem for Adapter<T> {
 
     fn lseek(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
         self.1.add(Req::Lseek);
-        if self.0.writeback_cache() {
-            // The kernel does not write dirty pages back before asking, so the vault's holes
-            // are not the file's: ENOSYS makes it answer from its own size (all data).
-            return reply.error(Errno::ENOSYS);
-        }
         match self.0.lseek(ino.0, fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(errno("lseek", e)),

@@ -186,6 +186,11 @@ impl Ops for CofferFs {
     }
 
     fn lseek(&self, ino: u64, fh: u64, offset: i64, whence: i32) -> Result<i64> {
+        if self.writeback() {
+            // The kernel does not write dirty pages back before asking, so the vault's holes
+            // are not the file's: ENOSYS makes it answer from its own size (all data).
+            return Err(not_served("lseek"));
+        }
         self.do_lseek(ino, fh, offset, whence)
     }
 
@@ -234,7 +239,10 @@ impl Ops for CofferFs {
     }
 
     fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8], mode: WriteMode) -> Result<u32> {
-        self.do_write(ino, fh, offset, data, mode.append, mode.kill_privs)
+        // With the writeback cache every write carries the kernel's offset: its size is the
+        // file's, dirty pages included, and it resolved O_APPEND against it.
+        let append = mode.append && !self.writeback();
+        self.do_write(ino, fh, offset, data, append, mode.kill_privs)
             .inspect_err(|_| self.retire_after_failed_writeback(ino))
     }
 

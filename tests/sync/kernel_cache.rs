@@ -274,7 +274,7 @@ fn with_the_kernel_cache_off_changes_show_as_before() {
 }
 
 #[test]
-fn a_client_change_right_after_the_mount_closed_the_file_is_not_taken_for_the_mounts_own() {
+fn a_client_change_around_the_mounts_open_or_close_is_not_taken_for_the_mounts_own() {
     use std::io::Write;
     for writeback_cache in [false, true] {
         let opts = MountOptions {
@@ -304,6 +304,18 @@ fn a_client_change_right_after_the_mount_closed_the_file_is_not_taken_for_the_mo
         write_in_place(&b.path("", "f"), &clients);
         wait_for(BOUND, "the client's version after the mount's close", || {
             fs::read(m.path("f")).is_ok_and(|d| d == content(1, 2 * LEN))
+        });
+
+        // The client writes first and the mount opens the file for writing at once (and
+        // closes it unchanged): neither the open nor the close is a change of the mount's.
+        let clients = backing_after(&m, &b, "g", &content(3, 2 * LEN));
+        fs::write(m.path("g"), content(4, LEN)).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(fs::metadata(m.path("g")).unwrap().len(), LEN as u64);
+        write_in_place(&b.path("", "g"), &clients);
+        drop(fs::OpenOptions::new().write(true).open(m.path("g")).unwrap());
+        wait_for(BOUND, "the client's version after the mount's open", || {
+            fs::read(m.path("g")).is_ok_and(|d| d == content(3, 2 * LEN))
         });
     }
 }
@@ -433,37 +445,60 @@ fn after_an_inotify_overflow_nothing_stale_is_served_and_it_is_counted() {
     if !common::fuse_available() {
         return;
     }
-    let t = tempfile::tempdir().unwrap();
-    let (v, mp) = (t.path().join("v"), t.path().join("mp"));
-    init_cli(&v, "pw");
-    fs::create_dir(&mp).unwrap();
-    let pf = passfile(t.path(), "pw", "pw");
-    let guard = Unmount(mp.clone());
-    let small = common::SmallQueue::set(16);
-    let out = coffer(&["mount", "--passfile", s(&pf), s(&v), s(&mp)], None);
-    drop(small);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    fs::write(mp.join("f"), b"one").unwrap();
-    let backing = only_backing_file(&v);
-    let one = fs::read(&backing).unwrap();
-    fs::write(mp.join("f"), b"two, longer").unwrap();
-    assert_eq!(fs::read(mp.join("f")).unwrap(), b"two, longer");
-    // A burst of a sync client's temp files (hidden, but each one several events), then the
-    // old version delivered (temp + rename).
-    for i in 0..200 {
-        fs::write(v.join(format!(".syncthing.junk{i}.tmp")), b"x").unwrap();
+    // Also under the writeback cache, where the kernel keeps its own sizes.
+    for extra in [None, Some("--writeback-cache")] {
+        let t = tempfile::tempdir().unwrap();
+        let (v, mp) = (t.path().join("v"), t.path().join("mp"));
+        init_cli(&v, "pw");
+        fs::create_dir(&mp).unwrap();
+        let pf = passfile(t.path(), "pw", "pw");
+        let guard = Unmount(mp.clone());
+        let small = common::SmallQueue::set(16);
+        let mut args = vec!["mount", "--passfile", s(&pf), s(&v), s(&mp)];
+        args.extend(extra);
+        let out = coffer(&args, None);
+        drop(small);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        fs::write(mp.join("f"), b"one").unwrap();
+        let backing = only_backing_file(&v);
+        let one = fs::read(&backing).unwrap();
+        fs::write(mp.join("f"), b"two, longer").unwrap();
+        assert_eq!(fs::read(mp.join("f")).unwrap(), b"two, longer");
+        // A burst of a sync client's temp files (hidden, but each one several events), then
+        // the old version delivered (temp + rename).
+        let burst = |round: usize| {
+            for i in 0..200 {
+                fs::write(v.join(format!(".syncthing.junk{round}-{i}.tmp")), b"x").unwrap();
+            }
+        };
+        burst(0);
+        let tmp = v.join(".syncthing.f.tmp");
+        fs::write(&tmp, &one).unwrap();
+        fs::rename(&tmp, &backing).unwrap();
+        wait_for(Duration::from_secs(2), "the old version after the overflow", || {
+            fs::read(mp.join("f")).is_ok_and(|d| d == b"one")
+        });
+        // Again with the old version written in place (the same backing inode).
+        let one = fs::read(&backing).unwrap();
+        fs::write(mp.join("f"), b"three, longest").unwrap();
+        assert_eq!(fs::read(mp.join("f")).unwrap(), b"three, longest");
+        std::thread::sleep(Duration::from_millis(300));
+        burst(1);
+        write_in_place(&backing, &one);
+        wait_for(
+            Duration::from_secs(2),
+            "the version written in place after the overflow",
+            || fs::read(mp.join("f")).is_ok_and(|d| d == b"one"),
+        );
+        let out = coffer(&["stats", s(&v)], None);
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            st["kernel_cache"]["overflows"].as_u64().unwrap() >= 2,
+            "{extra:?}: {st}"
+        );
+        assert!(st["kernel_cache"]["watched_dirs"].as_u64().unwrap() >= 1, "{st}");
+        drop(guard);
     }
-    let tmp = v.join(".syncthing.f.tmp");
-    fs::write(&tmp, &one).unwrap();
-    fs::rename(&tmp, &backing).unwrap();
-    wait_for(Duration::from_secs(2), "the old version after the overflow", || {
-        fs::read(mp.join("f")).is_ok_and(|d| d == b"one")
-    });
-    let out = coffer(&["stats", s(&v)], None);
-    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(st["kernel_cache"]["overflows"].as_u64().unwrap() >= 1, "{st}");
-    assert!(st["kernel_cache"]["watched_dirs"].as_u64().unwrap() >= 1, "{st}");
-    drop(guard);
 }
 
 /// Makes sync-client temp files in backing directory `dir` until the file system hands out an

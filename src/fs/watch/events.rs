@@ -80,7 +80,7 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: 
         // Every change recorded before now has its events queued already: once they are read
         // and judged (or there are none), those records can go.
         let recorded = watch.own().mark();
-        send_owed(&fs, &watch);
+        send_queued(&fs, &watch);
         if !readable(&reader, POLL_MS) {
             watch.own().retire_before(recorded);
             continue;
@@ -110,9 +110,9 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: 
     }
 }
 
-/// Sends what requests queued for the kernel (see [`BackingWatch::owe`]).
-fn send_owed(fs: &Weak<CofferFs>, watch: &BackingWatch) {
-    let notes = watch.take_owed();
+/// Sends what requests queued for the kernel (see [`BackingWatch::queue`]).
+fn send_queued(fs: &Weak<CofferFs>, watch: &BackingWatch) {
+    let notes = watch.take_queued();
     if notes.is_empty() {
         return;
     }

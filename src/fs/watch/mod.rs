@@ -112,11 +112,11 @@ pub struct BackingWatch {
     /// Notifications a request owes the kernel, sent by the watcher thread (a request's own
     /// thread must not wait on the kernel: it may hold a directory lock while it waits for a
     /// request).
-    owed: Mutex<Vec<apply::Note>>,
+    queued: Mutex<Vec<apply::Note>>,
 }
 
 /// At most this many kernel notifications wait for the watcher thread.
-const MAX_OWED: usize = 1 << 16;
+const MAX_QUEUED: usize = 1 << 16;
 
 /// How long the watcher waits for the mount's own requests that were in flight when it read
 /// a batch of events (past it, their events may count as someone else's: one needless
@@ -236,25 +236,25 @@ impl BackingWatch {
             page_stamps: Mutex::default(),
             in_flight: Mutex::default(),
             next_op: AtomicU64::new(0),
-            owed: Mutex::default(),
+            queued: Mutex::default(),
         }))
     }
 
     /// Queues `notes` for the watcher thread to send (within one poll interval); past
-    /// [`MAX_OWED`] the oldest are dropped (a dropped dentry invalidation only delays a
+    /// [`MAX_QUEUED`] the oldest are dropped (a dropped dentry invalidation only delays a
     /// retirement to the entry's timeout).
-    fn owe(&self, notes: Vec<apply::Note>) {
-        let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
-        owed.extend(notes);
-        if owed.len() > MAX_OWED {
-            let extra = owed.len() - MAX_OWED;
-            owed.drain(..extra);
+    fn queue(&self, notes: Vec<apply::Note>) {
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        queued.extend(notes);
+        if queued.len() > MAX_QUEUED {
+            let extra = queued.len() - MAX_QUEUED;
+            queued.drain(..extra);
         }
     }
 
-    /// The notes queued by [`owe`](Self::owe), taken.
-    fn take_owed(&self) -> Vec<apply::Note> {
-        std::mem::take(&mut *self.owed.lock().unwrap_or_else(|p| p.into_inner()))
+    /// The notes queued by [`queue`](Self::queue), taken.
+    fn take_queued(&self) -> Vec<apply::Note> {
+        std::mem::take(&mut *self.queued.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

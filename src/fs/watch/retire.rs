@@ -54,7 +54,7 @@ impl CofferFs {
         let Some(w) = &self.watch else { return };
         if self.writeback() && self.table().is_stale(ino) {
             log::debug!("kernel cache: inode {ino} went stale while open; retired at its next lookup");
-            w.owe(self.dentries_of(ino));
+            w.queue(self.dentries_of(ino));
         }
     }
 
