@@ -394,9 +394,12 @@ impl CofferFs {
     /// concurrent rename never shows as ESTALE.
     pub(super) fn locate_with(&self, ino: u64, info: &NodeInfo) -> Result<Located> {
         let mut r = self.locate_once(ino, info);
+        let mut named = !info.locs.is_empty();
         for attempt in 0..LOCATE_RETRIES {
             match &r {
-                Err(e) if matches!(e.errno(), libc::ESTALE | libc::ENOENT) => {}
+                // A node without a known name (unlinked: with the writeback cache the kernel
+                // writes a removed file's times back as it evicts it) has nothing to wait for.
+                Err(e) if named && matches!(e.errno(), libc::ESTALE | libc::ENOENT) => {}
                 _ => return r,
             }
             std::thread::sleep(std::time::Duration::from_micros(100 << attempt));
@@ -408,6 +411,7 @@ impl CofferFs {
                 // open a symlink for an open of a file (ELOOP, seen in scripts/stress).
                 return Err(stale(ino));
             }
+            named = !fresh.locs.is_empty();
             r = self.locate_once(ino, &fresh);
         }
         r
