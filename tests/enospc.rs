@@ -44,6 +44,21 @@ fn append(p: &Path, data: &[u8]) -> (usize, std::io::Result<()>) {
     (done, f.sync_all())
 }
 
+/// A vault on a fresh 8 MiB tmpfs under `t`, mounted with `extra` options: the tmpfs (kept
+/// while it lives), CIPHERDIR, the passfile and the running daemon.
+fn small_disk_mount(t: &Path, extra: &[&str]) -> (Scratch, std::path::PathBuf, std::path::PathBuf, Daemon) {
+    let fs_dir = t.join("small");
+    let tmpfs = Scratch::mount(&fs_dir, "tmpfs", "size=8m,mode=0700");
+    let cipher = fs_dir.join("cipher");
+    let mnt = t.join("mnt");
+    std::fs::create_dir(&cipher).unwrap();
+    std::fs::create_dir(&mnt).unwrap();
+    let pf = passfile(t, "pass", PASSWORD);
+    daemon::init(&cipher, &pf);
+    let d = Daemon::start_with(&cipher, &mnt, &pf, Duration::from_secs(90), extra);
+    (tmpfs, cipher, pf, d)
+}
+
 #[test]
 fn full_backing_disk_gives_enospc_and_damages_nothing() {
     if !common::fuse_available() {
@@ -52,15 +67,7 @@ fn full_backing_disk_gives_enospc_and_damages_nothing() {
     let seed = data::seed("COFFER_ENOSPC_SEED");
     let mut rng = Rng::new(seed);
     let t = tempfile::tempdir().unwrap();
-    let fs_dir = t.path().join("small");
-    let _tmpfs = Scratch::mount(&fs_dir, "tmpfs", "size=8m,mode=0700");
-    let cipher = fs_dir.join("cipher");
-    let mnt = t.path().join("mnt");
-    std::fs::create_dir(&cipher).unwrap();
-    std::fs::create_dir(&mnt).unwrap();
-    let pf = passfile(t.path(), "pass", PASSWORD);
-    daemon::init(&cipher, &pf);
-    let d = Daemon::start(&cipher, &mnt, &pf, Duration::from_secs(90));
+    let (_tmpfs, cipher, pf, d) = small_disk_mount(t.path(), &[]);
     let m = |p: &str| d.mnt.join(p);
 
     // Files written before the disk fills up; "grow*" end in partial blocks.
@@ -178,15 +185,7 @@ fn with_the_writeback_cache_a_full_disk_shows_at_fsync_and_close() {
     }
     let mut rng = Rng::new(data::seed("COFFER_ENOSPC_SEED"));
     let t = tempfile::tempdir().unwrap();
-    let fs_dir = t.path().join("small");
-    let _tmpfs = Scratch::mount(&fs_dir, "tmpfs", "size=8m,mode=0700");
-    let cipher = fs_dir.join("cipher");
-    let mnt = t.path().join("mnt");
-    std::fs::create_dir(&cipher).unwrap();
-    std::fs::create_dir(&mnt).unwrap();
-    let pf = passfile(t.path(), "pass", PASSWORD);
-    daemon::init(&cipher, &pf);
-    let d = Daemon::start_with(&cipher, &mnt, &pf, Duration::from_secs(90), &["--writeback-cache"]);
+    let (_tmpfs, cipher, pf, d) = small_disk_mount(t.path(), &["--writeback-cache"]);
     let m = |p: &str| d.mnt.join(p);
     let kept = rng.bytes(300_001);
     std::fs::write(m("kept"), &kept).unwrap();

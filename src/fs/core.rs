@@ -483,20 +483,9 @@ impl CofferFs {
         self.entry_reply(parent, name, dir, entry, st, false)
     }
 
-    /// [`entry`](Self::entry) for a LOOKUP's reply, which renews the generation of a file
-    /// whose kernel inode is stale (see `watch::retire`).
-    pub(super) fn lookup_entry(
-        &self,
-        parent: u64,
-        name: &[u8],
-        dir: &Dir,
-        entry: &[u8],
-        st: &libc::stat,
-    ) -> (FileAttr, Generation) {
-        self.entry_reply(parent, name, dir, entry, st, true)
-    }
-
-    fn entry_reply(
+    /// [`entry`](Self::entry); `lookup`: the reply is a LOOKUP's, which renews the generation
+    /// of a file whose kernel inode is stale (see `watch::retire`).
+    pub(super) fn entry_reply(
         &self,
         parent: u64,
         name: &[u8],

@@ -15,7 +15,7 @@ impl CofferFs {
         let _quiet = self.namespace_gate();
         let dir = self.dir(parent)?;
         let (cname, st) = self.vault.lookup(&dir, name)?;
-        Ok(self.lookup_entry(parent, name, &dir, &cname.entry, &st))
+        Ok(self.entry_reply(parent, name, &dir, &cname.entry, &st, true))
     }
 
     pub(super) fn do_forget(&self, ino: u64, n: u64) {
