@@ -31,8 +31,9 @@ impl CofferFs {
     fn made(&self, parent: u64, name: &[u8], dir: &crate::vault::Dir, entry: &[u8], who: Caller) -> Result<EntryOut> {
         self.set_owner(dir, entry, who.uid, who.gid)?;
         let st = dir.fd.stat(entry).at(dir.rel_child(entry))?;
+        let out = self.entry(parent, name, dir, entry, &st);
         self.own_change(&st);
-        Ok(self.entry(parent, name, dir, entry, &st))
+        Ok(out)
     }
 
     pub(super) fn do_mkdir(&self, parent: u64, name: &[u8], mode: u32, who: Caller) -> Result<EntryOut> {

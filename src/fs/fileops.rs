@@ -172,9 +172,10 @@ impl CofferFs {
         }
         self.set_owner(&dir, &cname.entry, who.uid, who.gid)?;
         let st = backing::fstat(file.backing().as_raw_fd()).at(&rel)?;
+        // After the node exists, so that it keeps the stamp its close is judged by.
+        let out = self.entry(parent, name, &dir, &cname.entry, &st);
         self.own_change(&st);
         self.own_arrival(parent, &cname);
-        let out = self.entry(parent, name, &dir, &cname.entry, &st);
         let info = self.node(out.0.ino.0)?;
         self.activity.opened();
         let fh = self.files.insert(FileHandle::new(out.0.ino.0, file, info.lock, true));
