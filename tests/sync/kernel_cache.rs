@@ -273,15 +273,20 @@ fn with_the_kernel_cache_off_changes_show_as_before() {
     eprintln!("kernel cache off, 20 replacements: median {:?}", d[d.len() / 2]);
 }
 
+/// A fresh mount with the kernel cache on, and the writeback cache if `on`.
+fn mount_with_writeback_cache(on: bool) -> Option<TestMount> {
+    let opts = MountOptions {
+        writeback_cache: on,
+        ..Default::default()
+    };
+    TestMount::with(opts, common::WATCHDOG)
+}
+
 #[test]
 fn a_client_change_around_the_mounts_open_or_close_is_not_taken_for_the_mounts_own() {
     use std::io::Write;
     for writeback_cache in [false, true] {
-        let opts = MountOptions {
-            writeback_cache,
-            ..Default::default()
-        };
-        let Some(m) = TestMount::with(opts, common::WATCHDOG) else {
+        let Some(m) = mount_with_writeback_cache(writeback_cache) else {
             return;
         };
         let b = Backing::open(&m.cipher);
@@ -322,11 +327,7 @@ fn a_client_change_around_the_mounts_open_or_close_is_not_taken_for_the_mounts_o
 
 #[test]
 fn with_the_writeback_cache_in_place_rewrites_show_at_once_or_at_the_last_close() {
-    let opts = MountOptions {
-        writeback_cache: true,
-        ..Default::default()
-    };
-    let Some(m) = TestMount::with(opts, common::WATCHDOG) else {
+    let Some(m) = mount_with_writeback_cache(true) else {
         return;
     };
     let b = Backing::open(&m.cipher);
