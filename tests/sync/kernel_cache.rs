@@ -493,8 +493,10 @@ fn after_an_inotify_overflow_nothing_stale_is_served_and_it_is_counted() {
         );
         let out = coffer(&["stats", s(&v)], None);
         let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // The first burst overflows the 16-event queue; whether the second does depends on
+        // how fast the watcher drains it.
         assert!(
-            st["kernel_cache"]["overflows"].as_u64().unwrap() >= 2,
+            st["kernel_cache"]["overflows"].as_u64().unwrap() >= 1,
             "{extra:?}: {st}"
         );
         assert!(st["kernel_cache"]["watched_dirs"].as_u64().unwrap() >= 1, "{st}");
