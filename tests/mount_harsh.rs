@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::TestMount;
+use common::{within, TestMount};
 
 /// The tests that make thousands of objects or measure the daemon run one at a time.
 static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -88,17 +88,6 @@ impl LimitedMount {
             .unwrap()
             .count()
     }
-}
-
-/// Runs `f` on its own thread; fails the test if it has not returned within `limit` (a
-/// blocked daemon thread would otherwise hang the test until the watchdog).
-fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("{what}: still blocked after {limit:?}"))
 }
 
 fn mkfifo(p: &Path) {

@@ -396,6 +396,17 @@ pub fn copy_tree(from: &Path, to: &Path) {
     assert!(st.success(), "cp -a {}/. {}", from.display(), to.display());
 }
 
+/// Runs `f` on its own thread; fails the test if it has not returned within `limit` (a
+/// blocked daemon thread would otherwise hang the test until the watchdog).
+pub fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what}: still blocked after {limit:?}"))
+}
+
 /// Polls `f` until it returns true, failing the test (with `what`) when `limit` passes first;
 /// returns how long it took.
 pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {

@@ -13,8 +13,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::cli::{coffer, init_cli, passfile, Unmount};
+use crate::support::daemon::Daemon;
 use coffer::fs::{KernelCache, MountOptions};
-use common::{wait_for, TestMount};
+use common::{wait_for, within, TestMount};
 use std::path::PathBuf;
 use sync_util::{names, replace_via_temp, Backing};
 
@@ -596,4 +597,136 @@ fn with_the_kernel_cache_off_a_file_delivered_on_a_deleted_files_inode_number_is
         kernel_cache: KernelCache::Off,
         ..Default::default()
     });
+}
+
+/// Marks that tell when the mount's watcher has passed on every change made in CIPHERDIR
+/// before one of them was delivered: names in the mount's directory "sig" (which the test
+/// changes nowhere else) that the kernel caches as absent, delivered in CIPHERDIR one at a
+/// time and waited for. The watcher reads one queue in order, one batch after the other, so
+/// once a mark shows, every earlier event has been read and applied. The marks are made up
+/// front as a sync client's temporaries and delivered by a rename, which takes no inode
+/// number: ext4 hands a new file a number just freed, and a mark would then be taken for the
+/// new object of a number the kernel still holds.
+struct Marks {
+    sig: PathBuf,
+    temps: Vec<PathBuf>,
+    delivered: usize,
+}
+
+impl Marks {
+    /// Makes the mount's directory "sig" and `n` marks in its backing directory.
+    fn new(mnt: &Path, b: &Backing, n: usize) -> Marks {
+        let sig = mnt.join("sig");
+        fs::create_dir(&sig).unwrap();
+        let backing = b.dir("sig");
+        let temps = (0..n)
+            .map(|i| {
+                let p = backing.join(format!(".syncthing.mark{i}.tmp"));
+                fs::write(&p, b"").unwrap();
+                p
+            })
+            .collect();
+        Marks {
+            sig,
+            temps,
+            delivered: 0,
+        }
+    }
+
+    /// Delivers the next mark and waits until it shows.
+    fn caught_up(&mut self, b: &Backing) {
+        let name = format!("mark{}", self.delivered);
+        let seen = self.sig.join(&name);
+        assert!(
+            fs::symlink_metadata(&seen).is_err(),
+            "{} shows before its delivery",
+            seen.display()
+        );
+        fs::rename(&self.temps[self.delivered], b.path("sig", &name)).unwrap();
+        self.delivered += 1;
+        wait_for(BOUND, "the watcher to catch up", || fs::symlink_metadata(&seen).is_ok());
+    }
+}
+
+/// The errno of a GETATTR of the object held as `f` (None: it succeeded), asked of the daemon
+/// whatever the kernel caches (AT_STATX_FORCE_SYNC).
+fn getattr_errno(f: &fs::File) -> Option<i32> {
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: a valid descriptor, an empty C string with AT_EMPTY_PATH, and a buffer of the
+    // size statx fills.
+    let r = unsafe {
+        libc::statx(
+            f.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_FORCE_SYNC,
+            libc::STATX_BASIC_STATS,
+            stx.as_mut_ptr(),
+        )
+    };
+    (r != 0).then(|| std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
+}
+
+/// A sync client removes a directory `p` while a process holds a directory `p/c` in it, after
+/// the mount dropped `p`'s cached descriptor (a name in it that does not decrypt): `p`'s watch
+/// goes with it. A GETATTR of `p/c` then takes its attribute ticket through `p`, neither
+/// watched nor cached, which opens `p` again and looks up its ancestors in the inode table:
+/// the table must not be locked by the caller at that moment (the FUSE thread hung, and every
+/// request after it). `p/c` is held as a working directory is, by an O_PATH descriptor: a file
+/// open in the mount would not do, as the mount's backing descriptor of it keeps `p`'s backing
+/// directory, and with it `p`'s watch, alive past the rmdir. The daemon is a process of its
+/// own, so that a hung one is killed at the end.
+#[test]
+fn a_getattr_through_a_directory_the_client_removed_does_not_hang() {
+    if !common::fuse_available() {
+        return;
+    }
+    for extra in [None, Some("--writeback-cache")] {
+        let t = tempfile::tempdir().unwrap();
+        let (cipher, mnt) = (t.path().join("cipher"), t.path().join("mnt"));
+        fs::create_dir(&cipher).unwrap();
+        fs::create_dir(&mnt).unwrap();
+        common::init_vault(&cipher);
+        let pw = std::str::from_utf8(common::PASSWORD).unwrap();
+        let pf = passfile(t.path(), "pass", pw);
+        let d = Daemon::start_with(&cipher, &mnt, &pf, common::WATCHDOG, extra.as_slice());
+        let mnt = d.mnt.clone();
+        let b = Backing::open(&cipher);
+        let mut marks = Marks::new(&mnt, &b, 3);
+        fs::create_dir_all(mnt.join("p/c")).unwrap();
+        let held = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(mnt.join("p/c"))
+            .unwrap();
+        let (p_backing, c_backing) = (b.dir("p"), b.dir("p/c"));
+        // The mount's own changes read: none of them makes it open p again later.
+        marks.caught_up(&b);
+
+        // A name that does not decrypt: the mount closes p's cached descriptor (the IVs are
+        // read again at the next use).
+        let stray = p_backing.join("not a coffer name");
+        fs::create_dir(&stray).unwrap();
+        marks.caught_up(&b);
+
+        // The client removes p, its IV first: the mount can no longer open p meanwhile, so
+        // nothing holds the backing directory and its watch ends with the rmdir.
+        fs::remove_file(p_backing.join("coffer.diriv")).unwrap();
+        fs::remove_file(c_backing.join("coffer.diriv")).unwrap();
+        for dir in [&c_backing, &stray, &p_backing] {
+            fs::remove_dir(dir).unwrap();
+        }
+        marks.caught_up(&b);
+
+        let (held, errno) = within(Duration::from_secs(10), "a GETATTR of p/c", move || {
+            let errno = getattr_errno(&held);
+            (held, errno)
+        });
+        // Answered: p/c is gone.
+        assert!(
+            matches!(errno, Some(libc::ESTALE | libc::ENOENT)),
+            "{extra:?}: a GETATTR of p/c: {errno:?}"
+        );
+        drop(held);
+        d.stop();
+    }
 }
