@@ -13,7 +13,7 @@ use crate::vault::{CryptFile, Dir, Result, VaultError};
 /// What an xattr call works on.
 enum Target {
     Dir(Arc<Dir>),
-    File(CryptFile, Arc<std::sync::RwLock<()>>),
+    File(Box<CryptFile>, Arc<std::sync::RwLock<()>>),
     /// An open handle (the object has no name left): its file as it was when found.
     Handle(Arc<CryptFile>, Arc<FileHandle>),
     /// Symlinks and special files: no user xattrs (as on Linux file systems).
@@ -71,7 +71,7 @@ impl CofferFs {
         match info.fmt {
             libc::S_IFDIR => Ok(Target::Dir(self.dir(ino)?)),
             libc::S_IFREG => match self.open_backing(ino, &info, write) {
-                Ok(f) => Ok(Target::File(f, info.lock)),
+                Ok(f) => Ok(Target::File(Box::new(f), info.lock)),
                 Err(e) if !has_no_name(&e) => Err(e),
                 Err(e) => {
                     let h = self.files.find(|h| h.ino == ino && (h.writable || !write)).ok_or(e)?;

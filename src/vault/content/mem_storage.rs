@@ -102,6 +102,12 @@ impl MemStorage {
         st.touch();
     }
 
+    /// Replaces the bytes without moving the change stamp (another program's write within the
+    /// granularity of the file system's clock).
+    pub fn replace_unstamped(&self, bytes: Vec<u8>) {
+        self.lock().bytes = bytes;
+    }
+
     /// Writes past byte `end` fail with ENOSPC (after storing the bytes before it).
     pub fn run_out_at(&self, end: Option<u64>) {
         self.lock().space_end = end;

@@ -18,6 +18,7 @@
 //! behind it all; [`notices`] are what the caller should tell the user once.
 
 mod growth;
+mod header_memo;
 mod holes;
 #[cfg(test)]
 mod mem_storage;
@@ -52,6 +53,7 @@ pub use repair::BlockCheck;
 pub use session_rules::SESSION_MAX_AGE;
 pub use storage::{ChangeStamp, FileStorage, Storage, StorageStat};
 
+use header_memo::HeaderMemo;
 use session_rules::SessionRules;
 use storage::read_full_at;
 
@@ -88,6 +90,8 @@ pub struct CryptFile<S: Storage = FileStorage> {
     /// known yet). Reads check blocks against it; it may lag behind, never run ahead, of a
     /// file rewritten forward (FORMAT.md §5.8).
     known_last: AtomicU32,
+    /// The header as the last read found it (reads of a file at rest skip reading it again).
+    header_memo: HeaderMemo,
     /// What reads and writes found for the caller to tell once (see [`take_notices`](Self::take_notices)).
     notices: notices::Pending,
 }
@@ -117,6 +121,7 @@ impl<S: Storage> CryptFile<S> {
             file_keys: Mutex::new(None),
             writer: Mutex::new(SessionRules::default()),
             known_last: AtomicU32::new(0),
+            header_memo: HeaderMemo::default(),
             notices: notices::Pending::default(),
         }
     }

@@ -9,7 +9,7 @@ use crate::format::offsets::{self, block_count, block_of, block_plain_len, Block
 use crate::vault::codec::{sealed_len, FinalRule};
 use crate::vault::error::{Damage, IoContext, Result};
 
-use super::storage::{read_full_at, Storage};
+use super::storage::{read_full_at, ChangeStamp, Storage};
 use super::{CryptFile, Sizes};
 
 /// The newest write session among the blocks of one read, and where it was.
@@ -64,13 +64,16 @@ fn file_last(sizes: &Sizes) -> BlockNo {
 }
 
 impl<S: Storage> CryptFile<S> {
-    /// One try of [`read_at`](Self::read_at).
+    /// One try of [`read_at`](Self::read_at), on a backing file with `sizes` that statted as
+    /// `stamp`. `kept`: the header kept for that stamp, if any (else it is read and kept).
     /// `learnt`: the last block's session, read just before this attempt.
     pub(super) fn read_attempt(
         &self,
         buf: &mut [u8],
         off: u64,
         sizes: Sizes,
+        stamp: ChangeStamp,
+        kept: Option<FileHeader>,
         learnt: Option<LastSession>,
     ) -> Result<Attempt> {
         if buf.is_empty() {
@@ -83,7 +86,14 @@ impl<S: Storage> CryptFile<S> {
             return Ok(Attempt::Done(0));
         }
         let end = (off + buf.len() as u64).min(sizes.plain);
-        let h = self.require_header()?;
+        let h = match kept {
+            Some(h) => h,
+            None => {
+                let h = self.require_header()?;
+                self.header_memo.keep(stamp, h);
+                h
+            }
+        };
         let first = block_of(off);
         let last = block_of(end - 1);
         // Versions 2 and 3: the last block's session is learnt *before* the blocks are read (a read of

@@ -43,6 +43,9 @@ impl<S: Storage> CryptFile<S> {
         let started = Instant::now();
         // The last block's session learnt after the previous attempt, to check the next one.
         let mut learnt = None;
+        // Set once an attempt that used the kept header met a block that does not
+        // authenticate: the rest of this read reads the header afresh each attempt.
+        let mut fresh_header = false;
         loop {
             // One fstat gives both the sizes the attempt reads with and the change stamp a
             // failed attempt waits to see move on.
@@ -52,7 +55,12 @@ impl<S: Storage> CryptFile<S> {
                 dev: st.dev,
                 ..sizes_of(st.len)
             };
-            let err = match self.read_attempt(buf, off, sizes, learnt.take()) {
+            let kept = if fresh_header {
+                None
+            } else {
+                self.header_memo.get(st.change)
+            };
+            let err = match self.read_attempt(buf, off, sizes, st.change, kept, learnt.take()) {
                 Ok(Attempt::Done(n)) => return Ok(n),
                 // The last block moved on while this read ran: read again, checked against it
                 // (a last block that does not authenticate checks nothing: one being written
@@ -78,6 +86,13 @@ impl<S: Storage> CryptFile<S> {
                         return Err(err);
                     }
                     std::thread::sleep(AHEAD_PAUSE);
+                    continue;
+                }
+                // The kept header may be an old version's (a rewrite within the clock's
+                // granularity): read it again before the block counts as damaged.
+                Err(VaultError::Corrupt { .. }) if kept.is_some() => {
+                    self.header_memo.forget();
+                    fresh_header = true;
                     continue;
                 }
                 Err(e @ VaultError::Corrupt { .. }) => e,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::crypto::{KeySet, MasterKey, NONCE_LEN};
 use crate::format::epochs::{EpochId, Layout};
-use crate::format::header::{FileHeader, FILE_V1, FILE_V2, FILE_V3};
+use crate::format::header::{FileHeader, FILE_V1, FILE_V2, FILE_V3, HEADER_LEN};
 use crate::format::offsets::{block_count, cipher_size, BlockNo, CIPHER_BLOCK, PLAIN_BLOCK};
 use crate::format::session;
 use crate::vault::{Damage, EpochKeys, VaultError, VaultKeys};
@@ -253,6 +253,31 @@ fn rewritten(old: &CryptFile<MemStorage>, version: u16, new: &[u8]) -> Vec<u8> {
     let other = on(old.storage().bytes(), version);
     other.write_at(new, 0).unwrap();
     other.storage().bytes()
+}
+
+#[test]
+fn a_header_kept_from_an_earlier_read_never_serves_another_version() {
+    for version in [FILE_V1, FILE_V2, FILE_V3] {
+        let (a, b) = (pattern(3 * B + 10, 20), pattern(3 * B + 10, 21));
+        let f = file_with(version, &a);
+        assert_eq!(read_all(&f).unwrap(), a);
+        // Another file of the same length (another file ID) written over it, and the clock
+        // did not move: the stamp is the one the header was kept at.
+        let other = file_with(version, &b);
+        f.storage().replace_unstamped(other.storage().bytes());
+        assert_eq!(read_all(&f).unwrap(), b, "v{version}");
+        // Damage is still damage, with the header kept as well as read afresh.
+        let mut bytes = f.storage().bytes();
+        let at = (HEADER_LEN as u64 + CIPHER_BLOCK + 40) as usize;
+        bytes[at] ^= 1;
+        f.storage().replace_unstamped(bytes);
+        f.storage().set_modified(Some(std::time::SystemTime::UNIX_EPOCH)); // at rest
+        for _ in 0..2 {
+            let mut buf = vec![0u8; B];
+            let err = f.read_at(&mut buf, B as u64).unwrap_err();
+            assert!(matches!(err, VaultError::Corrupt { .. }), "v{version}: {err:?}");
+        }
+    }
 }
 
 #[test]
