@@ -728,5 +728,77 @@ fn a_getattr_through_a_directory_the_client_removed_does_not_hang() {
         );
         drop(held);
         d.stop();
+
+/// The changes the mount of `cipher` has passed on to the kernel as someone else's.
+fn changes_passed_on(cipher: &Path) -> u64 {
+    let out = coffer(&["stats", s(cipher)], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    st["kernel_cache"]["changes_passed_on"].as_u64().unwrap()
+}
+
+#[test]
+fn the_mounts_own_concurrent_writes_are_never_passed_on_as_a_clients() {
+    use std::io::Write;
+    if !common::fuse_available() {
+        return;
+    }
+    // A daemon mount: `coffer stats` asks its control socket.
+    for extra in [None, Some("--writeback-cache")] {
+        let t = tempfile::tempdir().unwrap();
+        let (v, mp) = (t.path().join("v"), t.path().join("mp"));
+        init_cli(&v, "pw");
+        fs::create_dir(&mp).unwrap();
+        let pf = passfile(t.path(), "pw", "pw");
+        let guard = Unmount(mp.clone());
+        let mut args = vec!["mount", "--passfile", s(&pf), s(&v), s(&mp)];
+        args.extend(extra);
+        let out = coffer(&args, None);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        const MIB: usize = 1 << 20;
+        const LEN: usize = 48 * MIB;
+        let f = mp.join("f");
+        fs::write(&f, b"start").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let before = changes_passed_on(&v);
+        // Four writers on one file at once, then one streaming a new file: many WRITE
+        // requests to one backing file in flight together (under the writeback cache, the
+        // kernel's writeback sends them while the program has long moved on).
+        std::thread::scope(|scope| {
+            for w in 0..4 {
+                let f = &f;
+                scope.spawn(move || {
+                    let file = fs::OpenOptions::new().write(true).open(f).unwrap();
+                    let chunk = content(w as u8, MIB);
+                    for i in (w..LEN / MIB).step_by(4) {
+                        file.write_all_at(&chunk, (i * MIB) as u64).unwrap();
+                    }
+                });
+            }
+        });
+        let mut file = fs::OpenOptions::new().append(true).open(&f).unwrap();
+        file.write_all(b"end").unwrap();
+        drop(file);
+        assert_eq!(fs::metadata(&f).unwrap().len(), (LEN + 3) as u64);
+        for round in 0..3 {
+            let g = mp.join(format!("g{round}"));
+            let mut file = fs::File::create(&g).unwrap();
+            let chunk = content(round as u8, MIB);
+            for _ in 0..LEN / MIB {
+                file.write_all(&chunk).unwrap();
+            }
+            drop(file);
+            assert_eq!(fs::read(&g).unwrap().len(), LEN);
+        }
+        // Every write sent and every event judged.
+        let sync = fs::File::open(&f).unwrap();
+        sync.sync_all().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            changes_passed_on(&v) - before,
+            0,
+            "{extra:?}: the mount's own writes were taken for a client's"
+        );
+        drop(guard);
     }
 }

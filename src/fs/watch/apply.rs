@@ -5,16 +5,16 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fuser::INodeNo;
 use inotify::EventMask;
 
 use super::events::Batch;
-use super::BackingWatch;
+use super::{BackingWatch, OWN_WAIT};
 use crate::fs::attr::backing_id;
 use crate::fs::core::CofferFs;
-use crate::vault::Touched;
+use crate::vault::{Dir, Touched};
 
 /// After lost events: how long after the first invalidation of everything a second one runs,
 /// for replies that were being built from the old state while the first ran.
@@ -79,11 +79,8 @@ impl CofferFs {
                     // as the mount left it (events of one batch are merged: a client's write
                     // right after the mount made the file comes in the same mask).
                     let arrived = mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
-                    let own = {
-                        let mut o = w.own();
-                        (!arrived || o.take_arrived(dir_ino, entry)) && o.is_own(backing_id(&st), &st)
-                    };
-                    if own {
+                    let own_arrival = !arrived || w.own().take_arrived(dir_ino, entry);
+                    if own_arrival && own_state(w, &dir, entry, &st) {
                         return;
                     }
                 }
@@ -168,6 +165,30 @@ impl CofferFs {
                     log::debug!("kernel cache: {note:?}: {e}");
                 }
             }
+        }
+    }
+}
+
+/// Whether `entry` of `dir`, statting as `st`, is as the mount's own last change left it.
+///
+/// A state no record matches while requests of the mount's own are in flight is judged again
+/// once they have ended, for at most [`OWN_WAIT`]: one of them may have written the file and
+/// not recorded it yet (while the kernel's writeback streams a file, the next write lands
+/// while the watcher judges the last one's events). Its own events come in a later batch.
+fn own_state(w: &BackingWatch, dir: &Dir, entry: &[u8], st: &libc::stat) -> bool {
+    let start = Instant::now();
+    let mut st = *st;
+    loop {
+        if w.own().is_own(backing_id(&st), &st) {
+            return true;
+        }
+        if !w.own_in_flight() || start.elapsed() >= OWN_WAIT {
+            return false;
+        }
+        w.wait_own_before(w.own_mark());
+        match dir.fd.stat(entry) {
+            Ok(now) => st = now,
+            Err(_) => return false,
         }
     }
 }

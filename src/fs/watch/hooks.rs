@@ -5,7 +5,7 @@
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use super::own::Stamp;
+use super::own::{OwnChanges, Stamp};
 use super::{BackingWatch, Ticket};
 use crate::fs::attr::backing_id;
 use crate::fs::core::{CofferFs, TTL};
@@ -83,16 +83,28 @@ impl CofferFs {
     /// Records that the mount itself just changed the backing object statting as `st`.
     pub(in crate::fs) fn own_change(&self, st: &libc::stat) {
         if let Some(w) = &self.watch {
-            w.own().changed(backing_id(st), st);
-            self.table().set_own_stamp(backing_id(st), Stamp::of(st));
+            self.record_own(&mut w.own(), st);
         }
     }
 
+    /// Records `st` in `own` and as its node's last own stamp.
+    fn record_own(&self, own: &mut OwnChanges, st: &libc::stat) {
+        own.changed(backing_id(st), st);
+        self.table().set_own_stamp(backing_id(st), Stamp::of(st));
+    }
+
     /// Records that the mount itself just changed the backing file open as `fd`.
+    ///
+    /// The fstat is taken under the records' lock. Requests writing one file at once (the
+    /// kernel's writeback sends several) then record in the order they stat: the last record
+    /// is of a state after every write that recorded before it. With the fstat outside, a
+    /// request could record an older state after another's newer one, and the watcher would
+    /// take the mount's own write for a client's.
     pub(in crate::fs) fn own_change_fd(&self, fd: &impl std::os::fd::AsRawFd) {
-        if self.watch.is_some() {
+        if let Some(w) = &self.watch {
+            let mut own = w.own();
             if let Ok(st) = backing::fstat(fd.as_raw_fd()) {
-                self.own_change(&st);
+                self.record_own(&mut own, &st);
             }
         }
     }
@@ -101,17 +113,17 @@ impl CofferFs {
     /// the mount's own only while the file is as the mount last left it (through any handle
     /// or name): a sync client's change between the mount's last change and this
     /// (asynchronous) release must not be taken for the mount's. A file the mount never
-    /// changed gets no record: its close costs one needless invalidation.
+    /// changed gets no record: its close costs one needless invalidation. Stat and judgment
+    /// are one step under the records' lock, as in [`own_change_fd`](Self::own_change_fd).
     pub(in crate::fs) fn own_close(&self, h: &FileHandle) {
-        if self.watch.is_none() {
-            return;
-        }
+        let Some(w) = &self.watch else { return };
+        let mut own = w.own();
         let Ok(st) = backing::fstat(h.file().backing().as_raw_fd()) else {
             return;
         };
         let last = self.table().own_stamp(h.ino);
         if last == Some(Stamp::of(&st)) {
-            self.own_change(&st);
+            self.record_own(&mut own, &st);
         } else {
             log::debug!(
                 "kernel cache: {} changed since the mount last wrote it; its close is not taken for the mount's own",

@@ -121,7 +121,7 @@ const MAX_QUEUED: usize = 1 << 16;
 /// How long the watcher waits for the mount's own requests that were in flight when it read
 /// a batch of events (past it, their events may count as someone else's: one needless
 /// invalidation).
-const OWN_WAIT: Duration = Duration::from_secs(1);
+pub(super) const OWN_WAIT: Duration = Duration::from_secs(1);
 
 /// One of the mount's own changing requests, in flight until dropped. The watcher does not
 /// judge events read while it was in flight until it ends and has recorded what it changed.
@@ -274,6 +274,11 @@ impl BackingWatch {
             watch: self.clone(),
             id,
         }
+    }
+
+    /// Whether any of the mount's own changing requests is in flight.
+    fn own_in_flight(&self) -> bool {
+        !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
     }
 
     /// The number the next own request will get.
