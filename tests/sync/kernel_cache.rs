@@ -728,6 +728,8 @@ fn a_getattr_through_a_directory_the_client_removed_does_not_hang() {
         );
         drop(held);
         d.stop();
+    }
+}
 
 /// The changes the mount of `cipher` has passed on to the kernel as someone else's.
 fn changes_passed_on(cipher: &Path) -> u64 {
