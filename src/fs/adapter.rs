@@ -413,13 +413,15 @@ impl<T: Ops> Filesystem for Adapter<T> {
         _req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
         self.1.add(Req::Release);
-        let _own = self.0.own_op();
+        // Only a handle open for writing changes CIPHERDIR at its close: the watcher need not
+        // wait for the releases of readers.
+        let _own = (flags.0 & libc::O_ACCMODE != libc::O_RDONLY).then(|| self.0.own_op());
         self.0.release(fh.0);
         reply.ok();
     }

@@ -739,6 +739,10 @@ fn changes_passed_on(cipher: &Path) -> u64 {
     st["kernel_cache"]["changes_passed_on"].as_u64().unwrap()
 }
 
+/// The mount's own writes, several at once on one file and streamed, pass nothing on to the
+/// kernel. (The race in which a streamed file's own writes were taken for a client's needs
+/// the kernel to write back hundreds of MiB while the program still writes: the bench's
+/// cached re-read under `--writeback-cache` shows it, at a size too large for this suite.)
 #[test]
 fn the_mounts_own_concurrent_writes_are_never_passed_on_as_a_clients() {
     use std::io::Write;
@@ -749,19 +753,23 @@ fn the_mounts_own_concurrent_writes_are_never_passed_on_as_a_clients() {
     for extra in [None, Some("--writeback-cache")] {
         let t = tempfile::tempdir().unwrap();
         let (v, mp) = (t.path().join("v"), t.path().join("mp"));
-        init_cli(&v, "pw");
+        // The test password, so that the vault can be opened a second time for its names.
+        let pw = std::str::from_utf8(common::PASSWORD).unwrap();
+        init_cli(&v, pw);
         fs::create_dir(&mp).unwrap();
-        let pf = passfile(t.path(), "pw", "pw");
+        let pf = passfile(t.path(), "pw", pw);
         let guard = Unmount(mp.clone());
         let mut args = vec!["mount", "--passfile", s(&pf), s(&v), s(&mp)];
         args.extend(extra);
         let out = coffer(&args, None);
         assert_eq!(out.code, 0, "{}", out.stderr);
         const MIB: usize = 1 << 20;
-        const LEN: usize = 48 * MIB;
+        const LEN: usize = 16 * MIB;
+        let b = Backing::open(&v);
+        let mut marks = Marks::new(&mp, &b, 2);
         let f = mp.join("f");
         fs::write(&f, b"start").unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        marks.caught_up(&b);
         let before = changes_passed_on(&v);
         // Four writers on one file at once, then one streaming a new file: many WRITE
         // requests to one backing file in flight together (under the writeback cache, the
@@ -792,13 +800,15 @@ fn the_mounts_own_concurrent_writes_are_never_passed_on_as_a_clients() {
             drop(file);
             assert_eq!(fs::read(&g).unwrap().len(), LEN);
         }
-        // Every write sent and every event judged.
+        // Every write sent, and every event judged once the mark (a client's change, counted
+        // once) shows. The pause keeps the last writes' events out of the mark's batch.
         let sync = fs::File::open(&f).unwrap();
         sync.sync_all().unwrap();
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(200));
+        marks.caught_up(&b);
         assert_eq!(
             changes_passed_on(&v) - before,
-            0,
+            1,
             "{extra:?}: the mount's own writes were taken for a client's"
         );
         drop(guard);

@@ -11,7 +11,7 @@ use fuser::INodeNo;
 use inotify::EventMask;
 
 use super::events::Batch;
-use super::{BackingWatch, OWN_WAIT};
+use super::BackingWatch;
 use crate::fs::attr::backing_id;
 use crate::fs::core::CofferFs;
 use crate::vault::{Dir, Touched};
@@ -36,6 +36,11 @@ fn removal_only(mask: EventMask) -> bool {
     mask.intersects(gone) && !mask.intersects(came)
 }
 
+/// How long, per batch, states the mount's own requests in flight may still be recording are
+/// judged again (see [`own_state`]): a client's change the mount is not making waits at most
+/// this long more to be passed on.
+const REJUDGE_MAX: Duration = Duration::from_millis(100);
+
 impl CofferFs {
     /// Passes one batch of CIPHERDIR events on to the kernel.
     pub(in crate::fs) fn apply_backing_changes(&self, w: &BackingWatch, batch: Batch) {
@@ -50,8 +55,9 @@ impl CofferFs {
         for dir in &batch.dirs {
             notes.push(Note::Inode(*dir));
         }
+        let rejudge_until = Instant::now() + REJUDGE_MAX;
         for ((dir, entry), mask) in &batch.entries {
-            self.entry_changed(w, *dir, entry, *mask, &mut notes);
+            self.entry_changed(w, *dir, entry, *mask, rejudge_until, &mut notes);
         }
         if !notes.is_empty() {
             w.foreign.fetch_add(1, Ordering::Relaxed);
@@ -60,7 +66,17 @@ impl CofferFs {
     }
 
     /// What a change of `entry` in directory `dir` invalidates, unless the mount made it.
-    fn entry_changed(&self, w: &BackingWatch, dir_ino: u64, entry: &[u8], mask: EventMask, notes: &mut Vec<Note>) {
+    /// `rejudge_until`: how long a state the mount's own requests may still be recording is
+    /// judged again (see [`own_state`]).
+    fn entry_changed(
+        &self,
+        w: &BackingWatch,
+        dir_ino: u64,
+        entry: &[u8],
+        mask: EventMask,
+        rejudge_until: Instant,
+        notes: &mut Vec<Note>,
+    ) {
         let Ok(dir) = self.dir(dir_ino) else {
             // The directory is gone or unreadable: whatever the kernel holds of it goes.
             self.whole_dir(w, dir_ino, notes);
@@ -80,7 +96,7 @@ impl CofferFs {
                     // right after the mount made the file comes in the same mask).
                     let arrived = mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
                     let own_arrival = !arrived || w.own().take_arrived(dir_ino, entry);
-                    if own_arrival && own_state(w, &dir, entry, &st) {
+                    if own_arrival && own_state(w, dir_ino, &dir, entry, &st, rejudge_until) {
                         return;
                     }
                 }
@@ -169,26 +185,30 @@ impl CofferFs {
     }
 }
 
-/// Whether `entry` of `dir`, statting as `st`, is as the mount's own last change left it.
+/// Whether `entry` of directory `dir_ino`, statting as `st`, is as the mount's own last change
+/// left it.
 ///
 /// A state no record matches while requests of the mount's own are in flight is judged again
-/// once they have ended, for at most [`OWN_WAIT`]: one of them may have written the file and
-/// not recorded it yet (while the kernel's writeback streams a file, the next write lands
-/// while the watcher judges the last one's events). Its own events come in a later batch.
-fn own_state(w: &BackingWatch, dir: &Dir, entry: &[u8], st: &libc::stat) -> bool {
-    let start = Instant::now();
+/// once those have ended, until `until`: one of them may have changed the file and not
+/// recorded it yet (while the kernel's writeback streams a file, the next write lands while
+/// the watcher judges the last one's events). Its own events come in a later batch, judged
+/// after it. A client's change made while the mount changes the same file is taken for the
+/// mount's when the mount's record comes after it, in this wait as in any judgment.
+fn own_state(w: &BackingWatch, dir_ino: u64, dir: &Dir, entry: &[u8], st: &libc::stat, until: Instant) -> bool {
     let mut st = *st;
     loop {
         if w.own().is_own(backing_id(&st), &st) {
             return true;
         }
-        if !w.own_in_flight() || start.elapsed() >= OWN_WAIT {
+        let now = Instant::now();
+        if now >= until || !w.own_in_flight() {
             return false;
         }
-        w.wait_own_before(w.own_mark());
+        w.wait_own_before(w.own_mark(), until - now);
         match dir.fd.stat(entry) {
             Ok(now) => st = now,
-            Err(_) => return false,
+            // Removed meanwhile: judged as a removal.
+            Err(_) => return w.own().take_removed(dir_ino, entry),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify};
 
-use super::BackingWatch;
+use super::{BackingWatch, OWN_WAIT};
 use crate::fs::core::CofferFs;
 
 /// How long events are gathered after the first one of a batch.
@@ -102,7 +102,7 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: 
             }
         }
         if !batch.is_empty() {
-            watch.wait_own_before(mark);
+            watch.wait_own_before(mark, OWN_WAIT);
             let Some(fs) = fs.upgrade() else { return };
             fs.apply_backing_changes(&watch, batch);
         }

@@ -95,11 +95,11 @@ impl CofferFs {
 
     /// Records that the mount itself just changed the backing file open as `fd`.
     ///
-    /// The fstat is taken under the records' lock. Requests writing one file at once (the
-    /// kernel's writeback sends several) then record in the order they stat: the last record
-    /// is of a state after every write that recorded before it. With the fstat outside, a
-    /// request could record an older state after another's newer one, and the watcher would
-    /// take the mount's own write for a client's.
+    /// Records of a file that requests change at once (a write and the kernel's SETATTR of
+    /// its times, under the writeback cache) take their stat under the records' lock, so they
+    /// land in the order they stat: the last record is of the newest state. A stat taken
+    /// before the lock could be recorded after a newer one, and the watcher would take the
+    /// mount's own change for a client's.
     pub(in crate::fs) fn own_change_fd(&self, fd: &impl std::os::fd::AsRawFd) {
         if let Some(w) = &self.watch {
             let mut own = w.own();
@@ -132,12 +132,15 @@ impl CofferFs {
         }
     }
 
-    /// Records that the mount itself changed node `ino` (through its name).
+    /// Records that the mount itself changed node `ino` (through its name). The name is found
+    /// first; its stat is taken again under the records' lock, as in
+    /// [`own_change_fd`](Self::own_change_fd).
     pub(in crate::fs) fn own_change_ino(&self, ino: u64) {
-        if self.watch.is_some() {
-            if let Ok(l) = self.locate(ino) {
-                self.own_change(&l.st);
-            }
+        let Some(w) = &self.watch else { return };
+        let Ok(l) = self.locate(ino) else { return };
+        let mut own = w.own();
+        if let Ok(st) = l.dir.fd.stat(&l.entry) {
+            self.record_own(&mut own, &st);
         }
     }
 

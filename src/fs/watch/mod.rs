@@ -240,7 +240,8 @@ impl BackingWatch {
         }))
     }
 
-    /// Queues `notes` for the watcher thread to send (within one poll interval); past
+    /// Queues `notes` for the watcher thread to send (after the batch it is judging, if any,
+    /// else within one poll interval); past
     /// [`MAX_QUEUED`] the oldest are dropped (a dropped dentry invalidation only delays a
     /// retirement to the entry's timeout).
     fn queue(&self, notes: Vec<apply::Note>) {
@@ -286,8 +287,8 @@ impl BackingWatch {
         self.next_op.load(Ordering::Acquire)
     }
 
-    /// Waits (at most [`OWN_WAIT`]) until every own request numbered below `mark` ended.
-    fn wait_own_before(&self, mark: u64) {
+    /// Waits (at most `max`) until every own request numbered below `mark` ended.
+    fn wait_own_before(&self, mark: u64, max: Duration) {
         let start = std::time::Instant::now();
         loop {
             let oldest = self
@@ -297,7 +298,7 @@ impl BackingWatch {
                 .first()
                 .copied();
             match oldest {
-                Some(id) if id < mark && start.elapsed() < OWN_WAIT => {
+                Some(id) if id < mark && start.elapsed() < max => {
                     std::thread::sleep(Duration::from_micros(500));
                 }
                 _ => return,

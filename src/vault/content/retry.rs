@@ -95,7 +95,11 @@ impl<S: Storage> CryptFile<S> {
                     fresh_header = true;
                     continue;
                 }
-                Err(e @ VaultError::Corrupt { .. }) => e,
+                // Not kept for the next read: it would read the damaged block twice.
+                Err(e @ VaultError::Corrupt { .. }) => {
+                    self.header_memo.forget();
+                    e
+                }
                 Err(e) => return Err(e),
             };
             // A block that does not authenticate while another program writes the backing file
