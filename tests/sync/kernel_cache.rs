@@ -682,13 +682,7 @@ fn a_getattr_through_a_directory_the_client_removed_does_not_hang() {
     }
     for extra in [None, Some("--writeback-cache")] {
         let t = tempfile::tempdir().unwrap();
-        let (cipher, mnt) = (t.path().join("cipher"), t.path().join("mnt"));
-        fs::create_dir(&cipher).unwrap();
-        fs::create_dir(&mnt).unwrap();
-        common::init_vault(&cipher);
-        let pw = std::str::from_utf8(common::PASSWORD).unwrap();
-        let pf = passfile(t.path(), "pass", pw);
-        let d = Daemon::start_with(&cipher, &mnt, &pf, common::WATCHDOG, extra.as_slice());
+        let (cipher, d) = daemon_mount(t.path(), extra);
         let mnt = d.mnt.clone();
         let b = Backing::open(&cipher);
         let mut marks = Marks::new(&mnt, &b, 3);
@@ -731,6 +725,19 @@ fn a_getattr_through_a_directory_the_client_removed_does_not_hang() {
     }
 }
 
+/// A vault with the test password (so that [`Backing`] opens it too) in directory `t`,
+/// mounted by a daemon process of its own with mount option `extra`: CIPHERDIR and the daemon.
+fn daemon_mount(t: &Path, extra: Option<&str>) -> (PathBuf, Daemon) {
+    let (cipher, mnt) = (t.join("cipher"), t.join("mnt"));
+    fs::create_dir(&cipher).unwrap();
+    fs::create_dir(&mnt).unwrap();
+    common::init_vault(&cipher);
+    let pw = std::str::from_utf8(common::PASSWORD).unwrap();
+    let pf = passfile(t, "pass", pw);
+    let d = Daemon::start_with(&cipher, &mnt, &pf, common::WATCHDOG, extra.as_slice());
+    (cipher, d)
+}
+
 /// The changes the mount of `cipher` has passed on to the kernel as someone else's.
 fn changes_passed_on(cipher: &Path) -> u64 {
     let out = coffer(&["stats", s(cipher)], None);
@@ -752,17 +759,8 @@ fn the_mounts_own_concurrent_writes_are_never_passed_on_as_a_clients() {
     // A daemon mount: `coffer stats` asks its control socket.
     for extra in [None, Some("--writeback-cache")] {
         let t = tempfile::tempdir().unwrap();
-        let (v, mp) = (t.path().join("v"), t.path().join("mp"));
-        // The test password, so that the vault can be opened a second time for its names.
-        let pw = std::str::from_utf8(common::PASSWORD).unwrap();
-        init_cli(&v, pw);
-        fs::create_dir(&mp).unwrap();
-        let pf = passfile(t.path(), "pw", pw);
-        let guard = Unmount(mp.clone());
-        let mut args = vec!["mount", "--passfile", s(&pf), s(&v), s(&mp)];
-        args.extend(extra);
-        let out = coffer(&args, None);
-        assert_eq!(out.code, 0, "{}", out.stderr);
+        let (v, d) = daemon_mount(t.path(), extra);
+        let mp = d.mnt.clone();
         const MIB: usize = 1 << 20;
         const LEN: usize = 16 * MIB;
         let b = Backing::open(&v);
@@ -811,6 +809,6 @@ fn the_mounts_own_concurrent_writes_are_never_passed_on_as_a_clients() {
             1,
             "{extra:?}: the mount's own writes were taken for a client's"
         );
-        drop(guard);
+        d.stop();
     }
 }
