@@ -11,6 +11,7 @@ use fuser::INodeNo;
 use inotify::EventMask;
 
 use super::events::Batch;
+use super::own::Judged;
 use super::BackingWatch;
 use crate::fs::attr::backing_id;
 use crate::fs::core::CofferFs;
@@ -197,8 +198,10 @@ impl CofferFs {
 fn own_state(w: &BackingWatch, dir_ino: u64, dir: &Dir, entry: &[u8], st: &libc::stat, until: Instant) -> bool {
     let mut st = *st;
     loop {
-        if w.own().is_own(backing_id(&st), &st) {
-            return true;
+        match w.own().judge(backing_id(&st), &st) {
+            Judged::Own => return true,
+            Judged::Unsure => return false,
+            Judged::Other => {}
         }
         let now = Instant::now();
         if now >= until || !w.own_in_flight() {

@@ -1,8 +1,10 @@
 //! Which backing file systems can be watched: inotify sees only changes made through the local
 //! kernel, so a CIPHERDIR on a network or FUSE file system (or an overlay, whose lower layers
-//! change underneath it) keeps the short timeouts.
+//! change underneath it) keeps the short timeouts. And whether a file system's change times
+//! can tell two changes apart that come within one tick of the kernel's clock.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
 
 /// A backing file system on which inotify misses changes made elsewhere: (f_type, name).
 const UNWATCHABLE: &[(i64, &str)] = &[
@@ -37,9 +39,71 @@ pub fn unwatchable(fd: &impl AsRawFd) -> std::io::Result<Option<&'static str>> {
         .map(|(_, name)| *name))
 }
 
+/// Whether the file system of directory `dir` may give two changes of one file made within a
+/// tick of the kernel's clock (a few milliseconds) the same change time, as every file system
+/// did before Linux 6.13 and ramfs still does; on ext4, xfs, btrfs and tmpfs since 6.13 a
+/// change after a stat always gets a new change time. Found by changing an unnamed file made
+/// in `dir` (O_TMPFILE, never seen by a sync client) twice and comparing; a file system that
+/// cannot make one counts as coarse, which is only slower.
+pub fn coarse_change_times(dir: &impl AsRawFd) -> bool {
+    // SAFETY: a valid descriptor and a NUL-terminated path; the result is checked.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c".".as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        log::debug!(
+            "kernel cache: cannot tell CIPHERDIR's change-time resolution ({}); taken as coarse",
+            std::io::Error::last_os_error()
+        );
+        return true;
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let ctime = |f: &std::fs::File, b: &[u8]| -> Option<(i64, i64)> {
+        f.write_at(b, 0).ok()?;
+        let m = f.metadata().ok()?;
+        Some((m.ctime(), m.ctime_nsec()))
+    };
+    // A tick may pass between two changes: one equal pair in a few tries tells.
+    for _ in 0..8 {
+        match (ctime(&file, b"a"), ctime(&file, b"b")) {
+            (Some(x), Some(y)) if x != y => continue,
+            _ => return true,
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn change_times_are_fine_on_the_tests_tmp_and_coarse_on_ramfs() {
+        let d = std::fs::File::open(std::env::temp_dir()).unwrap();
+        let fs = std::process::Command::new("stat")
+            .args(["-f", "-c", "%T"])
+            .arg(std::env::temp_dir())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        // Multigrain change times: Linux 6.13 and later, on these file systems only.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut v = release.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+        let multigrain = (major, minor) >= (6, 13);
+        match fs.as_str() {
+            "ext2/ext3" | "xfs" | "btrfs" | "tmpfs" if multigrain => assert!(!coarse_change_times(&d), "{fs}"),
+            "ramfs" => assert!(coarse_change_times(&d)),
+            _ if !multigrain => assert!(coarse_change_times(&d), "{fs} before 6.13"),
+            _ => {}
+        }
+    }
 
     #[test]
     fn a_local_directory_is_watchable_and_a_fuse_magic_is_not() {

@@ -18,7 +18,14 @@ impl CofferFs {
     pub(in crate::fs) fn watch_backing(&mut self, mode: crate::fs::KernelCache, atime: crate::fs::Atime) {
         let dev = self.root().fd.fstat().map_or(0, |st| st.st_dev);
         let plan = super::plan(&self.root().fd, mode, atime);
-        self.watch = BackingWatch::for_mount(dev, &plan, mode == crate::fs::KernelCache::On);
+        let coarse = !matches!(plan, super::Plan::Off(_)) && super::fstype::coarse_change_times(&self.root().fd);
+        if coarse {
+            log::info!(
+                "kernel cache: CIPHERDIR's change times are coarse (Linux before 6.13, or a file system without \
+                 fine ones): a file the mount changed within the last 2 s is invalidated like a sync client's change"
+            );
+        }
+        self.watch = BackingWatch::for_mount(dev, coarse, &plan, mode == crate::fs::KernelCache::On);
     }
 
     /// The ticket of a request in directory `dir` (see [`Ticket`]); the
@@ -89,7 +96,8 @@ impl CofferFs {
 
     /// Records `st` in `own` and as its node's last own stamp.
     fn record_own(&self, own: &mut OwnChanges, st: &libc::stat) {
-        own.changed(backing_id(st), st);
+        let unsure = self.watch.as_ref().is_none_or(|w| w.unsure(st));
+        own.changed(backing_id(st), st, unsure);
         self.table().set_own_stamp(backing_id(st), Stamp::of(st));
     }
 

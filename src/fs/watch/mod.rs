@@ -109,11 +109,18 @@ pub struct BackingWatch {
     /// The mount's own changing requests in flight, by number (see [`OwnOp`]).
     in_flight: Mutex<std::collections::BTreeSet<u64>>,
     next_op: AtomicU64,
+    /// Per backing device, whether its change times are coarse (see
+    /// [`fstype::coarse_change_times`]); probed when its first directory is watched.
+    coarse_times: Mutex<HashMap<u64, bool>>,
     /// Notifications a request owes the kernel, sent by the watcher thread (a request's own
     /// thread must not wait on the kernel: it may hold a directory lock while it waits for a
     /// request).
     queued: Mutex<Vec<apply::Note>>,
 }
+
+/// Where change times are coarse, how long after a change another may still get the same
+/// change time: a clock tick at most, or a file system's own time resolution (FAT keeps 2 s).
+const COARSE_WINDOW: Duration = Duration::from_secs(2);
 
 /// At most this many kernel notifications wait for the watcher thread.
 const MAX_QUEUED: usize = 1 << 16;
@@ -203,7 +210,9 @@ impl BackingWatch {
     /// The watch for a mount of a CIPHERDIR on device `root_dev` following `plan`, or None
     /// when the mount keeps the short timeouts; says which in the log. `everywhere`
     /// (`--kernel-cache=on`) also watches directories on file systems that cannot be watched.
-    pub fn for_mount(root_dev: u64, plan: &Plan, everywhere: bool) -> Option<Arc<Self>> {
+    /// `coarse_times`: whether CIPHERDIR's change times are coarse (see
+    /// [`fstype::coarse_change_times`]).
+    pub fn for_mount(root_dev: u64, coarse_times: bool, plan: &Plan, everywhere: bool) -> Option<Arc<Self>> {
         match plan {
             Plan::Off(_) => {
                 log::info!("{plan}");
@@ -236,6 +245,7 @@ impl BackingWatch {
             page_stamps: Mutex::default(),
             in_flight: Mutex::default(),
             next_op: AtomicU64::new(0),
+            coarse_times: Mutex::new(HashMap::from([(root_dev, coarse_times)])),
             queued: Mutex::default(),
         }))
     }
@@ -260,6 +270,32 @@ impl BackingWatch {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a change made by someone else after the mount's own change that left `st`
+    /// could stat exactly as `st` (see [`own::Judged::Unsure`]): its change time is coarse and
+    /// recent.
+    pub fn unsure(&self, st: &libc::stat) -> bool {
+        let coarse = self
+            .coarse_times
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&st.st_dev)
+            .copied()
+            .unwrap_or(true);
+        if !coarse {
+            return false;
+        }
+        // SAFETY: timespec is plain old data, filled by the call.
+        let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid clock and a valid buffer.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) } != 0 {
+            return true;
+        }
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        #[allow(clippy::unnecessary_cast)]
+        let age = ns(now.tv_sec as i64, now.tv_nsec as i64) - ns(st.st_ctime as i64, st.st_ctime_nsec as i64);
+        age < COARSE_WINDOW.as_nanos() as i128
     }
 
     /// The mount's own recent changes.
@@ -339,14 +375,27 @@ impl BackingWatch {
                 return;
             }
         }
-        if !self.forced {
-            let other_fs = dir.fd.fstat().map(|st| st.st_dev != self.root_dev).unwrap_or(true);
-            if other_fs {
-                if let Ok(Some(fs)) = fstype::unwatchable(&dir.fd) {
-                    log::info!("kernel cache: off below {} (on {fs}): kept 1 s", dir.rel.display());
-                    self.state().unwatched.insert(ino);
-                    return;
-                }
+        let dev = dir.fd.fstat().map(|st| st.st_dev).ok();
+        let other_fs = dev != Some(self.root_dev);
+        if let (true, Some(dev)) = (other_fs, dev) {
+            let known = self
+                .coarse_times
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&dev);
+            if !known {
+                let coarse = fstype::coarse_change_times(&dir.fd);
+                self.coarse_times
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(dev, coarse);
+            }
+        }
+        if !self.forced && other_fs {
+            if let Ok(Some(fs)) = fstype::unwatchable(&dir.fd) {
+                log::info!("kernel cache: off below {} (on {fs}): kept 1 s", dir.rel.display());
+                self.state().unwatched.insert(ino);
+                return;
             }
         }
         let path = format!("/proc/self/fd/{}", dir.fd.as_raw_fd());

@@ -3,6 +3,12 @@
 //! when the entry's stat still equals the stamp the mount took right after its own change
 //! (or, for a removed name, when the mount removed that very name). Anything else is someone
 //! else's and invalidates. A lost record costs one needless invalidation, never a stale read.
+//!
+//! Where change times are coarse (see [`coarse_change_times`](super::fstype::coarse_change_times))
+//! a client's same-size write within the clock tick of the mount's own change stats exactly
+//! as the mount left the file. A state recorded while its change time could still be shared
+//! so is judged [`Judged::Unsure`] and passed on like a client's: the mount's own change
+//! then costs one needless invalidation, a client's is never hidden.
 
 use std::collections::HashMap;
 
@@ -52,14 +58,27 @@ impl Stamp {
     }
 }
 
+/// How the watcher judges a state of a backing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judged {
+    /// As the mount's own last change left it.
+    Own,
+    /// As the mount left it, but a change by someone else within the same clock tick would
+    /// look the same: passed on.
+    Unsure,
+    /// Not a state the mount recorded.
+    Other,
+}
+
 /// The mount's own recent changes. Each record carries the number of its recording; once the
 /// watcher has read and judged every event queued before a number, the records older than it
 /// are dropped ([`retire_before`](Self::retire_before)): a change's events are queued by its
 /// syscall, before the change is recorded.
 #[derive(Debug, Default)]
 pub struct OwnChanges {
-    /// The stamp of each object right after the mount last changed it.
-    stamps: HashMap<BackingId, (Stamp, u64)>,
+    /// The stamp of each object right after the mount last changed it, whether it is
+    /// [`Judged::Unsure`], and its number.
+    stamps: HashMap<BackingId, (Stamp, bool, u64)>,
     /// Names the mount removed or renamed away: (directory inode, backing entry).
     gone: HashMap<(u64, Vec<u8>), u64>,
     /// Entries the mount made or renamed, under their new names.
@@ -74,13 +93,14 @@ impl OwnChanges {
         self.next - 1
     }
 
-    /// Records that the mount just changed `backing`, which now stats as `st`.
-    pub fn changed(&mut self, backing: BackingId, st: &libc::stat) {
+    /// Records that the mount just changed `backing`, which now stats as `st`; `unsure`: a
+    /// change by someone else could still leave the same stat (see [`Judged::Unsure`]).
+    pub fn changed(&mut self, backing: BackingId, st: &libc::stat, unsure: bool) {
         if self.stamps.len() >= MAX_RECORDS {
             self.stamps.clear();
         }
         let n = self.number();
-        self.stamps.insert(backing, (Stamp::of(st), n));
+        self.stamps.insert(backing, (Stamp::of(st), unsure, n));
     }
 
     /// Records that the mount removed `entry` from directory `dir`.
@@ -107,8 +127,17 @@ impl OwnChanges {
     }
 
     /// Whether `backing`, now statting as `st`, is as the mount left it.
-    pub fn is_own(&self, backing: BackingId, st: &libc::stat) -> bool {
-        self.stamps.get(&backing).map(|(s, _)| s) == Some(&Stamp::of(st))
+    pub fn judge(&self, backing: BackingId, st: &libc::stat) -> Judged {
+        match self.stamps.get(&backing) {
+            Some((s, unsure, _)) if *s == Stamp::of(st) => {
+                if *unsure {
+                    Judged::Unsure
+                } else {
+                    Judged::Own
+                }
+            }
+            _ => Judged::Other,
+        }
     }
 
     /// Whether the mount removed `entry` from `dir` (each removal answers once).
@@ -123,7 +152,7 @@ impl OwnChanges {
 
     /// Drops the records numbered below `mark`: their events have all been judged.
     pub fn retire_before(&mut self, mark: u64) {
-        self.stamps.retain(|_, (_, n)| *n >= mark);
+        self.stamps.retain(|_, (_, _, n)| *n >= mark);
         self.gone.retain(|_, n| *n >= mark);
         self.arrived.retain(|_, n| *n >= mark);
         if self.stamps.capacity() > 4 * self.stamps.len().max(64) {
@@ -158,17 +187,28 @@ mod tests {
     #[test]
     fn only_the_exact_state_the_mount_left_is_its_own() {
         let mut o = OwnChanges::default();
-        o.changed((1, 2), &st(10, 5, 7));
-        assert!(o.is_own((1, 2), &st(10, 5, 7)));
-        assert!(!o.is_own((1, 2), &st(11, 5, 7)), "size changed since");
-        assert!(!o.is_own((1, 2), &st(10, 6, 7)), "mtime changed since");
-        assert!(
-            !o.is_own((1, 2), &st(10, 5, 8)),
+        o.changed((1, 2), &st(10, 5, 7), false);
+        assert_eq!(o.judge((1, 2), &st(10, 5, 7)), Judged::Own);
+        assert_eq!(o.judge((1, 2), &st(11, 5, 7)), Judged::Other, "size changed since");
+        assert_eq!(o.judge((1, 2), &st(10, 6, 7)), Judged::Other, "mtime changed since");
+        assert_eq!(
+            o.judge((1, 2), &st(10, 5, 8)),
+            Judged::Other,
             "ctime changed since (a chmod, a rename)"
         );
-        assert!(!o.is_own((1, 3), &st(10, 5, 7)), "another object");
+        assert_eq!(o.judge((1, 3), &st(10, 5, 7)), Judged::Other, "another object");
         o.clear();
-        assert!(!o.is_own((1, 2), &st(10, 5, 7)));
+        assert_eq!(o.judge((1, 2), &st(10, 5, 7)), Judged::Other);
+    }
+
+    #[test]
+    fn a_state_someone_else_could_share_is_never_the_mounts_own() {
+        let mut o = OwnChanges::default();
+        o.changed((1, 2), &st(10, 5, 7), true);
+        assert_eq!(o.judge((1, 2), &st(10, 5, 7)), Judged::Unsure);
+        assert_eq!(o.judge((1, 2), &st(10, 5, 8)), Judged::Other);
+        o.changed((1, 2), &st(10, 5, 8), false);
+        assert_eq!(o.judge((1, 2), &st(10, 5, 8)), Judged::Own, "the newest record counts");
     }
 
     #[test]
@@ -176,25 +216,25 @@ mod tests {
         let mut o = OwnChanges::default();
         let mut d = st(4096, 5, 7);
         d.st_mode = libc::S_IFDIR | 0o755;
-        o.changed((1, 9), &d);
+        o.changed((1, 9), &d, false);
         let mut later = st(8192, 6, 9);
         later.st_mode = libc::S_IFDIR | 0o755;
-        assert!(o.is_own((1, 9), &later));
+        assert_eq!(o.judge((1, 9), &later), Judged::Own);
         later.st_mode = libc::S_IFDIR | 0o700;
-        assert!(!o.is_own((1, 9), &later), "a chmod by someone else");
+        assert_eq!(o.judge((1, 9), &later), Judged::Other, "a chmod by someone else");
     }
 
     #[test]
     fn records_older_than_a_mark_are_retired() {
         let mut o = OwnChanges::default();
-        o.changed((1, 2), &st(1, 1, 1));
+        o.changed((1, 2), &st(1, 1, 1), false);
         o.removed(4, b"a");
         let mark = o.mark();
-        o.changed((1, 3), &st(1, 1, 1));
+        o.changed((1, 3), &st(1, 1, 1), false);
         o.retire_before(mark);
-        assert!(!o.is_own((1, 2), &st(1, 1, 1)));
+        assert_eq!(o.judge((1, 2), &st(1, 1, 1)), Judged::Other);
         assert!(!o.take_removed(4, b"a"));
-        assert!(o.is_own((1, 3), &st(1, 1, 1)), "recorded after the mark");
+        assert_eq!(o.judge((1, 3), &st(1, 1, 1)), Judged::Own, "recorded after the mark");
     }
 
     #[test]
