@@ -95,6 +95,9 @@ impl CofferFs {
         let owner = s.uid.is_some() || s.gid.is_some();
         let times = s.atime.is_some() || s.mtime.is_some();
         if s.mode.is_none() && !owner && !times {
+            if s.size.is_some() {
+                self.own_change_ino(ino);
+            }
             return self.attr_of(ino, fh);
         }
         if s.mode.is_some() && info.fmt == libc::S_IFLNK {
@@ -112,6 +115,7 @@ impl CofferFs {
             if times {
                 d.fd.futimens(spec(s.atime), spec(s.mtime)).at(&d.rel)?;
             }
+            self.own_change_ino(ino);
             return self.attr_of(ino, fh);
         }
         match self.locate_with(ino, &info) {
@@ -126,13 +130,12 @@ impl CofferFs {
                 if times {
                     l.dir.fd.utimens(&l.entry, spec(s.atime), spec(s.mtime)).at(&rel)?;
                 }
-                // The new attributes through the name just used, when it is still this object.
-                if fh.is_none() {
-                    if let Ok(st) = l.dir.fd.stat(&l.entry) {
-                        if attr::backing_id(&st) == info.backing {
-                            let link_len = self.link_len(&l.dir, &l.entry, &st);
-                            return Ok(attr::to_attr(ino, &st, link_len));
-                        }
+                // The new attributes through the name just used, when it is still this object
+                // (the same stat records the change as the mount's own).
+                if let Ok(st) = self.stat_own_change(&l.dir.fd, &l.entry, info.backing) {
+                    if fh.is_none() && attr::backing_id(&st) == info.backing {
+                        let link_len = self.link_len(&l.dir, &l.entry, &st);
+                        return Ok(attr::to_attr(ino, &st, link_len));
                     }
                 }
             }
@@ -159,6 +162,7 @@ impl CofferFs {
                     }
                     f.set_times(t).at(rel)?;
                 }
+                self.own_change_fd(f);
             }
         }
         self.attr_of(ino, fh)

@@ -286,9 +286,11 @@ fn a_clients_rewrite_right_after_the_mounts_own_write_shows_where_change_times_a
             write_in_place(&b.path("", &name), &clients[i as usize]);
         }
         for i in 0..FILES {
-            wait_for(BOUND, &format!("writeback {writeback_cache}: the client's f{i}"), || {
-                fs::read(m.path(format!("f{i}"))).is_ok_and(|d| d == content(i, LEN))
-            });
+            wait_for(
+                BOUND,
+                &format!("writeback {writeback_cache}: the client's f{i}"),
+                || fs::read(m.path(format!("f{i}"))).is_ok_and(|d| d == content(i, LEN)),
+            );
         }
     }
 }

@@ -10,8 +10,8 @@ use super::{BackingWatch, Ticket};
 use crate::fs::attr::backing_id;
 use crate::fs::core::{CofferFs, TTL};
 use crate::fs::handles::FileHandle;
-use crate::fs::inodes::ROOT;
-use crate::vault::{backing, CipherName};
+use crate::fs::inodes::{BackingId, ROOT};
+use crate::vault::{backing, CipherName, DirFd};
 
 impl CofferFs {
     /// Sets up the watch of CIPHERDIR for `mode` and `atime` (before the mount serves).
@@ -150,6 +150,25 @@ impl CofferFs {
         if let Ok(st) = l.dir.fd.stat(&l.entry) {
             self.record_own(&mut own, &st);
         }
+    }
+
+    /// Stats `entry` of backing directory `dir`, which the mount itself just changed, and
+    /// records the stat as its own change when it is still the object `backing`: one step
+    /// under the records' lock, as in [`own_change_fd`](Self::own_change_fd), and the stat a
+    /// reply needs anyway.
+    pub(in crate::fs) fn stat_own_change(
+        &self,
+        dir: &DirFd,
+        entry: &[u8],
+        backing: BackingId,
+    ) -> std::io::Result<libc::stat> {
+        let Some(w) = &self.watch else { return dir.stat(entry) };
+        let mut own = w.own();
+        let st = dir.stat(entry)?;
+        if backing_id(&st) == backing {
+            self.record_own(&mut own, &st);
+        }
+        Ok(st)
     }
 
     /// Records that the mount itself made or moved something to backing name `name` (and

@@ -25,7 +25,7 @@ mod retire;
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -106,12 +106,17 @@ pub struct BackingWatch {
     /// Per file inode, the backing state its cached pages were read from (see
     /// [`pages_unchanged`](Self::pages_unchanged)).
     page_stamps: Mutex<HashMap<u64, own::Stamp>>,
-    /// The mount's own changing requests in flight, by number (see [`OwnOp`]).
-    in_flight: Mutex<std::collections::BTreeSet<u64>>,
-    next_op: AtomicU64,
+    /// The epoch of the mount's own changing requests: bumped by the watcher each time it
+    /// marks the requests it must wait for (see [`OwnOp`]).
+    op_epoch: AtomicU64,
+    /// The mount's own changing requests in flight, counted in the slot of the epoch they
+    /// started in.
+    op_counts: [AtomicU32; OP_SLOTS],
     /// Per backing device, whether its change times are coarse (see
     /// [`fstype::coarse_change_times`]); probed when its first directory is watched.
     coarse_times: Mutex<HashMap<u64, bool>>,
+    /// Whether any device in `coarse_times` is coarse (most mounts have none: no lock then).
+    any_coarse: AtomicBool,
     /// Notifications a request owes the kernel, sent by the watcher thread (a request's own
     /// thread must not wait on the kernel: it may hold a directory lock while it waits for a
     /// request).
@@ -121,6 +126,10 @@ pub struct BackingWatch {
 /// Where change times are coarse, how long after a change another may still get the same
 /// change time: a clock tick at most, or a file system's own time resolution (FAT keeps 2 s).
 const COARSE_WINDOW: Duration = Duration::from_secs(2);
+
+/// Epoch slots of the mount's own requests in flight (see [`OwnOp`]); a request still in
+/// flight this many marks after it started is no longer waited for.
+const OP_SLOTS: usize = 8;
 
 /// At most this many kernel notifications wait for the watcher thread.
 const MAX_QUEUED: usize = 1 << 16;
@@ -132,19 +141,17 @@ pub(super) const OWN_WAIT: Duration = Duration::from_secs(1);
 
 /// One of the mount's own changing requests, in flight until dropped. The watcher does not
 /// judge events read while it was in flight until it ends and has recorded what it changed.
+/// Counted in its epoch's slot with one atomic add: every changing request takes one, so a
+/// lock here made the request threads wait on each other.
 #[derive(Debug)]
 pub struct OwnOp {
     watch: Arc<BackingWatch>,
-    id: u64,
+    slot: usize,
 }
 
 impl Drop for OwnOp {
     fn drop(&mut self) {
-        self.watch
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
+        self.watch.op_counts[self.slot].fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -243,9 +250,10 @@ impl BackingWatch {
             foreign: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
             page_stamps: Mutex::default(),
-            in_flight: Mutex::default(),
-            next_op: AtomicU64::new(0),
+            op_epoch: AtomicU64::new(0),
+            op_counts: Default::default(),
             coarse_times: Mutex::new(HashMap::from([(root_dev, coarse_times)])),
+            any_coarse: AtomicBool::new(coarse_times),
             queued: Mutex::default(),
         }))
     }
@@ -276,6 +284,9 @@ impl BackingWatch {
     /// could stat exactly as `st` (see [`own::Judged::Unsure`]): its change time is coarse and
     /// recent.
     pub fn unsure(&self, st: &libc::stat) -> bool {
+        if !self.any_coarse.load(Ordering::Acquire) {
+            return false;
+        }
         let coarse = self
             .coarse_times
             .lock()
@@ -305,40 +316,40 @@ impl BackingWatch {
 
     /// Marks one of the mount's own changing requests in flight.
     pub fn own_op(self: &Arc<Self>) -> OwnOp {
-        let id = self.next_op.fetch_add(1, Ordering::AcqRel);
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        let slot = (self.op_epoch.load(Ordering::Acquire) % OP_SLOTS as u64) as usize;
+        self.op_counts[slot].fetch_add(1, Ordering::AcqRel);
         OwnOp {
             watch: self.clone(),
-            id,
+            slot,
         }
     }
 
     /// Whether any of the mount's own changing requests is in flight.
     fn own_in_flight(&self) -> bool {
-        !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+        self.op_counts.iter().any(|c| c.load(Ordering::Acquire) > 0)
     }
 
-    /// The number the next own request will get.
+    /// Starts a new epoch of own requests and returns it: those that started before are
+    /// what [`wait_own_before`](Self::wait_own_before) waits for. Only the watcher thread
+    /// calls it.
     fn own_mark(&self) -> u64 {
-        self.next_op.load(Ordering::Acquire)
+        self.op_epoch.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    /// Waits (at most `max`) until every own request numbered below `mark` ended.
+    /// Waits (at most `max`) until every own request that started before epoch `mark` ended.
     fn wait_own_before(&self, mark: u64, max: Duration) {
+        let current = (mark % OP_SLOTS as u64) as usize;
         let start = std::time::Instant::now();
         loop {
-            let oldest = self
-                .in_flight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .first()
-                .copied();
-            match oldest {
-                Some(id) if id < mark && start.elapsed() < max => {
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-                _ => return,
+            let busy = self
+                .op_counts
+                .iter()
+                .enumerate()
+                .any(|(i, c)| i != current && c.load(Ordering::Acquire) > 0);
+            if !busy || start.elapsed() >= max {
+                return;
             }
+            std::thread::sleep(Duration::from_micros(500));
         }
     }
 
@@ -385,6 +396,9 @@ impl BackingWatch {
                 .contains_key(&dev);
             if !known {
                 let coarse = fstype::coarse_change_times(&dir.fd);
+                if coarse {
+                    self.any_coarse.store(true, Ordering::Release);
+                }
                 self.coarse_times
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
