@@ -115,7 +115,7 @@ impl CofferFs {
             if times {
                 d.fd.futimens(spec(s.atime), spec(s.mtime)).at(&d.rel)?;
             }
-            self.own_change_ino(ino);
+            self.own_change_fd(&d.fd);
             return self.attr_of(ino, fh);
         }
         match self.locate_with(ino, &info) {

@@ -97,8 +97,15 @@ impl CofferFs {
                     // right after the mount made the file comes in the same mask).
                     let arrived = mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
                     let own_arrival = !arrived || w.own().take_arrived(dir_ino, entry);
-                    if own_arrival && own_state(w, dir_ino, &dir, entry, &st, rejudge_until) {
-                        return;
+                    if own_arrival {
+                        match own_state(w, dir_ino, &dir, entry, &st, rejudge_until) {
+                            Judged::Own => return,
+                            Judged::Unsure => {
+                                self.pages_changed(&dir, dir_ino, entry, notes);
+                                return;
+                            }
+                            Judged::Other => {}
+                        }
                     }
                 }
                 Err(_) => {
@@ -127,6 +134,21 @@ impl CofferFs {
                 self.whole_dir(w, dir_ino, notes);
             }
             Touched::Nothing => {}
+        }
+    }
+
+    /// `entry` of directory `dir_ino` is as the mount left it, but a client's same-size
+    /// rewrite within the same clock tick would look the same ([`Judged::Unsure`]): its name,
+    /// size and times stand, only the kernel's pages of it go.
+    fn pages_changed(&self, dir: &Dir, dir_ino: u64, entry: &[u8], notes: &mut Vec<Note>) {
+        log::debug!(
+            "kernel cache: {} as the mount left it, but change times here are coarse: its pages are dropped",
+            dir.rel_child(entry).display()
+        );
+        if let Touched::Name(plain) = self.vault.touched_by(dir, entry) {
+            if let Some(ino) = self.table().at(&(dir_ino, plain)) {
+                notes.push(Note::Inode(ino));
+            }
         }
     }
 
@@ -186,8 +208,8 @@ impl CofferFs {
     }
 }
 
-/// Whether `entry` of directory `dir_ino`, statting as `st`, is as the mount's own last change
-/// left it.
+/// How `entry` of directory `dir_ino`, statting as `st`, stands to the mount's own last change
+/// of it.
 ///
 /// A state no record matches while requests of the mount's own are in flight is judged again
 /// once those have ended, until `until`: one of them may have changed the file and not
@@ -195,23 +217,23 @@ impl CofferFs {
 /// the watcher judges the last one's events). Its own events come in a later batch, judged
 /// after it. A client's change made while the mount changes the same file is taken for the
 /// mount's when the mount's record comes after it, in this wait as in any judgment.
-fn own_state(w: &BackingWatch, dir_ino: u64, dir: &Dir, entry: &[u8], st: &libc::stat, until: Instant) -> bool {
+fn own_state(w: &BackingWatch, dir_ino: u64, dir: &Dir, entry: &[u8], st: &libc::stat, until: Instant) -> Judged {
     let mut st = *st;
     loop {
         match w.own().judge(backing_id(&st), &st) {
-            Judged::Own => return true,
-            Judged::Unsure => return false,
             Judged::Other => {}
+            judged => return judged,
         }
         let now = Instant::now();
         if now >= until || !w.own_in_flight() {
-            return false;
+            return Judged::Other;
         }
         w.wait_own_before(w.own_mark(), until - now);
         match dir.fd.stat(entry) {
             Ok(now) => st = now,
             // Removed meanwhile: judged as a removal.
-            Err(_) => return w.own().take_removed(dir_ino, entry),
+            Err(_) if w.own().take_removed(dir_ino, entry) => return Judged::Own,
+            Err(_) => return Judged::Other,
         }
     }
 }

@@ -87,12 +87,8 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: 
         }
         let mut batch = Batch::default();
         let first = Instant::now();
-        let mut mark;
         loop {
             drain(&mut reader, &mut buf, &watch, &mut batch);
-            // Every event read so far was made by a syscall of a request that had started
-            // before this point: the batch is judged once those requests have ended.
-            mark = watch.own_mark();
             if first.elapsed() >= MAX_GATHER {
                 break;
             }
@@ -101,6 +97,9 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: 
                 break;
             }
         }
+        // Every event read so far was made by a syscall of a request that had started before
+        // this point: the batch is judged once those requests have ended.
+        let mark = watch.own_mark();
         if !batch.is_empty() {
             watch.wait_own_before(mark, OWN_WAIT);
             let Some(fs) = fs.upgrade() else { return };

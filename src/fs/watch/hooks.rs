@@ -18,14 +18,17 @@ impl CofferFs {
     pub(in crate::fs) fn watch_backing(&mut self, mode: crate::fs::KernelCache, atime: crate::fs::Atime) {
         let dev = self.root().fd.fstat().map_or(0, |st| st.st_dev);
         let plan = super::plan(&self.root().fd, mode, atime);
-        let coarse = !matches!(plan, super::Plan::Off(_)) && super::fstype::coarse_change_times(&self.root().fd);
+        // A read-only mount changes nothing of its own: nothing to judge, nothing to probe.
+        let read_only = self.vault.read_only();
+        let coarse =
+            !matches!(plan, super::Plan::Off(_)) && !read_only && super::fstype::coarse_change_times(&self.root().fd);
         if coarse {
             log::info!(
                 "kernel cache: CIPHERDIR's change times are coarse (Linux before 6.13, or a file system without \
                  fine ones): a file the mount changed within the last 2 s is invalidated like a sync client's change"
             );
         }
-        self.watch = BackingWatch::for_mount(dev, coarse, &plan, mode == crate::fs::KernelCache::On);
+        self.watch = BackingWatch::for_mount(dev, coarse, read_only, &plan, mode == crate::fs::KernelCache::On);
     }
 
     /// The ticket of a request in directory `dir` (see [`Ticket`]); the

@@ -117,6 +117,8 @@ pub struct BackingWatch {
     coarse_times: Mutex<HashMap<u64, bool>>,
     /// Whether any device in `coarse_times` is coarse (most mounts have none: no lock then).
     any_coarse: AtomicBool,
+    /// A read-only mount: no change of its own to judge, so no file system is probed.
+    read_only: bool,
     /// Notifications a request owes the kernel, sent by the watcher thread (a request's own
     /// thread must not wait on the kernel: it may hold a directory lock while it waits for a
     /// request).
@@ -128,8 +130,9 @@ pub struct BackingWatch {
 const COARSE_WINDOW: Duration = Duration::from_secs(2);
 
 /// Epoch slots of the mount's own requests in flight (see [`OwnOp`]); a request still in
-/// flight this many marks after it started is no longer waited for.
-const OP_SLOTS: usize = 8;
+/// flight this many marks after it started is no longer waited for (the watcher marks once
+/// per batch and once per judgment again).
+const OP_SLOTS: usize = 64;
 
 /// At most this many kernel notifications wait for the watcher thread.
 const MAX_QUEUED: usize = 1 << 16;
@@ -218,8 +221,15 @@ impl BackingWatch {
     /// when the mount keeps the short timeouts; says which in the log. `everywhere`
     /// (`--kernel-cache=on`) also watches directories on file systems that cannot be watched.
     /// `coarse_times`: whether CIPHERDIR's change times are coarse (see
-    /// [`fstype::coarse_change_times`]).
-    pub fn for_mount(root_dev: u64, coarse_times: bool, plan: &Plan, everywhere: bool) -> Option<Arc<Self>> {
+    /// [`fstype::coarse_change_times`]); `read_only`: the mount changes nothing (no other
+    /// file system is probed either).
+    pub fn for_mount(
+        root_dev: u64,
+        coarse_times: bool,
+        read_only: bool,
+        plan: &Plan,
+        everywhere: bool,
+    ) -> Option<Arc<Self>> {
         match plan {
             Plan::Off(_) => {
                 log::info!("{plan}");
@@ -251,9 +261,10 @@ impl BackingWatch {
             overflows: AtomicU64::new(0),
             page_stamps: Mutex::default(),
             op_epoch: AtomicU64::new(0),
-            op_counts: Default::default(),
+            op_counts: std::array::from_fn(|_| AtomicU32::new(0)),
             coarse_times: Mutex::new(HashMap::from([(root_dev, coarse_times)])),
             any_coarse: AtomicBool::new(coarse_times),
+            read_only,
             queued: Mutex::default(),
         }))
     }
@@ -284,7 +295,8 @@ impl BackingWatch {
     /// could stat exactly as `st` (see [`own::Judged::Unsure`]): its change time is coarse and
     /// recent.
     pub fn unsure(&self, st: &libc::stat) -> bool {
-        if !self.any_coarse.load(Ordering::Acquire) {
+        // A directory's stamp holds no times (see [`own::Stamp`]): time tells nothing there.
+        if !self.any_coarse.load(Ordering::Acquire) || st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             return false;
         }
         let coarse = self
@@ -388,7 +400,14 @@ impl BackingWatch {
         }
         let dev = dir.fd.fstat().map(|st| st.st_dev).ok();
         let other_fs = dev != Some(self.root_dev);
-        if let (true, Some(dev)) = (other_fs, dev) {
+        if !self.forced && other_fs {
+            if let Ok(Some(fs)) = fstype::unwatchable(&dir.fd) {
+                log::info!("kernel cache: off below {} (on {fs}): kept 1 s", dir.rel.display());
+                self.state().unwatched.insert(ino);
+                return;
+            }
+        }
+        if let (true, Some(dev), false) = (other_fs, dev, self.read_only) {
             let known = self
                 .coarse_times
                 .lock()
@@ -403,13 +422,6 @@ impl BackingWatch {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(dev, coarse);
-            }
-        }
-        if !self.forced && other_fs {
-            if let Ok(Some(fs)) = fstype::unwatchable(&dir.fd) {
-                log::info!("kernel cache: off below {} (on {fs}): kept 1 s", dir.rel.display());
-                self.state().unwatched.insert(ino);
-                return;
             }
         }
         let path = format!("/proc/self/fd/{}", dir.fd.as_raw_fd());

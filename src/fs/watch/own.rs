@@ -100,7 +100,11 @@ impl OwnChanges {
             self.stamps.clear();
         }
         let n = self.number();
-        self.stamps.insert(backing, (Stamp::of(st), unsure, n));
+        let stamp = Stamp::of(st);
+        // The same state recorded again later (a close long after the write) is no surer than
+        // when it was first recorded.
+        let unsure = unsure || self.stamps.get(&backing).is_some_and(|(s, u, _)| *u && *s == stamp);
+        self.stamps.insert(backing, (stamp, unsure, n));
     }
 
     /// Records that the mount removed `entry` from directory `dir`.
@@ -207,6 +211,12 @@ mod tests {
         o.changed((1, 2), &st(10, 5, 7), true);
         assert_eq!(o.judge((1, 2), &st(10, 5, 7)), Judged::Unsure);
         assert_eq!(o.judge((1, 2), &st(10, 5, 8)), Judged::Other);
+        o.changed((1, 2), &st(10, 5, 7), false);
+        assert_eq!(
+            o.judge((1, 2), &st(10, 5, 7)),
+            Judged::Unsure,
+            "the same state recorded again later"
+        );
         o.changed((1, 2), &st(10, 5, 8), false);
         assert_eq!(o.judge((1, 2), &st(10, 5, 8)), Judged::Own, "the newest record counts");
     }
