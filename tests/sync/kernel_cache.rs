@@ -299,6 +299,33 @@ fn a_clients_rewrite_right_after_the_mounts_own_write_shows_where_change_times_a
     }
 }
 
+/// Names a client adds to directories whose listings the kernel caches show in the listings
+/// although nothing here looked them up: the kernel drops a cached listing for a name only
+/// through a dentry of that name, and it holds none.
+#[test]
+fn names_nobody_here_looked_up_show_in_cached_listings() {
+    let Some(m) = TestMount::new() else { return };
+    let b = Backing::open(&m.cipher);
+    fs::create_dir(m.path("d")).unwrap();
+    fs::write(m.path("d/old"), b"x").unwrap();
+    assert_eq!(names(&m.mnt), ["d"]);
+    assert_eq!(names(&m.path("d")), ["old"]);
+    let root = b.vault.root_dir().unwrap();
+    drop(b.vault.create_file(&root, b"new", 0o644).unwrap());
+    let d = b.vault.open_dir_path(b"d").unwrap();
+    drop(b.vault.create_file(&d, b"new", 0o644).unwrap());
+    b.vault.mkdir(&d, b"sub", 0o755).unwrap();
+    // The watcher has passed the changes on (it gathers events for at most 50 ms) before
+    // anything here asks for the names.
+    std::thread::sleep(Duration::from_millis(500));
+    wait_for(BOUND, "the new name in the cached root listing", || {
+        names(&m.mnt) == ["d", "new"]
+    });
+    wait_for(BOUND, "the new names in the cached listing of d", || {
+        names(&m.path("d")) == ["new", "old", "sub"]
+    });
+}
+
 #[test]
 fn with_the_kernel_cache_off_changes_show_as_before() {
     let opts = MountOptions {

@@ -119,6 +119,11 @@ impl CofferFs {
             "kernel cache: {} changed in CIPHERDIR ({mask:?})",
             dir.rel_child(entry).display()
         );
+        if mask.intersects(EventMask::CREATE | EventMask::DELETE | EventMask::MOVED_FROM | EventMask::MOVED_TO) {
+            // A name came or went: the directory's cached listing goes. Dropping the name's
+            // dentry does not do it when the kernel holds none (a name nobody here looked up).
+            notes.push(Note::Inode(dir_ino));
+        }
         match self.vault.touched_by(&dir, entry) {
             Touched::Name(plain) => {
                 notes.push(Note::Entry(dir_ino, plain.clone()));
