@@ -17,15 +17,17 @@
 //! [`fstype`]) and those whose watch could not be added keep the short timeouts.
 
 mod apply;
+mod coarse;
 pub mod events;
 pub mod fstype;
 mod hooks;
+mod in_flight;
 pub mod own;
 mod retire;
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -106,17 +108,11 @@ pub struct BackingWatch {
     /// Per file inode, the backing state its cached pages were read from (see
     /// [`pages_unchanged`](Self::pages_unchanged)).
     page_stamps: Mutex<HashMap<u64, own::Stamp>>,
-    /// The epoch of the mount's own changing requests: bumped by the watcher each time it
-    /// marks the requests it must wait for (see [`OwnOp`]).
-    op_epoch: AtomicU64,
-    /// The mount's own changing requests in flight, counted in the slot of the epoch they
-    /// started in.
-    op_counts: [AtomicU32; OP_SLOTS],
-    /// Per backing device, whether its change times are coarse (see
-    /// [`fstype::coarse_change_times`]); probed when its first directory is watched.
-    coarse_times: Mutex<HashMap<u64, bool>>,
-    /// Whether any device in `coarse_times` is coarse (most mounts have none: no lock then).
-    any_coarse: AtomicBool,
+    /// The mount's own changing requests in flight (see [`OwnOp`]).
+    in_flight: in_flight::InFlight,
+    /// Which backing devices have coarse change times; probed when a device's first
+    /// directory is watched.
+    coarse: coarse::CoarseTimes,
     /// A read-only mount: no change of its own to judge, so no file system is probed.
     read_only: bool,
     /// Notifications a request owes the kernel, sent by the watcher thread (a request's own
@@ -124,15 +120,6 @@ pub struct BackingWatch {
     /// request).
     queued: Mutex<Vec<apply::Note>>,
 }
-
-/// Where change times are coarse, how long after a change another may still get the same
-/// change time: a clock tick at most, or a file system's own time resolution (FAT keeps 2 s).
-const COARSE_WINDOW: Duration = Duration::from_secs(2);
-
-/// Epoch slots of the mount's own requests in flight (see [`OwnOp`]); a request still in
-/// flight this many marks after it started is no longer waited for (the watcher marks once
-/// per batch and once per judgment again).
-const OP_SLOTS: usize = 64;
 
 /// At most this many kernel notifications wait for the watcher thread.
 const MAX_QUEUED: usize = 1 << 16;
@@ -144,8 +131,6 @@ pub(super) const OWN_WAIT: Duration = Duration::from_secs(1);
 
 /// One of the mount's own changing requests, in flight until dropped. The watcher does not
 /// judge events read while it was in flight until it ends and has recorded what it changed.
-/// Counted in its epoch's slot with one atomic add: every changing request takes one, so a
-/// lock here made the request threads wait on each other.
 #[derive(Debug)]
 pub struct OwnOp {
     watch: Arc<BackingWatch>,
@@ -154,7 +139,7 @@ pub struct OwnOp {
 
 impl Drop for OwnOp {
     fn drop(&mut self) {
-        self.watch.op_counts[self.slot].fetch_sub(1, Ordering::AcqRel);
+        self.watch.in_flight.leave(self.slot);
     }
 }
 
@@ -260,10 +245,8 @@ impl BackingWatch {
             foreign: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
             page_stamps: Mutex::default(),
-            op_epoch: AtomicU64::new(0),
-            op_counts: std::array::from_fn(|_| AtomicU32::new(0)),
-            coarse_times: Mutex::new(HashMap::from([(root_dev, coarse_times)])),
-            any_coarse: AtomicBool::new(coarse_times),
+            in_flight: in_flight::InFlight::default(),
+            coarse: coarse::CoarseTimes::new(root_dev, coarse_times),
             read_only,
             queued: Mutex::default(),
         }))
@@ -292,33 +275,9 @@ impl BackingWatch {
     }
 
     /// Whether a change made by someone else after the mount's own change that left `st`
-    /// could stat exactly as `st` (see [`own::Judged::Unsure`]): its change time is coarse and
-    /// recent.
+    /// could stat exactly as `st` (see [`own::Judged::Unsure`]).
     pub fn unsure(&self, st: &libc::stat) -> bool {
-        // A directory's stamp holds no times (see [`own::Stamp`]): time tells nothing there.
-        if !self.any_coarse.load(Ordering::Acquire) || st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            return false;
-        }
-        let coarse = self
-            .coarse_times
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&st.st_dev)
-            .copied()
-            .unwrap_or(true);
-        if !coarse {
-            return false;
-        }
-        // SAFETY: timespec is plain old data, filled by the call.
-        let mut now: libc::timespec = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid clock and a valid buffer.
-        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) } != 0 {
-            return true;
-        }
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        #[allow(clippy::unnecessary_cast)]
-        let age = ns(now.tv_sec as i64, now.tv_nsec as i64) - ns(st.st_ctime as i64, st.st_ctime_nsec as i64);
-        age < COARSE_WINDOW.as_nanos() as i128
+        self.coarse.unsure(st)
     }
 
     /// The mount's own recent changes.
@@ -328,41 +287,26 @@ impl BackingWatch {
 
     /// Marks one of the mount's own changing requests in flight.
     pub fn own_op(self: &Arc<Self>) -> OwnOp {
-        let slot = (self.op_epoch.load(Ordering::Acquire) % OP_SLOTS as u64) as usize;
-        self.op_counts[slot].fetch_add(1, Ordering::AcqRel);
         OwnOp {
             watch: self.clone(),
-            slot,
+            slot: self.in_flight.enter(),
         }
     }
 
     /// Whether any of the mount's own changing requests is in flight.
     fn own_in_flight(&self) -> bool {
-        self.op_counts.iter().any(|c| c.load(Ordering::Acquire) > 0)
+        self.in_flight.any()
     }
 
-    /// Starts a new epoch of own requests and returns it: those that started before are
-    /// what [`wait_own_before`](Self::wait_own_before) waits for. Only the watcher thread
-    /// calls it.
+    /// Marks the own requests in flight now: those [`wait_own_before`](Self::wait_own_before)
+    /// waits for. Only the watcher thread calls it.
     fn own_mark(&self) -> u64 {
-        self.op_epoch.fetch_add(1, Ordering::AcqRel) + 1
+        self.in_flight.mark()
     }
 
-    /// Waits (at most `max`) until every own request that started before epoch `mark` ended.
+    /// Waits (at most `max`) until every own request in flight at `mark` ended.
     fn wait_own_before(&self, mark: u64, max: Duration) {
-        let current = (mark % OP_SLOTS as u64) as usize;
-        let start = std::time::Instant::now();
-        loop {
-            let busy = self
-                .op_counts
-                .iter()
-                .enumerate()
-                .any(|(i, c)| i != current && c.load(Ordering::Acquire) > 0);
-            if !busy || start.elapsed() >= max {
-                return;
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
+        self.in_flight.wait_before(mark, max);
     }
 
     /// The ticket of a request in directory `dir`; None when `dir` is not watched yet.
@@ -408,21 +352,7 @@ impl BackingWatch {
             }
         }
         if let (true, Some(dev), false) = (other_fs, dev, self.read_only) {
-            let known = self
-                .coarse_times
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(&dev);
-            if !known {
-                let coarse = fstype::coarse_change_times(&dir.fd);
-                if coarse {
-                    self.any_coarse.store(true, Ordering::Release);
-                }
-                self.coarse_times
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(dev, coarse);
-            }
+            self.coarse.learn(dev, &dir.fd);
         }
         let path = format!("/proc/self/fd/{}", dir.fd.as_raw_fd());
         let added = self
