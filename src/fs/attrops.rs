@@ -132,7 +132,7 @@ impl CofferFs {
                 }
                 // The new attributes through the name just used, when it is still this object
                 // (the same stat records the change as the mount's own).
-                if let Ok(st) = self.stat_own_change(&l.dir.fd, &l.entry, info.backing) {
+                if let Ok(st) = self.stat_own_change(&l.dir.fd, &l.entry, Some(info.backing)) {
                     if fh.is_none() && attr::backing_id(&st) == info.backing {
                         let link_len = self.link_len(&l.dir, &l.entry, &st);
                         return Ok(attr::to_attr(ino, &st, link_len));

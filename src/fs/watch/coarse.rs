@@ -16,7 +16,7 @@ use super::fstype;
 const WINDOW: Duration = Duration::from_secs(2);
 
 /// Per backing device, whether its change times are coarse.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct CoarseTimes {
     by_dev: Mutex<HashMap<u64, bool>>,
     /// Whether any device is coarse (most mounts have none: no lock then).
@@ -24,20 +24,25 @@ pub struct CoarseTimes {
 }
 
 impl CoarseTimes {
-    /// Knows the device `root_dev` of CIPHERDIR, coarse or not.
-    pub fn new(root_dev: u64, coarse: bool) -> CoarseTimes {
-        CoarseTimes {
-            by_dev: Mutex::new(HashMap::from([(root_dev, coarse)])),
-            any: AtomicBool::new(coarse),
-        }
-    }
-
-    /// Probes device `dev`, on which directory `dir` lies, unless it is known.
-    pub fn learn(&self, dev: u64, dir: &impl AsRawFd) {
+    /// Probes device `dev`, on which directory `dir` (`what`, for the log) lies, unless it
+    /// is known.
+    pub fn learn(&self, dev: u64, dir: &impl AsRawFd, what: &str) {
         if self.by_dev.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&dev) {
             return;
         }
         let coarse = fstype::coarse_change_times(dir);
+        if coarse {
+            log::info!(
+                "kernel cache: change times are coarse on the file system of {what} (Linux before 6.13, or a \
+                 file system without fine ones): the kernel drops its pages of a file the mount changed there \
+                 within the last 2 s"
+            );
+        }
+        self.set(dev, coarse);
+    }
+
+    /// Records whether device `dev` is coarse.
+    fn set(&self, dev: u64, coarse: bool) {
         if coarse {
             self.any.store(true, Ordering::Release);
         }
@@ -97,14 +102,16 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        let c = CoarseTimes::new(1, true);
+        let c = CoarseTimes::default();
+        c.set(1, true);
         assert!(c.unsure(&st(1, libc::S_IFREG, now)));
         assert!(
             !c.unsure(&st(1, libc::S_IFREG, now - 10)),
             "changed long before it was recorded"
         );
         assert!(!c.unsure(&st(1, libc::S_IFDIR, now)), "a directory");
-        let fine = CoarseTimes::new(1, false);
+        let fine = CoarseTimes::default();
+        fine.set(1, false);
         assert!(!fine.unsure(&st(1, libc::S_IFREG, now)));
     }
 }

@@ -18,17 +18,13 @@ impl CofferFs {
     pub(in crate::fs) fn watch_backing(&mut self, mode: crate::fs::KernelCache, atime: crate::fs::Atime) {
         let dev = self.root().fd.fstat().map_or(0, |st| st.st_dev);
         let plan = super::plan(&self.root().fd, mode, atime);
-        // A read-only mount changes nothing of its own: nothing to judge, nothing to probe.
-        let read_only = self.vault.read_only();
-        let coarse =
-            !matches!(plan, super::Plan::Off(_)) && !read_only && super::fstype::coarse_change_times(&self.root().fd);
-        if coarse {
-            log::info!(
-                "kernel cache: CIPHERDIR's change times are coarse (Linux before 6.13, or a file system without \
-                 fine ones): a file the mount changed within the last 2 s is invalidated like a sync client's change"
-            );
-        }
-        self.watch = BackingWatch::for_mount(dev, coarse, read_only, &plan, mode == crate::fs::KernelCache::On);
+        self.watch = BackingWatch::for_mount(
+            &self.root().fd,
+            dev,
+            self.vault.read_only(),
+            &plan,
+            mode == crate::fs::KernelCache::On,
+        );
     }
 
     /// The ticket of a request in directory `dir` (see [`Ticket`]); the
@@ -93,14 +89,13 @@ impl CofferFs {
     /// Records that the mount itself just changed the backing object statting as `st`.
     pub(in crate::fs) fn own_change(&self, st: &libc::stat) {
         if let Some(w) = &self.watch {
-            self.record_own(&mut w.own(), st);
+            self.record_own(w, &mut w.own(), st);
         }
     }
 
-    /// Records `st` in `own` and as its node's last own stamp.
-    fn record_own(&self, own: &mut OwnChanges, st: &libc::stat) {
-        let unsure = self.watch.as_ref().is_none_or(|w| w.unsure(st));
-        own.changed(backing_id(st), st, unsure);
+    /// Records `st` in `own` (the records of watch `w`) and as its node's last own stamp.
+    fn record_own(&self, w: &BackingWatch, own: &mut OwnChanges, st: &libc::stat) {
+        own.changed(backing_id(st), st, w.unsure(st));
         self.table().set_own_stamp(backing_id(st), Stamp::of(st));
     }
 
@@ -115,7 +110,7 @@ impl CofferFs {
         if let Some(w) = &self.watch {
             let mut own = w.own();
             if let Ok(st) = backing::fstat(fd.as_raw_fd()) {
-                self.record_own(&mut own, &st);
+                self.record_own(w, &mut own, &st);
             }
         }
     }
@@ -134,7 +129,7 @@ impl CofferFs {
         };
         let last = self.table().own_stamp(h.ino);
         if last == Some(Stamp::of(&st)) {
-            self.record_own(&mut own, &st);
+            self.record_own(w, &mut own, &st);
         } else {
             log::debug!(
                 "kernel cache: {} changed since the mount last wrote it; its close is not taken for the mount's own",
@@ -147,29 +142,29 @@ impl CofferFs {
     /// first; its stat is taken again under the records' lock, as in
     /// [`own_change_fd`](Self::own_change_fd).
     pub(in crate::fs) fn own_change_ino(&self, ino: u64) {
-        let Some(w) = &self.watch else { return };
-        let Ok(l) = self.locate(ino) else { return };
-        let mut own = w.own();
-        if let Ok(st) = l.dir.fd.stat(&l.entry) {
-            self.record_own(&mut own, &st);
+        if self.watch.is_none() {
+            return;
+        }
+        if let Ok(l) = self.locate(ino) {
+            let _ = self.stat_own_change(&l.dir.fd, &l.entry, None);
         }
     }
 
     /// Stats `entry` of backing directory `dir`, which the mount itself just changed, and
-    /// records the stat as its own change when it is still the object `backing`: one step
-    /// under the records' lock, as in [`own_change_fd`](Self::own_change_fd), and the stat a
-    /// reply needs anyway.
+    /// records the stat as its own change when it is still the object `backing` (any object
+    /// when None): one step under the records' lock, as in
+    /// [`own_change_fd`](Self::own_change_fd), and the stat a reply needs anyway.
     pub(in crate::fs) fn stat_own_change(
         &self,
         dir: &DirFd,
         entry: &[u8],
-        backing: BackingId,
+        backing: Option<BackingId>,
     ) -> std::io::Result<libc::stat> {
         let Some(w) = &self.watch else { return dir.stat(entry) };
         let mut own = w.own();
         let st = dir.stat(entry)?;
-        if backing_id(&st) == backing {
-            self.record_own(&mut own, &st);
+        if backing.is_none_or(|b| b == backing_id(&st)) {
+            self.record_own(w, &mut own, &st);
         }
         Ok(st)
     }

@@ -205,12 +205,11 @@ impl BackingWatch {
     /// The watch for a mount of a CIPHERDIR on device `root_dev` following `plan`, or None
     /// when the mount keeps the short timeouts; says which in the log. `everywhere`
     /// (`--kernel-cache=on`) also watches directories on file systems that cannot be watched.
-    /// `coarse_times`: whether CIPHERDIR's change times are coarse (see
-    /// [`fstype::coarse_change_times`]); `read_only`: the mount changes nothing (no other
-    /// file system is probed either).
+    /// `root` is CIPHERDIR, whose change times are probed (see
+    /// [`fstype::coarse_change_times`]) unless the mount is `read_only` (it changes nothing).
     pub fn for_mount(
+        root: &impl AsRawFd,
         root_dev: u64,
-        coarse_times: bool,
         read_only: bool,
         plan: &Plan,
         everywhere: bool,
@@ -233,7 +232,7 @@ impl BackingWatch {
         if *plan == Plan::On {
             log::info!("{plan}");
         }
-        Some(Arc::new(BackingWatch {
+        let w = Arc::new(BackingWatch {
             watches: Mutex::new(inotify.watches()),
             reader: Mutex::new(Some(inotify)),
             state: Mutex::default(),
@@ -246,10 +245,14 @@ impl BackingWatch {
             overflows: AtomicU64::new(0),
             page_stamps: Mutex::default(),
             in_flight: in_flight::InFlight::default(),
-            coarse: coarse::CoarseTimes::new(root_dev, coarse_times),
+            coarse: coarse::CoarseTimes::default(),
             read_only,
             queued: Mutex::default(),
-        }))
+        });
+        if !read_only {
+            w.coarse.learn(root_dev, root, "CIPHERDIR");
+        }
+        Some(w)
     }
 
     /// Queues `notes` for the watcher thread to send (after the batch it is judging, if any,
@@ -352,7 +355,7 @@ impl BackingWatch {
             }
         }
         if let (true, Some(dev), false) = (other_fs, dev, self.read_only) {
-            self.coarse.learn(dev, &dir.fd);
+            self.coarse.learn(dev, &dir.fd, &dir.rel.display().to_string());
         }
         let path = format!("/proc/self/fd/{}", dir.fd.as_raw_fd());
         let added = self
