@@ -293,6 +293,24 @@ impl From<KernelCacheArg> for coffer::fs::KernelCache {
     }
 }
 
+/// `mount --watcher` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WatcherArg {
+    /// fanotify where the kernel allows it (Linux 5.13 and later), else inotify.
+    Auto,
+    /// inotify only.
+    Inotify,
+}
+
+impl From<WatcherArg> for coffer::fs::Watcher {
+    fn from(a: WatcherArg) -> Self {
+        match a {
+            WatcherArg::Auto => coffer::fs::Watcher::Auto,
+            WatcherArg::Inotify => coffer::fs::Watcher::Inotify,
+        }
+    }
+}
+
 /// `--name-encoding` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NameEncodingArg {
@@ -376,6 +394,11 @@ pub struct MountArgs {
     /// everywhere, `off` for 1 s timeouts.
     #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
     pub kernel_cache: KernelCacheArg,
+    /// What watches CIPHERDIR for the kernel cache: `auto` uses fanotify where the kernel
+    /// allows it (its events name the process that made them, so the mount's own changes are
+    /// told exactly), else inotify; `inotify` always uses inotify.
+    #[arg(long, value_enum, value_name = "WATCHER", default_value = "auto")]
+    pub watcher: WatcherArg,
     /// Let the kernel gather writes in its page cache and send them merged, later (faster
     /// for many small writes). Costs: a full disk shows as an error at fsync or close, not at
     /// write, and while a file is open here the kernel keeps its own size of it, and its

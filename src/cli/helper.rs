@@ -185,6 +185,7 @@ fn option(opt: &str, out: &mut Vec<OsString>) -> CliResult {
         "config" => valued("--config")?,
         "idle" => valued("--idle")?,
         "kernel_cache" => valued("--kernel-cache")?,
+        "watcher" => valued("--watcher")?,
         "log" => valued("--log")?,
         "ro" => flag("--ro")?,
         "allow_other" => flag("--allow-other")?,

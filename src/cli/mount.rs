@@ -84,6 +84,9 @@ fn start(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, verbose: u8) -> 
     if let Some(mode) = clap::ValueEnum::to_possible_value(&args.kernel_cache) {
         cmd.arg("--kernel-cache").arg(mode.get_name());
     }
+    if let Some(w) = clap::ValueEnum::to_possible_value(&args.watcher) {
+        cmd.arg("--watcher").arg(w.get_name());
+    }
     if let Some(idle) = args.idle {
         cmd.arg("--idle").arg(idle.as_secs().to_string());
     }
@@ -104,7 +107,9 @@ const WRITEBACK_NOTE: &str =
 /// What `-v` says of the kernel cache the mount of `cipherdir` will run with.
 fn kernel_cache_plan(args: &MountArgs, cipherdir: &Path) -> String {
     match std::fs::File::open(cipherdir) {
-        Ok(root) => fs::watch::plan(&root, args.kernel_cache.into(), args.atime.into()).to_string(),
+        Ok(root) => {
+            fs::watch::plan(&root, args.kernel_cache.into(), args.atime.into(), args.watcher.into()).to_string()
+        }
         Err(e) => format!("kernel cache: cannot tell ({}: {e})", cipherdir.display()),
     }
 }
@@ -125,6 +130,7 @@ fn serve(args: &MountArgs, cipherdir: &Path, mountpoint: &Path, on_ready: Box<dy
         idle: args.idle,
         config: args.open.config.clone(),
         kernel_cache: args.kernel_cache.into(),
+        watcher: args.watcher.into(),
         writeback_cache: args.writeback_cache && !args.ro,
     };
     log::info!("mounting {} at {}", cipherdir.display(), mountpoint.display());

@@ -19,10 +19,11 @@ impl CofferFs {
     }
 
     pub(super) fn do_forget(&self, ino: u64, n: u64) {
+        let marked = self.marked_dir(ino);
         if self.table().forget(ino, n) {
             self.uncache_dir(ino);
             self.listings.lock().unwrap_or_else(|p| p.into_inner()).forget(ino);
-            self.forget_watched(ino);
+            self.forget_watched(ino, marked.as_deref());
             self.memory.freed();
         }
     }

@@ -41,7 +41,8 @@ impl Ops for CofferFs {
     }
 
     fn own_op(&self) -> Option<super::watch::OwnOp> {
-        self.watch.as_ref().map(|w| w.own_op())
+        // A watch whose events name their process waits for no request (see `exact`).
+        self.watch.as_ref().filter(|w| !w.exact()).map(|w| w.own_op())
     }
 
     fn pages_unchanged(&self, ino: u64, fh: u64) -> bool {

@@ -18,7 +18,7 @@
 //! (shared state, finding inodes in CIPHERDIR), `dir_cache` (backing directories kept open),
 //! `dirops`, `fileops`, `attrops`, `xattrops`, [`session`] (mount, unmount, signals), `lock`,
 //! `readahead`, `config_watch` (a warning when the synced config gains a key epoch the mount
-//! does not have), [`watch`] (CIPHERDIR's inotify watch and the kernel cache it allows).
+//! does not have), [`watch`] (CIPHERDIR's watch, fanotify or inotify, and the kernel cache it allows).
 
 mod adapter;
 mod atime;
@@ -90,6 +90,8 @@ pub struct MountOptions {
     pub config: Option<PathBuf>,
     /// Whether the kernel may cache for longer, kept honest by watching CIPHERDIR.
     pub kernel_cache: KernelCache,
+    /// How CIPHERDIR is watched for the kernel cache.
+    pub watcher: Watcher,
     /// The kernel's writeback cache: writes land in the page cache and reach the daemon
     /// merged, later; the kernel keeps the size and times of files it holds, and a full disk
     /// shows at fsync and close instead of at write.
@@ -107,6 +109,17 @@ pub enum KernelCache {
     On,
     /// Off: 1 s timeouts everywhere, nothing watched.
     Off,
+}
+
+/// `--watcher`: what watches CIPHERDIR for the kernel cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Watcher {
+    /// fanotify where the mount may use it (Linux 5.13 and later; its events name the process
+    /// that made them), else inotify.
+    #[default]
+    Auto,
+    /// inotify only (the mount's own changes told by the state each left).
+    Inotify,
 }
 
 /// When reads update access times (the mount(8) options of the same names).

@@ -139,7 +139,7 @@ fn prepare_vault(mut vault: Vault, mountpoint: &Path, opts: &MountOptions) -> Re
     let watch = Arc::new(ConfigWatch::new(config.clone(), Box::new(move || keys.load().ids())));
     let mut fs = CofferFs::new(vault, root && opts.allow_other).map_err(MountError::Vault)?;
     fs.config_watch = Some(watch.clone());
-    fs.watch_backing(opts.kernel_cache, opts.atime);
+    fs.watch_backing(opts.kernel_cache, opts.atime, opts.watcher);
     fs.writeback_cache = (opts.writeback_cache && !read_only).into();
     if fs.writeback() && fs.watch.is_none() {
         log::warn!(

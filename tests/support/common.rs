@@ -113,6 +113,8 @@ impl Watchdog {
 /// A mounted test vault.
 pub struct TestMount {
     handle: Option<MountHandle>,
+    /// The `coffer mount --fg` serving the mount, when it runs apart.
+    daemon: Option<super::daemon::Daemon>,
     watchdog: Option<Watchdog>,
     /// The mountpoint.
     pub mnt: PathBuf,
@@ -145,7 +147,48 @@ pub fn spawn_mount(cipher: &Path, mnt: &Path, opts: &MountOptions) -> Result<Mou
     let vault = Vault::unlock(cipher, None, PASSWORD, opts.read_only).expect("unlock vault");
     let mut opts = opts.clone();
     opts.writeback_cache |= writeback_run();
+    // A test that changes CIPHERDIR under a mount served by its own process plays the sync
+    // client from the mount's process: fanotify would tell its changes for the mount's own
+    // (they are, by process). Such mounts watch with inotify, which judges by the state each
+    // change left; unless COFFER_TEST_WATCHER=fanotify, for suites that play no client.
+    // [`TestMount::served_apart`] runs the mount in a process of its own, as users do.
+    if !fanotify_run() {
+        opts.watcher = coffer::fs::Watcher::Inotify;
+    }
     coffer::fs::spawn(vault, mnt, &opts)
+}
+
+/// Whether mounts served in the test's own process may watch with fanotify
+/// (COFFER_TEST_WATCHER=fanotify).
+pub fn fanotify_run() -> bool {
+    std::env::var_os("COFFER_TEST_WATCHER").is_some_and(|v| v == "fanotify")
+}
+
+/// Whether mounts served apart watch with inotify even where fanotify works
+/// (COFFER_TEST_WATCHER=inotify).
+pub fn inotify_run() -> bool {
+    std::env::var_os("COFFER_TEST_WATCHER").is_some_and(|v| v == "inotify")
+}
+
+/// The `coffer mount` options of `opts` (those the tests that mount apart set), with this
+/// run's writeback cache and watcher.
+fn daemon_args(opts: &MountOptions) -> Vec<&'static str> {
+    let mut args = Vec::new();
+    match opts.kernel_cache {
+        coffer::fs::KernelCache::Auto => {}
+        coffer::fs::KernelCache::On => args.push("--kernel-cache=on"),
+        coffer::fs::KernelCache::Off => args.push("--kernel-cache=off"),
+    }
+    if opts.writeback_cache || writeback_run() {
+        args.push("--writeback-cache");
+    }
+    if opts.watcher == coffer::fs::Watcher::Inotify || inotify_run() {
+        args.push("--watcher=inotify");
+    }
+    if opts.read_only {
+        args.push("--ro");
+    }
+    args
 }
 
 /// Whether this run mounts with the writeback cache (COFFER_TEST_WRITEBACK=1).
@@ -164,9 +207,35 @@ impl TestMount {
         Self::in_dir(&std::env::temp_dir(), opts, limit)
     }
 
+    /// A fresh vault mounted with default options by a `coffer mount --fg` of its own (see
+    /// [`served_apart`](Self::served_apart)).
+    pub fn apart() -> Option<TestMount> {
+        Self::served_apart(MountOptions::default(), WATCHDOG)
+    }
+
+    /// A fresh vault mounted with `opts` by a `coffer mount --fg` of its own (a watchdog of
+    /// `limit`), so that this process changes CIPHERDIR as a sync client does: from another
+    /// process than the mount's. Only the mount's paths are used then (no [`handle`](Self::handle)).
+    pub fn served_apart(opts: MountOptions, limit: Duration) -> Option<TestMount> {
+        let mut m = Self::unmounted(&std::env::temp_dir(), opts, limit)?;
+        let pf = m._tmp.path().join("pass");
+        std::fs::write(&pf, PASSWORD).expect("passfile");
+        let d = super::daemon::Daemon::start_with(&m.cipher, &m.mnt, &pf, m.limit, &daemon_args(&m.opts));
+        m.mnt = d.mnt.clone();
+        m.daemon = Some(d);
+        Some(m)
+    }
+
     /// Like [`with`](Self::with), with CIPHERDIR and the mountpoint in a new directory under
     /// `base` (e.g. a tmpfs, where fsync costs nothing).
     pub fn in_dir(base: &Path, opts: MountOptions, limit: Duration) -> Option<TestMount> {
+        let mut m = Self::unmounted(base, opts, limit)?;
+        m.mount();
+        Some(m)
+    }
+
+    /// A fresh vault with an empty mountpoint, both in a new directory under `base`.
+    fn unmounted(base: &Path, opts: MountOptions, limit: Duration) -> Option<TestMount> {
         if !fuse_available() {
             return None;
         }
@@ -179,17 +248,16 @@ impl TestMount {
         std::fs::create_dir(&cipher).expect("mkdir cipher");
         std::fs::create_dir(&mnt).expect("mkdir mnt");
         init_vault(&cipher);
-        let mut m = TestMount {
+        Some(TestMount {
             handle: None,
+            daemon: None,
             watchdog: None,
             mnt,
             cipher,
             opts,
             limit,
             _tmp: tmp,
-        };
-        m.mount();
-        Some(m)
+        })
     }
 
     fn mount(&mut self) {
@@ -233,6 +301,7 @@ impl TestMount {
 impl Drop for TestMount {
     fn drop(&mut self) {
         drop(self.handle.take());
+        drop(self.daemon.take());
         if let Some(w) = self.watchdog.take() {
             w.stop();
         }
@@ -471,23 +540,36 @@ impl Drop for Scratch {
     }
 }
 
-/// The kernel's limit on queued inotify events, lowered while a mount starts (its inotify
-/// instance keeps the limit it was made with) and put back on drop.
-pub struct SmallQueue(String);
+/// The kernel's limits on queued inotify and fanotify events, lowered while a mount starts
+/// (its inotify instance or fanotify group keeps the limit it was made with) and put back on
+/// drop.
+pub struct SmallQueue(Vec<(&'static str, String)>);
 
 impl SmallQueue {
-    const PATH: &'static str = "/proc/sys/fs/inotify/max_queued_events";
+    const PATHS: [&'static str; 2] = [
+        "/proc/sys/fs/inotify/max_queued_events",
+        "/proc/sys/fs/fanotify/max_queued_events",
+    ];
 
-    /// Sets the limit to `n` (None when it cannot: not root).
+    /// Sets the limits to `n` (None when it cannot: not root).
     pub fn set(n: u32) -> Option<SmallQueue> {
-        let old = std::fs::read_to_string(Self::PATH).ok()?;
-        std::fs::write(Self::PATH, n.to_string()).ok()?;
-        Some(SmallQueue(old))
+        let mut q = SmallQueue(Vec::new());
+        for path in Self::PATHS {
+            // A kernel before 5.13 has no fanotify limit to set (nor unprivileged fanotify).
+            let Ok(old) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            std::fs::write(path, n.to_string()).ok()?;
+            q.0.push((path, old));
+        }
+        (!q.0.is_empty()).then_some(q)
     }
 }
 
 impl Drop for SmallQueue {
     fn drop(&mut self) {
-        let _ = std::fs::write(Self::PATH, self.0.trim());
+        for (path, old) in &self.0 {
+            let _ = std::fs::write(path, old.trim());
+        }
     }
 }

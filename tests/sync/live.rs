@@ -52,7 +52,7 @@ fn backing_versions(m: &TestMount, b: &Backing, n: u8) -> Vec<Vec<u8>> {
 
 #[test]
 fn external_changes_show_within_the_ttl() {
-    let Some(m) = TestMount::new() else { return };
+    let Some(m) = TestMount::apart() else { return };
     require_tool("rsync");
     let b = Backing::open(&m.cipher);
     let v = backing_versions(&m, &b, 4);
@@ -134,7 +134,7 @@ fn external_changes_show_within_the_ttl() {
 
 #[test]
 fn reader_sees_whole_versions_during_50_replacements() {
-    let Some(m) = TestMount::new() else { return };
+    let Some(m) = TestMount::apart() else { return };
     let b = Backing::open(&m.cipher);
     let v = backing_versions(&m, &b, 50);
     fs::write(m.path("hot"), version(0)).unwrap();
@@ -201,7 +201,7 @@ fn reader_sees_whole_versions_during_50_replacements() {
 
 #[test]
 fn in_place_rewrites_give_whole_versions_or_eio() {
-    let Some(m) = TestMount::new() else { return };
+    let Some(m) = TestMount::apart() else { return };
     let b = Backing::open(&m.cipher);
     let v = backing_versions(&m, &b, 20);
     fs::write(m.path("hot"), version(0)).unwrap();
@@ -254,7 +254,7 @@ fn in_place_rewrites_give_whole_versions_or_eio() {
 
 #[test]
 fn directory_arriving_before_its_diriv() {
-    let Some(m) = TestMount::new() else { return };
+    let Some(m) = TestMount::apart() else { return };
     let b = Backing::open(&m.cipher);
     // The other replica made "late" with a file in it; the client delivers the directory and
     // the file first, the diriv last.
@@ -297,7 +297,7 @@ fn directory_arriving_before_its_diriv() {
 
 #[test]
 fn diriv_conflict_arriving_under_a_live_mount() {
-    let Some(m) = TestMount::new() else { return };
+    let Some(m) = TestMount::apart() else { return };
     let b = Backing::open(&m.cipher);
     fs::create_dir(m.path("shared")).unwrap();
     fs::write(m.path("shared/from-a.txt"), b"A").unwrap();

@@ -47,7 +47,7 @@ impl CofferFs {
     pub(in crate::fs) fn apply_backing_changes(&self, w: &BackingWatch, batch: Batch) {
         if batch.overflow {
             log::warn!(
-                "kernel cache: inotify events were lost (queue overflow); invalidating everything the kernel holds"
+                "kernel cache: watch events were lost (queue overflow); invalidating everything the kernel holds"
             );
             self.invalidate_everything(w);
             return;
@@ -58,7 +58,7 @@ impl CofferFs {
         }
         let rejudge_until = Instant::now() + REJUDGE_MAX;
         for ((dir, entry), mask) in &batch.entries {
-            self.entry_changed(w, *dir, entry, *mask, rejudge_until, &mut notes);
+            self.entry_changed(w, *dir, entry, *mask, !batch.exact, rejudge_until, &mut notes);
         }
         if !notes.is_empty() {
             w.foreign.fetch_add(1, Ordering::Relaxed);
@@ -66,15 +66,18 @@ impl CofferFs {
         self.tell_kernel(notes);
     }
 
-    /// What a change of `entry` in directory `dir` invalidates, unless the mount made it.
+    /// What a change of `entry` in directory `dir` invalidates, unless the mount made it
+    /// (`judge`: whether that is still to be told, from the mount's records).
     /// `rejudge_until`: how long a state the mount's own requests may still be recording is
     /// judged again (see [`own_state`]).
+    #[allow(clippy::too_many_arguments)]
     fn entry_changed(
         &self,
         w: &BackingWatch,
         dir_ino: u64,
         entry: &[u8],
         mask: EventMask,
+        judge: bool,
         rejudge_until: Instant,
         notes: &mut Vec<Note>,
     ) {
@@ -83,36 +86,14 @@ impl CofferFs {
             self.whole_dir(w, dir_ino, notes);
             return;
         };
-        if removal_only(mask) {
-            if w.own().take_removed(dir_ino, entry) {
-                return;
-            }
-        } else {
-            match dir.fd.stat(entry) {
-                Ok(st) => {
-                    // An entry arriving under a name is the mount's own only if it recorded
-                    // the arrival (a stamp cannot tell a rename on every file system, nor a
-                    // directory, whose times change with every name made in it), and is still
-                    // as the mount left it (events of one batch are merged: a client's write
-                    // right after the mount made the file comes in the same mask).
-                    let arrived = mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
-                    let own_arrival = !arrived || w.own().take_arrived(dir_ino, entry);
-                    if own_arrival {
-                        match own_state(w, dir_ino, &dir, entry, &st, rejudge_until) {
-                            Judged::Own => return,
-                            Judged::Unsure => {
-                                self.pages_changed(&dir, dir_ino, entry, notes);
-                                return;
-                            }
-                            Judged::Other => {}
-                        }
-                    }
+        if judge {
+            match judge_own(w, dir_ino, &dir, entry, mask, rejudge_until) {
+                Judged::Own => return,
+                Judged::Unsure => {
+                    self.pages_changed(&dir, dir_ino, entry, notes);
+                    return;
                 }
-                Err(_) => {
-                    if w.own().take_removed(dir_ino, entry) {
-                        return;
-                    }
-                }
+                Judged::Other => {}
             }
         }
         log::debug!(
@@ -210,6 +191,34 @@ impl CofferFs {
                 }
             }
         }
+    }
+}
+
+/// How the change `mask` of `entry` in directory `dir_ino` stands to the mount's own records.
+fn judge_own(w: &BackingWatch, dir_ino: u64, dir: &Dir, entry: &[u8], mask: EventMask, until: Instant) -> Judged {
+    if removal_only(mask) {
+        return own_removal(w, dir_ino, entry);
+    }
+    let Ok(st) = dir.fd.stat(entry) else {
+        return own_removal(w, dir_ino, entry);
+    };
+    // An entry arriving under a name is the mount's own only if it recorded the arrival (a
+    // stamp cannot tell a rename on every file system, nor a directory, whose times change
+    // with every name made in it), and is still as the mount left it (events of one batch are
+    // merged: a client's write right after the mount made the file comes in the same mask).
+    let arrived = mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
+    if arrived && !w.own().take_arrived(dir_ino, entry) {
+        return Judged::Other;
+    }
+    own_state(w, dir_ino, dir, entry, &st, until)
+}
+
+/// Whether the mount removed `entry` of directory `dir_ino` itself.
+fn own_removal(w: &BackingWatch, dir_ino: u64, entry: &[u8]) -> Judged {
+    if w.own().take_removed(dir_ino, entry) {
+        Judged::Own
+    } else {
+        Judged::Other
     }
 }
 

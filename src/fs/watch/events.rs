@@ -1,7 +1,8 @@
-//! The thread that reads CIPHERDIR's inotify events. Events are gathered for [`SETTLE`] after
-//! the first (a sync client's replace is a create, writes and a rename; the mount's own change
-//! records its stamp right after the syscall), merged per entry, then handed to the file
-//! system to map and pass on to the kernel.
+//! The thread that reads CIPHERDIR's events (fanotify's or inotify's). Events are gathered for
+//! [`SETTLE`] after the first (a sync client's replace is a create, writes and a rename; with
+//! inotify, the mount's own change records its stamp right after the syscall), merged per
+//! entry, then handed to the file system to map and pass on to the kernel. fanotify's events
+//! made by this process are the mount's own and dropped as they are read.
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
@@ -12,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify};
 
-use super::{BackingWatch, OWN_WAIT};
+use super::fanotify::{self, Fanotify};
+use super::{BackingWatch, Reader, WatchId, OWN_WAIT};
 use crate::fs::core::CofferFs;
 
 /// How long events are gathered after the first one of a batch.
@@ -31,6 +33,9 @@ pub struct Batch {
     pub entries: HashMap<(u64, Vec<u8>), EventMask>,
     /// Directories whose own attributes changed, or which were deleted or moved.
     pub dirs: HashSet<u64>,
+    /// Every event of the batch was made by someone else (fanotify told): no change in it
+    /// needs judging against the mount's own.
+    pub exact: bool,
 }
 
 impl Batch {
@@ -63,7 +68,7 @@ pub fn start(fs: &Arc<CofferFs>) -> Option<Running> {
     let weak = Arc::downgrade(fs);
     let flag = stop.clone();
     let thread = std::thread::Builder::new()
-        .name("coffer-inotify".into())
+        .name("coffer-watch".into())
         .spawn(move || run(weak, watch, reader, flag));
     match thread {
         Ok(t) => Some(Running { stop, thread: Some(t) }),
@@ -74,8 +79,11 @@ pub fn start(fs: &Arc<CofferFs>) -> Option<Running> {
     }
 }
 
-fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: Arc<AtomicBool>) {
+fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Reader, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; 64 * 1024];
+    // Taken here, in the process that serves the mount (it may have forked since the watch
+    // was set up).
+    let own_pid = std::process::id() as i32;
     while !stop.load(Ordering::SeqCst) {
         // Every change recorded before now has its events queued already: once they are read
         // and judged (or there are none), those records can go.
@@ -85,10 +93,16 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: 
             watch.own().retire_before(recorded);
             continue;
         }
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            exact: watch.exact(),
+            ..Batch::default()
+        };
         let first = Instant::now();
         loop {
-            drain(&mut reader, &mut buf, &watch, &mut batch);
+            match &mut reader {
+                Reader::Inotify(i) => drain(i, &mut buf, &watch, &mut batch),
+                Reader::Fanotify(f) => drain_fanotify(f, &mut buf, own_pid, &watch, &mut batch),
+            }
             if first.elapsed() >= MAX_GATHER {
                 break;
             }
@@ -101,7 +115,9 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Inotify, stop: 
         // this point: the batch is judged once those requests have ended.
         let mark = watch.own_mark();
         if !batch.is_empty() {
-            watch.wait_own_before(mark, OWN_WAIT);
+            if !batch.exact {
+                watch.wait_own_before(mark, OWN_WAIT);
+            }
             let Some(fs) = fs.upgrade() else { return };
             fs.apply_backing_changes(&watch, batch);
         }
@@ -120,8 +136,8 @@ fn send_queued(fs: &Weak<CofferFs>, watch: &BackingWatch) {
     }
 }
 
-/// Whether the inotify descriptor has events within `ms` milliseconds.
-fn readable(reader: &Inotify, ms: i32) -> bool {
+/// Whether the watch's descriptor has events within `ms` milliseconds.
+fn readable(reader: &Reader, ms: i32) -> bool {
     let mut p = libc::pollfd {
         fd: reader.as_raw_fd(),
         events: libc::POLLIN,
@@ -150,11 +166,12 @@ fn drain(reader: &mut Inotify, buf: &mut [u8], watch: &BackingWatch, batch: &mut
                 batch.overflow = true;
                 continue;
             }
+            let id = WatchId::Wd(ev.wd);
             if ev.mask.contains(EventMask::IGNORED) {
-                watch.dropped(&ev.wd);
+                watch.dropped(&id);
                 continue;
             }
-            let Some(dir) = watch.event_for(&ev.wd) else { continue };
+            let Some(dir) = watch.event_for(&id) else { continue };
             match ev.name {
                 Some(name) => {
                     use std::os::unix::ffi::OsStrExt;
@@ -170,6 +187,62 @@ fn drain(reader: &mut Inotify, buf: &mut [u8], watch: &BackingWatch, batch: &mut
         }
         if !any {
             return;
+        }
+    }
+}
+
+/// Reads every queued fanotify event into `batch`, leaving out those this process (`own_pid`)
+/// made.
+fn drain_fanotify(reader: &Fanotify, buf: &mut [u8], own_pid: i32, watch: &BackingWatch, batch: &mut Batch) {
+    loop {
+        let n = match reader.read(buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::warn!("kernel cache: reading fanotify events: {e}; invalidating everything");
+                batch.overflow = true;
+                return;
+            }
+        };
+        let events = match fanotify::parse(&buf[..n]) {
+            Ok(e) => e,
+            Err(fanotify::Malformed) => {
+                log::warn!("kernel cache: a fanotify event this build cannot read; invalidating everything");
+                batch.overflow = true;
+                return;
+            }
+        };
+        for ev in events {
+            if ev.overflow {
+                batch.overflow = true;
+                continue;
+            }
+            let Some(key) = ev.dir else { continue };
+            let id = WatchId::Key(key);
+            let changes = EventMask::from_bits_truncate(ev.changes);
+            if ev.name.is_none() && changes.contains(EventMask::DELETE_SELF) {
+                // The kernel drops the mark with the directory, whoever deleted it.
+                let dir = watch.event_for(&id);
+                watch.dropped(&id);
+                if let (Some(dir), false) = (dir, ev.pid == own_pid) {
+                    batch.dirs.insert(dir);
+                }
+                continue;
+            }
+            if ev.pid == own_pid {
+                continue;
+            }
+            let Some(dir) = watch.event_for(&id) else { continue };
+            match ev.name {
+                Some(name) => {
+                    *batch.entries.entry((dir, name)).or_insert(EventMask::empty()) |= changes;
+                }
+                None => {
+                    batch.dirs.insert(dir);
+                }
+            }
         }
     }
 }

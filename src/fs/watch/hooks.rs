@@ -11,13 +11,18 @@ use crate::fs::attr::backing_id;
 use crate::fs::core::{CofferFs, TTL};
 use crate::fs::handles::FileHandle;
 use crate::fs::inodes::{BackingId, ROOT};
-use crate::vault::{backing, CipherName, DirFd};
+use crate::vault::{backing, CipherName, Dir, DirFd};
 
 impl CofferFs {
     /// Sets up the watch of CIPHERDIR for `mode` and `atime` (before the mount serves).
-    pub(in crate::fs) fn watch_backing(&mut self, mode: crate::fs::KernelCache, atime: crate::fs::Atime) {
+    pub(in crate::fs) fn watch_backing(
+        &mut self,
+        mode: crate::fs::KernelCache,
+        atime: crate::fs::Atime,
+        watcher: crate::fs::Watcher,
+    ) {
         let dev = self.root().fd.fstat().map_or(0, |st| st.st_dev);
-        let plan = super::plan(&self.root().fd, mode, atime);
+        let plan = super::plan(&self.root().fd, mode, atime, watcher);
         self.watch = BackingWatch::for_mount(
             &self.root().fd,
             dev,
@@ -78,17 +83,34 @@ impl CofferFs {
         w.pages_unchanged(ino, &st)
     }
 
-    /// The kernel forgot `ino`: what the watch keeps of it goes.
-    pub(in crate::fs) fn forget_watched(&self, ino: u64) {
+    /// The backing directory of `ino` when a fanotify mark is on it: to be found before the
+    /// kernel's forget of `ino` is applied, for [`forget_watched`](Self::forget_watched).
+    pub(in crate::fs) fn marked_dir(&self, ino: u64) -> Option<std::sync::Arc<Dir>> {
+        let w = self.watch.as_ref()?;
+        if !w.marked(ino) {
+            return None;
+        }
+        self.dir(ino).ok()
+    }
+
+    /// The kernel forgot `ino`: what the watch keeps of it goes (a fanotify mark through
+    /// `dir`, see [`marked_dir`](Self::marked_dir)).
+    pub(in crate::fs) fn forget_watched(&self, ino: u64, dir: Option<&Dir>) {
         if let Some(w) = &self.watch {
             w.forget_pages(ino);
-            w.unwatch(ino);
+            w.unwatch(ino, dir);
         }
+    }
+
+    /// The watch, when it judges events by the records the mount's requests leave (inotify);
+    /// a watch whose events name their process (fanotify) needs none.
+    fn recording(&self) -> Option<&std::sync::Arc<BackingWatch>> {
+        self.watch.as_ref().filter(|w| !w.exact())
     }
 
     /// Records that the mount itself just changed the backing object statting as `st`.
     pub(in crate::fs) fn own_change(&self, st: &libc::stat) {
-        if let Some(w) = &self.watch {
+        if let Some(w) = self.recording() {
             self.record_own(w, &mut w.own(), st);
         }
     }
@@ -107,7 +129,7 @@ impl CofferFs {
     /// before the lock could be recorded after a newer one, and the watcher would take the
     /// mount's own change for a client's.
     pub(in crate::fs) fn own_change_fd(&self, fd: &impl std::os::fd::AsRawFd) {
-        if let Some(w) = &self.watch {
+        if let Some(w) = self.recording() {
             let mut own = w.own();
             if let Ok(st) = backing::fstat(fd.as_raw_fd()) {
                 self.record_own(w, &mut own, &st);
@@ -122,7 +144,7 @@ impl CofferFs {
     /// changed gets no record: its close costs one needless invalidation. Stat and judgment
     /// are one step under the records' lock, as in [`own_change_fd`](Self::own_change_fd).
     pub(in crate::fs) fn own_close(&self, h: &FileHandle) {
-        let Some(w) = &self.watch else { return };
+        let Some(w) = self.recording() else { return };
         let mut own = w.own();
         let Ok(st) = backing::fstat(h.file().backing().as_raw_fd()) else {
             return;
@@ -142,7 +164,7 @@ impl CofferFs {
     /// first; its stat is taken again under the records' lock, as in
     /// [`own_change_fd`](Self::own_change_fd).
     pub(in crate::fs) fn own_change_ino(&self, ino: u64) {
-        if self.watch.is_none() {
+        if self.recording().is_none() {
             return;
         }
         if let Ok(l) = self.locate(ino) {
@@ -160,7 +182,9 @@ impl CofferFs {
         entry: &[u8],
         backing: Option<BackingId>,
     ) -> std::io::Result<libc::stat> {
-        let Some(w) = &self.watch else { return dir.stat(entry) };
+        let Some(w) = self.recording() else {
+            return dir.stat(entry);
+        };
         let mut own = w.own();
         let st = dir.stat(entry)?;
         if backing.is_none_or(|b| b == backing_id(&st)) {
@@ -172,7 +196,7 @@ impl CofferFs {
     /// Records that the mount itself made or moved something to backing name `name` (and
     /// its long-name sidecar) of directory `parent`.
     pub(in crate::fs) fn own_arrival(&self, parent: u64, name: &CipherName) {
-        if let Some(w) = &self.watch {
+        if let Some(w) = self.recording() {
             let mut own = w.own();
             own.arrived(parent, &name.entry);
             if let Some(l) = &name.long {
@@ -184,7 +208,7 @@ impl CofferFs {
     /// Records that the mount itself removed backing name `name` (and its long-name sidecar)
     /// from directory `parent`.
     pub(in crate::fs) fn own_removal(&self, parent: u64, name: &CipherName) {
-        if let Some(w) = &self.watch {
+        if let Some(w) = self.recording() {
             let mut own = w.own();
             own.removed(parent, &name.entry);
             if let Some(l) = &name.long {

@@ -1,13 +1,16 @@
 //! Watching CIPHERDIR, so that the kernel may cache names, attributes, listings and pages for
 //! longer than a second and still show a sync client's changes at once.
 //!
-//! Each backing directory the kernel looks into gets an inotify watch (added before the
-//! request reads the backing tree, so no change between the two is missed), and only those:
-//! the watch budget is shared with the sync client itself. A background thread ([`events`])
-//! reads the events, drops the mount's own (see [`own`], recorded by the requests through
-//! `hooks`), maps the rest to plaintext names and inodes and tells the kernel (`inval_entry`,
-//! `inval_inode`), see `apply`; under the writeback cache a regular file changed in place
-//! gets a new generation at its next lookup instead (`retire`).
+//! Each backing directory the kernel looks into gets a watch (added before the request reads
+//! the backing tree, so no change between the two is missed), and only those: the watch
+//! budget is shared with the sync client itself. The watch is a fanotify mark where the
+//! mount may use fanotify ([`fanotify`]: its events name the process that made them, so the
+//! mount's own are dropped exactly), else an inotify watch (its events name no process: the
+//! mount's own are told by the records its requests leave, see [`own`] and `hooks`). A
+//! background thread ([`events`]) reads the events, drops the mount's own, maps the rest to
+//! plaintext names and inodes and tells the kernel (`inval_entry`, `inval_inode`), see
+//! `apply`; under the writeback cache a regular file changed in place gets a new generation
+//! at its next lookup instead (`retire`).
 //!
 //! Replies carry the long timeouts only while their directory is watched and no event of it
 //! arrived during the request: a [`Ticket`] taken before the request is checked after it, so a
@@ -19,6 +22,7 @@
 mod apply;
 mod coarse;
 pub mod events;
+pub mod fanotify;
 pub mod fstype;
 mod hooks;
 mod in_flight;
@@ -34,7 +38,7 @@ use std::time::Duration;
 use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
 
 use super::core::TTL;
-use super::KernelCache;
+use super::{KernelCache, Watcher};
 use crate::vault::Dir;
 
 pub use events::Running;
@@ -71,9 +75,39 @@ impl Ticket {
     pub const NONE: Ticket = Ticket(None);
 }
 
+/// What events name a watched directory by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum WatchId {
+    /// An inotify watch descriptor.
+    Wd(WatchDescriptor),
+    /// A fanotify-marked directory's file handle.
+    Key(fanotify::DirKey),
+}
+
+/// How the mount watches CIPHERDIR.
+enum Backend {
+    Inotify(Mutex<Watches>),
+    Fanotify(Arc<fanotify::Fanotify>),
+}
+
+/// Where the watcher thread reads events from.
+pub(super) enum Reader {
+    Inotify(Inotify),
+    Fanotify(Arc<fanotify::Fanotify>),
+}
+
+impl AsRawFd for Reader {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Reader::Inotify(i) => i.as_raw_fd(),
+            Reader::Fanotify(f) => f.as_raw_fd(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Watched {
-    wd: WatchDescriptor,
+    id: WatchId,
     /// Events read for this directory so far.
     events: u64,
 }
@@ -81,7 +115,7 @@ struct Watched {
 #[derive(Debug, Default)]
 struct State {
     by_ino: HashMap<u64, Watched>,
-    by_wd: HashMap<WatchDescriptor, u64>,
+    by_id: HashMap<WatchId, u64>,
     /// Directories that cannot be watched (another file system, a failed watch add).
     unwatched: HashSet<u64>,
     /// Names whose absence the kernel was told to cache, per directory.
@@ -91,8 +125,8 @@ struct State {
 
 /// The watch of one mount's CIPHERDIR.
 pub struct BackingWatch {
-    watches: Mutex<Watches>,
-    reader: Mutex<Option<Inotify>>,
+    backend: Backend,
+    reader: Mutex<Option<Reader>>,
     state: Mutex<State>,
     own: Mutex<own::OwnChanges>,
     /// Odd while lost events are being made up for.
@@ -155,8 +189,8 @@ impl std::fmt::Debug for BackingWatch {
 /// `coffer mount -v`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    /// CIPHERDIR is watched; the kernel caches.
-    On,
+    /// CIPHERDIR is watched, as said; the kernel caches.
+    On(Watching),
     /// `--kernel-cache=on` on a file system that cannot be watched (its name).
     Forced(&'static str),
     /// 1 s timeouts, for this reason.
@@ -167,10 +201,10 @@ impl std::fmt::Display for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = LONG_TTL.as_secs();
         match self {
-            Plan::On => write!(
+            Plan::On(how) => write!(
                 f,
-                "kernel cache: on (CIPHERDIR watched with inotify): names, attributes and listings kept up to \
-                 {secs} s, file pages across opens"
+                "kernel cache: on (CIPHERDIR watched with {how}): names, attributes and listings kept up to {secs} \
+                 s, file pages across opens"
             ),
             Plan::Forced(fs) => write!(
                 f,
@@ -182,8 +216,38 @@ impl std::fmt::Display for Plan {
     }
 }
 
-/// The plan for a mount of the CIPHERDIR open as `root` in `mode`.
-pub fn plan(root: &impl AsRawFd, mode: KernelCache, atime: super::Atime) -> Plan {
+/// What watches CIPHERDIR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watching {
+    /// fanotify: the mount's own changes are told by the process that made them.
+    Fanotify,
+    /// inotify, for this reason: the mount's own changes are told by the state each left.
+    Inotify(String),
+}
+
+impl std::fmt::Display for Watching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Watching::Fanotify => write!(f, "fanotify"),
+            Watching::Inotify(why) => write!(f, "inotify; {why}"),
+        }
+    }
+}
+
+/// What `watcher` watches the CIPHERDIR open as `root` with: fanotify where it may, and can
+/// mark `root` (tried with a group of its own, dropped again).
+fn watching(root: &impl AsRawFd, watcher: Watcher) -> Watching {
+    match watcher {
+        Watcher::Inotify => Watching::Inotify("--watcher=inotify".into()),
+        Watcher::Auto => match fanotify::Fanotify::init().and_then(|f| f.add(root)) {
+            Ok(_) => Watching::Fanotify,
+            Err(e) => Watching::Inotify(format!("fanotify: {e}")),
+        },
+    }
+}
+
+/// The plan for a mount of the CIPHERDIR open as `root` in `mode`, watched as `watcher` asks.
+pub fn plan(root: &impl AsRawFd, mode: KernelCache, atime: super::Atime, watcher: Watcher) -> Plan {
     if mode == KernelCache::Off {
         return Plan::Off("--kernel-cache=off".into());
     }
@@ -196,7 +260,7 @@ pub fn plan(root: &impl AsRawFd, mode: KernelCache, atime: super::Atime) -> Plan
             "CIPHERDIR is on {fs}, where inotify misses changes made elsewhere; --kernel-cache=on overrides"
         )),
         Ok(Some(fs)) => Plan::Forced(fs),
-        Ok(None) => Plan::On,
+        Ok(None) => Plan::On(watching(root, watcher)),
         Err(e) => Plan::Off(format!("cannot tell CIPHERDIR's file system: {e}")),
     }
 }
@@ -205,7 +269,7 @@ impl BackingWatch {
     /// The watch for a mount of a CIPHERDIR on device `root_dev` following `plan`, or None
     /// when the mount keeps the short timeouts; says which in the log. `everywhere`
     /// (`--kernel-cache=on`) also watches directories on file systems that cannot be watched.
-    /// `root` is CIPHERDIR, whose change times are probed (see
+    /// `root` is CIPHERDIR. With inotify, its change times are probed (see
     /// [`fstype::coarse_change_times`]) unless the mount is `read_only` (it changes nothing).
     pub fn for_mount(
         root: &impl AsRawFd,
@@ -214,27 +278,33 @@ impl BackingWatch {
         plan: &Plan,
         everywhere: bool,
     ) -> Option<Arc<Self>> {
-        match plan {
+        let fanotify = match plan {
             Plan::Off(_) => {
                 log::info!("{plan}");
                 return None;
             }
-            Plan::Forced(_) => log::warn!("{plan}"),
-            Plan::On => {}
-        }
-        let inotify = match Inotify::init() {
-            Ok(i) => i,
+            Plan::Forced(_) => false,
+            Plan::On(how) => *how == Watching::Fanotify,
+        };
+        let (backend, reader) = match backend(root, fanotify) {
+            Ok(b) => b,
             Err(e) => {
                 log::warn!("{}", Plan::Off(format!("inotify is not available: {e}")));
                 return None;
             }
         };
-        if *plan == Plan::On {
-            log::info!("{plan}");
+        match plan {
+            Plan::On(Watching::Fanotify) if matches!(backend, Backend::Inotify(_)) => log::warn!(
+                "{}",
+                Plan::On(Watching::Inotify("fanotify failed when the mount set it up".into()))
+            ),
+            Plan::On(_) => log::info!("{plan}"),
+            _ => log::warn!("{plan}"),
         }
+        let exact = matches!(backend, Backend::Fanotify(_));
         let w = Arc::new(BackingWatch {
-            watches: Mutex::new(inotify.watches()),
-            reader: Mutex::new(Some(inotify)),
+            backend,
+            reader: Mutex::new(Some(reader)),
             state: Mutex::default(),
             own: Mutex::default(),
             resync: AtomicU64::new(0),
@@ -249,10 +319,17 @@ impl BackingWatch {
             read_only,
             queued: Mutex::default(),
         });
-        if !read_only {
+        if !read_only && !exact {
             w.coarse.learn(root_dev, root, "CIPHERDIR");
         }
         Some(w)
+    }
+
+    /// Whether the events read name the process that made them, so that the mount's own are
+    /// dropped as they are read (fanotify). Otherwise (inotify) the mount's requests record
+    /// what they change, and the watcher judges each event against those records.
+    pub fn exact(&self) -> bool {
+        matches!(self.backend, Backend::Fanotify(_))
     }
 
     /// Queues `notes` for the watcher thread to send (after the batch it is judging, if any,
@@ -354,31 +431,36 @@ impl BackingWatch {
                 return;
             }
         }
-        if let (true, Some(dev), false) = (other_fs, dev, self.read_only) {
+        if let (true, Some(dev), false, false) = (other_fs, dev, self.read_only, self.exact()) {
             self.coarse.learn(dev, &dir.fd, &dir.rel.display().to_string());
         }
-        let path = format!("/proc/self/fd/{}", dir.fd.as_raw_fd());
-        let added = self
-            .watches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .add(&path, mask());
+        let added = match &self.backend {
+            Backend::Inotify(watches) => {
+                let path = format!("/proc/self/fd/{}", dir.fd.as_raw_fd());
+                let added = watches.lock().unwrap_or_else(|p| p.into_inner()).add(&path, mask());
+                added.map(WatchId::Wd)
+            }
+            Backend::Fanotify(fan) => fan.add(&dir.fd).map(WatchId::Key),
+        };
         let mut s = self.state();
         match added {
-            Ok(wd) => {
-                if let Some(old) = s.by_wd.insert(wd.clone(), ino) {
+            Ok(id) => {
+                if let Some(old) = s.by_id.insert(id.clone(), ino) {
                     if old != ino {
                         s.by_ino.remove(&old);
                     }
                 }
-                s.by_ino.insert(ino, Watched { wd, events: 0 });
+                s.by_ino.insert(ino, Watched { id, events: 0 });
             }
             Err(e) => {
                 if e.raw_os_error() == Some(libc::ENOSPC) {
                     if !self.warned_limit.swap(true, Ordering::Relaxed) {
+                        let limit = match self.backend {
+                            Backend::Inotify(_) => "the inotify watch limit is reached (fs.inotify.max_user_watches)",
+                            Backend::Fanotify(_) => "the fanotify mark limit is reached (fs.fanotify.max_user_marks)",
+                        };
                         log::warn!(
-                            "kernel cache: the inotify watch limit is reached (fs.inotify.max_user_watches); \
-                             directories past it, first {}, are kept 1 s",
+                            "kernel cache: {limit}; directories past it, first {}, are kept 1 s",
                             dir.rel.display()
                         );
                     }
@@ -411,18 +493,39 @@ impl BackingWatch {
         }
     }
 
-    /// The kernel forgot directory inode `ino`: its watch goes.
-    pub fn unwatch(&self, ino: u64) {
+    /// Whether directory inode `ino` has a fanotify mark, which only a descriptor of the
+    /// directory can remove (see [`unwatch`](Self::unwatch)).
+    pub fn marked(&self, ino: u64) -> bool {
+        self.exact() && self.state().by_ino.contains_key(&ino)
+    }
+
+    /// The kernel forgot directory inode `ino`: its watch goes. A fanotify mark is removed
+    /// through `dir`, the directory as it was found before the kernel forgot it (without it,
+    /// the mark stays until the directory is deleted or the mount ends; its events are
+    /// dropped).
+    pub fn unwatch(&self, ino: u64, dir: Option<&Dir>) {
         let mut s = self.state();
         s.unwatched.remove(&ino);
         if let Some(n) = s.negatives.remove(&ino) {
             s.negative_count -= n.len();
         }
         let Some(w) = s.by_ino.remove(&ino) else { return };
-        if s.by_wd.get(&w.wd) == Some(&ino) {
-            s.by_wd.remove(&w.wd);
+        if s.by_id.get(&w.id) == Some(&ino) {
+            s.by_id.remove(&w.id);
             drop(s);
-            let _ = self.watches.lock().unwrap_or_else(|p| p.into_inner()).remove(w.wd);
+            match (&self.backend, w.id) {
+                (Backend::Inotify(watches), WatchId::Wd(wd)) => {
+                    let _ = watches.lock().unwrap_or_else(|p| p.into_inner()).remove(wd);
+                }
+                (Backend::Fanotify(fan), WatchId::Key(key)) => {
+                    if let Some(d) = dir {
+                        if let Err(e) = fan.remove(&d.fd, &key) {
+                            log::debug!("kernel cache: mark of {} stays: {e}", d.rel.display());
+                        }
+                    }
+                }
+                _ => {}
+            }
         }
     }
 
@@ -464,21 +567,21 @@ impl BackingWatch {
             .collect()
     }
 
-    /// The directory inode of watch `wd`, counting one event for it.
-    fn event_for(&self, wd: &WatchDescriptor) -> Option<u64> {
+    /// The directory inode of watch `id`, counting one event for it.
+    fn event_for(&self, id: &WatchId) -> Option<u64> {
         let mut s = self.state();
-        let ino = *s.by_wd.get(wd)?;
+        let ino = *s.by_id.get(id)?;
         if let Some(w) = s.by_ino.get_mut(&ino) {
             w.events += 1;
         }
         Some(ino)
     }
 
-    /// The kernel removed watch `wd` (its directory was deleted).
-    fn dropped(&self, wd: &WatchDescriptor) {
+    /// The kernel removed watch `id` (its directory was deleted).
+    fn dropped(&self, id: &WatchId) {
         let mut s = self.state();
-        if let Some(ino) = s.by_wd.remove(wd) {
-            if s.by_ino.get(&ino).is_some_and(|w| &w.wd == wd) {
+        if let Some(ino) = s.by_id.remove(id) {
+            if s.by_ino.get(&ino).is_some_and(|w| &w.id == id) {
                 s.by_ino.remove(&ino);
             }
         }
@@ -489,6 +592,7 @@ impl BackingWatch {
     pub fn figures(&self) -> serde_json::Value {
         let s = self.state();
         serde_json::json!({
+            "watcher": if self.exact() { "fanotify" } else { "inotify" },
             "watched_dirs": s.by_ino.len(),
             "unwatched_dirs": s.unwatched.len(),
             "changes_passed_on": self.foreign.load(Ordering::Relaxed),
@@ -496,4 +600,20 @@ impl BackingWatch {
             "absences_cached": s.negative_count,
         })
     }
+}
+
+/// The watch of the CIPHERDIR open as `root`: with fanotify when `fanotify` and it can mark
+/// `root`, else with inotify.
+fn backend(root: &impl AsRawFd, fanotify: bool) -> std::io::Result<(Backend, Reader)> {
+    if fanotify {
+        if let Ok(fan) = fanotify::Fanotify::init().and_then(|f| f.add(root).map(|_| f)) {
+            let fan = Arc::new(fan);
+            return Ok((Backend::Fanotify(fan.clone()), Reader::Fanotify(fan)));
+        }
+    }
+    let inotify = Inotify::init()?;
+    Ok((
+        Backend::Inotify(Mutex::new(inotify.watches())),
+        Reader::Inotify(inotify),
+    ))
 }

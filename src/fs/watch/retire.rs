@@ -14,7 +14,7 @@
 //!
 //! A file whose writeback failed (a full disk) is marked too: the kernel's pages and size
 //! still hold bytes the vault does not, and after its last close it shows what is stored. So
-//! are every file after lost inotify events and every file of a directory that changed as a
+//! are every file after lost watch events and every file of a directory that changed as a
 //! whole. Without the watch nothing tells of a client's changes, but the 1 s entry timeout
 //! still brings the lookup that retires a file whose writeback failed.
 
