@@ -1009,7 +1009,7 @@ _coffer() {
             return 0
             ;;
         coffer__subcmd__mount)
-            opts="-f -v -h --passfile --extpass --config --masterkey --identity --keyfile --accept-config-change --fg --ro --allow-other --nonempty --suid --dev --atime --nodiratime --kernel-cache --writeback-cache --idle --log --daemon-child --verbose --help"
+            opts="-f -v -h --passfile --extpass --config --masterkey --identity --keyfile --accept-config-change --fg --ro --allow-other --nonempty --suid --dev --atime --nodiratime --kernel-cache --watcher --writeback-cache --idle --log --daemon-child --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1041,6 +1041,10 @@ _coffer() {
                     ;;
                 --kernel-cache)
                     COMPREPLY=($(compgen -W "auto on off" -- "${cur}"))
+                    return 0
+                    ;;
+                --watcher)
+                    COMPREPLY=($(compgen -W "auto inotify" -- "${cur}"))
                     return 0
                     ;;
                 --idle)

@@ -70,6 +70,8 @@ strictatime\t'Update the access time on every read'"
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l kernel-cache -d 'Let the kernel keep names, attributes, listings and file pages up to 30 s, dropping each when a watch of CIPHERDIR sees it change: `auto` where CIPHERDIR can be watched (not on NFS, SMB, 9p, overlayfs or a FUSE mount such as sshfs or rclone), `on` everywhere, `off` for 1 s timeouts' -r -f -a "auto\t'On where CIPHERDIR can be watched'
 on\t'On everywhere'
 off\t'Off: 1 s timeouts'"
+complete -c coffer -n "__fish_coffer_using_subcommand mount" -l watcher -d 'What watches CIPHERDIR for the kernel cache: `auto` uses fanotify where the kernel allows it (its events name the process that made them, so the mount\'s own changes are told exactly), else inotify; `inotify` always uses inotify' -r -f -a "auto\t'fanotify where the kernel allows it (Linux 5.13 and later), else inotify'
+inotify\t'inotify only'"
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l idle -d 'Unmount after this long without any filesystem request (e.g. 90s, 30m, 2h)' -r
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l log -d 'Write the log to FILE (default: syslog in the background, stderr with --fg)' -r -F
 complete -c coffer -n "__fish_coffer_using_subcommand mount" -l masterkey -d 'Open with the recovery key (read from the prompt, stdin or --passfile) instead of the password; works without coffer.conf'
