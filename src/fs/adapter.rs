@@ -69,6 +69,14 @@ fn caller(req: &Request) -> Caller {
     }
 }
 
+/// Tells `ops` that a request changing name `name` of directory `parent` failed (see
+/// [`Ops::change_failed`]).
+fn failed_in<T: Ops, R>(ops: &T, r: &Result<R, VaultError>, parent: INodeNo, name: &OsStr) {
+    if r.is_err() {
+        ops.change_failed(&[(parent.0, name.as_bytes())], &[]);
+    }
+}
+
 fn ok_or_reply(r: Result<(), VaultError>, op: &str, reply: ReplyEmpty) {
     match r {
         Ok(()) => reply.ok(),
@@ -244,7 +252,10 @@ impl<T: Ops> Filesystem for Adapter<T> {
         let t = self.0.attr_ticket(ino.0);
         match self.0.setattr(ino.0, fh.map(|f| f.0), s) {
             Ok(attr) => reply.attr(&attr_ttl(&*self.0, t, &attr), &attr),
-            Err(e) => reply.error(errno("setattr", e)),
+            Err(e) => {
+                self.0.change_failed(&[], &[ino.0]);
+                reply.error(errno("setattr", e))
+            }
         }
     }
 
@@ -270,6 +281,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         let _own = self.0.own_op();
         let t = self.0.entry_ticket(parent.0);
         let r = self.0.mknod(parent.0, name.as_bytes(), mode, rdev, caller(req));
+        failed_in(&*self.0, &r, parent, name);
         entry_or_reply(&*self.0, t, r, "mknod", reply);
     }
 
@@ -278,19 +290,24 @@ impl<T: Ops> Filesystem for Adapter<T> {
         let _own = self.0.own_op();
         let t = self.0.entry_ticket(parent.0);
         let r = self.0.mkdir(parent.0, name.as_bytes(), mode, caller(req));
+        failed_in(&*self.0, &r, parent, name);
         entry_or_reply(&*self.0, t, r, "mkdir", reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.1.add(Req::Unlink);
         let _own = self.0.own_op();
-        ok_or_reply(self.0.unlink(parent.0, name.as_bytes()), "unlink", reply);
+        let r = self.0.unlink(parent.0, name.as_bytes());
+        failed_in(&*self.0, &r, parent, name);
+        ok_or_reply(r, "unlink", reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.1.add(Req::Rmdir);
         let _own = self.0.own_op();
-        ok_or_reply(self.0.rmdir(parent.0, name.as_bytes()), "rmdir", reply);
+        let r = self.0.rmdir(parent.0, name.as_bytes());
+        failed_in(&*self.0, &r, parent, name);
+        ok_or_reply(r, "rmdir", reply);
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
@@ -299,6 +316,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         let target = target.as_os_str().as_bytes();
         let t = self.0.entry_ticket(parent.0);
         let r = self.0.symlink(parent.0, link_name.as_bytes(), target, caller(req));
+        failed_in(&*self.0, &r, parent, link_name);
         entry_or_reply(&*self.0, t, r, "symlink", reply);
     }
 
@@ -317,6 +335,10 @@ impl<T: Ops> Filesystem for Adapter<T> {
         let r = self
             .0
             .rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), flags.bits());
+        if r.is_err() {
+            let names = [(parent.0, name.as_bytes()), (newparent.0, newname.as_bytes())];
+            self.0.change_failed(&names, &[]);
+        }
         ok_or_reply(r, "rename", reply);
     }
 
@@ -325,6 +347,9 @@ impl<T: Ops> Filesystem for Adapter<T> {
         let _own = self.0.own_op();
         let t = self.0.entry_ticket(newparent.0);
         let r = self.0.link(ino.0, newparent.0, newname.as_bytes());
+        if r.is_err() {
+            self.0.change_failed(&[(newparent.0, newname.as_bytes())], &[ino.0]);
+        }
         entry_or_reply(&*self.0, t, r, "link", reply);
     }
 
@@ -550,7 +575,10 @@ impl<T: Ops> Filesystem for Adapter<T> {
                 let keep = keep_cache(&*self.0, t) & pages_kept(&*self.0, attr.ino.0, fh);
                 reply.created(&ttl, &attr, generation, FileHandle(fh), keep)
             }
-            Err(e) => reply.error(errno("create", e)),
+            Err(e) => {
+                self.0.change_failed(&[(parent.0, name.as_bytes())], &[]);
+                reply.error(errno("create", e))
+            }
         }
     }
 

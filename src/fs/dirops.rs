@@ -19,7 +19,7 @@ impl CofferFs {
     }
 
     pub(super) fn do_forget(&self, ino: u64, n: u64) {
-        let marked = self.marked_dir(ino);
+        let marked = self.marked_dir(ino, n);
         if self.table().forget(ino, n) {
             self.uncache_dir(ino);
             self.listings.lock().unwrap_or_else(|p| p.into_inner()).forget(ino);
@@ -121,7 +121,7 @@ impl CofferFs {
         let from = self.dir(parent)?;
         let to = self.dir(new_parent)?;
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
-        if self.watch.is_some() {
+        if self.recording().is_some() {
             if let Ok(moved) = self.vault.resolve(&from, name) {
                 self.own_removal(parent, &moved);
             }
@@ -165,7 +165,7 @@ impl CofferFs {
         if let Some(ino) = replaced {
             self.uncache_dir(ino);
         }
-        if self.watch.is_some() {
+        if self.recording().is_some() {
             // A rename changes the moved objects' ctime: the watcher's events must find them
             // as the mount left them.
             let mut moved = vec![(new_parent, &to, new_name)];

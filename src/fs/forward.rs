@@ -45,6 +45,10 @@ impl Ops for CofferFs {
         self.watch.as_ref().filter(|w| !w.exact()).map(|w| w.own_op())
     }
 
+    fn change_failed(&self, names: &[(u64, &[u8])], inodes: &[u64]) {
+        self.own_change_failed(names, inodes);
+    }
+
     fn pages_unchanged(&self, ino: u64, fh: u64) -> bool {
         self.watch.is_some() && CofferFs::pages_unchanged(self, ino, fh)
     }

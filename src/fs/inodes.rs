@@ -454,6 +454,11 @@ impl Inodes {
         )
     }
 
+    /// Whether [`forget`](Self::forget)`(ino, n)` would drop node `ino`.
+    pub fn forgets(&self, ino: u64, n: u64) -> bool {
+        ino != ROOT && self.nodes.get(&ino).is_some_and(|node| node.lookups <= n)
+    }
+
     /// Drops `n` lookups; forgets the node at zero. Returns whether it was forgotten.
     pub fn forget(&mut self, ino: u64, n: u64) -> bool {
         if ino == ROOT {

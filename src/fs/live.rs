@@ -53,7 +53,12 @@ impl CofferFs {
                     progress(&shown);
                 },
                 guard,
-            )?;
+            );
+            // The walk renamed and replaced backing objects from this process, which a watch
+            // of fanotify takes for the mount's own and drops; the kernel may hold their old
+            // names, inode numbers (in cached listings) and attributes.
+            self.own_tree_changed();
+            let pass = pass?;
             let again = pass.changed > 0 && !pass.stopped;
             total.add(&pass);
             total.left = pass.left;

@@ -115,7 +115,10 @@ pub enum KernelCache {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Watcher {
     /// fanotify where the mount may use it (Linux 5.13 and later; its events name the process
-    /// that made them), else inotify.
+    /// that made them), else inotify. A change to CIPHERDIR made by the process serving the
+    /// mount is then the mount's own, whichever thread made it: a program that serves a mount
+    /// in its own process (`spawn`) and also changes that CIPHERDIR behind it, as a sync
+    /// client would, must use [`Watcher::Inotify`].
     #[default]
     Auto,
     /// inotify only (the mount's own changes told by the state each left).

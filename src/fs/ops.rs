@@ -101,6 +101,12 @@ pub trait Ops: Send + Sync + 'static {
         None
     }
 
+    /// A request that changes the backing tree failed, perhaps half way (a file made and its
+    /// mode not set, a name removed and its long-name sidecar not): what the kernel holds of
+    /// `names` (directory inode, plaintext name) and their directories, and of `inodes`, is
+    /// dropped if the watch would not pass the change on (see `BackingWatch::exact`).
+    fn change_failed(&self, _names: &[(u64, &[u8])], _inodes: &[u64]) {}
+
     /// Whether an open of `ino` (handle `fh`) may keep the pages the kernel caches for it.
     fn pages_unchanged(&self, _ino: u64, _fh: u64) -> bool {
         false

@@ -512,7 +512,12 @@ fn mount_saying(v: &Path, mp: &Path, pf: &Path, extra: &[&str], says: &str) -> S
 fn with_the_kernel_cache_a_warm_tree_is_read_again_without_asking_the_daemon() {
     let Some((_t, v, mp, pf, _)) = setup() else { return };
     let guard = Unmount(mp.clone());
-    mount_saying(&v, &mp, &pf, &[], "kernel cache: on (CIPHERDIR watched with fanotify)");
+    // fanotify wherever this process may use it (Linux 5.13 and later), as the mount may.
+    let watcher = match coffer::fs::watch::fanotify::Fanotify::init() {
+        Ok(_) => "kernel cache: on (CIPHERDIR watched with fanotify)",
+        Err(_) => "kernel cache: on (CIPHERDIR watched with inotify; fanotify: ",
+    };
+    mount_saying(&v, &mp, &pf, &[], watcher);
     let cached = requests_for_a_warm_tree(&v, &mp);
     drop(guard);
 

@@ -292,6 +292,11 @@ impl TestMount {
         }
     }
 
+    /// The pid of the `coffer mount --fg` serving a mount [served apart](Self::served_apart).
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(|d| d.pid())
+    }
+
     /// The mount handle.
     pub fn handle(&self) -> &MountHandle {
         self.handle.as_ref().expect("mounted")

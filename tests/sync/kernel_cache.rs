@@ -524,6 +524,9 @@ fn after_lost_events_nothing_stale_is_served_and_it_is_counted() {
         let small = common::SmallQueue::set(16);
         let mut args = vec!["mount", "--passfile", s(&pf), s(&v), s(&mp)];
         args.extend(extra);
+        if common::inotify_run() {
+            args.push("--watcher=inotify");
+        }
         let out = coffer(&args, None);
         drop(small);
         assert_eq!(out.code, 0, "{}", out.stderr);
@@ -903,4 +906,59 @@ fn watcher_of(cipher: &Path) -> String {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     st["kernel_cache"]["watcher"].as_str().unwrap().to_string()
+}
+
+/// The directory watches (fanotify marks or inotify watches) the process `pid` holds, as its
+/// descriptors' fdinfo lists them.
+fn watches_of(pid: u32) -> usize {
+    let mut n = 0;
+    for fd in fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let info = fs::read_to_string(fd.unwrap().path()).unwrap_or_default();
+        n += info
+            .lines()
+            .filter(|l| l.starts_with("fanotify ino:") || l.starts_with("inotify wd:"))
+            .count();
+    }
+    n
+}
+
+/// Each directory the kernel holds is watched, and its watch goes when the kernel forgets it
+/// (a fanotify mark can only be removed through a descriptor of its directory, found before
+/// the forget is applied): the watch budget, shared per user, is not used up by directories
+/// walked once.
+#[test]
+fn a_directorys_watch_goes_when_the_kernel_forgets_it() {
+    if !common::is_root() {
+        eprintln!("SKIPPED: dropping the kernel's caches needs root");
+        return;
+    }
+    let Some(m) = TestMount::apart() else { return };
+    let pid = m.daemon_pid().unwrap();
+    for d in 0..100 {
+        fs::create_dir(m.path(format!("d{d}"))).unwrap();
+        fs::write(m.path(format!("d{d}/f")), b"x").unwrap();
+    }
+    for d in 0..100 {
+        assert_eq!(fs::read_dir(m.path(format!("d{d}"))).unwrap().count(), 1);
+    }
+    let walked = watches_of(pid);
+    assert!(walked >= 100, "{walked} watches for 100 directories walked");
+    let t0 = Instant::now();
+    let mut now = walked;
+    while t0.elapsed() < Duration::from_secs(20) {
+        fs::write("/proc/sys/vm/drop_caches", b"2").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        now = watches_of(pid);
+        if now <= 5 {
+            break;
+        }
+    }
+    assert!(
+        now <= 5,
+        "{now} watches left of {walked} after the kernel forgot the directories"
+    );
+    // And the directories are watched again when the kernel looks into them again.
+    fs::write(m.path("d7/g"), b"y").unwrap();
+    assert_eq!(fs::read_dir(m.path("d7")).unwrap().count(), 2);
+    assert!(watches_of(pid) > now, "d7 watched again");
 }

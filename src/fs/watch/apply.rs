@@ -165,6 +165,17 @@ impl CofferFs {
         w.resync.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// The mount changed backing objects outside the requests that answer for them (a rekey
+    /// of the mounted vault): under a watch that drops the mount's own events as it reads
+    /// them (fanotify), the kernel drops everything it holds of the mount, as after lost
+    /// events. Not from a request's thread (see [`tell_kernel`](Self::tell_kernel)).
+    pub(in crate::fs) fn own_tree_changed(&self) {
+        if let Some(w) = self.watch.as_ref().filter(|w| w.exact()) {
+            self.drop_all_kernel_caches(w);
+            self.dir_cache_clear();
+        }
+    }
+
     /// Tells the kernel to drop every name, absence, inode attribute, page and listing it
     /// holds of this mount.
     fn drop_all_kernel_caches(&self, w: &BackingWatch) {

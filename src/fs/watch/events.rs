@@ -36,6 +36,9 @@ pub struct Batch {
     /// Every event of the batch was made by someone else (fanotify told): no change in it
     /// needs judging against the mount's own.
     pub exact: bool,
+    /// The watch cannot be read (any more): after this batch the mount keeps the short
+    /// timeouts.
+    pub failed: bool,
 }
 
 impl Batch {
@@ -119,7 +122,12 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Reader, stop: A
                 watch.wait_own_before(mark, OWN_WAIT);
             }
             let Some(fs) = fs.upgrade() else { return };
+            let failed = batch.failed;
             fs.apply_backing_changes(&watch, batch);
+            if failed {
+                watch.give_up();
+                return;
+            }
         }
         watch.own().retire_before(recorded);
     }
@@ -156,6 +164,7 @@ fn drain(reader: &mut Inotify, buf: &mut [u8], watch: &BackingWatch, batch: &mut
             Err(e) => {
                 log::warn!("kernel cache: reading inotify events: {e}; invalidating everything");
                 batch.overflow = true;
+                batch.failed = true;
                 return;
             }
         };
@@ -203,6 +212,7 @@ fn drain_fanotify(reader: &Fanotify, buf: &mut [u8], own_pid: i32, watch: &Backi
             Err(e) => {
                 log::warn!("kernel cache: reading fanotify events: {e}; invalidating everything");
                 batch.overflow = true;
+                batch.failed = true;
                 return;
             }
         };
@@ -211,6 +221,7 @@ fn drain_fanotify(reader: &Fanotify, buf: &mut [u8], own_pid: i32, watch: &Backi
             Err(fanotify::Malformed) => {
                 log::warn!("kernel cache: a fanotify event this build cannot read; invalidating everything");
                 batch.overflow = true;
+                batch.failed = true;
                 return;
             }
         };

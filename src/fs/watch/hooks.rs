@@ -5,6 +5,7 @@
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use super::apply::Note;
 use super::own::{OwnChanges, Stamp};
 use super::{BackingWatch, Ticket};
 use crate::fs::attr::backing_id;
@@ -83,11 +84,12 @@ impl CofferFs {
         w.pages_unchanged(ino, &st)
     }
 
-    /// The backing directory of `ino` when a fanotify mark is on it: to be found before the
-    /// kernel's forget of `ino` is applied, for [`forget_watched`](Self::forget_watched).
-    pub(in crate::fs) fn marked_dir(&self, ino: u64) -> Option<std::sync::Arc<Dir>> {
+    /// The backing directory of `ino` when a fanotify mark is on it and the kernel's forget
+    /// of `n` lookups drops the node: to be found before the forget is applied, for
+    /// [`forget_watched`](Self::forget_watched).
+    pub(in crate::fs) fn marked_dir(&self, ino: u64, n: u64) -> Option<std::sync::Arc<Dir>> {
         let w = self.watch.as_ref()?;
-        if !w.marked(ino) {
+        if !w.marked(ino) || !self.table().forgets(ino, n) {
             return None;
         }
         self.dir(ino).ok()
@@ -104,7 +106,7 @@ impl CofferFs {
 
     /// The watch, when it judges events by the records the mount's requests leave (inotify);
     /// a watch whose events name their process (fanotify) needs none.
-    fn recording(&self) -> Option<&std::sync::Arc<BackingWatch>> {
+    pub(in crate::fs) fn recording(&self) -> Option<&std::sync::Arc<BackingWatch>> {
         self.watch.as_ref().filter(|w| !w.exact())
     }
 
@@ -191,6 +193,25 @@ impl CofferFs {
             self.record_own(w, &mut own, &st);
         }
         Ok(st)
+    }
+
+    /// A changing request of the mount's own failed, perhaps half way: under a watch that
+    /// drops the mount's own events as they are read (fanotify), whatever the kernel holds of
+    /// `names` (directory inode, plaintext name), their directories and `inodes` is dropped, as
+    /// the watch would drop a client's change. (Under inotify, a change is the mount's own
+    /// only once the request recorded it, which a failed request does not.)
+    pub(in crate::fs) fn own_change_failed(&self, names: &[(u64, &[u8])], inodes: &[u64]) {
+        let Some(w) = self.watch.as_ref().filter(|w| w.exact()) else {
+            return;
+        };
+        let mut notes = Vec::new();
+        for (dir, name) in names {
+            notes.push(Note::Entry(*dir, name.to_vec()));
+            notes.push(Note::Inode(*dir));
+            w.forget_negative(*dir, name);
+        }
+        notes.extend(inodes.iter().map(|i| Note::Inode(*i)));
+        w.queue(notes);
     }
 
     /// Records that the mount itself made or moved something to backing name `name` (and

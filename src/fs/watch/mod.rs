@@ -325,6 +325,14 @@ impl BackingWatch {
         Some(w)
     }
 
+    /// The watch cannot be read: from now on every reply gets the short timeouts (the
+    /// kernel's caches were dropped with the last batch).
+    fn give_up(&self) {
+        log::warn!("{}", Plan::Off("the watch of CIPHERDIR failed".into()));
+        // Odd, as while lost events are made up for, and never even again.
+        self.resync.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Whether the events read name the process that made them, so that the mount's own are
     /// dropped as they are read (fanotify). Otherwise (inotify) the mount's requests record
     /// what they change, and the watcher judges each event against those records.
@@ -512,7 +520,9 @@ impl BackingWatch {
         let Some(w) = s.by_ino.remove(&ino) else { return };
         if s.by_id.get(&w.id) == Some(&ino) {
             s.by_id.remove(&w.id);
-            drop(s);
+            // Removed under the state lock: an `ensure` of the same directory in between
+            // would find its watch still there (adding it again does nothing), record it, and
+            // then lose it to this removal (fanotify says nothing when a mark goes).
             match (&self.backend, w.id) {
                 (Backend::Inotify(watches), WatchId::Wd(wd)) => {
                     let _ = watches.lock().unwrap_or_else(|p| p.into_inner()).remove(wd);
