@@ -69,11 +69,13 @@ fn caller(req: &Request) -> Caller {
     }
 }
 
-/// Tells `ops` that a request changing name `name` of directory `parent` failed (see
-/// [`Ops::change_failed`]).
-fn failed_in<T: Ops, R>(ops: &T, r: &Result<R, VaultError>, parent: INodeNo, name: &OsStr) {
+/// Tells `ops` when `r`, the result of a request changing `names` (directory, name) and
+/// `inodes`, is a failure (see [`Ops::change_failed`]).
+fn if_failed<T: Ops, R>(ops: &T, r: &Result<R, VaultError>, names: &[(INodeNo, &OsStr)], inodes: &[INodeNo]) {
     if r.is_err() {
-        ops.change_failed(&[(parent.0, name.as_bytes())], &[]);
+        let names: Vec<(u64, &[u8])> = names.iter().map(|(d, n)| (d.0, n.as_bytes())).collect();
+        let inodes: Vec<u64> = inodes.iter().map(|i| i.0).collect();
+        ops.change_failed(&names, &inodes);
     }
 }
 
@@ -250,12 +252,11 @@ impl<T: Ops> Filesystem for Adapter<T> {
             kill_privs: size.is_some() && req.uid() != 0,
         };
         let t = self.0.attr_ticket(ino.0);
-        match self.0.setattr(ino.0, fh.map(|f| f.0), s) {
+        let r = self.0.setattr(ino.0, fh.map(|f| f.0), s);
+        if_failed(&*self.0, &r, &[], &[ino]);
+        match r {
             Ok(attr) => reply.attr(&attr_ttl(&*self.0, t, &attr), &attr),
-            Err(e) => {
-                self.0.change_failed(&[], &[ino.0]);
-                reply.error(errno("setattr", e))
-            }
+            Err(e) => reply.error(errno("setattr", e)),
         }
     }
 
@@ -281,7 +282,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         let _own = self.0.own_op();
         let t = self.0.entry_ticket(parent.0);
         let r = self.0.mknod(parent.0, name.as_bytes(), mode, rdev, caller(req));
-        failed_in(&*self.0, &r, parent, name);
+        if_failed(&*self.0, &r, &[(parent, name)], &[]);
         entry_or_reply(&*self.0, t, r, "mknod", reply);
     }
 
@@ -290,7 +291,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         let _own = self.0.own_op();
         let t = self.0.entry_ticket(parent.0);
         let r = self.0.mkdir(parent.0, name.as_bytes(), mode, caller(req));
-        failed_in(&*self.0, &r, parent, name);
+        if_failed(&*self.0, &r, &[(parent, name)], &[]);
         entry_or_reply(&*self.0, t, r, "mkdir", reply);
     }
 
@@ -298,7 +299,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         self.1.add(Req::Unlink);
         let _own = self.0.own_op();
         let r = self.0.unlink(parent.0, name.as_bytes());
-        failed_in(&*self.0, &r, parent, name);
+        if_failed(&*self.0, &r, &[(parent, name)], &[]);
         ok_or_reply(r, "unlink", reply);
     }
 
@@ -306,7 +307,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         self.1.add(Req::Rmdir);
         let _own = self.0.own_op();
         let r = self.0.rmdir(parent.0, name.as_bytes());
-        failed_in(&*self.0, &r, parent, name);
+        if_failed(&*self.0, &r, &[(parent, name)], &[]);
         ok_or_reply(r, "rmdir", reply);
     }
 
@@ -316,7 +317,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         let target = target.as_os_str().as_bytes();
         let t = self.0.entry_ticket(parent.0);
         let r = self.0.symlink(parent.0, link_name.as_bytes(), target, caller(req));
-        failed_in(&*self.0, &r, parent, link_name);
+        if_failed(&*self.0, &r, &[(parent, link_name)], &[]);
         entry_or_reply(&*self.0, t, r, "symlink", reply);
     }
 
@@ -335,10 +336,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         let r = self
             .0
             .rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), flags.bits());
-        if r.is_err() {
-            let names = [(parent.0, name.as_bytes()), (newparent.0, newname.as_bytes())];
-            self.0.change_failed(&names, &[]);
-        }
+        if_failed(&*self.0, &r, &[(parent, name), (newparent, newname)], &[]);
         ok_or_reply(r, "rename", reply);
     }
 
@@ -347,9 +345,7 @@ impl<T: Ops> Filesystem for Adapter<T> {
         let _own = self.0.own_op();
         let t = self.0.entry_ticket(newparent.0);
         let r = self.0.link(ino.0, newparent.0, newname.as_bytes());
-        if r.is_err() {
-            self.0.change_failed(&[(newparent.0, newname.as_bytes())], &[ino.0]);
-        }
+        if_failed(&*self.0, &r, &[(newparent, newname)], &[ino]);
         entry_or_reply(&*self.0, t, r, "link", reply);
     }
 
@@ -569,16 +565,15 @@ impl<T: Ops> Filesystem for Adapter<T> {
         self.1.add(Req::Create);
         let _own = self.0.own_op();
         let t = self.0.entry_ticket(parent.0);
-        match self.0.create(parent.0, name.as_bytes(), mode, flags, caller(req)) {
+        let r = self.0.create(parent.0, name.as_bytes(), mode, flags, caller(req));
+        if_failed(&*self.0, &r, &[(parent, name)], &[]);
+        match r {
             Ok(((attr, generation), fh)) => {
                 let ttl = attr_ttl(&*self.0, t, &attr);
                 let keep = keep_cache(&*self.0, t) & pages_kept(&*self.0, attr.ino.0, fh);
                 reply.created(&ttl, &attr, generation, FileHandle(fh), keep)
             }
-            Err(e) => {
-                self.0.change_failed(&[(parent.0, name.as_bytes())], &[]);
-                reply.error(errno("create", e))
-            }
+            Err(e) => reply.error(errno("create", e)),
         }
     }
 

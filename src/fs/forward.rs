@@ -41,8 +41,8 @@ impl Ops for CofferFs {
     }
 
     fn own_op(&self) -> Option<super::watch::OwnOp> {
-        // A watch whose events name their process waits for no request (see `exact`).
-        self.watch.as_ref().filter(|w| !w.exact()).map(|w| w.own_op())
+        // A watch whose events name their process waits for no request.
+        self.recording().map(|w| w.own_op())
     }
 
     fn change_failed(&self, names: &[(u64, &[u8])], inodes: &[u64]) {

@@ -58,7 +58,7 @@ impl CofferFs {
         }
         let rejudge_until = Instant::now() + REJUDGE_MAX;
         for ((dir, entry), mask) in &batch.entries {
-            self.entry_changed(w, *dir, entry, *mask, !batch.exact, rejudge_until, &mut notes);
+            self.entry_changed(w, *dir, entry, *mask, !w.exact(), rejudge_until, &mut notes);
         }
         if !notes.is_empty() {
             w.foreign.fetch_add(1, Ordering::Relaxed);
@@ -170,7 +170,7 @@ impl CofferFs {
     /// them (fanotify), the kernel drops everything it holds of the mount, as after lost
     /// events. Not from a request's thread (see [`tell_kernel`](Self::tell_kernel)).
     pub(in crate::fs) fn own_tree_changed(&self) {
-        if let Some(w) = self.watch.as_ref().filter(|w| w.exact()) {
+        if let Some(w) = self.exact_watch() {
             self.drop_all_kernel_caches(w);
             self.dir_cache_clear();
         }

@@ -33,15 +33,20 @@ pub struct Batch {
     pub entries: HashMap<(u64, Vec<u8>), EventMask>,
     /// Directories whose own attributes changed, or which were deleted or moved.
     pub dirs: HashSet<u64>,
-    /// Every event of the batch was made by someone else (fanotify told): no change in it
-    /// needs judging against the mount's own.
-    pub exact: bool,
     /// The watch cannot be read (any more): after this batch the mount keeps the short
     /// timeouts.
     pub failed: bool,
 }
 
 impl Batch {
+    /// The watch cannot be read (`why`): everything the kernel holds is dropped with this
+    /// batch, and the mount keeps the short timeouts after it.
+    fn fail(&mut self, why: std::fmt::Arguments<'_>) {
+        log::warn!("kernel cache: {why}; invalidating everything");
+        self.overflow = true;
+        self.failed = true;
+    }
+
     fn is_empty(&self) -> bool {
         !self.overflow && self.entries.is_empty() && self.dirs.is_empty()
     }
@@ -96,10 +101,7 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Reader, stop: A
             watch.own().retire_before(recorded);
             continue;
         }
-        let mut batch = Batch {
-            exact: watch.exact(),
-            ..Batch::default()
-        };
+        let mut batch = Batch::default();
         let first = Instant::now();
         loop {
             match &mut reader {
@@ -118,7 +120,8 @@ fn run(fs: Weak<CofferFs>, watch: Arc<BackingWatch>, mut reader: Reader, stop: A
         // this point: the batch is judged once those requests have ended.
         let mark = watch.own_mark();
         if !batch.is_empty() {
-            if !batch.exact {
+            // fanotify's events of the mount's own were dropped as they were read.
+            if !watch.exact() {
                 watch.wait_own_before(mark, OWN_WAIT);
             }
             let Some(fs) = fs.upgrade() else { return };
@@ -161,12 +164,7 @@ fn drain(reader: &mut Inotify, buf: &mut [u8], watch: &BackingWatch, batch: &mut
         let events = match reader.read_events(buf) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(e) => {
-                log::warn!("kernel cache: reading inotify events: {e}; invalidating everything");
-                batch.overflow = true;
-                batch.failed = true;
-                return;
-            }
+            Err(e) => return batch.fail(format_args!("reading inotify events: {e}")),
         };
         let mut any = false;
         for ev in events {
@@ -209,20 +207,12 @@ fn drain_fanotify(reader: &Fanotify, buf: &mut [u8], own_pid: i32, watch: &Backi
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::warn!("kernel cache: reading fanotify events: {e}; invalidating everything");
-                batch.overflow = true;
-                batch.failed = true;
-                return;
-            }
+            Err(e) => return batch.fail(format_args!("reading fanotify events: {e}")),
         };
         let events = match fanotify::parse(&buf[..n]) {
             Ok(e) => e,
             Err(fanotify::Malformed) => {
-                log::warn!("kernel cache: a fanotify event this build cannot read; invalidating everything");
-                batch.overflow = true;
-                batch.failed = true;
-                return;
+                return batch.fail(format_args!("a fanotify event this build cannot read"));
             }
         };
         for ev in events {

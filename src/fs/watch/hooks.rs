@@ -110,6 +110,12 @@ impl CofferFs {
         self.watch.as_ref().filter(|w| !w.exact())
     }
 
+    /// The watch, when its events name their process (fanotify): it drops every change this
+    /// process makes, so what the requests cannot vouch for must be told to the kernel.
+    pub(in crate::fs) fn exact_watch(&self) -> Option<&std::sync::Arc<BackingWatch>> {
+        self.watch.as_ref().filter(|w| w.exact())
+    }
+
     /// Records that the mount itself just changed the backing object statting as `st`.
     pub(in crate::fs) fn own_change(&self, st: &libc::stat) {
         if let Some(w) = self.recording() {
@@ -201,9 +207,7 @@ impl CofferFs {
     /// the watch would drop a client's change. (Under inotify, a change is the mount's own
     /// only once the request recorded it, which a failed request does not.)
     pub(in crate::fs) fn own_change_failed(&self, names: &[(u64, &[u8])], inodes: &[u64]) {
-        let Some(w) = self.watch.as_ref().filter(|w| w.exact()) else {
-            return;
-        };
+        let Some(w) = self.exact_watch() else { return };
         let mut notes = Vec::new();
         for (dir, name) in names {
             notes.push(Note::Entry(*dir, name.to_vec()));
