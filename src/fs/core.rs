@@ -549,10 +549,10 @@ impl CofferFs {
     }
 
     /// After creating `entry` in `dir`: give it to the caller when serving other users as
-    /// root, honouring a setgid parent.
-    pub(super) fn set_owner(&self, dir: &Dir, entry: &[u8], uid: u32, gid: u32) -> Result<()> {
+    /// root, honouring a setgid parent. Whether it changed the entry.
+    pub(super) fn set_owner(&self, dir: &Dir, entry: &[u8], uid: u32, gid: u32) -> Result<bool> {
         if !self.chown_to_caller {
-            return Ok(());
+            return Ok(false);
         }
         let pst = dir.fd.fstat().at(&dir.rel)?;
         let gid = if pst.st_mode & libc::S_ISGID != 0 {
@@ -568,6 +568,6 @@ impl CofferFs {
         if setid != 0 && fmt != libc::S_IFLNK && fmt != libc::S_IFDIR {
             dir.fd.chmod(entry, st.st_mode & 0o7777).at(dir.rel_child(entry))?;
         }
-        Ok(())
+        Ok(true)
     }
 }

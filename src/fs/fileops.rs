@@ -164,14 +164,16 @@ impl CofferFs {
         };
         let rel = file.rel().to_path_buf();
         // The daemon's umask must not narrow the mode the kernel already masked.
-        let st = backing::fstat(file.backing().as_raw_fd()).at(&rel)?;
-        if st.st_mode & 0o7777 != mode & 0o7777 {
+        let mut st = backing::fstat(file.backing().as_raw_fd()).at(&rel)?;
+        let chmod = st.st_mode & 0o7777 != mode & 0o7777;
+        if chmod {
             file.backing()
                 .set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
                 .at(&rel)?;
         }
-        self.set_owner(&dir, &cname.entry, who.uid, who.gid)?;
-        let st = backing::fstat(file.backing().as_raw_fd()).at(&rel)?;
+        if self.set_owner(&dir, &cname.entry, who.uid, who.gid)? || chmod {
+            st = backing::fstat(file.backing().as_raw_fd()).at(&rel)?;
+        }
         // After the node exists, so that it keeps the stamp its close is judged by.
         let out = self.entry(parent, name, &dir, &cname.entry, &st);
         self.own_change(&st);

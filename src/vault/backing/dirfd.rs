@@ -83,18 +83,19 @@ impl DirFd {
     /// never passes O_APPEND or O_TRUNC. Anything but a regular file (a FIFO, socket or device
     /// planted in CIPHERDIR) is refused with [`NotRegular`] instead of blocking the caller: the
     /// open itself is non-blocking, the type is checked with fstat, then O_NONBLOCK is cleared.
+    /// An exclusive create makes a new regular file or fails, and needs none of that.
     pub fn open_file(&self, name: &[u8], write: bool, create_mode: Option<u32>) -> io::Result<File> {
         let c = single_component(name)?;
-        let mut flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+        let mut flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY;
         flags |= if write { libc::O_RDWR } else { libc::O_RDONLY };
-        let mode = match create_mode {
-            Some(m) => {
-                flags |= libc::O_CREAT | libc::O_EXCL;
-                m
-            }
-            None => 0,
-        };
-        let fd = openat_atime(self.as_raw_fd(), &c, flags, mode, self.noatime.files)?;
+        if let Some(mode) = create_mode {
+            // O_EXCL: a new regular file or EEXIST (never a FIFO that could block the open).
+            flags |= libc::O_CREAT | libc::O_EXCL;
+            let fd = openat_atime(self.as_raw_fd(), &c, flags, mode, self.noatime.files)?;
+            // SAFETY: fd is fresh and owned here.
+            return Ok(unsafe { File::from_raw_fd(fd) });
+        }
+        let fd = openat_atime(self.as_raw_fd(), &c, flags | libc::O_NONBLOCK, 0, self.noatime.files)?;
         // SAFETY: fd is fresh and owned here.
         let file = unsafe { File::from_raw_fd(fd) };
         let fmt = fstat(file.as_raw_fd())?.st_mode & libc::S_IFMT;

@@ -251,8 +251,20 @@ impl<S: Storage> CryptFile<S> {
     /// The header, written now with a fresh file ID if the file has none: 16 random bytes, or
     /// for version 3 the newest epoch's ID and 12 random bytes.
     pub fn ensure_header(&self) -> Result<FileHeader> {
+        match self.header_or_new()? {
+            (h, false) => Ok(h),
+            (h, true) => {
+                self.storage.write_all_at(&h.encode(), 0).at(&self.rel)?;
+                Ok(h)
+            }
+        }
+    }
+
+    /// The file's header, or a new one (`true`) that the caller writes: a file without a
+    /// header is empty.
+    fn header_or_new(&self) -> Result<(FileHeader, bool)> {
         if let Some(h) = self.header()? {
-            return Ok(h);
+            return Ok((h, false));
         }
         let mut file_id: [u8; 16] = crypto::random_array()?;
         if self.new_version == FILE_V3 {
@@ -267,8 +279,7 @@ impl<S: Storage> CryptFile<S> {
             version: self.new_version,
             file_id,
         };
-        self.storage.write_all_at(&h.encode(), 0).at(&self.rel)?;
-        Ok(h)
+        Ok((h, true))
     }
 
     /// The write session block `b` carries, read from its nonce through the codec without

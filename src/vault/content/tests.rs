@@ -152,6 +152,44 @@ fn a_torn_growing_write_is_rolled_back() {
 }
 
 #[test]
+fn a_new_files_first_write_carries_its_header() {
+    for version in [FILE_V1, FILE_V2, FILE_V3] {
+        // From block 0: the header and the blocks in one write at offset 0.
+        let f = on(Vec::new(), version);
+        f.storage().record();
+        let plain = pattern(2 * B + 100, 3);
+        f.write_at(&plain, 0).unwrap();
+        let ops = f.storage().recorded();
+        assert_eq!(ops.len(), 1, "{ops:?}");
+        let MemOp::Write { off, bytes } = &ops[0] else {
+            panic!("{ops:?}")
+        };
+        assert_eq!((*off, bytes.len() as u64), (0, cipher_size(plain.len() as u64)));
+        assert_eq!(FileHeader::decode(&bytes[..HEADER_LEN]).unwrap().version, version);
+        assert_eq!(read_all(&f).unwrap(), plain);
+
+        // From a later block: the header first, on its own (the blocks do not follow it).
+        let f = on(Vec::new(), version);
+        f.storage().record();
+        f.write_at(b"late", 2 * B as u64).unwrap();
+        let ops = f.storage().recorded();
+        assert!(
+            matches!(&ops[0], MemOp::Write { off: 0, bytes } if bytes.len() == HEADER_LEN),
+            "{ops:?}"
+        );
+        assert_eq!(read_all(&f).unwrap(), [&vec![0; 2 * B][..], b"late"].concat());
+
+        // Torn: nothing is left, not even a header without blocks.
+        let f = on(Vec::new(), version);
+        f.storage().tear_next_write(HEADER_LEN + 10);
+        assert_eq!(f.write_at(&plain, 0).unwrap_err().errno(), libc::EIO);
+        assert!(f.storage().bytes().is_empty());
+        f.write_at(b"again", 0).unwrap();
+        assert_eq!(read_all(&f).unwrap(), b"again");
+    }
+}
+
+#[test]
 fn a_torn_last_block_costs_that_block_only() {
     let old = pattern(3 * B + 300, 9);
     let f = file_with(FILE_V1, &old);

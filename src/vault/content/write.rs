@@ -2,7 +2,7 @@
 //! `set_len` (truncate or extend).
 
 use crate::crypto::{self, NONCE_LEN, TAG_LEN};
-use crate::format::header::FileHeader;
+use crate::format::header::{FileHeader, HEADER_LEN};
 use crate::format::offsets::{self, block_of, block_plain_len, BlockNo, CIPHER_BLOCK, MAX_PLAIN_SIZE, PLAIN_BLOCK};
 use crate::vault::codec::{sealed_len, tail_tag, BlockCodec, PendingBlock};
 use crate::vault::error::{IoContext, Result, VaultError};
@@ -33,10 +33,14 @@ impl<S: Storage> CryptFile<S> {
             .filter(|&e| e <= MAX_PLAIN_SIZE)
             .ok_or_else(|| VaultError::errno_at(&self.rel, libc::EFBIG))?;
         let sizes = self.cut_torn_tail()?;
-        let h = self.ensure_header()?;
+        let first = block_of(off);
+        let (h, mut new_header) = self.header_or_new()?;
+        if new_header && first.0 != 0 {
+            self.storage.write_all_at(&h.encode(), 0).at(&self.rel)?;
+            new_header = false;
+        }
         let new_size = end.max(sizes.plain);
         let new_last = block_of(new_size - 1);
-        let first = block_of(off);
         let last = block_of(end - 1);
         self.check_replaced_last(&h, &sizes, off, end, new_size)?;
         let seals_last = sizes.plain == 0 || last >= block_of(sizes.plain - 1);
@@ -86,9 +90,18 @@ impl<S: Storage> CryptFile<S> {
             written_len: sealed.len() as u64,
         };
         let undo = self.begin_growth(&growth)?;
-        let r = self
-            .reseal_old_last(&h, &growth, s)
-            .and_then(|()| self.storage.write_all_at(&sealed, first.cipher_off()).at(&self.rel));
+        let r = self.reseal_old_last(&h, &growth, s).and_then(|()| {
+            if new_header {
+                // A new file's header and its first blocks in one write (block 0 follows
+                // the header).
+                let mut all = Vec::with_capacity(HEADER_LEN + sealed.len());
+                all.extend_from_slice(&h.encode());
+                all.extend_from_slice(&sealed);
+                self.storage.write_all_at(&all, 0).at(&self.rel)
+            } else {
+                self.storage.write_all_at(&sealed, first.cipher_off()).at(&self.rel)
+            }
+        });
         let r = self.finish_growth(r, undo);
         // The last block's tag, when this write sealed it (it ends the buffer).
         self.end_write(&h, s, new_size, outcome(&r, (last == new_last).then_some(&sealed[..])))?;

@@ -239,16 +239,23 @@ impl Vault {
     /// name. Each is looked for under every epoch's names key, newest first. When none exists,
     /// the name a new entry would get (newest epoch, the diriv).
     pub fn resolve(&self, dir: &Dir, plain: &[u8]) -> Result<CipherName> {
+        self.resolve_stat(dir, plain).map(|(name, _)| name)
+    }
+
+    /// [`resolve`](Self::resolve), with the result of lstat-ing the main name when that is
+    /// the answer (what it was found or not found by; a lookup needs no second stat).
+    fn resolve_stat(&self, dir: &Dir, plain: &[u8]) -> Result<(CipherName, Option<std::io::Result<libc::stat>>)> {
         let main = self.cipher_name(dir, plain)?;
-        if dir.fd.stat(&main.entry).is_ok() {
-            return Ok(main);
+        let main_st = dir.fd.stat(&main.entry);
+        if main_st.is_ok() {
+            return Ok((main, Some(main_st)));
         }
         // The first pair is the newest epoch under the diriv: `main`, looked at already.
         let all = self.vault_keys();
         for (keys, iv) in Self::name_keys(&all, dir).skip(1) {
             let n = self.cipher_name_in(keys, iv, plain)?;
             if dir.fd.stat(&n.entry).is_ok() {
-                return Ok(n);
+                return Ok((n, None));
             }
         }
         for (orig, marker) in conflict::split_plain(plain) {
@@ -270,17 +277,20 @@ impl Vault {
                     }
                 };
                 if dir.fd.stat(&candidate).is_ok() {
-                    return Ok(CipherName {
-                        entry: candidate,
-                        long: None,
-                    });
+                    return Ok((
+                        CipherName {
+                            entry: candidate,
+                            long: None,
+                        },
+                        None,
+                    ));
                 }
             }
         }
         if let Some(dup) = self.resolve_duplicate(dir, plain)? {
-            return Ok(dup);
+            return Ok((dup, None));
         }
-        Ok(main)
+        Ok((main, Some(main_st)))
     }
 
     fn resolve_duplicate(&self, dir: &Dir, plain: &[u8]) -> Result<Option<CipherName>> {
@@ -396,8 +406,12 @@ impl Vault {
 
     /// Finds the backing entry shown as `plain` in `dir` and stats it (lstat semantics).
     pub fn lookup(&self, dir: &Dir, plain: &[u8]) -> Result<(CipherName, libc::stat)> {
-        let name = self.resolve(dir, plain)?;
-        let st = dir.fd.stat(&name.entry).at(dir.rel_child(&name.entry))?;
+        let (name, st) = self.resolve_stat(dir, plain)?;
+        let st = match st {
+            Some(st) => st,
+            None => dir.fd.stat(&name.entry),
+        };
+        let st = st.at(dir.rel_child(&name.entry))?;
         Ok((name, st))
     }
 }
