@@ -549,7 +549,8 @@ impl CofferFs {
     }
 
     /// After creating `entry` in `dir`: give it to the caller when serving other users as
-    /// root, honouring a setgid parent. Whether it changed the entry.
+    /// root, honouring a setgid parent. Whether it may have changed the entry (its stat is
+    /// then taken again).
     pub(super) fn set_owner(&self, dir: &Dir, entry: &[u8], uid: u32, gid: u32) -> Result<bool> {
         if !self.chown_to_caller {
             return Ok(false);

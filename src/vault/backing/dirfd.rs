@@ -90,8 +90,12 @@ impl DirFd {
         flags |= if write { libc::O_RDWR } else { libc::O_RDONLY };
         if let Some(mode) = create_mode {
             // O_EXCL: a new regular file or EEXIST (never a FIFO that could block the open).
+            // No O_NOATIME: where the new file is not the caller's (a file system that forces
+            // its owner), the kernel refuses it only after making the file, and the retry
+            // without it would meet EEXIST and leave that file behind.
             flags |= libc::O_CREAT | libc::O_EXCL;
-            let fd = openat_atime(self.as_raw_fd(), &c, flags, mode, self.noatime.files)?;
+            // SAFETY: valid dirfd and C string.
+            let fd = check(unsafe { libc::openat(self.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) })?;
             // SAFETY: fd is fresh and owned here.
             return Ok(unsafe { File::from_raw_fd(fd) });
         }
@@ -471,6 +475,28 @@ mod tests {
             d.open_file(b"evilf", false, None).unwrap_err().raw_os_error(),
             Some(libc::ELOOP)
         );
+    }
+
+    #[test]
+    fn an_exclusive_create_never_opens_what_is_there() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = DirFd::open_path(tmp.path()).unwrap();
+        use std::os::unix::ffi::OsStringExt;
+        let fifo = CString::new(tmp.path().join("fifo").into_os_string().into_vec()).unwrap();
+        // SAFETY: valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        std::os::unix::fs::symlink(tmp.path().join("absent"), tmp.path().join("dangling")).unwrap();
+        std::fs::write(tmp.path().join("file"), b"kept").unwrap();
+        for name in ["fifo", "dangling", "file"] {
+            // A FIFO without a writer would block an open that waited for one.
+            let e = d.open_file(name.as_bytes(), true, Some(0o600)).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EEXIST), "{name}");
+        }
+        assert!(!tmp.path().join("absent").exists(), "the symlink was not followed");
+        assert_eq!(std::fs::read(tmp.path().join("file")).unwrap(), b"kept");
+        let made = d.open_file(b"new", true, Some(0o640)).unwrap();
+        let st = fstat(made.as_raw_fd()).unwrap();
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFREG);
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub(super) struct Growth<'a> {
     pub(super) new_size: u64,
     /// The first block it writes.
     pub(super) first_written: BlockNo,
-    /// Backing bytes it writes from the start of that block.
+    /// Backing bytes it writes from the start of that block (a new file's header, written
+    /// with block 0, lies in the same file-system block as block 0's start).
     pub(super) written_len: u64,
 }
 

@@ -179,13 +179,26 @@ fn a_new_files_first_write_carries_its_header() {
         );
         assert_eq!(read_all(&f).unwrap(), [&vec![0; 2 * B][..], b"late"].concat());
 
-        // Torn: nothing is left, not even a header without blocks.
+        // Part of block 0 only: still one write, the rest of the block zeros.
         let f = on(Vec::new(), version);
-        f.storage().tear_next_write(HEADER_LEN + 10);
-        assert_eq!(f.write_at(&plain, 0).unwrap_err().errno(), libc::EIO);
-        assert!(f.storage().bytes().is_empty());
-        f.write_at(b"again", 0).unwrap();
-        assert_eq!(read_all(&f).unwrap(), b"again");
+        f.storage().record();
+        f.write_at(b"x", 100).unwrap();
+        assert!(matches!(&f.storage().recorded()[..], [MemOp::Write { off: 0, .. }]));
+        assert_eq!(read_all(&f).unwrap(), [&[0; 100][..], b"x"].concat());
+
+        // Torn, or the disk full: nothing is left, not even a header without blocks.
+        for fail in [
+            (|f: &CryptFile<MemStorage>| f.storage().tear_next_write(HEADER_LEN + 10)) as fn(&_),
+            |f| f.storage().run_out_at(Some(HEADER_LEN as u64 + 10)),
+        ] {
+            let f = on(Vec::new(), version);
+            fail(&f);
+            assert!(f.write_at(&plain, 0).is_err());
+            f.storage().run_out_at(None);
+            assert!(f.storage().bytes().is_empty(), "{:?}", f.storage().bytes().len());
+            f.write_at(b"again", 0).unwrap();
+            assert_eq!(read_all(&f).unwrap(), b"again");
+        }
     }
 }
 
