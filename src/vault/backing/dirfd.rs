@@ -90,14 +90,20 @@ impl DirFd {
         flags |= if write { libc::O_RDWR } else { libc::O_RDONLY };
         if let Some(mode) = create_mode {
             // O_EXCL: a new regular file or EEXIST (never a FIFO that could block the open).
-            // No O_NOATIME: where the new file is not the caller's (a file system that forces
-            // its owner), the kernel refuses it only after making the file, and the retry
-            // without it would meet EEXIST and leave that file behind.
+            // O_NOATIME is set afterwards: where the new file is not the caller's (a file
+            // system that forces its owner), the kernel refuses it only after making the
+            // file, and a retry without it would meet EEXIST and leave that file behind.
             flags |= libc::O_CREAT | libc::O_EXCL;
             // SAFETY: valid dirfd and C string.
             let fd = check(unsafe { libc::openat(self.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) })?;
             // SAFETY: fd is fresh and owned here.
-            return Ok(unsafe { File::from_raw_fd(fd) });
+            let file = unsafe { File::from_raw_fd(fd) };
+            if self.noatime.files {
+                // SAFETY: valid fd; F_SETFL changes only the status flags (none set before);
+                // EPERM (not the owner) leaves the file as it is.
+                unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, libc::O_NOATIME) };
+            }
+            return Ok(file);
         }
         let fd = openat_atime(self.as_raw_fd(), &c, flags | libc::O_NONBLOCK, 0, self.noatime.files)?;
         // SAFETY: fd is fresh and owned here.
@@ -497,6 +503,24 @@ mod tests {
         let made = d.open_file(b"new", true, Some(0o640)).unwrap();
         let st = fstat(made.as_raw_fd()).unwrap();
         assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFREG);
+        // SAFETY: valid fd.
+        let fl = unsafe { libc::fcntl(made.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(fl & (libc::O_NOATIME | libc::O_NONBLOCK), 0, "{fl:#x}");
+
+        // Under noatime the new file is opened with O_NOATIME too.
+        let mut d = d;
+        d.set_noatime(NoAtime {
+            files: true,
+            dirs: false,
+        });
+        let made = d.open_file(b"quiet", true, Some(0o600)).unwrap();
+        // SAFETY: valid fd.
+        let fl = unsafe { libc::fcntl(made.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(
+            fl & (libc::O_NOATIME | libc::O_ACCMODE),
+            libc::O_NOATIME | libc::O_RDWR,
+            "{fl:#x}"
+        );
     }
 
     #[test]
